@@ -1,0 +1,55 @@
+"""The ``flytomo`` command. Each subcommand lives in its own module under ``hpc/commands``.
+
+A module there defines ``register(subparsers) -> None``; the parser it adds sets
+``func=callable(args) -> int``. Bad input raises :class:`recon.errors.FlytomoError`, which
+this entry point turns into one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import recon
+from recon.errors import FlytomoError
+
+#: subcommand modules, in the order ``flytomo --help`` lists them
+COMMANDS = (
+    "recon", "simulate", "train", "init", "check", "run", "demo", "submit", "analyze",
+    "simulate_experiment",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flytomo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"flytomo {recon.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"hpc.commands.{name}")
+        except ModuleNotFoundError as err:  # a command whose module is not written yet
+            if err.name == f"hpc.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FlytomoError as err:
+        print(f"flytomo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flytomo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Scan geometry shared by every slice of a parallel-beam fly-scan.
+
+Conventions (DESIGN.md): angles are radians inside the code, degrees in files; a recorded
+angle is the middle of its exposure, the blur spans θ ± Δθ/2; ``center`` is the detector
+column (0-based, pixel i centred at i) onto which the rotation axis projects.
+
+Orientation (the same as astra-toolbox's 2D ``parallel`` geometry, so sinograms compare
+one to one): an image pixel (row r, column c) of an n×n slice sits at
+x = c − (n−1)/2, y = (n−1)/2 − r and projects at angle θ onto the detector column
+u = center + x·cos θ + y·sin θ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recon.errors import FlytomoError
+
+
+def default_blur_angle(angles: np.ndarray) -> float:
+    """Median step between sorted recorded angles (radians): a dead-time-free continuous scan."""
+    a = np.sort(np.asarray(angles, dtype=np.float64))
+    if a.size < 2:
+        return 0.0
+    return float(np.median(np.diff(a)))
+
+
+@dataclass(frozen=True)
+class ScanGeometry:
+    """Parallel-beam fly-scan geometry of one scan (all rows share it).
+
+    Attributes
+    ----------
+    angles : (n_angles,) float64, radians, exposure middles.
+    n_columns : detector width in pixels.
+    center : rotation-axis column on the detector (pixels, 0-based).
+    blur_angle : angle turned during one exposure (radians), Δθ.
+    image_size : reconstructed slices are image_size × image_size pixels.
+    """
+
+    angles: np.ndarray
+    n_columns: int
+    center: float
+    blur_angle: float
+    image_size: int
+    _key: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        angles = np.ascontiguousarray(self.angles, dtype=np.float64).reshape(-1)
+        object.__setattr__(self, "angles", angles)
+        if angles.size == 0 or not np.all(np.isfinite(angles)):
+            raise FlytomoError(None, "scan geometry needs at least one finite angle")
+        if self.n_columns < 1 or self.image_size < 1:
+            raise FlytomoError(None, "detector width and image size must be positive")
+        if not np.isfinite(self.center) or not np.isfinite(self.blur_angle) or self.blur_angle < 0:
+            raise FlytomoError(None, "center and blur angle must be finite, blur angle ≥ 0")
+        object.__setattr__(
+            self,
+            "_key",
+            (angles.tobytes(), int(self.n_columns), float(self.center), float(self.blur_angle), int(self.image_size)),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        angles_deg: np.ndarray,
+        n_columns: int,
+        *,
+        center: float | None = None,
+        blur_angle_deg: float | None = None,
+        image_size: int | None = None,
+    ) -> "ScanGeometry":
+        """Build from file units: angles and blur in degrees; defaults per DESIGN.md."""
+        angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
+        blur = default_blur_angle(angles) if blur_angle_deg is None else float(np.deg2rad(blur_angle_deg))
+        return cls(
+            angles=angles,
+            n_columns=int(n_columns),
+            center=(n_columns - 1) / 2.0 if center is None else float(center),
+            blur_angle=blur,
+            image_size=int(n_columns if image_size is None else image_size),
+        )
+
+    @property
+    def n_angles(self) -> int:
+        return int(self.angles.size)
+
+    @property
+    def angles_deg(self) -> np.ndarray:
+        return np.rad2deg(self.angles)
+
+    @property
+    def blur_angle_deg(self) -> float:
+        return float(np.rad2deg(self.blur_angle))
+
+    @property
+    def angular_range(self) -> float:
+        """Span of the recorded angles plus one step (radians): π for a half turn."""
+        a = np.sort(self.angles)
+        step = default_blur_angle(a) if a.size > 1 else np.pi
+        return float(a[-1] - a[0] + step)
+
+    def key(self) -> tuple:
+        """Hashable identity, for operator caches."""
+        return self._key
+
+    def with_blur(self, blur_angle: float) -> "ScanGeometry":
+        """Same geometry with another blur angle (radians)."""
+        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description (degrees), for provenance."""
+        return {
+            "angles_deg": [float(a) for a in self.angles_deg],
+            "n_columns": self.n_columns,
+            "center": self.center,
+            "blur_angle_deg": self.blur_angle_deg,
+            "image_size": self.image_size,
+            "angle_reference": "exposure middle",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScanGeometry":
+        return cls.create(
+            np.asarray(d["angles_deg"]), int(d["n_columns"]), center=float(d["center"]),
+            blur_angle_deg=float(d["blur_angle_deg"]), image_size=int(d["image_size"]),
+        )
