@@ -1,0 +1,149 @@
+"""The one dispatch point for reconstruction methods (as TomoPy's ``recon``).
+
+Every method maps line integrals (z, n_angles, n_columns) + a :class:`ScanGeometry` to a
+volume (z, n, n) float32, attenuation per pixel. Options are checked against the method's
+allowed names before any work. ``make_reconstructor`` builds operators (and a model) once
+and reuses them for every chunk of rows with that geometry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from recon.errors import FlytomoError
+from recon.fbp import WINDOWS, fbp
+from recon.geometry import ScanGeometry
+from recon.mlem import DEFAULT_ITERATIONS, mlem
+from recon.operators import FlyScanProjector, Projector
+
+SliceFn = Callable[[torch.Tensor], torch.Tensor]  # (B, n_angles, n_columns) → (B, n, n)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A reconstruction method: its option names with defaults and a builder of slice functions."""
+
+    name: str
+    defaults: dict[str, Any]
+    build: Callable[[ScanGeometry, torch.device, dict[str, Any]], SliceFn]
+    summary: str
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
+        raise FlytomoError(None, f"option {name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+def _build_fbp(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+    if opts["window"] not in WINDOWS:
+        raise FlytomoError(None, f"unknown FBP window '{opts['window']}'; choose one of {', '.join(WINDOWS)}")
+    projector = Projector(geometry, device)
+    return lambda sino: fbp(sino, projector, opts["window"])
+
+
+def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
+    def build(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+        iterations = _check_int("iterations", opts["iterations"], 1)
+        if opts["init"] not in ("uniform", "fbp"):
+            raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {opts['init']!r}")
+        projector = projector_class(geometry, device)
+        start = Projector(geometry, device) if opts["init"] == "fbp" and projector_class is not Projector else projector
+
+        def run(sino: torch.Tensor) -> torch.Tensor:
+            x0 = fbp(sino, start).clamp_min(0) if opts["init"] == "fbp" else None
+            return mlem(sino, projector, iterations, x0=x0)
+        return run
+    return build
+
+
+def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+    from recon.infer import network_slice_fn  # torch model code only when asked for
+
+    first = METHODS.get(opts["rrdb_input"])
+    if opts["rrdb_input"] not in ("fbp", "mlem-flyscan"):
+        raise FlytomoError(None, f"option rrdb_input must be 'fbp' or 'mlem-flyscan', got {opts['rrdb_input']!r}")
+    first_opts = {k: opts[k] for k in first.defaults if k in opts}
+    stage1 = first.build(geometry, device, {**first.defaults, **first_opts})
+    return network_slice_fn(stage1, opts["model"], opts["rrdb_input"], device, tile=opts["tile"])
+
+
+METHODS: dict[str, Method] = {
+    "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
+    "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(Projector),
+                   "MLEM with the step-scan projector R (the seed's naive MLEM)"),
+    "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"},
+                           _mlem_builder(FlyScanProjector),
+                           "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
+    "rrdb": Method("rrdb", {"model": None, "rrdb_input": "fbp", "tile": None, "window": "ramp",
+                            "iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _build_rrdb,
+                   "RRDB network applied to an FBP or modified-MLEM reconstruction"),
+}
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def resolve_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in; unknown methods or options raise FlytomoError before any work."""
+    if method not in METHODS:
+        raise FlytomoError(None, f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    spec = METHODS[method]
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        raise FlytomoError(None, f"method {method} takes no option {', '.join(unknown)} "
+                                 f"(it takes {', '.join(spec.defaults) or 'none'})")
+    return {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+
+
+class Reconstructor:
+    """Operators (and a model) for one geometry and method, built once; call on many chunks.
+
+    ``__call__(sino)``: line integrals (z, n_angles, n_columns), numpy or torch → volume
+    (z, n, n) float32 numpy, processed ``batch`` slices at a time.
+    """
+
+    def __init__(self, geometry: ScanGeometry, method: str, device: str = "cpu", batch: int = 64,
+                 **options: Any) -> None:
+        self.geometry = geometry
+        self.method = method
+        self.options = resolve_options(method, options)
+        self.device = _device(device)
+        self.batch = _check_int("batch", batch, 1)
+        self._fn = METHODS[method].build(geometry, self.device, self.options)
+
+    def __call__(self, sino: np.ndarray | torch.Tensor) -> np.ndarray:
+        s = torch.as_tensor(sino)
+        expected = (self.geometry.n_angles, self.geometry.n_columns)
+        if s.dim() != 3 or tuple(s.shape[1:]) != expected:
+            raise FlytomoError(None, f"sinogram shape {tuple(s.shape)} does not match the geometry "
+                                     f"(z, {expected[0]} angles, {expected[1]} columns)")
+        out = []
+        with torch.no_grad():
+            for z0 in range(0, s.shape[0], self.batch):
+                chunk = s[z0:z0 + self.batch].to(self.device, torch.float32)
+                out.append(self._fn(chunk).float().cpu().numpy())
+        n = self.geometry.image_size
+        return np.concatenate(out, axis=0) if out else np.zeros((0, n, n), np.float32)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise FlytomoError(None, "device cuda asked for, but torch sees no CUDA GPU here; use --device cpu")
+    return d
+
+
+def make_reconstructor(geometry: ScanGeometry, method: str, device: str = "cpu", **options: Any) -> Reconstructor:
+    """Build once, call per chunk: see :class:`Reconstructor`."""
+    return Reconstructor(geometry, method, device, **options)
+
+
+def reconstruct(sino: np.ndarray, geometry: ScanGeometry, method: str, device: str = "cpu",
+                **options: Any) -> np.ndarray:
+    """Line integrals (z, n_angles, n_columns) → volume (z, n, n) float32 with ``method``."""
+    return make_reconstructor(geometry, method, device, **options)(sino)
