@@ -21,12 +21,15 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import warnings
+
 import numpy as np
 import torch
 
 from recon.geometry import ScanGeometry
 
 Tensor = torch.Tensor
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 #: matrices above this size (bytes, values + indices, both directions) are not cached whole
 DEFAULT_MAX_CACHED_BYTES = int(4e9)
@@ -88,11 +91,11 @@ def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, shape: tuple[int, i
     """A CSR matrix and the CSR matrix of its transpose, on ``device``."""
     a = torch.sparse_csr_tensor(
         torch.from_numpy(crow), torch.from_numpy(col.astype(np.int64)),
-        torch.from_numpy(val).to(dtype), size=shape,
+        torch.from_numpy(val).to(dtype), size=shape, check_invariants=False,
     )
     at_csc = a.to_sparse_csc()  # CSC of A is CSR of Aᵀ
     at = torch.sparse_csr_tensor(at_csc.ccol_indices(), at_csc.row_indices(), at_csc.values(),
-                                 size=(shape[1], shape[0]))
+                                 size=(shape[1], shape[0]), check_invariants=False)
     return a.to(device), at.to(device)
 
 
@@ -171,8 +174,15 @@ class Projector:
         return x.T.reshape(*batch, n, n)
 
 
-def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COO parts (row, col, val) of B for an n×n slice: mean of bilinear rotations over δ."""
+def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float,
+                     interpolation: str = "nearest") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO parts (row, col, val) of B for an n×n slice: the mean over sub-angles δ of the
+    slice rotated by δ, each rotated sample taken from its nearest pixel (or bilinear).
+
+    Nearest-pixel sampling along a finely stepped arc weights each pixel by the length of
+    the arc inside it: no smoothing where the arc is shorter than a pixel (near the axis)
+    and half the radial smoothing of bilinear sampling (variance 1/12 px² against 1/6).
+    """
     r_max = (n - 1) / math.sqrt(2.0)
     m = max(1, math.ceil(r_max * blur_angle / arc_step))
     deltas = blur_angle * ((np.arange(m) + 0.5) / m - 0.5)
@@ -185,12 +195,15 @@ def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.nda
         cd, sd = math.cos(d), math.sin(d)
         xs, ys = x * cd - y * sd, x * sd + y * cd
         fr, fc = half - ys, xs + half
-        r0, c0 = np.floor(fr), np.floor(fc)
-        wr, wc = fr - r0, fc - c0
-        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-        for dr, dc, w in ((0, 0, (1 - wr) * (1 - wc)), (0, 1, (1 - wr) * wc),
-                          (1, 0, wr * (1 - wc)), (1, 1, wr * wc)):
-            ri, ci = r0 + dr, c0 + dc
+        if interpolation == "nearest":
+            taps = [(np.rint(fr).astype(np.int64), np.rint(fc).astype(np.int64), np.ones_like(fr))]
+        else:
+            r0, c0 = np.floor(fr), np.floor(fc)
+            wr, wc = fr - r0, fc - c0
+            r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+            taps = [(r0, c0, (1 - wr) * (1 - wc)), (r0, c0 + 1, (1 - wr) * wc),
+                    (r0 + 1, c0, wr * (1 - wc)), (r0 + 1, c0 + 1, wr * wc)]
+        for ri, ci, w in taps:
             ok = ((ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (w > 1e-12)).reshape(-1)
             rows.append(out_rows[ok])
             cols.append((ri * n + ci).reshape(-1)[ok])
@@ -199,9 +212,10 @@ def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.nda
 
 
 @lru_cache(maxsize=8)
-def _arc_blur_csr(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols, vals = _arc_blur_matrix(n, blur_angle, arc_step)
-    coo = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, size=(n * n, n * n)).coalesce()
+def _arc_blur_csr(n: int, blur_angle: float, arc_step: float,
+                  interpolation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols, vals = _arc_blur_matrix(n, blur_angle, arc_step, interpolation)
+    coo = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, size=(n * n, n * n), check_invariants=False).coalesce()
     csr = coo.to_sparse_csr()
     return csr.crow_indices().numpy(), csr.col_indices().numpy().astype(np.int32), csr.values().numpy()
 
@@ -215,10 +229,11 @@ class ArcBlur:
     """
 
     def __init__(self, n: int, blur_angle: float, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, arc_step: float = 0.5) -> None:
+                 dtype: torch.dtype = torch.float32, arc_step: float = 0.1,
+                 interpolation: str = "nearest") -> None:
         self.n = n
         self.blur_angle = float(blur_angle)
-        crow, col, val = _arc_blur_csr(n, self.blur_angle, float(arc_step))
+        crow, col, val = _arc_blur_csr(n, self.blur_angle, float(arc_step), interpolation)
         self.matrix, self.matrix_t = _csr(crow, col, val, (n * n, n * n), dtype, torch.device(device))
         self.device, self.dtype = torch.device(device), dtype
 

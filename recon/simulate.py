@@ -37,21 +37,47 @@ class SimulatedScan:
                                    blur_angle_deg=self.blur_angle_deg)
 
 
+class FlyScanTransmission:
+    """Noise-free mean transmission of a fly-scan, built once per geometry, applied to many objects.
+
+    ``__call__(obj)``: obj (z, n, n) attenuation per pixel → (z, n_angles, n_columns), the mean of
+    exp(−R(θ_j+δᵢ)μ) over ``n_sub`` sub-angles δᵢ (midpoints of n_sub equal parts of the
+    exposure). One projector over all sub-angles; it falls back to angle blocks built on the
+    fly when that matrix would not fit in memory.
+    """
+
+    def __init__(self, geometry: ScanGeometry, n_sub: int = 16, device: str = "cpu") -> None:
+        self.geometry, self.n_sub = geometry, int(n_sub)
+        deltas = geometry.blur_angle * ((np.arange(self.n_sub) + 0.5) / self.n_sub - 0.5)
+        sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)  # ordered (angle, sub-angle)
+        self.projector = Projector(geometry, device=device, angles=sub)
+
+    def __call__(self, obj: np.ndarray) -> np.ndarray:
+        vol = torch.as_tensor(np.asarray(obj, dtype=np.float32), device=self.projector.device)
+        with torch.no_grad():
+            p = self.projector.forward(vol)  # (z, n_angles·n_sub, n_columns)
+            t = torch.exp(-p).reshape(p.shape[0], self.geometry.n_angles, self.n_sub, -1).mean(dim=2)
+        return t.cpu().numpy()
+
+
 def flyscan_transmission(obj: np.ndarray, geometry: ScanGeometry, n_sub: int = 16,
                          device: str = "cpu") -> np.ndarray:
-    """Noise-free mean transmission (z, n_angles, n_columns) of ``obj`` (z, n, n), attenuation/pixel.
+    """One-off form of :class:`FlyScanTransmission`: obj (z, n, n) → (z, n_angles, n_columns)."""
+    return FlyScanTransmission(geometry, n_sub, device)(obj)
 
-    The mean over ``n_sub`` sub-angles spaced evenly over each exposure (midpoints), one
-    projector per sub-angle so that memory stays that of one ordinary projector.
-    """
-    vol = torch.as_tensor(np.asarray(obj, dtype=np.float32), device=device)
-    deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
-    total = None
-    for d in deltas:
-        proj = Projector(geometry, device=device, angles=geometry.angles + d)
-        t = torch.exp(-proj.forward(vol))
-        total = t if total is None else total + t
-    return (total / n_sub).cpu().numpy()
+
+def counts_from_transmission(transmission: np.ndarray, geometry: ScanGeometry, i0: float, *,
+                             dark: float = 100.0, rng: np.random.Generator, n_flats: int = 10,
+                             n_darks: int = 10) -> SimulatedScan:
+    """Poisson counts (photons ``i0`` per pixel per frame, Poisson dark offset ``dark``) from a
+    mean transmission (z, n_angles, n_columns), with flat and dark frames."""
+    counts = rng.poisson(i0 * transmission.transpose(1, 0, 2)).astype(np.float32)
+    shape = (transmission.shape[0], transmission.shape[2])
+    tomo = counts + rng.poisson(dark, size=counts.shape).astype(np.float32)
+    flats = (rng.poisson(i0, size=(n_flats, *shape)) + rng.poisson(dark, size=(n_flats, *shape))).astype(np.float32)
+    darks = rng.poisson(dark, size=(n_darks, *shape)).astype(np.float32)
+    return SimulatedScan(tomo, flats, darks, geometry.angles_deg, geometry.blur_angle_deg, geometry.center,
+                         float(i0), float(dark))
 
 
 def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: float, i0: float,
@@ -65,22 +91,15 @@ def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: fl
     """
     obj = np.asarray(obj, dtype=np.float32)
     vol = obj[None] if obj.ndim == 2 else obj
-    n = vol.shape[-1]
-    geometry = ScanGeometry.create(angles_deg, n, center=center, blur_angle_deg=blur_angle_deg)
-    transmission = flyscan_transmission(vol, geometry, n_sub=n_sub, device=device)  # (z, a, c)
-    rng = np.random.default_rng(seed)
-    counts = rng.poisson(i0 * transmission.transpose(1, 0, 2)).astype(np.float32)
-    shape = (vol.shape[0], n)
-    tomo = counts + rng.poisson(dark, size=counts.shape).astype(np.float32)
-    flats = (rng.poisson(i0, size=(n_flats, *shape)) + rng.poisson(dark, size=(n_flats, *shape))).astype(np.float32)
-    darks = rng.poisson(dark, size=(n_darks, *shape)).astype(np.float32)
-    return SimulatedScan(tomo, flats, darks, np.asarray(angles_deg, dtype=np.float64),
-                         float(blur_angle_deg), geometry.center, float(i0), float(dark))
+    geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg)
+    transmission = FlyScanTransmission(geometry, n_sub, device)(vol)
+    return counts_from_transmission(transmission, geometry, i0, dark=dark, rng=np.random.default_rng(seed),
+                                    n_flats=n_flats, n_darks=n_darks)
 
 
 def line_integrals_from_counts(scan: SimulatedScan) -> np.ndarray:
-    """−log((tomo − dark)/(flat − dark)) as (z, n_angles, n_columns) float32, transmission ≥ 1e-3."""
-    dark = scan.darks.mean(axis=0)
-    flat = scan.flats.mean(axis=0) - dark
-    t = (scan.tomo - dark[None]) / np.maximum(flat[None], 1e-6)
-    return (-np.log(np.clip(t, 1e-3, None))).transpose(1, 0, 2).astype(np.float32)
+    """The scan's line integrals (z, n_angles, n_columns) through flytomo's own normalisation."""
+    from recon.io.preprocess import line_integrals
+    from recon.io.scan import RawChunk
+
+    return line_integrals(RawChunk(scan.tomo, scan.flats, scan.darks))

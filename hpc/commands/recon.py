@@ -1,0 +1,123 @@
+"""``flytomo recon``: one raw scan file → one OME-Zarr volume, in row chunks of bounded memory."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import recon
+from recon.errors import FlytomoError
+from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
+from recon.io.scan_geometry import scan_geometry
+from recon.methods import METHODS, make_reconstructor
+
+#: rows processed at once by default: bounds memory (sinogram + volume + operators)
+DEFAULT_CHUNK_ROWS = 32
+
+
+def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
+    """'A:B' (either side may be empty) → (z0, z1) within 0..n_rows, else FlytomoError."""
+    if text is None:
+        return 0, n_rows
+    try:
+        a, b = text.split(":")
+        z0 = int(a) if a.strip() else 0
+        z1 = int(b) if b.strip() else n_rows
+    except ValueError:
+        raise FlytomoError(where, f"--rows must look like A:B (e.g. 100:164), got {text!r}") from None
+    if not 0 <= z0 < z1 <= n_rows:
+        raise FlytomoError(where, f"rows {z0}:{z1} are outside the scan's rows 0:{n_rows}")
+    return z0, z1
+
+
+def parse_center(text: str | None) -> float | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise FlytomoError(None, f"--center must be a column number or 'auto', got {text!r}") from None
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The options the user gave that the chosen method takes (others are refused by name)."""
+    given = {"iterations": args.iterations, "window": args.window, "init": args.init,
+             "model": args.model, "rrdb_input": args.rrdb_input, "tile": args.tile}
+    given = {k: v for k, v in given.items() if v is not None}
+    allowed = METHODS[args.method].defaults if args.method in METHODS else {}
+    wrong = sorted(set(given) - set(allowed))
+    if wrong:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise FlytomoError(None, f"method {args.method} takes no {flags}")
+    return given
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.method not in METHODS:
+        raise FlytomoError(None, f"unknown method '{args.method}'; choose one of {', '.join(METHODS)}")
+    options = method_options(args)
+    if out.exists() and not args.overwrite:
+        raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    if args.chunk_rows < 1:
+        raise FlytomoError(None, "--chunk-rows must be ≥ 1")
+    reader = open_scan(args.input)
+    z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
+    geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1))
+    rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
+    n = geometry.image_size
+    attrs = {
+        "method": args.method, "options": rec.options, "geometry": geometry.to_dict(),
+        "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
+        "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
+        "flytomo_version": recon.__version__,
+        "scans": [{"index": 0, "scan_id": reader.metadata.get("scan_id"), "file": str(args.input),
+                   "start_time_s": reader.metadata.get("scan_time"), "geometry": geometry.to_dict()}],
+    }
+    started = time.perf_counter()
+    create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
+                  pixel_size_nm=reader.metadata.get("pixel_size_nm"))
+    try:
+        array, _ = open_volume(partial_path(out), "r+")
+        bar = tqdm(total=z1 - z0, unit="slice", desc=f"{args.method} {Path(args.input).name}",
+                   disable=args.quiet or None)
+        for a in range(z0, z1, args.chunk_rows):
+            b = min(z1, a + args.chunk_rows)
+            array[a - z0:b - z0] = rec(line_integrals(reader.read(a, b)))
+            bar.update(b - a)
+        bar.close()
+        finalize(out, overwrite=args.overwrite)
+    except BaseException:
+        discard(out)
+        raise
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}, "
+              f"blur {geometry.blur_angle_deg:.3f}°) in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recon", help="reconstruct one raw scan file into an OME-Zarr volume",
+                       description="Reconstruct a raw scan (FXI HDF5, DataExchange or NXtomo) into an "
+                                   "OME-Zarr volume (z, y, x), attenuation per pixel.")
+    p.add_argument("input", help="raw scan file (format detected from its contents)")
+    p.add_argument("--out", required=True, help="output OME-Zarr store (e.g. scan.zarr)")
+    p.add_argument("--method", default="mlem-flyscan", help=f"one of {', '.join(METHODS)} (default mlem-flyscan)")
+    p.add_argument("--iterations", type=int, help="MLEM iterations (mlem, mlem-flyscan, rrdb on mlem input)")
+    p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann")
+    p.add_argument("--init", choices=("uniform", "fbp"), help="MLEM start: uniform or positive-clipped FBP")
+    p.add_argument("--blur-angle", type=float, help="blur angle Δθ in degrees (default: file, else the angle step)")
+    p.add_argument("--center", help="rotation-axis column, or 'auto' (default: file, else (n-1)/2)")
+    p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")
+    p.add_argument("--rrdb-input", choices=("fbp", "mlem-flyscan"), help="rrdb: the reconstruction fed to the network")
+    p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)

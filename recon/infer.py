@@ -1,0 +1,256 @@
+"""Apply a correction network to a volume, slice by slice: batched, tiled, any device.
+
+Intensity normalisation (the ``normalization`` argument, recorded in every model card):
+
+- ``"seed"``: the seed authors' tools — clip negatives to 0, divide each slice by the 95th
+  percentile of its positive pixels, run the network, multiply back by the same number.
+- ``"p95"``: as ``"seed"`` but without clipping negatives (the network sees FBP's
+  negative undershoots).
+- ``"none"``: the network sees attenuation per pixel as it is.
+
+Tiling: a slice larger than ``tile`` is cut into ``tile × tile`` cores, each run with
+``overlap`` pixels of context on every side (windows are shifted inward at the slice
+edges, never padded), and only the cores are kept. With ``overlap`` at least the network's
+receptive radius the result equals the untiled one up to float rounding; ``exact=True``
+(the default) raises ``overlap`` to that radius.
+
+Entry points: :func:`apply_model` (numpy volume in and out), :func:`run_network` (torch
+tensors, stays on the device), :func:`network_slice_fn` (the ``rrdb`` method of
+:mod:`recon.methods`: a first-stage reconstruction followed by the network).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from recon.errors import FlytomoError
+
+__all__ = ["NORMALIZATIONS", "normalize_slices", "normalize_tensor", "apply_model", "run_network",
+           "network_slice_fn", "receptive_radius"]
+
+NORMALIZATIONS = ("seed", "p95", "none")
+
+
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise FlytomoError("normalization", f"unknown normalization {normalization!r}; "
+                           f"known: {', '.join(NORMALIZATIONS)}")
+
+
+def normalize_tensor(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale each slice of ``x`` (B, H, W) for the network (the one definition).
+
+    Returns ``(normalized (B, H, W), scale (B,) float32)`` on ``x``'s device; the network
+    output times ``scale[:, None, None]`` is back in the input's unit. The scale is the 95th
+    percentile (linear interpolation, as ``numpy.percentile``) of the slice's positive
+    pixels; a slice without positive pixels gets 1.
+    """
+    _check_normalization(normalization)
+    scale = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
+    if normalization == "none":
+        return x.clone(), scale
+    if normalization == "seed":
+        x = x.clamp_min(0)
+    for i in range(x.shape[0]):
+        pos = x[i][x[i] > 0].double()
+        m = pos.numel()
+        if m == 0:
+            continue
+        k = 0.95 * (m - 1)
+        lo, frac = int(np.floor(k)), k - np.floor(k)
+        vlo = torch.kthvalue(pos, lo + 1).values
+        vhi = torch.kthvalue(pos, min(lo + 2, m)).values if frac > 0 else vlo
+        p = float(vlo + (vhi - vlo) * frac)
+        if p > 0 and np.isfinite(p):
+            scale[i] = p
+    return x / scale[:, None, None].to(x.dtype), scale
+
+
+def normalize_slices(volume: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`normalize_tensor` for a numpy (z, y, x) volume → (normalized float32, scale (z,))."""
+    arr = np.asarray(volume, dtype=np.float32)
+    if not arr.flags.writeable:  # memory-mapped caches: torch wants a writable buffer
+        arr = arr.copy()
+    xn, scale = normalize_tensor(torch.from_numpy(arr), normalization)
+    return xn.numpy(), scale.numpy()
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """The model's receptive radius in pixels (``model.receptive_radius`` when it has one,
+    else the sum of the conv kernels' half-widths, an upper bound for a same-size conv net)."""
+    r = getattr(model, "receptive_radius", None)
+    if r is not None:
+        return int(r)
+    total = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            total += (m.kernel_size[0] - 1) // 2 * m.dilation[0]
+    return total
+
+
+def _windows(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Split [0, n) into cores of ``tile``; each core gets a window of ``tile + 2 margin``
+    (clipped to n) shifted inward at the edges. Returns (w0, w1, c0, c1) per core."""
+    win = min(n, tile + 2 * margin)
+    out = []
+    for c0 in range(0, n, tile):
+        c1 = min(n, c0 + tile)
+        w0 = min(max(0, c0 - margin), n - win)
+        out.append((w0, w0 + win, c0, c1))
+    return out
+
+
+@torch.no_grad()
+def run_network(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    normalization: str,
+    batch: int = 8,
+    tile: int | None = None,
+    overlap: int = 32,
+    exact: bool = True,
+    amp: bool = False,
+) -> torch.Tensor:
+    """The network on slices ``x`` (B, H, W) → (B, H, W) float32, on ``x``'s device.
+
+    ``model`` must already be on that device; it is put in eval mode. Arguments as for
+    :func:`apply_model`.
+    """
+    if x.dim() != 3:
+        raise FlytomoError("volume", f"expected slices (B, H, W), got shape {tuple(x.shape)}")
+    if batch < 1:
+        raise FlytomoError("batch", "must be ≥ 1")
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    norm, scale = normalize_tensor(x.float(), normalization)
+    nb, ny, nx = norm.shape
+    out = torch.empty_like(norm)
+    if tile is None or (tile >= ny and tile >= nx):
+        wins = [(0, ny, 0, ny, 0, nx, 0, nx)]
+    else:
+        if tile < 1 or overlap < 0:
+            raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
+        margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
+        wins = [(wy0, wy1, cy0, cy1, wx0, wx1, cx0, cx1)
+                for wy0, wy1, cy0, cy1 in _windows(ny, tile, margin)
+                for wx0, wx1, cx0, cx1 in _windows(nx, tile, margin)]
+    # every window has the same size, so (slice, window) pairs batch together
+    jobs = [(z, w) for z in range(nb) for w in wins]
+    use_amp = bool(amp) and x.device.type == "cuda"
+    for j0 in range(0, len(jobs), batch):
+        part = jobs[j0:j0 + batch]
+        xb = torch.stack([norm[z, w[0]:w[1], w[4]:w[5]] for z, w in part])[:, None].to(dtype)
+        with torch.autocast(device_type=x.device.type, enabled=use_amp):
+            yb = model(xb)
+        yb = yb.float()[:, 0]
+        for (z, w), yi in zip(part, yb):
+            wy0, _, cy0, cy1, wx0, _, cx0, cx1 = w
+            out[z, cy0:cy1, cx0:cx1] = yi[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0]
+    return out * scale[:, None, None]
+
+
+def apply_model(
+    model: nn.Module,
+    volume: np.ndarray,
+    *,
+    normalization: str,
+    batch: int = 8,
+    tile: int | None = None,
+    overlap: int = 32,
+    device: str | torch.device = "cpu",
+    exact: bool = True,
+    amp: bool = False,
+) -> np.ndarray:
+    """Run ``model`` on every slice of ``volume``.
+
+    Parameters
+    ----------
+    model : a same-size single-channel network, e.g. :class:`recon.rrdb.RRDBNet`. Put in
+        eval mode and moved to ``device`` (it is left there).
+    volume : (z, y, x) or (y, x) float, attenuation per pixel (an FBP or MLEM volume).
+    normalization : ``"seed"``, ``"p95"`` or ``"none"`` (see the module doc); must be what
+        the model was trained with (its card's ``normalization``).
+    batch : slices (or tiles) per forward pass; also slices moved to the device at a time.
+    tile : core size in pixels of square tiles; ``None``: whole slices.
+    overlap : context pixels around each tile core.
+    device : torch device for the network ("cpu", "cuda", "cuda:1", …).
+    exact : raise ``overlap`` to the network's receptive radius so tiled == untiled.
+    amp : autocast (float16/bfloat16) on CUDA: faster, not bit-comparable.
+
+    Returns
+    -------
+    (z, y, x) float32 (or (y, x) for a 2-D input), attenuation per pixel.
+    """
+    _check_normalization(normalization)
+    arr = np.asarray(volume, dtype=np.float32)
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise FlytomoError("volume", f"expected (z, y, x) or (y, x), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise FlytomoError("volume", "contains NaN or infinite values")
+    if batch < 1:
+        raise FlytomoError("batch", "must be ≥ 1")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FlytomoError("device", f"{device} asked for but CUDA is not available")
+    model = model.to(device).eval()
+    out = np.empty_like(arr)
+    for z0 in range(0, arr.shape[0], batch):
+        x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
+        out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
+                                         tile=tile, overlap=overlap, exact=exact,
+                                         amp=amp).cpu().numpy()
+    return out[0] if squeeze else out
+
+
+def network_slice_fn(
+    stage1: Callable[[torch.Tensor], torch.Tensor],
+    model,
+    input_kind: str,
+    device: str | torch.device = "cpu",
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    batch: int = 8,
+    amp: bool = False,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """First-stage reconstruction followed by the network, for :mod:`recon.methods`.
+
+    Parameters
+    ----------
+    stage1 : sinograms (B, n_angles, n_columns) → slices (B, n, n), the ``input_kind``
+        reconstruction (FBP or modified MLEM), on ``device``.
+    model : a weights spec for :func:`recon.weights.load_model` (path, ``"seed:PATH"`` or
+        ``None`` for the shipped model) or an already loaded :class:`LoadedModel`. Loaded
+        once, here; a model trained on another input kind is refused.
+    input_kind : "fbp" or "mlem-flyscan".
+
+    Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
+    float32 on ``device``, attenuation per pixel.
+    """
+    from recon.weights import LoadedModel, load_model
+
+    device = torch.device(device)
+    if isinstance(model, LoadedModel):
+        if model.input_kind != input_kind:
+            raise FlytomoError(model.path, f"this model corrects {model.input_kind!r} "
+                               f"reconstructions, not {input_kind!r}")
+        loaded = model
+        loaded.model.to(device).eval()
+    else:
+        loaded = load_model(model, input_kind=input_kind, device=str(device))
+    net, normalization = loaded.model, loaded.normalization
+
+    def run(sino: torch.Tensor) -> torch.Tensor:
+        first = stage1(sino)
+        return run_network(net, first.to(device), normalization=normalization, batch=batch,
+                           tile=tile, overlap=overlap, amp=amp)
+
+    run.loaded = loaded  # provenance: the model card travels with the function
+    return run

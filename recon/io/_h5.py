@@ -1,0 +1,104 @@
+"""HDF5 access shared by the readers and writers: opening with one-line errors, dataset
+look-ups that name what is missing, and reading rows z0:z1 of selected frames."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from recon.errors import FlytomoError
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open an HDF5 file read-only; FlytomoError for missing, empty, non-HDF5 or truncated files."""
+    path = Path(path)
+    if not path.exists():
+        raise FlytomoError(path, "file not found")
+    if path.is_dir():
+        raise FlytomoError(path, "is a folder, not a scan file")
+    if path.stat().st_size == 0:
+        raise FlytomoError(path, "file is empty")
+    try:
+        if not h5py.is_hdf5(path):
+            raise FlytomoError(path, "not an HDF5 file (or its header is damaged)")
+        # locking=False: read-only, and file locks fail on some parallel file systems
+        return h5py.File(path, "r", locking=False)
+    except FlytomoError:
+        raise
+    except (OSError, ValueError) as err:
+        raise FlytomoError(path, f"cannot be read as HDF5 (truncated or corrupt?): {err}") from None
+
+
+def dataset(f: h5py.File, name: str, path: Path, what: str = "") -> h5py.Dataset:
+    """The dataset ``name``; FlytomoError naming it when it is missing or not a dataset."""
+    obj = f.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        label = f" ({what})" if what else ""
+        problem = "is a group, expected a dataset" if obj is not None else "is missing"
+        raise FlytomoError(path, f"dataset '{name}'{label} {problem}")
+    return obj
+
+
+def first_dataset(f: h5py.File, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is a dataset in ``f``, or None."""
+    for name in names:
+        if isinstance(f.get(name), h5py.Dataset):
+            return name
+    return None
+
+
+def read_small(ds: h5py.Dataset, path: Path) -> np.ndarray:
+    """Read a whole small dataset (angles, keys, scalars), with read errors as FlytomoError."""
+    try:
+        return np.asarray(ds[()])
+    except (OSError, ValueError, TypeError) as err:
+        raise FlytomoError(path, f"cannot read dataset '{ds.name}' (truncated file?): {err}") from None
+
+
+def runs(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted frame indices as [start, stop) runs of consecutive frames."""
+    if frames.size == 0:
+        return []
+    breaks = np.nonzero(np.diff(frames) != 1)[0] + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [frames.size]])
+    return [(int(frames[a]), int(frames[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_rows(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, path: Path) -> np.ndarray:
+    """Rows z0:z1 of the selected frames of a (frame, row, col) or (row, col) dataset.
+
+    Returns (k, z1 − z0, col) float32. Only hyperslabs are read: the whole frame range for
+    ``frames=None``, else one slab per run of consecutive frame indices (sorted).
+    """
+    try:
+        if ds.ndim == 2:
+            return np.asarray(ds[z0:z1, :], dtype=np.float32)[None]
+        if frames is None:
+            return np.asarray(ds[:, z0:z1, :], dtype=np.float32)
+        parts = [np.asarray(ds[a:b, z0:z1, :], dtype=np.float32) for a, b in runs(frames)]
+        return np.concatenate(parts, axis=0)
+    except (OSError, ValueError, TypeError) as err:
+        raise FlytomoError(path, f"cannot read rows {z0}:{z1} of dataset '{ds.name}' (truncated file?): {err}") from None
+
+
+def row_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int = 8 << 20) -> tuple[int, ...]:
+    """HDF5 chunks (frames, rows, cols) holding every frame of 1–8 whole rows (≈ ≤ 8 MiB), so
+    reading rows z0:z1 touches only the chunks of those rows."""
+    if len(shape) == 2:
+        return (max(1, min(8, shape[0])), shape[1])
+    per_row = max(1, shape[0] * shape[2] * itemsize)
+    rows = int(np.clip(target_bytes // per_row, 1, 8))
+    return (shape[0], min(rows, shape[1]), shape[2])
+
+
+def write_stack(group: h5py.Group, name: str, data: np.ndarray, compression: str | None) -> h5py.Dataset:
+    """Write a (frame, row, col) stack chunked by rows; compression None or "gzip" (level 1)."""
+    data = np.asarray(data)
+    opts = {"compression": "gzip", "compression_opts": 1} if compression == "gzip" else {}
+    if compression not in (None, "gzip"):
+        raise ValueError(f"compression must be None or 'gzip', not {compression!r}")
+    chunks = row_chunks(data.shape, data.dtype.itemsize) if data.ndim in (2, 3) and data.size else None
+    return group.create_dataset(name, data=data, chunks=chunks, **opts)

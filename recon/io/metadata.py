@@ -1,0 +1,141 @@
+"""Scan metadata as beamline files record it: numbers that may be strings, bytes, 0-d or
+1-element arrays; pixel sizes with units; start times as seconds or dates; the blur angle."""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import h5py
+import numpy as np
+
+from recon.geometry import default_blur_angle
+
+# nanometres per unit
+_UNITS = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3,
+          "mm": 1e6, "m": 1e9, "a": 0.1, "å": 0.1, "angstrom": 0.1, "pm": 1e-3}
+_NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s]*)\s*$")
+
+
+def as_text(value: Any) -> str | None:
+    """A string from str, bytes, numpy bytes/str, or a 0-d / 1-element array of those."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace").strip("\x00").strip()
+    if isinstance(value, (str, np.str_)):
+        return str(value).strip()
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    """A finite float from a number, a numeric string/bytes, or the first element of an array."""
+    if value is None:
+        return None
+    text = as_text(value)
+    if text is not None:
+        try:
+            f = float(text)
+        except ValueError:
+            return None
+    else:
+        arr = np.asarray(value)
+        if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+            return None
+        f = float(arr.reshape(-1)[0])
+    return f if math.isfinite(f) else None
+
+
+def parse_pixel_size_nm(value: Any) -> float | None:
+    """Pixel size in nanometres from ``21.6``, ``"21.6nm"``, ``b"21.6 nm"``, ``"0.0216um"``…
+
+    A bare number is taken as nanometres (the FXI convention). None when unparseable.
+    """
+    text = as_text(value)
+    if text is None:
+        return as_float(value)
+    m = _NUMBER_UNIT.match(text)
+    if not m:
+        return None
+    factor = _UNITS.get(m.group(2).lower())
+    if factor is None:
+        return None
+    f = float(m.group(1)) * factor
+    return f if math.isfinite(f) and f > 0 else None
+
+
+def parse_time_s(value: Any) -> float | None:
+    """Scan start time in seconds: a number (epoch or experiment clock), the first element of an
+    array, or a date string ("2021-11-16 10:00:00", ISO 8601; naive dates are taken as UTC)."""
+    f = as_float(value)
+    if f is not None:
+        return f
+    text = as_text(value)
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def lookup(f: h5py.Group, *names: str) -> Any:
+    """First of ``names`` found as an attribute of ``f`` or a (small) dataset; None if absent."""
+    for name in names:
+        if name in f.attrs:
+            return f.attrs[name]
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset) and obj.size <= 64:
+            try:
+                return obj[()]
+            except (OSError, ValueError, TypeError):
+                return None
+    return None
+
+
+def blur_metadata(f: h5py.File) -> tuple[float | None, bool]:
+    """(blur angle in degrees or None, whether recorded angles are exposure *starts*).
+
+    The blur is ``blur_angle_deg`` when recorded, else ``exposure_s × rotation_speed_deg_s``.
+    Angles are exposure starts when the attribute/dataset ``angle_reference`` is "start".
+    """
+    blur = as_float(lookup(f, "blur_angle_deg"))
+    if blur is None:
+        exposure = as_float(lookup(f, "exposure_s"))
+        speed = as_float(lookup(f, "rotation_speed_deg_s"))
+        if exposure is not None and speed is not None:
+            blur = abs(exposure * speed)
+    if blur is not None and blur < 0:
+        blur = None
+    reference = as_text(lookup(f, "angle_reference")) or ""
+    return blur, reference.lower() == "start"
+
+
+def exposure_middles(f: h5py.File, angles_deg: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """Recorded angles as exposure middles (DESIGN.md), noting the blur in ``meta``.
+
+    Sets ``meta["blur_angle_deg"]`` when the file records the blur. When the file marks its
+    angles as exposure starts, returns them shifted by +Δθ/2 (Δθ: the recorded blur, else the
+    median angle step) and sets ``meta["angle_shift_deg"]``; otherwise returns them unchanged.
+    """
+    blur, at_start = blur_metadata(f)
+    if blur is not None:
+        meta["blur_angle_deg"] = blur
+    if not at_start or angles_deg.size == 0 or not np.all(np.isfinite(angles_deg)):
+        return angles_deg
+    step = blur if blur is not None else float(np.rad2deg(default_blur_angle(np.deg2rad(angles_deg))))
+    meta["angle_shift_deg"] = step / 2.0
+    return angles_deg + step / 2.0
+
+
+def record_blur(f: h5py.File, blur_angle_deg: float | None) -> None:
+    """Writers: mark angles as exposure middles and record the blur angle when known."""
+    f.attrs["angle_reference"] = "middle"
+    if blur_angle_deg is not None:
+        f.attrs["blur_angle_deg"] = float(blur_angle_deg)

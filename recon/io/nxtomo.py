@@ -1,0 +1,173 @@
+"""NeXus NXtomo files: one frame stack, its frames told apart by ``image_key``.
+
+The entry is the NXentry whose ``definition`` is "NXtomo" (else the first entry holding the
+standard paths). In it: frames ``instrument/detector/data`` (or ``data/data``), (frame, row,
+col); ``instrument/detector/image_key`` (or ``data/image_key``): 0 projection, 1 flat,
+2 dark, 3 invalid; ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in
+degrees unless its ``units`` attribute says radians. Optional metadata: ``start_time``
+(ISO date), ``instrument/beam/incident_energy`` (keV), ``instrument/detector/x_pixel_size``
+(with a ``units`` attribute), ``scan_id``; blur information as for FXI.
+Rows z0:z1 of the frames of one kind are read as one hyperslab per run of consecutive frames.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from recon.errors import FlytomoError
+from recon.io._atomic import atomic_path
+from recon.io._h5 import dataset, first_dataset, read_small, write_stack
+from recon.io.metadata import as_float, as_text, exposure_middles, lookup, parse_time_s, record_blur
+from recon.io.scan import HDF5Scan, Stack, scan_arrays
+
+FORMAT = "nxtomo"
+PROJECTION, FLAT, DARK, INVALID = 0, 1, 2, 3
+_DATA = ("instrument/detector/data", "data/data")
+_KEY = ("instrument/detector/image_key", "data/image_key")
+_ANGLE = ("sample/rotation_angle", "data/rotation_angle")
+
+
+def _entries(f: h5py.File) -> list[h5py.Group]:
+    """Candidate entries: NXtomo-defined first, then other groups holding frame data."""
+    groups = [g for g in f.values() if isinstance(g, h5py.Group)]
+
+    def definition(g: h5py.Group) -> str:
+        d = g.get("definition")
+        value = d[()] if isinstance(d, h5py.Dataset) else g.attrs.get("definition")
+        return (as_text(value) or "").lower()
+
+    tomo = [g for g in groups if definition(g) == "nxtomo"]
+    other = [g for g in groups if g not in tomo and first_dataset(g, _DATA) and first_dataset(g, _KEY)]
+    return tomo + other
+
+
+def detect(f: h5py.File) -> bool:
+    """An NXtomo file has an entry defined as NXtomo, or one with frame data and image_key."""
+    return bool(_entries(f))
+
+
+def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
+    """Reader for the open NXtomo file ``f`` at ``path``."""
+    path = Path(path)
+    entry = _entries(f)[0]
+    names = {}
+    for key, candidates, what in (("data", _DATA, "frames"), ("key", _KEY, "image_key"), ("angle", _ANGLE, "rotation angles")):
+        found = first_dataset(entry, candidates)
+        if found is None:
+            raise FlytomoError(path, f"dataset '{entry.name.strip('/')}/{candidates[0]}' ({what}) is missing")
+        names[key] = f"{entry.name}/{found}"
+    frames = dataset(f, names["data"], path, "frames")
+    if frames.ndim != 3:
+        raise FlytomoError(path, f"dataset '{names['data']}' should be (frame, row, col), has shape {frames.shape}")
+    n_frames = frames.shape[0]
+    keys = read_small(dataset(f, names["key"], path), path).astype(np.int64).reshape(-1)
+    angle_ds = dataset(f, names["angle"], path)
+    angles_all = read_small(angle_ds, path).astype(np.float64).reshape(-1)
+    if str(angle_ds.attrs.get("units", "degree")).lower().startswith("rad"):
+        angles_all = np.rad2deg(angles_all)
+    if keys.size != n_frames:
+        raise FlytomoError(path, f"'{names['key']}' has {keys.size} image keys for {n_frames} frames in '{names['data']}'")
+    if angles_all.size != n_frames:
+        raise FlytomoError(path, f"{angles_all.size} rotation angles for {n_frames} frames in '{names['data']}'")
+    unknown = ~np.isin(keys, (PROJECTION, FLAT, DARK, INVALID))
+    if unknown.any():
+        raise FlytomoError(path, f"{int(unknown.sum())} frames have an image_key other than 0, 1, 2, 3")
+    select = {k: np.nonzero(keys == k)[0] for k in (PROJECTION, FLAT, DARK)}
+    meta: dict[str, Any] = {
+        "scan_id": _int(lookup(entry, "scan_id")),
+        "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time")),
+        "energy_keV": _with_units(entry, "instrument/beam/incident_energy", {"kev": 1.0, "ev": 1e-3}, "kev"),
+        "pixel_size_nm": _with_units(entry, "instrument/detector/x_pixel_size",
+                                     {"nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6, "m": 1e9}, ""),
+    }
+    angles = exposure_middles(f, angles_all[select[PROJECTION]], meta)
+    data = names["data"]
+    return HDF5Scan.checked(
+        path, FORMAT, f,
+        Stack(data, select[PROJECTION], "projections"),
+        Stack(data, select[FLAT], "flat fields, image_key 1"),
+        Stack(data, select[DARK], "dark fields, image_key 2"),
+        angles, meta,
+    )
+
+
+def _int(value: Any) -> int | None:
+    x = as_float(value)
+    return None if x is None else int(x)
+
+
+def _with_units(entry: h5py.Group, name: str, factors: dict[str, float], default_unit: str) -> float | None:
+    """A small number dataset converted by its ``units`` attribute (None if absent/unknown)."""
+    ds = entry.get(name)
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
+        return None
+    value = as_float(ds[()])
+    unit = (as_text(ds.attrs.get("units")) or default_unit).lower()
+    return value * factors[unit] if value is not None and unit in factors else None
+
+
+def write_nxtomo(
+    path: str | os.PathLike,
+    tomo: Any,
+    flats: np.ndarray | None = None,
+    darks: np.ndarray | None = None,
+    angles_deg: np.ndarray | None = None,
+    *,
+    scan_id: int | None = None,
+    scan_time: float | None = None,
+    energy_keV: float | None = None,
+    pixel_size_nm: float | None = None,
+    blur_angle_deg: float | None = None,
+    compression: str | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a scan as an NXtomo file, atomically: frames in the order darks, the first half of
+    the flats, projections, the other flats (as beamlines record them), with image_key and
+    rotation_angle (degrees) per frame; ``entry/data`` links to them. Arguments as ``write_fxi``;
+    scan_id and scan_time (s) go to ``entry/scan_id``, ``entry/scan_time``."""
+    path = Path(path)
+    tomo, flats, darks, angles, scan_blur = scan_arrays(path, tomo, flats, darks, angles_deg)
+    blur = scan_blur if blur_angle_deg is None else float(blur_angle_deg)
+    k_before = (flats.shape[0] + 1) // 2
+    dtype = np.result_type(tomo, flats, darks)
+    frames = np.concatenate([darks, flats[:k_before], tomo, flats[k_before:]]).astype(dtype, copy=False)
+    keys = np.concatenate([np.full(darks.shape[0], DARK), np.full(k_before, FLAT), np.full(tomo.shape[0], PROJECTION),
+                           np.full(flats.shape[0] - k_before, FLAT)]).astype(np.int32)
+    rot = np.concatenate([np.full(darks.shape[0] + k_before, angles[0]), angles,
+                          np.full(flats.shape[0] - k_before, angles[-1])])
+    with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["default"] = "entry"
+        entry = _group(f, "entry", "NXentry")
+        entry["definition"] = "NXtomo"
+        if scan_id is not None:
+            entry["scan_id"] = int(scan_id)
+        if scan_time is not None:
+            entry["scan_time"] = float(scan_time)
+        detector = _group(_group(entry, "instrument", "NXinstrument"), "detector", "NXdetector")
+        write_stack(detector, "data", frames, compression)
+        detector["image_key"] = keys
+        sample = _group(entry, "sample", "NXsample")
+        sample["rotation_angle"] = rot
+        sample["rotation_angle"].attrs["units"] = "degree"
+        if pixel_size_nm is not None:
+            detector["x_pixel_size"] = detector["y_pixel_size"] = float(pixel_size_nm)
+            detector["x_pixel_size"].attrs["units"] = detector["y_pixel_size"].attrs["units"] = "nm"
+        if energy_keV is not None:
+            beam = _group(entry["instrument"], "beam", "NXbeam")
+            beam["incident_energy"] = float(energy_keV)
+            beam["incident_energy"].attrs["units"] = "keV"
+        data = _group(entry, "data", "NXdata")
+        data.attrs["signal"] = "data"
+        data["data"], data["image_key"], data["rotation_angle"] = detector["data"], detector["image_key"], sample["rotation_angle"]
+        record_blur(f, blur)
+    return path
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    g = parent.create_group(name)
+    g.attrs["NX_class"] = nx_class
+    return g

@@ -1,0 +1,94 @@
+"""Counts → line integrals: flat/dark normalisation, −log, clamping, repair of bad pixels."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from recon.errors import FlytomoError
+from recon.io.scan import RawChunk
+
+MAX_BAD_FRACTION = 0.5  # above this share of bad pixels a chunk is refused, not repaired
+
+
+class DataRepairWarning(UserWarning):
+    """Some pixels of a chunk were bad (dead, flat ≤ dark, NaN/inf) and were interpolated."""
+
+
+def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.ndarray:
+    """Line integrals p = −log((tomo − dark) / (flat − dark)) of a chunk of rows.
+
+    Parameters
+    ----------
+    chunk : RawChunk with tomo (angle, z, col), flats (k, z, col), darks (k, z, col) counts.
+        Flats and darks are averaged over k (ignoring NaN/inf frames).
+    min_transmission : transmissions are clamped to [min_transmission, ∞), so p ≤
+        −log(min_transmission) and photon-starved pixels stay finite. Transmissions above 1
+        (noise) give slightly negative p, which is kept.
+
+    Returns
+    -------
+    (z, angle, col) float32, finite.
+
+    Dead detector pixels (flat ≤ dark, or no finite flat/dark) and non-finite counts are
+    replaced, in each row and angle, by linear interpolation between the nearest good
+    columns, with a DataRepairWarning giving their number. FlytomoError (naming the file)
+    when more than half the detector pixels or half the counts are bad.
+    """
+    if not min_transmission > 0:
+        raise ValueError("min_transmission must be > 0")
+    where = chunk.source
+    z0, z1 = chunk.rows
+    tomo = np.asarray(chunk.tomo, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled as dead below
+        flat = np.nanmean(np.where(np.isfinite(chunk.flats), chunk.flats, np.nan), axis=0, dtype=np.float64)
+        dark = np.nanmean(np.where(np.isfinite(chunk.darks), chunk.darks, np.nan), axis=0, dtype=np.float64)
+    gain = flat - dark
+    dead = ~(gain > 0)  # also NaN
+    if dead.mean() > MAX_BAD_FRACTION:
+        raise FlytomoError(where, f"rows {z0}:{z1}: flat field not above the dark level in {100 * dead.mean():.0f}% "
+                                  "of the detector pixels (no beam in the flats, or flats and darks swapped?)")
+    nonfinite = ~np.isfinite(tomo)
+    if nonfinite.mean() > MAX_BAD_FRACTION:
+        raise FlytomoError(where, f"rows {z0}:{z1}: {100 * nonfinite.mean():.0f}% of the projection counts are NaN or infinite")
+    dark32 = np.where(dead, 0.0, dark).astype(np.float32)
+    inv_gain = np.where(dead, 1.0, 1.0 / np.where(dead, 1.0, gain)).astype(np.float32)
+    trans = (tomo - dark32[None]) * inv_gain[None]  # (angle, z, col)
+    np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
+    p = -np.log(trans)
+    n_dead, n_nan = int(dead.sum()), int((nonfinite & ~dead[None]).sum())
+    if n_dead or n_nan:
+        _repair(p, dead, nonfinite)
+        warnings.warn(f"{where or 'scan'}: rows {z0}:{z1}: repaired {n_dead} dead detector pixel(s) (flat ≤ dark) "
+                      f"and {n_nan} NaN/inf count(s) by interpolation from neighbouring columns",
+                      DataRepairWarning, stacklevel=2)
+    return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def _repair(p: np.ndarray, dead: np.ndarray, nonfinite: np.ndarray) -> None:
+    """In place: fill dead (z, col) pixels for all angles and non-finite (angle, z, col) samples
+    of p (angle, z, col) from the nearest good columns of the same row and angle."""
+    for z in range(p.shape[1]):
+        extra = nonfinite[:, z, :] & ~dead[z][None]
+        lines = np.nonzero(extra.any(axis=1))[0]
+        if dead[z].any():
+            _fill(p[:, z, :], dead[z])
+        for a in lines:
+            _fill(p[a : a + 1, z, :], dead[z] | extra[a])
+
+
+def _fill(lines: np.ndarray, bad: np.ndarray) -> None:
+    """In place: columns ``bad`` of every line (m, n) by linear interpolation between the
+    nearest good columns (the nearest one beyond the edges; zero if the row has none)."""
+    good = np.nonzero(~bad)[0]
+    idx = np.nonzero(bad)[0]
+    if good.size == 0:
+        lines[:, idx] = 0.0
+        return
+    pos = np.searchsorted(good, idx)
+    left = good[np.clip(pos - 1, 0, good.size - 1)]
+    right = good[np.clip(pos, 0, good.size - 1)]
+    span = np.where(right != left, right - left, 1)
+    w = np.clip((idx - left) / span, 0.0, 1.0).astype(lines.dtype)
+    lines[:, idx] = (1 - w) * lines[:, left] + w * lines[:, right]

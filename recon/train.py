@@ -1,0 +1,798 @@
+"""Train a correction network on simulated fly-scan reconstructions (``flytomo train``).
+
+The way through::
+
+    pair source (index → input slice, truth slice)       deterministic in (seed, index)
+      ──generate once──► RUN/data/{train,validation}/   (.npy, memory-mapped; checked against
+                                                          the config; a killed generation resumes)
+      ──normalize per slice (input's scale, truth divided by the same number)──►
+      ──random patches, deterministic in (seed, step)──► Adam, L1 or MSE ──► checkpoints
+      ──validation PSNR/SSIM (recon.metrics) ──► RUN/metrics.jsonl
+      ──end──► RUN/NAME.safetensors + RUN/NAME.json (model card)
+
+Resuming: ``RUN/checkpoint.pt`` (written atomically every ``checkpoint_every`` steps and
+when the run is stopped by SIGTERM/SIGINT or a time limit) holds the model, the Adam
+state and the step; batches and learning rate are functions of (seed, step) only, so a
+killed and resumed run ends with the same weights as an uninterrupted one (bit for bit on
+the CPU; on CUDA up to cuDNN's non-deterministic kernels). Resuming with a config that
+changes the result is refused, naming the changed keys.
+
+A pair source is any callable ``source(index) -> (input, truth)`` or ``(input, truth,
+params)``, with input and truth (n, n) float32 in attenuation per pixel, that gives the
+same pair for the same index. :class:`SimulatedPairs` is the real one (phantom → fly-scan
+simulation → line integrals → FBP or MLEM); :class:`SyntheticPairs` (blur + noise) is a
+cheap stand-in for tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from recon.errors import FlytomoError
+
+__all__ = [
+    "TrainConfig", "DataConfig", "OptimConfig", "load_config", "SyntheticPairs", "SimulatedPairs",
+    "make_pair_sources", "PairSet", "build_pair_set", "sample_batch", "lr_at", "train", "TrainResult",
+]
+
+PairSource = Callable[[int], tuple]
+
+#: offsets of the pair seeds used when recon.phantoms has no such constants
+_FALLBACK_SEED0 = {"train": 1_000_000, "validation": 2_000_000}
+
+
+# --------------------------------------------------------------------------- config
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """How training pairs are made (ranges are [low, high], drawn per pair)."""
+
+    source: Literal["simulated", "synthetic"] = "simulated"
+    families: list[str] = ["heterogeneous", "cracked", "network", "radial"]
+    image_size: int = Field(128, ge=16)
+    n_train: int = Field(256, ge=1)
+    n_validation: int = Field(16, ge=1)
+    n_angles: tuple[int, int] = (30, 180)
+    photons: tuple[float, float] = (500.0, 10000.0)    # I0, drawn log-uniformly
+    blur_angle_deg: tuple[float, float] = (0.5, 6.0)
+    center_offset_px: tuple[float, float] = (-2.0, 2.0)
+    n_sub: int = Field(8, ge=1)                          # sub-angles of the simulation
+    slices_per_scan: int = Field(16, ge=1)               # phantoms sharing one simulated scan
+    method_options: dict[str, Any] = {}                  # options of the input method
+    patch: int = Field(64, ge=8)
+
+    @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px")
+    @classmethod
+    def _ordered(cls, v):
+        if v[0] > v[1]:
+            raise ValueError("range must be [low, high] with low ≤ high")
+        return v
+
+    @field_validator("n_angles")
+    @classmethod
+    def _angles(cls, v):
+        if v[0] < 2:
+            raise ValueError("needs at least 2 projections")
+        return v
+
+    @field_validator("photons")
+    @classmethod
+    def _photons(cls, v):
+        if v[0] <= 0:
+            raise ValueError("photon counts must be > 0")
+        return v
+
+    @field_validator("blur_angle_deg")
+    @classmethod
+    def _blur(cls, v):
+        if v[0] < 0:
+            raise ValueError("blur angle must be ≥ 0")
+        return v
+
+    @model_validator(mode="after")
+    def _patch_fits(self):
+        if self.patch > self.image_size:
+            raise ValueError(f"patch ({self.patch}) larger than image_size ({self.image_size})")
+        return self
+
+
+class OptimConfig(_Strict):
+    """Optimisation: Adam with a pixel loss, learning rate a function of the step."""
+
+    steps: int = Field(3000, ge=1)
+    batch: int = Field(8, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    lr_final: float = Field(0.01, ge=0, le=1)            # cosine ends at lr × lr_final
+    warmup_steps: int = Field(0, ge=0)
+    loss: Literal["l1", "mse"] = "l1"
+    checkpoint_every: int = Field(100, ge=1)
+    validate_every: int = Field(250, ge=1)
+    amp: bool = True                                     # mixed precision, CUDA only
+
+
+class TrainConfig(_Strict):
+    """A training run (``jobs/train.yaml``)."""
+
+    name: str = Field("rrdb-fbp", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    run_dir: str = "runs/{name}"                         # relative to the config's folder
+    seed: int = 0                                        # model init and patch sampling
+    device: str = "auto"                                 # auto | cpu | cuda | cuda:N
+    threads: int | None = Field(None, ge=1)              # torch CPU threads
+    input_kind: Literal["fbp", "mlem", "mlem-flyscan"] = "fbp"
+    normalization: Literal["seed", "p95", "none"] = "seed"
+    model: dict[str, Any] = {"architecture": "rrdb", "nf": 32, "nb": 3, "gc": 32,
+                             "dense_convs": 3, "global_residual": True}
+    data: DataConfig = DataConfig()
+    training: OptimConfig = OptimConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if v != "auto":
+            try:
+                torch.device(v)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"not a torch device: {v!r}") from None
+        return v
+
+
+def _config_error(where, err: ValidationError) -> FlytomoError:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    more = f" (+{len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
+    return FlytomoError(where, f"key '{key}': {e['msg']}{more}")
+
+
+def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
+    """Read and validate a training config (YAML). Returns (config, run_dir resolved
+    against the config file's folder). ``overrides`` are top-level keys (None ignored)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FlytomoError(path, "config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FlytomoError(path, f"not readable YAML ({str(err).splitlines()[0]})") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise FlytomoError(path, "a training config must be a mapping of keys")
+    for k, v in overrides.items():
+        if v is not None:
+            if k in ("steps", "batch"):
+                raw.setdefault("training", {})[k] = v
+            else:
+                raw[k] = v
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _config_error(path, err) from None
+    _check_model(cfg, path)
+    run_dir = Path(cfg.run_dir.format(name=cfg.name))
+    if not run_dir.is_absolute():
+        run_dir = (path.parent / run_dir).resolve()
+    return cfg, run_dir
+
+
+def _check_model(cfg: TrainConfig, where) -> None:
+    from recon.rrdb import build_model
+
+    try:
+        build_model(cfg.model)
+    except FlytomoError as err:
+        raise FlytomoError(where, f"key '{err.where}': {err.problem}") from None
+    except TypeError as err:
+        raise FlytomoError(where, f"key 'model': {err}") from None
+
+
+# --------------------------------------------------------------------------- pair sources
+
+class SyntheticPairs:
+    """Cheap stand-in pairs: truth = random ellipses (attenuation ~0.01/pixel), input =
+    truth blurred (Gaussian σ 1.5 px) plus Gaussian noise. Deterministic in (seed, index)."""
+
+    def __init__(self, size: int, seed: int = 0, noise: float = 0.1) -> None:
+        self.size, self.seed, self.noise = int(size), int(seed), float(noise)
+
+    def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        from scipy.ndimage import gaussian_filter
+
+        n = self.size
+        rng = np.random.default_rng([self.seed, int(index)])
+        yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) - (n - 1) / 2
+        truth = np.zeros((n, n), np.float32)
+        for _ in range(int(rng.integers(3, 8))):
+            cy, cx = rng.uniform(-0.3, 0.3, 2) * n
+            ay, ax = rng.uniform(0.05, 0.25, 2) * n
+            t = rng.uniform(0, np.pi)
+            u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+            v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+            truth[(u / ax) ** 2 + (v / ay) ** 2 <= 1] += rng.uniform(0.3, 1.0)
+        truth *= 0.01
+        blurred = gaussian_filter(truth, 1.5)
+        inp = blurred + rng.normal(0, self.noise * 0.01, truth.shape).astype(np.float32)
+        return inp.astype(np.float32), truth, {"kind": "synthetic"}
+
+
+class SimulatedPairs:
+    """The real pairs: phantom → fly-scan simulation → line integrals → ``input_kind``
+    reconstruction, with the scan parameters drawn from ``data``'s ranges.
+
+    Pairs come in groups of ``data.slices_per_scan``: the phantoms of a group are the
+    slices of one simulated scan, so the projectors (the costly part) are built once per
+    group; projection count, photons (I0, log-uniform), blur angle and center offset are
+    drawn per group from a NumPy generator seeded with (seed0, group). Pair ``index`` has
+    phantom seed ``seed0 + index`` and family ``families[index % len(families)]``; every
+    pair is a pure function of (data config, input kind, seed0, index). The reconstruction
+    knows the true center and blur angle.
+    """
+
+    def __init__(self, data: DataConfig, input_kind: str, seed0: int) -> None:
+        self.data, self.input_kind, self.seed0 = data, input_kind, int(seed0)
+        try:
+            from recon import methods, phantoms, simulate  # noqa: F401
+        except ImportError as err:
+            raise FlytomoError("data.source", f"simulated pairs need {err.name}, which is not "
+                               "available in this installation") from None
+        from recon.methods import resolve_options
+        from recon.phantoms import FAMILIES
+
+        bad = [f for f in data.families if f not in FAMILIES]
+        if bad or not data.families:
+            raise FlytomoError("data.families", f"unknown phantom family {bad[0] if bad else '(none)'}"
+                               f"; known: {', '.join(FAMILIES)}")
+        try:
+            resolve_options(input_kind, dict(data.method_options))
+        except FlytomoError as err:
+            raise FlytomoError("data.method_options", err.problem) from None
+        self._group: tuple[int, list] | None = None
+
+    def scan_parameters(self, group: int) -> dict:
+        """The scan parameters of pair group ``group`` (deterministic)."""
+        d = self.data
+        rng = np.random.default_rng([self.seed0, int(group)])
+        return {
+            "n_angles": int(rng.integers(d.n_angles[0], d.n_angles[1] + 1)),
+            "i0": float(np.exp(rng.uniform(np.log(d.photons[0]), np.log(d.photons[1])))),
+            "blur_angle_deg": float(rng.uniform(*d.blur_angle_deg)),
+            "center": (d.image_size - 1) / 2.0 + float(rng.uniform(*d.center_offset_px)),
+        }
+
+    def _make_group(self, group: int) -> list:
+        from recon.geometry import ScanGeometry
+        from recon.methods import reconstruct
+        from recon.phantoms import make_phantom
+        from recon.simulate import line_integrals_from_counts, simulate_flyscan
+
+        d, n, g = self.data, self.data.image_size, self.data.slices_per_scan
+        p = self.scan_parameters(group)
+        indices = range(group * g, (group + 1) * g)
+        families = [d.families[i % len(d.families)] for i in indices]
+        truth = np.stack([np.asarray(make_phantom(f, n, self.seed0 + i), np.float32)
+                          for f, i in zip(families, indices)])
+        angles = (np.arange(p["n_angles"]) + 0.5) * (180.0 / p["n_angles"])
+        scan = simulate_flyscan(truth, angles, p["blur_angle_deg"], p["i0"], n_sub=d.n_sub,
+                                seed=self.seed0 + group * g, center=p["center"])
+        sino = line_integrals_from_counts(scan)
+        geometry = ScanGeometry.create(angles, n, center=p["center"],
+                                       blur_angle_deg=p["blur_angle_deg"], image_size=n)
+        inp = reconstruct(sino, geometry, self.input_kind, **d.method_options)
+        return [(np.asarray(inp[k], np.float32), truth[k],
+                 {"family": f, "seed": self.seed0 + i, "group": group, **p})
+                for k, (f, i) in enumerate(zip(families, indices))]
+
+    def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        group = int(index) // self.data.slices_per_scan
+        if self._group is None or self._group[0] != group:
+            self._group = (group, self._make_group(group))
+        return self._group[1][int(index) % self.data.slices_per_scan]
+
+
+def _seed0(split: str) -> int:
+    try:
+        from recon import phantoms
+
+        return int(getattr(phantoms, f"{split.upper()}_SEED0"))
+    except (ImportError, AttributeError):
+        return _FALLBACK_SEED0[split]
+
+
+def make_pair_sources(cfg: TrainConfig) -> tuple[PairSource, PairSource]:
+    """(train source, validation source) for ``cfg.data`` — separate seed ranges
+    (recon.phantoms.TRAIN_SEED0 / VALIDATION_SEED0)."""
+    d = cfg.data
+    if d.source == "synthetic":
+        return (SyntheticPairs(d.image_size, _seed0("train")),
+                SyntheticPairs(d.image_size, _seed0("validation")))
+    return (SimulatedPairs(d, cfg.input_kind, _seed0("train")),
+            SimulatedPairs(d, cfg.input_kind, _seed0("validation")))
+
+
+# --------------------------------------------------------------------------- data
+
+def _data_key(cfg: TrainConfig, split: str) -> dict:
+    return {"split": split, "input_kind": cfg.input_kind, "seed0": _seed0(split),
+            "data": cfg.data.model_dump(exclude={"patch"}, mode="json")}
+
+
+class PairSet:
+    """Pairs on disk: ``inputs`` and ``truths`` (n, h, w) float32 (memory-mapped when
+    cached), ``params`` (per-pair dicts), and per-slice normalisation scales."""
+
+    def __init__(self, inputs: np.ndarray, truths: np.ndarray, params: list[dict],
+                 folder: Path | None = None) -> None:
+        self.inputs, self.truths, self.params, self.folder = inputs, truths, params, folder
+        self._scales: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def scales(self, normalization: str, chunk: int = 64) -> np.ndarray:
+        """(n,) float32: each input slice's scale (:func:`recon.infer.normalize_tensor`),
+        computed once and cached beside the pairs."""
+        from recon.infer import normalize_slices
+
+        if normalization in self._scales:
+            return self._scales[normalization]
+        path = self.folder / f"scale-{normalization}.npy" if self.folder else None
+        if path is not None and path.is_file():
+            sc = np.load(path)
+        else:
+            sc = np.concatenate([normalize_slices(self.inputs[i:i + chunk], normalization)[1]
+                                 for i in range(0, len(self), chunk)])
+            if path is not None:
+                tmp = path.with_name(path.stem + ".tmp.npy")
+                np.save(tmp, sc)
+                os.replace(tmp, path)
+        self._scales[normalization] = sc
+        return sc
+
+    def normalized(self, normalization: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All pairs normalised, in memory: (inputs, truths, scales) — for validation sets."""
+        sc = self.scales(normalization)
+        x = np.asarray(self.inputs, np.float32)
+        if normalization == "seed":
+            x = np.clip(x, 0, None)
+        return ((x / sc[:, None, None]).astype(np.float32),
+                (np.asarray(self.truths, np.float32) / sc[:, None, None]).astype(np.float32), sc)
+
+
+def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | None = None,
+                   *, progress: bool = False, desc: str = "pairs") -> PairSet:
+    """Generate pairs 0..n−1 from ``source`` → :class:`PairSet`.
+
+    With ``folder``, the pairs are cached there (``inputs.npy``, ``truths.npy``,
+    ``meta.json`` with ``key``) and read back memory-mapped by a later call with the same
+    key; another key regenerates. Generation writes into ``FOLDER.partial`` pair by pair
+    and continues where a killed one stopped; the folder gets its final name only when
+    complete. Memory use stays that of a few pairs, whatever ``n``.
+    """
+    from numpy.lib.format import open_memmap
+    from tqdm import tqdm
+
+    key_json = json.dumps(key or {}, sort_keys=True, default=str)
+    if folder is None:
+        outs = [source(i) for i in tqdm(range(n), desc=desc, disable=not progress, leave=False)]
+        for i, o in enumerate(outs):
+            _check_pair(i, o)
+        return PairSet(np.stack([np.asarray(o[0], np.float32) for o in outs]),
+                       np.stack([np.asarray(o[1], np.float32) for o in outs]),
+                       [o[2] if len(o) > 2 else {} for o in outs])
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key_json and meta.get("n") == n:
+                return PairSet(np.load(folder / "inputs.npy", mmap_mode="r"),
+                               np.load(folder / "truths.npy", mmap_mode="r"), meta["params"], folder)
+        except (OSError, ValueError, KeyError):  # unreadable cache: regenerate it
+            pass
+    import shutil
+
+    partial = folder.with_name(folder.name + ".partial")
+    state_path = partial / "progress.json"
+    done, params = 0, []
+    if state_path.is_file():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            state = json.loads(state_path.read_text())
+            if state["key"] == key_json and state["n"] == n:
+                done, params = int(state["done"]), list(state["params"])[:int(state["done"])]
+    if done == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True, exist_ok=True)
+    first = source(0) if done == 0 else None
+    if first is not None:
+        _check_pair(0, first)
+        h, w = np.asarray(first[0]).shape
+        xs = open_memmap(partial / "inputs.npy", "w+", np.float32, (n, h, w))
+        ys = open_memmap(partial / "truths.npy", "w+", np.float32, (n, h, w))
+    else:
+        xs = np.load(partial / "inputs.npy", mmap_mode="r+")
+        ys = np.load(partial / "truths.npy", mmap_mode="r+")
+    bar = tqdm(total=n, initial=done, desc=desc, disable=not progress, leave=False)
+    for i in range(done, n):
+        out = first if (i == 0 and first is not None) else source(i)
+        _check_pair(i, out, xs.shape[1:])
+        xs[i], ys[i] = out[0], out[1]
+        params.append(out[2] if len(out) > 2 else {})
+        bar.update(1)
+        if (i + 1) % 16 == 0 or i + 1 == n:  # progress survives a kill
+            xs.flush()
+            ys.flush()
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": key_json, "n": n, "done": i + 1, "params": params},
+                                      default=str))
+            os.replace(tmp, state_path)
+    bar.close()
+    del xs, ys
+    (partial / "meta.json").write_text(json.dumps({"key": key_json, "n": n, "params": params},
+                                                  default=str))
+    state_path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    return build_pair_set(source, n, folder, key, progress=False, desc=desc)
+
+
+def _check_pair(i: int, out, shape=None) -> None:
+    x, y = np.asarray(out[0]), np.asarray(out[1])
+    if x.shape != y.shape or x.ndim != 2 or (shape is not None and x.shape != tuple(shape)):
+        raise FlytomoError("data", f"pair {i}: input {x.shape} and truth {y.shape} must be two "
+                           f"slices of one shape{'' if shape is None else f' {tuple(shape)}'}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise FlytomoError("data", f"pair {i} contains NaN or infinite values")
+
+
+def sample_batch(inputs: np.ndarray, truths: np.ndarray, batch: int, patch: int, seed: int,
+                 step: int, scales: np.ndarray | None = None,
+                 normalization: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """Random patches (batch, 1, patch, patch) of (input, truth) with random rot90/flip, a
+    deterministic function of (seed, step). With ``scales`` (n,), both are divided by their
+    slice's scale (and the input clipped at 0 for ``normalization="seed"``), as
+    :func:`recon.infer.normalize_tensor` does to whole slices."""
+    rng = np.random.default_rng([int(seed), 7, int(step)])
+    n, h, w = inputs.shape
+    idx = rng.integers(0, n, batch)
+    ys = rng.integers(0, h - patch + 1, batch)
+    xs = rng.integers(0, w - patch + 1, batch)
+    rots = rng.integers(0, 4, batch)
+    flips = rng.integers(0, 2, batch)
+    xb = np.empty((batch, 1, patch, patch), np.float32)
+    yb = np.empty_like(xb)
+    for b in range(batch):
+        a = np.asarray(inputs[idx[b], ys[b]:ys[b] + patch, xs[b]:xs[b] + patch], np.float32)
+        t = np.asarray(truths[idx[b], ys[b]:ys[b] + patch, xs[b]:xs[b] + patch], np.float32)
+        if scales is not None:
+            if normalization == "seed":
+                a = np.clip(a, 0, None)
+            a, t = a / scales[idx[b]], t / scales[idx[b]]
+        a, t = np.rot90(a, rots[b]), np.rot90(t, rots[b])
+        if flips[b]:
+            a, t = a[:, ::-1], t[:, ::-1]
+        xb[b, 0], yb[b, 0] = a, t
+    return xb, yb
+
+
+def lr_at(step: int, opt: OptimConfig) -> float:
+    """Learning rate for (0-based) ``step``: linear warm-up, then constant or cosine."""
+    if opt.warmup_steps and step < opt.warmup_steps:
+        return opt.lr * (step + 1) / opt.warmup_steps
+    if opt.lr_schedule == "constant":
+        return opt.lr
+    span = max(1, opt.steps - opt.warmup_steps)
+    t = min(1.0, (step - opt.warmup_steps) / span)
+    return opt.lr * (opt.lr_final + (1 - opt.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# --------------------------------------------------------------------------- training
+
+class TrainResult(BaseModel):
+    """What a call to :func:`train` did."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    status: Literal["finished", "stopped"]
+    step: int
+    run_dir: Path
+    weights: Path | None = None
+    validation: dict[str, Any] = {}
+    wall_time_s: float = 0.0
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FlytomoError("device", f"{name!r} asked for but CUDA is not available")
+    return dev
+
+
+# what a resume may change: the machine and bookkeeping (device and amp change rounding only)
+_RESUME_FREE = {"run_dir", "device", "threads"}
+_RESUME_FREE_TRAINING = {"checkpoint_every", "validate_every", "amp"}
+
+
+def _result_config(cfg: TrainConfig) -> dict:
+    d = cfg.model_dump(mode="json", exclude=_RESUME_FREE)
+    d["training"] = {k: v for k, v in d["training"].items() if k not in _RESUME_FREE_TRAINING}
+    return d
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(prefix + k)
+    return keys
+
+
+def _save_checkpoint(path: Path, model, opt, scaler, step: int, wall: float, cfg_json: str) -> None:
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": int(step),
+            "wall_time_s": float(wall), "config": cfg_json,
+            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:
+        raise FlytomoError(path, f"checkpoint not readable ({type(err).__name__}); remove it or "
+                           "start with --fresh") from None
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "config"} <= set(ckpt):
+        raise FlytomoError(path, "not a flytomo training checkpoint")
+    return ckpt
+
+
+@torch.no_grad()
+def _validate(model, xv, yv, scale, truths, loss_fn, device, batch) -> dict:
+    from recon import metrics
+
+    was_training = model.training
+    model.eval()
+    outs = []
+    for i in range(0, xv.shape[0], batch):
+        xb = torch.from_numpy(xv[i:i + batch, None]).to(device)
+        outs.append(model(xb).float().cpu())
+    out = torch.cat(outs)[:, 0]
+    loss = float(loss_fn(out, torch.from_numpy(yv)))
+    phys = out.numpy() * scale[:, None, None]
+    psnrs = [metrics.psnr(p, t) for p, t in zip(phys, truths)]
+    ssims = [metrics.ssim(p, t) for p, t in zip(phys, truths)]
+    if was_training:
+        model.train()
+    return {"val_loss": loss, "val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}
+
+
+def _input_metrics(inputs, truths) -> dict:
+    from recon import metrics
+
+    return {"input_psnr": float(np.mean([metrics.psnr(a, t) for a, t in zip(inputs, truths)])),
+            "input_ssim": float(np.mean([metrics.ssim(a, t) for a, t in zip(inputs, truths)]))}
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT while training: finish the step, checkpoint, stop."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.set = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    sources: tuple[PairSource, PairSource] | None = None,
+    progress: bool = True,
+    fresh: bool = False,
+    stop_at_step: int | None = None,
+    time_limit_s: float | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in ``run_dir`` to ``cfg.training.steps`` steps.
+
+    Parameters
+    ----------
+    cfg : validated :class:`TrainConfig`.
+    run_dir : the run's folder: data cache, ``checkpoint.pt``, ``metrics.jsonl``,
+        ``config.json`` and finally ``NAME.safetensors`` + ``NAME.json``.
+    sources : (train, validation) pair sources; default :func:`make_pair_sources`.
+    progress : tqdm progress bars.
+    fresh : ignore (and replace) an existing checkpoint.
+    stop_at_step : checkpoint and stop once this step is reached (a later call resumes).
+    time_limit_s : checkpoint and stop after this much wall time in this call.
+
+    Returns a :class:`TrainResult`; ``status`` "stopped" when it stopped early (also on
+    SIGTERM/SIGINT), "finished" after the final export.
+    """
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, Path(run_dir), sources=sources, progress=progress, fresh=fresh,
+                      stop_at_step=stop_at_step, time_limit_s=time_limit_s)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at_step,
+           time_limit_s) -> TrainResult:
+    from tqdm import tqdm
+
+    from recon.rrdb import build_model
+    from recon.weights import save_model
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opt_cfg = cfg.training
+    device = _resolve_device(cfg.device)
+    cfg_json = json.dumps(_result_config(cfg), sort_keys=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = None
+    if ckpt_path.is_file() and not fresh:  # refuse a mismatched resume before any work
+        ckpt = _load_checkpoint(ckpt_path)
+        if ckpt["config"] != cfg_json:
+            changed = _diff_keys(json.loads(ckpt["config"]), json.loads(cfg_json))
+            raise FlytomoError(ckpt_path, "checkpoint was made with another config (changed: "
+                               f"{', '.join(changed[:5])}); use --fresh or another run_dir")
+    (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+
+    # data
+    train_src, val_src = sources if sources is not None else make_pair_sources(cfg)
+    train_set = build_pair_set(train_src, cfg.data.n_train, run_dir / "data" / "train",
+                               _data_key(cfg, "train"), progress=progress, desc="training pairs")
+    val_set = build_pair_set(val_src, cfg.data.n_validation, run_dir / "data" / "validation",
+                             _data_key(cfg, "validation"), progress=progress,
+                             desc="validation pairs")
+    if min(train_set.inputs.shape[1:]) < cfg.data.patch:
+        raise FlytomoError("data.patch", f"patch {cfg.data.patch} larger than the pairs "
+                           f"{train_set.inputs.shape[1:]}")
+    t_scale = train_set.scales(cfg.normalization)
+    xv, yv, v_scale = val_set.normalized(cfg.normalization)
+    xv_raw, yv_raw = np.asarray(val_set.inputs), np.asarray(val_set.truths)
+
+    # model, optimizer
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.99))
+    use_amp = opt_cfg.amp and device.type == "cuda"
+    amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    loss_fn = torch.nn.L1Loss() if opt_cfg.loss == "l1" else torch.nn.MSELoss()
+
+    log_path = run_dir / "metrics.jsonl"
+    step, wall_before = 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
+        step, wall_before = int(ckpt["step"]), float(ckpt["wall_time_s"])
+    # the log keeps only rows up to the step we (re)start from
+    rows = []
+    if log_path.is_file() and step > 0:
+        for line in log_path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                r = json.loads(line)
+                if r.get("step", 0) <= step:
+                    rows.append(line)
+    log_path.write_text("".join(r + "\n" for r in rows))
+    for stale in run_dir.glob(f"{cfg.name}.*"):  # an export is only there once finished
+        if stale.suffix in (".safetensors", ".json"):
+            stale.unlink()
+
+    def log(row: dict) -> None:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    input_metrics = _input_metrics(xv_raw, yv_raw)
+    t0 = time.perf_counter()
+    model.train()
+    window: list[float] = []
+    last_val: dict = {}
+    status = "finished"
+    bar = tqdm(total=opt_cfg.steps, initial=step, desc=cfg.name, disable=not progress,
+               dynamic_ncols=True)
+    if step == 0:  # the starting point of the validation curve
+        log({"step": 0, **_validate(model, xv, yv, v_scale, yv_raw, loss_fn, device, opt_cfg.batch),
+             **input_metrics, "lr": lr_at(0, opt_cfg), "wall_time_s": round(wall_before, 3)})
+    with _StopFlag() as stop:
+        while step < opt_cfg.steps:
+            xb, yb = sample_batch(train_set.inputs, train_set.truths, opt_cfg.batch,
+                                  cfg.data.patch, cfg.seed, step, t_scale, cfg.normalization)
+            xb = torch.from_numpy(xb).to(device, non_blocking=True)
+            yb = torch.from_numpy(yb).to(device, non_blocking=True)
+            lr = lr_at(step, opt_cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(model(xb).float(), yb)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise FlytomoError(run_dir, f"training diverged at step {step} (loss {lv}); "
+                                   "lower training.lr")
+            window.append(lv)
+            bar.update(1)
+            bar.set_postfix(loss=f"{lv:.4g}", refresh=False)
+            wall = wall_before + time.perf_counter() - t0
+            if step % opt_cfg.validate_every == 0 or step == opt_cfg.steps:
+                last_val = _validate(model, xv, yv, v_scale, yv_raw, loss_fn, device, opt_cfg.batch)
+                log({"step": step, "train_loss": float(np.mean(window)), **last_val, "lr": lr,
+                     "wall_time_s": round(wall, 3)})
+                window = []
+            stopping = (stop.set or (stop_at_step is not None and step >= stop_at_step)
+                        or (time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s))
+            if step % opt_cfg.checkpoint_every == 0 or step == opt_cfg.steps or stopping:
+                _save_checkpoint(ckpt_path, model, opt, scaler, step, wall, cfg_json)
+            if stopping and step < opt_cfg.steps:
+                status = "stopped"
+                break
+    bar.close()
+    wall = wall_before + time.perf_counter() - t0
+    if status == "stopped":
+        return TrainResult(status="stopped", step=step, run_dir=run_dir, wall_time_s=wall)
+
+    if not last_val:  # resumed at the last step: nothing was validated in this call
+        last_val = _validate(model, xv, yv, v_scale, yv_raw, loss_fn, device, opt_cfg.batch)
+    card = {
+        "name": cfg.name,
+        "input_kind": cfg.input_kind,
+        "input_options": cfg.data.method_options,
+        "normalization": cfg.normalization,
+        "training": {**cfg.training.model_dump(mode="json"), "seed": cfg.seed,
+                     "optimizer": "Adam(betas=(0.9, 0.99))", "device": str(device),
+                     "mixed_precision": str(amp_dtype).replace("torch.", "") if use_amp else None},
+        "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train"),
+                 "validation_seed0": _seed0("validation")},
+        "steps": step,
+        "wall_time_s": round(wall, 1),
+        "validation": {**last_val, **input_metrics, "n_images": int(xv.shape[0]),
+                       "metric_definition": "recon.metrics (inside the disk, range = truth max-min)"},
+    }
+    weights = save_model(run_dir, model.float().cpu(), card)
+    return TrainResult(status="finished", step=step, run_dir=run_dir, weights=weights,
+                       validation=card["validation"], wall_time_s=wall)
+
+
+def config_digest(cfg: TrainConfig) -> str:
+    """Short hash of everything in ``cfg`` that changes the trained weights."""
+    return hashlib.sha256(json.dumps(_result_config(cfg), sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,323 @@
+"""Trained correction networks on disk: safetensors weights with a JSON model card beside.
+
+A model is two files, ``NAME.safetensors`` (tensors only, no pickle) and ``NAME.json``
+(its model card). The card says what the weights are and how they were made:
+
+``name``, ``format`` ("flytomo-model-card/1"), ``architecture`` (the resolved model config
+for :func:`recon.rrdb.build_model`), ``input_kind`` (the reconstruction the network
+corrects: "fbp", "mlem" or "mlem-flyscan"), ``input_options`` (that method's options),
+``normalization`` (see :mod:`recon.infer`), ``training`` (the training config), ``data``
+(how the pairs were made), ``steps``, ``wall_time_s``, ``hardware``, ``validation``
+(metrics on the validation images), ``flytomo_version``, ``created``, ``weights_sha256``.
+
+Shipped models live in this folder as ``rrdb-<input_kind>.safetensors`` (+ ``.json``);
+``load_model(None)`` picks the one for the requested input kind. The seed authors'
+checkpoint (a pickled PyTorch state dict) is loaded with ``load_model("seed:PATH")``
+through ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from recon.errors import FlytomoError
+
+__all__ = [
+    "INPUT_KINDS", "CARD_FORMAT", "WEIGHTS_DIR", "LoadedModel", "save_model", "load_model",
+    "load_seed_model", "default_weights_path", "seed_checkpoint_path",
+]
+
+INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan")
+CARD_FORMAT = "flytomo-model-card/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class LoadedModel:
+    """A network ready to apply, with the card that says how.
+
+    ``model`` is in eval mode on ``device``; ``card`` is the model card (dict); ``path`` the
+    weights file it came from.
+    """
+
+    model: nn.Module
+    card: dict
+    path: Path
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def input_kind(self) -> str:
+        return self.card["input_kind"]
+
+    @property
+    def normalization(self) -> str:
+        return self.card["normalization"]
+
+    def apply(self, volume: np.ndarray, **options) -> np.ndarray:
+        """Correct a (z, y, x) reconstruction of kind :attr:`input_kind`; see
+        :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp)."""
+        from recon.infer import apply_model
+
+        options.setdefault("device", self.device)
+        return apply_model(self.model, volume, normalization=self.normalization, **options)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hardware() -> dict:
+    import platform
+
+    hw = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+          "cpu_count": os.cpu_count(), "torch": torch.__version__,
+          "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return hw
+
+
+def _paths(dir_or_path: str | Path, name: str) -> tuple[Path, Path]:
+    p = Path(dir_or_path)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+        return p.with_suffix(".safetensors"), p.with_suffix(".json")
+    return p / f"{name}.safetensors", p / f"{name}.json"
+
+
+def save_model(dir_or_path: str | Path, model: nn.Module, card: dict) -> Path:
+    """Write ``model``'s weights and its card.
+
+    Parameters
+    ----------
+    dir_or_path : a folder (files named after ``card["name"]``, default "model") or a
+        ``NAME.safetensors`` path.
+    model : a network built by :func:`recon.rrdb.build_model` (it has ``model.config``).
+    card : at least ``input_kind`` and ``normalization``; ``architecture``, ``format``,
+        ``flytomo_version``, ``created``, ``hardware`` and ``weights_sha256`` are filled in.
+
+    Returns the ``.safetensors`` path. Both files are written to temporary names first and
+    renamed, so a killed write leaves no file that claims to be complete.
+    """
+    from safetensors.torch import save_file
+
+    import recon
+    from recon.infer import NORMALIZATIONS
+
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise FlytomoError("model", "has no .config with an 'architecture'; build it with "
+                           "recon.rrdb.build_model")
+    card = dict(card)
+    if card.get("input_kind") not in INPUT_KINDS:
+        raise FlytomoError("card.input_kind", f"must be one of {', '.join(INPUT_KINDS)}, "
+                           f"got {card.get('input_kind')!r}")
+    if card.get("normalization") not in NORMALIZATIONS:
+        raise FlytomoError("card.normalization", f"must be one of {', '.join(NORMALIZATIONS)}, "
+                           f"got {card.get('normalization')!r}")
+    name = str(card.get("name") or "model")
+    wpath, cpath = _paths(dir_or_path, name)
+    card["name"] = wpath.stem
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().clone()
+             for k, v in model.state_dict().items()}
+    tmp_w = wpath.with_name(wpath.name + ".tmp")
+    tmp_c = cpath.with_name(cpath.name + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": CARD_FORMAT,
+                                           "architecture": json.dumps(config, sort_keys=True)})
+    card.update({
+        "format": CARD_FORMAT,
+        "architecture": dict(config),
+        "flytomo_version": recon.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "weights_file": wpath.name,
+        "weights_sha256": _sha256(tmp_w),
+        "n_parameters": int(sum(v.numel() for v in state.values())),
+    })
+    card.setdefault("hardware", _hardware())
+    tmp_c.write_text(json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp_w, wpath)
+    os.replace(tmp_c, cpath)
+    return wpath
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _load_strict(model: nn.Module, state: dict, path: Path) -> None:
+    """``load_state_dict(strict=True)`` with one-line errors naming the file."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+
+    def few(keys):
+        return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors ({few(missing)})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensors ({few(unexpected)})")
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{len(shapes)} shape mismatches ({k}: file {tuple(state[k].shape)}, "
+                        f"model {tuple(own[k].shape)})")
+    if problems:
+        raise FlytomoError(path, "weights do not fit the architecture: " + "; ".join(problems))
+    bad = [k for k, v in state.items() if not torch.is_tensor(v) or not torch.isfinite(v).all()]
+    if bad:
+        raise FlytomoError(path, f"weights contain non-finite values ({few(bad)})")
+    model.load_state_dict(state, strict=True)
+
+
+def _check_kind(card: dict, input_kind: str | None, path: Path) -> None:
+    if input_kind is not None and card.get("input_kind") != input_kind:
+        raise FlytomoError(path, f"this model corrects {card.get('input_kind')!r} reconstructions, "
+                           f"not {input_kind!r}; use a model trained on {input_kind!r} input")
+
+
+def seed_checkpoint_path() -> Path:
+    """Where the seed authors' checkpoint is expected: ``$FLYTOMO_SHARED`` or ``../shared``
+    next to the checkout, ``data/seed-model/pre_trained_model.pth``."""
+    root = os.environ.get("FLYTOMO_SHARED")
+    base = Path(root) if root else Path(__file__).resolve().parents[3] / "shared"
+    return base / "data" / "seed-model" / "pre_trained_model.pth"
+
+
+def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> LoadedModel:
+    """The seed authors' released RRDBNet (nf=16, nb=4, gc=32, 3 convs per dense block).
+
+    ``path``: their ``pre_trained_model.pth`` (default :func:`seed_checkpoint_path`), read
+    with ``torch.load(weights_only=True)`` (no arbitrary pickle) and loaded strictly. The
+    card says input kind "fbp", normalization "seed" (clip negatives, divide by the 95th
+    percentile of positive pixels per slice, multiply back).
+    """
+    from recon.rrdb import SEED_CONFIG, build_model
+
+    path = Path(path) if path is not None else seed_checkpoint_path()
+    if not path.is_file():
+        raise FlytomoError(path, "seed checkpoint not found")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # truncated, not a checkpoint, or pickle with code in it
+        raise FlytomoError(path, f"not a readable PyTorch state dict ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise FlytomoError(path, f"expected a state dict, found {type(state).__name__}")
+    model = build_model(dict(SEED_CONFIG))
+    _load_strict(model, dict(state), path)
+    card = {
+        "name": "seed-rrdb", "format": CARD_FORMAT, "architecture": dict(model.config),
+        "input_kind": "fbp", "input_options": {}, "normalization": "seed",
+        "training": {"source": "Zhang, Lee, Ge, Communications Materials 3, 91 (2022)",
+                     "loss": "mse", "batch": 8, "optimizer": "Adam", "lr": 2e-4},
+        "data": {"pairs": 10000, "size": 512, "input": "FBP of simulated fly-scans"},
+        "license": "Apache-2.0 (seed authors)", "weights_file": path.name,
+    }
+    return LoadedModel(model.to(device).eval(), card, path, str(device))
+
+
+def default_weights_path(input_kind: str = "fbp") -> Path:
+    """The shipped model for ``input_kind``: ``recon/weights/rrdb-<input_kind>.safetensors``."""
+    return WEIGHTS_DIR / f"rrdb-{input_kind}.safetensors"
+
+
+def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
+               device: str = "cpu") -> LoadedModel:
+    """Load a correction network.
+
+    Parameters
+    ----------
+    spec : ``PATH.safetensors`` (or its ``PATH.json`` card) — a flytomo model, card beside
+        it; ``"seed:PATH"`` — the seed authors' checkpoint (``"seed:"`` alone: the default
+        location); ``None`` — the shipped model for ``input_kind`` in ``recon/weights/``.
+    input_kind : the reconstruction the model will be applied to ("fbp", "mlem-flyscan", …);
+        a model trained on another kind is refused. ``None``: no check (and "fbp" for the
+        shipped default).
+    device : where to put the network.
+
+    Raises :class:`FlytomoError` (file and problem, one line) for a missing, truncated or
+    corrupt file, a missing or bad card, weights that do not fit the card's architecture,
+    or an input-kind mismatch.
+    """
+    from safetensors.torch import load_file
+
+    from recon.rrdb import build_model
+
+    if input_kind is not None and input_kind not in INPUT_KINDS:
+        raise FlytomoError("input_kind", f"unknown input kind {input_kind!r}; known: "
+                           f"{', '.join(INPUT_KINDS)}")
+    if spec is None:
+        wpath = default_weights_path(input_kind or "fbp")
+        if not wpath.is_file():
+            raise FlytomoError(wpath, f"no shipped model for {input_kind or 'fbp'!r} input in "
+                               "this installation; give a weights file (model: PATH.safetensors) "
+                               "or train one with `flytomo train`")
+    else:
+        s = str(spec)
+        if s.startswith("seed:"):
+            loaded = load_seed_model(s[5:] or None, device=device)
+            _check_kind(loaded.card, input_kind, loaded.path)
+            return loaded
+        wpath = Path(s)
+        if wpath.suffix == ".json":
+            wpath = wpath.with_suffix(".safetensors")
+        if wpath.suffix == ".pth":
+            raise FlytomoError(wpath, "a pickled PyTorch checkpoint; flytomo models are "
+                               ".safetensors files (for the seed authors' model use 'seed:PATH')")
+    cpath = wpath.with_suffix(".json")
+    if not wpath.is_file():
+        raise FlytomoError(wpath, "model weights file not found")
+    if not cpath.is_file():
+        raise FlytomoError(cpath, "model card (JSON beside the weights) not found")
+    try:
+        card = json.loads(cpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FlytomoError(cpath, f"model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise FlytomoError(cpath, "model card must be a JSON object")
+    for key in ("architecture", "input_kind", "normalization"):
+        if key not in card:
+            raise FlytomoError(cpath, f"model card lacks {key!r}")
+    if not isinstance(card["architecture"], dict):
+        raise FlytomoError(cpath, "model card 'architecture' must be an object")
+    _check_kind(card, input_kind, wpath)
+    want = card.get("weights_sha256")
+    if want and _sha256(wpath) != want:
+        raise FlytomoError(wpath, "weights file does not match its model card (sha256 differs): "
+                           "truncated, corrupt or replaced")
+    try:
+        state = load_file(str(wpath), device="cpu")
+    except Exception as err:  # safetensors raises its own error types for bad headers
+        msg = str(err).splitlines()[0] if str(err) else ""
+        raise FlytomoError(wpath, f"not a readable safetensors file ({type(err).__name__}: "
+                           f"{msg})") from None
+    try:
+        model = build_model(card["architecture"])
+    except FlytomoError as err:
+        raise FlytomoError(cpath, f"bad architecture in model card: {err}") from None
+    _load_strict(model, state, wpath)
+    return LoadedModel(model.to(device).eval(), card, wpath, str(device))
