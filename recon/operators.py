@@ -281,7 +281,7 @@ class SubAngleProjector(Projector):
         deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
         sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)
         super().__init__(geometry, device, dtype, angles=sub, **kwargs)
-        self.n_rays_out = geometry.n_angles * geometry.n_columns
+        self.n_rays = geometry.n_angles * geometry.n_columns  # rays of the output sinogram
 
     def forward_columns(self, x: Tensor) -> Tensor:
         y = super().forward_columns(x)  # (n_angles·n_sub·nd, B), ordered (angle, sub, column)
@@ -298,6 +298,6 @@ class SubAngleProjector(Projector):
         return self.forward_columns(cols).T.reshape(*batch, self.geometry.n_angles, self.geometry.n_columns)
 
     def adjoint(self, y: Tensor) -> Tensor:
-        cols, batch = _as_columns(y.to(self.device, self.dtype), self.n_rays_out)
+        cols, batch = _as_columns(y.to(self.device, self.dtype), self.n_rays)
         n = self.geometry.image_size
         return self.adjoint_columns(cols).T.reshape(*batch, n, n)

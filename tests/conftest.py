@@ -1,0 +1,18 @@
+"""Project-wide test options: slow tests run only in the slow job (FLYTOMO_SLOW=1)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("FLYTOMO_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("FLYTOMO_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow test: run with FLYTOMO_SLOW=1 (the slow job)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
