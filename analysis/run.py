@@ -1,0 +1,201 @@
+"""Analyse a whole experiment store: segment every time point, join the temperature log,
+write the crack table (CSV + Parquet) and the figures.
+
+:func:`analyze_time_point` is a pure function of (store path, t, params) that reads one time
+point slab by slab and returns a plain dict, so a batch engine can run it anywhere (Dask
+``client.map``, MPI ranks, a process pool). :func:`analyze_store` spreads it with
+``map_fn`` / ``executor`` and gathers the rows in the calling process.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from recon.errors import FlytomoError
+
+from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
+from .segment import SegmentationParams, segment_volume
+from .store import open_store
+from .table import atomic_write, build_table, read_temperature_log, scan_temperatures, write_table
+
+__all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store",
+           "default_out_dir", "PLOTS"]
+
+#: file names of the figures analyze_store writes
+PLOTS = {
+    "time": "crack_fraction_vs_time.png",
+    "temperature": "crack_fraction_vs_temperature.png",
+    "montage": "crack_montage.png",
+}
+
+
+def _params(params: SegmentationParams | dict | None) -> SegmentationParams:
+    if isinstance(params, SegmentationParams):
+        return params
+    return SegmentationParams(**(params or {}))
+
+
+def analyze_time_point(store_path: str | Path, t: int, params: SegmentationParams | dict | None = None,
+                       with_slice: bool = False) -> dict:
+    """Segment time point ``t`` of the store at ``store_path``.
+
+    Reads the (z, y, x) volume slab by slab (``params.block_z`` rows plus filter halos), so
+    memory stays at about 6 bytes per voxel whatever the store holds.
+
+    Returns a dict: ``t``, ``scan_index``, ``status`` (``"ok"``, ``"no particle found"``,
+    ...), ``particle_volume_vox``, ``crack_volume_vox``, ``pore_volume_vox``,
+    ``crack_fraction``, ``pore_fraction``, ``n_cracks``, ``n_pores`` and the thresholds used;
+    with ``with_slice`` also ``slice``: {``z``, ``image`` (y, x) float32, ``envelope``,
+    ``cracks``, ``pores`` (y, x) bool} of the central slice z = nz // 2.
+    """
+    p = _params(params)
+    info = open_store(store_path)
+    vol = info.time_point(int(t))
+    res = segment_volume(vol, p, return_masks=with_slice)
+    out: dict[str, Any] = {"t": int(t), "scan_index": int(info.scans[int(t)].get("index", t))}
+    out.update(res.summary())
+    if with_slice:
+        z = vol.shape[0] // 2
+        empty = np.zeros(vol.shape[1:], bool)
+        out["slice"] = {
+            "z": int(z),
+            "image": np.asarray(vol[z:z + 1], np.float32)[0],
+            "envelope": res.envelope[z].copy() if res.envelope is not None else empty,
+            "cracks": res.cracks[z].copy() if res.cracks is not None else empty,
+            "pores": res.pores[z].copy() if res.pores is not None else empty,
+        }
+    return out
+
+
+def _task(args: tuple, store_path: str, params: dict) -> dict:
+    t, with_slice = args
+    return analyze_time_point(store_path, t, params, with_slice=with_slice)
+
+
+def params_from_store(attrs: dict) -> SegmentationParams | None:
+    """The segmentation parameters an experiment config put in the store, if any
+    (``flytomo.config.analysis.segmentation`` or ``flytomo.config.analysis``)."""
+    cfg = attrs.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    ana = cfg.get("analysis")
+    if not isinstance(ana, dict):
+        return None
+    seg = ana.get("segmentation", ana)
+    fields = set(SegmentationParams.model_fields)
+    seg = {k: v for k, v in seg.items() if k in fields}
+    return SegmentationParams(**seg) if seg else None
+
+
+def default_out_dir(store_path: str | Path) -> Path:
+    """``<store folder>/<store name without .zarr>_analysis``."""
+    store_path = Path(store_path)
+    stem = store_path.name[:-5] if store_path.name.endswith(".zarr") else store_path.name
+    return store_path.parent / f"{stem}_analysis"
+
+
+@dataclass
+class AnalysisOutputs:
+    table: pd.DataFrame
+    csv: Path
+    parquet: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+    params: SegmentationParams | None = None
+
+
+def _montage_times(nt: int, k: int) -> list[int]:
+    if k <= 0:
+        return []
+    return sorted(set(int(round(v)) for v in np.linspace(0, nt - 1, min(k, nt))))
+
+
+def _mapper(map_fn: Callable | None, executor: Any) -> Callable[[Callable, Iterable], list]:
+    if map_fn is not None:
+        return lambda f, xs: list(map_fn(f, xs))
+    if executor is None:
+        return lambda f, xs: list(map(f, xs))
+    if hasattr(executor, "gather") and hasattr(executor, "submit"):  # distributed.Client
+        return lambda f, xs: list(executor.gather(executor.map(f, list(xs), pure=False)))
+    if hasattr(executor, "map"):  # concurrent.futures.Executor and friends
+        return lambda f, xs: list(executor.map(f, xs))
+    raise TypeError(f"executor {executor!r} has no map()")
+
+
+def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
+                  out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
+                  executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
+                  montage_frames: int = 8, plots: bool = True) -> AnalysisOutputs:
+    """Analyse every time point of an experiment store and write the results.
+
+    Parameters
+    ----------
+    store_path : the experiment store (array ``0`` (t, z, y, x) or (z, y, x); scans in the
+        root attribute ``flytomo.scans``).
+    temperature_csv : temperature log (columns ``time_s``, ``temperature_C``); without it the
+        scans' own ``temperature_C`` is used.
+    out_dir : where ``crack_table.csv``, ``crack_table.parquet``, the PNGs and
+        ``segmentation_params.json`` go (default :func:`default_out_dir`).
+    params : :class:`SegmentationParams`; default: those in the store's config, else defaults.
+    executor : a ``distributed.Client`` (``client.map`` + ``gather``) or anything with
+        ``map(fn, iterable)`` (``concurrent.futures`` executors); ``map_fn`` — a
+        ``map``-like callable — wins over it. Default: the builtin ``map`` (in this process).
+    extrapolate : accept scans outside the temperature log (its end values are held);
+        ``None``: the store config's ``analysis.extrapolate``, else False.
+    montage_frames : how many time points (evenly spread) the slice montage shows.
+
+    Raises :class:`FlytomoError` for a missing / empty / timeless store and a temperature log
+    that is unreadable or does not cover a scan — before any segmentation is done. A time
+    point without a particle is a row whose ``status`` says so.
+    """
+    info = open_store(store_path)
+    p = _params(params) if params is not None else (params_from_store(info.attrs) or SegmentationParams())
+    if extrapolate is None:
+        cfg = info.attrs.get("config")
+        ana = cfg.get("analysis") if isinstance(cfg, dict) else None
+        extrapolate = bool(ana.get("extrapolate", False)) if isinstance(ana, dict) else False
+    log = read_temperature_log(temperature_csv) if temperature_csv is not None else None
+    times = scan_temperatures(info.scans, log, temperature_csv, extrapolate=extrapolate)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(info.path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FlytomoError(out_dir, f"cannot create the output folder ({err.strerror})") from None
+
+    nt = info.n_times
+    show = set(_montage_times(nt, montage_frames if plots else 0))
+    fn = functools.partial(_task, store_path=str(info.path), params=p.model_dump())
+    results = _mapper(map_fn, executor)(fn, [(t, t in show) for t in range(nt)])
+
+    table = build_table(times, results)
+    csv, pq = write_table(table, out_dir)
+    atomic_write(out_dir / "segmentation_params.json",
+                 lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
+    figs: dict[str, Path] = {}
+    if plots:
+        name = info.path.name
+        method = f" ({info.method})" if info.method else ""
+        figs["time"] = plot_crack_vs_time(table, out_dir / PLOTS["time"], log=log,
+                                          title=f"{name}{method}: crack fraction and temperature")
+        figs["temperature"] = plot_crack_vs_temperature(table, out_dir / PLOTS["temperature"],
+                                                        title=f"{name}{method}: crack fraction vs temperature")
+        frames = []
+        by_t = {r["t"]: r for r in results}
+        for t in sorted(show):
+            r = by_t.get(t)
+            if r is None or "slice" not in r:
+                continue
+            row = table.iloc[t]
+            label = (f"scan {row['scan_id']}  t={row['mid_time_s']:.0f} s\n"
+                     + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
+                     + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
+            frames.append({**r["slice"], "label": label})
+        z = frames[0]["z"] if frames else 0
+        figs["montage"] = plot_montage(frames, out_dir / PLOTS["montage"],
+                                       title=f"{name}{method}: slice z={z} through time")
+    return AnalysisOutputs(table=table, csv=csv, parquet=pq, plots=figs, params=p)

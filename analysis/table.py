@@ -1,0 +1,201 @@
+"""The crack table: one row per scan, joined with the temperature log; CSV and Parquet.
+
+Temperature log: a CSV with columns ``time_s`` (seconds, on the experiment clock the scan
+times use) and ``temperature_C``. The temperature of a scan is the log linearly
+interpolated at mid-scan; its heating rate (°C/min) is the log's derivative smoothed over
+the scan: the least-squares slope of the log over ``mid ± d/2``, ``d`` the scan duration
+(at least 5 log intervals, so that a very short scan does not turn sensor noise into a
+rate). A log that does not cover a scan is an error unless ``extrapolate=True``, which holds
+the first / last reading beyond the log.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recon.errors import FlytomoError
+
+from .store import scan_times
+
+__all__ = [
+    "COLUMNS",
+    "read_temperature_log",
+    "scan_temperatures",
+    "build_table",
+    "write_table",
+    "atomic_write",
+]
+
+#: columns of the crack table, in order
+COLUMNS = [
+    "scan_index", "scan_id", "start_time_s", "mid_time_s", "temperature_C",
+    "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
+    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "status",
+]
+
+
+def read_temperature_log(path: str | Path) -> pd.DataFrame:
+    """Read a temperature log CSV → DataFrame (time_s, temperature_C) float64, sorted by
+    time, duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlytomoError(path, "no such temperature log")
+    try:
+        df = pd.read_csv(path, comment="#", skipinitialspace=True)
+    except Exception as err:
+        raise FlytomoError(path, f"cannot read the temperature log as CSV ({err})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in ("time_s", "temperature_C") if c not in df.columns]
+    if missing:
+        raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
+                           f"found {', '.join(map(str, df.columns)) or 'none'}")
+    df = df[["time_s", "temperature_C"]].apply(pd.to_numeric, errors="coerce")
+    bad = ~np.isfinite(df.to_numpy()).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
+        raise FlytomoError(path, f"line {row}: time_s and temperature_C must be numbers "
+                           f"({int(bad.sum())} bad row(s))")
+    df = df.groupby("time_s", as_index=False)["temperature_C"].mean().sort_values("time_s")
+    if len(df) < 2:
+        raise FlytomoError(path, "the temperature log needs at least two readings")
+    return df.reset_index(drop=True)
+
+
+def _scan_frame(scans: list[dict]) -> pd.DataFrame:
+    rows = []
+    for i, s in enumerate(scans):
+        start, mid, dur = scan_times(s)
+        if mid is None:
+            mid = start
+        if start is None:
+            start = mid
+        t = s.get("temperature_C")
+        rows.append({
+            "scan_index": int(s.get("index", i)),
+            "scan_id": str(s.get("scan_id", s.get("index", i))),
+            "start_time_s": np.nan if start is None else float(start),
+            "mid_time_s": np.nan if mid is None else float(mid),
+            "duration_s": np.nan if dur is None else float(dur),
+            "temperature_C": np.nan if t is None else float(t),
+        })
+    return pd.DataFrame(rows)
+
+
+def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
+                      log_path: str | Path | None = None, extrapolate: bool = False) -> pd.DataFrame:
+    """Scan times and temperatures: DataFrame with scan_index, scan_id, start_time_s,
+    mid_time_s, duration_s, temperature_C, heating_rate_C_per_min (one row per scan).
+
+    With a ``log`` (from :func:`read_temperature_log`) the temperatures come from it (see the
+    module docstring). Without one, ``temperature_C`` comes from the scan metadata (NaN where
+    absent) and the rate from the finite differences between scans.
+    """
+    df = _scan_frame(scans)
+    mid = df["mid_time_s"].to_numpy(float)
+    if log is None:
+        temp = df["temperature_C"].to_numpy(float)
+        rate = np.full(len(df), np.nan)
+        ok = np.isfinite(temp) & np.isfinite(mid)
+        if ok.sum() >= 2:
+            order = np.argsort(mid[ok])
+            tm, tt = mid[ok][order], temp[ok][order]
+            if np.all(np.diff(tm) > 0):
+                r = np.gradient(tt, tm) * 60.0
+                out = np.empty_like(r)
+                out[order] = r
+                rate[ok] = out
+        df["heating_rate_C_per_min"] = rate
+        return df
+
+    lt = log["time_s"].to_numpy(float)
+    lT = log["temperature_C"].to_numpy(float)
+    dur = df["duration_s"].to_numpy(float)
+    # the scan window the rate is averaged over; without a duration: the median scan spacing
+    spacing = float(np.median(np.diff(np.sort(mid)))) if len(mid) > 1 else math.nan
+    default_d = spacing if math.isfinite(spacing) and spacing > 0 else float(np.median(np.diff(lt)))
+    d = np.where(np.isfinite(dur) & (dur > 0), dur, default_d)
+    a, b = mid - d / 2, mid + d / 2
+    start = df["start_time_s"].to_numpy(float)
+    lo = np.fmin(a, start)
+    hi = np.fmax(b, np.where(np.isfinite(dur), start + dur, b))
+    eps = 1e-9 * max(1.0, abs(lt[-1]))
+    outside = (lo < lt[0] - eps) | (hi > lt[-1] + eps)
+    if outside.any() and not extrapolate:
+        i = int(np.flatnonzero(outside)[0])
+        more = int(outside.sum()) - 1
+        raise FlytomoError(
+            log_path or "temperature log",
+            f"covers {lt[0]:g}..{lt[-1]:g} s but scan {df['scan_id'][i]} (index "
+            f"{df['scan_index'][i]}) runs {lo[i]:g}..{hi[i]:g} s"
+            + (f" ({more} more scan(s) outside the log)" if more else "")
+            + "; use a log that spans the experiment, or --extrapolate to hold its end values")
+    df["temperature_C"] = np.interp(mid, lt, lT)
+    width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
+    df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 for m, w in zip(mid, width)]
+    return df
+
+
+#: the rate window spans at least this many log intervals (a scan shorter than that would
+#: make the rate mostly sensor noise)
+RATE_MIN_SAMPLES = 5
+
+
+def _slope(lt: np.ndarray, lT: np.ndarray, mid: float, width: float) -> float:
+    """Least-squares slope (°C/s) of the log over [mid − width/2, mid + width/2] ∩ the log:
+    the log's readings inside plus its interpolated values at the window's ends."""
+    a, b = max(mid - width / 2, lt[0]), min(mid + width / 2, lt[-1])
+    if not b > a:
+        return 0.0
+    inside = (lt > a) & (lt < b)
+    ts = np.concatenate([[a], lt[inside], [b]])
+    Ts = np.concatenate([[np.interp(a, lt, lT)], lT[inside], [np.interp(b, lt, lT)]])
+    tc = ts - ts.mean()
+    return float(np.sum(tc * (Ts - Ts.mean())) / np.sum(tc * tc))
+
+
+def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
+    """Join per-scan times/temperatures (:func:`scan_temperatures`) with the per-time-point
+    results (dicts from :func:`analysis.run.analyze_time_point`, matched on ``scan_index``
+    or ``t``) → the crack table with :data:`COLUMNS`."""
+    res = pd.DataFrame([{k: v for k, v in r.items() if k != "slice"} for r in results])
+    if "scan_index" not in res.columns:
+        res["scan_index"] = res["t"]
+    keep = ["scan_index", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
+            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "status"]
+    for k in keep:
+        if k not in res.columns:
+            res[k] = np.nan
+    df = times.drop(columns=[c for c in keep[1:] if c in times.columns]).merge(
+        res[keep], on="scan_index", how="left")
+    df["status"] = df["status"].fillna("not analysed")
+    for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores"):
+        df[k] = df[k].fillna(0).astype("int64")
+    for k in ("crack_fraction", "pore_fraction"):
+        df[k] = df[k].astype(float)
+    return df.sort_values("scan_index").reset_index(drop=True)[COLUMNS]
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: never a half-written file there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, stem: str = "crack_table") -> tuple[Path, Path]:
+    """Write ``stem.csv`` and ``stem.parquet`` into ``out_dir`` atomically; returns both paths."""
+    out_dir = Path(out_dir)
+    csv = atomic_write(out_dir / f"{stem}.csv", lambda p: df.to_csv(p, index=False, float_format="%.8g"))
+    pq = atomic_write(out_dir / f"{stem}.parquet", lambda p: df.to_parquet(p, index=False))
+    return csv, pq

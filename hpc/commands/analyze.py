@@ -1,0 +1,89 @@
+"""``flytomo analyze STORE``: crack volume fraction of every scan in an experiment store."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from recon.errors import FlytomoError
+
+
+def _load_params(path: str):
+    from pydantic import ValidationError
+
+    from analysis.segment import SegmentationParams
+
+    p = Path(path)
+    if not p.is_file():
+        raise FlytomoError(p, "no such segmentation parameter file")
+    try:
+        text = p.read_text()
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as err:
+        raise FlytomoError(p, f"cannot parse the parameter file ({err})") from None
+    if isinstance(data, dict) and "segmentation" in data and isinstance(data["segmentation"], dict):
+        data = data["segmentation"]
+    if not isinstance(data, dict):
+        raise FlytomoError(p, "the parameter file must hold a mapping of SegmentationParams fields")
+    try:
+        return SegmentationParams(**data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(x) for x in first.get("loc", ())) or "?"
+        raise FlytomoError(p, f"key '{key}': {first.get('msg')} ({err.error_count()} problem(s))") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.run import analyze_store
+
+    params = _load_params(args.params) if args.params else None
+    if args.workers and args.workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            out = analyze_store(args.store, args.temperature, args.out, params=params, executor=pool,
+                                extrapolate=args.extrapolate or None)
+    else:
+        out = analyze_store(args.store, args.temperature, args.out, params=params,
+                            extrapolate=args.extrapolate or None)
+    t = out.table
+    n_ok = int((t["status"] == "ok").sum())
+    print(f"analysed {len(t)} scan(s) of {args.store}: {n_ok} ok"
+          + (f", {len(t) - n_ok} not (see the status column)" if n_ok < len(t) else ""))
+    if n_ok:
+        cf = t.loc[t["status"] == "ok", "crack_fraction"] * 100
+        print(f"crack volume fraction: {cf.min():.2f}% .. {cf.max():.2f}%")
+    print(f"wrote {out.csv}")
+    print(f"wrote {out.parquet}")
+    for p in out.plots.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "analyze",
+        help="segment particle, cracks and pores in every scan; crack table and plots",
+        description="Segment the particle, its cracks and its pores in every time point of an "
+                    "experiment store, join the temperature log, and write crack_table.csv, "
+                    "crack_table.parquet and PNG figures.")
+    p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
+    p.add_argument("--temperature", metavar="LOG.csv", default=None,
+                   help="temperature log with columns time_s, temperature_C "
+                        "(default: the temperatures recorded with the scans)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: <store folder>/<store name>_analysis)")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="accept scans outside the temperature log (hold its first/last reading); "
+                        "default: the store config's analysis.extrapolate")
+    p.add_argument("--params", metavar="FILE", default=None,
+                   help="segmentation parameters (YAML or JSON, SegmentationParams fields; "
+                        "default: the store's config, else built-in defaults)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="time points analysed in parallel by N local processes (default 1)")
+    p.set_defaults(func=run)

@@ -1,0 +1,93 @@
+"""``flytomo analyze``: outputs, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hpc.cli import main
+
+from .conftest import write_log
+from .synth import cracked_particle, write_store
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("flytomo: error: ")
+    return err
+
+
+def test_analyze_writes_table_and_plots(series_store, tmp_path, capsys):
+    path, truth, _ = series_store
+    log = write_log(tmp_path / "T.csv")
+    out = tmp_path / "res"
+    assert main(["analyze", str(path), "--temperature", str(log), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "7 ok" in text and "crack_table.csv" in text
+    t = pd.read_csv(out / "crack_table.csv")
+    assert np.abs(t["crack_fraction"] - truth).max() < 0.005
+    assert (out / "crack_table.parquet").is_file() and (out / "crack_montage.png").is_file()
+
+
+def test_params_file_and_workers(series_store, tmp_path):
+    path, _, _ = series_store
+    (tmp_path / "p.yaml").write_text("segmentation:\n  closing_radius: 2\n  min_defect_voxels: 10\n")
+    assert main(["analyze", str(path), "--out", str(tmp_path / "o"), "--params", str(tmp_path / "p.yaml"),
+                 "--workers", "2"]) == 0
+    assert '"closing_radius": 2' in (tmp_path / "o" / "segmentation_params.json").read_text()
+
+
+def test_bad_params_file(series_store, tmp_path, capsys):
+    path, _, _ = series_store
+    (tmp_path / "p.json").write_text('{"sigma": -2}')
+    assert main(["analyze", str(path), "--params", str(tmp_path / "p.json")]) == 2
+    assert "p.json" in _err_line(capsys)
+
+
+def test_missing_store(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "nope.zarr")]) == 2
+    assert "nope.zarr: no such experiment store" in _err_line(capsys)
+
+
+def test_not_a_store(tmp_path, capsys):
+    (tmp_path / "junk").mkdir()
+    assert main(["analyze", str(tmp_path / "junk")]) == 2
+    _err_line(capsys)
+
+
+def test_store_without_times(tmp_path, capsys):
+    v, _ = cracked_particle(48)
+    path = write_store(tmp_path / "notimes.zarr", v[None], scans=None)
+    assert main(["analyze", str(path)]) == 2
+    assert "notimes.zarr" in _err_line(capsys)
+    path = write_store(tmp_path / "notimes2.zarr", v[None], scans=[{"index": 0, "scan_id": 7}])
+    assert main(["analyze", str(path)]) == 2
+    assert "scan 7" in _err_line(capsys)
+
+
+def test_empty_store(tmp_path, capsys):
+    path = write_store(tmp_path / "empty.zarr", np.zeros((0, 48, 48, 48), np.float32), scans=[])
+    assert main(["analyze", str(path)]) == 2
+    assert "empty" in _err_line(capsys)
+    assert not (tmp_path / "empty_analysis" / "crack_table.csv").exists()
+
+
+def test_log_not_covering_is_an_error_unless_extrapolate(series_store, tmp_path, capsys):
+    path, _, scans = series_store
+    log = write_log(tmp_path / "short.csv", t_end=200.0)
+    out = tmp_path / "o"
+    assert main(["analyze", str(path), "--temperature", str(log), "--out", str(out)]) == 2
+    err = _err_line(capsys)
+    assert "short.csv" in err and f"scan {scans[3]['scan_id']}" in err
+    assert not (out / "crack_table.csv").exists()  # nothing claims to be complete
+    assert main(["analyze", str(path), "--temperature", str(log), "--out", str(out), "--extrapolate"]) == 0
+    assert (out / "crack_table.csv").is_file()
+
+
+def test_no_particle_scan_reported_in_status(tmp_path, capsys):
+    v, _ = cracked_particle(48)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 10.0 * i, "duration_s": 8.0} for i in range(2)]
+    path = write_store(tmp_path / "s.zarr", np.stack([v, np.zeros_like(v)]), scans)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert "1 not" in capsys.readouterr().out
+    t = pd.read_csv(tmp_path / "o" / "crack_table.csv")
+    assert t["status"].tolist() == ["ok", "no data (volume is constant)"]

@@ -1,0 +1,166 @@
+"""analyze_time_point / analyze_store on synthetic experiment stores, serially and on Dask."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.run import PLOTS, analyze_store, analyze_time_point, default_out_dir
+from analysis.segment import SegmentationParams
+from analysis.store import open_store
+
+from .conftest import SCALES
+from .synth import cracked_particle, write_store
+
+
+def _png_ok(path):
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    return img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.01
+
+
+def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, tmp_path):
+    path, truth, scans = series_store
+    out = analyze_store(path, temperature_log, out_dir=tmp_path / "out")
+    t = out.table
+    assert len(t) == len(SCALES) and (t["status"] == "ok").all()
+    assert np.abs(t["crack_fraction"].to_numpy() - truth).max() < 0.005
+    # the trend: same sign of change scan to scan as the truth (cracks open, then heal)
+    assert (np.sign(np.diff(t["crack_fraction"])) == np.sign(np.diff(truth))).all()
+    assert (t["n_pores"] == 3).all()
+    # temperatures from the log: 150 °C/min ramp until 200 s, then a hold at 525 °C
+    np.testing.assert_allclose(t["temperature_C"], np.interp(t["mid_time_s"], [0, 200, 1e9], [25, 525, 525]))
+    ramp = (t["mid_time_s"] + 5 < 200).to_numpy()
+    np.testing.assert_allclose(t["heating_rate_C_per_min"][ramp], 150.0)
+    np.testing.assert_allclose(t["heating_rate_C_per_min"][t["mid_time_s"] - 5 > 200], 0.0)
+    for f in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
+        assert (tmp_path / "out" / f).is_file(), f
+    for p in out.plots.values():
+        assert _png_ok(p)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    pd.testing.assert_frame_equal(pd.read_parquet(out.parquet), t)
+
+
+def test_time_point_is_pure_and_matches_map_fn(series_store, tmp_path):
+    path, truth, _ = series_store
+    r = analyze_time_point(str(path), 3, SegmentationParams().model_dump(), with_slice=True)
+    assert r["t"] == 3 and r["status"] == "ok"
+    assert abs(r["crack_fraction"] - truth[3]) < 0.005
+    assert r["slice"]["image"].shape == (48, 48) and r["slice"]["cracks"].dtype == bool
+    calls = []
+
+    def my_map(fn, items):
+        items = list(items)
+        calls.append(len(items))
+        return map(fn, items)
+
+    a = analyze_store(path, out_dir=tmp_path / "a", map_fn=my_map, plots=False)
+    assert calls == [len(SCALES)]
+    with ThreadPoolExecutor(2) as pool:
+        b = analyze_store(path, out_dir=tmp_path / "b", executor=pool, plots=False)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    # without a log: temperatures from the scan metadata, rate from scan-to-scan differences
+    assert np.isfinite(a.table["temperature_C"]).all()
+    np.testing.assert_allclose(a.table["heating_rate_C_per_min"], 5.0)
+
+
+def test_dask_local_cluster_matches_serial(series_store, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path, truth, _ = series_store
+    serial = analyze_store(path, out_dir=tmp_path / "serial", plots=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        # the pure per-time-point function runs on the workers as it is
+        futs = client.map(analyze_time_point, [str(path)] * 2, [0, 4], pure=False)
+        rows = client.gather(futs)
+        assert [r["t"] for r in rows] == [0, 4]
+        out = analyze_store(path, out_dir=tmp_path / "dask", executor=client)
+    pd.testing.assert_frame_equal(out.table, serial.table)
+    assert (tmp_path / "dask" / "crack_montage.png").is_file()
+
+
+def test_no_particle_scan_is_a_row_status(tmp_path):
+    v0, _ = cracked_particle(48, n_cracks=2)
+    empty = np.random.default_rng(0).normal(0, 0.004, v0.shape)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 10.0 * i, "mid_time_s": 10.0 * i + 4,
+              "duration_s": 8.0, "temperature_C": 30.0} for i in range(3)]
+    path = write_store(tmp_path / "s.zarr", np.stack([v0, empty, v0]), scans)
+    out = analyze_store(path)
+    assert list(out.table["status"]) == ["ok", "no particle found", "ok"]
+    assert out.csv.parent == default_out_dir(path) == tmp_path / "s_analysis"
+    assert all(_png_ok(p) for p in out.plots.values())
+
+
+def test_unwritten_time_point_is_a_row_status(tmp_path):
+    import zarr
+
+    v, _ = cracked_particle(48, n_cracks=1)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 20.0 * i, "duration_s": 8.0} for i in range(3)]
+    g = zarr.open_group(str(tmp_path / "nan.zarr"), mode="w", zarr_format=2)
+    a = g.create_array("0", shape=(3, 48, 48, 48), chunks=(1, 16, 48, 48), dtype="float32",
+                       fill_value=float("nan"))
+    a[0] = v
+    a[2, :16] = v[:16]  # one unit of three written
+    g.attrs["flytomo"] = {"scans": scans, "status": "incomplete"}
+    out = analyze_store(tmp_path / "nan.zarr", out_dir=tmp_path / "o")
+    st = out.table["status"].tolist()
+    assert st[0] == "ok" and st[1] == "not reconstructed (no data)" and st[2].startswith("incomplete volume")
+    assert all(_png_ok(p) for p in out.plots.values())
+
+
+def test_single_scan_store_and_params_from_config(tmp_path):
+    v, tr = cracked_particle(48, n_cracks=1)
+    scans = [{"index": 0, "scan_id": "a1", "start_time_s": 0.0, "duration_s": 8.0, "temperature_C": None}]
+    path = write_store(tmp_path / "one.zarr", v, scans, series=False,
+                       extra_attrs={"config": {"analysis": {"segmentation": {"closing_radius": 2}}}})
+    info = open_store(path)
+    assert not info.is_series and info.n_times == 1 and info.volume_shape == (48, 48, 48)
+    out = analyze_store(path, out_dir=tmp_path / "o")
+    assert out.params.closing_radius == 2
+    assert out.table["mid_time_s"].iloc[0] == 4.0
+    assert abs(out.table["crack_fraction"].iloc[0] - tr["cracks"].sum() / tr["particle"].sum()) < 0.005
+
+
+def test_heating_particle_phantom_if_available():
+    phantoms = pytest.importorskip("recon.phantoms")
+    if not hasattr(phantoms, "heating_particle"):
+        pytest.skip("recon.phantoms.heating_particle not written yet")
+    errs = []
+    fracs, truths = [], []
+    for level in (0.0, 0.5, 1.0):
+        vol, crack = phantoms.heating_particle(64, level, 0)
+        res = segment_volume_safe(vol)
+        truth = crack.sum() / max(res.particle_volume_vox, 1)
+        fracs.append(res.crack_fraction)
+        truths.append(truth)
+        errs.append(abs(res.crack_fraction - truth))
+    assert max(errs) < 0.01, (fracs, truths)
+    assert fracs[0] <= fracs[1] <= fracs[2]
+
+
+def segment_volume_safe(vol):
+    from analysis.segment import segment_volume
+
+    res = segment_volume(np.asarray(vol, np.float32))
+    assert res.status == "ok"
+    return res
+
+
+def test_extrapolate_from_store_config(tmp_path):
+    from recon.errors import FlytomoError
+
+    from .conftest import write_log
+
+    v, _ = cracked_particle(48, n_cracks=1)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 100.0 * i, "duration_s": 8.0} for i in range(2)]
+    log = write_log(tmp_path / "T.csv", t_end=50.0)
+    plain = write_store(tmp_path / "a.zarr", np.stack([v, v]), scans)
+    with pytest.raises(FlytomoError, match="scan 1"):
+        analyze_store(plain, log, out_dir=tmp_path / "o", plots=False)
+    cfg = write_store(tmp_path / "b.zarr", np.stack([v, v]), scans,
+                      extra_attrs={"config": {"analysis": {"extrapolate": True, "segmentation": {}}}})
+    out = analyze_store(cfg, log, out_dir=tmp_path / "o2", plots=False)
+    assert (out.table["status"] == "ok").all()

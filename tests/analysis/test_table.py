@@ -1,0 +1,102 @@
+"""Temperature join and the crack table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.table import (COLUMNS, build_table, read_temperature_log, scan_temperatures,
+                            write_table)
+from recon.errors import FlytomoError
+
+from .conftest import write_log
+
+
+def _scans(n=4, start=30.0, spacing=60.0, duration=10.0):
+    return [{"index": i, "scan_id": 100 + i, "start_time_s": start + i * spacing,
+             "mid_time_s": start + i * spacing + duration / 2, "duration_s": duration} for i in range(n)]
+
+
+def test_interpolated_temperature_and_rate(tmp_path):
+    log = read_temperature_log(write_log(tmp_path / "log.csv", ramp_end=200.0))
+    df = scan_temperatures(_scans(5), log, "log.csv")
+    # mid times 35, 95, 155, 215, 275 s; ramp 25 -> 525 °C over 200 s = 150 °C/min
+    np.testing.assert_allclose(df["temperature_C"], [112.5, 262.5, 412.5, 525.0, 525.0])
+    np.testing.assert_allclose(df["heating_rate_C_per_min"], [150, 150, 150, 0, 0])
+
+
+def test_rate_is_smoothed_over_a_scan(tmp_path):
+    # a noisy log (sampled every 0.5 s) on a 60 °C/min ramp: the rate averaged over a 10 s scan
+    t = np.arange(0, 400, 0.5)
+    temp = 20 + t + np.random.default_rng(0).normal(0, 0.5, t.size)
+    pd.DataFrame({"time_s": t, "temperature_C": temp}).to_csv(tmp_path / "log.csv", index=False)
+    df = scan_temperatures(_scans(5), read_temperature_log(tmp_path / "log.csv"))
+    assert np.all(np.abs(df["heating_rate_C_per_min"] - 60) < 10)
+
+
+def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
+    path = write_log(tmp_path / "short.csv", t_end=150.0)
+    log = read_temperature_log(path)
+    with pytest.raises(FlytomoError) as err:
+        scan_temperatures(_scans(4), log, path)
+    msg = str(err.value)
+    assert "short.csv" in msg and "scan 102" in msg and "\n" not in msg
+    # a log that starts after the first scan
+    late = read_temperature_log(write_log(tmp_path / "late.csv", t0=32.0))
+    with pytest.raises(FlytomoError, match="scan 100"):
+        scan_temperatures(_scans(2), late, tmp_path / "late.csv")
+    # extrapolate: the last reading is held
+    df = scan_temperatures(_scans(4), log, path, extrapolate=True)
+    assert df["temperature_C"].iloc[-1] == pytest.approx(log["temperature_C"].iloc[-1])
+    assert np.isfinite(df["heating_rate_C_per_min"]).all()
+
+
+def test_temperature_from_metadata_without_log():
+    scans = _scans(3)
+    for s, T in zip(scans, (20.0, 80.0, 140.0)):
+        s["temperature_C"] = T
+    df = scan_temperatures(scans)
+    np.testing.assert_allclose(df["temperature_C"], [20, 80, 140])
+    np.testing.assert_allclose(df["heating_rate_C_per_min"], [60, 60, 60])
+    scans = _scans(2)  # no temperatures anywhere: NaN, not an error
+    assert scan_temperatures(scans)["temperature_C"].isna().all()
+
+
+@pytest.mark.parametrize("text, match", [
+    ("t,temp\n0,1\n1,2\n", "lacks column"),
+    ("time_s,temperature_C\n0,20\n1,abc\n", "line 3"),
+    ("time_s,temperature_C\n0,20\n", "at least two"),
+])
+def test_bad_logs(tmp_path, text, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(FlytomoError, match=match) as err:
+        read_temperature_log(p)
+    assert "bad.csv" in str(err.value)
+    with pytest.raises(FlytomoError, match="no such temperature log"):
+        read_temperature_log(tmp_path / "missing.csv")
+
+
+def test_table_rows_and_files(tmp_path):
+    times = scan_temperatures(_scans(3), read_temperature_log(write_log(tmp_path / "log.csv")))
+    results = [
+        {"t": 0, "scan_index": 0, "status": "ok", "particle_volume_vox": 1000, "crack_volume_vox": 10,
+         "pore_volume_vox": 5, "crack_fraction": 0.01, "pore_fraction": 0.005, "n_cracks": 1, "n_pores": 1},
+        {"t": 2, "scan_index": 2, "status": "ok", "particle_volume_vox": 1000, "crack_volume_vox": 30,
+         "pore_volume_vox": 5, "crack_fraction": 0.03, "pore_fraction": 0.005, "n_cracks": 2, "n_pores": 1,
+         "slice": {"image": np.zeros((2, 2))}},
+        {"t": 1, "scan_index": 1, "status": "no particle found", "particle_volume_vox": 0,
+         "crack_volume_vox": 0, "pore_volume_vox": 0, "crack_fraction": float("nan"),
+         "pore_fraction": float("nan"), "n_cracks": 0, "n_pores": 0},
+    ]
+    df = build_table(times, results)
+    assert list(df.columns) == COLUMNS
+    assert list(df["scan_index"]) == [0, 1, 2]
+    assert list(df["status"]) == ["ok", "no particle found", "ok"]
+    csv, pq = write_table(df, tmp_path / "out")
+    back_csv = pd.read_csv(csv)
+    back_pq = pd.read_parquet(pq)
+    assert list(back_csv.columns) == COLUMNS and list(back_pq.columns) == COLUMNS
+    np.testing.assert_allclose(back_pq["crack_fraction"], df["crack_fraction"])
+    assert back_pq["scan_id"].tolist() == ["100", "101", "102"]
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left

@@ -1,0 +1,125 @@
+"""`flytomo recon` and `flytomo simulate` end to end, and their answers to bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hpc.cli import main
+from recon.io import open_volume, write_fxi
+from recon.metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("scan")
+    path = d / "scan.h5"
+    assert main(["simulate", str(path), "--phantom", "cracked", "--size", "64", "--ndim", "3",
+                 "--angles", "60", "--photons", "20000", "--seed", "2"]) == 0
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("method,args,floor", [("fbp", [], 14.0), ("mlem", ["--iterations", "20"], 17.0),
+                                               ("mlem-flyscan", ["--iterations", "20"], 17.0)])
+def test_recon_writes_an_omezarr_volume_with_provenance(scan, tmp_path, method, args, floor):
+    out = tmp_path / f"{method}.zarr"
+    assert main(["recon", str(scan), "--out", str(out), "--method", method, "--rows", "16:48",
+                 "--chunk-rows", "10", "--quiet", *args]) == 0
+    array, attrs = open_volume(out)
+    assert array.shape == (32, 64, 64) and array.dtype == np.float32
+    assert attrs["method"] == method and attrs["rows"] == [16, 48]
+    assert attrs["geometry"]["blur_angle_deg"] == pytest.approx(1.5)
+    assert attrs["input"].endswith("scan.h5") and attrs["version"]
+    import zarr
+    assert zarr.open_group(str(out), mode="r").attrs["multiscales"][0]["version"] == "0.4"
+    truth = np.load(scan.with_name("scan_truth.npy"))[16:48]
+    vol = array[:]
+    assert np.mean([psnr(v, t) for v, t in zip(vol, truth)]) > floor
+    assert leftovers(tmp_path) == []
+
+
+def test_chunking_does_not_change_the_result(scan, tmp_path):
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    for out, k in ((a, "3"), (b, "64")):
+        assert main(["recon", str(scan), "--out", str(out), "--method", "mlem-flyscan", "--iterations", "5",
+                     "--rows", "20:30", "--chunk-rows", k, "--quiet"]) == 0
+    np.testing.assert_allclose(open_volume(a)[0][:], open_volume(b)[0][:], rtol=1e-5, atol=1e-7)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True)
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
+    out = tmp_path / "o.zarr"
+    cases = []
+    cases.append((["recon", str(tmp_path / "missing.h5"), "--out", str(out)], "missing.h5"))
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not an hdf5 file")
+    cases.append((["recon", str(junk), "--out", str(out)], "junk.h5"))
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(scan.read_bytes()[:4000])
+    cases.append((["recon", str(truncated), "--out", str(out)], "truncated.h5"))
+    bad_angles = tmp_path / "angles.h5"
+    bad_angles.write_bytes(scan.read_bytes())
+    with h5py.File(bad_angles, "r+") as f:
+        del f["angle"]
+        f["angle"] = np.linspace(0, 180, 59)
+    cases.append((["recon", str(bad_angles), "--out", str(out)], "angle"))
+    no_flats = tmp_path / "noflats.h5"
+    no_flats.write_bytes(scan.read_bytes())
+    with h5py.File(no_flats, "r+") as f:
+        for k in [k for k in f if k.startswith("img_bkg")]:
+            del f[k]
+    cases.append((["recon", str(no_flats), "--out", str(out)], "noflats.h5"))
+    cases.append((["recon", str(scan), "--out", str(out), "--rows", "60:70"], "outside"))
+    cases.append((["recon", str(scan), "--out", str(out), "--method", "sart"], "unknown method"))
+    cases.append((["recon", str(scan), "--out", str(out), "--method", "fbp", "--iterations", "4"], "no --iterations"))
+    cases.append((["recon", str(scan), "--out", str(out), "--center", "middle"], "--center"))
+    for args, expected in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flytomo: error:") and expected in lines[0], (args, r.stderr)
+        assert not out.exists() and leftovers(tmp_path) == []
+    out.mkdir()
+    r = run_cli("recon", str(scan), "--out", str(out))
+    assert r.returncode == 2 and "already exists" in r.stderr and "--overwrite" in r.stderr
+
+
+def test_a_few_nonfinite_counts_are_repaired_with_a_warning(scan, tmp_path):
+    path = tmp_path / "nan.h5"
+    path.write_bytes(scan.read_bytes())
+    with h5py.File(path, "r+") as f:
+        tomo = f["img_tomo"][:]
+        tomo[5, 30, 10] = np.nan
+        tomo[9, 31, 40] = np.inf
+        del f["img_tomo"]
+        f["img_tomo"] = tomo
+    out = tmp_path / "nan.zarr"
+    r = run_cli("recon", str(path), "--out", str(out), "--method", "fbp", "--rows", "28:34", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "nan.h5" in r.stderr  # the warning names the file
+    assert np.all(np.isfinite(open_volume(out)[0][:]))
+
+
+def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
+    img = np.zeros((48, 48), np.float32)
+    img[10:38, 14:30] = 1.0
+    np.save(tmp_path / "img.npy", img)
+    out = tmp_path / "dx.h5"
+    assert main(["simulate", str(out), "--image", str(tmp_path / "img.npy"), "--format", "dxchange",
+                 "--angles", "30"]) == 0
+    with h5py.File(out) as f:
+        assert f["exchange/data"].shape == (30, 1, 48)
+        assert f["exchange/theta"].shape == (30,)
+    r = run_cli("simulate", str(tmp_path / "x.h5"), "--image", str(tmp_path / "nope.png"))
+    assert r.returncode == 2 and "nope.png" in r.stderr
