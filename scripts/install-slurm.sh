@@ -10,11 +10,11 @@
 set -euo pipefail
 
 need=()
-command -v slurmctld >/dev/null 2>&1 || need+=(slurmctld)
-command -v slurmd    >/dev/null 2>&1 || need+=(slurmd)
+{ command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ]; } || need+=(slurmctld)
+{ command -v slurmd    >/dev/null 2>&1 || [ -x /usr/sbin/slurmd ]; }    || need+=(slurmd)
 command -v sbatch    >/dev/null 2>&1 || need+=(slurm-client)
-command -v munged    >/dev/null 2>&1 || need+=(munge)
-[ -x /usr/sbin/munged ] || [ -x /usr/bin/munged ] || need+=(munge)
+# munged lives in /usr/sbin, which a non-root PATH may lack
+{ command -v munged >/dev/null 2>&1 || [ -x /usr/sbin/munged ]; } || need+=(munge)
 
 if [ "${#need[@]}" -eq 0 ]; then
     echo "install-slurm: slurmctld, slurmd, slurm-client and munge already installed"

@@ -1,0 +1,45 @@
+"""``flytomo check CONFIG``: validate an experiment config and its files, reporting every problem.
+
+Each problem is one line with its key path (``reconstruction.iterations: must be ≥ 1, got 0``)
+or file; scans are opened (metadata only) and the temperature log read. Exit 0 with a
+summary when there is nothing wrong (warnings allowed), 2 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpc.config import apply_overrides, check_config, read_yaml
+
+    raw = apply_overrides(read_yaml(args.config), executor=args.executor)
+    exp, problems = check_config(args.config, raw=raw)
+    errors = [p for p in problems if not p.warning]
+    for p in problems:
+        print(f"{args.config}: {'warning: ' if p.warning else ''}{p}", file=sys.stderr)
+    if errors or exp is None:
+        print(f"{args.config}: {len(errors)} problem(s); nothing was run", file=sys.stderr)
+        return 2
+    cfg = exp.config
+    files = exp.scan_files()
+    r = cfg.reconstruction
+    print(f"{args.config}: OK")
+    print(f"  scans        {len(files)} file(s), {files[0].name} .. {files[-1].name}")
+    print(f"  temperature  {exp.temperature_log or '(from the scan files)'}")
+    print(f"  method       {r.method} {exp.method_options() or ''}".rstrip())
+    print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
+    print(f"  output       {exp.store_path}")
+    print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")
+    print(f"  executor     {cfg.executor.kind} on {cfg.executor.device}, "
+          f"{cfg.executor.threads_per_worker} thread(s) per worker")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("check", help="validate an experiment config (every problem at once)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("config", help="experiment config (YAML)")
+    p.add_argument("--executor", choices=("local", "dask", "mpi"), default=None,
+                   help="check as if run with this executor")
+    p.set_defaults(func=run)

@@ -1,0 +1,68 @@
+"""``flytomo init 'SCANS_GLOB' --temperature LOG.csv --out DIR``: write DIR/experiment.yaml.
+
+The config has runnable defaults for every section (method mlem-flyscan, local executor,
+analysis on) and paths relative to DIR, so the folder can be moved whole. Check it with
+``flytomo check DIR/experiment.yaml``, run it with ``flytomo run DIR/experiment.yaml``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from recon.errors import FlytomoError
+
+
+def _relative(p: str, base: Path) -> str:
+    """``p`` (a path or glob, relative to the current folder) relative to ``base`` when possible."""
+    absolute = Path(p).expanduser()
+    absolute = absolute if absolute.is_absolute() else Path.cwd() / absolute
+    try:
+        return os.path.relpath(absolute, base.resolve())
+    except ValueError:  # another drive
+        return str(absolute)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpc.config import CONFIG_NAME, check_config, default_config, dump_config
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FlytomoError(out, "exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_NAME
+    if path.exists() and not args.force:
+        raise FlytomoError(path, "exists already; pass --force to replace it")
+    scans = _relative(args.scans, out)
+    log = _relative(args.temperature, out) if args.temperature else None
+    cfg = default_config(scans, log, output=args.output, method=args.method)
+    cfg["rows_per_chunk"] = args.rows_per_chunk
+    cfg["scan_duration_s"] = args.scan_duration
+    cfg["executor"]["kind"] = args.executor
+    dump_config(cfg, path, header=(
+        "# flytomo experiment config (flytomo init). Paths are relative to this file's folder.\n"
+        "# Check: flytomo check experiment.yaml   Run: flytomo run experiment.yaml"))
+    print(f"wrote {path}")
+    _, problems = check_config(path)
+    for p in problems:
+        print(f"  {'warning' if p.warning else 'problem'}: {p}")
+    if any(not p.warning for p in problems):
+        print(f"fix the problems above, then: flytomo check {path}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("init", help="write an experiment config for a set of scans",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("scans", help="scan files: a glob in quotes ('raw/scan_*.h5')")
+    p.add_argument("--temperature", "-T", default=None, metavar="LOG.csv",
+                   help="temperature log (CSV with columns time_s, temperature_C)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="experiment folder for experiment.yaml")
+    p.add_argument("--output", default="recon/experiment.zarr", help="store path, relative to DIR")
+    p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"))
+    p.add_argument("--scan-duration", type=float, default=None, metavar="S",
+                   help="seconds per scan, when the files do not record it (default: start spacing)")
+    p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N")
+    p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"))
+    p.add_argument("--force", action="store_true", help="replace an existing experiment.yaml")
+    p.set_defaults(func=run)

@@ -1,0 +1,134 @@
+"""``flytomo run CONFIG``: reconstruct a whole experiment into one store, resumably, then analyse it.
+
+Runs every unit (scan, rows) not yet done on the executor the config names (or
+``--executor``): ``local`` (this process), ``dask`` (a LocalCluster, a scheduler, or Slurm
+jobs) or ``mpi`` (start with ``mpiexec -n N flytomo run CONFIG --executor mpi``; rank 0
+coordinates, ranks 1..N−1 work). Rerunning the same command redoes only what is not done
+(also after a crash or a kill) and retries failed units. Progress bar on stderr, a run log
+next to the store, a summary at the end.
+
+Exit codes: 0 every unit done (and the analysis, when enabled, written); 1 some units
+failed (the others are on disk; rerun to retry only those) or the analysis failed; 2 bad
+input found before starting (config, temperature log, no readable scan, store made with
+other settings, store locked by another run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def analyze(exp: Any, executor: Any = None) -> Any:
+    """Run the analysis stage on a complete store (``executor.map`` spreads the time points)."""
+    from analysis.run import analyze_store
+
+    a = exp.config.analysis
+    return analyze_store(exp.store_path, exp.temperature_log, exp.analysis_out,
+                         params=a.segmentation or None,
+                         map_fn=None if executor is None else executor.map, extrapolate=a.extrapolate)
+
+
+def analysis_available() -> bool:
+    try:
+        import analysis.run  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
+    """Reconstruct (and analyse) ``exp`` on ``executor``; print the summary; return the exit code."""
+    from hpc.engine import run_experiment
+
+    summary = run_experiment(exp, executor, restart=getattr(args, "restart", False),
+                             progress=not getattr(args, "no_progress", False))
+    for line in summary.lines():
+        print(line)
+    code = summary.exit_code
+    result = {"run": summary.to_dict()}
+    want = exp.config.analysis.enabled and not getattr(args, "no_analysis", False)
+    if want and summary.complete and analysis_available():
+        from recon.errors import FlytomoError
+
+        try:
+            out = analyze(exp, executor)
+            ok = int((out.table["status"] == "ok").sum())
+            print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}")
+            for path in out.plots.values():
+                print(f"  plot     {path}")
+            result["analysis"] = {"table": str(out.csv), "parquet": str(out.parquet),
+                                  "plots": {k: str(v) for k, v in out.plots.items()}}
+        except FlytomoError as err:
+            print(f"analysis   failed: {err}", file=sys.stderr)
+            code = max(code, 1)
+    elif want and not summary.complete:
+        print("analysis   skipped: the store is incomplete (rerun to retry the failed units)")
+    if getattr(args, "summary_json", None):
+        Path(args.summary_json).write_text(json.dumps(result, indent=2) + "\n")
+    args._result = result
+    return code
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit, so the run lock is
+    released and workers are stopped; the units done so far stay done."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _exit(signum, frame):
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, _exit)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpc.config import apply_overrides, load_experiment, read_yaml
+    from hpc.executors import make_executor
+
+    stop_on_sigterm()
+
+    raw = apply_overrides(read_yaml(args.config), executor=args.executor, device=args.device,
+                          workers=args.workers, scheduler_address=args.scheduler_address,
+                          scheduler_file=args.scheduler_file)
+    ex_raw = raw.get("executor") if isinstance(raw.get("executor"), dict) else {}
+    if ex_raw.get("kind") == "mpi":
+        from hpc.executors.mpi import MpiExecutor, rank, worker_loop
+
+        if rank() != 0:
+            worker_loop()
+            return 0
+        executor = MpiExecutor(threads=ex_raw.get("threads_per_worker", 1))
+        try:  # whatever happens on rank 0, the workers are told to stop
+            exp = load_experiment(args.config, raw)
+            return execute(exp, executor, args)
+        finally:
+            executor.close()
+    exp = load_experiment(args.config, raw)
+    with make_executor(exp.config.executor) as executor:
+        return execute(exp, executor, args)
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("executor (override the config)")
+    g.add_argument("--executor", choices=("local", "dask", "mpi"), default=None)
+    g.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="Dask LocalCluster workers")
+    g.add_argument("--scheduler-address", default=None, metavar="ADDR", help="a running Dask scheduler")
+    g.add_argument("--scheduler-file", default=None, metavar="FILE", help="Dask scheduler file (dask-mpi)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="reconstruct (and analyse) a whole experiment, resumably",
+                              description=__doc__.splitlines()[0],
+                              epilog="exit codes: 0 done, 1 some units failed, 2 bad input",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="experiment config (YAML)")
+    add_executor_options(p)
+    p.add_argument("--restart", action="store_true", help="discard an existing store and start over")
+    p.add_argument("--no-analysis", action="store_true", help="reconstruct only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--summary-json", default=None, metavar="FILE", help="write the run summary as JSON")
+    p.set_defaults(func=run)

@@ -1,0 +1,563 @@
+"""The experiment config: one YAML file that says what to reconstruct, how, where and on what.
+
+Read with ``yaml.safe_load`` and validated by pydantic v2 models (:class:`ExperimentConfig`).
+Paths inside the file are relative to the file's folder (DESIGN.md), so an experiment
+folder can be moved whole. Validation is a set of small ``check_*`` functions (as HTTomo's
+``yaml_checker``): :func:`check_config` runs them all and returns *every* problem, each
+with its key path (``reconstruction.iterations: must be ≥ 1``), before any work starts.
+
+Example (what ``flytomo init`` writes)::
+
+    scans: raw/scan_*.h5              # a glob or a list of files
+    temperature_log: raw/temperature.csv   # CSV with columns time_s, temperature_C
+    scan_duration_s: null             # seconds per scan when the files do not say (null: start spacing)
+    reconstruction:
+      method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
+      iterations: 30
+      blur_angle_deg: null            # null: the file's value, else the median angle step
+      center: null                    # a column, "auto" (found per scan), or null (file / (n-1)/2)
+      rrdb: {model: null, input: fbp}
+    rows_per_chunk: 16
+    output: recon/experiment.zarr
+    analysis: {enabled: true, out: null, segmentation: {}}
+    executor:
+      kind: local                     # local | dask | mpi
+      device: cpu                     # cpu | cuda
+      threads_per_worker: 1
+      dask: {workers: 2, scheduler_address: null, scheduler_file: null, jobqueue: null}
+"""
+from __future__ import annotations
+
+import glob as _glob
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recon.errors import FlytomoError
+
+METHOD_NAMES = ("fbp", "mlem", "mlem-flyscan", "rrdb")
+EXECUTOR_KINDS = ("local", "dask", "mpi")
+CONFIG_NAME = "experiment.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RrdbOptions(_Strict):
+    """The network stage of method ``rrdb``."""
+
+    model: str | None = Field(None, description="weights file (relative to the config) or shipped model name")
+    input: Literal["fbp", "mlem-flyscan"] = Field("fbp", description="reconstruction the network corrects")
+    tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
+
+
+class ReconstructionConfig(_Strict):
+    method: Literal["fbp", "mlem", "mlem-flyscan", "rrdb"] = "mlem-flyscan"
+    iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
+    blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
+    center: float | Literal["auto"] | None = Field(None, description="rotation-axis column, 'auto' or None")
+    window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
+    rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
+
+    @field_validator("center", mode="before")
+    @classmethod
+    def _center(cls, v: Any) -> Any:
+        if v is None or v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError("must be a detector column (a number), 'auto' or null")
+        return float(v)
+
+
+class SlurmClusterConfig(BaseModel):
+    """Settings passed to ``dask_jobqueue.SLURMCluster(**settings)``; ``jobs`` is how many to scale to."""
+
+    model_config = ConfigDict(extra="allow")
+    jobs: int = Field(1, ge=1)
+    cores: int = Field(1, ge=1)
+    processes: int = Field(1, ge=1)
+    memory: str = "16GB"
+
+
+class DaskConfig(_Strict):
+    workers: int = Field(2, ge=1, description="LocalCluster workers (one process each)")
+    scheduler_address: str | None = Field(None, description="tcp://host:port of a running scheduler")
+    scheduler_file: str | None = Field(None, description="scheduler file (dask-mpi, dask scheduler --scheduler-file)")
+    jobqueue: SlurmClusterConfig | None = Field(None, description="start workers as Slurm jobs (dask_jobqueue)")
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local", "dask", "mpi"] = "local"
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads_per_worker: int = Field(1, ge=1, description="torch threads in each worker process")
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+
+
+class AnalysisConfig(_Strict):
+    enabled: bool = True
+    out: str | None = Field(None, description="output folder; None = next to the store")
+    segmentation: dict[str, Any] = Field(default_factory=dict, description="analysis SegmentationParams")
+    extrapolate: bool = False
+
+    @field_validator("segmentation")
+    @classmethod
+    def _segmentation(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            from analysis.segment import SegmentationParams
+        except ImportError:  # analysis not installed: keep the dict as it is
+            return v
+        return SegmentationParams(**v).model_dump(exclude_unset=True)
+
+
+class ExperimentConfig(_Strict):
+    scans: str | list[str]
+    temperature_log: str | None = None
+    scan_duration_s: float | None = Field(None, gt=0, description="scan duration when the files do not record it")
+    reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
+    rows_per_chunk: int = Field(16, ge=1, le=4096)
+    output: str = "recon/experiment.zarr"
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("scans", mode="before")
+    @classmethod
+    def _scans(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if not v.strip():
+                raise ValueError("must be a glob pattern or a list of files, got an empty string")
+            return v
+        if isinstance(v, (list, tuple)):
+            if not v:
+                raise ValueError("the list of scan files is empty")
+            bad = [i for i, s in enumerate(v) if not isinstance(s, str) or not s.strip()]
+            if bad:
+                raise ValueError(f"entries {bad} are not file names")
+            return list(v)
+        raise ValueError("must be a glob pattern or a list of files")
+
+    def method_options(self) -> dict[str, Any]:
+        """Options for :func:`recon.methods.make_reconstructor` (only those the method takes)."""
+        r = self.reconstruction
+        opts: dict[str, Any] = {}
+        if r.method in ("mlem", "mlem-flyscan") or (r.method == "rrdb" and r.rrdb.input == "mlem-flyscan"):
+            if r.iterations is not None:
+                opts["iterations"] = r.iterations
+        if r.method == "fbp" or (r.method == "rrdb" and r.rrdb.input == "fbp"):
+            if r.window is not None:
+                opts["window"] = r.window
+        if r.method == "rrdb":
+            opts["rrdb_input"] = r.rrdb.input
+            if r.rrdb.model is not None:
+                opts["model"] = r.rrdb.model
+            if r.rrdb.tile is not None:
+                opts["tile"] = r.rrdb.tile
+        return opts
+
+
+# ───────────────────────────── messages with key paths ─────────────────────────────
+
+_OPS = {"greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt"),
+        "less_than_equal": ("≤", "le"), "less_than": ("<", "lt")}
+
+
+def _message(err: dict) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _OPS:
+        sym, key = _OPS[kind]
+        return f"must be {sym} {ctx.get(key)}, got {err.get('input')!r}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {err.get('input')!r}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, got {err.get('input')!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, got {err.get('input')!r}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, got {err.get('input')!r}"
+    if kind in ("string_type",):
+        return f"must be a string, got {err.get('input')!r}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return "must be a mapping of keys"
+    msg = str(err.get("msg", "invalid"))
+    return msg.removeprefix("Value error, ")
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif str(p).startswith(("function-", "literal[", "float", "str", "list[", "int")) and out:
+            continue  # a union member's tag, not a key
+        else:
+            out += ("." if out else "") + str(p)
+    return out or "(top level)"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with an experiment: a key path (or file) and what is wrong."""
+
+    key: str
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+def validation_problems(err: ValidationError) -> list[Problem]:
+    """Every pydantic error as a :class:`Problem` with a dotted key path."""
+    seen, out = set(), []
+    for e in err.errors():
+        p = Problem(_key(tuple(e["loc"])), _message(e))
+        if (p.key, p.message) not in seen:
+            seen.add((p.key, p.message))
+            out.append(p)
+    return out
+
+
+# ───────────────────────────── the loaded experiment ─────────────────────────────
+
+
+@dataclass
+class Experiment:
+    """A validated config with its paths resolved against the config file's folder."""
+
+    path: Path                      # the config file
+    config: ExperimentConfig
+    raw: dict                       # as read, for provenance
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def base(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str | Path) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.base / p)
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.config.output)
+
+    @property
+    def temperature_log(self) -> Path | None:
+        t = self.config.temperature_log
+        return None if t is None else self.resolve(t)
+
+    @property
+    def analysis_out(self) -> Path:
+        out = self.config.analysis.out
+        if out is not None:
+            return self.resolve(out)
+        store = self.store_path
+        stem = store.name[:-5] if store.name.endswith(".zarr") else store.name
+        return store.parent / f"{stem}_analysis"
+
+    def scan_files(self) -> list[Path]:
+        """The scan files in experiment order (a glob is sorted by name)."""
+        return resolve_scans(self.config.scans, self.base)[0]
+
+    def method_options(self) -> dict[str, Any]:
+        opts = self.config.method_options()
+        model = opts.get("model")
+        if model and ("/" in model or model.endswith((".safetensors", ".pt", ".pth"))):
+            opts["model"] = str(self.resolve(model))
+        return opts
+
+
+def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[Problem]]:
+    """Scan files of ``scans`` (glob or list, relative to ``base``) and the problems found."""
+    problems: list[Problem] = []
+    if isinstance(scans, str):
+        pattern = str(Path(scans).expanduser()) if Path(scans).expanduser().is_absolute() else str(base / scans)
+        files = sorted(Path(p) for p in _glob.glob(pattern) if Path(p).is_file())
+        if not files:
+            problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
+        return files, problems
+    files = []
+    for i, s in enumerate(scans):
+        p = Path(s).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            problems.append(Problem(f"scans[{i}]", f"no such file {p}"))
+        files.append(p)
+    return files, problems
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The config file as a dict; unreadable files raise :class:`FlytomoError`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FlytomoError(path, "no such experiment config") from None
+    except IsADirectoryError:
+        raise FlytomoError(path, "is a folder, not an experiment config (YAML)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FlytomoError(path, f"not readable YAML ({str(err).splitlines()[0]})") from None
+    if raw is None:
+        raise FlytomoError(path, "the experiment config is empty")
+    if not isinstance(raw, dict):
+        raise FlytomoError(path, "an experiment config must be a mapping of keys (scans:, output:, ...)")
+    return raw
+
+
+def apply_overrides(raw: dict, executor: str | None = None, device: str | None = None,
+                    workers: int | None = None, scheduler_address: str | None = None,
+                    scheduler_file: str | None = None) -> dict:
+    """A copy of ``raw`` with command-line choices written into ``executor``."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    ex = raw.setdefault("executor", {}) if isinstance(raw.get("executor", {}), dict) else raw["executor"]
+    if not isinstance(ex, dict):
+        return raw
+    if executor is not None:
+        ex["kind"] = executor
+    if device is not None:
+        ex["device"] = device
+    dask = ex.setdefault("dask", {}) if any(v is not None for v in (workers, scheduler_address, scheduler_file)) else None
+    if dask is not None and isinstance(dask, dict):
+        if workers is not None:
+            dask["workers"] = workers
+        if scheduler_address is not None:
+            dask["scheduler_address"] = scheduler_address
+        if scheduler_file is not None:
+            dask["scheduler_file"] = scheduler_file
+    return raw
+
+
+# ───────────────────────────── checks: each small, all run ─────────────────────────────
+
+
+def check_schema(raw: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
+    try:
+        return ExperimentConfig.model_validate(raw), []
+    except ValidationError as err:
+        return None, validation_problems(err)
+
+
+def check_executor(cfg: ExperimentConfig) -> list[Problem]:
+    ex, out = cfg.executor, []
+    d = ex.dask
+    if d.scheduler_address and d.scheduler_file:
+        out.append(Problem("executor.dask", "give scheduler_address or scheduler_file, not both"))
+    if (d.scheduler_address or d.scheduler_file) and d.jobqueue is not None:
+        out.append(Problem("executor.dask.jobqueue", "a jobqueue cluster starts its own scheduler; "
+                                                     "drop scheduler_address / scheduler_file"))
+    if ex.kind == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            out.append(Problem("executor.kind", "dask asked for, but dask.distributed is not installed "
+                                                "(pip install 'flytomo[dask]')"))
+        if d.jobqueue is not None:
+            try:
+                import dask_jobqueue  # noqa: F401
+            except ImportError:
+                out.append(Problem("executor.dask.jobqueue", "dask_jobqueue is not installed"))
+    if ex.kind == "mpi":
+        try:
+            import mpi4py  # noqa: F401
+        except ImportError:
+            out.append(Problem("executor.kind", "mpi asked for, but mpi4py is not installed (pip install 'flytomo[mpi]')"))
+    if ex.device == "cuda":
+        try:
+            import torch
+            if not torch.cuda.is_available():
+                out.append(Problem("executor.device", "cuda asked for, but torch sees no GPU on this machine "
+                                                      "(fine if the run happens on a GPU node)", warning=True))
+        except ImportError:  # pragma: no cover
+            pass
+    return out
+
+
+def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
+    r, out = cfg.reconstruction, []
+    if r.iterations is not None and r.method == "fbp":
+        out.append(Problem("reconstruction.iterations", "method fbp takes no iterations", warning=True))
+    if r.window is not None:
+        try:
+            from recon.fbp import WINDOWS
+            if r.window not in WINDOWS:
+                out.append(Problem("reconstruction.window", f"unknown FBP window '{r.window}'; choose one of "
+                                                            f"{', '.join(WINDOWS)}"))
+        except ImportError:  # pragma: no cover
+            pass
+    if r.method == "rrdb" and r.rrdb.model:
+        m = r.rrdb.model
+        if "/" in m or m.endswith((".safetensors", ".pt", ".pth")):
+            p = Path(m).expanduser()
+            p = p if p.is_absolute() else base / p
+            if not p.is_file():
+                out.append(Problem("reconstruction.rrdb.model", f"no such weights file {p}"))
+    return out
+
+
+def check_scans(cfg: ExperimentConfig, base: Path, open_files: bool = True) -> tuple[list[Path], list[Problem]]:
+    """Scan files exist; with ``open_files`` each is opened (metadata only) and shapes compared."""
+    files, out = resolve_scans(cfg.scans, base)
+    if not open_files or not files:
+        return files, out
+    try:
+        from recon.io import open_scan
+    except ImportError:
+        out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
+        return files, out
+    shapes: dict[tuple, list[str]] = {}
+    for f in files:
+        if not f.is_file():
+            continue
+        try:
+            reader = open_scan(f)
+            n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
+            shapes.setdefault((n_rows, n_cols), []).append(f.name)
+        except FlytomoError as err:
+            out.append(Problem("scans", f"{f}: {err.problem}"))
+        except Exception as err:  # a reader bug or an exotic file: still one line
+            out.append(Problem("scans", f"{f}: cannot be read ({type(err).__name__}: {err})"))
+    if len(shapes) > 1:
+        desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
+        out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))
+    return files, out
+
+
+def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
+    if cfg.temperature_log is None:
+        return [Problem("temperature_log", "not given: temperatures come from the scan files only", warning=True)]
+    p = Path(cfg.temperature_log).expanduser()
+    p = p if p.is_absolute() else base / p
+    try:
+        read_temperature_log(p)
+    except FlytomoError as err:
+        return [Problem("temperature_log", f"{err.where}: {err.problem}" if err.where else err.problem)]
+    return []
+
+
+def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
+    """Every scan's time window lies inside the temperature log (else the analysis cannot
+    give it a temperature): an error when the analysis runs without ``extrapolate``."""
+    from hpc.engine import uncovered_scans
+    from hpc.planner import survey_scans
+
+    p = Path(cfg.temperature_log).expanduser()
+    p = p if p.is_absolute() else base / p
+    files, _ = resolve_scans(cfg.scans, base)
+    plans = survey_scans(files, log=read_temperature_log(p), scan_duration_s=cfg.scan_duration_s)
+    lines = uncovered_scans(plans, read_temperature_log(p))
+    if not lines:
+        return []
+    fatal = cfg.analysis.enabled and not cfg.analysis.extrapolate
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    hint = "; set analysis.extrapolate: true to hold the log's end values" if fatal else ""
+    return [Problem("temperature_log", lines[0] + more + hint, warning=not fatal)]
+
+
+def check_output(cfg: ExperimentConfig, base: Path) -> list[Problem]:
+    p = Path(cfg.output).expanduser()
+    p = p if p.is_absolute() else base / p
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    import os
+
+    if not os.access(parent, os.W_OK):
+        return [Problem("output", f"cannot write under {parent}")]
+    if p.exists() and not p.is_dir():
+        return [Problem("output", f"{p} exists and is not a store folder")]
+    return []
+
+
+def read_temperature_log(path: Path):
+    """(time_s, temperature_C) arrays sorted by time; a bad log raises :class:`FlytomoError`."""
+    import numpy as np
+
+    try:
+        from analysis.table import read_temperature_log as _read
+    except ImportError:
+        _read = None
+    if _read is not None:
+        df = _read(path)
+        return df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float)
+    path = Path(path)
+    if not path.is_file():
+        raise FlytomoError(path, "no such temperature log")
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
+        t, temp = np.atleast_1d(data["time_s"]), np.atleast_1d(data["temperature_C"])
+    except Exception as err:
+        raise FlytomoError(path, f"cannot read the temperature log (columns time_s, temperature_C): {err}") from None
+    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(temp).all()):
+        raise FlytomoError(path, "the temperature log needs at least two rows of numbers")
+    order = np.argsort(t)
+    return t[order], temp[order]
+
+
+def check_config(path: str | Path, raw: dict | None = None, open_files: bool = True) -> tuple[Experiment | None, list[Problem]]:
+    """Run every check; return the experiment (None when the schema fails) and all problems.
+
+    ``raw`` (a dict already read from ``path``, e.g. with overrides applied) skips reading.
+    Warnings are problems with ``warning=True``: reported, but not fatal.
+    """
+    path = Path(path).resolve() if raw is None else Path(path).absolute()
+    raw = read_yaml(path) if raw is None else raw
+    base = path.parent
+    cfg, problems = check_schema(raw)
+    if cfg is None:
+        # the file checks still run on what can be read, so one pass shows everything
+        scans = raw.get("scans")
+        if isinstance(scans, (str, list)) and scans and all(isinstance(s, str) for s in (scans if isinstance(scans, list) else [scans])):
+            problems += resolve_scans(scans, base)[1]
+        log = raw.get("temperature_log")
+        if isinstance(log, str):
+            p = Path(log) if Path(log).is_absolute() else base / log
+            try:
+                read_temperature_log(p)
+            except FlytomoError as err:
+                problems.append(Problem("temperature_log", f"{err.where}: {err.problem}"))
+        return None, problems
+    problems += check_executor(cfg)
+    problems += check_reconstruction(cfg, base)
+    _, scan_problems = check_scans(cfg, base, open_files=open_files)
+    problems += scan_problems
+    log_problems = check_temperature_log(cfg, base)
+    problems += log_problems
+    if open_files and not scan_problems and not any(not p.warning for p in log_problems) and cfg.temperature_log:
+        problems += check_log_covers_scans(cfg, base)
+    problems += check_output(cfg, base)
+    return Experiment(path=path, config=cfg, raw=raw, problems=problems), problems
+
+
+def load_experiment(path: str | Path, raw: dict | None = None) -> Experiment:
+    """Validate the config (schema, executor, method; not the scan files, which the engine
+    opens itself and reports per scan) or raise one :class:`FlytomoError` naming all problems."""
+    exp, problems = check_config(path, raw=raw, open_files=False)
+    errors = [p for p in problems if not p.warning]
+    if errors or exp is None:
+        first = "; ".join(str(p) for p in errors[:3])
+        more = f" (+{len(errors) - 3} more; run 'flytomo check {path}')" if len(errors) > 3 else ""
+        raise FlytomoError(path, f"{first}{more}")
+    return exp
+
+
+def default_config(scans: str | list[str], temperature_log: str | None, output: str = "recon/experiment.zarr",
+                   method: str = "mlem-flyscan") -> dict:
+    """The dict ``flytomo init`` writes: runnable defaults, every section present."""
+    cfg = ExperimentConfig(scans=scans, temperature_log=temperature_log, output=output,
+                           reconstruction=ReconstructionConfig(method=method))
+    return cfg.model_dump(mode="json")
+
+
+def dump_config(cfg: dict, path: Path, header: str = "") -> None:
+    text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    path.write_text((header + "\n" if header else "") + text)

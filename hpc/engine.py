@@ -1,0 +1,475 @@
+"""Run a whole experiment: survey the scans, plan the units, run them on an executor, resume.
+
+The driver (this module's :func:`run_experiment`, in the process that runs ``flytomo run``,
+rank 0 under MPI):
+
+1. takes the store's lock (a second concurrent run refuses to start);
+2. reads the temperature log and opens every scan (metadata; bad input → exit 2 before any
+   work, except single unreadable scans, which are reported as failed);
+3. creates the store once, up front, marked incomplete — or checks that an existing one
+   was made with the same plan (method, options, files, shape, chunks);
+4. plans the units, drops those the manifest says are done, and hands the rest to the
+   executor; each worker runs :func:`run_unit` — read rows, line integrals, reconstruct,
+   write its chunk, then write its marker;
+5. records failures (a rerun retries exactly those), updates each scan's status, and marks
+   the store complete when every unit is done.
+
+Exit codes of ``flytomo run``: 0 all units done, 1 some units failed (the others are on
+disk; rerun to retry), 2 bad input before starting (config, log, no readable scan, store
+made with other settings, store locked).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from hpc.config import Experiment, read_temperature_log
+from hpc.executors import Executor, make_executor, set_torch_threads
+from hpc.executors.base import tune_malloc, worker_device
+from hpc.manifest import META, Manifest, RunLock
+from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
+from hpc import store as st
+from recon.errors import FlytomoError
+
+log = logging.getLogger("flytomo.run")
+
+#: test hook: a worker process SIGKILLs itself after this many units (see _test_hook)
+KILL_AFTER_ENV = "FLYTOMO_TEST_KILL_AFTER"
+KILL_ONCE_ENV = "FLYTOMO_TEST_KILL_FLAG"
+CACHE_SIZE = 4
+
+
+# ───────────────────────────── the worker side ─────────────────────────────
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """Everything a worker needs for one unit (small and picklable)."""
+
+    unit: WorkUnit
+    store: str
+    scan_file: str
+    geometry: dict
+    method: str
+    options: tuple          # sorted (name, value) pairs
+    device: str = "cpu"
+    threads: int | None = 1
+
+
+@dataclass
+class UnitResult:
+    unit: WorkUnit
+    ok: bool
+    reason: str = ""
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    worker: str = ""
+    peak_rss_mb: float = 0.0
+
+
+_reconstructors: "OrderedDict[tuple, Any]" = OrderedDict()
+_readers: "OrderedDict[tuple, Any]" = OrderedDict()
+_units_run = 0
+
+
+def reader_for(path: str) -> Any:
+    """This process's reader of ``path`` (metadata parsed once; a changed file is reopened)."""
+    from recon.io import open_scan
+
+    st_ = os.stat(path)
+    key = (path, st_.st_mtime_ns, st_.st_size)
+    r = _readers.get(key)
+    if r is None:
+        r = _readers[key] = open_scan(path)
+        while len(_readers) > 8:
+            _readers.popitem(last=False)
+    return r
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except Exception:  # pragma: no cover
+        return 0.0
+
+
+def reconstructor_for(geometry: dict, method: str, options: tuple, device: str) -> tuple[Any, float]:
+    """This process's reconstructor for (geometry, method, options, device), built at most once.
+
+    Returns (reconstructor, seconds spent building it now — 0 when cached). At most
+    ``CACHE_SIZE`` are kept (least recently used dropped), so memory stays bounded when
+    every scan has its own geometry.
+    """
+    from recon.geometry import ScanGeometry
+    from recon.methods import make_reconstructor
+
+    g = ScanGeometry.from_dict(geometry)
+    key = (g.key(), method, options, device)
+    rec = _reconstructors.get(key)
+    if rec is not None:
+        _reconstructors.move_to_end(key)
+        return rec, 0.0
+    t0 = time.perf_counter()
+    rec = make_reconstructor(g, method, device, **dict(options))
+    _reconstructors[key] = rec
+    while len(_reconstructors) > CACHE_SIZE:
+        _reconstructors.popitem(last=False)
+    return rec, time.perf_counter() - t0
+
+
+def cache_info() -> int:
+    """How many reconstructors this process holds (for tests)."""
+    return len(_reconstructors)
+
+
+def _test_hook() -> None:
+    """SIGKILL this process after ``$FLYTOMO_TEST_KILL_AFTER`` units (tests of resume).
+
+    With ``$FLYTOMO_TEST_KILL_FLAG`` set to a path, only the first process to get there
+    dies (it creates the file first): a single worker death in a run.
+    """
+    k = os.environ.get(KILL_AFTER_ENV)
+    if not k or _units_run < int(k):
+        return
+    flag = os.environ.get(KILL_ONCE_ENV)
+    if flag:
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_unit(job: UnitJob) -> UnitResult:
+    """Reconstruct one unit and write it: read rows z0:z1 → line integrals → volume → chunk → marker.
+
+    Never raises: a failure comes back as ``UnitResult(ok=False, reason=...)`` (one line).
+    """
+    global _units_run
+    from recon.io.preprocess import line_integrals
+
+    u = job.unit
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    t0 = time.perf_counter()
+    build = 0.0
+    try:
+        set_torch_threads(job.threads)
+        tune_malloc()
+        device = worker_device(job.device)
+        chunk = reader_for(job.scan_file).read(u.z0, u.z1)
+        sino = line_integrals(chunk)
+        rec, build = reconstructor_for(job.geometry, job.method, job.options, device)
+        vol = rec(sino)
+        st.write_unit(Path(job.store), u.t, u.z0, vol)
+        seconds = time.perf_counter() - t0
+        Manifest(job.store).mark_done(u.name, {"t": u.t, "z0": u.z0, "z1": u.z1, "seconds": seconds,
+                                               "build_seconds": build, "worker": worker})
+    except FlytomoError as err:
+        return UnitResult(u, False, str(err), time.perf_counter() - t0, build, worker, _peak_rss_mb())
+    except Exception as err:  # any other failure of this unit: reported, the run goes on
+        msg = " ".join(f"{type(err).__name__}: {err}".split())
+        return UnitResult(u, False, msg, time.perf_counter() - t0, build, worker, _peak_rss_mb())
+    _units_run += 1
+    _test_hook()
+    return UnitResult(u, True, "", seconds, build, worker, _peak_rss_mb())
+
+
+# ───────────────────────────── the driver side ─────────────────────────────
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``exit_code`` 0 (all done) or 1 (some units failed)."""
+
+    store: Path
+    log_file: Path
+    executor: str
+    total: int = 0
+    skipped: int = 0          # done before this run
+    done: int = 0             # done by this run
+    failed: int = 0
+    rows: int = 0             # slices reconstructed by this run
+    wall_s: float = 0.0
+    units_wall_s: float = 0.0  # from handing out the first unit to the last result
+    unit_seconds: list[float] = field(default_factory=list)
+    build_seconds: float = 0.0
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)     # unit name → reason
+    failed_scans: dict[str, str] = field(default_factory=dict)  # file name → reason
+    complete: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+    @property
+    def slices_per_s(self) -> float:
+        return self.rows / self.wall_s if self.wall_s > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"store      {self.store}  ({'complete' if self.complete else 'INCOMPLETE'})",
+            f"executor   {self.executor}",
+            f"units      {self.total} total: {self.done} done now, {self.skipped} already done, "
+            f"{self.failed} failed",
+            f"time       {self.wall_s:.1f} s wall, {self.rows} slices, {self.slices_per_s:.2f} slices/s",
+            f"run log    {self.log_file}",
+        ]
+        if self.failed_scans:
+            out.append(f"failed     {len(self.failed_scans)} scan(s) ({self.failed} units); "
+                       "rerun the same command to retry only these:")
+            for f, reason in sorted(self.failed_scans.items()):
+                out.append(f"  {f}: {reason}")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"store": str(self.store), "executor": self.executor, "total": self.total,
+                "skipped": self.skipped, "done": self.done, "failed": self.failed, "rows": self.rows,
+                "wall_s": self.wall_s, "units_wall_s": self.units_wall_s,
+                "slices_per_s": self.slices_per_s, "sum_unit_s": float(np.sum(self.unit_seconds)),
+                "mean_unit_s": float(np.mean(self.unit_seconds)) if self.unit_seconds else 0.0,
+                "build_seconds": self.build_seconds, "peak_rss_mb": self.peak_rss_mb,
+                "failures": self.failures, "failed_scans": self.failed_scans, "complete": self.complete}
+
+
+def run_log_path(store: Path) -> Path:
+    stem = store.name[:-5] if store.name.endswith(".zarr") else store.name
+    return store.parent / f"{stem}_run.log"
+
+
+def _file_logger(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = logging.FileHandler(path)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return h
+
+
+def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: dict) -> dict:
+    r = exp.config.reconstruction
+    return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
+            "options": options, "files": [f.name for f in files], "center": r.center,
+            "blur_angle_deg": r.blur_angle_deg}
+
+
+def _resolved_options(method: str, options: dict) -> dict:
+    from recon.methods import resolve_options
+
+    try:
+        return resolve_options(method, options)
+    except FlytomoError as err:
+        raise FlytomoError("reconstruction", err.problem) from None
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="unit", disable=not enabled, dynamic_ncols=True,
+                desc="reconstruct", file=sys.stderr, smoothing=0.1)
+
+
+def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart: bool = False,
+                   progress: bool = True, command: str | None = None,
+                   on_start: Callable[[str], None] | None = None) -> RunSummary:
+    """Reconstruct every unit of ``exp`` not yet done; see the module docstring.
+
+    ``executor``: default :func:`hpc.executors.make_executor` from the config (closed at the
+    end; a given one is left open). ``restart``: discard an existing store first.
+    Raises :class:`FlytomoError` for bad input before any unit runs.
+    """
+    cfg = exp.config
+    store = exp.store_path
+    command = command or " ".join(sys.argv)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(store, command).acquire()
+    handler = _file_logger(run_log_path(store))
+    own_executor = executor is None
+    t_start = time.perf_counter()
+    try:
+        log.info("start: %s (pid %d on %s)", command, os.getpid(), socket.gethostname())
+        if restart and store.exists():
+            log.info("--restart: removing the existing store %s", store)
+            for p in store.iterdir():
+                if p.name != META:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            Manifest(store).reset()
+
+        # -- inputs: every problem here is exit 2, before any work
+        files = exp.scan_files()
+        if not files:
+            raise FlytomoError(exp.path, f"scans: no file matches {cfg.scans!r}")
+        temp_log = read_temperature_log(exp.temperature_log) if exp.temperature_log else None
+        method, options = cfg.reconstruction.method, exp.method_options()
+        resolved = _resolved_options(method, options)
+        existing = st.read_attrs(store)
+        known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
+        plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
+                             center=cfg.reconstruction.center, log=temp_log, known=known,
+                             scan_duration_s=cfg.scan_duration_s)
+        for line in uncovered_scans(plans, temp_log):
+            log.warning("%s", line)
+            print(f"warning: {line}", file=sys.stderr)
+        n_angles, n_rows, n_cols = common_shape(plans, exp.path)
+        shape = (len(plans), n_rows, n_cols, n_cols)
+        plan_sig = _plan_signature(exp, shape, files, resolved)
+
+        manifest = Manifest(store).ensure()
+        if st.store_exists(store):
+            diff = st.plan_mismatch(existing, plan_sig)
+            if diff:
+                raise FlytomoError(store, (
+                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}); "
+                    "use another output, or 'flytomo run --restart' to discard it"))
+        else:
+            starts = [p.start_time_s for p in plans if p.start_time_s is not None]
+            step = float(np.median(np.diff(sorted(starts)))) if len(starts) > 1 else 1.0
+            attrs = {"version": _version(), "method": method, "options": resolved,
+                     "config": {**cfg.model_dump(mode="json"), "config_file": str(exp.path)},
+                     "command": command, "versions": st.versions(), "created": st.now_iso(),
+                     "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,
+                     "scans": [p.to_attrs(store.parent) for p in plans]}
+            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=step if step > 0 else 1.0)
+            log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
+                     min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
+
+        units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
+        done_before = manifest.done()
+        todo = [u for u in units if u.name not in done_before]
+        retry = set(manifest.failed()) & {u.name for u in todo}
+        manifest.clear_failed(retry)
+        if executor is None:
+            executor = make_executor(cfg.executor)
+        summary = RunSummary(store=store, log_file=run_log_path(store), executor=executor.describe(),
+                             total=len(units), skipped=len(units) - len(todo))
+        log.info("executor %s; %d units, %d already done, %d to do (%d retried after failing)",
+                 summary.executor, len(units), summary.skipped, len(todo), len(retry))
+        if on_start is not None:
+            on_start(summary.executor)
+
+        # -- run
+        plan_by_t = {p.index: p for p in plans}
+        opts_key = tuple(sorted(options.items()))
+        jobs, failed_now = [], []
+        for u in todo:
+            p = plan_by_t[u.t]
+            if not p.ok:
+                failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
+                continue
+            jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
+                                cfg.executor.device, cfg.executor.threads_per_worker))
+
+        def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
+            return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
+
+        bar = _progress(len(units), summary.skipped, progress)
+        try:
+            for r in failed_now:
+                _record(summary, manifest, r, plan_by_t)
+                bar.update(1)
+            t_units = time.perf_counter()
+            for r in executor.imap_unordered(run_unit, jobs, on_error):
+                _record(summary, manifest, r, plan_by_t)
+                bar.update(1)
+                bar.set_postfix(failed=summary.failed, refresh=False)
+            summary.units_wall_s = time.perf_counter() - t_units
+        finally:
+            bar.close()
+        summary.wall_s = time.perf_counter() - t_start
+
+        # -- finish: scan statuses, completeness
+        done_all = manifest.done()
+        failed_all = manifest.failed()
+        by_t: dict[int, list[str]] = {}
+        for u in units:
+            by_t.setdefault(u.t, []).append(u.name)
+        scans_attrs = []
+        for p in plans:
+            names = by_t.get(p.index, [])
+            if all(n in done_all for n in names):
+                status = "done"
+            elif any(n in failed_all for n in names):
+                status = "failed"
+            else:
+                status = "pending"
+            a = p.to_attrs(store.parent, status)
+            if status == "failed":
+                a["error"] = p.error or next(failed_all[n] for n in names if n in failed_all)
+            scans_attrs.append(a)
+        summary.complete = all(u.name in done_all for u in units)
+        st.update_attrs(store, scans=scans_attrs, status=st.COMPLETE if summary.complete else st.INCOMPLETE,
+                        last_run={"command": command, "finished": st.now_iso(), **{
+                            k: v for k, v in summary.to_dict().items() if k in ("done", "skipped", "failed", "wall_s")}})
+        log.info("finished: %d done now, %d already done, %d failed, %.1f s, %.2f slices/s; store %s",
+                 summary.done, summary.skipped, summary.failed, summary.wall_s, summary.slices_per_s,
+                 "complete" if summary.complete else "incomplete")
+        for f, reason in summary.failed_scans.items():
+            log.error("failed scan %s: %s", f, reason)
+        return summary
+    except FlytomoError as err:
+        log.error("stopped: %s", err)
+        raise
+    finally:
+        if own_executor and executor is not None:
+            executor.close()
+        lock.release()
+        log.removeHandler(handler)
+        handler.close()
+
+
+def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
+    """One line per readable scan whose time window lies outside the temperature log."""
+    if temp_log is None:
+        return []
+    lt = temp_log[0]
+    out = []
+    for p in plans:
+        if not p.ok or p.start_time_s is None:
+            continue
+        a, b = p.start_time_s, p.start_time_s + (p.duration_s or 0.0)
+        if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
+            out.append(f"scan {p.path.name} runs {a:g}..{b:g} s, outside the temperature log "
+                       f"({lt[0]:g}..{lt[-1]:g} s)")
+    return out
+
+
+def _record(summary: RunSummary, manifest: Manifest, r: UnitResult, plans: dict[int, ScanPlan]) -> None:
+    if not r.ok and manifest.is_done(r.unit.name):
+        # its worker died after writing the unit and its marker (the data is on disk)
+        log.warning("unit %s reported %r, but its marker is there: counted as done", r.unit.name, r.reason)
+        r = UnitResult(r.unit, True, "", r.seconds, r.build_seconds, r.worker, r.peak_rss_mb)
+    if r.ok:
+        summary.done += 1
+        summary.rows += r.unit.rows
+        summary.unit_seconds.append(r.seconds)
+        summary.build_seconds += r.build_seconds
+        if r.worker:
+            summary.peak_rss_mb[r.worker] = max(summary.peak_rss_mb.get(r.worker, 0.0), r.peak_rss_mb)
+        log.info("unit %s done in %.2f s (build %.2f s) on %s", r.unit.name, r.seconds, r.build_seconds, r.worker)
+        return
+    summary.failed += 1
+    summary.failures[r.unit.name] = r.reason
+    f = plans[r.unit.t].path.name
+    summary.failed_scans.setdefault(f, r.reason)
+    manifest.mark_failed(r.unit.name, r.reason, {"file": f, "worker": r.worker})
+    log.error("unit %s (%s) failed: %s", r.unit.name, f, r.reason)
+
+
+def _version() -> str:
+    import recon
+
+    return recon.__version__

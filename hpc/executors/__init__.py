@@ -1,0 +1,36 @@
+"""Executors: how the work units of an experiment are spread (local, Dask, MPI).
+
+The engine knows an executor only through the :class:`~hpc.executors.base.Executor`
+Protocol; :func:`make_executor` picks the implementation from the config's
+``executor.kind`` (or ``--executor``). Adding an engine touches one file here and the
+``_FACTORIES`` table.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from recon.errors import FlytomoError
+
+from .base import Executor, set_torch_threads
+
+__all__ = ["Executor", "make_executor", "set_torch_threads", "KINDS"]
+
+KINDS = ("local", "dask", "mpi")
+
+
+def make_executor(executor_config: Any, **kwargs: Any) -> Executor:
+    """The executor for ``executor_config`` (an :class:`hpc.config.ExecutorConfig`)."""
+    kind = executor_config.kind
+    if kind == "local":
+        from .local import LocalExecutor
+
+        return LocalExecutor(threads=executor_config.threads_per_worker)
+    if kind == "dask":
+        from .dask import DaskExecutor
+
+        return DaskExecutor(executor_config, **kwargs)
+    if kind == "mpi":
+        from .mpi import MpiExecutor
+
+        return MpiExecutor(threads=executor_config.threads_per_worker, **kwargs)
+    raise FlytomoError("executor.kind", f"unknown executor '{kind}'; choose one of {', '.join(KINDS)}")

@@ -1,0 +1,180 @@
+"""What is done, what failed, and who is writing: marker files inside the store.
+
+- ``STORE/.flytomo/manifest/t00003_z00016`` — unit (t=3, z0=16) is on disk. Written by the
+  worker *after* its chunk is written and synced, atomically (temporary file, fsync,
+  rename), so a marker never claims data that is not there. A rerun skips these units.
+- ``STORE/.flytomo/failed/t00003_z00016`` — the unit failed; the JSON holds the reason.
+  Written by the driver; a rerun retries these units and removes the marker.
+- ``STORE/.flytomo/lock`` — the run writing the store (pid, host, start time). A second run
+  refuses to start while it is held. The holder touches the file every ``HEARTBEAT_S``; a
+  lock is stale — and taken over — when its pid is dead on this same host, or when it was
+  taken on another host and its heartbeat is older than ``STALE_S`` (a job killed on one
+  node, resubmitted on another).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from recon.errors import FlytomoError
+
+META = ".flytomo"
+HEARTBEAT_S = 30.0
+STALE_S = 300.0
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Manifest:
+    """Done and failed markers of one store (any process may read; see module docstring)."""
+
+    def __init__(self, store: str | Path) -> None:
+        self.store = Path(store)
+        self.done_dir = self.store / META / "manifest"
+        self.failed_dir = self.store / META / "failed"
+
+    def ensure(self) -> "Manifest":
+        self.done_dir.mkdir(parents=True, exist_ok=True)
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- done
+    def mark_done(self, name: str, info: dict[str, Any] | None = None) -> None:
+        self.done_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_json(self.done_dir / name, {"unit": name, "finished": time.time(), **(info or {})})
+
+    def done(self) -> set[str]:
+        if not self.done_dir.is_dir():
+            return set()
+        return {p.name for p in self.done_dir.iterdir() if not p.name.startswith(".")}
+
+    def is_done(self, name: str) -> bool:
+        return (self.done_dir / name).is_file()
+
+    # -- failed
+    def mark_failed(self, name: str, reason: str, info: dict[str, Any] | None = None) -> None:
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_json(self.failed_dir / name, {"unit": name, "reason": reason, "when": time.time(), **(info or {})})
+
+    def failed(self) -> dict[str, str]:
+        if not self.failed_dir.is_dir():
+            return {}
+        out = {}
+        for p in self.failed_dir.iterdir():
+            if p.name.startswith("."):
+                continue
+            try:
+                out[p.name] = json.loads(p.read_text()).get("reason", "?")
+            except (OSError, ValueError):
+                out[p.name] = "?"
+        return out
+
+    def clear_failed(self, names: set[str] | None = None) -> None:
+        for name in (self.failed() if names is None else names):
+            (self.failed_dir / name).unlink(missing_ok=True)
+
+    def reset(self) -> None:
+        for d in (self.done_dir, self.failed_dir):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """``STORE/.flytomo/lock``: one run at a time per store. Use as a context manager."""
+
+    def __init__(self, store: str | Path, command: str = "") -> None:
+        self.store = Path(store)
+        self.path = self.store / META / "lock"
+        self.command = command
+        self.held = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def holder(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+              "command": self.command}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self.holder()
+                if other is None:
+                    continue  # released meanwhile
+                if self._stale(other, me["host"]):
+                    self.path.unlink(missing_ok=True)  # its run is gone
+                    continue
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
+                raise FlytomoError(self.store, (
+                    f"another flytomo run is writing this store (pid {other.get('pid', '?')} on host "
+                    f"{other.get('host', '?')}, started {when}); wait for it to finish, or, if that run "
+                    f"is gone, delete {self.path}")) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name="flytomo-lock", daemon=True)
+            self._beat.start()
+            return self
+        raise FlytomoError(self.path, "cannot take the run lock")
+
+    def _stale(self, other: dict, host: str) -> bool:
+        pid = other.get("pid")
+        if other.get("host") == host:
+            return isinstance(pid, int) and not _pid_alive(pid)
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return age > STALE_S
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self.held:
+            other = self.holder()
+            if other is not None and other.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,215 @@
+"""Work units of an experiment, and the survey of its scans that the plan is built on.
+
+A work unit is (scan index t, rows z0:z1): the engine reconstructs rows z0:z1 of scan t and
+writes them to the store chunk (t, z0:z1) — chunks are (1, rows_per_chunk, ny, nx), so units
+and chunks coincide and no two workers ever write the same chunk.
+
+:func:`survey_scans` opens every scan (metadata only; with ``center: auto`` it also reads a
+few middle rows), so the driver knows each scan's geometry, times and temperature before
+any unit runs. A scan that cannot be opened is kept in the survey with its reason: its
+units fail, the others run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from recon.errors import FlytomoError
+
+
+@dataclass(frozen=True, order=True)
+class WorkUnit:
+    """Rows z0:z1 of scan t (0-based, z1 exclusive)."""
+
+    t: int
+    z0: int
+    z1: int
+
+    @property
+    def name(self) -> str:
+        """The manifest marker name, ``t{t:05d}_z{z0:05d}``."""
+        return f"t{self.t:05d}_z{self.z0:05d}"
+
+    @property
+    def rows(self) -> int:
+        return self.z1 - self.z0
+
+
+def row_ranges(n_rows: int, rows_per_chunk: int) -> list[tuple[int, int]]:
+    """[(z0, z1), ...] covering 0:n_rows in steps of ``rows_per_chunk`` (the last may be shorter)."""
+    if n_rows < 1 or rows_per_chunk < 1:
+        raise FlytomoError(None, f"cannot plan {n_rows} rows in chunks of {rows_per_chunk}")
+    return [(z0, min(z0 + rows_per_chunk, n_rows)) for z0 in range(0, n_rows, rows_per_chunk)]
+
+
+def plan_units(n_scans: int, n_rows: int, rows_per_chunk: int,
+               scans: Iterable[int] | None = None) -> list[WorkUnit]:
+    """Every unit of ``scans`` (default all ``n_scans``), scan-major: n_scans × ⌈n_rows / rows_per_chunk⌉."""
+    ranges = row_ranges(n_rows, rows_per_chunk)
+    ts = range(n_scans) if scans is None else sorted(set(int(t) for t in scans))
+    return [WorkUnit(t, z0, z1) for t in ts for z0, z1 in ranges]
+
+
+@dataclass
+class ScanPlan:
+    """What the driver knows about scan ``index`` before reconstructing it.
+
+    ``shape`` = (n_angles, n_rows, n_columns); times in seconds on the experiment clock
+    (the temperature log's); ``geometry`` a :class:`recon.geometry.ScanGeometry` or None when
+    the scan could not be opened (``error`` says why).
+    """
+
+    index: int
+    path: Path
+    scan_id: str
+    shape: tuple[int, int, int] | None = None
+    start_time_s: float | None = None
+    duration_s: float | None = None
+    temperature_C: float | None = None
+    geometry: Any = None
+    error: str | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def mid_time_s(self) -> float | None:
+        if self.start_time_s is None:
+            return None
+        return self.start_time_s + (self.duration_s or 0.0) / 2.0
+
+    def to_attrs(self, base: Path | None = None, status: str = "pending") -> dict:
+        """The per-scan entry of the store's ``flytomo.scans`` (docs/architecture.md)."""
+        f = str(self.path)
+        if base is not None:
+            try:
+                f = str(self.path.resolve().relative_to(base.resolve()))
+            except ValueError:
+                pass
+        out = {
+            "index": self.index, "scan_id": self.scan_id, "file": f,
+            "start_time_s": self.start_time_s, "mid_time_s": self.mid_time_s,
+            "duration_s": self.duration_s, "temperature_C": self.temperature_C,
+            "geometry": None if self.geometry is None else self.geometry.to_dict(),
+            "status": status,
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _auto_center(reader: Any, n_rows: int, angles_deg: np.ndarray, rows: int = 8) -> float:
+    from recon.io.center import find_center
+    from recon.io.preprocess import line_integrals
+
+    z0 = max(0, n_rows // 2 - rows // 2)
+    sino = line_integrals(reader.read(z0, min(n_rows, z0 + rows)))
+    return float(find_center(sino, angles_deg))
+
+
+def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
+                 center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
+                 known: dict[str, dict] | None = None, scan_duration_s: float | None = None) -> list[ScanPlan]:
+    """Open every scan file (metadata) and work out its geometry, times and temperature.
+
+    Parameters
+    ----------
+    files : scan files in experiment order (index t = position).
+    blur_angle_deg, center : the config's overrides (``center="auto"``: found per scan from
+        its middle rows; ``None``: the file's value, else (n_columns − 1)/2).
+    log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
+        is the log at mid-scan (start + duration/2).
+    known : store entries by file name from an earlier run; their centers are reused so a
+        resumed run reconstructs with the same geometry.
+    scan_duration_s : the duration of a scan when the file does not record one (config
+        ``scan_duration_s``); without either, the median spacing of scan starts (scans back
+        to back).
+    """
+    from recon.geometry import ScanGeometry
+    from recon.io import open_scan
+
+    plans: list[ScanPlan] = []
+    for i, f in enumerate(files):
+        f = Path(f)
+        plan = ScanPlan(index=i, path=f, scan_id=f.stem)
+        try:
+            reader = open_scan(f)
+            meta = dict(getattr(reader, "metadata", {}) or {})
+            plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else f.stem
+            plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
+            plan.start_time_s = _finite(meta.get("scan_time"))
+            plan.duration_s = _finite(meta.get("duration_s"))
+            if plan.duration_s is None and scan_duration_s is not None:
+                plan.duration_s = float(scan_duration_s)
+            angles = np.asarray(reader.angles_deg, dtype=np.float64)
+            blur = blur_angle_deg if blur_angle_deg is not None else _finite(meta.get("blur_angle_deg"))
+            c: float | None
+            prev = (known or {}).get(f.name)
+            if center == "auto":
+                if prev and prev.get("geometry"):
+                    c = float(prev["geometry"]["center"])
+                else:
+                    c = _auto_center(reader, plan.shape[1], angles)
+            elif center is not None:
+                c = float(center)
+            else:
+                c = _finite(meta.get("center"))
+            plan.geometry = ScanGeometry.create(angles, plan.shape[2], center=c, blur_angle_deg=blur)
+        except FlytomoError as err:
+            plan.error = err.problem if err.where in (None, str(f)) else str(err)
+        except Exception as err:  # a broken file must not stop the survey of the others
+            plan.error = f"cannot be read ({type(err).__name__}: {err})"
+        finally:
+            try:
+                reader.close()  # type: ignore[possibly-undefined]
+            except Exception:
+                pass
+        plans.append(plan)
+        reader = None
+    _fill_durations(plans)
+    if log is not None:
+        lt, lT = log
+        for p in plans:
+            mid = p.mid_time_s
+            if mid is not None:
+                p.temperature_C = float(np.interp(mid, lt, lT))
+    else:
+        for p in plans:
+            p.temperature_C = _finite(p.metadata.get("temperature_C"))
+    return plans
+
+
+def _fill_durations(plans: list[ScanPlan]) -> None:
+    starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
+    spacing = float(np.median(np.diff(starts))) if len(starts) > 1 else None
+    for p in plans:
+        if p.duration_s is None and spacing and spacing > 0:
+            p.duration_s = spacing
+
+
+def common_shape(plans: Sequence[ScanPlan], where: Any = None) -> tuple[int, int, int]:
+    """(n_angles, n_rows, n_columns) shared by the readable scans; FlytomoError if none or mixed."""
+    shapes = {p.shape[1:] for p in plans if p.ok and p.shape}
+    if not shapes:
+        reasons = "; ".join(f"{p.path.name}: {p.error}" for p in plans[:3])
+        raise FlytomoError(where, f"no scan could be opened ({reasons})")
+    if len(shapes) > 1:
+        raise FlytomoError(where, f"scans differ in detector size (rows, columns) {sorted(shapes)}; "
+                                  "one experiment store needs one size")
+    first = next(p for p in plans if p.ok)
+    return first.shape  # type: ignore[return-value]

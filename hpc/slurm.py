@@ -1,0 +1,429 @@
+"""Slurm submission of a whole experiment: a reconstruction job, then an analysis job.
+
+``flytomo submit CONFIG`` renders two sbatch scripts from the templates shipped in
+``hpc/templates`` (package data), writes them to ``DIR/slurm/`` next to the config, and
+submits them with ``sbatch --parsable``: the reconstruction job (MPI ranks through
+``srun --mpi=pmi2``, or a Dask driver whose workers dask-jobqueue's ``SLURMCluster``
+starts as Slurm jobs) and an analysis job that waits for it (``--dependency=afterok``).
+
+Two rules keep the scripts safe for any path a user may have:
+
+- every value that reaches a shell line is quoted with :func:`shlex.quote`;
+- nothing user-supplied reaches an ``#SBATCH`` line (sbatch parses those itself, not a
+  shell): resource values there are checked against a strict pattern, and log files are
+  named relative to the job's working directory, ``DIR/slurm``, which is passed to
+  ``sbatch`` as an argument (``--chdir``), never through a shell.
+
+Jobs are requeue-safe: ``#SBATCH --requeue`` and ``--open-mode=append``; a requeued or
+resubmitted reconstruction resumes from the store's manifest (done units are skipped).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from recon.errors import FlytomoError
+
+#: executors a submitted reconstruction can use
+EXECUTORS = ("mpi", "dask")
+#: ``srun --mpi`` plugin types we accept (the mpich wheel speaks PMI2, not PMIx)
+MPI_TYPES = ("pmi2", "pmix", "pmix_v4", "cray_shasta", "none")
+#: subfolder of the config's folder that holds scripts and logs
+SLURM_DIRNAME = "slurm"
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:,+\-\[\]]+$")
+_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$|^(UNLIMITED|INFINITE)$")
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What ``flytomo submit`` asks of Slurm.
+
+    Attributes
+    ----------
+    nodes : nodes for the reconstruction job (MPI engine).
+    ntasks_per_node : MPI ranks per node; default one per GPU, or 1 without GPUs.
+    gpus_per_node : GPUs per node (``--gpus-per-node``); 0 requests none.
+    cpus_per_task : CPUs per rank (``--cpus-per-task``); ``None`` leaves Slurm's default.
+    partition, time, account : passed to ``#SBATCH`` when given (``time`` as Slurm
+        accepts it: ``MM``, ``HH:MM:SS``, ``D-HH:MM:SS``...).
+    analysis_time : time limit of the analysis job (default: ``time``).
+    container : an Apptainer image (``.sif``) the jobs run flytomo in, or ``None`` to run
+        the submitter's own flytomo (same virtual environment).
+    binds : extra folders to bind into the container (the config's folder and the
+        store's parent are always bound).
+    executor : ``"mpi"`` (srun ranks) or ``"dask"`` (SLURMCluster workers).
+    mpi : ``srun --mpi`` type; ``pmi2`` for the MPICH inside the container/venv.
+    overcommit : allow more ranks than CPUs (``--overcommit``), e.g. on a test node.
+    dask_interface : default network interface of the Dask scheduler and worker jobs
+        (``ib0``; ``lo`` on a single test machine) where ``executor.dask.jobqueue`` in the
+        config sets none; ``None`` lets dask-jobqueue choose.
+    """
+
+    nodes: int = 1
+    ntasks_per_node: int | None = None
+    gpus_per_node: int = 0
+    cpus_per_task: int | None = None
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
+    analysis_time: str | None = None
+    container: Path | None = None
+    binds: tuple[str, ...] = ()
+    executor: str = "mpi"
+    mpi: str = "pmi2"
+    overcommit: bool = False
+    dask_interface: str | None = None
+
+    @property
+    def ranks_per_node(self) -> int:
+        """MPI ranks per node: the option, else one per GPU, else one."""
+        if self.ntasks_per_node:
+            return self.ntasks_per_node
+        return max(1, self.gpus_per_node)
+
+
+@dataclass(frozen=True)
+class JobScripts:
+    """The rendered scripts of one submission and where they go."""
+
+    config: Path
+    store: Path
+    slurm_dir: Path
+    recon_path: Path
+    recon_script: str
+    analysis_path: Path
+    analysis_script: str | None  # None when the config says analysis.enabled: false
+
+
+@dataclass
+class Submission:
+    """Job ids of a submission, and the files to watch."""
+
+    scripts: JobScripts
+    recon_job: str
+    analysis_job: str | None
+    commands: list[list[str]] = field(default_factory=list)
+
+    def recon_log(self) -> Path:
+        return self.scripts.slurm_dir / f"recon-{self.recon_job}.out"
+
+    def analysis_log(self) -> Path | None:
+        if self.analysis_job is None:
+            return None
+        return self.scripts.slurm_dir / f"analyze-{self.analysis_job}.out"
+
+
+# --------------------------------------------------------------------------- checks
+def check_options(opts: SlurmOptions) -> list[str]:
+    """Every problem with ``opts``, one message each (empty when all is well)."""
+    problems = []
+    for name in ("nodes", "gpus_per_node", "ntasks_per_node", "cpus_per_task"):
+        value = getattr(opts, name)
+        low = 0 if name == "gpus_per_node" else 1
+        if value is not None and (not isinstance(value, int) or value < low):
+            problems.append(f"--{name.replace('_', '-')}: must be an integer >= {low}, got {value!r}")
+    for name in ("partition", "account"):
+        value = getattr(opts, name)
+        if value is not None and not _SAFE_VALUE.match(value):
+            problems.append(f"--{name}: {value!r} is not a Slurm {name} name "
+                            "(letters, digits and _ . : , + - only)")
+    for name in ("time", "analysis_time"):
+        value = getattr(opts, name)
+        if value is not None and not _TIME.match(value):
+            problems.append(f"--{name.replace('_', '-')}: {value!r} is not a Slurm time "
+                            "(MM, HH:MM:SS, D-HH:MM:SS)")
+    if opts.executor not in EXECUTORS:
+        problems.append(f"--executor: {opts.executor!r} is not one of {', '.join(EXECUTORS)}")
+    if opts.mpi not in MPI_TYPES:
+        problems.append(f"--mpi: {opts.mpi!r} is not one of {', '.join(MPI_TYPES)}")
+    if opts.dask_interface is not None and not re.match(r"^[A-Za-z0-9_.\-]+$", opts.dask_interface):
+        problems.append(f"--dask-interface: {opts.dask_interface!r} is not an interface name")
+    if opts.container is not None and not Path(opts.container).is_file():
+        problems.append(f"--container: {opts.container}: no such image file")
+    return problems
+
+
+# --------------------------------------------------------------------------- pieces
+def flytomo_argv(opts: SlurmOptions, binds: list[Path] | tuple = ()) -> list[str]:
+    """The command a job runs as ``flytomo``, as an argument list.
+
+    Without a container: this very installation — the ``flytomo`` script next to
+    ``sys.executable`` (the submitter's virtual environment), or ``python -m hpc.cli``.
+    With one: ``apptainer exec --nv [--bind DIR]... IMAGE flytomo``.
+    """
+    if opts.container is not None:
+        argv = ["apptainer", "exec"]
+        if opts.gpus_per_node:
+            argv.append("--nv")
+        for path in [*map(str, binds), *opts.binds]:
+            argv += ["--bind", str(path)]
+        return argv + [str(Path(opts.container).absolute()), "flytomo"]
+    python = Path(os.path.abspath(sys.executable))  # not resolved: keep the venv's path
+    script = python.parent / "flytomo"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [str(python), "-m", "hpc.cli"]
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What submission needs to know of an experiment config."""
+
+    store: Path
+    analyze_args: list[str]
+    analysis_enabled: bool = True
+
+
+def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
+    """Validate ``config`` as ``flytomo run`` will (with ``--executor`` applied) and return
+    its store and the ``flytomo analyze`` arguments. Bad configs raise :class:`FlytomoError`
+    before anything is submitted."""
+    from hpc import config as hpc_config
+
+    raw = hpc_config.read_yaml(config)
+    if opts.container is None:  # the jobs use this installation: check its engines too
+        raw = hpc_config.apply_overrides(raw, executor=opts.executor)
+    exp = hpc_config.load_experiment(config, raw=raw)
+    store = exp.store_path
+    args = [str(store)]
+    if exp.temperature_log is not None:
+        args += ["--temperature", str(exp.temperature_log)]
+    if exp.config.analysis.out is not None:
+        args += ["--out", str(exp.analysis_out)]
+    if exp.config.analysis.extrapolate:
+        args.append("--extrapolate")
+    return ExperimentInfo(store=store, analyze_args=args,
+                          analysis_enabled=bool(exp.config.analysis.enabled))
+
+
+def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
+                  partition: bool = True) -> str:
+    lines = []
+    if partition and opts.partition:
+        lines.append(f"#SBATCH --partition={opts.partition}")
+    if opts.account:
+        lines.append(f"#SBATCH --account={opts.account}")
+    if time:
+        lines.append(f"#SBATCH --time={time}")
+    if gpus and opts.gpus_per_node:
+        lines.append(f"#SBATCH --gpus-per-node={opts.gpus_per_node}")
+    if gpus and opts.cpus_per_task:
+        lines.append(f"#SBATCH --cpus-per-task={opts.cpus_per_task}")
+    if gpus and opts.overcommit:
+        lines.append("#SBATCH --overcommit")
+    return "\n".join(lines)
+
+
+def _environment(opts: SlurmOptions, flytomo: list[str], *, dask: bool) -> str:
+    """Shell lines setting the job's environment; every value shlex-quoted."""
+    lines = []
+    slurm_conf = os.environ.get("SLURM_CONF")
+    if slurm_conf:  # --export=ALL carries it; this keeps a hand-run sbatch working too
+        lines.append(f'if [ -z "${{SLURM_CONF:-}}" ]; then export SLURM_CONF={shlex.quote(slurm_conf)}; fi')
+    if opts.container is None:
+        bindir = Path(flytomo[0]).parent
+        lines.append(f'export PATH={shlex.quote(str(bindir))}:"$PATH"')
+    if dask:
+        # dask-jobqueue's defaults for what executor.dask.jobqueue in the config leaves
+        # unset (the config wins: its keys go to SLURMCluster(**settings) directly)
+        env = {"DASK_JOBQUEUE__SLURM__WALLTIME": opts.time or "01:00:00",
+               "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": "dask-workers"}
+        if opts.dask_interface:
+            env["DASK_JOBQUEUE__SLURM__INTERFACE"] = opts.dask_interface
+        if opts.partition:
+            env["DASK_JOBQUEUE__SLURM__QUEUE"] = opts.partition
+        if opts.account:
+            env["DASK_JOBQUEUE__SLURM__ACCOUNT"] = opts.account
+        if opts.gpus_per_node:
+            env["DASK_JOBQUEUE__SLURM__JOB_EXTRA_DIRECTIVES"] = "['--gpus-per-node=1']"
+        if opts.container is None:
+            python = Path(os.path.abspath(sys.executable))
+            worker_python = shlex.quote(str(python))
+        else:  # worker jobs start python inside the same image
+            worker_python = shlex.join(flytomo[:-1] + ["python"])
+        # dask reads DASK_* values with ast.literal_eval: repr() keeps the shell quotes
+        env["DASK_JOBQUEUE__SLURM__PYTHON"] = repr(worker_python)
+        for key, value in env.items():
+            lines.append(f"export {key}={shlex.quote(value)}")
+    return "\n".join(lines)
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    missing = sorted(set(_PLACEHOLDER.findall(template)) - set(values))
+    if missing:
+        raise KeyError(f"template placeholders without a value: {missing}")
+    # a placeholder alone on its line with nothing to put there leaves no blank line
+    for name, value in values.items():
+        if not value:
+            template = re.sub(rf"(?m)^\{{\{{{name}\}}\}}\n", "", template)
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def load_template(name: str) -> str:
+    """The text of ``hpc/templates/NAME`` (package data)."""
+    return resources.files("hpc").joinpath("templates", name).read_text()
+
+
+def _check_dask_config(config: Path) -> None:
+    """``--executor dask`` on Slurm needs ``executor.dask.jobqueue`` in the config: that is
+    what makes ``flytomo run`` start its workers as Slurm jobs (dask_jobqueue.SLURMCluster)."""
+    from hpc import config as hpc_config
+
+    raw = hpc_config.read_yaml(config)
+    dask = ((raw.get("executor") or {}).get("dask") or {}) if isinstance(raw.get("executor"), dict) else {}
+    if not isinstance(dask, dict) or not dask.get("jobqueue"):
+        raise FlytomoError(config, "executor.dask.jobqueue: needed for --executor dask on Slurm "
+                                   "(the settings of the worker jobs, e.g. jobqueue: {jobs: 2, "
+                                   "cores: 8, memory: 32GB, interface: ib0}); see docs/facility.md")
+
+
+# --------------------------------------------------------------------------- render
+def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
+    """Render both job scripts for ``config``; writes nothing.
+
+    Raises :class:`FlytomoError` naming every bad option or a missing config.
+    """
+    config = Path(config).absolute()
+    if not config.is_file():
+        raise FlytomoError(config, "no such experiment config")
+    problems = check_options(opts)
+    if opts.container is not None and opts.executor == "dask":
+        problems.append("--executor dask with --container: the Dask driver starts its worker "
+                        "jobs with sbatch, which the image does not have; use --executor mpi "
+                        "with a container, or --no-container with dask")
+    if problems:
+        raise FlytomoError("flytomo submit", "; ".join(problems))
+    info = read_experiment(config, opts)
+    store = info.store
+    if opts.executor == "dask":
+        _check_dask_config(config)
+    binds: list[Path] = [config.parent]
+    if not store.absolute().is_relative_to(config.parent):
+        binds.append(store.absolute().parent)
+    flytomo = flytomo_argv(opts, binds)
+    slurm_dir = config.parent / SLURM_DIRNAME
+    q_flytomo = shlex.join(flytomo)
+    # GPUs asked for: reconstruct on them, whatever device the config names
+    run_args = " --device cuda" if opts.gpus_per_node else ""
+
+    if opts.executor == "mpi":
+        recon = _fill(load_template("recon-mpi.sbatch"), {
+            "nodes": str(opts.nodes),
+            "ntasks_per_node": str(opts.ranks_per_node),
+            "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
+            "environment": _environment(opts, flytomo, dask=False),
+            "mpi": opts.mpi,
+            "srun_args": "--overcommit " if opts.overcommit else "",
+            "flytomo": q_flytomo,
+            "config": shlex.quote(str(config)),
+            "run_args": run_args,
+        })
+    else:
+        recon = _fill(load_template("recon-dask.sbatch"), {
+            "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
+            "environment": _environment(opts, flytomo, dask=True),
+            "flytomo": q_flytomo,
+            "config": shlex.quote(str(config)),
+            "run_args": run_args,
+        })
+    analysis = None
+    if info.analysis_enabled:
+        analysis = _fill(load_template("analyze.sbatch"), {
+            "sbatch_lines": _sbatch_lines(opts, time=opts.analysis_time or opts.time, gpus=False),
+            "environment": _environment(opts, flytomo, dask=False),
+            "flytomo": q_flytomo,
+            "analyze_args": shlex.join(info.analyze_args),
+        })
+    return JobScripts(config=config, store=store, slurm_dir=slurm_dir,
+                      recon_path=slurm_dir / "recon.sbatch", recon_script=recon,
+                      analysis_path=slurm_dir / "analyze.sbatch", analysis_script=analysis)
+
+
+def write(scripts: JobScripts) -> None:
+    """Write both scripts to ``DIR/slurm/`` (created), executable by the owner."""
+    scripts.slurm_dir.mkdir(parents=True, exist_ok=True)
+    for path, text in ((scripts.recon_path, scripts.recon_script),
+                       (scripts.analysis_path, scripts.analysis_script)):
+        if text is None:
+            path.unlink(missing_ok=True)
+            continue
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- submit
+def sbatch_argv(script: Path, workdir: Path, dependency: str | None = None) -> list[str]:
+    """The ``sbatch`` command line (an argument list: no shell ever sees it)."""
+    argv = ["sbatch", "--parsable", f"--chdir={workdir}"]
+    if dependency:
+        argv += [f"--dependency=afterok:{dependency}", "--kill-on-invalid-dep=yes"]
+    return argv + [str(script)]
+
+
+def run_sbatch(argv: list[str], cwd: Path) -> str:
+    """Run ``sbatch --parsable``; return the job id. Errors name sbatch's complaint."""
+    if shutil.which(argv[0]) is None:
+        raise FlytomoError(argv[0], "not found on PATH: submit from a Slurm login node "
+                                    "(or use --dry-run to only see the scripts)")
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise FlytomoError("sbatch", (proc.stderr or proc.stdout).strip()
+                           or f"exit code {proc.returncode}")
+    out = proc.stdout.strip().splitlines()
+    job = out[-1].split(";")[0].strip() if out else ""
+    if not job.isdigit():
+        raise FlytomoError("sbatch", f"unexpected output {proc.stdout.strip()!r}")
+    return job
+
+
+def submit(config: str | Path, opts: SlurmOptions) -> Submission:
+    """Render, write and submit the reconstruction job and the analysis job after it."""
+    if shutil.which("sbatch") is None:
+        raise FlytomoError("sbatch", "not found on PATH: submit from a Slurm login node "
+                                     "(or use --dry-run to only see the scripts)")
+    scripts = render(config, opts)
+    write(scripts)
+    recon_argv = sbatch_argv(scripts.recon_path, scripts.slurm_dir)
+    recon_job = run_sbatch(recon_argv, scripts.slurm_dir)
+    if scripts.analysis_script is None:
+        return Submission(scripts, recon_job, None, [recon_argv])
+    analysis_argv = sbatch_argv(scripts.analysis_path, scripts.slurm_dir, dependency=recon_job)
+    analysis_job = run_sbatch(analysis_argv, scripts.slurm_dir)
+    return Submission(scripts, recon_job, analysis_job, [recon_argv, analysis_argv])
+
+
+def watch_text(sub: Submission) -> str:
+    """How to follow a submission: squeue/sacct, the logs, the manifest."""
+    jobs = ",".join(j for j in (sub.recon_job, sub.analysis_job) if j)
+    if sub.analysis_job:
+        head = (f"submitted reconstruction job {sub.recon_job} and analysis job "
+                f"{sub.analysis_job} (starts when {sub.recon_job} has succeeded)")
+    else:
+        head = f"submitted reconstruction job {sub.recon_job} (analysis.enabled is false)"
+    manifest = sub.scripts.store / ".flytomo" / "manifest"
+    lines = [
+        head,
+        f"  scripts:  {sub.scripts.slurm_dir}/",
+        f"  watch:    squeue -j {jobs}",
+        f"            sacct -j {jobs} --format=JobID,JobName,State,Elapsed,ExitCode",
+        f"  log:      tail -f {shlex.quote(str(sub.recon_log()))}",
+    ]
+    if sub.analysis_job:
+        lines.append(f"            {shlex.quote(str(sub.analysis_log()))}")
+    lines += [
+        f"  progress: ls {shlex.quote(str(manifest))} | wc -l   (units done)",
+        f"  store:    {sub.scripts.store}",
+        f"  cancel:   scancel {jobs.replace(',', ' ')}   (submit again to resume)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""The experiment store: one OME-Zarr group per experiment (docs/architecture.md).
+
+Layout of ``STORE.zarr`` (zarr format 2, as OME-Zarr 0.4 asks)::
+
+    0/                       (t, z, y, x) float32, attenuation per pixel,
+                             chunks (1, rows_per_chunk, y, x); NaN where not yet written
+    .zattrs                  multiscales (OME-Zarr 0.4) and ``flytomo`` (provenance, scans, status)
+    .flytomo/manifest/       one marker per finished unit (see hpc.manifest)
+    .flytomo/failed/         one marker per failed unit, with the reason
+    .flytomo/lock            held by the run that is writing the store
+
+The driver creates the store once, up front, with ``flytomo.status = "incomplete"``, and
+marks it ``"complete"`` when every unit is done. Only the driver writes attributes; workers
+write only their own chunks (no two units share a chunk) and then their manifest marker.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon.errors import FlytomoError
+
+ARRAY = "0"
+INCOMPLETE, COMPLETE = "incomplete", "complete"
+#: keys of ``flytomo.plan`` that must match for a run to resume an existing store
+PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg")
+
+
+def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:
+    """OME-Zarr 0.4 ``multiscales`` for one (t, z, y, x) level."""
+    return [{
+        "version": "0.4",
+        "name": name,
+        "axes": [
+            {"name": "t", "type": "time", "unit": "second"},
+            {"name": "z", "type": "space"},
+            {"name": "y", "type": "space"},
+            {"name": "x", "type": "space"},
+        ],
+        "datasets": [{"path": ARRAY, "coordinateTransformations": [
+            {"type": "scale", "scale": [float(time_step_s), 1.0, 1.0, 1.0]}]}],
+        "type": "none",
+        "metadata": {"description": "flytomo reconstruction, attenuation per pixel"},
+    }]
+
+
+def versions() -> dict[str, str]:
+    """Versions of what made the store (provenance)."""
+    import recon
+
+    out = {"flytomo": recon.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "zarr", "dask", "distributed", "mpi4py", "h5py"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = str(getattr(m, "__version__", "?"))
+    return out
+
+
+def store_exists(path: Path) -> bool:
+    return (Path(path) / ".zgroup").is_file() and (Path(path) / ARRAY / ".zarray").is_file()
+
+
+def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: int, attrs: dict,
+                 time_step_s: float = 1.0) -> None:
+    """Create the group and its array ``0`` (NaN-filled) with ``flytomo`` = ``attrs`` (status incomplete)."""
+    import zarr
+
+    path = Path(path)
+    nt, nz, ny, nx = (int(s) for s in shape)
+    try:
+        g = zarr.open_group(str(path), mode="a", zarr_format=2)  # the folder holds .flytomo already
+        g.create_array(ARRAY, shape=(nt, nz, ny, nx), chunks=(1, min(rows_per_chunk, nz), ny, nx),
+                       dtype="float32", fill_value=float("nan"),
+                       chunk_key_encoding={"name": "v2", "separator": "/"})
+        g.attrs.update({"multiscales": multiscales(path.name, time_step_s),
+                        "flytomo": {**attrs, "status": INCOMPLETE}})
+    except (OSError, ValueError) as err:
+        raise FlytomoError(path, f"cannot create the experiment store ({err})") from None
+    except Exception as err:  # zarr's ContainsGroupError and friends
+        raise FlytomoError(path, f"cannot create the experiment store ({type(err).__name__}: {err})") from None
+
+
+def read_attrs(path: Path) -> dict:
+    """The ``flytomo`` root attribute ({} when the store does not exist)."""
+    import zarr
+
+    if not store_exists(path):
+        return {}
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs.get("flytomo") or {})
+    except Exception as err:
+        raise FlytomoError(path, f"is not a readable experiment store ({type(err).__name__}: {err})") from None
+
+
+def update_attrs(path: Path, **changes: Any) -> dict:
+    """Merge ``changes`` into the ``flytomo`` attribute (driver only) and return the result."""
+    import zarr
+
+    g = zarr.open_group(str(path), mode="r+")
+    attrs = dict(g.attrs.get("flytomo") or {})
+    attrs.update(changes)
+    g.attrs["flytomo"] = attrs
+    return attrs
+
+
+def plan_mismatch(existing: dict, plan: dict) -> list[str]:
+    """Keys of ``flytomo.plan`` in which an existing store differs from this run's plan."""
+    old = existing.get("plan") or {}
+    return [k for k in PLAN_KEYS if _norm(old.get(k)) != _norm(plan.get(k))]
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in sorted(v.items())}
+    return v
+
+
+def open_array(path: Path, mode: str = "r+"):
+    import zarr
+
+    return zarr.open_array(str(Path(path) / ARRAY), mode=mode)
+
+
+def write_unit(path: Path, t: int, z0: int, volume: np.ndarray, array: Any = None, sync: bool = True) -> None:
+    """Write rows z0:z0+len(volume) of time point ``t`` — exactly one chunk — and (``sync``) fsync it.
+
+    zarr writes each chunk to a temporary file and renames it, so a killed writer leaves
+    either the old chunk or the new one, never half of one.
+    """
+    arr = open_array(path) if array is None else array
+    vol = np.asarray(volume, dtype=np.float32)
+    zc = int(arr.chunks[1])
+    if z0 % zc != 0 or vol.shape[0] > zc or (vol.shape[0] < zc and z0 + vol.shape[0] != arr.shape[1]):
+        raise FlytomoError(path, f"unit rows {z0}:{z0 + vol.shape[0]} are not one chunk of {zc} rows")
+    arr[int(t), z0:z0 + vol.shape[0]] = vol
+    if sync:
+        chunk = Path(path) / ARRAY / str(int(t)) / str(z0 // zc)
+        for f in chunk.rglob("*") if chunk.is_dir() else [chunk]:
+            _fsync(f)
+
+
+def _fsync(f: Path) -> None:
+    try:
+        fd = os.open(f, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

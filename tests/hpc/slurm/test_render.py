@@ -1,0 +1,157 @@
+"""Rendering of the job scripts (no Slurm needed): options, quoting, the command the jobs
+run, what ``--dry-run`` prints. The real-Slurm tests are test_submit.py."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpc import slurm as hs
+from recon.errors import FlytomoError
+
+#: a config path with spaces, quotes and command substitutions: none may ever run
+HOSTILE = "exp dir 'q\" $(touch pwned) `touch pwned2` ; touch pwned3"
+
+
+@pytest.fixture
+def demo_copy(demo_experiment, tmp_path) -> Path:
+    exp = tmp_path / HOSTILE
+    shutil.copytree(demo_experiment, exp)
+    return exp / "experiment.yaml"
+
+
+def test_hostile_config_path_renders_to_valid_bash(demo_experiment, tmp_path):
+    """bash -n accepts the scripts, and running their echo lines prints the path verbatim."""
+    exp = tmp_path / HOSTILE
+    shutil.copytree(demo_experiment, exp)
+    config = exp / "experiment.yaml"
+    scripts = hs.render(config, hs.SlurmOptions(ntasks_per_node=2))
+    for text in (scripts.recon_script, scripts.analysis_script):
+        subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    # run the script's echo line for the config in a real bash, in the experiment folder
+    echo = next(l for l in scripts.recon_script.splitlines() if l.startswith("echo flytomo-recon: config"))
+    out = subprocess.run(["bash", "-c", echo], cwd=exp, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"flytomo-recon: config {config}"
+    for root in (tmp_path, exp):
+        for name in ("pwned", "pwned2", "pwned3"):
+            assert not (root / name).exists()
+
+
+def test_dry_run_writes_and_submits_nothing(demo_experiment, tmp_path, capsys):
+    from hpc.cli import main
+
+    exp = tmp_path / HOSTILE
+    shutil.copytree(demo_experiment, exp)
+    assert main(["submit", str(exp / "experiment.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --requeue" in out and "sbatch --parsable" in out
+    assert "--dependency=afterok:" in out
+    assert not (exp / "slurm").exists()
+
+
+def test_mpi_script(demo_copy, monkeypatch):
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm dir/slurm.conf")
+    s = hs.render(demo_copy, hs.SlurmOptions(nodes=2, gpus_per_node=4, partition="gpu",
+                                             account="m1234", time="02:00:00"))
+    text = s.recon_script
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=m1234", "#SBATCH --time=02:00:00",
+                 "#SBATCH --requeue", "#SBATCH --export=ALL", "#SBATCH --open-mode=append"):
+        assert line in text
+    run = next(l for l in text.splitlines() if l.startswith("srun "))
+    argv = shlex.split(run)
+    assert argv[:3] == ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"]
+    flytomo = Path(os.path.abspath(sys.executable)).parent / "flytomo"
+    assert argv[3] == str(flytomo)  # the submitter's own installation
+    assert argv[4:] == ["run", str(demo_copy), "--executor", "mpi", "--no-analysis",
+                        "--no-progress", "--device", "cuda"]  # GPUs asked for: used
+    assert "export SLURM_CONF='/etc/slurm dir/slurm.conf'" in text
+    # all #SBATCH lines come before the first command
+    lines = text.splitlines()
+    last_sbatch = max(i for i, l in enumerate(lines) if l.startswith("#SBATCH"))
+    first_cmd = min(i for i, l in enumerate(lines) if l and not l.startswith("#"))
+    assert last_sbatch < first_cmd
+    assert s.recon_path == demo_copy.parent / "slurm" / "recon.sbatch"
+
+
+def test_analysis_script_uses_the_configs_paths(demo_copy):
+    s = hs.render(demo_copy, hs.SlurmOptions())
+    line = next(l for l in s.analysis_script.splitlines() if " analyze " in l and not l.startswith("echo"))
+    argv = shlex.split(line)
+    exp = demo_copy.parent
+    assert argv[1:3] == ["analyze", str(exp / "recon" / "experiment.zarr")]
+    assert "--temperature" in argv and str(exp / "raw" / "temperature.csv") in argv
+
+
+def test_container_command(demo_copy, tmp_path):
+    image = tmp_path / "images dir" / "flytomo.sif"
+    image.parent.mkdir()
+    image.write_bytes(b"")
+    s = hs.render(demo_copy, hs.SlurmOptions(container=image, gpus_per_node=2,
+                                             binds=("/scratch",)))
+    run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    i = run.index("apptainer")
+    assert run[i:i + 3] == ["apptainer", "exec", "--nv"]
+    assert ["--bind", str(demo_copy.parent)] == run[i + 3:i + 5]
+    assert "/scratch" in run and str(image) in run
+    assert run[run.index(str(image)) + 1:run.index(str(image)) + 3] == ["flytomo", "run"]
+    with pytest.raises(FlytomoError, match="--executor dask with --container"):
+        hs.render(demo_copy, hs.SlurmOptions(container=image, executor="dask"))
+
+
+def test_bad_options_are_all_reported(demo_copy):
+    with pytest.raises(FlytomoError) as err:
+        hs.render(demo_copy, hs.SlurmOptions(partition="gpu; rm -rf ~", time="two hours",
+                                             nodes=0, container=Path("/no/such.sif")))
+    msg = str(err.value)
+    for part in ("--partition", "--time", "--nodes", "--container"):
+        assert part in msg
+    assert "\n" not in msg
+
+
+def test_bad_config_fails_before_anything_is_written(tmp_path):
+    config = tmp_path / "experiment.yaml"
+    config.write_text("scans: raw/*.h5\nbogus: 1\n")
+    with pytest.raises(FlytomoError, match="bogus"):
+        hs.render(config, hs.SlurmOptions())
+    with pytest.raises(FlytomoError, match="no such experiment config"):
+        hs.render(tmp_path / "missing.yaml", hs.SlurmOptions())
+    assert not (tmp_path / "slurm").exists()
+
+
+def test_analysis_disabled_gives_one_job(demo_copy):
+    text = demo_copy.read_text().replace("enabled: true", "enabled: false")
+    demo_copy.write_text(text)
+    s = hs.render(demo_copy, hs.SlurmOptions())
+    assert s.analysis_script is None
+
+
+def test_dask_script_sets_jobqueue_defaults(demo_copy):
+    text = demo_copy.read_text().replace("jobqueue: null", "jobqueue: {jobs: 2, interface: lo}")
+    demo_copy.write_text(text)
+    s = hs.render(demo_copy, hs.SlurmOptions(executor="dask", dask_interface="lo",
+                                             time="30", partition="cpu"))
+    text = s.recon_script
+    assert "export DASK_JOBQUEUE__SLURM__INTERFACE=lo" in text
+    assert "export DASK_JOBQUEUE__SLURM__QUEUE=cpu" in text
+    assert "--executor dask" in text and "srun" not in text
+    # the value dask reads (ast.literal_eval of the variable) is the quoted python path
+    import ast
+
+    env = subprocess.run(["bash", "-c", "\n".join(
+        l for l in text.splitlines() if l.startswith("export DASK_")) + "\nenv"],
+        capture_output=True, text=True, check=True).stdout
+    value = next(l.split("=", 1)[1] for l in env.splitlines()
+                 if l.startswith("DASK_JOBQUEUE__SLURM__PYTHON="))
+    assert shlex.split(ast.literal_eval(value)) == [os.path.abspath(sys.executable)]
+
+
+def test_sbatch_missing_is_one_clear_error(demo_copy, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FlytomoError, match="sbatch: not found on PATH"):
+        hs.submit(demo_copy, hs.SlurmOptions())

@@ -1,0 +1,203 @@
+"""``flytomo submit`` on a real one-node Slurm: MPI ranks, Dask worker jobs, resume.
+
+Each test copies the demo experiment, submits it with the ``flytomo`` command (as a user
+would), waits for the jobs, and compares the store with a local run's.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import flytomo, make_experiment, read_store
+
+pytestmark = pytest.mark.slurm
+
+#: a config path with spaces, quotes and command substitutions: none may ever run
+HOSTILE = "exp dir 'q\" $(touch pwned) `touch pwned2` ; touch pwned3"
+SUBMITTED = re.compile(r"submitted reconstruction job (\d+) and analysis job (\d+)")
+UNITS = re.compile(r"units\s+(\d+) total: (\d+) done now, (\d+) already done, (\d+) failed")
+
+
+def _submit(slurm, config: Path, *args: str) -> tuple[str, str, str]:
+    """Submit with the CLI; return (recon job, analysis job, printed text)."""
+    p = flytomo("submit", str(config), "--no-container", *args, env=slurm.env(),
+                cwd=config.parent.parent)
+    m = SUBMITTED.search(p.stdout)
+    assert m, p.stdout
+    return m.group(1), m.group(2), p.stdout
+
+
+def _log(config: Path, kind: str, job: str) -> str:
+    path = config.parent / "slurm" / f"{kind}-{job}.out"
+    return path.read_text() if path.exists() else f"({path} missing)"
+
+
+def _assert_no_pwned(*roots: Path) -> None:
+    for root in roots:
+        for name in ("pwned", "pwned2", "pwned3"):
+            assert not (root / name).exists(), f"{root / name} was created"
+
+
+def _edit_config(config: Path, **changes) -> None:
+    data = yaml.safe_load(config.read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _check_analysis(config: Path) -> None:
+    out = config.parent / "analysis"
+    assert (out / "crack_table.csv").is_file()
+    assert (out / "crack_table.parquet").is_file()
+    assert list(out.glob("*.png"))
+
+
+def test_submit_mpi_matches_local_run(slurm, demo_experiment, reference_volumes, tmp_path):
+    """2 MPI ranks through srun --mpi=pmi2, from a folder named to break a careless script."""
+    exp = tmp_path / HOSTILE
+    shutil.copytree(demo_experiment, exp)
+    config = exp / "experiment.yaml"
+    t0 = time.monotonic()
+    recon, analysis, text = _submit(slurm, config, "--executor", "mpi", "--ntasks-per-node", "2",
+                                    "--time", "10")
+    assert f"squeue -j {recon},{analysis}" in text
+    assert str(exp / "slurm") in text
+    assert slurm.state(analysis) in ("PENDING", "RUNNING", "COMPLETED")
+    assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
+    assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
+    elapsed = time.monotonic() - t0
+    log = _log(config, "recon", recon)
+    assert "mpi (2 ranks" in log, log
+    m = UNITS.search(log)
+    assert m and m.group(1) == m.group(2) and m.group(4) == "0", log
+    np.testing.assert_array_equal(read_store(config), reference_volumes)
+    _check_analysis(config)
+    for script in (exp / "slurm").glob("*.sbatch"):
+        assert "#SBATCH --requeue" in script.read_text()
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    _assert_no_pwned(tmp_path, exp, exp / "slurm", Path.cwd())
+    print(f"mpi submission: jobs {recon} (recon) and {analysis} (analysis), {elapsed:.1f} s")
+
+
+def test_submit_dask_matches_local_run(slurm, demo_experiment, reference_volumes, tmp_path):
+    """The Dask driver job starts a SLURMCluster (interface lo) whose worker is a Slurm job."""
+    exp = tmp_path / "dask exp"
+    shutil.copytree(demo_experiment, exp)
+    config = exp / "experiment.yaml"
+    _edit_config(config, **{"executor.dask.jobqueue": {"jobs": 1, "cores": 1, "memory": "2GB",
+                                                         "interface": "lo"}})
+    recon, analysis, _ = _submit(slurm, config, "--executor", "dask", "--dask-interface", "lo")
+    assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
+    assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
+    log = _log(config, "recon", recon)
+    assert "SLURMCluster" in log, log
+    workers = list((exp / "slurm" / "dask-workers").glob("*.err"))
+    assert workers, "no dask worker job log: the workers did not run as Slurm jobs"
+    np.testing.assert_array_equal(read_store(config), reference_volumes)
+    _check_analysis(config)
+
+
+def test_dask_without_jobqueue_is_refused(slurm, demo_experiment, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(demo_experiment, exp)
+    p = flytomo("submit", str(exp / "experiment.yaml"), "--executor", "dask", check=False,
+                env=slurm.env())
+    assert p.returncode == 2
+    assert "executor.dask.jobqueue" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not (exp / "slurm").exists()
+
+
+@pytest.fixture(scope="module")
+def slow_experiment(tmp_path_factory):
+    """48³, 4 scans, 4 rows a unit, 150 iterations: 48 units of a fraction of a second,
+    slow enough to cancel a job in the middle; and its store from a local run."""
+    folder = tmp_path_factory.mktemp("slow") / "exp"
+    config = make_experiment(folder, size=48, scans=4)
+    _edit_config(config, rows_per_chunk=4, **{"reconstruction.iterations": 150})
+    ref = folder.parent / "reference"
+    shutil.copytree(folder, ref)
+    flytomo("run", str(ref / "experiment.yaml"), "--executor", "local", "--no-analysis",
+            "--no-progress")
+    return folder, read_store(ref / "experiment.yaml")
+
+
+def _wait_markers(manifest: Path, at_least: int, job: str, slurm, timeout: float = 300) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        n = len(list(manifest.glob("t*"))) if manifest.is_dir() else 0
+        if n >= at_least:
+            return n
+        assert slurm.state(job) in ("PENDING", "RUNNING", "CONFIGURING"), slurm.job(job)
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {at_least} units done after {timeout}s")
+
+
+def test_scancel_then_resubmit_resumes(slurm, slow_experiment, tmp_path):
+    folder, reference = slow_experiment
+    exp = tmp_path / "exp"
+    shutil.copytree(folder, exp)
+    config = exp / "experiment.yaml"
+    manifest = read_manifest_dir(config)
+    recon, analysis, _ = _submit(slurm, config, "--ntasks-per-node", "2")
+    _wait_markers(manifest, 3, recon, slurm)
+    slurm.run(["scancel", recon])
+    assert slurm.wait(recon, timeout=60) == "CANCELLED"
+    assert slurm.wait(analysis, timeout=60) == "CANCELLED"  # afterok never satisfied
+    done_before = len(list(manifest.glob("t*")))
+    total = 48
+    assert 3 <= done_before < total, "the job finished before it could be cancelled"
+
+    recon2, analysis2, _ = _submit(slurm, config, "--ntasks-per-node", "2")
+    assert slurm.wait(recon2, timeout=300) == "COMPLETED", _log(config, "recon", recon2)
+    assert slurm.wait(analysis2, timeout=300) == "COMPLETED", _log(config, "analyze", analysis2)
+    m = UNITS.search(_log(config, "recon", recon2))
+    assert m, _log(config, "recon", recon2)
+    n_total, now, already, failed = map(int, m.groups())
+    assert n_total == total and failed == 0
+    assert already >= done_before and now == total - already < total  # fewer recomputed
+    np.testing.assert_array_equal(read_store(config), reference)
+    _check_analysis(config)
+
+
+def test_requeue_mid_run_resumes_in_the_same_job(slurm, slow_experiment, tmp_path):
+    """``scontrol requeue`` (what a node failure or preemption does): same job id, restart 1."""
+    folder, reference = slow_experiment
+    exp = tmp_path / "exp"
+    shutil.copytree(folder, exp)
+    config = exp / "experiment.yaml"
+    manifest = read_manifest_dir(config)
+    recon, analysis, _ = _submit(slurm, config, "--ntasks-per-node", "2")
+    _wait_markers(manifest, 3, recon, slurm)
+    slurm.run(["scontrol", "requeue", recon])
+    # a requeued job is held back (BeginTime, about 2 min) once it is pending again: make
+    # it eligible now, so the test does not wait for that
+    end = time.monotonic() + 60
+    while time.monotonic() < end and slurm.state(recon) != "PENDING":
+        time.sleep(0.2)
+    slurm.run(["scontrol", "update", f"JobId={recon}", "StartTime=now"], check=False)
+    assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
+    assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
+    log = _log(config, "recon", recon)
+    assert "restart 1" in log, log  # --open-mode=append kept the first attempt's lines
+    m = UNITS.search(log.split("restart 1", 1)[1])
+    assert m, log
+    n_total, now, already, failed = map(int, m.groups())
+    assert already >= 3 and now < n_total and failed == 0
+    np.testing.assert_array_equal(read_store(config), reference)
+
+
+def read_manifest_dir(config: Path) -> Path:
+    from hpc.config import load_experiment
+
+    return load_experiment(config).store_path / ".flytomo" / "manifest"

@@ -1,0 +1,100 @@
+"""Experiment config: every problem reported at once with its key path; init; check."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hpc.cli import main
+from hpc.config import check_config, load_experiment
+
+from .conftest import write_config
+
+
+def _keys(problems):
+    return {p.key for p in problems if not p.warning}
+
+
+def test_every_problem_reported_with_key_paths(tmp_path, sim, capsys):
+    cfg = write_config(tmp_path, sim, rows_per_chunk=0, surprise=1,
+                       reconstruction={"method": "sart", "iterations": 0, "center": "middle",
+                                       "blur_angle_deg": -1},
+                       executor={"kind": "slurm", "threads_per_worker": 0, "dask": {"workers": 0}},
+                       temperature_log=str(tmp_path / "missing.csv"),
+                       scans=[str(sim.scans[0]), str(tmp_path / "nope.h5")])
+    _, problems = check_config(cfg)
+    keys = _keys(problems)
+    expected = {"rows_per_chunk", "surprise", "reconstruction.method", "reconstruction.iterations",
+                "reconstruction.center", "reconstruction.blur_angle_deg", "executor.kind",
+                "executor.threads_per_worker", "executor.dask.workers", "temperature_log", "scans[1]"}
+    assert expected <= keys, expected - keys
+    msg = {p.key: p.message for p in problems}
+    assert msg["reconstruction.iterations"].startswith("must be ≥ 1")
+    assert "auto" in msg["reconstruction.center"]
+
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    for k in expected:
+        assert f"{k}:" in err
+    assert "nothing was run" in err
+
+
+def test_file_problems_after_a_valid_schema(tmp_path, sim):
+    bad_log = tmp_path / "log.csv"
+    bad_log.write_text("time,temp\n1,2\n")
+    cfg = write_config(tmp_path, sim, scans="raw/none_*.h5", temperature_log="log.csv",
+                       executor={"dask": {"scheduler_address": "tcp://x:1", "scheduler_file": "s.json"}})
+    _, problems = check_config(cfg)
+    assert {"scans", "temperature_log", "executor.dask"} <= _keys(problems)
+    assert any("no file matches 'raw/none_*.h5'" in p.message for p in problems)
+
+
+def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
+    cfg = write_config(tmp_path, sim)
+    assert main(["check", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and f"{len(sim.scans)} file(s)" in out
+
+
+def test_load_experiment_raises_one_line_naming_the_keys(tmp_path, sim):
+    import pytest
+    from recon.errors import FlytomoError
+
+    cfg = write_config(tmp_path, sim, rows_per_chunk=-3)
+    with pytest.raises(FlytomoError, match="rows_per_chunk: must be ≥ 1"):
+        load_experiment(cfg)
+
+
+def test_init_writes_runnable_relative_config(tmp_path, sim, monkeypatch, capsys):
+    monkeypatch.chdir(sim.folder)
+    out = tmp_path / "exp"
+    assert main(["init", "raw/scan_*.h5", "--temperature", "raw/temperature.csv", "--out", str(out)]) == 0
+    cfg = yaml.safe_load((out / "experiment.yaml").read_text())
+    assert not Path(cfg["scans"]).is_absolute() and cfg["scans"].endswith("raw/scan_*.h5")
+    assert cfg["reconstruction"]["method"] == "mlem-flyscan" and cfg["executor"]["kind"] == "local"
+    exp, problems = check_config(out / "experiment.yaml")
+    assert exp is not None and not _keys(problems)
+    assert len(exp.scan_files()) == len(sim.scans)
+    assert main(["init", "raw/scan_*.h5", "--out", str(out)]) == 2  # exists: refuse without --force
+
+
+def test_paths_relative_to_the_config_folder(tmp_path, sim):
+    cfg = write_config(tmp_path / "a", sim, copy_raw=True, scans="raw/scan_*.h5",
+                       temperature_log="raw/temperature.csv")
+    moved = tmp_path / "b"
+    cfg.parent.rename(moved)
+    exp = load_experiment(moved / "experiment.yaml")
+    assert len(exp.scan_files()) == len(sim.scans)
+    assert exp.store_path == moved / "store.zarr"
+
+
+def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):
+    short = tmp_path / "short.csv"
+    short.write_text("time_s,temperature_C\n0,400\n10,400\n")
+    cfg = write_config(tmp_path, sim, temperature_log=str(short), analysis={"enabled": True})
+    _, problems = check_config(cfg)
+    p = [p for p in problems if p.key == "temperature_log"]
+    assert p and not p[0].warning and "outside the temperature log" in p[0].message
+    cfg = write_config(tmp_path, sim, temperature_log=str(short), analysis={"enabled": True, "extrapolate": True})
+    _, problems = check_config(cfg)
+    assert all(p.warning for p in problems if p.key == "temperature_log")

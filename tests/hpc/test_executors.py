@@ -1,0 +1,70 @@
+"""Dask (LocalCluster, 2 workers) and MPI (real ranks under mpiexec) give the local arrays exactly."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hpc.config import load_experiment
+from hpc.engine import run_experiment
+from hpc.executors import Executor, make_executor
+from hpc.manifest import Manifest
+
+from .conftest import SCANS, SIZE, ROWS, flytomo, read_store, write_config
+
+UNITS = SCANS * (SIZE // ROWS)
+
+
+def test_executors_follow_the_protocol():
+    from hpc.config import ExecutorConfig
+
+    ex = make_executor(ExecutorConfig(kind="local"))
+    assert isinstance(ex, Executor)
+    assert ex.map(abs, [-1, 2, -3]) == [1, 2, 3]
+    bad = list(ex.imap_unordered(lambda x: 1 // x, [1, 0], on_error=lambda item, exc: ("failed", item)))
+    assert bad == [1, ("failed", 0)]
+
+
+def test_dask_local_cluster_matches_local(reference, sim, tmp_path):
+    pytest.importorskip("distributed")
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, executor={"kind": "dask", "dask": {"workers": 2}})
+    exp = load_experiment(cfg)
+    with make_executor(exp.config.executor) as ex:
+        assert ex.n_workers == 2
+        s = run_experiment(exp, ex, progress=False)
+        assert s.done == UNITS and s.exit_code == 0
+        # units really spread over both workers
+        assert len(s.peak_rss_mb) == 2
+        # the same executor serves the analysis stage's map
+        assert ex.map(abs, [-2, 3]) == [2, 3]
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+
+
+def test_dask_survives_a_killed_worker(reference, sim, tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, executor={"kind": "dask", "dask": {"workers": 2}})
+    monkeypatch.setenv("FLYTOMO_TEST_KILL_AFTER", "2")
+    monkeypatch.setenv("FLYTOMO_TEST_KILL_FLAG", str(tmp_path / "killed"))
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (tmp_path / "killed").exists()  # one worker did die (SIGKILL)
+    assert s.exit_code == 0 and s.complete and len(Manifest(tmp_path / "store.zarr").done()) == UNITS
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "mpiexec").exists(), reason="no mpiexec in the venv")
+def test_mpi_ranks_match_local(reference, sim, tmp_path):
+    pytest.importorskip("mpi4py")
+    _, ref = reference
+    cfg = write_config(tmp_path, sim)
+    r = flytomo("run", cfg, "--executor", "mpi", "--no-progress", mpi=3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "mpi (3 ranks: 1 coordinator, 2 workers)" in r.stdout
+    assert f"{UNITS} done now" in r.stdout
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+    workers = {line.split(" on ")[-1] for line in (tmp_path / "store_run.log").read_text().splitlines()
+               if "done in" in line}
+    assert len(workers) == 2  # both worker ranks took units

@@ -1,0 +1,120 @@
+"""Resume and faults: killed runs, an unreadable scan, a concurrent run, a changed config."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from hpc.config import load_experiment
+from hpc.engine import run_experiment
+from hpc.manifest import Manifest, RunLock
+from recon.errors import FlytomoError
+
+from .conftest import ROWS, SCANS, SIZE, flytomo, read_store, write_config
+
+UNITS = SCANS * (SIZE // ROWS)
+
+
+def test_killed_run_resumes_to_the_same_store(reference, sim, tmp_path):
+    _, ref = reference
+    cfg = write_config(tmp_path, sim)
+    k = 5
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": str(k)})
+    assert r.returncode == -9, r.stderr[-2000:]  # SIGKILL: no cleanup ran
+    store = tmp_path / "store.zarr"
+    done_before = Manifest(store).done()
+    assert len(done_before) == k
+    assert json.loads((store / ".zattrs").read_text())["flytomo"]["status"] == "incomplete"
+    # the killed run's lock is stale (its pid is dead on this host): taken over
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.done == UNITS - k and s.skipped == k and s.exit_code == 0 and s.complete
+    np.testing.assert_array_equal(read_store(store), ref)
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_one_unreadable_scan_fails_alone_and_is_retried(reference, sim, tmp_path):
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    bad = tmp_path / "raw" / "scan_0002.h5"
+    _truncate(bad)
+    r = flytomo("run", cfg, "--no-progress")
+    assert r.returncode == 1, r.stderr[-2000:]
+    per_scan = SIZE // ROWS
+    assert f"{UNITS - per_scan} done now" in r.stdout and f"{per_scan} failed" in r.stdout
+    assert "scan_0002.h5:" in r.stdout
+    store = tmp_path / "store.zarr"
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert attrs["status"] == "incomplete"
+    assert [s["status"] for s in attrs["scans"]] == ["done", "done", "failed", "done"]
+    assert attrs["scans"][2]["error"]
+    assert len(Manifest(store).failed()) == per_scan
+    # still broken: only its units are tried again
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped, s.failed) == (0, UNITS - per_scan, per_scan) and s.exit_code == 1
+    # repaired: only its units are redone, and the store is the undisturbed one
+    shutil.copy(sim.scans[2], bad)
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped, s.failed) == (per_scan, UNITS - per_scan, 0) and s.complete
+    assert not Manifest(store).failed()
+    np.testing.assert_array_equal(read_store(store), ref)
+
+
+def test_a_second_concurrent_run_is_refused(sim, tmp_path):
+    cfg = write_config(tmp_path, sim)
+    store = tmp_path / "store.zarr"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        (store / ".flytomo").mkdir(parents=True)
+        (store / ".flytomo" / "lock").write_text(json.dumps(
+            {"pid": holder.pid, "host": socket.gethostname(), "started": 0, "command": "flytomo run"}))
+        r = flytomo("run", cfg, "--no-progress")
+        assert r.returncode == 2
+        assert "another flytomo run is writing this store" in r.stderr and str(holder.pid) in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next run takes it over
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and not (store / ".flytomo" / "lock").exists()
+
+
+def test_lock_in_process(tmp_path):
+    with RunLock(tmp_path / "s.zarr"):
+        with pytest.raises(FlytomoError, match="another flytomo run"):
+            RunLock(tmp_path / "s.zarr").acquire()
+    RunLock(tmp_path / "s.zarr").acquire().release()
+
+
+def test_store_made_with_other_settings_is_refused(reference, sim, tmp_path):
+    cfg = write_config(tmp_path, sim, rows_per_chunk=16)
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    cfg = write_config(tmp_path, sim, rows_per_chunk=8)
+    with pytest.raises(FlytomoError, match="rows_per_chunk"):
+        run_experiment(load_experiment(cfg), progress=False)
+    s = run_experiment(load_experiment(cfg), progress=False, restart=True)
+    assert s.done == UNITS and s.complete
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), reference[1])
+
+
+def test_lock_from_another_host_is_stale_only_without_heartbeat(tmp_path):
+    import hpc.manifest as m
+
+    lock = tmp_path / "s.zarr" / ".flytomo" / "lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0}))
+    with pytest.raises(FlytomoError, match="host elsewhere"):
+        RunLock(tmp_path / "s.zarr").acquire()
+    old = lock.stat().st_mtime - m.STALE_S - 10
+    os.utime(lock, (old, old))
+    RunLock(tmp_path / "s.zarr").acquire().release()
+    assert not lock.exists()

@@ -1,0 +1,70 @@
+"""A local run produces the experiment store of docs/architecture.md, and the analysis reads it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import zarr
+
+from hpc import engine
+from hpc.config import load_experiment
+from hpc.engine import run_experiment
+from hpc.manifest import Manifest
+
+from .conftest import ROWS, SCANS, SIZE, write_config
+
+
+def test_local_run_writes_the_store(reference, sim):
+    cfg, vol = reference
+    store = cfg.parent / "store.zarr"
+    assert vol.shape == (SCANS, SIZE, SIZE, SIZE) and vol.dtype == np.float32
+    assert np.isfinite(vol).all() and vol.max() > 0
+    g = zarr.open_group(str(store), mode="r")
+    assert g["0"].chunks == (1, ROWS, SIZE, SIZE)
+    ms = g.attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"] and ms["version"] == "0.4"
+    fly = g.attrs["flytomo"]
+    assert fly["status"] == "complete" and fly["method"] == "fbp"
+    assert {"version", "options", "config", "scans", "command", "versions"} <= set(fly)
+    assert len(fly["scans"]) == SCANS
+    truth = np.loadtxt(sim.truth_table, delimiter=",", skiprows=1)
+    for i, s in enumerate(fly["scans"]):
+        assert s["index"] == i and s["status"] == "done" and s["file"].endswith(f"scan_{i:04d}.h5")
+        assert s["duration_s"] == 6.0 and abs(s["mid_time_s"] - truth[i, 2]) < 1e-6
+        assert abs(s["temperature_C"] - truth[i, 3]) < 2.0  # log noise ±0.3 °C
+        assert s["geometry"]["n_columns"] == SIZE
+    assert len(Manifest(store).done()) == SCANS * (SIZE // ROWS)
+    assert (cfg.parent / "store_run.log").read_text().count("done in") == SCANS * (SIZE // ROWS)
+
+
+def test_store_is_readable_by_analysis(reference):
+    from analysis.store import open_store
+
+    cfg, _ = reference
+    info = open_store(cfg.parent / "store.zarr")
+    assert info.n_times == SCANS and info.volume_shape == (SIZE, SIZE, SIZE)
+
+
+def test_rerun_does_nothing_and_reconstructor_built_once_per_geometry(reference, tmp_path, sim):
+    cfg, vol = reference
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped, s.failed) == (0, SCANS * (SIZE // ROWS), 0)
+    # a fresh store in this process: every scan has the same geometry → one build for all units
+    engine._reconstructors.clear()
+    cfg2 = write_config(tmp_path, sim)
+    s2 = run_experiment(load_experiment(cfg2), progress=False)
+    assert s2.done == SCANS * (SIZE // ROWS) and engine.cache_info() == 1
+    log = (tmp_path / "store_run.log").read_text()
+    assert log.count("(build 0.00 s)") == s2.done - 1
+    import zarr as z
+    np.testing.assert_array_equal(z.open_array(str(tmp_path / "store.zarr" / "0"), mode="r")[:], vol)
+
+
+def test_summary_json_and_exit_code(tmp_path, sim):
+    from hpc.cli import main
+
+    cfg = write_config(tmp_path, sim)
+    out = tmp_path / "summary.json"
+    assert main(["run", str(cfg), "--no-progress", "--summary-json", str(out)]) == 0
+    d = json.loads(out.read_text())["run"]
+    assert d["done"] == SCANS * (SIZE // ROWS) and d["failed"] == 0 and d["slices_per_s"] > 0

@@ -1,0 +1,386 @@
+"""recon.io: scan readers and writers, normalisation, center finding, OME-Zarr volumes."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+import recon
+from recon.errors import FlytomoError
+from recon.io import (DataRepairWarning, RawChunk, ScanReader, create_volume, discard, finalize, find_center,
+                      line_integrals, open_scan, open_volume, parse_pixel_size_nm, write_dxchange, write_fxi,
+                      write_nxtomo, write_volume)
+from recon.io.omezarr import partial_path
+
+WRITERS = {"fxi": write_fxi, "dxchange": write_dxchange, "nxtomo": write_nxtomo}
+
+
+def _write(fmt, path, scan, **kw):
+    return WRITERS[fmt](path, scan.tomo, scan.flats, scan.darks, scan.angles_deg, **kw)
+
+
+def _leftovers(folder):
+    return [n for n in os.listdir(folder) if ".partial" in n]
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_round_trip(tmp_path, small_scan, fmt, compression):
+    path = _write(fmt, tmp_path / f"scan_{fmt}.h5", small_scan, compression=compression)
+    reader = open_scan(path)
+    assert isinstance(reader, ScanReader)
+    assert reader.format == fmt and reader.path == path
+    assert reader.shape == (32, 8, 48)
+    assert reader.angles_deg.dtype == np.float64
+    np.testing.assert_allclose(reader.angles_deg, small_scan.angles_deg)
+    chunk = reader.read(0, 8)
+    np.testing.assert_array_equal(chunk.tomo, small_scan.tomo)
+    np.testing.assert_array_equal(chunk.flats, small_scan.flats)
+    np.testing.assert_array_equal(chunk.darks, small_scan.darks)
+    assert chunk.tomo.dtype == np.float32 and chunk.rows == (0, 8)
+    assert _leftovers(tmp_path) == []
+    again = pickle.loads(pickle.dumps(reader))  # readers travel to worker processes
+    np.testing.assert_array_equal(again.read(3, 4).tomo, small_scan.tomo[:, 3:4])
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_hyperslab_read_equals_slice_of_full_read(tmp_path, small_scan, fmt):
+    reader = open_scan(_write(fmt, tmp_path / "scan.h5", small_scan))
+    full = reader.read(0, 8)
+    for z0, z1 in [(0, 1), (3, 6), (7, 8)]:
+        part = reader.read(z0, z1)
+        assert part.rows == (z0, z1)
+        for name in ("tomo", "flats", "darks"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[:, z0:z1])
+
+
+def test_stacks_are_chunked_by_rows(tmp_path, small_scan):
+    with h5py.File(_write("fxi", tmp_path / "scan.h5", small_scan, compression="gzip"), "r") as f:
+        assert f["img_tomo"].chunks == (32, 8, 48) and f["img_tomo"].compression == "gzip"
+
+
+def test_corrupt_data_raises_on_read(tmp_path, small_scan):
+    path = _write("dxchange", tmp_path / "scan.h5", small_scan, compression="gzip")
+    with h5py.File(path, "r") as f:
+        offset = f["exchange/data"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 100 : offset + 400] = b"\x00" * 300
+    path.write_bytes(bytes(data))
+    reader = open_scan(path)
+    with pytest.raises(FlytomoError, match=r"scan\.h5: cannot read rows 0:8 of dataset '/exchange/data'"):
+        reader.read(0, 8)
+
+
+def test_nxtomo_reads_only_the_requested_rows(tmp_path, small_scan, monkeypatch):
+    """Frames are selected by image_key with row hyperslabs, never the whole stack."""
+    reader = open_scan(_write("nxtomo", tmp_path / "scan.nxs", small_scan))
+    keys = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.ndim == 3:
+            keys.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    chunk = reader.read(2, 4)
+    assert keys and all(isinstance(k, tuple) and k[1] == slice(2, 4) for k in keys)
+    np.testing.assert_array_equal(chunk.tomo, small_scan.tomo[:, 2:4])
+    np.testing.assert_array_equal(chunk.flats, small_scan.flats[:, 2:4])  # flats split before/after
+
+
+def test_writer_accepts_a_scan_object(tmp_path, small_scan):
+    small_scan.blur_angle_deg = 1.5
+    path = write_fxi(tmp_path / "obj.h5", small_scan, scan_id=12, scan_time=3.5, energy_keV=9.1)
+    reader = open_scan(path)
+    assert reader.metadata == {"scan_id": 12, "scan_time": 3.5, "energy_keV": 9.1, "pixel_size_nm": 21.6,
+                               "blur_angle_deg": 1.5}
+    np.testing.assert_allclose(reader.angles_deg, small_scan.angles_deg)  # written as middles
+
+
+def test_dxchange_and_nxtomo_metadata(tmp_path, small_scan):
+    d = open_scan(_write("dxchange", tmp_path / "d.h5", small_scan, scan_id=3, scan_time=10.0, energy_keV=8.0,
+                         pixel_size_nm=20.0))
+    n = open_scan(_write("nxtomo", tmp_path / "n.nxs", small_scan, scan_id=4, scan_time=11.0, energy_keV=7.0,
+                         pixel_size_nm=30.0, blur_angle_deg=2.0))
+    assert d.metadata == {"scan_id": 3, "scan_time": 10.0, "energy_keV": 8.0, "pixel_size_nm": 20.0}
+    assert n.metadata == {"scan_id": 4, "scan_time": 11.0, "energy_keV": 7.0, "pixel_size_nm": 30.0,
+                          "blur_angle_deg": 2.0}
+
+
+# ---------------------------------------------------------------- FXI specifics
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("21.6nm", 21.6), (b"21.6nm", 21.6), (21.6, 21.6), ("21.6 nm", 21.6), (np.bytes_(b"21.6nm"), 21.6),
+    (np.array([b"21.6nm"]), 21.6), ("0.0216um", 21.6), ("0.0216 µm", 21.6), ("garbage", None), (None, None),
+])
+def test_pixel_size_parsing(value, expected):
+    got = parse_pixel_size_nm(value)
+    assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_fxi_metadata_variants_and_average_fields(tmp_path, small_scan):
+    path = _write("fxi", tmp_path / "fxi.h5", small_scan)
+    with h5py.File(path, "r+") as f:
+        del f["scan_time"], f["Pixel Size"], f["img_bkg"], f["img_dark"], f["img_dark_avg"]
+        f["scan_time"] = np.array([1637000000.5, 1637000001.5])
+        f["Pixel Size"] = np.bytes_(b"21.6nm")
+        f["img_dark_avg"] = small_scan.darks[0]  # (row, col)
+        f.attrs["exposure_s"] = 0.05
+        f.attrs["rotation_speed_deg_s"] = 30.0
+        f.attrs["angle_reference"] = "start"
+    reader = open_scan(path)
+    assert reader.metadata["scan_time"] == 1637000000.5
+    assert reader.metadata["pixel_size_nm"] == pytest.approx(21.6)
+    assert reader.metadata["blur_angle_deg"] == pytest.approx(1.5)
+    np.testing.assert_allclose(reader.angles_deg, small_scan.angles_deg + 0.75)  # starts → middles
+    chunk = reader.read(1, 3)
+    assert chunk.flats.shape == (1, 2, 48) and chunk.darks.shape == (1, 2, 48)
+    np.testing.assert_allclose(chunk.flats[0], small_scan.flats[0, 1:3], rtol=1e-6)
+
+
+def test_fxi_scan_time_as_text(tmp_path, small_scan):
+    path = _write("fxi", tmp_path / "fxi.h5", small_scan)
+    with h5py.File(path, "r+") as f:
+        del f["scan_time"]
+        f["scan_time"] = b"1970-01-01T00:01:40"
+    assert open_scan(path).metadata["scan_time"] == 100.0
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+def test_line_integrals_of_known_attenuation(small_scan):
+    chunk = RawChunk(small_scan.tomo, small_scan.flats, small_scan.darks, source="x.h5", z0=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = line_integrals(chunk)
+    assert p.shape == (8, 32, 48) and p.dtype == np.float32
+    np.testing.assert_allclose(p, small_scan.p.transpose(1, 0, 2), atol=2e-4)
+
+
+def test_line_integrals_clamp_and_negative(small_scan):
+    tomo = small_scan.tomo.copy()
+    tomo[0, 0, 0] = small_scan.darks[0, 0, 0] - 5.0  # below dark: clamped, finite
+    tomo[0, 0, 1] = small_scan.flats[0, 0, 1] * 1.01  # above flat: slightly negative, kept
+    p = line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks), min_transmission=1e-3)
+    assert p[0, 0, 0] == pytest.approx(-np.log(1e-3), rel=1e-6)
+    assert -0.05 < p[0, 0, 1] < 0
+
+
+def test_dead_pixel_and_nan_repaired_with_warning(small_scan):
+    flats, tomo = small_scan.flats.copy(), small_scan.tomo.copy()
+    flats[:, 2, 10] = small_scan.darks[0, 2, 10]  # dead detector pixel: flat == dark
+    tomo[5, 4, 20] = np.nan
+    tomo[6, 4, 21] = np.inf
+    with pytest.warns(DataRepairWarning, match=r"x\.h5.*1 dead detector pixel.*2 NaN/inf"):
+        p = line_integrals(RawChunk(tomo, flats, small_scan.darks, source="x.h5"))
+    assert np.all(np.isfinite(p))
+    truth = small_scan.p.transpose(1, 0, 2)
+    np.testing.assert_allclose(p[2, :, 10], 0.5 * (truth[2, :, 9] + truth[2, :, 11]), atol=1e-3)
+    assert p[4, 5, 20] == pytest.approx(0.5 * (truth[4, 5, 19] + truth[4, 5, 21]), abs=1e-3)
+
+
+@pytest.mark.parametrize("break_it", ["flats_equal_dark", "flats_nan", "tomo_nan"])
+def test_mostly_bad_chunk_is_refused(small_scan, break_it):
+    flats, tomo = small_scan.flats.copy(), small_scan.tomo.copy()
+    if break_it == "flats_equal_dark":
+        flats[:] = small_scan.darks[0]
+    elif break_it == "flats_nan":
+        flats[:, :6] = np.nan
+    else:
+        tomo[:, :, :40] = np.nan
+    with pytest.raises(FlytomoError, match=r"scan_07\.h5"):
+        line_integrals(RawChunk(tomo, flats, small_scan.darks, source="scan_07.h5", z0=8))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_file(tmp_path, small_scan, case):
+    path = tmp_path / f"bad_{case}.h5"
+    if case == "missing":
+        return path
+    if case == "empty":
+        path.touch()
+        return path
+    if case == "not_hdf5":
+        path.write_text("angle,counts\n1,2\n")
+        return path
+    if case == "unknown_format":
+        with h5py.File(path, "w") as f:
+            f["something"] = np.zeros(3)
+        return path
+    _write("fxi" if case != "nxtomo_angles" else "nxtomo", path, small_scan)
+    if case == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path
+    with h5py.File(path, "r+") as f:
+        if case == "missing_angles":
+            del f["angle"]
+        elif case == "missing_flats":
+            del f["img_bkg"], f["img_bkg_avg"]
+        elif case == "angle_count":
+            del f["angle"]
+            f["angle"] = np.linspace(0, 180, 31)
+        elif case == "flat_shape":
+            del f["img_bkg"]
+            f["img_bkg"] = np.ones((4, 8, 47), np.float32)
+        elif case == "nan_angles":
+            f["angle"][3] = np.nan
+        elif case == "nxtomo_angles":
+            del f["entry/sample/rotation_angle"], f["entry/data/rotation_angle"]
+            f["entry/sample/rotation_angle"] = np.zeros(5)
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"), ("empty", "empty"), ("not_hdf5", "not an HDF5"), ("truncated", "truncated"),
+    ("unknown_format", "format not recognised"), ("missing_angles", "'angle'"), ("missing_flats", "'img_bkg'"),
+    ("angle_count", "31 angles for 32 projections"), ("flat_shape", r"\(8, 47\)|8, 47"), ("nan_angles", "NaN"),
+    ("nxtomo_angles", "5 rotation angles"),
+])
+def test_bad_input_raises_one_line_flytomo_error(tmp_path, small_scan, case, message):
+    path = _bad_file(tmp_path, small_scan, case)
+    with pytest.raises(FlytomoError, match=message) as info:
+        open_scan(path).read(0, 8)
+    text = str(info.value)
+    assert path.name in text and "\n" not in text
+
+
+@pytest.mark.parametrize("rows", [(0, 9), (-1, 3), (4, 4), (8, 10)])
+def test_rows_outside_scan(tmp_path, small_scan, rows):
+    reader = open_scan(_write("dxchange", tmp_path / "scan.h5", small_scan))
+    with pytest.raises(FlytomoError, match=r"scan\.h5.*valid rows are 0:8"):
+        reader.read(*rows)
+
+
+# ---------------------------------------------------------------- center
+
+
+@pytest.mark.parametrize("center_offset", [-6.3, 0.0, 2.75, 9.4])
+def test_find_center_recovers_shifted_axis(make_disc_sinogram, center_offset):
+    rng = np.random.default_rng(int(10 * abs(center_offset)))
+    n_cols, angles = 64, np.arange(90) * 2.0
+    discs = [(rng.uniform(-10, 10), rng.uniform(-10, 10), rng.uniform(2, 8), rng.uniform(0.02, 0.1))
+             for _ in range(4)]
+    center = (n_cols - 1) / 2 + center_offset
+    rows = np.stack([make_disc_sinogram(angles, n_cols, center, discs[i:] + discs[:i]) for i in range(3)])
+    rows += rng.normal(0, 0.01 * rows.max(), rows.shape) + 0.05  # noise and a background offset
+    assert abs(find_center(rows) - center) < 0.5
+    # uneven angles over more than a half turn, given explicitly
+    uneven = np.sort(np.concatenate([[0.0], rng.uniform(0, 190, 120)]))
+    sino = make_disc_sinogram(uneven, n_cols, center, discs)
+    assert abs(find_center(sino[None], uneven) - center) < 0.5
+
+
+def test_find_center_on_small_scan_file_shape(make_disc_sinogram):
+    angles = np.linspace(0, 180, 32, endpoint=False)
+    discs = [(3.0, -4.0, 6.0, 0.05), (-8.0, 2.0, 3.0, 0.08)]
+    sino = make_disc_sinogram(angles, 48, 25.2, discs)
+    assert abs(find_center(np.repeat(sino[None], 8, axis=0)) - 25.2) < 0.5
+
+
+# ---------------------------------------------------------------- OME-Zarr
+
+
+def test_write_and_open_volume(tmp_path):
+    vol = np.random.default_rng(0).random((6, 10, 12)).astype(np.float32)
+    attrs = {"method": "mlem-flyscan", "options": {"iterations": np.int64(40)}, "input": tmp_path / "a.h5",
+             "geometry": {"center": np.float64(5.5), "angles_deg": np.arange(3.0)}}
+    path = write_volume(tmp_path / "vol.zarr", vol, attrs, chunks=(2, 10, 12), pixel_size_nm=21.6)
+    array, got = open_volume(path)
+    np.testing.assert_array_equal(array[:], vol)
+    assert array.dtype == np.float32 and array.chunks == (2, 10, 12)
+    assert got == {"method": "mlem-flyscan", "options": {"iterations": 40}, "input": str(tmp_path / "a.h5"),
+                   "geometry": {"center": 5.5, "angles_deg": [0.0, 1.0, 2.0]}, "version": recon.__version__}
+    root = json.loads((path / ".zattrs").read_text())
+    ms = root["multiscales"][0]
+    assert ms["version"] == "0.4" and [a["name"] for a in ms["axes"]] == ["z", "y", "x"]
+    assert ms["datasets"][0]["path"] == "0"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [21.6] * 3
+    assert _leftovers(tmp_path) == []
+
+
+def test_4d_volume_axes_and_existing_path(tmp_path):
+    vol = np.zeros((2, 3, 4, 4), np.float32)
+    path = write_volume(tmp_path / "exp.zarr", vol, {"method": "fbp"})
+    ms = json.loads((path / ".zattrs").read_text())["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"] and ms["axes"][0]["unit"] == "second"
+    assert open_volume(path)[0].chunks == (1, 3, 4, 4)
+    with pytest.raises(FlytomoError, match="exp.zarr.*already exists"):
+        write_volume(path, vol, {"method": "fbp"})
+    write_volume(path, vol + 1, {"method": "mlem"}, overwrite=True)
+    array, attrs = open_volume(path)
+    assert attrs["method"] == "mlem" and float(array[1, 2, 3, 3]) == 1.0
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_partial_store_after_error_while_writing(tmp_path):
+    class Failing:
+        shape = (8, 4, 4)
+
+        def __getitem__(self, key):
+            if key.start >= 4:
+                raise RuntimeError("disk on fire")
+            return np.ones((key.stop - key.start, 4, 4), np.float32)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_volume(tmp_path / "v.zarr", Failing(), {"method": "fbp"}, chunks=(2, 4, 4))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(TypeError):  # provenance that is not JSON
+        write_volume(tmp_path / "v.zarr", np.zeros((2, 2, 2)), {"method": object()})
+    assert os.listdir(tmp_path) == []
+
+
+def test_create_finalize_discard_and_resume(tmp_path):
+    path = tmp_path / "exp.zarr"
+    array = create_volume(path, (2, 4, 6, 6), (1, 2, 6, 6), {"method": "fbp"})
+    assert not path.exists() and partial_path(path).is_dir()
+    array[0, 0:2] = 1.0
+    again = create_volume(path, (2, 4, 6, 6), (1, 2, 6, 6), {"method": "fbp", "run": 2}, resume=True)
+    assert float(again[0, 1, 0, 0]) == 1.0  # resumed: the finished region is kept
+    again[1] = 2.0
+    finalize(path, attrs={"method": "fbp", "done": True})
+    array, attrs = open_volume(path)
+    assert attrs["done"] is True and float(array[1, 3, 5, 5]) == 2.0 and not partial_path(path).exists()
+    with pytest.raises(FlytomoError, match="already exists"):
+        create_volume(path, (2, 4, 6, 6), None, {})
+    create_volume(tmp_path / "other.zarr", (3, 4, 4), None, {})
+    discard(tmp_path / "other.zarr")
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(FlytomoError, match="no store in progress"):
+        finalize(tmp_path / "other.zarr")
+
+
+def test_open_volume_errors(tmp_path):
+    with pytest.raises(FlytomoError, match="no such volume store"):
+        open_volume(tmp_path / "nothing.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(FlytomoError, match="empty.zarr"):
+        open_volume(tmp_path / "empty.zarr")
+
+
+def test_file_to_center_pipeline(tmp_path, make_disc_sinogram):
+    """Poisson counts of a shifted-axis object → FXI file → rows 2:6 → line integrals → center."""
+    rng = np.random.default_rng(5)
+    angles, center = np.linspace(0, 180, 32, endpoint=False), 24.2
+    sino = make_disc_sinogram(angles, 48, center, [(4.0, -3.0, 7.0, 0.08), (-6.0, 5.0, 4.0, 0.1)])
+    flat = np.full((8, 48), 2000.0)
+    tomo = rng.poisson(flat[None] * np.exp(-sino[:, None, :])).astype(np.float32)  # (angle, row, col)
+    flats = rng.poisson(np.repeat(flat[None], 10, axis=0)).astype(np.float32)
+    darks = np.zeros((5, 8, 48), np.float32)
+    reader = open_scan(write_fxi(tmp_path / "scan_0001.h5", tomo, flats, darks, angles))
+    p = line_integrals(reader.read(2, 6))
+    assert p.shape == (4, 32, 48)
+    assert abs(find_center(p, reader.angles_deg) - center) < 0.5
