@@ -139,41 +139,6 @@ class SimulatedExperiment:
     settings: SimSettings = field(default_factory=SimSettings)
 
 
-class _SubAngleTransmission:
-    """exp(−R(θ+δᵢ)μ) averaged over ``n_sub`` sub-angles δᵢ (midpoints over the exposure),
-    with one projector over all sub-angles built once and reused for every scan."""
-
-    def __init__(self, geometry, n_sub: int) -> None:
-        from recon.operators import Projector
-
-        self.n_sub, self.n_angles = n_sub, geometry.n_angles
-        deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
-        self.projector = Projector(geometry, angles=np.concatenate([geometry.angles + d for d in deltas]))
-
-    def __call__(self, volume: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            p = self.projector.forward(torch.as_tensor(volume, dtype=torch.float32))  # (z, n_sub·a, c)
-            t = torch.exp(-p).reshape(p.shape[0], self.n_sub, self.n_angles, p.shape[-1]).mean(dim=1)
-        return t.numpy()  # (z, a, c)
-
-
-def _noisy_scan(transmission: np.ndarray, s: SimSettings, angles_deg: np.ndarray, seed: tuple):
-    """Counts as :func:`recon.simulate.simulate_flyscan` makes them, from the mean transmission."""
-    from recon.simulate import SimulatedScan
-
-    rng = np.random.default_rng(np.random.SeedSequence(list(seed)))
-    n = transmission.shape[-1]
-    counts = rng.poisson(s.i0 * transmission.transpose(1, 0, 2)).astype(np.float32)
-    tomo = counts + rng.poisson(s.dark, size=counts.shape).astype(np.float32)
-    shape = (transmission.shape[0], n)
-    flats = (rng.poisson(s.i0, size=(s.n_flats, *shape)) + rng.poisson(s.dark, size=(s.n_flats, *shape))).astype(np.float32)
-    darks = rng.poisson(s.dark, size=(s.n_darks, *shape)).astype(np.float32)
-    return SimulatedScan(tomo, flats, darks, angles_deg, float(s.blur_angle_deg), (n - 1) / 2.0,
-                         float(s.i0), float(s.dark))
-
-
 def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
                         progress: bool = False, overwrite: bool = False) -> SimulatedExperiment:
     """Write the synthetic heating experiment into ``folder`` (module docstring); deterministic
@@ -182,6 +147,7 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
     from recon.geometry import ScanGeometry
     from recon.io import write_fxi
     from recon.phantoms import heating_particle, particle_mask
+    from recon.simulate import FlyScanTransmission, counts_from_transmission
 
     from hpc.config import CONFIG_NAME, default_config, dump_config
 
@@ -205,7 +171,7 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
     n_angles = s.n_angles or int(round(1.5 * s.size))
     angles = (np.arange(n_angles) + 0.5) * 180.0 / n_angles  # exposure middles over a half turn
     geometry = ScanGeometry.create(angles, s.size, blur_angle_deg=s.blur_angle_deg)
-    forward = _SubAngleTransmission(geometry, s.n_sub)
+    forward = FlyScanTransmission(geometry, s.n_sub)  # built once, used for every scan
 
     # temperature log: the program, every 2 s, with a little thermocouple noise
     t_log = np.arange(0.0, segments[-1].end_s + LOG_STEP_S / 2, LOG_STEP_S)
@@ -227,7 +193,9 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
         vol, mask = heating_particle(s.size, float(levels[i]), s.seed)
         volumes[i], cracks[i] = vol, mask
         fractions[i] = mask.sum() / max(1, envelope.sum())
-        scan = _noisy_scan(forward(vol), s, angles, (s.seed, 1000 + i))
+        rng_i = np.random.default_rng(np.random.SeedSequence([s.seed, 1000 + i]))
+        scan = counts_from_transmission(forward(vol), geometry, s.i0, dark=s.dark, rng=rng_i,
+                                        n_flats=s.n_flats, n_darks=s.n_darks)
         path = raw / f"scan_{i:04d}.h5"
         write_fxi(path, scan, scan_id=i, scan_time=float(starts[i]))
         files.append(path)

@@ -112,15 +112,6 @@ def _finite(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _auto_center(reader: Any, n_rows: int, angles_deg: np.ndarray, rows: int = 8) -> float:
-    from recon.io.center import find_center
-    from recon.io.preprocess import line_integrals
-
-    z0 = max(0, n_rows // 2 - rows // 2)
-    sino = line_integrals(reader.read(z0, min(n_rows, z0 + rows)))
-    return float(find_center(sino, angles_deg))
-
-
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
                  known: dict[str, dict] | None = None, scan_duration_s: float | None = None) -> list[ScanPlan]:
@@ -139,8 +130,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
     """
-    from recon.geometry import ScanGeometry
     from recon.io import open_scan
+    from recon.io.scan_geometry import scan_geometry
 
     plans: list[ScanPlan] = []
     for i, f in enumerate(files):
@@ -156,20 +147,11 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             plan.duration_s = _finite(meta.get("duration_s"))
             if plan.duration_s is None and scan_duration_s is not None:
                 plan.duration_s = float(scan_duration_s)
-            angles = np.asarray(reader.angles_deg, dtype=np.float64)
-            blur = blur_angle_deg if blur_angle_deg is not None else _finite(meta.get("blur_angle_deg"))
-            c: float | None
             prev = (known or {}).get(f.name)
-            if center == "auto":
-                if prev and prev.get("geometry"):
-                    c = float(prev["geometry"]["center"])
-                else:
-                    c = _auto_center(reader, plan.shape[1], angles)
-            elif center is not None:
-                c = float(center)
-            else:
-                c = _finite(meta.get("center"))
-            plan.geometry = ScanGeometry.create(angles, plan.shape[2], center=c, blur_angle_deg=blur)
+            c = center
+            if center == "auto" and prev and prev.get("geometry"):
+                c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
+            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

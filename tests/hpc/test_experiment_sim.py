@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpc.experiment_sim import (SimSettings, _SubAngleTransmission, crack_levels, program,
+from hpc.experiment_sim import (SimSettings, crack_levels, program,
                                 simulate_experiment, temperature_at)
 
 
@@ -19,17 +19,6 @@ def test_program_and_kinetics():
     assert c[3] < 0.8 * c[2]                # 3-min hold: partial healing
     assert c[4] > c[3] and c[5] < c[4]      # second ramp grows, final hold heals
     assert program(65)[1] == 12.0           # enough scans: one every 12 s
-
-
-def test_fast_transmission_equals_the_reference_simulator():
-    from recon.geometry import ScanGeometry
-    from recon.phantoms import heating_particle
-    from recon.simulate import flyscan_transmission
-
-    vol, _ = heating_particle(16, 0.5, 0)
-    g = ScanGeometry.create((np.arange(24) + 0.5) * 7.5, 16, blur_angle_deg=3.0)
-    np.testing.assert_allclose(_SubAngleTransmission(g, 4)(vol), flyscan_transmission(vol, g, n_sub=4),
-                               rtol=1e-5, atol=1e-6)
 
 
 def test_deterministic_and_complete(sim, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hpc.cli import main
-from recon.io import open_volume, write_fxi
+from recon.io import open_volume
 from recon.metrics import psnr
 
 

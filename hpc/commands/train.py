@@ -1,0 +1,49 @@
+"""``flytomo train``: train a correction network from a YAML config (see jobs/train.yaml)."""
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> int:
+    from recon.train import load_config, train
+
+    cfg, run_dir = load_config(args.config, device=args.device, threads=args.threads,
+                               steps=args.steps)
+    if args.run_dir:
+        run_dir = args.run_dir.resolve()
+    result = train(cfg, run_dir, progress=not args.quiet, fresh=args.fresh,
+                   time_limit_s=args.time_limit)
+    if result.status == "stopped":
+        print(f"flytomo train: stopped at step {result.step}; checkpoint in {run_dir}; "
+              "run the same command again to resume")
+        return 3
+    v = result.validation
+    print(f"flytomo train: {result.step} steps in {result.wall_time_s:.0f} s; validation PSNR "
+          f"{v.get('val_psnr', float('nan')):.2f} dB (input {v.get('input_psnr', float('nan')):.2f}), "
+          f"SSIM {v.get('val_ssim', float('nan')):.3f} (input {v.get('input_ssim', float('nan')):.3f})")
+    print(f"weights: {result.weights}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from pathlib import Path
+
+    p = subparsers.add_parser(
+        "train", help="train an RRDB correction network on simulated fly-scans",
+        description="Train (or resume) an RRDB correction network. Pairs are simulated once "
+                    "into RUN_DIR/data; checkpoints go to RUN_DIR/checkpoint.pt and a rerun "
+                    "resumes; the result is RUN_DIR/NAME.safetensors with its model card "
+                    "NAME.json. Exit 3 when stopped early (time limit, SIGTERM) with a "
+                    "checkpoint to resume from.")
+    p.add_argument("--config", type=Path, required=True, help="training config (YAML)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="run folder (default: the config's run_dir)")
+    p.add_argument("--steps", type=int, default=None, help="override training.steps")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (override)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (override)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="checkpoint and stop after this much wall time (e.g. before a Slurm "
+                        "time limit); run again to resume")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=lambda args: _run(args))
