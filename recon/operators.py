@@ -174,14 +174,13 @@ class Projector:
         return x.T.reshape(*batch, n, n)
 
 
-def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float,
-                     interpolation: str = "nearest") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO parts (row, col, val) of B for an n×n slice: the mean over sub-angles δ of the
-    slice rotated by δ, each rotated sample taken from its nearest pixel (or bilinear).
+    slice rotated by δ, each rotated sample interpolated bilinearly.
 
-    Nearest-pixel sampling along a finely stepped arc weights each pixel by the length of
-    the arc inside it: no smoothing where the arc is shorter than a pixel (near the axis)
-    and half the radial smoothing of bilinear sampling (variance 1/12 px² against 1/6).
+    Bilinear sampling adds a little radial smoothing (variance ≈ 1/6 px² where arcs are
+    longer than a pixel); nearest-pixel sampling halves it but leaves arcs shorter than a
+    pixel unblurred, and measured worse against the sub-angle reference (docs/benchmarks.md).
     """
     r_max = (n - 1) / math.sqrt(2.0)
     m = max(1, math.ceil(r_max * blur_angle / arc_step))
@@ -195,15 +194,11 @@ def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float,
         cd, sd = math.cos(d), math.sin(d)
         xs, ys = x * cd - y * sd, x * sd + y * cd
         fr, fc = half - ys, xs + half
-        if interpolation == "nearest":
-            taps = [(np.rint(fr).astype(np.int64), np.rint(fc).astype(np.int64), np.ones_like(fr))]
-        else:
-            r0, c0 = np.floor(fr), np.floor(fc)
-            wr, wc = fr - r0, fc - c0
-            r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-            taps = [(r0, c0, (1 - wr) * (1 - wc)), (r0, c0 + 1, (1 - wr) * wc),
-                    (r0 + 1, c0, wr * (1 - wc)), (r0 + 1, c0 + 1, wr * wc)]
-        for ri, ci, w in taps:
+        r0, c0 = np.floor(fr), np.floor(fc)
+        wr, wc = fr - r0, fc - c0
+        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+        for ri, ci, w in ((r0, c0, (1 - wr) * (1 - wc)), (r0, c0 + 1, (1 - wr) * wc),
+                          (r0 + 1, c0, wr * (1 - wc)), (r0 + 1, c0 + 1, wr * wc)):
             ok = ((ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (w > 1e-12)).reshape(-1)
             rows.append(out_rows[ok])
             cols.append((ri * n + ci).reshape(-1)[ok])
@@ -212,9 +207,8 @@ def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float,
 
 
 @lru_cache(maxsize=8)
-def _arc_blur_csr(n: int, blur_angle: float, arc_step: float,
-                  interpolation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols, vals = _arc_blur_matrix(n, blur_angle, arc_step, interpolation)
+def _arc_blur_csr(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, cols, vals = _arc_blur_matrix(n, blur_angle, arc_step)
     coo = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, size=(n * n, n * n), check_invariants=False).coalesce()
     csr = coo.to_sparse_csr()
     return csr.crow_indices().numpy(), csr.col_indices().numpy().astype(np.int32), csr.values().numpy()
@@ -229,11 +223,10 @@ class ArcBlur:
     """
 
     def __init__(self, n: int, blur_angle: float, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, arc_step: float = 0.1,
-                 interpolation: str = "nearest") -> None:
+                 dtype: torch.dtype = torch.float32, arc_step: float = 0.5) -> None:
         self.n = n
         self.blur_angle = float(blur_angle)
-        crow, col, val = _arc_blur_csr(n, self.blur_angle, float(arc_step), interpolation)
+        crow, col, val = _arc_blur_csr(n, self.blur_angle, float(arc_step))
         self.matrix, self.matrix_t = _csr(crow, col, val, (n * n, n * n), dtype, torch.device(device))
         self.device, self.dtype = torch.device(device), dtype
 
