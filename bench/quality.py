@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--blur", type=float, default=1.5)
     ap.add_argument("--per-family", type=int, default=5)
     ap.add_argument("--photons", type=float, nargs="+", default=[2000.0, 500.0, 10000.0, 30000.0])
-    ap.add_argument("--iterations", type=int, help="MLEM iterations (default: recon.mlem.DEFAULT_ITERATIONS)")
+    ap.add_argument("--iterations", type=int, help="MLEM iterations (default: each method's default in recon.methods)")
     ap.add_argument("--n-sub", type=int, default=16, help="sub-angles of the simulated exposure")
     ap.add_argument("--rrdb", nargs="*", default=[], help="models for rows 'rrdb': PATH.safetensors or seed:PATH")
     ap.add_argument("--validation", action="store_true", help="PSNR against iterations on validation images")

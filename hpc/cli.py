@@ -21,7 +21,11 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flytomo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="flytomo",
+        description="Fly-scan nano-tomography of in-situ experiments: reconstruct raw scans "
+                    "(FBP, MLEM, modified MLEM, RRDB), analyse cracks against temperature, "
+                    "on a laptop or a Slurm cluster.")
     parser.add_argument("--version", action="version", version=f"flytomo {recon.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -16,7 +16,7 @@ import torch
 from recon.errors import FlytomoError
 from recon.fbp import WINDOWS, fbp
 from recon.geometry import ScanGeometry
-from recon.mlem import DEFAULT_ITERATIONS, mlem
+from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, mlem
 from recon.operators import FlyScanProjector, Projector
 
 SliceFn = Callable[[torch.Tensor], torch.Tensor]  # (B, n_angles, n_columns) → (B, n, n)
@@ -75,11 +75,11 @@ METHODS: dict[str, Method] = {
     "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
     "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(Projector),
                    "MLEM with the step-scan projector R (the seed's naive MLEM)"),
-    "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"},
+    "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"},
                            _mlem_builder(FlyScanProjector),
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": "fbp", "tile": None, "window": "ramp",
-                            "iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _build_rrdb,
+                            "iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction"),
 }
 
