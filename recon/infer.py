@@ -20,7 +20,7 @@ tensors, stays on the device), :func:`network_slice_fn` (the ``rrdb`` method of
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,10 +28,20 @@ from torch import nn
 
 from recon.errors import FlytomoError
 
-__all__ = ["NORMALIZATIONS", "normalize_slices", "normalize_tensor", "apply_model", "run_network",
-           "network_slice_fn", "receptive_radius"]
+__all__ = [
+    "NORMALIZATIONS",
+    "apply_model",
+    "network_slice_fn",
+    "normalize_slices",
+    "normalize_tensor",
+    "receptive_radius",
+    "run_network",
+]
 
 NORMALIZATIONS = ("seed", "p95", "none")
+
+#: default bound on pixels per forward pass (slices × window area)
+MAX_PIXELS = 1 << 21
 
 
 def _check_normalization(normalization: str) -> None:
@@ -114,6 +124,7 @@ def run_network(
     overlap: int = 32,
     exact: bool = True,
     amp: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> torch.Tensor:
     """The network on slices ``x`` (B, H, W) → (B, H, W) float32, on ``x``'s device.
 
@@ -129,17 +140,21 @@ def run_network(
     norm, scale = normalize_tensor(x.float(), normalization)
     nb, ny, nx = norm.shape
     out = torch.empty_like(norm)
+    margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
+    if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead
+        tile = max(64, int(np.sqrt(max_pixels)) - 2 * margin)
     if tile is None or (tile >= ny and tile >= nx):
         wins = [(0, ny, 0, ny, 0, nx, 0, nx)]
     else:
         if tile < 1 or overlap < 0:
             raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
-        margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
         wins = [(wy0, wy1, cy0, cy1, wx0, wx1, cx0, cx1)
                 for wy0, wy1, cy0, cy1 in _windows(ny, tile, margin)
                 for wx0, wx1, cx0, cx1 in _windows(nx, tile, margin)]
     # every window has the same size, so (slice, window) pairs batch together
     jobs = [(z, w) for z in range(nb) for w in wins]
+    w0 = wins[0]
+    batch = max(1, min(batch, max_pixels // ((w0[1] - w0[0]) * (w0[5] - w0[4]))))
     use_amp = bool(amp) and x.device.type == "cuda"
     for j0 in range(0, len(jobs), batch):
         part = jobs[j0:j0 + batch]
@@ -164,6 +179,7 @@ def apply_model(
     device: str | torch.device = "cpu",
     exact: bool = True,
     amp: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Run ``model`` on every slice of ``volume``.
 
@@ -175,11 +191,14 @@ def apply_model(
     normalization : ``"seed"``, ``"p95"`` or ``"none"`` (see the module doc); must be what
         the model was trained with (its card's ``normalization``).
     batch : slices (or tiles) per forward pass; also slices moved to the device at a time.
-    tile : core size in pixels of square tiles; ``None``: whole slices.
+    tile : core size in pixels of square tiles; ``None``: whole slices (tiles anyway for
+        a slice over ``max_pixels``).
     overlap : context pixels around each tile core.
     device : torch device for the network ("cpu", "cuda", "cuda:1", …).
     exact : raise ``overlap`` to the network's receptive radius so tiled == untiled.
     amp : autocast (float16/bfloat16) on CUDA: faster, not bit-comparable.
+    max_pixels : pixels per forward pass at most (bounds memory: about 1.6 GB of activations
+        per million pixels for nf=32); fewer slices or tiles go through at once.
 
     Returns
     -------
@@ -204,8 +223,8 @@ def apply_model(
     for z0 in range(0, arr.shape[0], batch):
         x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
         out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
-                                         tile=tile, overlap=overlap, exact=exact,
-                                         amp=amp).cpu().numpy()
+                                         tile=tile, overlap=overlap, exact=exact, amp=amp,
+                                         max_pixels=max_pixels).cpu().numpy()
     return out[0] if squeeze else out
 
 

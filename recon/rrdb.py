@@ -26,12 +26,14 @@ Weights and their model card live in :mod:`recon.weights`; applying a model to a
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from recon.errors import FlytomoError
 
-__all__ = ["ARCHITECTURES", "RRDBNet", "build_model", "SEED_CONFIG"]
+__all__ = ["ARCHITECTURES", "SEED_CONFIG", "RRDBNet", "build_model"]
 
 #: the seed authors' released layout (pre_trained_model.pth)
 SEED_CONFIG = {
@@ -189,8 +191,6 @@ def build_model(config: dict) -> nn.Module:
         raise FlytomoError("model.architecture",
                            f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     cls = ARCHITECTURES[name]
-    import inspect
-
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
     for key in cfg:
         if key not in allowed:

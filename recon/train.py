@@ -32,19 +32,38 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recon.errors import FlytomoError
 
 __all__ = [
-    "TrainConfig", "DataConfig", "OptimConfig", "load_config", "SyntheticPairs", "SimulatedPairs",
-    "make_pair_sources", "PairSet", "build_pair_set", "sample_batch", "lr_at", "train", "TrainResult",
+    "DataConfig",
+    "OptimConfig",
+    "PairSet",
+    "SimulatedPairs",
+    "SyntheticPairs",
+    "TrainConfig",
+    "TrainResult",
+    "build_pair_set",
+    "load_config",
+    "lr_at",
+    "make_pair_sources",
+    "sample_batch",
+    "train",
 ]
 
 PairSource = Callable[[int], tuple]
@@ -555,7 +574,7 @@ def _save_checkpoint(path: Path, model, opt, scaler, step: int, wall: float, cfg
 def _load_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same error here
         raise FlytomoError(path, f"checkpoint not readable ({type(err).__name__}); remove it or "
                            "start with --fresh") from None
     if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "config"} <= set(ckpt):

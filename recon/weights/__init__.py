@@ -31,8 +31,15 @@ from torch import nn
 from recon.errors import FlytomoError
 
 __all__ = [
-    "INPUT_KINDS", "CARD_FORMAT", "WEIGHTS_DIR", "LoadedModel", "save_model", "load_model",
-    "load_seed_model", "default_weights_path", "seed_checkpoint_path",
+    "CARD_FORMAT",
+    "INPUT_KINDS",
+    "WEIGHTS_DIR",
+    "LoadedModel",
+    "default_weights_path",
+    "load_model",
+    "load_seed_model",
+    "save_model",
+    "seed_checkpoint_path",
 ]
 
 INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan")
@@ -220,7 +227,7 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
         raise FlytomoError(path, "seed checkpoint not found")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # truncated, not a checkpoint, or pickle with code in it
+    except Exception as err:  # noqa: BLE001 - truncated, not a checkpoint, or code in the pickle
         raise FlytomoError(path, f"not a readable PyTorch state dict ({type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -311,7 +318,7 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
                            "truncated, corrupt or replaced")
     try:
         state = load_file(str(wpath), device="cpu")
-    except Exception as err:  # safetensors raises its own error types for bad headers
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own types for bad headers
         msg = str(err).splitlines()[0] if str(err) else ""
         raise FlytomoError(wpath, f"not a readable safetensors file ({type(err).__name__}: "
                            f"{msg})") from None

@@ -1,0 +1,266 @@
+"""The RRDB network, the seed checkpoint, weights with model cards, and tiled inference."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recon.errors import FlytomoError
+from recon.infer import (
+    apply_model,
+    network_slice_fn,
+    normalize_slices,
+    receptive_radius,
+)
+from recon.rrdb import ARCHITECTURES, RRDBNet, build_model
+from recon.weights import load_model, load_seed_model, save_model
+
+SMALL = {"architecture": "rrdb", "nf": 8, "nb": 1, "gc": 8, "dense_convs": 3}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets run faster on one thread than on an oversubscribed pool."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _seed_dir() -> Path:
+    root = os.environ.get("FLYTOMO_SHARED")
+    base = Path(root) if root else Path(__file__).resolve().parents[3] / "shared"
+    return base / "data" / "seed-model"
+
+
+SEED_PTH = _seed_dir() / "pre_trained_model.pth"
+SEED_TIFF = _seed_dir() / "img_test.tiff"
+needs_seed = pytest.mark.skipif(not SEED_PTH.is_file(), reason=f"seed checkpoint absent ({SEED_PTH})")
+
+
+def _small(seed: int = 0, **kw) -> RRDBNet:
+    torch.manual_seed(seed)
+    return build_model({**SMALL, **kw})
+
+
+# ------------------------------------------------------------------ network
+
+@pytest.mark.parametrize("dense_convs", [3, 5])
+def test_same_size_output_any_shape(dense_convs):
+    net = _small(dense_convs=dense_convs).eval()
+    x = torch.rand(2, 1, 17, 23)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def test_module_names_follow_the_seed_layout():
+    net = build_model({**SMALL, "nb": 2, "dense_convs": 5, "unused_first_convs": True})
+    keys = set(net.state_dict())
+    for k in ("conv_first.weight", "conv_first_1.weight", "conv_first_2.bias",
+              "RRDB_trunk.1.RDB3.conv5.weight", "trunk_conv.bias", "HRconv.weight", "conv_last.bias"):
+        assert k in keys
+    assert "RRDB_trunk.0.RDB1.conv6.weight" not in keys
+    assert ARCHITECTURES["rrdb"] is RRDBNet
+
+
+def test_zero_last_conv_with_global_residual_is_identity():
+    net = _small(global_residual=True).eval()
+    torch.nn.init.zeros_(net.conv_last.weight)
+    torch.nn.init.zeros_(net.conv_last.bias)
+    x = torch.randn(3, 1, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(net(x), x)
+    net.global_residual = False
+    with torch.no_grad():
+        assert torch.count_nonzero(net(x)) == 0
+
+
+def test_receptive_radius_is_exact():
+    net = _small(nb=1, init_scale=1.0, global_residual=False).double().eval()
+    r = net.receptive_radius
+    assert r == 1 + 1 * 3 * 3 + 3 == receptive_radius(net)
+    n = 2 * r + 9
+    x = torch.rand(1, 1, n, n, dtype=torch.float64)
+    x2 = x.clone()
+    x2[0, 0, n // 2, n // 2] += 1.0
+    with torch.no_grad():
+        d = (net(x2) - net(x)).abs()[0, 0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    cheb = np.maximum(abs(yy - n // 2), abs(xx - n // 2))
+    assert float(d[torch.from_numpy(cheb > r)].max()) == 0.0
+    assert float(d[torch.from_numpy(cheb == r)].max()) > 0.0
+
+
+def test_build_model_rejects_unknown_keys():
+    with pytest.raises(FlytomoError, match="model.nblocks"):
+        build_model({"architecture": "rrdb", "nblocks": 3})
+    with pytest.raises(FlytomoError, match="unknown architecture"):
+        build_model({"architecture": "unet"})
+
+
+# ------------------------------------------------------------------ seed checkpoint
+
+@needs_seed
+def test_seed_checkpoint_loads_strictly_and_runs():
+    loaded = load_seed_model(SEED_PTH)
+    net = loaded.model
+    assert net.config["nf"] == 16 and net.config["nb"] == 4 and net.config["dense_convs"] == 3
+    assert sum(p.numel() for p in net.parameters()) == 365_489
+    state = torch.load(SEED_PTH, weights_only=True, map_location="cpu")
+    assert set(state) == set(net.state_dict())
+    assert loaded.card["input_kind"] == "fbp" and loaded.normalization == "seed"
+    via_spec = load_model(f"seed:{SEED_PTH}", input_kind="fbp")
+    assert via_spec.model.config == net.config
+    with pytest.raises(FlytomoError, match="mlem-flyscan"):
+        load_model(f"seed:{SEED_PTH}", input_kind="mlem-flyscan")
+    if SEED_TIFF.is_file():
+        import tifffile
+
+        img = tifffile.imread(SEED_TIFF).astype(np.float32)[336:464, 336:464]
+    else:
+        img = np.random.default_rng(0).random((128, 128), dtype=np.float32)
+    out = loaded.apply(img)
+    assert out.shape == img.shape and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+@needs_seed
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FLYTOMO_SLOW"), reason="slow: set FLYTOMO_SLOW=1")
+def test_seed_model_on_the_whole_test_slice():
+    import tifffile
+
+    img = tifffile.imread(SEED_TIFF).astype(np.float32)
+    out = load_seed_model(SEED_PTH).apply(img, tile=400, overlap=40)
+    assert out.shape == (800, 800) and np.isfinite(out).all()
+
+
+# ------------------------------------------------------------------ inference
+
+def test_tiled_equals_untiled():
+    net = _small(nb=1)
+    assert net.receptive_radius <= 16
+    vol = np.random.default_rng(1).random((3, 96, 80), dtype=np.float32) - 0.1
+    whole = apply_model(net, vol, normalization="seed", batch=2)
+    tiled = apply_model(net, vol, normalization="seed", batch=5, tile=48, overlap=16)
+    assert whole.shape == vol.shape and whole.dtype == np.float32
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+    # an overlap below the receptive radius is raised to it (exact=True)
+    tiled_small = apply_model(net, vol, normalization="none", tile=40, overlap=2)
+    np.testing.assert_allclose(tiled_small, apply_model(net, vol, normalization="none"), atol=1e-5)
+
+
+def test_normalization_is_multiplied_back():
+    net = _small(global_residual=True)
+    torch.nn.init.zeros_(net.conv_last.weight)
+    torch.nn.init.zeros_(net.conv_last.bias)
+    vol = np.random.default_rng(2).normal(0.01, 0.01, (2, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(apply_model(net, vol, normalization="p95"), vol, rtol=1e-6)
+    np.testing.assert_allclose(apply_model(net, vol, normalization="seed"), np.clip(vol, 0, None),
+                               rtol=1e-6)
+    norm, scale = normalize_slices(vol, "seed")
+    assert scale.shape == (2,) and np.all(norm >= 0)
+    assert apply_model(net, vol[0], normalization="none").shape == (16, 16)
+    with pytest.raises(FlytomoError, match="normalization"):
+        apply_model(net, vol, normalization="max")
+
+
+# ------------------------------------------------------------------ weights + cards
+
+CARD = {"name": "tiny", "input_kind": "fbp", "normalization": "seed", "steps": 0,
+        "training": {}, "data": {}, "validation": {}}
+
+
+def test_save_and_load_round_trip(tmp_path):
+    net = _small(3)
+    wpath = save_model(tmp_path, net, CARD)
+    assert wpath == tmp_path / "tiny.safetensors" and (tmp_path / "tiny.json").is_file()
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    for key in ("architecture", "input_kind", "normalization", "flytomo_version", "hardware",
+                "weights_sha256", "training", "data", "validation", "steps"):
+        assert key in card
+    loaded = load_model(wpath, input_kind="fbp")
+    assert loaded.model.config == net.config and loaded.normalization == "seed"
+    vol = np.random.default_rng(0).random((2, 24, 24), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.apply(vol), apply_model(net, vol, normalization="seed"))
+    assert load_model(tmp_path / "tiny.json").path == wpath
+    with pytest.raises(FlytomoError, match="mlem-flyscan"):
+        load_model(wpath, input_kind="mlem-flyscan")
+
+
+def test_bad_weights_are_refused(tmp_path):
+    wpath = save_model(tmp_path / "m.safetensors", _small(), CARD)
+    cpath = wpath.with_suffix(".json")
+    data = wpath.read_bytes()
+    # truncated: caught by the card's checksum, and by safetensors without one
+    wpath.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FlytomoError, match="sha256") as err:
+        load_model(wpath)
+    assert str(wpath) in str(err.value) and "\n" not in str(err.value)
+    card = json.loads(cpath.read_text())
+    del card["weights_sha256"]
+    cpath.write_text(json.dumps(card))
+    with pytest.raises(FlytomoError, match="safetensors"):
+        load_model(wpath)
+    # wrong architecture: card says nf=16, weights have nf=8
+    wpath.write_bytes(data)
+    card["architecture"]["nf"] = 16
+    cpath.write_text(json.dumps(card))
+    with pytest.raises(FlytomoError, match="do not fit the architecture"):
+        load_model(wpath)
+    card["architecture"]["nf"] = 8
+    card["architecture"]["nb"] = 2
+    cpath.write_text(json.dumps(card))
+    with pytest.raises(FlytomoError, match="missing"):
+        load_model(wpath)
+    # bad or missing card, pickles, missing files
+    cpath.write_text("{not json")
+    with pytest.raises(FlytomoError, match="not valid JSON"):
+        load_model(wpath)
+    cpath.unlink()
+    with pytest.raises(FlytomoError, match="model card"):
+        load_model(wpath)
+    with pytest.raises(FlytomoError, match="not found"):
+        load_model(tmp_path / "absent.safetensors")
+    bad_pth = tmp_path / "bad.pth"
+    bad_pth.write_bytes(b"not a pickle at all")
+    with pytest.raises(FlytomoError, match="state dict"):
+        load_model(f"seed:{bad_pth}")
+    with pytest.raises(FlytomoError, match="safetensors"):
+        load_model(bad_pth)
+
+
+def test_no_shipped_default_is_a_clear_error(tmp_path, monkeypatch):
+    from recon import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FlytomoError, match="no shipped model"):
+        load_model(None, input_kind="mlem-flyscan")
+    save_model(tmp_path / "rrdb-fbp.safetensors", _small(), CARD)
+    assert load_model(None).card["name"] == "rrdb-fbp"
+
+
+def test_network_slice_fn_runs_stage1_then_the_model(tmp_path):
+    net = _small(4)
+    wpath = save_model(tmp_path, net, CARD)
+    fn = network_slice_fn(lambda sino: sino[:, :, :20] * 2.0, wpath, "fbp", "cpu")
+    sino = torch.rand(3, 20, 24)
+    got = fn(sino)
+    assert got.shape == (3, 20, 20) and got.dtype == torch.float32
+    want = apply_model(net, (sino[:, :, :20] * 2.0).numpy(), normalization="seed")
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+    assert fn.loaded.card["name"] == "tiny"
+    with pytest.raises(FlytomoError, match="mlem-flyscan"):
+        network_slice_fn(lambda s: s, wpath, "mlem-flyscan")
+
+
+def test_large_slices_are_tiled_within_the_pixel_budget():
+    net = _small(nb=1)
+    vol = np.random.default_rng(5).random((2, 72, 72), dtype=np.float32)
+    budget = apply_model(net, vol, normalization="seed", max_pixels=64 * 64)
+    np.testing.assert_allclose(budget, apply_model(net, vol, normalization="seed"), atol=1e-5)

@@ -1,0 +1,226 @@
+"""Training: config validation, a tiny run that learns, bit-identical resume, the CLI."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from recon.errors import FlytomoError
+from recon.train import (
+    SyntheticPairs,
+    TrainConfig,
+    load_config,
+    lr_at,
+    sample_batch,
+    train,
+)
+from recon.weights import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = {
+    "name": "tiny",
+    "threads": 1,
+    "model": {"architecture": "rrdb", "nf": 8, "nb": 1, "gc": 8},
+    "data": {"source": "synthetic", "image_size": 32, "n_train": 8, "n_validation": 2,
+             "patch": 32},
+    "training": {"steps": 30, "batch": 4, "lr": 3e-3, "loss": "mse", "lr_schedule": "constant",
+                 "validate_every": 10, "checkpoint_every": 10},
+}
+
+
+def _cfg(**training) -> TrainConfig:
+    raw = json.loads(json.dumps(TINY))
+    raw["training"].update(training)
+    return TrainConfig.model_validate(raw)
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_learns_and_exports(tmp_path):
+    result = train(_cfg(), tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.step == 30
+    rows = _rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == [0, 10, 20, 30]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert rows[-1]["val_psnr"] > rows[0]["val_psnr"]
+    assert {"val_ssim", "train_loss", "lr", "wall_time_s"} <= set(rows[-1])
+    loaded = load_model(result.weights, input_kind="fbp")
+    card = loaded.card
+    assert card["steps"] == 30 and card["input_kind"] == "fbp" and card["normalization"] == "seed"
+    assert card["training"]["loss"] == "mse" and card["data"]["source"] == "synthetic"
+    assert card["validation"]["val_psnr"] == pytest.approx(rows[-1]["val_psnr"])
+    assert "input_psnr" in card["validation"] and card["wall_time_s"] >= 0
+    assert (tmp_path / "run" / "data" / "train" / "inputs.npy").is_file()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_pair_cache_resumes_a_killed_generation(tmp_path):
+    from recon.train import build_pair_set
+
+    src = SyntheticPairs(16, seed=1)
+    calls, kill = [], [True]
+
+    def flaky(i):
+        calls.append(i)
+        if i == 20 and kill[0]:
+            kill[0] = False
+            raise _Killed  # killed while generating pair 20
+        return src(i)
+
+    with pytest.raises(_Killed):
+        build_pair_set(flaky, 40, tmp_path / "train", {"k": 1})
+    assert not (tmp_path / "train").exists()  # nothing claims to be complete
+    calls.clear()
+    pairs = build_pair_set(flaky, 40, tmp_path / "train", {"k": 1})
+    assert calls[0] == 16 and len(calls) == 24  # continued from the last saved pair
+    assert isinstance(pairs.inputs, np.memmap) and pairs.inputs.shape == (40, 16, 16)
+    np.testing.assert_array_equal(pairs.inputs[25], src(25)[0])
+    calls.clear()
+    build_pair_set(flaky, 40, tmp_path / "train", {"k": 1})
+    assert calls == []  # cached
+    build_pair_set(flaky, 40, tmp_path / "train", {"k": 2})
+    assert len(calls) == 40  # another key: regenerated
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    cfg = _cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1")
+    train(cfg, tmp_path / "a", progress=False)
+    stopped = train(cfg, tmp_path / "b", progress=False, stop_at_step=5)
+    assert stopped.status == "stopped" and stopped.step == 5
+    assert not (tmp_path / "b" / "tiny.safetensors").exists()
+    resumed = train(cfg, tmp_path / "b", progress=False)
+    assert resumed.status == "finished" and resumed.step == 12
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 12
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    steps = [r["step"] for r in _rows(tmp_path / "b")]
+    assert steps == sorted(set(steps))  # no duplicated rows after the resume
+    # a changed config does not silently continue an old run
+    with pytest.raises(FlytomoError, match="training.lr"):
+        train(_cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine",
+                   loss="l1", lr=1e-2),
+              tmp_path / "b", progress=False)
+
+
+def test_batches_and_lr_are_functions_of_the_step():
+    src = SyntheticPairs(24, seed=3)
+    x, y, _ = src(5)
+    assert x.shape == y.shape == (24, 24) and np.array_equal(src(5)[0], x)
+    xs, ys = np.stack([src(i)[0] for i in range(3)]), np.stack([src(i)[1] for i in range(3)])
+    b1 = sample_batch(xs, ys, 4, 16, seed=0, step=11)
+    b2 = sample_batch(xs, ys, 4, 16, seed=0, step=11)
+    assert b1[0].shape == (4, 1, 16, 16) and np.array_equal(b1[0], b2[0])
+    assert not np.array_equal(b1[0], sample_batch(xs, ys, 4, 16, seed=0, step=12)[0])
+    opt = _cfg(steps=100, lr_schedule="cosine", warmup_steps=10).training
+    assert lr_at(0, opt) == pytest.approx(opt.lr / 10)
+    assert lr_at(10, opt) == pytest.approx(opt.lr)
+    assert lr_at(99, opt) < opt.lr * 0.05
+
+
+def _write(tmp_path, raw) -> Path:
+    p = tmp_path / "train.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"training": {"lr": -1}}, "training.lr"),
+    ({"training": {"loss": "huber"}}, "training.loss"),
+    ({"data": {"patch": 64}}, "data"),
+    ({"data": {"photons": [100, 10]}}, "data.photons"),
+    ({"epochs": 3}, "epochs"),
+    ({"model": {"architecture": "rrdb", "blocks": 3}}, "model.blocks"),
+    ({"input_kind": "sirt"}, "input_kind"),
+])
+def test_bad_config_names_the_key(tmp_path, patch, key):
+    raw = json.loads(json.dumps(TINY))
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(raw.get(k), dict) and k != "model":
+            raw[k].update(v)
+        else:
+            raw[k] = v
+    path = _write(tmp_path, raw)
+    with pytest.raises(FlytomoError) as err:
+        load_config(path)
+    assert f"'{key}" in str(err.value) and str(path) in str(err.value)
+
+
+def test_config_files_and_run_dir(tmp_path):
+    _, run_dir = load_config(_write(tmp_path, {**TINY, "run_dir": "runs/{name}"}))
+    assert run_dir == (tmp_path / "runs" / "tiny").resolve()
+    with pytest.raises(FlytomoError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(FlytomoError, match="YAML"):
+        load_config(bad)
+    shipped, _ = load_config(ROOT / "jobs" / "train.yaml")
+    assert shipped.data.source == "simulated" and shipped.model["architecture"] == "rrdb"
+
+
+def test_cli_train(tmp_path, capsys):
+    from hpc.cli import main
+
+    raw = json.loads(json.dumps(TINY))
+    raw["training"]["steps"] = 4
+    path = _write(tmp_path, {**raw, "run_dir": "run"})
+    assert main(["train", "--config", str(path), "--quiet"]) == 0
+    assert "validation PSNR" in capsys.readouterr().out
+    assert (tmp_path / "run" / "tiny.safetensors").is_file()
+    assert main(["train", "--config", str(path), "--quiet", "--device", "tpu"]) == 2
+    assert "device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None
+                        for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
+                    reason="simulation modules not available")
+def test_simulated_pairs_are_reproducible():
+    from recon.train import DataConfig, SimulatedPairs
+
+    data = DataConfig(image_size=32, n_angles=(16, 24), n_sub=2, patch=16, slices_per_scan=2)
+    src = SimulatedPairs(data, "fbp", seed0=123)
+    x, y, params = src(1)
+    assert x.shape == y.shape == (32, 32) and x.dtype == np.float32
+    assert np.isfinite(x).all() and params["family"] in data.families
+    assert np.array_equal(src(1)[0], x)
+    assert src(0)[2]["n_angles"] == params["n_angles"] and src(2)[2]["group"] == 1
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
+    import signal
+
+    import recon.train as rt
+
+    original = rt.sample_batch
+
+    def batch_then_term(*args, **kw):
+        if args[5] == 3:  # step index 3: a SIGTERM arrives (Slurm pre-emption)
+            signal.raise_signal(signal.SIGTERM)
+        return original(*args, **kw)
+
+    monkeypatch.setattr(rt, "sample_batch", batch_then_term)
+    before = signal.getsignal(signal.SIGTERM)
+    result = train(_cfg(steps=10, validate_every=100), tmp_path / "run", progress=False)
+    assert result.status == "stopped" and result.step == 4
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) == before  # handler restored
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    result = train(_cfg(steps=5, validate_every=100), tmp_path / "run", progress=False,
+                   time_limit_s=0)
+    assert result.status == "stopped" and result.step == 1
+    assert train(_cfg(steps=5, validate_every=100), tmp_path / "run", progress=False).step == 5
