@@ -69,7 +69,7 @@ def main() -> None:
         ops = {"mlem": Projector(g), "mlem-flyscan": FlyScanProjector(g)}
         build = time.perf_counter() - t
         if n <= 256:
-            ops[f"mlem-subangle{args.n_sub}"] = SubAngleProjector(g, args.n_sub)
+            ops[f"mlem-subangle{args.n_sub}"] = SubAngleProjector(g, args.n_sub, max_cached_bytes=int(8e9))
         img = make_phantom("cracked", n, 1)
         for b in batches:
             sino = ops["mlem"].forward(torch.from_numpy(np.repeat(img[None], b, 0)))

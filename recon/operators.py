@@ -132,7 +132,8 @@ class Projector:
         n, nd = geometry.image_size, geometry.n_columns
         self.n_pixels = n * n
         self.n_rays = self.angles.size * nd
-        approx_bytes = 2 * self.angles.size * nd * 2 * n * (8 + torch.finfo(dtype).bits // 8)
+        # ≤ 2n non-zeros per ray, each a 4-byte index and a value, stored in both directions
+        approx_bytes = 2 * self.angles.size * nd * 2 * n * (4 + torch.finfo(dtype).bits // 8)
         if angle_block is None:
             angle_block = self.angles.size if approx_bytes <= max_cached_bytes else \
                 max(1, int(self.angles.size * max_cached_bytes / approx_bytes / 4))
