@@ -136,8 +136,8 @@ def test_otsu_from_histogram_matches_skimage():
 def test_partial_volume_keeps_blurred_thin_cracks():
     vol, tr = cracked_particle(64, n_cracks=3, blur=1.0, noise=0.006, seed=2)
     truth = _truth_fraction(tr)
-    thr = segment_volume(vol)
-    pv = segment_volume(vol, SegmentationParams(crack_volume="partial_volume"))
+    thr = segment_volume(vol, SegmentationParams(crack_volume="threshold"))
+    pv = segment_volume(vol)  # partial_volume is the default
     assert pv.crack_voxels_thresholded == thr.crack_volume_vox
     assert abs(pv.crack_fraction - truth) < abs(thr.crack_fraction - truth)
     assert abs(pv.crack_fraction - truth) < 0.005
