@@ -123,3 +123,25 @@ def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
         assert f["exchange/theta"].shape == (30,)
     r = run_cli("simulate", str(tmp_path / "x.h5"), "--image", str(tmp_path / "nope.png"))
     assert r.returncode == 2 and "nope.png" in r.stderr
+
+
+def test_rrdb_with_the_shipped_model_improves_on_fbp(tmp_path):
+    from recon.weights import default_weights_path, load_model
+
+    scan = tmp_path / "scan.h5"  # photon-starved, as a fly-scan frame is
+    assert main(["simulate", str(scan), "--phantom", "radial", "--size", "64", "--ndim", "3",
+                 "--angles", "60", "--photons", "2000", "--seed", "5"]) == 0
+    loaded = load_model(None, input_kind="fbp")  # the shipped model, safetensors + card
+    assert default_weights_path("fbp").stat().st_size < 5_000_000
+    assert loaded.card["input_kind"] == "fbp" and loaded.card["steps"] > 0
+    truth = np.load(scan.with_name("scan_truth.npy"))[24:40]
+    scores = {}
+    for method in ("fbp", "rrdb"):
+        out = tmp_path / f"{method}.zarr"
+        assert main(["recon", str(scan), "--out", str(out), "--method", method, "--rows", "24:40", "--quiet"]) == 0
+        vol = open_volume(out)[0][:]
+        scores[method] = np.mean([psnr(v, t) for v, t in zip(vol, truth)])
+    assert scores["rrdb"] > scores["fbp"] + 2.0, scores
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "x.zarr"), "--method", "rrdb",
+                "--rrdb-input", "mlem-flyscan")
+    assert r.returncode == 2 and "no shipped model for 'mlem-flyscan'" in r.stderr  # only an FBP model ships
