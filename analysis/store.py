@@ -8,7 +8,6 @@ Volumes are read one time point at a time, and slab by slab (:class:`TimePoint`)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,22 +15,15 @@ from typing import Any
 import numpy as np
 
 from recon.errors import FlytomoError
+from recon.io.metadata import as_float
 
 __all__ = ["StoreInfo", "TimePoint", "open_store", "scan_times"]
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def scan_times(scan: dict) -> tuple[float | None, float | None, float | None]:
     """(start_time_s, mid_time_s, duration_s) of a scan dict; a missing one is derived from
     the other two when possible, else ``None``."""
-    start, mid, dur = (_finite(scan.get(k)) for k in ("start_time_s", "mid_time_s", "duration_s"))
+    start, mid, dur = (as_float(scan.get(k)) for k in ("start_time_s", "mid_time_s", "duration_s"))
     if mid is None and start is not None and dur is not None:
         mid = start + dur / 2
     if start is None and mid is not None and dur is not None:

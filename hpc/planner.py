@@ -11,7 +11,6 @@ units fail, the others run.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -19,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from recon.errors import FlytomoError
+from recon.io.metadata import as_float
 
 
 @dataclass(frozen=True, order=True)
@@ -104,14 +104,6 @@ class ScanPlan:
         return out
 
 
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
                  known: dict[str, dict] | None = None, scan_duration_s: float | None = None) -> list[ScanPlan]:
@@ -143,8 +135,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
             plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else f.stem
             plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
-            plan.start_time_s = _finite(meta.get("scan_time"))
-            plan.duration_s = _finite(meta.get("duration_s"))
+            plan.start_time_s = as_float(meta.get("scan_time"))
+            plan.duration_s = as_float(meta.get("duration_s"))
             if plan.duration_s is None and scan_duration_s is not None:
                 plan.duration_s = float(scan_duration_s)
             prev = (known or {}).get(f.name)
@@ -172,7 +164,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                 p.temperature_C = float(np.interp(mid, lt, lT))
     else:
         for p in plans:
-            p.temperature_C = _finite(p.metadata.get("temperature_C"))
+            p.temperature_C = as_float(p.metadata.get("temperature_C"))
     return plans
 
 

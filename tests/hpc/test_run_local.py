@@ -55,7 +55,7 @@ def test_rerun_does_nothing_and_reconstructor_built_once_per_geometry(reference,
     s2 = run_experiment(load_experiment(cfg2), progress=False)
     assert s2.done == SCANS * (SIZE // ROWS) and engine.cache_info() == 1
     log = (tmp_path / "store_run.log").read_text()
-    assert log.count("(build 0.00 s)") == s2.done - 1
+    assert log.count("(build ") == s2.done  # one line per unit; the build count is cache_info() above
     import zarr as z
     np.testing.assert_array_equal(z.open_array(str(tmp_path / "store.zarr" / "0"), mode="r")[:], vol)
 
