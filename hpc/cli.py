@@ -20,8 +20,15 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad flags end in one line naming the problem (and where to get help), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="flytomo",
         description="Fly-scan nano-tomography of in-situ experiments: reconstruct raw scans "
                     "(FBP, MLEM, modified MLEM, RRDB), analyse cracks against temperature, "

@@ -145,3 +145,9 @@ def test_rrdb_with_the_shipped_model_improves_on_fbp(tmp_path):
     r = run_cli("recon", str(scan), "--out", str(tmp_path / "x.zarr"), "--method", "rrdb",
                 "--rrdb-input", "mlem-flyscan")
     assert r.returncode == 2 and "no shipped model for 'mlem-flyscan'" in r.stderr  # only an FBP model ships
+
+
+def test_bad_flags_are_one_line_exit_2():
+    for args in (["recon"], ["recon", "x.h5", "--out", "y.zarr", "--chunk-rows", "abc"], ["frobnicate"]):
+        r = run_cli(*args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr, r.stderr
