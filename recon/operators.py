@@ -87,8 +87,9 @@ def _joseph_block(geometry: ScanGeometry, angles: np.ndarray) -> tuple[np.ndarra
 
 
 def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, shape: tuple[int, int],
-         dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """A CSR matrix and the CSR matrix of its transpose, on ``device``.
+         dtype: torch.dtype, device: torch.device, *,
+         with_transpose: bool = True) -> tuple[Tensor, Tensor | None]:
+    """A CSR matrix and (unless ``with_transpose`` is False) the CSR matrix of its transpose.
 
     Built with scipy (int32 indices while they fit: 8 bytes per non-zero and direction in
     float32), handed to torch without a copy.
@@ -97,8 +98,8 @@ def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, shape: tuple[int, i
 
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     a = scipy.sparse.csr_matrix((val.astype(np_dtype, copy=False), col, crow), shape=shape)
-    at = a.T.tocsr()  # CSR of the transpose
-    return _to_torch(a, device), _to_torch(at, device)
+    at = _to_torch(a.T.tocsr(), device) if with_transpose else None  # CSR of the transpose
+    return _to_torch(a, device), at
 
 
 def _to_torch(m, device: torch.device) -> Tensor:
@@ -143,19 +144,22 @@ class Projector:
         if self.cached:
             self._blocks = [self._build(i) for i in range(len(self.block_edges) - 1)]
 
-    def _build(self, i: int) -> tuple[Tensor, Tensor]:
+    def _build(self, i: int, with_transpose: bool = True) -> tuple[Tensor, Tensor | None]:
         a0, a1 = self.block_edges[i], self.block_edges[i + 1]
         crow, col, val = _joseph_block(self.geometry, self.angles[a0:a1])
         rows = (a1 - a0) * self.geometry.n_columns
-        return _csr(crow, col, val, (rows, self.n_pixels), self.dtype, self.device)
+        return _csr(crow, col, val, (rows, self.n_pixels), self.dtype, self.device, with_transpose=with_transpose)
 
-    def _block(self, i: int) -> tuple[Tensor, Tensor]:
-        return self._blocks[i] if self._blocks is not None else self._build(i)
+    def _block(self, i: int, transpose: bool) -> Tensor:
+        """Block i of R (or of Rᵀ); uncached blocks are built for the one direction asked for."""
+        if self._blocks is not None:
+            return self._blocks[i][transpose]
+        return self._build(i, with_transpose=transpose)[transpose]
 
     # column layout: (n_pixels, B) ↔ (n_rays, B); the hot path of iterative methods
     def forward_columns(self, x: Tensor) -> Tensor:
         """(n·n, B) image columns → (n_angles·n_columns, B) sinogram columns."""
-        parts = [torch.sparse.mm(self._block(i)[0], x) for i in range(len(self.block_edges) - 1)]
+        parts = [torch.sparse.mm(self._block(i, False), x) for i in range(len(self.block_edges) - 1)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
     def adjoint_columns(self, y: Tensor) -> Tensor:
@@ -164,7 +168,7 @@ class Projector:
         out = None
         for i in range(len(self.block_edges) - 1):
             yb = y[self.block_edges[i] * nd:self.block_edges[i + 1] * nd]
-            term = torch.sparse.mm(self._block(i)[1], yb.contiguous())
+            term = torch.sparse.mm(self._block(i, True), yb.contiguous())
             out = term if out is None else out + term
         return out
 

@@ -60,12 +60,6 @@ class FlyScanTransmission:
         return t.cpu().numpy()
 
 
-def flyscan_transmission(obj: np.ndarray, geometry: ScanGeometry, n_sub: int = 16,
-                         device: str = "cpu") -> np.ndarray:
-    """One-off form of :class:`FlyScanTransmission`: obj (z, n, n) → (z, n_angles, n_columns)."""
-    return FlyScanTransmission(geometry, n_sub, device)(obj)
-
-
 def counts_from_transmission(transmission: np.ndarray, geometry: ScanGeometry, i0: float, *,
                              dark: float = 100.0, rng: np.random.Generator, n_flats: int = 10,
                              n_darks: int = 10) -> SimulatedScan:
