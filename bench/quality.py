@@ -7,7 +7,7 @@ and, where a model is given, the RRDB network. A photon sweep repeats it at othe
 the default iteration count is chosen on; never the test images).
 
     .venv/bin/python bench/quality.py [--size 512] [--per-family 5] [--photons 500 2000 10000 30000]
-        [--rrdb PATH|seed:PATH ...] [--json bench/quality.json] [--validation]
+        [--rrdb PATH|seed:PATH ...] [--cross] [--json bench/quality.json] [--validation]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from recon.mlem import mlem
 from recon.operators import FlyScanProjector, Projector
 from recon.phantoms import FAMILIES, VALIDATION_SEED0, make_phantom, test_images
 from recon.simulate import FlyScanTransmission, counts_from_transmission, line_integrals_from_counts
+from recon.weights import load_model
 
 
 def images(size: int, per_family: int, validation: bool) -> list[tuple[str, np.ndarray]]:
@@ -54,6 +55,17 @@ def iteration_curves(sino: np.ndarray, truth: np.ndarray, g: ScanGeometry, itera
     return curves
 
 
+def report(out: dict, i0: float, label: str, vol: np.ndarray, truth: np.ndarray, imgs: list) -> None:
+    """Print one row (mean ± sd PSNR and SSIM) and add it, with per-family means, to ``out``."""
+    p, s = scores(vol, truth)
+    fam = {f: round(float(np.mean([p[j] for j, (ff, _) in enumerate(imgs) if ff == f])), 2) for f in FAMILIES}
+    fam_s = {f: round(float(np.mean([s[j] for j, (ff, _) in enumerate(imgs) if ff == f])), 3) for f in FAMILIES}
+    print(f"{i0:>7g} {label:>44} {np.mean(p):>7.2f} ± {np.std(p):<4.2f} {np.mean(s):>7.3f} ± {np.std(s):<5.3f}", flush=True)
+    out["results"].append({"photons": i0, "method": label, "psnr_mean": float(np.mean(p)),
+                           "psnr_sd": float(np.std(p)), "ssim_mean": float(np.mean(s)),
+                           "ssim_sd": float(np.std(s)), "psnr_by_family": fam, "ssim_by_family": fam_s})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
@@ -63,7 +75,9 @@ def main() -> None:
     ap.add_argument("--photons", type=float, nargs="+", default=[2000.0, 500.0, 10000.0, 30000.0])
     ap.add_argument("--iterations", type=int, help="MLEM iterations (default: each method's default in recon.methods)")
     ap.add_argument("--n-sub", type=int, default=16, help="sub-angles of the simulated exposure")
-    ap.add_argument("--rrdb", nargs="*", default=[], help="models for rows 'rrdb': PATH.safetensors or seed:PATH")
+    ap.add_argument("--rrdb", nargs="*", default=[], help="models for rows 'RRDB': PATH.safetensors or seed:PATH, "
+                    "each applied to the first-stage volume of its card's input kind")
+    ap.add_argument("--cross", action="store_true", help="also apply each model to the other input kind")
     ap.add_argument("--validation", action="store_true", help="PSNR against iterations on validation images")
     ap.add_argument("--max-iterations", type=int, default=150)
     ap.add_argument("--json")
@@ -87,17 +101,19 @@ def main() -> None:
     else:
         methods = [("FBP", "fbp", {}), ("MLEM", "mlem", {"iterations": args.iterations}),
                    ("modified MLEM", "mlem-flyscan", {"iterations": args.iterations})]
-        methods += [(f"RRDB {m}", "rrdb", {"model": m}) for m in args.rrdb]
-        print(f"{'I0':>7} {'method':>24} {'PSNR dB':>14} {'SSIM':>14}")
+        models = [load_model(m) for m in args.rrdb]
+        print(f"{'I0':>7} {'method':>44} {'PSNR dB':>14} {'SSIM':>14}")
         for i0, sino in sinos.items():
+            vols = {}
             for label, method, opts in methods:
-                rec = make_reconstructor(g, method, **{k: v for k, v in opts.items() if v is not None})
-                p, s = scores(rec(sino), truth)
-                fam = {f: round(float(np.mean([p[j] for j, (ff, _) in enumerate(imgs) if ff == f])), 2) for f in FAMILIES}
-                print(f"{i0:>7g} {label:>24} {np.mean(p):>7.2f} ± {np.std(p):<4.2f} {np.mean(s):>7.3f} ± {np.std(s):<5.3f}")
-                out["results"].append({"photons": i0, "method": label, "psnr_mean": float(np.mean(p)),
-                                       "psnr_sd": float(np.std(p)), "ssim_mean": float(np.mean(s)),
-                                       "ssim_sd": float(np.std(s)), "psnr_by_family": fam})
+                vols[method] = make_reconstructor(g, method, **{k: v for k, v in opts.items() if v is not None})(sino)
+                report(out, i0, label, vols[method], truth, imgs)
+            for m in models:  # each network on the first-stage volume it was trained on (and, with --cross, the other)
+                kinds = [m.input_kind] + ([k for k in ("fbp", "mlem-flyscan") if k != m.input_kind] if args.cross else [])
+                for kind in kinds:
+                    note = "" if kind == m.input_kind else ", not its training input"
+                    label = f"RRDB {m.card.get('name', m.path.stem)} on {kind}{note}"
+                    report(out, i0, label, m.apply(vols[kind]), truth, imgs)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

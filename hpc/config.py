@@ -16,7 +16,7 @@ Example (what ``flytomo init`` writes)::
       iterations: 30
       blur_angle_deg: null            # null: the file's value, else the median angle step
       center: null                    # a column, "auto" (found per scan), or null (file / (n-1)/2)
-      rrdb: {model: null, input: fbp}
+      rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
     analysis: {enabled: true, out: null, segmentation: {}}
@@ -52,7 +52,8 @@ class RrdbOptions(_Strict):
     """The network stage of method ``rrdb``."""
 
     model: str | None = Field(None, description="weights file (relative to the config) or shipped model name")
-    input: Literal["fbp", "mlem-flyscan"] = Field("fbp", description="reconstruction the network corrects")
+    input: Literal["fbp", "mlem-flyscan"] | None = Field(
+        None, description="reconstruction the network corrects; None = the model's own (its card)")
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
 
 
@@ -144,14 +145,14 @@ class ExperimentConfig(_Strict):
         """Options for :func:`recon.methods.make_reconstructor` (only those the method takes)."""
         r = self.reconstruction
         opts: dict[str, Any] = {}
-        if r.method in ("mlem", "mlem-flyscan") or (r.method == "rrdb" and r.rrdb.input == "mlem-flyscan"):
-            if r.iterations is not None:
-                opts["iterations"] = r.iterations
-        if r.method == "fbp" or (r.method == "rrdb" and r.rrdb.input == "fbp"):
-            if r.window is not None:
-                opts["window"] = r.window
+        # rrdb takes both: its first stage (the model's input kind) uses the one it needs
+        if r.method in ("mlem", "mlem-flyscan", "rrdb") and r.iterations is not None:
+            opts["iterations"] = r.iterations
+        if r.method in ("fbp", "rrdb") and r.window is not None:
+            opts["window"] = r.window
         if r.method == "rrdb":
-            opts["rrdb_input"] = r.rrdb.input
+            if r.rrdb.input is not None:
+                opts["rrdb_input"] = r.rrdb.input
             if r.rrdb.model is not None:
                 opts["model"] = r.rrdb.model
             if r.rrdb.tile is not None:

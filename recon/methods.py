@@ -60,15 +60,28 @@ def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
     return build
 
 
+#: first-stage reconstructions the rrdb method can feed its network
+RRDB_INPUTS = ("fbp", "mlem-flyscan")
+
+
 def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
     from recon.infer import network_slice_fn  # torch model code only when asked for
+    from recon.weights import load_model
 
-    first = METHODS.get(opts["rrdb_input"])
-    if opts["rrdb_input"] not in ("fbp", "mlem-flyscan"):
-        raise FlytomoError(None, f"option rrdb_input must be 'fbp' or 'mlem-flyscan', got {opts['rrdb_input']!r}")
-    first_opts = {k: opts[k] for k in first.defaults if k in opts}
-    stage1 = first.build(geometry, device, {**first.defaults, **first_opts})
-    return network_slice_fn(stage1, opts["model"], opts["rrdb_input"], device, tile=opts["tile"])
+    kind = opts["rrdb_input"]
+    if kind not in (None, *RRDB_INPUTS):
+        raise FlytomoError(None, f"option rrdb_input must be one of {', '.join(RRDB_INPUTS)}, got {kind!r}")
+    # the model decides the first stage when rrdb_input is not given (no model: the shipped default)
+    loaded = load_model(opts["model"], input_kind=kind, device=str(device))
+    kind = loaded.input_kind
+    if kind not in RRDB_INPUTS:
+        raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "
+                                        f"runs on {' or '.join(RRDB_INPUTS)}")
+    first = METHODS[kind]
+    trained = {k: v for k, v in (loaded.card.get("input_options") or {}).items() if k in first.defaults}
+    given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
+    stage1 = first.build(geometry, device, {**first.defaults, **trained, **given})
+    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"])
 
 
 METHODS: dict[str, Method] = {
@@ -78,8 +91,8 @@ METHODS: dict[str, Method] = {
     "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"},
                            _mlem_builder(FlyScanProjector),
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
-    "rrdb": Method("rrdb", {"model": None, "rrdb_input": "fbp", "tile": None, "window": "ramp",
-                            "iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"}, _build_rrdb,
+    "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "tile": None, "window": None,
+                            "iterations": None, "init": None}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction"),
 }
 

@@ -32,6 +32,7 @@ from recon.errors import FlytomoError
 
 __all__ = [
     "CARD_FORMAT",
+    "DEFAULT_INPUT_KIND",
     "INPUT_KINDS",
     "WEIGHTS_DIR",
     "LoadedModel",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan")
+#: the input kind of the shipped model used when none is named (the best one measured:
+#: docs/benchmarks.md, RRDB section)
+DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -247,7 +251,7 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
     return LoadedModel(model.to(device).eval(), card, path, str(device))
 
 
-def default_weights_path(input_kind: str = "fbp") -> Path:
+def default_weights_path(input_kind: str = DEFAULT_INPUT_KIND) -> Path:
     """The shipped model for ``input_kind``: ``recon/weights/rrdb-<input_kind>.safetensors``."""
     return WEIGHTS_DIR / f"rrdb-{input_kind}.safetensors"
 
@@ -262,8 +266,8 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
         it; ``"seed:PATH"`` — the seed authors' checkpoint (``"seed:"`` alone: the default
         location); ``None`` — the shipped model for ``input_kind`` in ``recon/weights/``.
     input_kind : the reconstruction the model will be applied to ("fbp", "mlem-flyscan", …);
-        a model trained on another kind is refused. ``None``: no check (and "fbp" for the
-        shipped default).
+        a model trained on another kind is refused. ``None``: no check (and
+        :data:`DEFAULT_INPUT_KIND` for the shipped default).
     device : where to put the network.
 
     Raises :class:`FlytomoError` (file and problem, one line) for a missing, truncated or
@@ -278,9 +282,10 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
         raise FlytomoError("input_kind", f"unknown input kind {input_kind!r}; known: "
                            f"{', '.join(INPUT_KINDS)}")
     if spec is None:
-        wpath = default_weights_path(input_kind or "fbp")
+        kind = input_kind or DEFAULT_INPUT_KIND
+        wpath = default_weights_path(kind)
         if not wpath.is_file():
-            raise FlytomoError(wpath, f"no shipped model for {input_kind or 'fbp'!r} input in "
+            raise FlytomoError(wpath, f"no shipped model for {kind!r} input in "
                                "this installation; give a weights file (model: PATH.safetensors) "
                                "or train one with `flytomo train`")
     else:

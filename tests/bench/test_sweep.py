@@ -12,7 +12,7 @@ def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
     spec.loader.exec_module(sweep)
     sweep.main(["--size", "32", "--per-cell", "1", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "sweep.json").read_text())
-    for method in ("FBP", "RRDB"):
+    for method in ("FBP", "modified MLEM", "RRDB"):
         grid = data["results"][method]["psnr"]
         assert len(grid) == 5 and all(len(r) == 5 for r in grid)
     fbp = data["results"]["FBP"]["psnr"]

@@ -242,7 +242,11 @@ def test_no_shipped_default_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(FlytomoError, match="no shipped model"):
         load_model(None, input_kind="mlem-flyscan")
     save_model(tmp_path / "rrdb-fbp.safetensors", _small(), CARD)
-    assert load_model(None).card["name"] == "rrdb-fbp"
+    assert load_model(None, input_kind="fbp").card["name"] == "rrdb-fbp"
+    with pytest.raises(FlytomoError, match="no shipped model for 'mlem-flyscan'"):
+        load_model(None)  # no kind named: the default kind's shipped model
+    save_model(tmp_path / "rrdb-mlem-flyscan.safetensors", _small(), {**CARD, "input_kind": "mlem-flyscan"})
+    assert load_model(None).card["name"] == "rrdb-mlem-flyscan"
 
 
 def test_network_slice_fn_runs_stage1_then_the_model(tmp_path):
@@ -264,3 +268,22 @@ def test_large_slices_are_tiled_within_the_pixel_budget():
     vol = np.random.default_rng(5).random((2, 72, 72), dtype=np.float32)
     budget = apply_model(net, vol, normalization="seed", max_pixels=64 * 64)
     np.testing.assert_allclose(budget, apply_model(net, vol, normalization="seed"), atol=1e-5)
+
+
+def test_rrdb_method_takes_its_first_stage_from_the_model_card(tmp_path):
+    from recon.geometry import ScanGeometry
+    from recon.methods import reconstruct
+
+    net = _small(5)
+    wpath = save_model(tmp_path / "m.safetensors", net,
+                       {**CARD, "input_kind": "mlem-flyscan", "input_options": {"iterations": 3}})
+    g = ScanGeometry.create(np.arange(24) * 7.5, 20, blur_angle_deg=2.0)
+    sino = np.random.default_rng(0).random((2, 24, 20)).astype(np.float32)
+    got = reconstruct(sino, g, "rrdb", model=str(wpath))  # no rrdb_input: the card's kind and options
+    first = reconstruct(sino, g, "mlem-flyscan", iterations=3)
+    np.testing.assert_allclose(got, apply_model(net, first, normalization="seed"), atol=1e-5)
+    given = reconstruct(sino, g, "rrdb", model=str(wpath), iterations=5)  # the user's option wins
+    np.testing.assert_allclose(given, apply_model(net, reconstruct(sino, g, "mlem-flyscan", iterations=5),
+                                                  normalization="seed"), atol=1e-5)
+    with pytest.raises(FlytomoError, match="corrects 'mlem-flyscan' reconstructions, not 'fbp'"):
+        reconstruct(sino, g, "rrdb", model=str(wpath), rrdb_input="fbp")

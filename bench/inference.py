@@ -1,0 +1,89 @@
+"""Inference cost of the correction networks: parameters, multiply-adds per pixel, slices/s.
+
+For each model (the shipped ones and, where ../shared has it, the seed authors' network):
+parameters, multiply-adds per output pixel (counted over the convolutions the forward pass
+really runs), and the time to correct a batch of 512² slices on this machine's device
+(best of ``--repeat``, after one warm-up), as slices per second. The network alone: the
+first-stage reconstruction is timed in bench/operators.py.
+
+    .venv/bin/python bench/inference.py [--size 512] [--slices 4] [--device cpu|cuda]
+        [--json bench/results/inference.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from recon.errors import FlytomoError
+from recon.weights import INPUT_KINDS, default_weights_path, load_model, seed_checkpoint_path
+
+
+def macs_per_pixel(model: nn.Module) -> int:
+    """Multiply-adds per output pixel of a same-size conv net, over the convs its forward runs."""
+    total = [0]
+
+    def hook(m: nn.Conv2d, inp, out) -> None:
+        kh, kw = m.kernel_size
+        total[0] += m.in_channels // m.groups * m.out_channels * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 8, 8, dtype=next(model.parameters()).dtype,
+                              device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--slices", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    specs = [(f"flytomo rrdb-{k}", str(default_weights_path(k))) for k in INPUT_KINDS
+             if default_weights_path(k).is_file()]
+    if seed_checkpoint_path().is_file():
+        specs.append(("seed authors' RRDB", f"seed:{seed_checkpoint_path()}"))
+    x = np.random.default_rng(0).random((args.slices, args.size, args.size), dtype=np.float32)
+    rows = []
+    print(f"{'model':>26} {'params':>9} {'MAC/px':>9} {'GMAC/slice':>11} {'s/slice':>8} {'slices/s':>9}")
+    for label, spec in specs:
+        try:
+            loaded = load_model(spec, device=args.device)
+        except FlytomoError as err:
+            print(f"{label}: skipped ({err})")
+            continue
+        macs = macs_per_pixel(loaded.model)
+        params = sum(p.numel() for p in loaded.model.parameters())
+        loaded.apply(x[:1])  # warm-up
+        best = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            loaded.apply(x)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        per = best / args.slices
+        rows.append({"model": label, "input_kind": loaded.input_kind, "parameters": params,
+                     "macs_per_pixel": macs, "gmac_per_slice": macs * args.size ** 2 / 1e9,
+                     "s_per_slice": per, "slices_per_s": 1 / per})
+        print(f"{label:>26} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "torch_threads": torch.get_num_threads(),
+                       "machine": platform.processor() or platform.machine(), "results": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
