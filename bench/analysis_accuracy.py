@@ -70,6 +70,9 @@ def find_stores(exp_dir: Path) -> dict[str, Path]:
         except Exception:
             continue
         name = str(attrs.get("method") or p.name[:-5])
+        model = attrs.get("model")
+        if name == "rrdb" and isinstance(model, dict) and model.get("input_kind"):
+            name = f"rrdb on {model['input_kind']}"  # which first stage the network corrected
         if name == "truth" or p.parent == exp_dir / "truth":
             name = "truth volumes"  # the ground-truth volumes, segmented: the analysis' own error
         if name in found:  # two stores of one method: tell them apart by their folder

@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--full", default=str(ROOT / "recon" / "weights" / "rrdb-mlem-flyscan.safetensors"))
     ap.add_argument("--per-family", type=int, default=5)
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for training")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -80,6 +81,7 @@ def main() -> None:
         "data": cfg.data.model_copy(update={"families": families, "n_train": len(train_src),
                                             "n_validation": len(val_src)}),
         "training": cfg.training.model_copy(update={"steps": args.steps}),
+        "threads": args.threads,
     })
     run_dir = ROOT / "runs" / name
     t0 = time.perf_counter()
@@ -89,6 +91,8 @@ def main() -> None:
     print(f"held-out run: {len(train_src)} pairs without {args.family!r}, {result.step} steps, "
           f"{result.wall_time_s:.0f} s (this call {time.perf_counter() - t0:.0f} s)")
 
+    if not Path(args.full).is_file():
+        sys.exit(f"{args.full}: the full model is not there yet; run again once it is")
     from quality import images, scores, simulate
 
     from recon.geometry import ScanGeometry

@@ -316,6 +316,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         temp_log = read_temperature_log(exp.temperature_log) if exp.temperature_log else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)
+        from recon.methods import model_provenance
+
+        model = model_provenance(method, resolved)  # the network, checked before any work
         existing = st.read_attrs(store)
         known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
@@ -338,7 +341,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         else:
             starts = [p.start_time_s for p in plans if p.start_time_s is not None]
             step = float(np.median(np.diff(sorted(starts)))) if len(starts) > 1 else 1.0
-            attrs = {"version": _version(), "method": method, "options": resolved,
+            attrs = {"version": _version(), "method": method, "options": resolved, "model": model,
                      "config": {**cfg.model_dump(mode="json"), "config_file": str(exp.path)},
                      "command": command, "versions": st.versions(), "created": st.now_iso(),
                      "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,

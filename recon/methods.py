@@ -97,6 +97,21 @@ METHODS: dict[str, Method] = {
 }
 
 
+def model_provenance(method: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """For the ``rrdb`` method: which network ``options`` select (name, weights file and its
+    sha256, input kind), for the provenance of a written volume; loading it also checks it
+    before any work. ``None`` for the other methods."""
+    if method != "rrdb":
+        return None
+    from recon.weights import load_model
+
+    loaded = load_model(options.get("model"), input_kind=options.get("rrdb_input"))
+    card = loaded.card
+    return {"name": card.get("name"), "weights": str(loaded.path), "input_kind": loaded.input_kind,
+            "weights_sha256": card.get("weights_sha256"), "normalization": loaded.normalization,
+            "steps": card.get("steps")}
+
+
 def method_names() -> list[str]:
     return list(METHODS)
 

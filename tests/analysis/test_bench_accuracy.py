@@ -36,6 +36,8 @@ def test_bench_prints_mae_per_method(tmp_path, capsys):
     write_store(exp / "recon" / "sharp.zarr", np.stack(vols), scans, extra_attrs={"method": "mlem-flyscan"})
     write_store(exp / "recon" / "blurry.zarr", np.stack([ndi.gaussian_filter(v, 1.2) for v in vols]), scans,
                 extra_attrs={"method": "fbp"})
+    write_store(exp / "recon" / "net.zarr", np.stack(vols), scans,
+                extra_attrs={"method": "rrdb", "model": {"name": "m", "input_kind": "mlem-flyscan"}})
     assert _bench().main([str(exp), "--estimators", "threshold,partial_volume"]) == 0
     text = capsys.readouterr().out
     assert "mlem-flyscan" in text and "fbp" in text
@@ -44,6 +46,8 @@ def test_bench_prints_mae_per_method(tmp_path, capsys):
     assert m["mlem-flyscan"]["scans"] == 3 and m["mlem-flyscan"]["mae_pp"] < 0.5
     assert m["fbp"]["mae_pp"] > m["mlem-flyscan"]["mae_pp"]
     assert "mlem-flyscan [pv]" in m and m["mlem-flyscan [pv]"]["mae_pp"] < 0.5
+    # an rrdb store is labelled by the first stage its network corrected (its provenance)
+    assert m["rrdb on mlem-flyscan"]["mae_pp"] == m["mlem-flyscan"]["mae_pp"]
     assert (exp / "bench" / "analysis_accuracy" / "analysis_accuracy.png").stat().st_size > 10_000
 
 
