@@ -224,3 +224,22 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
                    time_limit_s=0)
     assert result.status == "stopped" and result.step == 1
     assert train(_cfg(steps=5, validate_every=100), tmp_path / "run", progress=False).step == 5
+
+
+def test_shipped_models_are_reproducible_from_their_configs():
+    """Every shipped model's card records the config that made it: the job file in jobs/
+    resolves to the same training, data, input and architecture."""
+    from recon.rrdb import build_model
+    from recon.weights import default_weights_path
+
+    for kind, job in (("mlem-flyscan", "train-mlem.yaml"),):
+        card = json.loads(default_weights_path(kind).with_suffix(".json").read_text())
+        cfg, _ = load_config(ROOT / "jobs" / job)
+        assert card["name"] == cfg.name and card["input_kind"] == cfg.input_kind == kind
+        assert card["normalization"] == cfg.normalization
+        assert card["architecture"] == build_model(cfg.model).config
+        data = {k: v for k, v in card["data"].items() if k not in ("train_seed0", "validation_seed0")}
+        assert data == cfg.data.model_dump(mode="json")
+        training = {k: v for k, v in card["training"].items()
+                    if k not in ("seed", "optimizer", "device", "mixed_precision")}
+        assert training == cfg.training.model_dump(mode="json") and card["steps"] == cfg.training.steps
