@@ -32,12 +32,14 @@ PHOTONS = (500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 
 def heat_maps(results: dict, metric: str, path: Path) -> None:
     methods = list(results)
+    lo = min(float(np.min(results[m][metric])) for m in methods)  # one colour scale for all panels
+    hi = max(float(np.max(results[m][metric])) for m in methods)
     fig = Figure(figsize=(5.2 * len(methods), 4.4), dpi=100)
     FigureCanvasAgg(fig)
     for i, m in enumerate(methods):
         a = np.array(results[m][metric])
         ax = fig.add_subplot(1, len(methods), i + 1)
-        im = ax.imshow(a, origin="lower", cmap="viridis", aspect="auto")
+        im = ax.imshow(a, origin="lower", cmap="viridis", aspect="auto", vmin=lo, vmax=hi)
         for (r, c), v in np.ndenumerate(a):
             ax.text(c, r, f"{v:.2f}" if metric == "ssim" else f"{v:.1f}", ha="center", va="center", color="w", fontsize=8)
         ax.set_xticks(range(len(PHOTONS)), [f"{p:g}" for p in PHOTONS])
