@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from recon.geometry import ScanGeometry
-from recon.methods import make_reconstructor
+from recon.methods import RRDB_INPUTS, make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.mlem import mlem
 from recon.operators import FlyScanProjector, Projector
@@ -55,11 +55,16 @@ def iteration_curves(sino: np.ndarray, truth: np.ndarray, g: ScanGeometry, itera
     return curves
 
 
+def family_means(values: list[float], imgs: list[tuple[str, np.ndarray]]) -> dict[str, float]:
+    """Mean of per-image ``values`` for each phantom family of ``imgs`` ((family, image) pairs)."""
+    return {f: float(np.mean([v for v, (ff, _) in zip(values, imgs) if ff == f])) for f in FAMILIES}
+
+
 def report(out: dict, i0: float, label: str, vol: np.ndarray, truth: np.ndarray, imgs: list) -> None:
     """Print one row (mean ± sd PSNR and SSIM) and add it, with per-family means, to ``out``."""
     p, s = scores(vol, truth)
-    fam = {f: round(float(np.mean([p[j] for j, (ff, _) in enumerate(imgs) if ff == f])), 2) for f in FAMILIES}
-    fam_s = {f: round(float(np.mean([s[j] for j, (ff, _) in enumerate(imgs) if ff == f])), 3) for f in FAMILIES}
+    fam = {f: round(v, 2) for f, v in family_means(p, imgs).items()}
+    fam_s = {f: round(v, 3) for f, v in family_means(s, imgs).items()}
     print(f"{i0:>7g} {label:>44} {np.mean(p):>7.2f} ± {np.std(p):<4.2f} {np.mean(s):>7.3f} ± {np.std(s):<5.3f}", flush=True)
     out["results"].append({"photons": i0, "method": label, "psnr_mean": float(np.mean(p)),
                            "psnr_sd": float(np.std(p)), "ssim_mean": float(np.mean(s)),
@@ -109,7 +114,7 @@ def main() -> None:
                 vols[method] = make_reconstructor(g, method, **{k: v for k, v in opts.items() if v is not None})(sino)
                 report(out, i0, label, vols[method], truth, imgs)
             for m in models:  # each network on the first-stage volume it was trained on (and, with --cross, the other)
-                kinds = [m.input_kind] + ([k for k in ("fbp", "mlem-flyscan") if k != m.input_kind] if args.cross else [])
+                kinds = [m.input_kind] + ([k for k in RRDB_INPUTS if k != m.input_kind] if args.cross else [])
                 for kind in kinds:
                     note = "" if kind == m.input_kind else ", not its training input"
                     label = f"RRDB {m.card.get('name', m.path.stem)} on {kind}{note}"

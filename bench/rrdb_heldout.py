@@ -93,7 +93,7 @@ def main() -> None:
 
     if not Path(args.full).is_file():
         sys.exit(f"{args.full}: the full model is not there yet; run again once it is")
-    from quality import images, scores, simulate
+    from quality import family_means, images, scores, simulate
 
     from recon.geometry import ScanGeometry
     from recon.methods import make_reconstructor
@@ -113,8 +113,8 @@ def main() -> None:
     print(f"{'':>24}" + "".join(f"{f:>15}" for f in FAMILIES) + f"{'all':>15}")
     for label, vol in rows.items():
         p, s = scores(vol, truth)
-        fam = {f: (float(np.mean([p[j] for j, (ff, _) in enumerate(imgs) if ff == f])),
-                   float(np.mean([s[j] for j, (ff, _) in enumerate(imgs) if ff == f]))) for f in FAMILIES}
+        fp, fs = family_means(p, imgs), family_means(s, imgs)
+        fam = {f: (fp[f], fs[f]) for f in FAMILIES}
         print(f"{label:>24}" + "".join(f"{fam[f][0]:>8.2f}/{fam[f][1]:.3f}" for f in FAMILIES)
               + f"{np.mean(p):>8.2f}/{np.mean(s):.3f}")
         out["rows"].append({"method": label, "psnr_mean": float(np.mean(p)), "ssim_mean": float(np.mean(s)),

@@ -105,11 +105,7 @@ def model_provenance(method: str, options: dict[str, Any]) -> dict[str, Any] | N
         return None
     from recon.weights import load_model
 
-    loaded = load_model(options.get("model"), input_kind=options.get("rrdb_input"))
-    card = loaded.card
-    return {"name": card.get("name"), "weights": str(loaded.path), "input_kind": loaded.input_kind,
-            "weights_sha256": card.get("weights_sha256"), "normalization": loaded.normalization,
-            "steps": card.get("steps")}
+    return load_model(options.get("model"), input_kind=options.get("rrdb_input")).provenance()
 
 
 def method_names() -> list[str]:
@@ -143,6 +139,8 @@ class Reconstructor:
         self.device = _device(device)
         self.batch = _check_int("batch", batch, 1)
         self._fn = METHODS[method].build(geometry, self.device, self.options)
+        #: the network of method rrdb (a :class:`recon.weights.LoadedModel`), else None
+        self.model = getattr(self._fn, "loaded", None)
 
     def __call__(self, sino: np.ndarray | torch.Tensor) -> np.ndarray:
         s = torch.as_tensor(sino)

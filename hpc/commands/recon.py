@@ -12,7 +12,7 @@ import recon
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
 from recon.io.scan_geometry import scan_geometry
-from recon.methods import METHODS, make_reconstructor, model_provenance
+from recon.methods import METHODS, make_reconstructor
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
     attrs = {
-        "method": args.method, "options": rec.options, "model": model_provenance(args.method, rec.options),
+        "method": args.method, "options": rec.options, "model": rec.model.provenance() if rec.model else None,
         "geometry": geometry.to_dict(),
         "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",

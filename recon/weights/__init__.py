@@ -73,6 +73,14 @@ class LoadedModel:
     def normalization(self) -> str:
         return self.card["normalization"]
 
+    def provenance(self) -> dict:
+        """What a written volume records of this network: name, weights file and sha256,
+        input kind, normalization, training steps."""
+        c = self.card
+        return {"name": c.get("name"), "weights": str(self.path), "input_kind": self.input_kind,
+                "weights_sha256": c.get("weights_sha256"), "normalization": self.normalization,
+                "steps": c.get("steps")}
+
     def apply(self, volume: np.ndarray, **options) -> np.ndarray:
         """Correct a (z, y, x) reconstruction of kind :attr:`input_kind`; see
         :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp)."""
