@@ -93,9 +93,10 @@ class DataConfig(_Strict):
     n_sub: int = Field(8, ge=1)                          # sub-angles of the simulation
     slices_per_scan: int = Field(16, ge=1)               # phantoms sharing one simulated scan
     method_options: dict[str, Any] = {}                  # options of the input method
+    object_scale: tuple[float, float] = (1.0, 1.0)       # phantom diameter / field, per pair
     patch: int = Field(64, ge=8)
 
-    @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px")
+    @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale")
     @classmethod
     def _ordered(cls, v):
         if v[0] > v[1]:
@@ -121,6 +122,13 @@ class DataConfig(_Strict):
     def _blur(cls, v):
         if v[0] < 0:
             raise ValueError("blur angle must be ≥ 0")
+        return v
+
+    @field_validator("object_scale")
+    @classmethod
+    def _scale(cls, v):
+        if not (0 < v[0] and v[1] <= 1):
+            raise ValueError("object scale is a fraction of the field: 0 < low ≤ high ≤ 1")
         return v
 
     @model_validator(mode="after")
@@ -153,12 +161,14 @@ class TrainConfig(_Strict):
     seed: int = 0                                        # model init and patch sampling
     device: str = "auto"                                 # auto | cpu | cuda | cuda:N
     threads: int | None = Field(None, ge=1)              # torch CPU threads
+    workers: int = Field(1, ge=1)                        # processes simulating training pairs
     input_kind: Literal["fbp", "mlem", "mlem-flyscan"] = "fbp"
     normalization: Literal["seed", "p95", "none"] = "seed"
     model: dict[str, Any] = {"architecture": "rrdb", "nf": 32, "nb": 3, "gc": 32,
                              "dense_convs": 3, "global_residual": True}
     data: DataConfig = DataConfig()
     training: OptimConfig = OptimConfig()
+    init: str | None = None                              # start from these weights (fine-tune)
 
     @field_validator("device")
     @classmethod
@@ -205,6 +215,8 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     run_dir = Path(cfg.run_dir.format(name=cfg.name))
     if not run_dir.is_absolute():
         run_dir = (path.parent / run_dir).resolve()
+    if cfg.init is not None and not Path(cfg.init).is_absolute():
+        cfg = cfg.model_copy(update={"init": str((path.parent / cfg.init).resolve())})
     return cfg, run_dir
 
 
@@ -292,18 +304,31 @@ class SimulatedPairs:
             "center": (d.image_size - 1) / 2.0 + float(rng.uniform(*d.center_offset_px)),
         }
 
+    def _phantom(self, family: str, seed: int) -> np.ndarray:
+        """(n, n) float32 truth: a phantom of diameter ``object_scale`` × n (drawn per pair,
+        seeded by ``seed``), centred in the field — a sample smaller than the field of view."""
+        from recon.phantoms import make_phantom
+
+        n, (lo, hi) = self.data.image_size, self.data.object_scale
+        if lo == hi == 1.0:
+            return np.asarray(make_phantom(family, n, seed), np.float32)
+        frac = float(np.random.default_rng([seed, 7]).uniform(lo, hi))
+        m = int(np.clip(round(frac * n), 16, n))
+        out = np.zeros((n, n), np.float32)
+        a = (n - m) // 2
+        out[a:a + m, a:a + m] = make_phantom(family, m, seed)
+        return out
+
     def _make_group(self, group: int) -> list:
         from recon.geometry import ScanGeometry
         from recon.methods import reconstruct
-        from recon.phantoms import make_phantom
         from recon.simulate import line_integrals_from_counts, simulate_flyscan
 
         d, n, g = self.data, self.data.image_size, self.data.slices_per_scan
         p = self.scan_parameters(group)
         indices = range(group * g, (group + 1) * g)
         families = [d.families[i % len(d.families)] for i in indices]
-        truth = np.stack([np.asarray(make_phantom(f, n, self.seed0 + i), np.float32)
-                          for f, i in zip(families, indices)])
+        truth = np.stack([self._phantom(f, self.seed0 + i) for f, i in zip(families, indices)])
         angles = (np.arange(p["n_angles"]) + 0.5) * (180.0 / p["n_angles"])
         scan = simulate_flyscan(truth, angles, p["blur_angle_deg"], p["i0"], n_sub=d.n_sub,
                                 seed=self.seed0 + group * g, center=p["center"])
@@ -312,8 +337,21 @@ class SimulatedPairs:
                                        blur_angle_deg=p["blur_angle_deg"], image_size=n)
         inp = reconstruct(sino, geometry, self.input_kind, **d.method_options)
         return [(np.asarray(inp[k], np.float32), truth[k],
-                 {"family": f, "seed": self.seed0 + i, "group": group, **p})
+                 {"family": f, "seed": self.seed0 + i, "group": group,
+                  "object_px": int(np.count_nonzero(truth[k].any(axis=0))), **p})
                 for k, (f, i) in enumerate(zip(families, indices))]
+
+    @property
+    def group_size(self) -> int:
+        """Pairs made together (one simulated scan); :func:`build_pair_set` farms out groups."""
+        return self.data.slices_per_scan
+
+    def group(self, group: int) -> list:
+        """The pairs of group ``group`` (indices group × size … + size − 1)."""
+        return self._make_group(group)
+
+    def __getstate__(self) -> dict:  # pickled to worker processes without the cached group
+        return {**self.__dict__, "_group": None}
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
         group = int(index) // self.data.slices_per_scan
@@ -391,22 +429,51 @@ class PairSet:
                 (np.asarray(self.truths, np.float32) / sc[:, None, None]).astype(np.float32), sc)
 
 
+def _group_in_worker(source, group: int) -> list:
+    torch.set_num_threads(1)
+    return source.group(group)
+
+
+def _pairs(source: PairSource, start: int, n: int, workers: int):
+    """Pairs ``start`` … n−1 of ``source`` in order; with ``workers`` > 1 and a grouped source
+    (``group_size`` and ``group(g)``), whole groups are made in that many processes."""
+    size = getattr(source, "group_size", None)
+    if workers <= 1 or size is None or n - start <= size:
+        for i in range(start, n):
+            yield source(i)
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    groups = range(start // size, (n - 1) // size + 1)
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_group_in_worker, source, g) for g in groups]
+        for g, fut in zip(groups, futures):
+            for k, out in enumerate(fut.result()):
+                if start <= g * size + k < n:
+                    yield out
+
+
 def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | None = None,
-                   *, progress: bool = False, desc: str = "pairs") -> PairSet:
+                   *, progress: bool = False, desc: str = "pairs", workers: int = 1) -> PairSet:
     """Generate pairs 0..n−1 from ``source`` → :class:`PairSet`.
 
     With ``folder``, the pairs are cached there (``inputs.npy``, ``truths.npy``,
     ``meta.json`` with ``key``) and read back memory-mapped by a later call with the same
     key; another key regenerates. Generation writes into ``FOLDER.partial`` pair by pair
     and continues where a killed one stopped; the folder gets its final name only when
-    complete. Memory use stays that of a few pairs, whatever ``n``.
+    complete. Memory use stays that of a few pairs, whatever ``n`` (of a few groups with
+    ``workers`` > 1: processes that simulate the groups of a grouped source in parallel,
+    one torch thread each; the pairs are the same up to the float rounding of the thread
+    count).
     """
     from numpy.lib.format import open_memmap
     from tqdm import tqdm
 
     key_json = json.dumps(key or {}, sort_keys=True, default=str)
     if folder is None:
-        outs = [source(i) for i in tqdm(range(n), desc=desc, disable=not progress, leave=False)]
+        outs = list(tqdm(_pairs(source, 0, n, workers), total=n, desc=desc, disable=not progress,
+                         leave=False))
         for i, o in enumerate(outs):
             _check_pair(i, o)
         return PairSet(np.stack([np.asarray(o[0], np.float32) for o in outs]),
@@ -434,7 +501,8 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
     if done == 0:
         shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
-    first = source(0) if done == 0 else None
+    stream = _pairs(source, done, n, workers)
+    first = next(stream) if done == 0 else None
     if first is not None:
         _check_pair(0, first)
         h, w = np.asarray(first[0]).shape
@@ -445,7 +513,7 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         ys = np.load(partial / "truths.npy", mmap_mode="r+")
     bar = tqdm(total=n, initial=done, desc=desc, disable=not progress, leave=False)
     for i in range(done, n):
-        out = first if (i == 0 and first is not None) else source(i)
+        out = first if (i == 0 and first is not None) else next(stream)
         _check_pair(i, out, xs.shape[1:])
         xs[i], ys[i] = out[0], out[1]
         params.append(out[2] if len(out) > 2 else {})
@@ -541,7 +609,7 @@ def _resolve_device(name: str) -> torch.device:
 
 
 # what a resume may change: the machine and bookkeeping (device and amp change rounding only)
-_RESUME_FREE = {"run_dir", "device", "threads"}
+_RESUME_FREE = {"run_dir", "device", "threads", "workers"}
 _RESUME_FREE_TRAINING = {"checkpoint_every", "validate_every", "amp"}
 
 
@@ -580,6 +648,25 @@ def _load_checkpoint(path: Path) -> dict:
     if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "config"} <= set(ckpt):
         raise FlytomoError(path, "not a flytomo training checkpoint")
     return ckpt
+
+
+def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
+    """Copy the weights of ``cfg.init`` (a flytomo model of the same architecture, input
+    kind and normalization) into ``model``; returns what the card records of it."""
+    from recon.weights import load_model
+
+    loaded = load_model(cfg.init, input_kind=cfg.input_kind)
+    if loaded.normalization != cfg.normalization:
+        raise FlytomoError(cfg.init, f"init model uses {loaded.normalization!r} normalization, "
+                           f"this run {cfg.normalization!r}")
+    try:
+        model.load_state_dict(loaded.model.state_dict())
+    except RuntimeError:
+        raise FlytomoError(cfg.init, "init model's architecture differs from this run's "
+                           "'model' section") from None
+    prov = loaded.provenance()
+    return {"name": prov["name"], "weights": Path(cfg.init).name,
+            "weights_sha256": prov["weights_sha256"], "steps": prov["steps"]}
 
 
 @torch.no_grad()
@@ -693,10 +780,11 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     # data
     train_src, val_src = sources if sources is not None else make_pair_sources(cfg)
     train_set = build_pair_set(train_src, cfg.data.n_train, run_dir / "data" / "train",
-                               _data_key(cfg, "train"), progress=progress, desc="training pairs")
+                               _data_key(cfg, "train"), progress=progress, desc="training pairs",
+                               workers=cfg.workers)
     val_set = build_pair_set(val_src, cfg.data.n_validation, run_dir / "data" / "validation",
                              _data_key(cfg, "validation"), progress=progress,
-                             desc="validation pairs")
+                             desc="validation pairs", workers=cfg.workers)
     if min(train_set.inputs.shape[1:]) < cfg.data.patch:
         raise FlytomoError("data.patch", f"patch {cfg.data.patch} larger than the pairs "
                            f"{train_set.inputs.shape[1:]}")
@@ -713,6 +801,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = torch.nn.L1Loss() if opt_cfg.loss == "l1" else torch.nn.MSELoss()
 
+    init = _load_init(cfg, model) if cfg.init else None
     log_path = run_dir / "metrics.jsonl"
     step, wall_before = 0, 0.0
     if ckpt is not None:
@@ -802,6 +891,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
                      "mixed_precision": str(amp_dtype).replace("torch.", "") if use_amp else None},
         "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train"),
                  "validation_seed0": _seed0("validation")},
+        "init": init,
         "steps": step,
         "wall_time_s": round(wall, 1),
         "validation": {**last_val, **input_metrics, "n_images": int(xv.shape[0]),

@@ -8,7 +8,7 @@ def _run(args: argparse.Namespace) -> int:
     from recon.train import load_config, train
 
     cfg, run_dir = load_config(args.config, device=args.device, threads=args.threads,
-                               steps=args.steps)
+                               workers=args.workers, steps=args.steps)
     if args.run_dir:
         run_dir = args.run_dir.resolve()
     result = train(cfg, run_dir, progress=not args.quiet, fresh=args.fresh,
@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None, help="override training.steps")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (override)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (override)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes simulating training pairs in parallel (override)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="checkpoint and stop after this much wall time (e.g. before a Slurm "

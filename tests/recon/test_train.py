@@ -199,6 +199,61 @@ def test_simulated_pairs_are_reproducible():
     assert src(0)[2]["n_angles"] == params["n_angles"] and src(2)[2]["group"] == 1
 
 
+@pytest.mark.skipif(importlib.util.find_spec("recon.phantoms") is None,
+                    reason="phantom module not available")
+def test_object_scale_puts_a_smaller_sample_in_the_field():
+    from recon.train import DataConfig, SimulatedPairs
+
+    data = DataConfig(image_size=64, object_scale=(0.4, 0.6), patch=16)
+    src = SimulatedPairs(data, "fbp", seed0=5)
+    sizes = []
+    for seed in range(6):
+        ph = src._phantom("radial", seed)
+        assert ph.shape == (64, 64) and np.array_equal(ph, src._phantom("radial", seed))
+        cols = np.flatnonzero(ph.any(axis=0))
+        assert 0 < cols.size <= round(0.6 * 64) and cols[0] >= 64 * 0.2 - 1
+        sizes.append(cols.size)
+    assert len(set(sizes)) > 1  # drawn per pair
+    full = SimulatedPairs(DataConfig(image_size=64, patch=16), "fbp", seed0=5)._phantom("radial", 0)
+    assert np.flatnonzero(full.any(axis=0)).size > 0.8 * 64
+    with pytest.raises(ValueError, match="fraction of the field"):
+        DataConfig(object_scale=(0.0, 0.5))
+
+
+def test_init_starts_from_a_trained_model(tmp_path):
+    first = train(_cfg(steps=20), tmp_path / "a", progress=False)
+    raw = json.loads(json.dumps(TINY))
+    raw["training"].update(steps=10)
+    raw["init"] = "a/tiny.safetensors"
+    cfg, run = load_config(_write(tmp_path, {**raw, "run_dir": "b"}))
+    assert Path(cfg.init).is_absolute()
+    second = train(cfg, run, progress=False)
+    start = _rows(run)[0]
+    # step 0 of the fine-tune is the first model: same validation pairs, same weights
+    assert start["val_psnr"] == pytest.approx(first.validation["val_psnr"], abs=1e-4)
+    card = load_model(second.weights).card
+    assert card["init"]["steps"] == 20 and len(card["init"]["weights_sha256"]) == 64
+    raw["model"] = {**raw["model"], "nf": 12}
+    cfg, run = load_config(_write(tmp_path, {**raw, "run_dir": "c"}))
+    with pytest.raises(FlytomoError, match="architecture differs"):
+        train(cfg, run, progress=False)
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None
+                        for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
+                    reason="simulation modules not available")
+def test_pair_workers_make_the_same_pairs(tmp_path):
+    from recon.train import DataConfig, SimulatedPairs, build_pair_set
+
+    data = DataConfig(image_size=32, n_angles=(16, 24), n_sub=2, patch=16, slices_per_scan=2)
+    src = SimulatedPairs(data, "fbp", seed0=9)
+    one = build_pair_set(src, 5, None)
+    two = build_pair_set(src, 5, tmp_path / "pairs", {"k": 1}, workers=2)
+    assert np.array_equal(one.truths, two.truths)  # inputs: float rounding of 1 vs 2 threads
+    assert np.abs(one.inputs - two.inputs).max() < 1e-5 * np.abs(one.inputs).max()
+    assert [p["group"] for p in two.params] == [0, 0, 1, 1, 2]
+
+
 def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
     import signal
 
@@ -232,7 +287,7 @@ def test_shipped_models_are_reproducible_from_their_configs():
     from recon.rrdb import build_model
     from recon.weights import default_weights_path
 
-    for kind, job in (("mlem-flyscan", "train-mlem.yaml"),):
+    for kind, job in (("mlem-flyscan", "train-mlem-wide.yaml"),):
         card = json.loads(default_weights_path(kind).with_suffix(".json").read_text())
         cfg, _ = load_config(ROOT / "jobs" / job)
         assert card["name"] == cfg.name and card["input_kind"] == cfg.input_kind == kind
@@ -243,3 +298,5 @@ def test_shipped_models_are_reproducible_from_their_configs():
         training = {k: v for k, v in card["training"].items()
                     if k not in ("seed", "optimizer", "device", "mixed_precision")}
         assert training == cfg.training.model_dump(mode="json") and card["steps"] == cfg.training.steps
+        if cfg.init:  # a fine-tune: its starting model is the export of another job file
+            assert card["init"]["weights"] == Path(cfg.init).name
