@@ -117,7 +117,7 @@ def main() -> None:
                 kinds = [m.input_kind] + ([k for k in RRDB_INPUTS if k != m.input_kind] if args.cross else [])
                 for kind in kinds:
                     note = "" if kind == m.input_kind else ", not its training input"
-                    label = f"RRDB {m.card.get('name', m.path.stem)} on {kind}{note}"
+                    label = f"RRDB {m.label} on {kind}{note}"
                     report(out, i0, label, m.apply(vols[kind]), truth, imgs)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:

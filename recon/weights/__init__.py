@@ -73,6 +73,14 @@ class LoadedModel:
     def normalization(self) -> str:
         return self.card["normalization"]
 
+    @property
+    def label(self) -> str:
+        """Name and training steps for tables, e.g. ``"rrdb-mlem-flyscan (5000+4000 steps)"``
+        for a model fine-tuned for 4000 steps from a 5000-step one."""
+        c, init = self.card, self.card.get("init") or {}
+        steps = f"{init['steps']}+{c['steps']}" if init.get("steps") else c.get("steps")
+        return f"{c.get('name', self.path.stem)}" + (f" ({steps} steps)" if steps else "")
+
     def provenance(self) -> dict:
         """What a written volume records of this network: name, weights file and sha256,
         input kind, normalization, training steps."""

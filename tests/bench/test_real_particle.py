@@ -1,0 +1,29 @@
+"""The real slice becomes a phantom: in the disk, non-negative, scaled like the test phantoms."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recon.phantoms import densest_ray, support_mask
+from recon.weights import seed_checkpoint_path
+
+ROOT = Path(__file__).resolve().parents[2]
+TIFF = seed_checkpoint_path().with_name("img_test.tiff")
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("real_particle", ROOT / "bench" / "real_particle.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not TIFF.is_file(), reason="../shared/data/seed-model/img_test.tiff not present")
+def test_particle_truth_is_a_phantom_of_the_real_slice():
+    truth = _bench().particle_truth(TIFF, 96)
+    assert truth.shape == (96, 96) and truth.dtype == np.float32 and truth.min() >= 0
+    assert not truth[~support_mask(96)].any()
+    assert densest_ray(truth) == pytest.approx(2.0, rel=0.02)
+    # the particle is there: a tenth of the disk or more well above the faint background
+    assert (truth > 0.5 * truth.max()).mean() > 0.02
