@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -445,10 +446,13 @@ def _pairs(source: PairSource, start: int, n: int, workers: int):
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    groups = range(start // size, (n - 1) // size + 1)
+    groups = iter(range(start // size, (n - 1) // size + 1))
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_group_in_worker, source, g) for g in groups]
-        for g, fut in zip(groups, futures):
+        pending = [(g, pool.submit(_group_in_worker, source, g))
+                   for g in itertools.islice(groups, 2 * workers)]  # bounded: memory of a few groups
+        while pending:
+            g, fut = pending.pop(0)
+            pending += [(h, pool.submit(_group_in_worker, source, h)) for h in itertools.islice(groups, 1)]
             for k, out in enumerate(fut.result()):
                 if start <= g * size + k < n:
                     yield out
