@@ -78,11 +78,11 @@ def main() -> None:
             print(f"{i0:>7g} {label:>48} {p:>8.2f} {s:>6.3f}")
             out["results"].append({"photons": i0, "method": label, "psnr": p, "ssim": s})
             if i0 == args.photons[0]:
-                panels.append((f"{label}: {p:.2f} dB / {s:.3f}", vol[0]))
+                panels.append((f"{label}\n{p:.2f} dB / SSIM {s:.3f}", vol[0]))
     lo, hi = 0.0, float(np.percentile(truth, 99.8))
     cols = min(3, len(panels))
     rows_n = -(-len(panels) // cols)
-    fig = Figure(figsize=(4.6 * cols, 4.9 * rows_n), dpi=100)
+    fig = Figure(figsize=(4.6 * cols, 5.0 * rows_n), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     for i, (label, a) in enumerate(panels):
         ax = fig.add_subplot(rows_n, cols, i + 1)
@@ -91,7 +91,6 @@ def main() -> None:
         ax.set_axis_off()
     fig.suptitle(f"real particle re-simulated: {args.angles} projections, {args.blur}° blur, "
                  f"I0 {args.photons[0]:g}; same grey scale")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 import recon
 from recon.errors import FlytomoError
@@ -46,12 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line: one line each, no source location."""
+    return f"flytomo: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except FlytomoError as err:

@@ -73,6 +73,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
         raise FlytomoError(None, f"option rrdb_input must be one of {', '.join(RRDB_INPUTS)}, got {kind!r}")
     # the model decides the first stage when rrdb_input is not given (no model: the shipped default)
     loaded = load_model(opts["model"], input_kind=kind, device=str(device))
+    loaded.check_slice_size(geometry.image_size)
     kind = loaded.input_kind
     if kind not in RRDB_INPUTS:
         raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "

@@ -21,6 +21,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ __all__ = [
     "INPUT_KINDS",
     "WEIGHTS_DIR",
     "LoadedModel",
+    "ModelDomainWarning",
     "default_weights_path",
     "load_model",
     "load_seed_model",
@@ -49,6 +51,10 @@ INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan")
 DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+class ModelDomainWarning(UserWarning):
+    """Data outside what a network was trained on (see :meth:`LoadedModel.check_slice_size`)."""
 
 
 @dataclass
@@ -80,6 +86,28 @@ class LoadedModel:
         c, init = self.card, self.card.get("init") or {}
         steps = f"{init['steps']}+{c['steps']}" if init.get("steps") else c.get("steps")
         return f"{c.get('name', self.path.stem)}" + (f" ({steps} steps)" if steps else "")
+
+    def trained_object_px(self) -> tuple[float, float] | None:
+        """(smallest, largest) sample diameter in pixels of the training slices (the card's
+        ``data.image_size`` × ``data.object_scale``); None when the card does not say."""
+        d = self.card.get("data") or {}
+        if "image_size" not in d:
+            return None
+        lo, hi = d.get("object_scale") or (1.0, 1.0)
+        return float(d["image_size"]) * lo, float(d["image_size"]) * hi
+
+    def check_slice_size(self, image_size: int) -> None:
+        """Warn (:class:`ModelDomainWarning`) when slices of ``image_size`` pixels are smaller
+        than the smallest sample the network was trained on: its features are then a few
+        pixels wide, and the network (tuned to larger ones) can lose PSNR against its input
+        (docs/benchmarks.md: 64² slices, −4.5 dB)."""
+        px = self.trained_object_px()
+        if px is not None and image_size < px[0]:
+            span = f"{px[0]:.0f}" if px[0] == px[1] else f"{px[0]:.0f}-{px[1]:.0f}"
+            warnings.warn(f"{self.path.name}: trained on samples {span} px across; "
+                          f"these slices are {image_size} px: the network may make them worse than its "
+                          f"{self.input_kind} input - compare with --method {self.input_kind}",
+                          ModelDomainWarning, stacklevel=2)
 
     def provenance(self) -> dict:
         """What a written volume records of this network: name, weights file and sha256,

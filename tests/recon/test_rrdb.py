@@ -287,3 +287,18 @@ def test_rrdb_method_takes_its_first_stage_from_the_model_card(tmp_path):
                                                   normalization="seed"), atol=1e-5)
     with pytest.raises(FlytomoError, match="corrects 'mlem-flyscan' reconstructions, not 'fbp'"):
         reconstruct(sino, g, "rrdb", model=str(wpath), rrdb_input="fbp")
+
+
+def test_slices_smaller_than_the_trained_samples_warn():
+    import warnings
+
+    from recon.weights import ModelDomainWarning, load_model
+
+    loaded = load_model(None)
+    lo, hi = loaded.trained_object_px()
+    assert 0 < lo <= hi <= loaded.card["data"]["image_size"]
+    with pytest.warns(ModelDomainWarning, match="may make them worse"):
+        loaded.check_slice_size(int(lo) - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.check_slice_size(int(hi))
