@@ -95,9 +95,10 @@ class DataConfig(_Strict):
     slices_per_scan: int = Field(16, ge=1)               # phantoms sharing one simulated scan
     method_options: dict[str, Any] = {}                  # options of the input method
     object_scale: tuple[float, float] = (1.0, 1.0)       # phantom diameter / field, per pair
+    matrix: tuple[float, float] = (0.0, 0.0)             # faint medium around the sample, per pair
     patch: int = Field(64, ge=8)
 
-    @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale")
+    @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale", "matrix")
     @classmethod
     def _ordered(cls, v):
         if v[0] > v[1]:
@@ -123,6 +124,13 @@ class DataConfig(_Strict):
     def _blur(cls, v):
         if v[0] < 0:
             raise ValueError("blur angle must be ≥ 0")
+        return v
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix(cls, v):
+        if v[0] < 0:
+            raise ValueError("matrix attenuation (relative to the sample's) must be ≥ 0")
         return v
 
     @field_validator("object_scale")
@@ -261,6 +269,34 @@ class SyntheticPairs:
         return inp.astype(np.float32), truth, {"kind": "synthetic"}
 
 
+def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """(n, n) float32: a faint medium (binder, electrolyte, a support) filling a large region of
+    the field around ``sample`` — an ellipse cut by a random line, inside the reconstruction
+    disk, where the sample is empty — at attenuation ``level`` (drawn) × the sample's median
+    non-zero value, with a smooth ±20 % texture. Real slices show one (the beamline slice in
+    ../shared); phantoms alone do not."""
+    from scipy.ndimage import gaussian_filter
+
+    from recon.phantoms import support_mask
+
+    n = sample.shape[0]
+    positive = sample[sample > 0]
+    if positive.size == 0:
+        return np.zeros_like(sample)
+    empty = sample < 0.01 * float(np.max(positive))  # phantoms carry a ~1e-4 relative floor
+    value = float(rng.uniform(*level)) * float(np.median(sample[~empty]))
+    y, x = (np.mgrid[:n, :n] - (n - 1) / 2.0) / (n / 2.0)
+    t = rng.uniform(0, np.pi)
+    u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+    a, b = rng.uniform(0.6, 1.2, 2)
+    region = (u / a) ** 2 + (v / b) ** 2 <= 1
+    phi, d = rng.uniform(0, 2 * np.pi), rng.uniform(-0.6, 0.9)
+    region &= x * np.cos(phi) + y * np.sin(phi) <= d
+    texture = 1 + 0.2 * gaussian_filter(rng.standard_normal((n, n)), n / 32) * (n / 32) * 3.5
+    out = value * region * support_mask(n) * empty * np.clip(texture, 0.6, 1.4)
+    return out.astype(np.float32)
+
+
 class SimulatedPairs:
     """The real pairs: phantom → fly-scan simulation → line integrals → ``input_kind``
     reconstruction, with the scan parameters drawn from ``data``'s ranges.
@@ -312,12 +348,15 @@ class SimulatedPairs:
 
         n, (lo, hi) = self.data.image_size, self.data.object_scale
         if lo == hi == 1.0:
-            return np.asarray(make_phantom(family, n, seed), np.float32)
-        frac = float(np.random.default_rng([seed, 7]).uniform(lo, hi))
-        m = int(np.clip(round(frac * n), 16, n))
-        out = np.zeros((n, n), np.float32)
-        a = (n - m) // 2
-        out[a:a + m, a:a + m] = make_phantom(family, m, seed)
+            out = np.asarray(make_phantom(family, n, seed), np.float32)
+        else:
+            frac = float(np.random.default_rng([seed, 7]).uniform(lo, hi))
+            m = int(np.clip(round(frac * n), 16, n))
+            out = np.zeros((n, n), np.float32)
+            a = (n - m) // 2
+            out[a:a + m, a:a + m] = make_phantom(family, m, seed)
+        if self.data.matrix[1] > 0:
+            out += _matrix(out, self.data.matrix, np.random.default_rng([seed, 8]))
         return out
 
     def _make_group(self, group: int) -> list:

@@ -220,6 +220,24 @@ def test_object_scale_puts_a_smaller_sample_in_the_field():
         DataConfig(object_scale=(0.0, 0.5))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("recon.phantoms") is None,
+                    reason="phantom module not available")
+def test_matrix_fills_the_empty_field_faintly():
+    from recon.phantoms import make_phantom, support_mask
+    from recon.train import DataConfig, SimulatedPairs
+
+    src = SimulatedPairs(DataConfig(image_size=64, matrix=(0.1, 0.2), patch=16), "fbp", seed0=0)
+    for seed in range(4):
+        bare = make_phantom("cracked", 64, seed)
+        with_matrix = src._phantom("cracked", seed)
+        added = with_matrix - bare
+        solid = bare >= 0.01 * bare.max()
+        assert not added[solid].any() and not added[~support_mask(64)].any()
+        assert added.max() <= 0.2 * 1.4 * np.median(bare[solid]) + 1e-7
+        assert (added > 0).mean() > 0.05  # a real region, not a few pixels
+        assert np.array_equal(with_matrix, src._phantom("cracked", seed))
+
+
 def test_init_starts_from_a_trained_model(tmp_path):
     first = train(_cfg(steps=20), tmp_path / "a", progress=False)
     raw = json.loads(json.dumps(TINY))
