@@ -292,6 +292,7 @@ def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Gener
     region = (u / a) ** 2 + (v / b) ** 2 <= 1
     phi, d = rng.uniform(0, 2 * np.pi), rng.uniform(-0.6, 0.9)
     region &= x * np.cos(phi) + y * np.sin(phi) <= d
+    # white noise smoothed over σ = n/32 px has sd ≈ 1/(2√π σ) ≈ 0.28/σ: × 3.5 σ gives sd ≈ 1
     texture = 1 + 0.2 * gaussian_filter(rng.standard_normal((n, n)), n / 32) * (n / 32) * 3.5
     out = value * region * support_mask(n) * empty * np.clip(texture, 0.6, 1.4)
     return out.astype(np.float32)
