@@ -470,8 +470,22 @@ class PairSet:
                 (np.asarray(self.truths, np.float32) / sc[:, None, None]).astype(np.float32), sc)
 
 
-def _group_in_worker(source, group: int) -> list:
+def _worker_start(parent: int) -> None:
+    """In each pair worker: one torch thread, and exit when the training process is gone
+    (killed, e.g. by Slurm), instead of lingering as an orphan."""
+    import threading
+
     torch.set_num_threads(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _group_in_worker(source, group: int) -> list:
     return source.group(group)
 
 
@@ -487,7 +501,8 @@ def _pairs(source: PairSource, start: int, n: int, workers: int):
     import multiprocessing as mp
 
     groups = iter(range(start // size, (n - 1) // size + 1))
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                initializer=_worker_start, initargs=(os.getpid(),)) as pool:
         pending = [(g, pool.submit(_group_in_worker, source, g))
                    for g in itertools.islice(groups, 2 * workers)]  # bounded: memory of a few groups
         while pending:

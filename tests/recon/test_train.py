@@ -272,6 +272,48 @@ def test_pair_workers_make_the_same_pairs(tmp_path):
     assert [p["group"] for p in two.params] == [0, 0, 1, 1, 2]
 
 
+_KILLED_PARENT = """
+import sys
+from pathlib import Path
+from recon.train import DataConfig, SimulatedPairs, build_pair_set
+if __name__ == "__main__":
+    data = DataConfig(image_size=64, n_angles=(200, 240), n_sub=4, patch=16, slices_per_scan=2)
+    build_pair_set(SimulatedPairs(data, "mlem-flyscan", seed0=9), 400, Path(sys.argv[1]), {}, workers=2)
+"""
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None
+                        for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
+                    reason="simulation modules not available")
+def test_pair_workers_exit_with_a_killed_parent(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "make_pairs.py"
+    script.write_text(_KILLED_PARENT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "pairs")], cwd=ROOT)
+
+    def children() -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    deadline = time.monotonic() + 60
+    while len(children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    workers = children()
+    assert len(workers) >= 2, "the pair workers never started"
+    proc.kill()  # SIGKILL: no chance to clean up (a node failure, an OOM kill)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in workers if Path(f"/proc/{p}").exists()
+                 and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+    assert not alive, f"orphaned pair workers {alive}"
+
+
 def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
     import signal
 
