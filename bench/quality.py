@@ -60,6 +60,11 @@ def family_means(values: list[float], imgs: list[tuple[str, np.ndarray]]) -> dic
     return {f: float(np.mean([v for v, (ff, _) in zip(values, imgs) if ff == f])) for f in FAMILIES}
 
 
+def network_inputs(model, cross: bool) -> list[str]:
+    """The first-stage kinds a network is run on: its card's input kind, then (``cross``) the others."""
+    return [model.input_kind] + ([k for k in RRDB_INPUTS if k != model.input_kind] if cross else [])
+
+
 def report(out: dict, i0: float, label: str, vol: np.ndarray, truth: np.ndarray, imgs: list) -> None:
     """Print one row (mean ± sd PSNR and SSIM) and add it, with per-family means, to ``out``."""
     p, s = scores(vol, truth)
@@ -114,8 +119,7 @@ def main() -> None:
                 vols[method] = make_reconstructor(g, method, **{k: v for k, v in opts.items() if v is not None})(sino)
                 report(out, i0, label, vols[method], truth, imgs)
             for m in models:  # each network on the first-stage volume it was trained on (and, with --cross, the other)
-                kinds = [m.input_kind] + ([k for k in RRDB_INPUTS if k != m.input_kind] if args.cross else [])
-                for kind in kinds:
+                for kind in network_inputs(m, args.cross):
                     note = "" if kind == m.input_kind else ", not its training input"
                     label = f"RRDB {m.label} on {kind}{note}"
                     report(out, i0, label, m.apply(vols[kind]), truth, imgs)

@@ -32,7 +32,6 @@ from recon.geometry import ScanGeometry
 from recon.methods import RRDB_INPUTS, make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.phantoms import densest_ray, support_mask
-from recon.simulate import FlyScanTransmission, counts_from_transmission, line_integrals_from_counts
 from recon.weights import load_model, seed_checkpoint_path
 
 
@@ -58,21 +57,21 @@ def main() -> None:
     ap.add_argument("--json", default="bench/results/real_particle.json")
     args = ap.parse_args()
 
+    from quality import network_inputs, simulate  # bench/ is on the path when run as a script
+
     truth = particle_truth(seed_checkpoint_path().with_name("img_test.tiff"), args.size)[None]
     g = ScanGeometry.create(np.arange(args.angles) * (180.0 / args.angles), args.size,
                             blur_angle_deg=args.blur)
-    trans = FlyScanTransmission(g, args.n_sub)(truth)
+    sinos = simulate(truth, g, args.photons, seed=1, n_sub=args.n_sub)
     models = [load_model(m) for m in args.rrdb]
     out: dict = {"settings": vars(args), "results": []}
     print(f"{'I0':>7} {'method':>48} {'PSNR dB':>8} {'SSIM':>6}")
     panels: list[tuple[str, np.ndarray]] = [("reference (real slice, smoothed)", truth[0])]
-    for i0 in args.photons:
-        sino = line_integrals_from_counts(counts_from_transmission(trans, g, i0, rng=np.random.default_rng(1)))
+    for i0, sino in sinos.items():
         vols = {k: make_reconstructor(g, k)(sino) for k in RRDB_INPUTS}
         rows = [("FBP", vols["fbp"]), ("modified MLEM", vols["mlem-flyscan"])]
         for m in models:
-            kinds = [m.input_kind] + ([k for k in RRDB_INPUTS if k != m.input_kind] if args.cross else [])
-            rows += [(f"RRDB {m.label} on {k}", m.apply(vols[k])) for k in kinds]
+            rows += [(f"RRDB {m.label} on {k}", m.apply(vols[k])) for k in network_inputs(m, args.cross)]
         for label, vol in rows:
             p, s = psnr(vol[0], truth[0]), ssim(vol[0], truth[0])
             print(f"{i0:>7g} {label:>48} {p:>8.2f} {s:>6.3f}")

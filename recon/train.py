@@ -360,7 +360,8 @@ class SimulatedPairs:
             out += _matrix(out, self.data.matrix, np.random.default_rng([seed, 8]))
         return out
 
-    def _make_group(self, group: int) -> list:
+    def group(self, group: int) -> list:
+        """The pairs of group ``group`` (indices group × size … + size − 1): one simulated scan."""
         from recon.geometry import ScanGeometry
         from recon.methods import reconstruct
         from recon.simulate import line_integrals_from_counts, simulate_flyscan
@@ -387,17 +388,13 @@ class SimulatedPairs:
         """Pairs made together (one simulated scan); :func:`build_pair_set` farms out groups."""
         return self.data.slices_per_scan
 
-    def group(self, group: int) -> list:
-        """The pairs of group ``group`` (indices group × size … + size − 1)."""
-        return self._make_group(group)
-
     def __getstate__(self) -> dict:  # pickled to worker processes without the cached group
         return {**self.__dict__, "_group": None}
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
         group = int(index) // self.data.slices_per_scan
         if self._group is None or self._group[0] != group:
-            self._group = (group, self._make_group(group))
+            self._group = (group, self.group(group))
         return self._group[1][int(index) % self.data.slices_per_scan]
 
 
@@ -485,10 +482,6 @@ def _worker_start(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _group_in_worker(source, group: int) -> list:
-    return source.group(group)
-
-
 def _pairs(source: PairSource, start: int, n: int, workers: int):
     """Pairs ``start`` … n−1 of ``source`` in order; with ``workers`` > 1 and a grouped source
     (``group_size`` and ``group(g)``), whole groups are made in that many processes."""
@@ -503,11 +496,11 @@ def _pairs(source: PairSource, start: int, n: int, workers: int):
     groups = iter(range(start // size, (n - 1) // size + 1))
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                 initializer=_worker_start, initargs=(os.getpid(),)) as pool:
-        pending = [(g, pool.submit(_group_in_worker, source, g))
+        pending = [(g, pool.submit(source.group, g))
                    for g in itertools.islice(groups, 2 * workers)]  # bounded: memory of a few groups
         while pending:
             g, fut = pending.pop(0)
-            pending += [(h, pool.submit(_group_in_worker, source, h)) for h in itertools.islice(groups, 1)]
+            pending += [(h, pool.submit(source.group, h)) for h in itertools.islice(groups, 1)]
             for k, out in enumerate(fut.result()):
                 if start <= g * size + k < n:
                     yield out
