@@ -815,9 +815,12 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     from recon.rrdb import build_model
     from recon.weights import save_model
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     opt_cfg = cfg.training
     device = _resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    init = _load_init(cfg, model) if cfg.init else None  # a bad init fails before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(_result_config(cfg), sort_keys=True)
     ckpt_path = run_dir / "checkpoint.pt"
     ckpt = None
@@ -844,16 +847,13 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     xv, yv, v_scale = val_set.normalized(cfg.normalization)
     xv_raw, yv_raw = np.asarray(val_set.inputs), np.asarray(val_set.truths)
 
-    # model, optimizer
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    # optimizer
     opt = torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.99))
     use_amp = opt_cfg.amp and device.type == "cuda"
     amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = torch.nn.L1Loss() if opt_cfg.loss == "l1" else torch.nn.MSELoss()
 
-    init = _load_init(cfg, model) if cfg.init else None
     log_path = run_dir / "metrics.jsonl"
     step, wall_before = 0, 0.0
     if ckpt is not None:

@@ -255,6 +255,7 @@ def test_init_starts_from_a_trained_model(tmp_path):
     cfg, run = load_config(_write(tmp_path, {**raw, "run_dir": "c"}))
     with pytest.raises(FlytomoError, match="architecture differs"):
         train(cfg, run, progress=False)
+    assert not run.exists()  # refused before any pair is simulated or file written
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None
