@@ -5,6 +5,8 @@ The network runs on its own input kind (its model card): on the modified-MLEM or
 image of the same cell, computed once.
 
 Writes a table (stdout), JSON and heat-map PNGs (PSNR and SSIM, one panel per method).
+Each finished cell is kept in OUT/cells/ (per-image values): killed and run again with the
+same settings, the sweep goes on from the first missing cell; other settings start afresh.
 
     .venv/bin/python bench/sweep.py [--size 256] [--per-cell 2] [--model PATH|seed:PATH]
         [--out bench/results/sweep]      # the documented run uses --per-cell 50
@@ -20,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from recon.geometry import ScanGeometry
+from recon.io._atomic import atomic_path
 from recon.methods import make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.phantoms import test_images
@@ -52,6 +55,26 @@ def heat_maps(results: dict, metric: str, path: Path) -> None:
     fig.savefig(path)
 
 
+def _load_cell(path: Path, key: dict) -> dict | None:
+    """A finished cell's per-image values if ``path`` holds one made with these settings."""
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return cell if cell.get("key") == key else None
+
+
+def _run_cell(t: np.ndarray, g: ScanGeometry, i0: float, seed: int, first: dict, model, truth: np.ndarray) -> dict:
+    """Per-image PSNR and SSIM of FBP, modified MLEM and the network at one photon count.
+
+    ``t``: noise-free transmission (images, angles, columns); ``truth``: (images, n, n)."""
+    sino = line_integrals_from_counts(counts_from_transmission(t, g, i0, rng=np.random.default_rng(seed)))
+    vols = {name: rec(sino) for name, rec in first.items()}
+    vols["RRDB"] = model.apply(vols["FBP" if model.input_kind == "fbp" else "modified MLEM"])
+    return {name: {"psnr": [psnr(v, x) for v, x in zip(vol, truth)],
+                   "ssim": [ssim(v, x) for v, x in zip(vol, truth)]} for name, vol in vols.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
@@ -71,24 +94,35 @@ def main(argv: list[str] | None = None) -> None:
     shape = (len(PROJECTIONS), len(PHOTONS))
     model = load_model(args.model)
     names = ("FBP", "modified MLEM", "RRDB")
-    results = {m: {"psnr": np.zeros(shape).tolist(), "ssim": np.zeros(shape).tolist()} for m in names}
+    key = {"size": args.size, "per_cell": args.per_cell, "blur": args.blur,
+           "model": str(model.path),
+           "model_sha256": model.card.get("weights_sha256"), "model_input": model.input_kind}
+    cells = out / "cells"
+    cells.mkdir(exist_ok=True)
+    results = {m: {"psnr": np.zeros(shape).tolist(), "ssim": np.zeros(shape).tolist(),
+                   "psnr_sd": np.zeros(shape).tolist()} for m in names}
     print(f"RRDB: {model.path.name} on {model.input_kind} input")
     print(f"{'proj':>5} {'I0':>7} " + " ".join(f"{m + ' dB/SSIM':>22}" for m in names))
     for i, n_proj in enumerate(PROJECTIONS):
         g = ScanGeometry.create(np.arange(n_proj) * 180.0 / n_proj, args.size, blur_angle_deg=args.blur)
-        t = FlyScanTransmission(g, 8)(truth)
-        first = {"FBP": make_reconstructor(g, "fbp"), "modified MLEM": make_reconstructor(g, "mlem-flyscan")}
+        t = first = None
         for j, i0 in enumerate(PHOTONS):
-            sino = line_integrals_from_counts(counts_from_transmission(t, g, i0, rng=np.random.default_rng(i * 10 + j)))
-            vols = {name: rec(sino) for name, rec in first.items()}
-            vols["RRDB"] = model.apply(vols["FBP" if model.input_kind == "fbp" else "modified MLEM"])
+            path = cells / f"p{n_proj}_i{i0:g}.json"
+            cell = _load_cell(path, key)
+            if cell is None:
+                if t is None:  # the noise-free scan of this projection count, once
+                    t = FlyScanTransmission(g, 8)(truth)
+                    first = {"FBP": make_reconstructor(g, "fbp"), "modified MLEM": make_reconstructor(g, "mlem-flyscan")}
+                cell = _run_cell(t, g, i0, i * 10 + j, first, model, truth)
+                with atomic_path(path, overwrite=True) as tmp:
+                    tmp.write_text(json.dumps({"key": key, **cell}))
             row = []
             for name in names:
-                p = float(np.mean([psnr(v, x) for v, x in zip(vols[name], truth)]))
-                s = float(np.mean([ssim(v, x) for v, x in zip(vols[name], truth)]))
-                results[name]["psnr"][i][j], results[name]["ssim"][i][j] = p, s
-                row.append(f"{p:>14.2f} / {s:.3f}")
-            print(f"{n_proj:>5} {i0:>7g} " + " ".join(row))
+                p, s = cell[name]["psnr"], cell[name]["ssim"]
+                results[name]["psnr"][i][j], results[name]["ssim"][i][j] = float(np.mean(p)), float(np.mean(s))
+                results[name]["psnr_sd"][i][j] = float(np.std(p))
+                row.append(f"{np.mean(p):>14.2f} / {np.mean(s):.3f}")
+            print(f"{n_proj:>5} {i0:>7g} " + " ".join(row), flush=True)
     for metric in ("psnr", "ssim"):
         heat_maps(results, metric, out / f"sweep_{metric}.png")
     (out / "sweep.json").write_text(json.dumps({"settings": vars(args), "model": str(model.path),

@@ -6,10 +6,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
+def _sweep():
     spec = importlib.util.spec_from_file_location("sweep", ROOT / "bench" / "sweep.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
+    return sweep
+
+
+def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
+    sweep = _sweep()
     sweep.main(["--size", "32", "--per-cell", "1", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "sweep.json").read_text())
     for method in ("FBP", "modified MLEM", "RRDB"):
@@ -18,3 +23,22 @@ def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
     fbp = data["results"]["FBP"]["psnr"]
     assert fbp[4][4] > fbp[0][0] + 3  # 360 projections at 10⁴ photons beat 60 at 500
     assert (tmp_path / "sweep_psnr.png").stat().st_size > 10_000
+
+
+def test_sweep_goes_on_from_its_finished_cells_and_gives_the_same_table(tmp_path):
+    """A rerun recomputes only missing cells, and its table is identical; other settings start afresh."""
+    sweep = _sweep()
+    args = ["--size", "32", "--per-cell", "1", "--out", str(tmp_path)]
+    sweep.main(args)
+    first = json.loads((tmp_path / "sweep.json").read_text())["results"]
+    cells = sorted((tmp_path / "cells").glob("*.json"))
+    assert len(cells) == 25
+    lost = tmp_path / "cells" / "p120_i2000.json"
+    lost.unlink()
+    kept = {c: c.stat().st_mtime_ns for c in cells if c != lost}
+    sweep.main(args)
+    assert json.loads((tmp_path / "sweep.json").read_text())["results"] == first
+    assert lost.exists() and all(c.stat().st_mtime_ns == t for c, t in kept.items())
+    sweep.main(["--size", "32", "--per-cell", "2", "--out", str(tmp_path)])
+    assert all(c.stat().st_mtime_ns != t for c, t in kept.items())
+    assert len(json.loads(lost.read_text())["FBP"]["psnr"]) == 2
