@@ -8,7 +8,7 @@ Projections are (angle, row, col); chunks of line integrals (z, angle, col); vol
 from recon.io.center import find_center
 from recon.io.dxchange import write_dxchange
 from recon.io.fxi import write_fxi
-from recon.io.metadata import parse_pixel_size_nm
+from recon.io.metadata import AssumptionWarning, parse_pixel_size_nm
 from recon.io.nxtomo import write_nxtomo
 from recon.io.omezarr import create_volume, discard, finalize, open_volume, partial_path, write_volume
 from recon.io.preprocess import DataRepairWarning, line_integrals
@@ -16,7 +16,7 @@ from recon.io.readers import FORMATS, open_scan
 from recon.io.scan import HDF5Scan, RawChunk, ScanReader
 
 __all__ = [
-    "FORMATS", "DataRepairWarning", "HDF5Scan", "RawChunk", "ScanReader",
+    "FORMATS", "AssumptionWarning", "DataRepairWarning", "HDF5Scan", "RawChunk", "ScanReader",
     "create_volume", "discard", "finalize", "find_center", "line_integrals", "open_scan",
     "open_volume", "parse_pixel_size_nm", "partial_path", "write_dxchange", "write_fxi", "write_nxtomo",
     "write_volume",

@@ -10,6 +10,11 @@ import numpy as np
 
 from recon.errors import FlytomoError
 
+try:  # registers the filters detectors use (bitshuffle, LZ4, Blosc…) where installed
+    import hdf5plugin  # noqa: F401
+except ImportError:
+    pass
+
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
     """Open an HDF5 file read-only; FlytomoError for missing, empty, non-HDF5 or truncated files."""
@@ -47,6 +52,23 @@ def first_dataset(f: h5py.File, names: tuple[str, ...]) -> str | None:
         if isinstance(f.get(name), h5py.Dataset):
             return name
     return None
+
+
+def check_readable(ds: h5py.Dataset, path: Path) -> None:
+    """FlytomoError when the frames of ``ds`` cannot be read here: compressed with an HDF5
+    filter this installation lacks, or a virtual dataset whose source files are missing."""
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            raise FlytomoError(path, f"dataset '{ds.name}' is compressed with HDF5 filter {code} ({label or 'unknown'}), "
+                                     "which this installation cannot decode (pip install hdf5plugin)")
+    if ds.is_virtual:
+        for source in ds.virtual_sources():
+            name = source.file_name
+            if name != "." and not (path.parent / name).exists() and not Path(name).exists():
+                raise FlytomoError(path, f"dataset '{ds.name}' is virtual and its source file '{name}' is missing")
 
 
 def read_small(ds: h5py.Dataset, path: Path) -> np.ndarray:

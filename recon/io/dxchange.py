@@ -1,9 +1,15 @@
 """Data Exchange HDF5 files (APS/tomopy ``dxchange`` layout).
 
 ``/exchange/data`` (angle, row, col) projections, ``/exchange/data_white`` (k, row, col)
-flats, ``/exchange/data_dark`` (k, row, col) darks, ``/exchange/theta`` (angle,) degrees.
-Optional: root attributes or datasets ``scan_id``, ``scan_time``, ``energy_keV``,
-``pixel_size_nm``; blur information as for FXI (``blur_angle_deg``, ``angle_reference``).
+flats, ``/exchange/data_dark`` (k, row, col) darks, ``/exchange/theta`` (angle,) degrees (the
+spec; a ``units`` attribute, or values spanning ≤ 2π, mean radians). As
+``dxchange.read_aps_32id``: without theta the angles are taken evenly over 0–180° inclusive;
+without darks the dark level is 0; without flats the data must be normalised floats (warnings
+say so). Optional: root attributes or datasets ``scan_id``, ``scan_time``, ``energy_keV``,
+``pixel_size_nm``, else the APS places ``/process/acquisition/start_date``,
+``/measurement/instrument/monochromator/energy`` (keV) and
+``/measurement/instrument/detection_system/objective/resolution`` (µm unless its ``units``
+say otherwise); blur information as for FXI (``blur_angle_deg``, ``angle_reference``).
 """
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import h5py
 import numpy as np
 
 from recon.io._atomic import atomic_path
-from recon.io._h5 import dataset, read_small, write_stack
-from recon.io.metadata import as_float, exposure_middles, lookup, parse_pixel_size_nm, parse_time_s, record_blur
+from recon.io._h5 import dataset, first_dataset, write_stack
+from recon.io.metadata import (angles_in_degrees, as_float, assume, exposure_middles, lookup, parse_pixel_size_nm,
+                               parse_time_s, record_blur)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "dxchange"
@@ -30,26 +37,42 @@ def detect(f: h5py.File) -> bool:
 def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     """Reader for the open Data Exchange file ``f`` at ``path``."""
     path = Path(path)
-    theta = dataset(f, "exchange/theta", path, "rotation angles, degrees")
-    angles = read_small(theta, path).astype(np.float64).reshape(-1)
-    units = str(theta.attrs.get("units", "deg")).lower()
-    if units.startswith("rad"):
-        angles = np.rad2deg(angles)
+    if isinstance(f.get("exchange/theta"), h5py.Dataset):
+        angles = angles_in_degrees(f["exchange/theta"], path)
+    else:
+        n = int(dataset(f, "exchange/data", path, "projections").shape[0])
+        assume(path, f"no '/exchange/theta': {n} angles taken evenly over 0–180° inclusive (as dxchange does)")
+        angles = np.linspace(0.0, 180.0, n)
     scan_id = as_float(lookup(f, "scan_id"))
     meta: dict[str, Any] = {
         "scan_id": None if scan_id is None else int(scan_id),
-        "scan_time": parse_time_s(lookup(f, "scan_time")),
-        "energy_keV": as_float(lookup(f, "energy_keV")),
-        "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")),
+        "scan_time": parse_time_s(lookup(f, "scan_time", "process/acquisition/start_date")),
+        "energy_keV": as_float(lookup(f, "energy_keV", "measurement/instrument/monochromator/energy")),
+        "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or _resolution_nm(f),
     }
     angles = exposure_middles(f, angles, meta)
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("exchange/data", None, "projections"),
-        Stack("exchange/data_white", None, "flat fields"),
-        Stack("exchange/data_dark", None, "dark fields"),
+        _stack(f, "exchange/data_white", "flat fields"),
+        _stack(f, "exchange/data_dark", "dark fields"),
         angles, meta,
     )
+
+
+def _resolution_nm(f: h5py.File) -> float | None:
+    """The APS objective's resolution (sample pixel size), in nm."""
+    ds = f.get("measurement/instrument/detection_system/objective/resolution")
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
+        return None
+    return parse_pixel_size_nm(ds[()], ds.attrs.get("units", "um"))
+
+
+def _stack(f: h5py.File, name: str, what: str) -> Stack:
+    """The stack ``name``, or an absent one (name None) saying it is missing or empty."""
+    if not first_dataset(f, (name,)):
+        return Stack(None, what=f"'/{name}' is missing")
+    return Stack(name, None, what) if f[name].ndim != 3 or f[name].shape[0] > 0 else Stack(None, what=f"'/{name}' is empty")
 
 
 def write_dxchange(

@@ -2,7 +2,8 @@
 
 Datasets at the root: ``img_tomo`` (angle, row, col) counts; ``img_bkg`` (k, row, col) flats
 and ``img_dark`` (k, row, col) darks, or their averages ``img_bkg_avg`` / ``img_dark_avg``
-((row, col) or (1, row, col)) when the stacks are absent; ``angle`` (degrees); ``X_eng`` (keV);
+((row, col) or (1, row, col)) when the stacks are absent (no darks: dark level 0; no flats:
+normalised float data only); ``angle`` (degrees; values spanning ≤ 2π are radians); ``X_eng`` (keV);
 ``scan_id``; ``scan_time`` (s, scan start; scalar, array or text); ``Pixel Size`` (a number
 in nm or text such as "21.6nm"). Optional blur information (root attribute or dataset):
 ``blur_angle_deg``, or ``exposure_s`` × ``rotation_speed_deg_s``; ``angle_reference`` = "start"
@@ -17,10 +18,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from recon.errors import FlytomoError
 from recon.io._atomic import atomic_path
-from recon.io._h5 import dataset, first_dataset, read_small, write_stack
-from recon.io.metadata import as_float, exposure_middles, lookup, parse_pixel_size_nm, parse_time_s, record_blur
+from recon.io._h5 import dataset, first_dataset, write_stack
+from recon.io.metadata import (angles_in_degrees, as_float, exposure_middles, lookup, parse_pixel_size_nm,
+                               parse_time_s, record_blur)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "fxi"
@@ -31,20 +32,21 @@ def detect(f: h5py.File) -> bool:
     return isinstance(f.get("img_tomo"), h5py.Dataset)
 
 
-def _stack(f: h5py.File, path: Path, names: tuple[str, str], what: str) -> Stack:
+def _stack(f: h5py.File, names: tuple[str, str], what: str) -> Stack:
+    """The frame stack, else its average, else an absent stack (name None) saying so."""
     stack, avg = names
     if isinstance(f.get(stack), h5py.Dataset) and f[stack].ndim == 3 and f[stack].shape[0] > 0:
         return Stack(stack, None, what)
     if first_dataset(f, (avg,)):
         return Stack(avg, None, what)
     state = "has no frames" if stack in f else "is missing"
-    raise FlytomoError(path, f"dataset '{stack}' ({what}) {state}, and so is '{avg}'")
+    return Stack(None, what=f"'{stack}' {state}, and so is '{avg}'")
 
 
 def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     """Reader for the open FXI file ``f`` at ``path``."""
     path = Path(path)
-    angles = read_small(dataset(f, "angle", path, "rotation angles, degrees"), path).astype(np.float64).reshape(-1)
+    angles = angles_in_degrees(dataset(f, "angle", path, "rotation angles, degrees"), path)
     meta: dict[str, Any] = {
         "scan_id": _int_or_none(as_float(lookup(f, "scan_id"))),
         "scan_time": parse_time_s(lookup(f, "scan_time")),
@@ -55,8 +57,8 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("img_tomo", None, "projections"),
-        _stack(f, path, ("img_bkg", "img_bkg_avg"), "flat fields"),
-        _stack(f, path, ("img_dark", "img_dark_avg"), "dark fields"),
+        _stack(f, ("img_bkg", "img_bkg_avg"), "flat fields"),
+        _stack(f, ("img_dark", "img_dark_avg"), "dark fields"),
         angles, meta,
     )
 
@@ -100,6 +102,7 @@ def write_fxi(
         write_stack(f, "img_bkg_avg", flats.mean(axis=0, dtype=np.float64).astype(np.float32)[None], compression)
         write_stack(f, "img_dark_avg", darks.mean(axis=0, dtype=np.float64).astype(np.float32)[None], compression)
         f["angle"] = angles
+        f["angle"].attrs["units"] = "degrees"  # a narrow scan is then never taken for radians
         f["X_eng"] = float(energy_keV)
         f["scan_id"] = int(scan_id)
         f["scan_time"] = float(scan_time)

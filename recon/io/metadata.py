@@ -1,20 +1,39 @@
 """Scan metadata as beamline files record it: numbers that may be strings, bytes, 0-d or
-1-element arrays; pixel sizes with units; start times as seconds or dates; the blur angle."""
+1-element arrays; pixel sizes with units; rotation angles in degrees or radians; start times
+as seconds or dates; the blur angle."""
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from recon.errors import FlytomoError
 from recon.geometry import default_blur_angle
+from recon.io._h5 import read_small
 
 # nanometres per unit
-_UNITS = {"": 1.0, "nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3,
-          "mm": 1e6, "m": 1e9, "a": 0.1, "å": 0.1, "angstrom": 0.1, "pm": 1e-3}
+_UNITS = {"": 1.0, "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3,
+          "micron": 1e3, "microns": 1e3, "micrometer": 1e3, "micrometre": 1e3, "mm": 1e6, "millimeter": 1e6,
+          "millimetre": 1e6, "m": 1e9, "meter": 1e9, "metre": 1e9, "a": 0.1, "å": 0.1, "angstrom": 0.1, "pm": 1e-3}
+# degrees per unit of a rotation angle
+_ANGLE_UNITS = {"deg": 1.0, "degree": 1.0, "degrees": 1.0, "°": 1.0, "rad": 180.0 / math.pi,
+                "radian": 180.0 / math.pi, "radians": 180.0 / math.pi, "mrad": 0.18 / math.pi}
+
+
+class AssumptionWarning(UserWarning):
+    """A scan file lacks something (angle units, dark or flat fields, angles) and flytomo
+    assumed a stated default; the message names the file and the assumption."""
+
+
+def assume(path: Path, message: str) -> None:
+    """Warn (one line, naming the file) that a default was assumed for ``path``."""
+    warnings.warn(f"{path}: {message}", AssumptionWarning, stacklevel=3)
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s]*)\s*$")
 
 
@@ -49,27 +68,54 @@ def as_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def parse_pixel_size_nm(value: Any) -> float | None:
+def parse_pixel_size_nm(value: Any, units: Any = None) -> float | None:
     """Pixel size in nanometres from ``21.6``, ``"21.6nm"``, ``b"21.6 nm"``, ``"0.0216um"``…
 
-    A bare number is taken as nanometres (the FXI convention). None when unparseable.
+    ``units`` (such as an HDF5 ``units`` attribute: "m", "um", b"nm") applies to a value that
+    names no unit; a bare number without units is nanometres (the FXI convention). None when
+    unparseable.
     """
     text = as_text(value)
     if text is None:
-        return as_float(value)
+        number = as_float(value)
+        if number is None:
+            return None
+        text = repr(number)
     m = _NUMBER_UNIT.match(text)
     if not m:
         return None
-    factor = _UNITS.get(m.group(2).lower())
+    factor = _UNITS.get((m.group(2) or as_text(units) or "").lower())
     if factor is None:
         return None
     f = float(m.group(1)) * factor
     return f if math.isfinite(f) and f > 0 else None
 
 
+def angles_in_degrees(ds: h5py.Dataset, path: Path) -> np.ndarray:
+    """Rotation angles (n,) float64 in degrees from the dataset ``ds``, by its ``units``
+    attribute (degree/deg/°, rad/radian, mrad; text or bytes). Without units the values are
+    degrees (the Data Exchange, FXI and NXtomo convention) unless they span more than 0 and at
+    most 2π — no tomography turns only 6° — so they are radians, converted with a warning.
+    FlytomoError for units that are not an angle."""
+    values = read_small(ds, path).astype(np.float64).reshape(-1)
+    unit = as_text(ds.attrs.get("units"))
+    if unit:
+        factor = _ANGLE_UNITS.get(unit.lower())
+        if factor is None:
+            raise FlytomoError(path, f"dataset '{ds.name}' has units '{unit}', expected degrees or radians")
+        return values * factor
+    finite = values[np.isfinite(values)]
+    span = float(finite.max() - finite.min()) if finite.size > 1 else 0.0
+    if 0.0 < span <= 2.0 * math.pi * (1 + 1e-6):
+        assume(path, f"'{ds.name}' has no units and spans {span:.3f}: taken as radians ({math.degrees(span):.1f}°)")
+        return np.rad2deg(values)
+    return values
+
+
 def parse_time_s(value: Any) -> float | None:
     """Scan start time in seconds: a number (epoch or experiment clock), the first element of an
-    array, or a date string ("2021-11-16 10:00:00", ISO 8601; naive dates are taken as UTC)."""
+    array, or a date string ("2021-11-16 10:00:00", ISO 8601, or "May 29, 2019 19:20:21" as APS
+    Data Exchange files write it; naive dates are taken as UTC)."""
     f = as_float(value)
     if f is not None:
         return f
@@ -79,7 +125,10 @@ def parse_time_s(value: Any) -> float | None:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        return None
+        try:
+            when = datetime.strptime(text, "%b %d, %Y %H:%M:%S")
+        except ValueError:
+            return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.timestamp()

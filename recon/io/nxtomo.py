@@ -2,11 +2,16 @@
 
 The entry is the NXentry whose ``definition`` is "NXtomo" (else the first entry holding the
 standard paths). In it: frames ``instrument/detector/data`` (or ``data/data``), (frame, row,
-col); ``instrument/detector/image_key`` (or ``data/image_key``): 0 projection, 1 flat,
-2 dark, 3 invalid; ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in
-degrees unless its ``units`` attribute says radians. Optional metadata: ``start_time``
-(ISO date), ``instrument/beam/incident_energy`` (keV), ``instrument/detector/x_pixel_size``
-(with a ``units`` attribute), ``scan_id``; blur information as for FXI.
+col); ``instrument/detector/image_key_control`` where present (as tomoscan reads it: −1
+alignment, frames taken after the scan to check for drift, which are not projections of the
+scan), else ``image_key``: 0 projection, 1 flat, 2 dark, 3 invalid (alignment and invalid frames
+are skipped); ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in degrees
+unless its ``units`` attribute says radians. A file with several NXtomo entries (``entry0000``,
+``entry0001``…) is read from the first, with a warning. No darks: dark level 0; no flats:
+normalised float data only. Optional metadata: ``start_time`` (ISO date),
+``instrument/beam/incident_energy`` or ``beam/incident_energy`` (keV, or ``units``),
+``instrument/detector/x_pixel_size`` (with a ``units`` attribute), ``scan_id``; blur
+information as for FXI.
 Rows z0:z1 of the frames of one kind are read as one hyperslab per run of consecutive frames.
 """
 from __future__ import annotations
@@ -21,13 +26,15 @@ import numpy as np
 from recon.errors import FlytomoError
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, read_small, write_stack
-from recon.io.metadata import as_float, as_text, exposure_middles, lookup, parse_time_s, record_blur
+from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, exposure_middles, lookup,
+                               parse_pixel_size_nm, parse_time_s, record_blur)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "nxtomo"
-PROJECTION, FLAT, DARK, INVALID = 0, 1, 2, 3
+ALIGNMENT, PROJECTION, FLAT, DARK, INVALID = -1, 0, 1, 2, 3
 _DATA = ("instrument/detector/data", "data/data")
 _KEY = ("instrument/detector/image_key", "data/image_key")
+_CONTROL = ("instrument/detector/image_key_control", "data/image_key_control")
 _ANGLE = ("sample/rotation_angle", "data/rotation_angle")
 
 
@@ -53,44 +60,47 @@ def detect(f: h5py.File) -> bool:
 def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     """Reader for the open NXtomo file ``f`` at ``path``."""
     path = Path(path)
-    entry = _entries(f)[0]
+    entries = _entries(f)
+    entry = entries[0]
+    if len(entries) > 1:
+        others = ", ".join(e.name.strip("/") for e in entries[1:4]) + (" …" if len(entries) > 4 else "")
+        assume(path, f"{len(entries)} NXtomo entries: reading '{entry.name.strip('/')}' only (not {others})")
     names = {}
     for key, candidates, what in (("data", _DATA, "frames"), ("key", _KEY, "image_key"), ("angle", _ANGLE, "rotation angles")):
         found = first_dataset(entry, candidates)
         if found is None:
             raise FlytomoError(path, f"dataset '{entry.name.strip('/')}/{candidates[0]}' ({what}) is missing")
         names[key] = f"{entry.name}/{found}"
+    control = first_dataset(entry, _CONTROL)
+    if control is not None:
+        names["key"] = f"{entry.name}/{control}"
     frames = dataset(f, names["data"], path, "frames")
     if frames.ndim != 3:
         raise FlytomoError(path, f"dataset '{names['data']}' should be (frame, row, col), has shape {frames.shape}")
     n_frames = frames.shape[0]
     keys = read_small(dataset(f, names["key"], path), path).astype(np.int64).reshape(-1)
-    angle_ds = dataset(f, names["angle"], path)
-    angles_all = read_small(angle_ds, path).astype(np.float64).reshape(-1)
-    if str(angle_ds.attrs.get("units", "degree")).lower().startswith("rad"):
-        angles_all = np.rad2deg(angles_all)
+    angles_all = angles_in_degrees(dataset(f, names["angle"], path), path)
     if keys.size != n_frames:
         raise FlytomoError(path, f"'{names['key']}' has {keys.size} image keys for {n_frames} frames in '{names['data']}'")
     if angles_all.size != n_frames:
         raise FlytomoError(path, f"{angles_all.size} rotation angles for {n_frames} frames in '{names['data']}'")
-    unknown = ~np.isin(keys, (PROJECTION, FLAT, DARK, INVALID))
+    unknown = ~np.isin(keys, (ALIGNMENT, PROJECTION, FLAT, DARK, INVALID))
     if unknown.any():
-        raise FlytomoError(path, f"{int(unknown.sum())} frames have an image_key other than 0, 1, 2, 3")
+        raise FlytomoError(path, f"{int(unknown.sum())} frames in '{names['key']}' have a key other than -1, 0, 1, 2, 3")
     select = {k: np.nonzero(keys == k)[0] for k in (PROJECTION, FLAT, DARK)}
     meta: dict[str, Any] = {
         "scan_id": _int(lookup(entry, "scan_id")),
         "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time")),
-        "energy_keV": _with_units(entry, "instrument/beam/incident_energy", {"kev": 1.0, "ev": 1e-3}, "kev"),
-        "pixel_size_nm": _with_units(entry, "instrument/detector/x_pixel_size",
-                                     {"nm": 1.0, "um": 1e3, "µm": 1e3, "micron": 1e3, "mm": 1e6, "m": 1e9}, ""),
+        "energy_keV": _energy_keV(entry),
+        "pixel_size_nm": _pixel_size_nm(entry.get("instrument/detector/x_pixel_size")),
     }
     angles = exposure_middles(f, angles_all[select[PROJECTION]], meta)
     data = names["data"]
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack(data, select[PROJECTION], "projections"),
-        Stack(data, select[FLAT], "flat fields, image_key 1"),
-        Stack(data, select[DARK], "dark fields, image_key 2"),
+        _stack(data, select[FLAT], "flat fields", FLAT),
+        _stack(data, select[DARK], "dark fields", DARK),
         angles, meta,
     )
 
@@ -100,14 +110,26 @@ def _int(value: Any) -> int | None:
     return None if x is None else int(x)
 
 
-def _with_units(entry: h5py.Group, name: str, factors: dict[str, float], default_unit: str) -> float | None:
-    """A small number dataset converted by its ``units`` attribute (None if absent/unknown)."""
-    ds = entry.get(name)
+def _stack(data: str, frames: np.ndarray, what: str, key: int) -> Stack:
+    """The frames with image key ``key``, or an absent stack (name None) when there are none."""
+    return Stack(data, frames, f"{what}, image_key {key}") if frames.size else Stack(None, what=f"no frames with image_key {key}")
+
+
+def _energy_keV(entry: h5py.Group) -> float | None:
+    """Incident energy in keV (``units`` keV or eV; keV when absent), None if not recorded."""
+    ds = entry.get(first_dataset(entry, ("instrument/beam/incident_energy", "beam/incident_energy")) or "")
     if not isinstance(ds, h5py.Dataset) or ds.size != 1:
         return None
     value = as_float(ds[()])
-    unit = (as_text(ds.attrs.get("units")) or default_unit).lower()
-    return value * factors[unit] if value is not None and unit in factors else None
+    factor = {"kev": 1.0, "ev": 1e-3}.get((as_text(ds.attrs.get("units")) or "kev").lower())
+    return None if value is None or factor is None else value * factor
+
+
+def _pixel_size_nm(ds: object) -> float | None:
+    """x_pixel_size in nm by its ``units`` attribute (metres, NeXus' SI unit, when absent)."""
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
+        return None
+    return parse_pixel_size_nm(ds[()], ds.attrs.get("units", "m"))
 
 
 def write_nxtomo(

@@ -15,7 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from recon.errors import FlytomoError
-from recon.io._h5 import dataset, open_h5, read_rows
+from recon.io._h5 import check_readable, dataset, open_h5, read_rows
+from recon.io.metadata import assume
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,16 +62,27 @@ class Stack:
     """Where frames live: an HDF5 dataset (frame, row, col) or (row, col), and which frames.
 
     frames : sorted frame indices to use, or None for all frames of the dataset.
+    name None : the file has no such frames; one frame of ``fill`` stands in (dark 0, flat 1).
+    line_integrals : the dataset holds −log(transmission); reads return exp(−value).
     """
 
-    name: str
+    name: str | None
     frames: np.ndarray | None = None
     what: str = ""
+    fill: float = 0.0
+    line_integrals: bool = False
 
     def count(self, shape: tuple[int, ...]) -> int:
         if len(shape) == 2:
             return 1
         return shape[0] if self.frames is None else int(self.frames.size)
+
+    def read(self, f: Any, z0: int, z1: int, n_cols: int, path: Path) -> np.ndarray:
+        """Rows z0:z1 of the frames, (k, z1 − z0, col) float32 (counts or transmissions)."""
+        if self.name is None:
+            return np.full((1, z1 - z0, n_cols), self.fill, np.float32)
+        part = read_rows(dataset(f, self.name, path, self.what), self.frames, z0, z1, path)
+        return np.exp(-part) if self.line_integrals else part
 
 
 @dataclass
@@ -89,7 +101,12 @@ class HDF5Scan:
     @classmethod
     def checked(cls, path: str | os.PathLike, format: str, f: Any, tomo: Stack, flats: Stack,
                 darks: Stack, angles_deg: np.ndarray, metadata: dict[str, Any]) -> "HDF5Scan":
-        """Build after checking, in the open file ``f``, that the stacks and angles agree."""
+        """Build after checking, in the open file ``f``, that the stacks and angles agree.
+
+        A stack without a name is absent from the file (its ``what`` says which datasets are
+        missing). No darks: a dark level of 0, with a warning. No flats: the projections must
+        be float transmissions or line integrals (see :func:`normalized`).
+        """
         path = Path(path)
         ts = dataset(f, tomo.name, path, tomo.what)
         if ts.ndim != 3:
@@ -98,12 +115,20 @@ class HDF5Scan:
         n_angles = tomo.count(ts.shape)
         if n_angles == 0 or 0 in frame:
             raise FlytomoError(path, f"dataset '{tomo.name}' holds no projections (shape {ts.shape})")
+        check_readable(ts, path)
+        if flats.name is None:
+            tomo, flats, darks = normalized(ts, tomo, path, flats.what), Stack(None, fill=1.0), Stack(None)
+        elif darks.name is None:
+            assume(path, f"no dark fields ({darks.what}): dark level taken as 0")
         for stack, kind in ((flats, "flat"), (darks, "dark")):
+            if stack.name is None:
+                continue
             ds = dataset(f, stack.name, path, stack.what)
             if ds.ndim not in (2, 3) or tuple(ds.shape[-2:]) != frame:
                 raise FlytomoError(path, f"{kind} frames '{stack.name}' have shape {ds.shape}, projections are {frame} (row, col)")
             if stack.count(ds.shape) == 0:
                 raise FlytomoError(path, f"no {kind} frames in '{stack.name}'")
+            check_readable(ds, path)
         angles = np.asarray(angles_deg, dtype=np.float64).reshape(-1)
         if angles.size != n_angles:
             raise FlytomoError(path, f"{angles.size} angles for {n_angles} projections")
@@ -118,8 +143,7 @@ class HDF5Scan:
             raise FlytomoError(self.path, f"rows {z0}:{z1} are outside the scan (valid rows are 0:{n_rows}, z0 < z1)")
         z0, z1 = int(z0), int(z1)
         with open_h5(self.path) as f:
-            parts = [read_rows(dataset(f, s.name, self.path, s.what), s.frames, z0, z1, self.path)
-                     for s in (self.tomo, self.flats, self.darks)]
+            parts = [s.read(f, z0, z1, self.shape[2], self.path) for s in (self.tomo, self.flats, self.darks)]
         return RawChunk(*parts, source=str(self.path), z0=z0)
 
     def __enter__(self) -> "HDF5Scan":
@@ -127,6 +151,38 @@ class HDF5Scan:
 
     def __exit__(self, *exc: object) -> None:  # nothing held open between reads
         return None
+
+
+def normalized(ds: Any, tomo: Stack, path: Path, why: str) -> Stack:
+    """The projections of a file without flat fields, taken as already-normalised data.
+
+    Judged on the first, middle and last projection: float transmissions lie in [−0.1, 2]
+    with the outermost columns (outside the sample) ≈ 1; float line integrals are ≥ −0.1
+    with those columns ≈ 0. Either is accepted with a warning; anything else (counts
+    without flats) is a FlytomoError. ``why`` says which flat-field datasets are missing.
+    """
+    missing = f"no flat fields ({why})"
+    if not np.issubdtype(ds.dtype, np.floating):
+        raise FlytomoError(path, f"{missing}, and the projections '{tomo.name}' are {ds.dtype} counts: "
+                                 "cannot normalise them")
+    n = tomo.count(ds.shape)
+    picks = np.unique([0, n // 2, n - 1])
+    frames = picks if tomo.frames is None else tomo.frames[picks]
+    sample = np.concatenate([read_rows(ds, np.array([i]), 0, ds.shape[1], path) for i in frames])
+    edges = np.concatenate([sample[..., :2], sample[..., -2:]], axis=-1)
+    sample, edges = sample[np.isfinite(sample)], edges[np.isfinite(edges)]
+    if edges.size == 0:
+        raise FlytomoError(path, f"{missing}, and the projections sampled are all NaN or infinite")
+    lo, hi, edge = float(sample.min()), float(sample.max()), float(np.median(edges))
+    values = f"values {lo:.3g} to {hi:.3g}, {edge:.3g} at the detector edges"
+    if lo >= -0.1 and hi <= 2.0 and 0.7 <= edge <= 1.3:
+        assume(path, f"{missing}: taken as transmissions ({values})")
+        return tomo
+    if lo >= -0.1 and abs(edge) <= 0.2:
+        assume(path, f"{missing}: taken as line integrals ({values})")
+        return Stack(tomo.name, tomo.frames, tomo.what, line_integrals=True)
+    raise FlytomoError(path, f"{missing}, and the float projections ({values}) are neither transmissions "
+                             "(≈1 outside the sample) nor line integrals (≈0): cannot normalise them")
 
 
 def scan_arrays(path: Path, tomo: Any, flats: Any, darks: Any, angles_deg: Any
