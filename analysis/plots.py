@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.lines import Line2D
 
 from .table import atomic_write
@@ -49,14 +50,18 @@ def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
 
 def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame | None = None,
                        title: str | None = None) -> Path:
-    """Crack (and pore) volume fraction in % against mid-scan time; temperature on the right
-    axis — the log's full curve when ``log`` (time_s, temperature_C) is given, else the
-    scans' temperatures. Scans whose status is not ``ok`` are marked with grey crosses."""
+    """Crack (and pore) volume fraction in % against mid-scan time (against the scan index
+    when no scan has a time); temperature on the right axis — the log's full curve when
+    ``log`` (time_s, temperature_C) is given, else the scans' temperatures. Scans whose
+    status is not ``ok`` are marked with grey crosses."""
     fig = Figure(figsize=(8, 4.2))
     ax = fig.add_subplot(111)
     t = table["mid_time_s"].to_numpy(float)
     k, xlabel = _time_unit(np.concatenate([t, log["time_s"].to_numpy(float)]) if log is not None else t)
     x = t / k
+    if not np.isfinite(t).any():  # the files recorded no times: the scans in their order
+        x, xlabel = table["scan_index"].to_numpy(float), "scan (in order; the files record no times)"
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ok = (table["status"] == "ok").to_numpy()
     cf = table["crack_fraction"].to_numpy(float) * 100
     pf = table["pore_fraction"].to_numpy(float) * 100
@@ -103,7 +108,7 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
     time order by a faint line."""
     fig = Figure(figsize=(6.8, 4.6))
     ax = fig.add_subplot(111)
-    df = table[table["status"] == "ok"].sort_values("mid_time_s")
+    df = table[table["status"] == "ok"].sort_values(["mid_time_s", "scan_index"])
     T = df["temperature_C"].to_numpy(float)
     cf = df["crack_fraction"].to_numpy(float) * 100
     rate = df["heating_rate_C_per_min"].to_numpy(float)

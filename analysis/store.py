@@ -109,8 +109,9 @@ def open_store(path: str | Path) -> StoreInfo:
     """Open and check an experiment store; every problem is a one-line :class:`FlytomoError`.
 
     Checks: the path exists and is a zarr group; array ``0`` is (t, z, y, x) or (z, y, x)
-    and not empty; the root attribute ``flytomo.scans`` has one scan per time point, each
-    with a time (``start_time_s`` or ``mid_time_s``).
+    and not empty; the root attribute ``flytomo.scans`` has one scan per time point. A scan
+    without a time (``start_time_s`` or ``mid_time_s``; files of some tools record none) is
+    kept: the table leaves its times empty and the plots use the scan order.
     """
     path = Path(path)
     if not path.exists():
@@ -138,11 +139,6 @@ def open_store(path: str | Path) -> StoreInfo:
                                f"{nt - 1}")
     out = []
     for i, s in enumerate(scans):
-        start, mid, dur = scan_times(s)
-        if start is None and mid is None:
-            sid = s.get("scan_id", i)
-            raise FlytomoError(path, f"scan {sid} (time point {i}) has no time: neither "
-                               "start_time_s nor mid_time_s is set")
         s = dict(s)
         s.setdefault("index", i)
         out.append(s)

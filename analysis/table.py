@@ -111,6 +111,12 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
         df["heating_rate_C_per_min"] = rate
         return df
 
+    if not np.isfinite(mid).all():
+        i = int(np.flatnonzero(~np.isfinite(mid))[0])
+        raise FlytomoError(log_path or "temperature log",
+                           f"scan {df['scan_id'][i]} (index {df['scan_index'][i]}) has no time in its file, "
+                           "so it cannot be placed on the temperature log; analyse without the log "
+                           "(temperatures from the files) or use files that record scan times")
     lt = log["time_s"].to_numpy(float)
     lT = log["temperature_C"].to_numpy(float)
     dur = df["duration_s"].to_numpy(float)

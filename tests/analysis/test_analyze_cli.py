@@ -60,8 +60,13 @@ def test_store_without_times(tmp_path, capsys):
     assert main(["analyze", str(path)]) == 2
     assert "notimes.zarr" in _err_line(capsys)
     path = write_store(tmp_path / "notimes2.zarr", v[None], scans=[{"index": 0, "scan_id": 7}])
-    assert main(["analyze", str(path)]) == 2
-    assert "scan 7" in _err_line(capsys)
+    assert main(["analyze", str(path)]) == 0  # files of some tools record no time: scan order
+    capsys.readouterr()
+    log = write_log(tmp_path / "log.csv")
+    assert main(["analyze", str(path), "--temperature", str(log), "--out", str(tmp_path / "o")]) == 2
+    err = _err_line(capsys)
+    assert "log.csv" in err and "scan 7" in err and "no time" in err
+    assert not (tmp_path / "o" / "crack_table.csv").exists()
 
 
 def test_empty_store(tmp_path, capsys):

@@ -380,3 +380,30 @@ def test_init_and_recon_as_commands_on_foreign_files(tmp_path):
     r = flytomo("recon", "bad.h5", "--out", "v.zarr", "--method", "fbp")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.h5: no flat fields" in r.stderr
     assert not (tmp_path / "v.zarr").exists()
+
+
+def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path):
+    """FXI files that record no scan time: `flytomo run` analyses them against the scan order
+    (empty times, plots by index); with a temperature log `flytomo check` refuses in one line."""
+    import pandas as pd
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(2):
+        write_fxi_beamline(raw / f"scan_{i}.h5", FXI_ANGLES)
+    (raw / "log.csv").write_text("time_s,temperature_C\n0,25\n100,30\n")
+
+    def flytomo(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    r = flytomo("init", "raw/*.h5", "--out", "exp", "--method", "fbp", "--temperature", "raw/log.csv")
+    cfg = tmp_path / "exp" / "experiment.yaml"
+    r = flytomo("check", str(cfg))
+    assert r.returncode == 2 and "scan_0.h5 (+1 more) records no time" in r.stdout + r.stderr, r.stdout + r.stderr
+    cfg.write_text(re.sub(r"temperature_log: .*", "temperature_log: null", cfg.read_text()))
+    r = flytomo("run", str(cfg), "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = pd.read_csv(tmp_path / "exp" / "recon" / "experiment_analysis" / "crack_table.csv")
+    assert list(table["scan_index"]) == [0, 1] and table["mid_time_s"].isna().all()
+    assert (table["status"] == "ok").all()
+    assert (tmp_path / "exp" / "recon" / "experiment_analysis" / "crack_fraction_vs_time.png").stat().st_size > 10_000
