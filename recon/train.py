@@ -704,7 +704,9 @@ def _load_checkpoint(path: Path) -> dict:
 
 def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
     """Copy the weights of ``cfg.init`` (a flytomo model of the same architecture, input
-    kind and normalization) into ``model``; returns what the card records of it."""
+    kind and normalization) into ``model``; returns what the card records of it: name,
+    weights file and sha256, and ``steps``, all the training steps behind it (a fine-tuned
+    init's own ``init.steps`` included)."""
     from recon.weights import load_model
 
     loaded = load_model(cfg.init, input_kind=cfg.input_kind)
@@ -717,8 +719,9 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
         raise FlytomoError(cfg.init, "init model's architecture differs from this run's "
                            "'model' section") from None
     prov = loaded.provenance()
+    behind = int((loaded.card.get("init") or {}).get("steps") or 0)  # a fine-tuned init's own start
     return {"name": prov["name"], "weights": Path(cfg.init).name,
-            "weights_sha256": prov["weights_sha256"], "steps": prov["steps"]}
+            "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind}
 
 
 @torch.no_grad()

@@ -251,6 +251,9 @@ def test_init_starts_from_a_trained_model(tmp_path):
     assert start["val_psnr"] == pytest.approx(first.validation["val_psnr"], abs=1e-4)
     card = load_model(second.weights).card
     assert card["init"]["steps"] == 20 and len(card["init"]["weights_sha256"]) == 64
+    third = {**raw, "init": "b/tiny.safetensors", "run_dir": "d", "training": {**raw["training"], "steps": 5}}
+    third = load_model(train(*load_config(_write(tmp_path, third)), progress=False).weights)
+    assert third.card["init"]["steps"] == 30 and third.label.endswith("(30+5 steps)")  # all steps behind it
     raw["model"] = {**raw["model"], "nf": 12}
     cfg, run = load_config(_write(tmp_path, {**raw, "run_dir": "c"}))
     with pytest.raises(FlytomoError, match="architecture differs"):
