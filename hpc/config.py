@@ -454,14 +454,15 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     p = Path(cfg.temperature_log).expanduser()
     p = p if p.is_absolute() else base / p
     files, _ = resolve_scans(cfg.scans, base)
-    plans = survey_scans(files, log=read_temperature_log(p), scan_duration_s=cfg.scan_duration_s)
+    log = read_temperature_log(p)
+    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s)
     timeless = [s.path.name for s in plans if s.ok and s.start_time_s is None]
     if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
         more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""
         return [Problem("temperature_log", f"scan {timeless[0]}{more} records no time, so it cannot be "
                         "placed on the temperature log; set temperature_log: null to analyse against "
                         "the scan order", warning=not cfg.analysis.enabled)]
-    lines = uncovered_scans(plans, read_temperature_log(p))
+    lines = uncovered_scans(plans, log)
     if not lines:
         return []
     fatal = cfg.analysis.enabled and not cfg.analysis.extrapolate

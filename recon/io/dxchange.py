@@ -22,8 +22,8 @@ import numpy as np
 
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, write_stack
-from recon.io.metadata import (angles_in_degrees, as_float, assume, exposure_middles, lookup, parse_pixel_size_nm,
-                               parse_time_s, record_blur)
+from recon.io.metadata import (angles_in_degrees, as_float, assume, dataset_pixel_size_nm, exposure_middles,
+                               lookup, parse_pixel_size_nm, parse_time_s, record_blur)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "dxchange"
@@ -48,7 +48,8 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         "scan_id": None if scan_id is None else int(scan_id),
         "scan_time": parse_time_s(lookup(f, "scan_time", "process/acquisition/start_date")),
         "energy_keV": as_float(lookup(f, "energy_keV", "measurement/instrument/monochromator/energy")),
-        "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or _resolution_nm(f),
+        "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or dataset_pixel_size_nm(
+            f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's
     }
     angles = exposure_middles(f, angles, meta)
     return HDF5Scan.checked(
@@ -58,14 +59,6 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         _stack(f, "exchange/data_dark", "dark fields"),
         angles, meta,
     )
-
-
-def _resolution_nm(f: h5py.File) -> float | None:
-    """The APS objective's resolution (sample pixel size), in nm."""
-    ds = f.get("measurement/instrument/detection_system/objective/resolution")
-    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
-        return None
-    return parse_pixel_size_nm(ds[()], ds.attrs.get("units", "um"))
 
 
 def _stack(f: h5py.File, name: str, what: str) -> Stack:

@@ -91,6 +91,14 @@ def parse_pixel_size_nm(value: Any, units: Any = None) -> float | None:
     return f if math.isfinite(f) and f > 0 else None
 
 
+def dataset_pixel_size_nm(ds: object, default_units: str) -> float | None:
+    """Pixel size in nm from a one-value dataset, by its ``units`` attribute (``default_units``
+    when absent); None if ``ds`` is not such a dataset or the value cannot be read."""
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
+        return None
+    return parse_pixel_size_nm(ds[()], ds.attrs.get("units", default_units))
+
+
 def angles_in_degrees(ds: h5py.Dataset, path: Path) -> np.ndarray:
     """Rotation angles (n,) float64 in degrees from the dataset ``ds``, by its ``units``
     attribute (degree/deg/°, rad/radian, mrad; text or bytes). Without units the values are

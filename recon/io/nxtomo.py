@@ -26,8 +26,8 @@ import numpy as np
 from recon.errors import FlytomoError
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, read_small, write_stack
-from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, exposure_middles, lookup,
-                               parse_pixel_size_nm, parse_time_s, record_blur)
+from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, dataset_pixel_size_nm,
+                               exposure_middles, lookup, parse_time_s, record_blur)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "nxtomo"
@@ -92,7 +92,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         "scan_id": _int(lookup(entry, "scan_id")),
         "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time")),
         "energy_keV": _energy_keV(entry),
-        "pixel_size_nm": _pixel_size_nm(entry.get("instrument/detector/x_pixel_size")),
+        "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }
     angles = exposure_middles(f, angles_all[select[PROJECTION]], meta)
     data = names["data"]
@@ -123,13 +123,6 @@ def _energy_keV(entry: h5py.Group) -> float | None:
     value = as_float(ds[()])
     factor = {"kev": 1.0, "ev": 1e-3}.get((as_text(ds.attrs.get("units")) or "kev").lower())
     return None if value is None or factor is None else value * factor
-
-
-def _pixel_size_nm(ds: object) -> float | None:
-    """x_pixel_size in nm by its ``units`` attribute (metres, NeXus' SI unit, when absent)."""
-    if not isinstance(ds, h5py.Dataset) or ds.size != 1:
-        return None
-    return parse_pixel_size_nm(ds[()], ds.attrs.get("units", "m"))
 
 
 def write_nxtomo(
