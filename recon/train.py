@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from pydantic import (
     BaseModel,
@@ -96,6 +97,9 @@ class DataConfig(_Strict):
     method_options: dict[str, Any] = {}                  # options of the input method
     object_scale: tuple[float, float] = (1.0, 1.0)       # phantom diameter / field, per pair
     matrix: tuple[float, float] = (0.0, 0.0)             # faint medium around the sample, per pair
+    # where the medium may go: "outside" the sample's closed outline (never into its cracks,
+    # pores or cells), or every "empty" pixel (stages 3/3b: it also filled enclosed voids)
+    matrix_region: Literal["outside", "empty"] = "outside"
     patch: int = Field(64, ge=8)
 
     @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale", "matrix")
@@ -157,6 +161,9 @@ class OptimConfig(_Strict):
     lr_final: float = Field(0.01, ge=0, le=1)            # cosine ends at lr × lr_final
     warmup_steps: int = Field(0, ge=0)
     loss: Literal["l1", "mse"] = "l1"
+    # extra weight on thin dark gaps of the truth (cracks, pores; see crack_weights): a pixel
+    # that is a full gap in solid counts 1 + crack_weight times; 0 = the plain pixel loss
+    crack_weight: float = Field(0.0, ge=0)
     checkpoint_every: int = Field(100, ge=1)
     validate_every: int = Field(250, ge=1)
     amp: bool = True                                     # mixed precision, CUDA only
@@ -269,12 +276,31 @@ class SyntheticPairs:
         return inp.astype(np.float32), truth, {"kind": "synthetic"}
 
 
-def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+def sample_outline(sample: np.ndarray, closing_px: int = 5) -> np.ndarray:
+    """(n, n) bool: the sample's closed outline — its pixels above 1 % of the maximum, closed
+    by a disk of radius ``closing_px`` (bridges cracks up to ~2·closing_px wide where they
+    open at the surface) with every enclosed hole filled. Cracks, pores and cells lie inside."""
+    from scipy.ndimage import binary_closing, binary_fill_holes
+
+    r = int(closing_px)
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    solid = sample >= 0.01 * float(sample.max(initial=0.0))
+    if not solid.any():
+        return solid
+    padded = np.pad(solid, r + 1)  # closing must not stick to the field's border
+    closed = binary_closing(padded, structure=x * x + y * y <= r * r)[r + 1:-r - 1, r + 1:-r - 1]
+    return binary_fill_holes(closed | solid)
+
+
+def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Generator,
+            fill: str = "outside") -> np.ndarray:
     """(n, n) float32: a faint medium (binder, electrolyte, a support) filling a large region of
     the field around ``sample`` — an ellipse cut by a random line, inside the reconstruction
     disk, where the sample is empty — at attenuation ``level`` (drawn) × the sample's median
     non-zero value, with a smooth ±20 % texture. Real slices show one (the beamline slice in
-    ../shared); phantoms alone do not."""
+    ../shared); phantoms alone do not. ``fill="outside"`` keeps it out of the sample's
+    :func:`sample_outline` (a crack stays empty, as in a heating run); ``"empty"`` lets it
+    fill every empty pixel, enclosed voids too (stages 3/3b, which learned to grey cracks)."""
     from scipy.ndimage import gaussian_filter
 
     from recon.phantoms import support_mask
@@ -294,7 +320,10 @@ def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Gener
     region &= x * np.cos(phi) + y * np.sin(phi) <= d
     # white noise smoothed over σ = n/32 px has sd ≈ 1/(2√π σ) ≈ 0.28/σ: × 3.5 σ gives sd ≈ 1
     texture = 1 + 0.2 * gaussian_filter(rng.standard_normal((n, n)), n / 32) * (n / 32) * 3.5
-    out = value * region * support_mask(n) * empty * np.clip(texture, 0.6, 1.4)
+    where = region & support_mask(n) & empty
+    if fill == "outside":
+        where &= ~sample_outline(sample)
+    out = value * where * np.clip(texture, 0.6, 1.4)
     return out.astype(np.float32)
 
 
@@ -357,7 +386,8 @@ class SimulatedPairs:
             a = (n - m) // 2
             out[a:a + m, a:a + m] = make_phantom(family, m, seed)
         if self.data.matrix[1] > 0:
-            out += _matrix(out, self.data.matrix, np.random.default_rng([seed, 8]))
+            out += _matrix(out, self.data.matrix, np.random.default_rng([seed, 8]),
+                           self.data.matrix_region)
         return out
 
     def group(self, group: int) -> list:
@@ -724,6 +754,33 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
             "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind}
 
 
+def crack_weights(truth: torch.Tensor, crack_weight: float, width_px: int = 5) -> torch.Tensor:
+    """(b, 1, h, w) loss weights ≥ 1 from a truth batch of the same shape: 1 + crack_weight ×
+    the relative black top-hat of the truth, (closing − truth) / closing, over a
+    ``width_px`` square — near 1 inside a crack or pore narrower than ``width_px`` cut into
+    solid, 0 on solid, on open background and along the sample's convex outline."""
+    k, pad = int(width_px), int(width_px) // 2
+    closed = -F.max_pool2d(-F.max_pool2d(truth, k, 1, pad), k, 1, pad)  # dilation then erosion
+    floor = 0.05 * closed.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    gap = ((closed - truth).clamp_min(0) / torch.maximum(closed, floor)).clamp(0, 1)
+    return 1.0 + float(crack_weight) * gap
+
+
+def pixel_loss(kind: str, crack_weight: float = 0.0):
+    """``loss(out, truth)``, both (b, 1, h, w): mean L1 (``"l1"``) or squared (``"mse"``) error,
+    weighted by :func:`crack_weights` when ``crack_weight`` > 0."""
+    power = 1 if kind == "l1" else 2
+
+    def loss(out: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        err = (out - truth).abs() ** power
+        if crack_weight <= 0:
+            return err.mean()
+        w = crack_weights(truth, crack_weight)
+        return (w * err).sum() / w.sum()
+
+    return loss
+
+
 @torch.no_grad()
 def _validate(model, xv, yv, scale, truths, loss_fn, device, batch) -> dict:
     from recon import metrics
@@ -735,7 +792,7 @@ def _validate(model, xv, yv, scale, truths, loss_fn, device, batch) -> dict:
         xb = torch.from_numpy(xv[i:i + batch, None]).to(device)
         outs.append(model(xb).float().cpu())
     out = torch.cat(outs)[:, 0]
-    loss = float(loss_fn(out, torch.from_numpy(yv)))
+    loss = float(loss_fn(out[:, None], torch.from_numpy(yv)[:, None]))
     phys = out.numpy() * scale[:, None, None]
     psnrs = [metrics.psnr(p, t) for p, t in zip(phys, truths)]
     ssims = [metrics.ssim(p, t) for p, t in zip(phys, truths)]
@@ -855,7 +912,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     use_amp = opt_cfg.amp and device.type == "cuda"
     amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    loss_fn = torch.nn.L1Loss() if opt_cfg.loss == "l1" else torch.nn.MSELoss()
+    loss_fn = pixel_loss(opt_cfg.loss, opt_cfg.crack_weight)
 
     log_path = run_dir / "metrics.jsonl"
     step, wall_before = 0, 0.0

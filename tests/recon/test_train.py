@@ -234,8 +234,47 @@ def test_matrix_fills_the_empty_field_faintly():
         solid = bare >= 0.01 * bare.max()
         assert not added[solid].any() and not added[~support_mask(64)].any()
         assert added.max() <= 0.2 * 1.4 * np.median(bare[solid]) + 1e-7
-        assert (added > 0).mean() > 0.05  # a real region, not a few pixels
+        assert (added > 0).mean() > 0.02  # a real region, not a few pixels
         assert np.array_equal(with_matrix, src._phantom("cracked", seed))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("recon.phantoms") is None,
+                    reason="phantom module not available")
+def test_matrix_stays_out_of_cracks_and_cells():
+    """The default medium never enters the sample's outline: a crack or an enclosed cell
+    stays empty (the old "empty" fill greyed them, and models trained on it greyed cracks)."""
+    from recon.phantoms import make_phantom
+    from recon.train import DataConfig, SimulatedPairs, sample_outline
+
+    n = 96
+    outside = SimulatedPairs(DataConfig(image_size=n, matrix=(0.3, 0.3), patch=16), "fbp", seed0=0)
+    anywhere = SimulatedPairs(DataConfig(image_size=n, matrix=(0.3, 0.3), matrix_region="empty",
+                                         patch=16), "fbp", seed0=0)
+    filled_before = 0
+    for family in ("network", "cracked", "radial"):
+        for seed in range(3):
+            bare = make_phantom(family, n, seed)
+            inside = sample_outline(bare)
+            assert inside.mean() < 0.95
+            added = outside._phantom(family, seed) - bare
+            assert not added[inside].any()
+            filled_before += int(((anywhere._phantom(family, seed) - bare)[inside] > 0).sum())
+    assert filled_before > 100  # the old fill did enter the outline
+
+
+def test_sample_outline_fills_holes_and_bridges_cracks():
+    from recon.train import sample_outline
+
+    img = np.zeros((64, 64), np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 <= 20 ** 2
+    img[disk] = 1.0
+    img[(yy - 32) ** 2 + (xx - 32) ** 2 <= 5 ** 2] = 0.0  # an enclosed pore
+    img[30:33, 32:] = 0.0                                  # a 3-px crack open to the surface
+    outline = sample_outline(img)
+    assert not (outline & ~disk).any()
+    assert outline[(yy - 32) ** 2 + (xx - 32) ** 2 <= 18 ** 2].all()  # pore and crack inside
+    assert (disk & ~outline).sum() <= 6  # at most the crack's mouth at the surface
 
 
 def test_init_starts_from_a_trained_model(tmp_path):
@@ -349,7 +388,7 @@ def test_shipped_models_are_reproducible_from_their_configs():
     """Every shipped model's card records the config that made it: the job file in jobs/
     resolves to the same training, data, input and architecture."""
     from recon.rrdb import build_model
-    from recon.train import DataConfig
+    from recon.train import DataConfig, OptimConfig
     from recon.weights import default_weights_path
 
     for kind, job in (("mlem-flyscan", "train-mlem-wide.yaml"),):
@@ -364,6 +403,28 @@ def test_shipped_models_are_reproducible_from_their_configs():
                         if k in data or v != defaults[k]}
         training = {k: v for k, v in card["training"].items()
                     if k not in ("seed", "optimizer", "device", "mixed_precision")}
-        assert training == cfg.training.model_dump(mode="json") and card["steps"] == cfg.training.steps
+        t_defaults = OptimConfig().model_dump(mode="json")
+        assert training == {k: v for k, v in cfg.training.model_dump(mode="json").items()
+                            if k in training or v != t_defaults[k]}
+        assert card["steps"] == cfg.training.steps
         if cfg.init:  # a fine-tune: its starting model is the export of another job file
             assert card["init"]["weights"] == Path(cfg.init).name
+
+
+def test_crack_weights_mark_thin_gaps_in_solid_only():
+    from recon.train import crack_weights, pixel_loss
+
+    t = torch.zeros(1, 1, 48, 48)
+    t[0, 0, 8:40, 8:40] = 2.0          # a solid square on open background
+    t[0, 0, 8:40, 23:25] = 0.0         # a 2-px crack through it
+    w = crack_weights(t, 4.0)
+    assert torch.allclose(w[0, 0, 20, 23:25], torch.tensor(5.0))   # full weight in the crack
+    assert torch.allclose(w[0, 0, 20, 12], torch.tensor(1.0))      # solid
+    assert torch.allclose(w[0, 0, 2, 2], torch.tensor(1.0))        # open background
+    assert torch.allclose(w[0, 0, 20, 8], torch.tensor(1.0))       # the square's edge
+    assert torch.equal(crack_weights(t, 0.0), torch.ones_like(t))
+    out = t + 0.1
+    assert torch.isclose(pixel_loss("l1")(out, t), torch.tensor(0.1))
+    assert torch.isclose(pixel_loss("l1", 4.0)(out, t), torch.tensor(0.1))  # uniform error: same
+    out[0, 0, 8:40, 23:25] += 0.5      # error only in the crack costs more when weighted
+    assert pixel_loss("l1", 4.0)(out, t) > pixel_loss("l1")(out, t)
