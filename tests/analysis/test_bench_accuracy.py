@@ -1,7 +1,6 @@
 """Smoke test of bench/analysis_accuracy.py on a tiny simulate-experiment-like folder."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,16 +8,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .synth import cracked_particle, write_store
+from tests.bench import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "analysis_accuracy.py"
+from .synth import cracked_particle, write_store
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("analysis_accuracy", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("analysis_accuracy")
 
 
 def test_bench_prints_mae_per_method(tmp_path, capsys):

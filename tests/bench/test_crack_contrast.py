@@ -1,20 +1,18 @@
 """The crack-contrast bench: the truth scores 1, a blur that greys cracks scores below 1, a
 model file runs end to end."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from tests.bench import load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("crack_contrast", ROOT / "bench" / "crack_contrast.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("crack_contrast")
 
 
 def test_deficit_is_one_for_the_truth_and_falls_with_blur():

@@ -1,17 +1,15 @@
 """The inference benchmark counts the multiply-adds a forward pass really runs."""
-import importlib.util
 from pathlib import Path
 
 from recon.rrdb import build_model
+
+from tests.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("inference", ROOT / "bench" / "inference.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("inference")
 
 
 def test_macs_per_pixel_counts_the_convs_the_forward_runs():

@@ -1,17 +1,14 @@
 """The Table-1 bench runs end to end on a tiny size and its rows are ordered as physics says."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from tests.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quality_table_rows_and_yardstick(tmp_path):
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "bench" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = load_bench("quality")
     out = tmp_path / "q.json"
     quality.main(["--size", "64", "--per-family", "1", "--photons", "200", "--iterations", "30",
                   "--reference-blur", "0.5", "2", "--json", str(out)])

@@ -1,5 +1,4 @@
 """The real slice becomes a phantom: in the disk, non-negative, scaled like the test phantoms."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -8,15 +7,14 @@ import pytest
 from recon.phantoms import densest_ray, support_mask
 from recon.weights import seed_checkpoint_path
 
+from tests.bench import load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 TIFF = seed_checkpoint_path().with_name("img_test.tiff")
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("real_particle", ROOT / "bench" / "real_particle.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("real_particle")
 
 
 @pytest.mark.skipif(not TIFF.is_file(), reason="../shared/data/seed-model/img_test.tiff not present")

@@ -1,16 +1,14 @@
 """The robustness sweep runs end to end on a tiny size (the documented run is larger)."""
-import importlib.util
 import json
 from pathlib import Path
+
+from tests.bench import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sweep():
-    spec = importlib.util.spec_from_file_location("sweep", ROOT / "bench" / "sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    return sweep
+    return load_bench("sweep")
 
 
 def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
