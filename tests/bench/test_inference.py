@@ -1,11 +1,7 @@
 """The inference benchmark counts the multiply-adds a forward pass really runs."""
-from pathlib import Path
-
 from recon.rrdb import build_model
 
 from tests.bench import load_bench
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():

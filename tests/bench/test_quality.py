@@ -1,10 +1,7 @@
 """The Table-1 bench runs end to end on a tiny size and its rows are ordered as physics says."""
 import json
-from pathlib import Path
 
 from tests.bench import load_bench
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quality_table_rows_and_yardstick(tmp_path):

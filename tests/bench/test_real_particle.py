@@ -1,6 +1,4 @@
 """The real slice becomes a phantom: in the disk, non-negative, scaled like the test phantoms."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -9,7 +7,6 @@ from recon.weights import seed_checkpoint_path
 
 from tests.bench import load_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 TIFF = seed_checkpoint_path().with_name("img_test.tiff")
 
 

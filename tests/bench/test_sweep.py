@@ -1,10 +1,7 @@
 """The robustness sweep runs end to end on a tiny size (the documented run is larger)."""
 import json
-from pathlib import Path
 
 from tests.bench import load_bench
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sweep():
