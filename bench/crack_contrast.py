@@ -33,6 +33,8 @@ from recon.phantoms import heating_particle, particle_mask
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
 from recon.weights import load_model
 
+from hpc.experiment_sim import SimSettings
+
 
 def crack_slices(size: int, seeds: range = range(3)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(truth, crack mask, particle mask), each (k, size, size): every size/16-th slice of the
@@ -57,17 +59,19 @@ def crack_deficit(images: np.ndarray, cracks: np.ndarray, envelope: np.ndarray, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model paths (flytomo models on mlem-flyscan input)")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--photons", type=float, default=5000.0)
-    ap.add_argument("--blur", type=float, default=1.5)
+    default = SimSettings()  # scanned as `flytomo simulate-experiment` scans
+    ap.add_argument("--size", type=int, default=default.size)
+    ap.add_argument("--photons", type=float, default=default.i0)
+    ap.add_argument("--blur", type=float, default=default.blur_angle_deg)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     truth, cracks, envelope = crack_slices(args.size)
-    n_angles = int(round(1.5 * args.size))
-    angles = (np.arange(n_angles) + 0.5) * 180.0 / n_angles
-    scan = simulate_flyscan(truth, angles, args.blur, args.photons, n_sub=8, seed=1)
+    sim = SimSettings(size=args.size, i0=args.photons, blur_angle_deg=args.blur)
+    angles = sim.angles_deg()
+    n_angles = angles.size
+    scan = simulate_flyscan(truth, angles, sim.blur_angle_deg, sim.i0, dark=sim.dark, n_sub=sim.n_sub, seed=1)
     geometry = ScanGeometry.create(angles, args.size, blur_angle_deg=args.blur)
     mlem = reconstruct(line_integrals_from_counts(scan), geometry, "mlem-flyscan")
     solid = float(np.median(truth[truth > 0]))

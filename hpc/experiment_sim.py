@@ -125,6 +125,11 @@ class SimSettings:
     method: str = "mlem-flyscan"
     rows_per_chunk: int | None = None  # default size // 4
 
+    def angles_deg(self) -> np.ndarray:
+        """(n_angles,) float64: the exposure middles over a half turn, in degrees."""
+        n = self.n_angles or int(round(1.5 * self.size))
+        return (np.arange(n) + 0.5) * 180.0 / n
+
 
 @dataclass
 class SimulatedExperiment:
@@ -168,8 +173,8 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
     segments, spacing, starts = program(s.n_scans)
     mids = starts + SCAN_DURATION_S / 2
     levels = crack_levels(segments, mids)
-    n_angles = s.n_angles or int(round(1.5 * s.size))
-    angles = (np.arange(n_angles) + 0.5) * 180.0 / n_angles  # exposure middles over a half turn
+    angles = s.angles_deg()
+    n_angles = angles.size
     geometry = ScanGeometry.create(angles, s.size, blur_angle_deg=s.blur_angle_deg)
     forward = FlyScanTransmission(geometry, s.n_sub)  # built once, used for every scan
 

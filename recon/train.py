@@ -276,6 +276,12 @@ class SyntheticPairs:
         return inp.astype(np.float32), truth, {"kind": "synthetic"}
 
 
+def _solid(sample: np.ndarray) -> np.ndarray:
+    """(n, n) bool: the sample's pixels, those at ≥ 1 % of its maximum (phantoms carry a
+    ~1e-4 relative floor where they are empty)."""
+    return sample >= 0.01 * float(sample.max(initial=0.0))
+
+
 def sample_outline(sample: np.ndarray, closing_px: int = 5) -> np.ndarray:
     """(n, n) bool: the sample's closed outline — its pixels above 1 % of the maximum, closed
     by a disk of radius ``closing_px`` (bridges cracks up to ~2·closing_px wide where they
@@ -284,7 +290,7 @@ def sample_outline(sample: np.ndarray, closing_px: int = 5) -> np.ndarray:
 
     r = int(closing_px)
     y, x = np.mgrid[-r:r + 1, -r:r + 1]
-    solid = sample >= 0.01 * float(sample.max(initial=0.0))
+    solid = _solid(sample)
     if not solid.any():
         return solid
     padded = np.pad(solid, r + 1)  # closing must not stick to the field's border
@@ -306,10 +312,9 @@ def _matrix(sample: np.ndarray, level: tuple[float, float], rng: np.random.Gener
     from recon.phantoms import support_mask
 
     n = sample.shape[0]
-    positive = sample[sample > 0]
-    if positive.size == 0:
+    if not (sample > 0).any():
         return np.zeros_like(sample)
-    empty = sample < 0.01 * float(np.max(positive))  # phantoms carry a ~1e-4 relative floor
+    empty = ~_solid(sample)
     value = float(rng.uniform(*level)) * float(np.median(sample[~empty]))
     y, x = (np.mgrid[:n, :n] - (n - 1) / 2.0) / (n / 2.0)
     t = rng.uniform(0, np.pi)
