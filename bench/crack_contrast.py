@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.ndimage import binary_dilation
 
+from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.infer import apply_model
 from recon.methods import reconstruct
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:  # a bad model is refused before the scans are simulated
+        models = [(str(spec), load_model(spec, input_kind="mlem-flyscan")) for spec in args.models]
+    except FlytomoError as err:
+        print(f"crack_contrast: error: {err}", file=sys.stderr)
+        return 2
 
     truth, cracks, envelope = crack_slices(args.size)
     sim = SimSettings(size=args.size, i0=args.photons, blur_angle_deg=args.blur)
@@ -79,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [{"method": "modified MLEM", "deficit_ratio": crack_deficit(mlem, cracks, envelope, solid) / reference,
              "psnr": float(np.mean([psnr(m, t) for m, t in zip(mlem, truth)]))}]
-    for spec in args.models:
-        loaded = load_model(spec, input_kind="mlem-flyscan")
+    for name, loaded in models:
         out = apply_model(loaded.model, mlem, normalization=loaded.card["normalization"])
-        rows.append({"method": str(spec), "deficit_ratio": crack_deficit(out, cracks, envelope, solid) / reference,
+        rows.append({"method": name, "deficit_ratio": crack_deficit(out, cracks, envelope, solid) / reference,
                      "psnr": float(np.mean([psnr(o, t) for o, t in zip(out, truth)]))})
     print(f"{len(truth)} slices of {args.size}², {int(cracks.sum())} crack pixels, {n_angles} projections, "
           f"{args.blur}° blur, I0 {args.photons:g}")

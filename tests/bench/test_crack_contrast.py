@@ -33,3 +33,9 @@ def test_bench_runs_on_the_shipped_model(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["method"] for r in rows][0] == "modified MLEM" and len(rows) == 2
     assert 0.5 < rows[0]["deficit_ratio"] < 1.5 and all(np.isfinite(r["psnr"]) for r in rows)
+
+
+def test_a_missing_model_is_one_line_and_exit_2(tmp_path, capsys):
+    assert _bench().main([str(tmp_path / "nope.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.safetensors" in err and "\n" not in err
