@@ -5,7 +5,9 @@ standard paths). In it: frames ``instrument/detector/data`` (or ``data/data``), 
 col); ``instrument/detector/image_key_control`` where present (as tomoscan reads it: −1
 alignment, frames taken after the scan to check for drift, which are not projections of the
 scan), else ``image_key``: 0 projection, 1 flat, 2 dark, 3 invalid (alignment and invalid frames
-are skipped); ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in degrees
+are skipped; without ``image_key_control``, projections at the end that step back to angles the
+scan already took are taken as alignment frames and skipped, with a warning: see
+:func:`return_frames`); ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in degrees
 unless its ``units`` attribute says radians. A file with several NXtomo entries (``entry0000``,
 ``entry0001``…) is read from the first, with a warning. No darks: dark level 0; no flats:
 normalised float data only. Optional metadata: ``start_time`` (ISO date),
@@ -88,6 +90,14 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     if unknown.any():
         raise FlytomoError(path, f"{int(unknown.sum())} frames in '{names['key']}' have a key other than -1, 0, 1, 2, 3")
     select = {k: np.nonzero(keys == k)[0] for k in (PROJECTION, FLAT, DARK)}
+    if control is None:
+        n_back = return_frames(angles_all[select[PROJECTION]], select[PROJECTION])
+        if n_back:
+            back = angles_all[select[PROJECTION][-n_back:]]
+            assume(path, f"no image_key_control: the last {n_back} projections step back to angles already "
+                         f"taken ({', '.join(f'{a:g}' for a in back[:5])}{' …' if n_back > 5 else ''}°): "
+                         "taken as alignment frames, not used")
+            select[PROJECTION] = select[PROJECTION][:-n_back]
     meta: dict[str, Any] = {
         "scan_id": _int(lookup(entry, "scan_id")),
         "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time")),
@@ -103,6 +113,39 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         _stack(data, select[DARK], "dark fields", DARK),
         angles, meta,
     )
+
+
+def return_frames(angles_deg: np.ndarray, frames: np.ndarray | None = None) -> int:
+    """How many projections at the end of a scan are alignment ('return') frames.
+
+    angles_deg : (n,) rotation angles of the image_key-0 frames in frame order, degrees.
+    frames : (n,) their frame indices in the file, or None.
+    A candidate tail starts at the first step against the rotation direction (the sign of
+    the median step) or, with ``frames``, at the last run of consecutive frames after other
+    frames (flats at the end, then return frames). The longest candidate counts when it is
+    short (at most max(10, 10 % of n) frames), steps back somewhere, and lies within the
+    angles the rest of the scan covered (± one step). Else 0: a scan stored wrapped at 360°,
+    back and forth, or with flats every few frames is kept whole.
+    """
+    a = np.asarray(angles_deg, dtype=np.float64).reshape(-1)
+    if a.size < 4 or not np.all(np.isfinite(a)):
+        return 0
+    d = np.diff(a)
+    direction, step = np.sign(np.median(d)), float(np.median(np.abs(d)))
+    if direction == 0:
+        return 0
+    starts = [int(i) + 1 for i in np.nonzero(direction * d < 0)[0][:1]]
+    if frames is not None:
+        gaps = np.nonzero(np.diff(np.asarray(frames).reshape(-1)) > 1)[0]
+        starts += [int(gaps[-1]) + 1] if gaps.size else []
+    for start in sorted(starts):
+        run, tail = a[:start], a[start:]
+        short = tail.size <= max(10, 0.1 * a.size)
+        steps_back = np.any(direction * np.diff(np.r_[run[-1], tail]) < 0)
+        inside = np.all((tail >= run.min() - step) & (tail <= run.max() + step))
+        if short and steps_back and inside:
+            return int(tail.size)
+    return 0
 
 
 def _int(value: Any) -> int | None:

@@ -231,6 +231,8 @@ LAYOUTS = {
     "nxtomo-alignment-and-mid-flats": (lambda p: write_nxtomo_nxtomomill(p, HALF), HALF, None),
     "nxtomo-radians": (lambda p: write_nxtomo_nxtomomill(p, HALF, units="rad"), HALF, None),
     "nxtomo-invalid-frames": (lambda p: write_nxtomo_nxtomomill(p, HALF, invalid=True), HALF, None),
+    "nxtomo-alignment-without-control": (lambda p: write_nxtomo_nxtomomill(p, HALF, control=False), HALF,
+                                         "no image_key_control: the last 3 projections step back.*180, 90, 0"),
     "nxtomo-two-entries": (lambda p: write_nxtomo_nxtomomill(p, HALF, entries=2), HALF,
                            "2 NXtomo entries: reading 'entry0000' only"),
 }
@@ -281,6 +283,26 @@ def test_nxtomo_alignment_frames_are_not_projections(tmp_path):
     np.testing.assert_array_equal(chunk.tomo, data[control == 0])
     np.testing.assert_array_equal(chunk.flats, data[key == 1])
     assert chunk.flats.shape[0] == 6 and chunk.darks.shape[0] == 4
+
+
+_AFTER_FLATS = np.r_[np.arange(N_ANGLES), N_ANGLES + 2 + np.arange(3)]  # frame indices: flats, then 3 frames
+
+
+@pytest.mark.parametrize("angles, frames, expected", [
+    (np.r_[HALF, 180.0, 90.0, 0.0], _AFTER_FLATS, 3),       # nxtomomill's return frames, after the last flats
+    (np.r_[HALF, 180.0, 90.0, 0.0], None, 2),               # without frame indices: from the first step back
+    (np.r_[FXI_ANGLES, -90.0, 0.0, 90.0], None, 2),         # the same on a descending scan
+    (np.r_[HALF, 90.0, 45.0, 0.0], None, 3),
+    (HALF, None, 0),                                        # no alignment frames
+    (np.r_[HALF, 178.0, 180.0], _AFTER_FLATS[:-1], 0),      # a last run after flats that goes on: kept
+    (np.r_[FULL[5:], FULL[:5]] % 360.0, None, 0),           # a 360° scan stored wrapped: kept
+    (np.r_[HALF, HALF[::-1]], None, 0),                     # back and forth: too long to be alignment
+    (np.r_[HALF[10:], -30.0, -40.0], None, 0),              # a tail outside the scan's angles: kept
+    (np.r_[HALF[:40], HALF[39], HALF[40:]], None, 0),       # a repeated angle is not a step back
+])
+def test_return_frames_counts_only_short_tails_back_into_the_scan(angles, frames, expected):
+    from recon.io.nxtomo import return_frames
+    assert return_frames(angles, frames) == expected
 
 
 # ------------------------------------------------------------------ refused with one line
