@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.lines import Line2D
 
-from .table import atomic_write
+from .table import atomic_write, clock_origin
 
 __all__ = ["plot_crack_vs_time", "plot_crack_vs_temperature", "plot_montage"]
 
@@ -57,8 +57,10 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     fig = Figure(figsize=(8, 4.2))
     ax = fig.add_subplot(111)
     t = table["mid_time_s"].to_numpy(float)
+    origin, since = clock_origin(table["start_time_s"].to_numpy(float))
     k, xlabel = _time_unit(np.concatenate([t, log["time_s"].to_numpy(float)]) if log is not None else t)
-    x = t / k
+    xlabel += f" since {since}" if since else ""
+    x = (t - origin) / k
     if not np.isfinite(t).any():  # the files recorded no times: the scans in their order
         x, xlabel = table["scan_index"].to_numpy(float), "scan (in order; the files record no times)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -84,7 +86,7 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     ax2 = ax.twinx()
     temp_label = "temperature"
     if log is not None:
-        ax2.plot(log["time_s"].to_numpy(float) / k, log["temperature_C"], "-", color=TEMP_COLOR, lw=1.2,
+        ax2.plot((log["time_s"].to_numpy(float) - origin) / k, log["temperature_C"], "-", color=TEMP_COLOR, lw=1.2,
                  alpha=0.9)
         temp_label = "temperature (log)"
     tc = table["temperature_C"].to_numpy(float)

@@ -22,7 +22,7 @@ from recon.errors import FlytomoError
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
 from .segment import SegmentationParams, segment_volume
 from .store import open_store
-from .table import atomic_write, build_table, read_temperature_log, scan_temperatures, write_table
+from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store",
            "default_out_dir", "PLOTS"]
@@ -186,12 +186,14 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
                                                         title=f"{name}{method}: crack fraction vs temperature")
         frames = []
         by_t = {r["t"]: r for r in results}
+        origin, _ = clock_origin(table["start_time_s"].to_numpy(float))
         for t in sorted(show):
             r = by_t.get(t)
             if r is None or "slice" not in r:
                 continue
             row = table.iloc[t]
-            label = (f"scan {row['scan_id']}  t={row['mid_time_s']:.0f} s\n"
+            when = f"  t={row['mid_time_s'] - origin:.0f} s" if np.isfinite(row["mid_time_s"]) else ""
+            label = (f"scan {row['scan_id']}{when}\n"
                      + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
                      + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
             frames.append({**r["slice"], "label": label})

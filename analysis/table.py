@@ -28,7 +28,13 @@ __all__ = [
     "build_table",
     "write_table",
     "atomic_write",
+    "clock_origin",
+    "clocks_differ",
+    "outside_log_text",
 ]
+
+#: scan times above this many seconds are Unix times (after 1973-03-03), not an experiment clock
+UNIX_TIME_MIN_S = 1e8
 
 #: columns of the crack table, in order
 COLUMNS = [
@@ -36,6 +42,50 @@ COLUMNS = [
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "status",
 ]
+
+
+def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
+    """Where to count shown times from: ``(origin_s, name)``.
+
+    Unix times (the earliest above :data:`UNIX_TIME_MIN_S`) count from the earliest one,
+    named as a UTC date ("2023-11-14 22:13:20 UTC"); times on an experiment clock count
+    from its 0 (name ""). NaNs are ignored."""
+    from datetime import datetime, timezone
+
+    t = np.asarray(times_s, dtype=float)
+    t = t[np.isfinite(t)]
+    if t.size == 0 or t.min() < UNIX_TIME_MIN_S:
+        return 0.0, ""
+    t0 = float(t.min())
+    return t0, datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span_text(a: float, b: float) -> str:
+    """A time span for messages: UTC dates for Unix times, else seconds on the experiment clock."""
+    from datetime import datetime, timezone
+
+    if a < UNIX_TIME_MIN_S:
+        return f"{a:g}..{b:g} s"
+    da, db = (datetime.fromtimestamp(x, timezone.utc) for x in (a, b))
+    end = db.strftime("%H:%M:%S" if da.date() == db.date() else "%Y-%m-%d %H:%M:%S")
+    return f"{da:%Y-%m-%d %H:%M:%S}..{end} UTC"
+
+
+def clocks_differ(scan_time_s: float, log_time_s: float) -> bool:
+    """One of the two is a Unix time and the other is not: the log and the scans use different clocks."""
+    return (scan_time_s >= UNIX_TIME_MIN_S) != (log_time_s >= UNIX_TIME_MIN_S)
+
+
+def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) -> str:
+    """The one description of a scan (window ``a..b`` s) outside the log's ``log_a..log_b``:
+    times as dates where they are Unix times, and a word on clocks when one side is a Unix
+    time and the other is not (a log that counts from its own start, scans that record dates)."""
+    text = f"scan {scan} runs {_span_text(a, b)}, outside the temperature log ({_span_text(log_a, log_b)})"
+    if clocks_differ(a, log_b):
+        which = "Unix times (dates)" if a >= UNIX_TIME_MIN_S else "an experiment clock"
+        text += (f": the scans record {which}, the log's time_s does not — write time_s on the scans' "
+                 "clock (Unix seconds, or seconds from the same zero)")
+    return text
 
 
 def read_temperature_log(path: str | Path) -> pd.DataFrame:
@@ -135,8 +185,7 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
         more = int(outside.sum()) - 1
         raise FlytomoError(
             log_path or "temperature log",
-            f"covers {lt[0]:g}..{lt[-1]:g} s but scan {df['scan_id'][i]} (index "
-            f"{df['scan_index'][i]}) runs {lo[i]:g}..{hi[i]:g} s"
+            outside_log_text(f"{df['scan_id'][i]} (index {df['scan_index'][i]})", lo[i], hi[i], lt[0], lt[-1])
             + (f" ({more} more scan(s) outside the log)" if more else "")
             + "; use a log that spans the experiment, or --extrapolate to hold its end values")
     df["temperature_C"] = np.interp(mid, lt, lT)

@@ -52,6 +52,20 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"flytomo: warning: {message}\n"
 
 
+def _once_per_message(show):
+    """``warnings.showwarning`` that prints a message once per command, however many places
+    (the config check, the planner, the run) come upon the same file's problem."""
+    seen: set[str] = set()
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.formatwarning = _one_line_warning
+    show = warnings.showwarning
+    warnings.showwarning = _once_per_message(show)
     try:
         return int(args.func(args) or 0)
     except FlytomoError as err:
@@ -67,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flytomo: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -448,6 +448,7 @@ def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
 def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     """Every scan's time window lies inside the temperature log (else the analysis cannot
     give it a temperature): an error when the analysis runs without ``extrapolate``."""
+    from analysis.table import clocks_differ
     from hpc.engine import uncovered_scans
     from hpc.planner import survey_scans
 
@@ -467,7 +468,9 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
         return []
     fatal = cfg.analysis.enabled and not cfg.analysis.extrapolate
     more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-    hint = "; set analysis.extrapolate: true to hold the log's end values" if fatal else ""
+    timed = [s.start_time_s for s in plans if s.ok and s.start_time_s is not None]
+    other_clock = bool(timed) and clocks_differ(timed[0], float(log[0][-1]))
+    hint = "; set analysis.extrapolate: true to hold the log's end values" if fatal and not other_clock else ""
     return [Problem("temperature_log", lines[0] + more + hint, warning=not fatal)]
 
 

@@ -436,6 +436,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
 
 def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
     """One line per readable scan whose time window lies outside the temperature log."""
+    from analysis.table import outside_log_text
+
     if temp_log is None:
         return []
     lt = temp_log[0]
@@ -445,8 +447,7 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
             continue
         a, b = p.start_time_s, p.start_time_s + (p.duration_s or 0.0)
         if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
-            out.append(f"scan {p.path.name} runs {a:g}..{b:g} s, outside the temperature log "
-                       f"({lt[0]:g}..{lt[-1]:g} s)")
+            out.append(outside_log_text(p.path.name, a, b, lt[0], lt[-1]))
     return out
 
 

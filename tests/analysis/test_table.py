@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.table import (COLUMNS, build_table, read_temperature_log, scan_temperatures,
-                            write_table)
+from analysis.table import (COLUMNS, build_table, clock_origin, outside_log_text, read_temperature_log,
+                            scan_temperatures, write_table)
 from recon.errors import FlytomoError
 
 from .conftest import write_log
@@ -49,6 +49,26 @@ def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
     df = scan_temperatures(_scans(4), log, path, extrapolate=True)
     assert df["temperature_C"].iloc[-1] == pytest.approx(log["temperature_C"].iloc[-1])
     assert np.isfinite(df["heating_rate_C_per_min"]).all()
+
+
+def test_a_log_on_another_clock_is_named_as_such(tmp_path):
+    """Scans that record dates, a log that counts from its own start: the message gives the
+    scans' times as dates and says the clocks differ (not 'extrapolate')."""
+    path = write_log(tmp_path / "log.csv", t_end=600.0)
+    with pytest.raises(FlytomoError) as err:
+        scan_temperatures(_scans(2, start=1_700_000_000.0), read_temperature_log(path), path)
+    msg = str(err.value)
+    assert "2023-11-14 22:13:20..22:13:30 UTC" in msg and "0..600 s" in msg
+    assert "the scans record Unix times (dates), the log's time_s does not" in msg
+    same = outside_log_text("s1", 700.0, 710.0, 0.0, 600.0)
+    assert same == "scan s1 runs 700..710 s, outside the temperature log (0..600 s)"
+
+
+def test_clock_origin():
+    assert clock_origin(np.array([30.0, 90.0, np.nan])) == (0.0, "")
+    assert clock_origin(np.array([np.nan, 1_700_000_060.0, 1_700_000_000.0])) == (
+        1_700_000_000.0, "2023-11-14 22:13:20 UTC")
+    assert clock_origin(np.array([np.nan])) == (0.0, "")
 
 
 def test_temperature_from_metadata_without_log():

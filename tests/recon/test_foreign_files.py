@@ -305,6 +305,18 @@ def test_return_frames_counts_only_short_tails_back_into_the_scan(angles, frames
     assert return_frames(angles, frames) == expected
 
 
+def test_a_file_problem_is_told_once_per_command(tmp_path):
+    """`flytomo init` opens each scan more than once (config check, planner): each file's
+    warning still appears once."""
+    for i in range(2):
+        write_nxtomo_nxtomomill(tmp_path / f"s{i}.nxs", HALF, control=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["init", str(tmp_path / "s*.nxs"), "--out", str(tmp_path / "exp")]) == 0
+    told = [str(w.message) for w in caught if "taken as alignment frames" in str(w.message)]
+    assert len(told) == 2 and len(set(told)) == 2
+
+
 # ------------------------------------------------------------------ refused with one line
 
 
