@@ -15,7 +15,7 @@ Example (what ``flytomo init`` writes)::
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
       iterations: 30
       blur_angle_deg: null            # null: the file's value, else the median angle step
-      center: null                    # a column, "auto" (found per scan), or null (file / (n-1)/2)
+      center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
       rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -61,17 +61,18 @@ class ReconstructionConfig(_Strict):
     method: Literal["fbp", "mlem", "mlem-flyscan", "rrdb"] = "mlem-flyscan"
     iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
     blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
-    center: float | Literal["auto"] | None = Field(None, description="rotation-axis column, 'auto' or None")
+    center: float | Literal["auto", "middle"] | None = Field(
+        None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
     window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     @field_validator("center", mode="before")
     @classmethod
     def _center(cls, v: Any) -> Any:
-        if v is None or v == "auto":
+        if v is None or v in ("auto", "middle"):
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError("must be a detector column (a number), 'auto' or null")
+            raise ValueError("must be a detector column (a number), 'auto', 'middle' or null")
         return float(v)
 
 
@@ -456,7 +457,7 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     p = p if p.is_absolute() else base / p
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p)
-    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s)
+    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle")  # times only
     timeless = [s.path.name for s in plans if s.ok and s.start_time_s is None]
     if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
         more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""

@@ -113,7 +113,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     ----------
     files : scan files in experiment order (index t = position).
     blur_angle_deg, center : the config's overrides (``center="auto"``: found per scan from
-        its middle rows; ``None``: the file's value, else (n_columns − 1)/2).
+        its middle rows; ``"middle"``: (n_columns − 1)/2; ``None``: the file's value, else
+        found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
     known : store entries by file name from an earlier run; their centers are reused so a
@@ -141,7 +142,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                 plan.duration_s = float(scan_duration_s)
             prev = (known or {}).get(f.name)
             c = center
-            if center == "auto" and prev and prev.get("geometry"):
+            if center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
             plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c)
         except FlytomoError as err:

@@ -34,12 +34,12 @@ def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
 
 
 def parse_center(text: str | None) -> float | str | None:
-    if text is None or text == "auto":
+    if text is None or text in ("auto", "middle"):
         return text
     try:
         return float(text)
     except ValueError:
-        raise FlytomoError(None, f"--center must be a column number or 'auto', got {text!r}") from None
+        raise FlytomoError(None, f"--center must be a column number, 'auto' or 'middle', got {text!r}") from None
 
 
 def method_options(args: argparse.Namespace) -> dict:
@@ -112,7 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann")
     p.add_argument("--init", choices=("uniform", "fbp"), help="MLEM start: uniform or positive-clipped FBP")
     p.add_argument("--blur-angle", type=float, help="blur angle Δθ in degrees (default: file, else the angle step)")
-    p.add_argument("--center", help="rotation-axis column, or 'auto' (default: file, else (n-1)/2)")
+    p.add_argument("--center", help="rotation-axis column, 'auto' (found from the middle rows) or 'middle' "
+                   "((n-1)/2); default: the file's, else auto")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -41,6 +41,9 @@ def write_config(folder: Path, sim, **changes) -> Path:
     cfg["output"] = "store.zarr"
     cfg["analysis"]["enabled"] = False
     cfg["reconstruction"]["method"] = "fbp"
+    # the simulated axis is the detector's middle: one geometry for every scan (the default,
+    # a center found per scan, differs by noise from scan to scan)
+    cfg["reconstruction"]["center"] = "middle"
     for k, v in changes.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             cfg[k].update(v)

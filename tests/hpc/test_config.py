@@ -17,7 +17,7 @@ def _keys(problems):
 
 def test_every_problem_reported_with_key_paths(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim, rows_per_chunk=0, surprise=1,
-                       reconstruction={"method": "sart", "iterations": 0, "center": "middle",
+                       reconstruction={"method": "sart", "iterations": 0, "center": "centre",
                                        "blur_angle_deg": -1},
                        executor={"kind": "slurm", "threads_per_worker": 0, "dask": {"workers": 0}},
                        temperature_log=str(tmp_path / "missing.csv"),

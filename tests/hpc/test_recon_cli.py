@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
     cases.append((["recon", str(scan), "--out", str(out), "--rows", "60:70"], "outside"))
     cases.append((["recon", str(scan), "--out", str(out), "--method", "sart"], "unknown method"))
     cases.append((["recon", str(scan), "--out", str(out), "--method", "fbp", "--iterations", "4"], "no --iterations"))
-    cases.append((["recon", str(scan), "--out", str(out), "--center", "middle"], "--center"))
+    cases.append((["recon", str(scan), "--out", str(out), "--center", "centre"], "--center"))
     for args, expected in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
