@@ -13,7 +13,7 @@ leave it in pieces). The temperature log is on the scans' clock (Unix seconds).
 defaults; the crack table is compared with the true removed volume, scan by scan.
 
     .venv/bin/python bench/foreign_experiment.py OUT [--size 112] [--rows 12] [--projections 180]
-        [--photons 3000] [--shift 3.5] [--method mlem-flyscan] [--json FILE]
+        [--photons 3000] [--shift 3.5] [--turn 360] [--method mlem-flyscan] [--json FILE]
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def astra_counts(vol: np.ndarray, angles: np.ndarray, n_det: int, shift: float, 
     centre, Poisson noise on ``photons`` per pixel plus a dark level of 100."""
     import astra
 
-    step = float(np.median(np.diff(angles)))
+    step = float(np.median(np.diff(angles)))  # signed: the smear follows the turn
     size = vol.shape[1]
     trans = np.zeros((angles.size, vol.shape[0], n_det))
     for k in range(n_sub):
@@ -78,14 +78,15 @@ def astra_counts(vol: np.ndarray, angles: np.ndarray, n_det: int, shift: float, 
 def write_bliss_nxtomo(path: Path, tomo: np.ndarray, angles_deg: np.ndarray, start_s: float,
                        photons: float, rng: np.random.Generator) -> None:
     """NXtomo as BLISS/nxtomomill lay it out, without image_key_control: darks, flats,
-    projections, flats, then five return frames (image_key 0) at 360, 270 … 0°."""
+    projections, flats, then five return frames (image_key 0) back from the turn's end to 0°."""
     shape = tomo.shape[1:]
     darks = rng.poisson(100.0, (5, *shape))
     flats = rng.poisson(photons, (10, *shape)) + rng.poisson(100.0, (10, *shape))
     back = np.repeat(tomo[:1], 5, axis=0)
     data = np.concatenate([darks, flats[:5], tomo, flats[5:], back]).astype(np.uint16)
     key = np.r_[np.full(5, 2), np.full(5, 1), np.zeros(len(tomo)), np.full(5, 1), np.zeros(5)]
-    rot = np.r_[np.zeros(10), angles_deg, np.full(5, angles_deg[-1]), [360.0, 270.0, 180.0, 90.0, 0.0]]
+    turn = angles_deg[-1] + (angles_deg[1] - angles_deg[0])
+    rot = np.r_[np.zeros(10), angles_deg, np.full(5, angles_deg[-1]), turn * np.array([1.0, 0.75, 0.5, 0.25, 0.0])]
     with h5py.File(path, "w") as f:
         entry = f.create_group("entry0000")
         entry.attrs["NX_class"] = "NXentry"
@@ -101,12 +102,14 @@ def write_bliss_nxtomo(path: Path, tomo: np.ndarray, angles_deg: np.ndarray, sta
 
 
 def make_experiment(out: Path, size: int = 112, rows: int = 12, n_proj: int = 180, n_sub: int = 8,
-                    photons: float = 3000.0, shift: float = 3.5, cracks: tuple[int, ...] = CRACKS) -> list[float]:
+                    photons: float = 3000.0, shift: float = 3.5, cracks: tuple[int, ...] = CRACKS,
+                    turn_deg: float = 360.0) -> list[float]:
     """Write ``out/raw/particle_NNN.nxs`` and ``out/temperature.csv``; returns the true crack
-    fraction (removed volume / particle volume) of each scan."""
+    fraction (removed volume / particle volume) of each scan. ``turn_deg`` < 0 turns the
+    other way (angles falling)."""
     (out / "raw").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)
-    angles = np.linspace(0.0, 2 * np.pi, n_proj, endpoint=False)
+    angles = np.linspace(0.0, np.deg2rad(turn_deg), n_proj, endpoint=False)
     n_det = size + 2 * int(np.ceil(abs(shift))) + 16
     truth = []
     for s, n_cracks in enumerate(cracks):
@@ -131,13 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--projections", type=int, default=180)
     ap.add_argument("--photons", type=float, default=3000.0)
     ap.add_argument("--shift", type=float, default=3.5)
+    ap.add_argument("--turn", type=float, default=360.0, help="degrees turned (negative: the other way)")
     ap.add_argument("--scans", type=int, default=len(CRACKS), help=f"the first N of {len(CRACKS)} scans")
     ap.add_argument("--method", default="mlem-flyscan")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     truth = make_experiment(args.out, args.size, args.rows, args.projections, photons=args.photons,
-                            shift=args.shift, cracks=CRACKS[:args.scans])
+                            shift=args.shift, cracks=CRACKS[:args.scans], turn_deg=args.turn)
     t_sim = time.perf_counter() - t0
     exp = args.out / "exp"
     if flytomo(["init", str(args.out / "raw" / "particle_*.nxs"), "-T", str(args.out / "temperature.csv"),
