@@ -441,3 +441,29 @@ def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path
     assert list(table["scan_index"]) == [0, 1] and table["mid_time_s"].isna().all()
     assert (table["status"] == "ok").all()
     assert (tmp_path / "exp" / "recon" / "experiment_analysis" / "crack_fraction_vs_time.png").stat().st_size > 10_000
+
+
+class _TinyScan:
+    """A reader of 3 projections: too few for the axis search."""
+
+    path, metadata, shape = Path("tiny.h5"), {}, (3, 2, 16)
+    angles_deg = np.array([0.0, 60.0, 120.0])
+
+    def read(self, z0, z1):
+        from recon.io.scan import RawChunk
+
+        return RawChunk(np.full((3, z1 - z0, 16), 500.0, np.float32), np.full((1, z1 - z0, 16), 1000.0, np.float32),
+                        np.zeros((1, z1 - z0, 16), np.float32))
+
+
+def test_center_default_is_the_file_then_found_then_the_middle(tmp_path):
+    from recon.io.scan_geometry import scan_geometry
+
+    reader = open_scan(write_dxchange_tomopy(tmp_path / "dx.h5", HALF))
+    middle = (reader.shape[2] - 1) / 2
+    assert scan_geometry(reader, center="middle").center == middle
+    assert scan_geometry(reader).center == pytest.approx(scan_geometry(reader, center="auto").center)
+    reader.metadata["center"] = 30.25
+    assert scan_geometry(reader).center == 30.25
+    with pytest.warns(UserWarning, match="tiny.h5: rotation axis not found.*middle column 7.5"):
+        assert scan_geometry(_TinyScan()).center == 7.5
