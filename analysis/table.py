@@ -44,6 +44,10 @@ COLUMNS = [
 ]
 
 
+def _is_unix_time(t: float) -> bool:
+    return t >= UNIX_TIME_MIN_S
+
+
 def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
     """Where to count shown times from: ``(origin_s, name)``.
 
@@ -54,7 +58,7 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
 
     t = np.asarray(times_s, dtype=float)
     t = t[np.isfinite(t)]
-    if t.size == 0 or t.min() < UNIX_TIME_MIN_S:
+    if t.size == 0 or not _is_unix_time(t.min()):
         return 0.0, ""
     t0 = float(t.min())
     return t0, datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -64,7 +68,7 @@ def _span_text(a: float, b: float) -> str:
     """A time span for messages: UTC dates for Unix times, else seconds on the experiment clock."""
     from datetime import datetime, timezone
 
-    if a < UNIX_TIME_MIN_S:
+    if not _is_unix_time(a):
         return f"{a:g}..{b:g} s"
     da, db = (datetime.fromtimestamp(x, timezone.utc) for x in (a, b))
     end = db.strftime("%H:%M:%S" if da.date() == db.date() else "%Y-%m-%d %H:%M:%S")
@@ -73,7 +77,7 @@ def _span_text(a: float, b: float) -> str:
 
 def clocks_differ(scan_time_s: float, log_time_s: float) -> bool:
     """One of the two is a Unix time and the other is not: the log and the scans use different clocks."""
-    return (scan_time_s >= UNIX_TIME_MIN_S) != (log_time_s >= UNIX_TIME_MIN_S)
+    return _is_unix_time(scan_time_s) != _is_unix_time(log_time_s)
 
 
 def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) -> str:
@@ -82,7 +86,7 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
     time and the other is not (a log that counts from its own start, scans that record dates)."""
     text = f"scan {scan} runs {_span_text(a, b)}, outside the temperature log ({_span_text(log_a, log_b)})"
     if clocks_differ(a, log_b):
-        which = "Unix times (dates)" if a >= UNIX_TIME_MIN_S else "an experiment clock"
+        which = "Unix times (dates)" if _is_unix_time(a) else "an experiment clock"
         text += (f": the scans record {which}, the log's time_s does not — write time_s on the scans' "
                  "clock (Unix seconds, or seconds from the same zero)")
     return text

@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recon.errors import FlytomoError
+from recon.geometry import CENTER_CHOICES
 
 METHOD_NAMES = ("fbp", "mlem", "mlem-flyscan", "rrdb")
 EXECUTOR_KINDS = ("local", "dask", "mpi")
@@ -69,7 +70,7 @@ class ReconstructionConfig(_Strict):
     @field_validator("center", mode="before")
     @classmethod
     def _center(cls, v: Any) -> Any:
-        if v is None or v in ("auto", "middle"):
+        if v is None or v in CENTER_CHOICES:
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError("must be a detector column (a number), 'auto', 'middle' or null")

@@ -18,6 +18,10 @@ import numpy as np
 from recon.errors import FlytomoError
 
 
+#: what a scan's ``center`` may be besides a detector column (see recon.io.scan_geometry)
+CENTER_CHOICES = ("auto", "middle")
+
+
 def default_blur_angle(angles: np.ndarray) -> float:
     """Median step between sorted recorded angles (radians): a dead-time-free continuous scan."""
     a = np.sort(np.asarray(angles, dtype=np.float64))

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 import recon
 from recon.errors import FlytomoError
+from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
 from recon.io.scan_geometry import scan_geometry
 from recon.methods import METHODS, make_reconstructor
@@ -34,7 +35,7 @@ def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
 
 
 def parse_center(text: str | None) -> float | str | None:
-    if text is None or text in ("auto", "middle"):
+    if text is None or text in CENTER_CHOICES:
         return text
     try:
         return float(text)

@@ -7,9 +7,6 @@ from recon.io.center import find_center
 from recon.io.metadata import assume
 from recon.io.preprocess import line_integrals
 
-#: the values ``center`` takes besides a column number
-CENTER_CHOICES = ("auto", "middle")
-
 
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
                   rows: tuple[int, int] | None = None) -> ScanGeometry:
