@@ -28,7 +28,7 @@ from recon.mlem import mlem
 from recon.operators import FlyScanProjector, Projector
 from recon.phantoms import FAMILIES, VALIDATION_SEED0, make_phantom, test_images
 from recon.simulate import FlyScanTransmission, counts_from_transmission, line_integrals_from_counts
-from recon.weights import load_model
+from recon.weights import channel_kinds, load_model
 
 
 def images(size: int, per_family: int, validation: bool) -> list[tuple[str, np.ndarray]]:
@@ -64,17 +64,27 @@ def family_means(values: list[float], imgs: list[tuple[str, np.ndarray]]) -> dic
 
 
 def network_inputs(model, cross: bool) -> list[str]:
-    """The first-stage kinds a network is run on: its card's input kind, then (``cross``) the others."""
-    return [model.input_kind] + ([k for k in RRDB_INPUTS if k != model.input_kind] if cross else [])
+    """The first-stage kinds a network is run on: its card's input kind, then (``cross``) the
+    others with as many channels."""
+    same = len(channel_kinds(model.input_kind))
+    return [model.input_kind] + [k for k in RRDB_INPUTS if cross and k != model.input_kind
+                                 and len(channel_kinds(k)) == same]
+
+
+def first_stage(vols: dict[str, np.ndarray], kind: str) -> np.ndarray:
+    """The network input of ``kind`` from the first-stage volumes ``vols`` (kind → (z, y, x)):
+    that volume, or for a multi-channel kind its channels stacked (z, C, y, x)."""
+    kinds = channel_kinds(kind)
+    return vols[kind] if len(kinds) == 1 else np.stack([vols[k] for k in kinds], axis=1)
 
 
 def self_ensemble(apply, vol: np.ndarray, n: int = 8) -> np.ndarray:
-    """Mean of ``apply`` over the first ``n`` of the 8 rotations/flips of (z, y, x) slices,
-    each mapped back (4 = the rotations only)."""
+    """Mean of ``apply`` over the first ``n`` of the 8 rotations/flips of (z, y, x) slices
+    (or (z, C, y, x)), each mapped back (4 = the rotations only)."""
     outs = []
     for k in range(n):
-        x = np.rot90(vol, k % 4, axes=(1, 2))
-        x = x[:, :, ::-1] if k >= 4 else x
+        x = np.rot90(vol, k % 4, axes=(-2, -1))
+        x = x[..., ::-1] if k >= 4 else x
         y = apply(np.ascontiguousarray(x))
         outs.append(np.rot90(y[:, :, ::-1] if k >= 4 else y, -(k % 4), axes=(1, 2)))
     return np.mean(outs, axis=0)
@@ -143,10 +153,10 @@ def main(argv: list[str] | None = None) -> None:
                 for kind in network_inputs(m, args.cross):
                     note = "" if kind == m.input_kind else ", not its training input"
                     label = f"RRDB {m.label} on {kind}{note}"
-                    report(out, i0, label, m.apply(vols[kind]), truth, imgs)
+                    report(out, i0, label, m.apply(first_stage(vols, kind)), truth, imgs)
                     for n in args.ensemble:
-                        report(out, i0, f"{label}, {n}-fold self-ensemble", self_ensemble(m.apply, vols[kind], n),
-                               truth, imgs)
+                        report(out, i0, f"{label}, {n}-fold self-ensemble",
+                               self_ensemble(m.apply, first_stage(vols, kind), n), truth, imgs)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -53,7 +53,7 @@ class RrdbOptions(_Strict):
     """The network stage of method ``rrdb``."""
 
     model: str | None = Field(None, description="weights file (relative to the config) or shipped model name")
-    input: Literal["fbp", "mlem-flyscan"] | None = Field(
+    input: Literal["fbp", "mlem-flyscan", "mlem-flyscan+fbp"] | None = Field(
         None, description="reconstruction the network corrects; None = the model's own (its card)")
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
 

@@ -31,6 +31,7 @@ from recon.errors import FlytomoError
 __all__ = [
     "NORMALIZATIONS",
     "apply_model",
+    "input_channels",
     "network_slice_fn",
     "normalize_slices",
     "normalize_tensor",
@@ -51,21 +52,26 @@ def _check_normalization(normalization: str) -> None:
 
 
 def normalize_tensor(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale each slice of ``x`` (B, H, W) for the network (the one definition).
+    """Scale each slice of ``x`` (B, H, W), or (B, C, H, W) for a multi-channel input, for
+    the network (the one definition).
 
-    Returns ``(normalized (B, H, W), scale (B,) float32)`` on ``x``'s device; the network
-    output times ``scale[:, None, None]`` is back in the input's unit. The scale is the 95th
-    percentile (linear interpolation, as ``numpy.percentile``) of the slice's positive
-    pixels; a slice without positive pixels gets 1.
+    Returns ``(normalized, same shape as x; scale (B,) float32)`` on ``x``'s device; the
+    network output times ``scale[:, None, None]`` is back in the input's unit. The scale is
+    the 95th percentile (linear interpolation, as ``numpy.percentile``) of the positive
+    pixels of the slice (of its first channel, which every channel is divided by); a slice
+    without positive pixels gets 1.
     """
     _check_normalization(normalization)
+    if x.dim() not in (3, 4):
+        raise FlytomoError("volume", f"expected slices (B, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     scale = torch.ones(x.shape[0], dtype=torch.float32, device=x.device)
     if normalization == "none":
         return x.clone(), scale
     if normalization == "seed":
         x = x.clamp_min(0)
+    primary = x if x.dim() == 3 else x[:, 0]
     for i in range(x.shape[0]):
-        pos = x[i][x[i] > 0].double()
+        pos = primary[i][primary[i] > 0].double()
         m = pos.numel()
         if m == 0:
             continue
@@ -76,16 +82,27 @@ def normalize_tensor(x: torch.Tensor, normalization: str) -> tuple[torch.Tensor,
         p = float(vlo + (vhi - vlo) * frac)
         if p > 0 and np.isfinite(p):
             scale[i] = p
-    return x / scale[:, None, None].to(x.dtype), scale
+    return x / scale.view(-1, *[1] * (x.dim() - 1)).to(x.dtype), scale
 
 
 def normalize_slices(volume: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`normalize_tensor` for a numpy (z, y, x) volume → (normalized float32, scale (z,))."""
+    """:func:`normalize_tensor` for a numpy (z, y, x) or (z, C, y, x) volume → (normalized
+    float32, scale (z,))."""
     arr = np.asarray(volume, dtype=np.float32)
     if not arr.flags.writeable:  # memory-mapped caches: torch wants a writable buffer
         arr = arr.copy()
     xn, scale = normalize_tensor(torch.from_numpy(arr), normalization)
     return xn.numpy(), scale.numpy()
+
+
+def input_channels(model: nn.Module) -> int:
+    """Input channels the network takes (its first convolution's), 1 for the usual
+    single-reconstruction network."""
+    cfg = getattr(model, "config", None)
+    if isinstance(cfg, dict) and "in_nc" in cfg:
+        return int(cfg["in_nc"])
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return int(first.in_channels) if first is not None else 1
 
 
 def receptive_radius(model: nn.Module) -> int:
@@ -126,20 +143,25 @@ def run_network(
     amp: bool = False,
     max_pixels: int = MAX_PIXELS,
 ) -> torch.Tensor:
-    """The network on slices ``x`` (B, H, W) → (B, H, W) float32, on ``x``'s device.
+    """The network on slices ``x`` (B, H, W), or (B, C, H, W) for a network of C input
+    channels → (B, H, W) float32, on ``x``'s device.
 
     ``model`` must already be on that device; it is put in eval mode. Arguments as for
     :func:`apply_model`.
     """
-    if x.dim() != 3:
-        raise FlytomoError("volume", f"expected slices (B, H, W), got shape {tuple(x.shape)}")
+    channels = input_channels(model)
+    if x.dim() == 3 and channels == 1:
+        x = x[:, None]
+    if x.dim() != 4 or x.shape[1] != channels:
+        want = "(B, H, W)" if channels == 1 else f"(B, {channels}, H, W)"
+        raise FlytomoError("volume", f"expected slices {want} for this network, got shape {tuple(x.shape)}")
     if batch < 1:
         raise FlytomoError("batch", "must be ≥ 1")
     model.eval()
     dtype = next(model.parameters()).dtype
     norm, scale = normalize_tensor(x.float(), normalization)
-    nb, ny, nx = norm.shape
-    out = torch.empty_like(norm)
+    nb, _, ny, nx = norm.shape
+    out = torch.empty((nb, ny, nx), dtype=norm.dtype, device=norm.device)
     margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
     if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead
         tile = max(64, int(np.sqrt(max_pixels)) - 2 * margin)
@@ -158,7 +180,7 @@ def run_network(
     use_amp = bool(amp) and x.device.type == "cuda"
     for j0 in range(0, len(jobs), batch):
         part = jobs[j0:j0 + batch]
-        xb = torch.stack([norm[z, w[0]:w[1], w[4]:w[5]] for z, w in part])[:, None].to(dtype)
+        xb = torch.stack([norm[z, :, w[0]:w[1], w[4]:w[5]] for z, w in part]).to(dtype)
         with torch.autocast(device_type=x.device.type, enabled=use_amp):
             yb = model(xb)
         yb = yb.float()[:, 0]
@@ -185,9 +207,11 @@ def apply_model(
 
     Parameters
     ----------
-    model : a same-size single-channel network, e.g. :class:`recon.rrdb.RRDBNet`. Put in
-        eval mode and moved to ``device`` (it is left there).
-    volume : (z, y, x) or (y, x) float, attenuation per pixel (an FBP or MLEM volume).
+    model : a same-size network, e.g. :class:`recon.rrdb.RRDBNet`. Put in eval mode and
+        moved to ``device`` (it is left there).
+    volume : (z, y, x) or (y, x) float, attenuation per pixel (an FBP or MLEM volume); for a
+        network of C > 1 input channels (z, C, y, x) or (C, y, x), the channels in the order
+        of its card's input kind (e.g. modified MLEM, then FBP).
     normalization : ``"seed"``, ``"p95"`` or ``"none"`` (see the module doc); must be what
         the model was trained with (its card's ``normalization``).
     batch : slices (or tiles) per forward pass; also slices moved to the device at a time.
@@ -206,11 +230,14 @@ def apply_model(
     """
     _check_normalization(normalization)
     arr = np.asarray(volume, dtype=np.float32)
-    squeeze = arr.ndim == 2
+    channels = input_channels(model)
+    per_slice = 2 if channels == 1 else 3
+    squeeze = arr.ndim == per_slice
     if squeeze:
         arr = arr[None]
-    if arr.ndim != 3:
-        raise FlytomoError("volume", f"expected (z, y, x) or (y, x), got shape {arr.shape}")
+    if arr.ndim != per_slice + 1 or (channels > 1 and arr.shape[1] != channels):
+        want = "(z, y, x) or (y, x)" if channels == 1 else f"(z, {channels}, y, x) or ({channels}, y, x)"
+        raise FlytomoError("volume", f"expected {want} for this network, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise FlytomoError("volume", "contains NaN or infinite values")
     if batch < 1:
@@ -219,7 +246,7 @@ def apply_model(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FlytomoError("device", f"{device} asked for but CUDA is not available")
     model = model.to(device).eval()
-    out = np.empty_like(arr)
+    out = np.empty((arr.shape[0], *arr.shape[-2:]), np.float32)
     for z0 in range(0, arr.shape[0], batch):
         x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
         out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
@@ -244,11 +271,12 @@ def network_slice_fn(
     Parameters
     ----------
     stage1 : sinograms (B, n_angles, n_columns) → slices (B, n, n), the ``input_kind``
-        reconstruction (FBP or modified MLEM), on ``device``.
+        reconstruction (FBP or modified MLEM), on ``device``; (B, C, n, n) for a
+        multi-channel kind such as "mlem-flyscan+fbp".
     model : a weights spec for :func:`recon.weights.load_model` (path, ``"seed:PATH"`` or
         ``None`` for the shipped model) or an already loaded :class:`LoadedModel`. Loaded
         once, here; a model trained on another input kind is refused.
-    input_kind : "fbp" or "mlem-flyscan".
+    input_kind : "fbp", "mlem-flyscan" or "mlem-flyscan+fbp".
 
     Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
     float32 on ``device``, attenuation per pixel.

@@ -60,13 +60,14 @@ def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
     return build
 
 
-#: first-stage reconstructions the rrdb method can feed its network
-RRDB_INPUTS = ("fbp", "mlem-flyscan")
+#: first-stage reconstructions the rrdb method can feed its network ("a+b": both, stacked
+#: as channels, the first one primary)
+RRDB_INPUTS = ("fbp", "mlem-flyscan", "mlem-flyscan+fbp")
 
 
 def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
     from recon.infer import network_slice_fn  # torch model code only when asked for
-    from recon.weights import load_model
+    from recon.weights import channel_kinds, load_model
 
     kind = opts["rrdb_input"]
     if kind not in (None, *RRDB_INPUTS):
@@ -78,10 +79,13 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     if kind not in RRDB_INPUTS:
         raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "
                                         f"runs on {' or '.join(RRDB_INPUTS)}")
-    first = METHODS[kind]
-    trained = {k: v for k, v in (loaded.card.get("input_options") or {}).items() if k in first.defaults}
-    given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
-    stage1 = first.build(geometry, device, {**first.defaults, **trained, **given})
+    trained_all = loaded.card.get("input_options") or {}
+    stages = []
+    for first in (METHODS[k] for k in channel_kinds(kind)):
+        trained = {k: v for k, v in trained_all.items() if k in first.defaults}
+        given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
+        stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
+    stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"])
 
 
@@ -94,7 +98,7 @@ METHODS: dict[str, Method] = {
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "tile": None, "window": None,
                             "iterations": None, "init": None}, _build_rrdb,
-                   "RRDB network applied to an FBP or modified-MLEM reconstruction"),
+                   "RRDB network applied to an FBP or modified-MLEM reconstruction (or both)"),
 }
 
 

@@ -99,8 +99,9 @@ class RRDBNet(nn.Module):
     dense_scale : residual scaling of a dense block; default 0.4 for 3 convs (seed), else 0.2.
     dense_last_act : LeakyReLU after a dense block's last conv; default True for 3 convs
         (seed), else False (ESRGAN).
-    global_residual : output = input + network(input) (needs in_nc == out_nc). Off in the
-        seed's layout; flytomo's own models use it, so a zero last conv is the identity.
+    global_residual : output = input + network(input) — the input's first ``out_nc``
+        channels (needs out_nc ≤ in_nc; a two-channel model adds its primary channel). Off
+        in the seed's layout; flytomo's own models use it, so a zero last conv is the identity.
     unused_first_convs : also create ``conv_first_1`` / ``conv_first_2`` (in_nc → nf/2),
         never used by ``forward``; present in the seed's state dict so it loads strictly.
     init_scale : Kaiming-normal initialisation scaled by this (ESRGAN uses 0.1).
@@ -124,8 +125,8 @@ class RRDBNet(nn.Module):
         if min(in_nc, out_nc, nf, gc) < 1 or nb < 0 or dense_convs < 2:
             raise FlytomoError("model", f"bad RRDBNet sizes in_nc={in_nc} out_nc={out_nc} nf={nf} "
                                f"nb={nb} gc={gc} dense_convs={dense_convs}")
-        if global_residual and in_nc != out_nc:
-            raise FlytomoError("model.global_residual", "needs in_nc == out_nc")
+        if global_residual and out_nc > in_nc:
+            raise FlytomoError("model.global_residual", "needs out_nc ≤ in_nc")
         if dense_scale is None:
             dense_scale = 0.4 if dense_convs == 3 else 0.2
         if dense_last_act is None:
@@ -171,7 +172,7 @@ class RRDBNet(nn.Module):
         trunk = self.trunk_conv(self.RRDB_trunk(fea))
         fea = fea + trunk
         out = self.conv_last(self.lrelu(self.HRconv(fea)))
-        return x + out if self.global_residual else out
+        return x[:, :out.shape[1]] + out if self.global_residual else out
 
 
 #: architecture name (the ``architecture`` key of a model config) → class

@@ -178,7 +178,7 @@ class TrainConfig(_Strict):
     device: str = "auto"                                 # auto | cpu | cuda | cuda:N
     threads: int | None = Field(None, ge=1)              # torch CPU threads
     workers: int = Field(1, ge=1)                        # processes simulating training pairs
-    input_kind: Literal["fbp", "mlem", "mlem-flyscan"] = "fbp"
+    input_kind: Literal["fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp"] = "fbp"
     normalization: Literal["seed", "p95", "none"] = "seed"
     model: dict[str, Any] = {"architecture": "rrdb", "nf": 32, "nb": 3, "gc": 32,
                              "dense_convs": 3, "global_residual": True}
@@ -236,11 +236,23 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     return cfg, run_dir
 
 
+def model_config(cfg: TrainConfig) -> dict[str, Any]:
+    """``cfg.model`` with ``in_nc`` set to the input kind's channel count (an ``in_nc`` given
+    in the config must agree)."""
+    from recon.weights import channel_kinds
+
+    n = len(channel_kinds(cfg.input_kind))
+    if int(cfg.model.get("in_nc", n)) != n:
+        raise FlytomoError("model.in_nc", f"input_kind {cfg.input_kind!r} has {n} channel(s), "
+                           f"not {cfg.model['in_nc']}")
+    return {**cfg.model, "in_nc": n}
+
+
 def _check_model(cfg: TrainConfig, where) -> None:
     from recon.rrdb import build_model
 
     try:
-        build_model(cfg.model)
+        build_model(model_config(cfg))
     except FlytomoError as err:
         raise FlytomoError(where, f"key '{err.where}': {err.problem}") from None
     except TypeError as err:
@@ -342,7 +354,8 @@ class SimulatedPairs:
     drawn per group from a NumPy generator seeded with (seed0, group). Pair ``index`` has
     phantom seed ``seed0 + index`` and family ``families[index % len(families)]``; every
     pair is a pure function of (data config, input kind, seed0, index). The reconstruction
-    knows the true center and blur angle.
+    knows the true center and blur angle. A multi-channel kind ("mlem-flyscan+fbp") gives
+    inputs (C, n, n), one reconstruction per channel from the same sinograms.
     """
 
     def __init__(self, data: DataConfig, input_kind: str, seed0: int) -> None:
@@ -359,11 +372,24 @@ class SimulatedPairs:
         if bad or not data.families:
             raise FlytomoError("data.families", f"unknown phantom family {bad[0] if bad else '(none)'}"
                                f"; known: {', '.join(FAMILIES)}")
-        try:
-            resolve_options(input_kind, dict(data.method_options))
-        except FlytomoError as err:
-            raise FlytomoError("data.method_options", err.problem) from None
+        from recon.weights import channel_kinds
+
+        self._channels = channel_kinds(input_kind)
+        for kind in self._channels:
+            try:
+                resolve_options(kind, self._options(kind))
+            except FlytomoError as err:
+                raise FlytomoError("data.method_options", err.problem) from None
         self._group: tuple[int, list] | None = None
+
+    def _options(self, kind: str) -> dict:
+        """``data.method_options`` for one channel's method: all of them for a one-channel
+        kind, else the ones that method takes."""
+        from recon.methods import METHODS
+
+        opts = dict(self.data.method_options)
+        return opts if len(self._channels) == 1 else {k: v for k, v in opts.items()
+                                                      if k in METHODS[kind].defaults}
 
     def scan_parameters(self, group: int) -> dict:
         """The scan parameters of pair group ``group`` (deterministic)."""
@@ -412,7 +438,8 @@ class SimulatedPairs:
         sino = line_integrals_from_counts(scan)
         geometry = ScanGeometry.create(angles, n, center=p["center"],
                                        blur_angle_deg=p["blur_angle_deg"], image_size=n)
-        inp = reconstruct(sino, geometry, self.input_kind, **d.method_options)
+        recs = [reconstruct(sino, geometry, k, **self._options(k)) for k in self._channels]
+        inp = recs[0] if len(recs) == 1 else np.stack(recs, axis=1)
         return [(np.asarray(inp[k], np.float32), truth[k],
                  {"family": f, "seed": self.seed0 + i, "group": group,
                   "object_px": int(np.count_nonzero(truth[k].any(axis=0))), **p})
@@ -461,8 +488,9 @@ def _data_key(cfg: TrainConfig, split: str) -> dict:
 
 
 class PairSet:
-    """Pairs on disk: ``inputs`` and ``truths`` (n, h, w) float32 (memory-mapped when
-    cached), ``params`` (per-pair dicts), and per-slice normalisation scales."""
+    """Pairs on disk: ``inputs`` (n, h, w) or (n, C, h, w) and ``truths`` (n, h, w) float32
+    (memory-mapped when cached), ``params`` (per-pair dicts), and per-slice normalisation
+    scales."""
 
     def __init__(self, inputs: np.ndarray, truths: np.ndarray, params: list[dict],
                  folder: Path | None = None) -> None:
@@ -498,7 +526,7 @@ class PairSet:
         x = np.asarray(self.inputs, np.float32)
         if normalization == "seed":
             x = np.clip(x, 0, None)
-        return ((x / sc[:, None, None]).astype(np.float32),
+        return ((x / sc.reshape(-1, *[1] * (x.ndim - 1))).astype(np.float32),
                 (np.asarray(self.truths, np.float32) / sc[:, None, None]).astype(np.float32), sc)
 
 
@@ -592,9 +620,9 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
     first = next(stream) if done == 0 else None
     if first is not None:
         _check_pair(0, first)
-        h, w = np.asarray(first[0]).shape
-        xs = open_memmap(partial / "inputs.npy", "w+", np.float32, (n, h, w))
-        ys = open_memmap(partial / "truths.npy", "w+", np.float32, (n, h, w))
+        shape = np.asarray(first[0]).shape
+        xs = open_memmap(partial / "inputs.npy", "w+", np.float32, (n, *shape))
+        ys = open_memmap(partial / "truths.npy", "w+", np.float32, (n, *shape[-2:]))
     else:
         xs = np.load(partial / "inputs.npy", mmap_mode="r+")
         ys = np.load(partial / "truths.npy", mmap_mode="r+")
@@ -624,9 +652,11 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
 
 def _check_pair(i: int, out, shape=None) -> None:
     x, y = np.asarray(out[0]), np.asarray(out[1])
-    if x.shape != y.shape or x.ndim != 2 or (shape is not None and x.shape != tuple(shape)):
+    if (x.shape[-2:] != y.shape or x.ndim not in (2, 3) or y.ndim != 2
+            or (shape is not None and x.shape != tuple(shape))):
         raise FlytomoError("data", f"pair {i}: input {x.shape} and truth {y.shape} must be two "
-                           f"slices of one shape{'' if shape is None else f' {tuple(shape)}'}")
+                           f"slices of one shape (the input may have channels first)"
+                           f"{'' if shape is None else f', input {tuple(shape)}'}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise FlytomoError("data", f"pair {i} contains NaN or infinite values")
 
@@ -634,30 +664,33 @@ def _check_pair(i: int, out, shape=None) -> None:
 def sample_batch(inputs: np.ndarray, truths: np.ndarray, batch: int, patch: int, seed: int,
                  step: int, scales: np.ndarray | None = None,
                  normalization: str = "none") -> tuple[np.ndarray, np.ndarray]:
-    """Random patches (batch, 1, patch, patch) of (input, truth) with random rot90/flip, a
-    deterministic function of (seed, step). With ``scales`` (n,), both are divided by their
-    slice's scale (and the input clipped at 0 for ``normalization="seed"``), as
+    """Random patches of (input, truth) with random rot90/flip, a deterministic function of
+    (seed, step): input (batch, C, patch, patch) from inputs (n, h, w) (C = 1) or
+    (n, C, h, w), truth (batch, 1, patch, patch). With ``scales`` (n,), both are divided by
+    their slice's scale (and the input clipped at 0 for ``normalization="seed"``), as
     :func:`recon.infer.normalize_tensor` does to whole slices."""
     rng = np.random.default_rng([int(seed), 7, int(step)])
-    n, h, w = inputs.shape
+    if inputs.ndim == 3:
+        inputs = inputs[:, None]
+    n, c, h, w = inputs.shape
     idx = rng.integers(0, n, batch)
     ys = rng.integers(0, h - patch + 1, batch)
     xs = rng.integers(0, w - patch + 1, batch)
     rots = rng.integers(0, 4, batch)
     flips = rng.integers(0, 2, batch)
-    xb = np.empty((batch, 1, patch, patch), np.float32)
-    yb = np.empty_like(xb)
+    xb = np.empty((batch, c, patch, patch), np.float32)
+    yb = np.empty((batch, 1, patch, patch), np.float32)
     for b in range(batch):
-        a = np.asarray(inputs[idx[b], ys[b]:ys[b] + patch, xs[b]:xs[b] + patch], np.float32)
+        a = np.asarray(inputs[idx[b], :, ys[b]:ys[b] + patch, xs[b]:xs[b] + patch], np.float32)
         t = np.asarray(truths[idx[b], ys[b]:ys[b] + patch, xs[b]:xs[b] + patch], np.float32)
         if scales is not None:
             if normalization == "seed":
                 a = np.clip(a, 0, None)
             a, t = a / scales[idx[b]], t / scales[idx[b]]
-        a, t = np.rot90(a, rots[b]), np.rot90(t, rots[b])
+        a, t = np.rot90(a, rots[b], axes=(1, 2)), np.rot90(t, rots[b])
         if flips[b]:
-            a, t = a[:, ::-1], t[:, ::-1]
-        xb[b, 0], yb[b, 0] = a, t
+            a, t = a[..., ::-1], t[:, ::-1]
+        xb[b], yb[b, 0] = a, t
     return xb, yb
 
 
@@ -738,25 +771,45 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
-    """Copy the weights of ``cfg.init`` (a flytomo model of the same architecture, input
-    kind and normalization) into ``model``; returns what the card records of it: name,
-    weights file and sha256, and ``steps``, all the training steps behind it (a fine-tuned
-    init's own ``init.steps`` included)."""
-    from recon.weights import load_model
+    """Copy the weights of ``cfg.init`` (a flytomo model of the same architecture and
+    normalization) into ``model``; returns what the card records of it: name, weights file
+    and sha256, and ``steps``, all the training steps behind it (a fine-tuned init's own
+    ``init.steps`` included).
 
-    loaded = load_model(cfg.init, input_kind=cfg.input_kind)
+    The init corrects this run's input kind, or this run's primary channel alone: a
+    one-channel "mlem-flyscan" model starts a "mlem-flyscan+fbp" run with the weights of
+    its new channels in the first convolution set to zero, so the widened network computes
+    exactly what the init did until training gives the new channel a use."""
+    from recon.weights import channel_kinds, load_model
+
+    loaded = load_model(cfg.init)
+    kinds = channel_kinds(cfg.input_kind)
+    widen = loaded.input_kind != cfg.input_kind
+    if widen and (len(kinds) == 1 or loaded.input_kind != kinds[0]):
+        raise FlytomoError(cfg.init, f"init model corrects {loaded.input_kind!r} reconstructions; "
+                           f"this run trains on {cfg.input_kind!r}")
     if loaded.normalization != cfg.normalization:
         raise FlytomoError(cfg.init, f"init model uses {loaded.normalization!r} normalization, "
                            f"this run {cfg.normalization!r}")
+    state = loaded.model.state_dict()
+    if widen:
+        own = model.state_dict()
+        for key, value in state.items():
+            if key.startswith("conv_first") and key.endswith("weight") and key in own \
+                    and own[key].shape[1] > value.shape[1]:
+                wide = torch.zeros_like(own[key])
+                wide[:, :value.shape[1]] = value
+                state[key] = wide
     try:
-        model.load_state_dict(loaded.model.state_dict())
+        model.load_state_dict(state)
     except RuntimeError:
         raise FlytomoError(cfg.init, "init model's architecture differs from this run's "
                            "'model' section") from None
     prov = loaded.provenance()
     behind = int((loaded.card.get("init") or {}).get("steps") or 0)  # a fine-tuned init's own start
     return {"name": prov["name"], "weights": Path(cfg.init).name,
-            "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind}
+            "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind,
+            **({"widened_from": loaded.input_kind} if widen else {})}
 
 
 def crack_weights(truth: torch.Tensor, crack_weight: float, width_px: int = 5) -> torch.Tensor:
@@ -794,7 +847,7 @@ def _validate(model, xv, yv, scale, truths, loss_fn, device, batch) -> dict:
     model.eval()
     outs = []
     for i in range(0, xv.shape[0], batch):
-        xb = torch.from_numpy(xv[i:i + batch, None]).to(device)
+        xb = torch.from_numpy(xv[i:i + batch, None] if xv.ndim == 3 else xv[i:i + batch]).to(device)
         outs.append(model(xb).float().cpu())
     out = torch.cat(outs)[:, 0]
     loss = float(loss_fn(out[:, None], torch.from_numpy(yv)[:, None]))
@@ -807,8 +860,10 @@ def _validate(model, xv, yv, scale, truths, loss_fn, device, batch) -> dict:
 
 
 def _input_metrics(inputs, truths) -> dict:
+    """PSNR / SSIM of the (primary channel of the) inputs against the truths."""
     from recon import metrics
 
+    inputs = inputs if inputs.ndim == 3 else inputs[:, 0]
     return {"input_psnr": float(np.mean([metrics.psnr(a, t) for a, t in zip(inputs, truths)])),
             "input_ssim": float(np.mean([metrics.ssim(a, t) for a, t in zip(inputs, truths)]))}
 
@@ -883,7 +938,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     opt_cfg = cfg.training
     device = _resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(model_config(cfg)).to(device)
     init = _load_init(cfg, model) if cfg.init else None  # a bad init fails before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(_result_config(cfg), sort_keys=True)
@@ -905,9 +960,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     val_set = build_pair_set(val_src, cfg.data.n_validation, run_dir / "data" / "validation",
                              _data_key(cfg, "validation"), progress=progress,
                              desc="validation pairs", workers=cfg.workers)
-    if min(train_set.inputs.shape[1:]) < cfg.data.patch:
+    if min(train_set.inputs.shape[-2:]) < cfg.data.patch:
         raise FlytomoError("data.patch", f"patch {cfg.data.patch} larger than the pairs "
-                           f"{train_set.inputs.shape[1:]}")
+                           f"{train_set.inputs.shape[-2:]}")
     t_scale = train_set.scales(cfg.normalization)
     xv, yv, v_scale = val_set.normalized(cfg.normalization)
     xv_raw, yv_raw = np.asarray(val_set.inputs), np.asarray(val_set.truths)

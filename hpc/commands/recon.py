@@ -13,7 +13,7 @@ from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
 from recon.io.scan_geometry import scan_geometry
-from recon.methods import METHODS, make_reconstructor
+from recon.methods import METHODS, RRDB_INPUTS, make_reconstructor
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")
-    p.add_argument("--rrdb-input", choices=("fbp", "mlem-flyscan"), help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
+    p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -37,6 +37,7 @@ __all__ = [
     "INPUT_KINDS",
     "WEIGHTS_DIR",
     "LoadedModel",
+    "channel_kinds",
     "ModelDomainWarning",
     "default_weights_path",
     "load_model",
@@ -45,12 +46,27 @@ __all__ = [
     "seed_checkpoint_path",
 ]
 
-INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan")
+INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp")
 #: the input kind of the shipped model used when none is named (the best one measured:
 #: docs/benchmarks.md, RRDB section)
 DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+def channel_kinds(input_kind: str) -> tuple[str, ...]:
+    """The first-stage reconstructions an input kind stacks as network channels, in order:
+    ``"mlem-flyscan+fbp"`` → ("mlem-flyscan", "fbp"); a plain kind → (kind,). The first is
+    the primary channel: the one normalised by and added back by the global residual."""
+    return tuple(input_kind.split("+"))
+
+
+def _check_channels(card: dict, path) -> None:
+    want = len(channel_kinds(str(card.get("input_kind"))))
+    got = int(card.get("architecture", {}).get("in_nc", 1))
+    if got != want:
+        raise FlytomoError(path, f"model card says input {card.get('input_kind')!r} ({want} "
+                           f"channel{'s' if want > 1 else ''}) but the network takes {got}")
 
 
 class ModelDomainWarning(UserWarning):
@@ -178,6 +194,7 @@ def save_model(dir_or_path: str | Path, model: nn.Module, card: dict) -> Path:
     if card.get("input_kind") not in INPUT_KINDS:
         raise FlytomoError("card.input_kind", f"must be one of {', '.join(INPUT_KINDS)}, "
                            f"got {card.get('input_kind')!r}")
+    _check_channels({**card, "architecture": config}, "card.input_kind")
     if card.get("normalization") not in NORMALIZATIONS:
         raise FlytomoError("card.normalization", f"must be one of {', '.join(NORMALIZATIONS)}, "
                            f"got {card.get('normalization')!r}")
@@ -361,6 +378,10 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
     if not isinstance(card["architecture"], dict):
         raise FlytomoError(cpath, "model card 'architecture' must be an object")
     _check_kind(card, input_kind, wpath)
+    if card["input_kind"] not in INPUT_KINDS:
+        raise FlytomoError(cpath, f"model card input_kind {card['input_kind']!r} is not one of "
+                           f"{', '.join(INPUT_KINDS)}")
+    _check_channels(card, cpath)
     want = card.get("weights_sha256")
     if want and _sha256(wpath) != want:
         raise FlytomoError(wpath, "weights file does not match its model card (sha256 differs): "

@@ -302,3 +302,58 @@ def test_slices_smaller_than_the_trained_samples_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.check_slice_size(int(hi))
+
+
+# ------------------------------------------------------------------ two input channels
+
+def test_two_channel_net_adds_back_its_primary_channel():
+    net = _small(in_nc=2, global_residual=True).eval()
+    torch.nn.init.zeros_(net.conv_last.weight)
+    torch.nn.init.zeros_(net.conv_last.bias)
+    x = torch.randn(3, 2, 20, 20)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == (3, 1, 20, 20) and torch.equal(y, x[:, :1])
+    with pytest.raises(FlytomoError, match="out_nc ≤ in_nc"):
+        build_model({**SMALL, "in_nc": 1, "out_nc": 2, "global_residual": True})
+
+
+def test_two_channel_inference_tiles_exactly_and_scales_by_the_primary():
+    net = _small(in_nc=2, global_residual=True)
+    rng = np.random.default_rng(3)
+    vol = rng.random((3, 2, 96, 80), dtype=np.float32)
+    vol[:, 1] = 50 * vol[:, 1] - 20  # an FBP-like second channel: other scale, negatives
+    whole = apply_model(net, vol, normalization="p95", batch=2)
+    tiled = apply_model(net, vol, normalization="p95", tile=48, overlap=8)
+    assert whole.shape == (3, 96, 80)
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+    norm, scale = normalize_slices(vol, "p95")
+    np.testing.assert_allclose(scale, np.percentile(vol[:, 0], 95, axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(norm, vol / scale[:, None, None, None], rtol=1e-6)
+    assert apply_model(net, vol[0], normalization="p95").shape == (96, 80)  # one (C, y, x) slice
+    with pytest.raises(FlytomoError, match=r"expected \(z, 2, y, x\)"):
+        apply_model(net, vol[:, 0], normalization="p95")
+
+
+def test_two_channel_model_card_and_rrdb_method(tmp_path):
+    from recon.geometry import ScanGeometry
+    from recon.methods import reconstruct
+
+    net = _small(7, in_nc=2, global_residual=True)
+    card = {**CARD, "input_kind": "mlem-flyscan+fbp", "input_options": {"iterations": 3}}
+    wpath = save_model(tmp_path / "two.safetensors", net, card)
+    with pytest.raises(FlytomoError, match="2 channels\\) but the network takes 1"):
+        save_model(tmp_path / "one.safetensors", _small(), card)
+    g = ScanGeometry.create(np.arange(24) * 7.5, 20, blur_angle_deg=2.0)
+    sino = np.random.default_rng(0).random((2, 24, 20)).astype(np.float32)
+    got = reconstruct(sino, g, "rrdb", model=str(wpath))
+    first = np.stack([reconstruct(sino, g, "mlem-flyscan", iterations=3), reconstruct(sino, g, "fbp")], axis=1)
+    np.testing.assert_allclose(got, apply_model(net, first, normalization="seed"), atol=1e-5)
+    with pytest.raises(FlytomoError, match="corrects 'mlem-flyscan\\+fbp' reconstructions, not 'fbp'"):
+        reconstruct(sino, g, "rrdb", model=str(wpath), rrdb_input="fbp")
+    # a card whose input kind does not fit the network is refused on load, naming the card
+    bad = json.loads(wpath.with_suffix(".json").read_text())
+    bad["input_kind"] = "fbp"
+    wpath.with_suffix(".json").write_text(json.dumps(bad))
+    with pytest.raises(FlytomoError, match=r"two\.json.*\(1 channel\) but the network takes 2"):
+        load_model(wpath)

@@ -428,3 +428,51 @@ def test_crack_weights_mark_thin_gaps_in_solid_only():
     assert torch.isclose(pixel_loss("l1", 4.0)(out, t), torch.tensor(0.1))  # uniform error: same
     out[0, 0, 8:40, 23:25] += 0.5      # error only in the crack costs more when weighted
     assert pixel_loss("l1", 4.0)(out, t) > pixel_loss("l1")(out, t)
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None
+                        for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
+                    reason="simulation modules not available")
+def test_two_channel_run_widens_a_one_channel_init(tmp_path):
+    """mlem-flyscan+fbp pairs stack both reconstructions of one scan; a one-channel
+    mlem-flyscan model starts the run with the FBP channel at zero (step 0 = that model)
+    and training then learns (validation loss falls)."""
+    from recon.methods import reconstruct  # noqa: F401 - the simulated source needs it
+    from recon.train import DataConfig, SimulatedPairs
+
+    data = {"source": "simulated", "image_size": 32, "n_angles": [16, 24], "n_sub": 2, "patch": 32,
+            "slices_per_scan": 2, "n_train": 4, "n_validation": 2, "method_options": {"iterations": 4}}
+    src = SimulatedPairs(DataConfig(**{k: v for k, v in data.items() if k not in ("source",)}),
+                         "mlem-flyscan+fbp", seed0=5)
+    one = SimulatedPairs(DataConfig(**{k: v for k, v in data.items() if k not in ("source",)}),
+                         "mlem-flyscan", seed0=5)
+    x, y, _ = src(1)
+    assert x.shape == (2, 32, 32) and y.shape == (32, 32)
+    np.testing.assert_allclose(x[0], one(1)[0], atol=1e-6)  # channel 0 is the modified MLEM
+    base = {"threads": 1, "model": {"architecture": "rrdb", "nf": 8, "nb": 1, "gc": 8}, "data": data,
+            "input_kind": "mlem-flyscan",
+            "training": {"steps": 4, "batch": 2, "lr": 3e-3, "validate_every": 4, "checkpoint_every": 4}}
+    first = train(*load_config(_write(tmp_path, {**base, "name": "one", "run_dir": "one"})), progress=False)
+    two = {**base, "name": "two", "run_dir": "two", "input_kind": "mlem-flyscan+fbp", "init": "one/one.safetensors",
+           "training": {**base["training"], "steps": 30, "validate_every": 10, "checkpoint_every": 10}}
+    result = train(*load_config(_write(tmp_path, two)), progress=False)
+    rows = _rows(tmp_path / "two")
+    start = rows[0]
+    # the validation pairs differ (two channels), so compare the model itself on the primary channel
+    loaded = load_model(result.weights, input_kind="mlem-flyscan+fbp")
+    assert loaded.card["architecture"]["in_nc"] == 2 and loaded.card["init"]["widened_from"] == "mlem-flyscan"
+    assert rows[-1]["val_loss"] < start["val_loss"]
+    cfg, run = load_config(_write(tmp_path, {**two, "run_dir": "zero", "training": {**two["training"], "steps": 1,
+                                                                                      "lr": 1e-12, "warmup_steps": 0}}))
+    widened = load_model(train(cfg, run, progress=False).weights).model
+    probe = torch.rand(2, 2, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(widened(probe).numpy(), _model_out(first, probe[:, :1]), atol=1e-5)
+    bad = {**two, "run_dir": "bad", "input_kind": "fbp"}
+    with pytest.raises(FlytomoError, match="init model corrects 'mlem-flyscan' reconstructions"):
+        train(*load_config(_write(tmp_path, bad)), progress=False)
+
+
+def _model_out(result, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return load_model(result.weights).model(x).numpy()
