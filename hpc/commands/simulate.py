@@ -13,8 +13,23 @@ from recon.phantoms import FAMILIES, densest_ray, grid_lines, make_phantom
 from recon.simulate import simulate_flyscan
 
 
+def _gray(img: np.ndarray) -> np.ndarray:
+    """(h, w, 3|4) colour → (h, w) luminance (Rec. 601 weights, alpha dropped)."""
+    return img[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _pad_square(img: np.ndarray) -> np.ndarray:
+    """Zero-pad the last two axes of ``img`` to a centred square (the object in a larger field)."""
+    h, w = img.shape[-2:]
+    n = max(h, w)
+    pad = [(0, 0)] * (img.ndim - 2) + [((n - h) // 2, n - h - (n - h) // 2), ((n - w) // 2, n - w - (n - w) // 2)]
+    return np.pad(img, pad)
+
+
 def read_image(path: str, max_line_integral: float) -> np.ndarray:
-    """An image file (TIFF, PNG, NPY; 2D or a 3D stack) as attenuation per pixel, densest ray scaled."""
+    """An image file (TIFF, PNG, NPY; 2D or a 3D stack) as attenuation per pixel, densest ray
+    scaled to ``max_line_integral``: (n, n) or (z, n, n) float32. Colour (h, w, 3|4) becomes
+    grey; an (h, w) image that is not square is zero-padded, centred, to n = max(h, w)."""
     p = Path(path)
     if not p.is_file():
         raise FlytomoError(p, "no such image file")
@@ -29,12 +44,17 @@ def read_image(path: str, max_line_integral: float) -> np.ndarray:
             img = imread(p, as_gray=True)
     except Exception as err:
         raise FlytomoError(p, f"cannot be read as an image ({type(err).__name__}: {err})") from None
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] in (3, 4) and img.shape[0] > 4:  # (h, w, RGB[A]), not a stack
+        img = _gray(img)
     img = np.asarray(img, dtype=np.float32)
-    if img.ndim not in (2, 3) or img.shape[-1] != img.shape[-2] or img.shape[-1] < 8:
-        raise FlytomoError(p, f"needs a square image (n, n) or a stack (z, n, n) with n ≥ 8, got shape {img.shape}")
+    if img.ndim not in (2, 3) or min(img.shape[-2:]) < 8:
+        raise FlytomoError(p, f"needs an image (h, w) or a stack (z, h, w) at least 8 pixels wide, got shape {img.shape}")
     if not np.all(np.isfinite(img)):
         raise FlytomoError(p, "contains NaN or infinite values")
     img = np.clip(img - min(0.0, float(img.min())), 0, None)
+    if img.shape[-1] != img.shape[-2]:
+        img = _pad_square(img)
     peak = densest_ray(img)
     if peak <= 0:
         raise FlytomoError(p, "is empty (all zero)")
@@ -77,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output scan file (.h5)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--phantom", default="cracked", help=f"{', '.join(FAMILIES)} or grid (default cracked)")
-    src.add_argument("--image", help="an image file (tif, png, npy; (n, n) or (z, n, n)) as the object")
+    src.add_argument("--image", help="an image file (tif, png, npy; (h, w), (z, h, w) or colour) as the object; "
+                     "not square: zero-padded to a square")
     p.add_argument("--size", type=int, default=128, help="phantom size n (pixels)")
     p.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D slice or 3D volume phantom")
     p.add_argument("--angles", type=int, default=120, help="number of projections")

@@ -125,6 +125,31 @@ def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
     assert r.returncode == 2 and "nope.png" in r.stderr
 
 
+def test_simulate_takes_colour_and_oblong_images(tmp_path):
+    """Images as other tools write them: an RGB TIFF becomes grey; a 40 × 56 image is
+    zero-padded, centred, to 56 × 56 (the truth file holds the padded object)."""
+    import tifffile
+
+    from hpc.commands.simulate import read_image
+
+    rgb = np.zeros((48, 48, 3), np.uint8)
+    rgb[10:38, 14:30] = (255, 0, 0)  # pure red: luminance 0.299 of white
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb)
+    grey = read_image(str(tmp_path / "rgb.tif"), 1.0)
+    assert grey.shape == (48, 48) and np.count_nonzero(grey) == 28 * 16
+    oblong = np.ones((40, 56), np.float32)
+    tifffile.imwrite(tmp_path / "oblong.tif", oblong)
+    out = tmp_path / "oblong.h5"
+    assert main(["simulate", str(out), "--image", str(tmp_path / "oblong.tif"), "--angles", "20"]) == 0
+    truth = np.load(tmp_path / "oblong_truth.npy")
+    assert truth.shape == (1, 56, 56)
+    assert np.count_nonzero(truth[0, :8]) == 0 and np.count_nonzero(truth[0, 48:]) == 0
+    assert np.count_nonzero(truth[0, 8:48]) == 40 * 56
+    tifffile.imwrite(tmp_path / "thin.tif", np.ones((5, 56), np.float32))
+    r = run_cli("simulate", str(tmp_path / "t.h5"), "--image", str(tmp_path / "thin.tif"))
+    assert r.returncode == 2 and "thin.tif" in r.stderr and "at least 8 pixels" in r.stderr
+
+
 def test_rrdb_with_the_shipped_models(tmp_path):
     from recon.weights import default_weights_path, load_model
 
