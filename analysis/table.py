@@ -92,27 +92,89 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
     return text
 
 
+#: accepted names of the log's two columns (compared lower-case, units in brackets removed),
+#: in order of preference
+TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "seconds", "t_s", "timestamp",
+              "datetime", "date_time", "date")
+TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "temperature_k",
+                     "temp_k", "t_k", "t")
+_TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
+
+
+def _column_key(name: str) -> tuple[str, str]:
+    """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k')."""
+    import re
+
+    text = str(name).strip().lower().replace("°", "").replace("deg", "")
+    unit = ""
+    m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
+    if m:
+        text, unit = m.group(1), m.group(2).strip()
+    return re.sub(r"[\s\-]+", "_", text.strip()), unit
+
+
+def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) -> str | None:
+    keys = {c: _column_key(c)[0] for c in columns if c != taken}
+    for want in names:
+        for c, k in keys.items():
+            if k == want:
+                return c
+    return None
+
+
+def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
+    """Seconds from numbers (in ``unit``) or from date-times (ISO text; naive = UTC, as in
+    the scan files) → Unix seconds."""
+    num = pd.to_numeric(values, errors="coerce")
+    if num.notna().mean() > 0.5:
+        if unit not in ("", *_TIME_UNITS):
+            raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
+        return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)
+    when = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="mixed")
+    return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
+
+
 def read_temperature_log(path: str | Path) -> pd.DataFrame:
-    """Read a temperature log CSV → DataFrame (time_s, temperature_C) float64, sorted by
-    time, duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file."""
+    """Read a temperature log → DataFrame (time_s, temperature_C) float64, sorted by time,
+    duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file.
+
+    The file is delimited text (comma, semicolon or tab; ``#`` starts a comment). Its time
+    column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
+    …, any case, a unit in brackets: ``Time (min)`` is converted to seconds) holding seconds
+    or ISO date-times (Unix seconds; a date without a zone is UTC, as in the scan files). Its
+    temperature column is ``temperature_C`` or ``temperature``, ``temp``, ``T`` with an
+    optional unit (``T (K)``, ``temperature_K`` are converted to °C).
+    """
     path = Path(path)
     if not path.is_file():
         raise FlytomoError(path, "no such temperature log")
     try:
-        df = pd.read_csv(path, comment="#", skipinitialspace=True)
+        df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True)
     except Exception as err:
         raise FlytomoError(path, f"cannot read the temperature log as CSV ({err})") from None
     df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in ("time_s", "temperature_C") if c not in df.columns]
+    tcol = _pick(list(df.columns), TIME_NAMES)
+    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol)
+    missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
                            f"found {', '.join(map(str, df.columns)) or 'none'}")
-    df = df[["time_s", "temperature_C"]].apply(pd.to_numeric, errors="coerce")
+    times = _times_s(df[tcol], _column_key(tcol)[1] or ("s" if _column_key(tcol)[0].endswith("_s") else ""), path)
+    key, unit = _column_key(ccol)
+    unit = unit or ("k" if key.endswith("_k") else "c")
+    temps = pd.to_numeric(df[ccol], errors="coerce").to_numpy(float)
+    if unit == "k":
+        temps = temps - 273.15
+    elif unit == "f":
+        temps = (temps - 32.0) * 5.0 / 9.0
+    elif unit != "c":
+        raise FlytomoError(path, f"temperature unit {unit!r} not understood (use C, K or F)")
+    df = pd.DataFrame({"time_s": times, "temperature_C": temps})
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
-        raise FlytomoError(path, f"line {row}: time_s and temperature_C must be numbers "
-                           f"({int(bad.sum())} bad row(s))")
+        raise FlytomoError(path, f"line {row}: {tcol} and {ccol} must be numbers"
+                           f"{' or dates' if tcol != 'time_s' else ''} ({int(bad.sum())} bad row(s))")
     df = df.groupby("time_s", as_index=False)["temperature_C"].mean().sort_values("time_s")
     if len(df) < 2:
         raise FlytomoError(path, "the temperature log needs at least two readings")

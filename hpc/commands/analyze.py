@@ -74,7 +74,7 @@ def register(subparsers) -> None:
                     "crack_table.parquet and PNG figures.")
     p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
     p.add_argument("--temperature", metavar="LOG.csv", default=None,
-                   help="temperature log with columns time_s, temperature_C "
+                   help="temperature log (CSV: time_s, temperature_C, or the usual variants: analysis.table) "
                         "(default: the temperatures recorded with the scans)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: <store folder>/<store name>_analysis)")

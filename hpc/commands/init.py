@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("scans", help="scan files: a glob in quotes ('raw/scan_*.h5')")
     p.add_argument("--temperature", "-T", default=None, metavar="LOG.csv",
-                   help="temperature log (CSV with columns time_s, temperature_C)")
+                   help="temperature log (CSV: time_s, temperature_C; or time / timestamp and temperature / T columns, units in brackets)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="experiment folder for experiment.yaml")
     p.add_argument("--output", default="recon/experiment.zarr", help="store path, relative to DIR")
     p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"))

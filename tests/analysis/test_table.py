@@ -97,6 +97,24 @@ def test_bad_logs(tmp_path, text, match):
         read_temperature_log(tmp_path / "missing.csv")
 
 
+@pytest.mark.parametrize("text, times, temps", [
+    ("time_s,temperature_C\n0,25\n60,75\n", [0, 60], [25, 75]),
+    ("# furnace export\nTime (min);Temperature (°C)\n0;25\n1;75\n", [0, 60], [25, 75]),
+    ("Elapsed [s]\tT [K]\n0\t298.15\n60\t348.15\n", [0, 60], [25, 75]),
+    ("timestamp,temp\n2026-12-01T10:00:00,25\n2026-12-01T10:01:00Z,75\n", [1796119200, 1796119260], [25, 75]),
+    ("Time,Temperature_K\n2026-12-01 11:00:00+01:00,298.15\n2026-12-01 11:01:00+01:00,348.15\n",
+     [1796119200, 1796119260], [25, 75]),
+])
+def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
+    """Other delimiters, usual column names with units in brackets, minutes, kelvin and
+    ISO date-times (naive = UTC, as in the scan files) all read as seconds and °C."""
+    p = tmp_path / "log.csv"
+    p.write_text(text)
+    df = read_temperature_log(p)
+    np.testing.assert_allclose(df["time_s"], times)
+    np.testing.assert_allclose(df["temperature_C"], temps, atol=1e-9)
+
+
 def test_table_rows_and_files(tmp_path):
     times = scan_temperatures(_scans(3), read_temperature_log(write_log(tmp_path / "log.csv")))
     results = [
