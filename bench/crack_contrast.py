@@ -33,9 +33,12 @@ from recon.methods import reconstruct
 from recon.metrics import psnr
 from recon.phantoms import heating_particle, particle_mask
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
-from recon.weights import load_model
+from recon.weights import channel_kinds, load_model
 
 from hpc.experiment_sim import SimSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import first_stage  # noqa: E402 - a sibling bench script
 
 
 def crack_slices(size: int, seeds: range = range(3)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +63,7 @@ def crack_deficit(images: np.ndarray, cracks: np.ndarray, envelope: np.ndarray, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", help="model paths (flytomo models on mlem-flyscan input)")
+    ap.add_argument("models", nargs="+", help="model paths (flytomo models on mlem-flyscan input, or mlem-flyscan+fbp)")
     default = SimSettings()  # scanned as `flytomo simulate-experiment` scans
     ap.add_argument("--size", type=int, default=default.size)
     ap.add_argument("--photons", type=float, default=default.i0)
@@ -69,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:  # a bad model is refused before the scans are simulated
-        models = [(str(spec), load_model(spec, input_kind="mlem-flyscan")) for spec in args.models]
+        models = [(str(spec), load_model(spec)) for spec in args.models]
+        for spec, loaded in models:
+            if channel_kinds(loaded.input_kind)[0] != "mlem-flyscan":
+                raise FlytomoError(spec, f"corrects {loaded.input_kind!r}; this bench compares models on "
+                                         "modified MLEM (alone or with FBP)")
     except FlytomoError as err:
         print(f"crack_contrast: error: {err}", file=sys.stderr)
         return 2
@@ -80,14 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     n_angles = angles.size
     scan = simulate_flyscan(truth, angles, sim.blur_angle_deg, sim.i0, dark=sim.dark, n_sub=sim.n_sub, seed=1)
     geometry = ScanGeometry.create(angles, args.size, blur_angle_deg=args.blur)
-    mlem = reconstruct(line_integrals_from_counts(scan), geometry, "mlem-flyscan")
+    sino = line_integrals_from_counts(scan)
+    first = {k: reconstruct(sino, geometry, k) for k in ("mlem-flyscan", "fbp")}
+    mlem = first["mlem-flyscan"]
     solid = float(np.median(truth[truth > 0]))
     reference = crack_deficit(truth, cracks, envelope, solid)
 
     rows = [{"method": "modified MLEM", "deficit_ratio": crack_deficit(mlem, cracks, envelope, solid) / reference,
              "psnr": float(np.mean([psnr(m, t) for m, t in zip(mlem, truth)]))}]
     for name, loaded in models:
-        out = apply_model(loaded.model, mlem, normalization=loaded.card["normalization"])
+        out = apply_model(loaded.model, first_stage(first, loaded.input_kind),
+                          normalization=loaded.card["normalization"])
         rows.append({"method": name, "deficit_ratio": crack_deficit(out, cracks, envelope, solid) / reference,
                      "psnr": float(np.mean([psnr(o, t) for o, t in zip(out, truth)]))})
     print(f"{len(truth)} slices of {args.size}², {int(cracks.sum())} crack pixels, {n_angles} projections, "

@@ -29,7 +29,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.transform import resize
 
 from recon.geometry import ScanGeometry
-from recon.methods import RRDB_INPUTS, make_reconstructor
+from recon.methods import make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.phantoms import densest_ray, support_mask
 from recon.weights import load_model, seed_checkpoint_path
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--json", default="bench/results/real_particle.json")
     args = ap.parse_args()
 
-    from quality import network_inputs, simulate  # bench/ is on the path when run as a script
+    from quality import first_stage, network_inputs, simulate  # bench/ is on the path when run as a script
 
     truth = particle_truth(seed_checkpoint_path().with_name("img_test.tiff"), args.size)[None]
     g = ScanGeometry.create(np.arange(args.angles) * (180.0 / args.angles), args.size,
@@ -68,10 +68,10 @@ def main() -> None:
     print(f"{'I0':>7} {'method':>48} {'PSNR dB':>8} {'SSIM':>6}")
     panels: list[tuple[str, np.ndarray]] = [("reference (real slice, smoothed)", truth[0])]
     for i0, sino in sinos.items():
-        vols = {k: make_reconstructor(g, k)(sino) for k in RRDB_INPUTS}
+        vols = {k: make_reconstructor(g, k)(sino) for k in ("fbp", "mlem-flyscan")}
         rows = [("FBP", vols["fbp"]), ("modified MLEM", vols["mlem-flyscan"])]
         for m in models:
-            rows += [(f"RRDB {m.label} on {k}", m.apply(vols[k])) for k in network_inputs(m, args.cross)]
+            rows += [(f"RRDB {m.label} on {k}", m.apply(first_stage(vols, k))) for k in network_inputs(m, args.cross)]
         for label, vol in rows:
             p, s = psnr(vol[0], truth[0]), ssim(vol[0], truth[0])
             print(f"{i0:>7g} {label:>48} {p:>8.2f} {s:>6.3f}")
