@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shift", type=float, default=2.5)
     ap.add_argument("--n-sub", type=int, default=8)
     ap.add_argument("--images", nargs="+", default=list(IMAGES), choices=IMAGES)
-    ap.add_argument("--methods", nargs="+", default=["fbp", "mlem-flyscan", "rrdb"])
+    ap.add_argument("--methods", nargs="*", default=["fbp", "mlem-flyscan", "rrdb"])
     ap.add_argument("--model", nargs="*", default=[], metavar="LABEL=PATH",
                     help="also method rrdb with these models (PATH or seed:PATH)")
     ap.add_argument("--json", type=Path)
