@@ -279,22 +279,27 @@ class Experiment:
 
 
 def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[Problem]]:
-    """Scan files of ``scans`` (glob or list, relative to ``base``) and the problems found."""
+    """Scans of ``scans`` (glob or list, relative to ``base``) and the problems found. A file
+    that holds several scans (an NXtomo file with several entries) gives one
+    ``FILE::ENTRY`` per scan, in the file's order; a list may name one entry so."""
+    from recon.io.readers import scan_entries, split_scan_ref
+
     problems: list[Problem] = []
     if isinstance(scans, str):
         pattern = str(Path(scans).expanduser()) if Path(scans).expanduser().is_absolute() else str(base / scans)
         files = sorted(Path(p) for p in _glob.glob(pattern) if Path(p).is_file())
         if not files:
             problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
-        return files, problems
-    files = []
+        return [Path(ref) for f in files for ref in scan_entries(f)], problems
+    refs = []
     for i, s in enumerate(scans):
         p = Path(s).expanduser()
         p = p if p.is_absolute() else base / p
-        if not p.is_file():
-            problems.append(Problem(f"scans[{i}]", f"no such file {p}"))
-        files.append(p)
-    return files, problems
+        file, entry = split_scan_ref(p)
+        if not file.is_file():
+            problems.append(Problem(f"scans[{i}]", f"no such file {file}"))
+        refs += [p] if entry is not None or not file.is_file() else [Path(r) for r in scan_entries(p)]
+    return refs, problems
 
 
 def read_yaml(path: str | Path) -> dict:

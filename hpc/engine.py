@@ -86,8 +86,9 @@ _units_run = 0
 def reader_for(path: str) -> Any:
     """This process's reader of ``path`` (metadata parsed once; a changed file is reopened)."""
     from recon.io import open_scan
+    from recon.io.readers import split_scan_ref
 
-    st_ = os.stat(path)
+    st_ = os.stat(split_scan_ref(path)[0])
     key = (path, st_.st_mtime_ns, st_.st_size)
     r = _readers.get(key)
     if r is None:

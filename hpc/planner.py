@@ -124,17 +124,18 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         to back).
     """
     from recon.io import open_scan
+    from recon.io.readers import scan_label
     from recon.io.scan_geometry import scan_geometry
 
     plans: list[ScanPlan] = []
     for i, f in enumerate(files):
         f = Path(f)
-        plan = ScanPlan(index=i, path=f, scan_id=f.stem)
+        plan = ScanPlan(index=i, path=f, scan_id=scan_label(f))
         try:
             reader = open_scan(f)
             meta = dict(getattr(reader, "metadata", {}) or {})
             plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
-            plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else f.stem
+            plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
             plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
             plan.start_time_s = as_float(meta.get("scan_time"))
             plan.duration_s = as_float(meta.get("duration_s"))

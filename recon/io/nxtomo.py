@@ -9,7 +9,9 @@ are skipped; without ``image_key_control``, projections at the end that step bac
 scan already took are taken as alignment frames and skipped, with a warning: see
 :func:`return_frames`); ``sample/rotation_angle`` (or ``data/rotation_angle``), one per frame, in degrees
 unless its ``units`` attribute says radians. A file with several NXtomo entries (``entry0000``,
-``entry0001``…) is read from the first, with a warning. No darks: dark level 0; no flats:
+``entry0001``…) holds several scans: ``FILE::entry0001`` names one (:func:`entry_names`;
+``flytomo init`` and an experiment's ``scans`` take each entry as a scan); opened plainly it
+is read from the first, with a warning. No darks: dark level 0; no flats:
 normalised float data only. Optional metadata: ``start_time`` (ISO date),
 ``instrument/beam/incident_energy`` or ``beam/incident_energy`` (keV, or ``units``),
 ``instrument/detector/x_pixel_size`` (with a ``units`` attribute), ``scan_id``; blur
@@ -54,19 +56,33 @@ def _entries(f: h5py.File) -> list[h5py.Group]:
     return tomo + other
 
 
+def entry_names(f: h5py.File) -> list[str]:
+    """Names of the entries that hold a scan, NXtomo-defined first (``["entry0000", …]``)."""
+    return [g.name.strip("/") for g in _entries(f)]
+
+
 def detect(f: h5py.File) -> bool:
     """An NXtomo file has an entry defined as NXtomo, or one with frame data and image_key."""
     return bool(_entries(f))
 
 
-def open_nxtomo(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
-    """Reader for the open NXtomo file ``f`` at ``path``."""
+def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = None) -> HDF5Scan:
+    """Reader for the open NXtomo file ``f`` at ``path``: its entry ``entry_name``, or the first."""
     path = Path(path)
     entries = _entries(f)
-    entry = entries[0]
-    if len(entries) > 1:
-        others = ", ".join(e.name.strip("/") for e in entries[1:4]) + (" …" if len(entries) > 4 else "")
-        assume(path, f"{len(entries)} NXtomo entries: reading '{entry.name.strip('/')}' only (not {others})")
+    if entry_name is not None:
+        chosen = [e for e in entries if e.name.strip("/") == entry_name.strip("/")]
+        if not chosen:
+            raise FlytomoError(path, f"no scan entry '{entry_name}' (entries: "
+                               f"{', '.join(entry_names(f)[:6]) or 'none'})")
+        entry = chosen[0]
+    else:
+        entry = entries[0]
+        if len(entries) > 1:
+            others = ", ".join(e.name.strip("/") for e in entries[1:4]) + (" …" if len(entries) > 4 else "")
+            assume(path, f"{len(entries)} NXtomo entries: reading '{entry.name.strip('/')}' only (not {others}); "
+                         f"name one as {path.name}::{entries[1].name.strip('/')}, or give the file to "
+                         "flytomo init, which takes every entry as a scan")
     names = {}
     for key, candidates, what in (("data", _DATA, "frames"), ("key", _KEY, "image_key"), ("angle", _ANGLE, "rotation angles")):
         found = first_dataset(entry, candidates)

@@ -19,20 +19,60 @@ FORMATS: tuple[tuple[str, Callable[[h5py.File], bool], Callable[..., HDF5Scan]],
     (nxtomo.FORMAT, nxtomo.detect, nxtomo.open_nxtomo),
 )
 
-__all__ = ["FORMATS", "RawChunk", "ScanReader", "open_scan"]
+__all__ = ["ENTRY_SEPARATOR", "FORMATS", "RawChunk", "ScanReader", "open_scan", "scan_entries",
+           "scan_label", "split_scan_ref"]
+
+#: ``FILE::ENTRY`` names one scan of a file that holds several (an NXtomo entry)
+ENTRY_SEPARATOR = "::"
+
+
+def split_scan_ref(ref: str | os.PathLike) -> tuple[Path, str | None]:
+    """``"raw/series.nx::entry0003"`` → (Path("raw/series.nx"), "entry0003"); a plain path → (path, None)."""
+    text = str(ref)
+    if ENTRY_SEPARATOR in text and not Path(text).exists():
+        file, entry = text.rsplit(ENTRY_SEPARATOR, 1)
+        return Path(file), entry
+    return Path(text), None
+
+
+def scan_label(ref: str | os.PathLike) -> str:
+    """A short name for a scan: the file's stem, with ``_ENTRY`` for one entry of a file."""
+    file, entry = split_scan_ref(ref)
+    return file.stem if entry is None else f"{file.stem}_{entry}"
+
+
+def scan_entries(path: str | os.PathLike) -> list[str]:
+    """The scans in a file: ``["FILE::entry0000", "FILE::entry0001", …]`` for an NXtomo file
+    with several scan entries, else ``[FILE]`` (also for a file that cannot be read: opening it
+    later says why)."""
+    path = Path(path)
+    try:
+        with open_h5(path) as f:
+            names = nxtomo.entry_names(f) if not fxi.detect(f) and not dxchange.detect(f) else []
+    except (FlytomoError, OSError):
+        return [str(path)]
+    if len(names) < 2:
+        return [str(path)]
+    return [f"{path}{ENTRY_SEPARATOR}{name}" for name in names]
 
 
 def open_scan(path: str | os.PathLike) -> ScanReader:
-    """Open a scan file (FXI, Data Exchange or NXtomo, detected from its contents).
+    """Open a scan file (FXI, Data Exchange or NXtomo, detected from its contents), or one
+    entry of a file with several, ``FILE::ENTRY``.
 
     Reads only the small datasets (angles, image keys, metadata) and checks that frames,
     flats, darks and angles agree; frames are read later, by rows, with ``reader.read(z0, z1)``.
     Raises FlytomoError(path, problem) for every problem with the file.
     """
-    path = Path(path)
+    path, entry = split_scan_ref(path)
     with open_h5(path) as f:
-        for _name, detect, open_format in FORMATS:
+        for name, detect, open_format in FORMATS:
             if detect(f):
-                return open_format(path, f)
+                if entry is None:
+                    return open_format(path, f)
+                if name != nxtomo.FORMAT:
+                    raise FlytomoError(path, f"'{ENTRY_SEPARATOR}{entry}' names an NXtomo entry, but this "
+                                             f"is a {name} file (one scan)")
+                return nxtomo.open_nxtomo(path, f, entry)
     raise FlytomoError(path, "format not recognised: expected FXI ('img_tomo'), Data Exchange "
                              "('/exchange/data') or NXtomo (an NXentry with definition 'NXtomo')")

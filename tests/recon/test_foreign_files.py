@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from hpc.cli import main
+from recon.errors import FlytomoError
 from recon.io import open_scan, open_volume
 
 N_COLS, N_ROWS, N_ANGLES = 64, 8, 90
@@ -468,3 +469,42 @@ def test_center_default_is_the_file_then_found_then_the_middle(tmp_path):
     assert scan_geometry(reader).center == 30.25
     with pytest.warns(UserWarning, match="tiny.h5: rotation axis not found.*middle column 7.5"):
         assert scan_geometry(_TinyScan()).center == 7.5
+
+
+def test_each_entry_of_a_series_file_is_a_scan(tmp_path):
+    """An NXtomo file with several entries holds a series: FILE::ENTRY opens one (no
+    warning), `flytomo init` on the file makes one scan per entry, and `flytomo run`
+    reconstructs each into its own time point."""
+    import yaml
+
+    from recon.io.readers import scan_entries, scan_label
+
+    path = write_nxtomo_nxtomomill(tmp_path / "series.nx", HALF, entries=3)
+    refs = scan_entries(path)
+    assert refs == [f"{path}::entry{k:04d}" for k in range(3)]
+    assert scan_label(refs[2]) == "series_entry0002"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = open_scan(refs[2])
+    assert third.shape == (N_ANGLES, N_ROWS, N_COLS)
+    assert third.metadata["scan_time"] - open_scan(refs[0]).metadata["scan_time"] == 2 * 86400
+    with pytest.raises(FlytomoError, match=r"no scan entry 'entry0009' \(entries: entry0000, entry0001, entry0002\)"):
+        open_scan(f"{path}::entry0009")
+    single = write_nxtomo_nxtomomill(tmp_path / "single.nx", HALF)
+    assert scan_entries(single) == [str(single)]
+    dx = write_dxchange_tomopy(tmp_path / "dx.h5", HALF)
+    with pytest.raises(FlytomoError, match="names an NXtomo entry, but this is a dxchange file"):
+        open_scan(f"{dx}::entry0000")
+
+    exp = tmp_path / "exp"
+    assert main(["init", str(path), "--out", str(exp), "--method", "fbp"]) == 0
+    cfg = yaml.safe_load((exp / "experiment.yaml").read_text())
+    cfg["analysis"]["enabled"] = False
+    (exp / "experiment.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(exp / "experiment.yaml"), "--no-progress"]) == 0
+    store = open_volume(exp / "recon" / "experiment.zarr")[0]
+    assert store.shape[0] == 3
+    first, last = np.asarray(store[0]), np.asarray(store[2])
+    np.testing.assert_array_equal(first, last)  # the entries hold the same frames here
+    # one entry through `flytomo recon FILE::ENTRY` is that time point of the run
+    np.testing.assert_allclose(np.asarray(store[1]), recon_fbp(refs[1], tmp_path / "one.zarr"), atol=1e-6)
