@@ -156,7 +156,7 @@ def test_rrdb_with_the_shipped_models(tmp_path):
     scan = tmp_path / "scan.h5"  # photon-starved, as a fly-scan frame is
     assert main(["simulate", str(scan), "--phantom", "radial", "--size", "64", "--ndim", "3",
                  "--angles", "60", "--photons", "2000", "--seed", "5"]) == 0
-    for kind in ("mlem-flyscan", "fbp"):  # both shipped: safetensors + card, a few MB
+    for kind in ("mlem-flyscan", "fbp", "mlem-flyscan+fbp"):  # all shipped: safetensors + card, a few MB
         loaded = load_model(None, input_kind=kind)
         assert default_weights_path(kind).stat().st_size < 5_000_000
         assert loaded.card["input_kind"] == kind and loaded.card["steps"] > 0
@@ -164,17 +164,19 @@ def test_rrdb_with_the_shipped_models(tmp_path):
     scores = {}
     for label, extra in (("fbp", ["--method", "fbp"]), ("mlem-flyscan", ["--method", "mlem-flyscan"]),
                          ("rrdb", ["--method", "rrdb"]),  # default: the modified-MLEM model
-                         ("rrdb-fbp", ["--method", "rrdb", "--rrdb-input", "fbp"])):
+                         ("rrdb-fbp", ["--method", "rrdb", "--rrdb-input", "fbp"]),
+                         ("rrdb-two", ["--method", "rrdb", "--rrdb-input", "mlem-flyscan+fbp"])):
         out = tmp_path / f"{label}.zarr"
         assert main(["recon", str(scan), "--out", str(out), *extra, "--rows", "24:40", "--quiet"]) == 0
         vol, attrs = open_volume(out)
         scores[label] = np.mean([psnr(v, t) for v, t in zip(vol[:], truth)])
         if label.startswith("rrdb"):  # provenance: which network, on which first stage
-            kind = "fbp" if label == "rrdb-fbp" else "mlem-flyscan"
+            kind = {"rrdb-fbp": "fbp", "rrdb-two": "mlem-flyscan+fbp"}.get(label, "mlem-flyscan")
             assert attrs["model"]["input_kind"] == kind
             assert attrs["model"]["weights_sha256"] == load_model(None, input_kind=kind).card["weights_sha256"]
     assert scores["rrdb"] > scores["mlem-flyscan"] + RRDB_GAIN_DB, scores
     assert scores["rrdb-fbp"] > scores["fbp"] + 2.0, scores
+    assert scores["rrdb-two"] > scores["mlem-flyscan"] + RRDB_GAIN_DB, scores
     r = run_cli("recon", str(scan), "--out", str(tmp_path / "x.zarr"), "--method", "rrdb",
                 "--model", str(default_weights_path("fbp")), "--rrdb-input", "mlem-flyscan")
     assert r.returncode == 2 and "corrects 'fbp' reconstructions, not 'mlem-flyscan'" in r.stderr

@@ -388,15 +388,15 @@ def test_shipped_models_are_reproducible_from_their_configs():
     """Every shipped model's card records the config that made it: the job file in jobs/
     resolves to the same training, data, input and architecture."""
     from recon.rrdb import build_model
-    from recon.train import DataConfig, OptimConfig
+    from recon.train import DataConfig, OptimConfig, model_config
     from recon.weights import default_weights_path
 
-    for kind, job in (("mlem-flyscan", "train-mlem-cracks.yaml"),):
+    for kind, job in (("mlem-flyscan", "train-mlem-cracks.yaml"), ("mlem-flyscan+fbp", "train-mlem-fbp.yaml")):
         card = json.loads(default_weights_path(kind).with_suffix(".json").read_text())
         cfg, _ = load_config(ROOT / "jobs" / job)
         assert card["name"] == cfg.name and card["input_kind"] == cfg.input_kind == kind
         assert card["normalization"] == cfg.normalization
-        assert card["architecture"] == build_model(cfg.model).config
+        assert card["architecture"] == build_model(model_config(cfg)).config
         data = {k: v for k, v in card["data"].items() if k not in ("train_seed0", "validation_seed0")}
         defaults = DataConfig().model_dump(mode="json")  # keys added after the model was made
         assert data == {k: v for k, v in cfg.data.model_dump(mode="json").items()
