@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,6 @@ _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h
 
 def _column_key(name: str) -> tuple[str, str]:
     """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k')."""
-    import re
-
     text = str(name).strip().lower().replace("°", "").replace("deg", "")
     unit = ""
     m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
@@ -159,7 +158,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
                            f"found {', '.join(map(str, df.columns)) or 'none'}")
-    times = _times_s(df[tcol], _column_key(tcol)[1] or ("s" if _column_key(tcol)[0].endswith("_s") else ""), path)
+    times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
     key, unit = _column_key(ccol)
     unit = unit or ("k" if key.endswith("_k") else "c")
     temps = pd.to_numeric(df[ccol], errors="coerce").to_numpy(float)

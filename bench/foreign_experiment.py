@@ -75,6 +75,12 @@ def astra_counts(vol: np.ndarray, angles: np.ndarray, n_det: int, shift: float, 
     return rng.poisson(photons * trans) + rng.poisson(100.0, trans.shape)
 
 
+def detector_columns(size: int, shift: float) -> int:
+    """Detector width (columns) for a ``size``-px object with the axis ``shift`` px off the
+    middle: the object seen whole at every angle, with 8 columns of margin each side."""
+    return size + 2 * int(np.ceil(abs(shift))) + 16
+
+
 def write_bliss_nxtomo(path: Path, tomo: np.ndarray, angles_deg: np.ndarray, start_s: float,
                        photons: float, rng: np.random.Generator) -> None:
     """NXtomo as BLISS/nxtomomill lay it out, without image_key_control: darks, flats,
@@ -110,7 +116,7 @@ def make_experiment(out: Path, size: int = 112, rows: int = 12, n_proj: int = 18
     (out / "raw").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)
     angles = np.linspace(0.0, np.deg2rad(turn_deg), n_proj, endpoint=False)
-    n_det = size + 2 * int(np.ceil(abs(shift))) + 16
+    n_det = detector_columns(size, shift)
     truth = []
     for s, n_cracks in enumerate(cracks):
         vol, particle = phantom(size, rows, n_cracks)

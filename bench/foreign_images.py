@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from foreign_experiment import astra_counts  # noqa: E402 - a sibling bench script
+from foreign_experiment import astra_counts, detector_columns  # noqa: E402 - a sibling bench script
 
 IMAGES = ("shepp_logan", "blobs", "coins", "camera", "astronaut")
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs = [(m, m, []) for m in args.methods] + [
         (f"rrdb {spec.split('=', 1)[0]}", "rrdb", ["--model", spec.split("=", 1)[1]]) for spec in args.model]
     angles = np.linspace(0.0, np.pi, args.projections, endpoint=False)
-    n_det = args.size + 2 * int(np.ceil(abs(args.shift))) + 16
+    n_det = detector_columns(args.size, args.shift)
     results: dict = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                      "rows": []}
     t0 = time.perf_counter()

@@ -365,7 +365,7 @@ class SimulatedPairs:
         except ImportError as err:
             raise FlytomoError("data.source", f"simulated pairs need {err.name}, which is not "
                                "available in this installation") from None
-        from recon.methods import resolve_options
+        from recon.methods import METHODS
         from recon.phantoms import FAMILIES
 
         bad = [f for f in data.families if f not in FAMILIES]
@@ -375,21 +375,18 @@ class SimulatedPairs:
         from recon.weights import channel_kinds
 
         self._channels = channel_kinds(input_kind)
-        for kind in self._channels:
-            try:
-                resolve_options(kind, self._options(kind))
-            except FlytomoError as err:
-                raise FlytomoError("data.method_options", err.problem) from None
+        taken = {k for kind in self._channels for k in METHODS[kind].defaults}
+        unknown = sorted(set(data.method_options) - taken)
+        if unknown:  # an option no channel's method takes (a typo) is an error, never dropped
+            raise FlytomoError("data.method_options", f"{input_kind} reconstructions take no option "
+                               f"{', '.join(unknown)} (they take {', '.join(sorted(taken)) or 'none'})")
         self._group: tuple[int, list] | None = None
 
     def _options(self, kind: str) -> dict:
-        """``data.method_options`` for one channel's method: all of them for a one-channel
-        kind, else the ones that method takes."""
+        """The ``data.method_options`` that one channel's method takes."""
         from recon.methods import METHODS
 
-        opts = dict(self.data.method_options)
-        return opts if len(self._channels) == 1 else {k: v for k, v in opts.items()
-                                                      if k in METHODS[kind].defaults}
+        return {k: v for k, v in self.data.method_options.items() if k in METHODS[kind].defaults}
 
     def scan_parameters(self, group: int) -> dict:
         """The scan parameters of pair group ``group`` (deterministic)."""

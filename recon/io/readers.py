@@ -48,12 +48,20 @@ def scan_entries(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     try:
         with open_h5(path) as f:
-            names = nxtomo.entry_names(f) if not fxi.detect(f) and not dxchange.detect(f) else []
+            names = nxtomo.entry_names(f) if _format(f)[0] == nxtomo.FORMAT else []
     except (FlytomoError, OSError):
         return [str(path)]
     if len(names) < 2:
         return [str(path)]
     return [f"{path}{ENTRY_SEPARATOR}{name}" for name in names]
+
+
+def _format(f: h5py.File) -> tuple[str | None, Callable[..., HDF5Scan] | None]:
+    """(format name, opener) of the first of :data:`FORMATS` that recognises ``f``, else (None, None)."""
+    for name, detect, open_format in FORMATS:
+        if detect(f):
+            return name, open_format
+    return None, None
 
 
 def open_scan(path: str | os.PathLike) -> ScanReader:
@@ -66,13 +74,13 @@ def open_scan(path: str | os.PathLike) -> ScanReader:
     """
     path, entry = split_scan_ref(path)
     with open_h5(path) as f:
-        for name, detect, open_format in FORMATS:
-            if detect(f):
-                if entry is None:
-                    return open_format(path, f)
-                if name != nxtomo.FORMAT:
-                    raise FlytomoError(path, f"'{ENTRY_SEPARATOR}{entry}' names an NXtomo entry, but this "
-                                             f"is a {name} file (one scan)")
-                return nxtomo.open_nxtomo(path, f, entry)
-    raise FlytomoError(path, "format not recognised: expected FXI ('img_tomo'), Data Exchange "
-                             "('/exchange/data') or NXtomo (an NXentry with definition 'NXtomo')")
+        name, open_format = _format(f)
+        if open_format is None:
+            raise FlytomoError(path, "format not recognised: expected FXI ('img_tomo'), Data Exchange "
+                                     "('/exchange/data') or NXtomo (an NXentry with definition 'NXtomo')")
+        if entry is None:
+            return open_format(path, f)
+        if name != nxtomo.FORMAT:
+            raise FlytomoError(path, f"'{ENTRY_SEPARATOR}{entry}' names an NXtomo entry, but this "
+                                     f"is a {name} file (one scan)")
+        return nxtomo.open_nxtomo(path, f, entry)
