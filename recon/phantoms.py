@@ -30,6 +30,14 @@ Families (:data:`FAMILIES`), features from the sample's scale down to 1 px:
 - ``"radial"``: particles with radial cracks running from near the centre outwards
   (opening towards the surface, like a cracked secondary cathode particle), pores, and
   sometimes a hollow core.
+
+One more family for training only (:data:`EXTRA_FAMILIES`, never in :func:`test_images`):
+
+- ``"leaves"``: a dead-leaves image (occluding ellipses, sizes from a power law, 1.5 px to a
+  quarter of the field; grey levels uniform, some empty) inside an irregular outline, with
+  a fine texture: the scale-invariant statistics of natural images, so that a network
+  trained on it keeps structures no family above draws (Achddou et al., "Synthetic images
+  as a regularity prior for image restoration neural networks", SSVM 2021).
 """
 from __future__ import annotations
 
@@ -45,6 +53,8 @@ from recon.errors import FlytomoError
 
 __all__ = [
     "FAMILIES",
+    "EXTRA_FAMILIES",
+    "ALL_FAMILIES",
     "DISK_FRACTION",
     "TRAIN_SEED0",
     "VALIDATION_SEED0",
@@ -62,6 +72,10 @@ __all__ = [
 
 #: the seed paper's four training families, in a fixed order
 FAMILIES: tuple[str, ...] = ("heterogeneous", "cracked", "network", "radial")
+#: families for training only (not the seed's; never test images)
+EXTRA_FAMILIES: tuple[str, ...] = ("leaves",)
+#: every family make_phantom draws
+ALL_FAMILIES = FAMILIES + EXTRA_FAMILIES
 
 #: phantoms are zero outside radius DISK_FRACTION · n/2 about the centre (n − 1)/2
 DISK_FRACTION = 0.95
@@ -740,12 +754,52 @@ def _radial(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-_GENERATORS = {"heterogeneous": _heterogeneous, "cracked": _cracked, "network": _network, "radial": _radial}
+def _outline(n: int, nd: int, rng: np.random.Generator, rd: float) -> np.ndarray:
+    """bool (n,)*nd: an irregular sample outline inside the disk of radius ``rd`` — the whole
+    disk, or a thresholded smooth random field (one body or several fragments)."""
+    c = (n - 1) / 2.0
+    yy, xx = np.ogrid[:n, :n]
+    rr = np.sqrt((yy - c) ** 2 + (xx - c) ** 2) / rd
+    disk = rr <= 1.0
+    if rng.random() < 0.25:
+        mask = disk
+    else:
+        field = _noise((n,) * nd, n * rng.uniform(0.04, 0.12), rng)
+        field -= np.float32(rng.uniform(0.8, 2.5)) * (rr.astype(np.float32) ** 2 - 0.3)
+        mask = (field > 0) & disk
+    return np.broadcast_to(mask, (n,) * nd).copy() if nd == 3 and mask.ndim == 2 else mask
+
+
+def _leaves(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
+    shape = (n,) * nd
+    rd = DISK_FRACTION * n / 2.0
+    mask = _outline(n, nd, rng, rd)
+    img = np.full(shape, np.float32(rng.uniform(0.2, 1.0)))
+    # radii from p(r) ∝ r^-(nd+1) on [r_min, r_max]: scale-invariant (dead leaves)
+    r_min, r_max = 1.5, 0.25 * n
+    covered, target = 0.0, 2.0 * float(np.count_nonzero(mask))
+    unit = math.pi if nd == 2 else 4.0 / 3.0 * math.pi
+    while covered < target:
+        u = rng.random()
+        r = (r_min ** -nd - u * (r_min ** -nd - r_max ** -nd)) ** (-1.0 / nd)
+        ax = r * rng.uniform(0.3, 1.0, nd) if rng.random() < 0.3 else r * rng.uniform(0.8, 1.2, nd)
+        covered += unit * float(np.prod(ax))
+        p = _random_point(rng, n, nd, rd)
+        value = 0.0 if rng.random() < 0.08 else rng.uniform(0.1, 1.0)
+        edge = 0.0 if rng.random() < 0.7 else rng.uniform(0.3, max(0.4, 0.3 * r))
+        _paint_ellipsoid(img, p, ax, _random_rotation(rng, nd), value, edge, "set")
+    img *= _texture(shape, rng, rng.uniform(0.02, 0.15), rng.uniform(0.7, 4.0))
+    img *= mask
+    return img
+
+
+_GENERATORS = {"heterogeneous": _heterogeneous, "cracked": _cracked, "network": _network, "radial": _radial,
+               "leaves": _leaves}
 
 
 def _check_family(family: object) -> str:
     if not isinstance(family, str) or family not in _GENERATORS:
-        raise FlytomoError(None, f"unknown phantom family {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise FlytomoError(None, f"unknown phantom family {family!r}; choose one of {', '.join(ALL_FAMILIES)}")
     return str(family)
 
 
@@ -756,7 +810,7 @@ def make_phantom(
 
     Parameters
     ----------
-    family : one of :data:`FAMILIES`.
+    family : one of :data:`FAMILIES` or :data:`EXTRA_FAMILIES`.
     size : n, pixels per side (≥ 16).
     seed : ≥ 0; the phantom is a pure function of (family, size, seed, ndim). Use seeds
         from :func:`split_seed` to keep training, validation and test apart.
@@ -773,7 +827,7 @@ def make_phantom(
     seed = _check_int("phantom seed", seed, 0)
     ndim = _check_ndim(ndim)
     target = _check_positive("max_line_integral", max_line_integral)
-    rng = np.random.default_rng([seed, FAMILIES.index(family), ndim])
+    rng = np.random.default_rng([seed, ALL_FAMILIES.index(family), ndim])
     img = _GENERATORS[family](n, ndim, rng)
     np.maximum(img, 0.0, out=img)
     img *= support_mask(n, ndim)

@@ -101,6 +101,9 @@ class DataConfig(_Strict):
     # pores or cells), or every "empty" pixel (stages 3/3b: it also filled enclosed voids)
     matrix_region: Literal["outside", "empty"] = "outside"
     patch: int = Field(64, ge=8)
+    # training pair i has phantom seed TRAIN_SEED0 + first_seed + i (validation pairs keep
+    # theirs): a fine-tune on phantoms its parent never saw
+    first_seed: int = Field(0, ge=0, le=500_000)
 
     @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale", "matrix")
     @classmethod
@@ -366,12 +369,12 @@ class SimulatedPairs:
             raise FlytomoError("data.source", f"simulated pairs need {err.name}, which is not "
                                "available in this installation") from None
         from recon.methods import METHODS
-        from recon.phantoms import FAMILIES
+        from recon.phantoms import ALL_FAMILIES
 
-        bad = [f for f in data.families if f not in FAMILIES]
+        bad = [f for f in data.families if f not in ALL_FAMILIES]
         if bad or not data.families:
             raise FlytomoError("data.families", f"unknown phantom family {bad[0] if bad else '(none)'}"
-                               f"; known: {', '.join(FAMILIES)}")
+                               f"; known: {', '.join(ALL_FAMILIES)}")
         from recon.weights import channel_kinds
 
         self._channels = channel_kinds(input_kind)
@@ -457,13 +460,16 @@ class SimulatedPairs:
         return self._group[1][int(index) % self.data.slices_per_scan]
 
 
-def _seed0(split: str) -> int:
+def _seed0(split: str, first_seed: int = 0) -> int:
+    """The phantom seed of a split's pair 0: the split's first seed (recon.phantoms), plus
+    ``first_seed`` for training."""
+    offset = first_seed if split == "train" else 0
     try:
         from recon import phantoms
 
-        return int(getattr(phantoms, f"{split.upper()}_SEED0"))
+        return int(getattr(phantoms, f"{split.upper()}_SEED0")) + offset
     except (ImportError, AttributeError):
-        return _FALLBACK_SEED0[split]
+        return _FALLBACK_SEED0[split] + offset
 
 
 def make_pair_sources(cfg: TrainConfig) -> tuple[PairSource, PairSource]:
@@ -473,14 +479,14 @@ def make_pair_sources(cfg: TrainConfig) -> tuple[PairSource, PairSource]:
     if d.source == "synthetic":
         return (SyntheticPairs(d.image_size, _seed0("train")),
                 SyntheticPairs(d.image_size, _seed0("validation")))
-    return (SimulatedPairs(d, cfg.input_kind, _seed0("train")),
+    return (SimulatedPairs(d, cfg.input_kind, _seed0("train", d.first_seed)),
             SimulatedPairs(d, cfg.input_kind, _seed0("validation")))
 
 
 # --------------------------------------------------------------------------- data
 
 def _data_key(cfg: TrainConfig, split: str) -> dict:
-    return {"split": split, "input_kind": cfg.input_kind, "seed0": _seed0(split),
+    return {"split": split, "input_kind": cfg.input_kind, "seed0": _seed0(split, cfg.data.first_seed),
             "data": cfg.data.model_dump(exclude={"patch"}, mode="json")}
 
 
@@ -1058,7 +1064,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         "training": {**cfg.training.model_dump(mode="json"), "seed": cfg.seed,
                      "optimizer": "Adam(betas=(0.9, 0.99))", "device": str(device),
                      "mixed_precision": str(amp_dtype).replace("torch.", "") if use_amp else None},
-        "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train"),
+        "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train", cfg.data.first_seed),
                  "validation_seed0": _seed0("validation")},
         "init": init,
         "steps": step,

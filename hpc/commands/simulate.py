@@ -9,7 +9,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.io import write_dxchange, write_fxi
-from recon.phantoms import FAMILIES, densest_ray, grid_lines, make_phantom
+from recon.phantoms import ALL_FAMILIES, densest_ray, grid_lines, make_phantom
 from recon.simulate import simulate_flyscan
 
 
@@ -69,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
         obj = read_image(args.image, args.max_line_integral)
     elif args.phantom == "grid":
         obj = grid_lines(args.size, max_line_integral=args.max_line_integral)
-    elif args.phantom in FAMILIES:
+    elif args.phantom in ALL_FAMILIES:
         obj = make_phantom(args.phantom, args.size, args.seed, ndim=args.ndim, max_line_integral=args.max_line_integral)
     else:
-        raise FlytomoError(None, f"unknown phantom '{args.phantom}'; choose one of {', '.join(FAMILIES)}, grid")
+        raise FlytomoError(None, f"unknown phantom '{args.phantom}'; choose one of {', '.join(ALL_FAMILIES)}, grid")
     if args.angles < 2 or args.photons <= 0 or args.blur_angle < 0:
         raise FlytomoError(None, "need --angles ≥ 2, --photons > 0 and --blur-angle ≥ 0")
     angles = args.start_angle + np.arange(args.angles) * (args.range / args.angles)
@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(OUT_truth.npy, attenuation per pixel, (z, n, n)).")
     p.add_argument("out", help="output scan file (.h5)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--phantom", default="cracked", help=f"{', '.join(FAMILIES)} or grid (default cracked)")
+    src.add_argument("--phantom", default="cracked", help=f"{', '.join(ALL_FAMILIES)} or grid (default cracked)")
     src.add_argument("--image", help="an image file (tif, png, npy; (h, w), (z, h, w) or colour) as the object; "
                      "not square: zero-padded to a square")
     p.add_argument("--size", type=int, default=128, help="phantom size n (pixels)")

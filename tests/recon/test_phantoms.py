@@ -59,10 +59,12 @@ def _thin_features(a: np.ndarray) -> tuple[int, int]:
 
 
 CASES = [(f, nd) for nd in (2, 3) for f in P.FAMILIES]
+ALL_CASES = [(f, nd) for nd in (2, 3) for f in P.ALL_FAMILIES]  # with the training-only ones
 
 
 def test_constants():
     assert P.FAMILIES == ("heterogeneous", "cracked", "network", "radial")
+    assert P.ALL_FAMILIES == P.FAMILIES + P.EXTRA_FAMILIES == P.FAMILIES + ("leaves",)
     assert (P.TRAIN_SEED0, P.VALIDATION_SEED0, P.TEST_SEED0) == (0, 1_000_000, 2_000_000)
     assert P.split_seed("train", 5) == 5
     assert P.split_seed("validation", 0) == 1_000_000
@@ -73,7 +75,7 @@ def test_constants():
         P.split_seed("holdout", 0)
 
 
-@pytest.mark.parametrize("family, ndim", CASES)
+@pytest.mark.parametrize("family, ndim", ALL_CASES)
 def test_shape_dtype_finite_nonnegative(family, ndim):
     a = _phantom(family, ndim)
     assert a.shape == (N,) * ndim and a.dtype == np.float32
@@ -81,7 +83,7 @@ def test_shape_dtype_finite_nonnegative(family, ndim):
     assert (a > 0).mean() > 0.05  # not empty
 
 
-@pytest.mark.parametrize("family, ndim", CASES)
+@pytest.mark.parametrize("family, ndim", ALL_CASES)
 def test_zero_outside_disk(family, ndim):
     a = _phantom(family, ndim)
     out = _outside(N)
@@ -92,7 +94,7 @@ def test_zero_outside_disk(family, ndim):
     assert np.any(a[..., r > 0.3 * N] > 0)
 
 
-@pytest.mark.parametrize("family, ndim", CASES)
+@pytest.mark.parametrize("family, ndim", ALL_CASES)
 def test_densest_ray_is_two(family, ndim):
     a = _phantom(family, ndim)
     ref = _densest_ray_reference(a, 36 if ndim == 2 else 12)
@@ -106,7 +108,7 @@ def test_max_line_integral_scales():
     np.testing.assert_allclose(2 * a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("family, ndim", CASES)
+@pytest.mark.parametrize("family, ndim", ALL_CASES)
 def test_deterministic_per_seed(family, ndim):
     a = P.make_phantom(family, 32, SEED, ndim)
     assert np.array_equal(a, P.make_phantom(family, 32, SEED, ndim))
@@ -259,3 +261,18 @@ def test_heating_bad_level():
         P.heating_particle(32, 1.5, 0)
     with pytest.raises(FlytomoError):
         P.heating_particle(32, float("nan"), 0)
+
+
+def test_leaves_have_grey_levels_holes_and_outline():
+    """Dead leaves: many grey levels (not a few phases), empty leaves inside the outline,
+    and sizes from 1.5 px up (a scale-invariant mixture); never a test image."""
+    from scipy import ndimage as ndi
+
+    n_holes = 0
+    for seed in range(3):
+        a = P.make_phantom("leaves", 128, seed)
+        levels = np.unique(np.round(a[a > 0] / a.max(), 2))
+        assert levels.size >= 40, levels.size
+        n_holes += ndi.label(ndi.binary_fill_holes(a > 0) & (a == 0))[1]
+    assert n_holes >= 5, n_holes
+    assert all(f in P.FAMILIES for f, _ in P.test_images(32, 1))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pydantic import ValidationError
 
 from recon.errors import FlytomoError
 from recon.train import (
@@ -478,3 +479,26 @@ def test_two_channel_run_widens_a_one_channel_init(tmp_path):
 def _model_out(result, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return load_model(result.weights).model(x).numpy()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("recon.phantoms") is None,
+                    reason="phantom module not available")
+def test_first_seed_moves_training_phantoms_not_validation():
+    """data.first_seed: training pair i draws phantom seed TRAIN_SEED0 + first_seed + i; the
+    validation set stays the same, and the leaves family is accepted."""
+    from recon.phantoms import TRAIN_SEED0, VALIDATION_SEED0, make_phantom
+    from recon.train import make_pair_sources
+
+    raw = json.loads(json.dumps(TINY))
+    raw["data"] = {"source": "simulated", "image_size": 32, "n_train": 2, "n_validation": 1,
+                   "patch": 16, "n_angles": [16, 16], "n_sub": 2, "slices_per_scan": 1,
+                   "families": ["leaves"], "first_seed": 500}
+    cfg = TrainConfig.model_validate(raw)
+    train_src, val_src = make_pair_sources(cfg)
+    _, truth, params = train_src(1)
+    assert params["seed"] == TRAIN_SEED0 + 501 and params["family"] == "leaves"
+    assert np.array_equal(truth, make_phantom("leaves", 32, TRAIN_SEED0 + 501))
+    assert val_src(0)[2]["seed"] == VALIDATION_SEED0
+    raw["data"]["first_seed"] = -1
+    with pytest.raises(ValidationError):
+        TrainConfig.model_validate(raw)
