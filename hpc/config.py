@@ -497,28 +497,12 @@ def check_output(cfg: ExperimentConfig, base: Path) -> list[Problem]:
 
 
 def read_temperature_log(path: Path):
-    """(time_s, temperature_C) arrays sorted by time; a bad log raises :class:`FlytomoError`."""
-    import numpy as np
+    """(time_s, temperature_C) arrays sorted by time; a bad log raises :class:`FlytomoError`.
+    The one reader is :func:`analysis.table.read_temperature_log`."""
+    from analysis.table import read_temperature_log as _read
 
-    try:
-        from analysis.table import read_temperature_log as _read
-    except ImportError:
-        _read = None
-    if _read is not None:
-        df = _read(path)
-        return df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float)
-    path = Path(path)
-    if not path.is_file():
-        raise FlytomoError(path, "no such temperature log")
-    try:
-        data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
-        t, temp = np.atleast_1d(data["time_s"]), np.atleast_1d(data["temperature_C"])
-    except Exception as err:
-        raise FlytomoError(path, f"cannot read the temperature log (columns time_s, temperature_C): {err}") from None
-    if t.size < 2 or not (np.isfinite(t).all() and np.isfinite(temp).all()):
-        raise FlytomoError(path, "the temperature log needs at least two rows of numbers")
-    order = np.argsort(t)
-    return t[order], temp[order]
+    df = _read(path)
+    return df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float)
 
 
 def check_config(path: str | Path, raw: dict | None = None, open_files: bool = True) -> tuple[Experiment | None, list[Problem]]:
