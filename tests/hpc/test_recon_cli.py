@@ -184,8 +184,8 @@ def test_rrdb_with_the_shipped_models(tmp_path):
 
 
 #: gain of the shipped default model over its modified-MLEM input on this 64³ scan: measured
-#: +2.53 dB (fbp 17.46, mlem-flyscan 18.24, rrdb 20.78; rrdb on fbp 21.42 dB) with the stage-4
-#: model (stage 2: +2.56, stage 1: +1.49), less a margin
+#: +2.63 dB (mlem-flyscan 18.24, rrdb 20.87) with the stage-6 model (stage 4: +2.53, fbp 17.46,
+#: rrdb 20.78, rrdb on fbp 21.42 dB; stage 2: +2.56, stage 1: +1.49), less a margin
 RRDB_GAIN_DB = 1.0
 
 
