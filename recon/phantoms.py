@@ -767,7 +767,7 @@ def _outline(n: int, nd: int, rng: np.random.Generator, rd: float) -> np.ndarray
         field = _noise((n,) * nd, n * rng.uniform(0.04, 0.12), rng)
         field -= np.float32(rng.uniform(0.8, 2.5)) * (rr.astype(np.float32) ** 2 - 0.3)
         mask = (field > 0) & disk
-    return np.broadcast_to(mask, (n,) * nd).copy() if nd == 3 and mask.ndim == 2 else mask
+    return np.broadcast_to(mask, (n,) * nd)
 
 
 def _leaves(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
