@@ -4,7 +4,8 @@ A synthetic heating experiment (``flytomo simulate-experiment DIR --size 64 --sc
 made here when DIR has none; crack volume fractions 0–4.8 % known per scan) is run through
 ``flytomo run`` once per entry — ``method: rrdb`` with ``rrdb: {model: PATH}`` for a model
 file (``default`` = the shipped model), or a method name (``mlem-flyscan``, ``fbp``) — each
-into its own store and analysis folder, with the default analysis (partial-volume
+into its own store and analysis folder (made afresh every time: a store left by another
+model under the same label is discarded), with the default analysis (partial-volume
 estimate). Prints, per entry, the crack fraction's MAE, bias (mean signed error) and worst
 error against the truth in percentage points, and its correlation; writes JSON.
 
@@ -22,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from analysis_accuracy import compare, read_truth  # noqa: E402 - a sibling bench script
 from hpc.cli import main as flytomo  # noqa: E402
-
-METHODS = ("fbp", "mlem", "mlem-flyscan")
+from recon.methods import METHODS  # noqa: E402
 
 
 def _label(entry: str) -> str:
@@ -55,19 +56,18 @@ def run_entry(exp: Path, entry: str) -> pd.DataFrame:
     cfg["analysis"] = {**base["analysis"], "out": f"analysis-{label}"}
     path = exp / f"gate-{label}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    rc = flytomo(["run", str(path), "--no-progress"])
+    rc = flytomo(["run", str(path), "--no-progress", "--restart"])  # never a store of another model
     if rc != 0:
         raise SystemExit(f"{path}: flytomo run failed (exit {rc})")
     return pd.read_csv(exp / f"analysis-{label}" / "crack_table.csv")
 
 
 def score(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    """Errors of the crack volume fraction against the truth, percentage points."""
-    merged = truth.merge(table, on="scan_index", suffixes=("_true", ""))
-    err = (merged["crack_fraction"] - merged["crack_fraction_true"]).to_numpy() * 100
-    return {"scans": int(err.size), "mae": float(np.abs(err).mean()), "bias": float(err.mean()),
-            "max": float(np.abs(err).max()),
-            "r": float(np.corrcoef(merged["crack_fraction"], merged["crack_fraction_true"])[0, 1])}
+    """Errors of the crack volume fraction against the truth, percentage points
+    (``analysis_accuracy.compare``, the one comparison)."""
+    stats = compare(table, truth)[1]
+    return {"scans": stats["scans"], "mae": stats["mae_pp"], "bias": stats["bias_pp"],
+            "max": stats["max_err_pp"], "r": stats["corr"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                       "--scans", str(args.scans), "--method", "rrdb", "--quiet"])
         if rc != 0:
             return rc
-    truth = pd.read_csv(args.dir / "truth" / "crack_fraction.csv")
+    truth = read_truth(args.dir)
     results = []
     print(f"{'entry':>28} {'scans':>5} {'MAE':>6} {'bias':>7} {'max':>6} {'r':>6} {'s':>6}")
     for entry in args.entries:

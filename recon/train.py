@@ -476,11 +476,10 @@ def make_pair_sources(cfg: TrainConfig) -> tuple[PairSource, PairSource]:
     """(train source, validation source) for ``cfg.data`` — separate seed ranges
     (recon.phantoms.TRAIN_SEED0 / VALIDATION_SEED0)."""
     d = cfg.data
+    train0, val0 = _seed0("train", d.first_seed), _seed0("validation")
     if d.source == "synthetic":
-        return (SyntheticPairs(d.image_size, _seed0("train")),
-                SyntheticPairs(d.image_size, _seed0("validation")))
-    return (SimulatedPairs(d, cfg.input_kind, _seed0("train", d.first_seed)),
-            SimulatedPairs(d, cfg.input_kind, _seed0("validation")))
+        return SyntheticPairs(d.image_size, train0), SyntheticPairs(d.image_size, val0)
+    return SimulatedPairs(d, cfg.input_kind, train0), SimulatedPairs(d, cfg.input_kind, val0)
 
 
 # --------------------------------------------------------------------------- data
