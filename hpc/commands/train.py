@@ -5,14 +5,20 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    from recon.train import load_config, train
+    from recon.errors import FlytomoError
+    from recon.train import TrainConfig, load_config, train
 
     cfg, run_dir = load_config(args.config, device=args.device, threads=args.threads,
                                workers=args.workers, steps=args.steps)
     if args.run_dir:
         run_dir = args.run_dir.resolve()
-    result = train(cfg, run_dir, progress=not args.quiet, fresh=args.fresh,
-                   time_limit_s=args.time_limit)
+    try:
+        result = train(cfg, run_dir, progress=not args.quiet, fresh=args.fresh,
+                       time_limit_s=args.time_limit)
+    except FlytomoError as err:  # a config key found bad later (e.g. data.families): name the file
+        if err.where and err.where.split(".")[0] in TrainConfig.model_fields:
+            raise FlytomoError(args.config, f"key '{err.where}': {err.problem}") from None
+        raise
     if result.status == "stopped":
         print(f"flytomo train: stopped at step {result.step}; checkpoint in {run_dir}; "
               "run the same command again to resume")

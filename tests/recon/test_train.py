@@ -183,6 +183,11 @@ def test_cli_train(tmp_path, capsys):
     assert (tmp_path / "run" / "tiny.safetensors").is_file()
     assert main(["train", "--config", str(path), "--quiet", "--device", "tpu"]) == 2
     assert "device" in capsys.readouterr().err
+    raw["data"] = {"source": "simulated", "image_size": 32, "patch": 16, "families": ["leaf"]}
+    bad = _write(tmp_path, {**raw, "run_dir": "run2"})  # a key checked when the pairs are made
+    assert main(["train", "--config", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"flytomo: error: {bad}: key 'data.families': unknown phantom family leaf") and "\n" not in err
 
 
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None
