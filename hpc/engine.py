@@ -65,6 +65,7 @@ class UnitJob:
     options: tuple          # sorted (name, value) pairs
     device: str = "cpu"
     threads: int | None = 1
+    model_sha256: str | None = None  # rrdb: the network the plan recorded (checked on the worker)
 
 
 @dataclass
@@ -107,24 +108,33 @@ def _peak_rss_mb() -> float:
         return 0.0
 
 
-def reconstructor_for(geometry: dict, method: str, options: tuple, device: str) -> tuple[Any, float]:
-    """This process's reconstructor for (geometry, method, options, device), built at most once.
+def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
+                      model_sha256: str | None = None) -> tuple[Any, float]:
+    """This process's reconstructor for (geometry, method, options, device, network), built
+    at most once.
 
     Returns (reconstructor, seconds spent building it now — 0 when cached). At most
     ``CACHE_SIZE`` are kept (least recently used dropped), so memory stays bounded when
-    every scan has its own geometry.
+    every scan has its own geometry. ``model_sha256``: the weights the run planned with; a
+    network that loads with another checksum (the file changed under the run, or a worker
+    node sees another file at that path) raises FlytomoError.
     """
     from recon.geometry import ScanGeometry
     from recon.methods import make_reconstructor
 
     g = ScanGeometry.from_dict(geometry)
-    key = (g.key(), method, options, device)
+    key = (g.key(), method, options, device, model_sha256)
     rec = _reconstructors.get(key)
     if rec is not None:
         _reconstructors.move_to_end(key)
         return rec, 0.0
     t0 = time.perf_counter()
     rec = make_reconstructor(g, method, device, **dict(options))
+    if model_sha256 is not None and rec.model is not None:
+        got = rec.model.provenance()["weights_sha256"]
+        if got != model_sha256:
+            raise FlytomoError(rec.model.path, f"network weights changed since the run was planned "
+                                               f"(sha256 {got[:12]}…, planned {model_sha256[:12]}…)")
     _reconstructors[key] = rec
     while len(_reconstructors) > CACHE_SIZE:
         _reconstructors.popitem(last=False)
@@ -172,7 +182,8 @@ def run_unit(job: UnitJob) -> UnitResult:
         device = worker_device(job.device)
         chunk = reader_for(job.scan_file).read(u.z0, u.z1)
         sino = line_integrals(chunk)
-        rec, build = reconstructor_for(job.geometry, job.method, job.options, device)
+        rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
+                                       job.model_sha256)
         vol = rec(sino)
         st.write_unit(Path(job.store), u.t, u.z0, vol)
         seconds = time.perf_counter() - t0
@@ -261,11 +272,17 @@ def _file_logger(path: Path) -> logging.Handler:
     return h
 
 
-def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: dict) -> dict:
+def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: dict,
+                    model: dict | None = None) -> dict:
+    """What must match for a run to resume a store (hpc.store.PLAN_KEYS). ``model``: the
+    network of method rrdb (:func:`recon.methods.model_provenance`); its checksum is in the
+    plan, so a store begun with one network is never finished with another (a retrained
+    file at the same path, or a new shipped default after an upgrade)."""
     r = exp.config.reconstruction
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
-            "blur_angle_deg": r.blur_angle_deg}
+            "blur_angle_deg": r.blur_angle_deg,
+            "model": model["weights_sha256"] if model else None}
 
 
 def _resolved_options(method: str, options: dict) -> dict:
@@ -330,7 +347,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
-        plan_sig = _plan_signature(exp, shape, files, resolved)
+        plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()
         if st.store_exists(store):
@@ -375,7 +392,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
-                                cfg.executor.device, cfg.executor.threads_per_worker))
+                                cfg.executor.device, cfg.executor.threads_per_worker,
+                                plan_sig["model"]))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

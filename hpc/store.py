@@ -29,7 +29,8 @@ from recon.errors import FlytomoError
 ARRAY = "0"
 INCOMPLETE, COMPLETE = "incomplete", "complete"
 #: keys of ``flytomo.plan`` that must match for a run to resume an existing store
-PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg")
+PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg",
+             "model")  # model: the sha256 of an rrdb run's network weights, else None
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

@@ -33,23 +33,25 @@ class Method:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < low:
+    try:
+        ok = not isinstance(value, bool) and float(value).is_integer() and int(value) >= low
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise FlytomoError(None, f"option {name} must be an integer ≥ {low}, got {value!r}")
     return int(value)
 
 
 def _build_fbp(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
-    if opts["window"] not in WINDOWS:
-        raise FlytomoError(None, f"unknown FBP window '{opts['window']}'; choose one of {', '.join(WINDOWS)}")
+    check_option_values(opts)
     projector = Projector(geometry, device)
     return lambda sino: fbp(sino, projector, opts["window"])
 
 
 def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
     def build(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
-        iterations = _check_int("iterations", opts["iterations"], 1)
-        if opts["init"] not in ("uniform", "fbp"):
-            raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {opts['init']!r}")
+        check_option_values(opts)
+        iterations = int(opts["iterations"])
         projector = projector_class(geometry, device)
         start = Projector(geometry, device) if opts["init"] == "fbp" and projector_class is not Projector else projector
 
@@ -69,9 +71,8 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     from recon.infer import network_slice_fn  # torch model code only when asked for
     from recon.weights import channel_kinds, load_model
 
+    check_option_values(opts)
     kind = opts["rrdb_input"]
-    if kind not in (None, *RRDB_INPUTS):
-        raise FlytomoError(None, f"option rrdb_input must be one of {', '.join(RRDB_INPUTS)}, got {kind!r}")
     # the model decides the first stage when rrdb_input is not given (no model: the shipped default)
     loaded = load_model(opts["model"], input_kind=kind, device=str(device))
     loaded.check_slice_size(geometry.image_size)
@@ -117,8 +118,27 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
+def check_option_values(options: dict[str, Any]) -> None:
+    """Raise FlytomoError (one line) for a bad value of any method option in ``options``
+    (``None`` means the default): iterations an integer ≥ 1, init 'uniform' or 'fbp', a
+    known FBP window, a known rrdb input kind, a tile of ≥ 1 px."""
+    o = {k: v for k, v in options.items() if v is not None}
+    if "iterations" in o:
+        _check_int("iterations", o["iterations"], 1)
+    if "tile" in o:
+        _check_int("tile", o["tile"], 1)
+    if o.get("init", "uniform") not in ("uniform", "fbp"):
+        raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {o['init']!r}")
+    if o.get("window", "ramp") not in WINDOWS:
+        raise FlytomoError(None, f"unknown FBP window '{o['window']}'; choose one of {', '.join(WINDOWS)}")
+    if o.get("rrdb_input", RRDB_INPUTS[0]) not in RRDB_INPUTS:
+        raise FlytomoError(None, f"option rrdb_input must be one of {', '.join(RRDB_INPUTS)}, "
+                                 f"got {o['rrdb_input']!r}")
+
+
 def resolve_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in; unknown methods or options raise FlytomoError before any work."""
+    """Defaults filled in; an unknown method, an unknown option or a bad value raises
+    FlytomoError before any work."""
     if method not in METHODS:
         raise FlytomoError(None, f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
     spec = METHODS[method]
@@ -126,6 +146,7 @@ def resolve_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise FlytomoError(None, f"method {method} takes no option {', '.join(unknown)} "
                                  f"(it takes {', '.join(spec.defaults) or 'none'})")
+    check_option_values(options)
     return {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
 
 

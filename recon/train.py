@@ -383,6 +383,12 @@ class SimulatedPairs:
         if unknown:  # an option no channel's method takes (a typo) is an error, never dropped
             raise FlytomoError("data.method_options", f"{input_kind} reconstructions take no option "
                                f"{', '.join(unknown)} (they take {', '.join(sorted(taken)) or 'none'})")
+        try:  # a bad value fails here, before any pair is made
+            from recon.methods import check_option_values
+
+            check_option_values(dict(data.method_options))
+        except FlytomoError as err:
+            raise FlytomoError("data.method_options", err.problem) from None
         self._group: tuple[int, list] | None = None
 
     def _options(self, kind: str) -> dict:

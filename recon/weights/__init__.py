@@ -127,10 +127,12 @@ class LoadedModel:
 
     def provenance(self) -> dict:
         """What a written volume records of this network: name, weights file and sha256,
-        input kind, normalization, training steps."""
+        input kind, normalization, training steps. The checksum is the card's (verified on
+        load), else the file's own (the seed authors' checkpoint has no card)."""
         c = self.card
         return {"name": c.get("name"), "weights": str(self.path), "input_kind": self.input_kind,
-                "weights_sha256": c.get("weights_sha256"), "normalization": self.normalization,
+                "weights_sha256": c.get("weights_sha256") or _sha256(self.path),
+                "normalization": self.normalization,
                 "steps": c.get("steps")}
 
     def apply(self, volume: np.ndarray, **options) -> np.ndarray:

@@ -118,3 +118,64 @@ def test_lock_from_another_host_is_stale_only_without_heartbeat(tmp_path):
     os.utime(lock, (old, old))
     RunLock(tmp_path / "s.zarr").acquire().release()
     assert not lock.exists()
+
+
+def _copy_model(src_stem, dst_stem, nudge: float = 0.0) -> None:
+    """Copy a shipped model (weights + card) to ``dst_stem``, optionally with one bias moved
+    by ``nudge`` (the card's checksum updated: a retrained file at the same path)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(src_stem.with_suffix(".safetensors")))
+    name = sorted(k for k in state if k.endswith("bias"))[0]
+    state[name] = state[name] + nudge
+    save_file(state, str(dst_stem.with_suffix(".safetensors")))
+    card = json.loads(src_stem.with_suffix(".json").read_text())
+    card["weights_sha256"] = hashlib.sha256(dst_stem.with_suffix(".safetensors").read_bytes()).hexdigest()
+    dst_stem.with_suffix(".json").write_text(json.dumps(card))
+
+
+def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
+    """The plan records the network's checksum: a store begun with one model and resumed after
+    the file at the same path changed (retrained, or a flytomo upgrade's new default) is
+    refused, never finished with a mix of two networks."""
+    from recon.weights import default_weights_path
+
+    shipped = default_weights_path("mlem-flyscan").with_suffix("")
+    model = tmp_path / "model"
+    _copy_model(shipped, model)
+    cfg = write_config(tmp_path, sim, rows_per_chunk=16,
+                       reconstruction={"method": "rrdb", "iterations": 5,
+                                       "rrdb": {"model": str(model.with_suffix(".safetensors"))}})
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == SCANS * (SIZE // 16)
+    first = read_store(tmp_path / "store.zarr")
+    attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["model"] == json.loads(model.with_suffix(".json").read_text())["weights_sha256"]
+    # nothing to do and the same network: a rerun is accepted
+    assert run_experiment(load_experiment(cfg), progress=False).skipped == SCANS * (SIZE // 16)
+    _copy_model(shipped, model, nudge=0.05)
+    with pytest.raises(FlytomoError, match="different model"):
+        run_experiment(load_experiment(cfg), progress=False)
+    s = run_experiment(load_experiment(cfg), progress=False, restart=True)
+    assert s.complete and s.done == SCANS * (SIZE // 16)
+    assert not np.array_equal(read_store(tmp_path / "store.zarr"), first)
+
+
+def test_plan_of_other_methods_has_no_model(reference, sim, tmp_path):
+    cfg = write_config(tmp_path, sim)
+    run_experiment(load_experiment(cfg), progress=False)
+    attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["model"] is None
+
+
+def test_worker_refuses_a_network_other_than_the_planned_one(tmp_path):
+    """A worker (another node, or a file replaced during the run) that loads weights with a
+    checksum other than the plan's fails the unit with one line naming the file."""
+    from hpc.engine import reconstructor_for
+    from recon.geometry import ScanGeometry
+
+    g = ScanGeometry.create(np.arange(8) * 22.5, 16, blur_angle_deg=1.0).to_dict()
+    with pytest.raises(FlytomoError, match="network weights changed since the run was planned"):
+        reconstructor_for(g, "rrdb", (("iterations", 2),), "cpu", "0" * 64)

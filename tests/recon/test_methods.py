@@ -103,6 +103,16 @@ def test_unknown_methods_and_options_are_refused_before_work():
         resolve_options("sirt", {})
     with pytest.raises(FlytomoError, match="takes no option window"):
         resolve_options("mlem", {"window": "hann"})
+    # bad values fail when options are resolved (before any work), one line each
+    for method, opts, msg in (("mlem", {"iterations": -3}, "iterations must be an integer ≥ 1, got -3"),
+                              ("mlem-flyscan", {"iterations": "ten"}, "iterations must be an integer"),
+                              ("mlem", {"init": "zeros"}, "init must be 'uniform' or 'fbp'"),
+                              ("fbp", {"window": "frob"}, "unknown FBP window 'frob'"),
+                              ("rrdb", {"rrdb_input": "sirt"}, "rrdb_input must be one of"),
+                              ("rrdb", {"tile": 0}, "tile must be an integer ≥ 1")):
+        with pytest.raises(FlytomoError, match=msg):
+            resolve_options(method, opts)
+    assert resolve_options("rrdb", {"tile": None})["tile"] is None
     g = ScanGeometry.create(np.linspace(0, 180, 10, endpoint=False), 16)
     with pytest.raises(FlytomoError, match="integer"):
         make_reconstructor(g, "mlem", iterations=2.5)

@@ -456,6 +456,8 @@ def test_two_channel_run_widens_a_one_channel_init(tmp_path):
     assert x.shape == (2, 32, 32) and y.shape == (32, 32)
     with pytest.raises(FlytomoError, match="take no option itrations"):  # a typo is not dropped
         SimulatedPairs(DataConfig(image_size=32, patch=16, method_options={"itrations": 4}), "mlem-flyscan+fbp", 0)
+    with pytest.raises(FlytomoError, match="data.method_options: option iterations must be an integer ≥ 1"):
+        SimulatedPairs(DataConfig(image_size=32, patch=16, method_options={"iterations": -3}), "mlem-flyscan", 0)
     np.testing.assert_allclose(x[0], one(1)[0], atol=1e-6)  # channel 0 is the modified MLEM
     base = {"threads": 1, "model": {"architecture": "rrdb", "nf": 8, "nb": 1, "gc": 8}, "data": data,
             "input_kind": "mlem-flyscan",
