@@ -177,6 +177,9 @@ class TrainConfig(_Strict):
 
     name: str = Field("rrdb-fbp", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     run_dir: str = "runs/{name}"                         # relative to the config's folder
+    # the simulated pairs (train/, validation/); None: RUN_DIR/data. Runs that name the same
+    # folder share their pairs: one asking for more than it holds simulates only the rest
+    data_dir: str | None = None                          # relative to the config's folder
     seed: int = 0                                        # model init and patch sampling
     device: str = "auto"                                 # auto | cpu | cuda | cuda:N
     threads: int | None = Field(None, ge=1)              # torch CPU threads
@@ -234,8 +237,10 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     run_dir = Path(cfg.run_dir.format(name=cfg.name))
     if not run_dir.is_absolute():
         run_dir = (path.parent / run_dir).resolve()
-    if cfg.init is not None and not Path(cfg.init).is_absolute():
-        cfg = cfg.model_copy(update={"init": str((path.parent / cfg.init).resolve())})
+    for k in ("init", "data_dir"):
+        v = getattr(cfg, k)
+        if v is not None and not Path(v).is_absolute():
+            cfg = cfg.model_copy(update={k: str((path.parent / v).resolve())})
     return cfg, run_dir
 
 
@@ -516,8 +521,9 @@ class PairSet:
         if normalization in self._scales:
             return self._scales[normalization]
         path = self.folder / f"scale-{normalization}.npy" if self.folder else None
-        if path is not None and path.is_file():
-            sc = np.load(path)
+        sc = np.load(path) if path is not None and path.is_file() else None
+        if sc is not None and len(sc) >= len(self):  # the folder may hold more pairs than asked
+            sc = sc[:len(self)]
         else:
             sc = np.concatenate([normalize_slices(self.inputs[i:i + chunk], normalization)[1]
                                  for i in range(0, len(self), chunk)])
@@ -577,18 +583,52 @@ def _pairs(source: PairSource, start: int, n: int, workers: int):
                     yield out
 
 
+def _pair_identity(key: dict | str | None) -> str:
+    """What makes two pair sets the same pairs, whatever their length: the key without the
+    pair counts (pair i depends on the settings and i only, never on how many are made)."""
+    k = json.loads(key) if isinstance(key, str) else dict(key or {})
+    if isinstance(k.get("data"), dict):
+        k["data"] = {a: b for a, b in k["data"].items() if a not in ("n_train", "n_validation")}
+    return json.dumps(k, sort_keys=True, default=str)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        out = json.loads(path.read_text())
+        return out if isinstance(out, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _resized(path: Path, n: int, keep: int) -> np.ndarray:
+    """The .npy array at ``path`` with its first axis made ``n`` long, its first ``keep``
+    rows kept (written beside it, then moved over it); memory-mapped r+."""
+    from numpy.lib.format import open_memmap
+
+    old = np.load(path, mmap_mode="r")
+    tmp = path.with_name(path.stem + ".resize.npy")
+    new = open_memmap(tmp, "w+", old.dtype, (n, *old.shape[1:]))
+    for i in range(0, keep, 16):
+        new[i:min(keep, i + 16)] = old[i:min(keep, i + 16)]
+    new.flush()
+    del new, old
+    os.replace(tmp, path)
+    return np.load(path, mmap_mode="r+")
+
+
 def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | None = None,
                    *, progress: bool = False, desc: str = "pairs", workers: int = 1) -> PairSet:
     """Generate pairs 0..n−1 from ``source`` → :class:`PairSet`.
 
     With ``folder``, the pairs are cached there (``inputs.npy``, ``truths.npy``,
     ``meta.json`` with ``key``) and read back memory-mapped by a later call with the same
-    key; another key regenerates. Generation writes into ``FOLDER.partial`` pair by pair
-    and continues where a killed one stopped; the folder gets its final name only when
-    complete. Memory use stays that of a few pairs, whatever ``n`` (of a few groups with
-    ``workers`` > 1: processes that simulate the groups of a grouped source in parallel,
-    one torch thread each; the pairs are the same up to the float rounding of the thread
-    count).
+    key; another key regenerates. The count is not part of the key: a later call for fewer
+    pairs reads the first ``n``, one for more keeps those made and simulates only the rest.
+    Generation writes into ``FOLDER.partial`` pair by pair and continues where a killed one
+    stopped; the folder gets its final name only when complete. Memory use stays that of a
+    few pairs, whatever ``n`` (of a few groups with ``workers`` > 1: processes that simulate
+    the groups of a grouped source in parallel, one torch thread each; the pairs are the
+    same up to the float rounding of the thread count).
     """
     from numpy.lib.format import open_memmap
     from tqdm import tqdm
@@ -602,25 +642,50 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         return PairSet(np.stack([np.asarray(o[0], np.float32) for o in outs]),
                        np.stack([np.asarray(o[1], np.float32) for o in outs]),
                        [o[2] if len(o) > 2 else {} for o in outs])
-    meta_path = folder / "meta.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("key") == key_json and meta.get("n") == n:
-                return PairSet(np.load(folder / "inputs.npy", mmap_mode="r"),
-                               np.load(folder / "truths.npy", mmap_mode="r"), meta["params"], folder)
-        except (OSError, ValueError, KeyError):  # unreadable cache: regenerate it
-            pass
+    identity = _pair_identity(key_json)
+    meta = _read_json(folder / "meta.json")
+    made = 0  # pairs of this identity in the complete folder
+    if meta is not None and isinstance(meta.get("key"), str) and _pair_identity(meta["key"]) == identity:
+        made = int(meta.get("n", 0))
+        if made >= n:
+            try:
+                xs = np.load(folder / "inputs.npy", mmap_mode="r")
+                ys = np.load(folder / "truths.npy", mmap_mode="r")
+                if xs.shape[0] == ys.shape[0] == made and len(meta["params"]) == made:
+                    return PairSet(xs[:n], ys[:n], meta["params"][:n], folder)
+            except (OSError, ValueError, KeyError):  # unreadable cache: regenerate it
+                pass
+            made = 0
     import shutil
 
     partial = folder.with_name(folder.name + ".partial")
     state_path = partial / "progress.json"
+    state = _read_json(state_path)
     done, params = 0, []
-    if state_path.is_file():
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            state = json.loads(state_path.read_text())
-            if state["key"] == key_json and state["n"] == n:
-                done, params = int(state["done"]), list(state["params"])[:int(state["done"])]
+    xs = ys = None
+    if state is not None and _pair_identity(state.get("key", "{}")) == identity:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            done = int(state["done"])
+            params = list(state["params"])[:done]
+            if done < made:  # the complete folder holds more than an older partial run
+                done, params = 0, []
+            elif int(state["n"]) != n:  # a partial run for another count: keep what it made
+                done = min(done, n)
+                params = params[:done]
+                xs = _resized(partial / "inputs.npy", n, done)
+                ys = _resized(partial / "truths.npy", n, done)
+    if done == 0 and made > 0:  # extend the complete folder: its pairs first
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        old_x = np.load(folder / "inputs.npy", mmap_mode="r")
+        old_y = np.load(folder / "truths.npy", mmap_mode="r")
+        xs = open_memmap(partial / "inputs.npy", "w+", np.float32, (n, *old_x.shape[1:]))
+        ys = open_memmap(partial / "truths.npy", "w+", np.float32, (n, *old_y.shape[1:]))
+        for i in range(0, made, 16):
+            xs[i:min(made, i + 16)] = old_x[i:min(made, i + 16)]
+            ys[i:min(made, i + 16)] = old_y[i:min(made, i + 16)]
+        del old_x, old_y
+        done, params = made, list(meta["params"])[:made]  # type: ignore[index]
     if done == 0:
         shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True, exist_ok=True)
@@ -631,9 +696,20 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         shape = np.asarray(first[0]).shape
         xs = open_memmap(partial / "inputs.npy", "w+", np.float32, (n, *shape))
         ys = open_memmap(partial / "truths.npy", "w+", np.float32, (n, *shape[-2:]))
-    else:
+    elif xs is None:
         xs = np.load(partial / "inputs.npy", mmap_mode="r+")
         ys = np.load(partial / "truths.npy", mmap_mode="r+")
+
+    def save_progress(count: int) -> None:
+        xs.flush()
+        ys.flush()
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key_json, "n": n, "done": count, "params": params},
+                                  default=str))
+        os.replace(tmp, state_path)
+
+    if done > 0:
+        save_progress(done)  # a kill from here on resumes at done, not at 0
     bar = tqdm(total=n, initial=done, desc=desc, disable=not progress, leave=False)
     for i in range(done, n):
         out = first if (i == 0 and first is not None) else next(stream)
@@ -642,12 +718,7 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         params.append(out[2] if len(out) > 2 else {})
         bar.update(1)
         if (i + 1) % 16 == 0 or i + 1 == n:  # progress survives a kill
-            xs.flush()
-            ys.flush()
-            tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key_json, "n": n, "done": i + 1, "params": params},
-                                      default=str))
-            os.replace(tmp, state_path)
+            save_progress(i + 1)
     bar.close()
     del xs, ys
     (partial / "meta.json").write_text(json.dumps({"key": key_json, "n": n, "params": params},
@@ -737,7 +808,7 @@ def _resolve_device(name: str) -> torch.device:
 
 
 # what a resume may change: the machine and bookkeeping (device and amp change rounding only)
-_RESUME_FREE = {"run_dir", "device", "threads", "workers"}
+_RESUME_FREE = {"run_dir", "data_dir", "device", "threads", "workers"}
 _RESUME_FREE_TRAINING = {"checkpoint_every", "validate_every", "amp"}
 
 
@@ -962,10 +1033,11 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
 
     # data
     train_src, val_src = sources if sources is not None else make_pair_sources(cfg)
-    train_set = build_pair_set(train_src, cfg.data.n_train, run_dir / "data" / "train",
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else run_dir / "data"
+    train_set = build_pair_set(train_src, cfg.data.n_train, data_dir / "train",
                                _data_key(cfg, "train"), progress=progress, desc="training pairs",
                                workers=cfg.workers)
-    val_set = build_pair_set(val_src, cfg.data.n_validation, run_dir / "data" / "validation",
+    val_set = build_pair_set(val_src, cfg.data.n_validation, data_dir / "validation",
                              _data_key(cfg, "validation"), progress=progress,
                              desc="validation pairs", workers=cfg.workers)
     if min(train_set.inputs.shape[-2:]) < cfg.data.patch:

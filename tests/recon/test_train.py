@@ -94,6 +94,67 @@ def test_pair_cache_resumes_a_killed_generation(tmp_path):
     assert len(calls) == 40  # another key: regenerated
 
 
+def test_pair_cache_grows_and_shrinks_without_simulating_again(tmp_path):
+    """The count is not part of the cache key: more pairs keep those made and simulate the
+    rest (also when the growth is killed), fewer read the first ones; the training key's pair
+    counts (data.n_train) do not split the cache either."""
+    from recon.train import build_pair_set
+
+    src = SyntheticPairs(16, seed=3)
+    calls, kill_at = [], [None]
+
+    def counted(i):
+        calls.append(i)
+        if i == kill_at[0]:
+            kill_at[0] = None
+            raise _Killed
+        return src(i)
+
+    folder = tmp_path / "train"
+    key = lambda n: {"split": "train", "data": {"n_train": n, "image_size": 16}}  # noqa: E731
+    build_pair_set(counted, 24, folder, key(24))
+    first = np.array(np.load(folder / "inputs.npy"))
+    assert calls == list(range(24))
+    calls.clear()
+    kill_at[0] = 35
+    with pytest.raises(_Killed):  # growing to 48 is killed at pair 35
+        build_pair_set(counted, 48, folder, key(48))
+    assert json.loads((folder / "meta.json").read_text())["n"] == 24  # the complete set stands
+    assert calls == list(range(24, 36))
+    calls.clear()
+    pairs = build_pair_set(counted, 48, folder, key(48))
+    assert calls == list(range(32, 48))  # resumed from the last saved pair, not from 24
+    assert pairs.inputs.shape == (48, 16, 16) and len(pairs.params) == 48
+    np.testing.assert_array_equal(pairs.inputs[:24], first)
+    for i in (24, 40, 47):
+        np.testing.assert_array_equal(pairs.inputs[i], src(i)[0])
+    s48 = pairs.scales("seed")
+    calls.clear()
+    small = build_pair_set(counted, 10, folder, key(10))
+    assert calls == [] and small.inputs.shape == (10, 16, 16) and len(small.params) == 10
+    np.testing.assert_array_equal(small.scales("seed"), s48[:10])
+    build_pair_set(counted, 10, folder, {"split": "train", "data": {"n_train": 10, "image_size": 17}})
+    assert len(calls) == 10  # other settings: other pairs
+
+
+def test_runs_share_pairs_through_data_dir(tmp_path):
+    """Two configs naming one data_dir: the second, asking for more pairs, simulates only the
+    new ones; data_dir is relative to the config file and may change on resume."""
+    base = {"threads": 1, "model": {"architecture": "rrdb", "nf": 8, "nb": 1, "gc": 8},
+            "data": {"source": "synthetic", "image_size": 32, "patch": 16, "n_train": 6,
+                     "n_validation": 2},
+            "training": {"steps": 2, "batch": 2, "validate_every": 2, "checkpoint_every": 2},
+            "data_dir": "pairs"}
+    train(*load_config(_write(tmp_path, {**base, "name": "a", "run_dir": "a"})), progress=False)
+    made = np.array(np.load(tmp_path / "pairs" / "train" / "inputs.npy"))
+    assert made.shape[0] == 6 and not (tmp_path / "a" / "data").exists()
+    more = {**base, "name": "b", "run_dir": "b", "data": {**base["data"], "n_train": 9}}
+    train(*load_config(_write(tmp_path, more)), progress=False)
+    grown = np.load(tmp_path / "pairs" / "train" / "inputs.npy")
+    assert grown.shape[0] == 9
+    np.testing.assert_array_equal(grown[:6], made)
+
+
 def test_resume_after_kill_is_bit_identical(tmp_path):
     cfg = _cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1")
     train(cfg, tmp_path / "a", progress=False)
