@@ -16,7 +16,7 @@ from recon.errors import FlytomoError
 
 #: subcommand modules, in the order ``flytomo --help`` lists them
 COMMANDS = (
-    "recon", "simulate", "train", "init", "check", "run", "demo", "submit", "analyze",
+    "recon", "enhance", "simulate", "train", "init", "check", "run", "demo", "submit", "analyze",
     "simulate_experiment",
 )
 

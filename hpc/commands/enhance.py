@@ -1,0 +1,204 @@
+"""``flytomo enhance``: run a correction network on a reconstruction already made.
+
+The input is a reconstruction, not a raw scan: a TIFF (one slice or a multi-page stack), a
+folder or glob of single-slice TIFFs (as tomopy/dxchange write them), a ``.npy`` array, or an
+OME-Zarr volume from ``flytomo recon``. Values are attenuation (or any unit proportional to
+it, background ≈ 0); the network sees each slice scaled by its own 95th percentile, so the
+unit does not matter. The output (``.zarr``, ``.tif``/``.tiff`` or ``.npy``) has the input's
+shape and unit, and appears only when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from tqdm import tqdm
+
+import recon
+from recon.errors import FlytomoError
+from recon.io import create_volume, discard, finalize, open_volume, partial_path
+from recon.io._atomic import atomic_path, check_target
+from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, load_model
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
+#: the smallest slice side the networks are run on (their receptive field is ~40 px)
+MIN_SIDE = 16
+
+
+def _tiff_files(spec: str) -> list[Path] | None:
+    """The TIFF files a folder or glob names, sorted by name; None when ``spec`` is neither."""
+    path = Path(spec)
+    if path.is_dir() and path.suffix != ".zarr" and not (path / ".zgroup").exists():
+        files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in TIFF_SUFFIXES]
+    elif any(c in spec for c in "*?["):
+        files = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).suffix.lower() in TIFF_SUFFIXES]
+    else:
+        return None
+    if not files:
+        raise FlytomoError(spec, "no .tif/.tiff files there")
+    return files
+
+
+def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
+    """(volume (z, y, x) (numpy, memory-mapped or zarr), attrs, single) of a reconstruction.
+
+    ``attrs`` is the store's ``flytomo`` attribute for an OME-Zarr volume, else ``{}``;
+    ``single``: the file held one (y, x) slice.
+    FlytomoError (naming the file) for a missing or unreadable file or a shape that is not
+    a slice or a stack of slices.
+    """
+    files = _tiff_files(spec)
+    path = Path(spec)
+    attrs: dict = {}
+    if files is not None:
+        try:
+            slices = [tifffile.imread(f) for f in files]
+        except Exception as err:  # tifffile raises several types for a damaged file
+            raise FlytomoError(spec, f"not a readable TIFF stack ({type(err).__name__}: {err})") from None
+        shapes = {s.shape for s in slices}
+        if len(shapes) > 1:
+            raise FlytomoError(spec, f"the TIFF files differ in shape ({', '.join(map(str, sorted(shapes)))})")
+        volume = np.stack(slices)
+    elif not path.exists():
+        raise FlytomoError(path, "no such file")
+    elif path.suffix == ".zarr" or (path / ".zgroup").exists():
+        volume, attrs = open_volume(path)
+        if volume.ndim == 4:
+            raise FlytomoError(path, "an experiment store (t, z, y, x); run the experiment with "
+                                     "method: rrdb, or enhance one scan's volume from flytomo recon")
+    elif path.suffix.lower() in TIFF_SUFFIXES:
+        try:
+            volume = tifffile.imread(path)
+        except Exception as err:
+            raise FlytomoError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from None
+    elif path.suffix == ".npy":
+        try:
+            volume = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise FlytomoError(path, f"not a readable .npy array ({err})") from None
+    else:
+        raise FlytomoError(path, "unknown kind of file; give a .tif/.tiff, a folder or glob of them, "
+                                 "a .npy or a .zarr volume")
+    single = volume.ndim == 2
+    if single:
+        volume = volume[None]
+    if volume.ndim != 3:
+        raise FlytomoError(spec, f"expected one slice (y, x) or a stack (z, y, x), got shape {volume.shape}")
+    if min(volume.shape[1:]) < MIN_SIDE:
+        raise FlytomoError(spec, f"slices of {volume.shape[1]}×{volume.shape[2]} pixels are too small "
+                                 f"(at least {MIN_SIDE} each way; a colour image has shape (y, x, 3))")
+    if not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)):
+        raise FlytomoError(spec, f"values of type {volume.dtype} are not numbers")
+    return volume, attrs, single
+
+
+def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, device: str) -> LoadedModel:
+    """The network for a reconstruction of ``kind`` (given, else the store's method)."""
+    method = attrs.get("method")
+    if method == "rrdb":
+        raise FlytomoError(where, "was already corrected by a network (method rrdb); enhance the "
+                                  "volume of its first stage (flytomo recon --method mlem-flyscan or fbp)")
+    if kind is None and method in INPUT_KINDS:
+        kind = method
+    if kind is None and spec is None:
+        raise FlytomoError(where, "say what reconstruction this is: --input-kind fbp or mlem-flyscan "
+                                  "(or name a network with --model)")
+    loaded = load_model(spec, input_kind=kind, device=device)
+    if len(channel_kinds(loaded.input_kind)) > 1:
+        raise FlytomoError(loaded.path, f"a network on {loaded.input_kind} takes two reconstructions "
+                                        "of one scan; use flytomo recon --method rrdb")
+    return loaded
+
+
+def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace) -> None:
+    """Write the network's output for every slice of ``volume`` into ``sink`` (same shape)."""
+    bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
+               disable=args.quiet or None)
+    n_bad = 0
+    for z0 in range(0, volume.shape[0], args.batch):
+        part = np.asarray(volume[z0:z0 + args.batch], dtype=np.float32)
+        bad = ~np.isfinite(part)
+        if bad.any():
+            n_bad += int(bad.sum())
+            part = np.where(bad, np.float32(0), part)
+        sink[z0:z0 + len(part)] = loaded.apply(part, batch=args.batch, tile=args.tile)
+        bar.update(len(part))
+    bar.close()
+    if n_bad:
+        warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as 0", stacklevel=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in OUT_SUFFIXES:
+        raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")
+    if out.exists() and not args.overwrite:
+        raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    check_target(out, args.overwrite)
+    if args.batch < 1:
+        raise FlytomoError(None, "--batch must be ≥ 1")
+    if args.tile is not None and args.tile < 1:
+        raise FlytomoError(None, "--tile must be ≥ 1")
+    volume, src_attrs, single = read_reconstruction(args.input)
+    loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device)
+    loaded.check_slice_size(min(volume.shape[1:]))
+    attrs = {
+        "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
+        "input_kind": loaded.input_kind, "source": src_attrs,
+        "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
+    }
+    started = time.perf_counter()
+    shape = tuple(int(s) for s in volume.shape)
+    if out.suffix == ".zarr":  # slab by slab into the partial store: any size
+        pixel = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
+        create_volume(out, shape, None, attrs, overwrite=args.overwrite, pixel_size_nm=pixel)
+        try:
+            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args)
+            finalize(out, overwrite=args.overwrite)
+        except BaseException:
+            discard(out)
+            raise
+    else:
+        result = np.empty(shape, np.float32)
+        _enhance(volume, loaded, result, args)
+        result = result[0] if single else result  # the input's shape
+        with atomic_path(out, overwrite=args.overwrite) as tmp:
+            if out.suffix == ".npy":
+                with open(tmp, "wb") as fh:
+                    np.save(fh, result)
+            else:
+                tifffile.imwrite(tmp, result, photometric="minisblack")
+    if not args.quiet:
+        print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}, {loaded.label} on {loaded.input_kind}) "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enhance", help="run a correction network on an existing reconstruction",
+                       description="Run an RRDB correction network on a reconstruction already made: a "
+                                   "TIFF slice or stack, a folder or glob of TIFF slices, a .npy array, or "
+                                   "an OME-Zarr volume from flytomo recon. Values are attenuation (any unit "
+                                   "proportional to it, background about 0). The output has the input's "
+                                   "shape and unit and appears only when complete.")
+    p.add_argument("input", help="reconstruction: .tif/.tiff (slice or stack), a folder or 'glob*.tif' of "
+                                 "slices, .npy, or a .zarr volume from flytomo recon")
+    p.add_argument("--out", required=True, help="output .zarr, .tif/.tiff or .npy (same shape and unit)")
+    p.add_argument("--input-kind", choices=("fbp", "mlem-flyscan"),
+                   help="what the input is (picks the shipped network; a .zarr from flytomo recon says it)")
+    p.add_argument("--model", help="PATH.safetensors or seed:PATH (the seed authors' network, FBP input); "
+                                   "default: the shipped network for --input-kind")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch", type=int, default=4, help="slices per forward pass")
+    p.add_argument("--tile", type=int, help="tile size in pixels for large slices (exact: overlap ≥ the "
+                                            "receptive radius)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)

@@ -1,0 +1,141 @@
+"""`flytomo enhance`: a network on a reconstruction already made (TIFF, .npy, OME-Zarr)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from hpc.cli import main
+from recon.io import open_volume
+from recon.metrics import psnr
+from recon.weights import ModelDomainWarning, load_model, seed_checkpoint_path
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    d = tmp_path_factory.mktemp("enh")
+    path = d / "scan.h5"
+    assert main(["simulate", str(path), "--phantom", "cracked", "--size", "96", "--ndim", "3",
+                 "--angles", "60", "--photons", "2000", "--seed", "3"]) == 0
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True)
+
+
+def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
+    """modified MLEM from `flytomo recon`, then `flytomo enhance` (input kind read from the
+    store) == `flytomo recon --method rrdb`: the same two stages, bit for bit."""
+    mm, rr, en = tmp_path / "mm.zarr", tmp_path / "rr.zarr", tmp_path / "en.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)  # 96-px slices: below the training sizes
+        for out, method in ((mm, "mlem-flyscan"), (rr, "rrdb")):
+            assert main(["recon", str(scan), "--out", str(out), "--method", method, "--rows", "44:50",
+                         "--quiet"]) == 0
+        assert main(["enhance", str(mm), "--out", str(en), "--batch", "2", "--quiet"]) == 0
+    got, attrs = open_volume(en)
+    assert got.shape == (6, 96, 96)
+    np.testing.assert_array_equal(got[:], open_volume(rr)[0][:])
+    assert attrs["method"] == "rrdb" and attrs["input_kind"] == "mlem-flyscan"
+    assert attrs["model"]["weights_sha256"] == open_volume(rr)[1]["model"]["weights_sha256"]
+    assert attrs["source"]["method"] == "mlem-flyscan"
+    truth = np.load(scan.with_name("scan_truth.npy"))[44:50]
+    before = np.mean([psnr(v, t) for v, t in zip(open_volume(mm)[0][:], truth)])
+    after = np.mean([psnr(v, t) for v, t in zip(got[:], truth)])
+    assert after > before + 0.1, (before, after)  # 96-px slices: +0.24 dB measured
+    # a store the network already corrected is refused
+    r = run_cli("enhance", str(rr), "--out", str(tmp_path / "twice.zarr"))
+    assert r.returncode == 2 and "already corrected" in r.stderr and str(rr) in r.stderr
+    assert not (tmp_path / "twice.zarr").exists()
+
+
+def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):
+    """A tomopy-style folder of single-slice TIFFs (here in a unit 1000× attenuation) → one
+    multi-page TIFF equal to the network on the stack, in the input's unit."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:80, :80]
+    disk = ((yy - 40) ** 2 + (xx - 40) ** 2 < 30 ** 2).astype(np.float32)
+    stack = np.stack([disk * (0.02 + 0.002 * i) + rng.normal(0, 0.004, disk.shape) for i in range(3)])
+    folder = tmp_path / "recon"
+    folder.mkdir()
+    for i, s in enumerate(stack):
+        tifffile.imwrite(folder / f"recon_{i:05d}.tiff", (1000 * s).astype(np.float32))
+    (folder / "notes.txt").write_text("not a slice")
+    out = tmp_path / "enhanced.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["enhance", str(folder), "--out", str(out), "--input-kind", "fbp", "--quiet"]) == 0
+        want = load_model(None, input_kind="fbp").apply(stack)
+    got = tifffile.imread(out)
+    assert got.shape == (3, 80, 80) and got.dtype == np.float32
+    np.testing.assert_allclose(got / 1000, want, rtol=1e-4, atol=1e-6 * float(np.abs(want).max()))
+    # the same slices named by a glob, into .npy
+    npy = tmp_path / "e.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["enhance", str(folder / "recon_*.tiff"), "--out", str(npy), "--input-kind", "fbp",
+                     "--quiet"]) == 0
+    np.testing.assert_array_equal(np.load(npy), got)
+
+
+def test_nan_pixels_are_taken_as_zero_with_a_warning(tmp_path):
+    img = np.zeros((64, 64), np.float32)
+    img[16:48, 16:48] = 0.05
+    img[:2] = np.nan  # e.g. outside a reconstruction circle
+    src = tmp_path / "slice.npy"
+    np.save(src, img)
+    out = tmp_path / "out.tif"
+    with pytest.warns(UserWarning, match="128 NaN/infinite pixel"):
+        assert main(["enhance", str(src), "--out", str(out), "--input-kind", "mlem-flyscan", "--quiet"]) == 0
+    got = tifffile.imread(out)
+    assert got.shape == (64, 64) and np.all(np.isfinite(got))
+
+
+def test_the_seed_network_on_the_real_slice(tmp_path):
+    """The seed authors' network (FBP input) on the real beamline slice, as bench/real_slice.py."""
+    seed = seed_checkpoint_path()
+    img = seed.with_name("img_test.tiff")
+    if not (seed.is_file() and img.is_file()):
+        pytest.skip("../shared/data/seed-model/img_test.tiff is absent")
+    out = tmp_path / "seed.npy"
+    assert main(["enhance", str(img), "--out", str(out), "--model", f"seed:{seed}", "--tile", "256",
+                 "--quiet"]) == 0
+    x = tifffile.imread(img).astype(np.float32)
+    want = load_model(f"seed:{seed}").apply(x[None])[0]
+    got = np.load(out)
+    assert got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("make,args,message", [
+    (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), [], "say what reconstruction this is"),
+    (lambda d: np.save(d / "in.npy", np.ones((64, 64, 3), np.float32)), ["--input-kind", "fbp"],
+     "too small"),
+    (lambda d: np.save(d / "in.npy", np.ones((2, 3, 64, 64), np.float32)), ["--input-kind", "fbp"],
+     "expected one slice (y, x) or a stack (z, y, x)"),
+    (lambda d: (d / "in.npy").write_bytes(b"junk"), ["--input-kind", "fbp"], "not a readable .npy"),
+    (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)),
+     ["--input-kind", "mlem-flyscan", "--model", "seed:"], "corrects 'fbp' reconstructions"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make, args, message):
+    if "seed:" in args and not seed_checkpoint_path().is_file():
+        pytest.skip("../shared/data/seed-model is absent")
+    make(tmp_path)
+    out = tmp_path / "out.tif"
+    r = run_cli("enhance", str(tmp_path / "in.npy"), "--out", str(out), *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+def test_an_existing_output_is_kept_without_overwrite(tmp_path):
+    np.save(tmp_path / "in.npy", np.ones((64, 64), np.float32))
+    (tmp_path / "out.tif").write_bytes(b"precious")
+    r = run_cli("enhance", str(tmp_path / "in.npy"), "--out", str(tmp_path / "out.tif"), "--input-kind", "fbp")
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (tmp_path / "out.tif").read_bytes() == b"precious"
