@@ -3,8 +3,11 @@
 The way through::
 
     pair source (index → input slice, truth slice)       deterministic in (seed, index)
-      ──generate once──► RUN/data/{train,validation}/   (.npy, memory-mapped; checked against
-                                                          the config; a killed generation resumes)
+      ──generate once──► DATA/{train,validation}/       (.npy, memory-mapped; DATA = data_dir,
+                                                          default RUN/data; checked against the
+                                                          config; a killed generation resumes;
+                                                          more pairs extend the set, fewer read
+                                                          its first ones)
       ──normalize per slice (input's scale, truth divided by the same number)──►
       ──random patches, deterministic in (seed, step)──► Adam, L1 or MSE ──► checkpoints
       ──validation PSNR/SSIM (recon.metrics) ──► RUN/metrics.jsonl

@@ -37,8 +37,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train an RRDB correction network on simulated fly-scans",
         description="Train (or resume) an RRDB correction network. Pairs are simulated once "
-                    "into RUN_DIR/data; checkpoints go to RUN_DIR/checkpoint.pt and a rerun "
-                    "resumes; the result is RUN_DIR/NAME.safetensors with its model card "
+                    "into the config's data_dir (default RUN_DIR/data; runs naming one folder "
+                    "share them); checkpoints go to RUN_DIR/checkpoint.pt and a rerun resumes; the result is RUN_DIR/NAME.safetensors with its model card "
                     "NAME.json. Exit 3 when stopped early (time limit, SIGTERM) with a "
                     "checkpoint to resume from.")
     p.add_argument("--config", type=Path, required=True, help="training config (YAML)")
