@@ -21,11 +21,12 @@ import torch
 from torch import nn
 
 from recon.errors import FlytomoError
-from recon.weights import INPUT_KINDS, default_weights_path, load_model, seed_checkpoint_path
+from recon.weights import INPUT_KINDS, channel_kinds, default_weights_path, load_model, seed_checkpoint_path
 
 
-def macs_per_pixel(model: nn.Module) -> int:
-    """Multiply-adds per output pixel of a same-size conv net, over the convs its forward runs."""
+def macs_per_pixel(model: nn.Module, channels: int = 1) -> int:
+    """Multiply-adds per output pixel of a same-size conv net of ``channels`` input channels,
+    over the convs its forward runs."""
     total = [0]
 
     def hook(m: nn.Conv2d, inp, out) -> None:
@@ -35,7 +36,7 @@ def macs_per_pixel(model: nn.Module) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 1, 8, 8, dtype=next(model.parameters()).dtype,
+            model(torch.zeros(1, channels, 8, 8, dtype=next(model.parameters()).dtype,
                               device=next(model.parameters()).device))
     finally:
         for h in handles:
@@ -55,7 +56,7 @@ def main() -> None:
              if default_weights_path(k).is_file()]
     if seed_checkpoint_path().is_file():
         specs.append(("seed authors' RRDB", f"seed:{seed_checkpoint_path()}"))
-    x = np.random.default_rng(0).random((args.slices, args.size, args.size), dtype=np.float32)
+    rng = np.random.default_rng(0)
     rows = []
     print(f"{'model':>26} {'params':>9} {'MAC/px':>9} {'GMAC/slice':>11} {'s/slice':>8} {'slices/s':>9}")
     for label, spec in specs:
@@ -64,7 +65,10 @@ def main() -> None:
         except FlytomoError as err:
             print(f"{label}: skipped ({err})")
             continue
-        macs = macs_per_pixel(loaded.model)
+        channels = len(channel_kinds(loaded.input_kind))  # a two-channel model takes (z, C, y, x)
+        shape = (args.slices, args.size, args.size) if channels == 1 else (args.slices, channels, args.size, args.size)
+        x = rng.random(shape, dtype=np.float32)
+        macs = macs_per_pixel(loaded.model, channels)
         params = sum(p.numel() for p in loaded.model.parameters())
         loaded.apply(x[:1])  # warm-up
         best = float("inf")
