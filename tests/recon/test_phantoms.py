@@ -64,7 +64,7 @@ ALL_CASES = [(f, nd) for nd in (2, 3) for f in P.ALL_FAMILIES]  # with the train
 
 def test_constants():
     assert P.FAMILIES == ("heterogeneous", "cracked", "network", "radial")
-    assert P.ALL_FAMILIES == P.FAMILIES + P.EXTRA_FAMILIES == P.FAMILIES + ("leaves",)
+    assert P.ALL_FAMILIES == P.FAMILIES + P.EXTRA_FAMILIES == P.FAMILIES + ("leaves", "grains")
     assert (P.TRAIN_SEED0, P.VALIDATION_SEED0, P.TEST_SEED0) == (0, 1_000_000, 2_000_000)
     assert P.split_seed("train", 5) == 5
     assert P.split_seed("validation", 0) == 1_000_000
@@ -276,3 +276,29 @@ def test_leaves_have_grey_levels_holes_and_outline():
         n_holes += ndi.label(ndi.binary_fill_holes(a > 0) & (a == 0))[1]
     assert n_holes >= 5, n_holes
     assert all(f in P.FAMILIES for f, _ in P.test_images(32, 1))
+
+
+def test_grains_have_grain_levels_and_intergranular_cracks():
+    """Grains: particles of many grains of distinct density (not one phase), cut by thin dark
+    intergranular cracks (long components of near-empty pixels inside the outline, ≤ 3.5 px
+    wide on average: area / skeleton length); deterministic, zero outside the disk, never a
+    test image."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import skeletonize
+
+    n_thin = 0
+    for seed in range(4):
+        a = P.make_phantom("grains", 256, seed)
+        assert not np.any(a[~P.support_mask(256)])
+        solid = ndi.binary_fill_holes(a > 0)
+        inside = a[solid & (a > 0)]
+        assert np.unique(np.round(inside / inside.max(), 2)).size >= 40
+        dark = solid & (a < 0.2 * np.median(inside))
+        assert 0.01 < dark.sum() / solid.sum() < 0.15
+        lab, k = ndi.label(dark)
+        area = np.bincount(lab.ravel(), minlength=k + 1)[1:]
+        length = np.bincount(lab[skeletonize(dark)], minlength=k + 1)[1:]
+        n_thin += int(np.sum((length >= 8) & (area <= 3.5 * length)))
+    assert n_thin >= 20, n_thin
+    assert np.array_equal(a, P.make_phantom("grains", 256, 3))
+    assert all(f != "grains" for f, _ in P.test_images(32, 1))
