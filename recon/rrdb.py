@@ -166,6 +166,30 @@ class RRDBNet(nn.Module):
         c = self.config
         return 1 + c["nb"] * 3 * c["dense_convs"] + 3
 
+    def load_shallower(self, state: dict[str, torch.Tensor], nb: int) -> None:
+        """Load the weights of the same network with ``nb`` < this one's RRDB blocks so that it
+        computes exactly what they do (up to rounding): blocks ``nb…`` keep their own random
+        weights except each dense block's last convolution, set to zero (a dense block is then
+        the identity, so an added RRDB multiplies the trunk by 1.2), and ``trunk_conv``'s
+        weights are divided by 1.2 per added block. Training then gives the new blocks a use
+        (net2net-style growth of a trained network)."""
+        added = self.config["nb"] - int(nb)
+        if added < 1:
+            raise FlytomoError("model.nb", f"{nb} blocks is not fewer than this network's {self.config['nb']}")
+        own = self.state_dict()
+        grown = {k: v.clone() for k, v in own.items()}
+        for key, value in state.items():
+            if key not in own or own[key].shape != value.shape:
+                raise FlytomoError("init", f"weight {key} does not fit this network")
+            grown[key] = value.clone()
+        last = self.config["dense_convs"]
+        for b in range(int(nb), self.config["nb"]):
+            for r in (1, 2, 3):
+                for part in ("weight", "bias"):
+                    grown[f"RRDB_trunk.{b}.RDB{r}.conv{last}.{part}"].zero_()
+        grown["trunk_conv.weight"] /= 1.2 ** added
+        self.load_state_dict(grown)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_nc, H, W) → (B, out_nc, H, W), same dtype and device."""
         fea = self.conv_first(x)

@@ -861,7 +861,9 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
     The init corrects this run's input kind, or this run's primary channel alone: a
     one-channel "mlem-flyscan" model starts a "mlem-flyscan+fbp" run with the weights of
     its new channels in the first convolution set to zero, so the widened network computes
-    exactly what the init did until training gives the new channel a use."""
+    exactly what the init did until training gives the new channel a use. Likewise an init
+    with fewer RRDB blocks (all else equal) starts a deeper run: the added blocks start as the
+    identity (:meth:`recon.rrdb.RRDBNet.load_shallower`)."""
     from recon.weights import channel_kinds, load_model
 
     loaded = load_model(cfg.init)
@@ -874,6 +876,12 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
         raise FlytomoError(cfg.init, f"init model uses {loaded.normalization!r} normalization, "
                            f"this run {cfg.normalization!r}")
     state = loaded.model.state_dict()
+    small, big = dict(loaded.model.config), dict(getattr(model, "config", {}))
+    deepen = small.pop("nb", None) is not None and big.pop("nb", 0) > loaded.model.config["nb"] \
+        and small == big
+    if deepen:  # more RRDB blocks than the init: the added ones start as the identity
+        model.load_shallower(state, loaded.model.config["nb"])
+        state = model.state_dict()
     if widen:
         own = model.state_dict()
         for key, value in state.items():
@@ -891,7 +899,8 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
     behind = int((loaded.card.get("init") or {}).get("steps") or 0)  # a fine-tuned init's own start
     return {"name": prov["name"], "weights": Path(cfg.init).name,
             "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind,
-            **({"widened_from": loaded.input_kind} if widen else {})}
+            **({"widened_from": loaded.input_kind} if widen else {}),
+            **({"deepened_from_nb": int(loaded.model.config["nb"])} if deepen else {})}
 
 
 def crack_weights(truth: torch.Tensor, crack_weight: float, width_px: int = 5) -> torch.Tensor:

@@ -357,3 +357,23 @@ def test_two_channel_model_card_and_rrdb_method(tmp_path):
     wpath.with_suffix(".json").write_text(json.dumps(bad))
     with pytest.raises(FlytomoError, match=r"two\.json.*\(1 channel\) but the network takes 2"):
         load_model(wpath)
+
+
+def test_load_shallower_computes_the_same_then_learns():
+    """A 3-block net loaded from a trained 1-block one gives the same output (the added
+    blocks start as the identity, trunk_conv rescaled), and a gradient step reaches the added
+    blocks; not fewer blocks is an error."""
+    torch.manual_seed(0)
+    small = build_model(SMALL)
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # a "trained" net: biases not zero
+    big = build_model({**SMALL, "nb": 3})
+    big.load_shallower(small.state_dict(), 1)
+    x = torch.rand(2, 1, 24, 24)
+    with torch.no_grad():
+        np.testing.assert_allclose(big(x).numpy(), small(x).numpy(), atol=1e-5)
+    big(x).square().mean().backward()
+    assert float(big.RRDB_trunk[2].RDB3.conv3.weight.grad.abs().sum()) > 0
+    with pytest.raises(FlytomoError, match="not fewer"):
+        build_model(SMALL).load_shallower(small.state_dict(), 1)

@@ -367,6 +367,22 @@ def test_init_starts_from_a_trained_model(tmp_path):
     assert not run.exists()  # refused before any pair is simulated or file written
 
 
+def test_deeper_run_starts_from_a_shallower_init(tmp_path):
+    """A model section with more RRDB blocks than the init (all else equal) starts as the
+    init exactly (step-0 validation equal), trains, and records where it grew from."""
+    first = train(_cfg(steps=20), tmp_path / "a", progress=False)
+    raw = json.loads(json.dumps(TINY))
+    raw["training"].update(steps=10)
+    raw["init"] = "a/tiny.safetensors"
+    raw["model"] = {**raw["model"], "nb": raw["model"]["nb"] + 2}
+    cfg, run = load_config(_write(tmp_path, {**raw, "run_dir": "deep"}))
+    deep = train(cfg, run, progress=False)
+    assert _rows(run)[0]["val_psnr"] == pytest.approx(first.validation["val_psnr"], abs=1e-4)
+    card = load_model(deep.weights).card
+    assert card["init"]["deepened_from_nb"] == TINY["model"]["nb"]
+    assert card["architecture"]["nb"] == TINY["model"]["nb"] + 2
+
+
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None
                         for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
                     reason="simulation modules not available")
