@@ -660,6 +660,22 @@ def _cracked(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+def _warped_voronoi(
+    pts: np.ndarray, idx: tuple[np.ndarray, ...], shape: tuple[int, ...], warp: float, sigma: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voronoi cells of seeds ``pts`` (m, nd) queried at the pixels ``idx`` (an
+    ``np.nonzero`` tuple) displaced by ``warp`` px × a smooth random field of correlation
+    length ``sigma`` px per axis (curvy walls). Returns ``near`` (k, 2): the nearest and
+    second-nearest seed of each pixel, and ``h`` (k,): its distance to their wall, px."""
+    q = np.stack(idx, axis=1).astype(np.float32)
+    for i in range(len(shape)):
+        q[:, i] += warp * _noise(shape, sigma, rng)[idx]
+    dist, near = cKDTree(pts).query(q, k=2, workers=1)
+    sep = np.linalg.norm(pts[near[:, 1]] - pts[near[:, 0]], axis=1)
+    return near, (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2.0 * np.maximum(sep, 1e-6))
+
+
 def _network(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
     shape = (n,) * nd
     img = np.zeros(shape, np.float32)
@@ -680,13 +696,7 @@ def _network(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
     pts = np.concatenate(pts)
     # curvy walls: query the Voronoi diagram at smoothly warped positions
     idx = np.nonzero(body)
-    q = np.stack(idx, axis=1).astype(np.float32)
-    warp = cell * rng.uniform(0.12, 0.25)
-    for i in range(nd):
-        q[:, i] += warp * _noise(shape, cell * 0.7, rng)[idx]
-    dist, near = cKDTree(pts).query(q, k=2, workers=1)
-    sep = np.linalg.norm(pts[near[:, 1]] - pts[near[:, 0]], axis=1)
-    h = (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2.0 * np.maximum(sep, 1e-6))  # px to the cell wall
+    near, h = _warped_voronoi(pts, idx, shape, cell * rng.uniform(0.12, 0.25), cell * 0.7, rng)
     t_min, t_max = rng.uniform(0.9, 1.1), rng.uniform(2.0, 4.0)
     thick = t_min + (t_max - t_min) * (0.5 + 0.5 * np.tanh(_noise(shape, 2.0 * cell, rng)[idx]))
     wall = h <= 0.5 * thick
@@ -824,21 +834,16 @@ def _grains(n: int, nd: int, rng: np.random.Generator) -> np.ndarray:
     # primary grains: Voronoi cells of uniform seeds, queried at warped positions (curvy walls)
     grain = rng.uniform(6.0, 30.0) * min(1.0, n / 256.0) + 2.0  # px across a grain
     pts = rng.uniform(-1.0, n, (max(8, int((n / grain) ** nd)), nd))
-    q = np.stack(idx, axis=1).astype(np.float32)
-    warp = grain * rng.uniform(0.0, 0.2)
-    for i in range(nd):
-        q[:, i] += warp * _noise(shape, grain * 0.7, rng)[idx]
-    dist, near = cKDTree(pts).query(q, k=2, workers=1)
-    sep = np.linalg.norm(pts[near[:, 1]] - pts[near[:, 0]], axis=1)
-    h = (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2.0 * np.maximum(sep, 1e-6))  # px to the grain boundary
+    near, h = _warped_voronoi(pts, idx, shape, grain * rng.uniform(0.0, 0.2), grain * 0.7, rng)
     level = np.float32(rng.uniform(0.5, 1.0))
     value = level * np.clip(1.0 + rng.uniform(0.02, 0.2) * rng.standard_normal(len(pts)), 0.5, 1.5)
     vals = value[near[:, 0]].astype(np.float32)
     # closed boundaries: a faint dip; opened ones: a crack, likelier towards the core
     vals[h <= 0.5] *= np.float32(1.0 - rng.uniform(0.0, 0.3))
-    core = np.zeros(len(q), np.float32)
+    xyz = np.stack(idx, axis=1)
+    core = np.zeros(len(xyz), np.float32)
     for p, r in bodies:
-        d = np.sqrt(((np.stack(idx, axis=1) - p) ** 2).sum(axis=1)) / r
+        d = np.sqrt(((xyz - p) ** 2).sum(axis=1)) / r
         core = np.maximum(core, np.clip(1.0 - d, 0.0, 1.0).astype(np.float32))
     p_open = rng.uniform(0.05, 0.5) * (0.3 + 1.4 * core)
     width = rng.uniform(1.0, 3.0) * (0.7 + 0.6 * (0.5 + 0.5 * np.tanh(_noise(shape, 3.0 * grain, rng)[idx])))

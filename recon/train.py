@@ -877,10 +877,10 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
                            f"this run {cfg.normalization!r}")
     state = loaded.model.state_dict()
     small, big = dict(loaded.model.config), dict(getattr(model, "config", {}))
-    deepen = small.pop("nb", None) is not None and big.pop("nb", 0) > loaded.model.config["nb"] \
-        and small == big
+    nb_init, nb_run = small.pop("nb", None), big.pop("nb", None)
+    deepen = small == big and nb_init is not None and nb_run is not None and nb_run > nb_init
     if deepen:  # more RRDB blocks than the init: the added ones start as the identity
-        model.load_shallower(state, loaded.model.config["nb"])
+        model.load_shallower(state, nb_init)
         state = model.state_dict()
     if widen:
         own = model.state_dict()
@@ -900,7 +900,7 @@ def _load_init(cfg: TrainConfig, model: torch.nn.Module) -> dict:
     return {"name": prov["name"], "weights": Path(cfg.init).name,
             "weights_sha256": prov["weights_sha256"], "steps": int(prov["steps"] or 0) + behind,
             **({"widened_from": loaded.input_kind} if widen else {}),
-            **({"deepened_from_nb": int(loaded.model.config["nb"])} if deepen else {})}
+            **({"deepened_from_nb": int(nb_init)} if deepen else {})}
 
 
 def crack_weights(truth: torch.Tensor, crack_weight: float, width_px: int = 5) -> torch.Tensor:
