@@ -22,3 +22,15 @@ def test_particle_truth_is_a_phantom_of_the_real_slice():
     assert densest_ray(truth) == pytest.approx(2.0, rel=0.02)
     # the particle is there: a tenth of the disk or more well above the faint background
     assert (truth > 0.5 * truth.max()).mean() > 0.02
+
+
+def test_smoothed_psnr_forgives_fine_noise_not_a_wrong_object():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((64, 64), np.float32)
+    truth[16:48, 16:48] = 1.0
+    noisy = truth + rng.normal(0, 0.2, truth.shape).astype(np.float32)
+    bench = _bench()
+    from recon.metrics import psnr
+    assert bench.smoothed_psnr(noisy, truth) > psnr(noisy, truth) + 5  # white noise averages out
+    shifted = np.roll(truth, 4, axis=1)
+    assert bench.smoothed_psnr(shifted, truth) < 15  # a misplaced edge stays an error
