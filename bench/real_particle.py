@@ -36,15 +36,19 @@ from recon.phantoms import densest_ray, support_mask
 from recon.weights import load_model, seed_checkpoint_path
 
 
+#: px, the Gaussian that smooths the real slice into the reference (and outputs for "PSNR σ1")
+REFERENCE_SIGMA_PX = 1.0
+
+
 def particle_truth(path: Path, size: int, max_line_integral: float = 2.0) -> np.ndarray:
     """(size, size) float32 attenuation per pixel: the real slice as a phantom (see module doc)."""
     img = tifffile.imread(path).astype(np.float32)
     img = resize(img, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
-    img = np.clip(gaussian_filter(img, 1.0), 0, None) * support_mask(size)
+    img = np.clip(gaussian_filter(img, REFERENCE_SIGMA_PX), 0, None) * support_mask(size)
     return (img * (max_line_integral / densest_ray(img))).astype(np.float32)
 
 
-def smoothed_psnr(image: np.ndarray, truth: np.ndarray, sigma: float = 1.0) -> float:
+def smoothed_psnr(image: np.ndarray, truth: np.ndarray, sigma: float = REFERENCE_SIGMA_PX) -> float:
     """PSNR dB of ``image`` (y, x) smoothed by a Gaussian of ``sigma`` px against ``truth``
     (y, x), which :func:`particle_truth` smoothed the same way."""
     return psnr(gaussian_filter(np.asarray(image, np.float32), sigma), truth)

@@ -159,8 +159,9 @@ def run_network(
     if batch < 1:
         raise FlytomoError("batch", "must be ≥ 1")
     model.eval()
-    if x.device.type == "cpu":  # oneDNN's NHWC kernels: 1.4x faster for this net (docs/benchmarks.md)
-        model.to(memory_format=torch.channels_last)
+    # CPU: weights and inputs channels-last, oneDNN's NHWC kernels (1.4x faster; docs/benchmarks.md)
+    layout = torch.channels_last if x.device.type == "cpu" else torch.preserve_format
+    model.to(memory_format=layout)
     dtype = next(model.parameters()).dtype
     norm, scale = normalize_tensor(x.float(), normalization)
     nb, _, ny, nx = norm.shape
@@ -183,9 +184,7 @@ def run_network(
     use_amp = bool(amp) and x.device.type == "cuda"
     for j0 in range(0, len(jobs), batch):
         part = jobs[j0:j0 + batch]
-        xb = torch.stack([norm[z, :, w[0]:w[1], w[4]:w[5]] for z, w in part]).to(dtype)
-        if x.device.type == "cpu":
-            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb = torch.stack([norm[z, :, w[0]:w[1], w[4]:w[5]] for z, w in part]).to(dtype, memory_format=layout)
         with torch.autocast(device_type=x.device.type, enabled=use_amp):
             yb = model(xb)
         yb = yb.float()[:, 0]

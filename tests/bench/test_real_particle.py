@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from recon.metrics import psnr
 from recon.phantoms import densest_ray, support_mask
 from recon.weights import seed_checkpoint_path
 
@@ -30,7 +31,6 @@ def test_smoothed_psnr_forgives_fine_noise_not_a_wrong_object():
     truth[16:48, 16:48] = 1.0
     noisy = truth + rng.normal(0, 0.2, truth.shape).astype(np.float32)
     bench = _bench()
-    from recon.metrics import psnr
     assert bench.smoothed_psnr(noisy, truth) > psnr(noisy, truth) + 5  # white noise averages out
     shifted = np.roll(truth, 4, axis=1)
     assert bench.smoothed_psnr(shifted, truth) < 15  # a misplaced edge stays an error
