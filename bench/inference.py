@@ -7,7 +7,10 @@ really runs), and the time to correct a batch of 512² slices on this machine's 
 first-stage reconstruction is timed in bench/operators.py.
 
     .venv/bin/python bench/inference.py [--size 512] [--slices 4] [--device cpu|cuda]
-        [--json bench/results/inference.json]
+        [--batch 8] [--amp] [--json bench/results/inference.json]
+
+``--amp`` runs the network under autocast (CUDA only: float16/bfloat16) and also records the
+largest difference from the float32 output, relative to that output's range.
 """
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8, help="slices per forward pass")
+    ap.add_argument("--amp", action="store_true", help="autocast on CUDA (float16/bfloat16)")
     ap.add_argument("--json")
     args = ap.parse_args()
     specs = [(f"flytomo rrdb-{k}", str(default_weights_path(k))) for k in INPUT_KINDS
@@ -58,7 +63,7 @@ def main() -> None:
         specs.append(("seed authors' RRDB", f"seed:{seed_checkpoint_path()}"))
     rng = np.random.default_rng(0)
     rows = []
-    print(f"{'model':>26} {'params':>9} {'MAC/px':>9} {'GMAC/slice':>11} {'s/slice':>8} {'slices/s':>9}")
+    print(f"{'model':>30} {'params':>9} {'MAC/px':>9} {'GMAC/slice':>11} {'s/slice':>8} {'slices/s':>9}")
     for label, spec in specs:
         try:
             loaded = load_model(spec, device=args.device)
@@ -70,19 +75,23 @@ def main() -> None:
         x = rng.random(shape, dtype=np.float32)
         macs = macs_per_pixel(loaded.model, channels)
         params = sum(p.numel() for p in loaded.model.parameters())
-        loaded.apply(x[:1])  # warm-up
-        best = float("inf")
+        loaded.apply(x[:args.batch], batch=args.batch, amp=args.amp)  # warm-up
+        best, out = float("inf"), None
         for _ in range(args.repeat):
             t = time.perf_counter()
-            loaded.apply(x)
+            out = loaded.apply(x, batch=args.batch, amp=args.amp)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t)
         per = best / args.slices
-        rows.append({"model": label, "input_kind": loaded.input_kind, "parameters": params,
-                     "macs_per_pixel": macs, "gmac_per_slice": macs * args.size ** 2 / 1e9,
-                     "s_per_slice": per, "slices_per_s": 1 / per})
-        print(f"{label:>26} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")
+        row = {"model": label, "input_kind": loaded.input_kind, "parameters": params,
+               "macs_per_pixel": macs, "gmac_per_slice": macs * args.size ** 2 / 1e9,
+               "s_per_slice": per, "slices_per_s": 1 / per}
+        if args.amp:  # what autocast costs in accuracy, against the float32 forward
+            exact = loaded.apply(x, batch=args.batch)
+            row["amp_max_rel_diff"] = float(np.abs(out - exact).max() / np.ptp(exact))
+        rows.append(row)
+        print(f"{label:>30} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": vars(args), "torch_threads": torch.get_num_threads(),
