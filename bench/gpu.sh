@@ -5,8 +5,12 @@
 #      against the CPU), log in $OUT/gpu_tests.log;
 #   2. inference speed of every shipped network and the seed authors' on 512² slices, float32
 #      and autocast: $OUT/inference_cuda.json, $OUT/inference_cuda_amp.json (copy to
-#      bench/results/ and into docs/benchmarks.md).
-# device tool: run(command="bash bench/gpu.sh", carry=[".gpu"], timeout_s=480)
+#      bench/results/ and into docs/benchmarks.md);
+#   3. only with FLYTOMO_GPU_TRAIN_S=SECONDS: jobs/train-gpu.yaml for at most that long
+#      of training, after its pairs are simulated on the GPU (given 4 min; a run stopped keeps its
+#      checkpoint), its log, metrics, model and checkpoint in $OUT (a few MB).
+# device tool: run(command="bash bench/gpu.sh", carry=[".gpu"], timeout_s=480), or
+#   run(command="FLYTOMO_GPU_TRAIN_S=300 bash bench/gpu.sh", carry=[".gpu"], timeout_s=590)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/flytomo-gpu}
@@ -23,3 +27,10 @@ for amp in "" --amp; do
     timeout 100 python3 bench/inference.py --device cuda --slices 64 --batch 16 --repeat 3 $amp \
         --json "$out/inference_cuda${amp:+_amp}.json"
 done
+if [ "${FLYTOMO_GPU_TRAIN_S:-0}" -gt 0 ]; then
+    timeout $((FLYTOMO_GPU_TRAIN_S + 240)) python3 -m hpc.cli train --config jobs/train-gpu.yaml --workers 8 --quiet \
+        --time-limit "$FLYTOMO_GPU_TRAIN_S" 2>&1 | tee "$out/train_gpu.log"
+    for f in runs/rrdb-mlem-gpu/{metrics.jsonl,rrdb-mlem-flyscan.safetensors,rrdb-mlem-flyscan.json,checkpoint.pt}; do
+        [ -f "$f" ] && cp "$f" "$out/"
+    done
+fi

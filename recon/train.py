@@ -83,6 +83,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# what each [low, high] range of DataConfig must also satisfy, and the message where it does not
+_RANGE_BOUNDS: dict[str, tuple[Callable[[tuple], bool], str]] = {
+    "n_angles": (lambda v: v[0] >= 2, "needs at least 2 projections"),
+    "photons": (lambda v: v[0] > 0, "photon counts must be > 0"),
+    "blur_angle_deg": (lambda v: v[0] >= 0, "blur angle must be ≥ 0"),
+    "matrix": (lambda v: v[0] >= 0, "matrix attenuation (relative to the sample's) must be ≥ 0"),
+    "object_scale": (lambda v: 0 < v[0] and v[1] <= 1,
+                     "object scale is a fraction of the field: 0 < low ≤ high ≤ 1"),
+}
+
+
 class DataConfig(_Strict):
     """How training pairs are made (ranges are [low, high], drawn per pair)."""
 
@@ -110,44 +121,12 @@ class DataConfig(_Strict):
 
     @field_validator("n_angles", "photons", "blur_angle_deg", "center_offset_px", "object_scale", "matrix")
     @classmethod
-    def _ordered(cls, v):
+    def _ordered_within_bounds(cls, v, info):
         if v[0] > v[1]:
             raise ValueError("range must be [low, high] with low ≤ high")
-        return v
-
-    @field_validator("n_angles")
-    @classmethod
-    def _angles(cls, v):
-        if v[0] < 2:
-            raise ValueError("needs at least 2 projections")
-        return v
-
-    @field_validator("photons")
-    @classmethod
-    def _photons(cls, v):
-        if v[0] <= 0:
-            raise ValueError("photon counts must be > 0")
-        return v
-
-    @field_validator("blur_angle_deg")
-    @classmethod
-    def _blur(cls, v):
-        if v[0] < 0:
-            raise ValueError("blur angle must be ≥ 0")
-        return v
-
-    @field_validator("matrix")
-    @classmethod
-    def _matrix(cls, v):
-        if v[0] < 0:
-            raise ValueError("matrix attenuation (relative to the sample's) must be ≥ 0")
-        return v
-
-    @field_validator("object_scale")
-    @classmethod
-    def _scale(cls, v):
-        if not (0 < v[0] and v[1] <= 1):
-            raise ValueError("object scale is a fraction of the field: 0 < low ≤ high ≤ 1")
+        bounds = _RANGE_BOUNDS.get(info.field_name)
+        if bounds is not None and not bounds[0](v):
+            raise ValueError(bounds[1])
         return v
 
     @model_validator(mode="after")
@@ -367,10 +346,13 @@ class SimulatedPairs:
     pair is a pure function of (data config, input kind, seed0, index). The reconstruction
     knows the true center and blur angle. A multi-channel kind ("mlem-flyscan+fbp") gives
     inputs (C, n, n), one reconstruction per channel from the same sinograms.
+    ``device`` runs the projections and reconstructions (the costly part: on a GPU a pair
+    costs a small fraction of its CPU time); the noise is drawn on the CPU, so another device
+    changes a pair by rounding only.
     """
 
-    def __init__(self, data: DataConfig, input_kind: str, seed0: int) -> None:
-        self.data, self.input_kind, self.seed0 = data, input_kind, int(seed0)
+    def __init__(self, data: DataConfig, input_kind: str, seed0: int, device: str = "cpu") -> None:
+        self.data, self.input_kind, self.seed0, self.device = data, input_kind, int(seed0), str(device)
         try:
             from recon import methods, phantoms, simulate  # noqa: F401
         except ImportError as err:
@@ -448,11 +430,11 @@ class SimulatedPairs:
         truth = np.stack([self._phantom(f, self.seed0 + i) for f, i in zip(families, indices)])
         angles = (np.arange(p["n_angles"]) + 0.5) * (180.0 / p["n_angles"])
         scan = simulate_flyscan(truth, angles, p["blur_angle_deg"], p["i0"], n_sub=d.n_sub,
-                                seed=self.seed0 + group * g, center=p["center"])
+                                seed=self.seed0 + group * g, center=p["center"], device=self.device)
         sino = line_integrals_from_counts(scan)
         geometry = ScanGeometry.create(angles, n, center=p["center"],
                                        blur_angle_deg=p["blur_angle_deg"], image_size=n)
-        recs = [reconstruct(sino, geometry, k, **self._options(k)) for k in self._channels]
+        recs = [reconstruct(sino, geometry, k, self.device, **self._options(k)) for k in self._channels]
         inp = recs[0] if len(recs) == 1 else np.stack(recs, axis=1)
         return [(np.asarray(inp[k], np.float32), truth[k],
                  {"family": f, "seed": self.seed0 + i, "group": group,
@@ -486,14 +468,15 @@ def _seed0(split: str, first_seed: int = 0) -> int:
         return _FALLBACK_SEED0[split] + offset
 
 
-def make_pair_sources(cfg: TrainConfig) -> tuple[PairSource, PairSource]:
+def make_pair_sources(cfg: TrainConfig, device: str | torch.device = "cpu") -> tuple[PairSource, PairSource]:
     """(train source, validation source) for ``cfg.data`` — separate seed ranges
-    (recon.phantoms.TRAIN_SEED0 / VALIDATION_SEED0)."""
+    (recon.phantoms.TRAIN_SEED0 / VALIDATION_SEED0); simulated pairs are made on ``device``."""
     d = cfg.data
     train0, val0 = _seed0("train", d.first_seed), _seed0("validation")
     if d.source == "synthetic":
         return SyntheticPairs(d.image_size, train0), SyntheticPairs(d.image_size, val0)
-    return SimulatedPairs(d, cfg.input_kind, train0), SimulatedPairs(d, cfg.input_kind, val0)
+    return (SimulatedPairs(d, cfg.input_kind, train0, device),
+            SimulatedPairs(d, cfg.input_kind, val0, device))
 
 
 # --------------------------------------------------------------------------- data
@@ -1044,7 +1027,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
 
     # data
-    train_src, val_src = sources if sources is not None else make_pair_sources(cfg)
+    train_src, val_src = sources if sources is not None else make_pair_sources(cfg, device)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else run_dir / "data"
     train_set = build_pair_set(train_src, cfg.data.n_train, data_dir / "train",
                                _data_key(cfg, "train"), progress=progress, desc="training pairs",

@@ -586,3 +586,20 @@ def test_first_seed_moves_training_phantoms_not_validation():
     raw["data"]["first_seed"] = -1
     with pytest.raises(ValidationError):
         TrainConfig.model_validate(raw)
+
+
+def test_every_training_config_in_jobs_is_valid():
+    """Each jobs/train*.yaml loads (strict keys, ranges, devices), and a fine-tune's init is
+    another config's export or a shipped model."""
+    configs = sorted((ROOT / "jobs").glob("train*.yaml"))
+    assert len(configs) >= 10
+    exports = {}
+    for path in configs:
+        cfg, run_dir = load_config(path)
+        exports[path.name] = run_dir / f"{cfg.name}.safetensors"
+    shipped = {p.resolve() for p in (ROOT / "recon" / "weights").glob("*.safetensors")}
+    for path in configs:
+        cfg, _ = load_config(path)
+        if cfg.init:
+            init = Path(cfg.init).resolve()
+            assert init in shipped or init in {p.resolve() for p in exports.values()}, path.name
