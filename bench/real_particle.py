@@ -88,7 +88,7 @@ def main() -> None:
             print(f"{i0:>7g} {label:>48} {p:>8.2f} {s:>6.3f} {p1:>8.2f}")
             out["results"].append({"photons": i0, "method": label, "psnr": p, "ssim": s, "psnr_smoothed": p1})
             if i0 == args.photons[0]:
-                panels.append((f"{label}\n{p:.2f} dB / SSIM {s:.3f}", vol[0]))
+                panels.append((f"{label}\n{p:.2f} dB / SSIM {s:.3f} / smoothed {p1:.2f} dB", vol[0]))
     lo, hi = 0.0, float(np.percentile(truth, 99.8))
     cols = min(3, len(panels))
     rows_n = -(-len(panels) // cols)
