@@ -591,15 +591,9 @@ def test_first_seed_moves_training_phantoms_not_validation():
 def test_every_training_config_in_jobs_is_valid():
     """Each jobs/train*.yaml loads (strict keys, ranges, devices), and a fine-tune's init is
     another config's export or a shipped model."""
-    configs = sorted((ROOT / "jobs").glob("train*.yaml"))
-    assert len(configs) >= 10
-    exports = {}
-    for path in configs:
-        cfg, run_dir = load_config(path)
-        exports[path.name] = run_dir / f"{cfg.name}.safetensors"
-    shipped = {p.resolve() for p in (ROOT / "recon" / "weights").glob("*.safetensors")}
-    for path in configs:
-        cfg, _ = load_config(path)
-        if cfg.init:
-            init = Path(cfg.init).resolve()
-            assert init in shipped or init in {p.resolve() for p in exports.values()}, path.name
+    loaded = {path.name: load_config(path) for path in sorted((ROOT / "jobs").glob("train*.yaml"))}
+    assert len(loaded) >= 10
+    known = {p.resolve() for p in (ROOT / "recon" / "weights").glob("*.safetensors")}
+    known |= {(run_dir / f"{cfg.name}.safetensors").resolve() for cfg, run_dir in loaded.values()}
+    for name, (cfg, _) in loaded.items():
+        assert not cfg.init or Path(cfg.init).resolve() in known, name
