@@ -13,7 +13,7 @@ The CI test ``tests/hpc/test_shipped_model_cracks.py`` is the 6-scan version of 
 (MAE < 0.5 points); this 24-scan run is the one docs/benchmarks.md quotes.
 
     .venv/bin/python bench/crack_gate.py /tmp/acc default runs/X/model.safetensors mlem-flyscan
-        [--json runs/crack_gate.json]
+        [--self-ensemble] [--json runs/crack_gate.json]
 """
 from __future__ import annotations
 
@@ -36,21 +36,26 @@ from hpc.cli import main as flytomo  # noqa: E402
 from recon.methods import METHODS  # noqa: E402
 
 
-def _label(entry: str) -> str:
-    return entry if entry in METHODS or entry == "default" else Path(entry).parent.name or Path(entry).stem
+def _label(entry: str, self_ensemble: bool = False) -> str:
+    if entry in METHODS:
+        return entry
+    name = "default" if entry == "default" else Path(entry).parent.name or Path(entry).stem
+    return f"{name}-self-ensemble" if self_ensemble else name
 
 
-def run_entry(exp: Path, entry: str) -> pd.DataFrame:
-    """Reconstruct and analyse the experiment for one entry; its crack table (one row per scan)."""
+def run_entry(exp: Path, entry: str, self_ensemble: bool = False) -> pd.DataFrame:
+    """Reconstruct and analyse the experiment for one entry (a network one averaged over the 8
+    rotations/flips with ``self_ensemble``); its crack table (one row per scan)."""
     base = yaml.safe_load((exp / "experiment.yaml").read_text())
-    label = _label(entry)
+    label = _label(entry, self_ensemble)
     cfg = dict(base)
     rec = dict(base["reconstruction"])
     if entry in METHODS:
         rec["method"] = entry
     else:
         rec["method"] = "rrdb"
-        rec["rrdb"] = {**(rec.get("rrdb") or {}), "model": None if entry == "default" else str(Path(entry).resolve())}
+        rec["rrdb"] = {**(rec.get("rrdb") or {}), "model": None if entry == "default" else str(Path(entry).resolve()),
+                      "self_ensemble": self_ensemble}
     cfg["reconstruction"] = rec
     cfg["output"] = f"recon/gate-{label}.zarr"
     cfg["analysis"] = {**base["analysis"], "out": f"analysis-{label}"}
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("entries", nargs="+", help="model files, 'default', or method names")
     ap.add_argument("--scans", type=int, default=24)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--self-ensemble", action="store_true", help="network entries averaged over 8 rotations/flips")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not (args.dir / "experiment.yaml").is_file():
@@ -88,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'entry':>28} {'scans':>5} {'MAE':>6} {'bias':>7} {'max':>6} {'r':>6} {'s':>6}")
     for entry in args.entries:
         t0 = time.perf_counter()
-        row = {"entry": entry, **score(run_entry(args.dir, entry), truth),
+        row = {"entry": entry, "self_ensemble": args.self_ensemble and entry not in METHODS,
+               **score(run_entry(args.dir, entry, args.self_ensemble), truth),
                "wall_s": time.perf_counter() - t0}
         results.append(row)
-        print(f"{_label(entry):>28} {row['scans']:>5} {row['mae']:6.3f} {row['bias']:+7.3f} "
+        print(f"{_label(entry, args.self_ensemble):>28} {row['scans']:>5} {row['mae']:6.3f} {row['bias']:+7.3f} "
               f"{row['max']:6.3f} {row['r']:6.3f} {row['wall_s']:6.0f}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

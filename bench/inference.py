@@ -7,7 +7,7 @@ really runs), and the time to correct a batch of 512² slices on this machine's 
 first-stage reconstruction is timed in bench/operators.py.
 
     .venv/bin/python bench/inference.py [--size 512] [--slices 4] [--device cpu|cuda]
-        [--batch 8] [--amp] [--json bench/results/inference.json]
+        [--batch 8] [--amp] [--self-ensemble] [--json bench/results/inference.json]
 
 ``--amp`` runs the network under autocast (CUDA only: float16/bfloat16) and also records the
 largest difference from the float32 output, relative to that output's range.
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=8, help="slices per forward pass")
     ap.add_argument("--amp", action="store_true", help="autocast on CUDA (float16/bfloat16)")
+    ap.add_argument("--self-ensemble", action="store_true", help="each model averaged over the 8 rotations/flips")
     ap.add_argument("--json")
     args = ap.parse_args()
     specs = [(f"flytomo rrdb-{k}", str(default_weights_path(k))) for k in INPUT_KINDS
@@ -75,20 +76,21 @@ def main() -> None:
         x = rng.random(shape, dtype=np.float32)
         macs = macs_per_pixel(loaded.model, channels)
         params = sum(p.numel() for p in loaded.model.parameters())
-        loaded.apply(x[:args.batch], batch=args.batch, amp=args.amp)  # warm-up
+        opts = {"batch": args.batch, "amp": args.amp, "self_ensemble": args.self_ensemble}
+        loaded.apply(x[:args.batch], **opts)  # warm-up
         best, out = float("inf"), None
         for _ in range(args.repeat):
             t = time.perf_counter()
-            out = loaded.apply(x, batch=args.batch, amp=args.amp)
+            out = loaded.apply(x, **opts)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t)
         per = best / args.slices
         row = {"model": label, "input_kind": loaded.input_kind, "parameters": params,
                "macs_per_pixel": macs, "gmac_per_slice": macs * args.size ** 2 / 1e9,
-               "s_per_slice": per, "slices_per_s": 1 / per}
+               "s_per_slice": per, "slices_per_s": 1 / per, "self_ensemble": args.self_ensemble}
         if args.amp:  # what autocast costs in accuracy, against the float32 forward
-            exact = loaded.apply(x, batch=args.batch)
+            exact = loaded.apply(x, batch=args.batch, self_ensemble=args.self_ensemble)
             row["amp_max_rel_diff"] = float(np.abs(out - exact).max() / np.ptp(exact))
         rows.append(row)
         print(f"{label:>30} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")

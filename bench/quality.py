@@ -9,7 +9,7 @@ how sharp a reconstruction must be to reach a given PSNR on these phantoms.
 the default iteration count is chosen on; never the test images).
 
     .venv/bin/python bench/quality.py [--size 512] [--per-family 5] [--photons 500 2000 10000 30000]
-        [--rrdb PATH|seed:PATH ...] [--cross] [--ensemble 4 8] [--json bench/quality.json] [--validation]
+        [--rrdb PATH|seed:PATH ...] [--cross] [--self-ensemble] [--json bench/quality.json] [--validation]
 """
 from __future__ import annotations
 
@@ -78,18 +78,6 @@ def first_stage(vols: dict[str, np.ndarray], kind: str) -> np.ndarray:
     return vols[kind] if len(kinds) == 1 else np.stack([vols[k] for k in kinds], axis=1)
 
 
-def self_ensemble(apply, vol: np.ndarray, n: int = 8) -> np.ndarray:
-    """Mean of ``apply`` over the first ``n`` of the 8 rotations/flips of (z, y, x) slices
-    (or (z, C, y, x)), each mapped back (4 = the rotations only)."""
-    outs = []
-    for k in range(n):
-        x = np.rot90(vol, k % 4, axes=(-2, -1))
-        x = x[..., ::-1] if k >= 4 else x
-        y = apply(np.ascontiguousarray(x))
-        outs.append(np.rot90(y[:, :, ::-1] if k >= 4 else y, -(k % 4), axes=(1, 2)))
-    return np.mean(outs, axis=0)
-
-
 def report(out: dict, i0: float, label: str, vol: np.ndarray, truth: np.ndarray, imgs: list) -> None:
     """Print one row (mean ± sd PSNR and SSIM) and add it, with per-family means, to ``out``."""
     p, s = scores(vol, truth)
@@ -113,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rrdb", nargs="*", default=[], help="models for rows 'RRDB': PATH.safetensors or seed:PATH, "
                     "each applied to the first-stage volume of its card's input kind")
     ap.add_argument("--cross", action="store_true", help="also apply each model to the other input kind")
-    ap.add_argument("--ensemble", type=int, nargs="*", default=[], metavar="N",
-                    help="also rows of each model averaged over N rotations/flips (4 or 8)")
+    ap.add_argument("--self-ensemble", action="store_true",
+                    help="also a row of each model averaged over the 8 rotations/flips of each slice")
     ap.add_argument("--reference-blur", type=float, nargs="*", default=[1.0], metavar="SIGMA",
                     help="yardstick rows: the truth itself blurred by a Gaussian of SIGMA px (no scan, no noise)")
     ap.add_argument("--validation", action="store_true", help="PSNR against iterations on validation images")
@@ -154,9 +142,9 @@ def main(argv: list[str] | None = None) -> None:
                     note = "" if kind == m.input_kind else ", not its training input"
                     label = f"RRDB {m.label} on {kind}{note}"
                     report(out, i0, label, m.apply(first_stage(vols, kind)), truth, imgs)
-                    for n in args.ensemble:
-                        report(out, i0, f"{label}, {n}-fold self-ensemble",
-                               self_ensemble(m.apply, first_stage(vols, kind), n), truth, imgs)
+                    if args.self_ensemble:
+                        report(out, i0, f"{label}, 8-fold self-ensemble",
+                               m.apply(first_stage(vols, kind), self_ensemble=True), truth, imgs)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

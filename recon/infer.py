@@ -14,6 +14,10 @@ edges, never padded), and only the cores are kept. With ``overlap`` at least the
 receptive radius the result equals the untiled one up to float rounding; ``exact=True``
 (the default) raises ``overlap`` to that radius.
 
+Self-ensemble (``self_ensemble=True``, as EDSR's "+" models): the network is run on the 8
+rotations/flips of each slice and the outputs, mapped back, are averaged; the rotation axis
+stays at the slice centre, so each is a fly-scan image of the same kind.
+
 Entry points: :func:`apply_model` (numpy volume in and out), :func:`run_network` (torch
 tensors, stays on the device), :func:`network_slice_fn` (the ``rrdb`` method of
 :mod:`recon.methods`: a first-stage reconstruction followed by the network).
@@ -31,6 +35,7 @@ from recon.errors import FlytomoError
 __all__ = [
     "NORMALIZATIONS",
     "apply_model",
+    "dihedral",
     "input_channels",
     "network_slice_fn",
     "normalize_slices",
@@ -130,6 +135,51 @@ def _windows(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def dihedral(x: torch.Tensor, k: int, inverse: bool = False) -> torch.Tensor:
+    """The k-th (0–7) of the 8 rotations/flips of the last two axes of ``x``: rotation by
+    k·90° (k mod 4), then, for k ≥ 4, a left-right flip; ``inverse`` undoes it. A square
+    slice keeps its rotation centre at the same pixel, so the fly-scan's arc blur about it
+    is the same blur in every one of them."""
+    if k not in range(8):
+        raise ValueError(f"k must be 0..7, got {k}")
+    if inverse:
+        y = x.flip(-1) if k >= 4 else x
+        return torch.rot90(y, -(k % 4), dims=(-2, -1))
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+def _forward_windows(model: nn.Module, norm: torch.Tensor, *, tile: int | None, margin: int, batch: int,
+                     amp: bool, layout: torch.memory_format, max_pixels: int) -> torch.Tensor:
+    """The network on normalized slices (B, C, H, W) → (B, H, W) float32, whole or in exact
+    tiles (cores of ``tile`` px with ``margin`` px of context), ``batch`` windows a pass."""
+    dtype = next(model.parameters()).dtype
+    nb, _, ny, nx = norm.shape
+    out = torch.empty((nb, ny, nx), dtype=norm.dtype, device=norm.device)
+    if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead
+        tile = max(64, int(np.sqrt(max_pixels)) - 2 * margin)
+    if tile is None or (tile >= ny and tile >= nx):
+        wins = [(0, ny, 0, ny, 0, nx, 0, nx)]
+    else:
+        wins = [(wy0, wy1, cy0, cy1, wx0, wx1, cx0, cx1)
+                for wy0, wy1, cy0, cy1 in _windows(ny, tile, margin)
+                for wx0, wx1, cx0, cx1 in _windows(nx, tile, margin)]
+    # every window has the same size, so (slice, window) pairs batch together
+    jobs = [(z, w) for z in range(nb) for w in wins]
+    w0 = wins[0]
+    batch = max(1, min(batch, max_pixels // ((w0[1] - w0[0]) * (w0[5] - w0[4]))))
+    for j0 in range(0, len(jobs), batch):
+        part = jobs[j0:j0 + batch]
+        xb = torch.stack([norm[z, :, w[0]:w[1], w[4]:w[5]] for z, w in part]).to(dtype, memory_format=layout)
+        with torch.autocast(device_type=norm.device.type, enabled=amp):
+            yb = model(xb)
+        yb = yb.float()[:, 0]
+        for (z, w), yi in zip(part, yb):
+            wy0, _, cy0, cy1, wx0, _, cx0, cx1 = w
+            out[z, cy0:cy1, cx0:cx1] = yi[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0]
+    return out
+
+
 @torch.no_grad()
 def run_network(
     model: nn.Module,
@@ -142,6 +192,7 @@ def run_network(
     exact: bool = True,
     amp: bool = False,
     max_pixels: int = MAX_PIXELS,
+    self_ensemble: bool = False,
 ) -> torch.Tensor:
     """The network on slices ``x`` (B, H, W), or (B, C, H, W) for a network of C input
     channels → (B, H, W) float32, on ``x``'s device.
@@ -162,35 +213,20 @@ def run_network(
     # CPU: weights and inputs channels-last, oneDNN's NHWC kernels (1.4x faster; docs/benchmarks.md)
     layout = torch.channels_last if x.device.type == "cpu" else torch.preserve_format
     model.to(memory_format=layout)
-    dtype = next(model.parameters()).dtype
     norm, scale = normalize_tensor(x.float(), normalization)
-    nb, _, ny, nx = norm.shape
-    out = torch.empty((nb, ny, nx), dtype=norm.dtype, device=norm.device)
     margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
-    if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead
-        tile = max(64, int(np.sqrt(max_pixels)) - 2 * margin)
-    if tile is None or (tile >= ny and tile >= nx):
-        wins = [(0, ny, 0, ny, 0, nx, 0, nx)]
-    else:
-        if tile < 1 or overlap < 0:
-            raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
-        wins = [(wy0, wy1, cy0, cy1, wx0, wx1, cx0, cx1)
-                for wy0, wy1, cy0, cy1 in _windows(ny, tile, margin)
-                for wx0, wx1, cx0, cx1 in _windows(nx, tile, margin)]
-    # every window has the same size, so (slice, window) pairs batch together
-    jobs = [(z, w) for z in range(nb) for w in wins]
-    w0 = wins[0]
-    batch = max(1, min(batch, max_pixels // ((w0[1] - w0[0]) * (w0[5] - w0[4]))))
+    if overlap < 0 or (tile is not None and tile < 1):
+        raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
     use_amp = bool(amp) and x.device.type == "cuda"
-    for j0 in range(0, len(jobs), batch):
-        part = jobs[j0:j0 + batch]
-        xb = torch.stack([norm[z, :, w[0]:w[1], w[4]:w[5]] for z, w in part]).to(dtype, memory_format=layout)
-        with torch.autocast(device_type=x.device.type, enabled=use_amp):
-            yb = model(xb)
-        yb = yb.float()[:, 0]
-        for (z, w), yi in zip(part, yb):
-            wy0, _, cy0, cy1, wx0, _, cx0, cx1 = w
-            out[z, cy0:cy1, cx0:cx1] = yi[cy0 - wy0:cy1 - wy0, cx0 - wx0:cx1 - wx0]
+
+    def forward(xn: torch.Tensor) -> torch.Tensor:
+        return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,
+                                layout=layout, max_pixels=max_pixels)
+
+    if not self_ensemble:
+        out = forward(norm)
+    else:  # the mean over the 8 rotations/flips, each mapped back (EDSR's self-ensemble)
+        out = sum(dihedral(forward(dihedral(norm, k)), k, inverse=True) for k in range(8)) / 8
     return out * scale[:, None, None]
 
 
@@ -206,6 +242,7 @@ def apply_model(
     exact: bool = True,
     amp: bool = False,
     max_pixels: int = MAX_PIXELS,
+    self_ensemble: bool = False,
 ) -> np.ndarray:
     """Run ``model`` on every slice of ``volume``.
 
@@ -227,6 +264,8 @@ def apply_model(
     amp : autocast (float16/bfloat16) on CUDA: faster, not bit-comparable.
     max_pixels : pixels per forward pass at most (bounds memory: about 1.6 GB of activations
         per million pixels for nf=32); fewer slices or tiles go through at once.
+    self_ensemble : average the network over the 8 rotations/flips of each slice, each mapped
+        back (:func:`dihedral`): 8× the network time, +0.1 to +0.2 dB (docs/benchmarks.md).
 
     Returns
     -------
@@ -255,7 +294,7 @@ def apply_model(
         x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
         out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
                                          tile=tile, overlap=overlap, exact=exact, amp=amp,
-                                         max_pixels=max_pixels).cpu().numpy()
+                                         max_pixels=max_pixels, self_ensemble=self_ensemble).cpu().numpy()
     return out[0] if squeeze else out
 
 
@@ -269,6 +308,7 @@ def network_slice_fn(
     overlap: int = 32,
     batch: int = 8,
     amp: bool = False,
+    self_ensemble: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """First-stage reconstruction followed by the network, for :mod:`recon.methods`.
 
@@ -281,6 +321,7 @@ def network_slice_fn(
         ``None`` for the shipped model) or an already loaded :class:`LoadedModel`. Loaded
         once, here; a model trained on another input kind is refused.
     input_kind : "fbp", "mlem-flyscan" or "mlem-flyscan+fbp".
+    tile, overlap, batch, amp, self_ensemble : as for :func:`apply_model`.
 
     Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
     float32 on ``device``, attenuation per pixel.
@@ -301,7 +342,7 @@ def network_slice_fn(
     def run(sino: torch.Tensor) -> torch.Tensor:
         first = stage1(sino)
         return run_network(net, first.to(device), normalization=normalization, batch=batch,
-                           tile=tile, overlap=overlap, amp=amp)
+                           tile=tile, overlap=overlap, amp=amp, self_ensemble=self_ensemble)
 
     run.loaded = loaded  # provenance: the model card travels with the function
     return run

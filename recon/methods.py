@@ -87,7 +87,8 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
         given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
-    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"])
+    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"],
+                            self_ensemble=bool(opts["self_ensemble"]))
 
 
 METHODS: dict[str, Method] = {
@@ -97,8 +98,8 @@ METHODS: dict[str, Method] = {
     "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"},
                            _mlem_builder(FlyScanProjector),
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
-    "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "tile": None, "window": None,
-                            "iterations": None, "init": None}, _build_rrdb,
+    "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "tile": None, "self_ensemble": False,
+                            "window": None, "iterations": None, "init": None}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction (or both)"),
 }
 
@@ -121,12 +122,14 @@ def method_names() -> list[str]:
 def check_option_values(options: dict[str, Any]) -> None:
     """Raise FlytomoError (one line) for a bad value of any method option in ``options``
     (``None`` means the default): iterations an integer ≥ 1, init 'uniform' or 'fbp', a
-    known FBP window, a known rrdb input kind, a tile of ≥ 1 px."""
+    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble a bool."""
     o = {k: v for k, v in options.items() if v is not None}
     if "iterations" in o:
         _check_int("iterations", o["iterations"], 1)
     if "tile" in o:
         _check_int("tile", o["tile"], 1)
+    if not isinstance(o.get("self_ensemble", False), bool):
+        raise FlytomoError(None, f"option self_ensemble must be true or false, got {o['self_ensemble']!r}")
     if o.get("init", "uniform") not in ("uniform", "fbp"):
         raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {o['init']!r}")
     if o.get("window", "ramp") not in WINDOWS:

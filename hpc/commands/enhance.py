@@ -128,7 +128,8 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace) -> Non
         if bad.any():
             n_bad += int(bad.sum())
             part = np.where(bad, np.float32(0), part)
-        sink[z0:z0 + len(part)] = loaded.apply(part, batch=args.batch, tile=args.tile)
+        sink[z0:z0 + len(part)] = loaded.apply(part, batch=args.batch, tile=args.tile,
+                                                 self_ensemble=args.self_ensemble)
         bar.update(len(part))
     bar.close()
     if n_bad:
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     loaded.check_slice_size(min(volume.shape[1:]))
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
-        "input_kind": loaded.input_kind, "source": src_attrs,
+        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
     started = time.perf_counter()
@@ -199,6 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=4, help="slices per forward pass")
     p.add_argument("--tile", type=int, help="tile size in pixels for large slices (exact: overlap ≥ the "
                                             "receptive radius)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the network over the 8 "
+                   "rotations/flips of each slice (8x the time, about +0.15 dB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)

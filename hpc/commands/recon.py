@@ -46,7 +46,8 @@ def parse_center(text: str | None) -> float | str | None:
 def method_options(args: argparse.Namespace) -> dict:
     """The options the user gave that the chosen method takes (others are refused by name)."""
     given = {"iterations": args.iterations, "window": args.window, "init": args.init,
-             "model": args.model, "rrdb_input": args.rrdb_input, "tile": args.tile}
+             "model": args.model, "rrdb_input": args.rrdb_input, "tile": args.tile,
+             "self_ensemble": args.self_ensemble or None}
     given = {k: v for k, v in given.items() if v is not None}
     allowed = METHODS[args.method].defaults if args.method in METHODS else {}
     wrong = sorted(set(given) - set(allowed))
@@ -121,6 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")
     p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
+    p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
+                   "rotations/flips of each slice (8x the network time, about +0.15 dB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)

@@ -88,6 +88,17 @@ def test_paths_relative_to_the_config_folder(tmp_path, sim):
     assert exp.store_path == moved / "store.zarr"
 
 
+
+def test_rrdb_options_reach_the_method(tmp_path, sim):
+    """reconstruction.rrdb (tile, self_ensemble) becomes the rrdb method's options; a
+    self_ensemble that is not a boolean is a config problem, named by its key path."""
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "rrdb": {"tile": 64, "self_ensemble": True}})
+    assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True}
+    bad = write_config(tmp_path / "bad", sim, reconstruction={"method": "rrdb", "rrdb": {"self_ensemble": "often"}})
+    problems = check_config(bad)
+    assert any("reconstruction.rrdb.self_ensemble" in str(p) for p in problems), problems
+
+
 def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):
     short = tmp_path / "short.csv"
     short.write_text("time_s,temperature_C\n0,400\n10,400\n")

@@ -54,6 +54,26 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     assert not (tmp_path / "twice.zarr").exists()
 
 
+
+def test_self_ensemble_in_recon_and_enhance(scan, tmp_path):
+    """--self-ensemble: `recon --method rrdb` and `enhance` give the same volume, bit for bit,
+    not the plain one, and record it; a method without a network refuses the flag."""
+    mm, rr, en = tmp_path / "mm.zarr", tmp_path / "rr.zarr", tmp_path / "en.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["recon", str(scan), "--out", str(mm), "--rows", "44:47", "--quiet"]) == 0
+        assert main(["recon", str(scan), "--out", str(rr), "--method", "rrdb", "--self-ensemble",
+                     "--rows", "44:47", "--quiet"]) == 0
+        assert main(["enhance", str(mm), "--out", str(en), "--self-ensemble", "--quiet"]) == 0
+        plain = load_model(None).apply(open_volume(mm)[0][:])
+    got, attrs = open_volume(en)
+    np.testing.assert_array_equal(got[:], open_volume(rr)[0][:])
+    assert attrs["self_ensemble"] is True and open_volume(rr)[1]["options"]["self_ensemble"] is True
+    assert np.abs(got[:] - plain).max() > 1e-4 * np.abs(plain).max()
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "fbp", "--self-ensemble")
+    assert r.returncode == 2 and "method fbp takes no --self-ensemble" in r.stderr
+
+
 def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):
     """A tomopy-style folder of single-slice TIFFs (here in a unit 1000× attenuation) → one
     multi-page TIFF equal to the network on the stack, in the input's unit."""

@@ -12,6 +12,7 @@ import torch
 from recon.errors import FlytomoError
 from recon.infer import (
     apply_model,
+    dihedral,
     network_slice_fn,
     normalize_slices,
     receptive_radius,
@@ -153,6 +154,48 @@ def test_tiled_equals_untiled():
     # an overlap below the receptive radius is raised to it (exact=True)
     tiled_small = apply_model(net, vol, normalization="none", tile=40, overlap=2)
     np.testing.assert_allclose(tiled_small, apply_model(net, vol, normalization="none"), atol=1e-5)
+
+
+
+def test_dihedral_views_are_eight_distinct_and_undone():
+    x = torch.arange(2 * 5 * 7, dtype=torch.float32).reshape(2, 5, 7)
+    views = [dihedral(x, k) for k in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    for k, v in enumerate(views):
+        assert torch.equal(dihedral(v, k, inverse=True), x)
+    with pytest.raises(ValueError):
+        dihedral(x, 8)
+
+
+def _conv(kernel: list[list[float]]) -> torch.nn.Module:
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor(kernel)
+    return conv
+
+
+def test_self_ensemble_averages_the_eight_views():
+    """A network that commutes with rotations and flips (a symmetric kernel, zero padding)
+    is unchanged by the self-ensemble; a one-pixel shift is averaged over its eight
+    conjugates: the mean of the four one-pixel shifts (zero filled)."""
+    vol = np.random.default_rng(3).random((2, 20, 24), dtype=np.float32)
+    sym = _conv([[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    np.testing.assert_allclose(apply_model(sym, vol, normalization="none", self_ensemble=True),
+                               apply_model(sym, vol, normalization="none"), rtol=0, atol=1e-5)
+    shift = _conv([[0, 0, 0], [1, 0, 0], [0, 0, 0]])  # out[y, x] = in[y, x - 1]
+    p = np.pad(vol, ((0, 0), (1, 1), (1, 1)))
+    expect = (p[:, 1:-1, :-2] + p[:, 1:-1, 2:] + p[:, :-2, 1:-1] + p[:, 2:, 1:-1]) / 4
+    got = apply_model(shift, vol, normalization="none", self_ensemble=True)
+    np.testing.assert_allclose(got, expect, rtol=0, atol=1e-6)
+
+
+def test_self_ensemble_tiled_equals_untiled():
+    net = _small(nb=1)
+    vol = np.random.default_rng(4).random((2, 72, 56), dtype=np.float32)
+    whole = apply_model(net, vol, normalization="seed", self_ensemble=True)
+    tiled = apply_model(net, vol, normalization="seed", self_ensemble=True, tile=32, overlap=16)
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-5)
+    assert np.abs(whole - apply_model(net, vol, normalization="seed")).max() > 1e-4  # not a no-op
 
 
 def test_cpu_inference_runs_channels_last_with_the_same_values(tmp_path):
