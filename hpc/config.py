@@ -57,7 +57,7 @@ class RrdbOptions(_Strict):
         None, description="reconstruction the network corrects; None = the model's own (its card)")
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     self_ensemble: bool = Field(False, description="average the network over the 8 rotations/flips of "
-                                "each slice (8x the network time, about +0.15 dB)")
+                                "each slice (8x the network time, about +0.1 dB)")
 
 
 class ReconstructionConfig(_Strict):

@@ -201,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="tile size in pixels for large slices (exact: overlap ≥ the "
                                             "receptive radius)")
     p.add_argument("--self-ensemble", action="store_true", help="average the network over the 8 "
-                   "rotations/flips of each slice (8x the time, about +0.15 dB)")
+                   "rotations/flips of each slice (8x the time, about +0.1 dB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)

@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
-                   "rotations/flips of each slice (8x the network time, about +0.15 dB)")
+                   "rotations/flips of each slice (8x the network time, about +0.1 dB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
