@@ -474,7 +474,7 @@ def test_shipped_models_are_reproducible_from_their_configs():
     from recon.train import DataConfig, OptimConfig, model_config
     from recon.weights import default_weights_path
 
-    for kind, job in (("mlem-flyscan", "train-mlem-patch-cw.yaml"), ("mlem-flyscan+fbp", "train-mlem-fbp.yaml")):
+    for kind, job in (("mlem-flyscan", "train-mlem-patch-long2.yaml"), ("mlem-flyscan+fbp", "train-mlem-fbp.yaml")):
         card = json.loads(default_weights_path(kind).with_suffix(".json").read_text())
         cfg, _ = load_config(ROOT / "jobs" / job)
         assert card["name"] == cfg.name and card["input_kind"] == cfg.input_kind == kind
