@@ -265,8 +265,8 @@ def apply_model(
     max_pixels : pixels per forward pass at most (bounds memory: about 1.6 GB of activations
         per million pixels for nf=32); fewer slices or tiles go through at once.
     self_ensemble : average the network over the 8 rotations/flips of each slice, each mapped
-        back (:func:`dihedral`): 8× the network time, +0.10 dB on the Table-1 protocol with the
-        shipped model (docs/benchmarks.md).
+        back (:func:`dihedral`): 8× the network time, +0.1 dB on the Table-1 protocol with the
+        shipped models (docs/benchmarks.md).
 
     Returns
     -------

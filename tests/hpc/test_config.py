@@ -88,7 +88,6 @@ def test_paths_relative_to_the_config_folder(tmp_path, sim):
     assert exp.store_path == moved / "store.zarr"
 
 
-
 def test_rrdb_options_reach_the_method(tmp_path, sim):
     """reconstruction.rrdb (tile, self_ensemble) becomes the rrdb method's options; a
     self_ensemble that is not a boolean is a config problem, named by its key path."""

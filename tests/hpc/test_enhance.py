@@ -54,7 +54,6 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     assert not (tmp_path / "twice.zarr").exists()
 
 
-
 def test_self_ensemble_in_recon_and_enhance(scan, tmp_path):
     """--self-ensemble: `recon --method rrdb` and `enhance` give the same volume, bit for bit,
     not the plain one, and record it; a method without a network refuses the flag."""

@@ -156,7 +156,6 @@ def test_tiled_equals_untiled():
     np.testing.assert_allclose(tiled_small, apply_model(net, vol, normalization="none"), atol=1e-5)
 
 
-
 def test_dihedral_views_are_eight_distinct_and_undone():
     x = torch.arange(2 * 5 * 7, dtype=torch.float32).reshape(2, 5, 7)
     views = [dihedral(x, k) for k in range(8)]
