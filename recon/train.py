@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from recon.errors import FlytomoError
+from recon.yamlfile import load_yaml, yaml_problem
 
 __all__ = [
     "DataConfig",
@@ -197,11 +198,11 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     against the config file's folder). ``overrides`` are top-level keys (None ignored)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except FileNotFoundError:
         raise FlytomoError(path, "config file not found") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise FlytomoError(path, f"not readable YAML ({str(err).splitlines()[0]})") from None
+        raise FlytomoError(path, f"not readable YAML ({yaml_problem(err)})") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise FlytomoError(path, "a training config must be a mapping of keys")

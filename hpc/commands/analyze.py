@@ -19,13 +19,15 @@ def _load_params(path: str):
     try:
         text = p.read_text()
         if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+            from recon.yamlfile import load_yaml
 
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text) or {}
         else:
             data = json.loads(text)
     except Exception as err:
-        raise FlytomoError(p, f"cannot parse the parameter file ({err})") from None
+        from recon.yamlfile import yaml_problem
+
+        raise FlytomoError(p, f"cannot parse the parameter file ({yaml_problem(err)})") from None
     if isinstance(data, dict) and "segmentation" in data and isinstance(data["segmentation"], dict):
         data = data["segmentation"]
     if not isinstance(data, dict):

@@ -108,3 +108,39 @@ def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):
     cfg = write_config(tmp_path, sim, temperature_log=str(short), analysis={"enabled": True, "extrapolate": True})
     _, problems = check_config(cfg)
     assert all(p.warning for p in problems if p.key == "temperature_log")
+
+
+def test_a_key_given_twice_is_refused_in_one_line(tmp_path, sim, capsys):
+    """PyYAML keeps the last of two equal keys; a config that sets one twice is refused,
+    naming the file, the key and both lines, and nothing is run or written."""
+    cfg = write_config(tmp_path, sim)
+    lines = cfg.read_text().splitlines()
+    method = next(i for i, s in enumerate(lines) if s.strip().startswith("method:"))
+    lines.insert(method + 1, lines[method].replace("fbp", "mlem"))
+    cfg.write_text("\n".join(lines) + "\n")
+    for command in (["check", str(cfg)], ["run", str(cfg)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert str(cfg) in err and f"key 'method' is given twice, on lines {method + 1} and {method + 2}" in err
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_strict_yaml_keeps_safe_load_semantics():
+    """The strict loader parses what safe_load parses (merge keys may be overridden, as YAML
+    allows), refuses duplicates in flow mappings too, and builds no Python objects."""
+    import pytest
+
+    from recon.yamlfile import load_yaml, yaml_problem
+
+    text = "base: &b {p: 1, q: 2}\nd:\n  <<: *b\n  p: 5\nlist: [1, 2.5, x, null, true]\n"
+    assert load_yaml(text) == yaml.safe_load(text) == {
+        "base": {"p": 1, "q": 2}, "d": {"p": 5, "q": 2}, "list": [1, 2.5, "x", None, True]}
+    with pytest.raises(yaml.YAMLError) as err:
+        load_yaml("x: {a: 1, a: 2}\n")
+    assert yaml_problem(err.value) == "key 'a' is given twice, on lines 1 and 1; keep one"
+    with pytest.raises(yaml.YAMLError, match="could not determine a constructor"):
+        load_yaml("!!python/object/apply:os.system [echo hi]\n")
+    with pytest.raises(yaml.YAMLError) as err:
+        load_yaml("a: [1\nb: 2\n")
+    assert yaml_problem(err.value).startswith("line 2, column 2: expected ',' or ']'")

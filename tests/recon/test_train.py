@@ -220,6 +220,13 @@ def test_bad_config_names_the_key(tmp_path, patch, key):
     assert f"'{key}" in str(err.value) and str(path) in str(err.value)
 
 
+def test_a_key_given_twice_in_a_training_config_is_refused(tmp_path):
+    path = _write(tmp_path, TINY)
+    path.write_text(path.read_text() + "name: other\n")
+    with pytest.raises(FlytomoError, match=r"not readable YAML \(key 'name' is given twice"):
+        load_config(path)
+
+
 def test_config_files_and_run_dir(tmp_path):
     _, run_dir = load_config(_write(tmp_path, {**TINY, "run_dir": "runs/{name}"}))
     assert run_dir == (tmp_path / "runs" / "tiny").resolve()

@@ -1,0 +1,53 @@
+"""YAML read strictly: PyYAML's safe types only, and a key given twice in one mapping is an
+error (plain ``yaml.safe_load`` silently keeps the last, so a config that sets ``photons:``
+twice would run with whichever came second). Merge keys (``<<: *base``) may still be
+overridden, as YAML allows.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+__all__ = ["load_yaml", "yaml_problem"]
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python objects built) that refuses duplicate keys."""
+
+
+def _mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        line = key_node.start_mark.line
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key '{key}' is given twice, on lines {first + 1} and {line + 1}; keep one")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictSafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                  _mapping_without_duplicates)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML ``text`` with safe types only; a duplicate key raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(err: Exception) -> str:
+    """One line for a YAML parse error: 'line L, column C: what is wrong'."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        context = f" ({err.context})" if err.context else ""
+        return f"{where}{err.problem}{context}"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
