@@ -12,21 +12,15 @@ def _load_params(path: str):
     from pydantic import ValidationError
 
     from analysis.segment import SegmentationParams
+    from recon.yamlfile import load_yaml, yaml_problem
 
     p = Path(path)
     if not p.is_file():
         raise FlytomoError(p, "no such segmentation parameter file")
     try:
         text = p.read_text()
-        if p.suffix.lower() in (".yaml", ".yml"):
-            from recon.yamlfile import load_yaml
-
-            data = load_yaml(text) or {}
-        else:
-            data = json.loads(text)
+        data = (load_yaml(text) or {}) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except Exception as err:
-        from recon.yamlfile import yaml_problem
-
         raise FlytomoError(p, f"cannot parse the parameter file ({yaml_problem(err)})") from None
     if isinstance(data, dict) and "segmentation" in data and isinstance(data["segmentation"], dict):
         data = data["segmentation"]
