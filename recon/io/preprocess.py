@@ -32,7 +32,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
 
     Dead detector pixels (flat ≤ dark, or no finite flat/dark) and non-finite counts are
     replaced, in each row and angle, by linear interpolation between the nearest good
-    columns, with a DataRepairWarning giving their number. FlytomoError (naming the file)
+    columns, with a DataRepairWarning for each kind whose words name the file and not the
+    chunk (a command line shows it once per scan, not once per chunk). FlytomoError (naming the file)
     when more than half the detector pixels or half the counts are bad.
     """
     if not min_transmission > 0:
@@ -57,12 +58,16 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
     trans = (tomo - dark32[None]) * inv_gain[None]  # (angle, z, col)
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
-    n_dead, n_nan = int(dead.sum()), int((nonfinite & ~dead[None]).sum())
-    if n_dead or n_nan:
+    has_dead, has_nan = bool(dead.any()), bool((nonfinite & ~dead[None]).any())
+    if has_dead or has_nan:
         _repair(p, dead, nonfinite)
-        warnings.warn(f"{where or 'scan'}: rows {z0}:{z1}: repaired {n_dead} dead detector pixel(s) (flat ≤ dark) "
-                      f"and {n_nan} NaN/inf count(s) by interpolation from neighbouring columns",
-                      DataRepairWarning, stacklevel=2)
+    # the same words for every chunk of a file, so the command line shows each once per scan
+    if has_dead:
+        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark) are repaired by interpolation "
+                      "from neighbouring columns", DataRepairWarning, stacklevel=2)
+    if has_nan:
+        warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
+                      "neighbouring columns", DataRepairWarning, stacklevel=2)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
 
 

@@ -111,6 +111,20 @@ def test_a_few_nonfinite_counts_are_repaired_with_a_warning(scan, tmp_path):
     assert np.all(np.isfinite(open_volume(out)[0][:]))
 
 
+def test_a_dead_detector_column_is_reported_once_per_scan_not_once_per_chunk(scan, tmp_path):
+    path = tmp_path / "dead.h5"
+    path.write_bytes(scan.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["img_bkg"][:, :, 20] = f["img_dark"][:, :, 20]  # a dead column: flat == dark on every row
+    out = tmp_path / "dead.zarr"
+    r = run_cli("recon", str(path), "--out", str(out), "--method", "fbp", "--rows", "8:56",
+                "--chunk-rows", "8", "--center", "middle", "--quiet")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "dead detector pixels" in line]
+    assert len(lines) == 1 and "dead.h5" in lines[0], r.stderr  # 6 chunks, one line
+    assert np.all(np.isfinite(open_volume(out)[0][:]))
+
+
 def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
     img = np.zeros((48, 48), np.float32)
     img[10:38, 14:30] = 1.0
