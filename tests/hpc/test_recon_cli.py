@@ -125,6 +125,27 @@ def test_a_dead_detector_column_is_reported_once_per_scan_not_once_per_chunk(sca
     assert np.all(np.isfinite(open_volume(out)[0][:]))
 
 
+def test_modified_mlem_through_two_dropped_frames_keeps_its_quality(scan, tmp_path):
+    """Two exposures of 60 without beam (counts at the dark level) took modified MLEM from
+    20.21 to 16.33 dB here (29.7 to 12.3 dB on a 128³ scan of 180) before they were detected;
+    replaced by their neighbours' mean: 20.14 dB, within 0.1 dB of the clean scan."""
+    path = tmp_path / "dropped.h5"
+    path.write_bytes(scan.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["img_tomo"][20:22] = f["img_dark"][0]
+    truth = np.load(scan.with_name("scan_truth.npy"))[28:36]
+    scores = {}
+    for label, src in (("clean", scan), ("dropped", path)):
+        out = tmp_path / f"{label}.zarr"
+        r = run_cli("recon", str(src), "--out", str(out), "--rows", "28:36", "--iterations", "20",
+                    "--center", "middle", "--quiet")
+        assert r.returncode == 0, r.stderr
+        scores[label] = np.mean([psnr(v, t) for v, t in zip(open_volume(out)[0][:], truth)])
+        if label == "dropped":
+            assert "projection(s) 20, 21 look like dropped frames" in r.stderr
+    assert scores["clean"] > 17.0 and scores["dropped"] > scores["clean"] - 0.1, scores
+
+
 def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
     img = np.zeros((48, 48), np.float32)
     img[10:38, 14:30] = 1.0

@@ -206,6 +206,42 @@ def test_mostly_bad_chunk_is_refused(small_scan, break_it):
         line_integrals(RawChunk(tomo, flats, small_scan.darks, source="scan_07.h5", z0=8))
 
 
+def test_dropped_frames_are_replaced_by_their_neighbours(small_scan):
+    tomo = small_scan.tomo.copy()
+    tomo[5] = small_scan.darks[0]  # no beam for one exposure
+    tomo[6] = 0.0                  # a detector read-out of zeros
+    tomo[20] = np.nan              # a frame lost in writing
+    with pytest.warns(DataRepairWarning, match=r"x\.h5: projection\(s\) 5, 6, 20 look like dropped frames"):
+        p = line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    truth = small_scan.p.transpose(1, 0, 2)
+    np.testing.assert_allclose(p[:, 5], 0.5 * (truth[:, 4] + truth[:, 7]), atol=1e-4)
+    np.testing.assert_allclose(p[:, 6], p[:, 5], atol=1e-6)
+    np.testing.assert_allclose(p[:, 20], 0.5 * (truth[:, 19] + truth[:, 21]), atol=1e-4)
+    keep = np.setdiff1d(np.arange(32), [5, 6, 20])
+    np.testing.assert_allclose(p[:, keep], truth[:, keep], atol=1e-4)  # the other frames untouched
+
+
+def test_a_sample_wider_than_the_field_is_not_taken_for_dropped_frames():
+    from tests.recon.conftest import disc_sinogram
+
+    # 30 angles over 180°, a dense disc reaching 22 px past the detector: the mean line
+    # integral swings 4.5..6.3 with the angle, by up to 0.18 between neighbours
+    p = disc_sinogram(np.linspace(0, 180, 30, endpoint=False), 64, 31.5, [(24, 0, 30, 0.12), (-10, 15, 20, 0.05)])
+    tomo = (1000.0 * np.exp(-p) + 100.0)[:, None, :].astype(np.float32)
+    flats, darks = np.full((2, 1, 64), 1100.0, np.float32), np.full((2, 1, 64), 100.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataRepairWarning)
+        out = line_integrals(RawChunk(tomo, flats, darks))
+    np.testing.assert_allclose(out[0], np.minimum(p, -np.log(1e-3)), atol=1e-3)
+
+
+def test_mostly_dropped_frames_are_refused(small_scan):
+    tomo = small_scan.tomo.copy()
+    tomo[2:30:6] = 0.0  # 5 of 32 frames
+    with pytest.raises(FlytomoError, match=r"scan_07\.h5: rows 8:16: 5 of 32 projections"):
+        line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="scan_07.h5", z0=8))
+
+
 # ---------------------------------------------------------------- bad input
 
 
