@@ -1,6 +1,6 @@
 """The experiment config: one YAML file that says what to reconstruct, how, where and on what.
 
-Read with :func:`recon.yamlfile.load_yaml` (safe types; a key given twice is refused) and
+Read with :func:`recon.yamlfile.read_yaml_mapping` (safe types; a key given twice is refused) and
 validated by pydantic v2 models (:class:`ExperimentConfig`).
 Paths inside the file are relative to the file's folder (DESIGN.md), so an experiment
 folder can be moved whole. Validation is a set of small ``check_*`` functions (as HTTomo's
@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
-from recon.yamlfile import load_yaml, yaml_problem
+from recon.yamlfile import read_yaml_mapping
 
 METHOD_NAMES = ("fbp", "mlem", "mlem-flyscan", "rrdb")
 EXECUTOR_KINDS = ("local", "dask", "mpi")
@@ -310,20 +310,7 @@ def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[
 
 def read_yaml(path: str | Path) -> dict:
     """The config file as a dict; unreadable files raise :class:`FlytomoError`."""
-    path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except FileNotFoundError:
-        raise FlytomoError(path, "no such experiment config") from None
-    except IsADirectoryError:
-        raise FlytomoError(path, "is a folder, not an experiment config (YAML)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise FlytomoError(path, f"not readable YAML ({yaml_problem(err)})") from None
-    if raw is None:
-        raise FlytomoError(path, "the experiment config is empty")
-    if not isinstance(raw, dict):
-        raise FlytomoError(path, "an experiment config must be a mapping of keys (scans:, output:, ...)")
-    return raw
+    return read_yaml_mapping(path, "experiment config", "scans:, output:, ...")
 
 
 def apply_overrides(raw: dict, executor: str | None = None, device: str | None = None,

@@ -43,7 +43,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -54,7 +53,7 @@ from pydantic import (
 )
 
 from recon.errors import FlytomoError
-from recon.yamlfile import load_yaml, yaml_problem
+from recon.yamlfile import read_yaml_mapping
 
 __all__ = [
     "DataConfig",
@@ -197,15 +196,7 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     """Read and validate a training config (YAML). Returns (config, run_dir resolved
     against the config file's folder). ``overrides`` are top-level keys (None ignored)."""
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except FileNotFoundError:
-        raise FlytomoError(path, "config file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise FlytomoError(path, f"not readable YAML ({yaml_problem(err)})") from None
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise FlytomoError(path, "a training config must be a mapping of keys")
+    raw = read_yaml_mapping(path, "training config", "name:, model:, data:, training:, ...")
     for k, v in overrides.items():
         if v is not None:
             if k in ("steps", "batch"):

@@ -5,11 +5,15 @@ overridden, as YAML allows.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["load_yaml", "yaml_problem"]
+from recon.errors import FlytomoError
+
+__all__ = ["load_yaml", "read_yaml_mapping", "yaml_problem"]
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -51,3 +55,27 @@ def yaml_problem(err: Exception) -> str:
         context = f" ({err.context})" if err.context else ""
         return f"{where}{err.problem}{context}"
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, keys: str = "") -> dict:
+    """The YAML file at ``path`` as a dict, read with :func:`load_yaml`.
+
+    what : the kind of file, for messages ("experiment config").  keys : a hint at its keys
+    for the not-a-mapping message ("scans:, output:, ...").
+    Raises FlytomoError(path, one line) when the file is missing, a folder, unreadable, not
+    YAML, empty, or not a mapping.
+    """
+    path = Path(path)
+    try:
+        raw = load_yaml(path.read_text())
+    except FileNotFoundError:
+        raise FlytomoError(path, f"no such {what}") from None
+    except IsADirectoryError:
+        raise FlytomoError(path, f"is a folder, not the {what} (a YAML file)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise FlytomoError(path, f"not readable YAML ({yaml_problem(err)})") from None
+    if raw is None:
+        raise FlytomoError(path, f"the {what} is empty")
+    if not isinstance(raw, dict):
+        raise FlytomoError(path, f"the {what} must be a mapping of keys" + (f" ({keys})" if keys else ""))
+    return raw

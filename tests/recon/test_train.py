@@ -230,12 +230,21 @@ def test_a_key_given_twice_in_a_training_config_is_refused(tmp_path):
 def test_config_files_and_run_dir(tmp_path):
     _, run_dir = load_config(_write(tmp_path, {**TINY, "run_dir": "runs/{name}"}))
     assert run_dir == (tmp_path / "runs" / "tiny").resolve()
-    with pytest.raises(FlytomoError, match="not found"):
-        load_config(tmp_path / "absent.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed")
-    with pytest.raises(FlytomoError, match="YAML"):
-        load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- name: tiny\n")
+    # the same words as an experiment config's (one reader, recon.yamlfile.read_yaml_mapping)
+    for path, words in ((tmp_path / "absent.yaml", "absent.yaml: no such training config"),
+                        (tmp_path, f"{tmp_path}: is a folder, not the training config (a YAML file)"),
+                        (bad, "bad.yaml: not readable YAML (line 1, column 17: expected ',' or ']'"),
+                        (empty, "empty.yaml: the training config is empty"),
+                        (listed, "list.yaml: the training config must be a mapping of keys (name:, model:")):
+        with pytest.raises(FlytomoError) as err:
+            load_config(path)
+        assert words in str(err.value) and "\n" not in str(err.value)
     shipped, _ = load_config(ROOT / "jobs" / "train.yaml")
     assert shipped.data.source == "simulated" and shipped.model["architecture"] == "rrdb"
 
