@@ -149,6 +149,8 @@ class OptimConfig(_Strict):
     # extra weight on thin dark gaps of the truth (cracks, pores; see crack_weights): a pixel
     # that is a full gap in solid counts 1 + crack_weight times; 0 = the plain pixel loss
     crack_weight: float = Field(0.0, ge=0)
+    # share of (1 − SSIM) in the loss (see ssim_loss): (1 − w)·pixel loss + w·(1 − SSIM); 0 = none
+    ssim_weight: float = Field(0.0, ge=0, le=1)
     checkpoint_every: int = Field(100, ge=1)
     validate_every: int = Field(250, ge=1)
     amp: bool = True                                     # mixed precision, CUDA only
@@ -890,17 +892,40 @@ def crack_weights(truth: torch.Tensor, crack_weight: float, width_px: int = 5) -
     return 1.0 + float(crack_weight) * gap
 
 
-def pixel_loss(kind: str, crack_weight: float = 0.0):
+def ssim_index(out: torch.Tensor, truth: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Mean structural similarity of ``out`` against ``truth``, both (b, 1, h, w) in the
+    network's units (the input's 95th percentile is 1, so the data range is taken as 1):
+    :func:`recon.metrics.ssim`'s definition (skimage: a uniform ``window``² window, sample
+    covariances, K1 0.01, K2 0.03, the border of half a window left out), differentiable."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    norm = window * window / (window * window - 1.0)
+    mean = lambda x: F.avg_pool2d(x, window, 1)  # noqa: E731 - the local mean, four times
+    mu_x, mu_y = mean(out), mean(truth)
+    var_x = norm * (mean(out * out) - mu_x * mu_x)
+    var_y = norm * (mean(truth * truth) - mu_y * mu_y)
+    cov = norm * (mean(out * truth) - mu_x * mu_y)
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return s.mean()
+
+
+def pixel_loss(kind: str, crack_weight: float = 0.0, ssim_weight: float = 0.0):
     """``loss(out, truth)``, both (b, 1, h, w): mean L1 (``"l1"``) or squared (``"mse"``) error,
-    weighted by :func:`crack_weights` when ``crack_weight`` > 0."""
+    weighted by :func:`crack_weights` when ``crack_weight`` > 0; with ``ssim_weight`` w > 0,
+    (1 − w) times that plus w·(1 − :func:`ssim_index`)."""
     power = 1 if kind == "l1" else 2
 
-    def loss(out: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    def pixel(out: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
         err = (out - truth).abs() ** power
         if crack_weight <= 0:
             return err.mean()
         w = crack_weights(truth, crack_weight)
         return (w * err).sum() / w.sum()
+
+    if ssim_weight <= 0:
+        return pixel
+
+    def loss(out: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+        return (1 - ssim_weight) * pixel(out, truth) + ssim_weight * (1 - ssim_index(out, truth))
 
     return loss
 
@@ -1039,7 +1064,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     use_amp = opt_cfg.amp and device.type == "cuda"
     amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    loss_fn = pixel_loss(opt_cfg.loss, opt_cfg.crack_weight)
+    loss_fn = pixel_loss(opt_cfg.loss, opt_cfg.crack_weight, opt_cfg.ssim_weight)
 
     log_path = run_dir / "metrics.jsonl"
     step, wall_before = 0, 0.0

@@ -267,6 +267,25 @@ def test_cli_train(tmp_path, capsys):
     assert err.startswith(f"flytomo: error: {bad}: key 'data.families': unknown phantom family leaf") and "\n" not in err
 
 
+def test_ssim_loss_is_the_metrics_ssim_and_mixes_with_the_pixel_loss():
+    from skimage.metrics import structural_similarity
+
+    from recon.train import pixel_loss, ssim_index
+
+    rng = np.random.default_rng(0)
+    t = rng.random((2, 1, 40, 50))
+    o = t + 0.1 * rng.standard_normal(t.shape)
+    ref = np.mean([structural_similarity(t[i, 0], o[i, 0], data_range=1.0) for i in range(2)])
+    out, truth = torch.tensor(o, requires_grad=True), torch.tensor(t)
+    assert float(ssim_index(out, truth)) == pytest.approx(ref, abs=1e-9)
+    mixed = pixel_loss("l1", 0.0, 0.25)(out, truth)
+    expected = 0.75 * float((out - truth).abs().mean()) + 0.25 * (1 - ref)
+    assert float(mixed) == pytest.approx(expected, abs=1e-9)
+    mixed.backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all() and out.grad.abs().sum() > 0
+    assert float(1 - ssim_index(truth, truth)) == pytest.approx(0.0, abs=1e-12)
+
+
 @pytest.mark.skipif(any(importlib.util.find_spec(m) is None
                         for m in ("recon.phantoms", "recon.methods", "recon.simulate")),
                     reason="simulation modules not available")
