@@ -93,7 +93,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
                                       "or far off their neighbours in mean transmission (unstable beam, or "
                                       "projections out of order?)")
         _replace_frames(p, dropped)
-        frames = ", ".join(str(i) for i in np.flatnonzero(dropped))
+        index = np.flatnonzero(dropped)
+        frames = ", ".join(str(i) for i in index[:10]) + (f", … ({index.size} in all)" if index.size > 10 else "")
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
                       "nearest good neighbours", DataRepairWarning, stacklevel=2)
@@ -103,8 +104,9 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
 def dropped_frames(p: np.ndarray) -> np.ndarray:
     """(angle,) bool: projections of p (angle, z, col) whose mean differs from the running
     median M (DROPPED_FRAME_WINDOW projections, acquisition order) of the projection means by
-    more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|. Smooth changes (a sample wider than the field of view) and
-    steps (a holder entering it) pass; an isolated frame of no beam or a detector glitch does not."""
+    more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|. Smooth changes (a sample wider than
+    the field of view) and steps (a holder entering it) pass; an isolated frame of no beam or a
+    detector glitch does not."""
     from scipy.ndimage import median_filter
 
     n = p.shape[0]
