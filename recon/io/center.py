@@ -21,6 +21,25 @@ import scipy.fft
 from recon.errors import FlytomoError
 
 
+#: rows whose sinogram stands less than this many noise levels out of the air (see
+#: :func:`sample_signal`) hold no sample to find the axis from
+MIN_SAMPLE_SIGNAL = 10.0
+
+
+def sample_signal(sino: np.ndarray) -> float:
+    """How clearly line integrals (z, angle, col) or (angle, col) show a sample: the largest
+    departure of their mean column profile (over rows and angles) from its median, in units
+    of that profile's pixel-to-pixel noise (the median step between neighbouring columns,
+    which also holds the flat field's fixed pattern). Rows of air score about 3; rows through
+    a sample score about its width in pixels or more."""
+    s = np.asarray(sino, dtype=np.float64)
+    profile = s.reshape(-1, s.shape[-1]).mean(axis=0)
+    if profile.size < 3:
+        return 0.0
+    noise = max(float(np.median(np.abs(np.diff(profile)))) / (0.6745 * np.sqrt(2.0)), 1e-12)
+    return float(np.abs(profile - np.median(profile)).max() / noise)
+
+
 def find_center(
     sino: np.ndarray,
     angles_deg: np.ndarray | None = None,

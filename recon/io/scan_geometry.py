@@ -1,9 +1,11 @@
 """The geometry of an open scan: user overrides first, then the file's metadata, then defaults."""
 from __future__ import annotations
 
+import numpy as np
+
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
-from recon.io.center import find_center
+from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal
 from recon.io.metadata import assume
 from recon.io.preprocess import line_integrals
 
@@ -13,7 +15,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
-        ``rows`` (:func:`recon.io.center.find_center`); ``"middle"``: (n_columns − 1)/2;
+        ``rows`` (:func:`recon.io.center.find_center`), or, where those rows are air (a
+        sample above or below the middle), from 16 rows around the one of 8 evenly spaced
+        probes that shows the sample most clearly, with a warning; ``"middle"``: (n_columns − 1)/2;
         ``None`` (the default): the file's recorded center, else ``"auto"`` — a real axis is
         seldom on the detector's middle column, and half a pixel off doubles every edge of a
         360° scan. Where the search cannot run (too few angles or columns), the middle, with
@@ -27,13 +31,33 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if center == "middle":
         center = None
     elif center == "auto":
-        z0, z1 = rows or (0, n_rows)
-        mid = (z0 + z1) // 2
-        a, b = max(z0, mid - 8), min(z1, mid + 8)
         try:
-            center = find_center(line_integrals(reader.read(a, b)), reader.angles_deg)
+            center = find_center(_rows_for_center(reader, *(rows or (0, n_rows))), reader.angles_deg)
         except FlytomoError as err:
             assume(getattr(reader, "path", "scan"), f"rotation axis not found ({err.problem}): "
                                                     f"the detector's middle column {(n_cols - 1) / 2:g} is used")
             center = None
     return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur)
+
+
+def _rows_for_center(reader, z0: int, z1: int, width: int = 16, probes: int = 8):
+    """Line integrals (z, angle, col) of ``width`` rows to find the axis from: the middle of
+    z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
+    the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest."""
+    def window(mid: int) -> tuple[int, int]:
+        a = min(max(z0, mid - width // 2), max(z0, z1 - width))
+        return a, min(z1, a + width)
+
+    a, b = window((z0 + z1) // 2)
+    sino = line_integrals(reader.read(a, b))
+    if sample_signal(sino) >= MIN_SAMPLE_SIGNAL or z1 - z0 <= width:
+        return sino
+    mids = [z0 + int((k + 0.5) * (z1 - z0) / probes) for k in range(probes)]
+    scores = [sample_signal(line_integrals(reader.read(m, min(z1, m + 4)))) for m in mids]
+    best = int(np.argmax(scores))
+    if scores[best] < MIN_SAMPLE_SIGNAL:
+        return sino  # no sample anywhere clear: the middle, as before
+    c, d = window(mids[best] + 2)
+    assume(getattr(reader, "path", "scan"), f"rows {a}:{b} in the middle show no sample; the rotation axis "
+                                            f"is found from rows {c}:{d}")
+    return line_integrals(reader.read(c, d))

@@ -402,6 +402,31 @@ def test_create_finalize_discard_and_resume(tmp_path):
         finalize(tmp_path / "other.zarr")
 
 
+def test_auto_center_looks_past_air_in_the_middle_rows(tmp_path, make_disc_sinogram):
+    """A sample only in rows 0:10 and 54:64 of 64, air in between: the middle rows alone give
+    a center of 17.0 for a true 36.3 (a 128³ scan so made: 31.0 for 66.3); the rows around
+    the clearest of 8 probes give it back, with a warning that names them."""
+    from recon.io.scan_geometry import scan_geometry
+
+    rng = np.random.default_rng(3)
+    angles, center, n_rows, n_cols = np.linspace(0, 180, 90, endpoint=False), 36.3, 64, 72
+    sino = make_disc_sinogram(angles, n_cols, center, [(5.0, -4.0, 14.0, 0.05), (-9.0, 8.0, 8.0, 0.08)])
+    flat = np.full((n_rows, n_cols), 3000.0)
+    p = np.zeros((angles.size, n_rows, n_cols))
+    p[:, :10] = sino[:, None, :]
+    p[:, 54:] = sino[:, None, :]
+    tomo = rng.poisson(flat[None] * np.exp(-p)).astype(np.float32)
+    flats = rng.poisson(np.repeat(flat[None], 10, axis=0)).astype(np.float32)
+    reader = open_scan(write_fxi(tmp_path / "low.h5", tomo, flats, np.zeros((2, n_rows, n_cols), np.float32), angles))
+    with pytest.warns(UserWarning, match=r"low\.h5: rows 24:40 in the middle show no sample; the rotation axis "
+                                         r"is found from rows (0:16|48:64)"):
+        found = scan_geometry(reader, center="auto").center
+    assert abs(found - center) < 0.5
+    with warnings.catch_warnings():  # rows with the sample in the middle: as before, no probing
+        warnings.simplefilter("error")
+        assert abs(scan_geometry(reader, center="auto", rows=(48, 64)).center - center) < 0.5
+
+
 def test_open_volume_errors(tmp_path):
     with pytest.raises(FlytomoError, match="no such volume store"):
         open_volume(tmp_path / "nothing.zarr")
