@@ -40,6 +40,13 @@ def sample_signal(sino: np.ndarray) -> float:
     return float(np.abs(profile - np.median(profile)).max() / noise)
 
 
+def search_radius_px(n_columns: int, search_radius: float | None = None) -> float:
+    """How far from the detector's middle column (n_columns − 1)/2 :func:`find_center`
+    searches: ``search_radius`` pixels, default n_columns/4, kept within the detector."""
+    radius = n_columns / 4.0 if search_radius is None else float(search_radius)
+    return min(max(radius, 1.0), (n_columns - 1) / 2.0 - 1.0)
+
+
 def find_center(
     sino: np.ndarray,
     angles_deg: np.ndarray | None = None,
@@ -76,8 +83,7 @@ def find_center(
         s = _half_turn(s, np.asarray(angles_deg, dtype=np.float64))
     n = s.shape[1]
     mid = (n - 1) / 2.0
-    radius = n / 4.0 if search_radius is None else float(search_radius)
-    radius = min(max(radius, 1.0), mid - 1.0)
+    radius = search_radius_px(n, search_radius)
 
     # 1. coarse: bin columns to ≤ 256 and keep every a-th angle (≤ 180 of them; still a half turn)
     b = max(1, n // 256)

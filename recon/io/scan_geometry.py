@@ -5,7 +5,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
-from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal
+from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.preprocess import line_integrals
 
@@ -31,12 +31,20 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if center == "middle":
         center = None
     elif center == "auto":
+        where = getattr(reader, "path", "scan")
         try:
             center = find_center(_rows_for_center(reader, *(rows or (0, n_rows))), reader.angles_deg)
         except FlytomoError as err:
-            assume(getattr(reader, "path", "scan"), f"rotation axis not found ({err.problem}): "
-                                                    f"the detector's middle column {(n_cols - 1) / 2:g} is used")
+            assume(where, f"rotation axis not found ({err.problem}): "
+                          f"the detector's middle column {(n_cols - 1) / 2:g} is used")
             center = None
+        else:
+            mid, radius = (n_cols - 1) / 2, search_radius_px(n_cols)
+            if abs(center - mid) > radius - 1:
+                assume(where, f"rotation axis found at column {center:.2f}, at the edge of the columns searched "
+                              f"({mid - radius:g}-{mid + radius:g}): it may be wrong (a sample wider than the field "
+                              "of view, or an axis far off the middle?); check the volume, or give the center "
+                              "(--center, or center: in the experiment config)")
     return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur)
 
 

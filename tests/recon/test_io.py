@@ -427,6 +427,22 @@ def test_auto_center_looks_past_air_in_the_middle_rows(tmp_path, make_disc_sinog
         assert abs(scan_geometry(reader, center="auto", rows=(48, 64)).center - center) < 0.5
 
 
+def test_auto_center_at_the_edge_of_its_search_is_flagged(tmp_path, make_disc_sinogram):
+    """An axis at column 55 of 72 lies just beyond the columns searched (17.5-53.5): the
+    finder stops at the edge (54.0), and the user is told the center may be wrong."""
+    from recon.io.scan_geometry import scan_geometry
+
+    angles = np.linspace(0, 180, 60, endpoint=False)
+    sino = make_disc_sinogram(angles, 72, 55.0, [(2.0, -1.0, 9.0, 0.1), (-3.0, 2.0, 4.0, 0.2)])
+    tomo = (1000.0 * np.exp(-sino[:, None, :]) + 100.0).astype(np.float32)
+    reader = open_scan(write_fxi(tmp_path / "edge.h5", np.repeat(tomo, 4, axis=1),
+                                 np.full((2, 4, 72), 1100.0, np.float32), np.full((2, 4, 72), 100.0, np.float32),
+                                 angles))
+    with pytest.warns(UserWarning, match=r"edge\.h5: rotation axis found at column 54\.00, at the edge of the "
+                                         r"columns searched \(17\.5-53\.5\): it may be wrong"):
+        scan_geometry(reader, center="auto")
+
+
 def test_open_volume_errors(tmp_path):
     with pytest.raises(FlytomoError, match="no such volume store"):
         open_volume(tmp_path / "nothing.zarr")
