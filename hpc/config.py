@@ -17,6 +17,7 @@ Example (what ``flytomo init`` writes)::
       iterations: 30
       blur_angle_deg: null            # null: the file's value, else the median angle step
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
+      remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
       rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -69,6 +70,9 @@ class ReconstructionConfig(_Strict):
     center: float | Literal["auto", "middle"] | None = Field(
         None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
     window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
+    remove_outliers: float | None = Field(
+        None, gt=0, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "
+                                "None = off")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     @field_validator("center", mode="before")

@@ -30,7 +30,8 @@ ARRAY = "0"
 INCOMPLETE, COMPLETE = "incomplete", "complete"
 #: keys of ``flytomo.plan`` that must match for a run to resume an existing store
 PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg",
-             "model")  # model: the sha256 of an rrdb run's network weights, else None
+             "model",  # model: the sha256 of an rrdb run's network weights, else None
+             "remove_outliers")  # the zinger threshold, else None (stores made before it: None)
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

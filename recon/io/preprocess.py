@@ -25,7 +25,8 @@ class DataRepairWarning(UserWarning):
     dropped frames, and were interpolated."""
 
 
-def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.ndarray:
+def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
+                   outlier_threshold: float | None = None) -> np.ndarray:
     """Line integrals p = −log((tomo − dark) / (flat − dark)) of a chunk of rows.
 
     Parameters
@@ -35,6 +36,11 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
     min_transmission : transmissions are clamped to [min_transmission, ∞), so p ≤
         −log(min_transmission) and photon-starved pixels stay finite. Transmissions above 1
         (noise) give slightly negative p, which is kept.
+    outlier_threshold : None (the default): off. Else zingers are removed
+        (:func:`remove_outliers`): a sample more than this far below (brighter than) both the
+        median of its 3×3 neighbours in its projection and the median of the same pixel in
+        the frames before and after is replaced by the former. In line-integral units: 0.3
+        takes counts over 35 % above their neighbours'.
 
     Returns
     -------
@@ -98,7 +104,32 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3) -> np.nda
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
                       "nearest good neighbours", DataRepairWarning, stacklevel=2)
+    if outlier_threshold is not None:
+        remove_outliers(p, outlier_threshold)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def remove_outliers(p: np.ndarray, threshold: float) -> int:
+    """In place: zingers (bright single-frame specks, from X-rays hitting the sensor) out of
+    line integrals p (angle, z, col); returns how many samples were replaced.
+
+    A sample is a zinger when it lies more than ``threshold`` below both the median of its
+    3×3 (row, column) neighbourhood in the same projection and the median of the same pixel
+    over the frames before and after it; it becomes the former. Needing both keeps edges and
+    thin cracks, which persist from one frame to the next (a spatial median alone took 1.1 dB
+    off a clean cracked scan at 0.3). Only bright outliers are taken, so with noise above the
+    threshold (few counts through a dense sample) it also lowers the noisy bright side: set
+    the threshold well above the noise of p.
+    """
+    from scipy.ndimage import median_filter
+
+    if not threshold > 0:
+        raise ValueError("outlier threshold must be > 0")
+    spatial = median_filter(p, size=(1, 3, 3), mode="nearest")
+    temporal = median_filter(p, size=(3, 1, 1), mode="nearest")
+    bad = (spatial - p > threshold) & (temporal - p > threshold)
+    p[bad] = spatial[bad]
+    return int(bad.sum())
 
 
 def dropped_frames(p: np.ndarray) -> np.ndarray:

@@ -146,6 +146,35 @@ def test_modified_mlem_through_two_dropped_frames_keeps_its_quality(scan, tmp_pa
     assert scores["clean"] > 17.0 and scores["dropped"] > scores["clean"] - 0.1, scores
 
 
+def test_remove_outliers_takes_zingers_out_and_leaves_a_clean_scan_alone(scan, tmp_path):
+    """0.1 % of the counts raised 2-10x (zingers) take FBP from 23.18 to 18.85 dB here;
+    --remove-outliers 0.3 gives 22.98, and on the clean scan it changes not one voxel."""
+    path = tmp_path / "zingers.h5"
+    path.write_bytes(scan.read_bytes())
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "r+") as f:
+        tomo = f["img_tomo"][:]
+        hit = rng.random(tomo.shape) < 1e-3
+        tomo[hit] *= rng.uniform(2.0, 10.0, int(hit.sum()))
+        f["img_tomo"][...] = tomo
+    truth = np.load(scan.with_name("scan_truth.npy"))[24:40]
+    scores, volumes = {}, {}
+    for label, src, extra in (("clean", scan, []), ("clean_removed", scan, ["--remove-outliers", "0.3"]),
+                              ("zingers", path, []), ("zingers_removed", path, ["--remove-outliers", "0.3"])):
+        out = tmp_path / f"{label}.zarr"
+        r = run_cli("recon", str(src), "--out", str(out), "--method", "fbp", "--rows", "24:40",
+                    "--center", "middle", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        volumes[label], attrs = open_volume(out)[0][:], open_volume(out)[1]
+        assert attrs["remove_outliers"] == (0.3 if extra else None)
+        scores[label] = np.mean([psnr(v, t) for v, t in zip(volumes[label], truth)])
+    np.testing.assert_array_equal(volumes["clean_removed"], volumes["clean"])
+    assert scores["zingers"] < scores["clean"] - 2.0, scores
+    assert scores["zingers_removed"] > scores["clean"] - 0.3, scores
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "x.zarr"), "--remove-outliers", "-1")
+    assert r.returncode == 2 and "--remove-outliers must be a threshold > 0" in r.stderr
+
+
 def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
     img = np.zeros((48, 48), np.float32)
     img[10:38, 14:30] = 1.0

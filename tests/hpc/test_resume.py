@@ -163,6 +163,17 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     assert not np.array_equal(read_store(tmp_path / "store.zarr"), first)
 
 
+def test_zinger_removal_is_part_of_the_plan(reference, sim, tmp_path):
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": 0.3})
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["remove_outliers"] == 0.3
+    # the simulated scans hold no zingers, and no edge or crack is taken for one
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), reference[1])
+    with pytest.raises(FlytomoError, match="remove_outliers"):
+        run_experiment(load_experiment(write_config(tmp_path, sim)), progress=False)
+
+
 def test_plan_of_other_methods_has_no_model(reference, sim, tmp_path):
     cfg = write_config(tmp_path, sim)
     run_experiment(load_experiment(cfg), progress=False)

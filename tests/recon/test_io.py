@@ -242,6 +242,22 @@ def test_mostly_dropped_frames_are_refused(small_scan):
         line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="scan_07.h5", z0=8))
 
 
+def test_remove_outliers_takes_single_frame_specks_not_edges():
+    from recon.io.preprocess import remove_outliers
+
+    # a bright-edged square that moves one column per frame: an edge is below its 3x3
+    # median, but its neighbouring frames vouch for it
+    p = np.zeros((12, 10, 40))
+    for a in range(12):
+        p[a, 2:8, 10 + a:20 + a] = 1.5
+    clean = p.copy()
+    assert remove_outliers(p, 0.3) == 0 and np.array_equal(p, clean)
+    p[5, 4, 14] -= 1.0   # a zinger inside the square
+    p[7, 0, 35] -= 0.8   # and one in air at the top row
+    assert remove_outliers(p, 0.3) == 2
+    np.testing.assert_array_equal(p, clean)
+
+
 # ---------------------------------------------------------------- bad input
 
 
