@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_rows < 1:
         raise FlytomoError(None, "--chunk-rows must be ≥ 1")
     if args.remove_outliers is not None and not args.remove_outliers > 0:
-        raise FlytomoError(None, f"--remove-outliers must be a threshold > 0 (line-integral units), got {args.remove_outliers:g}")
+        raise FlytomoError(None, "--remove-outliers must be a threshold > 0 (line-integral units), "
+                                 f"got {args.remove_outliers:g}")
     reader = open_scan(args.input)
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1))
