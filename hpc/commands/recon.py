@@ -117,8 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann")
     p.add_argument("--init", choices=("uniform", "fbp"), help="MLEM start: uniform or positive-clipped FBP")
     p.add_argument("--blur-angle", type=float, help="blur angle Δθ in degrees (default: file, else the angle step)")
-    p.add_argument("--center", help="rotation-axis column, 'auto' (found from the middle rows) or 'middle' "
-                   "((n-1)/2); default: the file's, else auto")
+    p.add_argument("--center", help="rotation-axis column, 'auto' (found from the middle rows, or where they "
+                   "are air from rows that show the sample) or 'middle' ((n-1)/2); default: the file's, else auto")
     p.add_argument("--remove-outliers", type=float, metavar="T",
                    help="remove zingers: samples brighter than their 3x3 and their neighbouring frames' medians "
                         "by more than T in line integral (0.3: 35%% more counts); default off")
