@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 import warnings
+from pathlib import Path
 
 import recon
 from recon.errors import FlytomoError
@@ -52,17 +53,39 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"flytomo: warning: {message}\n"
 
 
+def _file_and_gist(text: str) -> tuple[str, str] | None:
+    """'raw/scan_0007.h5: dead detector pixels …' → ('raw/scan_0007.h5', 'dead detector pixels …');
+    None for a message that does not start with a file name."""
+    head, sep, gist = text.partition(": ")
+    return (head, gist) if sep and gist and Path(head).suffix and " " not in Path(head).name else None
+
+
 def _once_per_message(show):
     """``warnings.showwarning`` that prints a message once per command, however many places
-    (the config check, the planner, the run) come upon the same file's problem."""
+    (the config check, the planner, the run) come upon the same file's problem, and a
+    problem that every scan of an experiment shares (a dead detector column) once for the
+    first file; ``.summary()`` gives one line per such problem with the count of the others."""
     seen: set[str] = set()
+    files_by_gist: dict[str, set[str]] = {}
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         text = str(message)
-        if text not in seen:
-            seen.add(text)
-            show(message, category, filename, lineno, file, line)
+        if text in seen:
+            return
+        seen.add(text)
+        split = _file_and_gist(text)
+        if split is not None:
+            files = files_by_gist.setdefault(split[1], set())
+            files.add(split[0])
+            if len(files) > 1:
+                return
+        show(message, category, filename, lineno, file, line)
 
+    def summary() -> list[str]:
+        return [f"flytomo: warning: {len(files) - 1} more file(s) likewise: {gist}"
+                for gist, files in files_by_gist.items() if len(files) > 1]
+
+    showwarning.summary = summary
     return showwarning
 
 
@@ -74,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.formatwarning = _one_line_warning
     show = warnings.showwarning
-    warnings.showwarning = _once_per_message(show)
+    warnings.showwarning = once = _once_per_message(show)
     try:
         return int(args.func(args) or 0)
     except FlytomoError as err:
@@ -85,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = show
+        for line in once.summary():
+            print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,37 @@ def test_summary_json_and_exit_code(tmp_path, sim):
     assert main(["run", str(cfg), "--no-progress", "--summary-json", str(out)]) == 0
     d = json.loads(out.read_text())["run"]
     assert d["done"] == SCANS * (SIZE // ROWS) and d["failed"] == 0 and d["slices_per_s"] > 0
+
+
+def test_a_problem_every_scan_shares_is_one_line_and_a_count(tmp_path, sim):
+    """A dead detector column in all 4 scans: one warning naming the first file, then
+    '3 more file(s) likewise' (a 300-scan run printed 300 such lines, one per scan)."""
+    import glob
+
+    import h5py
+
+    from .conftest import flytomo
+
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    for path in sorted(glob.glob(str(tmp_path / "raw" / "*.h5"))):
+        with h5py.File(path, "r+") as f:
+            f["img_bkg"][:, :, 5] = f["img_dark"][:, :, 5]
+    r = flytomo("run", cfg, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "dead detector pixels" in line]
+    assert len(lines) == 2, r.stderr
+    assert "scan_0000.h5: dead detector pixels" in lines[0]
+    assert lines[1].startswith(f"flytomo: warning: {SCANS - 1} more file(s) likewise: dead detector pixels")
+
+
+def test_once_per_message_collapses_a_problem_shared_by_files():
+    from hpc.cli import _once_per_message
+
+    shown = []
+    once = _once_per_message(lambda message, *rest: shown.append(str(message)))
+    for text in ("raw/a.h5: no flats", "raw/b.h5: no flats", "raw/a.h5: no flats", "raw/c.h5: no flats",
+                 "raw/b.h5: projection(s) 4 look like dropped frames", "rows 0:8: not a file"):
+        once(UserWarning(text), UserWarning, "x.py", 1)
+    assert shown == ["raw/a.h5: no flats", "raw/b.h5: projection(s) 4 look like dropped frames",
+                     "rows 0:8: not a file"]
+    assert once.summary() == ["flytomo: warning: 2 more file(s) likewise: no flats"]
