@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  scans        {len(files)} file(s), {files[0].name} .. {files[-1].name}")
     print(f"  temperature  {exp.temperature_log or '(from the scan files)'}")
     print(f"  method       {r.method} {exp.method_options() or ''}".rstrip())
+    if r.remove_outliers is not None:
+        print(f"  zingers      removed: samples more than {r.remove_outliers:g} below their neighbours' medians")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

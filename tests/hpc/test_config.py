@@ -53,7 +53,13 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim)
     assert main(["check", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and f"{len(sim.scans)} file(s)" in out
+    assert "OK" in out and f"{len(sim.scans)} file(s)" in out and "zingers" not in out
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": 0.3})
+    assert main(["check", str(cfg)]) == 0
+    assert "zingers      removed: samples more than 0.3 below" in capsys.readouterr().out
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": -1})
+    assert main(["check", str(cfg)]) == 2
+    assert "reconstruction.remove_outliers: must be > 0.0, got -1" in capsys.readouterr().err
 
 
 def test_load_experiment_raises_one_line_naming_the_keys(tmp_path, sim):
