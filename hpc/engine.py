@@ -394,7 +394,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], cfg.reconstruction.remove_outliers))
+                                plan_sig["model"], plan_sig["remove_outliers"]))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

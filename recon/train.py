@@ -149,7 +149,7 @@ class OptimConfig(_Strict):
     # extra weight on thin dark gaps of the truth (cracks, pores; see crack_weights): a pixel
     # that is a full gap in solid counts 1 + crack_weight times; 0 = the plain pixel loss
     crack_weight: float = Field(0.0, ge=0)
-    # share of (1 − SSIM) in the loss (see ssim_loss): (1 − w)·pixel loss + w·(1 − SSIM); 0 = none
+    # share of (1 − SSIM) in the loss (see ssim_index, pixel_loss): (1 − w)·pixel loss + w·(1 − SSIM); 0 = none
     ssim_weight: float = Field(0.0, ge=0, le=1)
     checkpoint_every: int = Field(100, ge=1)
     validate_every: int = Field(250, ge=1)

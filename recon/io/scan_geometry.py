@@ -33,7 +33,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     elif center == "auto":
         where = getattr(reader, "path", "scan")
         try:
-            center = find_center(_rows_for_center(reader, *(rows or (0, n_rows))), reader.angles_deg)
+            center = find_center(_rows_for_center(reader, where, *(rows or (0, n_rows))), reader.angles_deg)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
                           f"the detector's middle column {(n_cols - 1) / 2:g} is used")
@@ -48,10 +48,11 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur)
 
 
-def _rows_for_center(reader, z0: int, z1: int, width: int = 16, probes: int = 8):
+def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: int = 8):
     """Line integrals (z, angle, col) of ``width`` rows to find the axis from: the middle of
     z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
-    the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest."""
+    the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
+    with a warning naming ``where`` (the scan)."""
     def window(mid: int) -> tuple[int, int]:
         a = min(max(z0, mid - width // 2), max(z0, z1 - width))
         return a, min(z1, a + width)
@@ -66,6 +67,5 @@ def _rows_for_center(reader, z0: int, z1: int, width: int = 16, probes: int = 8)
     if scores[best] < MIN_SAMPLE_SIGNAL:
         return sino  # no sample anywhere clear: the middle, as before
     c, d = window(mids[best] + 2)
-    assume(getattr(reader, "path", "scan"), f"rows {a}:{b} in the middle show no sample; the rotation axis "
-                                            f"is found from rows {c}:{d}")
+    assume(where, f"rows {a}:{b} in the middle show no sample; the rotation axis is found from rows {c}:{d}")
     return line_integrals(reader.read(c, d))
