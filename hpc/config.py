@@ -70,8 +70,8 @@ class ReconstructionConfig(_Strict):
     center: float | Literal["auto", "middle"] | None = Field(
         None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
     window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
-    remove_outliers: float | None = Field(
-        None, gt=0, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "
+    remove_outliers: float | None = Field(  # strict: `yes` is not read as a threshold of 1
+        None, gt=0, strict=True, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "
                                 "None = off")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
