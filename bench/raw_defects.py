@@ -8,7 +8,10 @@ again with one defect each:
 - ``dropped frames``: two exposures without beam (counts at the dark level, then zeros);
 - ``air in the middle``: the sample only above and below the middle 40 % of the rows;
 - ``zingers``: 0.1 % of the counts raised 2–10× (also run with ``--remove-outliers 0.3``);
-- ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats'.
+- ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats';
+- ``rings``: every detector column's gain 1 % (s.d.) off the flats', four of them ±4 % more
+  (also run with each ``--remove-stripes`` method, and those on the clean scan);
+- ``flats 5 % brighter``: the flats taken with 5 % more beam than the projections.
 
 Each is reconstructed by FBP and modified MLEM with the defaults of ``flytomo recon`` and
 scored against the phantom: PSNR (``recon.metrics.psnr``, inside the disk) averaged over the
@@ -77,6 +80,21 @@ def _flux(f: h5py.File) -> None:
     f["exchange/data"][...] = (tomo - dark) * scale[:, None, None] + dark
 
 
+def _rings(f: h5py.File) -> None:
+    """Detector columns whose gain drifted after the flats: 1 % (s.d.) on every column, ±4 % on four."""
+    tomo, dark = f["exchange/data"][:], f["exchange/data_dark"][:].mean(axis=0)
+    rng = np.random.default_rng(4)
+    gain = 1.0 + 0.01 * rng.standard_normal(tomo.shape[2])
+    gain[rng.choice(tomo.shape[2], 4, replace=False)] += np.array([0.04, -0.04, 0.04, -0.04])
+    f["exchange/data"][...] = (tomo - dark) * gain + dark
+
+
+def _flat_scale(f: h5py.File) -> None:
+    """Flats taken at 5 % more beam than the projections (ring current, exposure)."""
+    tomo, dark = f["exchange/data"][:], f["exchange/data_dark"][:].mean(axis=0)
+    f["exchange/data"][...] = (tomo - dark) / 1.05 + dark
+
+
 #: (label, defect written into the scan or None, extra `flytomo recon` arguments)
 CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ...] = (
     ("as simulated", None, ()),
@@ -86,6 +104,14 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("zingers", _zingers, ()),
     (f"zingers, --remove-outliers {OUTLIER_THRESHOLD}", _zingers, ("--remove-outliers", str(OUTLIER_THRESHOLD))),
     ("flux ±5 %", _flux, ()),
+    ("rings (column gains)", _rings, ()),
+    ("rings, --remove-stripes mean", _rings, ("--remove-stripes", "mean")),
+    ("rings, --remove-stripes sorting", _rings, ("--remove-stripes", "sorting")),
+    ("rings, --remove-stripes all", _rings, ("--remove-stripes", "all")),
+    ("as simulated, --remove-stripes mean", None, ("--remove-stripes", "mean")),
+    ("as simulated, --remove-stripes sorting", None, ("--remove-stripes", "sorting")),
+    ("as simulated, --remove-stripes all", None, ("--remove-stripes", "all")),
+    ("flats 5 % brighter", _flat_scale, ()),
 )
 
 

@@ -18,6 +18,7 @@ Example (what ``flytomo init`` writes)::
       blur_angle_deg: null            # null: the file's value, else the median angle step
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
+      remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
       rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -73,6 +74,8 @@ class ReconstructionConfig(_Strict):
     remove_outliers: float | None = Field(  # strict: `yes` is not read as a threshold of 1
         None, gt=0, strict=True, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "
                                 "None = off")
+    remove_stripes: Literal["mean", "sorting", "all"] | None = Field(
+        None, description="stripe (ring-artifact) removal (recon.io.preprocess.remove_stripes); None = off")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     @field_validator("center", mode="before")

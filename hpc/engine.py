@@ -67,6 +67,7 @@ class UnitJob:
     threads: int | None = 1
     model_sha256: str | None = None  # rrdb: the network the plan recorded (checked on the worker)
     outlier_threshold: float | None = None  # zinger removal (recon.io.preprocess.remove_outliers), else off
+    stripes: str | None = None  # stripe removal (recon.io.preprocess.remove_stripes), else off
 
 
 @dataclass
@@ -182,7 +183,7 @@ def run_unit(job: UnitJob) -> UnitResult:
         tune_malloc()
         device = worker_device(job.device)
         chunk = reader_for(job.scan_file).read(u.z0, u.z1)
-        sino = line_integrals(chunk, outlier_threshold=job.outlier_threshold)
+        sino = line_integrals(chunk, outlier_threshold=job.outlier_threshold, stripes=job.stripes)
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
         vol = rec(sino)
@@ -283,7 +284,8 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
             "blur_angle_deg": r.blur_angle_deg,
-            "model": model["weights_sha256"] if model else None, "remove_outliers": r.remove_outliers}
+            "model": model["weights_sha256"] if model else None, "remove_outliers": r.remove_outliers,
+            "remove_stripes": r.remove_stripes}
 
 
 def _resolved_options(method: str, options: dict) -> dict:
@@ -394,7 +396,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], plan_sig["remove_outliers"]))
+                                plan_sig["model"], plan_sig["remove_outliers"],
+                                plan_sig["remove_stripes"]))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -31,7 +31,8 @@ INCOMPLETE, COMPLETE = "incomplete", "complete"
 #: keys of ``flytomo.plan`` that must match for a run to resume an existing store
 PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg",
              "model",  # model: the sha256 of an rrdb run's network weights, else None
-             "remove_outliers")  # the zinger threshold, else None (stores made before it: None)
+             "remove_outliers",  # the zinger threshold, else None (stores made before it: None)
+             "remove_stripes")  # the stripe-removal method, else None (likewise)
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

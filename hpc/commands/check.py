@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  method       {r.method} {exp.method_options() or ''}".rstrip())
     if r.remove_outliers is not None:
         print(f"  zingers      removed: samples more than {r.remove_outliers:g} below their neighbours' medians")
+    if r.remove_stripes is not None:
+        print(f"  stripes      removed: '{r.remove_stripes}' (recon.io.preprocess.remove_stripes), row by row")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

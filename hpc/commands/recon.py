@@ -13,6 +13,7 @@ from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
 from recon.io.scan_geometry import scan_geometry
+from recon.io.preprocess import STRIPE_METHODS
 from recon.methods import METHODS, RRDB_INPUTS, make_reconstructor
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     attrs = {
         "method": args.method, "options": rec.options, "model": rec.model.provenance() if rec.model else None,
         "geometry": geometry.to_dict(), "remove_outliers": args.remove_outliers,
+        "remove_stripes": args.remove_stripes,
         "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
         "flytomo_version": recon.__version__,
@@ -92,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                    disable=args.quiet or None)
         for a in range(z0, z1, args.chunk_rows):
             b = min(z1, a + args.chunk_rows)
-            array[a - z0:b - z0] = rec(line_integrals(reader.read(a, b), outlier_threshold=args.remove_outliers))
+            array[a - z0:b - z0] = rec(line_integrals(reader.read(a, b), outlier_threshold=args.remove_outliers,
+                                                          stripes=args.remove_stripes))
             bar.update(b - a)
         bar.close()
         finalize(out, overwrite=args.overwrite)
@@ -122,6 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remove-outliers", type=float, metavar="T",
                    help="remove zingers: samples brighter than their 3x3 and their neighbouring frames' medians "
                         "by more than T in line integral (0.3: 35%% more counts); default off")
+    p.add_argument("--remove-stripes", choices=STRIPE_METHODS, metavar="mean|sorting|all",
+                   help="remove ring artifacts (stripes in each sinogram): 'mean', full stripes from the "
+                        "columns' mean over angles (Boin & Haibel 2006); 'sorting' and 'all', Vo et al. "
+                        "2018's methods by algotom; default off")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

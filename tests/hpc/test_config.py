@@ -63,6 +63,12 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": True})  # `yes` in YAML
     assert main(["check", str(cfg)]) == 2
     assert "reconstruction.remove_outliers: must be a number" in capsys.readouterr().err
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "sorting"})
+    assert main(["check", str(cfg)]) == 0
+    assert "stripes      removed: 'sorting'" in capsys.readouterr().out
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "fw"})
+    assert main(["check", str(cfg)]) == 2
+    assert "reconstruction.remove_stripes:" in capsys.readouterr().err
 
 
 def test_load_experiment_raises_one_line_naming_the_keys(tmp_path, sim):

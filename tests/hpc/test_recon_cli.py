@@ -175,6 +175,40 @@ def test_remove_outliers_takes_zingers_out_and_leaves_a_clean_scan_alone(scan, t
     assert r.returncode == 2 and "--remove-outliers must be a threshold > 0" in r.stderr
 
 
+def test_remove_stripes_takes_rings_out(tmp_path):
+    """Detector columns whose gain drifted after the flats (1 % s.d. on every column, ±4 % on
+    four) take FBP from 24.70 to 23.56 dB on this 128-px scan; --remove-stripes mean gives
+    24.16 and leaves the clean scan at 24.69. It is recorded in the volume; an unknown method
+    is one line, exit 2."""
+    scan = tmp_path / "scan.h5"
+    assert main(["simulate", str(scan), "--phantom", "cracked", "--size", "128", "--ndim", "3",
+                 "--angles", "90", "--photons", "20000", "--seed", "2"]) == 0
+    path = tmp_path / "rings.h5"
+    path.write_bytes(scan.read_bytes())
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "r+") as f:
+        tomo, dark = f["img_tomo"][:], f["img_dark"][:].mean(axis=0)
+        gain = 1.0 + 0.01 * rng.standard_normal(tomo.shape[2])
+        gain[[30, 50, 80, 101]] += np.array([0.04, -0.04, 0.04, -0.04])
+        f["img_tomo"][...] = (tomo - dark) * gain + dark
+    truth = np.load(tmp_path / "scan_truth.npy")[56:72]
+    scores = {}
+    for label, src, extra in (("clean", scan, []), ("clean_removed", scan, ["--remove-stripes", "mean"]),
+                              ("rings", path, []), ("rings_removed", path, ["--remove-stripes", "mean"])):
+        out = tmp_path / f"{label}.zarr"
+        r = run_cli("recon", str(src), "--out", str(out), "--method", "fbp", "--rows", "56:72",
+                    "--center", "middle", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        volume, attrs = open_volume(out)
+        assert attrs["remove_stripes"] == ("mean" if extra else None)
+        scores[label] = np.mean([psnr(v, t) for v, t in zip(volume[:], truth)])
+    assert scores["rings"] < scores["clean"] - 1.0, scores
+    assert scores["rings_removed"] > scores["rings"] + 0.4, scores
+    assert scores["clean_removed"] > scores["clean"] - 0.05, scores
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "x.zarr"), "--remove-stripes", "fw")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--remove-stripes" in r.stderr
+
+
 def test_simulate_writes_dxchange_from_an_image_file(tmp_path):
     img = np.zeros((48, 48), np.float32)
     img[10:38, 14:30] = 1.0
