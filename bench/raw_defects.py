@@ -11,7 +11,8 @@ again with one defect each:
 - ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats';
 - ``rings``: every detector column's gain 1 % (s.d.) off the flats', four of them ±4 % more
   (also run with each ``--remove-stripes`` method, and those on the clean scan);
-- ``flats 5 % brighter``: the flats taken with 5 % more beam than the projections.
+- ``flats 5 % brighter``: the flats taken with 5 % more beam than the projections (this and
+  the flux case also run with ``--air-columns 8``, and that on the clean scan).
 
 Each is reconstructed by FBP and modified MLEM with the defaults of ``flytomo recon`` and
 scored against the phantom: PSNR (``recon.metrics.psnr``, inside the disk) averaged over the
@@ -112,6 +113,9 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("as simulated, --remove-stripes sorting", None, ("--remove-stripes", "sorting")),
     ("as simulated, --remove-stripes all", None, ("--remove-stripes", "all")),
     ("flats 5 % brighter", _flat_scale, ()),
+    ("flats 5 % brighter, --air-columns 8", _flat_scale, ("--air-columns", "8")),
+    ("flux ±5 %, --air-columns 8", _flux, ("--air-columns", "8")),
+    ("as simulated, --air-columns 8", None, ("--air-columns", "8")),
 )
 
 

@@ -19,6 +19,7 @@ Example (what ``flytomo init`` writes)::
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
+      air_columns: null               # level each projection by its outer N columns (air), or null: off
       rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -41,6 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recon.errors import FlytomoError
+from recon.io.preprocess import Corrections
 from recon.geometry import CENTER_CHOICES
 from recon.yamlfile import read_yaml_mapping
 
@@ -76,7 +78,14 @@ class ReconstructionConfig(_Strict):
                                 "None = off")
     remove_stripes: Literal["mean", "sorting", "all"] | None = Field(
         None, description="stripe (ring-artifact) removal (recon.io.preprocess.remove_stripes); None = off")
+    air_columns: int | None = Field(
+        None, ge=1, strict=True, description="outer detector columns per side that are air at every angle, by which "
+                                "each projection is levelled (recon.io.preprocess.level_by_air); None = off")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
+
+    def corrections(self) -> Corrections:
+        """The opt-in repairs of the line integrals this config asks for."""
+        return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns)
 
     @field_validator("center", mode="before")
     @classmethod

@@ -41,6 +41,7 @@ from hpc.manifest import META, Manifest, RunLock
 from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
+from recon.io.preprocess import Corrections
 
 log = logging.getLogger("flytomo.run")
 
@@ -66,8 +67,7 @@ class UnitJob:
     device: str = "cpu"
     threads: int | None = 1
     model_sha256: str | None = None  # rrdb: the network the plan recorded (checked on the worker)
-    outlier_threshold: float | None = None  # zinger removal (recon.io.preprocess.remove_outliers), else off
-    stripes: str | None = None  # stripe removal (recon.io.preprocess.remove_stripes), else off
+    corrections: Corrections = Corrections()  # opt-in repairs of the line integrals
 
 
 @dataclass
@@ -183,7 +183,7 @@ def run_unit(job: UnitJob) -> UnitResult:
         tune_malloc()
         device = worker_device(job.device)
         chunk = reader_for(job.scan_file).read(u.z0, u.z1)
-        sino = line_integrals(chunk, outlier_threshold=job.outlier_threshold, stripes=job.stripes)
+        sino = line_integrals(chunk, corrections=job.corrections)
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
         vol = rec(sino)
@@ -284,8 +284,7 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
             "blur_angle_deg": r.blur_angle_deg,
-            "model": model["weights_sha256"] if model else None, "remove_outliers": r.remove_outliers,
-            "remove_stripes": r.remove_stripes}
+            "model": model["weights_sha256"] if model else None, **r.corrections().to_dict()}
 
 
 def _resolved_options(method: str, options: dict) -> dict:
@@ -396,8 +395,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], plan_sig["remove_outliers"],
-                                plan_sig["remove_stripes"]))
+                                plan_sig["model"], cfg.reconstruction.corrections()))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -32,7 +32,8 @@ INCOMPLETE, COMPLETE = "incomplete", "complete"
 PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", "blur_angle_deg",
              "model",  # model: the sha256 of an rrdb run's network weights, else None
              "remove_outliers",  # the zinger threshold, else None (stores made before it: None)
-             "remove_stripes")  # the stripe-removal method, else None (likewise)
+             "remove_stripes",  # the stripe-removal method, else None (likewise)
+             "air_columns")  # air levelling's outer columns, else None (likewise)
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

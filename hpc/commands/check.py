@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  zingers      removed: samples more than {r.remove_outliers:g} below their neighbours' medians")
     if r.remove_stripes is not None:
         print(f"  stripes      removed: '{r.remove_stripes}' (recon.io.preprocess.remove_stripes), row by row")
+    if r.air_columns is not None:
+        print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

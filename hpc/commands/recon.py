@@ -13,7 +13,7 @@ from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, line_integrals, open_scan, open_volume, partial_path
 from recon.io.scan_geometry import scan_geometry
-from recon.io.preprocess import STRIPE_METHODS
+from recon.io.preprocess import STRIPE_METHODS, Corrections
 from recon.methods import METHODS, RRDB_INPUTS, make_reconstructor
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if args.remove_outliers is not None and not args.remove_outliers > 0:
         raise FlytomoError(None, "--remove-outliers must be a threshold > 0 (line-integral units), "
                                  f"got {args.remove_outliers:g}")
+    if args.air_columns is not None and not args.air_columns >= 1:
+        raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
+    corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns)
     reader = open_scan(args.input)
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1))
@@ -77,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     n = geometry.image_size
     attrs = {
         "method": args.method, "options": rec.options, "model": rec.model.provenance() if rec.model else None,
-        "geometry": geometry.to_dict(), "remove_outliers": args.remove_outliers,
-        "remove_stripes": args.remove_stripes,
+        "geometry": geometry.to_dict(), **corrections.to_dict(),
         "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
         "flytomo_version": recon.__version__,
@@ -94,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
                    disable=args.quiet or None)
         for a in range(z0, z1, args.chunk_rows):
             b = min(z1, a + args.chunk_rows)
-            array[a - z0:b - z0] = rec(line_integrals(reader.read(a, b), outlier_threshold=args.remove_outliers,
-                                                          stripes=args.remove_stripes))
+            array[a - z0:b - z0] = rec(line_integrals(reader.read(a, b), corrections=corrections))
             bar.update(b - a)
         bar.close()
         finalize(out, overwrite=args.overwrite)
@@ -129,6 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="remove ring artifacts (stripes in each sinogram): 'mean', full stripes from the "
                         "columns' mean over angles (Boin & Haibel 2006); 'sorting' and 'all', Vo et al. "
                         "2018's methods by algotom; default off")
+    p.add_argument("--air-columns", type=int, metavar="N",
+                   help="level each projection row by its outer N columns per side, which must be air at "
+                        "every angle (flats taken at another beam intensity, a flux that changes between "
+                        "exposures); default off")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

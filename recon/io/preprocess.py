@@ -3,6 +3,7 @@ of dropped frames."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -23,6 +24,39 @@ MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not rep
 #: and partial stripes, and "all", also large and dead ones (N. T. Vo et al., Opt. Express 26,
 #: 28396 (2018), algorithms 3 and 4–6 + 3, as algotom.prep.removal implements them)
 STRIPE_METHODS = ("mean", "sorting", "all")
+#: air levelling: where the two sides' outer-column means differ by less than this (line
+#: integral), a projection row loses their mean, else the lower one (the sample entered the other)
+AIR_SIDES_AGREE = 0.05
+#: the levelling offset of a row ranging over more than this across the scan (5th to 95th
+#: percentile) says the outer columns are not air at every angle: a warning
+AIR_OFFSET_SPREAD = 0.3
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """Opt-in repairs of line integrals, each off (None) by default; the names are those of
+    an experiment config's ``reconstruction`` keys, a store's plan and a volume's attributes.
+
+    remove_outliers : zinger threshold, line-integral units (:func:`remove_outliers`).
+    remove_stripes : a STRIPE_METHODS name (:func:`remove_stripes`).
+    air_columns : outer detector columns per side that are air at every angle
+        (:func:`level_by_air`).
+    """
+
+    remove_outliers: float | None = None
+    remove_stripes: str | None = None
+    air_columns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.remove_outliers is not None and not self.remove_outliers > 0:
+            raise ValueError(f"outlier threshold must be > 0, got {self.remove_outliers}")
+        if self.remove_stripes is not None and self.remove_stripes not in STRIPE_METHODS:
+            raise ValueError(f"stripe removal must be one of {', '.join(STRIPE_METHODS)}, got {self.remove_stripes!r}")
+        if self.air_columns is not None and (isinstance(self.air_columns, bool) or not self.air_columns >= 1):
+            raise ValueError(f"air columns must be a whole number ≥ 1, got {self.air_columns}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class DataRepairWarning(UserWarning):
@@ -31,7 +65,7 @@ class DataRepairWarning(UserWarning):
 
 
 def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
-                   outlier_threshold: float | None = None, stripes: str | None = None) -> np.ndarray:
+                   corrections: Corrections | None = None) -> np.ndarray:
     """Line integrals p = −log((tomo − dark) / (flat − dark)) of a chunk of rows.
 
     Parameters
@@ -41,14 +75,14 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     min_transmission : transmissions are clamped to [min_transmission, ∞), so p ≤
         −log(min_transmission) and photon-starved pixels stay finite. Transmissions above 1
         (noise) give slightly negative p, which is kept.
-    outlier_threshold : None (the default): off. Else zingers are removed
-        (:func:`remove_outliers`): a sample more than this far below (brighter than) both the
-        median of its 3×3 neighbours in its projection and the median of the same pixel in
-        the frames before and after is replaced by the former. In line-integral units: 0.3
-        takes counts over 35 % above their neighbours'.
-    stripes : None (the default): off. Else a key of STRIPE_METHODS: stripes in each row's
-        sinogram (detector columns whose gain drifted from the flats', which become rings in
-        the slice) are removed (:func:`remove_stripes`), after every other repair.
+    corrections : opt-in repairs (None: none), after every automatic one, in this order:
+        zingers (:func:`remove_outliers`: a sample more than ``remove_outliers`` below both
+        the median of its 3×3 neighbours in its projection and the median of the same pixel
+        in the frames before and after is replaced by the former; 0.3 takes counts over 35 %
+        above their neighbours'), air levelling (:func:`level_by_air`: flats taken at another
+        beam intensity, a beam whose flux changes from one exposure to the next) and stripes
+        (:func:`remove_stripes`: detector columns whose gain drifted from the flats', which
+        become rings in the slice).
 
     Returns
     -------
@@ -112,10 +146,20 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
                       "nearest good neighbours", DataRepairWarning, stacklevel=2)
-    if outlier_threshold is not None:
-        remove_outliers(p, outlier_threshold)
-    if stripes is not None:
-        remove_stripes(p, stripes)
+    c = corrections or Corrections()
+    if c.remove_outliers is not None:
+        remove_outliers(p, c.remove_outliers)
+    if c.air_columns is not None:
+        if c.air_columns > p.shape[2] // 4:
+            raise FlytomoError(where, f"air levelling asks for {c.air_columns} columns per side of a detector "
+                                      f"{p.shape[2]} columns wide (at most a quarter of it, {p.shape[2] // 4})")
+        spread = level_by_air(p, c.air_columns)
+        if spread > AIR_OFFSET_SPREAD:
+            warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns are not air at every "
+                          f"angle (their line integral ranges over {spread:.2f} in a row): levelling by air "
+                          "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
+    if c.remove_stripes is not None:
+        remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
 
 
@@ -140,6 +184,24 @@ def remove_outliers(p: np.ndarray, threshold: float) -> int:
     bad = (spatial - p > threshold) & (temporal - p > threshold)
     p[bad] = spatial[bad]
     return int(bad.sum())
+
+
+def level_by_air(p: np.ndarray, n_columns: int) -> float:
+    """In place: each projection row of line integrals p (angle, z, col) shifted so that its
+    outer ``n_columns`` on each side, which must be air, read zero: it loses the mean of the two
+    sides' means where they agree within AIR_SIDES_AGREE, else the lower one (the sample
+    reached the other side). This takes out flats taken at another beam intensity (an offset
+    log(I_flat/I_beam) in every ray) and a flux that changes from one exposure to the next, as
+    tomopy's ``normalize_bg`` does. Returns the largest range (5th to 95th percentile over the
+    angles) of a row's offset: far above the flux's changes, the edges were not air."""
+    if not 1 <= n_columns <= p.shape[2] // 4:
+        raise ValueError(f"air columns must be 1 to a quarter of the detector's {p.shape[2]}, got {n_columns}")
+    left = p[..., :n_columns].mean(axis=-1, dtype=np.float64)  # (angle, z)
+    right = p[..., -n_columns:].mean(axis=-1, dtype=np.float64)
+    offset = np.where(np.abs(left - right) < AIR_SIDES_AGREE, (left + right) / 2, np.minimum(left, right))
+    p -= offset[..., None].astype(p.dtype)
+    low, high = np.percentile(offset, [5, 95], axis=0)
+    return float((high - low).max())
 
 
 def remove_stripes(p: np.ndarray, method: str) -> None:

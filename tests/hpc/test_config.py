@@ -69,6 +69,13 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "fw"})
     assert main(["check", str(cfg)]) == 2
     assert "reconstruction.remove_stripes:" in capsys.readouterr().err
+    cfg = write_config(tmp_path, sim, reconstruction={"air_columns": 8})
+    assert main(["check", str(cfg)]) == 0
+    assert "air          each projection levelled by its outer 8 columns per side" in capsys.readouterr().out
+    for bad in (0, True, 2.5):
+        cfg = write_config(tmp_path, sim, reconstruction={"air_columns": bad})
+        assert main(["check", str(cfg)]) == 2
+        assert "reconstruction.air_columns:" in capsys.readouterr().err
 
 
 def test_load_experiment_raises_one_line_naming_the_keys(tmp_path, sim):

@@ -174,13 +174,13 @@ def test_zinger_removal_is_part_of_the_plan(reference, sim, tmp_path):
         run_experiment(load_experiment(write_config(tmp_path, sim)), progress=False)
 
 
-def test_stripe_removal_is_part_of_the_plan(reference, sim, tmp_path):
-    cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "sorting"})
+def test_stripe_removal_and_air_levelling_are_part_of_the_plan(reference, sim, tmp_path):
+    cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "mean", "air_columns": 3})
     assert run_experiment(load_experiment(cfg), progress=False).complete
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
-    assert attrs["plan"]["remove_stripes"] == "sorting"
-    assert not np.array_equal(read_store(tmp_path / "store.zarr"), reference[1])  # it did act
-    with pytest.raises(FlytomoError, match="remove_stripes"):
+    assert attrs["plan"]["remove_stripes"] == "mean" and attrs["plan"]["air_columns"] == 3
+    assert not np.array_equal(read_store(tmp_path / "store.zarr"), reference[1])  # they did act
+    with pytest.raises(FlytomoError, match="remove_stripes, air_columns"):
         run_experiment(load_experiment(write_config(tmp_path, sim)), progress=False)
 
 

@@ -295,6 +295,50 @@ def test_remove_stripes_takes_column_offsets_out_row_by_row():
     with pytest.raises(ValueError, match="mean, sorting, all"):
         remove_stripes(striped, "fw")
 
+
+def test_level_by_air_takes_out_flat_and_flux_offsets():
+    """Projections of a disk that never reaches the outer 6 columns, read with flats 5 % too
+    bright and a flux 3 % (s.d.) off from one exposure to the next: levelling by air gives
+    back the clean line integrals to float precision; where the sample covers one side at
+    some angles, the other side sets the level; air columns that are not air raise the
+    returned spread, and line_integrals says so naming the file."""
+    from recon.io.preprocess import AIR_OFFSET_SPREAD, Corrections, level_by_air
+
+    cols = np.arange(64) - 31.5
+    disk = np.sqrt(np.clip(20.0 ** 2 - cols ** 2, 0, None)) / 10.0
+    clean = np.broadcast_to(disk, (40, 2, 64)).astype(np.float32).copy()
+    flux = np.random.default_rng(1).normal(0, 0.03, 40)
+    offset = (np.log(1.05) - np.log1p(flux)).astype(np.float32)[:, None, None]
+    p = clean + offset
+    spread = level_by_air(p, 6)
+    np.testing.assert_allclose(p, clean, atol=1e-5)
+    assert spread < AIR_OFFSET_SPREAD
+    one_side = clean.copy()
+    one_side[::4, :, :8] += 0.5  # the sample reaches the left edge at every fourth angle
+    levelled = one_side + offset
+    level_by_air(levelled, 6)
+    np.testing.assert_allclose(levelled, one_side, atol=1e-5)
+    wide = np.broadcast_to(np.sqrt(np.clip(40.0 ** 2 - cols ** 2, 0, None)) / 10.0, (40, 2, 64)).copy()
+    wide[::2] *= 0.5  # an oblong sample wider than the field: its edges change with the angle
+    assert level_by_air(wide.astype(np.float32), 6) > AIR_OFFSET_SPREAD
+    with pytest.raises(ValueError, match="air columns"):
+        Corrections(air_columns=0)
+    with pytest.raises(ValueError, match="stripe removal"):
+        Corrections(remove_stripes="fw")
+    assert Corrections(0.3, "mean", 4).to_dict() == {"remove_outliers": 0.3, "remove_stripes": "mean",
+                                                     "air_columns": 4}
+
+
+def test_air_levelling_warns_where_the_edges_are_not_air(small_scan):
+    from recon.io.preprocess import Corrections
+
+    chunk = RawChunk(small_scan.tomo, small_scan.flats, small_scan.darks, source="scan_03.h5")
+    n = small_scan.tomo.shape[2]
+    with pytest.raises(FlytomoError, match=rf"scan_03\.h5: air levelling asks for {n} columns"):
+        line_integrals(chunk, corrections=Corrections(air_columns=n))
+    with pytest.warns(DataRepairWarning, match=r"scan_03\.h5: the outer 4 detector columns are not air"):
+        line_integrals(chunk, corrections=Corrections(air_columns=4))  # random p in [0, 2] everywhere
+
 # ---------------------------------------------------------------- bad input
 
 
