@@ -51,8 +51,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import ndimage as ndi
+
+from recon.yamlfile import ConfigModel
 
 __all__ = [
     "SegmentationParams",
@@ -69,13 +71,11 @@ NOT_RECONSTRUCTED = "not reconstructed (no data)"
 OK = "ok"
 
 
-class SegmentationParams(BaseModel):
+class SegmentationParams(ConfigModel):
     """Parameters of :func:`segment_volume` (the experiment config embeds this model).
 
     Lengths are in voxels, thresholds in attenuation per pixel (the reconstruction's unit).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     # envelope
     sigma: float = Field(1.0, ge=0, description="Gaussian sigma (voxels) before the envelope threshold")

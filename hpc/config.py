@@ -44,15 +44,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from recon.errors import FlytomoError
 from recon.io.preprocess import Corrections
 from recon.geometry import CENTER_CHOICES
-from recon.yamlfile import read_yaml_mapping
+from recon.yamlfile import ConfigModel, read_yaml_mapping
 
 METHOD_NAMES = ("fbp", "mlem", "mlem-flyscan", "rrdb")
 EXECUTOR_KINDS = ("local", "dask", "mpi")
 CONFIG_NAME = "experiment.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = ConfigModel  # unknown keys and booleans for numbers refused
 
 
 class RrdbOptions(_Strict):

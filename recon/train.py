@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from recon.errors import FlytomoError
-from recon.yamlfile import read_yaml_mapping
+from recon.yamlfile import ConfigModel, read_yaml_mapping
 
 __all__ = [
     "DataConfig",
@@ -79,8 +79,7 @@ _FALLBACK_SEED0 = {"train": 1_000_000, "validation": 2_000_000}
 
 # --------------------------------------------------------------------------- config
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = ConfigModel  # unknown keys and booleans for numbers refused
 
 
 # what each [low, high] range of DataConfig must also satisfy, and the message where it does not

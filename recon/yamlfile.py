@@ -6,14 +6,16 @@ overridden, as YAML allows.
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from recon.errors import FlytomoError
 
-__all__ = ["load_yaml", "read_yaml_mapping", "yaml_problem"]
+__all__ = ["ConfigModel", "load_yaml", "read_yaml_mapping", "yaml_problem"]
 
 
 class _StrictSafeLoader(yaml.SafeLoader):
@@ -79,3 +81,34 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, keys: str = "") -> dic
     if not isinstance(raw, dict):
         raise FlytomoError(path, f"the {what} must be a mapping of keys" + (f" ({keys})" if keys else ""))
     return raw
+
+
+def _numeric_not_bool(annotation: Any) -> bool:
+    """Whether a field's type takes numbers (int or float, also inside unions and tuples) but
+    not booleans."""
+    seen, stack = set(), [annotation]
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        stack.extend(typing.get_args(t))
+    return bool(seen & {int, float}) and bool not in seen and Any not in seen
+
+
+class ConfigModel(BaseModel):
+    """Base of the models that read YAML configs: unknown keys are refused, and so is a
+    boolean where a number belongs. YAML reads ``yes``, ``no``, ``on`` and ``off`` as true and
+    false, and pydantic would take those as 1 and 0 (``iterations: yes`` running one MLEM
+    iteration without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, bool) for v in items) and info.field_name is not None \
+                and _numeric_not_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be a number, got {value!r} (YAML reads yes/no/on/off as true/false)")
+        return value

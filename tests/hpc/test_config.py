@@ -78,6 +78,23 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
         assert "reconstruction.air_columns:" in capsys.readouterr().err
 
 
+def test_yes_and_no_are_not_numbers(tmp_path, sim):
+    """YAML reads yes/no/on/off as booleans; pydantic alone would take them as 1 and 0 (one
+    MLEM iteration, a 1° blur) without a word. Each is refused by its key; a true/false key
+    still takes them."""
+    cfg = write_config(tmp_path, sim, rows_per_chunk=False,
+                       reconstruction={"iterations": True, "blur_angle_deg": True,
+                                       "rrdb": {"tile": True, "self_ensemble": True}},
+                       analysis={"segmentation": {"sigma": True}})
+    _, problems = check_config(cfg)
+    msg = {p.key: p.message for p in problems}
+    for key in ("rows_per_chunk", "reconstruction.iterations", "reconstruction.blur_angle_deg",
+                "reconstruction.rrdb.tile", "analysis.segmentation.sigma"):
+        assert msg[key].startswith("must be a number, got"), (key, msg)
+    assert "reconstruction.rrdb.self_ensemble" not in msg
+    assert len(problems) == 5, problems
+
+
 def test_load_experiment_raises_one_line_naming_the_keys(tmp_path, sim):
     import pytest
     from recon.errors import FlytomoError

@@ -206,6 +206,8 @@ def _write(tmp_path, raw) -> Path:
     ({"epochs": 3}, "epochs"),
     ({"model": {"architecture": "rrdb", "blocks": 3}}, "model.blocks"),
     ({"input_kind": "sirt"}, "input_kind"),
+    ({"training": {"steps": True}}, "training.steps"),  # `steps: yes` is not one step
+    ({"data": {"photons": [True, 3000]}}, "data.photons"),
 ])
 def test_bad_config_names_the_key(tmp_path, patch, key):
     raw = json.loads(json.dumps(TINY))
