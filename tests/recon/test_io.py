@@ -302,7 +302,7 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
     back the clean line integrals to float precision; where the sample covers one side at
     some angles, the other side sets the level; air columns that are not air raise the
     returned spread, and line_integrals says so naming the file."""
-    from recon.io.preprocess import AIR_OFFSET_SPREAD, Corrections, level_by_air
+    from recon.io.preprocess import AIR_OFFSET_SPREAD, Corrections, air_offset_hint, level_by_air
 
     cols = np.arange(64) - 31.5
     disk = np.sqrt(np.clip(20.0 ** 2 - cols ** 2, 0, None)) / 10.0
@@ -321,6 +321,11 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
     wide = np.broadcast_to(np.sqrt(np.clip(40.0 ** 2 - cols ** 2, 0, None)) / 10.0, (40, 2, 64)).copy()
     wide[::2] *= 0.5  # an oblong sample wider than the field: its edges change with the angle
     assert level_by_air(wide.astype(np.float32), 6) > AIR_OFFSET_SPREAD
+    hint = air_offset_hint(clean + np.float32(np.log(1.05)))  # flats 5 % too bright, no flux change
+    assert hint is not None and "outer 4 detector columns read more attenuation than air" in hint
+    assert "--air-columns 4" in hint
+    assert air_offset_hint(clean - np.float32(0.05)) is not None
+    assert air_offset_hint(clean) is None and air_offset_hint(wide.astype(np.float32)) is None
     with pytest.raises(ValueError, match="air columns"):
         Corrections(air_columns=0)
     with pytest.raises(ValueError, match="stripe removal"):
