@@ -1,5 +1,5 @@
 """Counts → line integrals: flat/dark normalisation, −log, clamping, repair of bad pixels and
-of dropped frames."""
+of dropped frames; opt-in zinger removal, air levelling and stripe removal (:class:`Corrections`)."""
 from __future__ import annotations
 
 import warnings
@@ -183,9 +183,9 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     n = max(4, p.shape[2] // 32)
     if p.shape[2] < 4 * n:
         return None
-    left = p[..., :n].mean(axis=-1, dtype=np.float64)
-    right = p[..., -n:].mean(axis=-1, dtype=np.float64)
-    per_angle = np.minimum(left, right).mean(axis=1)  # (angle,)
+    left = p[..., :n].mean(axis=(1, 2), dtype=np.float64)  # (angle,): rows pooled, so the noise
+    right = p[..., -n:].mean(axis=(1, 2), dtype=np.float64)  # of photon-starved scans averages out
+    per_angle = np.where(np.abs(left - right) < AIR_SIDES_AGREE, (left + right) / 2, np.minimum(left, right))
     level = float(np.median(per_angle))
     low, high = np.percentile(per_angle, [5, 95])
     if abs(level) <= AIR_HINT_OFFSET or high - low > AIR_HINT_SPREAD:
