@@ -13,7 +13,7 @@ The CI test ``tests/hpc/test_shipped_model_cracks.py`` is the 6-scan version of 
 (MAE < 0.5 points); this 24-scan run is the one docs/benchmarks.md quotes.
 
     .venv/bin/python bench/crack_gate.py /tmp/acc default runs/X/model.safetensors mlem-flyscan
-        [--self-ensemble] [--json runs/crack_gate.json]
+        [--self-ensemble] [--remove-stripes mean|sorting|all] [--json runs/crack_gate.json]
 """
 from __future__ import annotations
 
@@ -36,20 +36,22 @@ from hpc.cli import main as flytomo  # noqa: E402
 from recon.methods import METHODS  # noqa: E402
 
 
-def _label(entry: str, self_ensemble: bool = False) -> str:
+def _label(entry: str, self_ensemble: bool = False, stripes: str | None = None) -> str:
+    suffix = f"-stripes-{stripes}" if stripes else ""
     if entry in METHODS:
-        return entry
+        return entry + suffix
     name = "default" if entry == "default" else Path(entry).parent.name or Path(entry).stem
-    return f"{name}-self-ensemble" if self_ensemble else name
+    return (f"{name}-self-ensemble" if self_ensemble else name) + suffix
 
 
-def run_entry(exp: Path, entry: str, self_ensemble: bool = False) -> pd.DataFrame:
+def run_entry(exp: Path, entry: str, self_ensemble: bool = False, stripes: str | None = None) -> pd.DataFrame:
     """Reconstruct and analyse the experiment for one entry (a network one averaged over the 8
-    rotations/flips with ``self_ensemble``); its crack table (one row per scan)."""
+    rotations/flips with ``self_ensemble``; ring removal ``stripes``, a
+    ``reconstruction.remove_stripes`` method); its crack table (one row per scan)."""
     base = yaml.safe_load((exp / "experiment.yaml").read_text())
-    label = _label(entry, self_ensemble)
+    label = _label(entry, self_ensemble, stripes)
     cfg = dict(base)
-    rec = dict(base["reconstruction"])
+    rec = dict(base["reconstruction"], remove_stripes=stripes)
     if entry in METHODS:
         rec["method"] = entry
     else:
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scans", type=int, default=24)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--self-ensemble", action="store_true", help="network entries averaged over 8 rotations/flips")
+    ap.add_argument("--remove-stripes", choices=("mean", "sorting", "all"), help="ring removal for every entry")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not (args.dir / "experiment.yaml").is_file():
@@ -95,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     for entry in args.entries:
         t0 = time.perf_counter()
         row = {"entry": entry, "self_ensemble": args.self_ensemble and entry not in METHODS,
-               **score(run_entry(args.dir, entry, args.self_ensemble), truth),
+               "remove_stripes": args.remove_stripes,
+               **score(run_entry(args.dir, entry, args.self_ensemble, args.remove_stripes), truth),
                "wall_s": time.perf_counter() - t0}
         results.append(row)
-        print(f"{_label(entry, args.self_ensemble):>28} {row['scans']:>5} {row['mae']:6.3f} {row['bias']:+7.3f} "
+        print(f"{_label(entry, args.self_ensemble, args.remove_stripes):>28} {row['scans']:>5} {row['mae']:6.3f} {row['bias']:+7.3f} "
               f"{row['max']:6.3f} {row['r']:6.3f} {row['wall_s']:6.0f}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
