@@ -288,7 +288,7 @@ class Experiment:
         return store.parent / f"{stem}_analysis"
 
     def scan_files(self) -> list[Path]:
-        """The scan files in experiment order (a glob is sorted by name)."""
+        """The scan files in experiment order (a glob in natural name order: scan_9 before scan_10)."""
         return resolve_scans(self.config.scans, self.base)[0]
 
     def method_options(self) -> dict[str, Any]:
@@ -300,15 +300,16 @@ class Experiment:
 
 
 def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[Problem]]:
-    """Scans of ``scans`` (glob or list, relative to ``base``) and the problems found. A file
+    """Scans of ``scans`` (glob in :func:`recon.io.readers.natural_order`, or a list in its own order, relative
+    to ``base``) and the problems found. A file
     that holds several scans (an NXtomo file with several entries) gives one
     ``FILE::ENTRY`` per scan, in the file's order; a list may name one entry so."""
-    from recon.io.readers import scan_entries, split_scan_ref
+    from recon.io.readers import natural_order, scan_entries, split_scan_ref
 
     problems: list[Problem] = []
     if isinstance(scans, str):
         pattern = str(Path(scans).expanduser()) if Path(scans).expanduser().is_absolute() else str(base / scans)
-        files = sorted(Path(p) for p in _glob.glob(pattern) if Path(p).is_file())
+        files = sorted((Path(p) for p in _glob.glob(pattern) if Path(p).is_file()), key=natural_order)
         if not files:
             problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
         return [Path(ref) for f in files for ref in scan_entries(f)], problems

@@ -11,6 +11,7 @@ units fail, the others run.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -158,6 +159,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         plans.append(plan)
         reader = None
     _fill_durations(plans)
+    _warn_out_of_time_order(plans)
     if log is not None:
         lt, lT = log
         for p in plans:
@@ -168,6 +170,19 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         for p in plans:
             p.temperature_C = as_float(p.metadata.get("temperature_C"))
     return plans
+
+
+def _warn_out_of_time_order(plans: list[ScanPlan]) -> None:
+    """One warning when a scan's recorded start comes before the one listed ahead of it: the
+    experiment order (index t, the table's rows) is the list's, not the clock's."""
+    timed = [p for p in plans if p.start_time_s is not None]
+    back = [(a, b) for a, b in zip(timed, timed[1:]) if b.start_time_s < a.start_time_s]
+    if back:
+        a, b = back[0]
+        more = f" ({len(back)} such pairs)" if len(back) > 1 else ""
+        warnings.warn(f"{b.path.name} started {a.start_time_s - b.start_time_s:.0f} s before {a.path.name}, which is "
+                      f"listed ahead of it{more}: the experiment keeps the order of the scan list (a glob: natural "
+                      "name order); list the scans in time order if that is not what you meant", stacklevel=2)
 
 
 def _fill_durations(plans: list[ScanPlan]) -> None:

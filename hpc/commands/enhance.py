@@ -24,6 +24,7 @@ import recon
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target
+from recon.io.readers import natural_order
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, load_model
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -33,12 +34,13 @@ MIN_SIDE = 16
 
 
 def _tiff_files(spec: str) -> list[Path] | None:
-    """The TIFF files a folder or glob names, sorted by name; None when ``spec`` is neither."""
+    """The TIFF files a folder or glob names, in natural name order (slice_9 before slice_10);
+    None when ``spec`` is neither."""
     path = Path(spec)
     if path.is_dir() and path.suffix != ".zarr" and not (path / ".zgroup").exists():
-        files = [p for p in sorted(path.iterdir()) if p.suffix.lower() in TIFF_SUFFIXES]
+        files = [p for p in sorted(path.iterdir(), key=natural_order) if p.suffix.lower() in TIFF_SUFFIXES]
     elif any(c in spec for c in "*?["):
-        files = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).suffix.lower() in TIFF_SUFFIXES]
+        files = [Path(p) for p in sorted(glob.glob(spec), key=natural_order) if Path(p).suffix.lower() in TIFF_SUFFIXES]
     else:
         return None
     if not files:

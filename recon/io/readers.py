@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,3 +85,9 @@ def open_scan(path: str | os.PathLike) -> ScanReader:
             raise FlytomoError(path, f"'{ENTRY_SEPARATOR}{entry}' names an NXtomo entry, but this "
                                      f"is a {name} file (one scan)")
         return nxtomo.open_nxtomo(path, f, entry)
+
+
+def natural_order(path: str | Path) -> list:
+    """Sort key that reads the numbers in a path as numbers: scan_9.h5 before scan_10.h5 (as
+    ``ls -v``), where plain string order puts scan_10 … scan_19 before scan_2."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]

@@ -102,6 +102,22 @@ def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):
     np.testing.assert_array_equal(np.load(npy), got)
 
 
+def test_unpadded_slice_numbers_keep_their_order(tmp_path):
+    """slice_1 … slice_12 (no zero padding): slice_10 comes after slice_9, not after slice_1."""
+    yy, xx = np.mgrid[:32, :32]
+    disk = ((yy - 16) ** 2 + (xx - 16) ** 2 < 12 ** 2).astype(np.float32)
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for i in range(1, 13):
+        tifffile.imwrite(folder / f"slice_{i}.tif", disk * (0.01 * i))
+    out = tmp_path / "e.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["enhance", str(folder), "--out", str(out), "--input-kind", "fbp", "--quiet"]) == 0
+    means = np.load(out).mean(axis=(1, 2))
+    assert np.all(np.diff(means) > 0), means
+
+
 def test_nan_pixels_are_taken_as_zero_with_a_warning(tmp_path):
     img = np.zeros((64, 64), np.float32)
     img[16:48, 16:48] = 0.05

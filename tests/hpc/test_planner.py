@@ -31,3 +31,29 @@ def test_bad_plan():
         row_ranges(0, 16)
     with pytest.raises(FlytomoError):
         row_ranges(10, 0)
+
+
+def test_a_glob_takes_numbers_as_numbers_and_time_order_is_checked(tmp_path):
+    """scan_1, scan_2, scan_10 in that order (plain string order put scan_10 second); a list
+    whose recorded start times go backwards gets one warning naming the two files."""
+    import warnings
+
+    import numpy as np
+
+    from hpc.config import resolve_scans
+    from hpc.planner import survey_scans
+    from recon.io.fxi import write_fxi
+
+    rng = np.random.default_rng(0)
+    for k, t in ((1, 100.0), (2, 200.0), (10, 1000.0)):
+        tomo = rng.poisson(900, (12, 4, 16)).astype(np.float32)
+        write_fxi(tmp_path / f"scan_{k}.h5", tomo, np.full((2, 4, 16), 1000.0, np.float32),
+                  np.zeros((2, 4, 16), np.float32), np.linspace(0, 180, 12, endpoint=False), scan_id=k,
+                  scan_time=t)
+    files, problems = resolve_scans("scan_*.h5", tmp_path)
+    assert not problems and [f.name for f in files] == ["scan_1.h5", "scan_2.h5", "scan_10.h5"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        survey_scans(files, center="middle")
+    with pytest.warns(UserWarning, match=r"scan_1\.h5 started 900 s before scan_10\.h5, which is listed ahead"):
+        survey_scans([files[2], files[0], files[1]], center="middle")
