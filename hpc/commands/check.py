@@ -10,6 +10,13 @@ import argparse
 import sys
 
 
+#: what each ``remove_stripes`` method does, in the words ``flytomo check`` prints
+STRIPE_WORDS = {"mean": "each detector column's mean over the angles levelled to its neighbours' median "
+                        "(Boin & Haibel 2006)",
+                "sorting": "Vo et al. 2018's sorting method (algotom)",
+                "all": "Vo et al. 2018's large, dead and small stripe removal (algotom)"}
+
+
 def run(args: argparse.Namespace) -> int:
     from hpc.config import apply_overrides, check_config, read_yaml
 
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if r.remove_outliers is not None:
         print(f"  zingers      removed: samples more than {r.remove_outliers:g} below their neighbours' medians")
     if r.remove_stripes is not None:
-        print(f"  stripes      removed: '{r.remove_stripes}' (recon.io.preprocess.remove_stripes), row by row")
+        print(f"  stripes      removed: '{r.remove_stripes}', {STRIPE_WORDS[r.remove_stripes]}")
     if r.air_columns is not None:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")

@@ -65,7 +65,7 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     assert "reconstruction.remove_outliers: must be a number" in capsys.readouterr().err
     cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "sorting"})
     assert main(["check", str(cfg)]) == 0
-    assert "stripes      removed: 'sorting'" in capsys.readouterr().out
+    assert "stripes      removed: 'sorting', Vo et al. 2018's sorting method" in capsys.readouterr().out
     cfg = write_config(tmp_path, sim, reconstruction={"remove_stripes": "fw"})
     assert main(["check", str(cfg)]) == 2
     assert "reconstruction.remove_stripes:" in capsys.readouterr().err
