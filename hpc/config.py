@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recon.errors import FlytomoError
-from recon.io.preprocess import Corrections
+from recon.io.preprocess import Corrections, stripe_method_problem
 from recon.geometry import CENTER_CHOICES
 from recon.yamlfile import ConfigModel, read_yaml_mapping
 
@@ -85,6 +85,13 @@ class ReconstructionConfig(_Strict):
     def corrections(self) -> Corrections:
         """The opt-in repairs of the line integrals this config asks for."""
         return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns)
+
+    @field_validator("remove_stripes")
+    @classmethod
+    def _stripes(cls, v: str | None) -> str | None:
+        if v is not None and (problem := stripe_method_problem(v)):
+            raise ValueError(problem)
+        return v
 
     @field_validator("center", mode="before")
     @classmethod

@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
                                  f"got {args.remove_outliers:g}")
     if args.air_columns is not None and not args.air_columns >= 1:
         raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
-    corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns)
+    try:
+        corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns)
+    except ValueError as err:
+        raise FlytomoError(None, f"--remove-stripes: {err}") from None
     reader = open_scan(args.input)
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1))

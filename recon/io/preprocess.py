@@ -2,6 +2,7 @@
 of dropped frames; opt-in zinger removal, air levelling and stripe removal (:class:`Corrections`)."""
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -54,8 +55,8 @@ class Corrections:
     def __post_init__(self) -> None:
         if self.remove_outliers is not None and not self.remove_outliers > 0:
             raise ValueError(f"outlier threshold must be > 0, got {self.remove_outliers}")
-        if self.remove_stripes is not None and self.remove_stripes not in STRIPE_METHODS:
-            raise ValueError(f"stripe removal must be one of {', '.join(STRIPE_METHODS)}, got {self.remove_stripes!r}")
+        if self.remove_stripes is not None and (problem := stripe_method_problem(self.remove_stripes)):
+            raise ValueError(problem)
         if self.air_columns is not None and (isinstance(self.air_columns, bool) or not self.air_columns >= 1):
             raise ValueError(f"air columns must be a whole number ≥ 1, got {self.air_columns}")
 
@@ -254,11 +255,13 @@ def remove_stripes(p: np.ndarray, method: str) -> None:
     from scipy.ndimage import median_filter
 
     if method not in STRIPE_METHODS:
-        raise ValueError(f"stripe removal must be one of {', '.join(STRIPE_METHODS)}, got {method!r}")
+        raise ValueError(stripe_method_problem(method))
     if method == "mean":
         m = p.mean(axis=0, dtype=np.float64)  # (z, col)
         p -= (m - median_filter(m, size=(1, mean_filter_size(p.shape[2])), mode="nearest")).astype(p.dtype)
         return
+    if problem := stripe_method_problem(method):
+        raise ValueError(problem)
     from algotom.prep import removal
 
     size = stripe_filter_size(p.shape[2])
@@ -271,6 +274,16 @@ def remove_stripes(p: np.ndarray, method: str) -> None:
                 p[:, z, :] = removal.remove_all_stripe(p[:, z, :], la_size=2 * size + 1, sm_size=size)
             except ValueError:  # algotom finds no noise to set its large-stripe threshold by
                 p[:, z, :] = removal.remove_stripe_based_sorting(p[:, z, :], size=size)
+
+
+def stripe_method_problem(method: str) -> str | None:
+    """Why ``method`` cannot remove stripes here (not a STRIPE_METHODS name, or algotom is not
+    installed for "sorting"/"all"), or None."""
+    if method not in STRIPE_METHODS:
+        return f"stripe removal must be one of {', '.join(STRIPE_METHODS)}, got {method!r}"
+    if method != "mean" and importlib.util.find_spec("algotom") is None:
+        return f"stripe removal '{method}' needs algotom (pip install 'flytomo[stripes]'); 'mean' needs nothing more"
+    return None
 
 
 def stripe_filter_size(n_columns: int) -> int:

@@ -334,6 +334,18 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
                                                      "air_columns": 4}
 
 
+def test_sorting_and_all_name_algotom_where_it_is_missing(monkeypatch):
+    import importlib.util
+
+    from recon.io import preprocess
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(preprocess.importlib.util, "find_spec", lambda name, *a: None if name == "algotom" else real(name, *a))
+    with pytest.raises(ValueError, match=r"stripe removal 'sorting' needs algotom \(pip install 'flytomo\[stripes\]'\)"):
+        preprocess.Corrections(remove_stripes="sorting")
+    assert preprocess.Corrections(remove_stripes="mean").remove_stripes == "mean"
+
+
 def test_air_levelling_warns_where_the_edges_are_not_air(small_scan):
     from recon.io.preprocess import Corrections
 
