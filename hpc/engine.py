@@ -343,7 +343,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
                              center=cfg.reconstruction.center, log=temp_log, known=known,
-                             scan_duration_s=cfg.scan_duration_s)
+                             scan_duration_s=cfg.scan_duration_s, corrections=cfg.reconstruction.corrections())
         for line in uncovered_scans(plans, temp_log):
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)

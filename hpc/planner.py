@@ -20,6 +20,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.io.metadata import as_float
+from recon.io.preprocess import Corrections
 
 
 @dataclass(frozen=True, order=True)
@@ -107,7 +108,8 @@ class ScanPlan:
 
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
-                 known: dict[str, dict] | None = None, scan_duration_s: float | None = None) -> list[ScanPlan]:
+                 known: dict[str, dict] | None = None, scan_duration_s: float | None = None,
+                 corrections: Corrections | None = None) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
 
     Parameters
@@ -123,6 +125,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     scan_duration_s : the duration of a scan when the file does not record one (config
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
+    corrections : the config's opt-in repairs, made to the rows the axis is found from too.
     """
     from recon.io import open_scan
     from recon.io.readers import scan_label
@@ -146,7 +149,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             c = center
             if center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
-            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c)
+            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

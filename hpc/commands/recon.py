@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, f"--remove-stripes: {err}") from None
     reader = open_scan(args.input)
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
-    geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1))
+    geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
+                             corrections=corrections)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
     attrs = {

@@ -63,6 +63,13 @@ class Corrections:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check_detector(self, n_columns: int, where: object = None) -> None:
+        """FlytomoError (naming ``where``) when these repairs cannot run on a detector
+        ``n_columns`` wide: air levelling takes at most a quarter of it per side."""
+        if self.air_columns is not None and self.air_columns > n_columns // 4:
+            raise FlytomoError(where, f"air levelling asks for {self.air_columns} columns per side of a detector "
+                                      f"{n_columns} columns wide (at most a quarter of it, {n_columns // 4})")
+
 
 class DataRepairWarning(UserWarning):
     """Some pixels of a chunk were bad (dead, flat ≤ dark, NaN/inf), or some projections were
@@ -160,9 +167,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if c.remove_outliers is not None:
         remove_outliers(p, c.remove_outliers)
     if c.air_columns is not None:
-        if c.air_columns > p.shape[2] // 4:
-            raise FlytomoError(where, f"air levelling asks for {c.air_columns} columns per side of a detector "
-                                      f"{p.shape[2]} columns wide (at most a quarter of it, {p.shape[2] // 4})")
+        c.check_detector(p.shape[2], where)
         spread = level_by_air(p, c.air_columns)
         if spread > AIR_OFFSET_SPREAD:
             warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns are not air at every "

@@ -30,6 +30,7 @@ def test_every_defect_is_mended_and_reported(tmp_path):
         assert rows[case]["mlem-flyscan"] < clean["mlem-flyscan"] - 1.5
         assert abs(rows[f"{case}, --air-columns 8"]["mlem-flyscan"] - levelled) < 0.01, case
     assert [w for w in rows["flats 5 % brighter"]["warnings"] if "read more attenuation than air" in w]  # the hint
+    assert rows["flats 5 % brighter, --air-columns 8"]["warnings"] == []  # not where the flag is given
     assert rows["as simulated"]["warnings"] == []
     assert [w for w in rows["dropped frames"]["warnings"] if "dropped frames" in w]
     assert [w for w in rows["air in the middle"]["warnings"] if "show no sample" in w]
