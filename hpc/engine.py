@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from hpc.manifest import META, Manifest, RunLock
 from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
-from recon.io.preprocess import Corrections
+from recon.io.preprocess import AirOffsetWarning, Corrections, DataRepairWarning
 
 log = logging.getLogger("flytomo.run")
 
@@ -79,6 +80,11 @@ class UnitResult:
     build_seconds: float = 0.0
     worker: str = ""
     peak_rss_mb: float = 0.0
+    warnings: tuple = ()  # (category name, message) pairs the unit raised, each once
+
+
+#: warning categories a worker's warnings keep when the driver raises them again
+_WARNING_CATEGORIES = {"DataRepairWarning": DataRepairWarning, "AirOffsetWarning": AirOffsetWarning}
 
 
 _reconstructors: "OrderedDict[tuple, Any]" = OrderedDict()
@@ -170,7 +176,18 @@ def run_unit(job: UnitJob) -> UnitResult:
     """Reconstruct one unit and write it: read rows z0:z1 → line integrals → volume → chunk → marker.
 
     Never raises: a failure comes back as ``UnitResult(ok=False, reason=...)`` (one line).
+    Warnings (a repaired dead column, say) come back in ``UnitResult.warnings`` for the driver
+    to raise where the command line shows them once: a Dask worker process would print each
+    raw, once per chunk.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_unit(job)
+    result.warnings = tuple(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
+    return result
+
+
+def _run_unit(job: UnitJob) -> UnitResult:
     global _units_run
     from recon.io.preprocess import line_integrals
 
@@ -473,6 +490,8 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
 
 
 def _record(summary: RunSummary, manifest: Manifest, r: UnitResult, plans: dict[int, ScanPlan]) -> None:
+    for category, message in r.warnings:
+        warnings.warn(message, _WARNING_CATEGORIES.get(category, UserWarning), stacklevel=2)
     if not r.ok and manifest.is_done(r.unit.name):
         # its worker died after writing the unit and its marker (the data is on disk)
         log.warning("unit %s reported %r, but its marker is there: counted as done", r.unit.name, r.reason)

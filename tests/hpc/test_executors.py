@@ -79,3 +79,24 @@ def test_mpi_ranks_match_local(reference, sim, tmp_path):
                            tmp_path / "serial", plots=False).table
     assert len(table) == SCANS and list(table["status"]) == ["ok"] * SCANS
     np.testing.assert_allclose(table["crack_fraction"], serial["crack_fraction"], rtol=1e-6)
+
+
+def test_worker_warnings_reach_the_driver(sim, tmp_path):
+    """A dead detector column in one scan: the Dask workers' repair warnings come back with
+    their units and are raised by the driver (as DataRepairWarning, naming the file), where
+    the command line shows them once; a worker process would print each raw, once per chunk."""
+    pytest.importorskip("distributed")
+    import h5py
+
+    from recon.io.preprocess import DataRepairWarning
+
+    cfg = write_config(tmp_path, sim, copy_raw=True, executor={"kind": "dask", "dask": {"workers": 2}})
+    scan = sorted((tmp_path / "raw").glob("*.h5"))[1]
+    with h5py.File(scan, "r+") as f:
+        f["img_bkg"][..., 5] = f["img_dark"][..., 5].mean()
+    exp = load_experiment(cfg)
+    with pytest.warns(DataRepairWarning) as caught:
+        with make_executor(exp.config.executor) as ex:
+            assert run_experiment(exp, ex, progress=False).exit_code == 0
+    dead = [str(w.message) for w in caught if "dead detector pixels" in str(w.message)]
+    assert dead and all(m.startswith(f"{scan}: ") for m in dead), dead
