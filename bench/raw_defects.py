@@ -11,6 +11,7 @@ again with one defect each:
 - ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats';
 - ``rings``: every detector column's gain 1 % (s.d.) off the flats', four of them ±4 % more
   (also run with each ``--remove-stripes`` method, and those on the clean scan);
+- ``flats saturated``: 25x the exposure on a 16-bit detector, the open beam clipped at 65,535;
 - ``flats 5 % brighter``: the flats taken with 5 % more beam than the projections (this and
   the flux case also run with ``--air-columns 8``, and that on the clean scan).
 
@@ -96,6 +97,13 @@ def _flat_scale(f: h5py.File) -> None:
     f["exchange/data"][...] = (tomo - dark) / 1.05 + dark
 
 
+def _saturated_flats(f: h5py.File) -> None:
+    """A 16-bit detector with 25x the exposure: the open beam (~75,000 counts) clips at 65,535 in
+    the flats and in the projections' air; counts through the sample stay below it."""
+    for name in ("exchange/data", "exchange/data_white"):
+        f[name][...] = np.minimum(f[name][:] * 25.0, 65535.0)
+
+
 #: (label, defect written into the scan or None, extra `flytomo recon` arguments)
 CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ...] = (
     ("as simulated", None, ()),
@@ -112,6 +120,7 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("as simulated, --remove-stripes mean", None, ("--remove-stripes", "mean")),
     ("as simulated, --remove-stripes sorting", None, ("--remove-stripes", "sorting")),
     ("as simulated, --remove-stripes all", None, ("--remove-stripes", "all")),
+    ("flats saturated (16-bit full scale)", _saturated_flats, ()),
     ("flats 5 % brighter", _flat_scale, ()),
     ("flats 5 % brighter, --air-columns 8", _flat_scale, ("--air-columns", "8")),
     ("flux ±5 %, --air-columns 8", _flux, ("--air-columns", "8")),

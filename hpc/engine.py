@@ -42,7 +42,7 @@ from hpc.manifest import META, Manifest, RunLock
 from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
-from recon.io.preprocess import AirOffsetWarning, Corrections, DataRepairWarning
+from recon.io.preprocess import Corrections, DataHintWarning, DataRepairWarning
 
 log = logging.getLogger("flytomo.run")
 
@@ -84,7 +84,7 @@ class UnitResult:
 
 
 #: warning categories a worker's warnings keep when the driver raises them again
-_WARNING_CATEGORIES = {"DataRepairWarning": DataRepairWarning, "AirOffsetWarning": AirOffsetWarning}
+_WARNING_CATEGORIES = {"DataRepairWarning": DataRepairWarning, "DataHintWarning": DataHintWarning}
 
 
 _reconstructors: "OrderedDict[tuple, Any]" = OrderedDict()

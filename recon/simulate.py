@@ -93,12 +93,12 @@ def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: fl
 
 def line_integrals_from_counts(scan: SimulatedScan) -> np.ndarray:
     """The scan's line integrals (z, n_angles, n_columns) through flytomo's own normalisation
-    (without the hint about the outer columns: a simulated medium may fill them on purpose)."""
+    (without DataHintWarning: a simulated medium may fill the outer columns on purpose)."""
     import warnings
 
-    from recon.io.preprocess import AirOffsetWarning, line_integrals
+    from recon.io.preprocess import DataHintWarning, line_integrals
     from recon.io.scan import RawChunk
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AirOffsetWarning)
+        warnings.simplefilter("ignore", DataHintWarning)
         return line_integrals(RawChunk(scan.tomo, scan.flats, scan.darks))

@@ -35,6 +35,10 @@ AIR_OFFSET_SPREAD = 0.3
 #: every angle (5th to 95th percentile within AIR_HINT_SPREAD) get a hint (:func:`air_offset_hint`)
 AIR_HINT_OFFSET = 0.03
 AIR_HINT_SPREAD = 0.1
+#: integer detectors' full-scale counts (8, 12, 14, 16 bit); flats with more than
+#: SATURATED_SHARE of their samples at one of these get a hint (:func:`saturation_hint`)
+FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0)
+SATURATED_SHARE = 0.001
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,10 @@ class DataRepairWarning(UserWarning):
     dropped frames, and were interpolated."""
 
 
-class AirOffsetWarning(UserWarning):
-    """A hint, nothing repaired: the outer detector columns read the same attenuation, off
-    zero, at every angle (:func:`air_offset_hint`)."""
+class DataHintWarning(UserWarning):
+    """A hint about the data, nothing repaired: the outer detector columns read the same
+    attenuation, off zero, at every angle (:func:`air_offset_hint`); flats at the detector's
+    full scale (:func:`saturation_hint`)."""
 
 
 def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
@@ -174,10 +179,27 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                           f"angle (their line integral ranges over {spread:.2f} in a row): levelling by air "
                           "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
     elif (hint := air_offset_hint(p)) is not None:
-        warnings.warn(f"{where or 'scan'}: {hint}", AirOffsetWarning, stacklevel=2)
+        warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
+    if (hint := saturation_hint(chunk.flats)) is not None:
+        warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def saturation_hint(flats: np.ndarray) -> str | None:
+    """A hint (or None) when more than SATURATED_SHARE of the flat-field samples (k, z, col)
+    sit at an integer detector's full scale (FULL_SCALES): there the open beam was brighter
+    than the detector counts, so every transmission through the sample is overestimated and
+    its line integral too low. The words do not depend on the chunk."""
+    finite = flats[np.isfinite(flats)]
+    if finite.size == 0:
+        return None
+    top = float(finite.max())
+    if top not in FULL_SCALES or np.mean(finite >= top) <= SATURATED_SHARE:
+        return None
+    return (f"flat-field counts reach {top:.0f}, the detector's full scale: saturated flats make the line "
+            "integrals through the sample too low (take the flats with a shorter exposure or less beam)")
 
 
 def air_offset_hint(p: np.ndarray) -> str | None:

@@ -334,6 +334,18 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
                                                      "air_columns": 4}
 
 
+def test_saturated_flats_get_a_hint():
+    from recon.io.preprocess import saturation_hint
+
+    flats = np.random.default_rng(0).normal(60000, 300, (4, 8, 64)).astype(np.float32)
+    assert saturation_hint(flats) is None
+    assert saturation_hint(np.minimum(flats * 1.1, 65535.0)).startswith("flat-field counts reach 65535")
+    assert saturation_hint(np.minimum(flats / 20, 4095.0)) is None  # 3000 counts: nowhere near 12-bit full scale
+    clipped = flats.copy()
+    clipped[0, 0, 0] = 65535.0  # one hot pixel is not a saturated open beam
+    assert saturation_hint(clipped) is None
+
+
 def test_sorting_and_all_name_algotom_where_it_is_missing(monkeypatch):
     import importlib.util
 
