@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from analysis_accuracy import compare, read_truth  # noqa: E402 - a sibling bench script
 from hpc.cli import main as flytomo  # noqa: E402
+from recon.io.preprocess import STRIPE_METHODS  # noqa: E402
 from recon.methods import METHODS  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scans", type=int, default=24)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--self-ensemble", action="store_true", help="network entries averaged over 8 rotations/flips")
-    ap.add_argument("--remove-stripes", choices=("mean", "sorting", "all"), help="ring removal for every entry")
+    ap.add_argument("--remove-stripes", choices=STRIPE_METHODS, help="ring removal for every entry")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not (args.dir / "experiment.yaml").is_file():

@@ -42,8 +42,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recon.errors import FlytomoError
-from recon.io.preprocess import Corrections, stripe_method_problem
 from recon.geometry import CENTER_CHOICES
+from recon.io.preprocess import STRIPE_METHODS, Corrections, stripe_method_problem
 from recon.yamlfile import ConfigModel, read_yaml_mapping
 
 METHOD_NAMES = ("fbp", "mlem", "mlem-flyscan", "rrdb")
@@ -51,10 +51,7 @@ EXECUTOR_KINDS = ("local", "dask", "mpi")
 CONFIG_NAME = "experiment.yaml"
 
 
-_Strict = ConfigModel  # unknown keys and booleans for numbers refused
-
-
-class RrdbOptions(_Strict):
+class RrdbOptions(ConfigModel):
     """The network stage of method ``rrdb``."""
 
     model: str | None = Field(None, description="weights file (relative to the config) or shipped model name")
@@ -65,7 +62,7 @@ class RrdbOptions(_Strict):
                                 "each slice (8x the network time, about +0.1 dB)")
 
 
-class ReconstructionConfig(_Strict):
+class ReconstructionConfig(ConfigModel):
     method: Literal["fbp", "mlem", "mlem-flyscan", "rrdb"] = "mlem-flyscan"
     iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
     blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
@@ -75,7 +72,7 @@ class ReconstructionConfig(_Strict):
     remove_outliers: float | None = Field(  # strict: `yes` is not read as a threshold of 1
         None, gt=0, strict=True, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "
                                 "None = off")
-    remove_stripes: Literal["mean", "sorting", "all"] | None = Field(
+    remove_stripes: Literal[STRIPE_METHODS] | None = Field(
         None, description="stripe (ring-artifact) removal (recon.io.preprocess.remove_stripes); None = off")
     air_columns: int | None = Field(
         None, ge=1, strict=True, description="outer detector columns per side that are air at every angle, by which "
@@ -113,21 +110,21 @@ class SlurmClusterConfig(BaseModel):
     memory: str = "16GB"
 
 
-class DaskConfig(_Strict):
+class DaskConfig(ConfigModel):
     workers: int = Field(2, ge=1, description="LocalCluster workers (one process each)")
     scheduler_address: str | None = Field(None, description="tcp://host:port of a running scheduler")
     scheduler_file: str | None = Field(None, description="scheduler file (dask-mpi, dask scheduler --scheduler-file)")
     jobqueue: SlurmClusterConfig | None = Field(None, description="start workers as Slurm jobs (dask_jobqueue)")
 
 
-class ExecutorConfig(_Strict):
+class ExecutorConfig(ConfigModel):
     kind: Literal["local", "dask", "mpi"] = "local"
     device: Literal["cpu", "cuda"] = "cpu"
     threads_per_worker: int = Field(1, ge=1, description="torch threads in each worker process")
     dask: DaskConfig = Field(default_factory=DaskConfig)
 
 
-class AnalysisConfig(_Strict):
+class AnalysisConfig(ConfigModel):
     enabled: bool = True
     out: str | None = Field(None, description="output folder; None = next to the store")
     segmentation: dict[str, Any] = Field(default_factory=dict, description="analysis SegmentationParams")
@@ -143,7 +140,7 @@ class AnalysisConfig(_Strict):
         return SegmentationParams(**v).model_dump(exclude_unset=True)
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(ConfigModel):
     scans: str | list[str]
     temperature_log: str | None = None
     scan_duration_s: float | None = Field(None, gt=0, description="scan duration when the files do not record it")

@@ -358,9 +358,10 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         model = model_provenance(method, resolved)  # the network, checked before any work
         existing = st.read_attrs(store)
         known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
+        corrections = cfg.reconstruction.corrections()
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
                              center=cfg.reconstruction.center, log=temp_log, known=known,
-                             scan_duration_s=cfg.scan_duration_s, corrections=cfg.reconstruction.corrections())
+                             scan_duration_s=cfg.scan_duration_s, corrections=corrections)
         for line in uncovered_scans(plans, temp_log):
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)
@@ -412,7 +413,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], cfg.reconstruction.corrections()))
+                                plan_sig["model"], corrections))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -79,9 +79,6 @@ _FALLBACK_SEED0 = {"train": 1_000_000, "validation": 2_000_000}
 
 # --------------------------------------------------------------------------- config
 
-_Strict = ConfigModel  # unknown keys and booleans for numbers refused
-
-
 # what each [low, high] range of DataConfig must also satisfy, and the message where it does not
 _RANGE_BOUNDS: dict[str, tuple[Callable[[tuple], bool], str]] = {
     "n_angles": (lambda v: v[0] >= 2, "needs at least 2 projections"),
@@ -93,7 +90,7 @@ _RANGE_BOUNDS: dict[str, tuple[Callable[[tuple], bool], str]] = {
 }
 
 
-class DataConfig(_Strict):
+class DataConfig(ConfigModel):
     """How training pairs are made (ranges are [low, high], drawn per pair)."""
 
     source: Literal["simulated", "synthetic"] = "simulated"
@@ -135,7 +132,7 @@ class DataConfig(_Strict):
         return self
 
 
-class OptimConfig(_Strict):
+class OptimConfig(ConfigModel):
     """Optimisation: Adam with a pixel loss, learning rate a function of the step."""
 
     steps: int = Field(3000, ge=1)
@@ -155,7 +152,7 @@ class OptimConfig(_Strict):
     amp: bool = True                                     # mixed precision, CUDA only
 
 
-class TrainConfig(_Strict):
+class TrainConfig(ConfigModel):
     """A training run (``jobs/train.yaml``)."""
 
     name: str = Field("rrdb-fbp", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

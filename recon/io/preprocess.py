@@ -211,9 +211,7 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     n = max(4, p.shape[2] // 32)
     if p.shape[2] < 4 * n:
         return None
-    left = p[..., :n].mean(axis=(1, 2), dtype=np.float64)  # (angle,): rows pooled, so the noise
-    right = p[..., -n:].mean(axis=(1, 2), dtype=np.float64)  # of photon-starved scans averages out
-    per_angle = np.where(np.abs(left - right) < AIR_SIDES_AGREE, (left + right) / 2, np.minimum(left, right))
+    per_angle = _air_level(p, n, axis=(1, 2))  # (angle,): rows pooled, so photon noise averages out
     level = float(np.median(per_angle))
     low, high = np.percentile(per_angle, [5, 95])
     if abs(level) <= AIR_HINT_OFFSET or high - low > AIR_HINT_SPREAD:
@@ -255,14 +253,20 @@ def level_by_air(p: np.ndarray, n_columns: int) -> float:
     log(I_flat/I_beam) in every ray) and a flux that changes from one exposure to the next, as
     tomopy's ``normalize_bg`` does. Returns the largest range (5th to 95th percentile over the
     angles) of a row's offset: far above the flux's changes, the edges were not air."""
-    if not 1 <= n_columns <= p.shape[2] // 4:
-        raise ValueError(f"air columns must be 1 to a quarter of the detector's {p.shape[2]}, got {n_columns}")
-    left = p[..., :n_columns].mean(axis=-1, dtype=np.float64)  # (angle, z)
-    right = p[..., -n_columns:].mean(axis=-1, dtype=np.float64)
-    offset = np.where(np.abs(left - right) < AIR_SIDES_AGREE, (left + right) / 2, np.minimum(left, right))
+    Corrections(air_columns=n_columns).check_detector(p.shape[2])
+    offset = _air_level(p, n_columns, axis=-1)  # (angle, z)
     p -= offset[..., None].astype(p.dtype)
     low, high = np.percentile(offset, [5, 95], axis=0)
     return float((high - low).max())
+
+
+def _air_level(p: np.ndarray, n_columns: int, axis) -> np.ndarray:
+    """The line integral air reads in p (angle, z, col), from the means over ``axis`` of the
+    outer ``n_columns`` per side: their mean where they agree within AIR_SIDES_AGREE, else the
+    lower one (the sample reached the other side)."""
+    left = p[..., :n_columns].mean(axis=axis, dtype=np.float64)
+    right = p[..., -n_columns:].mean(axis=axis, dtype=np.float64)
+    return np.where(np.abs(left - right) < AIR_SIDES_AGREE, (left + right) / 2, np.minimum(left, right))
 
 
 def remove_stripes(p: np.ndarray, method: str) -> None:
@@ -281,14 +285,12 @@ def remove_stripes(p: np.ndarray, method: str) -> None:
     """
     from scipy.ndimage import median_filter
 
-    if method not in STRIPE_METHODS:
-        raise ValueError(stripe_method_problem(method))
+    if problem := stripe_method_problem(method):
+        raise ValueError(problem)
     if method == "mean":
         m = p.mean(axis=0, dtype=np.float64)  # (z, col)
         p -= (m - median_filter(m, size=(1, mean_filter_size(p.shape[2])), mode="nearest")).astype(p.dtype)
         return
-    if problem := stripe_method_problem(method):
-        raise ValueError(problem)
     from algotom.prep import removal
 
     size = stripe_filter_size(p.shape[2])
