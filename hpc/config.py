@@ -77,11 +77,14 @@ class ReconstructionConfig(ConfigModel):
     air_columns: int | None = Field(
         None, ge=1, strict=True, description="outer detector columns per side that are air at every angle, by which "
                                 "each projection is levelled (recon.io.preprocess.level_by_air); None = off")
+    correct_jitter: bool = Field(
+        False, description="measure and undo each projection's shift off the ideal rotation (a stage that "
+                           "wobbles between exposures; recon.io.jitter); needs the sample inside the field of view")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     def corrections(self) -> Corrections:
         """The opt-in repairs of the line integrals this config asks for."""
-        return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns)
+        return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns, self.correct_jitter)
 
     @field_validator("remove_stripes")
     @classmethod

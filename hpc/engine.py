@@ -69,6 +69,7 @@ class UnitJob:
     threads: int | None = 1
     model_sha256: str | None = None  # rrdb: the network the plan recorded (checked on the worker)
     corrections: Corrections = Corrections()  # opt-in repairs of the line integrals
+    jitter: dict | None = None  # the scan's projection shifts to undo (recon.io.jitter.Jitter.to_dict)
 
 
 @dataclass
@@ -189,7 +190,7 @@ def run_unit(job: UnitJob) -> UnitResult:
 
 def _run_unit(job: UnitJob) -> UnitResult:
     global _units_run
-    from recon.io.preprocess import line_integrals
+    from recon.io.jitter import Jitter, read_line_integrals
 
     u = job.unit
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -199,8 +200,8 @@ def _run_unit(job: UnitJob) -> UnitResult:
         set_torch_threads(job.threads)
         tune_malloc()
         device = worker_device(job.device)
-        chunk = reader_for(job.scan_file).read(u.z0, u.z1)
-        sino = line_integrals(chunk, corrections=job.corrections)
+        sino = read_line_integrals(reader_for(job.scan_file), u.z0, u.z1, corrections=job.corrections,
+                                   jitter=Jitter.from_dict(job.jitter), columns=False)  # dx: in the geometry
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
         vol = rec(sino)
@@ -413,7 +414,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], corrections))
+                                plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

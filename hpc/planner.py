@@ -75,6 +75,7 @@ class ScanPlan:
     geometry: Any = None
     error: str | None = None
     metadata: dict = field(default_factory=dict)
+    jitter: Any = None  # recon.io.jitter.Jitter where the config asks to correct it
 
     @property
     def ok(self) -> bool:
@@ -101,6 +102,8 @@ class ScanPlan:
             "geometry": None if self.geometry is None else self.geometry.to_dict(),
             "status": status,
         }
+        if self.jitter is not None:
+            out["jitter"] = self.jitter.to_dict()
         if self.error:
             out["error"] = self.error
         return out
@@ -120,14 +123,17 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
-    known : store entries by file name from an earlier run; their centers are reused so a
-        resumed run reconstructs with the same geometry.
+    known : store entries by file name from an earlier run; their centers (and jitter) are
+        reused so a resumed run reconstructs with the same geometry.
     scan_duration_s : the duration of a scan when the file does not record one (config
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
-    corrections : the config's opt-in repairs, made to the rows the axis is found from too.
+    corrections : the config's opt-in repairs, made to the rows the axis is found from too;
+        with ``correct_jitter`` each scan's jitter is measured here (one pass over its rows,
+        :func:`recon.io.jitter.estimate_jitter`) before its axis is found.
     """
     from recon.io import open_scan
+    from recon.io.jitter import Jitter, estimate_jitter
     from recon.io.readers import scan_label
     from recon.io.scan_geometry import scan_geometry
 
@@ -149,7 +155,11 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             c = center
             if center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
-            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections)
+            if corrections is not None and corrections.correct_jitter:
+                plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
+                               else estimate_jitter(reader, corrections=corrections))
+            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections,
+                                          jitter=plan.jitter)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

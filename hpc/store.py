@@ -33,7 +33,10 @@ PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", 
              "model",  # model: the sha256 of an rrdb run's network weights, else None
              "remove_outliers",  # the zinger threshold, else None (stores made before it: None)
              "remove_stripes",  # the stripe-removal method, else None (likewise)
-             "air_columns")  # air levelling's outer columns, else None (likewise)
+             "air_columns",  # air levelling's outer columns, else None (likewise)
+             "correct_jitter")  # jitter measured and undone (stores made before it: absent, read as false)
+#: what a plan key absent from an older store's plan stands for
+PLAN_DEFAULTS = {"correct_jitter": False}
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:
@@ -116,7 +119,8 @@ def update_attrs(path: Path, **changes: Any) -> dict:
 def plan_mismatch(existing: dict, plan: dict) -> list[str]:
     """Keys of ``flytomo.plan`` in which an existing store differs from this run's plan."""
     old = existing.get("plan") or {}
-    return [k for k in PLAN_KEYS if _norm(old.get(k)) != _norm(plan.get(k))]
+    return [k for k in PLAN_KEYS
+            if _norm(old.get(k, PLAN_DEFAULTS.get(k))) != _norm(plan.get(k, PLAN_DEFAULTS.get(k)))]
 
 
 def _norm(v: Any) -> Any:

@@ -41,6 +41,9 @@ class ScanGeometry:
     center : rotation-axis column on the detector (pixels, 0-based).
     blur_angle : angle turned during one exposure (radians), Δθ.
     image_size : reconstructed slices are image_size × image_size pixels.
+    offsets : (n_angles,) float64 or None, pixels: where the sample sat along the detector,
+        exposure by exposure, off the ideal rotation (a stage's jitter,
+        :mod:`recon.io.jitter`); the projectors put point (x, y) at u + offsets[i].
     """
 
     angles: np.ndarray
@@ -48,6 +51,7 @@ class ScanGeometry:
     center: float
     blur_angle: float
     image_size: int
+    offsets: np.ndarray | None = None
     _key: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,10 +63,16 @@ class ScanGeometry:
             raise FlytomoError(None, "detector width and image size must be positive")
         if not np.isfinite(self.center) or not np.isfinite(self.blur_angle) or self.blur_angle < 0:
             raise FlytomoError(None, "center and blur angle must be finite, blur angle ≥ 0")
+        if self.offsets is not None:
+            offsets = np.ascontiguousarray(self.offsets, dtype=np.float64).reshape(-1)
+            if offsets.shape != angles.shape or not np.all(np.isfinite(offsets)):
+                raise FlytomoError(None, f"offsets must be {angles.size} finite numbers, one per angle")
+            object.__setattr__(self, "offsets", None if not offsets.any() else offsets)
         object.__setattr__(
             self,
             "_key",
-            (angles.tobytes(), int(self.n_columns), float(self.center), float(self.blur_angle), int(self.image_size)),
+            (angles.tobytes(), int(self.n_columns), float(self.center), float(self.blur_angle), int(self.image_size),
+             b"" if self.offsets is None else self.offsets.tobytes()),
         )
 
     @classmethod
@@ -74,8 +84,9 @@ class ScanGeometry:
         center: float | None = None,
         blur_angle_deg: float | None = None,
         image_size: int | None = None,
+        offsets: np.ndarray | None = None,
     ) -> "ScanGeometry":
-        """Build from file units: angles and blur in degrees; defaults per DESIGN.md."""
+        """Build from file units: angles and blur in degrees, offsets in pixels; defaults per DESIGN.md."""
         angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
         blur = default_blur_angle(angles) if blur_angle_deg is None else float(np.deg2rad(blur_angle_deg))
         return cls(
@@ -84,6 +95,7 @@ class ScanGeometry:
             center=(n_columns - 1) / 2.0 if center is None else float(center),
             blur_angle=blur,
             image_size=int(n_columns if image_size is None else image_size),
+            offsets=offsets,
         )
 
     @property
@@ -111,7 +123,12 @@ class ScanGeometry:
 
     def with_blur(self, blur_angle: float) -> "ScanGeometry":
         """Same geometry with another blur angle (radians)."""
-        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size)
+        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size, self.offsets)
+
+    @property
+    def ray_offsets(self) -> np.ndarray:
+        """(n_angles,) the offsets, zeros where there are none."""
+        return np.zeros(self.n_angles) if self.offsets is None else self.offsets
 
     def to_dict(self) -> dict:
         """JSON-friendly description (degrees), for provenance."""
@@ -122,6 +139,7 @@ class ScanGeometry:
             "blur_angle_deg": self.blur_angle_deg,
             "image_size": self.image_size,
             "angle_reference": "exposure middle",
+            **({} if self.offsets is None else {"offsets": [float(v) for v in self.offsets]}),
         }
 
     @classmethod
@@ -129,4 +147,5 @@ class ScanGeometry:
         return cls.create(
             np.asarray(d["angles_deg"]), int(d["n_columns"]), center=float(d["center"]),
             blur_angle_deg=float(d["blur_angle_deg"]), image_size=int(d["image_size"]),
+            offsets=None if d.get("offsets") is None else np.asarray(d["offsets"], dtype=np.float64),
         )

@@ -41,17 +41,20 @@ def _pixel_coordinates(n: int) -> tuple[np.ndarray, np.ndarray]:
     return c, -c  # x(col), y(row)
 
 
-def _joseph_block(geometry: ScanGeometry, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR parts (crow int64, col int32, val float64) of Joseph's projector for ``angles``.
+def _joseph_block(geometry: ScanGeometry, angles: np.ndarray,
+                  offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts (crow int64, col int32, val float64) of Joseph's projector for ``angles``,
+    the sample displaced ``offsets`` (pixels, one per angle) along the detector.
 
     Rows are rays ordered (angle, detector column); columns are pixels ordered (row, col).
     """
     n, nd = geometry.image_size, geometry.n_columns
     half = (n - 1) / 2.0
-    u = np.arange(nd, dtype=np.float64) - geometry.center  # (nd,)
+    columns = np.arange(nd, dtype=np.float64) - geometry.center  # (nd,)
     steps = np.arange(n, dtype=np.float64) - half  # coordinate of each row/column stepped over
     counts, cols, vals = [], [], []
-    for theta in angles:
+    for theta, offset in zip(angles, offsets):
+        u = columns - offset
         c, s = math.cos(theta), math.sin(theta)
         if abs(s) >= abs(c):  # ray runs mostly along x: step over columns, interpolate rows
             x = steps[None, :]
@@ -125,11 +128,16 @@ class Projector:
     def __init__(self, geometry: ScanGeometry, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, *,
                  max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES, angle_block: int | None = None,
-                 angles: np.ndarray | None = None) -> None:
+                 angles: np.ndarray | None = None, offsets: np.ndarray | None = None) -> None:
         self.geometry = geometry
         self.device = torch.device(device)
         self.dtype = dtype
         self.angles = geometry.angles if angles is None else np.asarray(angles, dtype=np.float64)
+        if angles is None and offsets is None:
+            offsets = geometry.ray_offsets
+        self.offsets = np.zeros(self.angles.size) if offsets is None else np.asarray(offsets, dtype=np.float64)
+        if self.offsets.shape != self.angles.shape:
+            raise ValueError(f"{self.offsets.size} offsets for {self.angles.size} angles")
         n, nd = geometry.image_size, geometry.n_columns
         self.n_pixels = n * n
         self.n_rays = self.angles.size * nd
@@ -146,7 +154,7 @@ class Projector:
 
     def _build(self, i: int, with_transpose: bool = True) -> tuple[Tensor, Tensor | None]:
         a0, a1 = self.block_edges[i], self.block_edges[i + 1]
-        crow, col, val = _joseph_block(self.geometry, self.angles[a0:a1])
+        crow, col, val = _joseph_block(self.geometry, self.angles[a0:a1], self.offsets[a0:a1])
         rows = (a1 - a0) * self.geometry.n_columns
         return _csr(crow, col, val, (rows, self.n_pixels), self.dtype, self.device, with_transpose=with_transpose)
 
@@ -286,7 +294,8 @@ class SubAngleProjector(Projector):
         self.n_sub = int(n_sub)
         deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
         sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)
-        super().__init__(geometry, device, dtype, angles=sub, **kwargs)
+        super().__init__(geometry, device, dtype, angles=sub, offsets=np.repeat(geometry.ray_offsets, self.n_sub),
+                         **kwargs)
         self.n_rays = geometry.n_angles * geometry.n_columns  # rays of the output sinogram
 
     def forward_columns(self, x: Tensor) -> Tensor:

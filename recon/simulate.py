@@ -50,7 +50,7 @@ class FlyScanTransmission:
         self.geometry, self.n_sub = geometry, int(n_sub)
         deltas = geometry.blur_angle * ((np.arange(self.n_sub) + 0.5) / self.n_sub - 0.5)
         sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)  # ordered (angle, sub-angle)
-        self.projector = Projector(geometry, device=device, angles=sub)
+        self.projector = Projector(geometry, device=device, angles=sub, offsets=np.repeat(geometry.ray_offsets, self.n_sub))
 
     def __call__(self, obj: np.ndarray) -> np.ndarray:
         vol = torch.as_tensor(np.asarray(obj, dtype=np.float32), device=self.projector.device)
@@ -76,17 +76,29 @@ def counts_from_transmission(transmission: np.ndarray, geometry: ScanGeometry, i
 
 def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: float, i0: float,
                      *, dark: float = 100.0, n_sub: int = 16, seed: int = 0, n_flats: int = 10,
-                     n_darks: int = 10, center: float | None = None, device: str = "cpu") -> SimulatedScan:
+                     n_darks: int = 10, center: float | None = None, device: str = "cpu",
+                     jitter: tuple[np.ndarray, np.ndarray] | None = None) -> SimulatedScan:
     """Simulate a fly-scan of ``obj`` — an image (n, n) or a volume (z, n, n), attenuation per pixel.
 
     ``i0`` photons per detector pixel per frame in the open beam, ``dark`` counts of dark offset
     (Poisson) in every frame. Detector width = n; ``center`` shifts the rotation axis
-    (default (n−1)/2). Seeded: the same arguments give the same counts.
+    (default (n−1)/2). ``jitter``: (dy, dx), each (n_angles,) pixels, a stage that puts the
+    sample dy rows lower and dx columns right in each exposure: dx exactly (the projector's
+    offsets), dy by a cubic-spline shift of each frame's transmission along the rows (the
+    volume's rows are its only samples up and down). Seeded: the same arguments give the same counts.
     """
+    from scipy import ndimage
+
     obj = np.asarray(obj, dtype=np.float32)
     vol = obj[None] if obj.ndim == 2 else obj
-    geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg)
+    dy, dx = (None, None) if jitter is None else (np.asarray(jitter[0], float), np.asarray(jitter[1], float))
+    geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg,
+                                   offsets=dx)
     transmission = FlyScanTransmission(geometry, n_sub, device)(vol)
+    if dy is not None and dy.any():
+        for i in np.flatnonzero(dy):
+            transmission[:, i] = ndimage.shift(transmission[:, i], (dy[i], 0.0), order=3, mode="nearest")
+    geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg)
     return counts_from_transmission(transmission, geometry, i0, dark=dark, rng=np.random.default_rng(seed),
                                     n_flats=n_flats, n_darks=n_darks)
 

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  stripes      removed: '{r.remove_stripes}', {STRIPE_WORDS[r.remove_stripes]}")
     if r.air_columns is not None:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
+    if r.correct_jitter:
+        print("  jitter       each projection's shift off the ideal rotation measured and undone")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

@@ -7,11 +7,13 @@ from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
-from recon.io.preprocess import Corrections, line_integrals
+from recon.io.jitter import Jitter, read_line_integrals
+from recon.io.preprocess import Corrections
 
 
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
-                  rows: tuple[int, int] | None = None, corrections: Corrections | None = None) -> ScanGeometry:
+                  rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
+                  jitter: Jitter | None = None) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
@@ -21,8 +23,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         ``None`` (the default): the file's recorded center, else ``"auto"`` — a real axis is
         seldom on the detector's middle column, and half a pixel off doubles every edge of a
         360° scan. Where the search cannot run (too few angles or columns), the middle, with
-        a warning. ``corrections``: the opt-in repairs the reconstruction will make, made to
-        the rows the axis is found from too.
+        a warning. ``corrections``, ``jitter``: the opt-in repairs and the projection shifts
+        (:func:`recon.io.jitter.estimate_jitter`) the reconstruction will undo, undone in the
+        rows the axis is found from too; the sideways shifts become the geometry's offsets.
     """
     meta = reader.metadata or {}
     blur = blur_angle_deg if blur_angle_deg is not None else meta.get("blur_angle_deg")
@@ -36,7 +39,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     elif center == "auto":
         where = getattr(reader, "path", "scan")
         try:
-            center = find_center(_rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections),
+            center = find_center(_rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
+                                                  jitter=jitter),
                                  reader.angles_deg)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
@@ -49,11 +53,12 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                               f"({mid - radius:g}-{mid + radius:g}): it may be wrong (a sample wider than the field "
                               "of view, or an axis far off the middle?); check the volume, or give the center "
                               "(--center, or center: in the experiment config)")
-    return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur)
+    return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
+                               offsets=None if jitter is None else np.asarray(jitter.dx))
 
 
 def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: int = 8,
-                     corrections: Corrections | None = None):
+                     corrections: Corrections | None = None, jitter: Jitter | None = None):
     """Line integrals (z, angle, col) of ``width`` rows to find the axis from: the middle of
     z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
     the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
@@ -63,14 +68,17 @@ def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: i
         return a, min(z1, a + width)
 
     a, b = window((z0 + z1) // 2)
-    sino = line_integrals(reader.read(a, b), corrections=corrections)
+    def read(a: int, b: int) -> np.ndarray:
+        return read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter)
+
+    sino = read(a, b)
     if sample_signal(sino) >= MIN_SAMPLE_SIGNAL or z1 - z0 <= width:
         return sino
     mids = [z0 + int((k + 0.5) * (z1 - z0) / probes) for k in range(probes)]
-    scores = [sample_signal(line_integrals(reader.read(m, min(z1, m + 4)), corrections=corrections)) for m in mids]
+    scores = [sample_signal(read(m, min(z1, m + 4))) for m in mids]
     best = int(np.argmax(scores))
     if scores[best] < MIN_SAMPLE_SIGNAL:
         return sino  # no sample anywhere clear: the middle, as before
     c, d = window(mids[best] + 2)
     assume(where, f"rows {a}:{b} in the middle show no sample; the rotation axis is found from rows {c}:{d}")
-    return line_integrals(reader.read(c, d), corrections=corrections)
+    return read(c, d)

@@ -184,6 +184,32 @@ def test_stripe_removal_and_air_levelling_are_part_of_the_plan(reference, sim, t
         run_experiment(load_experiment(write_config(tmp_path, sim)), progress=False)
 
 
+def test_jitter_correction_is_part_of_the_plan_and_resumes_to_the_same_store(sim, tmp_path):
+    """correct_jitter: every scan's measured shifts are kept in the store (one pair per
+    projection; the simulated stage is still, so under 0.3 px RMS); a run killed after 3
+    units resumes, reusing them, to the store of an uninterrupted run bit for bit; a config
+    without it is refused on that store."""
+    jitter = {"correct_jitter": True}
+    whole = write_config(tmp_path / "whole", sim, reconstruction=jitter)
+    assert run_experiment(load_experiment(whole), progress=False).complete
+    attrs = json.loads((tmp_path / "whole" / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["correct_jitter"] is True
+    n_angles = len(attrs["scans"][0]["geometry"]["angles_deg"])
+    for scan in attrs["scans"]:
+        dy, dx = np.array(scan["jitter"]["dy"]), np.array(scan["jitter"]["dx"])
+        assert dy.shape == dx.shape == (n_angles,)
+        assert np.sqrt(np.mean(dx ** 2)) < 0.3 and np.sqrt(np.mean(dy ** 2)) < 0.3
+    cfg = write_config(tmp_path / "killed", sim, reconstruction=jitter)
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": "3"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.skipped == 3 and s.complete
+    np.testing.assert_array_equal(read_store(tmp_path / "killed" / "store.zarr"),
+                                  read_store(tmp_path / "whole" / "store.zarr"))
+    with pytest.raises(FlytomoError, match="correct_jitter"):
+        run_experiment(load_experiment(write_config(tmp_path / "killed", sim)), progress=False)
+
+
 def test_plan_of_other_methods_has_no_model(reference, sim, tmp_path):
     cfg = write_config(tmp_path, sim)
     run_experiment(load_experiment(cfg), progress=False)
