@@ -13,7 +13,10 @@ again with one defect each:
   (also run with each ``--remove-stripes`` method, and those on the clean scan);
 - ``flats saturated``: 25x the exposure on a 16-bit detector, the open beam clipped at 65,535;
 - ``flats 5 % brighter``: the flats taken with 5 % more beam than the projections (this and
-  the flux case also run with ``--air-columns 8``, and that on the clean scan).
+  the flux case also run with ``--air-columns 8``, and that on the clean scan);
+- ``jitter``: the phantom fly-scanned again by a stage that wobbles 1 px up/down and 1.5 px
+  sideways (s.d.) between exposures (also run with ``--correct-jitter``, and that on the
+  clean scan).
 
 Each is reconstructed by FBP and modified MLEM with the defaults of ``flytomo recon`` and
 scored against the phantom: PSNR (``recon.metrics.psnr``, inside the disk) averaged over the
@@ -39,10 +42,14 @@ import numpy as np
 
 from hpc.cli import main as flytomo
 from recon.io import open_volume
+from recon.io.jitter import observable_part
 from recon.metrics import psnr
+from recon.simulate import simulate_flyscan
 
 OUTLIER_THRESHOLD = 0.3
 CENTER_OFFSET_PX = 2.8
+PHOTONS = 3000
+BLUR_DEG = 1.5  # flytomo simulate's default
 
 
 def _dead_column(f: h5py.File) -> None:
@@ -97,6 +104,20 @@ def _flat_scale(f: h5py.File) -> None:
     f["exchange/data"][...] = (tomo - dark) / 1.05 + dark
 
 
+def _jitter(f: h5py.File) -> None:
+    """The phantom fly-scanned again by a stage that puts the sample 1 px up/down and 1.5 px
+    sideways (s.d.) off its place in each exposure (only the part the data can tell from the
+    sample's position: ``recon.io.jitter.observable_part``)."""
+    truth = np.load(Path(f.filename).with_name("clean_truth.npy"))
+    angles = f["exchange/theta"][:]
+    rng = np.random.default_rng(6)
+    jitter = observable_part(rng.normal(0, 1.0, angles.size), rng.normal(0, 1.5, angles.size), angles)
+    scan = simulate_flyscan(truth, angles, BLUR_DEG, PHOTONS, seed=3, jitter=jitter,
+                            center=(truth.shape[-1] - 1) / 2 + CENTER_OFFSET_PX)
+    f["exchange/data"][...], f["exchange/data_white"][...], f["exchange/data_dark"][...] = \
+        scan.tomo, scan.flats, scan.darks
+
+
 def _saturated_flats(f: h5py.File) -> None:
     """A 16-bit detector with 25x the exposure: the open beam (~75,000 counts) clips at 65,535 in
     the flats and in the projections' air; counts through the sample stay below it."""
@@ -125,6 +146,9 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("flats 5 % brighter, --air-columns 8", _flat_scale, ("--air-columns", "8")),
     ("flux ±5 %, --air-columns 8", _flux, ("--air-columns", "8")),
     ("as simulated, --air-columns 8", None, ("--air-columns", "8")),
+    ("jitter 1 px up/down, 1.5 px across", _jitter, ()),
+    ("jitter, --correct-jitter", _jitter, ("--correct-jitter",)),
+    ("as simulated, --correct-jitter", None, ("--correct-jitter",)),
 )
 
 
@@ -133,7 +157,7 @@ def run(size: int, angles: int, folder: Path, methods: tuple[str, ...] = ("fbp",
     clean = folder / "clean.h5"
     center = (size - 1) / 2 + CENTER_OFFSET_PX
     assert flytomo(["simulate", str(clean), "--phantom", "cracked", "--size", str(size), "--ndim", "3",
-                    "--angles", str(angles), "--photons", "3000", "--format", "dxchange", "--seed", "3",
+                    "--angles", str(angles), "--photons", str(PHOTONS), "--format", "dxchange", "--seed", "3",
                     "--center", str(center), "--overwrite"]) == 0  # simulate records no center: it is found
     truth = np.load(folder / "clean_truth.npy")
     keep = np.array([t.max() > 0 for t in truth])  # slices with sample, outside the air band of one case
@@ -160,7 +184,7 @@ def run(size: int, angles: int, folder: Path, methods: tuple[str, ...] = ("fbp",
             row["center"] = attrs["geometry"]["center"]
             row["warnings"] = sorted({str(w.message).split(": ", 1)[-1][:90] for w in caught})
         rows.append(row)
-    return {"settings": {"size": size, "angles": angles, "photons": 3000, "true_center": center,
+    return {"settings": {"size": size, "angles": angles, "photons": PHOTONS, "true_center": center,
                          "outlier_threshold": OUTLIER_THRESHOLD}, "rows": rows}
 
 

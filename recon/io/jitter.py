@@ -145,10 +145,22 @@ def _horizontal_shifts(mass: np.ndarray, moment: np.ndarray, theta: np.ndarray, 
                       "(a sample wider than the field of view, or a changing beam?); no horizontal shift "
                       "is corrected")
         return np.zeros(theta.size)
-    com = moment / mass
+    return _off_orbit(moment / mass, theta)
+
+
+def _off_orbit(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """x (n_angles,) less its least-squares fit c + a·cos θ + b·sin θ."""
     design = np.stack([np.ones_like(theta), np.cos(theta), np.sin(theta)], axis=1)
-    coef, *_ = np.linalg.lstsq(design, com, rcond=None)
-    return com - design @ coef
+    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+    return x - design @ coef
+
+
+def observable_part(dy: np.ndarray, dx: np.ndarray, angles_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a stage's displacements (dy, dx), pixels per exposure, that the data can
+    tell from where the sample is: dy less its median, dx less its c + a·cos θ + b·sin θ.
+    What :func:`estimate_jitter` measures, at best; the rest moves the whole volume."""
+    dy = np.asarray(dy, dtype=np.float64)
+    return dy - np.median(dy), _off_orbit(np.asarray(dx, dtype=np.float64), np.deg2rad(angles_deg))
 
 
 def _shift_rows(a: np.ndarray, dy: np.ndarray) -> np.ndarray:

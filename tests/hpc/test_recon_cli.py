@@ -244,17 +244,14 @@ def test_correct_jitter_undoes_a_wobbling_stage(scan, tmp_path):
     the still scan's quality to 1 dB (0.5: the rows are resampled), and records them. (The shifts are drawn
     without the parts no data can tell from the sample's position — a median up/down offset,
     a sideways c + a·cos θ + b·sin θ — which would only move the whole volume.)"""
+    from recon.io.jitter import observable_part
     from recon.simulate import simulate_flyscan
 
     truth = np.load(scan.with_name("scan_truth.npy"))
     with h5py.File(scan, "r") as f:
         angles = f["angle"][:]  # FXI: degrees
     rng = np.random.default_rng(3)
-    dy, dx = rng.normal(0, 1.0, angles.size), rng.normal(0, 1.5, angles.size)
-    dy -= np.median(dy)
-    th = np.deg2rad(angles)
-    orbit = np.stack([np.ones_like(th), np.cos(th), np.sin(th)], axis=1)
-    dx -= orbit @ np.linalg.lstsq(orbit, dx, rcond=None)[0]
+    dy, dx = observable_part(rng.normal(0, 1.0, angles.size), rng.normal(0, 1.5, angles.size), angles)
     paths = {}
     for label, jitter in (("still", None), ("shaky", (dy, dx))):
         sim = simulate_flyscan(truth, angles, 1.5, 20000, seed=4, jitter=jitter)
