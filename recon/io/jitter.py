@@ -34,9 +34,10 @@ AIR_SHARE = 1 / 32
 MAX_MASS_SPREAD = 0.05
 #: largest vertical shift searched, as a share of the rows
 MAX_VERTICAL_SHARE = 0.25
-#: a mass-per-row profile with less relative structure than this (RMS of its row-to-row
-#: differences over its RMS) cannot show a vertical shift: none is measured
-MIN_PROFILE_STRUCTURE = 1e-3
+#: the vertical shifts' expected error (rows) above which none is applied: the profiles'
+#: noise over the root of the summed squared slope of the reference profile (the Cramér–Rao
+#: bound of a shift; a sample as even from row to row as a tall cylinder gives ~2 rows)
+MAX_VERTICAL_ERROR = 0.15
 
 
 @dataclass(frozen=True)
@@ -105,18 +106,32 @@ def _vertical_shifts(mass: np.ndarray, where) -> np.ndarray:
     """(n_angles,) shifts of each row profile mass[i] against the median profile."""
     n_angles, n = mass.shape
     ref = np.median(mass, axis=0)
-    rms = np.sqrt(np.mean(ref ** 2))
-    if n < 8 or not rms > 0 or np.sqrt(np.mean(np.diff(ref) ** 2)) < MIN_PROFILE_STRUCTURE * rms:
-        assume(where, "jitter: the sample's mass per row shows no structure to align up and down by; "
-                      "no vertical shift is measured")
-        return np.zeros(n_angles)
-    max_shift = max(1, int(n * MAX_VERTICAL_SHARE))
     dy = np.zeros(n_angles)
-    for _ in range(2):
-        dy = np.array([_profile_shift(mass[i], ref, max_shift) for i in range(n_angles)])
-        dy -= np.median(dy)
-        ref = np.median(_shift_rows(mass, dy), axis=0)
-    return dy
+    if n >= 8 and np.any(ref != ref[0]):
+        max_shift = max(1, int(n * MAX_VERTICAL_SHARE))
+        for _ in range(2):
+            dy = np.array([_profile_shift(mass[i], ref, max_shift) for i in range(n_angles)])
+            dy -= np.median(dy)
+            aligned = _shift_rows(mass, dy)
+            ref = np.median(aligned, axis=0)
+        error = vertical_shift_error(aligned, ref)
+        if error <= MAX_VERTICAL_ERROR:
+            return dy
+    else:
+        error = np.inf
+    # the same words for every scan, so an experiment's survey says it once
+    assume(where, f"jitter: the sample's mass per row is too even to align up and down by (a shift would be "
+                  f"uncertain by more than {MAX_VERTICAL_ERROR} rows); no vertical shift is corrected")
+    return np.zeros(n_angles)
+
+
+def vertical_shift_error(aligned: np.ndarray, ref: np.ndarray) -> float:
+    """Expected error (rows) of a profile's shift against ``ref`` (n,): the noise of the
+    aligned profiles (n_angles, n) about ``ref`` (1.4826·MAD) over √Σ ref′²."""
+    resid = aligned - ref[None, :]
+    noise = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    slope = np.sqrt(np.sum(np.gradient(ref) ** 2))
+    return float(noise / slope) if slope > 0 else float("inf")
 
 
 def _profile_shift(profile: np.ndarray, ref: np.ndarray, max_shift: int) -> float:
@@ -141,9 +156,9 @@ def _horizontal_shifts(mass: np.ndarray, moment: np.ndarray, theta: np.ndarray, 
     """(n_angles,) each projection's centre of mass less its fit c + a·cos θ + b·sin θ."""
     spread = np.std(mass) / abs(np.mean(mass)) if np.mean(mass) != 0 else np.inf
     if not spread <= MAX_MASS_SPREAD:
-        assume(where, f"jitter: the sample's projected mass varies by {100 * spread:.0f}% between angles "
-                      "(a sample wider than the field of view, or a changing beam?); no horizontal shift "
-                      "is corrected")
+        assume(where, f"jitter: the sample's projected mass varies by more than {100 * MAX_MASS_SPREAD:.0f}% "
+                      "between angles (a sample wider than the field of view, or a changing beam?); no "
+                      "sideways shift is corrected")
         return np.zeros(theta.size)
     return _off_orbit(moment / mass, theta)
 
