@@ -16,7 +16,9 @@ again with one defect each:
   the flux case also run with ``--air-columns 8``, and that on the clean scan);
 - ``jitter``: the phantom fly-scanned again by a stage that wobbles 1 px up/down and 1.5 px
   sideways (s.d.) between exposures (also run with ``--correct-jitter``, and that on the
-  clean scan).
+  clean scan);
+- ``axis tilted``: the phantom fly-scanned again about an axis leaning 0.5° in the detector
+  plane (also run with ``--correct-tilt``, and that on the clean scan).
 
 Each is reconstructed by FBP and modified MLEM with the defaults of ``flytomo recon`` and
 scored against the phantom: PSNR (``recon.metrics.psnr``, inside the disk) averaged over the
@@ -42,7 +44,7 @@ import numpy as np
 
 from hpc.cli import main as flytomo
 from recon.io import open_volume
-from recon.io.jitter import observable_part
+from recon.io.alignment import observable_part
 from recon.metrics import psnr
 from recon.simulate import simulate_flyscan
 
@@ -50,6 +52,7 @@ OUTLIER_THRESHOLD = 0.3
 CENTER_OFFSET_PX = 2.8
 PHOTONS = 3000
 BLUR_DEG = 1.5  # flytomo simulate's default
+TILT_DEG = 0.5
 
 
 def _dead_column(f: h5py.File) -> None:
@@ -107,13 +110,24 @@ def _flat_scale(f: h5py.File) -> None:
 def _jitter(f: h5py.File) -> None:
     """The phantom fly-scanned again by a stage that puts the sample 1 px up/down and 1.5 px
     sideways (s.d.) off its place in each exposure (only the part the data can tell from the
-    sample's position: ``recon.io.jitter.observable_part``)."""
-    truth = np.load(Path(f.filename).with_name("clean_truth.npy"))
+    sample's position: ``recon.io.alignment.observable_part``)."""
     angles = f["exchange/theta"][:]
     rng = np.random.default_rng(6)
-    jitter = observable_part(rng.normal(0, 1.0, angles.size), rng.normal(0, 1.5, angles.size), angles)
-    scan = simulate_flyscan(truth, angles, BLUR_DEG, PHOTONS, seed=3, jitter=jitter,
-                            center=(truth.shape[-1] - 1) / 2 + CENTER_OFFSET_PX)
+    _resimulate(f, jitter=observable_part(rng.normal(0, 1.0, angles.size), rng.normal(0, 1.5, angles.size), angles))
+
+
+def _tilt(f: h5py.File) -> None:
+    """The phantom fly-scanned again about an axis leaning 0.5° in the detector plane (1.1 px
+    across 128 rows; ``simulate_flyscan(tilt_deg=)``: the noise-free frames turned)."""
+    _resimulate(f, tilt_deg=TILT_DEG)
+
+
+def _resimulate(f: h5py.File, **kwargs) -> None:
+    """The clean scan's phantom fly-scanned again as ``flytomo simulate`` did (seed 3), with
+    ``kwargs`` for ``simulate_flyscan`` (jitter, tilt_deg), written over ``f``'s frames."""
+    truth = np.load(Path(f.filename).with_name("clean_truth.npy"))
+    scan = simulate_flyscan(truth, f["exchange/theta"][:], BLUR_DEG, PHOTONS, seed=3,
+                            center=(truth.shape[-1] - 1) / 2 + CENTER_OFFSET_PX, **kwargs)
     f["exchange/data"][...], f["exchange/data_white"][...], f["exchange/data_dark"][...] = \
         scan.tomo, scan.flats, scan.darks
 
@@ -149,6 +163,9 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("jitter 1 px up/down, 1.5 px across", _jitter, ()),
     ("jitter, --correct-jitter", _jitter, ("--correct-jitter",)),
     ("as simulated, --correct-jitter", None, ("--correct-jitter",)),
+    ("axis tilted 0.5°", _tilt, ()),
+    ("axis tilted, --correct-tilt", _tilt, ("--correct-tilt",)),
+    ("as simulated, --correct-tilt", None, ("--correct-tilt",)),
 )
 
 

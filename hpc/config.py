@@ -79,12 +79,16 @@ class ReconstructionConfig(ConfigModel):
                                 "each projection is levelled (recon.io.preprocess.level_by_air); None = off")
     correct_jitter: bool = Field(
         False, description="measure and undo each projection's shift off the ideal rotation (a stage that "
-                           "wobbles between exposures; recon.io.jitter); needs the sample inside the field of view")
+                           "wobbles between exposures; recon.io.alignment); needs the sample inside the field of view")
+    correct_tilt: bool = Field(
+        False, description="find the rotation axis's lean in the detector plane from its column in bands of rows "
+                           "and turn each projection upright (recon.io.alignment.estimate_tilt)")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     def corrections(self) -> Corrections:
         """The opt-in repairs of the line integrals this config asks for."""
-        return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns, self.correct_jitter)
+        return Corrections(self.remove_outliers, self.remove_stripes, self.air_columns, self.correct_jitter,
+                           self.correct_tilt)
 
     @field_validator("remove_stripes")
     @classmethod

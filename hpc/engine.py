@@ -69,7 +69,8 @@ class UnitJob:
     threads: int | None = 1
     model_sha256: str | None = None  # rrdb: the network the plan recorded (checked on the worker)
     corrections: Corrections = Corrections()  # opt-in repairs of the line integrals
-    jitter: dict | None = None  # the scan's projection shifts to undo (recon.io.jitter.Jitter.to_dict)
+    jitter: dict | None = None  # the scan's projection shifts to undo (recon.io.alignment.Jitter.to_dict)
+    tilt: dict | None = None  # the scan's axis tilt to undo (recon.io.alignment.Tilt.to_dict)
 
 
 @dataclass
@@ -190,7 +191,7 @@ def run_unit(job: UnitJob) -> UnitResult:
 
 def _run_unit(job: UnitJob) -> UnitResult:
     global _units_run
-    from recon.io.jitter import Jitter, read_line_integrals
+    from recon.io.alignment import Jitter, Tilt, read_line_integrals
 
     u = job.unit
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -201,7 +202,8 @@ def _run_unit(job: UnitJob) -> UnitResult:
         tune_malloc()
         device = worker_device(job.device)
         sino = read_line_integrals(reader_for(job.scan_file), u.z0, u.z1, corrections=job.corrections,
-                                   jitter=Jitter.from_dict(job.jitter), columns=False)  # dx: in the geometry
+                                   jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt),
+                                   columns=False)  # dx: in the geometry
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
         vol = rec(sino)
@@ -414,7 +416,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None))
+                                plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
+                                p.tilt.to_dict() if p.tilt else None))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -75,7 +75,8 @@ class ScanPlan:
     geometry: Any = None
     error: str | None = None
     metadata: dict = field(default_factory=dict)
-    jitter: Any = None  # recon.io.jitter.Jitter where the config asks to correct it
+    jitter: Any = None  # recon.io.alignment.Jitter where the config asks to correct it
+    tilt: Any = None  # recon.io.alignment.Tilt likewise
 
     @property
     def ok(self) -> bool:
@@ -104,6 +105,8 @@ class ScanPlan:
         }
         if self.jitter is not None:
             out["jitter"] = self.jitter.to_dict()
+        if self.tilt is not None:
+            out["tilt"] = self.tilt.to_dict()
         if self.error:
             out["error"] = self.error
         return out
@@ -123,17 +126,18 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
-    known : store entries by file name from an earlier run; their centers (and jitter) are
-        reused so a resumed run reconstructs with the same geometry.
+    known : store entries by file name from an earlier run; their centers (and jitter, tilt)
+        are reused so a resumed run reconstructs with the same geometry.
     scan_duration_s : the duration of a scan when the file does not record one (config
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
     corrections : the config's opt-in repairs, made to the rows the axis is found from too;
-        with ``correct_jitter`` each scan's jitter is measured here (one pass over its rows,
-        :func:`recon.io.jitter.estimate_jitter`) before its axis is found.
+        with ``correct_tilt`` each scan's axis tilt is measured here
+        (:func:`recon.io.alignment.estimate_tilt`), then with ``correct_jitter`` its jitter (one
+        pass over its rows, :func:`recon.io.alignment.estimate_jitter`), before its axis is found.
     """
     from recon.io import open_scan
-    from recon.io.jitter import Jitter, estimate_jitter
+    from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
     from recon.io.readers import scan_label
     from recon.io.scan_geometry import scan_geometry
 
@@ -155,11 +159,14 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             c = center
             if center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
+            if corrections is not None and corrections.correct_tilt:
+                plan.tilt = (Tilt.from_dict(prev["tilt"]) if prev and prev.get("tilt")
+                             else estimate_tilt(reader, corrections=corrections))
             if corrections is not None and corrections.correct_jitter:
                 plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
-                               else estimate_jitter(reader, corrections=corrections))
+                               else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
             plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections,
-                                          jitter=plan.jitter)
+                                          jitter=plan.jitter, tilt=plan.tilt)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

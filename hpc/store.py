@@ -34,9 +34,10 @@ PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", 
              "remove_outliers",  # the zinger threshold, else None (stores made before it: None)
              "remove_stripes",  # the stripe-removal method, else None (likewise)
              "air_columns",  # air levelling's outer columns, else None (likewise)
-             "correct_jitter")  # jitter measured and undone (stores made before it: absent, read as false)
+             "correct_jitter",  # jitter measured and undone (stores made before it: absent, read as false)
+             "correct_tilt")  # the axis's tilt measured and undone (likewise)
 #: what a plan key absent from an older store's plan stands for
-PLAN_DEFAULTS = {"correct_jitter": False}
+PLAN_DEFAULTS = {"correct_jitter": False, "correct_tilt": False}
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

@@ -43,7 +43,7 @@ class ScanGeometry:
     image_size : reconstructed slices are image_size × image_size pixels.
     offsets : (n_angles,) float64 or None, pixels: where the sample sat along the detector,
         exposure by exposure, off the ideal rotation (a stage's jitter,
-        :mod:`recon.io.jitter`); the projectors put point (x, y) at u + offsets[i].
+        :mod:`recon.io.alignment`); the projectors put point (x, y) at u + offsets[i].
     """
 
     angles: np.ndarray

@@ -77,7 +77,7 @@ def counts_from_transmission(transmission: np.ndarray, geometry: ScanGeometry, i
 def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: float, i0: float,
                      *, dark: float = 100.0, n_sub: int = 16, seed: int = 0, n_flats: int = 10,
                      n_darks: int = 10, center: float | None = None, device: str = "cpu",
-                     jitter: tuple[np.ndarray, np.ndarray] | None = None) -> SimulatedScan:
+                     jitter: tuple[np.ndarray, np.ndarray] | None = None, tilt_deg: float = 0.0) -> SimulatedScan:
     """Simulate a fly-scan of ``obj`` — an image (n, n) or a volume (z, n, n), attenuation per pixel.
 
     ``i0`` photons per detector pixel per frame in the open beam, ``dark`` counts of dark offset
@@ -85,7 +85,11 @@ def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: fl
     (default (n−1)/2). ``jitter``: (dy, dx), each (n_angles,) pixels, a stage that puts the
     sample dy rows lower and dx columns right in each exposure: dx exactly (the projector's
     offsets), dy by a cubic-spline shift of each frame's transmission along the rows (the
-    volume's rows are its only samples up and down). Seeded: the same arguments give the same counts.
+    volume's rows are its only samples up and down). ``tilt_deg``: the rotation axis leaning
+    that much in the detector plane, its column growing by tan(tilt) per row through the axis
+    column at the middle row — in parallel beam the upright scan's frames turned by the same
+    angle, which is what is done (cubic spline, to the noise-free transmission). Seeded: the
+    same arguments give the same counts.
     """
     from scipy import ndimage
 
@@ -98,9 +102,30 @@ def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: fl
     if dy is not None and dy.any():
         for i in np.flatnonzero(dy):
             transmission[:, i] = ndimage.shift(transmission[:, i], (dy[i], 0.0), order=3, mode="nearest")
+    if tilt_deg:
+        transmission = _lean(transmission, tilt_deg, geometry.center)
     geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg)
     return counts_from_transmission(transmission, geometry, i0, dark=dark, rng=np.random.default_rng(seed),
                                     n_flats=n_flats, n_darks=n_darks)
+
+
+def _lean(transmission: np.ndarray, tilt_deg: float, center: float) -> np.ndarray:
+    """Frames of ``transmission`` (z, angle, col) turned so that the vertical line through
+    column ``center`` runs through (center + tan(tilt)·(z − z_mid), z): each (z, col) frame
+    sampled at the upright point (cubic spline, edges held)."""
+    from scipy import ndimage
+
+    nz, _, nc = transmission.shape
+    phi = np.deg2rad(tilt_deg)
+    zz, xx = np.mgrid[:nz, :nc].astype(np.float64)
+    dz, dx = zz - (nz - 1) / 2, xx - center
+    # the upright frame's coordinates of each detector pixel: the axis's frame (see alignment.Tilt)
+    src_x = center + np.cos(phi) * dx - np.sin(phi) * dz
+    src_z = (nz - 1) / 2 + np.sin(phi) * dx + np.cos(phi) * dz
+    out = np.empty_like(transmission)
+    for i in range(transmission.shape[1]):
+        out[:, i] = ndimage.map_coordinates(transmission[:, i], [src_z, src_x], order=3, mode="nearest")
+    return out
 
 
 def line_integrals_from_counts(scan: SimulatedScan) -> np.ndarray:

@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
     if r.correct_jitter:
         print("  jitter       each projection's shift off the ideal rotation measured and undone")
+    if r.correct_tilt:
+        print("  tilt         the rotation axis's lean found in bands of rows and each projection turned upright")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

@@ -12,7 +12,7 @@ import recon
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
-from recon.io.jitter import estimate_jitter, read_line_integrals
+from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
 from recon.methods import METHODS, RRDB_INPUTS, make_reconstructor
@@ -74,19 +74,22 @@ def run(args: argparse.Namespace) -> int:
     if args.air_columns is not None and not args.air_columns >= 1:
         raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
     try:
-        corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns, args.correct_jitter)
+        corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns, args.correct_jitter,
+                                  args.correct_tilt)
     except ValueError as err:
         raise FlytomoError(None, f"--remove-stripes: {err}") from None
     reader = open_scan(args.input)
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
-    jitter = estimate_jitter(reader, corrections=corrections, rows=(z0, z1)) if args.correct_jitter else None
+    tilt = estimate_tilt(reader, corrections=corrections) if args.correct_tilt else None
+    jitter = estimate_jitter(reader, corrections=corrections, rows=(z0, z1), tilt=tilt) if args.correct_jitter else None
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
-                             corrections=corrections, jitter=jitter)
+                             corrections=corrections, jitter=jitter, tilt=tilt)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
     attrs = {
         "method": args.method, "options": rec.options, "model": rec.model.provenance() if rec.model else None,
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
+        "tilt": tilt.to_dict() if tilt else None,
         "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
         "flytomo_version": recon.__version__,
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         for a in range(z0, z1, args.chunk_rows):
             b = min(z1, a + args.chunk_rows)
             array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter,
-                                                           columns=False))
+                                                           tilt=tilt, columns=False))
             bar.update(b - a)
         bar.close()
         finalize(out, overwrite=args.overwrite)
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}, "
               f"blur {geometry.blur_angle_deg:.3f}°) in {seconds:.1f} s"
+              + (f"; axis tilt {tilt.degrees:+.3f}° undone" if tilt else "")
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
     return 0
 
@@ -146,6 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure each projection's shift off the ideal rotation (a stage that wobbles between "
                         "exposures) from the projections' mass and undo it; one extra pass over the scan; the "
                         "sample must stay inside the field of view; default off")
+    p.add_argument("--correct-tilt", action="store_true",
+                   help="find the rotation axis's lean in the detector plane (its column in bands of rows) and "
+                        "turn each projection upright; default off")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -51,14 +51,17 @@ class Corrections:
     air_columns : outer detector columns per side that are air at every angle
         (:func:`level_by_air`).
     correct_jitter : measure each projection's shift off the ideal rotation over the whole
-        scan and undo it (:mod:`recon.io.jitter`); scan-wide, so made where rows are read
-        (:func:`recon.io.jitter.read_line_integrals`), not by :func:`line_integrals`.
+        scan and undo it (:mod:`recon.io.alignment`); scan-wide, so made where rows are read
+        (:func:`recon.io.alignment.read_line_integrals`), not by :func:`line_integrals`.
+    correct_tilt : find the rotation axis's lean in the detector plane and turn each
+        projection upright (:func:`recon.io.alignment.estimate_tilt`); scan-wide, likewise.
     """
 
     remove_outliers: float | None = None
     remove_stripes: str | None = None
     air_columns: int | None = None
     correct_jitter: bool = False
+    correct_tilt: bool = False
 
     def __post_init__(self) -> None:
         if self.remove_outliers is not None and not self.remove_outliers > 0:
@@ -67,8 +70,9 @@ class Corrections:
             raise ValueError(problem)
         if self.air_columns is not None and (isinstance(self.air_columns, bool) or not self.air_columns >= 1):
             raise ValueError(f"air columns must be a whole number ≥ 1, got {self.air_columns}")
-        if not isinstance(self.correct_jitter, bool):
-            raise ValueError(f"correct_jitter must be true or false, got {self.correct_jitter!r}")
+        for name in ("correct_jitter", "correct_tilt"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -7,13 +7,13 @@ from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
-from recon.io.jitter import Jitter, read_line_integrals
+from recon.io.alignment import Jitter, Tilt, read_line_integrals
 from recon.io.preprocess import Corrections
 
 
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
-                  jitter: Jitter | None = None) -> ScanGeometry:
+                  jitter: Jitter | None = None, tilt: Tilt | None = None) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
@@ -23,8 +23,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         ``None`` (the default): the file's recorded center, else ``"auto"`` — a real axis is
         seldom on the detector's middle column, and half a pixel off doubles every edge of a
         360° scan. Where the search cannot run (too few angles or columns), the middle, with
-        a warning. ``corrections``, ``jitter``: the opt-in repairs and the projection shifts
-        (:func:`recon.io.jitter.estimate_jitter`) the reconstruction will undo, undone in the
+        a warning. ``corrections``, ``jitter``, ``tilt``: the opt-in repairs, the projection
+        shifts (:func:`recon.io.alignment.estimate_jitter`) and the axis's tilt
+        (:func:`recon.io.alignment.estimate_tilt`) the reconstruction will undo, undone in the
         rows the axis is found from too; the sideways shifts become the geometry's offsets.
     """
     meta = reader.metadata or {}
@@ -40,7 +41,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         where = getattr(reader, "path", "scan")
         try:
             center = find_center(_rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
-                                                  jitter=jitter),
+                                                  jitter=jitter, tilt=tilt),
                                  reader.angles_deg)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
@@ -58,7 +59,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
 
 
 def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: int = 8,
-                     corrections: Corrections | None = None, jitter: Jitter | None = None):
+                     corrections: Corrections | None = None, jitter: Jitter | None = None,
+                     tilt: Tilt | None = None):
     """Line integrals (z, angle, col) of ``width`` rows to find the axis from: the middle of
     z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
     the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
@@ -69,7 +71,7 @@ def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: i
 
     a, b = window((z0 + z1) // 2)
     def read(a: int, b: int) -> np.ndarray:
-        return read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter)
+        return read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt)
 
     sino = read(a, b)
     if sample_signal(sino) >= MIN_SAMPLE_SIGNAL or z1 - z0 <= width:

@@ -79,6 +79,9 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim, reconstruction={"correct_jitter": True})
     assert main(["check", str(cfg)]) == 0
     assert "jitter       each projection's shift off the ideal rotation measured and undone" in capsys.readouterr().out
+    cfg = write_config(tmp_path, sim, reconstruction={"correct_tilt": True})
+    assert main(["check", str(cfg)]) == 0
+    assert "tilt         the rotation axis's lean found in bands of rows" in capsys.readouterr().out
     cfg = write_config(tmp_path, sim, reconstruction={"correct_jitter": "sometimes"})
     assert main(["check", str(cfg)]) == 2
     assert "reconstruction.correct_jitter:" in capsys.readouterr().err

@@ -244,7 +244,7 @@ def test_correct_jitter_undoes_a_wobbling_stage(scan, tmp_path):
     the still scan's quality to 1 dB (0.5: the rows are resampled), and records them. (The shifts are drawn
     without the parts no data can tell from the sample's position — a median up/down offset,
     a sideways c + a·cos θ + b·sin θ — which would only move the whole volume.)"""
-    from recon.io.jitter import observable_part
+    from recon.io.alignment import observable_part
     from recon.simulate import simulate_flyscan
 
     truth = np.load(scan.with_name("scan_truth.npy"))
@@ -272,6 +272,40 @@ def test_correct_jitter_undoes_a_wobbling_stage(scan, tmp_path):
     assert len(attrs["geometry"]["offsets"]) == angles.size
     assert scores["shaky"] < scores["still"] - 8.0, scores
     assert scores["corrected"] > scores["still"] - 1.0, scores  # 24.37 still, 15.64 shaky, 23.84
+
+
+def test_correct_tilt_turns_a_leaning_axis_upright(scan, tmp_path):
+    """The fixture's phantom fly-scanned again (same angles, photons) about an axis leaning
+    1.5° in the detector plane (1.7 px over the 64 rows) costs modified MLEM over 3 dB;
+    --correct-tilt finds the lean from the axis's column in bands of rows (within 0.15°),
+    turns each frame back, and gives back most of the upright scan's quality (25.90 upright,
+    21.22 leaning, 24.80 corrected; 24.79 with the true tilt: resampling a sharp, high-dose
+    64-px scan costs the rest); the tilt is kept in the volume."""
+    from recon.simulate import simulate_flyscan
+
+    truth = np.load(scan.with_name("scan_truth.npy"))
+    with h5py.File(scan, "r") as f:
+        angles = f["angle"][:]  # FXI: degrees
+    paths = {}
+    for label, tilt in (("upright", 0.0), ("leaning", 1.5)):
+        sim = simulate_flyscan(truth, angles, 1.5, 20000, seed=4, tilt_deg=tilt)
+        paths[label] = tmp_path / f"{label}.h5"
+        paths[label].write_bytes(scan.read_bytes())
+        with h5py.File(paths[label], "r+") as f:
+            f["img_tomo"][...], f["img_bkg"][...], f["img_dark"][...] = sim.tomo, sim.flats, sim.darks
+    keep = [t.max() > 0 for t in truth]
+    scores = {}
+    for label, src, extra in (("upright", paths["upright"], []), ("leaning", paths["leaning"], []),
+                              ("corrected", paths["leaning"], ["--correct-tilt"])):
+        out = tmp_path / f"{label}.zarr"
+        r = run_cli("recon", str(src), "--out", str(out), "--iterations", "20", "--quiet", *extra)
+        assert r.returncode == 0, r.stderr
+        volume, attrs = open_volume(out)
+        scores[label] = np.mean([psnr(v, t) for v, t, k in zip(volume[:], truth, keep) if k])
+    assert attrs["correct_tilt"] is True
+    assert abs(np.degrees(np.arctan(attrs["tilt"]["slope"])) - 1.5) < 0.15, attrs["tilt"]
+    assert scores["leaning"] < scores["upright"] - 3.0, scores
+    assert scores["corrected"] > scores["upright"] - 1.5 and scores["corrected"] > scores["leaning"] + 3.0, scores
 
 
 def test_simulate_writes_dxchange_from_an_image_file(tmp_path):

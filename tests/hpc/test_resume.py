@@ -185,15 +185,15 @@ def test_stripe_removal_and_air_levelling_are_part_of_the_plan(reference, sim, t
 
 
 def test_jitter_correction_is_part_of_the_plan_and_resumes_to_the_same_store(sim, tmp_path):
-    """correct_jitter: every scan's measured shifts are kept in the store (one pair per
-    projection; the simulated stage is still, so under 0.3 px RMS); a run killed after 3
+    """correct_jitter and correct_tilt: every scan's measured shifts are kept in the store (one
+    pair per projection; the simulated stage is still, so under 0.3 px RMS); a run killed after 3
     units resumes, reusing them, to the store of an uninterrupted run bit for bit; a config
     without it is refused on that store."""
-    jitter = {"correct_jitter": True}
+    jitter = {"correct_jitter": True, "correct_tilt": True}
     whole = write_config(tmp_path / "whole", sim, reconstruction=jitter)
     assert run_experiment(load_experiment(whole), progress=False).complete
     attrs = json.loads((tmp_path / "whole" / "store.zarr" / ".zattrs").read_text())["flytomo"]
-    assert attrs["plan"]["correct_jitter"] is True
+    assert attrs["plan"]["correct_jitter"] is True and attrs["plan"]["correct_tilt"] is True
     n_angles = len(attrs["scans"][0]["geometry"]["angles_deg"])
     for scan in attrs["scans"]:
         dy, dx = np.array(scan["jitter"]["dy"]), np.array(scan["jitter"]["dx"])
@@ -206,7 +206,7 @@ def test_jitter_correction_is_part_of_the_plan_and_resumes_to_the_same_store(sim
     assert s.skipped == 3 and s.complete
     np.testing.assert_array_equal(read_store(tmp_path / "killed" / "store.zarr"),
                                   read_store(tmp_path / "whole" / "store.zarr"))
-    with pytest.raises(FlytomoError, match="correct_jitter"):
+    with pytest.raises(FlytomoError, match="correct_jitter, correct_tilt"):
         run_experiment(load_experiment(write_config(tmp_path / "killed", sim)), progress=False)
 
 

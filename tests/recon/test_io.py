@@ -331,7 +331,8 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
     with pytest.raises(ValueError, match="stripe removal"):
         Corrections(remove_stripes="fw")
     assert Corrections(0.3, "mean", 4).to_dict() == {"remove_outliers": 0.3, "remove_stripes": "mean",
-                                                     "air_columns": 4, "correct_jitter": False}
+                                                     "air_columns": 4, "correct_jitter": False,
+                                                     "correct_tilt": False}
     with pytest.raises(ValueError, match="correct_jitter must be true or false"):
         Corrections(correct_jitter=1)
 

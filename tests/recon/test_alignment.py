@@ -1,5 +1,6 @@
-"""Projection jitter (recon.io.jitter): measured from exact line integrals of balls whose
-every exposure is displaced by a known amount, and undone the same way however rows are read."""
+"""Projection alignment (recon.io.alignment): jitter and axis tilt measured from exact line
+integrals of balls whose every exposure is displaced by a known amount, or whose axis leans by
+a known angle, and undone the same way however rows are read."""
 from __future__ import annotations
 
 import warnings
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.io.jitter import Jitter, estimate_jitter, observable_part, read_line_integrals
+from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt, observable_part, read_line_integrals
 from recon.io.scan import RawChunk
 
 N_ANGLES, N_ROWS, N_COLS = 90, 40, 64
@@ -17,15 +18,19 @@ BALLS = ((6.0, -4.0, 0.0, 11.0, 0.02), (-9.0, 5.0, -6.0, 6.0, 0.03), (2.0, 8.0, 
 
 class BallScan:
     """A scan reader of balls (x, y, z, radius, attenuation/px) seen in parallel beam, the
-    axis at column ``center`` and row (N_ROWS − 1)/2, exposure i displaced by (dy[i], dx[i])."""
+    axis through column ``center`` at row (N_ROWS − 1)/2, leaning ``tilt_deg`` (its column
+    grows by tan(tilt) per row), exposure i displaced by (dy[i], dx[i])."""
 
-    def __init__(self, dy: np.ndarray, dx: np.ndarray, balls=BALLS, center: float = 33.2) -> None:
+    def __init__(self, dy: np.ndarray, dx: np.ndarray, balls=BALLS, center: float = 33.2,
+                 tilt_deg: float = 0.0) -> None:
         self.path, self.format, self.metadata = Path("balls.h5"), "test", {}
         self.shape = (N_ANGLES, N_ROWS, N_COLS)
         self.angles_deg = np.linspace(0.0, 180.0, N_ANGLES, endpoint=False)
         th = np.deg2rad(self.angles_deg)[:, None, None]
-        z = np.arange(N_ROWS)[None, :, None] - (N_ROWS - 1) / 2 - dy[:, None, None]
-        u = np.arange(N_COLS)[None, None, :] - center - dx[:, None, None]
+        zd = np.arange(N_ROWS)[None, :, None] - (N_ROWS - 1) / 2 - dy[:, None, None]
+        ud = np.arange(N_COLS)[None, None, :] - center - dx[:, None, None]
+        phi = np.deg2rad(tilt_deg)  # detector (u, z) → the axis's frame
+        u, z = np.cos(phi) * ud - np.sin(phi) * zd, np.sin(phi) * ud + np.cos(phi) * zd
         p = np.zeros(self.shape)
         for x0, y0, z0, r, mu in balls:
             t = u - x0 * np.cos(th) - y0 * np.sin(th)
@@ -112,3 +117,28 @@ def test_jitter_round_trips_through_a_dict():
     assert Jitter.from_dict(j.to_dict()) == j and Jitter.from_dict(None) is None
     assert not j.is_zero and Jitter((0.0,), (0.0,)).is_zero
     assert "rms 0.71 px across" in j.summary()
+
+
+def test_axis_tilt_is_measured_and_undone():
+    """An axis leaning 2° (1.4 px across the 40 rows): estimate_tilt finds it within 0.15°
+    (2.07°), and rows read with it undone are nearer the upright scan's (3.3 % RMS, against 6.0 %
+    as read; interpolation across the balls' rims is the rest), the same bits whatever the
+    chunking; an upright scan reads under 0.05°."""
+    leaning, upright = BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES), tilt_deg=2.0), \
+        BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES))
+    tilt = estimate_tilt(leaning)
+    assert abs(tilt.degrees - 2.0) < 0.15 and abs(tilt.column - 33.2) < 0.1, tilt
+    assert abs(estimate_tilt(upright).degrees) < 0.05
+    assert Tilt.from_dict(tilt.to_dict()) == tilt and Tilt.from_dict(None) is None
+    true = Tilt(float(np.tan(np.deg2rad(2.0))), (N_ROWS - 1) / 2, 33.2)
+    truth = upright.p.transpose(1, 0, 2)
+    inner = slice(4, N_ROWS - 4)
+
+    def rms_error(p: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((p[inner] - truth[inner]) ** 2) / np.mean(truth[inner] ** 2)))
+
+    whole = read_line_integrals(leaning, 0, N_ROWS, tilt=true)
+    assert rms_error(whole) < 0.04 and rms_error(read_line_integrals(leaning, 0, N_ROWS)) > 0.055
+    pieces = np.concatenate([read_line_integrals(leaning, a, min(N_ROWS, a + 7), tilt=true)
+                             for a in range(0, N_ROWS, 7)])
+    assert np.array_equal(pieces, whole)
