@@ -51,13 +51,19 @@ MAX_VERTICAL_SHARE = 0.25
 MAX_VERTICAL_ERROR = 0.15
 
 
-#: tilt: bands of rows the axis is found in, spread evenly over the rows, and their height
+#: tilt: bands of rows the axis is found in, spread evenly over the rows, and their height:
+#: at most TILT_BANDS of TILT_BAND_ROWS, fewer where the rows are few, never under
+#: TILT_MIN_BAND_ROWS rows (a single row's axis is too noisy) nor fewer than 3 bands
 TILT_BANDS = 7
 TILT_BAND_ROWS = 16
+TILT_MIN_BAND_ROWS = 8
 #: the tilt is measured again with what was found undone, at most this many times, until
 #: what is left moves the axis less than TILT_CONVERGED_PX over the rows
 TILT_ROUNDS = 6
 TILT_CONVERGED_PX = 0.05
+#: a lean within this many standard errors of the fitted slope is not told from noise: none
+#: is corrected (an upright scan of few rows reads up to ±0.4° from band centers' noise)
+TILT_SIGNIFICANCE = 3.0
 #: a band's center more than this (px) off the fitted line is left out; fewer than 3 bands
 #: left, or a line that misses any kept band by more than it: no tilt, with a warning
 TILT_RESIDUAL_PX = 0.5
@@ -86,43 +92,57 @@ class Tilt:
 
 def estimate_tilt(reader, *, corrections: Corrections | None = None,
                   rows: tuple[int, int] | None = None) -> Tilt | None:
-    """The axis's line on the detector, from its column (:func:`find_center`) in TILT_BANDS
-    bands of TILT_BAND_ROWS rows spread over ``rows`` (default all) that show the sample.
+    """The axis's line on the detector, from its column (:func:`find_center`) in up to
+    TILT_BANDS bands of up to TILT_BAND_ROWS rows spread over ``rows`` (default all) that
+    show the sample.
 
     A robust line fit (Theil–Sen; bands more than TILT_RESIDUAL_PX off it are left out), made
     again on the bands with the tilt found so far undone and what is left added, until it
     moves the axis less than TILT_CONVERGED_PX over the rows (at most TILT_ROUNDS times): a
     band's center under-reads the slope of a leaning axis (a fifth of it on a 128-px cracked
     phantom, half on a few balls), so each round takes a fixed share of what is left. None,
-    with a warning naming the file, where fewer than 3 bands show the sample or the centers
-    do not lie on a line.
+    with a warning naming the file, where fewer than 3 bands show the sample, the centers do
+    not lie on a line, or the lean is within TILT_SIGNIFICANCE standard errors of the first
+    fit's slope (not told from noise).
     """
     n_rows = reader.shape[1]
     z0, z1 = rows or (0, n_rows)
-    height = min(TILT_BAND_ROWS, max(1, (z1 - z0) // TILT_BANDS))
-    starts = sorted({min(max(z0, z0 + int(round((k + 0.5) * (z1 - z0) / TILT_BANDS - height / 2))), z1 - height)
-                     for k in range(TILT_BANDS)})
-    tilt = None
+    where = getattr(reader, "path", "scan")
+    bands = min(TILT_BANDS, (z1 - z0) // TILT_MIN_BAND_ROWS)
+    if bands < 3:
+        assume(where, f"tilt: {z1 - z0} rows are too few to find the axis in 3 bands of {TILT_MIN_BAND_ROWS}; "
+                      "no tilt is corrected")
+        return None
+    height = min(TILT_BAND_ROWS, (z1 - z0) // bands)
+    starts = sorted({min(max(z0, z0 + int(round((k + 0.5) * (z1 - z0) / bands - height / 2))), z1 - height)
+                     for k in range(bands)})
+    tilt, error = None, 0.0
     row = (n_rows - 1) / 2
     for _ in range(TILT_ROUNDS):
         line = _axis_line(reader, starts, height, corrections, tilt)
         if line is None:
             if tilt is not None:
                 break  # the last round's bands lost the line: the tilt found so far stands
-            assume(getattr(reader, "path", "scan"), f"tilt: the rotation axis was not found on one line in 3 or "
-                                                    f"more of {TILT_BANDS} bands of rows; no tilt is corrected")
+            assume(where, f"tilt: the rotation axis was not found on one line in 3 or more of {bands} bands "
+                          "of rows; no tilt is corrected")
             return None
-        slope, intercept = line
+        slope, intercept, se = line
+        error = error or se  # the first round's: the bands' noise, before any resampling
         tilt = Tilt(slope + (tilt.slope if tilt else 0.0), row, intercept + slope * row)
         if abs(slope) * (z1 - z0) < TILT_CONVERGED_PX:
             break
+    if abs(tilt.slope) <= TILT_SIGNIFICANCE * error:
+        assume(where, "tilt: the axis's lean is not told from the noise of its column in bands of rows "
+                      f"(under {TILT_SIGNIFICANCE:g} standard errors); no tilt is corrected")
+        return None
     return tilt
 
 
 def _axis_line(reader, starts: list[int], height: int, corrections: Corrections | None,
-               tilt: Tilt | None) -> tuple[float, float] | None:
-    """(slope, intercept) of the axis column against the row, from the bands starting at
-    ``starts`` read with ``tilt`` undone; None where no line fits 3 or more of them."""
+               tilt: Tilt | None) -> tuple[float, float, float] | None:
+    """(slope, intercept, the slope's standard error) of the axis column against the row,
+    from the bands starting at ``starts`` read with ``tilt`` undone; None where no line fits
+    3 or more of them."""
     from scipy.stats import theilslopes
 
     mids, centers = [], []
@@ -142,10 +162,13 @@ def _axis_line(reader, starts: list[int], height: int, corrections: Corrections 
     keep = np.abs(c - (intercept + slope * z)) <= TILT_RESIDUAL_PX
     if keep.sum() < 3:
         return None
-    slope, intercept = np.polyfit(z[keep], c[keep], 1)
-    if np.abs(c[keep] - (intercept + slope * z[keep])).max() > TILT_RESIDUAL_PX:
+    z, c = z[keep], c[keep]
+    slope, intercept = np.polyfit(z, c, 1)
+    residual = c - (intercept + slope * z)
+    if np.abs(residual).max() > TILT_RESIDUAL_PX:
         return None
-    return float(slope), float(intercept)
+    se = np.sqrt(np.sum(residual ** 2) / max(z.size - 2, 1) / np.sum((z - z.mean()) ** 2))
+    return float(slope), float(intercept), float(se)
 
 
 @dataclass(frozen=True)
