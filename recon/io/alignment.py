@@ -9,19 +9,18 @@ axis wander up and down with the angle. :func:`estimate_tilt` finds the axis
 :func:`read_line_integrals` turns each projection about (c0, z0) so that the axis is one column
 (two shears: rows read at z − s·(x − c0), then columns at x + s·(z − z0)).
 
-**Jitter.**
-In parallel beam every slice's total attenuation is the same at every angle, and the
-projections' centre of mass traces a sinusoid in the angle, c + a·cos θ + b·sin θ (the
+**Jitter.** In parallel beam every slice's total attenuation is the same at every angle, and
+the projections' centre of mass traces a sinusoid in the angle, c + a·cos θ + b·sin θ (the
 Helgason–Ludwig conditions of order 0 and 1). A stage that wobbles from one exposure to the
 next breaks both: a vertical shift moves the mass-per-row profile up or down, a horizontal
 one moves the centre of mass off the sinusoid. :func:`estimate_jitter` measures both from one
 pass over the scan; :func:`read_line_integrals` reads rows with the vertical shifts undone
 (Lanczos-3 across rows, six taps, so a chunk's rows come out the same however the scan is
 chunked); the sideways ones go into the projector (``ScanGeometry.offsets``), which models
-each exposure where it was, without resampling. A first-harmonic wobble (the sample's orbit off the axis) is
-not jitter: it moves the whole slice and is left alone, so is a constant vertical offset.
-The method needs the sample inside the field of view at every angle (outer columns in air);
-where its mass changes with the angle, nothing is corrected, with a warning.
+each exposure where it was, without resampling. A first-harmonic wobble (the sample's orbit
+off the axis) is not jitter: it moves the whole slice and is left alone, as is a constant
+vertical offset. The method needs the sample inside the field of view at every angle (outer
+columns in air); where its mass changes with the angle, nothing is corrected, with a warning.
 """
 from __future__ import annotations
 
