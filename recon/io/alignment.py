@@ -42,6 +42,13 @@ AIR_SHARE = 1 / 32
 #: a projection's mass (after its air level) varying by more than this share (s.d. / mean)
 #: over the angles says the sample leaves the field of view: no horizontal correction
 MAX_MASS_SPREAD = 0.05
+#: without --correct-jitter, a centre of mass straying from its sinusoid by more than this
+#: (px, RMS) in the rows the axis is found from gets a hint (:func:`jitter_hint`)
+HINT_JITTER_PX = 0.3
+#: ... and only where the band's mass varies less than this between angles (looser than
+#: MAX_MASS_SPREAD: up/down jitter moves mass across a band's edges, 5 % in a 16-row band of
+#: a 64-px scan jittered by 1 px)
+HINT_MASS_SPREAD = 0.1
 #: largest vertical shift searched, as a share of the rows
 MAX_VERTICAL_SHARE = 0.25
 #: the vertical shifts' expected error (rows) above which none is applied: the profiles'
@@ -215,22 +222,43 @@ def estimate_jitter(reader, *, corrections: Corrections | None = None,
     n_angles, n_rows, n_cols = reader.shape
     z0, z1 = rows or (0, n_rows)
     where = getattr(reader, "path", "scan")
-    k = max(2, int(round(n_cols * AIR_SHARE)))
-    x = np.arange(n_cols, dtype=np.float64)
     mass = np.empty((n_angles, z1 - z0))
     moment = np.empty((n_angles, z1 - z0))
     for a in range(z0, z1, MEASURE_CHUNK_ROWS):
         b = min(z1, a + MEASURE_CHUNK_ROWS)
-        p = read_line_integrals(reader, a, b, corrections=corrections, tilt=tilt).astype(np.float64)  # (z, angle, col)
-        air = 0.5 * (p[..., :k].mean(axis=-1) + p[..., -k:].mean(axis=-1))
-        m = p.sum(axis=-1) - n_cols * air
-        s = p @ x - air * x.sum()
-        mass[:, a - z0:b - z0] = m.T
-        moment[:, a - z0:b - z0] = s.T
+        m, s = _mass_and_moment(read_line_integrals(reader, a, b, corrections=corrections, tilt=tilt))
+        mass[:, a - z0:b - z0], moment[:, a - z0:b - z0] = m.T, s.T
     dy = _vertical_shifts(mass, where)
     mass_s, moment_s = _shift_rows(mass, dy), _shift_rows(moment, dy)
     dx = _horizontal_shifts(mass_s.sum(axis=1), moment_s.sum(axis=1), np.deg2rad(reader.angles_deg), where)
     return Jitter(tuple(float(v) for v in dy), tuple(float(v) for v in dx))
+
+
+def _mass_and_moment(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mass Σ_x p and first moment Σ_x x·p (both (z, angle)) of line integrals
+    p (z, angle, col), after the row's air level (its outer columns, AIR_SHARE per side)."""
+    p = np.asarray(p, dtype=np.float64)
+    n_cols = p.shape[-1]
+    k = max(2, int(round(n_cols * AIR_SHARE)))
+    x = np.arange(n_cols, dtype=np.float64)
+    air = 0.5 * (p[..., :k].mean(axis=-1) + p[..., -k:].mean(axis=-1))
+    return p.sum(axis=-1) - n_cols * air, p @ x - air * x.sum()
+
+
+def jitter_hint(p: np.ndarray, angles_deg: np.ndarray) -> str | None:
+    """A hint naming ``--correct-jitter`` where rows p (z, angle, col) of a scan show a stage
+    that wobbles: the sample inside the field of view (mass within HINT_MASS_SPREAD) and its
+    centre of mass straying from its sinusoid by more than HINT_JITTER_PX RMS; else None."""
+    m, s = _mass_and_moment(p)
+    mass, moment = m.sum(axis=0), s.sum(axis=0)
+    if not np.mean(mass) > 0 or np.std(mass) > HINT_MASS_SPREAD * np.mean(mass):
+        return None
+    stray = _off_orbit(moment / mass, np.deg2rad(angles_deg))
+    if np.sqrt(np.mean(stray ** 2)) <= HINT_JITTER_PX:
+        return None
+    return (f"the projections' centre of mass strays more than {HINT_JITTER_PX:g} px (RMS) from the sinusoid "
+            "a steady stage draws: if the stage wobbles between exposures, --correct-jitter (config: "
+            "reconstruction.correct_jitter) measures and undoes it")
 
 
 def _vertical_shifts(mass: np.ndarray, where) -> np.ndarray:

@@ -1,14 +1,16 @@
 """The geometry of an open scan: user overrides first, then the file's metadata, then defaults."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
-from recon.io.alignment import Jitter, Tilt, read_line_integrals
-from recon.io.preprocess import Corrections
+from recon.io.alignment import Jitter, Tilt, jitter_hint, read_line_integrals
+from recon.io.preprocess import Corrections, DataHintWarning
 
 
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
@@ -40,9 +42,11 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     elif center == "auto":
         where = getattr(reader, "path", "scan")
         try:
-            center = find_center(_rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
-                                                  jitter=jitter, tilt=tilt),
-                                 reader.angles_deg)
+            sino = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
+                                    jitter=jitter, tilt=tilt)
+            if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
+                warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
+            center = find_center(sino, reader.angles_deg)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
                           f"the detector's middle column {(n_cols - 1) / 2:g} is used")

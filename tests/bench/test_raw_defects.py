@@ -43,6 +43,7 @@ def test_every_defect_is_mended_and_reported(tmp_path):
         assert corrected[method] > clean[method] - 1.5 and corrected[method] > jitter[method] + 4.0, method
         assert rows["as simulated, --correct-jitter"][method] > clean[method] - 0.2
     assert abs(corrected["center"] - true_center) < 0.5
+    assert [w for w in jitter["warnings"] if "centre of mass strays" in w] and corrected["warnings"] == []
     # an axis leaning 0.5° (0.4 px over 48 rows): --correct-tilt turns the frames upright
     # (48³: MLEM 23.50 clean, 22.00 leaning, 23.39 corrected, 23.48 clean with the flag)
     tilted, upright = rows["axis tilted 0.5°"], rows["axis tilted, --correct-tilt"]

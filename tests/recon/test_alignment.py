@@ -146,3 +146,20 @@ def test_axis_tilt_is_measured_and_undone():
     pieces = np.concatenate([read_line_integrals(leaning, a, min(N_ROWS, a + 7), tilt=true)
                              for a in range(0, N_ROWS, 7)])
     assert np.array_equal(pieces, whole)
+
+
+def test_a_wobbling_stage_gets_a_hint_and_a_steady_one_none():
+    """Without --correct-jitter, rows whose centre of mass strays from its sinusoid by more
+    than 0.3 px RMS get a hint naming the flag (1 px s.d. sideways here); a still scan (0.00
+    px) and a sample wider than the field get none."""
+    from recon.io.alignment import jitter_hint
+
+    rng = np.random.default_rng(15)
+    shaky = BallScan(np.zeros(N_ANGLES), rng.normal(0, 1.0, N_ANGLES))
+    still = BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES))
+    wide = BallScan(np.zeros(N_ANGLES), rng.normal(0, 1.0, N_ANGLES), balls=((20.0, 0.0, 0.0, 40.0, 0.01),))
+    rows = slice(12, 28)
+    hint = jitter_hint(shaky.p[:, rows].transpose(1, 0, 2), shaky.angles_deg)
+    assert hint is not None and "--correct-jitter" in hint
+    assert jitter_hint(still.p[:, rows].transpose(1, 0, 2), still.angles_deg) is None
+    assert jitter_hint(wide.p[:, rows].transpose(1, 0, 2), wide.angles_deg) is None
