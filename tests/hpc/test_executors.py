@@ -43,6 +43,20 @@ def test_dask_local_cluster_matches_local(reference, sim, tmp_path):
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
 
 
+def test_dask_workers_undo_the_alignment_as_the_local_executor_does(sim, tmp_path):
+    """correct_jitter and correct_tilt: the shifts and the tilt measured in the driver's survey
+    travel to the Dask workers with each unit, and the store equals the local executor's."""
+    pytest.importorskip("distributed")
+    aligned = {"correct_jitter": True, "correct_tilt": True}
+    local = write_config(tmp_path / "local", sim, reconstruction=aligned)
+    assert run_experiment(load_experiment(local), progress=False).complete
+    cfg = write_config(tmp_path / "dask", sim, reconstruction=aligned,
+                       executor={"kind": "dask", "dask": {"workers": 2}})
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    np.testing.assert_array_equal(read_store(tmp_path / "dask" / "store.zarr"),
+                                  read_store(tmp_path / "local" / "store.zarr"))
+
+
 def test_dask_survives_a_killed_worker(reference, sim, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     _, ref = reference
