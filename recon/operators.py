@@ -285,6 +285,13 @@ class FlyScanProjector(Projector):
         return self.blur.adjoint_columns(super().adjoint_columns(y))
 
 
+def sub_angle_rays(geometry: ScanGeometry, n_sub: int) -> tuple[np.ndarray, np.ndarray]:
+    """(angles, offsets), each (n_angles·n_sub,) ordered (angle, sub-angle): θ_j + δᵢ, δᵢ the
+    midpoints of n_sub equal parts of [−Δθ/2, Δθ/2], each with its exposure's offset."""
+    deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
+    return (geometry.angles[:, None] + deltas[None, :]).reshape(-1), np.repeat(geometry.ray_offsets, n_sub)
+
+
 class SubAngleProjector(Projector):
     """The seed's fly-scan operator: (1/n) Σᵢ R(θ_j + δᵢ), δᵢ the midpoints of n equal parts
     of [−Δθ/2, Δθ/2]. Costs n times R; kept as the reference R̄ is tested against."""
@@ -292,10 +299,8 @@ class SubAngleProjector(Projector):
     def __init__(self, geometry: ScanGeometry, n_sub: int, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, **kwargs) -> None:
         self.n_sub = int(n_sub)
-        deltas = geometry.blur_angle * ((np.arange(n_sub) + 0.5) / n_sub - 0.5)
-        sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)
-        super().__init__(geometry, device, dtype, angles=sub, offsets=np.repeat(geometry.ray_offsets, self.n_sub),
-                         **kwargs)
+        sub, offsets = sub_angle_rays(geometry, self.n_sub)
+        super().__init__(geometry, device, dtype, angles=sub, offsets=offsets, **kwargs)
         self.n_rays = geometry.n_angles * geometry.n_columns  # rays of the output sinogram
 
     def forward_columns(self, x: Tensor) -> Tensor:

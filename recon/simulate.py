@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from recon.geometry import ScanGeometry
-from recon.operators import Projector
+from recon.operators import Projector, sub_angle_rays
 
 
 @dataclass
@@ -48,9 +48,8 @@ class FlyScanTransmission:
 
     def __init__(self, geometry: ScanGeometry, n_sub: int = 16, device: str = "cpu") -> None:
         self.geometry, self.n_sub = geometry, int(n_sub)
-        deltas = geometry.blur_angle * ((np.arange(self.n_sub) + 0.5) / self.n_sub - 0.5)
-        sub = (geometry.angles[:, None] + deltas[None, :]).reshape(-1)  # ordered (angle, sub-angle)
-        self.projector = Projector(geometry, device=device, angles=sub, offsets=np.repeat(geometry.ray_offsets, self.n_sub))
+        sub, offsets = sub_angle_rays(geometry, self.n_sub)  # ordered (angle, sub-angle)
+        self.projector = Projector(geometry, device=device, angles=sub, offsets=offsets)
 
     def __call__(self, obj: np.ndarray) -> np.ndarray:
         vol = torch.as_tensor(np.asarray(obj, dtype=np.float32), device=self.projector.device)
@@ -104,7 +103,6 @@ def simulate_flyscan(obj: np.ndarray, angles_deg: np.ndarray, blur_angle_deg: fl
             transmission[:, i] = ndimage.shift(transmission[:, i], (dy[i], 0.0), order=3, mode="nearest")
     if tilt_deg:
         transmission = _lean(transmission, tilt_deg, geometry.center)
-    geometry = ScanGeometry.create(angles_deg, vol.shape[-1], center=center, blur_angle_deg=blur_angle_deg)
     return counts_from_transmission(transmission, geometry, i0, dark=dark, rng=np.random.default_rng(seed),
                                     n_flats=n_flats, n_darks=n_darks)
 

@@ -44,6 +44,8 @@ def test_every_defect_is_mended_and_reported(tmp_path):
         assert rows["as simulated, --correct-jitter"][method] > clean[method] - 0.2
     assert abs(corrected["center"] - true_center) < 0.5
     assert [w for w in jitter["warnings"] if "centre of mass strays" in w] and corrected["warnings"] == []
+    assert [r["case"] for r in rows.values() if any("centre of mass strays" in w for w in r["warnings"])] == \
+        [jitter["case"]]  # the hint: no other case, air in the middle included
     # an axis leaning 0.5° (0.4 px over 48 rows): --correct-tilt turns the frames upright
     # (48³: MLEM 23.50 clean, 22.00 leaning, 23.39 corrected, 23.48 clean with the flag)
     tilted, upright = rows["axis tilted 0.5°"], rows["axis tilted, --correct-tilt"]
