@@ -20,6 +20,7 @@ Example (what ``flytomo init`` writes)::
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
       air_columns: null               # level each projection by its outer N columns (air), or null: off
+      pad_columns: auto               # a sample wider than the field: columns added per side, auto or 0 (off)
       rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -83,6 +84,9 @@ class ReconstructionConfig(ConfigModel):
     correct_tilt: bool = Field(
         False, description="find the rotation axis's lean in the detector plane from its column in bands of rows "
                            "and turn each projection upright (recon.io.alignment.estimate_tilt)")
+    pad_columns: int | Literal["auto"] = Field(
+        "auto", description="virtual detector columns per side for a sample wider than the field of view "
+                            "(recon.truncation); 'auto': from each scan's edge columns (0 where they are air); 0: off")
     rrdb: RrdbOptions = Field(default_factory=RrdbOptions)
 
     def corrections(self) -> Corrections:
@@ -96,6 +100,13 @@ class ReconstructionConfig(ConfigModel):
         if v is not None and (problem := stripe_method_problem(v)):
             raise ValueError(problem)
         return v
+
+    @field_validator("pad_columns", mode="before")
+    @classmethod
+    def _pad(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        raise ValueError("must be 'auto' or a whole number of columns ≥ 0 (0: off)")
 
     @field_validator("center", mode="before")
     @classmethod

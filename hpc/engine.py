@@ -303,7 +303,7 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
     r = exp.config.reconstruction
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
-            "blur_angle_deg": r.blur_angle_deg,
+            "blur_angle_deg": r.blur_angle_deg, "pad_columns": r.pad_columns,
             "model": model["weights_sha256"] if model else None, **r.corrections().to_dict()}
 
 
@@ -364,7 +364,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         corrections = cfg.reconstruction.corrections()
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
                              center=cfg.reconstruction.center, log=temp_log, known=known,
-                             scan_duration_s=cfg.scan_duration_s, corrections=corrections)
+                             scan_duration_s=cfg.scan_duration_s, corrections=corrections,
+                             pad_columns=cfg.reconstruction.pad_columns)
         for line in uncovered_scans(plans, temp_log):
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)

@@ -115,7 +115,7 @@ class ScanPlan:
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
                  known: dict[str, dict] | None = None, scan_duration_s: float | None = None,
-                 corrections: Corrections | None = None) -> list[ScanPlan]:
+                 corrections: Corrections | None = None, pad_columns: int | str = "auto") -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
 
     Parameters
@@ -126,8 +126,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
-    known : store entries by file name from an earlier run; their centers (and jitter, tilt)
-        are reused so a resumed run reconstructs with the same geometry.
+    known : store entries by file name from an earlier run; their centers and pads (and
+        jitter, tilt) are reused so a resumed run reconstructs with the same geometry.
     scan_duration_s : the duration of a scan when the file does not record one (config
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
@@ -135,6 +135,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         with ``correct_tilt`` each scan's axis tilt is measured here
         (:func:`recon.io.alignment.estimate_tilt`), then with ``correct_jitter`` its jitter (one
         pass over its rows, :func:`recon.io.alignment.estimate_jitter`), before its axis is found.
+    pad_columns : the config's pad for samples wider than the field (``"auto"``: per scan,
+        :func:`recon.truncation.auto_pad`).
     """
     from recon.io import open_scan
     from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
@@ -156,9 +158,11 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
             if plan.duration_s is None and scan_duration_s is not None:
                 plan.duration_s = float(scan_duration_s)
             prev = (known or {}).get(f.name)
-            c = center
+            c, pad = center, pad_columns
             if center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
+            if pad_columns == "auto" and prev and prev.get("geometry"):
+                pad = int(prev["geometry"].get("pad_columns", 0))  # ... and the pad
             if corrections is not None and corrections.correct_tilt:
                 plan.tilt = (Tilt.from_dict(prev["tilt"]) if prev and prev.get("tilt")
                              else estimate_tilt(reader, corrections=corrections))
@@ -166,7 +170,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                 plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
                                else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
             plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections,
-                                          jitter=plan.jitter, tilt=plan.tilt)
+                                          jitter=plan.jitter, tilt=plan.tilt, pad_columns=pad)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

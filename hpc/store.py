@@ -35,9 +35,11 @@ PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", 
              "remove_stripes",  # the stripe-removal method, else None (likewise)
              "air_columns",  # air levelling's outer columns, else None (likewise)
              "correct_jitter",  # jitter measured and undone (stores made before it: absent, read as false)
-             "correct_tilt")  # the axis's tilt measured and undone (likewise)
+             "correct_tilt",  # the axis's tilt measured and undone (likewise)
+             "pad_columns")  # 'auto' or the columns padded per side (stores made before it: absent, read as
+                             # 'auto'; each scan's own pad, 0 for those, is in its geometry and kept on resume)
 #: what a plan key absent from an older store's plan stands for
-PLAN_DEFAULTS = {"correct_jitter": False, "correct_tilt": False}
+PLAN_DEFAULTS = {"correct_jitter": False, "correct_tilt": False, "pad_columns": "auto"}
 
 
 def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:

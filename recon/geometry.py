@@ -11,6 +11,7 @@ u = center + x·cos θ + y·sin θ.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,9 @@ class ScanGeometry:
     offsets : (n_angles,) float64 or None, pixels: where the sample sat along the detector,
         exposure by exposure, off the ideal rotation (a stage's jitter,
         :mod:`recon.io.alignment`); the projectors put point (x, y) at u + offsets[i].
+    pad_columns : virtual detector columns added on each side for a sample wider than the
+        field of view (:mod:`recon.truncation`): the reconstruction runs on :meth:`extended`
+        and keeps the middle image_size × image_size; 0: none.
     """
 
     angles: np.ndarray
@@ -52,6 +56,7 @@ class ScanGeometry:
     blur_angle: float
     image_size: int
     offsets: np.ndarray | None = None
+    pad_columns: int = 0
     _key: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,11 +73,14 @@ class ScanGeometry:
             if offsets.shape != angles.shape or not np.all(np.isfinite(offsets)):
                 raise FlytomoError(None, f"offsets must be {angles.size} finite numbers, one per angle")
             object.__setattr__(self, "offsets", None if not offsets.any() else offsets)
+        if isinstance(self.pad_columns, bool) or int(self.pad_columns) != self.pad_columns or self.pad_columns < 0:
+            raise FlytomoError(None, f"pad_columns must be a whole number ≥ 0, got {self.pad_columns!r}")
+        object.__setattr__(self, "pad_columns", int(self.pad_columns))
         object.__setattr__(
             self,
             "_key",
             (angles.tobytes(), int(self.n_columns), float(self.center), float(self.blur_angle), int(self.image_size),
-             b"" if self.offsets is None else self.offsets.tobytes()),
+             b"" if self.offsets is None else self.offsets.tobytes(), self.pad_columns),
         )
 
     @classmethod
@@ -85,6 +93,7 @@ class ScanGeometry:
         blur_angle_deg: float | None = None,
         image_size: int | None = None,
         offsets: np.ndarray | None = None,
+        pad_columns: int = 0,
     ) -> "ScanGeometry":
         """Build from file units: angles and blur in degrees, offsets in pixels; defaults per DESIGN.md."""
         angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
@@ -96,6 +105,7 @@ class ScanGeometry:
             blur_angle=blur,
             image_size=int(n_columns if image_size is None else image_size),
             offsets=offsets,
+            pad_columns=pad_columns,
         )
 
     @property
@@ -123,7 +133,30 @@ class ScanGeometry:
 
     def with_blur(self, blur_angle: float) -> "ScanGeometry":
         """Same geometry with another blur angle (radians)."""
-        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size, self.offsets)
+        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size, self.offsets,
+                            self.pad_columns)
+
+    def with_pad(self, pad_columns: int) -> "ScanGeometry":
+        """Same geometry with ``pad_columns`` virtual columns per side."""
+        return ScanGeometry(self.angles, self.n_columns, self.center, self.blur_angle, self.image_size, self.offsets,
+                            pad_columns)
+
+    def extended(self) -> "ScanGeometry":
+        """The geometry the reconstruction runs on: the detector pad_columns wider on each side
+        (the axis pad_columns further from column 0) and the image :attr:`margin` wider on
+        each side, so that it reaches both padded edges however far the axis is off the
+        detector's middle; no pad of its own."""
+        p, m = self.pad_columns, self.margin
+        return ScanGeometry(self.angles, self.n_columns + 2 * p, self.center + p, self.blur_angle,
+                            self.image_size + 2 * m, self.offsets)
+
+    @property
+    def margin(self) -> int:
+        """Pixels the :meth:`extended` image adds on each side (0 without a pad)."""
+        if not self.pad_columns:
+            return 0
+        reach = max(self.center, self.n_columns - 1 - self.center) + self.pad_columns
+        return max(0, math.ceil(reach - (self.image_size - 1) / 2 - 1e-9))
 
     @property
     def ray_offsets(self) -> np.ndarray:
@@ -140,6 +173,7 @@ class ScanGeometry:
             "image_size": self.image_size,
             "angle_reference": "exposure middle",
             **({} if self.offsets is None else {"offsets": [float(v) for v in self.offsets]}),
+            **({} if not self.pad_columns else {"pad_columns": self.pad_columns}),
         }
 
     @classmethod
@@ -148,4 +182,5 @@ class ScanGeometry:
             np.asarray(d["angles_deg"]), int(d["n_columns"]), center=float(d["center"]),
             blur_angle_deg=float(d["blur_angle_deg"]), image_size=int(d["image_size"]),
             offsets=None if d.get("offsets") is None else np.asarray(d["offsets"], dtype=np.float64),
+            pad_columns=int(d.get("pad_columns", 0)),
         )

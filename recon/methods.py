@@ -18,6 +18,7 @@ from recon.fbp import WINDOWS, fbp
 from recon.geometry import ScanGeometry
 from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, mlem
 from recon.operators import FlyScanProjector, Projector
+from recon.truncation import extend_sinogram
 
 SliceFn = Callable[[torch.Tensor], torch.Tensor]  # (B, n_angles, n_columns) → (B, n, n)
 
@@ -157,7 +158,10 @@ class Reconstructor:
     """Operators (and a model) for one geometry and method, built once; call on many chunks.
 
     ``__call__(sino)``: line integrals (z, n_angles, n_columns), numpy or torch → volume
-    (z, n, n) float32 numpy, processed ``batch`` slices at a time.
+    (z, n, n) float32 numpy, processed ``batch`` slices at a time. A geometry with
+    ``pad_columns`` p is reconstructed on its :meth:`~recon.geometry.ScanGeometry.extended`
+    grid from sinograms continued p columns past each edge (:mod:`recon.truncation`), and the
+    middle n × n kept.
     """
 
     def __init__(self, geometry: ScanGeometry, method: str, device: str = "cpu", batch: int = 64,
@@ -167,7 +171,7 @@ class Reconstructor:
         self.options = resolve_options(method, options)
         self.device = _device(device)
         self.batch = _check_int("batch", batch, 1)
-        self._fn = METHODS[method].build(geometry, self.device, self.options)
+        self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)
         #: the network of method rrdb (a :class:`recon.weights.LoadedModel`), else None
         self.model = getattr(self._fn, "loaded", None)
 
@@ -181,7 +185,8 @@ class Reconstructor:
         with torch.no_grad():
             for z0 in range(0, s.shape[0], self.batch):
                 chunk = s[z0:z0 + self.batch].to(self.device, torch.float32)
-                out.append(self._fn(chunk).float().cpu().numpy())
+                p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
+                out.append(self._fn(extend_sinogram(chunk, p))[..., m:m + n, m:m + n].float().cpu().numpy())
         n = self.geometry.image_size
         return np.concatenate(out, axis=0) if out else np.zeros((0, n, n), np.float32)
 

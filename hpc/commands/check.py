@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print("  jitter       each projection's shift off the ideal rotation measured and undone")
     if r.correct_tilt:
         print("  tilt         the rotation axis's lean found in bands of rows and each projection turned upright")
+    if r.pad_columns != "auto":
+        print(f"  field        {'never padded' if not r.pad_columns else f'{r.pad_columns} columns padded per side'}"
+              " (a sample wider than the field of view)")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
     print(f"  output       {exp.store_path}")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")

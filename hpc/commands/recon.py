@@ -36,6 +36,19 @@ def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
     return z0, z1
 
 
+def parse_pad(text: str) -> int | str:
+    """``--pad-columns``: 'auto' or a whole number ≥ 0."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise FlytomoError(None, f"--pad-columns must be 'auto' or a number of columns ≥ 0, got {text!r}")
+    return value
+
+
 def parse_center(text: str | None) -> float | str | None:
     if text is None or text in CENTER_CHOICES:
         return text
@@ -73,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"got {args.remove_outliers:g}")
     if args.air_columns is not None and not args.air_columns >= 1:
         raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
+    pad = parse_pad(args.pad_columns)
     try:
         corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns, args.correct_jitter,
                                   args.correct_tilt)
@@ -83,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     tilt = estimate_tilt(reader, corrections=corrections) if args.correct_tilt else None
     jitter = estimate_jitter(reader, corrections=corrections, rows=(z0, z1), tilt=tilt) if args.correct_jitter else None
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
-                             corrections=corrections, jitter=jitter, tilt=tilt)
+                             corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
     attrs = {
@@ -117,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}, "
               f"blur {geometry.blur_angle_deg:.3f}°) in {seconds:.1f} s"
+              + (f"; {geometry.pad_columns} columns padded per side" if geometry.pad_columns else "")
               + (f"; axis tilt {tilt.degrees:+.3f}° undone" if tilt else "")
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
     return 0
@@ -153,6 +168,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--correct-tilt", action="store_true",
                    help="find the rotation axis's lean in the detector plane (its column in bands of rows) and "
                         "turn each projection upright; default off")
+    p.add_argument("--pad-columns", default="auto", metavar="N|auto",
+                   help="a sample wider than the field of view: continue each projection N columns past both "
+                        "edges and reconstruct that much wider; default auto (from the edge columns' attenuation, "
+                        "0 where they are air); 0: off")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -11,11 +11,13 @@ from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, searc
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, jitter_hint, read_line_integrals
 from recon.io.preprocess import Corrections, DataHintWarning
+from recon.truncation import auto_pad, edge_ratio
 
 
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
-                  jitter: Jitter | None = None, tilt: Tilt | None = None) -> ScanGeometry:
+                  jitter: Jitter | None = None, tilt: Tilt | None = None,
+                  pad_columns: int | str = "auto") -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
@@ -29,6 +31,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         shifts (:func:`recon.io.alignment.estimate_jitter`) and the axis's tilt
         (:func:`recon.io.alignment.estimate_tilt`) the reconstruction will undo, undone in the
         rows the axis is found from too; the sideways shifts become the geometry's offsets.
+    pad_columns : virtual detector columns per side for a sample wider than the field of view
+        (:mod:`recon.truncation`); ``"auto"``: :func:`recon.truncation.auto_pad` of the rows the
+        axis is found from (0 where their outer columns are air), with a note when it pads.
     """
     meta = reader.metadata or {}
     blur = blur_angle_deg if blur_angle_deg is not None else meta.get("blur_angle_deg")
@@ -37,13 +42,21 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         corrections.check_detector(n_cols, getattr(reader, "path", None))
     if center is None:
         center = float(meta["center"]) if meta.get("center") is not None else "auto"
+    where = getattr(reader, "path", "scan")
+    sino = None
+
+    def rows_sino() -> np.ndarray:
+        nonlocal sino
+        if sino is None:
+            sino = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
+                                    jitter=jitter, tilt=tilt)
+        return sino
+
     if center == "middle":
         center = None
     elif center == "auto":
-        where = getattr(reader, "path", "scan")
         try:
-            sino = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
-                                    jitter=jitter, tilt=tilt)
+            rows_sino()
             if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
                 warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
             center = find_center(sino, reader.angles_deg)
@@ -58,8 +71,25 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                               f"({mid - radius:g}-{mid + radius:g}): it may be wrong (a sample wider than the field "
                               "of view, or an axis far off the middle?); check the volume, or give the center "
                               "(--center, or center: in the experiment config)")
+    if pad_columns == "auto":
+        pad_columns = _auto_pad(rows_sino, where)
     return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
-                               offsets=None if jitter is None else np.asarray(jitter.dx))
+                               offsets=None if jitter is None else np.asarray(jitter.dx), pad_columns=int(pad_columns))
+
+
+def _auto_pad(rows_sino, where) -> int:
+    """:func:`recon.truncation.auto_pad` of the rows ``rows_sino()`` reads (0 where they cannot
+    be read), with a note naming ``where`` when the scan is padded."""
+    try:
+        sino = rows_sino()
+    except FlytomoError:
+        return 0
+    pad = auto_pad(sino)
+    if pad:
+        assume(where, f"the sample reaches past the detector's edges (their attenuation {edge_ratio(sino):.2f} of "
+                      f"the peak): each projection is continued {pad} columns past both edges and the slices "
+                      "reconstructed that much wider (--pad-columns, or pad_columns: in the experiment config; 0: off)")
+    return pad
 
 
 def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: int = 8,

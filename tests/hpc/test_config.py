@@ -85,6 +85,14 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     cfg = write_config(tmp_path, sim, reconstruction={"correct_jitter": "sometimes"})
     assert main(["check", str(cfg)]) == 2
     assert "reconstruction.correct_jitter:" in capsys.readouterr().err
+    for pad, line in ((0, "field        never padded"), (12, "field        12 columns padded per side")):
+        cfg = write_config(tmp_path, sim, reconstruction={"pad_columns": pad})
+        assert main(["check", str(cfg)]) == 0
+        assert line in capsys.readouterr().out
+    for bad in (-1, True, 2.5, "yes"):
+        cfg = write_config(tmp_path, sim, reconstruction={"pad_columns": bad})
+        assert main(["check", str(cfg)]) == 2
+        assert "reconstruction.pad_columns: must be 'auto' or a whole number" in capsys.readouterr().err
 
 
 def test_yes_and_no_are_not_numbers(tmp_path, sim):

@@ -226,3 +226,18 @@ def test_worker_refuses_a_network_other_than_the_planned_one(tmp_path):
     g = ScanGeometry.create(np.arange(8) * 22.5, 16, blur_angle_deg=1.0).to_dict()
     with pytest.raises(FlytomoError, match="network weights changed since the run was planned"):
         reconstructor_for(g, "rrdb", (("iterations", 2),), "cpu", "0" * 64)
+
+
+def test_the_pad_is_part_of_the_plan(reference, sim, tmp_path):
+    """pad_columns: the plan holds the config's 'auto' (the simulated samples sit inside the
+    field, so no scan is padded and the store is the reference's); a config asking for a fixed
+    pad is refused on that store."""
+    cfg, ref = reference
+    attrs = json.loads((cfg.parent / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["pad_columns"] == "auto"
+    assert all("pad_columns" not in s["geometry"] for s in attrs["scans"])
+    shutil.copytree(cfg.parent / "store.zarr", tmp_path / "store.zarr")
+    fixed = write_config(tmp_path, sim, reconstruction={"pad_columns": 6})
+    with pytest.raises(FlytomoError, match="pad_columns"):
+        run_experiment(load_experiment(fixed), progress=False)
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
