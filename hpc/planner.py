@@ -144,6 +144,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     from recon.io.scan_geometry import scan_geometry
 
     plans: list[ScanPlan] = []
+    tilt_checked = False  # one scan is asked whether the axis leans (the instrument's, shared by all)
     for i, f in enumerate(files):
         f = Path(f)
         plan = ScanPlan(index=i, path=f, scan_id=scan_label(f))
@@ -170,7 +171,9 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                 plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
                                else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
             plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections,
-                                          jitter=plan.jitter, tilt=plan.tilt, pad_columns=pad)
+                                          jitter=plan.jitter, tilt=plan.tilt, pad_columns=pad,
+                                          check_tilt=not tilt_checked)
+            tilt_checked = True
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

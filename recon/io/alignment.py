@@ -73,6 +73,13 @@ TILT_SIGNIFICANCE = 3.0
 #: a band's center more than this (px) off the fitted line is left out; fewer than 3 bands
 #: left, or a line that misses any kept band by more than it: no tilt, with a warning
 TILT_RESIDUAL_PX = 0.5
+#: without --correct-tilt: the axis's column in two bands of TILT_BAND_ROWS rows at these
+#: shares of the rows, and a hint where it moves more than HINT_TILT_PX over all the rows
+#: (a band's column under-reads a lean by 20-50 %: 1 px read is 1.3-2 px) and the middle
+#: band's column lies on their line within HINT_TILT_MISS (share of the move, at least 0.3 px)
+HINT_TILT_SHARES = (0.15, 0.85)
+HINT_TILT_PX = 1.0
+HINT_TILT_MISS = 0.25
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,38 @@ def _axis_line(reader, starts: list[int], height: int, corrections: Corrections 
         return None
     se = np.sqrt(np.sum(residual ** 2) / max(z.size - 2, 1) / np.sum((z - z.mean()) ** 2))
     return float(slope), float(intercept), float(se)
+
+
+def tilt_hint(reader, rows: tuple[int, int], middle: tuple[float, float], *,
+              corrections: Corrections | None = None, jitter: "Jitter | None" = None) -> str | None:
+    """A hint naming ``--correct-tilt`` where the axis's column (:func:`find_center`) in two
+    bands near the top and the bottom of ``rows`` moves more than HINT_TILT_PX over the rows,
+    on one line with ``middle`` = (row, column) of the axis found in the middle band; None
+    where the rows are under 4 bands, a band is air or its axis is not found, or the three
+    columns do not lie on a line (HINT_TILT_MISS)."""
+    z0, z1 = rows
+    height = TILT_BAND_ROWS
+    if z1 - z0 < 4 * height:
+        return None
+    zs, cs = [], []
+    for share in HINT_TILT_SHARES:
+        a = min(max(z0, int(round(z0 + share * (z1 - z0) - height / 2))), z1 - height)
+        sino = read_line_integrals(reader, a, a + height, corrections=corrections, jitter=jitter)
+        if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
+            return None
+        try:
+            cs.append(find_center(sino, reader.angles_deg))
+        except FlytomoError:
+            return None
+        zs.append(a + (height - 1) / 2)
+    slope = (cs[1] - cs[0]) / (zs[1] - zs[0])
+    move = slope * (z1 - z0 - 1)
+    miss = abs(middle[1] - (cs[0] + slope * (middle[0] - zs[0])))
+    if abs(move) <= HINT_TILT_PX or miss > max(0.3, HINT_TILT_MISS * abs(cs[1] - cs[0])):
+        return None
+    return (f"the rotation axis's column moves {move:+.1f} px from row {z0} to row {z1 - 1} (found in bands of "
+            f"rows; a lean of about {np.degrees(np.arctan(slope)):+.2f}° in the detector plane, or more): "
+            "--correct-tilt (config: reconstruction.correct_tilt) finds and undoes it")
 
 
 @dataclass(frozen=True)

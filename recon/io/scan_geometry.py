@@ -9,7 +9,7 @@ from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
-from recon.io.alignment import Jitter, Tilt, jitter_hint, read_line_integrals
+from recon.io.alignment import Jitter, Tilt, jitter_hint, read_line_integrals, tilt_hint
 from recon.io.preprocess import Corrections, DataHintWarning
 from recon.truncation import auto_pad, edge_ratio
 
@@ -17,7 +17,7 @@ from recon.truncation import auto_pad, edge_ratio
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
                   jitter: Jitter | None = None, tilt: Tilt | None = None,
-                  pad_columns: int | str = "auto") -> ScanGeometry:
+                  pad_columns: int | str = "auto", check_tilt: bool = True) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
@@ -34,6 +34,10 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     pad_columns : virtual detector columns per side for a sample wider than the field of view
         (:mod:`recon.truncation`); ``"auto"``: :func:`recon.truncation.auto_pad` of the rows the
         axis is found from (0 where their outer columns are air), with a note when it pads.
+    check_tilt : with ``center="auto"`` and no tilt correction asked for, also find the axis
+        in two bands near the top and the bottom of the rows and hint at ``--correct-tilt``
+        where it leans (:func:`recon.io.alignment.tilt_hint`; two more axis searches, ~1.4 s
+        each on 900 angles × 2048 columns: an experiment checks its first scan only).
     """
     meta = reader.metadata or {}
     blur = blur_angle_deg if blur_angle_deg is not None else meta.get("blur_angle_deg")
@@ -43,13 +47,13 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if center is None:
         center = float(meta["center"]) if meta.get("center") is not None else "auto"
     where = getattr(reader, "path", "scan")
-    sino = None
+    sino, band = None, None
 
     def rows_sino() -> np.ndarray:
-        nonlocal sino
+        nonlocal sino, band
         if sino is None:
-            sino = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
-                                    jitter=jitter, tilt=tilt)
+            sino, band = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
+                                          jitter=jitter, tilt=tilt)
         return sino
 
     if center == "middle":
@@ -60,6 +64,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
             if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
                 warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
             center = find_center(sino, reader.angles_deg)
+            if check_tilt and not (corrections and corrections.correct_tilt) and (hint := tilt_hint(reader, rows or (0, n_rows), ((band[0] + band[1] - 1) / 2, center),
+                                                   corrections=corrections, jitter=jitter)) is not None:
+                warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
                           f"the detector's middle column {(n_cols - 1) / 2:g} is used")
@@ -95,7 +102,8 @@ def _auto_pad(rows_sino, where) -> int:
 def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: int = 8,
                      corrections: Corrections | None = None, jitter: Jitter | None = None,
                      tilt: Tilt | None = None):
-    """Line integrals (z, angle, col) of ``width`` rows to find the axis from: the middle of
+    """Line integrals (z, angle, col) of ``width`` rows to find the axis from, and those rows
+    (a, b): the middle of
     z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
     the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
     with a warning naming ``where`` (the scan)."""
@@ -109,12 +117,12 @@ def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: i
 
     sino = read(a, b)
     if sample_signal(sino) >= MIN_SAMPLE_SIGNAL or z1 - z0 <= width:
-        return sino
+        return sino, (a, b)
     mids = [z0 + int((k + 0.5) * (z1 - z0) / probes) for k in range(probes)]
     scores = [sample_signal(read(m, min(z1, m + 4))) for m in mids]
     best = int(np.argmax(scores))
     if scores[best] < MIN_SAMPLE_SIGNAL:
-        return sino  # no sample anywhere clear: the middle, as before
+        return sino, (a, b)  # no sample anywhere clear: the middle, as before
     c, d = window(mids[best] + 2)
     assume(where, f"rows {a}:{b} in the middle show no sample; the rotation axis is found from rows {c}:{d}")
-    return read(c, d)
+    return read(c, d), (c, d)

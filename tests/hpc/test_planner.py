@@ -57,3 +57,28 @@ def test_a_glob_takes_numbers_as_numbers_and_time_order_is_checked(tmp_path):
         survey_scans(files, center="middle")
     with pytest.warns(UserWarning, match=r"scan_1\.h5 started 900 s before scan_10\.h5, which is listed ahead"):
         survey_scans([files[2], files[0], files[1]], center="middle")
+
+
+def test_the_survey_asks_one_scan_whether_the_axis_leans(tmp_path):
+    """Three scans of a cracked phantom about an axis leaning 2° (2.2 px over 64 rows): the
+    survey finds each one's axis, and one tilt hint comes (the first scan's), not three."""
+    import warnings
+
+    import numpy as np
+
+    from hpc.planner import survey_scans
+    from recon.io.dxchange import write_dxchange
+    from recon.io.preprocess import DataHintWarning
+    from recon.phantoms import make_phantom
+    from recon.simulate import simulate_flyscan
+
+    angles = np.arange(90) * 2.0
+    scan = simulate_flyscan(make_phantom("cracked", 64, ndim=3, seed=2), angles, 2.0, 5000, seed=1,
+                            center=33.0, tilt_deg=2.0)
+    files = [write_dxchange(tmp_path / f"scan_{i}.h5", scan.tomo, scan.flats, scan.darks, angles) for i in range(3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plans = survey_scans(files, center="auto")
+    assert all(p.error is None and abs(p.geometry.center - 33.0) < 1.0 for p in plans)
+    hints = [str(w.message) for w in caught if issubclass(w.category, DataHintWarning) and "--correct-tilt" in str(w.message)]
+    assert len(hints) == 1 and "scan_0.h5" in hints[0], hints

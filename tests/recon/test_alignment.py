@@ -163,3 +163,28 @@ def test_a_wobbling_stage_gets_a_hint_and_a_steady_one_none():
     assert hint is not None and "--correct-jitter" in hint
     assert jitter_hint(still.p[:, rows].transpose(1, 0, 2), still.angles_deg) is None
     assert jitter_hint(wide.p[:, rows].transpose(1, 0, 2), wide.angles_deg) is None
+
+
+@pytest.mark.parametrize("tilt_deg,hinted", [(0.0, False), (2.0, True), (-2.0, True)])
+def test_a_leaning_axis_gets_a_hint_and_an_upright_one_none(tmp_path, tilt_deg, hinted):
+    """Without --correct-tilt, the axis found in bands near the top and the bottom of a 64-row
+    scan (a cracked phantom) moving more than 1 px over the rows, on one line with the middle
+    band's, gets a hint naming the flag (a 2° lean: 2.2 px over 64 rows); an upright scan none;
+    with --correct-tilt asked for, no hint."""
+    from recon.io import open_scan
+    from recon.io.dxchange import write_dxchange
+    from recon.io.preprocess import Corrections, DataHintWarning
+    from recon.io.scan_geometry import scan_geometry
+    from recon.phantoms import make_phantom
+    from recon.simulate import simulate_flyscan
+
+    angles = np.arange(90) * 2.0
+    scan = simulate_flyscan(make_phantom("cracked", 64, ndim=3, seed=2), angles, 2.0, 5000, seed=1,
+                            center=33.0, tilt_deg=tilt_deg)
+    path = write_dxchange(tmp_path / "lean.h5", scan.tomo, scan.flats, scan.darks, angles)
+    for corrections, expect in ((None, hinted), (Corrections(correct_tilt=True), False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scan_geometry(open_scan(path), corrections=corrections)
+        hints = [str(w.message) for w in caught if issubclass(w.category, DataHintWarning)]
+        assert bool([h for h in hints if "--correct-tilt" in h]) == expect, hints
