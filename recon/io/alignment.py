@@ -225,10 +225,6 @@ class Jitter:
     dy: tuple[float, ...]
     dx: tuple[float, ...]
 
-    @property
-    def is_zero(self) -> bool:
-        return not any(self.dy) and not any(self.dx)
-
     def to_dict(self) -> dict:
         return {"dy": list(self.dy), "dx": list(self.dx)}
 
@@ -295,10 +291,10 @@ def jitter_hint(p: np.ndarray, angles_deg: np.ndarray) -> str | None:
     strays = []
     for rows in (p[0::2], p[1::2]):
         m, s = _mass_and_moment(rows)
-        mass, moment = m.sum(axis=0), s.sum(axis=0)
-        if not np.mean(mass) > 0 or np.std(mass) > HINT_MASS_SPREAD * np.mean(mass):
+        stray = _centre_strays(m.sum(axis=0), s.sum(axis=0), th, HINT_MASS_SPREAD)
+        if stray is None:
             return None
-        strays.append(_off_orbit(moment / mass, th))
+        strays.append(stray)
     if np.mean(strays[0] * strays[1]) <= HINT_JITTER_PX ** 2:
         return None
     return (f"the projections' centre of mass strays more than {HINT_JITTER_PX:g} px (RMS) from the sinusoid "
@@ -358,12 +354,22 @@ def _profile_shift(profile: np.ndarray, ref: np.ndarray, max_shift: int) -> floa
 
 def _horizontal_shifts(mass: np.ndarray, moment: np.ndarray, theta: np.ndarray, where) -> np.ndarray:
     """(n_angles,) each projection's centre of mass less its fit c + a·cos θ + b·sin θ."""
-    spread = np.std(mass) / abs(np.mean(mass)) if np.mean(mass) != 0 else np.inf
-    if not spread <= MAX_MASS_SPREAD:
+    strays = _centre_strays(mass, moment, theta, MAX_MASS_SPREAD)
+    if strays is None:
         assume(where, f"jitter: the sample's projected mass varies by more than {100 * MAX_MASS_SPREAD:.0f}% "
                       "between angles (a sample wider than the field of view, or a changing beam?); no "
                       "sideways shift is corrected")
         return np.zeros(theta.size)
+    return strays
+
+
+def _centre_strays(mass: np.ndarray, moment: np.ndarray, theta: np.ndarray, max_spread: float) -> np.ndarray | None:
+    """(n_angles,) the centre of mass moment/mass less its fit c + a·cos θ + b·sin θ (the
+    sinusoid a steady stage draws); None where the mass varies by more than ``max_spread``
+    (s.d. / mean) between angles: the sample leaves the field, and its centre says nothing."""
+    mean = float(np.mean(mass))
+    if not mean > 0 or not np.std(mass) <= max_spread * mean:
+        return None
     return _off_orbit(moment / mass, theta)
 
 
