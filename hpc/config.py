@@ -494,7 +494,8 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     p = p if p.is_absolute() else base / p
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p)
-    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle")  # times only
+    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
+                         pad_columns=0)  # times only
     timeless = [s.path.name for s in plans if s.ok and s.start_time_s is None]
     if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
         more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""

@@ -362,10 +362,12 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         existing = st.read_attrs(store)
         known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
         corrections = cfg.reconstruction.corrections()
+        if executor is None:
+            executor = make_executor(cfg.executor)
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
-                             pad_columns=cfg.reconstruction.pad_columns)
+                             pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
         for line in uncovered_scans(plans, temp_log):
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)
@@ -397,8 +399,6 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         todo = [u for u in units if u.name not in done_before]
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)
-        if executor is None:
-            executor = make_executor(cfg.executor)
         summary = RunSummary(store=store, log_file=run_log_path(store), executor=executor.describe(),
                              total=len(units), skipped=len(units) - len(todo))
         log.info("executor %s; %d units, %d already done, %d to do (%d retried after failing)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -112,10 +112,79 @@ class ScanPlan:
         return out
 
 
+@dataclass(frozen=True)
+class SurveyJob:
+    """One scan to survey (:func:`survey_scan`): its place and file, the config's overrides and
+    repairs, and ``prev``, its entry in the store of an earlier run (centre, pad, jitter and
+    tilt reused) or None."""
+
+    index: int
+    path: Path
+    blur_angle_deg: float | None
+    center: float | str | None
+    prev: dict | None
+    scan_duration_s: float | None
+    corrections: Corrections | None
+    pad_columns: int | str
+    check_tilt: bool
+
+
+def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str]]]:
+    """Open one scan and work out its geometry and times (:func:`survey_scans`), wherever it
+    runs; the warnings it gave, as (category, message), in order. A scan that cannot be read
+    comes back with ``error`` set, never raises."""
+    from recon.io import open_scan
+    from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
+    from recon.io.readers import scan_label
+    from recon.io.scan_geometry import scan_geometry
+
+    f, prev, corrections = job.path, job.prev, job.corrections
+    plan = ScanPlan(index=job.index, path=f, scan_id=scan_label(f))
+    reader = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            reader = open_scan(f)
+            meta = dict(getattr(reader, "metadata", {}) or {})
+            plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
+            plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
+            plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
+            plan.start_time_s = as_float(meta.get("scan_time"))
+            plan.duration_s = as_float(meta.get("duration_s"))
+            if plan.duration_s is None and job.scan_duration_s is not None:
+                plan.duration_s = float(job.scan_duration_s)
+            c, pad = job.center, job.pad_columns
+            if job.center in ("auto", None) and prev and prev.get("geometry"):
+                c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
+            if job.pad_columns == "auto" and prev and prev.get("geometry"):
+                pad = int(prev["geometry"].get("pad_columns", 0))  # ... and the pad
+            if corrections is not None and corrections.correct_tilt:
+                plan.tilt = (Tilt.from_dict(prev["tilt"]) if prev and prev.get("tilt")
+                             else estimate_tilt(reader, corrections=corrections))
+            if corrections is not None and corrections.correct_jitter:
+                plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
+                               else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
+            plan.geometry = scan_geometry(reader, blur_angle_deg=job.blur_angle_deg, center=c,
+                                          corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
+                                          pad_columns=pad, check_tilt=job.check_tilt)
+        except FlytomoError as err:
+            plan.error = err.problem if err.where in (None, str(f)) else str(err)
+        except Exception as err:  # a broken file must not stop the survey of the others
+            plan.error = f"cannot be read ({type(err).__name__}: {err})"
+        finally:
+            try:
+                if reader is not None:
+                    reader.close()
+            except Exception:
+                pass
+    return plan, [(w.category, str(w.message)) for w in caught]
+
+
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
                  known: dict[str, dict] | None = None, scan_duration_s: float | None = None,
-                 corrections: Corrections | None = None, pad_columns: int | str = "auto") -> list[ScanPlan]:
+                 corrections: Corrections | None = None, pad_columns: int | str = "auto",
+                 map_fn: Callable[[Callable, list], list] | None = None) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
 
     Parameters
@@ -137,54 +206,20 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         pass over its rows, :func:`recon.io.alignment.estimate_jitter`), before its axis is found.
     pad_columns : the config's pad for samples wider than the field (``"auto"``: per scan,
         :func:`recon.truncation.auto_pad`).
+    map_fn : ``map(fn, items)`` in order (an executor's ``map``) to survey the scans on its
+        workers — axis searches, and with ``correct_jitter`` a whole read of every scan, are the
+        survey's cost; default: here, one after the other. Each scan's warnings are recorded
+        where it is surveyed and given again here, in the scans' order; only the first scan
+        is asked whether the axis leans (the lean is the instrument's).
     """
-    from recon.io import open_scan
-    from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
-    from recon.io.readers import scan_label
-    from recon.io.scan_geometry import scan_geometry
-
-    plans: list[ScanPlan] = []
-    tilt_checked = False  # one scan is asked whether the axis leans (the instrument's, shared by all)
-    for i, f in enumerate(files):
-        f = Path(f)
-        plan = ScanPlan(index=i, path=f, scan_id=scan_label(f))
-        try:
-            reader = open_scan(f)
-            meta = dict(getattr(reader, "metadata", {}) or {})
-            plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
-            plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
-            plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
-            plan.start_time_s = as_float(meta.get("scan_time"))
-            plan.duration_s = as_float(meta.get("duration_s"))
-            if plan.duration_s is None and scan_duration_s is not None:
-                plan.duration_s = float(scan_duration_s)
-            prev = (known or {}).get(f.name)
-            c, pad = center, pad_columns
-            if center in ("auto", None) and prev and prev.get("geometry"):
-                c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
-            if pad_columns == "auto" and prev and prev.get("geometry"):
-                pad = int(prev["geometry"].get("pad_columns", 0))  # ... and the pad
-            if corrections is not None and corrections.correct_tilt:
-                plan.tilt = (Tilt.from_dict(prev["tilt"]) if prev and prev.get("tilt")
-                             else estimate_tilt(reader, corrections=corrections))
-            if corrections is not None and corrections.correct_jitter:
-                plan.jitter = (Jitter.from_dict(prev["jitter"]) if prev and prev.get("jitter")
-                               else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
-            plan.geometry = scan_geometry(reader, blur_angle_deg=blur_angle_deg, center=c, corrections=corrections,
-                                          jitter=plan.jitter, tilt=plan.tilt, pad_columns=pad,
-                                          check_tilt=not tilt_checked)
-            tilt_checked = True
-        except FlytomoError as err:
-            plan.error = err.problem if err.where in (None, str(f)) else str(err)
-        except Exception as err:  # a broken file must not stop the survey of the others
-            plan.error = f"cannot be read ({type(err).__name__}: {err})"
-        finally:
-            try:
-                reader.close()  # type: ignore[possibly-undefined]
-            except Exception:
-                pass
+    jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, (known or {}).get(Path(f).name), scan_duration_s,
+                      corrections, pad_columns, check_tilt=(i == 0)) for i, f in enumerate(files)]
+    results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
+    plans = []
+    for plan, caught in results:
+        for category, message in caught:
+            warnings.warn(message, category, stacklevel=2)
         plans.append(plan)
-        reader = None
     _fill_durations(plans)
     _warn_out_of_time_order(plans)
     if log is not None:

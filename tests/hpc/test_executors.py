@@ -44,8 +44,9 @@ def test_dask_local_cluster_matches_local(reference, sim, tmp_path):
 
 
 def test_dask_workers_undo_the_alignment_as_the_local_executor_does(sim, tmp_path):
-    """correct_jitter and correct_tilt: the shifts and the tilt measured in the driver's survey
-    travel to the Dask workers with each unit, and the store equals the local executor's."""
+    """correct_jitter and correct_tilt: the shifts and the tilt measured in the survey (itself
+    spread over the Dask workers) travel to the workers with each unit, and the store equals
+    the local executor's."""
     pytest.importorskip("distributed")
     aligned = {"correct_jitter": True, "correct_tilt": True}
     local = write_config(tmp_path / "local", sim, reconstruction=aligned)
@@ -114,3 +115,36 @@ def test_worker_warnings_reach_the_driver(sim, tmp_path):
             assert run_experiment(exp, ex, progress=False).exit_code == 0
     dead = [str(w.message) for w in caught if "dead detector pixels" in str(w.message)]
     assert dead and all(m.startswith(f"{scan}: ") for m in dead), dead
+
+
+def test_the_survey_runs_on_the_dask_workers_and_its_warnings_reach_the_driver(sim, tmp_path):
+    """survey_scans(map_fn=executor.map): each scan opened, its axis and pad found on a Dask
+    worker; the plans equal the local survey's, and the warnings each scan gave (a dead column
+    in one) are raised again by the driver, in the scans' order."""
+    pytest.importorskip("distributed")
+    import shutil
+    import warnings
+
+    import h5py
+
+    from hpc.config import ExecutorConfig
+    from hpc.planner import survey_scans
+
+    raw = tmp_path / "raw"
+    shutil.copytree(sim.folder / "raw", raw)
+    files = sorted(raw.glob("*.h5"))
+    with h5py.File(files[1], "r+") as f:
+        f["img_bkg"][..., 5] = f["img_dark"][..., 5].mean()
+
+    def survey(map_fn=None):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plans = survey_scans(files, center="auto", map_fn=map_fn)
+        return plans, [str(w.message) for w in caught]
+
+    local_plans, local_warnings = survey()
+    with make_executor(ExecutorConfig(kind="dask", dask={"workers": 2})) as ex:
+        dask_plans, dask_warnings = survey(ex.map)
+    assert [p.geometry.to_dict() for p in dask_plans] == [p.geometry.to_dict() for p in local_plans]
+    assert dask_warnings == local_warnings
+    assert [w for w in dask_warnings if w.startswith(f"{files[1]}: ") and "dead detector pixels" in w]
