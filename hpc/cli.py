@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -60,13 +61,21 @@ def _file_and_gist(text: str) -> tuple[str, str] | None:
     return (head, gist) if sep and gist and Path(head).suffix and " " not in Path(head).name else None
 
 
+#: a number in a warning's text: messages that differ only in numbers (a pad, a ratio, a
+#: column) are one kind of problem, counted together
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
 def _once_per_message(show):
     """``warnings.showwarning`` that prints a message once per command, however many places
     (the config check, the planner, the run) come upon the same file's problem, and a
-    problem that every scan of an experiment shares (a dead detector column) once for the
-    first file; ``.summary()`` gives one line per such problem with the count of the others."""
+    problem that every scan of an experiment shares (a dead detector column, a sample wider
+    than the field: the same text up to its numbers) once for the first file; ``.summary()``
+    gives one line per such problem with the count of the others (numbers that differ
+    between the files shown as …)."""
     seen: set[str] = set()
-    files_by_gist: dict[str, set[str]] = {}
+    files_by_kind: dict[str, set[str]] = {}
+    gists_by_kind: dict[str, list[str]] = {}
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         text = str(message)
@@ -75,18 +84,36 @@ def _once_per_message(show):
         seen.add(text)
         split = _file_and_gist(text)
         if split is not None:
-            files = files_by_gist.setdefault(split[1], set())
+            kind = _NUMBER.sub("#", split[1])
+            files = files_by_kind.setdefault(kind, set())
             files.add(split[0])
+            gists = gists_by_kind.setdefault(kind, [])
+            if split[1] not in gists:
+                gists.append(split[1])
             if len(files) > 1:
                 return
         show(message, category, filename, lineno, file, line)
 
     def summary() -> list[str]:
-        return [f"flytomo: warning: {len(files) - 1} more file(s) likewise: {gist}"
-                for gist, files in files_by_gist.items() if len(files) > 1]
+        lines = []
+        for kind, files in files_by_kind.items():
+            if len(files) > 1:
+                gists = gists_by_kind[kind]
+                gist = gists[0] if len(gists) == 1 else _mask_differing_numbers(gists)
+                lines.append(f"flytomo: warning: {len(files) - 1} more file(s) likewise: {gist}")
+        return lines
 
     showwarning.summary = summary
     return showwarning
+
+
+def _mask_differing_numbers(gists: list[str]) -> str:
+    """The first of texts that differ only in their numbers, each number that is not the same
+    in all of them written as …"""
+    numbers = [_NUMBER.findall(g) for g in gists]
+    same = [len({n[i] for n in numbers}) == 1 for i in range(len(numbers[0]))]
+    parts = iter(same)
+    return _NUMBER.sub(lambda m: m.group(0) if next(parts) else "…", gists[0])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,3 +102,19 @@ def test_once_per_message_collapses_a_problem_shared_by_files():
     assert shown == ["raw/a.h5: no flats", "raw/b.h5: projection(s) 4 look like dropped frames",
                      "rows 0:8: not a file"]
     assert once.summary() == ["flytomo: warning: 2 more file(s) likewise: no flats"]
+
+
+def test_once_per_message_counts_texts_that_differ_only_in_numbers_together():
+    """A sample wider than the field in every scan: the pad note differs from scan to scan
+    only in its numbers; the first is shown, the others counted, the numbers that differ
+    written as … (those all share kept)."""
+    from hpc.cli import _once_per_message
+
+    shown = []
+    once = _once_per_message(lambda message, *rest: shown.append(str(message)))
+    for f, ratio, pad in (("a", 0.45, 23), ("b", 0.47, 23), ("c", 0.52, 25)):
+        once(UserWarning(f"raw/{f}.h5: edges at {ratio:.2f} of the peak: continued {pad} columns past 2 edges"),
+             UserWarning, "x.py", 1)
+    assert shown == ["raw/a.h5: edges at 0.45 of the peak: continued 23 columns past 2 edges"]
+    assert once.summary() == ["flytomo: warning: 2 more file(s) likewise: edges at … of the peak: "
+                              "continued … columns past 2 edges"]
