@@ -182,12 +182,11 @@ class Reconstructor:
             raise FlytomoError(None, f"sinogram shape {tuple(s.shape)} does not match the geometry "
                                      f"(z, {expected[0]} angles, {expected[1]} columns)")
         out = []
+        p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
         with torch.no_grad():
             for z0 in range(0, s.shape[0], self.batch):
                 chunk = s[z0:z0 + self.batch].to(self.device, torch.float32)
-                p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
                 out.append(self._fn(extend_sinogram(chunk, p))[..., m:m + n, m:m + n].float().cpu().numpy())
-        n = self.geometry.image_size
         return np.concatenate(out, axis=0) if out else np.zeros((0, n, n), np.float32)
 
 

@@ -64,9 +64,11 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
             if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
                 warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
             center = find_center(sino, reader.angles_deg)
-            if check_tilt and not (corrections and corrections.correct_tilt) and (hint := tilt_hint(reader, rows or (0, n_rows), ((band[0] + band[1] - 1) / 2, center),
-                                                   corrections=corrections, jitter=jitter)) is not None:
-                warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
+            if check_tilt and not (corrections and corrections.correct_tilt):
+                middle = ((band[0] + band[1] - 1) / 2, center)  # (row, column) of the axis found
+                hint = tilt_hint(reader, rows or (0, n_rows), middle, corrections=corrections, jitter=jitter)
+                if hint is not None:
+                    warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
         except FlytomoError as err:
             assume(where, f"rotation axis not found ({err.problem}): "
                           f"the detector's middle column {(n_cols - 1) / 2:g} is used")
