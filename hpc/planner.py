@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from recon.errors import FlytomoError
-from recon.io.metadata import as_float
+from recon.io.metadata import AssumptionWarning, as_float
 from recon.io.preprocess import Corrections
 
 
@@ -77,6 +77,7 @@ class ScanPlan:
     metadata: dict = field(default_factory=dict)
     jitter: Any = None  # recon.io.alignment.Jitter where the config asks to correct it
     tilt: Any = None  # recon.io.alignment.Tilt likewise
+    pad_reused: bool = False  # the pad came from the store of an earlier run (never changed)
 
     @property
     def ok(self) -> bool:
@@ -158,6 +159,7 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
             if job.pad_columns == "auto" and prev and prev.get("geometry"):
                 pad = int(prev["geometry"].get("pad_columns", 0))  # ... and the pad
+                plan.pad_reused = True
             if corrections is not None and corrections.correct_tilt:
                 plan.tilt = (Tilt.from_dict(prev["tilt"]) if prev and prev.get("tilt")
                              else estimate_tilt(reader, corrections=corrections))
@@ -210,7 +212,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         workers — axis searches, and with ``correct_jitter`` a whole read of every scan, are the
         survey's cost; default: here, one after the other. Each scan's warnings are recorded
         where it is surveyed and given again here, in the scans' order; only the first scan
-        is asked whether the axis leans (the lean is the instrument's).
+        is asked whether the axis leans (the lean is the instrument's). With ``pad_columns``
+        "auto", every scan gets the largest pad any scan chose (one pad per experiment).
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, (known or {}).get(Path(f).name), scan_duration_s,
                       corrections, pad_columns, check_tilt=(i == 0)) for i, f in enumerate(files)]
@@ -220,6 +223,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         for category, message in caught:
             warnings.warn(message, category, stacklevel=2)
         plans.append(plan)
+    if pad_columns == "auto":
+        _pad_alike(plans)
     _fill_durations(plans)
     _warn_out_of_time_order(plans)
     if log is not None:
@@ -232,6 +237,26 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         for p in plans:
             p.temperature_C = as_float(p.metadata.get("temperature_C"))
     return plans
+
+
+def _pad_alike(plans: list[ScanPlan]) -> None:
+    """One pad for every scan of an experiment: the largest any scan chose
+    (:func:`recon.truncation.auto_pad`; over-padding costs less than under-padding), so that
+    the time points are reconstructed alike and compare; a note where the scans differed.
+    A resumed run keeps the pads in its store (units of those scans may be done): scans new to
+    it take the largest of those."""
+    surveyed = [p for p in plans if p.ok and p.geometry is not None]
+    kept = [p.geometry.pad_columns for p in surveyed if p.pad_reused]
+    pads = sorted({p.geometry.pad_columns for p in surveyed})
+    if len(pads) < 2:
+        return
+    common = max(kept) if kept else pads[-1]
+    for p in surveyed:
+        if not p.pad_reused:
+            p.geometry = p.geometry.with_pad(common)
+    warnings.warn(f"the scans chose pads of {pads[0]}-{pads[-1]} columns per side (a sample wider than the field "
+                  f"of view in some): every scan is padded by {common}, so that the time points are reconstructed "
+                  "alike (pad_columns: in the experiment config to choose)", AssumptionWarning, stacklevel=3)
 
 
 def _warn_out_of_time_order(plans: list[ScanPlan]) -> None:

@@ -82,3 +82,35 @@ def test_the_survey_asks_one_scan_whether_the_axis_leans(tmp_path):
     assert all(p.error is None and abs(p.geometry.center - 33.0) < 1.0 for p in plans)
     hints = [str(w.message) for w in caught if issubclass(w.category, DataHintWarning) and "--correct-tilt" in str(w.message)]
     assert len(hints) == 1 and "scan_0.h5" in hints[0], hints
+
+
+def test_the_scans_of_an_experiment_are_padded_alike(tmp_path):
+    """Two scans of samples reaching past a 64-px field by different amounts (auto pads 7 and
+    14) and one inside it (0): every scan gets 14, with one note; a resumed run keeps the pads
+    of its store (10 here) and gives scans new to it the same."""
+    import warnings
+
+    import numpy as np
+
+    from hpc.planner import survey_scans
+    from recon.io.dxchange import write_dxchange
+    from recon.phantoms import make_phantom
+    from recon.simulate import simulate_flyscan
+
+    angles = np.arange(120) * 1.5
+    files = []
+    for i, (family, seed) in enumerate((("heterogeneous", 4), ("heterogeneous", 6), ("cracked", 6))):
+        vol = make_phantom(family, 96, ndim=3, seed=seed)[44:52]
+        s = simulate_flyscan(vol, angles, 1.5, 2000, seed=1)
+        files.append(write_dxchange(tmp_path / f"scan_{i}.h5", s.tomo[..., 16:80], s.flats[..., 16:80],
+                                    s.darks[..., 16:80], angles))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plans = survey_scans(files, center="auto")
+    assert [p.geometry.pad_columns for p in plans] == [14, 14, 14]
+    notes = [str(w.message) for w in caught if "padded by 14" in str(w.message)]
+    assert len(notes) == 1 and "pads of 0-14 columns" in notes[0], notes
+    stored = plans[0].geometry.with_pad(10).to_dict()
+    resumed = survey_scans(files, center="auto", known={"scan_0.h5": {"geometry": stored}})
+    assert [p.geometry.pad_columns for p in resumed] == [10, 10, 10]
+    assert [p.geometry.pad_columns for p in survey_scans(files, center="auto", pad_columns=5)] == [5, 5, 5]
