@@ -3,7 +3,7 @@
 Two sets, each a phantom fly-scanned (I0 2000, 120 projections over 180°, 1.5° blur) on a
 detector wider than the sample would need, then cut to the middle ``field`` columns:
 
-- ``slices``: one slice of each of the four test families at 1.0-2.0× a 128-px field
+- ``slices``: one slice of each of the four test families at 1.0-3.0× a 128-px field
   (phantom seed 11, which no rule was chosen on), the axis on the middle column;
 - ``slabs``: 8 rows through the middle of 3D heterogeneous and cracked phantoms 96 px across
   (1.5× a 64-px field, phantom seeds 4-6), the axis 0, +1.7 or −2.5 px off the middle.
@@ -58,7 +58,7 @@ def _score(li: np.ndarray, truth: np.ndarray, field: int, center_off: float) -> 
 
 def run() -> dict:
     rows = []
-    for size in (128, 160, 192, 224, 256):
+    for size in (128, 160, 192, 224, 256, 384):
         for family in ("heterogeneous", "cracked", "network", "radial"):
             obj = make_phantom(family, size, seed=11)
             li = np.asarray(line_integrals_from_counts(simulate_flyscan(obj, ANGLES, 1.5, 2000, seed=2)))

@@ -47,6 +47,11 @@ def test_auto_pad_is_zero_for_a_sample_inside_the_field_and_grows_with_how_far_i
     assert 0.4 < edge_ratio(wider) < edge_ratio(widest) <= 1.0
     assert 4 <= auto_pad(wider) < auto_pad(widest) <= FIELD // 4
     assert auto_pad(np.zeros((1, 4, 8))) == 0  # nothing attenuates
+    local = np.ones((1, 10, 64))  # edges at 0.95 of the peak: a sample several times the field
+    local[..., 28:36] = 1.05
+    assert auto_pad(local) == FIELD // 2
+    local[..., 28:36] = 1.0 / 0.85  # 0.85: the ordinary cap, a quarter
+    assert auto_pad(local) == FIELD // 4
 
 
 def test_geometry_carries_its_pad_and_extends_around_the_axis():
