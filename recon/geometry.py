@@ -12,7 +12,7 @@ u = center + x·cos θ + y·sin θ.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,13 +133,11 @@ class ScanGeometry:
 
     def with_blur(self, blur_angle: float) -> "ScanGeometry":
         """Same geometry with another blur angle (radians)."""
-        return ScanGeometry(self.angles, self.n_columns, self.center, float(blur_angle), self.image_size, self.offsets,
-                            self.pad_columns)
+        return replace(self, blur_angle=float(blur_angle))
 
     def with_pad(self, pad_columns: int) -> "ScanGeometry":
         """Same geometry with ``pad_columns`` virtual columns per side."""
-        return ScanGeometry(self.angles, self.n_columns, self.center, self.blur_angle, self.image_size, self.offsets,
-                            pad_columns)
+        return replace(self, pad_columns=pad_columns)
 
     def extended(self) -> "ScanGeometry":
         """The geometry the reconstruction runs on: the detector pad_columns wider on each side
@@ -147,8 +145,8 @@ class ScanGeometry:
         each side, so that it reaches both padded edges however far the axis is off the
         detector's middle; no pad of its own."""
         p, m = self.pad_columns, self.margin
-        return ScanGeometry(self.angles, self.n_columns + 2 * p, self.center + p, self.blur_angle,
-                            self.image_size + 2 * m, self.offsets)
+        return replace(self, n_columns=self.n_columns + 2 * p, center=self.center + p,
+                       image_size=self.image_size + 2 * m, pad_columns=0)
 
     @property
     def margin(self) -> int:

@@ -160,14 +160,10 @@ def _axis_line(reader, starts: list[int], height: int, corrections: Corrections 
 
     mids, centers = [], []
     for a in starts:
-        sino = read_line_integrals(reader, a, a + height, corrections=corrections, tilt=tilt)
-        if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
-            continue
-        try:
-            centers.append(find_center(sino, reader.angles_deg))
-        except FlytomoError:
-            continue
-        mids.append(a + (height - 1) / 2)
+        center = _band_center(reader, a, height, corrections=corrections, tilt=tilt)
+        if center is not None:
+            mids.append(a + (height - 1) / 2)
+            centers.append(center)
     z, c = np.asarray(mids), np.asarray(centers)
     if z.size < 3:
         return None
@@ -184,8 +180,21 @@ def _axis_line(reader, starts: list[int], height: int, corrections: Corrections 
     return float(slope), float(intercept), float(se)
 
 
+def _band_center(reader, a: int, height: int, *, corrections: Corrections | None,
+                 jitter: Jitter | None = None, tilt: Tilt | None = None) -> float | None:
+    """The axis's column (:func:`find_center`) in rows a:a+height read with ``jitter`` and
+    ``tilt`` undone; None where those rows are air or the axis is not found there."""
+    sino = read_line_integrals(reader, a, a + height, corrections=corrections, jitter=jitter, tilt=tilt)
+    if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
+        return None
+    try:
+        return find_center(sino, reader.angles_deg)
+    except FlytomoError:
+        return None
+
+
 def tilt_hint(reader, rows: tuple[int, int], middle: tuple[float, float], *,
-              corrections: Corrections | None = None, jitter: "Jitter | None" = None) -> str | None:
+              corrections: Corrections | None = None, jitter: Jitter | None = None) -> str | None:
     """A hint naming ``--correct-tilt`` where the axis's column (:func:`find_center`) in two
     bands near the top and the bottom of ``rows`` moves more than HINT_TILT_PX over the rows,
     on one line with ``middle`` = (row, column) of the axis found in the middle band; None
@@ -198,14 +207,11 @@ def tilt_hint(reader, rows: tuple[int, int], middle: tuple[float, float], *,
     zs, cs = [], []
     for share in HINT_TILT_SHARES:
         a = min(max(z0, int(round(z0 + share * (z1 - z0) - height / 2))), z1 - height)
-        sino = read_line_integrals(reader, a, a + height, corrections=corrections, jitter=jitter)
-        if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
-            return None
-        try:
-            cs.append(find_center(sino, reader.angles_deg))
-        except FlytomoError:
+        c = _band_center(reader, a, height, corrections=corrections, jitter=jitter)
+        if c is None:
             return None
         zs.append(a + (height - 1) / 2)
+        cs.append(c)
     slope = (cs[1] - cs[0]) / (zs[1] - zs[0])
     move = slope * (z1 - z0 - 1)
     miss = abs(middle[1] - (cs[0] + slope * (middle[0] - zs[0])))
