@@ -31,6 +31,16 @@ def default_blur_angle(angles: np.ndarray) -> float:
     return float(np.median(np.diff(a)))
 
 
+def folded_gaps(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (radians) folded onto [0, π), where θ and θ + π see the same rays in parallel
+    beam, and sorted: (order, gaps), order (n,) the indices in folded order and gaps (n,)
+    radians from each folded angle to the next around the half turn (the last to the first + π)."""
+    folded = np.mod(np.asarray(angles, dtype=np.float64).reshape(-1), math.pi)
+    order = np.argsort(folded, kind="stable")
+    s = folded[order]
+    return order, np.diff(np.append(s, s[0] + math.pi))
+
+
 @dataclass(frozen=True)
 class ScanGeometry:
     """Parallel-beam fly-scan geometry of one scan (all rows share it).
@@ -121,11 +131,20 @@ class ScanGeometry:
         return float(np.rad2deg(self.blur_angle))
 
     @property
-    def angular_range(self) -> float:
-        """Span of the recorded angles plus one step (radians): π for a half turn."""
-        a = np.sort(self.angles)
-        step = default_blur_angle(a) if a.size > 1 else np.pi
-        return float(a[-1] - a[0] + step)
+    def folded_step(self) -> float:
+        """The typical gap (radians) between the angles folded onto [0, π) (:func:`folded_gaps`):
+        the median of the gaps between distinct folded angles (a full turn's pairs θ, θ + π
+        count once); π with one angle only."""
+        _, gaps = folded_gaps(self.angles)
+        return float(np.median(gaps[gaps > 1e-9]))
+
+    @property
+    def missing_wedge(self) -> float:
+        """Radians of the half turn parallel beam needs that no projection comes near: the
+        widest gap between the folded angles less :attr:`folded_step`; 0 for an even half or
+        full turn, 60° for a scan of 0–120°."""
+        _, gaps = folded_gaps(self.angles)
+        return max(0.0, float(gaps.max()) - self.folded_step)
 
     def key(self) -> tuple:
         """Hashable identity, for operator caches."""

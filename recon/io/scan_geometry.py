@@ -82,8 +82,25 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                               "(--center, or center: in the experiment config)")
     if pad_columns == "auto":
         pad_columns = _auto_pad(rows_sino, where)
-    return ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
-                               offsets=None if jitter is None else np.asarray(jitter.dx), pad_columns=int(pad_columns))
+    geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
+                                   offsets=None if jitter is None else np.asarray(jitter.dx),
+                                   pad_columns=int(pad_columns))
+    if (hint := wedge_hint(geometry, axis_found=sino is not None and center is not None)) is not None:
+        warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
+    return geometry
+
+
+def wedge_hint(geometry: ScanGeometry, axis_found: bool = False) -> str | None:
+    """A one-line hint where the angles leave a wedge of the half turn unseen (≥ 5° and ≥ 3
+    typical steps, :attr:`ScanGeometry.missing_wedge`), else None; ``axis_found``: the axis
+    was found from these angles, which needs a half turn."""
+    wedge, step = np.rad2deg(geometry.missing_wedge), np.rad2deg(geometry.folded_step)
+    if wedge < max(5.0, 3.0 * step):
+        return None
+    axis = (": the axis found from them may be off, give it if it is known (--center, or center: in the "
+            "experiment config)") if axis_found else ""
+    return (f"the angles cover {180.0 - wedge:.0f}° of the 180° parallel beam needs, a wedge of {wedge:.0f}° "
+            f"is missing: expect streaks along it{axis}")
 
 
 def _auto_pad(rows_sino, where) -> int:
