@@ -3,6 +3,7 @@ look-ups that name what is missing, and reading rows z0:z1 of selected frames.""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import h5py
@@ -10,10 +11,11 @@ import numpy as np
 
 from recon.errors import FlytomoError
 
-try:  # registers the filters detectors use (bitshuffle, LZ4, Blosc…) where installed
+try:  # registers the filters detectors write with (bitshuffle-LZ4, Blosc, Zstd, LZ4…)
     import hdf5plugin  # noqa: F401
-except ImportError:
-    pass
+    _DECODERS = "h5py and hdf5plugin"
+except ImportError:  # a dependency, but an environment may lack it
+    _DECODERS = "h5py (pip install hdf5plugin adds the detectors' filters)"
 
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
@@ -63,7 +65,7 @@ def check_readable(ds: h5py.Dataset, path: Path) -> None:
         if not h5py.h5z.filter_avail(code):
             label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
             raise FlytomoError(path, f"dataset '{ds.name}' is compressed with HDF5 filter {code} ({label or 'unknown'}), "
-                                     "which this installation cannot decode (pip install hdf5plugin)")
+                                     f"which {_DECODERS} cannot decode")
     if ds.is_virtual:
         for source in ds.virtual_sources():
             name = source.file_name
@@ -93,17 +95,66 @@ def read_rows(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, pat
     """Rows z0:z1 of the selected frames of a (frame, row, col) or (row, col) dataset.
 
     Returns (k, z1 − z0, col) float32. Only hyperslabs are read: the whole frame range for
-    ``frames=None``, else one slab per run of consecutive frame indices (sorted).
+    ``frames=None``, else one slab per run of consecutive frame indices (sorted). Where the
+    frames are compressed in chunks of more rows than asked for (a detector writes a whole
+    frame per chunk), every read decompresses whole frames: rows from z0 up are then read
+    as far as :func:`read_band_bytes` allows and kept, and later reads inside them are
+    served from memory (the values are the same).
     """
     try:
         if ds.ndim == 2:
             return np.asarray(ds[z0:z1, :], dtype=np.float32)[None]
-        if frames is None:
-            return np.asarray(ds[:, z0:z1, :], dtype=np.float32)
-        parts = [np.asarray(ds[a:b, z0:z1, :], dtype=np.float32) for a, b in runs(frames)]
-        return np.concatenate(parts, axis=0)
+        if _compressed_across_rows(ds, z1 - z0):
+            return _band_read(ds, frames, z0, z1, path)
+        return _slab(ds, frames, z0, z1, np.float32)
     except (OSError, ValueError, TypeError) as err:
         raise FlytomoError(path, f"cannot read rows {z0}:{z1} of dataset '{ds.name}' (truncated file?): {err}") from None
+
+
+def _slab(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, dtype: np.dtype) -> np.ndarray:
+    """Rows z0:z1 of the selected frames of a 3-D dataset, as ``dtype``."""
+    if frames is None:
+        return np.asarray(ds[:, z0:z1, :], dtype=dtype)
+    return np.concatenate([np.asarray(ds[a:b, z0:z1, :], dtype=dtype) for a, b in runs(frames)], axis=0)
+
+
+def read_band_bytes() -> int:
+    """Bytes of raw frames one process keeps from a dataset compressed across rows:
+    ``FLYTOMO_READ_BAND_MB`` (default 512; 0 reads only the rows asked for)."""
+    value = os.environ.get("FLYTOMO_READ_BAND_MB", "512")
+    try:
+        return max(0, int(float(value) * (1 << 20)))
+    except ValueError:
+        raise FlytomoError(None, f"FLYTOMO_READ_BAND_MB must be a number of MiB, got {value!r}") from None
+
+
+def _compressed_across_rows(ds: h5py.Dataset, n_rows: int) -> bool:
+    return (ds.chunks is not None and ds.chunks[1] > n_rows
+            and ds.id.get_create_plist().get_nfilters() > 0)
+
+
+_band_lock = threading.Lock()
+_bands: dict[tuple, tuple[int, int, np.ndarray]] = {}  # (file, dataset, frames) → (b0, b1, raw rows b0:b1)
+
+
+def _band_read(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, path: Path) -> np.ndarray:
+    """Rows z0:z1 through the band kept for (file, dataset, frames); a new band from z0 up
+    where they lie outside it. One file's bands are kept at a time."""
+    st = path.stat()
+    fkey = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    key = (fkey, ds.name, None if frames is None else frames.tobytes())
+    with _band_lock:
+        band = _bands.get(key)
+        if band is None or not band[0] <= z0 < z1 <= band[1]:
+            k = ds.shape[0] if frames is None else frames.size
+            per_row = max(1, k * ds.shape[2] * ds.dtype.itemsize)
+            b1 = min(ds.shape[1], max(z1, z0 + read_band_bytes() // per_row))
+            for other in [o for o in _bands if o[0] != fkey or o == key]:
+                del _bands[other]
+            band = (z0, b1, _slab(ds, frames, z0, b1, ds.dtype))
+            _bands[key] = band
+        b0, _, raw = band
+        return np.asarray(raw[:, z0 - b0:z1 - b0], dtype=np.float32)
 
 
 def row_chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int = 8 << 20) -> tuple[int, ...]:
