@@ -104,7 +104,7 @@ def read_rows(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, pat
     try:
         if ds.ndim == 2:
             return np.asarray(ds[z0:z1, :], dtype=np.float32)[None]
-        if _compressed_across_rows(ds, z1 - z0):
+        if _compressed_across_rows(ds, z1 - z0, path):
             return _band_read(ds, frames, z0, z1, path)
         return _slab(ds, frames, z0, z1, np.float32)
     except (OSError, ValueError, TypeError) as err:
@@ -128,7 +128,18 @@ def read_band_bytes() -> int:
         raise FlytomoError(None, f"FLYTOMO_READ_BAND_MB must be a number of MiB, got {value!r}") from None
 
 
-def _compressed_across_rows(ds: h5py.Dataset, n_rows: int) -> bool:
+def _compressed_across_rows(ds: h5py.Dataset, n_rows: int, path: Path) -> bool:
+    """Whether reading ``n_rows`` rows of ``ds`` decompresses chunks of more rows; for a virtual
+    dataset (nxtomomill's, over a detector's files), whether its first source's chunks do."""
+    if ds.is_virtual:
+        sources = ds.virtual_sources()
+        if not sources:
+            return False
+        name = sources[0].file_name
+        source = path if name == "." else path.parent / name if (path.parent / name).exists() else Path(name)
+        with h5py.File(source, "r", locking=False) as f:
+            inner = f.get(sources[0].dset_name)
+            return isinstance(inner, h5py.Dataset) and inner.ndim == 3 and _compressed_across_rows(inner, n_rows, source)
     return (ds.chunks is not None and ds.chunks[1] > n_rows
             and ds.id.get_create_plist().get_nfilters() > 0)
 

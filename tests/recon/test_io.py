@@ -63,13 +63,23 @@ def test_hyperslab_read_equals_slice_of_full_read(tmp_path, small_scan, fmt):
             np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[:, z0:z1])
 
 
-def _frame_chunked(path, scan, tomo=None, compression="gzip"):
-    """A Data Exchange file as a detector writes it: compressed, one chunk per whole frame."""
+def _frame_chunked(path, scan, tomo=None, compression="gzip", virtual=False):
+    """A Data Exchange file as a detector writes it: compressed, one chunk per whole frame;
+    ``virtual``: the projections a virtual dataset over two detector files, as nxtomomill writes."""
     opts = {"compression": compression} if isinstance(compression, str) else dict(compression)
+    tomo = scan.tomo if tomo is None else tomo
     with h5py.File(path, "w") as f:
-        for name, data in (("data", scan.tomo if tomo is None else tomo), ("data_white", scan.flats),
-                           ("data_dark", scan.darks)):
-            f.create_dataset(f"exchange/{name}", data=data, chunks=(1, *data.shape[1:]), **opts)
+        for name, data in (("data", tomo), ("data_white", scan.flats), ("data_dark", scan.darks)):
+            if name == "data" and virtual:
+                layout, half = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype), data.shape[0] // 2
+                for i, part in enumerate((data[:half], data[half:])):
+                    with h5py.File(path.parent / f"frames_{i}.h5", "w") as g:
+                        g.create_dataset("frames", data=part, chunks=(1, *data.shape[1:]), **opts)
+                    layout[i * half:i * half + part.shape[0]] = h5py.VirtualSource(f"frames_{i}.h5", "frames",
+                                                                                   shape=part.shape)
+                f.create_virtual_dataset("exchange/data", layout)
+            else:
+                f.create_dataset(f"exchange/{name}", data=data, chunks=(1, *data.shape[1:]), **opts)
         f["exchange/theta"] = scan.angles_deg
     return path
 
@@ -86,17 +96,18 @@ def test_detector_compression_filters_are_read(tmp_path, small_scan, codec):
     assert np.array_equal(open_scan(path).read(0, 8).tomo, counts)
 
 
-@pytest.mark.parametrize("band_mb,slab_reads", [("512", 3), ("0", 12)])
+@pytest.mark.parametrize("band_mb,slab_reads,virtual", [("512", 3, False), ("0", 12, False), ("512", 3, True)])
 def test_rows_of_frame_compressed_files_are_read_once_per_band(tmp_path, small_scan, monkeypatch, band_mb,
-                                                               slab_reads):
+                                                               slab_reads, virtual):
     """Reading rows of whole-frame compressed chunks decompresses whole frames, so the rows
     from the first asked for up are kept (FLYTOMO_READ_BAND_MB of them; 0: none) and the
     next reads served from memory: 3 reads of the file (projections, flats, darks) for 4
-    chunks of 2 rows, not 12, and the values of a direct read. A file written again is read again."""
+    chunks of 2 rows, not 12, and the values of a direct read; the same through a virtual
+    dataset over compressed detector files. A file written again is read again."""
     from recon.io import _h5
 
     monkeypatch.setenv("FLYTOMO_READ_BAND_MB", band_mb)
-    path = _frame_chunked(tmp_path / "frames.h5", small_scan)
+    path = _frame_chunked(tmp_path / "frames.h5", small_scan, virtual=virtual)
     slab, calls = _h5._slab, []
     monkeypatch.setattr(_h5, "_slab", lambda *a: calls.append(a[2:4]) or slab(*a))
     scan = open_scan(path)
@@ -105,7 +116,7 @@ def test_rows_of_frame_compressed_files_are_read_once_per_band(tmp_path, small_s
     for part, z in zip(parts, range(0, 8, 2)):
         assert part.tomo.dtype == np.float32 and np.array_equal(part.tomo, small_scan.tomo[:, z:z + 2])
         assert np.array_equal(part.flats, small_scan.flats[:, z:z + 2])
-    _frame_chunked(path, small_scan, tomo=small_scan.tomo + 1)  # the same size, other values
+    _frame_chunked(path, small_scan, tomo=small_scan.tomo + 1, virtual=virtual)  # the same size, other values
     assert np.array_equal(open_scan(path).read(2, 4).tomo, small_scan.tomo[:, 2:4] + 1)
 
 
