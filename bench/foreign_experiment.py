@@ -18,7 +18,6 @@ defaults; the crack table is compared with the true removed volume, scan by scan
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from benchio import save_json
 
 #: cracks present in each scan (planes, added in this order)
 CRACKS = (0, 0, 1, 2, 4, 6, 9, 12)
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
            "simulate_s": t_sim, "total_s": time.perf_counter() - t0}
     print(f"MAE {out['mae_pp']:.2f} points (scans up to 12 % cracks: {out['mae_pp_up_to_12pct']:.2f}); "
           f"simulated in {t_sim:.0f} s, {out['total_s']:.0f} s in all")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    save_json(args.json, out, indent=1)
     return out
 
 

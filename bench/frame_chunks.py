@@ -12,7 +12,6 @@ whole read of the file is the floor. The values read are checked equal.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 
 from recon.io import open_scan
+from benchio import save_json
 
 
 def _write(path: Path, n_angles: int, size: int) -> None:
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.angles} frames of {args.size}² ({raw_mb:.0f} MiB raw), rows in chunks of {args.rows}: "
           f"one whole read {whole:.2f} s; rows only {rows_only:.2f} s; 512 MiB band {banded:.2f} s "
           f"({rows_only / banded:.1f}× faster); same values: {a == b}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.json, result)
     return 0
 
 

@@ -30,7 +30,6 @@ slices with sample in them outside the middle 40 % (the same slices for every ca
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from recon.io import open_volume
 from recon.io.alignment import observable_part
 from recon.metrics import psnr
 from recon.simulate import simulate_flyscan
+from benchio import save_json
 
 OUTLIER_THRESHOLD = 0.3
 CENTER_OFFSET_PX = 2.8
@@ -219,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in result["rows"]:
         print(f"{r['case']:>34} {r['fbp']:8.2f} {r['mlem-flyscan']:12.2f} {r['center']:8.2f}  "
               + ("; ".join(r["warnings"]) or "-"))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.json, result)
     return 0
 
 

@@ -18,7 +18,6 @@ checkpoints in ``runs/rrdb-heldout-FAMILY`` and a rerun continues.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from recon.errors import FlytomoError  # noqa: E402
 from recon.phantoms import FAMILIES  # noqa: E402
 from recon.train import _data_key, build_pair_set, load_config, train  # noqa: E402
+from benchio import save_json  # noqa: E402 - a sibling bench module
 
 
 class Subset:
@@ -119,8 +119,7 @@ def main() -> None:
               + f"{np.mean(p):>8.2f}/{np.mean(s):.3f}")
         out["rows"].append({"method": label, "psnr_mean": float(np.mean(p)), "ssim_mean": float(np.mean(s)),
                             "by_family": {f: {"psnr": v[0], "ssim": v[1]} for f, v in fam.items()}})
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    save_json(args.json, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ be equal.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from hpc.config import ExecutorConfig
 from hpc.executors import make_executor
 from hpc.planner import survey_scans
 from recon.io.preprocess import Corrections
+from benchio import save_json
 
 
 def timed(files: list[Path], corrections: Corrections | None, map_fn, repeat: int) -> tuple[float, list]:
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(files)} scans of {args.size}³{', jitter and tilt measured' if args.align else ''}: "
           f"driver {local_s:.2f} s, Dask {args.workers} workers {dask_s:.2f} s "
           f"({local_s / dask_s:.2f}x); plans equal: {same}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.json, result)
     return 0 if same else 1
 
 

@@ -18,7 +18,6 @@ phantom's middle.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from recon.metrics import psnr
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
 from recon.truncation import auto_pad, edge_ratio
+from benchio import save_json
 
 ANGLES = np.arange(120) * 1.5
 METHODS = ("fbp", "mlem-flyscan")
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             gain = [r[f"{m}_auto"] - r[f"{m}_off"] for r in padded]
             print(f"{s}: {m} over {len(padded)} padded cases: mean gain {np.mean(gain):+.2f} dB "
                   f"(min {min(gain):+.2f}, max {max(gain):+.2f})")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.json, result)
     return 0
 
 

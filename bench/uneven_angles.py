@@ -13,7 +13,6 @@ PSNR and SSIM (``recon.metrics``) against the phantom, averaged over the familie
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from recon.metrics import psnr, ssim
 from recon.operators import Projector
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
+from benchio import save_json
 
 SIZE, PHOTONS, BLUR = 256, 2000, 1.5
 FAMILIES = ("heterogeneous", "cracked", "network", "radial")
@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     result = run()
     result["seconds"] = time.perf_counter() - t0
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save_json(args.json, result)
     return 0
 
 
