@@ -24,6 +24,7 @@ import recon
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target
+from recon.io.metadata import assume
 from recon.io.readers import natural_order
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, load_model
 
@@ -31,6 +32,10 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
 #: the smallest slice side the networks are run on (their receptive field is ~40 px)
 MIN_SIDE = 16
+#: an integer reconstruction whose outer ring sits more than this fraction of its 95th
+#: percentile above 0 was exported with zero attenuation at that level (a linear map of FBP's
+#: range, negatives included, onto 0…65535 puts air half-way up)
+ZERO_LEVEL_MIN_FRACTION = 0.05
 
 
 def _tiff_files(spec: str) -> list[Path] | None:
@@ -119,8 +124,49 @@ def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, de
     return loaded
 
 
-def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace) -> None:
-    """Write the network's output for every slice of ``volume`` into ``sink`` (same shape)."""
+def parse_zero_level(text: str) -> float | None:
+    """``--zero-level``: None for 'auto', else the number."""
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise FlytomoError(None, f"--zero-level must be 'auto' or a number, got {text!r}")
+    return value
+
+
+def zero_level(volume, where: str, given: float | None = None) -> float:
+    """The value of zero attenuation in a reconstruction (z, y, x), in its own unit.
+
+    ``given`` None ("auto"): for integer values (a reconstruction exported as 8- or 16-bit, where 0 is
+    wherever the export put it), the median of the outer ring of the slices' inscribed disk
+    (0.46–0.5 of the shorter side from the middle; air around a sample inside the field) over up
+    to 16 evenly spaced slices, where it is more than :data:`ZERO_LEVEL_MIN_FRACTION` of their
+    95th percentile, with a note; else 0. Float values: 0. A number: that value.
+    """
+    if given is not None:
+        return given
+    if not np.issubdtype(volume.dtype, np.integer):
+        return 0.0
+    picks = np.unique(np.linspace(0, volume.shape[0] - 1, min(16, volume.shape[0])).round().astype(int))
+    sample = np.stack([np.asarray(volume[int(z)], dtype=np.float64) for z in picks])
+    ny, nx = sample.shape[1:]
+    r = np.hypot(*np.meshgrid(np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij"))
+    ring = (r > 0.46 * min(ny, nx)) & (r <= 0.5 * min(ny, nx))
+    level, top = float(np.median(sample[:, ring])), float(np.percentile(sample, 95))
+    if not top > 0 or level <= ZERO_LEVEL_MIN_FRACTION * top:
+        return 0.0
+    assume(Path(where), f"integer values whose outer ring sits at {level:g} ({level / top:.0%} of the 95th "
+                        "percentile): taken as zero attenuation, subtracted before the network and added back "
+                        "after (--zero-level VALUE to set it, 0 for none)")
+    return level
+
+
+def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0) -> None:
+    """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
+    ``zero``: the input's value of zero attenuation, taken off before the network and put back."""
     bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
                disable=args.quiet or None)
     n_bad = 0
@@ -129,13 +175,15 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace) -> Non
         bad = ~np.isfinite(part)
         if bad.any():
             n_bad += int(bad.sum())
-            part = np.where(bad, np.float32(0), part)
-        sink[z0:z0 + len(part)] = loaded.apply(part, batch=args.batch, tile=args.tile,
-                                                 self_ensemble=args.self_ensemble)
+            part = np.where(bad, np.float32(zero), part)
+        if zero:
+            part = part - np.float32(zero)
+        result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble)
+        sink[z0:z0 + len(part)] = result + np.float32(zero) if zero else result
         bar.update(len(part))
     bar.close()
     if n_bad:
-        warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as 0", stacklevel=1)
+        warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as zero attenuation", stacklevel=1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,12 +197,15 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, "--batch must be ≥ 1")
     if args.tile is not None and args.tile < 1:
         raise FlytomoError(None, "--tile must be ≥ 1")
+    given_zero = parse_zero_level(args.zero_level)
     volume, src_attrs, single = read_reconstruction(args.input)
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device)
     loaded.check_slice_size(min(volume.shape[1:]))
+    zero = zero_level(volume, args.input, given_zero)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
-        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "source": src_attrs,
+        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "zero_level": zero,
+        "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
     started = time.perf_counter()
@@ -163,14 +214,14 @@ def run(args: argparse.Namespace) -> int:
         pixel = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
         create_volume(out, shape, None, attrs, overwrite=args.overwrite, pixel_size_nm=pixel)
         try:
-            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args)
+            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args, zero)
             finalize(out, overwrite=args.overwrite)
         except BaseException:
             discard(out)
             raise
     else:
         result = np.empty(shape, np.float32)
-        _enhance(volume, loaded, result, args)
+        _enhance(volume, loaded, result, args, zero)
         result = result[0] if single else result  # the input's shape
         with atomic_path(out, overwrite=args.overwrite) as tmp:
             if out.suffix == ".npy":
@@ -204,6 +255,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "receptive radius)")
     p.add_argument("--self-ensemble", action="store_true", help="average the network over the 8 "
                    "rotations/flips of each slice (8x the time, about +0.1 dB)")
+    p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",
+                   help="the input's value of zero attenuation, taken off before the network and added "
+                        "back (auto: found for 8/16-bit exports from their outer ring, 0 for floats)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
