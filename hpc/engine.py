@@ -42,6 +42,7 @@ from hpc.manifest import META, Manifest, RunLock
 from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
+from recon.io import release_read_bands
 from recon.io.preprocess import Corrections, DataHintWarning, DataRepairWarning
 
 log = logging.getLogger("flytomo.run")
@@ -471,6 +472,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         log.error("stopped: %s", err)
         raise
     finally:
+        release_read_bands()  # the rows kept from frame-compressed files (local executor: this process)
         if own_executor and executor is not None:
             executor.close()
         lock.release()

@@ -5,6 +5,7 @@ OME-Zarr volume store with provenance.
 Projections are (angle, row, col); chunks of line integrals (z, angle, col); volumes
 (z, y, x) or (t, z, y, x). Angles are degrees here (file units), exposure middles.
 """
+from recon.io._h5 import release_read_bands
 from recon.io.center import find_center
 from recon.io.dxchange import write_dxchange
 from recon.io.fxi import write_fxi
@@ -18,6 +19,6 @@ from recon.io.scan import HDF5Scan, RawChunk, ScanReader
 __all__ = [
     "FORMATS", "AssumptionWarning", "DataRepairWarning", "HDF5Scan", "RawChunk", "ScanReader",
     "create_volume", "discard", "finalize", "find_center", "line_integrals", "open_scan",
-    "open_volume", "parse_pixel_size_nm", "partial_path", "write_dxchange", "write_fxi", "write_nxtomo",
-    "write_volume",
+    "open_volume", "parse_pixel_size_nm", "partial_path", "release_read_bands", "write_dxchange", "write_fxi",
+    "write_nxtomo", "write_volume",
 ]

@@ -148,6 +148,12 @@ _band_lock = threading.Lock()
 _bands: dict[tuple, tuple[int, int, np.ndarray]] = {}  # (file, dataset, frames) → (b0, b1, raw rows b0:b1)
 
 
+def release_read_bands() -> None:
+    """Drop the rows :func:`read_rows` keeps (the end of a reconstruction, before other work)."""
+    with _band_lock:
+        _bands.clear()
+
+
 def _band_read(ds: h5py.Dataset, frames: np.ndarray | None, z0: int, z1: int, path: Path) -> np.ndarray:
     """Rows z0:z1 through the band kept for (file, dataset, frames); a new band from z0 up
     where they lie outside it. One file's bands are kept at a time."""
