@@ -173,9 +173,11 @@ class _Mirror:
 
 
 def _half_turn(s: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
-    """Keep the first half turn and resample it onto uniform angles θ0 + k·180°/N."""
+    """Keep the first half turn and resample it onto uniform angles θ0 + k·180°/N; a scan
+    whose angles wrap past 360° (350°…359°, 0°…169°) is first made contiguous."""
     if angles_deg.shape != (s.shape[0],) or not np.all(np.isfinite(angles_deg)):
         raise FlytomoError(None, f"center finding: {angles_deg.size} angles for {s.shape[0]} projections")
+    angles_deg = _contiguous(angles_deg)
     order = np.argsort(angles_deg)
     a, s = angles_deg[order], s[order]
     keep = a < a[0] + 180.0 - 1e-6
@@ -188,3 +190,17 @@ def _half_turn(s: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     for j in range(s.shape[1]):
         out[:, j] = np.interp(grid, a, s[:, j])
     return out
+
+
+def _contiguous(angles_deg: np.ndarray) -> np.ndarray:
+    """Angles that wrap past 360° within one turn (350°…359°, 0°…169°) moved by whole turns to
+    run on from the end of the widest gap they leave (350°…529°); others as they are."""
+    span = float(np.ptp(angles_deg))
+    if span >= 360.0:
+        return angles_deg
+    folded = np.mod(angles_deg, 360.0)
+    ordered = np.sort(folded)
+    gaps = np.diff(np.append(ordered, ordered[0] + 360.0))
+    start = ordered[(int(np.argmax(gaps)) + 1) % ordered.size]
+    moved = start + np.mod(folded - start, 360.0)
+    return moved if np.ptp(moved) < span - 1e-9 else angles_deg

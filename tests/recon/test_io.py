@@ -510,6 +510,20 @@ def test_find_center_recovers_shifted_axis(make_disc_sinogram, center_offset):
     assert abs(find_center(sino[None], uneven) - center) < 0.5
 
 
+@pytest.mark.parametrize("start", [0.0, 350.0, 270.0, -90.0])
+def test_find_center_where_the_angles_wrap_past_360(make_disc_sinogram, start):
+    """A half turn starting at 350° stored as 350…359°, 0…169° (the encoder wrapped): the axis
+    found within 0.1 px, as for the same turn stored 0…179° (the first half turn of the sorted
+    angles, 0…169°, had been stretched over 180°: 0.57 px off on a 128-px phantom)."""
+    rng = np.random.default_rng(4)
+    discs = [(rng.uniform(-12, 12), rng.uniform(-12, 12), rng.uniform(2, 8), rng.uniform(0.02, 0.1))
+             for _ in range(5)]
+    center = 33.7
+    angles = np.mod(start + np.arange(180) * 1.0, 360.0)
+    sino = make_disc_sinogram(angles, 64, center, discs)
+    assert abs(find_center(sino[None], angles) - center) < 0.1
+
+
 def test_find_center_on_small_scan_file_shape(make_disc_sinogram):
     angles = np.linspace(0, 180, 32, endpoint=False)
     discs = [(3.0, -4.0, 6.0, 0.05), (-8.0, 2.0, 3.0, 0.08)]
