@@ -127,8 +127,7 @@ def estimate_tilt(reader, *, corrections: Corrections | None = None,
                       "no tilt is corrected")
         return None
     height = min(TILT_BAND_ROWS, (z1 - z0) // bands)
-    starts = sorted({min(max(z0, z0 + int(round((k + 0.5) * (z1 - z0) / bands - height / 2))), z1 - height)
-                     for k in range(bands)})
+    starts = sorted({band_start((k + 0.5) * (z1 - z0) / bands, height, (z0, z1)) for k in range(bands)})
     tilt, error = None, 0.0
     row = (n_rows - 1) / 2
     for _ in range(TILT_ROUNDS):
@@ -180,6 +179,14 @@ def _axis_line(reader, starts: list[int], height: int, corrections: Corrections 
     return float(slope), float(intercept), float(se)
 
 
+def band_start(offset: float, height: int, rows: tuple[int, int]) -> int:
+    """The first row of ``height`` rows centred ``offset`` rows past the first of ``rows`` =
+    (z0, z1) (rounded), moved inside them where they would cross their ends (z0 where there
+    are fewer rows than ``height``)."""
+    z0, z1 = rows
+    return min(max(z0, z0 + int(round(offset - height / 2))), max(z0, z1 - height))
+
+
 def _band_center(reader, a: int, height: int, *, corrections: Corrections | None,
                  jitter: Jitter | None = None, tilt: Tilt | None = None) -> float | None:
     """The axis's column (:func:`find_center`) in rows a:a+height read with ``jitter`` and
@@ -206,7 +213,7 @@ def tilt_hint(reader, rows: tuple[int, int], middle: tuple[float, float], *,
         return None
     zs, cs = [], []
     for share in HINT_TILT_SHARES:
-        a = min(max(z0, int(round(z0 + share * (z1 - z0) - height / 2))), z1 - height)
+        a = band_start(share * (z1 - z0), height, (z0, z1))
         c = _band_center(reader, a, height, corrections=corrections, jitter=jitter)
         if c is None:
             return None

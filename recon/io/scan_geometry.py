@@ -9,7 +9,7 @@ from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
-from recon.io.alignment import Jitter, Tilt, jitter_hint, read_line_integrals, tilt_hint
+from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
 from recon.io.preprocess import Corrections, DataHintWarning
 from recon.truncation import auto_pad, edge_ratio
 
@@ -127,7 +127,7 @@ def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: i
     the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
     with a warning naming ``where`` (the scan)."""
     def window(mid: int) -> tuple[int, int]:
-        a = min(max(z0, mid - width // 2), max(z0, z1 - width))
+        a = band_start(mid - z0, width, (z0, z1))
         return a, min(z1, a + width)
 
     a, b = window((z0 + z1) // 2)
