@@ -1,11 +1,11 @@
-"""Averaging the shipped network's output with the seed's released network's (a measurement).
+"""Averaging the shipped network's output with another network's (a measurement).
 
 The Table-1 protocol (512², 120 projections over 180°, 1.5° blur, I0 2000): the shipped
-model on modified MLEM, the shipped FBP model and the seed's network on FBP, and weighted
-means of their outputs; the weight is to be chosen on the 8 validation images, then read on
-the 20 test images.
+model on modified MLEM, the shipped FBP model and ``--other`` (default: the seed's released
+network) each on the first stage its card names, and weighted means of their outputs; the
+weight is to be chosen on the 8 validation images, then read on the 20 test images.
 
-    .venv/bin/python bench/ensemble_seed.py [--seed-model PATH] [--json FILE]   (~5 min)
+    .venv/bin/python bench/ensemble.py [--other seed:PATH|PATH.safetensors] [--json FILE]   (~5 min)
 """
 from __future__ import annotations
 
@@ -27,23 +27,27 @@ WEIGHTS = (0.5, 0.6, 0.7, 0.8)  # of ours in each mean
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed-model", default="../shared/data/seed-model/pre_trained_model.pth")
+    ap.add_argument("--other", default="seed:../shared/data/seed-model/pre_trained_model.pth",
+                    help="the network averaged with ours: seed:PATH or PATH.safetensors")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     ours, fbp_model = load_model(None), load_model(None, input_kind="fbp")
-    seed = load_model(f"seed:{args.seed_model}")
+    other = load_model(args.other)
+    name = "seed's" if args.other.startswith("seed:") else other.label
     g = ScanGeometry.create(np.arange(120) * 1.5, 512, blur_angle_deg=1.5)
-    result: dict = {}
+    result: dict = {"other": args.other}
     for split, validation in (("validation", True), ("test", False)):
         imgs = images(512, 2 if validation else 5, validation)
         truth = np.stack([im for _, im in imgs])
         sino = simulate(truth, g, [2000.0], seed=1, n_sub=16)[2000.0]
         fbp, mlem = make_reconstructor(g, "fbp")(sino), make_reconstructor(g, "mlem-flyscan")(sino)
-        outs = {"ours": ours.apply(mlem), "shipped FBP model": fbp_model.apply(fbp), "seed's": seed.apply(fbp)}
+        first = {"fbp": fbp, "mlem-flyscan": mlem}
+        outs = {"ours": ours.apply(mlem), "shipped FBP model": fbp_model.apply(fbp),
+                name: other.apply(first[other.input_kind])}
         for w in WEIGHTS:
-            for other in ("seed's", "shipped FBP model"):
-                outs[f"{w:g} ours + {1 - w:.1f} {other}"] = w * outs["ours"] + (1 - w) * outs[other]
+            for label in (name, "shipped FBP model"):
+                outs[f"{w:g} ours + {1 - w:.1f} {label}"] = w * outs["ours"] + (1 - w) * outs[label]
         result[split] = {}
         for label, vol in outs.items():
             p = float(np.mean([psnr(a, b) for a, b in zip(vol, truth)]))
