@@ -15,6 +15,7 @@ from pathlib import Path
 
 import recon
 from recon.errors import FlytomoError
+from recon.io._h5 import read_band_bytes
 
 #: subcommand modules, in the order ``flytomo --help`` lists them
 COMMANDS = (
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     show = warnings.showwarning
     warnings.showwarning = once = _once_per_message(show)
     try:
+        read_band_bytes()  # FLYTOMO_READ_BAND_MB checked before any work
         return int(args.func(args) or 0)
     except FlytomoError as err:
         print(f"flytomo: error: {err}", file=sys.stderr)

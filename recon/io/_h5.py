@@ -68,9 +68,15 @@ def check_readable(ds: h5py.Dataset, path: Path) -> None:
                                      f"which {_DECODERS} cannot decode")
     if ds.is_virtual:
         for source in ds.virtual_sources():
-            name = source.file_name
-            if name != "." and not (path.parent / name).exists() and not Path(name).exists():
-                raise FlytomoError(path, f"dataset '{ds.name}' is virtual and its source file '{name}' is missing")
+            if not _source_path(path, source.file_name).exists():
+                raise FlytomoError(path, f"dataset '{ds.name}' is virtual and its source file "
+                                         f"'{source.file_name}' is missing")
+
+
+def _source_path(path: Path, name: str) -> Path:
+    """Where a virtual dataset of file ``path`` finds its source file ``name`` ("." : itself;
+    else beside it, else as named)."""
+    return path if name == "." else path.parent / name if (path.parent / name).exists() else Path(name)
 
 
 def read_small(ds: h5py.Dataset, path: Path) -> np.ndarray:
@@ -135,8 +141,7 @@ def _compressed_across_rows(ds: h5py.Dataset, n_rows: int, path: Path) -> bool:
         sources = ds.virtual_sources()
         if not sources:
             return False
-        name = sources[0].file_name
-        source = path if name == "." else path.parent / name if (path.parent / name).exists() else Path(name)
+        source = _source_path(path, sources[0].file_name)
         with h5py.File(source, "r", locking=False) as f:
             inner = f.get(sources[0].dset_name)
             return isinstance(inner, h5py.Dataset) and inner.ndim == 3 and _compressed_across_rows(inner, n_rows, source)
