@@ -15,7 +15,6 @@ from pathlib import Path
 
 import recon
 from recon.errors import FlytomoError
-from recon.io._h5 import read_band_bytes
 
 #: subcommand modules, in the order ``flytomo --help`` lists them
 COMMANDS = (
@@ -127,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     show = warnings.showwarning
     warnings.showwarning = once = _once_per_message(show)
     try:
+        from recon.io._h5 import read_band_bytes  # here, not at import: `flytomo --help` reads no files
+
         read_band_bytes()  # FLYTOMO_READ_BAND_MB checked before any work
         return int(args.func(args) or 0)
     except FlytomoError as err:
