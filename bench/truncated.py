@@ -17,13 +17,9 @@ phantom's middle.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from recon.geometry import ScanGeometry
 from recon.methods import make_reconstructor
@@ -31,7 +27,7 @@ from recon.metrics import psnr
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
 from recon.truncation import auto_pad, edge_ratio
-from benchio import save_json
+from benchio import save_json, timed_run
 
 ANGLES = np.arange(120) * 1.5
 METHODS = ("fbp", "mlem-flyscan")
@@ -74,13 +70,7 @@ def run() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(2)
-    t0 = time.perf_counter()
-    result = run()
-    result["seconds"] = time.perf_counter() - t0
+    result, args = timed_run(__doc__, run, argv)
     print(f"{'set':>6} {'family':>13} {'size':>4} {'off':>5} {'ratio':>5} {'pad':>3}   "
           f"{'FBP off/auto/untruncated':>24}   {'MLEM-fly off/auto/untruncated':>29}")
     for r in result["rows"]:

@@ -12,10 +12,7 @@ PSNR and SSIM (``recon.metrics``) against the phantom, averaged over the familie
 """
 from __future__ import annotations
 
-import argparse
 import math
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +24,7 @@ from recon.metrics import psnr, ssim
 from recon.operators import Projector
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
-from benchio import save_json
+from benchio import save_json, timed_run
 
 SIZE, PHOTONS, BLUR = 256, 2000, 1.5
 FAMILIES = ("heterogeneous", "cracked", "network", "radial")
@@ -72,13 +69,7 @@ def run() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(2)
-    t0 = time.perf_counter()
-    result = run()
-    result["seconds"] = time.perf_counter() - t0
+    result, args = timed_run(__doc__, run, argv)
     save_json(args.json, result)
     return 0
 
