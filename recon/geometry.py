@@ -31,14 +31,15 @@ def default_blur_angle(angles: np.ndarray) -> float:
     return float(np.median(np.diff(a)))
 
 
-def folded_gaps(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Angles (radians) folded onto [0, π), where θ and θ + π see the same rays in parallel
-    beam, and sorted: (order, gaps), order (n,) the indices in folded order and gaps (n,)
-    radians from each folded angle to the next around the half turn (the last to the first + π)."""
-    folded = np.mod(np.asarray(angles, dtype=np.float64).reshape(-1), math.pi)
+def folded_gaps(angles: np.ndarray, period: float = math.pi) -> tuple[np.ndarray, np.ndarray]:
+    """Angles folded onto [0, period), by default the half turn (radians) where θ and θ + π see
+    the same rays in parallel beam, and sorted: (order, gaps), order (n,) the indices in folded
+    order and gaps (n,) from each folded angle to the next around the circle (the last to the
+    first + period), in the angles' unit."""
+    folded = np.mod(np.asarray(angles, dtype=np.float64).reshape(-1), period)
     order = np.argsort(folded, kind="stable")
     s = folded[order]
-    return order, np.diff(np.append(s, s[0] + math.pi))
+    return order, np.diff(np.append(s, s[0] + period))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.fft
 
 from recon.errors import FlytomoError
+from recon.geometry import folded_gaps
 
 
 #: rows whose sinogram stands less than this many noise levels out of the air (see
@@ -198,9 +199,8 @@ def _contiguous(angles_deg: np.ndarray) -> np.ndarray:
     span = float(np.ptp(angles_deg))
     if span >= 360.0:
         return angles_deg
+    order, gaps = folded_gaps(angles_deg, period=360.0)
     folded = np.mod(angles_deg, 360.0)
-    ordered = np.sort(folded)
-    gaps = np.diff(np.append(ordered, ordered[0] + 360.0))
-    start = ordered[(int(np.argmax(gaps)) + 1) % ordered.size]
+    start = folded[order[(int(np.argmax(gaps)) + 1) % order.size]]
     moved = start + np.mod(folded - start, 360.0)
     return moved if np.ptp(moved) < span - 1e-9 else angles_deg

@@ -122,10 +122,9 @@ def _rows_for_center(reader, where, z0: int, z1: int, width: int = 16, probes: i
                      corrections: Corrections | None = None, jitter: Jitter | None = None,
                      tilt: Tilt | None = None):
     """Line integrals (z, angle, col) of ``width`` rows to find the axis from, and those rows
-    (a, b): the middle of
-    z0:z1, unless those are air and another of ``probes`` evenly spaced 4-row probes shows
-    the sample (:func:`recon.io.center.sample_signal`); then the rows around the clearest,
-    with a warning naming ``where`` (the scan)."""
+    (a, b): the middle of z0:z1, unless those are air and another of ``probes`` evenly spaced
+    4-row probes shows the sample (:func:`recon.io.center.sample_signal`); then the rows around
+    the clearest, with a warning naming ``where`` (the scan)."""
     def window(mid: int) -> tuple[int, int]:
         a = band_start(mid - z0, width, (z0, z1))
         return a, min(z1, a + width)
