@@ -11,7 +11,8 @@ then runs through the ``flytomo recon`` command with its defaults; PSNR / SSIM
 (``recon.metrics``, inside the disk) against the object.
 
     .venv/bin/python bench/foreign_images.py [--size 256] [--projections 120] [--photons 2000]
-        [--shift 2.5] [--methods fbp mlem-flyscan rrdb] [--model LABEL=PATH ...] [--json FILE]
+        [--shift 2.5] [--methods fbp mlem-flyscan rrdb] [--model LABEL=PATH ...] [--blend LABEL=PATH ...]
+        [--json FILE]
 """
 from __future__ import annotations
 
@@ -85,10 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--methods", nargs="*", default=["fbp", "mlem-flyscan", "rrdb"])
     ap.add_argument("--model", nargs="*", default=[], metavar="LABEL=PATH",
                     help="also method rrdb with these models (PATH or seed:PATH)")
+    ap.add_argument("--blend", nargs="*", default=[], metavar="LABEL=PATH",
+                    help="also method rrdb, the shipped default network with this second one (--rrdb-blend)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     runs = [(m, m, []) for m in args.methods] + [
-        (f"rrdb {spec.split('=', 1)[0]}", "rrdb", ["--model", spec.split("=", 1)[1]]) for spec in args.model]
+        (f"rrdb {spec.split('=', 1)[0]}", "rrdb", ["--model", spec.split("=", 1)[1]]) for spec in args.model] + [
+        (f"rrdb + {spec.split('=', 1)[0]}", "rrdb", ["--rrdb-blend", spec.split("=", 1)[1]]) for spec in args.blend]
     angles = np.linspace(0.0, np.pi, args.projections, endpoint=False)
     n_det = detector_columns(args.size, args.shift)
     results: dict = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

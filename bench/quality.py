@@ -9,7 +9,8 @@ how sharp a reconstruction must be to reach a given PSNR on these phantoms.
 the default iteration count is chosen on; never the test images).
 
     .venv/bin/python bench/quality.py [--size 512] [--per-family 5] [--photons 500 2000 10000 30000]
-        [--rrdb PATH|seed:PATH ...] [--cross] [--self-ensemble] [--json bench/quality.json] [--validation]
+        [--rrdb PATH|seed:PATH ...] [--rrdb-method [OPTION=VALUE ...]] [--cross] [--self-ensemble]
+        [--json bench/quality.json] [--validation]
 """
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ def family_means(values: list[float], imgs: list[tuple[str, np.ndarray]]) -> dic
     return {f: float(np.mean([v for v, (ff, _) in zip(values, imgs) if ff == f])) for f in FAMILIES}
 
 
+def rrdb_method_row(given: list[str]) -> tuple[str, dict]:
+    """``--rrdb-method`` values (OPTION=VALUE, e.g. blend=PATH blend_weight=0.3) → a row label
+    and the options for ``make_reconstructor(g, "rrdb", **options)``."""
+    opts: dict = dict(kv.split("=", 1) for kv in given)
+    if "blend_weight" in opts:
+        opts["blend_weight"] = float(opts["blend_weight"])
+    return "rrdb method" + (f" ({', '.join(given)})" if given else " (defaults)"), opts
+
+
 def network_inputs(model, cross: bool) -> list[str]:
     """The first-stage kinds a network is run on: its card's input kind, then (``cross``) the
     others with as many channels."""
@@ -100,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-sub", type=int, default=16, help="sub-angles of the simulated exposure")
     ap.add_argument("--rrdb", nargs="*", default=[], help="models for rows 'RRDB': PATH.safetensors or seed:PATH, "
                     "each applied to the first-stage volume of its card's input kind")
+    ap.add_argument("--rrdb-method", nargs="*", default=None, metavar="OPTION=VALUE",
+                    help="also a row of the rrdb method itself (recon.methods, as `flytomo recon --method rrdb`): "
+                         "no values = its defaults, e.g. blend=PATH blend_weight=0.3")
     ap.add_argument("--cross", action="store_true", help="also apply each model to the other input kind")
     ap.add_argument("--self-ensemble", action="store_true",
                     help="also a row of each model averaged over the 8 rotations/flips of each slice")
@@ -137,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
             for label, method, opts in methods:
                 vols[method] = make_reconstructor(g, method, **{k: v for k, v in opts.items() if v is not None})(sino)
                 report(out, i0, label, vols[method], truth, imgs)
+            if args.rrdb_method is not None:
+                label, opts = rrdb_method_row(args.rrdb_method)
+                report(out, i0, label, make_reconstructor(g, "rrdb", **opts)(sino), truth, imgs)
             for m in models:  # each network on the first-stage volume it was trained on (and, with --cross, the other)
                 for kind in network_inputs(m, args.cross):
                     note = "" if kind == m.input_kind else ", not its training input"

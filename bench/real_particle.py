@@ -14,7 +14,8 @@ as the reference ("PSNR σ1": sharper than the reference is not scored as error 
 writes a PNG (reference, FBP, modified MLEM, each network) and JSON.
 
     .venv/bin/python bench/real_particle.py [--size 512] [--photons 2000]
-        [--rrdb recon/weights/rrdb-mlem-flyscan.safetensors seed:] [--out docs/real_particle.png]
+        [--rrdb recon/weights/rrdb-mlem-flyscan.safetensors seed:] [--rrdb-method [OPTION=VALUE ...]]
+        [--out docs/real_particle.png]
 """
 from __future__ import annotations
 
@@ -63,12 +64,14 @@ def main() -> None:
     ap.add_argument("--n-sub", type=int, default=16)
     ap.add_argument("--rrdb", nargs="*", default=[None, "seed:"],
                     help="networks: PATH.safetensors or seed:[PATH] (default: shipped and seed's)")
+    ap.add_argument("--rrdb-method", nargs="*", default=None, metavar="OPTION=VALUE",
+                    help="also the rrdb method itself (no values: its defaults; e.g. blend=none)")
     ap.add_argument("--cross", action="store_true", help="also run each network on the other input kind")
     ap.add_argument("--out", default="docs/real_particle.png")
     ap.add_argument("--json", default="bench/results/real_particle.json")
     args = ap.parse_args()
 
-    from quality import first_stage, network_inputs, simulate  # bench/ is on the path when run as a script
+    from quality import first_stage, network_inputs, rrdb_method_row, simulate  # bench/ is on the path when run as a script
 
     truth = particle_truth(seed_checkpoint_path().with_name("img_test.tiff"), args.size)[None]
     g = ScanGeometry.create(np.arange(args.angles) * (180.0 / args.angles), args.size,
@@ -81,6 +84,9 @@ def main() -> None:
     for i0, sino in sinos.items():
         vols = {k: make_reconstructor(g, k)(sino) for k in ("fbp", "mlem-flyscan")}
         rows = [("FBP", vols["fbp"]), ("modified MLEM", vols["mlem-flyscan"])]
+        if args.rrdb_method is not None:
+            label, opts = rrdb_method_row(args.rrdb_method)
+            rows.append((label, make_reconstructor(g, "rrdb", **opts)(sino)))
         for m in models:
             rows += [(f"RRDB {m.label} on {k}", m.apply(first_stage(vols, k))) for k in network_inputs(m, args.cross)]
         for label, vol in rows:

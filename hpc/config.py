@@ -58,6 +58,10 @@ class RrdbOptions(ConfigModel):
     model: str | None = Field(None, description="weights file (relative to the config) or shipped model name")
     input: Literal["fbp", "mlem-flyscan", "mlem-flyscan+fbp"] | None = Field(
         None, description="reconstruction the network corrects; None = the model's own (its card)")
+    blend: str | None = Field(None, description="a second network averaged in: 'auto' (None: the shipped FBP "
+                              "network beside the shipped default one), 'none', or a weights file")
+    blend_weight: float | None = Field(None, gt=0, lt=1, description="the second network's share of the mean; "
+                                       "None = recon.methods.BLEND_WEIGHT")
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     self_ensemble: bool = Field(False, description="average the network over the 8 rotations/flips of "
                                 "each slice (8x the network time, about +0.1 dB)")
@@ -198,6 +202,10 @@ class ExperimentConfig(ConfigModel):
                 opts["rrdb_input"] = r.rrdb.input
             if r.rrdb.model is not None:
                 opts["model"] = r.rrdb.model
+            if r.rrdb.blend is not None:
+                opts["blend"] = r.rrdb.blend
+            if r.rrdb.blend_weight is not None:
+                opts["blend_weight"] = r.rrdb.blend_weight
             if r.rrdb.tile is not None:
                 opts["tile"] = r.rrdb.tile
             if r.rrdb.self_ensemble:
@@ -315,9 +323,12 @@ class Experiment:
 
     def method_options(self) -> dict[str, Any]:
         opts = self.config.method_options()
-        model = opts.get("model")
-        if model and ("/" in model or model.endswith((".safetensors", ".pt", ".pth"))):
-            opts["model"] = str(self.resolve(model))
+        for key in ("model", "blend"):  # weights files relative to the config (seed:PATH too)
+            spec = opts.get(key)
+            prefix = "seed:" if spec and spec.startswith("seed:") else ""
+            path = spec[len(prefix):] if spec else ""
+            if path and ("/" in path or path.endswith((".safetensors", ".pt", ".pth"))):
+                opts[key] = prefix + str(self.resolve(path))
         return opts
 
 
@@ -433,13 +444,14 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
                                                             f"{', '.join(WINDOWS)}"))
         except ImportError:  # pragma: no cover
             pass
-    if r.method == "rrdb" and r.rrdb.model:
-        m = r.rrdb.model
-        if "/" in m or m.endswith((".safetensors", ".pt", ".pth")):
+    for key in ("model", "blend"):
+        m = getattr(r.rrdb, key) if r.method == "rrdb" else None
+        m = m[5:] if m and m.startswith("seed:") else m
+        if m and ("/" in m or m.endswith((".safetensors", ".pt", ".pth"))):
             p = Path(m).expanduser()
             p = p if p.is_absolute() else base / p
             if not p.is_file():
-                out.append(Problem("reconstruction.rrdb.model", f"no such weights file {p}"))
+                out.append(Problem(f"reconstruction.rrdb.{key}", f"no such weights file {p}"))
     return out
 
 

@@ -131,7 +131,7 @@ def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
     node sees another file at that path) raises FlytomoError.
     """
     from recon.geometry import ScanGeometry
-    from recon.methods import make_reconstructor
+    from recon.methods import make_reconstructor, network_key
 
     g = ScanGeometry.from_dict(geometry)
     key = (g.key(), method, options, device, model_sha256)
@@ -142,7 +142,7 @@ def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
     t0 = time.perf_counter()
     rec = make_reconstructor(g, method, device, **dict(options))
     if model_sha256 is not None and rec.model is not None:
-        got = rec.model.provenance()["weights_sha256"]
+        got = network_key(rec.provenance())
         if got != model_sha256:
             raise FlytomoError(rec.model.path, f"network weights changed since the run was planned "
                                                f"(sha256 {got[:12]}…, planned {model_sha256[:12]}…)")
@@ -301,11 +301,13 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
     network of method rrdb (:func:`recon.methods.model_provenance`); its checksum is in the
     plan, so a store begun with one network is never finished with another (a retrained
     file at the same path, or a new shipped default after an upgrade)."""
+    from recon.methods import network_key
+
     r = exp.config.reconstruction
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
             "blur_angle_deg": r.blur_angle_deg, "pad_columns": r.pad_columns,
-            "model": model["weights_sha256"] if model else None, **r.corrections().to_dict()}
+            "model": network_key(model), **r.corrections().to_dict()}
 
 
 def _resolved_options(method: str, options: dict) -> dict:

@@ -68,14 +68,35 @@ def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
 RRDB_INPUTS = ("fbp", "mlem-flyscan", "mlem-flyscan+fbp")
 
 
-def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+#: the weight of the second network in the default rrdb method's mean (its first stage is
+#: FBP, the main network's modified MLEM; chosen on the 8 validation images of the Table-1
+#: protocol, docs/benchmarks.md "Two networks, two first stages")
+BLEND_WEIGHT = 0.3
+
+
+def blend_spec(opts: dict[str, Any]) -> str | None:
+    """The second network that option ``blend`` selects: ``"auto"`` (or None) → the shipped
+    FBP network when the main one is the shipped default (no ``model``, the default input
+    kind), else none; ``"none"`` → none; anything else is a model spec (path, ``seed:PATH``)."""
+    from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND
+
+    blend = opts.get("blend") or "auto"
+    if blend == "none":
+        return None
+    if blend != "auto":
+        return blend
+    default_main = opts.get("model") is None and opts.get("rrdb_input") in (None, DEFAULT_INPUT_KIND)
+    return str(DEFAULT_BLEND) if default_main else None
+
+
+def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any], model: Any,
+                   kind: str | None) -> SliceFn:
+    """One network and the first stage(s) its card names: sinograms → corrected slices."""
     from recon.infer import network_slice_fn  # torch model code only when asked for
     from recon.weights import channel_kinds, load_model
 
-    check_option_values(opts)
-    kind = opts["rrdb_input"]
-    # the model decides the first stage when rrdb_input is not given (no model: the shipped default)
-    loaded = load_model(opts["model"], input_kind=kind, device=str(device))
+    # the model decides the first stage when kind is None (no model: the shipped default)
+    loaded = load_model(model, input_kind=kind, device=str(device))
     loaded.check_slice_size(geometry.image_size)
     kind = loaded.input_kind
     if kind not in RRDB_INPUTS:
@@ -92,6 +113,41 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
                             self_ensemble=bool(opts["self_ensemble"]))
 
 
+def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+    check_option_values(opts)
+    main = _network_stage(geometry, device, opts, opts["model"], opts["rrdb_input"])
+    spec = blend_spec(opts)
+    if spec is None:
+        return main
+    second = _network_stage(geometry, device, opts, spec, None)
+    w = float(opts["blend_weight"] if opts.get("blend_weight") is not None else BLEND_WEIGHT)
+
+    def run(sino: torch.Tensor) -> torch.Tensor:
+        return (1.0 - w) * main(sino) + w * second(sino)
+
+    run.loaded = main.loaded  # provenance: the main network's card, and the second one's
+    run.blend = (second.loaded, w)
+    return run
+
+
+def network_provenance(loaded: Any, blend: tuple[Any, float] | None) -> dict[str, Any]:
+    """What a written volume records of the rrdb method's networks: the main one's
+    :meth:`~recon.weights.LoadedModel.provenance`, with ``blend`` (the second one's and its
+    ``weight``) or ``blend: None``."""
+    out = loaded.provenance()
+    out["blend"] = {**blend[0].provenance(), "weight": blend[1]} if blend else None
+    return out
+
+
+def network_key(provenance: dict[str, Any] | None) -> str | None:
+    """The weights a run plans with, as one string (a store's plan, checked on workers): the
+    main network's sha256, then ``+WEIGHT:SHA256`` of a second one."""
+    if provenance is None:
+        return None
+    b = provenance.get("blend")
+    return provenance["weights_sha256"] + (f"+{b['weight']:g}:{b['weights_sha256']}" if b else "")
+
+
 METHODS: dict[str, Method] = {
     "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
     "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(Projector),
@@ -99,21 +155,27 @@ METHODS: dict[str, Method] = {
     "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"},
                            _mlem_builder(FlyScanProjector),
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
-    "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "tile": None, "self_ensemble": False,
-                            "window": None, "iterations": None, "init": None}, _build_rrdb,
+    "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "blend": "auto", "blend_weight": BLEND_WEIGHT,
+                            "tile": None, "self_ensemble": False, "window": None, "iterations": None,
+                            "init": None}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction (or both)"),
 }
 
 
 def model_provenance(method: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """For the ``rrdb`` method: which network ``options`` select (name, weights file and its
-    sha256, input kind), for the provenance of a written volume; loading it also checks it
-    before any work. ``None`` for the other methods."""
+    """For the ``rrdb`` method: which networks ``options`` select (:func:`network_provenance`:
+    name, weights file and its sha256, input kind; the second network and its weight), for
+    the provenance of a written volume; loading them also checks them before any work.
+    ``None`` for the other methods."""
     if method != "rrdb":
         return None
     from recon.weights import load_model
 
-    return load_model(options.get("model"), input_kind=options.get("rrdb_input")).provenance()
+    main = load_model(options.get("model"), input_kind=options.get("rrdb_input"))
+    spec = blend_spec(options)
+    weight = options.get("blend_weight")
+    blend = (load_model(spec), float(BLEND_WEIGHT if weight is None else weight)) if spec else None
+    return network_provenance(main, blend)
 
 
 def method_names() -> list[str]:
@@ -123,12 +185,20 @@ def method_names() -> list[str]:
 def check_option_values(options: dict[str, Any]) -> None:
     """Raise FlytomoError (one line) for a bad value of any method option in ``options``
     (``None`` means the default): iterations an integer ≥ 1, init 'uniform' or 'fbp', a
-    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble a bool."""
+    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble a bool,
+    blend a string and blend_weight a number in (0, 1)."""
     o = {k: v for k, v in options.items() if v is not None}
     if "iterations" in o:
         _check_int("iterations", o["iterations"], 1)
     if "tile" in o:
         _check_int("tile", o["tile"], 1)
+    if "blend_weight" in o:
+        w = o["blend_weight"]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 < float(w) < 1.0:
+            raise FlytomoError(None, f"option blend_weight must be a number between 0 and 1 (the second "
+                                     f"network's share), got {w!r}")
+    if not isinstance(o.get("blend", "auto"), str):
+        raise FlytomoError(None, f"option blend must be 'auto', 'none' or a weights file, got {o['blend']!r}")
     if not isinstance(o.get("self_ensemble", False), bool):
         raise FlytomoError(None, f"option self_ensemble must be true or false, got {o['self_ensemble']!r}")
     if o.get("init", "uniform") not in ("uniform", "fbp"):
@@ -174,6 +244,12 @@ class Reconstructor:
         self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)
         #: the network of method rrdb (a :class:`recon.weights.LoadedModel`), else None
         self.model = getattr(self._fn, "loaded", None)
+        #: rrdb's second network and its weight in the mean, else None
+        self.blend = getattr(self._fn, "blend", None)
+
+    def provenance(self) -> dict[str, Any] | None:
+        """The networks of method rrdb (:func:`network_provenance`), else None."""
+        return network_provenance(self.model, self.blend) if self.model is not None else None
 
     def __call__(self, sino: np.ndarray | torch.Tensor) -> np.ndarray:
         s = torch.as_tensor(sino)

@@ -15,7 +15,7 @@ from recon.io import create_volume, discard, finalize, open_scan, open_volume, p
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
-from recon.methods import METHODS, RRDB_INPUTS, make_reconstructor
+from recon.methods import BLEND_WEIGHT, METHODS, RRDB_INPUTS, make_reconstructor
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
@@ -58,16 +58,20 @@ def parse_center(text: str | None) -> float | str | None:
         raise FlytomoError(None, f"--center must be a column number, 'auto' or 'middle', got {text!r}") from None
 
 
+_FLAG_OF = {"blend": "rrdb_blend", "blend_weight": "rrdb_blend_weight"}  # option → its flag, where they differ
+
+
 def method_options(args: argparse.Namespace) -> dict:
     """The options the user gave that the chosen method takes (others are refused by name)."""
     given = {"iterations": args.iterations, "window": args.window, "init": args.init,
-             "model": args.model, "rrdb_input": args.rrdb_input, "tile": args.tile,
+             "model": args.model, "rrdb_input": args.rrdb_input, "blend": args.rrdb_blend,
+             "blend_weight": args.rrdb_blend_weight, "tile": args.tile,
              "self_ensemble": args.self_ensemble or None}
     given = {k: v for k, v in given.items() if v is not None}
     allowed = METHODS[args.method].defaults if args.method in METHODS else {}
     wrong = sorted(set(given) - set(allowed))
     if wrong:
-        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        flags = ", ".join("--" + _FLAG_OF.get(k, k).replace("_", "-") for k in wrong)
         raise FlytomoError(None, f"method {args.method} takes no {flags}")
     return given
 
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
     attrs = {
-        "method": args.method, "options": rec.options, "model": rec.model.provenance() if rec.model else None,
+        "method": args.method, "options": rec.options, "model": rec.provenance(),
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
         "tilt": tilt.to_dict() if tilt else None,
         "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
@@ -177,6 +181,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")
     p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
+    p.add_argument("--rrdb-blend", metavar="auto|none|PATH",
+                   help="rrdb: a second network whose output is averaged in; default auto (the shipped FBP "
+                        "network beside the shipped default one, none with --model)")
+    p.add_argument("--rrdb-blend-weight", type=float, metavar="W",
+                   help=f"rrdb: the second network's share of the mean, 0 < W < 1 (default {BLEND_WEIGHT:g})")
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
                    "rotations/flips of each slice (8x the network time, about +0.1 dB)")

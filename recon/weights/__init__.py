@@ -33,6 +33,7 @@ from recon.errors import FlytomoError
 
 __all__ = [
     "CARD_FORMAT",
+    "DEFAULT_BLEND",
     "DEFAULT_INPUT_KIND",
     "INPUT_KINDS",
     "WEIGHTS_DIR",
@@ -52,6 +53,10 @@ INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp")
 DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent
+#: the second network the default rrdb method averages in (recon.methods.blend_spec): FBP
+#: input, trained at 512² over the default model's ranges (jobs/train-fbp-512c.yaml); not
+#: ``rrdb-fbp``, the 128-px model that ``--rrdb-input fbp`` picks
+DEFAULT_BLEND = WEIGHTS_DIR / "rrdb-fbp-blend.safetensors"
 
 
 def channel_kinds(input_kind: str) -> tuple[str, ...]:

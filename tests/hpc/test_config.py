@@ -145,13 +145,29 @@ def test_paths_relative_to_the_config_folder(tmp_path, sim):
 
 
 def test_rrdb_options_reach_the_method(tmp_path, sim):
-    """reconstruction.rrdb (tile, self_ensemble) becomes the rrdb method's options; a
-    self_ensemble that is not a boolean is a config problem, named by its key path."""
+    """reconstruction.rrdb (tile, self_ensemble, model, blend) becomes the rrdb method's
+    options, weights files relative to the config; a self_ensemble that is not a boolean, a
+    missing weights file or a blend weight outside (0, 1) is a config problem, named by its key
+    path."""
     cfg = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "rrdb": {"tile": 64, "self_ensemble": True}})
     assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True}
     bad = write_config(tmp_path / "bad", sim, reconstruction={"method": "rrdb", "rrdb": {"self_ensemble": "often"}})
     problems = check_config(bad)
     assert any("reconstruction.rrdb.self_ensemble" in str(p) for p in problems), problems
+    blend = write_config(tmp_path / "blend", sim, reconstruction={
+        "method": "rrdb", "rrdb": {"model": "nets/a.safetensors", "blend": "seed:nets/b.pth", "blend_weight": 0.4}})
+    (blend.parent / "nets").mkdir()
+    for name in ("a.safetensors", "b.pth"):
+        (blend.parent / "nets" / name).write_bytes(b"")  # present: the files' contents are the method's
+    assert load_experiment(blend).method_options() == {  # weights files relative to the config
+        "model": str(blend.parent / "nets" / "a.safetensors"),
+        "blend": "seed:" + str(blend.parent / "nets" / "b.pth"), "blend_weight": 0.4}
+    (blend.parent / "nets" / "b.pth").unlink()
+    problems = [str(p) for p in check_config(blend)]
+    assert not any("reconstruction.rrdb.model" in p for p in problems), problems
+    assert any("reconstruction.rrdb.blend" in p and "b.pth" in p for p in problems), problems
+    heavy = write_config(tmp_path / "heavy", sim, reconstruction={"method": "rrdb", "rrdb": {"blend_weight": 1.5}})
+    assert any("reconstruction.rrdb.blend_weight" in str(p) for p in check_config(heavy))
 
 
 def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):

@@ -30,12 +30,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     """modified MLEM from `flytomo recon`, then `flytomo enhance` (input kind read from the
-    store) == `flytomo recon --method rrdb`: the same two stages, bit for bit."""
+    store) == `flytomo recon --method rrdb --rrdb-blend none`: the same two stages, bit for bit
+    (enhance has one first stage, so one network: the default rrdb method adds a second)."""
     mm, rr, en = tmp_path / "mm.zarr", tmp_path / "rr.zarr", tmp_path / "en.zarr"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ModelDomainWarning)  # 96-px slices: below the training sizes
-        for out, method in ((mm, "mlem-flyscan"), (rr, "rrdb")):
-            assert main(["recon", str(scan), "--out", str(out), "--method", method, "--rows", "44:50",
+        for out, method in ((mm, ["mlem-flyscan"]), (rr, ["rrdb", "--rrdb-blend", "none"])):
+            assert main(["recon", str(scan), "--out", str(out), "--method", *method, "--rows", "44:50",
                          "--quiet"]) == 0
         assert main(["enhance", str(mm), "--out", str(en), "--batch", "2", "--quiet"]) == 0
     got, attrs = open_volume(en)
@@ -62,7 +63,7 @@ def test_self_ensemble_in_recon_and_enhance(scan, tmp_path):
         warnings.simplefilter("ignore", ModelDomainWarning)
         assert main(["recon", str(scan), "--out", str(mm), "--rows", "44:47", "--quiet"]) == 0
         assert main(["recon", str(scan), "--out", str(rr), "--method", "rrdb", "--self-ensemble",
-                     "--rows", "44:47", "--quiet"]) == 0
+                     "--rrdb-blend", "none", "--rows", "44:47", "--quiet"]) == 0  # enhance: one network
         assert main(["enhance", str(mm), "--out", str(en), "--self-ensemble", "--quiet"]) == 0
         plain = load_model(None).apply(open_volume(mm)[0][:])
     got, attrs = open_volume(en)
@@ -71,6 +72,11 @@ def test_self_ensemble_in_recon_and_enhance(scan, tmp_path):
     assert np.abs(got[:] - plain).max() > 1e-4 * np.abs(plain).max()
     r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "fbp", "--self-ensemble")
     assert r.returncode == 2 and "method fbp takes no --self-ensemble" in r.stderr
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "fbp", "--rrdb-blend", "none")
+    assert r.returncode == 2 and "method fbp takes no --rrdb-blend" in r.stderr
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "rrdb", "--rrdb-blend-weight", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "blend_weight must be a number between 0 and 1" in r.stderr and not (tmp_path / "f.zarr").exists()
 
 
 def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):

@@ -109,7 +109,10 @@ def test_unknown_methods_and_options_are_refused_before_work():
                               ("mlem", {"init": "zeros"}, "init must be 'uniform' or 'fbp'"),
                               ("fbp", {"window": "frob"}, "unknown FBP window 'frob'"),
                               ("rrdb", {"rrdb_input": "sirt"}, "rrdb_input must be one of"),
-                              ("rrdb", {"tile": 0}, "tile must be an integer ≥ 1")):
+                              ("rrdb", {"tile": 0}, "tile must be an integer ≥ 1"),
+                              ("rrdb", {"blend_weight": 1.0}, "blend_weight must be a number between 0 and 1"),
+                              ("rrdb", {"blend_weight": "half"}, "blend_weight must be a number"),
+                              ("rrdb", {"blend": 3}, "blend must be 'auto', 'none' or a weights file")):
         with pytest.raises(FlytomoError, match=msg):
             resolve_options(method, opts)
     assert resolve_options("rrdb", {"tile": None})["tile"] is None
@@ -184,3 +187,32 @@ def test_a_scan_short_of_a_half_turn_gets_a_hint():
     for angles in (np.arange(180.0), np.arange(0.0, 360.0, 0.5), np.arange(20) * 9.0, golden,
                    *(a for a, _ in UNEVEN_SCANS.values())):
         assert wedge_hint(ScanGeometry.create(angles, 16), axis_found=True) is None
+
+
+@pytest.mark.filterwarnings("ignore::recon.weights.ModelDomainWarning")  # 48-px slices: a fast check
+def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
+    """The rrdb method's second network: each on the first stage its card names, mixed
+    (1 - w) · main + w · second; the shipped FBP network joins the shipped default only."""
+    from recon.methods import blend_spec, model_provenance, network_key
+    from recon.weights import DEFAULT_BLEND, default_weights_path
+
+    main, second = default_weights_path("mlem-flyscan"), default_weights_path("fbp")
+    assert blend_spec({}) == blend_spec({"rrdb_input": "mlem-flyscan"}) == str(DEFAULT_BLEND)
+    assert blend_spec({"model": str(main)}) is None and blend_spec({"rrdb_input": "fbp"}) is None
+    assert blend_spec({"blend": "none"}) is None and blend_spec({"model": str(main), "blend": "x.safetensors"}) == "x.safetensors"
+    n = 48
+    g = ScanGeometry.create(np.arange(40) * 4.5, n, blur_angle_deg=1.5)
+    sino = np.stack([Projector(g).forward(torch.from_numpy(disk_phantom(n))[None])[0].numpy()] * 2)
+    alone = {kind: make_reconstructor(g, "rrdb", model=str(default_weights_path(kind)))(sino)
+             for kind in ("mlem-flyscan", "fbp")}
+    mixed = make_reconstructor(g, "rrdb", model=str(main), blend=str(second), blend_weight=0.25)
+    np.testing.assert_allclose(mixed(sino), 0.75 * alone["mlem-flyscan"] + 0.25 * alone["fbp"], atol=1e-5)
+    prov = mixed.provenance()
+    assert prov["input_kind"] == "mlem-flyscan" and prov["blend"]["input_kind"] == "fbp"
+    assert prov["blend"]["weight"] == 0.25
+    key = network_key(prov)
+    assert key == f"{prov['weights_sha256']}+0.25:{prov['blend']['weights_sha256']}"
+    assert network_key(model_provenance("rrdb", {"model": str(main)})) == prov["weights_sha256"]
+    default = model_provenance("rrdb", {})
+    assert default["blend"]["name"] == "rrdb-fbp-blend" and default["blend"]["input_kind"] == "fbp"
+    assert default["blend"]["weight"] == 0.3 and default["weights_sha256"] == prov["weights_sha256"]
