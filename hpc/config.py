@@ -21,7 +21,7 @@ Example (what ``flytomo init`` writes)::
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
       air_columns: null               # level each projection by its outer N columns (air), or null: off
       pad_columns: auto               # a sample wider than the field: columns added per side, auto or 0 (off)
-      rrdb: {model: null, input: null}   # null: the shipped model and its own input kind
+      rrdb: {model: null, input: null, blend: null}   # null: the shipped model(s) and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
     analysis: {enabled: true, out: null, segmentation: {}}

@@ -376,6 +376,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
+        model = model_provenance(method, resolved, n_cols)  # the second network is for large enough slices
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()

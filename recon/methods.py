@@ -7,6 +7,7 @@ and reuses them for every chunk of rows with that geometry.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -74,19 +75,29 @@ RRDB_INPUTS = ("fbp", "mlem-flyscan", "mlem-flyscan+fbp")
 BLEND_WEIGHT = 0.3
 
 
-def blend_spec(opts: dict[str, Any]) -> str | None:
+def blend_spec(opts: dict[str, Any], image_size: int | None = None) -> str | None:
     """The second network that option ``blend`` selects: ``"auto"`` (or None) → the shipped
     FBP network when the main one is the shipped default (no ``model``, the default input
-    kind), else none; ``"none"`` → none; anything else is a model spec (path, ``seed:PATH``)."""
-    from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND
+    kind) and the slices (``image_size`` px; None: not known yet) are no smaller than the
+    smallest sample it was trained on, else none; ``"none"`` → none; anything else is a model
+    spec (path, ``seed:PATH``)."""
+    from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND, trained_object_px
 
     blend = opts.get("blend") or "auto"
     if blend == "none":
         return None
     if blend != "auto":
         return blend
-    default_main = opts.get("model") is None and opts.get("rrdb_input") in (None, DEFAULT_INPUT_KIND)
-    return str(DEFAULT_BLEND) if default_main else None
+    if opts.get("model") is not None or opts.get("rrdb_input") not in (None, DEFAULT_INPUT_KIND):
+        return None
+    if image_size is not None:
+        try:
+            smallest = (trained_object_px(json.loads(DEFAULT_BLEND.with_suffix(".json").read_text())) or (0.0,))[0]
+        except (OSError, ValueError):
+            smallest = 0.0  # a missing or bad card: load_model names the problem
+        if image_size < smallest:
+            return None
+    return str(DEFAULT_BLEND)
 
 
 def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any], model: Any,
@@ -162,17 +173,17 @@ METHODS: dict[str, Method] = {
 }
 
 
-def model_provenance(method: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """For the ``rrdb`` method: which networks ``options`` select (:func:`network_provenance`:
-    name, weights file and its sha256, input kind; the second network and its weight), for
-    the provenance of a written volume; loading them also checks them before any work.
-    ``None`` for the other methods."""
+def model_provenance(method: str, options: dict[str, Any], image_size: int | None = None) -> dict[str, Any] | None:
+    """For the ``rrdb`` method: which networks ``options`` select for slices of ``image_size``
+    px (:func:`network_provenance`: name, weights file and its sha256, input kind; the second
+    network and its weight; :func:`blend_spec`), for the provenance of a written volume;
+    loading them also checks them before any work. ``None`` for the other methods."""
     if method != "rrdb":
         return None
     from recon.weights import load_model
 
     main = load_model(options.get("model"), input_kind=options.get("rrdb_input"))
-    spec = blend_spec(options)
+    spec = blend_spec(options, image_size)
     weight = options.get("blend_weight")
     blend = (load_model(spec), float(BLEND_WEIGHT if weight is None else weight)) if spec else None
     return network_provenance(main, blend)
@@ -239,6 +250,8 @@ class Reconstructor:
         self.geometry = geometry
         self.method = method
         self.options = resolve_options(method, options)
+        if method == "rrdb":  # auto → the second network or none, by the (unpadded) slice size
+            self.options["blend"] = blend_spec(self.options, geometry.image_size) or "none"
         self.device = _device(device)
         self.batch = _check_int("batch", batch, 1)
         self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)

@@ -45,6 +45,7 @@ __all__ = [
     "load_seed_model",
     "save_model",
     "seed_checkpoint_path",
+    "trained_object_px",
 ]
 
 INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp")
@@ -72,6 +73,16 @@ def _check_channels(card: dict, path) -> None:
     if got != want:
         raise FlytomoError(path, f"model card says input {card.get('input_kind')!r} ({want} "
                            f"channel{'s' if want > 1 else ''}) but the network takes {got}")
+
+
+def trained_object_px(card: dict) -> tuple[float, float] | None:
+    """(smallest, largest) sample diameter in pixels of a model's training slices (its card's
+    ``data.image_size`` × ``data.object_scale``); None when the card does not say."""
+    d = card.get("data") or {}
+    if "image_size" not in d:
+        return None
+    lo, hi = d.get("object_scale") or (1.0, 1.0)
+    return float(d["image_size"]) * lo, float(d["image_size"]) * hi
 
 
 class ModelDomainWarning(UserWarning):
@@ -109,13 +120,9 @@ class LoadedModel:
         return f"{c.get('name', self.path.stem)}" + (f" ({steps} steps)" if steps else "")
 
     def trained_object_px(self) -> tuple[float, float] | None:
-        """(smallest, largest) sample diameter in pixels of the training slices (the card's
-        ``data.image_size`` × ``data.object_scale``); None when the card does not say."""
-        d = self.card.get("data") or {}
-        if "image_size" not in d:
-            return None
-        lo, hi = d.get("object_scale") or (1.0, 1.0)
-        return float(d["image_size"]) * lo, float(d["image_size"]) * hi
+        """(smallest, largest) sample diameter in pixels of the training slices: see
+        :func:`trained_object_px`."""
+        return trained_object_px(self.card)
 
     def check_slice_size(self, image_size: int) -> None:
         """Warn (:class:`ModelDomainWarning`) when slices of ``image_size`` pixels are smaller

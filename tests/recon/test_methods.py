@@ -197,7 +197,8 @@ def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
     from recon.weights import DEFAULT_BLEND, default_weights_path
 
     main, second = default_weights_path("mlem-flyscan"), default_weights_path("fbp")
-    assert blend_spec({}) == blend_spec({"rrdb_input": "mlem-flyscan"}) == str(DEFAULT_BLEND)
+    assert blend_spec({}) == blend_spec({"rrdb_input": "mlem-flyscan"}, 256) == str(DEFAULT_BLEND)
+    assert blend_spec({}, 179) is None and blend_spec({}, 180) == str(DEFAULT_BLEND)  # its samples: 179.2-512 px
     assert blend_spec({"model": str(main)}) is None and blend_spec({"rrdb_input": "fbp"}) is None
     assert blend_spec({"blend": "none"}) is None and blend_spec({"model": str(main), "blend": "x.safetensors"}) == "x.safetensors"
     n = 48
@@ -213,6 +214,8 @@ def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
     key = network_key(prov)
     assert key == f"{prov['weights_sha256']}+0.25:{prov['blend']['weights_sha256']}"
     assert network_key(model_provenance("rrdb", {"model": str(main)})) == prov["weights_sha256"]
+    assert model_provenance("rrdb", {}, image_size=n)["blend"] is None
+    assert make_reconstructor(g, "rrdb").provenance()["blend"] is None  # 48-px slices: one network
     default = model_provenance("rrdb", {})
     assert default["blend"]["name"] == "rrdb-fbp-blend" and default["blend"]["input_kind"] == "fbp"
     assert default["blend"]["weight"] == 0.3 and default["weights_sha256"] == prov["weights_sha256"]
