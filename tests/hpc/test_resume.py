@@ -163,6 +163,29 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     assert not np.array_equal(read_store(tmp_path / "store.zarr"), first)
 
 
+def test_the_second_network_is_part_of_the_plan(sim, tmp_path):
+    """rrdb's second network (reconstruction.rrdb.blend) and its weight are in the plan: the
+    workers build both and check both checksums, a finished store is skipped on a rerun, and
+    a store made with one network is not finished with two."""
+    from recon.weights import DEFAULT_BLEND, default_weights_path, load_model
+
+    main = str(default_weights_path("mlem-flyscan"))
+    one = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "iterations": 5, "rrdb": {"model": main}})
+    assert run_experiment(load_experiment(one), progress=False).complete
+    sha = load_model(main).card["weights_sha256"]
+    assert json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]["plan"]["model"] == sha
+    two = write_config(tmp_path, sim, reconstruction={
+        "method": "rrdb", "iterations": 5, "rrdb": {"model": main, "blend": str(DEFAULT_BLEND), "blend_weight": 0.4}})
+    with pytest.raises(FlytomoError, match="different options, model than"):
+        run_experiment(load_experiment(two), progress=False)
+    s = run_experiment(load_experiment(two), progress=False, restart=True)
+    assert s.complete and s.done == UNITS
+    attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["plan"]["model"] == f"{sha}+0.4:{load_model(DEFAULT_BLEND).card['weights_sha256']}"
+    assert attrs["model"]["blend"]["weight"] == 0.4 and attrs["model"]["blend"]["name"] == "rrdb-fbp-blend"
+    assert run_experiment(load_experiment(two), progress=False).skipped == UNITS
+
+
 def test_zinger_removal_is_part_of_the_plan(reference, sim, tmp_path):
     cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": 0.3})
     assert run_experiment(load_experiment(cfg), progress=False).complete
