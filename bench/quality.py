@@ -65,11 +65,13 @@ def family_means(values: list[float], imgs: list[tuple[str, np.ndarray]]) -> dic
 
 
 def rrdb_method_row(given: list[str]) -> tuple[str, dict]:
-    """``--rrdb-method`` values (OPTION=VALUE, e.g. blend=PATH blend_weight=0.3) → a row label
+    """``--rrdb-method`` values (OPTION=VALUE, e.g. blend=PATH blend_weight=0.3 self_ensemble=true) → a row label
     and the options for ``make_reconstructor(g, "rrdb", **options)``."""
     opts: dict = dict(kv.split("=", 1) for kv in given)
     if "blend_weight" in opts:
         opts["blend_weight"] = float(opts["blend_weight"])
+    if "self_ensemble" in opts:
+        opts["self_ensemble"] = opts["self_ensemble"].lower() in ("1", "true", "yes")
     return "rrdb method" + (f" ({', '.join(given)})" if given else " (defaults)"), opts
 
 
