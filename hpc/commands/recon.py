@@ -183,7 +183,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
     p.add_argument("--rrdb-blend", metavar="auto|none|PATH",
                    help="rrdb: a second network whose output is averaged in; default auto (the shipped FBP "
-                        "network beside the shipped default one, none with --model)")
+                        "network beside the shipped default one on slices of 180 px or more; none with --model)")
     p.add_argument("--rrdb-blend-weight", type=float, metavar="W",
                    help=f"rrdb: the second network's share of the mean, 0 < W < 1 (default {BLEND_WEIGHT:g})")
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
