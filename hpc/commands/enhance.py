@@ -6,6 +6,11 @@ OME-Zarr volume from ``flytomo recon``. Values are attenuation (or any unit prop
 it, background ≈ 0); the network sees each slice scaled by its own 95th percentile, so the
 unit does not matter. The output (``.zarr``, ``.tif``/``.tiff`` or ``.npy``) has the input's
 shape and unit, and appears only when complete.
+
+One network, on the one reconstruction given: the default ``rrdb`` method of ``flytomo
+recon`` also averages in a second network on an FBP of the raw scan (``--rrdb-blend``), which
+a finished reconstruction cannot supply; ``enhance`` of a modified-MLEM volume equals
+``recon --method rrdb --rrdb-blend none``.
 """
 from __future__ import annotations
 
