@@ -9,7 +9,7 @@ Each finished cell is kept in OUT/cells/ (per-image values): killed and run agai
 same settings, the sweep goes on from the first missing cell; other settings start afresh.
 
     .venv/bin/python bench/sweep.py [--size 256] [--per-cell 2] [--model PATH|seed:PATH]
-        [--out bench/results/sweep]      # the documented run uses --per-cell 50
+        [--blend PATH [--blend-weight 0.3]] [--out bench/results/sweep]   # documented: --per-cell 50
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from recon.geometry import ScanGeometry
 from recon.io._atomic import atomic_path
-from recon.methods import make_reconstructor
+from recon.methods import BLEND_WEIGHT, blend_outputs, make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.phantoms import test_images
 from recon.simulate import FlyScanTransmission, counts_from_transmission, line_integrals_from_counts
@@ -31,6 +31,7 @@ from recon.weights import load_model
 
 PROJECTIONS = (60, 90, 120, 180, 360)
 PHOTONS = (500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+BLENDED = "RRDB + second network"
 
 
 def heat_maps(results: dict, metric: str, path: Path) -> None:
@@ -64,13 +65,21 @@ def _load_cell(path: Path, key: dict) -> dict | None:
     return cell if cell.get("key") == key else None
 
 
-def _run_cell(t: np.ndarray, g: ScanGeometry, i0: float, seed: int, first: dict, model, truth: np.ndarray) -> dict:
-    """Per-image PSNR and SSIM of FBP, modified MLEM and the network at one photon count.
+def _input(vols: dict, model) -> np.ndarray:
+    return vols["FBP" if model.input_kind == "fbp" else "modified MLEM"]
+
+
+def _run_cell(t: np.ndarray, g: ScanGeometry, i0: float, seed: int, first: dict, model, truth: np.ndarray,
+              blend: tuple | None = None) -> dict:
+    """Per-image PSNR and SSIM of FBP, modified MLEM and the network at one photon count (and,
+    with ``blend`` = (second network, weight), the rrdb method's mean of the two).
 
     ``t``: noise-free transmission (images, angles, columns); ``truth``: (images, n, n)."""
     sino = line_integrals_from_counts(counts_from_transmission(t, g, i0, rng=np.random.default_rng(seed)))
     vols = {name: rec(sino) for name, rec in first.items()}
-    vols["RRDB"] = model.apply(vols["FBP" if model.input_kind == "fbp" else "modified MLEM"])
+    vols["RRDB"] = model.apply(_input(vols, model))
+    if blend is not None:
+        vols[BLENDED] = blend_outputs(vols["RRDB"], blend[0].apply(_input(vols, blend[0])), blend[1])
     return {name: {"psnr": [psnr(v, x) for v, x in zip(vol, truth)],
                    "ssim": [ssim(v, x) for v, x in zip(vol, truth)]} for name, vol in vols.items()}
 
@@ -81,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-cell", type=int, default=2, help="test images per cell (≥ 1)")
     ap.add_argument("--blur", type=float, default=1.5)
     ap.add_argument("--model", default=None, help="RRDB model (default: the shipped one)")
+    ap.add_argument("--blend", default=None, metavar="PATH",
+                    help="also the rrdb method's mean of the model and this second network (e.g. "
+                         "recon/weights/rrdb-fbp-blend.safetensors, the default's)")
+    ap.add_argument("--blend-weight", type=float, default=BLEND_WEIGHT)
     ap.add_argument("--out", default="bench/results/sweep")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -93,10 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     truth = np.stack(interleaved[: args.per_cell])  # every family represented
     shape = (len(PROJECTIONS), len(PHOTONS))
     model = load_model(args.model)
-    names = ("FBP", "modified MLEM", "RRDB")
+    second = load_model(args.blend) if args.blend else None
+    blend = (second, args.blend_weight) if second else None
+    names = ("FBP", "modified MLEM", "RRDB") + ((BLENDED,) if blend else ())
     key = {"size": args.size, "per_cell": args.per_cell, "blur": args.blur,
            "model": str(model.path),
            "model_sha256": model.card.get("weights_sha256"), "model_input": model.input_kind}
+    if blend:
+        key["blend"] = {"sha256": second.card.get("weights_sha256"), "weight": args.blend_weight}
     cells = out / "cells"
     cells.mkdir(exist_ok=True)
     results = {m: {"psnr": np.zeros(shape).tolist(), "ssim": np.zeros(shape).tolist(),
@@ -113,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                 if t is None:  # the noise-free scan of this projection count, once
                     t = FlyScanTransmission(g, 8)(truth)
                     first = {"FBP": make_reconstructor(g, "fbp"), "modified MLEM": make_reconstructor(g, "mlem-flyscan")}
-                cell = _run_cell(t, g, i0, i * 10 + j, first, model, truth)
+                cell = _run_cell(t, g, i0, i * 10 + j, first, model, truth, blend)
                 with atomic_path(path, overwrite=True) as tmp:
                     tmp.write_text(json.dumps({"key": key, **cell}))
             row = []

@@ -124,6 +124,12 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
                             self_ensemble=bool(opts["self_ensemble"]))
 
 
+def blend_outputs(main: Any, second: Any, weight: float) -> Any:
+    """The rrdb method's mean of two networks' outputs (arrays or tensors of one shape):
+    (1 − weight) · main + weight · second."""
+    return (1.0 - weight) * main + weight * second
+
+
 def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
     check_option_values(opts)
     main = _network_stage(geometry, device, opts, opts["model"], opts["rrdb_input"])
@@ -134,7 +140,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     w = float(opts["blend_weight"] if opts.get("blend_weight") is not None else BLEND_WEIGHT)
 
     def run(sino: torch.Tensor) -> torch.Tensor:
-        return (1.0 - w) * main(sino) + w * second(sino)
+        return blend_outputs(main(sino), second(sino), w)
 
     run.loaded = main.loaded  # provenance: the main network's card, and the second one's
     run.blend = (second.loaded, w)

@@ -20,6 +20,20 @@ def test_sweep_writes_a_full_grid_and_heat_maps(tmp_path):
     assert (tmp_path / "sweep_psnr.png").stat().st_size > 10_000
 
 
+def test_sweep_of_the_default_with_its_second_network(tmp_path):
+    """--blend adds the rrdb method's two-network mean, cell by cell equal to the mix of the
+    RRDB row and the second network (checked through PSNR bounds: between and around them)."""
+    from recon.weights import DEFAULT_BLEND
+
+    sweep = _sweep()
+    sweep.main(["--size", "32", "--per-cell", "1", "--blend", str(DEFAULT_BLEND), "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "sweep.json").read_text())["results"]
+    assert set(data) == {"FBP", "modified MLEM", "RRDB", sweep.BLENDED}
+    grid = data[sweep.BLENDED]["psnr"]
+    assert len(grid) == 5 and all(len(r) == 5 and all(v > 5 for v in r) for r in grid)
+    assert grid != data["RRDB"]["psnr"]
+
+
 def test_sweep_goes_on_from_its_finished_cells_and_gives_the_same_table(tmp_path):
     """A rerun recomputes only missing cells, and its table is identical; other settings start afresh."""
     sweep = _sweep()
