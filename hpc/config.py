@@ -59,7 +59,8 @@ class RrdbOptions(ConfigModel):
     input: Literal["fbp", "mlem-flyscan", "mlem-flyscan+fbp"] | None = Field(
         None, description="reconstruction the network corrects; None = the model's own (its card)")
     blend: str | None = Field(None, description="a second network averaged in: 'auto' (None: the shipped FBP "
-                              "network beside the shipped default one), 'none', or a weights file")
+                              "network beside the shipped default one, on slices of 180 px or more), 'none', "
+                              "or a weights file")
     blend_weight: float | None = Field(None, gt=0, lt=1, description="the second network's share of the mean; "
                                        "None = recon.methods.BLEND_WEIGHT")
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
@@ -324,11 +325,9 @@ class Experiment:
     def method_options(self) -> dict[str, Any]:
         opts = self.config.method_options()
         for key in ("model", "blend"):  # weights files relative to the config (seed:PATH too)
-            spec = opts.get(key)
-            prefix = "seed:" if spec and spec.startswith("seed:") else ""
-            path = spec[len(prefix):] if spec else ""
-            if path and ("/" in path or path.endswith((".safetensors", ".pt", ".pth"))):
-                opts[key] = prefix + str(self.resolve(path))
+            parts = weights_file(opts.get(key))
+            if parts:
+                opts[key] = parts[0] + str(self.resolve(parts[1]))
         return opts
 
 
@@ -432,6 +431,14 @@ def check_executor(cfg: ExperimentConfig) -> list[Problem]:
     return out
 
 
+def weights_file(spec: str | None) -> tuple[str, str] | None:
+    """A model spec of ``reconstruction.rrdb`` that names a file → (prefix, path): ("seed:", PATH)
+    for ``seed:PATH``, ("", PATH) for a path; None for a shipped name, 'auto', 'none' or None."""
+    prefix = "seed:" if spec and spec.startswith("seed:") else ""
+    path = spec[len(prefix):] if spec else ""
+    return (prefix, path) if path and ("/" in path or path.endswith((".safetensors", ".pt", ".pth"))) else None
+
+
 def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     r, out = cfg.reconstruction, []
     if r.iterations is not None and r.method == "fbp":
@@ -445,10 +452,9 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
         except ImportError:  # pragma: no cover
             pass
     for key in ("model", "blend"):
-        m = getattr(r.rrdb, key) if r.method == "rrdb" else None
-        m = m[5:] if m and m.startswith("seed:") else m
-        if m and ("/" in m or m.endswith((".safetensors", ".pt", ".pth"))):
-            p = Path(m).expanduser()
+        parts = weights_file(getattr(r.rrdb, key)) if r.method == "rrdb" else None
+        if parts:
+            p = Path(parts[1]).expanduser()
             p = p if p.is_absolute() else base / p
             if not p.is_file():
                 out.append(Problem(f"reconstruction.rrdb.{key}", f"no such weights file {p}"))
