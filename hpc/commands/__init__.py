@@ -1,0 +1,22 @@
+"""The ``flytomo`` subcommands, one module each; here what their flag parsing shares."""
+from __future__ import annotations
+
+from typing import Any, Callable, Collection
+
+from recon.errors import FlytomoError
+
+
+def word_or_number(text: str, flag: str, words: Collection[str], number: Callable[[str], Any],
+                   ok: Callable[[Any], bool], expected: str) -> Any:
+    """A flag that takes one of ``words`` (returned as given) or a number ``number(text)``
+    (``int`` or ``float``) for which ``ok`` holds; anything else raises FlytomoError
+    "FLAG must be EXPECTED, got 'TEXT'" (one line, exit 2)."""
+    if text in words:
+        return text
+    try:
+        value = number(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise FlytomoError(None, f"{flag} must be {expected}, got {text!r}")
+    return value

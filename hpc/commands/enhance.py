@@ -26,6 +26,7 @@ import tifffile
 from tqdm import tqdm
 
 import recon
+from hpc.commands import word_or_number
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target
@@ -130,16 +131,9 @@ def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, de
 
 
 def parse_zero_level(text: str) -> float | None:
-    """``--zero-level``: None for 'auto', else the number."""
-    if text == "auto":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value):
-        raise FlytomoError(None, f"--zero-level must be 'auto' or a number, got {text!r}")
-    return value
+    """``--zero-level``: None for 'auto', else the (finite) number."""
+    value = word_or_number(text, "--zero-level", ("auto",), float, np.isfinite, "'auto' or a number")
+    return None if value == "auto" else value
 
 
 def zero_level(volume, where: str, given: float | None = None) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import recon
+from hpc.commands import word_or_number
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
@@ -38,24 +39,16 @@ def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
 
 def parse_pad(text: str) -> int | str:
     """``--pad-columns``: 'auto' or a whole number ≥ 0."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise FlytomoError(None, f"--pad-columns must be 'auto' or a number of columns ≥ 0, got {text!r}")
-    return value
+    return word_or_number(text, "--pad-columns", ("auto",), int, lambda v: v >= 0,
+                          "'auto' or a number of columns ≥ 0")
 
 
 def parse_center(text: str | None) -> float | str | None:
-    if text is None or text in CENTER_CHOICES:
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise FlytomoError(None, f"--center must be a column number, 'auto' or 'middle', got {text!r}") from None
+    """``--center``: None (not given), 'auto', 'middle' or a column number."""
+    if text is None:
+        return None
+    return word_or_number(text, "--center", CENTER_CHOICES, float, lambda v: True,
+                          "a column number, 'auto' or 'middle'")
 
 
 _FLAG_OF = {"blend": "rrdb_blend", "blend_weight": "rrdb_blend_weight"}  # option → its flag, where they differ
