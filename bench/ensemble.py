@@ -18,7 +18,7 @@ import torch
 from benchio import save_json
 from quality import images, simulate
 from recon.geometry import ScanGeometry
-from recon.methods import make_reconstructor
+from recon.methods import blend_outputs, make_reconstructor
 from recon.metrics import psnr, ssim
 from recon.weights import load_model
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 name: other.apply(first[other.input_kind])}
         for w in WEIGHTS:
             for label in (name, "shipped FBP model"):
-                outs[f"{w:g} ours + {1 - w:.1f} {label}"] = w * outs["ours"] + (1 - w) * outs[label]
+                outs[f"{w:g} ours + {1 - w:.1f} {label}"] = blend_outputs(outs["ours"], outs[label], 1 - w)
         result[split] = {}
         for label, vol in outs.items():
             p = float(np.mean([psnr(a, b) for a, b in zip(vol, truth)]))

@@ -298,9 +298,10 @@ def _file_logger(path: Path) -> logging.Handler:
 def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: dict,
                     model: dict | None = None) -> dict:
     """What must match for a run to resume a store (hpc.store.PLAN_KEYS). ``model``: the
-    network of method rrdb (:func:`recon.methods.model_provenance`); its checksum is in the
-    plan, so a store begun with one network is never finished with another (a retrained
-    file at the same path, or a new shipped default after an upgrade)."""
+    networks of method rrdb (:func:`recon.methods.model_provenance`); their checksums and
+    blend weight (:func:`recon.methods.network_key`) are in the plan, so a store begun with one
+    network is never finished with another (a retrained file at the same path, or a new shipped
+    default after an upgrade)."""
     from recon.methods import network_key
 
     r = exp.config.reconstruction
@@ -361,7 +362,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         resolved = _resolved_options(method, options)
         from recon.methods import model_provenance
 
-        model = model_provenance(method, resolved)  # the network, checked before any work
+        model_provenance(method, resolved)  # the networks load, checked before any scan is opened
         existing = st.read_attrs(store)
         known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
         corrections = cfg.reconstruction.corrections()
@@ -376,7 +377,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
-        model = model_provenance(method, resolved, n_cols)  # the second network is for large enough slices
+        model = model_provenance(method, resolved, n_cols)  # auto adds the second network by slice size
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()

@@ -137,7 +137,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     if spec is None:
         return main
     second = _network_stage(geometry, device, opts, spec, None)
-    w = float(opts["blend_weight"] if opts.get("blend_weight") is not None else BLEND_WEIGHT)
+    w = float(opts["blend_weight"])  # resolved: the default is in METHODS["rrdb"]
 
     def run(sino: torch.Tensor) -> torch.Tensor:
         return blend_outputs(main(sino), second(sino), w)
@@ -188,11 +188,10 @@ def model_provenance(method: str, options: dict[str, Any], image_size: int | Non
         return None
     from recon.weights import load_model
 
-    main = load_model(options.get("model"), input_kind=options.get("rrdb_input"))
-    spec = blend_spec(options, image_size)
-    weight = options.get("blend_weight")
-    blend = (load_model(spec), float(BLEND_WEIGHT if weight is None else weight)) if spec else None
-    return network_provenance(main, blend)
+    opts = resolve_options(method, options)
+    main = load_model(opts["model"], input_kind=opts["rrdb_input"])
+    spec = blend_spec(opts, image_size)
+    return network_provenance(main, (load_model(spec), float(opts["blend_weight"])) if spec else None)
 
 
 def method_names() -> list[str]:
