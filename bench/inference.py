@@ -7,7 +7,13 @@ really runs), and the time to correct a batch of 512² slices on this machine's 
 first-stage reconstruction is timed in bench/operators.py.
 
     .venv/bin/python bench/inference.py [--size 512] [--slices 4] [--device cpu|cuda]
-        [--batch 8] [--amp] [--self-ensemble] [--json bench/results/inference.json]
+        [--batch 8] [--amp] [--self-ensemble] [--method [--angles 120]]
+        [--json bench/results/inference.json]
+
+``--method`` also times what ``flytomo recon`` runs per slice, from line integrals (z, angles,
+columns) to the corrected slice: FBP, modified MLEM (the default iterations), the ``rrdb``
+method with one network (``blend=none``) and the ``rrdb`` method as shipped (both first stages,
+both networks and their mean), batched as the engine does.
 
 ``--amp`` runs the network under autocast (CUDA only: float16/bfloat16) and also records the
 largest difference from the float32 output, relative to that output's range.
@@ -24,7 +30,10 @@ import torch
 from torch import nn
 
 from recon.errors import FlytomoError
-from recon.weights import INPUT_KINDS, channel_kinds, default_weights_path, load_model, seed_checkpoint_path
+from recon.geometry import ScanGeometry
+from recon.methods import make_reconstructor
+from recon.weights import (DEFAULT_BLEND, INPUT_KINDS, channel_kinds, default_weights_path, load_model,
+                           seed_checkpoint_path)
 
 
 def macs_per_pixel(model: nn.Module, channels: int = 1) -> int:
@@ -47,6 +56,31 @@ def macs_per_pixel(model: nn.Module, channels: int = 1) -> int:
     return total[0]
 
 
+def method_rows(size: int, n_angles: int, slices: int, repeat: int, device: str, batch: int) -> list[dict]:
+    """Seconds per slice of whole methods on random line integrals (slices, n_angles, size)."""
+    g = ScanGeometry.create(np.linspace(0.0, 180.0, n_angles, endpoint=False), size)
+    sino = np.random.default_rng(1).random((slices, n_angles, size), dtype=np.float32) * 0.01
+    cases = [("fbp", "fbp", {}), ("modified MLEM", "mlem-flyscan", {}),
+             ("rrdb, one network (blend=none)", "rrdb", {"blend": "none"}),
+             ("rrdb as shipped (default options)", "rrdb", {})]
+    rows = []
+    for label, method, opts in cases:
+        rec = make_reconstructor(g, method, device, batch=batch, **opts)
+        rec(sino[:1])  # warm-up
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            rec(sino)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        per = best / slices
+        networks = 0 if rec.model is None else 1 + (rec.blend is not None)
+        rows.append({"method": label, "networks": networks, "s_per_slice": per, "slices_per_s": 1 / per})
+        print(f"{label:>36} {networks:>8} {per:>8.2f} {1 / per:>9.2f}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
@@ -56,10 +90,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="slices per forward pass")
     ap.add_argument("--amp", action="store_true", help="autocast on CUDA (float16/bfloat16)")
     ap.add_argument("--self-ensemble", action="store_true", help="each model averaged over the 8 rotations/flips")
+    ap.add_argument("--method", action="store_true", help="also time whole methods per slice (first stage + networks)")
+    ap.add_argument("--angles", type=int, default=120, help="projections per scan for --method")
     ap.add_argument("--json")
     args = ap.parse_args()
     specs = [(f"flytomo rrdb-{k}", str(default_weights_path(k))) for k in INPUT_KINDS
              if default_weights_path(k).is_file()]
+    if DEFAULT_BLEND.is_file():
+        specs.append((f"flytomo {DEFAULT_BLEND.stem}", str(DEFAULT_BLEND)))
     if seed_checkpoint_path().is_file():
         specs.append(("seed authors' RRDB", f"seed:{seed_checkpoint_path()}"))
     rng = np.random.default_rng(0)
@@ -94,10 +132,15 @@ def main() -> None:
             row["amp_max_rel_diff"] = float(np.abs(out - exact).max() / np.ptp(exact))
         rows.append(row)
         print(f"{label:>30} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")
+    methods = []
+    if args.method:
+        print(f"\n{'method (' + str(args.angles) + ' projections)':>36} {'networks':>8} {'s/slice':>8} {'slices/s':>9}")
+        methods = method_rows(args.size, args.angles, args.slices, args.repeat, args.device, args.batch)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": vars(args), "torch_threads": torch.get_num_threads(),
-                       "machine": platform.processor() or platform.machine(), "results": rows}, f, indent=1)
+                       "machine": platform.processor() or platform.machine(), "results": rows,
+                       "methods": methods}, f, indent=1)
 
 
 if __name__ == "__main__":
