@@ -24,5 +24,6 @@ def test_foreign_experiment_crack_fractions(tmp_path):
     np.testing.assert_allclose(out["particle_volume_vox"], particle, rtol=0.04)
     assert measured[:2].max() < 0.002  # no cracks found where there are none (found axis)
     np.testing.assert_allclose(measured[2:4], truth[2:4], atol=0.006)  # 4.5 and 10 %: within 0.6 points
-    # 18.5 % (a dozen crossing cracks): the grey flanks pull the solid level down (measured −2.1 points)
-    assert measured[4] == pytest.approx(truth[4], rel=0.15)
+    # 18.5 % (a dozen crossing cracks): the solid level taken far from the cracks, whose grey
+    # flanks pulled the envelope's median down (−2.1 points before)
+    assert measured[4] == pytest.approx(truth[4], rel=0.08)

@@ -1,0 +1,73 @@
+"""Crack fractions of finished experiments under variants of the solid level (``solid_far``).
+
+Each CASE is ``STORE:TRUTH`` — a ``flytomo run`` store (``recon/NAME.zarr``) and its truth:
+``truth/crack_fraction.csv`` of ``flytomo simulate-experiment`` (crack fraction per scan) or
+the JSON of ``bench/foreign_experiment.py`` (crack + pore fraction, its ``truth`` list) — or
+``truth:DIR`` for the true volumes of a simulated experiment (``DIR/truth/volumes.npz``
+against ``DIR/truth/crack_fraction.csv``: the segmentation alone). Every variant segments
+every scan with the default parameters but ``solid_far``; prints MAE, bias and the largest
+error in percentage points per case and variant.
+
+    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from benchio import save_json
+
+from analysis.run import analyze_time_point
+from analysis.segment import SegmentationParams, segment_volume
+from analysis.store import open_store
+
+VARIANTS = {"envelope median (1, 1)": (1.0, 1.0), "ramp (0.05, 0.15)": (0.05, 0.15),
+            "ramp (0.03, 0.10)": (0.03, 0.10), "far median always (0, 0)": (0.0, 0.0)}
+
+
+def case_fractions(case: str, solid_far: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(measured, true) fractions in percent, one per scan, for one CASE and variant."""
+    params = SegmentationParams(solid_far=solid_far)
+    if case.startswith("truth:"):
+        d = Path(case[len("truth:"):]) / "truth"
+        truth = pd.read_csv(d / "crack_fraction.csv")["crack_fraction"].to_numpy(float)
+        vols = np.load(d / "volumes.npz")["volume"]
+        got = [segment_volume(v, params).summary()["crack_fraction"] for v in vols]
+        return 100 * np.asarray(got), 100 * truth
+    store, truth_path = case.rsplit(":", 1)
+    with_pores = truth_path.endswith(".json")
+    truth = (np.asarray(json.loads(Path(truth_path).read_text())["truth"], float) if with_pores
+             else pd.read_csv(truth_path)["crack_fraction"].to_numpy(float))
+    got = []
+    for t in range(len(open_store(store).scans)):
+        r = analyze_time_point(store, t, params)
+        got.append(r["crack_fraction"] + (r["pore_fraction"] if with_pores else 0.0))
+    return 100 * np.asarray(got), 100 * truth[:len(got)]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", nargs="+")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = []
+    for case in args.cases:
+        print(case)
+        for name, sf in VARIANTS.items():
+            got, truth = case_fractions(case, sf)
+            e = got - truth
+            row = {"case": case, "variant": name, "solid_far": list(sf), "mae_pp": float(np.abs(e).mean()),
+                   "bias_pp": float(e.mean()), "max_pp": float(np.abs(e).max()),
+                   "measured_pct": got.tolist(), "truth_pct": truth.tolist()}
+            rows.append(row)
+            print(f"  {name:>26}  MAE {row['mae_pp']:.3f}  bias {row['bias_pp']:+.3f}  max {row['max_pp']:.3f}")
+    out = {"results": rows}
+    save_json(args.json, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
