@@ -432,13 +432,16 @@ def _particle_pieces(mask: np.ndarray, gap: int, min_fraction: float, block: int
 
 
 def _fill_holes(mask: np.ndarray, block: int) -> np.ndarray:
-    """Fill every background region that does not touch the volume border (6-connected)."""
+    """Fill every background region (6-connected) that does not touch the volume's y or x
+    border. Beyond the first and last rows the volume counts as those rows repeated, as in the
+    closing: a crack that the reconstructed rows cut through is a hole of the particle, not
+    its outside (a particle inside the rows has air in its end rows, which reaches the sides)."""
     labels = np.empty(mask.shape, dtype=np.int32)
     n = ndi.label(~mask, output=labels)
     if n == 0:
         return mask
     inside = np.ones(n + 1, dtype=bool)  # label 0 = the mask itself: stays inside
-    for face in (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+    for face in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
         inside[np.unique(face)] = False
     inside[0] = True
     return _lookup(inside, labels, block)

@@ -134,6 +134,19 @@ def test_solid_far_shares_must_be_in_order():
         SegmentationParams(solid_far=(0.2, 0.1))
 
 
+def test_a_crack_channel_through_every_row_is_inside_the_particle():
+    """A gap enclosed in y-x that runs through all the reconstructed rows reaches the volume's
+    first and last rows, not the particle's outside: it is filled into the envelope and counted."""
+    vol, particle, _ = _split_cylinder(gaps=())
+    z, y, x = np.mgrid[:vol.shape[0], :64, :64]
+    channel = (np.abs(x - 31.5) < 5) & (np.abs(y - 31.5) < 5)  # 10 x 10 voxels: wider than the closing bridges
+    vol[channel] = 0.0
+    res = segment_volume(vol, return_masks=True)
+    assert res.envelope[channel].all()
+    assert res.particle_volume_vox == pytest.approx(particle.sum(), rel=0.01)
+    assert res.crack_volume_vox + res.pore_volume_vox == pytest.approx(channel.sum(), rel=0.1)
+
+
 def test_far_debris_is_not_the_particle():
     """A second object farther than piece_gap from the particle stays out of the envelope."""
     vol, particle, _ = _split_cylinder(gaps=())

@@ -25,5 +25,6 @@ def test_foreign_experiment_crack_fractions(tmp_path):
     assert measured[:2].max() < 0.002  # no cracks found where there are none (found axis)
     np.testing.assert_allclose(measured[2:4], truth[2:4], atol=0.006)  # 4.5 and 10 %: within 0.6 points
     # 18.5 % (a dozen crossing cracks): the solid level taken far from the cracks, whose grey
-    # flanks pulled the envelope's median down (−2.1 points before)
-    assert measured[4] == pytest.approx(truth[4], rel=0.08)
+    # flanks pulled the envelope's median down, and the gaps they enclose through every row
+    # filled into the particle (−2.1 points before both, −1.1 after: 17.4 % at this size)
+    assert measured[4] == pytest.approx(truth[4], rel=0.07)
