@@ -8,7 +8,8 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    that gaps of at most ``piece_gap`` voxels link to it: a crack that runs right through
    the particle splits it into pieces that are still one particle), a morphological
    closing with a ball (so that surface-breaking and through-cracks count as inside the
-   particle), and hole filling. The envelope is the particle *including* its
+   particle), and hole filling (beyond the first and last rows the volume counts as those
+   rows repeated, so a gap that runs through every row is a hole too). The envelope is the particle *including* its
    cracks and pores: it is the denominator of the crack volume fraction.
 2. **Defects** — voxels of the (lightly smoothed) volume inside the envelope darker than
    ``background + defect_fraction × (solid − background)``; ``solid`` and ``background``
