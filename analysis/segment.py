@@ -27,7 +27,9 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
 3. **Shape** — each remaining component is a *pore* when it is compact (aspect ratio
    ``sqrt(λ_min / λ_max)`` of the inertia-tensor eigenvalues ≥ ``pore_min_aspect`` and fill
    ratio ``voxels / volume of the ellipsoid with the same second moments`` ≥
-   ``pore_min_fill``), and a *crack* otherwise (flat or elongated, or a thin curved shell).
+   ``pore_min_fill``) and does not run through every row (its shape cut off at both ends:
+   in a thin slab, where cracks cross), and a *crack* otherwise (flat or elongated, or a thin
+   curved shell).
    Round pores are looked for first in the opening of the defects by a ball of
    ``pore_min_radius`` (thin cracks vanish in it), so a pore a crack runs into stays a pore.
 4. **Crack volume** — ``crack_volume="partial_volume"`` (default): the missing attenuation over the crack voxels and their neighbours,
@@ -717,7 +719,9 @@ def _classify(labels: np.ndarray, n: int, block: int, p: SegmentationParams, com
     for lab, sl in zip(kept, _bounding_boxes(labels, n, kept, block)):
         coords = np.argwhere(labels[sl] == lab)
         aspect, fill = _shape(coords)
-        pore = aspect >= p.pore_min_aspect and fill >= p.pore_min_fill
+        # one that runs through every row has a shape the rows cut off: not known to be round
+        through = sl[0].start == 0 and sl[0].stop == labels.shape[0] and labels.shape[0] > 1
+        pore = aspect >= p.pore_min_aspect and fill >= p.pore_min_fill and not through
         if only == "pore" and not pore:
             continue
         kind[lab] = 2 if pore else 1

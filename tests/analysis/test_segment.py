@@ -147,6 +147,21 @@ def test_a_crack_channel_through_every_row_is_inside_the_particle():
     assert res.crack_volume_vox + res.pore_volume_vox == pytest.approx(channel.sum(), rel=0.1)
 
 
+def test_a_round_gap_through_every_row_is_no_pore():
+    """A round column through all the rows (where cracks cross in a thin slab) has a shape the
+    rows cut off: a crack. The same column inside the rows is a pore."""
+    vol, _, _ = _split_cylinder(nz=12, gaps=())
+    z, y, x = np.mgrid[:12, :64, :64]
+    column = (x - 40) ** 2 + (y - 31.5) ** 2 < 3.5 ** 2
+    through = vol.copy()
+    through[column] = 0.0
+    inside = vol.copy()
+    inside[column & (z >= 3) & (z < 9)] = 0.0
+    a, b = segment_volume(through), segment_volume(inside)
+    assert a.n_pores == 0 and a.n_cracks == 1
+    assert b.n_pores == 1 and b.pore_volume_vox > b.crack_volume_vox
+
+
 def test_far_debris_is_not_the_particle():
     """A second object farther than piece_gap from the particle stays out of the envelope."""
     vol, particle, _ = _split_cylinder(gaps=())
