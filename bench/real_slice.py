@@ -3,7 +3,10 @@
 Reads ``../shared/data/seed-model/img_test.tiff`` (an 800×800 FBP slice of a cathode particle,
 attenuation per pixel) and writes a side-by-side PNG.
 
-    .venv/bin/python bench/real_slice.py [--ours recon/weights/rrdb-fbp.safetensors] [--out docs/real_slice.png]
+    .venv/bin/python bench/real_slice.py [--ours PATH.safetensors] [--out docs/real_slice.png]
+
+``--ours`` defaults to the network ``flytomo enhance --input-kind fbp`` picks for an 800² slice
+(recon.weights.default_model_spec: rrdb-fbp-blend since session 23).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import tifffile
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from recon.weights import load_model, seed_checkpoint_path
+from recon.weights import default_model_spec, load_model, seed_checkpoint_path
 
 
 def main() -> None:
@@ -27,7 +30,8 @@ def main() -> None:
     seed_path = seed_checkpoint_path()
     img = tifffile.imread(seed_path.with_name("img_test.tiff")).astype(np.float32)
     panels = [("input: FBP of a real fly-scan", img)]
-    for label, spec in (("flytomo RRDB", args.ours), ("seed authors' RRDB", f"seed:{seed_path}")):
+    ours = args.ours or default_model_spec("fbp", min(img.shape))
+    for label, spec in (("flytomo RRDB", ours), ("seed authors' RRDB", f"seed:{seed_path}")):
         loaded = load_model(spec, input_kind="fbp")
         t = time.perf_counter()
         out = loaded.apply(img[None])[0]

@@ -81,7 +81,7 @@ def blend_spec(opts: dict[str, Any], image_size: int | None = None) -> str | Non
     kind) and the slices (``image_size`` px; None: not known yet) are no smaller than the
     smallest sample it was trained on, else none; ``"none"`` → none; anything else is a model
     spec (path, ``seed:PATH``)."""
-    from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND, trained_object_px
+    from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND, fits_trained_size
 
     blend = opts.get("blend") or "auto"
     if blend == "none":
@@ -90,14 +90,21 @@ def blend_spec(opts: dict[str, Any], image_size: int | None = None) -> str | Non
         return blend
     if opts.get("model") is not None or opts.get("rrdb_input") not in (None, DEFAULT_INPUT_KIND):
         return None
-    if image_size is not None:
-        try:
-            smallest = (trained_object_px(json.loads(DEFAULT_BLEND.with_suffix(".json").read_text())) or (0.0,))[0]
-        except (OSError, ValueError):
-            smallest = 0.0  # a missing or bad card: load_model names the problem
-        if image_size < smallest:
-            return None
-    return str(DEFAULT_BLEND)
+    return str(DEFAULT_BLEND) if fits_trained_size(DEFAULT_BLEND, image_size) else None
+
+
+def resolve_networks(opts: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    """Options of the ``rrdb`` method with its networks chosen for slices of ``image_size`` px
+    (unpadded; None: not known yet): ``blend`` (:func:`blend_spec`, "none" for none) and,
+    where no ``model`` is given, the shipped one for the input kind and size
+    (:func:`recon.weights.default_model_spec`)."""
+    from recon.weights import default_model_spec
+
+    out = dict(opts)
+    out["blend"] = blend_spec(opts, image_size) or "none"
+    if out.get("model") is None:
+        out["model"] = default_model_spec(out.get("rrdb_input"), image_size)
+    return out
 
 
 def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any], model: Any,
@@ -188,9 +195,9 @@ def model_provenance(method: str, options: dict[str, Any], image_size: int | Non
         return None
     from recon.weights import load_model
 
-    opts = resolve_options(method, options)
+    opts = resolve_networks(resolve_options(method, options), image_size)
     main = load_model(opts["model"], input_kind=opts["rrdb_input"])
-    spec = blend_spec(opts, image_size)
+    spec = blend_spec(opts)
     return network_provenance(main, (load_model(spec), float(opts["blend_weight"])) if spec else None)
 
 
@@ -255,8 +262,8 @@ class Reconstructor:
         self.geometry = geometry
         self.method = method
         self.options = resolve_options(method, options)
-        if method == "rrdb":  # auto → the second network or none, by the (unpadded) slice size
-            self.options["blend"] = blend_spec(self.options, geometry.image_size) or "none"
+        if method == "rrdb":  # the networks for the (unpadded) slice size: second one, FBP model
+            self.options = resolve_networks(self.options, geometry.image_size)
         self.device = _device(device)
         self.batch = _check_int("batch", batch, 1)
         self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)

@@ -32,7 +32,7 @@ from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target
 from recon.io.metadata import assume
 from recon.io.readers import natural_order
-from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, load_model
+from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
@@ -112,8 +112,11 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
     return volume, attrs, single
 
 
-def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, device: str) -> LoadedModel:
-    """The network for a reconstruction of ``kind`` (given, else the store's method)."""
+def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, device: str,
+                 image_size: int | None = None) -> LoadedModel:
+    """The network for a reconstruction of ``kind`` (given, else the store's method) with
+    slices of ``image_size`` px: ``spec``, else the shipped one for that kind and size
+    (:func:`recon.weights.default_model_spec`)."""
     method = attrs.get("method")
     if method == "rrdb":
         raise FlytomoError(where, "was already corrected by a network (method rrdb); enhance the "
@@ -123,6 +126,8 @@ def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, de
     if kind is None and spec is None:
         raise FlytomoError(where, "say what reconstruction this is: --input-kind fbp or mlem-flyscan "
                                   "(or name a network with --model)")
+    if spec is None:
+        spec = default_model_spec(kind, image_size)
     loaded = load_model(spec, input_kind=kind, device=device)
     if len(channel_kinds(loaded.input_kind)) > 1:
         raise FlytomoError(loaded.path, f"a network on {loaded.input_kind} takes two reconstructions "
@@ -198,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, "--tile must be ≥ 1")
     given_zero = parse_zero_level(args.zero_level)
     volume, src_attrs, single = read_reconstruction(args.input)
-    loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device)
+    loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device,
+                          min(volume.shape[1:]))
     loaded.check_slice_size(min(volume.shape[1:]))
     zero = zero_level(volume, args.input, given_zero)
     attrs = {

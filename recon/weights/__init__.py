@@ -41,6 +41,8 @@ __all__ = [
     "channel_kinds",
     "ModelDomainWarning",
     "default_weights_path",
+    "default_model_spec",
+    "fits_trained_size",
     "load_model",
     "load_seed_model",
     "save_model",
@@ -54,10 +56,36 @@ INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp")
 DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent
-#: the second network the default rrdb method averages in (recon.methods.blend_spec): FBP
-#: input, trained at 512² over the default model's ranges (jobs/train-fbp-512c.yaml); not
-#: ``rrdb-fbp``, the 128-px model that ``--rrdb-input fbp`` picks
+#: the second network the default rrdb method averages in (recon.methods.blend_spec), and the
+#: FBP network for slices at least as large as its smallest training sample
+#: (:func:`default_model_spec`): FBP input, trained at 512² over the default model's ranges
+#: (jobs/train-fbp-512c.yaml); ``rrdb-fbp``, the 128-px model, serves smaller FBP slices
 DEFAULT_BLEND = WEIGHTS_DIR / "rrdb-fbp-blend.safetensors"
+
+
+def fits_trained_size(weights: Path, image_size: int | None) -> bool:
+    """Whether slices of ``image_size`` px (None: not known, taken as fitting) are no smaller
+    than the smallest sample the model ``weights`` (its card beside it) was trained on; a
+    missing or bad card counts as fitting (loading the model names the problem)."""
+    if image_size is None:
+        return True
+    try:
+        px = trained_object_px(json.loads(weights.with_suffix(".json").read_text()))
+    except (OSError, ValueError):
+        return True
+    return px is None or image_size >= px[0]
+
+
+def default_model_spec(input_kind: str | None, image_size: int | None) -> str | None:
+    """The shipped network for ``input_kind`` reconstructions of ``image_size`` px slices, as a
+    spec for :func:`load_model`; None: its per-kind default (``rrdb-<kind>``). FBP slices
+    of known size that fit :data:`DEFAULT_BLEND` get that network (512², 384², the re-simulated
+    real particle and images made elsewhere: +0.8 to +2.6 dB over the 128-px ``rrdb-fbp``;
+    docs/benchmarks.md); smaller or unknown ones keep ``rrdb-fbp``."""
+    if input_kind == "fbp" and image_size is not None and DEFAULT_BLEND.is_file() \
+            and fits_trained_size(DEFAULT_BLEND, image_size):
+        return str(DEFAULT_BLEND)
+    return None
 
 
 def channel_kinds(input_kind: str) -> tuple[str, ...]:

@@ -166,6 +166,22 @@ def test_unpadded_slice_numbers_keep_their_order(tmp_path):
     assert np.all(np.diff(means) > 0), means
 
 
+def test_fbp_slices_take_the_network_their_size_fits(tmp_path):
+    """--input-kind fbp without --model: the 512²-trained network on 192-px slices, the 128-px
+    one on 64-px slices (recon.weights.default_model_spec)."""
+    for n, name in ((192, "rrdb-fbp-blend"), (64, "rrdb-fbp")):
+        img = np.zeros((n, n), np.float32)
+        yy, xx = np.mgrid[:n, :n]
+        img[(yy - n / 2) ** 2 + (xx - n / 2) ** 2 < (0.4 * n) ** 2] = 0.02
+        tifffile.imwrite(tmp_path / f"s{n}.tif", img)
+        out = tmp_path / f"e{n}.zarr"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ModelDomainWarning)
+            assert main(["enhance", str(tmp_path / f"s{n}.tif"), "--out", str(out), "--input-kind", "fbp",
+                         "--quiet"]) == 0
+        assert open_volume(out)[1]["model"]["name"] == name
+
+
 def test_nan_pixels_are_taken_as_zero_with_a_warning(tmp_path):
     img = np.zeros((64, 64), np.float32)
     img[16:48, 16:48] = 0.05

@@ -219,3 +219,23 @@ def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
     default = model_provenance("rrdb", {})
     assert default["blend"]["name"] == "rrdb-fbp-blend" and default["blend"]["input_kind"] == "fbp"
     assert default["blend"]["weight"] == 0.3 and default["weights_sha256"] == prov["weights_sha256"]
+
+
+@pytest.mark.filterwarnings("ignore::recon.weights.ModelDomainWarning")
+def test_fbp_input_takes_the_512_px_network_where_slices_fit_it():
+    """``--rrdb-input fbp`` (and ``flytomo enhance --input-kind fbp``) without a model: the
+    512²-trained rrdb-fbp-blend for slices no smaller than its smallest training sample
+    (179.2 px), the 128-px rrdb-fbp below that or when the size is not known."""
+    from recon.methods import model_provenance
+    from recon.weights import DEFAULT_BLEND, default_model_spec
+
+    assert default_model_spec("fbp", 180) == default_model_spec("fbp", 800) == str(DEFAULT_BLEND)
+    assert default_model_spec("fbp", 179) is None and default_model_spec("fbp", None) is None
+    assert default_model_spec("mlem-flyscan", 512) is None and default_model_spec(None, 512) is None
+    assert model_provenance("rrdb", {"rrdb_input": "fbp"}, image_size=256)["name"] == "rrdb-fbp-blend"
+    assert model_provenance("rrdb", {"rrdb_input": "fbp"}, image_size=64)["name"] == "rrdb-fbp"
+    g = ScanGeometry.create(np.arange(40) * 4.5, 48, blur_angle_deg=1.5)
+    assert make_reconstructor(g, "rrdb", rrdb_input="fbp").provenance()["name"] == "rrdb-fbp"
+    big = ScanGeometry.create(np.arange(40) * 4.5, 192, blur_angle_deg=1.5)
+    rec = make_reconstructor(big, "rrdb", rrdb_input="fbp")
+    assert rec.provenance()["name"] == "rrdb-fbp-blend" and rec.provenance()["blend"] is None
