@@ -106,7 +106,7 @@ class SegmentationParams(ConfigModel):
     defect_threshold: float | None = Field(
         None, description="absolute defect threshold; overrides defect_fraction when set")
     solid_far: tuple[float, float] = Field(
-        (0.03, 0.10), description="defect shares of the envelope (low, high) between which the "
+        (0.05, 0.15), description="defect shares of the envelope (low, high) between which the "
         "solid level moves from the envelope's median to the median of the voxels more than "
         "solid_far_gap voxels from any defect (many cracks' grey flanks pull the first down); "
         "(1, 1) = always the envelope's median")
