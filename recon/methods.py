@@ -7,7 +7,6 @@ and reuses them for every chunk of rows with that geometry.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
