@@ -19,3 +19,19 @@ def test_macs_per_pixel_counts_the_convs_the_forward_runs():
     unused = 2 * (1 * 8 * 9)
     seed_weights = sum(m.weight.numel() for m in seed.modules() if hasattr(m, "weight") and m.weight.dim() == 4)
     assert _bench().macs_per_pixel(seed) == seed_weights - unused == 364_320
+
+
+def test_method_rows_time_every_method_with_its_networks():
+    """--method: one row per method, the rrdb method as shipped with its second network on
+    slices that fit it (192 px) and without on smaller ones (48 px)."""
+    import warnings
+
+    from recon.weights import ModelDomainWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        small = _bench().method_rows(48, 30, slices=2, repeat=1, device="cpu", batch=2)
+    big = _bench().method_rows(192, 30, slices=1, repeat=1, device="cpu", batch=1)
+    assert [r["networks"] for r in small] == [0, 0, 1, 1]
+    assert [r["networks"] for r in big] == [0, 0, 1, 2]
+    assert all(r["s_per_slice"] > 0 and r["slices_per_s"] == 1 / r["s_per_slice"] for r in small + big)
