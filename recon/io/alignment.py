@@ -419,7 +419,8 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
     ``jitter`` (None: none) undone: in projection i, row z at column x is read at
     z + dy[i] − s·(x − c0), then column x at x + s·(z − z0) + dx[i] (the last term unless
     ``columns`` is False), Lanczos-3 both ways, the scan's edges held; rows beyond z0:z1 are
-    read as needed, so a row comes out the same whatever chunk it is read in.
+    read as needed (and one more each side for ``corrections.remove_outliers``, whose spatial
+    median spans three rows), so a row comes out the same whatever chunk it is read in.
 
     A reconstruction reads with ``columns=False`` and puts dx in its projector instead
     (:attr:`recon.geometry.ScanGeometry.offsets`): no resampling along the rows, whose
@@ -428,12 +429,15 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
     dy = np.zeros(n_angles) if jitter is None else np.asarray(jitter.dy, dtype=np.float64)
     dx = np.zeros(n_angles) if jitter is None or not columns else np.asarray(jitter.dx, dtype=np.float64)
     slope = 0.0 if tilt is None else tilt.slope
+    # zinger removal compares each sample with its row neighbours: one more row each side
+    halo = 1 if corrections is not None and corrections.remove_outliers is not None else 0
     if not dy.any() and not dx.any() and slope == 0.0:
-        return line_integrals(reader.read(z0, z1), corrections=corrections)
+        a, b = max(0, z0 - halo), min(n_rows, z1 + halo)
+        return line_integrals(reader.read(a, b), corrections=corrections)[z0 - a:z1 - a]
     lean = np.zeros(n_cols) if tilt is None else -slope * (np.arange(n_cols) - tilt.column)  # rows, per column
     z = np.arange(z0, z1, dtype=np.float64)
-    a = max(0, int(np.floor(z0 + dy.min() + lean.min())) + TAPS[0])
-    b = min(n_rows, int(np.floor(z1 - 1 + dy.max() + lean.max())) + TAPS[-1] + 1)
+    a = max(0, int(np.floor(z0 + dy.min() + lean.min())) + TAPS[0] - halo)
+    b = min(n_rows, int(np.floor(z1 - 1 + dy.max() + lean.max())) + TAPS[-1] + 1 + halo)
     p = line_integrals(reader.read(a, b), corrections=corrections)  # (z, angle, col)
     across = np.zeros(z.size) if tilt is None else slope * (z - tilt.row)  # columns, per row
     out = np.empty((z.size, n_angles, n_cols), dtype=np.float32)
