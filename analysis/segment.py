@@ -572,10 +572,7 @@ def segment_volume(
             else background + p.defect_fraction * (solid - background))
 
     # pass 5: defect candidates inside the envelope
-    defects = np.empty(shape, dtype=bool)
-    q_dthr = (dthr - lo) * scale
-    for z0, z1 in _slabs(nz, block):
-        defects[z0:z1] = (q[z0:z1] < q_dthr) & mask[z0:z1]
+    defects = _dark_inside(q, mask, (dthr - lo) * scale, block, np.empty(shape, dtype=bool))
     if p.defect_threshold is None and p.solid_far[0] < 1.0:
         share = float(np.count_nonzero(defects)) / particle
         lo_s, hi_s = p.solid_far
@@ -585,9 +582,7 @@ def segment_volume(
             if far_solid == far_solid:
                 solid = solid + w * (max(far_solid, solid) - solid)
                 dthr = background + p.defect_fraction * (solid - background)
-                q_dthr = (dthr - lo) * scale
-                for z0, z1 in _slabs(nz, block):
-                    defects[z0:z1] = (q[z0:z1] < q_dthr) & mask[z0:z1]
+                _dark_inside(q, mask, (dthr - lo) * scale, block, defects)
     if p.crack_volume != "partial_volume":
         del q
 
@@ -638,13 +633,25 @@ def segment_volume(
     return res
 
 
+def _dark_inside(q: np.ndarray, mask: np.ndarray, q_thr: float, block: int, out: np.ndarray) -> np.ndarray:
+    """``out`` = the voxels of ``mask`` whose quantised value ``q`` is below ``q_thr``, slab by slab."""
+    for z0, z1 in _slabs(q.shape[0], block):
+        out[z0:z1] = (q[z0:z1] < q_thr) & mask[z0:z1]
+    return out
+
+
+def _grown(b: np.ndarray, steps: int) -> np.ndarray:
+    """``b`` dilated by ``steps`` steps of the 6-neighbour cross (``b`` itself for 0)."""
+    for _ in range(steps):
+        b = _shift_or(b)
+    return b
+
+
 def _far_median(q: np.ndarray, defects: np.ndarray, envelope: np.ndarray, gap: int, block: int,
                 edges: np.ndarray) -> float:
     """Median of the quantised smoothed values ``q`` over the envelope voxels more than ``gap``
     6-neighbour steps from any defect and from the envelope's surface; NaN when none."""
-    near = defects
-    for _ in range(gap):
-        near = _shift_or(near)
+    near = _grown(defects, gap)
     h = np.zeros(edges.size - 1, dtype=np.int64)
     for z0, z1 in _slabs(q.shape[0], block):
         keep = _eroded_slab(envelope, z0, z1, gap) & ~near[z0:z1]
@@ -660,12 +667,7 @@ def _partial_volume(q: np.ndarray, lo: float, scale: float, solid: float, backgr
     within ``margin`` of a pore, not on the envelope's surface layer). Blur spreads a thin
     crack's missing attenuation without changing its sum, so this keeps the volume of a crack
     the threshold sees only the core of; noise averages out (the sum is not clipped)."""
-    near = cracks
-    for _ in range(margin):
-        near = _shift_or(near)
-    excl = pores
-    for _ in range(margin):
-        excl = _shift_or(excl)
+    near, excl = _grown(cracks, margin), _grown(pores, margin)
     contrast = float(solid - background)
     total = 0.0
     for z0, z1 in _slabs(q.shape[0], block):

@@ -203,9 +203,9 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, "--tile must be ≥ 1")
     given_zero = parse_zero_level(args.zero_level)
     volume, src_attrs, single = read_reconstruction(args.input)
-    loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device,
-                          min(volume.shape[1:]))
-    loaded.check_slice_size(min(volume.shape[1:]))
+    size = min(volume.shape[1:])
+    loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
+    loaded.check_slice_size(size)
     zero = zero_level(volume, args.input, given_zero)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
