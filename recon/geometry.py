@@ -31,6 +31,10 @@ def default_blur_angle(angles: np.ndarray) -> float:
     return float(np.median(np.diff(a)))
 
 
+#: degrees: the smallest gap in a half turn's angles that counts as a wedge the scan did not see
+MIN_WEDGE_DEG = 5.0
+
+
 def folded_gaps(angles: np.ndarray, period: float = math.pi) -> tuple[np.ndarray, np.ndarray]:
     """Angles folded onto [0, period), by default the half turn (radians) where θ and θ + π see
     the same rays in parallel beam, and sorted: (order, gaps), order (n,) the indices in folded
@@ -146,6 +150,13 @@ class ScanGeometry:
         full turn, 60° for a scan of 0–120°."""
         _, gaps = folded_gaps(self.angles)
         return max(0.0, float(gaps.max()) - self.folded_step)
+
+    @property
+    def wedge_unseen(self) -> bool:
+        """Whether the angles leave a wedge of the half turn unseen: :attr:`missing_wedge` of at
+        least :data:`MIN_WEDGE_DEG` and at least 3 :attr:`folded_step`\\ s."""
+        wedge = self.missing_wedge
+        return wedge >= max(math.radians(MIN_WEDGE_DEG), 3.0 * self.folded_step)
 
     def key(self) -> tuple:
         """Hashable identity, for operator caches."""

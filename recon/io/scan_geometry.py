@@ -7,7 +7,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
-from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal, search_radius_px
+from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, inside_field, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
 from recon.io.preprocess import Corrections, DataHintWarning
@@ -48,6 +48,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         center = float(meta["center"]) if meta.get("center") is not None else "auto"
     where = getattr(reader, "path", "scan")
     sino, band = None, None
+    found = False  # the axis searched for here (not given, not the middle)
 
     def rows_sino() -> np.ndarray:
         nonlocal sino, band
@@ -64,6 +65,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
             if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
                 warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
             center = find_center(sino, reader.angles_deg)
+            found = True
             if check_tilt and not (corrections and corrections.correct_tilt):
                 middle = ((band[0] + band[1] - 1) / 2, center)  # (row, column) of the axis found
                 hint = tilt_hint(reader, rows or (0, n_rows), middle, corrections=corrections, jitter=jitter)
@@ -85,18 +87,19 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
                                    offsets=None if jitter is None else np.asarray(jitter.dx),
                                    pad_columns=int(pad_columns))
-    if (hint := wedge_hint(geometry, axis_found=sino is not None and center is not None)) is not None:
+    if (hint := wedge_hint(geometry, axis_found=found and not inside_field(sino))) is not None:
         warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
     return geometry
 
 
 def wedge_hint(geometry: ScanGeometry, axis_found: bool = False) -> str | None:
-    """A one-line hint where the angles leave a wedge of the half turn unseen (≥ 5° and ≥ 3
-    typical steps, :attr:`ScanGeometry.missing_wedge`), else None; ``axis_found``: the axis
-    was found from these angles, which needs a half turn."""
-    wedge, step = np.rad2deg(geometry.missing_wedge), np.rad2deg(geometry.folded_step)
-    if wedge < max(5.0, 3.0 * step):
+    """A one-line hint where the angles leave a wedge of the half turn unseen
+    (:attr:`ScanGeometry.wedge_unseen`), else None; ``axis_found``: the axis was found from
+    these angles by mirroring half turns, which needs a whole one (a sample inside the field
+    gets its axis from its centre of mass instead: :func:`recon.io.center.centroid_center`)."""
+    if not geometry.wedge_unseen:
         return None
+    wedge = np.rad2deg(geometry.missing_wedge)
     axis = (": the axis found from them may be off, give it if it is known (--center, or center: in the "
             "experiment config)") if axis_found else ""
     return (f"the angles cover {180.0 - wedge:.0f}° of the 180° parallel beam needs, a wedge of {wedge:.0f}° "

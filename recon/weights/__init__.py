@@ -81,9 +81,10 @@ def default_model_spec(input_kind: str | None, image_size: int | None) -> str | 
     spec for :func:`load_model`; None: its per-kind default (``rrdb-<kind>``). FBP slices
     of known size that fit :data:`DEFAULT_BLEND` get that network (512², 384², the re-simulated
     real particle and images made elsewhere: +0.8 to +2.6 dB over the 128-px ``rrdb-fbp``;
-    docs/benchmarks.md); smaller or unknown ones keep ``rrdb-fbp``."""
-    if input_kind == "fbp" and image_size is not None and DEFAULT_BLEND.is_file() \
-            and fits_trained_size(DEFAULT_BLEND, image_size):
+    docs/benchmarks.md); smaller or unknown ones keep ``rrdb-fbp``. The same rule as the
+    ``rrdb`` method's second network (:func:`recon.methods.blend_spec`): a missing shipped file
+    is not skipped here but named by :func:`load_model`."""
+    if input_kind == "fbp" and image_size is not None and fits_trained_size(DEFAULT_BLEND, image_size):
         return str(DEFAULT_BLEND)
     return None
 

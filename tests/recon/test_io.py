@@ -531,6 +531,43 @@ def test_find_center_on_small_scan_file_shape(make_disc_sinogram):
     assert abs(find_center(np.repeat(sino[None], 8, axis=0)) - 25.2) < 0.5
 
 
+@pytest.mark.parametrize("span", [150.0, 120.0, 90.0])
+def test_find_center_where_the_scan_misses_part_of_the_half_turn(make_disc_sinogram, span):
+    """0–150°, 0–120°, 0–90° of a sample inside the field (noise, an air offset, a flat field's
+    tilt): the centre of mass's sinusoid finds the axis within 0.4 px (0.06, 0.02, 0.34),
+    a sixth or less of the error of mirroring half turns, all there was before (0.32, 1.5, 3.4)."""
+    from recon.io.center import _half_turn, inside_field
+
+    rng = np.random.default_rng(int(span))
+    discs = [(rng.uniform(-12, 12), rng.uniform(-12, 12), rng.uniform(3, 9), rng.uniform(0.02, 0.1))
+             for _ in range(5)]
+    angles, center = np.arange(0.0, span, 1.5), 29.6
+    sino = make_disc_sinogram(angles, 64, center, discs)
+    sino = sino + rng.normal(0, 0.01 * sino.max(), sino.shape) + 0.05 + 0.0004 * np.arange(64)
+    assert inside_field(sino)
+    error = abs(find_center(sino[None], angles) - center)
+    assert error < 0.4 and error < abs(find_center(_half_turn(sino, angles)) - center) / 5
+    cut = sino[:, 16:48]  # the same sample past both edges: not inside, the mirror as before
+    assert not inside_field(cut)
+    assert find_center(cut, angles) == find_center(_half_turn(cut, angles))
+
+
+def test_a_short_scan_of_a_sample_inside_the_field_gets_no_axis_warning(tmp_path, make_disc_sinogram):
+    """0–120°: the wedge is named; its axis, found from the centre of mass, is not called doubtful."""
+    from recon.io.scan_geometry import scan_geometry
+
+    angles = np.arange(0.0, 120.0, 1.5)
+    sino = make_disc_sinogram(angles, 48, 25.3, [(3.0, -4.0, 6.0, 0.05), (-8.0, 2.0, 3.0, 0.08)])
+    tomo = (1000.0 * np.exp(-sino[:, None, :]) + 100.0).astype(np.float32)
+    reader = open_scan(write_fxi(tmp_path / "short.h5", np.repeat(tomo, 4, axis=1),
+                                 np.full((2, 4, 48), 1100.0, np.float32), np.full((2, 4, 48), 100.0, np.float32),
+                                 angles))
+    with pytest.warns(UserWarning, match="a wedge of 60° is missing") as caught:
+        found = scan_geometry(reader, center="auto").center
+    assert abs(found - 25.3) < 0.1
+    assert not any("--center" in str(w.message) for w in caught)
+
+
 # ---------------------------------------------------------------- OME-Zarr
 
 
