@@ -122,14 +122,14 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
 
     Dead detector pixels (flat ≤ dark, or no finite flat/dark) and non-finite counts are
     replaced, in each row and angle, by linear interpolation between the nearest good
-    columns. A dropped frame (a projection mostly NaN/inf, or one whose mean line integral
-    over the chunk is far off the running median of its neighbours' (:func:`dropped_frames`),
+    columns. A dropped frame (in a row, a projection mostly NaN/inf, or one whose mean line
+    integral is far off the running median of its neighbours' (:func:`dropped_frames`),
     as when the beam or the detector fails for one exposure: in parallel beam a slice's total
     attenuation does not depend on the angle) is replaced by the mean of the nearest good
     projections before and after it, in acquisition order. Each kind of repair gives a
     DataRepairWarning whose words name the file, not the chunk (a command line shows it once
     per scan). FlytomoError (naming the file) when more than half the detector pixels or half
-    the counts are bad, or more than MAX_DROPPED_FRACTION of the projections are dropped.
+    the counts are bad, or more than MAX_DROPPED_FRACTION of a row's projections are dropped.
     """
     if not min_transmission > 0:
         raise ValueError("min_transmission must be > 0")
@@ -153,8 +153,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     trans = (tomo - dark32[None]) * inv_gain[None]  # (angle, z, col)
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
-    lost = nonfinite.mean(axis=(1, 2)) > 0.5  # frames mostly NaN/inf: replaced whole, below
-    nonfinite &= ~lost[:, None, None]
+    lost = nonfinite.mean(axis=2) > 0.5  # (angle, z) lines mostly NaN/inf: replaced whole, below
+    nonfinite &= ~lost[:, :, None]
     has_dead, has_nan = bool(dead.any()), bool((nonfinite & ~dead[None]).any())
     if has_dead or has_nan:
         _repair(p, dead, nonfinite)
@@ -166,14 +166,15 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
     p[lost] = 0.0
-    dropped = lost | dropped_frames(p)
+    dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
     if dropped.any():
-        if dropped.mean() > MAX_DROPPED_FRACTION:
-            raise FlytomoError(where, f"rows {z0}:{z1}: {int(dropped.sum())} of {dropped.size} projections are NaN "
+        worst = int(dropped.sum(axis=0).max())
+        if worst > MAX_DROPPED_FRACTION * dropped.shape[0]:
+            raise FlytomoError(where, f"rows {z0}:{z1}: {worst} of {dropped.shape[0]} projections are NaN "
                                       "or far off their neighbours in mean transmission (unstable beam, or "
                                       "projections out of order?)")
         _replace_frames(p, dropped)
-        index = np.flatnonzero(dropped)
+        index = np.flatnonzero(dropped.any(axis=1))
         frames = ", ".join(str(i) for i in index[:10]) + (f", … ({index.size} in all)" if index.size > 10 else "")
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
@@ -342,29 +343,31 @@ def _odd(n: int) -> int:
 
 
 def dropped_frames(p: np.ndarray) -> np.ndarray:
-    """(angle,) bool: projections of p (angle, z, col) whose mean differs from the running
-    median M (DROPPED_FRAME_WINDOW projections, acquisition order) of the projection means by
-    more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|. Smooth changes (a sample wider than
-    the field of view) and steps (a holder entering it) pass; an isolated frame of no beam or a
-    detector glitch does not."""
+    """(angle, z) bool: in each row z of p (angle, z, col), the projections whose mean over the
+    columns differs from the running median M (DROPPED_FRAME_WINDOW projections, acquisition
+    order) of those means by more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|. Smooth
+    changes (a sample wider than the field of view) and steps (a holder entering it) pass; an
+    isolated frame of no beam or a detector glitch does not. Row by row, so that a slice's
+    repair does not depend on which rows were read with it (``--chunk-rows``)."""
     from scipy.ndimage import median_filter
 
     n = p.shape[0]
     if n < DROPPED_FRAME_WINDOW:
-        return np.zeros(n, dtype=bool)
-    means = p.mean(axis=(1, 2), dtype=np.float64)
-    running = median_filter(means, size=DROPPED_FRAME_WINDOW, mode="nearest")
+        return np.zeros(p.shape[:2], dtype=bool)
+    means = p.mean(axis=2, dtype=np.float64)
+    running = median_filter(means, size=(DROPPED_FRAME_WINDOW, 1), mode="nearest")
     return np.abs(means - running) > DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE * np.abs(running)
 
 
 def _replace_frames(p: np.ndarray, bad: np.ndarray) -> None:
-    """In place: each projection p[a] with bad[a] becomes the mean of the nearest good
-    projections before and after it (the one there is, at the ends)."""
-    good = np.flatnonzero(~bad)
-    for a in np.flatnonzero(bad):
-        pos = np.searchsorted(good, a)
-        near = [good[i] for i in (pos - 1, pos) if 0 <= i < good.size]
-        p[a] = np.mean([p[i] for i in near], axis=0)
+    """In place: in each row z of p (angle, z, col), each line p[a, z] with bad[a, z] becomes
+    the mean of that row's nearest good lines before and after it (the one there is, at the ends)."""
+    for z in np.flatnonzero(bad.any(axis=0)):
+        good = np.flatnonzero(~bad[:, z])
+        for a in np.flatnonzero(bad[:, z]):
+            pos = np.searchsorted(good, a)
+            near = [good[i] for i in (pos - 1, pos) if 0 <= i < good.size]
+            p[a, z] = np.mean([p[i, z] for i in near], axis=0)
 
 
 def _repair(p: np.ndarray, dead: np.ndarray, nonfinite: np.ndarray) -> None:
