@@ -31,3 +31,10 @@ def timed_run(doc: str, run: Callable[[], dict], argv: list[str] | None = None) 
     result = run()
     result["seconds"] = time.perf_counter() - t0
     return result, args
+
+
+def run_and_save(doc: str, run: Callable[[], dict], argv: list[str] | None = None) -> int:
+    """A bench script's ``main``: :func:`timed_run`, then the result saved under ``--json``; 0."""
+    result, args = timed_run(doc, run, argv)
+    save_json(args.json, result)
+    return 0

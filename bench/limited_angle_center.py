@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchio import save_json, timed_run
+from benchio import run_and_save
 from recon.io.center import _half_turn, find_center, inside_field
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
@@ -33,7 +33,7 @@ def _scan(family: int, sample: int, span: int, i0: float) -> tuple[np.ndarray, n
     obj[o:o + sample, o:o + sample] = make_phantom(FAMILIES[family], sample, seed=100 + family)
     angles = np.arange(int(span / STEP)) * STEP
     center = (FIELD - 1) / 2 + (3.4 if family % 2 else -5.2)
-    scan = simulate_flyscan(obj, angles, BLUR, i0, center=center, seed=family)
+    scan = simulate_flyscan(obj, angles, BLUR, i0, center=center, seed=family, n_sub=4)
     return np.asarray(line_integrals_from_counts(scan))[0], angles, center
 
 
@@ -60,9 +60,7 @@ def run() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result, args = timed_run(__doc__, run, argv)
-    save_json(args.json, result)
-    return 0
+    return run_and_save(__doc__, run, argv)
 
 
 if __name__ == "__main__":

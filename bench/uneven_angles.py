@@ -24,7 +24,7 @@ from recon.metrics import psnr, ssim
 from recon.operators import Projector
 from recon.phantoms import make_phantom
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
-from benchio import save_json, timed_run
+from benchio import run_and_save
 
 SIZE, PHOTONS, BLUR = 256, 2000, 1.5
 FAMILIES = ("heterogeneous", "cracked", "network", "radial")
@@ -69,9 +69,7 @@ def run() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    result, args = timed_run(__doc__, run, argv)
-    save_json(args.json, result)
-    return 0
+    return run_and_save(__doc__, run, argv)
 
 
 if __name__ == "__main__":

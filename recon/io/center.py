@@ -135,17 +135,22 @@ def _edge_levels(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def inside_field(sino: np.ndarray) -> bool:
     """Whether the sample stays inside the detector at every angle: line integrals (z, angle,
     col) or (angle, col) whose outer columns, levelled by their median and averaged over a
-    twentieth of the angles (noise), stay below :data:`recon.truncation.MIN_EDGE_RATIO` of
-    the peak of the mean projection."""
+    twentieth of the angles, stay below :data:`recon.truncation.MIN_EDGE_RATIO` of the peak of
+    the mean projection, beyond three times their noise (from neighbouring angles' steps)."""
     s = np.asarray(sino, dtype=np.float64)
     s = s.mean(axis=0) if s.ndim == 3 else s
     width = max(1, s.shape[0] // 20)
-    levels = []
-    for edge in _edge_levels(s):
-        levels.append(np.convolve(edge - np.median(edge), np.ones(width) / width, mode="valid"))
-    air = np.median(np.concatenate(_edge_levels(s)))
+    edges = _edge_levels(s)
+    air = float(np.median(np.concatenate(edges)))
     peak = float((s.mean(axis=0) - air).max())
-    return peak > 0 and float(np.concatenate(levels).max()) < MIN_EDGE_RATIO * peak
+    if not peak > 0:
+        return False
+    for edge in edges:
+        noise = 1.4826 * float(np.median(np.abs(np.diff(edge)))) / np.sqrt(2.0 * width) if edge.size > 1 else 0.0
+        level = np.convolve(edge - np.median(edge), np.ones(width) / width, mode="valid")
+        if float(level.max()) > MIN_EDGE_RATIO * peak + 3.0 * noise:
+            return False
+    return True
 
 
 def centroid_center(sino: np.ndarray, angles_deg: np.ndarray) -> float:
