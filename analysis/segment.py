@@ -20,7 +20,11 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    defects fill more than ``solid_far[0]`` of the envelope the solid level moves towards
    the median of the voxels more than ``solid_far_gap`` voxels from any defect and from
    the surface (all the way from ``solid_far[1]`` on) and the defects are thresholded
-   again. Below ``solid_far[0]`` the envelope's median stands, bit for bit. A connected
+   again. Below ``solid_far[0]`` the envelope's median stands, bit for bit. Two options, off by
+   default, for a particle that cracks between its grains (many 1–2 voxel cracks the blur
+   leaves grey): ``solid_estimate="shorth"`` (the middle of the shortest half of the
+   envelope's histogram instead of its median) and ``valley_fraction`` (also voxels that much
+   of the contrast below the grey closing by ``ball(valley_radius)``: narrow valleys). A connected
    component (26-connected) with fewer than ``min_defect_voxels`` voxels deeper than
    ``boundary_margin`` below the envelope surface is noise or surface roughness and is
    dropped (a crack that breaks the surface keeps its mouth).
@@ -105,11 +109,20 @@ class SegmentationParams(ConfigModel):
         0.5, gt=0, lt=1, description="defect = darker than background + fraction x (solid - background)")
     defect_threshold: float | None = Field(
         None, description="absolute defect threshold; overrides defect_fraction when set")
+    solid_estimate: Literal["median", "shorth"] = Field(
+        "median", description="the solid level before solid_far: the median of the envelope's "
+        "smoothed values, or the middle of their shortest half (the densest half of the histogram: "
+        "the grey flanks of many thin cracks, a tail on the dark side, move it less)")
     solid_far: tuple[float, float] = Field(
         (0.05, 0.15), description="defect shares of the envelope (low, high) between which the "
         "solid level moves from the envelope's median to the median of the voxels more than "
         "solid_far_gap voxels from any defect (many cracks' grey flanks pull the first down); "
         "(1, 1) = always the envelope's median")
+    valley_fraction: float | None = Field(
+        None, gt=0, lt=1, description="also defects: voxels this fraction of (solid - background) "
+        "below the grey closing of the defect-smoothed volume by ball(valley_radius) (thin cracks "
+        "the blur left grey); None = off")
+    valley_radius: int = Field(2, ge=1, description="ball radius (voxels) of the valley closing")
     solid_far_gap: int = Field(3, ge=1, description="voxels from any defect (and from the envelope's "
                                "surface) that the far median leaves out")
     boundary_margin: int = Field(
@@ -231,6 +244,19 @@ def _hist_median(counts: np.ndarray, edges: np.ndarray) -> float:
     before = c[i - 1] if i > 0 else 0
     frac = (0.5 * total - before) / max(counts[i], 1)
     return float(edges[i] + frac * (edges[i + 1] - edges[i]))
+
+
+def _hist_shorth(counts: np.ndarray, edges: np.ndarray) -> float:
+    """The middle of the shortest interval of bins holding at least half the counts of the
+    histogram ``counts`` (bins ``edges``): a location that a tail on one side moves little."""
+    c = np.concatenate([[0], np.cumsum(counts)])
+    half = 0.5 * c[-1]
+    ends = np.searchsorted(c, c[:-1] + half, side="left")  # bins i..ends-1 hold >= half
+    ok = ends < c.size
+    starts = np.flatnonzero(ok)
+    widths = ends[ok] - starts
+    i = int(starts[np.argmin(widths)])
+    return 0.5 * (float(edges[i]) + float(edges[int(ends[i])]))
 
 
 def _hist_class_stats(counts: np.ndarray, centers: np.ndarray, thr: float):
@@ -564,7 +590,7 @@ def segment_volume(
         env = mask[z0:z1]
         h_in += np.bincount(qs[env], minlength=LEVELS)
         h_out += np.bincount(qs[~env], minlength=LEVELS)
-    solid = _hist_median(h_in, edges)
+    solid = _hist_shorth(h_in, edges) if p.solid_estimate == "shorth" else _hist_median(h_in, edges)
     background = _hist_median(h_out, edges) if h_out.any() else float(lo)
     if not solid > background:
         return SegmentationResult(status=NO_PARTICLE, envelope_threshold=thr)
@@ -583,6 +609,8 @@ def segment_volume(
                 solid = solid + w * (max(far_solid, solid) - solid)
                 dthr = background + p.defect_fraction * (solid - background)
                 _dark_inside(q, mask, (dthr - lo) * scale, block, defects)
+    if p.valley_fraction is not None:
+        _add_valleys(q, mask, p.valley_fraction * (solid - background) * scale, p.valley_radius, block, defects)
     if p.crack_volume != "partial_volume":
         del q
 
@@ -637,6 +665,21 @@ def _dark_inside(q: np.ndarray, mask: np.ndarray, q_thr: float, block: int, out:
     """``out`` = the voxels of ``mask`` whose quantised value ``q`` is below ``q_thr``, slab by slab."""
     for z0, z1 in _slabs(q.shape[0], block):
         out[z0:z1] = (q[z0:z1] < q_thr) & mask[z0:z1]
+    return out
+
+
+def _add_valleys(q: np.ndarray, mask: np.ndarray, depth_q: float, radius: int, block: int,
+                 out: np.ndarray) -> np.ndarray:
+    """``out`` |= the voxels of ``mask`` at least ``depth_q`` (quantised levels) below the grey
+    closing of ``q`` by ``ball(radius)`` (a black top-hat: narrow dark valleys, however grey),
+    slab by slab with a halo of ``radius`` rows (beyond the ends the rows repeat)."""
+    nz = q.shape[0]
+    fp = ball(radius)
+    for z0, z1 in _slabs(nz, block):
+        rows = np.clip(np.arange(z0 - 2 * radius, z1 + 2 * radius), 0, nz - 1)
+        slab = q[rows].astype(np.int32)
+        closed = ndi.grey_closing(slab, footprint=fp, mode="nearest")[2 * radius: 2 * radius + (z1 - z0)]
+        out[z0:z1] |= ((closed - slab[2 * radius: 2 * radius + (z1 - z0)]) >= depth_q) & mask[z0:z1]
     return out
 
 

@@ -13,7 +13,11 @@ leave it in pieces). The temperature log is on the scans' clock (Unix seconds).
 defaults; the crack table is compared with the true removed volume, scan by scan.
 
     .venv/bin/python bench/foreign_experiment.py OUT [--size 112] [--rows 12] [--projections 180]
-        [--photons 3000] [--shift 3.5] [--turn 360] [--method mlem-flyscan] [--json FILE]
+        [--photons 3000] [--shift 3.5] [--turn 360] [--method mlem-flyscan] [--phantom planes|grains]
+        [--json FILE]
+
+``--phantom grains``: the cylinder is made of Voronoi grains whose boundaries open one by one
+(intergranular cracks, the way a layered cathode's secondary particle cracks).
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from benchio import save_json
 
 #: cracks present in each scan (planes, added in this order)
 CRACKS = (0, 0, 1, 2, 4, 6, 9, 12)
+#: ``--phantom grains``: the share of grain boundaries open in each scan
+OPEN_SHARES = (0.0, 0.0, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6)
 T0 = 1_700_000_000.0  # first scan start, Unix seconds
 SPACING_S = 60.0
 
@@ -47,6 +53,36 @@ def phantom(size: int, rows: int, n_cracks: int, seed: int = 7) -> tuple[np.ndar
     for j in range(n_cracks):
         solid &= np.abs((x - c) * normals[j, 0] + (y - c) * normals[j, 1] - offsets[j]) >= 1.0
     return (0.02 * solid).astype(np.float32), particle
+
+
+def grains_phantom(size: int, rows: int, share: float, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(attenuation per pixel (rows, size, size) float32, particle mask): the cylinder of
+    :func:`phantom` made of Voronoi grains about 0.12·size across (attenuation 0.02 ± 5 % from
+    grain to grain), with ``share`` of the boundaries between grains open by 1.2 voxels
+    (intergranular cracks, as a secondary particle of a layered cathode cracks; the same
+    boundaries stay open as ``share`` grows)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:rows, :size, :size].astype(float)
+    c = (size - 1) / 2
+    particle = (x - c) ** 2 + (y - c) ** 2 < (0.36 * size) ** 2
+    spacing = 0.12 * size
+    n_seeds = int(round((2 * 0.4 * size) ** 2 * (rows + 2 * spacing) / spacing ** 3))
+    seeds = np.column_stack([rng.uniform(-spacing, rows + spacing, n_seeds),
+                             rng.uniform(c - 0.4 * size, c + 0.4 * size, (n_seeds, 2))])
+    points = np.column_stack([z[particle], y[particle], x[particle]])
+    dist, near = cKDTree(seeds).query(points, k=2)
+    a, b = near[:, 0], near[:, 1]
+    # distance to the bisecting plane of the two nearest seeds
+    gap = (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2.0 * np.linalg.norm(seeds[a] - seeds[b], axis=1))
+    opens = rng.random((n_seeds, n_seeds))  # boundary (i, j) opens once share passes its draw
+    opens = np.minimum(opens, opens.T)
+    cracked = (gap < 0.6) & (opens[a, b] < share)
+    density = 0.02 * rng.uniform(0.95, 1.05, n_seeds)
+    vol = np.zeros(particle.shape, np.float32)
+    vol[particle] = np.where(cracked, 0.0, density[a])
+    return vol, particle
 
 
 def astra_counts(vol: np.ndarray, angles: np.ndarray, n_det: int, shift: float, n_sub: int,
@@ -108,18 +144,19 @@ def write_bliss_nxtomo(path: Path, tomo: np.ndarray, angles_deg: np.ndarray, sta
 
 
 def make_experiment(out: Path, size: int = 112, rows: int = 12, n_proj: int = 180, n_sub: int = 8,
-                    photons: float = 3000.0, shift: float = 3.5, cracks: tuple[int, ...] = CRACKS,
-                    turn_deg: float = 360.0) -> list[float]:
+                    photons: float = 3000.0, shift: float = 3.5, cracks: tuple = CRACKS,
+                    turn_deg: float = 360.0, grains: bool = False) -> list[float]:
     """Write ``out/raw/particle_NNN.nxs`` and ``out/temperature.csv``; returns the true crack
     fraction (removed volume / particle volume) of each scan. ``turn_deg`` < 0 turns the
-    other way (angles falling)."""
+    other way (angles falling). ``grains``: the particle of :func:`grains_phantom`, ``cracks``
+    then the share of its grain boundaries open in each scan."""
     (out / "raw").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)
     angles = np.linspace(0.0, np.deg2rad(turn_deg), n_proj, endpoint=False)
     n_det = detector_columns(size, shift)
     truth = []
     for s, n_cracks in enumerate(cracks):
-        vol, particle = phantom(size, rows, n_cracks)
+        vol, particle = (grains_phantom if grains else phantom)(size, rows, n_cracks)
         truth.append(float(1.0 - np.count_nonzero(vol) / particle.sum()))
         tomo = astra_counts(vol, angles, n_det, shift, n_sub, photons, rng)
         write_bliss_nxtomo(out / "raw" / f"particle_{s:03d}.nxs", tomo, np.rad2deg(angles),
@@ -142,12 +179,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shift", type=float, default=3.5)
     ap.add_argument("--turn", type=float, default=360.0, help="degrees turned (negative: the other way)")
     ap.add_argument("--scans", type=int, default=len(CRACKS), help=f"the first N of {len(CRACKS)} scans")
+    ap.add_argument("--phantom", choices=("planes", "grains"), default="planes",
+                    help="planar cracks through a uniform cylinder, or open boundaries between Voronoi grains")
     ap.add_argument("--method", default="mlem-flyscan")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    grains = args.phantom == "grains"
     truth = make_experiment(args.out, args.size, args.rows, args.projections, photons=args.photons,
-                            shift=args.shift, cracks=CRACKS[:args.scans], turn_deg=args.turn)
+                            shift=args.shift, cracks=(OPEN_SHARES if grains else CRACKS)[:args.scans],
+                            turn_deg=args.turn, grains=grains)
     t_sim = time.perf_counter() - t0
     exp = args.out / "exp"
     if flytomo(["init", str(args.out / "raw" / "particle_*.nxs"), "-T", str(args.out / "temperature.csv"),

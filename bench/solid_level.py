@@ -5,10 +5,11 @@ Each CASE is ``STORE:TRUTH`` — a ``flytomo run`` store (``recon/NAME.zarr``) a
 the JSON of ``bench/foreign_experiment.py`` (crack + pore fraction, its ``truth`` list) — or
 ``truth:DIR`` for the true volumes of a simulated experiment (``DIR/truth/volumes.npz``
 against ``DIR/truth/crack_fraction.csv``: the segmentation alone). Every variant segments
-every scan with the default parameters but ``solid_far``; prints MAE, bias and the largest
-error in percentage points per case and variant.
+every scan with the default parameters but ``solid_far`` (``--variants solid``) or but the
+solid level's estimate and the valley search for thin cracks (``--variants thin``); prints
+MAE, bias and the largest error in percentage points per case and variant.
 
-    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--json FILE]
+    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--variants solid|thin] [--json FILE]
 """
 from __future__ import annotations
 
@@ -24,13 +25,19 @@ from analysis.run import analyze_time_point
 from analysis.segment import SegmentationParams, segment_volume
 from analysis.store import open_store
 
-VARIANTS = {"envelope median (1, 1)": (1.0, 1.0), "ramp (0.05, 0.15)": (0.05, 0.15),
-            "ramp (0.03, 0.10)": (0.03, 0.10), "far median always (0, 0)": (0.0, 0.0)}
+VARIANTS = {"envelope median (1, 1)": {"solid_far": (1.0, 1.0)}, "ramp (0.05, 0.15)": {"solid_far": (0.05, 0.15)},
+            "ramp (0.03, 0.10)": {"solid_far": (0.03, 0.10)}, "far median always (0, 0)": {"solid_far": (0.0, 0.0)}}
+#: ``--variants thin``: the solid level's estimate and the valley search for thin grey cracks
+THIN_VARIANTS = {"as configured": {}, "shorth": {"solid_estimate": "shorth"},
+                 "valley 0.25": {"valley_fraction": 0.25},
+                 "shorth + valley 0.25": {"solid_estimate": "shorth", "valley_fraction": 0.25},
+                 "shorth + valley 0.35": {"solid_estimate": "shorth", "valley_fraction": 0.35}}
 
 
-def case_fractions(case: str, solid_far: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(measured, true) fractions in percent, one per scan, for one CASE and variant."""
-    params = SegmentationParams(solid_far=solid_far)
+def case_fractions(case: str, variant: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(measured, true) fractions in percent, one per scan, for one CASE and variant (the
+    segmentation parameters that differ from the defaults)."""
+    params = SegmentationParams(**variant)
     if case.startswith("truth:"):
         d = Path(case[len("truth:"):]) / "truth"
         truth = pd.read_csv(d / "crack_fraction.csv")["crack_fraction"].to_numpy(float)
@@ -51,15 +58,19 @@ def case_fractions(case: str, solid_far: tuple[float, float]) -> tuple[np.ndarra
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="+")
+    ap.add_argument("--variants", choices=("solid", "thin"), default="solid",
+                    help="solid: the solid_far shares; thin: the solid estimate and the valley search")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = []
     for case in args.cases:
         print(case)
-        for name, sf in VARIANTS.items():
-            got, truth = case_fractions(case, sf)
+        for name, variant in (VARIANTS if args.variants == "solid" else THIN_VARIANTS).items():
+            got, truth = case_fractions(case, variant)
             e = got - truth
-            row = {"case": case, "variant": name, "solid_far": list(sf), "mae_pp": float(np.abs(e).mean()),
+            row = {"case": case, "variant": name, "params": {k: list(v) if isinstance(v, tuple) else v
+                                                            for k, v in variant.items()},
+                   "mae_pp": float(np.abs(e).mean()),
                    "bias_pp": float(e.mean()), "max_pp": float(np.abs(e).max()),
                    "measured_pct": got.tolist(), "truth_pct": truth.tolist()}
             rows.append(row)
