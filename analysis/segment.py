@@ -144,6 +144,11 @@ class SegmentationParams(ConfigModel):
         "attenuation around each crack, in voxels of solid (keeps thin cracks that blur thins)")
     pv_margin: int = Field(2, ge=0, description="partial_volume: neighbours up to this many steps "
                            "from a crack voxel are summed")
+    pv_reference: Literal["global", "local"] = Field(
+        "global", description="partial_volume: the missing attenuation against the one solid level, "
+        "or against the mean of the solid voxels (envelope, beyond pv_margin + 1 of any defect) in a "
+        "cube of 2 pv_window + 1 around each voxel (the particle's own solid where it differs)")
+    pv_window: int = Field(6, ge=1, description="pv_reference local: half the cube's side (voxels)")
     # memory
     block_z: int = Field(64, ge=1, description="rows per slab of the blockwise filters")
 
@@ -655,7 +660,8 @@ def segment_volume(
     del labels
     if p.crack_volume == "partial_volume" and n_cracks:
         res.crack_volume_vox = _partial_volume(q, lo, scale, solid, background, cracks, pores, mask,
-                                               p.pv_margin, block)
+                                               p.pv_margin, block,
+                                               p.pv_window if p.pv_reference == "local" else 0)
     if return_masks:
         res.envelope, res.cracks, res.pores = mask, cracks, pores
     return res
@@ -704,19 +710,34 @@ def _far_median(q: np.ndarray, defects: np.ndarray, envelope: np.ndarray, gap: i
 
 def _partial_volume(q: np.ndarray, lo: float, scale: float, solid: float, background: float,
                     cracks: np.ndarray, pores: np.ndarray, envelope: np.ndarray, margin: int,
-                    block: int) -> int:
+                    block: int, window: int = 0) -> int:
     """Crack volume that counts partly-dark voxels: Σ (solid − v) / (solid − background) over the
     crack voxels and their neighbours up to ``margin`` steps away (inside the envelope, not
     within ``margin`` of a pore, not on the envelope's surface layer). Blur spreads a thin
     crack's missing attenuation without changing its sum, so this keeps the volume of a crack
-    the threshold sees only the core of; noise averages out (the sum is not clipped)."""
+    the threshold sees only the core of; noise averages out (the sum is not clipped).
+    ``window`` > 0: ``solid`` is, voxel by voxel, the mean of the solid voxels (envelope, more
+    than ``margin`` + 1 steps from any crack or pore) in the cube of side 2·window + 1 around
+    it, the one level where the cube holds none."""
     near, excl = _grown(cracks, margin), _grown(pores, margin)
-    contrast = float(solid - background)
+    far = ~_grown(cracks | pores, margin + 1) if window else None
     total = 0.0
-    for z0, z1 in _slabs(q.shape[0], block):
+    nz = q.shape[0]
+    for z0, z1 in _slabs(nz, block):
         region = (near[z0:z1] & ~excl[z0:z1] & _eroded_slab(envelope, z0, z1, 1)) | cracks[z0:z1]
         v = lo + q[z0:z1][region].astype(np.float64) / scale
-        total += float(np.sum(solid - v)) / contrast
+        ref: float | np.ndarray = solid
+        if window:
+            rows = np.clip(np.arange(z0 - window, z1 + window), 0, nz - 1)
+            a0, a1 = max(0, z0 - window), min(nz, z1 + window)
+            m = _eroded_slab(envelope, a0, a1, 1)[rows - a0] & far[rows]
+            vals = np.where(m, lo + q[rows].astype(np.float64) / scale, 0.0)
+            size = 2 * window + 1
+            num = ndi.uniform_filter(vals, size, mode="constant")[window: window + (z1 - z0)]
+            den = ndi.uniform_filter(m.astype(np.float64), size, mode="constant")[window: window + (z1 - z0)]
+            local = np.where(den > 0.5 / size ** 3, num / np.maximum(den, 1e-12), solid)
+            ref = local[region]
+        total += float(np.sum((ref - v) / np.maximum(ref - background, 1e-12 * abs(solid))))
     return int(round(max(total, 0.0)))
 
 

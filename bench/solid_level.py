@@ -31,7 +31,11 @@ VARIANTS = {"envelope median (1, 1)": {"solid_far": (1.0, 1.0)}, "ramp (0.05, 0.
 THIN_VARIANTS = {"as configured": {}, "shorth": {"solid_estimate": "shorth"},
                  "valley 0.25": {"valley_fraction": 0.25},
                  "shorth + valley 0.25": {"solid_estimate": "shorth", "valley_fraction": 0.25},
-                 "shorth + valley 0.35": {"solid_estimate": "shorth", "valley_fraction": 0.35}}
+                 "shorth + valley 0.35": {"solid_estimate": "shorth", "valley_fraction": 0.35},
+                 "local": {"pv_reference": "local"},
+                 "valley 0.25 + local": {"valley_fraction": 0.25, "pv_reference": "local"},
+                 "shorth + valley 0.25 + local": {"solid_estimate": "shorth", "valley_fraction": 0.25,
+                                                  "pv_reference": "local"}}
 
 
 def case_fractions(case: str, variant: dict) -> tuple[np.ndarray, np.ndarray]:
