@@ -726,17 +726,18 @@ def _partial_volume(q: np.ndarray, lo: float, scale: float, solid: float, backgr
     for z0, z1 in _slabs(nz, block):
         region = (near[z0:z1] & ~excl[z0:z1] & _eroded_slab(envelope, z0, z1, 1)) | cracks[z0:z1]
         v = lo + q[z0:z1][region].astype(np.float64) / scale
-        ref: float | np.ndarray = solid
-        if window:
-            rows = np.clip(np.arange(z0 - window, z1 + window), 0, nz - 1)
-            a0, a1 = max(0, z0 - window), min(nz, z1 + window)
-            m = _eroded_slab(envelope, a0, a1, 1)[rows - a0] & far[rows]
-            vals = np.where(m, lo + q[rows].astype(np.float64) / scale, 0.0)
-            size = 2 * window + 1
-            num = ndi.uniform_filter(vals, size, mode="constant")[window: window + (z1 - z0)]
-            den = ndi.uniform_filter(m.astype(np.float64), size, mode="constant")[window: window + (z1 - z0)]
-            local = np.where(den > 0.5 / size ** 3, num / np.maximum(den, 1e-12), solid)
-            ref = local[region]
+        if not window:
+            total += float(np.sum(solid - v)) / float(solid - background)
+            continue
+        rows = np.clip(np.arange(z0 - window, z1 + window), 0, nz - 1)
+        a0, a1 = max(0, z0 - window), min(nz, z1 + window)
+        m = _eroded_slab(envelope, a0, a1, 1)[rows - a0] & far[rows]
+        vals = np.where(m, lo + q[rows].astype(np.float64) / scale, 0.0)
+        size = 2 * window + 1
+        num = ndi.uniform_filter(vals, size, mode="constant")[window: window + (z1 - z0)]
+        den = ndi.uniform_filter(m.astype(np.float64), size, mode="constant")[window: window + (z1 - z0)]
+        local = np.where(den > 0.5 / size ** 3, num / np.maximum(den, 1e-12), solid)
+        ref = local[region]
         total += float(np.sum((ref - v) / np.maximum(ref - background, 1e-12 * abs(solid))))
     return int(round(max(total, 0.0)))
 
