@@ -154,7 +154,7 @@ class ScanGeometry:
     @property
     def wedge_unseen(self) -> bool:
         """Whether the angles leave a wedge of the half turn unseen: :attr:`missing_wedge` of at
-        least :data:`MIN_WEDGE_DEG` and at least 3 :attr:`folded_step`\\ s."""
+        least :data:`MIN_WEDGE_DEG` and at least 3 folded steps (:attr:`folded_step`)."""
         wedge = self.missing_wedge
         return wedge >= max(math.radians(MIN_WEDGE_DEG), 3.0 * self.folded_step)
 
