@@ -41,6 +41,8 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    reconstruction's blur makes partly grey (see :func:`_partial_volume`); ``"threshold"``:
    the crack voxels counted. On the synthetic heating experiment (64³, 24 scans) the
    partial-volume estimate has the lower error for every method (docs/benchmarks.md).
+   ``pv_reference="local"`` (off by default) measures the missing attenuation against the
+   mean solid around each voxel instead of the one solid level.
 
 Memory: the volume is read in slabs of ``block_z`` rows plus the halo each filter needs
 (``source[z0:z1]`` — a numpy array, a zarr array or any object with ``shape`` and

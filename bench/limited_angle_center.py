@@ -9,7 +9,7 @@ resampled away as before) and by :func:`recon.io.center.find_center` as it is (t
 of mass's sinusoid where the sample is inside the field, the mirror otherwise); the table
 gives the error |found − true| in pixels, mean and max over the 8 scans of each set.
 
-    .venv/bin/python bench/limited_angle_center.py [--json bench/results/limited_angle_center.json]   (~10 s)
+    .venv/bin/python bench/limited_angle_center.py [--json bench/results/limited_angle_center.json]   (~20 s)
 """
 from __future__ import annotations
 

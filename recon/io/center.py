@@ -90,8 +90,7 @@ def find_center(
         raise FlytomoError(None, "center finding needs a finite sinogram (repair NaN/inf first)")
     if angles_deg is not None:
         a = np.asarray(angles_deg, dtype=np.float64)
-        if a.shape == (s.shape[0],) and np.all(np.isfinite(a)) \
-                and ScanGeometry.create(a, s.shape[1]).wedge_unseen and inside_field(s):
+        if axis_from_centroid(s, a):
             return centroid_center(s, a)
         s = _half_turn(s, a)
     n = s.shape[1]
@@ -126,9 +125,26 @@ def find_center(
     return float(fine[k])
 
 
+def axis_from_centroid(sino: np.ndarray, angles_deg: np.ndarray) -> bool:
+    """Whether :func:`find_center` takes the axis of line integrals (z, angle, col) or (angle,
+    col) at ``angles_deg`` from the projections' centres of mass (:func:`centroid_center`)
+    rather than by mirroring half turns: the angles leave a wedge of the half turn unseen
+    (:attr:`~recon.geometry.ScanGeometry.wedge_unseen`) and the sample stays inside the field
+    (:func:`inside_field`, looked at only then)."""
+    shape = np.shape(sino)
+    a = np.asarray(angles_deg, dtype=np.float64)
+    return (a.shape == (shape[-2],) and bool(np.all(np.isfinite(a)))
+            and ScanGeometry.create(a, shape[-1]).wedge_unseen and inside_field(sino))
+
+
+def _edge_width(n_columns: int) -> int:
+    """Outer columns per side that stand for air: :data:`EDGE_COLUMNS`, at most a quarter of the detector."""
+    return min(EDGE_COLUMNS, n_columns // 4)
+
+
 def _edge_levels(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(left, right): each projection's mean over its outer :data:`EDGE_COLUMNS` columns, (angle,)."""
-    k = min(EDGE_COLUMNS, s.shape[-1] // 4)
+    """(left, right): each projection's mean over its outer :func:`_edge_width` columns, (angle,)."""
+    k = _edge_width(s.shape[-1])
     return s[..., :k].mean(axis=-1), s[..., -k:].mean(axis=-1)
 
 
@@ -164,7 +180,7 @@ def centroid_center(sino: np.ndarray, angles_deg: np.ndarray) -> float:
     s = s.mean(axis=0) if s.ndim == 3 else s
     n = s.shape[1]
     left, right = (float(np.median(e)) for e in _edge_levels(s))
-    k = min(EDGE_COLUMNS, n // 4)
+    k = _edge_width(n)
     u = np.arange(n, dtype=np.float64)
     p = s - (left + (right - left) * (u - (k - 1) / 2.0) / (n - k))
     mass = p.sum(axis=1)

@@ -7,7 +7,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
-from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, inside_field, sample_signal, search_radius_px
+from recon.io.center import MIN_SAMPLE_SIGNAL, axis_from_centroid, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
 from recon.io.preprocess import Corrections, DataHintWarning
@@ -87,7 +87,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
                                    offsets=None if jitter is None else np.asarray(jitter.dx),
                                    pad_columns=int(pad_columns))
-    if (hint := wedge_hint(geometry, axis_found=found and not inside_field(sino))) is not None:
+    if (hint := wedge_hint(geometry, axis_found=found and not axis_from_centroid(sino, reader.angles_deg))) is not None:
         warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
     return geometry
 
