@@ -4,7 +4,7 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
 
 1. **Envelope** — Gaussian (and optionally median) smoothing, a threshold (Otsu on the
    histogram of the smoothed volume, or a configured value), the particle's pieces (the
-   largest connected component and every piece of at least ``min_piece_fraction`` of it
+   largest connected component and every piece of at least ``min_piece_fraction`` (0.05 %) of it
    that gaps of at most ``piece_gap`` voxels link to it: a crack that runs right through
    the particle splits it into pieces that are still one particle), a morphological
    closing with a ball (so that surface-breaking and through-cracks count as inside the
@@ -98,8 +98,8 @@ class SegmentationParams(ConfigModel):
         6, ge=0, description="pieces of the particle split by cracks up to this wide (voxels) stay "
         "in the envelope; 0 = the largest connected piece only")
     min_piece_fraction: float = Field(
-        0.005, ge=0, le=1, description="a piece smaller than this fraction of the largest one is "
-        "noise, not part of the particle")
+        0.0005, ge=0, le=1, description="a piece smaller than this fraction of the largest one is "
+        "noise, not part of the particle (a fragment that cracks cut off is often 0.1-0.5 %)")
     min_particle_voxels: int = Field(
         500, ge=1, description="an envelope smaller than this means no particle was found")
     min_contrast: float = Field(

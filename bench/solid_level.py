@@ -5,11 +5,12 @@ Each CASE is ``STORE:TRUTH`` — a ``flytomo run`` store (``recon/NAME.zarr``) a
 the JSON of ``bench/foreign_experiment.py`` (crack + pore fraction, its ``truth`` list) — or
 ``truth:DIR`` for the true volumes of a simulated experiment (``DIR/truth/volumes.npz``
 against ``DIR/truth/crack_fraction.csv``: the segmentation alone). Every variant segments
-every scan with the default parameters but ``solid_far`` (``--variants solid``) or but the
-solid level's estimate and the valley search for thin cracks (``--variants thin``); prints
+every scan with the default parameters but ``solid_far`` (``--variants solid``), but the
+solid level's estimate and the valley search for thin cracks (``--variants thin``) or but the
+smallest piece of the particle kept (``--variants pieces``); prints
 MAE, bias and the largest error in percentage points per case and variant.
 
-    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--variants solid|thin] [--json FILE]
+    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--variants solid|thin|pieces] [--json FILE]
 """
 from __future__ import annotations
 
@@ -37,6 +38,13 @@ THIN_VARIANTS = {"as configured": {}, "shorth": {"solid_estimate": "shorth"},
                  "shorth + valley 0.25 + local": {"solid_estimate": "shorth", "valley_fraction": 0.25,
                                                   "pv_reference": "local"}}
 
+#: ``--variants pieces``: the smallest piece of the thresholded particle kept (a fragment cut
+#: off by cracks, or a speck of noise next to the surface)
+PIECE_VARIANTS = {"as configured": {}, "pieces >= 0.05 %": {"min_piece_fraction": 0.0005},
+                  "every piece": {"min_piece_fraction": 0.0}}
+
+VARIANT_SETS = {"solid": VARIANTS, "thin": THIN_VARIANTS, "pieces": PIECE_VARIANTS}
+
 
 def case_fractions(case: str, variant: dict) -> tuple[np.ndarray, np.ndarray]:
     """(measured, true) fractions in percent, one per scan, for one CASE and variant (the
@@ -62,14 +70,15 @@ def case_fractions(case: str, variant: dict) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="+")
-    ap.add_argument("--variants", choices=("solid", "thin"), default="solid",
-                    help="solid: the solid_far shares; thin: the solid estimate and the valley search")
+    ap.add_argument("--variants", choices=tuple(VARIANT_SETS), default="solid",
+                    help="solid: the solid_far shares; thin: the solid estimate and the valley search; "
+                         "pieces: the smallest piece kept")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = []
     for case in args.cases:
         print(case)
-        for name, variant in (VARIANTS if args.variants == "solid" else THIN_VARIANTS).items():
+        for name, variant in VARIANT_SETS[args.variants].items():
             got, truth = case_fractions(case, variant)
             e = got - truth
             row = {"case": case, "variant": name, "params": {k: list(v) if isinstance(v, tuple) else v
