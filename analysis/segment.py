@@ -93,7 +93,8 @@ class SegmentationParams(ConfigModel):
     median_size: int = Field(0, ge=0, description="median filter width (voxels) before the Gaussian; 0 = off")
     envelope_threshold: float | None = Field(
         None, description="absolute envelope threshold; None = Otsu on the smoothed volume")
-    closing_radius: int = Field(3, ge=0, description="ball radius (voxels) of the envelope closing")
+    closing_radius: int = Field(4, ge=0, description="ball radius (voxels) of the envelope closing "
+                                "(bridges the mouths of cracks that reach the surface)")
     piece_gap: int = Field(
         6, ge=0, description="pieces of the particle split by cracks up to this wide (voxels) stay "
         "in the envelope; 0 = the largest connected piece only")

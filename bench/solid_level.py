@@ -42,8 +42,14 @@ THIN_VARIANTS = {"as configured": {}, "shorth": {"solid_estimate": "shorth"},
 #: off by cracks, or a speck of noise next to the surface)
 PIECE_VARIANTS = {"as configured": {}, "pieces >= 0.05 %": {"min_piece_fraction": 0.0005},
                   "every piece": {"min_piece_fraction": 0.0}}
+#: ``--variants smoothing``: the defect smoothing (noisy reconstructions speckle the defect map)
+SMOOTHING_VARIANTS = {"as configured": {}, "defect_sigma 0.75": {"defect_sigma": 0.75},
+                      "defect_sigma 1.0": {"defect_sigma": 1.0}}
+#: ``--variants closing``: the envelope closing's radius (crack mouths at the surface)
+CLOSING_VARIANTS = {"as configured": {}, "closing 4": {"closing_radius": 4}, "closing 5": {"closing_radius": 5}}
 
-VARIANT_SETS = {"solid": VARIANTS, "thin": THIN_VARIANTS, "pieces": PIECE_VARIANTS}
+VARIANT_SETS = {"solid": VARIANTS, "thin": THIN_VARIANTS, "pieces": PIECE_VARIANTS, "smoothing": SMOOTHING_VARIANTS,
+                "closing": CLOSING_VARIANTS}
 
 
 def case_fractions(case: str, variant: dict) -> tuple[np.ndarray, np.ndarray]:
