@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,7 +21,7 @@ import pandas as pd
 from recon.errors import FlytomoError
 
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
-from .segment import SegmentationParams, segment_volume
+from .segment import NOISY_SPECK_FRACTION, SegmentationParams, segment_volume
 from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
@@ -50,8 +51,8 @@ def analyze_time_point(store_path: str | Path, t: int, params: SegmentationParam
 
     Returns a dict: ``t``, ``scan_index``, ``status`` (``"ok"``, ``"no particle found"``,
     ...), ``particle_volume_vox``, ``crack_volume_vox``, ``pore_volume_vox``,
-    ``crack_fraction``, ``pore_fraction``, ``n_cracks``, ``n_pores`` and the thresholds used;
-    with ``with_slice`` also ``slice``: {``z``, ``image`` (y, x) float32, ``envelope``,
+    ``crack_fraction``, ``pore_fraction``, ``n_cracks``, ``n_pores``, ``speck_fraction`` and the
+    thresholds used; with ``with_slice`` also ``slice``: {``z``, ``image`` (y, x) float32, ``envelope``,
     ``cracks``, ``pores`` (y, x) bool} of the central slice z = nz // 2.
     """
     p = _params(params)
@@ -127,6 +128,21 @@ def _mapper(map_fn: Callable | None, executor: Any) -> Callable[[Callable, Itera
     raise TypeError(f"executor {executor!r} has no map()")
 
 
+def _warn_if_noisy(store: Path, table: pd.DataFrame, defect_sigma: float) -> None:
+    """One warning where scans are noisy at the crack scale (``speck_fraction`` above
+    :data:`~analysis.segment.NOISY_SPECK_FRACTION`): noise that leaves many specks too small
+    to be cracks also leaves clusters large enough to count as cracks."""
+    ok = table[table["status"] == "ok"]
+    noisy = ok[ok["speck_fraction"] > NOISY_SPECK_FRACTION]
+    if len(noisy):
+        warnings.warn(
+            f"{store}: {len(noisy)} of {len(ok)} scans are noisy at the crack scale (up to "
+            f"{100 * noisy['speck_fraction'].max():.1f} % of the particle in dark specks too small to be "
+            f"cracks; column speck_fraction): noise may be counted as cracks. Reconstruct with "
+            f"mlem-flyscan or rrdb, or smooth more (analysis.segmentation.defect_sigma, now {defect_sigma:g} voxels)",
+            stacklevel=2)
+
+
 def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
@@ -173,6 +189,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     results = _mapper(map_fn, executor)(fn, [(t, t in show) for t in range(nt)])
 
     table = build_table(times, results)
+    _warn_if_noisy(info.path, table, p.defect_sigma)
     csv, pq = write_table(table, out_dir)
     atomic_write(out_dir / "segmentation_params.json",
                  lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))

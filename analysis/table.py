@@ -41,7 +41,7 @@ UNIX_TIME_MIN_S = 1e8
 COLUMNS = [
     "scan_index", "scan_id", "start_time_s", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "status",
+    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "status",
 ]
 
 
@@ -285,7 +285,7 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     if "scan_index" not in res.columns:
         res["scan_index"] = res["t"]
     keep = ["scan_index", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "status"]
+            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "status"]
     for k in keep:
         if k not in res.columns:
             res[k] = np.nan
@@ -294,7 +294,7 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     df["status"] = df["status"].fillna("not analysed")
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores"):
         df[k] = df[k].fillna(0).astype("int64")
-    for k in ("crack_fraction", "pore_fraction"):
+    for k in ("crack_fraction", "pore_fraction", "speck_fraction"):
         df[k] = df[k].astype(float)
     return df.sort_values("scan_index").reset_index(drop=True)[COLUMNS]
 

@@ -94,6 +94,19 @@ def test_no_particle_scan_is_a_row_status(tmp_path):
     assert all(_png_ok(p) for p in out.plots.values())
 
 
+def test_noisy_scans_get_one_warning(tmp_path):
+    clean, _ = cracked_particle(48, n_cracks=2, noise=0.004)
+    noisy, _ = cracked_particle(48, n_cracks=2, noise=0.02)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 10.0 * i, "duration_s": 8.0, "temperature_C": 30.0}
+             for i in range(3)]
+    path = write_store(tmp_path / "s.zarr", np.stack([clean, noisy, noisy]), scans)
+    with pytest.warns(UserWarning) as got:
+        out = analyze_store(path, plots=False)
+    texts = [str(w.message) for w in got if "noisy at the crack scale" in str(w.message)]
+    assert len(texts) == 1 and texts[0].startswith(f"{path}: 2 of 3 scans")
+    assert (out.table["speck_fraction"] > 0.01).tolist() == [False, True, True]
+
+
 def test_unwritten_time_point_is_a_row_status(tmp_path):
     import zarr
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage as ndi
 
-from analysis.segment import (SegmentationParams, _blockwise_closing, _smoothed_slab, ball,
+from analysis.segment import (NOISY_SPECK_FRACTION, SegmentationParams, _blockwise_closing, _smoothed_slab, ball,
                               otsu_from_histogram, segment_volume)
 
 from .synth import SOLID, cracked_particle
@@ -130,6 +130,18 @@ def test_a_small_fragment_cut_off_by_cracks_stays_in_the_particle():
     assert new.particle_volume_vox == pytest.approx(particle.sum(), rel=0.01)
     true = cracks.sum() / particle.sum()  # 1.05 %: 0.33 % measured before, 0.74 % now
     assert old.crack_fraction < 0.4 * true and new.crack_fraction > 0.6 * true
+
+
+def test_noise_specks_mark_a_noisy_volume():
+    """Dark specks too small to be cracks measure the noise at the crack scale: few in a clean
+    volume; in a noisy one many, and the same noise makes clusters that count as cracks."""
+    clean, tr = cracked_particle(48, n_cracks=2, noise=0.004)
+    noisy, _ = cracked_particle(48, n_cracks=2, noise=0.02)
+    true = tr["cracks"].sum() / tr["particle"].sum()
+    a, b = segment_volume(clean), segment_volume(noisy)
+    assert a.speck_fraction < 0.001 and abs(a.crack_fraction - true) < 0.002
+    assert b.speck_fraction > NOISY_SPECK_FRACTION and b.crack_fraction > true + 0.005
+    assert b.summary()["speck_fraction"] == b.speck_fraction
 
 
 def test_many_cracks_take_the_solid_level_far_from_them():
