@@ -3,7 +3,7 @@
 A small synthetic heating experiment (6 scans of 64³, known crack fractions 0–4.8 %) is
 reconstructed with ``method: rrdb`` (the shipped model on modified MLEM) and analysed; the
 crack volume fraction must follow the truth. Measured (points MAE): the shipped stage-16 model
-0.098 (bench/crack_gate.py DIR default --scans 6); stage 13b 0.120; stage 9 0.110; stage 6 0.165; stage 4 0.13; stage 2 0.23; the unshipped stages 3 and 3b (a faint medium that also filled the
+0.098 (bench/crack_gate.py DIR default --scans 6; 0.090 with the envelope of session 25); stage 13b 0.120; stage 9 0.110; stage 6 0.165; stage 4 0.13; stage 2 0.23; the unshipped stages 3 and 3b (a faint medium that also filled the
 phantoms' cracks, jobs/train-mlem-matrix.yaml, train-mlem-medium.yaml) 1.82 and 1.29 — they
 grey thin cracks, and this test is the gate that kept them out.
 """
