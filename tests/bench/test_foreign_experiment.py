@@ -28,3 +28,17 @@ def test_foreign_experiment_crack_fractions(tmp_path):
     # flanks pulled the envelope's median down, and the gaps they enclose through every row
     # filled into the particle (−2.1 points before both, −1.1 after: 17.4 % at this size)
     assert measured[4] == pytest.approx(truth[4], rel=0.07)
+
+
+def test_foreign_sphere_experiment_pores_and_curved_cracks(tmp_path):
+    """A whole textured particle inside the rows, with pores from the first scan and curved
+    cracks that end inside it (bench/foreign_experiment.py --phantom sphere, at 64³)."""
+    out = load_bench("foreign_experiment").main(
+        [str(tmp_path), "--phantom", "sphere", "--size", "64", "--projections", "120", "--scans", "4"])
+    truth, cracks = np.array(out["truth"]), np.array(out["crack_truth"])
+    cf, pf = np.array(out["crack_fraction"]), np.array(out["pore_fraction"])
+    assert out["status"] == ["ok"] * 4
+    assert cf[:2].max() < 0.001  # no cracks in the intact scans: texture and pores are not cracks
+    np.testing.assert_allclose(pf[:2], truth[:2], atol=0.0015)  # the pores found (0.54 %)
+    np.testing.assert_allclose(cf[2:] + pf[2:], truth[2:], atol=0.006)  # 1.8 and 4.3 %: within 0.6 points
+    assert (cf[2:] > 0.5 * cracks[2:]).all()
