@@ -149,8 +149,10 @@ def test_modified_mlem_through_two_dropped_frames_keeps_its_quality(scan, tmp_pa
 def test_a_dim_frame_is_repaired_alike_whatever_the_chunks(scan, tmp_path):
     """One exposure at 55 % of the beam: a step of 0.6 in line integral, a dropped frame where
     a row is thin (threshold 0.5 + 0.25·M), not where it is dense. Each row decides alone, so
-    the volume is the same to the bit with chunks of 16 rows and of 5 (it was not when a chunk
-    decided for all its rows), and the frame is replaced in some rows, not all."""
+    the volume is the same with chunks of 16 rows and of 5 (it was not when a chunk decided for
+    all its rows: 5.8 % of the voxels off by up to a tenth of the range), and the frame is
+    replaced in some rows, not all. "The same" is to float rounding: MKL's sparse products on
+    AVX-512 sum in an order that depends on how many slices a batch holds (≤ 5e-8 here)."""
     path = tmp_path / "dim.h5"
     path.write_bytes(scan.read_bytes())
     with h5py.File(path, "r+") as f:
@@ -164,7 +166,7 @@ def test_a_dim_frame_is_repaired_alike_whatever_the_chunks(scan, tmp_path):
         assert r.returncode == 0, r.stderr
         assert "projection(s) 20 look like dropped frames" in r.stderr
         volumes[k] = open_volume(out)[0][:]
-    np.testing.assert_array_equal(volumes["16"], volumes["5"])
+    np.testing.assert_allclose(volumes["16"], volumes["5"], rtol=1e-5, atol=1e-7)
     from recon.io.preprocess import dropped_frames
 
     with h5py.File(path, "r") as f:
@@ -208,7 +210,8 @@ def test_remove_outliers_takes_zingers_out_and_leaves_a_clean_scan_alone(scan, t
     three = tmp_path / "zingers_removed_k3.zarr"
     assert run_cli("recon", str(path), "--out", str(three), "--method", "fbp", "--rows", "24:40",
                    "--center", "middle", "--quiet", "--remove-outliers", "0.3", "--chunk-rows", "3").returncode == 0
-    np.testing.assert_array_equal(open_volume(one)[0][:], open_volume(three)[0][:])
+    # to float rounding: the sparse products' summation order depends on the batch width (MKL, AVX-512)
+    np.testing.assert_allclose(open_volume(one)[0][:], open_volume(three)[0][:], rtol=1e-5, atol=1e-7)
 
 
 def test_remove_stripes_takes_rings_out(tmp_path):
