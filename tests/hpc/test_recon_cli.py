@@ -150,7 +150,7 @@ def test_a_dim_frame_is_repaired_alike_whatever_the_chunks(scan, tmp_path):
     """One exposure at 55 % of the beam: a step of 0.6 in line integral, a dropped frame where
     a row is thin (threshold 0.5 + 0.25·M), not where it is dense. Each row decides alone, so
     the volume is the same with chunks of 16 rows and of 5 (it was not when a chunk decided for
-    all its rows: 5.8 % of the voxels off by up to a tenth of the range), and the frame is
+    all its rows: 5.8 % of the voxels differed), and the frame is
     replaced in some rows, not all. "The same" is to float rounding: MKL's sparse products on
     AVX-512 sum in an order that depends on how many slices a batch holds (≤ 5e-8 here)."""
     path = tmp_path / "dim.h5"
