@@ -646,7 +646,8 @@ def segment_volume(
         thick = _blockwise_morph(defects, p.pore_min_radius, block, "opening")
         n = ndi.label(thick, structure=conn, output=labels)
         del thick
-        is_pore = _classify(labels, n, block, p, comps, mask, only="pore")
+        is_pore = _classify(labels, n, block, p, comps, *_depth_counts(labels, n, block, mask, p.boundary_margin),
+                            only="pore")
         if is_pore.any():
             # a pore = its core and the rim the opening shaved off (one step), slab by slab
             for z0, z1 in _slabs(nz, block):
@@ -656,9 +657,11 @@ def segment_volume(
                 defects[z0:z1] &= ~grown
     n = ndi.label(defects, structure=conn, output=labels)
     del defects
-    specks: list[int] = []
-    kind_of = _classify(labels, n, block, p, comps, mask, specks=specks)
-    counts = _label_counts(labels, n, block)
+    counts, deep = _depth_counts(labels, n, block, mask, p.boundary_margin)
+    kind_of = _classify(labels, n, block, p, comps, counts, deep)
+    # the specks dropped as noise: too few deep voxels, and none near the surface
+    speck = (deep < p.min_defect_voxels) & (deep == counts)
+    speck[0] = False
     crack_vox = int(counts[kind_of == 1].sum())
     pore_vox = int(np.count_nonzero(pores)) + int(counts[kind_of == 2].sum())
     n_cracks = int((kind_of == 1).sum())
@@ -668,7 +671,7 @@ def segment_volume(
         n_cracks=n_cracks, n_pores=n_pores,
         envelope_threshold=float(thr), defect_threshold=float(dthr),
         solid_level=float(solid), background_level=float(background), components=comps,
-        crack_voxels_thresholded=crack_vox, speck_voxels=specks[0],
+        crack_voxels_thresholded=crack_vox, speck_voxels=int(counts[speck].sum()),
     )
     cracks = None
     if return_masks or p.crack_volume == "partial_volume":
@@ -779,31 +782,32 @@ def _bounding_boxes(labels: np.ndarray, n: int, wanted: np.ndarray, block: int) 
     return [tuple(slice(int(a), int(b)) for a, b in zip(lo[i], hi[i])) for i in range(len(wanted))]
 
 
+def _depth_counts(labels: np.ndarray, n: int, block: int, envelope: np.ndarray,
+                  margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per label 0..n: its voxels, and those deeper than ``margin`` voxels below the envelope
+    surface (all of them where ``margin`` is 0)."""
+    counts = _label_counts(labels, n, block)
+    if margin <= 0:
+        return counts, counts
+    deep = np.zeros(n + 1, dtype=np.int64)
+    for z0, z1 in _slabs(labels.shape[0], block):
+        lab = labels[z0:z1]
+        sel = (lab > 0) & _eroded_slab(envelope, z0, z1, margin)
+        deep += np.bincount(lab[sel], minlength=n + 1)
+    return counts, deep
+
+
 def _classify(labels: np.ndarray, n: int, block: int, p: SegmentationParams, comps: list[dict],
-              envelope: np.ndarray, only: str | None = None, specks: list[int] | None = None) -> np.ndarray:
+              counts: np.ndarray, deep: np.ndarray, only: str | None = None) -> np.ndarray:
     """Per label 0..n: 0 = dropped, 1 = crack, 2 = pore.
 
     A component is dropped when fewer than ``min_defect_voxels`` of its voxels lie deeper
-    than ``boundary_margin`` below the envelope surface (noise, or surface roughness the
-    closing covered); a crack that breaks the surface keeps its mouth. With
-    ``only="pore"``: a bool array, which labels are pores. Appends a dict per kept
-    component to ``comps``, and to ``specks`` the voxels of the dropped components that lie
-    wholly deeper than ``boundary_margin`` (noise, not the surface).
+    than ``boundary_margin`` below the envelope surface (``deep``, from :func:`_depth_counts`:
+    noise, or surface roughness the closing covered); a crack that breaks the surface keeps
+    its mouth. With ``only="pore"``: a bool array, which labels are pores. Appends a dict per
+    kept component to ``comps``.
     """
-    counts = _label_counts(labels, n, block)
-    if p.boundary_margin > 0:
-        deep = np.zeros(n + 1, dtype=np.int64)
-        for z0, z1 in _slabs(labels.shape[0], block):
-            lab = labels[z0:z1]
-            sel = (lab > 0) & _eroded_slab(envelope, z0, z1, p.boundary_margin)
-            deep += np.bincount(lab[sel], minlength=n + 1)
-    else:
-        deep = counts
     kind = np.zeros(n + 1, dtype=np.uint8)
-    if specks is not None:
-        speck = (deep < p.min_defect_voxels) & (deep == counts)
-        speck[0] = False
-        specks.append(int(counts[speck].sum()))
     kept = np.flatnonzero(deep >= p.min_defect_voxels)
     kept = kept[kept > 0]
     for lab, sl in zip(kept, _bounding_boxes(labels, n, kept, block)):

@@ -200,14 +200,13 @@ def make_experiment(out: Path, size: int = 112, rows: int = 12, n_proj: int = 18
     n_det = detector_columns(size, shift)
     truth, crack_truth = [], []
     for s, n_cracks in enumerate(cracks):
+        crack = None  # planes and grains: all that is removed is cracks
         if kind == "sphere":
             vol, particle, crack = sphere_phantom(size, rows, n_cracks)
-            crack_truth.append(float(crack.sum() / particle.sum()))
         else:
             vol, particle = (grains_phantom if kind == "grains" else phantom)(size, rows, n_cracks)
         truth.append(float(1.0 - np.count_nonzero(vol) / particle.sum()))
-        if kind != "sphere":
-            crack_truth.append(truth[-1])
+        crack_truth.append(truth[-1] if crack is None else float(crack.sum() / particle.sum()))
         tomo = astra_counts(vol, angles, n_det, shift, n_sub, photons, rng)
         write_bliss_nxtomo(out / "raw" / f"particle_{s:03d}.nxs", tomo, np.rad2deg(angles),
                            T0 + s * SPACING_S, photons, rng)

@@ -6,11 +6,12 @@ the JSON of ``bench/foreign_experiment.py`` (crack + pore fraction, its ``truth`
 ``truth:DIR`` for the true volumes of a simulated experiment (``DIR/truth/volumes.npz``
 against ``DIR/truth/crack_fraction.csv``: the segmentation alone). Every variant segments
 every scan with the default parameters but ``solid_far`` (``--variants solid``), but the
-solid level's estimate and the valley search for thin cracks (``--variants thin``) or but the
-smallest piece of the particle kept (``--variants pieces``); prints
+solid level's estimate and the valley search for thin cracks (``--variants thin``), the
+smallest piece of the particle kept (``--variants pieces``), the defect smoothing
+(``--variants smoothing``) or the envelope closing's radius (``--variants closing``); prints
 MAE, bias and the largest error in percentage points per case and variant.
 
-    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--variants solid|thin|pieces] [--json FILE]
+    .venv/bin/python bench/solid_level.py CASE [CASE ...] [--variants solid|thin|pieces|smoothing|closing] [--json FILE]
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("cases", nargs="+")
     ap.add_argument("--variants", choices=tuple(VARIANT_SETS), default="solid",
                     help="solid: the solid_far shares; thin: the solid estimate and the valley search; "
-                         "pieces: the smallest piece kept")
+                         "pieces: the smallest piece kept; smoothing: defect_sigma; closing: closing_radius")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     rows = []
