@@ -1,5 +1,6 @@
 """Scan files written by other tools (tomopy/dxchange, the FXI beamline, nxtomomill/tomoscan),
-built here with h5py directly — never with flytomo's writers — and read or refused correctly.
+built here with h5py directly (and one with ESRF's ``nxtomo`` package) — never with flytomo's
+writers — and read or refused correctly.
 
 The object is a few spheres with exact (analytic) line integrals, so a reconstruction can be
 compared with the truth independently of flytomo's projector.
@@ -285,6 +286,46 @@ def test_nxtomo_alignment_frames_are_not_projections(tmp_path):
     np.testing.assert_array_equal(chunk.tomo, data[control == 0])
     np.testing.assert_array_equal(chunk.flats, data[key == 1])
     assert chunk.flats.shape[0] == 6 and chunk.darks.shape[0] == 4
+
+
+def test_nxtomo_written_by_the_esrf_nxtomo_library(tmp_path):
+    """A file made by ESRF's own ``nxtomo`` package (what nxtomomill and BLISS tooling use): darks,
+    flats split around the projections, three alignment frames after them (image_key_control −1),
+    angles stored in radians by unit, pixel size in metres, start_time as ISO text."""
+    pytest.importorskip("nxtomo")
+    import datetime
+
+    from nxtomo.application.nxtomo import NXtomo
+    from nxtomo.nxobject.nxdetector import ImageKey
+    from pint import get_application_registry
+
+    ureg = get_application_registry()
+    tomo, flats, darks = counts(projections(HALF))
+    align = counts(projections(np.array([180.0, 90.0, 0.0])), seed=1)[0]
+    frames = [(darks, ImageKey.DARK_FIELD, np.zeros(len(darks))), (flats[:3], ImageKey.FLAT_FIELD, np.zeros(3)),
+              (tomo, ImageKey.PROJECTION, HALF), (flats[3:], ImageKey.FLAT_FIELD, np.full(3, 180.0)),
+              (align, ImageKey.ALIGNMENT, np.array([180.0, 90.0, 0.0]))]
+    nx = NXtomo()
+    nx.instrument.detector.data = np.concatenate([f[0] for f in frames])
+    nx.instrument.detector.image_key_control = np.concatenate([np.full(len(f[0]), f[1].value) for f in frames])
+    nx.sample.rotation_angle = np.radians(np.concatenate([f[2] for f in frames])) * ureg.radian
+    nx.instrument.detector.x_pixel_size = nx.instrument.detector.y_pixel_size = 30e-9 * ureg.meter
+    nx.instrument.beam.incident_energy = 8.0 * ureg.keV
+    nx.start_time = datetime.datetime(2026, 12, 5, 10, 0, 0, tzinfo=datetime.timezone.utc)
+    path = tmp_path / "esrf.nx"
+    nx.save(str(path), data_path="/entry0000")
+
+    reader = open_scan(path)
+    assert reader.shape == (N_ANGLES, N_ROWS, N_COLS)
+    np.testing.assert_allclose(reader.angles_deg, HALF, atol=1e-9)
+    assert reader.metadata["pixel_size_nm"] == pytest.approx(30.0)
+    assert reader.metadata["energy_keV"] == pytest.approx(8.0)
+    assert reader.metadata["scan_time"] == datetime.datetime(2026, 12, 5, 10, tzinfo=datetime.timezone.utc).timestamp()
+    chunk = reader.read(0, N_ROWS)
+    np.testing.assert_array_equal(chunk.tomo, tomo)
+    assert chunk.flats.shape[0] == 6 and chunk.darks.shape[0] == 4
+    volume = recon_fbp(path, tmp_path / "v.zarr")
+    assert correlation(volume) > 0.98
 
 
 _AFTER_FLATS = np.r_[np.arange(N_ANGLES), N_ANGLES + 2 + np.arange(3)]  # frame indices: flats, then 3 frames
