@@ -1,8 +1,8 @@
 """``flytomo enhance``: run a correction network on a reconstruction already made.
 
 The input is a reconstruction, not a raw scan: a TIFF (one slice or a multi-page stack), a
-folder or glob of single-slice TIFFs (as tomopy/dxchange write them), a ``.npy`` array, or an
-OME-Zarr volume from ``flytomo recon``. Values are attenuation (or any unit proportional to
+folder or glob of single-slice TIFFs (as tomopy/dxchange write them), one PNG/JPEG/BMP slice
+(8 or 16 bits, grey), a ``.npy`` array, or an OME-Zarr volume from ``flytomo recon``. Values are attenuation (or any unit proportional to
 it, background ≈ 0); the network sees each slice scaled by its own 95th percentile, so the
 unit does not matter. The output (``.zarr``, ``.tif``/``.tiff`` or ``.npy``) has the input's
 shape and unit, and appears only when complete.
@@ -35,6 +35,8 @@ from recon.io.readers import natural_order
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: single-slice image files read with imageio (8- or 16-bit grey; grey stored as RGB(A) is taken)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
 #: the smallest slice side the networks are run on (their receptive field is ~40 px)
 MIN_SIDE = 16
@@ -57,6 +59,25 @@ def _tiff_files(spec: str) -> list[Path] | None:
     if not files:
         raise FlytomoError(spec, "no .tif/.tiff files there")
     return files
+
+
+def _grey_image(path: Path) -> np.ndarray:
+    """A PNG/JPEG/BMP slice as (y, x) in its own type. A grey image stored as RGB(A) (equal
+    channels, to JPEG's rounding of 1 % of the range) gives its mean channel; colour is refused:
+    a colour map of a reconstruction is not attenuation."""
+    import imageio.v3 as iio
+    try:
+        img = np.asarray(iio.imread(path))
+    except Exception as err:  # imageio raises several types for a damaged or unknown file
+        raise FlytomoError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+    if img.ndim == 3 and img.shape[-1] in (2, 3, 4):  # grey + alpha, RGB, RGBA
+        colour = img[..., :3] if img.shape[-1] >= 3 else img[..., :1]
+        mean = colour.mean(axis=-1)
+        if np.abs(colour - mean[..., None]).max(initial=0.0) > 0.01 * max(float(mean.max(initial=0.0)), 1.0):
+            raise FlytomoError(path, "a colour image (its red, green and blue differ): a colour map is not "
+                                     "attenuation; export the reconstruction's grey values (TIFF keeps them whole)")
+        img = np.rint(mean).astype(img.dtype) if np.issubdtype(img.dtype, np.integer) else mean
+    return img
 
 
 def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
@@ -91,6 +112,8 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
             volume = tifffile.imread(path)
         except Exception as err:
             raise FlytomoError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from None
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        volume = _grey_image(path)
     elif path.suffix == ".npy":
         try:
             volume = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -98,7 +121,7 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
             raise FlytomoError(path, f"not a readable .npy array ({err})") from None
     else:
         raise FlytomoError(path, "unknown kind of file; give a .tif/.tiff, a folder or glob of them, "
-                                 "a .npy or a .zarr volume")
+                                 "a .png/.jpg/.bmp slice, a .npy or a .zarr volume")
     single = volume.ndim == 2
     if single:
         volume = volume[None]
@@ -243,12 +266,12 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("enhance", help="run a correction network on an existing reconstruction",
                        description="Run an RRDB correction network on a reconstruction already made: a "
-                                   "TIFF slice or stack, a folder or glob of TIFF slices, a .npy array, or "
+                                   "TIFF slice or stack, a folder or glob of TIFF slices, a grey PNG/JPEG/BMP slice, a .npy array, or "
                                    "an OME-Zarr volume from flytomo recon. Values are attenuation (any unit "
                                    "proportional to it, background about 0). The output has the input's "
                                    "shape and unit and appears only when complete.")
     p.add_argument("input", help="reconstruction: .tif/.tiff (slice or stack), a folder or 'glob*.tif' of "
-                                 "slices, .npy, or a .zarr volume from flytomo recon")
+                                 "slices, a grey .png/.jpg/.bmp slice, .npy, or a .zarr volume from flytomo recon")
     p.add_argument("--out", required=True, help="output .zarr, .tif/.tiff or .npy (same shape and unit)")
     p.add_argument("--input-kind", choices=("fbp", "mlem-flyscan"),
                    help="what the input is (picks the shipped network; a .zarr from flytomo recon says it)")
