@@ -150,6 +150,9 @@ class OptimConfig(ConfigModel):
     checkpoint_every: int = Field(100, ge=1)
     validate_every: int = Field(250, ge=1)
     amp: bool = True                                     # mixed precision, CUDA only
+    # bfloat16 autocast with channels-last tensors on CPU, where oneDNN has AMX / AVX-512-BF16
+    # kernels: 2-3× faster steps on such CPUs (fp32 master weights; rounding differs from fp32)
+    cpu_bf16: bool = False
 
 
 class TrainConfig(ConfigModel):
@@ -785,7 +788,7 @@ def _resolve_device(name: str) -> torch.device:
 
 # what a resume may change: the machine and bookkeeping (device and amp change rounding only)
 _RESUME_FREE = {"run_dir", "data_dir", "device", "threads", "workers"}
-_RESUME_FREE_TRAINING = {"checkpoint_every", "validate_every", "amp"}
+_RESUME_FREE_TRAINING = {"checkpoint_every", "validate_every", "amp", "cpu_bf16"}
 
 
 def _result_config(cfg: TrainConfig) -> dict:
@@ -1058,7 +1061,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     # optimizer
     opt = torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.99))
     use_amp = opt_cfg.amp and device.type == "cuda"
-    amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16)
+    cpu_bf16 = opt_cfg.cpu_bf16 and device.type == "cpu"
+    amp_dtype = (torch.bfloat16 if cpu_bf16 or (use_amp and torch.cuda.is_bf16_supported()) else torch.float16)
+    layout = torch.channels_last if cpu_bf16 else torch.contiguous_format
+    model.to(memory_format=layout)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = pixel_loss(opt_cfg.loss, opt_cfg.crack_weight, opt_cfg.ssim_weight)
 
@@ -1102,14 +1108,15 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         while step < opt_cfg.steps:
             xb, yb = sample_batch(train_set.inputs, train_set.truths, opt_cfg.batch,
                                   cfg.data.patch, cfg.seed, step, t_scale, cfg.normalization)
-            xb = torch.from_numpy(xb).to(device, non_blocking=True)
+            xb = torch.from_numpy(xb).to(device, non_blocking=True).contiguous(memory_format=layout)
             yb = torch.from_numpy(yb).to(device, non_blocking=True)
             lr = lr_at(step, opt_cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(model(xb).float(), yb)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp or cpu_bf16):
+                out = model(xb)
+            loss = loss_fn(out.float(), yb)  # the loss (and its SSIM term's filters) in float32
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
@@ -1148,7 +1155,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         "normalization": cfg.normalization,
         "training": {**cfg.training.model_dump(mode="json"), "seed": cfg.seed,
                      "optimizer": "Adam(betas=(0.9, 0.99))", "device": str(device),
-                     "mixed_precision": str(amp_dtype).replace("torch.", "") if use_amp else None},
+                     "mixed_precision": (str(amp_dtype).replace("torch.", "") if use_amp or cpu_bf16
+                                         else None)},
         "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train", cfg.data.first_seed),
                  "validation_seed0": _seed0("validation")},
         "init": init,

@@ -62,6 +62,19 @@ def test_tiny_run_learns_and_exports(tmp_path):
     assert (tmp_path / "run" / "data" / "train" / "inputs.npy").is_file()
 
 
+def test_cpu_bf16_run_learns_and_says_so(tmp_path):
+    """training.cpu_bf16: bfloat16 autocast, channels-last, on CPU: it learns as the float32 run
+    does, differs from it by rounding only, and the card records the precision."""
+    fp32 = train(_cfg(), tmp_path / "fp32", progress=False)
+    bf16 = train(_cfg(cpu_bf16=True), tmp_path / "bf16", progress=False)
+    rows, rows32 = _rows(tmp_path / "bf16"), _rows(tmp_path / "fp32")
+    assert rows[-1]["val_loss"] < 0.9 * rows[0]["val_loss"]  # as the float32 run: 0.0206 → 0.0172
+    assert abs(rows[-1]["val_psnr"] - rows32[-1]["val_psnr"]) < 0.1
+    assert rows[-1]["val_psnr"] != rows32[-1]["val_psnr"]  # it did run in bfloat16
+    assert load_model(bf16.weights, input_kind="fbp").card["training"]["mixed_precision"] == "bfloat16"
+    assert load_model(fp32.weights, input_kind="fbp").card["training"]["mixed_precision"] is None
+
+
 class _Killed(Exception):
     pass
 
@@ -155,8 +168,10 @@ def test_runs_share_pairs_through_data_dir(tmp_path):
     np.testing.assert_array_equal(grown[:6], made)
 
 
-def test_resume_after_kill_is_bit_identical(tmp_path):
-    cfg = _cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1")
+@pytest.mark.parametrize("cpu_bf16", [False, True])
+def test_resume_after_kill_is_bit_identical(tmp_path, cpu_bf16):
+    cfg = _cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1",
+               cpu_bf16=cpu_bf16)
     train(cfg, tmp_path / "a", progress=False)
     stopped = train(cfg, tmp_path / "b", progress=False, stop_at_step=5)
     assert stopped.status == "stopped" and stopped.step == 5
@@ -173,7 +188,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     # a changed config does not silently continue an old run
     with pytest.raises(FlytomoError, match="training.lr"):
         train(_cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine",
-                   loss="l1", lr=1e-2),
+                   loss="l1", lr=1e-2, cpu_bf16=cpu_bf16),
               tmp_path / "b", progress=False)
 
 
