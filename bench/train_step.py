@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchio import run_and_save  # noqa: E402
-
-from recon.rrdb import build_model  # noqa: E402
+from benchio import run_and_save
+from recon.rrdb import build_model
 
 SHAPES = {"shipped (nf 32, gc 16)": {"nf": 32, "nb": 3, "gc": 16},
           "4x (nf 64, gc 32)": {"nf": 64, "nb": 3, "gc": 32}}

@@ -1062,6 +1062,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     opt = torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.99))
     use_amp = opt_cfg.amp and device.type == "cuda"
     cpu_bf16 = opt_cfg.cpu_bf16 and device.type == "cpu"
+    mixed = use_amp or cpu_bf16  # autocast on: CUDA amp or CPU bfloat16
     amp_dtype = (torch.bfloat16 if cpu_bf16 or (use_amp and torch.cuda.is_bf16_supported()) else torch.float16)
     layout = torch.channels_last if cpu_bf16 else torch.contiguous_format
     model.to(memory_format=layout)
@@ -1114,7 +1115,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp or cpu_bf16):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=mixed):
                 out = model(xb)
             loss = loss_fn(out.float(), yb)  # the loss (and its SSIM term's filters) in float32
             scaler.scale(loss).backward()
@@ -1155,8 +1156,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         "normalization": cfg.normalization,
         "training": {**cfg.training.model_dump(mode="json"), "seed": cfg.seed,
                      "optimizer": "Adam(betas=(0.9, 0.99))", "device": str(device),
-                     "mixed_precision": (str(amp_dtype).replace("torch.", "") if use_amp or cpu_bf16
-                                         else None)},
+                     "mixed_precision": str(amp_dtype).replace("torch.", "") if mixed else None},
         "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train", cfg.data.first_seed),
                  "validation_seed0": _seed0("validation")},
         "init": init,
