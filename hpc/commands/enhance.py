@@ -67,9 +67,9 @@ def _grey_image(path: Path) -> np.ndarray:
     a colour map of a reconstruction is not attenuation."""
     import imageio.v3 as iio
     try:
-        img = np.asarray(iio.imread(path))
+        img = np.asarray(iio.imread(path, plugin="pillow"))  # all three formats; pillow names what is wrong
     except Exception as err:  # imageio raises several types for a damaged or unknown file
-        raise FlytomoError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+        raise FlytomoError(path, f"not a readable PNG/JPEG/BMP image ({type(err).__name__}: {err})") from None
     if img.ndim == 3 and img.shape[-1] in (2, 3, 4):  # grey + alpha, RGB, RGBA
         colour = img[..., :3] if img.shape[-1] >= 3 else img[..., :1]
         mean = colour.mean(axis=-1)

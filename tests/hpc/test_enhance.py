@@ -270,3 +270,7 @@ def test_a_grey_png_slice_is_the_same_slice_as_a_tiff(tmp_path):
     r = run_cli("enhance", str(tmp_path / "colour.png"), "--out", str(tmp_path / "c.tif"), "--input-kind", "fbp")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "colour.png: a colour image" in r.stderr, r.stderr
     assert not (tmp_path / "c.tif").exists()
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    r = run_cli("enhance", str(tmp_path / "junk.png"), "--out", str(tmp_path / "c.tif"), "--input-kind", "fbp")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "junk.png: not a readable PNG" in r.stderr, r.stderr
+    assert not (tmp_path / "c.tif").exists()
