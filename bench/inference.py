@@ -8,15 +8,16 @@ first-stage reconstruction is timed in bench/operators.py.
 
     .venv/bin/python bench/inference.py [--size 512] [--slices 4] [--device cpu|cuda]
         [--batch 8] [--amp] [--self-ensemble] [--method [--angles 120]]
-        [--json bench/results/inference.json]
+        [--model PATH ...] [--json bench/results/inference.json]
 
 ``--method`` also times what ``flytomo recon`` runs per slice, from line integrals (z, angles,
 columns) to the corrected slice: FBP, modified MLEM (the default iterations), the ``rrdb``
 method with one network (``blend=none``) and the ``rrdb`` method as shipped (both first stages,
 both networks and their mean), batched as the engine does.
 
-``--amp`` runs the network under autocast (CUDA only: float16/bfloat16) and also records the
-largest difference from the float32 output, relative to that output's range.
+``--amp`` also times each network under autocast (float16 on CUDA, bfloat16 on the CPU) in the
+same run, and records the speed-up over float32 and the largest difference from the float32
+output, relative to that output's range. ``--model PATH`` adds a weights file (repeatable).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,6 +83,20 @@ def method_rows(size: int, n_angles: int, slices: int, repeat: int, device: str,
     return rows
 
 
+def _time_apply(loaded, x: np.ndarray, args: argparse.Namespace, *, amp: bool) -> tuple[np.ndarray, float]:
+    """The network on slices ``x``: (output, best seconds per slice over ``--repeat``, after a warm-up)."""
+    opts = {"batch": args.batch, "amp": amp, "self_ensemble": args.self_ensemble}
+    loaded.apply(x[:args.batch], **opts)  # warm-up
+    best, out = float("inf"), None
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        out = loaded.apply(x, **opts)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return out, best / len(x)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512)
@@ -88,7 +104,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=8, help="slices per forward pass")
-    ap.add_argument("--amp", action="store_true", help="autocast on CUDA (float16/bfloat16)")
+    ap.add_argument("--amp", action="store_true", help="also time autocast (float16 on CUDA, bfloat16 on the CPU)")
+    ap.add_argument("--model", action="append", default=[], metavar="PATH", help="another weights file to time")
     ap.add_argument("--self-ensemble", action="store_true", help="each model averaged over the 8 rotations/flips")
     ap.add_argument("--method", action="store_true", help="also time whole methods per slice (first stage + networks)")
     ap.add_argument("--angles", type=int, default=120, help="projections per scan for --method")
@@ -100,6 +117,7 @@ def main() -> None:
         specs.append((f"flytomo {DEFAULT_BLEND.stem}", str(DEFAULT_BLEND)))
     if seed_checkpoint_path().is_file():
         specs.append(("seed authors' RRDB", f"seed:{seed_checkpoint_path()}"))
+    specs += [(Path(m).parent.name or m, m) for m in args.model]
     rng = np.random.default_rng(0)
     rows = []
     print(f"{'model':>30} {'params':>9} {'MAC/px':>9} {'GMAC/slice':>11} {'s/slice':>8} {'slices/s':>9}")
@@ -114,24 +132,18 @@ def main() -> None:
         x = rng.random(shape, dtype=np.float32)
         macs = macs_per_pixel(loaded.model, channels)
         params = sum(p.numel() for p in loaded.model.parameters())
-        opts = {"batch": args.batch, "amp": args.amp, "self_ensemble": args.self_ensemble}
-        loaded.apply(x[:args.batch], **opts)  # warm-up
-        best, out = float("inf"), None
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            out = loaded.apply(x, **opts)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t)
-        per = best / args.slices
+        exact, per = _time_apply(loaded, x, args, amp=False)
         row = {"model": label, "input_kind": loaded.input_kind, "parameters": params,
                "macs_per_pixel": macs, "gmac_per_slice": macs * args.size ** 2 / 1e9,
                "s_per_slice": per, "slices_per_s": 1 / per, "self_ensemble": args.self_ensemble}
-        if args.amp:  # what autocast costs in accuracy, against the float32 forward
-            exact = loaded.apply(x, batch=args.batch, self_ensemble=args.self_ensemble)
-            row["amp_max_rel_diff"] = float(np.abs(out - exact).max() / np.ptp(exact))
+        line = f"{label:>30} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}"
+        if args.amp:  # the same network under autocast, timed in the same run, and what it costs in accuracy
+            out, per_amp = _time_apply(loaded, x, args, amp=True)
+            row.update(amp_s_per_slice=per_amp, amp_speedup=per / per_amp,
+                       amp_max_rel_diff=float(np.abs(out - exact).max() / np.ptp(exact)))
+            line += f"   amp {per_amp:.2f} s/slice ({per / per_amp:.2f}x, max diff {row['amp_max_rel_diff']:.1e})"
         rows.append(row)
-        print(f"{label:>30} {params:>9,} {macs:>9,} {macs * args.size ** 2 / 1e9:>11.1f} {per:>8.2f} {1 / per:>9.2f}")
+        print(line)
     methods = []
     if args.method:
         print(f"\n{'method (' + str(args.angles) + ' projections)':>36} {'networks':>8} {'s/slice':>8} {'slices/s':>9}")

@@ -66,6 +66,8 @@ class RrdbOptions(ConfigModel):
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     self_ensemble: bool = Field(False, description="average the network over the 8 rotations/flips of "
                                 "each slice (8x the network time, about +0.1 dB)")
+    amp: bool = Field(False, description="run the network in mixed precision: bfloat16 on the CPU (faster "
+                      "where the CPU has AVX-512-BF16/AMX), float16 on CUDA; not bit-identical to float32")
 
 
 class ReconstructionConfig(ConfigModel):
@@ -211,6 +213,8 @@ class ExperimentConfig(ConfigModel):
                 opts["tile"] = r.rrdb.tile
             if r.rrdb.self_ensemble:
                 opts["self_ensemble"] = True
+            if r.rrdb.amp:
+                opts["amp"] = True
         return opts
 
 

@@ -14,6 +14,9 @@ edges, never padded), and only the cores are kept. With ``overlap`` at least the
 receptive radius the result equals the untiled one up to float rounding; ``exact=True``
 (the default) raises ``overlap`` to that radius.
 
+Mixed precision (``amp=True``): the network under autocast, float16 on CUDA and bfloat16
+on the CPU; normalisation, tiling and the output stay float32.
+
 Self-ensemble (``self_ensemble=True``, as EDSR's "+" models): the network is run on the 8
 rotations/flips of each slice and the outputs, mapped back, are averaged; the rotation axis
 stays at the slice centre, so each is a fly-scan image of the same kind.
@@ -217,7 +220,7 @@ def run_network(
     margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
     if overlap < 0 or (tile is not None and tile < 1):
         raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
-    use_amp = bool(amp) and x.device.type == "cuda"
+    use_amp = bool(amp) and x.device.type in ("cuda", "cpu")  # CPU autocast: bfloat16
 
     def forward(xn: torch.Tensor) -> torch.Tensor:
         return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,
@@ -261,7 +264,8 @@ def apply_model(
     overlap : context pixels around each tile core.
     device : torch device for the network ("cpu", "cuda", "cuda:1", …).
     exact : raise ``overlap`` to the network's receptive radius so tiled == untiled.
-    amp : autocast (float16/bfloat16) on CUDA: faster, not bit-comparable.
+    amp : autocast: float16 on CUDA, bfloat16 on the CPU (fast only where the CPU has
+        AVX-512-BF16 or AMX; docs/benchmarks.md); not bit-comparable with float32.
     max_pixels : pixels per forward pass at most (bounds memory: about 1.6 GB of activations
         per million pixels for nf=32); fewer slices or tiles go through at once.
     self_ensemble : average the network over the 8 rotations/flips of each slice, each mapped

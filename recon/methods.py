@@ -126,7 +126,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
-    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"],
+    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
                             self_ensemble=bool(opts["self_ensemble"]))
 
 
@@ -179,7 +179,7 @@ METHODS: dict[str, Method] = {
                            _mlem_builder(FlyScanProjector),
                            "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "blend": "auto", "blend_weight": BLEND_WEIGHT,
-                            "tile": None, "self_ensemble": False, "window": None, "iterations": None,
+                            "tile": None, "self_ensemble": False, "amp": False, "window": None, "iterations": None,
                             "init": None}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction (or both)"),
 }
@@ -207,7 +207,7 @@ def method_names() -> list[str]:
 def check_option_values(options: dict[str, Any]) -> None:
     """Raise FlytomoError (one line) for a bad value of any method option in ``options``
     (``None`` means the default): iterations an integer ≥ 1, init 'uniform' or 'fbp', a
-    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble a bool,
+    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble and amp bools,
     blend a string and blend_weight a number in (0, 1)."""
     o = {k: v for k, v in options.items() if v is not None}
     if "iterations" in o:
@@ -221,8 +221,9 @@ def check_option_values(options: dict[str, Any]) -> None:
                                      f"network's share), got {w!r}")
     if not isinstance(o.get("blend", "auto"), str):
         raise FlytomoError(None, f"option blend must be 'auto', 'none' or a weights file, got {o['blend']!r}")
-    if not isinstance(o.get("self_ensemble", False), bool):
-        raise FlytomoError(None, f"option self_ensemble must be true or false, got {o['self_ensemble']!r}")
+    for flag in ("self_ensemble", "amp"):
+        if not isinstance(o.get(flag, False), bool):
+            raise FlytomoError(None, f"option {flag} must be true or false, got {o[flag]!r}")
     if o.get("init", "uniform") not in ("uniform", "fbp"):
         raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {o['init']!r}")
     if o.get("window", "ramp") not in WINDOWS:

@@ -205,7 +205,8 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
             part = np.where(bad, np.float32(zero), part)
         if zero:
             part = part - np.float32(zero)
-        result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble)
+        result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
+                              amp=args.amp)
         sink[z0:z0 + len(part)] = result + np.float32(zero) if zero else result
         bar.update(len(part))
     bar.close()
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     zero = zero_level(volume, args.input, given_zero)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
-        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "zero_level": zero,
+        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp), "zero_level": zero,
         "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
@@ -283,6 +284,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "receptive radius)")
     p.add_argument("--self-ensemble", action="store_true", help="average the network over the 8 "
                    "rotations/flips of each slice (8x the time, about +0.1 dB)")
+    p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
+                   "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",
                    help="the input's value of zero attenuation, taken off before the network and added "
                         "back (auto: found for 8/16-bit exports from their outer ring, 0 for floats)")

@@ -149,8 +149,9 @@ def test_rrdb_options_reach_the_method(tmp_path, sim):
     options, weights files relative to the config; a self_ensemble that is not a boolean, a
     missing weights file or a blend weight outside (0, 1) is a config problem, named by its key
     path."""
-    cfg = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "rrdb": {"tile": 64, "self_ensemble": True}})
-    assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True}
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "rrdb": {"tile": 64, "self_ensemble": True,
+                                                                                   "amp": True}})
+    assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True, "amp": True}
     bad = write_config(tmp_path / "bad", sim, reconstruction={"method": "rrdb", "rrdb": {"self_ensemble": "often"}})
     problems = check_config(bad)
     assert any("reconstruction.rrdb.self_ensemble" in str(p) for p in problems), problems

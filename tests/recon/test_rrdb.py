@@ -197,6 +197,21 @@ def test_self_ensemble_tiled_equals_untiled():
     assert np.abs(whole - apply_model(net, vol, normalization="seed")).max() > 1e-4  # not a no-op
 
 
+def test_amp_on_the_cpu_is_bfloat16_close_to_float32():
+    """amp=True on the CPU runs the network in bfloat16 (8-bit mantissa): not the float32
+    bits, but within 2 % of the output's range, and the same shape and dtype; tiled amp
+    stays close to whole-slice amp."""
+    net = _small(nb=1)
+    vol = np.random.default_rng(5).random((2, 48, 40), dtype=np.float32)
+    exact = apply_model(net, vol, normalization="seed")
+    half = apply_model(net, vol, normalization="seed", amp=True)
+    assert half.dtype == np.float32 and half.shape == exact.shape
+    diff = np.abs(half - exact).max() / np.ptp(exact)
+    assert 0 < diff < 2e-2, diff
+    tiled = apply_model(net, vol, normalization="seed", amp=True, tile=16, overlap=16)
+    assert np.abs(tiled - half).max() / np.ptp(exact) < 2e-2
+
+
 def test_cpu_inference_runs_channels_last_with_the_same_values(tmp_path):
     """On the CPU the network runs NHWC (1.4x faster); the values are those of the plain
     NCHW forward, and an export afterwards still writes contiguous weights."""
