@@ -9,7 +9,7 @@ how sharp a reconstruction must be to reach a given PSNR on these phantoms.
 the default iteration count is chosen on; never the test images).
 
     .venv/bin/python bench/quality.py [--size 512] [--per-family 5] [--photons 500 2000 10000 30000]
-        [--rrdb PATH|seed:PATH ...] [--rrdb-method [OPTION=VALUE ...]] [--cross] [--self-ensemble]
+        [--rrdb PATH|seed:PATH ...] [--rrdb-method [OPTION=VALUE ...]] [--cross] [--self-ensemble] [--amp]
         [--json bench/quality.json] [--validation]
 """
 from __future__ import annotations
@@ -70,8 +70,9 @@ def rrdb_method_row(given: list[str]) -> tuple[str, dict]:
     opts: dict = dict(kv.split("=", 1) for kv in given)
     if "blend_weight" in opts:
         opts["blend_weight"] = float(opts["blend_weight"])
-    if "self_ensemble" in opts:
-        opts["self_ensemble"] = opts["self_ensemble"].lower() in ("1", "true", "yes")
+    for flag in ("self_ensemble", "amp"):
+        if flag in opts:
+            opts[flag] = opts[flag].lower() in ("1", "true", "yes")
     return "rrdb method" + (f" ({', '.join(given)})" if given else " (defaults)"), opts
 
 
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="also a row of the rrdb method itself (recon.methods, as `flytomo recon --method rrdb`): "
                          "no values = its defaults, e.g. blend=PATH blend_weight=0.3")
     ap.add_argument("--cross", action="store_true", help="also apply each model to the other input kind")
+    ap.add_argument("--amp", action="store_true", help="also each network in mixed precision (bfloat16 on the CPU)")
     ap.add_argument("--self-ensemble", action="store_true",
                     help="also a row of each model averaged over the 8 rotations/flips of each slice")
     ap.add_argument("--reference-blur", type=float, nargs="*", default=[1.0], metavar="SIGMA",
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                     if args.self_ensemble:
                         report(out, i0, f"{label}, 8-fold self-ensemble",
                                m.apply(first_stage(vols, kind), self_ensemble=True), truth, imgs)
+                    if args.amp:
+                        report(out, i0, f"{label}, amp", m.apply(first_stage(vols, kind), amp=True), truth, imgs)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
