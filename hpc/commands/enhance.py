@@ -233,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     zero = zero_level(volume, args.input, given_zero)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
-        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp), "zero_level": zero,
+        "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
+        "zero_level": zero,
         "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
