@@ -120,10 +120,22 @@ def update_attrs(path: Path, **changes: Any) -> dict:
 
 
 def plan_mismatch(existing: dict, plan: dict) -> list[str]:
-    """Keys of ``flytomo.plan`` in which an existing store differs from this run's plan."""
-    old = existing.get("plan") or {}
+    """Keys of ``flytomo.plan`` in which an existing store differs from this run's plan. A
+    method option that an older flytomo's plan lacks reads as that option's default (an option
+    is added only with a default that keeps what came before: ``amp`` false is float32)."""
+    old = dict(existing.get("plan") or {})
+    if isinstance(old.get("options"), dict):
+        old["options"] = {**_option_defaults(old.get("method")), **old["options"]}
     return [k for k in PLAN_KEYS
             if _norm(old.get(k, PLAN_DEFAULTS.get(k))) != _norm(plan.get(k, PLAN_DEFAULTS.get(k)))]
+
+
+def _option_defaults(method: Any) -> dict[str, Any]:
+    """The default options of ``method`` (:data:`recon.methods.METHODS`); {} for an unknown one."""
+    from recon.methods import METHODS
+
+    spec = METHODS.get(method) if isinstance(method, str) else None
+    return dict(spec.defaults) if spec else {}
 
 
 def _norm(v: Any) -> Any:

@@ -264,3 +264,25 @@ def test_the_pad_is_part_of_the_plan(reference, sim, tmp_path):
     with pytest.raises(FlytomoError, match="pad_columns"):
         run_experiment(load_experiment(fixed), progress=False)
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+
+
+def test_a_store_begun_before_an_option_existed_resumes(reference, sim, tmp_path):
+    """A store whose plan predates a method option (as an rrdb store written before ``amp``)
+    resumes when this run keeps that option's default, to the uninterrupted run's store bit for
+    bit; the option at another value is refused on it."""
+    _, ref = reference
+    cfg = write_config(tmp_path, sim)
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": "3"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    zattrs = tmp_path / "store.zarr" / ".zattrs"
+    meta = json.loads(zattrs.read_text())
+    assert meta["flytomo"]["plan"]["options"] == {"window": "ramp"}
+    meta["flytomo"]["plan"]["options"] = {}  # as an older flytomo, without the option, wrote it
+    zattrs.write_text(json.dumps(meta))
+    hann = write_config(tmp_path / "hann", sim, reconstruction={"window": "hann"})
+    shutil.copytree(tmp_path / "store.zarr", tmp_path / "hann" / "store.zarr")
+    with pytest.raises(FlytomoError, match="different options"):
+        run_experiment(load_experiment(hann), progress=False)
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.skipped == 3 and s.done == UNITS - 3 and s.complete
+    np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
