@@ -20,6 +20,11 @@ DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
+#: a flat frame whose level (median count) is less than this share of the way from the dark
+#: level to the reference flat's is unlit (shutter closed, beam lost), and a dark frame more than
+#: this share of the way up to the flat level was taken with the beam on: each is left out of
+#: the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
+BAD_FRAME_SHARE = 0.5
 #: stripe (ring-artifact) removal methods: "mean", full stripes from the detector columns'
 #: mean over the angles (C. Boin, A. Haibel, Opt. Express 14, 12071 (2006)); "sorting", small full
 #: and partial stripes, and "all", also large and dead ones (N. T. Vo et al., Opt. Express 26,
@@ -103,7 +108,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     Parameters
     ----------
     chunk : RawChunk with tomo (angle, z, col), flats (k, z, col), darks (k, z, col) counts.
-        Flats and darks are averaged over k (ignoring NaN/inf frames).
+        Flats and darks are averaged over k, leaving out NaN/inf samples and bad frames
+        (:func:`usable_frames`: unlit flats, darks taken with the beam on).
     min_transmission : transmissions are clamped to [min_transmission, ∞), so p ≤
         −log(min_transmission) and photon-starved pixels stay finite. Transmissions above 1
         (noise) give slightly negative p, which is kept.
@@ -136,10 +142,11 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     where = chunk.source
     z0, z1 = chunk.rows
     tomo = np.asarray(chunk.tomo, dtype=np.float32)
+    flats, darks = usable_frames(chunk.flats, chunk.darks, where)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled as dead below
-        flat = np.nanmean(np.where(np.isfinite(chunk.flats), chunk.flats, np.nan), axis=0, dtype=np.float64)
-        dark = np.nanmean(np.where(np.isfinite(chunk.darks), chunk.darks, np.nan), axis=0, dtype=np.float64)
+        flat = np.nanmean(np.where(np.isfinite(flats), flats, np.nan), axis=0, dtype=np.float64)
+        dark = np.nanmean(np.where(np.isfinite(darks), darks, np.nan), axis=0, dtype=np.float64)
     gain = flat - dark
     dead = ~(gain > 0)  # also NaN
     if dead.mean() > MAX_BAD_FRACTION:
@@ -196,6 +203,46 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flats (k, z, col) and darks (k, z, col) without their bad frames, with a DataRepairWarning
+    naming them: a flat frame not lit, or a dark frame taken with the beam on
+    (:data:`BAD_FRAME_SHARE`). A frame's level is its median finite count; the references are
+    the median levels of the flats and of the darks (of two frames: the brighter flat, the
+    darker dark). Frames that are all NaN are left to the caller (averaged out as NaN)."""
+    flat_levels, dark_levels = _frame_levels(flats), _frame_levels(darks)
+    if not (np.isfinite(flat_levels).any() and np.isfinite(dark_levels).any()):
+        return flats, darks
+    flat_ref = _reference_level(flat_levels, np.max)
+    dark_ref = _reference_level(dark_levels, np.min)
+    gain = flat_ref - dark_ref
+    if not gain > 0:  # flats and darks swapped or no beam at all: the caller's check says so
+        return flats, darks
+    unlit = flat_levels < dark_ref + BAD_FRAME_SHARE * gain  # NaN levels compare False: kept
+    lit = dark_levels > dark_ref + BAD_FRAME_SHARE * gain
+    for bad, kind, why in ((unlit, "flat", "not lit (beam off or shutter closed?)"),
+                           (lit, "dark", "taken with the beam on")):
+        if bad.any():
+            frames = ", ".join(str(i) for i in np.flatnonzero(bad))
+            warnings.warn(f"{where or 'scan'}: {kind} frame(s) {frames} of {bad.size} look {why}: left out of "
+                          f"the mean {kind}", DataRepairWarning, stacklevel=3)
+    return flats[~unlit], darks[~lit]
+
+
+def _frame_levels(frames: np.ndarray) -> np.ndarray:
+    """(k,) median finite count of each frame of (k, z, col); NaN for a frame with none."""
+    flat = np.asarray(frames, dtype=np.float64).reshape(len(frames), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(np.where(np.isfinite(flat), flat, np.nan), axis=1)
+
+
+def _reference_level(levels: np.ndarray, of_two) -> float:
+    """The median of the finite ``levels``; of two, ``of_two`` of them (the median cannot tell
+    the bad one from the good)."""
+    good = levels[np.isfinite(levels)]
+    return float(of_two(good) if good.size == 2 else np.median(good))
 
 
 def saturation_hint(flats: np.ndarray) -> str | None:

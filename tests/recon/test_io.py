@@ -293,6 +293,39 @@ def test_a_sample_wider_than_the_field_is_not_taken_for_dropped_frames():
     np.testing.assert_allclose(out[0], np.minimum(p, -np.log(1e-3)), atol=1e-3)
 
 
+@pytest.mark.parametrize("n_flats, n_darks", [(4, 3), (2, 2)])
+def test_unlit_flats_and_darks_with_the_beam_on_are_left_out(small_scan, n_flats, n_darks):
+    """A blank flat frame (zeros; one at the dark level) and a dark frame taken with the beam
+    on are left out of the means, each named in one warning: the line integrals are the
+    clean scan's. Two of a kind (the median cannot tell them apart): the brighter flat, the
+    darker dark is the reference. Flats 3 % apart, as before and after a scan, all stay."""
+    flats, darks = small_scan.flats[:n_flats].copy(), small_scan.darks[:n_darks].copy()
+    flats[0] *= 1.03
+    darks[0] = small_scan.flats[0] * 1.03  # the beam was on
+    flats[-1] = 0.0  # the shutter was closed
+    if n_flats > 2:
+        flats[1] = small_scan.darks[0]
+    with pytest.warns(DataRepairWarning) as record:
+        p = line_integrals(RawChunk(small_scan.tomo, flats, darks, source="x.h5"))
+    bad_flats = "1, 3 of 4" if n_flats > 2 else f"1 of 2"
+    assert [str(w.message) for w in record] == [
+        f"x.h5: flat frame(s) {bad_flats} look not lit (beam off or shutter closed?): left out of the mean flat",
+        f"x.h5: dark frame(s) 0 of {n_darks} look taken with the beam on: left out of the mean dark"]
+    good_flats = [0, 2] if n_flats > 2 else [0]
+    clean = line_integrals(RawChunk(small_scan.tomo, flats[good_flats], darks[1:]))
+    np.testing.assert_array_equal(p, clean)
+    assert np.abs(p - small_scan.p.transpose(1, 0, 2)).max() < 0.04  # the kept flats are 1.5-3 % bright
+
+
+def test_flats_of_a_drifting_beam_are_all_kept(small_scan):
+    flats = small_scan.flats.copy()
+    flats *= np.array([0.8, 0.95, 1.05, 1.2], np.float32)[:, None, None]  # ±20 %: kept, averaged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataRepairWarning)
+        p = line_integrals(RawChunk(small_scan.tomo, flats, small_scan.darks))
+    np.testing.assert_allclose(p, small_scan.p.transpose(1, 0, 2), atol=2e-4)
+
+
 def test_mostly_dropped_frames_are_refused(small_scan):
     tomo = small_scan.tomo.copy()
     tomo[2:30:6] = 0.0  # 5 of 32 frames
