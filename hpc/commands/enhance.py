@@ -61,6 +61,22 @@ def _tiff_files(spec: str) -> list[Path] | None:
     return files
 
 
+def _read_tiff(path: str | Path) -> np.ndarray:
+    """All the images of a TIFF file: its one series, or the series stacked as slices (z, y, x)
+    where a writer stored each page apart (tifffile ``write`` once per slice); FlytomoError
+    where those differ in shape."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series
+        if len(series) <= 1:
+            return tif.asarray()
+        images = [np.squeeze(s.asarray()) for s in series]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1 or images[0].ndim != 2:
+        raise FlytomoError(path, f"holds {len(images)} images of shapes {', '.join(map(str, sorted(shapes)))}: "
+                                 "give one slice or a stack of slices of one size")
+    return np.stack(images)
+
+
 def _grey_image(path: Path) -> np.ndarray:
     """A PNG/JPEG/BMP slice as (y, x) in its own type. A grey image stored as RGB(A) (equal
     channels, to JPEG's rounding of 1 % of the range) gives its mean channel; colour is refused:
@@ -93,7 +109,9 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
     attrs: dict = {}
     if files is not None:
         try:
-            slices = [tifffile.imread(f) for f in files]
+            slices = [_read_tiff(f) for f in files]
+        except FlytomoError:
+            raise
         except Exception as err:  # tifffile raises several types for a damaged file
             raise FlytomoError(spec, f"not a readable TIFF stack ({type(err).__name__}: {err})") from None
         shapes = {s.shape for s in slices}
@@ -109,7 +127,9 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
                                      "method: rrdb, or enhance one scan's volume from flytomo recon")
     elif path.suffix.lower() in TIFF_SUFFIXES:
         try:
-            volume = tifffile.imread(path)
+            volume = _read_tiff(path)
+        except FlytomoError:
+            raise
         except Exception as err:
             raise FlytomoError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from None
     elif path.suffix.lower() in IMAGE_SUFFIXES:

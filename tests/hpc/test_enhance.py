@@ -127,6 +127,29 @@ def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):
         assert main(["enhance", str(folder / "recon_*.tiff"), "--out", str(npy), "--input-kind", "fbp",
                      "--quiet"]) == 0
     np.testing.assert_array_equal(np.load(npy), got)
+    # the same slices in one file written a page at a time (tifffile stores a series per page)
+    pages = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(pages) as w:
+        for s in stack:
+            w.write((1000 * s).astype(np.float32))
+    with tifffile.TiffFile(pages) as tif:
+        assert len(tif.series) == 3
+    paged = tmp_path / "paged.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["enhance", str(pages), "--out", str(paged), "--input-kind", "fbp", "--quiet"]) == 0
+    np.testing.assert_array_equal(np.load(paged), got)
+
+
+def test_a_tiff_of_pages_of_different_sizes_is_refused(tmp_path):
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as w:
+        w.write(np.ones((64, 64), np.float32))
+        w.write(np.ones((32, 32), np.float32))
+    r = run_cli("enhance", str(path), "--out", str(tmp_path / "out.tif"), "--input-kind", "fbp")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "mixed.tif: holds 2 images of shapes (32, 32), (64, 64)" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed.tif"]
 
 
 def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
