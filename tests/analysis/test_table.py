@@ -136,5 +136,10 @@ def test_table_rows_and_files(tmp_path):
     back_pq = pd.read_parquet(pq)
     assert list(back_csv.columns) == COLUMNS and list(back_pq.columns) == COLUMNS
     np.testing.assert_allclose(back_pq["crack_fraction"], df["crack_fraction"])
+    np.testing.assert_allclose(back_csv["crack_fraction"], df["crack_fraction"], rtol=1e-7)
+    # Unix times stay exact to the millisecond in the CSV (8 digits would round them to 100 s)
+    unix = df.assign(start_time_s=df["start_time_s"] + 1_709_308_837.25)
+    csv, _ = write_table(unix, tmp_path / "unix")
+    np.testing.assert_array_equal(pd.read_csv(csv)["start_time_s"], unix["start_time_s"])
     assert back_pq["scan_id"].tolist() == ["100", "101", "102"]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
