@@ -266,8 +266,8 @@ class RunSummary:
         if self.failed_scans:
             out.append(f"failed     {len(self.failed_scans)} scan(s) ({self.failed} units); "
                        "rerun the same command to retry only these:")
-            for f, reason in sorted(self.failed_scans.items()):
-                out.append(f"  {f}: {reason}")
+            for f, reason in sorted(self.failed_scans.items()):  # a reason that names its file as it is
+                out.append(f"  {reason}" if Path(reason.split(": ", 1)[0]).name == f else f"  {f}: {reason}")
         return out
 
     def to_dict(self) -> dict:

@@ -51,6 +51,8 @@ def test_one_unreadable_scan_fails_alone_and_is_retried(reference, sim, tmp_path
     per_scan = SIZE // ROWS
     assert f"{UNITS - per_scan} done now" in r.stdout and f"{per_scan} failed" in r.stdout
     assert "scan_0002.h5:" in r.stdout
+    reason = next(line for line in r.stdout.splitlines() if "scan_0002.h5:" in line and line.startswith("  "))
+    assert reason.count("scan_0002.h5") == 1, reason  # the file named once
     store = tmp_path / "store.zarr"
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
     assert attrs["status"] == "incomplete"
