@@ -32,6 +32,8 @@ def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
         z1 = int(b) if b.strip() else n_rows
     except ValueError:
         raise FlytomoError(where, f"--rows must look like A:B (e.g. 100:164), got {text!r}") from None
+    if z0 >= z1:
+        raise FlytomoError(where, f"--rows {text} selects no rows: A:B takes rows A to B-1, so A must be below B")
     if not 0 <= z0 < z1 <= n_rows:
         raise FlytomoError(where, f"rows {z0}:{z1} are outside the scan's rows 0:{n_rows}")
     return z0, z1

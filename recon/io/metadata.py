@@ -111,6 +111,7 @@ def angles_in_degrees(ds: h5py.Dataset, path: Path) -> np.ndarray:
         factor = _ANGLE_UNITS.get(unit.lower())
         if factor is None:
             raise FlytomoError(path, f"dataset '{ds.name}' has units '{unit}', expected degrees or radians")
+        _check_units_fit(values, unit, factor, ds.name, path)
         return values * factor
     finite = values[np.isfinite(values)]
     span = float(finite.max() - finite.min()) if finite.size > 1 else 0.0
@@ -118,6 +119,29 @@ def angles_in_degrees(ds: h5py.Dataset, path: Path) -> np.ndarray:
         assume(path, f"'{ds.name}' has no units and spans {span:.3f}: taken as radians ({math.degrees(span):.1f}°)")
         return np.rad2deg(values)
     return values
+
+
+def _check_units_fit(values: np.ndarray, unit: str, factor: float, name: str, path: Path) -> None:
+    """FlytomoError where angles span a half or a whole turn (with or without the end angle,
+    within 0.5 %; at least 10 angles) in the other unit than ``unit`` says: degrees labelled
+    radians span 180 or 360 "rad" (28 or 57 turns), radians labelled degrees 3.14 or 6.28 "°"
+    (no tomography turns 6°)."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 10:
+        return
+    ordered = np.sort(finite)
+    step = float(np.median(np.diff(ordered)))
+    spans = (float(ordered[-1] - ordered[0]), float(ordered[-1] - ordered[0]) + step)  # end angle left out or not
+    if factor == 1.0:
+        turns, other = (math.pi, 2 * math.pi), "radians"
+    elif factor == _ANGLE_UNITS["rad"]:
+        turns, other = (180.0, 360.0), "degrees"
+    else:
+        return
+    for turn, word in zip(turns, ("half", "whole")):
+        if any(abs(span - turn) <= 0.005 * turn for span in spans):
+            raise FlytomoError(path, f"dataset '{name}' says its angles are in '{unit}' but they span {spans[0]:.4g}, "
+                                     f"a {word} turn in {other}: correct its units attribute")
 
 
 def parse_time_s(value: Any) -> float | None:

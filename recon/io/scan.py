@@ -134,6 +134,9 @@ class HDF5Scan:
             raise FlytomoError(path, f"{angles.size} angles for {n_angles} projections")
         if not np.all(np.isfinite(angles)):
             raise FlytomoError(path, f"{int(np.sum(~np.isfinite(angles)))} of the angles are NaN or infinite")
+        if np.unique(angles).size < 2:
+            raise FlytomoError(path, f"all {n_angles} projection(s) are at {angles[0]:g}°: a tomogram needs "
+                                     "projections at several angles (is the angle dataset a placeholder?)")
         return cls(path, format, tomo, flats, darks, angles, dict(metadata), (n_angles, *frame))
 
     def read(self, z0: int, z1: int) -> RawChunk:

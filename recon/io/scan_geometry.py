@@ -47,6 +47,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if center is None:
         center = float(meta["center"]) if meta.get("center") is not None else "auto"
     where = getattr(reader, "path", "scan")
+    if isinstance(center, (int, float)) and not -0.5 <= center <= n_cols - 0.5:
+        raise FlytomoError(where, f"center {center:g} is outside the detector's columns 0-{n_cols - 1}: the rotation "
+                                  "axis must project onto the detector (give a column inside, or 'auto')")
     sino, band = None, None
     found = False  # the axis searched for here (not given, not the middle)
 
@@ -60,8 +63,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if center == "middle":
         center = None
     elif center == "auto":
+        rows_sino()  # rows that cannot be read fail the scan here, not the axis search alone
         try:
-            rows_sino()
             if jitter is None and (hint := jitter_hint(sino, reader.angles_deg)) is not None:
                 warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
             center = find_center(sino, reader.angles_deg)
@@ -77,7 +80,11 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
             center = None
         else:
             mid, radius = (n_cols - 1) / 2, search_radius_px(n_cols)
-            if abs(center - mid) > radius - 1:
+            if not -0.5 <= center <= n_cols - 0.5:  # the search failed (e.g. a few degrees of angles)
+                assume(where, f"rotation axis not found (the search ended at column {center:.1f}, off the "
+                              f"detector): the detector's middle column {mid:g} is used")
+                center = None
+            elif abs(center - mid) > radius - 1:
                 assume(where, f"rotation axis found at column {center:.2f}, at the edge of the columns searched "
                               f"({mid - radius:g}-{mid + radius:g}): it may be wrong (a sample wider than the field "
                               "of view, or an axis far off the middle?); check the volume, or give the center "

@@ -84,6 +84,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
     cases.append((["recon", str(scan), "--out", str(out), "--method", "sart"], "unknown method"))
     cases.append((["recon", str(scan), "--out", str(out), "--method", "fbp", "--iterations", "4"], "no --iterations"))
     cases.append((["recon", str(scan), "--out", str(out), "--center", "centre"], "--center"))
+    cases.append((["recon", str(scan), "--out", str(out), "--center", "1000"],
+                  "center 1000 is outside the detector's columns 0-"))
+    cases.append((["recon", str(scan), "--out", str(out), "--rows", "6:2"], "--rows 6:2 selects no rows"))
     for args, expected in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)

@@ -419,7 +419,34 @@ def _bad_image_key(p: Path) -> Path:
     return p
 
 
+def _radians_labelled_degrees(p: Path) -> Path:
+    return write_dxchange_tomopy(p, HALF, theta=np.deg2rad(HALF), theta_units="deg")
+
+
+def _degrees_labelled_radians(p: Path) -> Path:
+    return write_dxchange_tomopy(p, FULL, theta=FULL, theta_units="rad")
+
+
+def _one_angle(p: Path) -> Path:
+    return write_dxchange_tomopy(p, HALF, theta=np.zeros_like(HALF))
+
+
+def _flats_and_darks_swapped(p: Path) -> Path:
+    write_dxchange_tomopy(p, HALF)
+    with h5py.File(p, "r+") as f:
+        f.move("exchange/data_white", "exchange/white")
+        f.move("exchange/data_dark", "exchange/data_white")
+        f.move("exchange/white", "exchange/data_dark")
+    return p
+
+
 REFUSED = {
+    "radians-labelled-degrees": (_radians_labelled_degrees, r"'/exchange/theta' says its angles are in 'deg' but they "
+                                                            r"span 3\.1\d*, a half turn in radians"),
+    "degrees-labelled-radians": (_degrees_labelled_radians, r"in 'rad' but they span 35\d\.?\d*, a whole turn in degrees"),
+    "one-angle": (_one_angle, r"all \d+ projection\(s\) are at 0°"),
+    # the axis search reads the rows first: the file's problem alone, no fallback warning before it
+    "flats-and-darks-swapped": (_flats_and_darks_swapped, r"flat field not above the dark level in 100%"),
     "counts-without-flats": (_counts_without_flats, r"no flat fields \('/exchange/data_white' is missing\), .*uint16 counts"),
     "angle-units": (_angle_units, r"'/exchange/theta' has units 'steps', expected degrees or radians"),
     "float-counts-without-flats": (_float_counts_without_flats, r"no flat fields .*neither transmissions"),
