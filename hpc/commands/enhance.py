@@ -213,7 +213,8 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
 
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0) -> None:
     """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
-    ``zero``: the input's value of zero attenuation, taken off before the network and put back."""
+    ``zero``: the input's value of zero attenuation, taken off before the network and put back.
+    Non-finite input pixels are zero attenuation to the network and NaN in the output."""
     bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
                disable=args.quiet or None)
     n_bad = 0
@@ -227,11 +228,13 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
             part = part - np.float32(zero)
         result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
                               amp=args.amp)
-        sink[z0:z0 + len(part)] = result + np.float32(zero) if zero else result
+        result = result + np.float32(zero) if zero else result
+        sink[z0:z0 + len(part)] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
         bar.update(len(part))
     bar.close()
     if n_bad:
-        warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as zero attenuation", stacklevel=1)
+        warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as zero attenuation by the network "
+                      "and left NaN in the output (a mask kept)", stacklevel=1)
 
 
 def run(args: argparse.Namespace) -> int:

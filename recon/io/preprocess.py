@@ -167,8 +167,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         _repair(p, dead, nonfinite)
     # the same words for every chunk of a file, so the command line shows each once per scan
     if has_dead:
-        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark) are repaired by interpolation "
-                      "from neighbouring columns", DataRepairWarning, stacklevel=2)
+        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark, or no finite flat or dark) are "
+                      "repaired by interpolation from neighbouring columns", DataRepairWarning, stacklevel=2)
     if has_nan:
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)

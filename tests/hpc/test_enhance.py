@@ -226,7 +226,7 @@ def test_fbp_slices_take_the_network_their_size_fits(tmp_path):
         assert open_volume(out)[1]["model"]["name"] == name
 
 
-def test_nan_pixels_are_taken_as_zero_with_a_warning(tmp_path):
+def test_nan_pixels_are_taken_as_zero_and_stay_nan_with_a_warning(tmp_path):
     img = np.zeros((64, 64), np.float32)
     img[16:48, 16:48] = 0.05
     img[:2] = np.nan  # e.g. outside a reconstruction circle
@@ -236,7 +236,7 @@ def test_nan_pixels_are_taken_as_zero_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="128 NaN/infinite pixel"):
         assert main(["enhance", str(src), "--out", str(out), "--input-kind", "mlem-flyscan", "--quiet"]) == 0
     got = tifffile.imread(out)
-    assert got.shape == (64, 64) and np.all(np.isfinite(got))
+    assert got.shape == (64, 64) and np.all(np.isnan(got[:2])) and np.all(np.isfinite(got[2:]))
 
 
 def test_the_seed_network_on_the_real_slice(tmp_path):

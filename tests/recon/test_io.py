@@ -243,7 +243,7 @@ def test_dead_pixel_and_nan_repaired_with_warning(small_scan):
     with pytest.warns(DataRepairWarning) as record:
         p = line_integrals(RawChunk(tomo, flats, small_scan.darks, source="x.h5"))
     assert [str(w.message) for w in record] == [
-        "x.h5: dead detector pixels (flat ≤ dark) are repaired by interpolation from neighbouring columns",
+        "x.h5: dead detector pixels (flat ≤ dark, or no finite flat or dark) are repaired by interpolation from neighbouring columns",
         "x.h5: NaN/inf projection counts are repaired by interpolation from neighbouring columns"]
     assert np.all(np.isfinite(p))
     truth = small_scan.p.transpose(1, 0, 2)
