@@ -6,6 +6,8 @@ again with one defect each:
 
 - ``dead column``: one detector column with flat = dark;
 - ``dropped frames``: two exposures without beam (counts at the dark level, then zeros);
+- ``unlit flats, a dark with beam``: 2 of the 10 flat frames at the dark level (shutter
+  closed), 1 of the 10 dark frames at the flat level (beam on);
 - ``air in the middle``: the sample only above and below the middle 40 % of the rows;
 - ``zingers``: 0.1 % of the counts raised 2–10× (also run with ``--remove-outliers 0.3``);
 - ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats';
@@ -64,6 +66,15 @@ def _dropped_frames(f: h5py.File) -> None:
     a = f["exchange/data"].shape[0] // 4
     f["exchange/data"][a] = f["exchange/data_dark"][0]
     f["exchange/data"][a + 1] = 0.0
+
+
+def _bad_flat_and_dark(f: h5py.File) -> None:
+    """Two of the 10 flats unlit (the shutter closed: dark counts) and one of the 10 darks taken
+    with the beam on (flat counts)."""
+    flats, darks = f["exchange/data_white"], f["exchange/data_dark"]
+    bright, dim = flats[0], darks[1]
+    flats[3], flats[7] = dim, dim
+    darks[5] = bright
 
 
 def _air_rows(n_rows: int) -> slice:
@@ -144,6 +155,7 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("as simulated", None, ()),
     ("dead column", _dead_column, ()),
     ("dropped frames", _dropped_frames, ()),
+    ("unlit flats, a dark with beam", _bad_flat_and_dark, ()),
     ("air in the middle", _air_in_the_middle, ()),
     ("zingers", _zingers, ()),
     (f"zingers, --remove-outliers {OUTLIER_THRESHOLD}", _zingers, ("--remove-outliers", str(OUTLIER_THRESHOLD))),

@@ -7,11 +7,12 @@ def test_every_defect_is_mended_and_reported(tmp_path):
     bench = load_bench("raw_defects")
     result = bench.run(48, 72, tmp_path)
     rows = {r["case"]: r for r in result["rows"]}
-    assert len(rows) == len(bench.CASES) == 25
+    assert len(rows) == len(bench.CASES) == 26
     true_center = result["settings"]["true_center"]
     assert all(abs(r["center"] - true_center) < 0.5 for r in rows.values()), rows
     clean = rows["as simulated"]
-    for case in ("dead column", "dropped frames", "air in the middle", "zingers, --remove-outliers 0.3"):
+    for case in ("dead column", "dropped frames", "unlit flats, a dark with beam", "air in the middle",
+                 "zingers, --remove-outliers 0.3"):
         assert rows[case]["mlem-flyscan"] > clean["mlem-flyscan"] - 0.3, (case, rows[case], clean)
         assert rows[case]["fbp"] > clean["fbp"] - 0.4, (case, rows[case], clean)
     assert rows["zingers"]["fbp"] < clean["fbp"] - 2.0  # what the opt-in removal is for
@@ -55,3 +56,5 @@ def test_every_defect_is_mended_and_reported(tmp_path):
     assert rows["as simulated"]["warnings"] == []
     assert [w for w in rows["dropped frames"]["warnings"] if "dropped frames" in w]
     assert [w for w in rows["air in the middle"]["warnings"] if "show no sample" in w]
+    bad = rows["unlit flats, a dark with beam"]["warnings"]  # left out, each kind said once
+    assert sorted(w.split(" look ")[0] for w in bad) == ["dark frame(s) 5 of 10", "flat frame(s) 3, 7 of 10"], bad
