@@ -71,7 +71,10 @@ def _span_text(a: float, b: float) -> str:
 
     if not _is_unix_time(a):
         return f"{a:g}..{b:g} s"
-    da, db = (datetime.fromtimestamp(x, timezone.utc) for x in (a, b))
+    try:
+        da, db = (datetime.fromtimestamp(x, timezone.utc) for x in (a, b))
+    except (OverflowError, OSError, ValueError):  # beyond the calendar's years
+        return f"{a:g}..{b:g} s"
     end = db.strftime("%H:%M:%S" if da.date() == db.date() else "%Y-%m-%d %H:%M:%S")
     return f"{da:%Y-%m-%d %H:%M:%S}..{end} UTC"
 
@@ -121,14 +124,38 @@ def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) 
     return None
 
 
-def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
-    """Seconds from numbers (in ``unit``) or from date-times (ISO text; naive = UTC, as in
-    the scan files) → Unix seconds."""
+#: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973)
+UNIX_MS_MIN = 1e11
+_TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """Numbers of a log column, decimal commas ("25,3", as semicolon-separated spreadsheets
+    write them) included; NaN where a value is not a number."""
     num = pd.to_numeric(values, errors="coerce")
+    text = values.astype(str)
+    comma = text.str.match(_DECIMAL_COMMA) & num.isna()
+    if comma.any():
+        num = num.where(~comma, pd.to_numeric(text.where(comma).str.replace(",", ".", regex=False), errors="coerce"))
+    return num
+
+
+def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
+    """Seconds from numbers (in ``unit``; unit-less ones above :data:`UNIX_MS_MIN` are Unix
+    milliseconds) or from date-times (ISO text; naive = UTC, as in the scan files) → Unix
+    seconds. Times of day without a date are refused: which day they belong to is a guess."""
+    num = _numbers(values)
     if num.notna().mean() > 0.5:
         if unit not in ("", *_TIME_UNITS):
             raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
+        if unit == "" and float(np.nanmedian(num)) > UNIX_MS_MIN:
+            return num.to_numpy(float) * 1e-3
         return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)
+    text = values.astype(str)
+    if text.str.match(_TIME_OF_DAY).mean() > 0.5:
+        raise FlytomoError(path, f"the time column holds times of day without a date ({text.iloc[0].strip()!r}); "
+                                 "write date-times (2024-05-02 09:00:00) or seconds")
     when = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="mixed")
     return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
 
@@ -140,17 +167,28 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     The file is delimited text (comma, semicolon or tab; ``#`` starts a comment). Its time
     column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
     …, any case, a unit in brackets: ``Time (min)`` is converted to seconds) holding seconds
-    or ISO date-times (Unix seconds; a date without a zone is UTC, as in the scan files). Its
-    temperature column is ``temperature_C`` or ``temperature``, ``temp``, ``T`` with an
-    optional unit (``T (K)``, ``temperature_K`` are converted to °C).
+    or ISO date-times (Unix seconds; a date without a zone is UTC, as in the scan files;
+    unit-less numbers above 1e11 are Unix milliseconds). Its temperature column is
+    ``temperature_C`` or ``temperature``, ``temp``, ``T`` with an optional unit (``T (K)``,
+    ``temperature_K`` are converted to °C). Decimal commas ("25,3") and a UTF-8 BOM or a
+    Windows-1252 file, as spreadsheets write them, are read.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FlytomoError(path, "is a folder; give the temperature log file")
     if not path.is_file():
         raise FlytomoError(path, "no such temperature log")
-    try:
-        df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True)
-    except Exception as err:
-        raise FlytomoError(path, f"cannot read the temperature log as CSV ({err})") from None
+    df = None
+    for encoding in ("utf-8-sig", "cp1252"):  # a BOM as Excel writes it; else a Windows code page
+        try:
+            df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, encoding=encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+        except Exception as err:
+            raise FlytomoError(path, f"cannot read the temperature log as CSV ({err})") from None
+    if df is None:
+        raise FlytomoError(path, "the temperature log is neither UTF-8 nor Windows-1252 text")
     df.columns = [str(c).strip() for c in df.columns]
     tcol = _pick(list(df.columns), TIME_NAMES)
     ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol)
@@ -161,7 +199,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
     key, unit = _column_key(ccol)
     unit = unit or ("k" if key.endswith("_k") else "c")
-    temps = pd.to_numeric(df[ccol], errors="coerce").to_numpy(float)
+    temps = _numbers(df[ccol]).to_numpy(float)
     if unit == "k":
         temps = temps - 273.15
     elif unit == "f":
@@ -245,6 +283,11 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     hi = np.fmax(b, np.where(np.isfinite(dur), start + dur, b))
     eps = 1e-9 * max(1.0, abs(lt[-1]))
     outside = (lo < lt[0] - eps) | (hi > lt[-1] + eps)
+    if extrapolate and ((hi < lt[0] - eps) | (lo > lt[-1] + eps)).all():
+        raise FlytomoError(
+            log_path or "temperature log",
+            f"no scan falls inside the temperature log (the scans run {_span_text(lo.min(), hi.max())}, the log "
+            f"{_span_text(lt[0], lt[-1])}): extrapolating would give every scan the log's end value")
     if outside.any() and not extrapolate:
         i = int(np.flatnonzero(outside)[0])
         more = int(outside.sum()) - 1

@@ -49,6 +49,10 @@ def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
     df = scan_temperatures(_scans(4), log, path, extrapolate=True)
     assert df["temperature_C"].iloc[-1] == pytest.approx(log["temperature_C"].iloc[-1])
     assert np.isfinite(df["heating_rate_C_per_min"]).all()
+    # ... but not a log no scan falls into: every temperature would be made up
+    later = read_temperature_log(write_log(tmp_path / "later.csv", t0=10_000.0, t_end=10_600.0))
+    with pytest.raises(FlytomoError, match=r"later\.csv: no scan falls inside the temperature log"):
+        scan_temperatures(_scans(4), later, tmp_path / "later.csv", extrapolate=True)
 
 
 def test_a_log_on_another_clock_is_named_as_such(tmp_path):
@@ -86,6 +90,7 @@ def test_temperature_from_metadata_without_log():
     ("t,temp\n0,1\n1,2\n", "lacks column"),
     ("time_s,temperature_C\n0,20\n1,abc\n", "line 3"),
     ("time_s,temperature_C\n0,20\n", "at least two"),
+    ("time,temperature_C\n09:00:00,20\n09:01:00,30\n", r"times of day without a date \('09:00:00'\)"),
 ])
 def test_bad_logs(tmp_path, text, match):
     p = tmp_path / "bad.csv"
@@ -95,6 +100,10 @@ def test_bad_logs(tmp_path, text, match):
     assert "bad.csv" in str(err.value)
     with pytest.raises(FlytomoError, match="no such temperature log"):
         read_temperature_log(tmp_path / "missing.csv")
+    with pytest.raises(FlytomoError, match="is a folder"):
+        read_temperature_log(tmp_path)
+    (tmp_path / "cp1252.csv").write_bytes("time_s;Temperature (°C)\n0;25,5\n60;30\n".encode("cp1252"))
+    assert read_temperature_log(tmp_path / "cp1252.csv")["temperature_C"].tolist() == [25.5, 30.0]
 
 
 @pytest.mark.parametrize("text, times, temps", [
@@ -104,12 +113,17 @@ def test_bad_logs(tmp_path, text, match):
     ("timestamp,temp\n2026-12-01T10:00:00,25\n2026-12-01T10:01:00Z,75\n", [1796119200, 1796119260], [25, 75]),
     ("Time,Temperature_K\n2026-12-01 11:00:00+01:00,298.15\n2026-12-01 11:01:00+01:00,348.15\n",
      [1796119200, 1796119260], [25, 75]),
+    # spreadsheets: a UTF-8 BOM (Excel's "CSV UTF-8"), decimal commas with semicolons, CRLF
+    ("\ufefftime,temperature_C\r\n0,25\r\n60,75\r\n", [0, 60], [25, 75]),
+    ("time_s;temperature_C\n0;25,5\n60,5;75,25\n", [0, 60.5], [25.5, 75.25]),
+    # Unix milliseconds, as many loggers write them
+    ("timestamp,temp\n1796119200000,25\n1796119260500,75\n", [1796119200, 1796119260.5], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and
     ISO date-times (naive = UTC, as in the scan files) all read as seconds and °C."""
     p = tmp_path / "log.csv"
-    p.write_text(text)
+    p.write_bytes(text.encode("utf-8"))
     df = read_temperature_log(p)
     np.testing.assert_allclose(df["time_s"], times)
     np.testing.assert_allclose(df["temperature_C"], temps, atol=1e-9)
