@@ -24,8 +24,11 @@ def _relative(p: str, base: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpc.config import CONFIG_NAME, check_config, default_config, dump_config
+    from hpc.config import CONFIG_NAME, check_config, default_config, dump_config, resolve_scans
 
+    files, missing = resolve_scans(args.scans, Path.cwd())
+    if not files:  # nothing to write a config for
+        raise FlytomoError(None, missing[0].message if missing else f"{args.scans!r} names no scan files")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise FlytomoError(out, "exists and is not a folder")
@@ -46,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     _, problems = check_config(path)
     for p in problems:
         print(f"  {'warning' if p.warning else 'problem'}: {p}")
-    if any(not p.warning for p in problems):
+    if any(not p.warning for p in problems):  # written to be edited; not runnable as it is
         print(f"fix the problems above, then: flytomo check {path}")
+        return 2
     return 0
 
 

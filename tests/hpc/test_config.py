@@ -134,6 +134,21 @@ def test_init_writes_runnable_relative_config(tmp_path, sim, monkeypatch, capsys
     assert main(["init", "raw/scan_*.h5", "--out", str(out)]) == 2  # exists: refuse without --force
 
 
+def test_init_that_cannot_make_a_runnable_config_exits_2(tmp_path, sim, monkeypatch, capsys):
+    """A glob that matches no file: one line, exit 2, nothing written. A config with a problem
+    (a log that is not there): written, to be edited, with the problem said, and exit 2, so
+    `flytomo init ... && flytomo run ...` stops there."""
+    monkeypatch.chdir(sim.folder)
+    capsys.readouterr()
+    assert main(["init", "raw/*.nxs", "--out", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no file matches 'raw/*.nxs'" in err[0], err
+    assert not (tmp_path / "none").exists()
+    assert main(["init", "raw/scan_*.h5", "--temperature", "raw/no_log.csv", "--out", str(tmp_path / "draft")]) == 2
+    assert "problem: temperature_log" in capsys.readouterr().out
+    assert (tmp_path / "draft" / "experiment.yaml").is_file()
+
+
 def test_paths_relative_to_the_config_folder(tmp_path, sim):
     cfg = write_config(tmp_path / "a", sim, copy_raw=True, scans="raw/scan_*.h5",
                        temperature_log="raw/temperature.csv")
