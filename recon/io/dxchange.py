@@ -46,7 +46,7 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     scan_id = as_float(lookup(f, "scan_id"))
     meta: dict[str, Any] = {
         "scan_id": None if scan_id is None else int(scan_id),
-        "scan_time": parse_time_s(lookup(f, "scan_time", "process/acquisition/start_date")),
+        "scan_time": parse_time_s(lookup(f, "scan_time", "process/acquisition/start_date"), path),
         "energy_keV": as_float(lookup(f, "energy_keV", "measurement/instrument/monochromator/energy")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or dataset_pixel_size_nm(
             f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's

@@ -49,7 +49,7 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     angles = angles_in_degrees(dataset(f, "angle", path, "rotation angles, degrees"), path)
     meta: dict[str, Any] = {
         "scan_id": _int_or_none(as_float(lookup(f, "scan_id"))),
-        "scan_time": parse_time_s(lookup(f, "scan_time")),
+        "scan_time": parse_time_s(lookup(f, "scan_time"), path),
         "energy_keV": as_float(lookup(f, "X_eng")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "Pixel Size")),
     }

@@ -144,22 +144,38 @@ def _check_units_fit(values: np.ndarray, unit: str, factor: float, name: str, pa
                                      f"a {word} turn in {other}: correct its units attribute")
 
 
-def parse_time_s(value: Any) -> float | None:
+#: date formats read besides ISO 8601 (naive: UTC): APS Data Exchange's, year-first with
+#: slashes or dots, and C's ctime (SPEC, EPICS); day/month orders that could be read both ways are not
+DATE_FORMATS = ("%b %d, %Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f", "%Y.%m.%d %H:%M:%S",
+                "%a %b %d %H:%M:%S %Y")
+
+
+def parse_time_s(value: Any, where: Path | str | None = None) -> float | None:
     """Scan start time in seconds: a number (epoch or experiment clock), the first element of an
-    array, or a date string ("2021-11-16 10:00:00", ISO 8601, or "May 29, 2019 19:20:21" as APS
-    Data Exchange files write it; naive dates are taken as UTC)."""
+    array, or a date string (ISO 8601 "2021-11-16 10:00:00", or one of :data:`DATE_FORMATS`,
+    e.g. "May 29, 2019 19:20:21" as APS Data Exchange files write it; naive dates are taken as
+    UTC). None where there is none, or (with a warning naming ``where``) where the text is not
+    a date read here."""
     f = as_float(value)
     if f is not None:
         return f
     text = as_text(value)
     if not text:
         return None
+    text = text.strip()
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        try:
-            when = datetime.strptime(text, "%b %d, %Y %H:%M:%S")
-        except ValueError:
+        for fmt in DATE_FORMATS:
+            try:
+                when = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            if where is not None:
+                assume(Path(where), f"start time {text!r} is not a date flytomo reads (ISO 8601, "
+                                    "2024-05-02 09:00:00): the scan has no time")
             return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

@@ -116,7 +116,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
             select[PROJECTION] = select[PROJECTION][:-n_back]
     meta: dict[str, Any] = {
         "scan_id": _int(lookup(entry, "scan_id")),
-        "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time")),
+        "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time"), path),
         "energy_keV": _energy_keV(entry),
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }

@@ -214,6 +214,26 @@ def test_fxi_scan_time_as_text(tmp_path, small_scan):
     assert open_scan(path).metadata["scan_time"] == 100.0
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("2024-05-02T09:00:00", 1714640400.0), ("2024-05-02 09:00:00Z", 1714640400.0),
+    ("May 02, 2024 09:00:00", 1714640400.0), ("2024/05/02 09:00:00", 1714640400.0),
+    ("2024.05.02 09:00:00", 1714640400.0), ("Thu May  2 09:00:00 2024", 1714640400.0),
+    ("02/05/2024 09:00", None),  # day or month first? not guessed
+])
+def test_start_dates_as_instruments_write_them(tmp_path, small_scan, text, expected):
+    path = _write("fxi", tmp_path / "fxi.h5", small_scan)
+    with h5py.File(path, "r+") as f:
+        del f["scan_time"]
+        f["scan_time"] = text.encode()
+    if expected is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert open_scan(path).metadata["scan_time"] == expected
+    else:
+        with pytest.warns(UserWarning, match=r"fxi\.h5: start time '02/05/2024 09:00' is not a date flytomo reads"):
+            assert open_scan(path).metadata["scan_time"] is None
+
+
 # ---------------------------------------------------------------- normalisation
 
 
