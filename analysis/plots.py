@@ -56,6 +56,8 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     status is not ``ok`` are marked with grey crosses."""
     fig = Figure(figsize=(8, 4.2))
     ax = fig.add_subplot(111)
+    if np.isfinite(table["mid_time_s"].to_numpy(float)).any():  # lines join scans in time, not in file order
+        table = table.sort_values("mid_time_s", kind="stable", na_position="last")
     t = table["mid_time_s"].to_numpy(float)
     origin, since = clock_origin(table["start_time_s"].to_numpy(float))
     k, xlabel = _time_unit(np.concatenate([t, log["time_s"].to_numpy(float)]) if log is not None else t)

@@ -157,3 +157,20 @@ def test_table_rows_and_files(tmp_path):
     np.testing.assert_array_equal(pd.read_csv(csv)["start_time_s"], unix["start_time_s"])
     assert back_pq["scan_id"].tolist() == ["100", "101", "102"]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_the_time_plot_joins_scans_in_time_order(tmp_path, monkeypatch):
+    """Scans listed out of time order (file names that do not sort by time): the plot's line
+    runs through them by time, not back and forth in the table's order."""
+    import analysis.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi=130: figures.append(fig) or path)
+    table = pd.DataFrame({"scan_index": [0, 1, 2], "start_time_s": [200.0, 100.0, 300.0],
+                          "mid_time_s": [205.0, 105.0, 305.0], "temperature_C": [30.0, 20.0, 40.0],
+                          "crack_fraction": [0.02, 0.01, 0.03], "pore_fraction": [0.0, 0.0, 0.0],
+                          "status": ["ok", "ok", "ok"]})
+    plots.plot_crack_vs_time(table, tmp_path / "t.png")
+    crack = figures[0].axes[0].lines[0]
+    assert np.all(np.diff(crack.get_xdata()) > 0)
+    np.testing.assert_allclose(crack.get_ydata(), [1.0, 2.0, 3.0])
