@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -129,13 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         from recon.io._h5 import read_band_bytes  # here, not at import: `flytomo --help` reads no files
 
         read_band_bytes()  # FLYTOMO_READ_BAND_MB checked before any work
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
     except FlytomoError as err:
         print(f"flytomo: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("flytomo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`flytomo check ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
+        return 141  # 128 + SIGPIPE, as a shell tool ends
     finally:
         warnings.showwarning = show
         for line in once.summary():

@@ -232,3 +232,20 @@ def test_strict_yaml_keeps_safe_load_semantics():
     with pytest.raises(yaml.YAMLError) as err:
         load_yaml("a: [1\nb: 2\n")
     assert yaml_problem(err.value).startswith("line 2, column 2: expected ',' or ']'")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, sim):
+    """`flytomo check ... | head -1`: the reader has gone; no traceback, exit 141 as a shell tool."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path, sim)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to stdout fails with EPIPE
+    try:
+        r = subprocess.run([sys.executable, "-m", "hpc.cli", "check", str(cfg)], stdout=write_end,
+                           stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
