@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,8 @@ def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) 
     return None
 
 
+#: readings at one time that differ by more than this (°C) are averaged with a warning
+DUPLICATE_TIME_SPREAD_C = 1.0
 #: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973)
 UNIX_MS_MIN = 1e11
 _TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
@@ -212,6 +215,12 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
         row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
         raise FlytomoError(path, f"line {row}: {tcol} and {ccol} must be numbers"
                            f"{' or dates' if tcol != 'time_s' else ''} ({int(bad.sum())} bad row(s))")
+    spread = df.groupby("time_s")["temperature_C"].agg(np.ptp)
+    if (spread > DUPLICATE_TIME_SPREAD_C).any():
+        worst = spread.idxmax()
+        warnings.warn(f"{path}: {int((spread > DUPLICATE_TIME_SPREAD_C).sum())} time(s) repeat with temperatures "
+                      f"up to {spread.max():.3g} °C apart (at {worst:g} s): their mean is used", UserWarning,
+                      stacklevel=2)
     df = df.groupby("time_s", as_index=False)["temperature_C"].mean().sort_values("time_s")
     if len(df) < 2:
         raise FlytomoError(path, "the temperature log needs at least two readings")

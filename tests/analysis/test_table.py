@@ -159,6 +159,15 @@ def test_table_rows_and_files(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def test_repeated_log_times_are_averaged_and_said_where_they_disagree(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("time_s,temperature_C\n0,20\n0,20.5\n60,50\n60,1050\n120,80\n")
+    with pytest.warns(UserWarning, match=r"log\.csv: 1 time\(s\) repeat with temperatures up to 1e\+03 °C apart "
+                                         r"\(at 60 s\)"):
+        df = read_temperature_log(p)
+    assert df["temperature_C"].tolist() == [20.25, 550.0, 80.0]
+
+
 def test_the_time_plot_joins_scans_in_time_order(tmp_path, monkeypatch):
     """Scans listed out of time order (file names that do not sort by time): the plot's line
     runs through them by time, not back and forth in the table's order."""
