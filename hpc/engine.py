@@ -364,7 +364,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
 
         model_provenance(method, resolved)  # the networks load, checked before any scan is opened
         existing = st.read_attrs(store)
-        known = {Path(s.get("file", "")).name: s for s in existing.get("scans", []) if isinstance(s, dict)}
+        known = [s for s in existing.get("scans", []) if isinstance(s, dict)]
         corrections = cfg.reconstruction.corrections()
         if executor is None:
             executor = make_executor(cfg.executor)

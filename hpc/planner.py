@@ -182,9 +182,28 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
     return plan, [(w.category, str(w.message)) for w in caught]
 
 
+def _distinct_labels(plans: list[ScanPlan]) -> None:
+    """Scans named by their file (no scan id recorded) whose names repeat (A/tomo.h5, B/tomo.h5)
+    get their folder's name in front (A/tomo, B/tomo), so tables and plots tell them apart."""
+    from recon.io.readers import scan_label, split_scan_ref
+
+    counts: dict[str, int] = {}
+    for p in plans:
+        counts[p.scan_id] = counts.get(p.scan_id, 0) + 1
+    for p in plans:
+        if counts[p.scan_id] > 1 and p.scan_id == scan_label(p.path):
+            p.scan_id = f"{Path(split_scan_ref(p.path)[0]).parent.name}/{p.scan_id}"
+
+
+def _known_entry(known: list[dict] | None, index: int, file: Path) -> dict | None:
+    """The earlier run's entry for scan ``index`` if it is of ``file``'s name, else None."""
+    entry = next((s for s in known or [] if isinstance(s, dict) and s.get("index") == index), None)
+    return entry if entry is not None and Path(str(entry.get("file", ""))).name == file.name else None
+
+
 def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
-                 known: dict[str, dict] | None = None, scan_duration_s: float | None = None,
+                 known: list[dict] | None = None, scan_duration_s: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
                  map_fn: Callable[[Callable, list], list] | None = None) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
@@ -197,8 +216,10 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
-    known : store entries by file name from an earlier run; their centers and pads (and
-        jitter, tilt) are reused so a resumed run reconstructs with the same geometry.
+    known : the store's scan entries from an earlier run (its ``flytomo.scans``); the entry at
+        a scan's index, where it names a file of the same name, gives its center and pad (and
+        jitter, tilt) again, so a resumed run reconstructs with the same geometry (by index:
+        two scans of one name in two folders keep their own).
     scan_duration_s : the duration of a scan when the file does not record one (config
         ``scan_duration_s``); without either, the median spacing of scan starts (scans back
         to back).
@@ -215,7 +236,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         is asked whether the axis leans (the lean is the instrument's). With ``pad_columns``
         "auto", every scan gets the largest pad any scan chose (one pad per experiment).
     """
-    jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, (known or {}).get(Path(f).name), scan_duration_s,
+    jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
                       corrections, pad_columns, check_tilt=(i == 0)) for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
     plans = []
@@ -225,6 +246,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         plans.append(plan)
     if pad_columns == "auto":
         _pad_alike(plans)
+    _distinct_labels(plans)
     _fill_durations(plans)
     _warn_out_of_time_order(plans)
     if log is not None:

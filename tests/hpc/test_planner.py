@@ -111,6 +111,33 @@ def test_the_scans_of_an_experiment_are_padded_alike(tmp_path):
     notes = [str(w.message) for w in caught if "padded by 14" in str(w.message)]
     assert len(notes) == 1 and "pads of 0-14 columns" in notes[0], notes
     stored = plans[0].geometry.with_pad(10).to_dict()
-    resumed = survey_scans(files, center="auto", known={"scan_0.h5": {"geometry": stored}})
+    resumed = survey_scans(files, center="auto", known=[{"index": 0, "file": "scan_0.h5", "geometry": stored}])
     assert [p.geometry.pad_columns for p in resumed] == [10, 10, 10]
     assert [p.geometry.pad_columns for p in survey_scans(files, center="auto", pad_columns=5)] == [5, 5, 5]
+
+
+def test_two_scans_of_one_name_keep_their_own_geometry_on_resume(tmp_path):
+    """Scans A/tomo.h5 and B/tomo.h5 with their axes 3 px apart: a resumed survey gives each the
+    center its own store entry holds (entries were once looked up by file name: both got B's)."""
+    import numpy as np
+
+    from hpc.planner import survey_scans
+    from recon.io.dxchange import write_dxchange
+    from recon.phantoms import make_phantom
+    from recon.simulate import simulate_flyscan
+
+    angles = np.arange(90) * 2.0
+    vol = make_phantom("heterogeneous", 64, ndim=3, seed=4)[28:36]
+    files = []
+    for folder, shift in (("A", 0.0), ("B", 3.0)):
+        s = simulate_flyscan(vol, angles, 1.5, 20000, seed=1, center=31.5 + shift)
+        (tmp_path / folder).mkdir()
+        files.append(write_dxchange(tmp_path / folder / "tomo.h5", s.tomo, s.flats, s.darks, angles))
+    first = survey_scans(files, center="auto")
+    assert first[1].geometry.center - first[0].geometry.center == pytest.approx(3.0, abs=0.3)
+    known = [p.to_attrs(tmp_path) for p in first]
+    for entry, c in zip(known, (20.25, 40.75)):  # what a store would hold (made distinct here)
+        entry["geometry"]["center"] = c
+    resumed = survey_scans(files, center="auto", known=known)
+    assert [p.geometry.center for p in resumed] == [20.25, 40.75]
+    assert [p.scan_id for p in resumed] == ["A/tomo", "B/tomo"]  # told apart in tables and plots
