@@ -292,10 +292,9 @@ class Reconstructor:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise FlytomoError(None, "device cuda asked for, but torch sees no CUDA GPU here; use --device cpu")
-    return d
+    from recon.device import torch_device
+
+    return torch_device(device)
 
 
 def make_reconstructor(geometry: ScanGeometry, method: str, device: str = "cpu", **options: Any) -> Reconstructor:

@@ -780,10 +780,9 @@ class TrainResult(BaseModel):
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FlytomoError("device", f"{name!r} asked for but CUDA is not available")
-    return dev
+    from recon.device import torch_device
+
+    return torch_device(name, "device")
 
 
 # what a resume may change: the machine and bookkeeping (device and amp change rounding only)

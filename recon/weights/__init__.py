@@ -380,8 +380,10 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
     """
     from safetensors.torch import load_file
 
+    from recon.device import torch_device
     from recon.rrdb import build_model
 
+    device = str(torch_device(device))  # a device this machine lacks: one line, before any file is read
     if input_kind is not None and input_kind not in INPUT_KINDS:
         raise FlytomoError("input_kind", f"unknown input kind {input_kind!r}; known: "
                            f"{', '.join(INPUT_KINDS)}")

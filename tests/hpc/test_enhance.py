@@ -266,6 +266,10 @@ def test_the_seed_network_on_the_real_slice(tmp_path):
      ["--input-kind", "mlem-flyscan", "--model", "seed:"], "corrects 'fbp' reconstructions"),
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--zero-level", "air"],
      "--zero-level must be 'auto' or a number, got 'air'"),
+    (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "tpu"],
+     "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+    (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "cuda:99"],
+     "device cuda:99 asked for, but torch sees"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make, args, message):
     if "seed:" in args and not seed_checkpoint_path().is_file():
