@@ -21,6 +21,9 @@ Self-ensemble (``self_ensemble=True``, as EDSR's "+" models): the network is run
 rotations/flips of each slice and the outputs, mapped back, are averaged; the rotation axis
 stays at the slice centre, so each is a fly-scan image of the same kind.
 
+A slice with no value above zero (an empty slice at the top or bottom of a stack) has no scale
+to normalise by and no sample to correct: it comes out as it went in (``"seed"`` and ``"p95"``).
+
 Entry points: :func:`apply_model` (numpy volume in and out), :func:`run_network` (torch
 tensors, stays on the device), :func:`network_slice_fn` (the ``rrdb`` method of
 :mod:`recon.methods`: a first-stage reconstruction followed by the network).
@@ -230,7 +233,12 @@ def run_network(
         out = forward(norm)
     else:  # the mean over the 8 rotations/flips, each mapped back (EDSR's self-ensemble)
         out = sum(dihedral(forward(dihedral(norm, k)), k, inverse=True) for k in range(8)) / 8
-    return out * scale[:, None, None]
+    out = out * scale[:, None, None]
+    if normalization != "none":  # nothing above zero (an empty slice of a stack): no scale, no sample, kept
+        primary = x[:, 0].float()
+        empty = ~(primary > 0).flatten(1).any(dim=1)
+        out[empty] = primary[empty]
+    return out
 
 
 def apply_model(

@@ -242,6 +242,20 @@ def test_normalization_is_multiplied_back():
         apply_model(net, vol, normalization="max")
 
 
+def test_a_slice_with_nothing_above_zero_comes_out_as_it_went_in():
+    """Empty slices at the ends of a stack (zeros, or a background below zero) have no scale and
+    no sample: they pass the network unchanged (the network's answer to zeros, times a scale of 1,
+    was a slab of -0.015 attenuation per pixel, as large as a sample's)."""
+    net = _small(global_residual=True)
+    vol = np.random.default_rng(3).uniform(0.0, 0.02, (3, 16, 16)).astype(np.float32)
+    vol[1] = 0.0
+    vol[2] = -0.01
+    for normalization in ("seed", "p95"):
+        out = apply_model(net, vol, normalization=normalization)
+        np.testing.assert_array_equal(out[1:], vol[1:])
+        assert not np.array_equal(out[0], vol[0])  # a slice with a sample still goes through the network
+
+
 # ------------------------------------------------------------------ weights + cards
 
 CARD = {"name": "tiny", "input_kind": "fbp", "normalization": "seed", "steps": 0,
