@@ -40,9 +40,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
 #: the smallest slice side the networks are run on (their receptive field is ~40 px)
 MIN_SIDE = 16
-#: an integer reconstruction whose outer ring sits more than this fraction of its 95th
-#: percentile above 0 was exported with zero attenuation at that level (a linear map of FBP's
-#: range, negatives included, onto 0…65535 puts air half-way up)
+#: a reconstruction whose outer ring (air) sits off 0 by more than this fraction of the way from
+#: it up to the 95th percentile: an integer export put zero attenuation there (a linear map of
+#: FBP's range, negatives included, onto 0…65535 or -32768…32767); a float one gets a warning
 ZERO_LEVEL_MIN_FRACTION = 0.05
 
 
@@ -187,27 +187,37 @@ def parse_zero_level(text: str) -> float | None:
 def zero_level(volume, where: str, given: float | None = None) -> float:
     """The value of zero attenuation in a reconstruction (z, y, x), in its own unit.
 
-    ``given`` None ("auto"): for integer values (a reconstruction exported as 8- or 16-bit, where 0 is
-    wherever the export put it), the median of the outer ring of the slices' inscribed disk
-    (0.46–0.5 of the shorter side from the middle; air around a sample inside the field) over up
-    to 16 evenly spaced slices, where it is more than :data:`ZERO_LEVEL_MIN_FRACTION` of their
-    95th percentile, with a note; else 0. Float values: 0. A number: that value.
+    ``given`` None ("auto"): the median of the outer ring of the slices' inscribed disk
+    (0.46–0.5 of the shorter side from the middle; air around a sample inside the field) over
+    up to 16 evenly spaced slices is the air level L; it is off zero where |L| is more than
+    :data:`ZERO_LEVEL_MIN_FRACTION` of the way from L up to the slices' 95th percentile. Integer
+    values (a reconstruction exported as 8 or 16 bits, signed or not, where 0 is wherever the
+    export put it): L, with a note. Float values: 0, with a warning where L is off zero (a
+    float air level off zero is not guessed: a sample wider than the field fills the ring too).
+    A number: that value.
     """
     if given is not None:
         return given
-    if not np.issubdtype(volume.dtype, np.integer):
-        return 0.0
     picks = np.unique(np.linspace(0, volume.shape[0] - 1, min(16, volume.shape[0])).round().astype(int))
     sample = np.stack([np.asarray(volume[int(z)], dtype=np.float64) for z in picks])
+    sample = np.where(np.isfinite(sample), sample, np.nan)
     ny, nx = sample.shape[1:]
     r = np.hypot(*np.meshgrid(np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij"))
     ring = (r > 0.46 * min(ny, nx)) & (r <= 0.5 * min(ny, nx))
-    level, top = float(np.median(sample[:, ring])), float(np.percentile(sample, 95))
-    if not top > 0 or level <= ZERO_LEVEL_MIN_FRACTION * top:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN samples: no level
+        level, top = float(np.nanmedian(sample[:, ring])), float(np.nanpercentile(sample, 95))
+    if not (top > level and abs(level) > ZERO_LEVEL_MIN_FRACTION * (top - level)):
         return 0.0
-    assume(Path(where), f"integer values whose outer ring sits at {level:g} ({level / top:.0%} of the 95th "
-                        "percentile): taken as zero attenuation, subtracted before the network and added back "
-                        "after (--zero-level VALUE to set it, 0 for none)")
+    where_top = f"the 95th percentile {top:g}"
+    if not np.issubdtype(volume.dtype, np.integer):
+        warnings.warn(f"{where}: the outer ring of the slices sits at {level:g} ({where_top}), not at 0: the "
+                      "network takes 0 as air; if that ring is air, --zero-level " f"{level:g} takes it off "
+                      "and puts it back", stacklevel=2)
+        return 0.0
+    assume(Path(where), f"integer values whose outer ring sits at {level:g} ({where_top}): taken as zero "
+                        "attenuation, subtracted before the network and added back after (--zero-level VALUE "
+                        "to set it, 0 for none)")
     return level
 
 
@@ -312,7 +322,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",
                    help="the input's value of zero attenuation, taken off before the network and added "
-                        "back (auto: found for 8/16-bit exports from their outer ring, 0 for floats)")
+                        "back (auto: found for 8/16-bit exports from their outer ring; 0 for floats, with a "
+                        "warning where their outer ring is off 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)

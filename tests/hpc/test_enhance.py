@@ -185,8 +185,20 @@ def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
     notes: list[str] = []
     reference = enhanced(fbp)
     assert not notes
-    assert abs(enhanced(fbp, bits=16) - reference) < 0.02 and "outer ring sits at 15446.5 (30%" in notes[0]
+    assert abs(enhanced(fbp, bits=16) - reference) < 0.02 and "outer ring sits at 15446.5 (the 95th percentile" in notes[0]
     assert abs(enhanced(fbp, bits=8) - reference) < 0.05
+    # a signed 16-bit export (air below 0): found the same way
+    src, out = tmp_path / "signed.tif", tmp_path / "signed_out.tif"
+    tifffile.imwrite(src, np.rint((fbp - lo) / (hi - lo) * 65535 - 32768).astype(np.int16))
+    assert main(["enhance", str(src), "--out", str(out), "--input-kind", "fbp", "--quiet"]) == 0
+    signed = (tifffile.imread(out) + 32768) / 65535 * (hi - lo) + lo
+    assert abs(float(np.mean([psnr(a, b) for a, b in zip(signed, truth)])) - reference) < 0.02
+    # a float input whose air sits below 0: a warning naming the level, nothing taken off
+    src = tmp_path / "below.npy"
+    np.save(src, fbp - 0.01)
+    with pytest.warns(UserWarning, match=r"outer ring of the slices sits at -0\.0099\d* .*--zero-level -0\.0099"):
+        assert main(["enhance", str(src), "--out", str(tmp_path / "below_out.npy"), "--input-kind", "fbp",
+                     "--quiet"]) == 0
     assert enhanced(fbp, "--zero-level", "0", bits=16) < reference - 1.5
     notes.clear()
     lo = 0.0  # air at 0: an export of the clipped slices needs nothing taken off
