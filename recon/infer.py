@@ -162,8 +162,9 @@ def _forward_windows(model: nn.Module, norm: torch.Tensor, *, tile: int | None, 
     dtype = next(model.parameters()).dtype
     nb, _, ny, nx = norm.shape
     out = torch.empty((nb, ny, nx), dtype=norm.dtype, device=norm.device)
-    if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead
-        tile = max(64, int(np.sqrt(max_pixels)) - 2 * margin)
+    if tile is None and ny * nx > max_pixels:  # too big for one pass: exact tiles instead, as few as fit
+        largest, side = max(64, int(np.sqrt(max_pixels)) - 2 * margin), max(ny, nx)
+        tile = -(-side // -(-side // largest))  # equal cores: 2048 px → 2 × 1024, not 1386 + 662 in 1448-px windows
     if tile is None or (tile >= ny and tile >= nx):
         wins = [(0, ny, 0, ny, 0, nx, 0, nx)]
     else:

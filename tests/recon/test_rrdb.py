@@ -354,6 +354,17 @@ def test_large_slices_are_tiled_within_the_pixel_budget():
     vol = np.random.default_rng(5).random((2, 72, 72), dtype=np.float32)
     budget = apply_model(net, vol, normalization="seed", max_pixels=64 * 64)
     np.testing.assert_allclose(budget, apply_model(net, vol, normalization="seed"), atol=1e-5)
+    # the cores are equal and as few as fit: 2048² under the default budget runs 4 windows of
+    # 1024 + 2 × margin px (were 1448 px: 1.8x the pixels)
+    from recon.infer import _forward_windows, receptive_radius
+
+    margin = receptive_radius(net)
+    seen = []
+    counting = lambda x: seen.append(tuple(x.shape)) or x[:, :1]  # noqa: E731 - a stand-in network
+    counting.parameters = net.parameters
+    _forward_windows(counting, torch.zeros((1, 1, 2048, 2048)), tile=None, margin=margin, batch=1, amp=False,
+                     layout=torch.preserve_format, max_pixels=1 << 21)
+    assert seen == [(1, 1, 1024 + 2 * margin, 1024 + 2 * margin)] * 4
 
 
 def test_rrdb_method_takes_its_first_stage_from_the_model_card(tmp_path):
