@@ -152,6 +152,12 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
                                  f"(at least {MIN_SIDE} each way; a colour image has shape (y, x, 3))")
     if not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)):
         raise FlytomoError(spec, f"values of type {volume.dtype} are not numbers")
+    if np.issubdtype(volume.dtype, np.floating) and volume.dtype.itemsize > 4:  # the network runs in float32
+        big = max(float(np.max(np.abs(np.nan_to_num(np.asarray(volume[z]), posinf=0.0, neginf=0.0))))
+                  for z in range(volume.shape[0]))
+        if big > float(np.finfo(np.float32).max):
+            raise FlytomoError(spec, f"values up to {big:.3g} are beyond float32's range (3.4e38); rescale the "
+                                     "reconstruction first")
     return volume, attrs, single
 
 

@@ -278,6 +278,8 @@ def test_the_seed_network_on_the_real_slice(tmp_path):
      ["--input-kind", "mlem-flyscan", "--model", "seed:"], "corrects 'fbp' reconstructions"),
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--zero-level", "air"],
      "--zero-level must be 'auto' or a number, got 'air'"),
+    (lambda d: np.save(d / "in.npy", np.full((64, 64), 1e41)), ["--input-kind", "fbp"],
+     "values up to 1e+41 are beyond float32's range"),
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "tpu"],
      "unknown device 'tpu'; use cpu, cuda or cuda:N"),
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "cuda:99"],
