@@ -144,6 +144,23 @@ def _numbers(values: pd.Series) -> pd.Series:
     return num
 
 
+def _day_first(text: pd.Series, path: Path) -> bool:
+    """Whether dates written d1/d2/yyyy (or with dots or dashes) put the day first, decided once
+    for the whole column: a first field above 12 somewhere says day first, a second one says
+    month first; where neither does, month first (US) with a warning. (Left to the parser row
+    by row, 02/05 and 13/05 read as 5 February and 13 May.)"""
+    fields = text.str.extract(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}\b")
+    if fields.notna().all(axis=1).mean() <= 0.5:
+        return False
+    first, second = (pd.to_numeric(fields[k], errors="coerce") for k in (0, 1))
+    if (first > 12).any():
+        return True
+    if not (second > 12).any():
+        warnings.warn(f"{path}: dates such as {text.iloc[0].strip()!r} read month first (US); no day above 12 "
+                      "tells; write ISO dates (2024-05-02) if they are day first", UserWarning, stacklevel=3)
+    return False
+
+
 def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     """Seconds from numbers (in ``unit``; unit-less ones above :data:`UNIX_MS_MIN` are Unix
     milliseconds) or from date-times (ISO text; naive = UTC, as in the scan files) → Unix
@@ -159,7 +176,7 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     if text.str.match(_TIME_OF_DAY).mean() > 0.5:
         raise FlytomoError(path, f"the time column holds times of day without a date ({text.iloc[0].strip()!r}); "
                                  "write date-times (2024-05-02 09:00:00) or seconds")
-    when = pd.to_datetime(values.astype(str), errors="coerce", utc=True, format="mixed")
+    when = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text, path))
     return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
 
 

@@ -116,6 +116,10 @@ def test_bad_logs(tmp_path, text, match):
     # spreadsheets: a UTF-8 BOM (Excel's "CSV UTF-8"), decimal commas with semicolons, CRLF
     ("\ufefftime,temperature_C\r\n0,25\r\n60,75\r\n", [0, 60], [25, 75]),
     ("time_s;temperature_C\n0;25,5\n60,5;75,25\n", [0, 60.5], [25.5, 75.25]),
+    # day-first dates, as European instruments write them: one order for the whole column
+    ("time,temperature_C\n02/05/2024 09:00:00,25\n13/05/2024 09:00:00,75\n", [1714640400, 1715590800], [25, 75]),
+    ("time,temperature_C\n02.05.2024 09:00,25\n13.05.2024 09:00,75\n", [1714640400, 1715590800], [25, 75]),
+    ("time,temperature_C\n05/02/2024 09:00:00,25\n05/13/2024 09:00:00,75\n", [1714640400, 1715590800], [25, 75]),
     # Unix milliseconds, as many loggers write them
     ("timestamp,temp\n1796119200000,25\n1796119260500,75\n", [1796119200, 1796119260.5], [25, 75]),
 ])
@@ -157,6 +161,14 @@ def test_table_rows_and_files(tmp_path):
     np.testing.assert_array_equal(pd.read_csv(csv)["start_time_s"], unix["start_time_s"])
     assert back_pq["scan_id"].tolist() == ["100", "101", "102"]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_dates_that_do_not_tell_day_from_month_are_read_month_first_with_a_warning(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("time,temperature_C\n02/05/2024 09:00:00,25\n03/05/2024 09:00:00,75\n")
+    with pytest.warns(UserWarning, match=r"log\.csv: dates such as '02/05/2024 09:00:00' read month first"):
+        df = read_temperature_log(p)
+    assert df["time_s"].iloc[0] == pd.Timestamp("2024-02-05 09:00", tz="UTC").timestamp()
 
 
 def test_repeated_log_times_are_averaged_and_said_where_they_disagree(tmp_path):
