@@ -127,7 +127,8 @@ def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) 
 
 #: readings at one time that differ by more than this (°C) are averaged with a warning
 DUPLICATE_TIME_SPREAD_C = 1.0
-#: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973)
+#: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973),
+#: or micro- or nanoseconds where they are above it even as milliseconds
 UNIX_MS_MIN = 1e11
 _TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
@@ -163,14 +164,17 @@ def _day_first(text: pd.Series, path: Path) -> bool:
 
 def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     """Seconds from numbers (in ``unit``; unit-less ones above :data:`UNIX_MS_MIN` are Unix
-    milliseconds) or from date-times (ISO text; naive = UTC, as in the scan files) → Unix
-    seconds. Times of day without a date are refused: which day they belong to is a guess."""
+    milli-, micro- or nanoseconds) or from date-times (ISO text; naive = UTC, as in the scan
+    files) → Unix seconds. Times of day without a date are refused: which day they belong to is
+    a guess."""
     num = _numbers(values)
     if num.notna().mean() > 0.5:
         if unit not in ("", *_TIME_UNITS):
             raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
-        if unit == "" and float(np.nanmedian(num)) > UNIX_MS_MIN:
-            return num.to_numpy(float) * 1e-3
+        if unit == "" and float(np.nanmedian(num)) > UNIX_MS_MIN:  # ms, µs or ns: the one that gives Unix seconds
+            typical = float(np.nanmedian(num))
+            factor = next((f for f in (1e-3, 1e-6, 1e-9) if typical * f < UNIX_MS_MIN), 1e-9)
+            return num.to_numpy(float) * factor
         return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)
     text = values.astype(str)
     if text.str.match(_TIME_OF_DAY).mean() > 0.5:
@@ -188,7 +192,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
     …, any case, a unit in brackets: ``Time (min)`` is converted to seconds) holding seconds
     or ISO date-times (Unix seconds; a date without a zone is UTC, as in the scan files;
-    unit-less numbers above 1e11 are Unix milliseconds). Its temperature column is
+    unit-less numbers above 1e11 are Unix milli-, micro- or nanoseconds). Its temperature column is
     ``temperature_C`` or ``temperature``, ``temp``, ``T`` with an optional unit (``T (K)``,
     ``temperature_K`` are converted to °C). Decimal commas ("25,3") and a UTF-8 BOM or a
     Windows-1252 file, as spreadsheets write them, are read.

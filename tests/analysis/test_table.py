@@ -122,6 +122,7 @@ def test_bad_logs(tmp_path, text, match):
     ("time,temperature_C\n05/02/2024 09:00:00,25\n05/13/2024 09:00:00,75\n", [1714640400, 1715590800], [25, 75]),
     # Unix milliseconds, as many loggers write them
     ("timestamp,temp\n1796119200000,25\n1796119260500,75\n", [1796119200, 1796119260.5], [25, 75]),
+    ("timestamp,temp\n1796119200000000000,25\n1796119260500000000,75\n", [1796119200, 1796119260.5], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and
