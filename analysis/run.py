@@ -156,7 +156,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     temperature_csv : temperature log (columns ``time_s``, ``temperature_C``); without it the
         scans' own ``temperature_C`` is used.
     out_dir : where ``crack_table.csv``, ``crack_table.parquet``, the PNGs and
-        ``segmentation_params.json`` go (default :func:`default_out_dir`).
+        ``segmentation_params.json`` go (default :func:`default_out_dir`); an earlier
+        analysis's files there are removed before these are written, the table last.
     params : :class:`SegmentationParams`; default: those in the store's config, else defaults.
     executor : a ``distributed.Client`` (``client.map`` + ``gather``) or anything with
         ``map(fn, iterable)`` (``concurrent.futures`` executors); ``map_fn`` — a
@@ -190,7 +191,10 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
 
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
-    csv, pq = write_table(table, out_dir)
+    # an earlier analysis's files go first and the table comes last: a run stopped half-way
+    # leaves no table, never a new table beside old plots
+    for stale in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
+        (out_dir / stale).unlink(missing_ok=True)
     atomic_write(out_dir / "segmentation_params.json",
                  lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
     figs: dict[str, Path] = {}
@@ -217,4 +221,5 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         z = frames[0]["z"] if frames else 0
         figs["montage"] = plot_montage(frames, out_dir / PLOTS["montage"],
                                        title=f"{name}{method}: slice z={z} through time")
+    csv, pq = write_table(table, out_dir)
     return AnalysisOutputs(table=table, csv=csv, parquet=pq, plots=figs, params=p)

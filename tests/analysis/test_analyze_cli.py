@@ -28,6 +28,26 @@ def test_analyze_writes_table_and_plots(series_store, tmp_path, capsys):
     assert (out / "crack_table.parquet").is_file() and (out / "crack_montage.png").is_file()
 
 
+def test_an_analysis_stopped_half_way_leaves_no_table_beside_old_plots(series_store, tmp_path, monkeypatch):
+    """A second analysis into the same folder that stops while drawing (here: the montage
+    fails) leaves neither the old table nor old plots beside its new files: the table is
+    written last, after the earlier files were removed."""
+    import analysis.run as run
+
+    path, _, _ = series_store
+    out = tmp_path / "res"
+    assert main(["analyze", str(path), "--out", str(out)]) == 0
+    assert (out / "crack_table.csv").is_file() and (out / "crack_montage.png").is_file()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "plot_montage", stop)
+    assert main(["analyze", str(path), "--out", str(out)]) == 130
+    assert sorted(p.name for p in out.iterdir()) == [
+        "crack_fraction_vs_temperature.png", "crack_fraction_vs_time.png", "segmentation_params.json"]
+
+
 def test_params_file_and_workers(series_store, tmp_path):
     path, _, _ = series_store
     (tmp_path / "p.yaml").write_text("segmentation:\n  closing_radius: 2\n  min_defect_voxels: 10\n")
