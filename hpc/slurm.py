@@ -58,8 +58,8 @@ class SlurmOptions:
     analysis_time : time limit of the analysis job (default: ``time``).
     container : an Apptainer image (``.sif``) the jobs run flytomo in, or ``None`` to run
         the submitter's own flytomo (same virtual environment).
-    binds : extra folders to bind into the container (the config's folder and the
-        store's parent are always bound).
+    binds : extra folders to bind into the container (the folders of the config, the scans,
+        the temperature log, the store and the analysis output are always bound).
     executor : ``"mpi"`` (srun ranks) or ``"dask"`` (SLURMCluster workers).
     mpi : ``srun --mpi`` type; ``pmi2`` for the MPICH inside the container/venv.
     overcommit : allow more ranks than CPUs (``--overcommit``), e.g. on a test node.
@@ -181,6 +181,19 @@ class ExperimentInfo:
     store: Path
     analyze_args: list[str]
     analysis_enabled: bool = True
+    #: the folders the jobs read or write, for a container's binds (:func:`bind_folders`)
+    folders: tuple[Path, ...] = ()
+
+
+def bind_folders(paths: list[Path]) -> tuple[Path, ...]:
+    """The fewest folders that hold every one of ``paths`` (folders, resolved: no ``..``), in
+    their first order: a folder inside another listed one is dropped."""
+    resolved: list[Path] = []
+    for path in paths:
+        r = Path(path).resolve()
+        if r not in resolved:
+            resolved.append(r)
+    return tuple(r for r in resolved if not any(o != r and r.is_relative_to(o) for o in resolved))
 
 
 def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
@@ -201,8 +214,15 @@ def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
         args += ["--out", str(exp.analysis_out)]
     if exp.config.analysis.extrapolate:
         args.append("--extrapolate")
+    from recon.io.readers import split_scan_ref
+
+    folders = [config.parent, *(split_scan_ref(f)[0].parent for f in exp.scan_files()), store.parent]
+    if exp.temperature_log is not None:
+        folders.append(Path(exp.temperature_log).parent)
+    if exp.config.analysis.out is not None:
+        folders.append(Path(exp.analysis_out).parent)
     return ExperimentInfo(store=store, analyze_args=args,
-                          analysis_enabled=bool(exp.config.analysis.enabled))
+                          analysis_enabled=bool(exp.config.analysis.enabled), folders=bind_folders(folders))
 
 
 def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
@@ -306,10 +326,7 @@ def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
     store = info.store
     if opts.executor == "dask":
         _check_dask_config(config)
-    binds: list[Path] = [config.parent]
-    if not store.absolute().is_relative_to(config.parent):
-        binds.append(store.absolute().parent)
-    flytomo = flytomo_argv(opts, binds)
+    flytomo = flytomo_argv(opts, list(info.folders))  # the config's, scans', log's and store's folders
     slurm_dir = config.parent / SLURM_DIRNAME
     q_flytomo = shlex.join(flytomo)
     # GPUs asked for: reconstruct on them, whatever device the config names

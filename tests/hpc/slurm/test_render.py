@@ -104,6 +104,30 @@ def test_container_command(demo_copy, tmp_path):
         hs.render(demo_copy, hs.SlurmOptions(container=image, executor="dask"))
 
 
+def test_the_container_sees_scans_log_and_store_outside_the_config_folder(tmp_path):
+    """The layout `flytomo init` writes: scans and log beside, not under, the config's folder
+    (`../data dir/raw/*.h5`), the store elsewhere again (`../store dir/s.zarr`). Each folder is
+    bound once, resolved (no `..`), nested ones dropped. (Only the config's folder was bound, and
+    `cfg/../store dir` counted as inside `cfg`.)"""
+    from hpc.cli import main
+
+    data = tmp_path / "data dir" / "raw"
+    assert main(["simulate-experiment", str(tmp_path / "sim"), "--size", "16", "--scans", "2", "--angles", "12",
+                 "-q"]) == 0
+    data.mkdir(parents=True)
+    for f in (tmp_path / "sim" / "raw").iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    cfg = tmp_path / "cfg dir"
+    assert main(["init", str(data / "*.h5"), "-T", str(data / "temperature.csv"), "--out", str(cfg),
+                 "--output", "../store dir/s.zarr"]) == 0
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    s = hs.render(cfg / "experiment.yaml", hs.SlurmOptions(container=image))
+    run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    binds = [run[i + 1] for i, a in enumerate(run) if a == "--bind"]
+    assert binds == [str(cfg), str(data), str(tmp_path / "store dir")]
+
+
 def test_bad_options_are_all_reported(demo_copy):
     with pytest.raises(FlytomoError) as err:
         hs.render(demo_copy, hs.SlurmOptions(partition="gpu; rm -rf ~", time="two hours",
