@@ -367,8 +367,9 @@ def read_yaml(path: str | Path) -> dict:
 
 def apply_overrides(raw: dict, executor: str | None = None, device: str | None = None,
                     workers: int | None = None, scheduler_address: str | None = None,
-                    scheduler_file: str | None = None) -> dict:
-    """A copy of ``raw`` with command-line choices written into ``executor``."""
+                    scheduler_file: str | None = None, threads: int | None = None) -> dict:
+    """A copy of ``raw`` with command-line choices written into ``executor`` (``threads``:
+    ``threads_per_worker``)."""
     import copy
 
     raw = copy.deepcopy(raw)
@@ -379,6 +380,8 @@ def apply_overrides(raw: dict, executor: str | None = None, device: str | None =
         ex["kind"] = executor
     if device is not None:
         ex["device"] = device
+    if threads is not None:
+        ex["threads_per_worker"] = threads
     dask = ex.setdefault("dask", {}) if any(v is not None for v in (workers, scheduler_address, scheduler_file)) else None
     if dask is not None and isinstance(dask, dict):
         if workers is not None:

@@ -329,8 +329,11 @@ def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
     flytomo = flytomo_argv(opts, list(info.folders))  # the config's, scans', log's and store's folders
     slurm_dir = config.parent / SLURM_DIRNAME
     q_flytomo = shlex.join(flytomo)
-    # GPUs asked for: reconstruct on them, whatever device the config names
+    # GPUs asked for: reconstruct on them, whatever device the config names; CPUs per rank asked
+    # for: each rank's torch uses them (the config's threads_per_worker would leave them idle)
     run_args = " --device cuda" if opts.gpus_per_node else ""
+    if opts.cpus_per_task and opts.executor == "mpi":
+        run_args += f" --threads {int(opts.cpus_per_task)}"
 
     if opts.executor == "mpi":
         recon = _fill(load_template("recon-mpi.sbatch"), {
@@ -339,7 +342,9 @@ def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
             "environment": _environment(opts, flytomo, dask=False),
             "mpi": opts.mpi,
-            "srun_args": "--overcommit " if opts.overcommit else "",
+            # srun takes --cpus-per-task from sbatch no more (Slurm 22.05): given again
+            "srun_args": ("--overcommit " if opts.overcommit else "")
+                         + (f"--cpus-per-task={int(opts.cpus_per_task)} " if opts.cpus_per_task else ""),
             "flytomo": q_flytomo,
             "config": shlex.quote(str(config)),
             "run_args": run_args,

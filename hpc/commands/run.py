@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     raw = apply_overrides(read_yaml(args.config), executor=args.executor, device=args.device,
                           workers=args.workers, scheduler_address=args.scheduler_address,
-                          scheduler_file=args.scheduler_file)
+                          scheduler_file=args.scheduler_file, threads=args.threads)
     ex_raw = raw.get("executor") if isinstance(raw.get("executor"), dict) else {}
     if ex_raw.get("kind") == "mpi":
         from hpc.executors.mpi import MpiExecutor, rank, worker_loop
@@ -116,6 +116,8 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=("local", "dask", "mpi"), default=None)
     g.add_argument("--device", choices=("cpu", "cuda"), default=None)
     g.add_argument("--workers", type=int, default=None, metavar="N", help="Dask LocalCluster workers")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads in each worker or rank (executor.threads_per_worker)")
     g.add_argument("--scheduler-address", default=None, metavar="ADDR", help="a running Dask scheduler")
     g.add_argument("--scheduler-file", default=None, metavar="FILE", help="Dask scheduler file (dask-mpi)")
 

@@ -65,9 +65,10 @@ def test_summary_json_and_exit_code(tmp_path, sim):
 
     cfg = write_config(tmp_path, sim)
     out = tmp_path / "summary.json"
-    assert main(["run", str(cfg), "--no-progress", "--summary-json", str(out)]) == 0
+    assert main(["run", str(cfg), "--no-progress", "--summary-json", str(out), "--threads", "2"]) == 0
     d = json.loads(out.read_text())["run"]
     assert d["done"] == SCANS * (SIZE // ROWS) and d["failed"] == 0 and d["slices_per_s"] > 0
+    assert d["executor"] == "local (in-process, 2 torch thread(s))"  # --threads overrides the config's 1
 
 
 def test_a_problem_every_scan_shares_is_one_line_and_a_count(tmp_path, sim):

@@ -77,6 +77,11 @@ def test_mpi_script(demo_copy, monkeypatch):
     first_cmd = min(i for i, l in enumerate(lines) if l and not l.startswith("#"))
     assert last_sbatch < first_cmd
     assert s.recon_path == demo_copy.parent / "slurm" / "recon.sbatch"
+    # CPUs per rank: srun asks for them again (Slurm >= 22.05 no longer passes sbatch's on) and
+    # each rank's torch uses them (the config's threads_per_worker: 1 left 7 of 8 idle)
+    s = hs.render(demo_copy, hs.SlurmOptions(nodes=2, gpus_per_node=4, cpus_per_task=8))
+    argv = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    assert "--cpus-per-task=8" in argv[:5] and argv[-2:] == ["--threads", "8"]
 
 
 def test_analysis_script_uses_the_configs_paths(demo_copy):
