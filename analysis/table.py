@@ -171,8 +171,8 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     if num.notna().mean() > 0.5:
         if unit not in ("", *_TIME_UNITS):
             raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
-        if unit == "" and float(np.nanmedian(num)) > UNIX_MS_MIN:  # ms, µs or ns: the one that gives Unix seconds
-            typical = float(np.nanmedian(num))
+        typical = float(np.nanmedian(num))
+        if unit == "" and typical > UNIX_MS_MIN:  # ms, µs or ns: the one that gives Unix seconds
             factor = next((f for f in (1e-3, 1e-6, 1e-9) if typical * f < UNIX_MS_MIN), 1e-9)
             return num.to_numpy(float) * factor
         return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)

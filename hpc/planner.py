@@ -185,14 +185,14 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
 def _distinct_labels(plans: list[ScanPlan]) -> None:
     """Scans named by their file (no scan id recorded) whose names repeat (A/tomo.h5, B/tomo.h5)
     get their folder's name in front (A/tomo, B/tomo), so tables and plots tell them apart."""
+    from collections import Counter
+
     from recon.io.readers import scan_label, split_scan_ref
 
-    counts: dict[str, int] = {}
-    for p in plans:
-        counts[p.scan_id] = counts.get(p.scan_id, 0) + 1
+    counts = Counter(p.scan_id for p in plans)
     for p in plans:
         if counts[p.scan_id] > 1 and p.scan_id == scan_label(p.path):
-            p.scan_id = f"{Path(split_scan_ref(p.path)[0]).parent.name}/{p.scan_id}"
+            p.scan_id = f"{split_scan_ref(p.path)[0].parent.name}/{p.scan_id}"
 
 
 def _known_entry(known: list[dict] | None, index: int, file: Path) -> dict | None:

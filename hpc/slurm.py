@@ -201,6 +201,7 @@ def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
     its store and the ``flytomo analyze`` arguments. Bad configs raise :class:`FlytomoError`
     before anything is submitted."""
     from hpc import config as hpc_config
+    from recon.io.readers import split_scan_ref
 
     raw = hpc_config.read_yaml(config)
     if opts.container is None:  # the jobs use this installation: check its engines too
@@ -214,8 +215,6 @@ def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
         args += ["--out", str(exp.analysis_out)]
     if exp.config.analysis.extrapolate:
         args.append("--extrapolate")
-    from recon.io.readers import split_scan_ref
-
     folders = [config.parent, *(split_scan_ref(f)[0].parent for f in exp.scan_files()), store.parent]
     if exp.temperature_log is not None:
         folders.append(Path(exp.temperature_log).parent)
@@ -297,6 +296,7 @@ def _check_dask_config(config: Path) -> None:
     """``--executor dask`` on Slurm needs ``executor.dask.jobqueue`` in the config: that is
     what makes ``flytomo run`` start its workers as Slurm jobs (dask_jobqueue.SLURMCluster)."""
     from hpc import config as hpc_config
+    from recon.io.readers import split_scan_ref
 
     raw = hpc_config.read_yaml(config)
     dask = ((raw.get("executor") or {}).get("dask") or {}) if isinstance(raw.get("executor"), dict) else {}

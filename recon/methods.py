@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from recon.device import torch_device
 from recon.errors import FlytomoError
 from recon.fbp import WINDOWS, fbp
 from recon.geometry import ScanGeometry
@@ -264,7 +265,7 @@ class Reconstructor:
         self.options = resolve_options(method, options)
         if method == "rrdb":  # the networks for the (unpadded) slice size: second one, FBP model
             self.options = resolve_networks(self.options, geometry.image_size)
-        self.device = _device(device)
+        self.device = torch_device(device)
         self.batch = _check_int("batch", batch, 1)
         self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)
         #: the network of method rrdb (a :class:`recon.weights.LoadedModel`), else None
@@ -291,10 +292,6 @@ class Reconstructor:
         return np.concatenate(out, axis=0) if out else np.zeros((0, n, n), np.float32)
 
 
-def _device(device: str | torch.device) -> torch.device:
-    from recon.device import torch_device
-
-    return torch_device(device)
 
 
 def make_reconstructor(geometry: ScanGeometry, method: str, device: str = "cpu", **options: Any) -> Reconstructor:

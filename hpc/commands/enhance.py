@@ -218,7 +218,7 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
     where_top = f"the 95th percentile {top:g}"
     if not np.issubdtype(volume.dtype, np.integer):
         warnings.warn(f"{where}: the outer ring of the slices sits at {level:g} ({where_top}), not at 0: the "
-                      "network takes 0 as air; if that ring is air, --zero-level " f"{level:g} takes it off "
+                      f"network takes 0 as air; if that ring is air, --zero-level {level:g} takes it off "
                       "and puts it back", stacklevel=2)
         return 0.0
     assume(Path(where), f"integer values whose outer ring sits at {level:g} ({where_top}): taken as zero "

@@ -130,8 +130,8 @@ def _check_units_fit(values: np.ndarray, unit: str, factor: float, name: str, pa
     if finite.size < 10:
         return
     ordered = np.sort(finite)
-    step = float(np.median(np.diff(ordered)))
-    spans = (float(ordered[-1] - ordered[0]), float(ordered[-1] - ordered[0]) + step)  # end angle left out or not
+    span = float(ordered[-1] - ordered[0])
+    spans = (span, span + float(np.median(np.diff(ordered))))  # the end angle recorded, or left out
     if factor == 1.0:
         turns, other = (math.pi, 2 * math.pi), "radians"
     elif factor == _ANGLE_UNITS["rad"]:
