@@ -2,15 +2,19 @@
 
 Rank 0 is the coordinator: it plans, holds the lock, writes the store's attributes and
 hands units out one at a time on request (a work queue); ranks 1..N−1 are workers that ask
-for a unit, run it, send the result back with the next request. A slow rank just takes
-fewer units. Both sides poll with a short sleep instead of blocking in MPI, so an idle rank
-does not spin a core (MPICH's blocking receive busy-waits). Worker rank r uses GPU
+for a unit, run it, send the result back with the next request. Rank 0 also runs units
+itself, one at a time in a thread that makes no MPI calls, so N ranks are N workers: with
+one rank per GPU (``flytomo submit``'s default) every GPU of the allocation reconstructs.
+A slow rank just takes fewer units. MPI calls poll with a short sleep instead of blocking,
+so an idle rank does not spin a core (MPICH's blocking receive busy-waits). Rank r uses GPU
 (local rank mod GPUs) when the device is ``cuda``. With a single rank everything runs in
 rank 0, sequentially.
 """
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 import traceback
 from collections import deque
@@ -50,6 +54,16 @@ def _recv(comm: Any, source: int | None) -> tuple[Any, int]:
     return msg, status.Get_source()
 
 
+def _poll(comm: Any) -> tuple[Any, int] | None:
+    """One message from any rank if one is waiting, as (message, source rank); else None."""
+    from mpi4py import MPI
+
+    status = MPI.Status()
+    if not comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+        return None
+    return comm.recv(source=status.Get_source(), tag=status.Get_tag()), status.Get_source()
+
+
 def rank() -> int:
     """This process's rank in COMM_WORLD (0 when mpi4py is missing)."""
     try:
@@ -75,12 +89,52 @@ def worker_loop(threads: int | None = None) -> int:
         if kind == "stop":
             return n
         idx, fn, item = payload
-        try:
-            out = ("ok", fn(item))
-        except BaseException as exc:  # report it; the coordinator decides
-            out = ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
+        out = _run_item(fn, item)
         n += 1
         comm.send(("result", (idx, out)), dest=0, tag=TAG_TO_COORD)
+
+
+def _run_item(fn, item) -> tuple:
+    """``("ok", fn(item))``, or ``("error", message, traceback)``: the coordinator decides."""
+    try:
+        return ("ok", fn(item))
+    except BaseException as exc:
+        return ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
+
+
+class _CoordinatorShare:
+    """Rank 0's own share of the work: one item at a time in a daemon thread, which makes
+    no MPI call (the main thread keeps all of them, as MPI_THREAD_FUNNELED asks)."""
+
+    def __init__(self, fn) -> None:
+        self.busy = False
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, args=(fn,), daemon=True,
+                                        name="flytomo-rank0-worker")
+        self._thread.start()
+
+    def _loop(self, fn) -> None:
+        while (job := self._inbox.get()) is not None:
+            idx, item = job
+            self._outbox.put((idx, _run_item(fn, item)))
+
+    def give(self, idx: int, item: Any) -> None:
+        self.busy = True
+        self._inbox.put((idx, item))
+
+    def result(self) -> tuple[int, tuple] | None:
+        """The finished item's (index, outcome), or None while it runs."""
+        try:
+            out = self._outbox.get_nowait()
+        except queue.Empty:
+            return None
+        self.busy = False
+        return out
+
+    def stop(self) -> None:
+        """Let the thread end after its item (it is a daemon: an exiting rank does not wait)."""
+        self._inbox.put(None)
 
 
 class MpiExecutor(ExecutorBase):
@@ -98,12 +152,11 @@ class MpiExecutor(ExecutorBase):
         self._closed = False
         if self.size > 1:
             os.environ.setdefault("FLYTOMO_LOCAL_RANK", str(_local_rank(self.comm)))
-        else:
-            set_torch_threads(threads)
+        set_torch_threads(threads)
 
     @property
     def n_workers(self) -> int:  # type: ignore[override]
-        return max(1, self.size - 1)
+        return self.size  # rank 0 works too
 
     def imap_unordered(self, fn, items, on_error=None):
         pending = deque(enumerate(items))
@@ -118,36 +171,59 @@ class MpiExecutor(ExecutorBase):
             return
         by_idx = dict(pending)
         outstanding: dict[int, int] = {}  # index → rank
+        share = _CoordinatorShare(fn)
 
         def hand_out(r: int) -> None:
-            if pending:
-                idx, item = pending.popleft()
-                outstanding[idx] = r
+            if not pending:
+                if r != 0:
+                    self.idle.append(r)
+                return
+            idx, item = pending.popleft()
+            outstanding[idx] = r
+            if r == 0:
+                share.give(idx, item)
+            else:
                 self.comm.send(("work", (idx, fn, item)), dest=r, tag=TAG_TO_WORKER)
-            else:
-                self.idle.append(r)
 
-        while self.idle and pending:
-            hand_out(self.idle.popleft())
-        while pending or outstanding:
-            msg, src = _recv(self.comm, None)
-            kind, payload = msg
-            if kind == "ready":
-                hand_out(src)
-                continue
-            idx, out = payload
-            outstanding.pop(idx, None)
-            hand_out(src)
+        def outcome(idx: int, out: tuple, src: int):
             if out[0] == "ok":
-                yield out[1]
-            else:
-                exc = WorkerFailed(f"rank {src}: {out[1]}")
-                if on_error is None:
-                    raise exc
-                yield on_error(by_idx[idx], exc)
+                return out[1]
+            exc = WorkerFailed(f"rank {src}: {out[1]}")
+            if on_error is None:
+                raise exc
+            return on_error(by_idx[idx], exc)
+
+        try:
+            hand_out(0)
+            while self.idle and pending:
+                hand_out(self.idle.popleft())
+            while pending or outstanding:
+                got = share.result() if share.busy else None
+                if got is not None:
+                    idx, out = got
+                    outstanding.pop(idx, None)
+                    hand_out(0)
+                    yield outcome(idx, out, 0)
+                    continue
+                polled = _poll(self.comm)
+                if polled is None:
+                    time.sleep(POLL_S)
+                    continue
+                (kind, payload), src = polled
+                if kind == "ready":
+                    hand_out(src)
+                    continue
+                idx, out = payload
+                outstanding.pop(idx, None)
+                hand_out(src)
+                yield outcome(idx, out, src)
+        finally:
+            share.stop()
 
     def describe(self) -> str:
-        return f"mpi ({self.size} ranks: 1 coordinator, {self.n_workers} worker{'s' if self.n_workers != 1 else ''})"
+        if self.size == 1:
+            return "mpi (1 rank)"
+        return f"mpi ({self.size} ranks, all reconstructing; rank 0 also coordinates)"
 
     def close(self) -> None:
         if self._closed or self.size == 1:

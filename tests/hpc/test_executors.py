@@ -77,12 +77,12 @@ def test_mpi_ranks_match_local(reference, sim, tmp_path):
     cfg = write_config(tmp_path, sim, analysis={"enabled": True, "out": "analysis"})
     r = flytomo("run", cfg, "--executor", "mpi", "--no-progress", mpi=3)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "mpi (3 ranks: 1 coordinator, 2 workers)" in r.stdout
+    assert "mpi (3 ranks, all reconstructing; rank 0 also coordinates)" in r.stdout
     assert f"{UNITS} done now" in r.stdout
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
     workers = {line.split(" on ")[-1] for line in (tmp_path / "store_run.log").read_text().splitlines()
                if "done in" in line}
-    assert len(workers) == 2  # both worker ranks took units
+    assert len(workers) == 3  # every rank took units, rank 0 (the coordinator) too
     # the analysis stage ran its time points on the same ranks: one row per scan, equal to a
     # serial analysis of the same store
     import pandas as pd
@@ -94,6 +94,53 @@ def test_mpi_ranks_match_local(reference, sim, tmp_path):
                            tmp_path / "serial", plots=False).table
     assert len(table) == SCANS and list(table["status"]) == ["ok"] * SCANS
     np.testing.assert_allclose(table["crack_fraction"], serial["crack_fraction"], rtol=1e-6)
+
+
+_MPI_ITEMS = """
+import json, os, sys, time
+from hpc.executors.mpi import MpiExecutor, rank, worker_loop
+
+def square(x):
+    if x == 3:
+        raise ValueError("three")
+    time.sleep(0.02)
+    return x * x, os.getpid()
+
+if rank() != 0:
+    worker_loop()
+    sys.exit(0)
+ex = MpiExecutor(threads=1)
+out = list(ex.imap_unordered(square, range(24), lambda item, exc: ("failed", item, str(exc))))
+again = ex.map(abs, [-1, 2, -3])
+ex.close()
+print(json.dumps({"out": out, "again": again, "me": os.getpid(), "describe": ex.describe()}))
+"""
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "mpiexec").exists(), reason="no mpiexec in the venv")
+def test_mpi_rank_0_reconstructs_too_and_failures_come_back(tmp_path):
+    """Two ranks are two workers: the coordinator runs items in a thread of its own beside
+    handing them out (with one rank per GPU, no GPU waits); every item runs exactly once, and
+    a failing item comes back through on_error naming its rank."""
+    import json
+    import subprocess
+
+    pytest.importorskip("mpi4py")
+    script = tmp_path / "items.py"
+    script.write_text(_MPI_ITEMS)
+    r = subprocess.run([str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, str(script)],
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    ok = [o for o in res["out"] if o[0] != "failed"]
+    failed = [o for o in res["out"] if o[0] == "failed"]
+    assert sorted(o[0] for o in ok) == [x * x for x in range(24) if x != 3]
+    assert len(failed) == 1 and failed[0][1] == 3 and "ValueError: three" in failed[0][2]
+    assert failed[0][2].startswith("rank ")
+    pids = {o[1] for o in ok}
+    assert len(pids) == 2 and res["me"] in pids  # rank 0 took items as well as the worker
+    assert res["again"] == [1, 2, 3]
+    assert res["describe"] == "mpi (2 ranks, all reconstructing; rank 0 also coordinates)"
 
 
 def test_worker_warnings_reach_the_driver(sim, tmp_path):
