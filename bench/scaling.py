@@ -19,7 +19,7 @@ Usage::
     .venv/bin/python bench/scaling.py [--size 64] [--scans 10] [--big-scans 40]
         [--method mlem-flyscan] [--out bench/results/scaling.json] [--work DIR]
 
-MPI runs use ``mpiexec -n W+1`` (rank 0 coordinates). Every worker uses one torch thread.
+MPI runs use ``mpiexec -n W`` (every rank reconstructs; rank 0 also coordinates). Every worker uses one torch thread.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _run(cfg: Path, executor: str, workers: int, out_json: Path) -> dict:
     if executor == "dask":
         cmd += ["--workers", str(workers)]
     if executor == "mpi":
-        cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(workers + 1), *cmd]
+        cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(workers), *cmd]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

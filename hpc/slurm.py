@@ -39,6 +39,7 @@ MPI_TYPES = ("pmi2", "pmix", "pmix_v4", "cray_shasta", "none")
 SLURM_DIRNAME = "slurm"
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:,+\-\[\]]+$")
+_MEM = re.compile(r"^\d+[KMGT]?$")
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$|^(UNLIMITED|INFINITE)$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -53,13 +54,16 @@ class SlurmOptions:
     ntasks_per_node : MPI ranks per node; default one per GPU, or 1 without GPUs.
     gpus_per_node : GPUs per node (``--gpus-per-node``); 0 requests none.
     cpus_per_task : CPUs per rank (``--cpus-per-task``); ``None`` leaves Slurm's default.
+    mem : memory per node of both jobs as Slurm writes it (``64G``, ``500M``; ``0``: all of
+        it); ``None`` leaves the partition's default.
     partition, time, account : passed to ``#SBATCH`` when given (``time`` as Slurm
         accepts it: ``MM``, ``HH:MM:SS``, ``D-HH:MM:SS``...).
     analysis_time : time limit of the analysis job (default: ``time``).
     container : an Apptainer image (``.sif``) the jobs run flytomo in, or ``None`` to run
         the submitter's own flytomo (same virtual environment).
-    binds : extra folders to bind into the container (the folders of the config, the scans,
-        the temperature log, the store and the analysis output are always bound).
+    binds : extra folders to bind into the container, ``SRC[:DST]`` each (a comma-separated
+        list, as Apptainer writes them, is split; the folders of the config, the scans, the
+        temperature log, the store and the analysis output are always bound).
     executor : ``"mpi"`` (srun ranks) or ``"dask"`` (SLURMCluster workers).
     mpi : ``srun --mpi`` type; ``pmi2`` for the MPICH inside the container/venv.
     overcommit : allow more ranks than CPUs (``--overcommit``), e.g. on a test node.
@@ -72,6 +76,7 @@ class SlurmOptions:
     ntasks_per_node: int | None = None
     gpus_per_node: int = 0
     cpus_per_task: int | None = None
+    mem: str | None = None
     partition: str | None = None
     time: str | None = None
     account: str | None = None
@@ -136,6 +141,8 @@ def check_options(opts: SlurmOptions) -> list[str]:
         if value is not None and not _SAFE_VALUE.match(value):
             problems.append(f"--{name}: {value!r} is not a Slurm {name} name "
                             "(letters, digits and _ . : , + - only)")
+    if opts.mem is not None and not _MEM.match(opts.mem):
+        problems.append(f"--mem: {opts.mem!r} is not a Slurm memory size (e.g. 64G, 500M; 0: all of a node's)")
     for name in ("time", "analysis_time"):
         value = getattr(opts, name)
         if value is not None and not _TIME.match(value):
@@ -149,23 +156,49 @@ def check_options(opts: SlurmOptions) -> list[str]:
         problems.append(f"--dask-interface: {opts.dask_interface!r} is not an interface name")
     if opts.container is not None and not Path(opts.container).is_file():
         problems.append(f"--container: {opts.container}: no such image file")
+    if opts.executor == "dask":
+        # the driver job is one task on one node; the workers' resources are the config's
+        asked = [f"--{n.replace('_', '-')}" for n in ("ntasks_per_node", "cpus_per_task")
+                 if getattr(opts, n) is not None] + (["--nodes"] if opts.nodes != 1 else [])
+        if asked:
+            problems.append(f"{', '.join(asked)}: not used with --executor dask, whose driver job is one "
+                            "task and whose worker jobs take executor.dask.jobqueue's settings (jobs, "
+                            "cores, memory) from the config")
     return problems
 
 
+def bind_args(folders: list[Path] | tuple, extra: tuple[str, ...] = ()) -> list[str]:
+    """``--bind`` arguments of ``apptainer exec``: each of ``folders`` (bound at the same path)
+    and each ``SRC[:DST[:OPTS]]`` of ``extra``, comma-separated lists split.
+
+    Raises :class:`FlytomoError` for a folder whose path holds a comma or a colon: Apptainer
+    splits a bind on them, so such a folder cannot be bound (rename it, or run without
+    ``--container``)."""
+    args: list[str] = []
+    for folder in map(str, folders):
+        if "," in folder or ":" in folder:
+            raise FlytomoError(folder, "cannot be bound into the container: Apptainer splits --bind on "
+                                       "',' and ':' (rename the folder, or submit with --no-container)")
+        args += ["--bind", folder]
+    for value in extra:
+        args += [a for part in value.split(",") if part.strip() for a in ("--bind", part.strip())]
+    return args
+
+
 # --------------------------------------------------------------------------- pieces
-def flytomo_argv(opts: SlurmOptions, binds: list[Path] | tuple = ()) -> list[str]:
+def flytomo_argv(opts: SlurmOptions, binds: list[Path] | tuple = (), *, gpus: bool = True) -> list[str]:
     """The command a job runs as ``flytomo``, as an argument list.
 
     Without a container: this very installation — the ``flytomo`` script next to
     ``sys.executable`` (the submitter's virtual environment), or ``python -m hpc.cli``.
-    With one: ``apptainer exec --nv [--bind DIR]... IMAGE flytomo``.
+    With one: ``apptainer exec [--nv] [--bind DIR]... IMAGE flytomo``; ``--nv`` where the job
+    has GPUs (``gpus`` and ``opts.gpus_per_node``: the reconstruction, not the analysis).
     """
     if opts.container is not None:
         argv = ["apptainer", "exec"]
-        if opts.gpus_per_node:
+        if gpus and opts.gpus_per_node:
             argv.append("--nv")
-        for path in [*map(str, binds), *opts.binds]:
-            argv += ["--bind", str(path)]
+        argv += bind_args(binds, opts.binds)
         return argv + [str(Path(opts.container).absolute()), "flytomo"]
     python = Path(os.path.abspath(sys.executable))  # not resolved: keep the venv's path
     script = python.parent / "flytomo"
@@ -196,17 +229,25 @@ def bind_folders(paths: list[Path]) -> tuple[Path, ...]:
     return tuple(r for r in resolved if not any(o != r and r.is_relative_to(o) for o in resolved))
 
 
-def read_experiment(config: Path, opts: SlurmOptions) -> ExperimentInfo:
-    """Validate ``config`` as ``flytomo run`` will (with ``--executor`` applied) and return
-    its store and the ``flytomo analyze`` arguments. Bad configs raise :class:`FlytomoError`
-    before anything is submitted."""
+def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True) -> ExperimentInfo:
+    """Validate ``config`` as ``flytomo check`` does (with ``--executor`` applied; the scans
+    opened, metadata only, and the temperature log read unless ``open_files`` is False) and
+    return its store and the ``flytomo analyze`` arguments. A bad config, scan or log raises
+    one :class:`FlytomoError` naming every problem before anything is submitted; warnings go
+    to ``stderr``."""
     from hpc import config as hpc_config
     from recon.io.readers import split_scan_ref
 
     raw = hpc_config.read_yaml(config)
     if opts.container is None:  # the jobs use this installation: check its engines too
         raw = hpc_config.apply_overrides(raw, executor=opts.executor)
-    exp = hpc_config.load_experiment(config, raw=raw)
+    exp, problems = hpc_config.check_config(config, raw=raw, open_files=open_files)
+    errors = [p for p in problems if not p.warning]
+    if errors or exp is None:
+        raise FlytomoError(config, "; ".join(map(str, errors))
+                           + " (nothing submitted; `flytomo check` lists them one per line)")
+    for p in problems:
+        print(f"{config}: warning: {p}", file=sys.stderr)
     store = exp.store_path
     args = [str(store)]
     if exp.temperature_log is not None:
@@ -237,6 +278,8 @@ def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
         lines.append(f"#SBATCH --gpus-per-node={opts.gpus_per_node}")
     if gpus and opts.cpus_per_task:
         lines.append(f"#SBATCH --cpus-per-task={opts.cpus_per_task}")
+    if opts.mem is not None:
+        lines.append(f"#SBATCH --mem={opts.mem}")
     if gpus and opts.overcommit:
         lines.append("#SBATCH --overcommit")
     return "\n".join(lines)
@@ -307,10 +350,11 @@ def _check_dask_config(config: Path) -> None:
 
 
 # --------------------------------------------------------------------------- render
-def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
+def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) -> JobScripts:
     """Render both job scripts for ``config``; writes nothing.
 
-    Raises :class:`FlytomoError` naming every bad option or a missing config.
+    Raises :class:`FlytomoError` naming every bad option, a missing config, or every problem
+    ``flytomo check`` finds (the scans and the log are opened unless ``check_files`` is False).
     """
     config = Path(config).absolute()
     if not config.is_file():
@@ -322,7 +366,7 @@ def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
                         "with a container, or --no-container with dask")
     if problems:
         raise FlytomoError("flytomo submit", "; ".join(problems))
-    info = read_experiment(config, opts)
+    info = read_experiment(config, opts, open_files=check_files)
     store = info.store
     if opts.executor == "dask":
         _check_dask_config(config)
@@ -362,7 +406,7 @@ def render(config: str | Path, opts: SlurmOptions) -> JobScripts:
         analysis = _fill(load_template("analyze.sbatch"), {
             "sbatch_lines": _sbatch_lines(opts, time=opts.analysis_time or opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=False),
-            "flytomo": q_flytomo,
+            "flytomo": shlex.join(flytomo_argv(opts, list(info.folders), gpus=False)),
             "analyze_args": shlex.join(info.analyze_args),
         })
     return JobScripts(config=config, store=store, slurm_dir=slurm_dir,
@@ -409,12 +453,12 @@ def run_sbatch(argv: list[str], cwd: Path) -> str:
     return job
 
 
-def submit(config: str | Path, opts: SlurmOptions) -> Submission:
+def submit(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) -> Submission:
     """Render, write and submit the reconstruction job and the analysis job after it."""
     if shutil.which("sbatch") is None:
         raise FlytomoError("sbatch", "not found on PATH: submit from a Slurm login node "
                                      "(or use --dry-run to only see the scripts)")
-    scripts = render(config, opts)
+    scripts = render(config, opts, check_files=check_files)
     write(scripts)
     recon_argv = sbatch_argv(scripts.recon_path, scripts.slurm_dir)
     recon_job = run_sbatch(recon_argv, scripts.slurm_dir)

@@ -1,7 +1,8 @@
 """``flytomo submit CONFIG``: run a whole experiment on a Slurm cluster.
 
-Renders a reconstruction job and an analysis job that depends on it into ``DIR/slurm/``
-next to the config, submits both with ``sbatch --parsable`` and prints the job ids and
+Checks the config, its scans and its log as ``flytomo check`` does, renders a
+reconstruction job and an analysis job that depends on it into ``DIR/slurm/`` next to the
+config, submits both with ``sbatch --parsable`` and prints the job ids and
 how to watch them. ``--dry-run`` prints the scripts and the sbatch commands instead.
 See docs/facility.md.
 """
@@ -28,6 +29,8 @@ def register(subparsers) -> None:
                    help="MPI ranks per node (default: one per GPU, else 1)")
     g.add_argument("--cpus-per-task", type=int, default=None, metavar="C",
                    help="CPUs per rank (default: Slurm's)")
+    g.add_argument("--mem", default=None, metavar="SIZE",
+                   help="memory per node of both jobs, e.g. 64G (default: the partition's; 0: all)")
     g.add_argument("--partition", "-p", default=None, metavar="P")
     g.add_argument("--time", "-t", default=None, metavar="T",
                    help="time limit, e.g. 02:00:00 (default: the partition's)")
@@ -42,7 +45,7 @@ def register(subparsers) -> None:
     c.add_argument("--no-container", action="store_true",
                    help="run this installation's flytomo (the default)")
     p.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]",
-                   help="extra folder to bind into the container (repeatable)")
+                   help="extra folder to bind into the container (repeatable, or a comma-separated list)")
     e = p.add_argument_group("engine")
     e.add_argument("--executor", choices=slurm.EXECUTORS, default="mpi",
                    help="mpi: srun ranks (default); dask: SLURMCluster worker jobs")
@@ -53,6 +56,9 @@ def register(subparsers) -> None:
                         "(e.g. ib0; lo on one test machine)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the scripts and sbatch commands; write and submit nothing")
+    p.add_argument("--no-file-checks", action="store_true",
+                   help="check the config only, without opening every scan and the log first "
+                        "(as `flytomo check` does by default)")
     p.set_defaults(func=run)
 
 
@@ -60,7 +66,7 @@ def options_from_args(args: argparse.Namespace) -> slurm.SlurmOptions:
     """The :class:`hpc.slurm.SlurmOptions` the command line asks for."""
     return slurm.SlurmOptions(
         nodes=args.nodes, ntasks_per_node=args.ntasks_per_node,
-        gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+        gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem=args.mem,
         partition=args.partition, time=args.time, account=args.account,
         analysis_time=args.analysis_time,
         container=None if args.no_container else args.container,
@@ -71,7 +77,7 @@ def options_from_args(args: argparse.Namespace) -> slurm.SlurmOptions:
 def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     if args.dry_run:
-        scripts = slurm.render(args.config, opts)
+        scripts = slurm.render(args.config, opts, check_files=not args.no_file_checks)
         recon = slurm.sbatch_argv(scripts.recon_path, scripts.slurm_dir)
         print(f"# --- {scripts.recon_path} ---")
         print(scripts.recon_script)
@@ -84,6 +90,6 @@ def run(args: argparse.Namespace) -> int:
             print(shlex.join(slurm.sbatch_argv(scripts.analysis_path, scripts.slurm_dir,
                                                "RECON_JOB_ID")))
         return 0
-    sub = slurm.submit(args.config, opts)
+    sub = slurm.submit(args.config, opts, check_files=not args.no_file_checks)
     print(slurm.watch_text(sub))
     return 0

@@ -109,6 +109,51 @@ def test_container_command(demo_copy, tmp_path):
         hs.render(demo_copy, hs.SlurmOptions(container=image, executor="dask"))
 
 
+def test_only_the_reconstruction_gets_the_gpus_and_both_jobs_get_mem(demo_copy, tmp_path):
+    """--nv where the job has GPUs (the reconstruction), not in the analysis job, which asks
+    for none; --mem on both jobs; a comma-separated --bind split as Apptainer reads it."""
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    s = hs.render(demo_copy, hs.SlurmOptions(container=image, gpus_per_node=2, mem="64G",
+                                             binds=("/scratch,/data:/mnt/data",)))
+    recon = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    analyze = shlex.split(next(l for l in s.analysis_script.splitlines() if " analyze " in l
+                               and not l.startswith("echo")))
+    assert "--nv" in recon and "--nv" not in analyze
+    for argv in (recon, analyze):
+        binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+        assert binds == [str(demo_copy.parent), "/scratch", "/data:/mnt/data"]
+    for text in (s.recon_script, s.analysis_script):
+        assert "#SBATCH --mem=64G" in text.splitlines()
+
+
+def test_a_folder_apptainer_cannot_bind_is_refused(demo_experiment, tmp_path):
+    """Apptainer splits --bind on ',' and ':': a config folder holding one cannot be bound."""
+    exp = tmp_path / "run 3,4"
+    shutil.copytree(demo_experiment, exp)
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    with pytest.raises(FlytomoError, match=r"run 3,4: cannot be bound into the container"):
+        hs.render(exp / "experiment.yaml", hs.SlurmOptions(container=image))
+    assert hs.render(exp / "experiment.yaml", hs.SlurmOptions()).recon_script  # no container: fine
+
+
+def test_a_broken_scan_is_found_before_anything_is_submitted(demo_copy):
+    """submit checks what `flytomo check` checks: a truncated scan is named at once, not when
+    the job has waited in the queue and run; --no-file-checks skips opening the scans."""
+    from hpc.cli import main
+
+    scan = sorted((demo_copy.parent / "raw").glob("*.h5"))[1]
+    scan.write_bytes(scan.read_bytes()[:4096])
+    with pytest.raises(FlytomoError) as err:
+        hs.render(demo_copy, hs.SlurmOptions())
+    msg = str(err.value)
+    assert scan.name in msg and "nothing submitted" in msg and "\n" not in msg
+    assert main(["submit", str(demo_copy), "--dry-run"]) == 2
+    assert main(["submit", str(demo_copy), "--dry-run", "--no-file-checks"]) == 0
+    assert not (demo_copy.parent / "slurm").exists()
+
+
 def test_the_container_sees_scans_log_and_store_outside_the_config_folder(tmp_path):
     """The layout `flytomo init` writes: scans and log beside, not under, the config's folder
     (`../data dir/raw/*.h5`), the store elsewhere again (`../store dir/s.zarr`). Each folder is
@@ -141,6 +186,11 @@ def test_bad_options_are_all_reported(demo_copy):
     for part in ("--partition", "--time", "--nodes", "--container"):
         assert part in msg
     assert "\n" not in msg
+    with pytest.raises(FlytomoError, match=r"--mem: 'lots'"):
+        hs.render(demo_copy, hs.SlurmOptions(mem="lots"))
+    # the Dask driver is one task: node and rank counts are the config's jobqueue settings
+    with pytest.raises(FlytomoError, match=r"--cpus-per-task, --nodes: not used with --executor dask"):
+        hs.render(demo_copy, hs.SlurmOptions(executor="dask", nodes=2, cpus_per_task=4))
 
 
 def test_bad_config_fails_before_anything_is_written(tmp_path):
