@@ -21,7 +21,8 @@ import pandas as pd
 from recon.errors import FlytomoError
 
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
-from .segment import NOISY_SPECK_FRACTION, SegmentationParams, segment_volume
+from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams,
+                      segment_volume)
 from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
@@ -143,6 +144,33 @@ def _warn_if_noisy(store: Path, table: pd.DataFrame, defect_sigma: float) -> Non
             stacklevel=2)
 
 
+def _warn_about_particles(store: Path, table: pd.DataFrame) -> None:
+    """Warnings where the crack fractions hold less than they seem to: separate particles left
+    out (the fractions are of the largest one), and particles too small for the segmentation's
+    closing and partial-volume rim (biased by tens of percent)."""
+    ok = table[table["status"] == "ok"]
+    multi = ok[ok["other_particles"] > 0]
+    if len(multi):
+        warnings.warn(
+            f"{store}: {len(multi)} of {len(ok)} scans hold other particles beside the analysed one (up to "
+            f"{int(multi['other_particles'].max())}, each >= {100 * OTHER_PARTICLE_SHARE:g} % of its volume; "
+            f"column other_particles; scans {_scan_list(multi)}): each row's fractions are of the largest "
+            "particle only; reconstruct a region (--rows) per particle to measure the others", stacklevel=2)
+    radius = (3.0 * ok["particle_volume_vox"] / (4.0 * np.pi)) ** (1.0 / 3.0)
+    small = ok[radius < SMALL_PARTICLE_RADIUS]
+    if len(small):
+        warnings.warn(
+            f"{store}: {len(small)} of {len(ok)} scans have a particle under {SMALL_PARTICLE_RADIUS:g} voxels in "
+            f"equivalent radius (smallest {radius.min():.1f}; scans {_scan_list(small)}): crack fractions of "
+            "particles this small are biased by tens of percent (docs/benchmarks.md): compare them between "
+            "scans, not with other measurements", stacklevel=2)
+
+
+def _scan_list(rows: pd.DataFrame, most: int = 5) -> str:
+    ids = [str(v) for v in rows["scan_id"].tolist()]
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
 def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
@@ -191,6 +219,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
 
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
+    _warn_about_particles(info.path, table)
     # an earlier analysis's files go first and the table comes last: a run stopped half-way
     # leaves no table, never a new table beside old plots
     for stale in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):

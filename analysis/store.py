@@ -93,7 +93,13 @@ def _open_group(path: Path):
     try:
         return zarr.open_group(str(path), mode="r")
     except Exception as err:  # zarr raises several types for "not a group"
-        raise FlytomoError(path, f"is not a readable zarr store ({type(err).__name__}: {err})") from None
+        wanted = ("flytomo analyze reads the experiment stores that `flytomo run` and `flytomo recon` "
+                  "write (a zarr group with array '0' and the attribute 'flytomo' -> 'scans')")
+        try:
+            zarr.open_array(str(path), mode="r")
+        except Exception:
+            raise FlytomoError(path, f"is not a zarr store ({type(err).__name__}); {wanted}") from None
+        raise FlytomoError(path, f"is a bare zarr array, not an experiment store; {wanted}") from None
 
 
 def _open_array(path: Path):

@@ -42,7 +42,8 @@ UNIX_TIME_MIN_S = 1e8
 COLUMNS = [
     "scan_index", "scan_id", "start_time_s", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "status",
+    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
+    "status",
 ]
 
 
@@ -220,6 +221,8 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
                            f"found {', '.join(map(str, df.columns)) or 'none'}")
+    if df.empty:
+        raise FlytomoError(path, f"the temperature log has a header ({tcol}, {ccol}) and no readings")
     times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
     key, unit = _column_key(ccol)
     unit = unit or ("k" if key.endswith("_k") else "c")
@@ -358,14 +361,16 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     if "scan_index" not in res.columns:
         res["scan_index"] = res["t"]
     keep = ["scan_index", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "status"]
+            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
+            "status"]
     for k in keep:
         if k not in res.columns:
             res[k] = np.nan
     df = times.drop(columns=[c for c in keep[1:] if c in times.columns]).merge(
         res[keep], on="scan_index", how="left")
     df["status"] = df["status"].fillna("not analysed")
-    for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores"):
+    for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
+              "other_particles"):
         df[k] = df[k].fillna(0).astype("int64")
     for k in ("crack_fraction", "pore_fraction", "speck_fraction"):
         df[k] = df[k].astype(float)

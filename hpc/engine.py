@@ -323,7 +323,7 @@ def _resolved_options(method: str, options: dict) -> dict:
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="unit", disable=not enabled, dynamic_ncols=True,
+    return tqdm(total=total, initial=initial, unit="unit", disable=(not enabled) or None, dynamic_ncols=True,
                 desc="reconstruct", file=sys.stderr, smoothing=0.1)
 
 

@@ -193,7 +193,7 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
     it = range(s.n_scans)
     if progress:
         from tqdm import tqdm
-        it = tqdm(it, desc="simulate", unit="scan")
+        it = tqdm(it, desc="simulate", unit="scan", disable=None)  # None: no bar where stderr is no terminal
     for i in it:
         vol, mask = heating_particle(s.size, float(levels[i]), s.seed)
         volumes[i], cracks[i] = vol, mask

@@ -71,7 +71,13 @@ def test_missing_store(tmp_path, capsys):
 def test_not_a_store(tmp_path, capsys):
     (tmp_path / "junk").mkdir()
     assert main(["analyze", str(tmp_path / "junk")]) == 2
-    _err_line(capsys)
+    assert "junk: is not a zarr store" in _err_line(capsys)
+    import zarr
+
+    zarr.save_array(str(tmp_path / "bare.zarr"), np.zeros((4, 4, 4), np.float32))
+    assert main(["analyze", str(tmp_path / "bare.zarr")]) == 2  # was: "not a readable zarr store"
+    line = _err_line(capsys)
+    assert "bare.zarr: is a bare zarr array, not an experiment store" in line and "flytomo run" in line
 
 
 def test_store_without_times(tmp_path, capsys):

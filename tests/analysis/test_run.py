@@ -12,7 +12,7 @@ from analysis.segment import SegmentationParams
 from analysis.store import open_store
 
 from .conftest import SCALES
-from .synth import cracked_particle, write_store
+from .synth import SOLID, cracked_particle, write_store
 
 
 def _png_ok(path):
@@ -92,6 +92,44 @@ def test_no_particle_scan_is_a_row_status(tmp_path):
     assert list(out.table["status"]) == ["ok", "no particle found", "ok"]
     assert out.csv.parent == default_out_dir(path) == tmp_path / "s_analysis"
     assert all(_png_ok(p) for p in out.plots.values())
+
+
+def test_other_particles_and_small_particles_are_said(tmp_path):
+    """A blind probe's two-particle scans were rows of one particle with status ok and no
+    word: now the table counts the others (column other_particles) and a warning names the
+    scans; a particle under 20 voxels in equivalent radius gets a warning of its own."""
+    one, tr = cracked_particle(48, n_cracks=2, seed=1)
+    two = np.zeros((48, 48, 100), np.float32)
+    two[:, :, :48] = one
+    two[:, :, 52:] = cracked_particle(48, n_cracks=1, seed=2)[0]  # 4 voxels of air between them
+    wide = np.zeros_like(two)
+    wide[:, :, :48] = one
+    scans = [{"index": i, "scan_id": f"s{i}", "start_time_s": 10.0 * i, "duration_s": 8.0, "temperature_C": 30.0}
+             for i in range(2)]
+    path = write_store(tmp_path / "s.zarr", np.stack([wide, two]), scans)
+    with pytest.warns(UserWarning) as got:
+        out = analyze_store(path, plots=False)
+    texts = [str(w.message) for w in got]
+    assert out.table["other_particles"].tolist() == [0, 1]
+    assert list(out.table["status"]) == ["ok", "ok"]
+    assert out.table["particle_volume_vox"].iloc[1] == pytest.approx(tr["particle"].sum(), rel=0.05)
+    multi = [t for t in texts if "other particles" in t]
+    assert len(multi) == 1 and "1 of 2 scans" in multi[0] and "scans s1)" in multi[0]
+    small = [t for t in texts if "equivalent radius" in t]  # a 48-voxel phantom: radius 19.2
+    assert len(small) == 1 and "2 of 2 scans" in small[0] and "smallest 19." in small[0]
+
+
+def test_an_inverted_contrast_is_a_status_not_a_number(tmp_path):
+    """Air brighter than the sample: the bright phase surrounds the field, the envelope fills
+    it, and there is no background to measure cracks against (was: status ok, a whole-box
+    particle, crack fraction 0.03 % of a true 6 %)."""
+    vol, _ = cracked_particle(48, n_cracks=2)
+    scans = [{"index": 0, "scan_id": 0, "start_time_s": 0.0, "duration_s": 8.0, "temperature_C": 30.0}]
+    path = write_store(tmp_path / "inv.zarr", np.stack([SOLID - vol]), scans)
+    out = analyze_store(path, plots=False)
+    status = out.table["status"].iloc[0]
+    assert status.startswith("the particle fills the field (100.0 % of voxels)") and "inverted" in status
+    assert np.isnan(out.table["crack_fraction"].iloc[0])
 
 
 def test_noisy_scans_get_one_warning(tmp_path):

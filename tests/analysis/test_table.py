@@ -90,6 +90,7 @@ def test_temperature_from_metadata_without_log():
     ("t,temp\n0,1\n1,2\n", "lacks column"),
     ("time_s,temperature_C\n0,20\n1,abc\n", "line 3"),
     ("time_s,temperature_C\n0,20\n", "at least two"),
+    ("time_s,temperature_C\n", r"has a header \(time_s, temperature_C\) and no readings"),  # was an IndexError
     ("time,temperature_C\n09:00:00,20\n09:01:00,30\n", r"times of day without a date \('09:00:00'\)"),
 ])
 def test_bad_logs(tmp_path, text, match):
