@@ -7,6 +7,7 @@ this entry point turns into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -117,6 +118,12 @@ def _mask_differing_numbers(gists: list[str]) -> str:
     return _NUMBER.sub(lambda m: m.group(0) if next(parts) else "…", gists[0])
 
 
+#: errors of the file system that name a path (read-only, no permission, full, not a folder):
+#: one line naming the path, exit 2, as for bad input
+_FILE_SYSTEM_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                       errno.EISDIR, errno.ENAMETOOLONG}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -143,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
         return 141  # 128 + SIGPIPE, as a shell tool ends
+    except OSError as err:
+        if err.errno not in _FILE_SYSTEM_ERRNOS or not err.filename:
+            raise  # not a file the user named or the system refused: a bug, with its traceback
+        print(f"flytomo: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = show
         for line in once.summary():

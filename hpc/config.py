@@ -538,18 +538,31 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     return [Problem("temperature_log", lines[0] + more + hint, warning=not fatal)]
 
 
-def check_output(cfg: ExperimentConfig, base: Path) -> list[Problem]:
+def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple = ()) -> list[Problem]:
+    """The store path is writable, and is a store (or nothing yet): never a file, a folder of
+    other things, or a folder holding a scan or the log (``inputs``), which ``--restart``
+    would empty."""
+    import os
+
+    from recon.io._atomic import is_zarr_folder
+
     p = Path(cfg.output).expanduser()
     p = p if p.is_absolute() else base / p
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    import os
-
     if not os.access(parent, os.W_OK):
         return [Problem("output", f"cannot write under {parent}")]
     if p.exists() and not p.is_dir():
         return [Problem("output", f"{p} exists and is not a store folder")]
+    target = p.resolve()
+    held = [f for f in inputs if target == Path(f).resolve() or target in Path(f).resolve().parents]
+    if held:
+        return [Problem("output", f"{p} holds the input {held[0]}: the store needs a folder of its own")]
+    if p.is_dir() and not is_zarr_folder(p) and not (p / ".flytomo").is_dir() and any(p.iterdir()):
+        names = sorted(q.name for q in p.iterdir())
+        return [Problem("output", f"{p} is a folder of other things ({', '.join(names[:3])}"
+                                  f"{', ...' if len(names) > 3 else ''}), not a store: name a new folder")]
     return []
 
 
@@ -587,13 +600,15 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
         return None, problems
     problems += check_executor(cfg)
     problems += check_reconstruction(cfg, base)
-    _, scan_problems = check_scans(cfg, base, open_files=open_files)
+    scan_files, scan_problems = check_scans(cfg, base, open_files=open_files)
     problems += scan_problems
     log_problems = check_temperature_log(cfg, base)
     problems += log_problems
     if open_files and not scan_problems and not any(not p.warning for p in log_problems) and cfg.temperature_log:
         problems += check_log_covers_scans(cfg, base)
-    problems += check_output(cfg, base)
+    log_file = [Path(cfg.temperature_log) if Path(cfg.temperature_log).is_absolute()
+                else base / cfg.temperature_log] if cfg.temperature_log else []
+    problems += check_output(cfg, base, [*scan_files, *log_file])
     return Experiment(path=path, config=cfg, raw=raw, problems=problems), problems
 
 

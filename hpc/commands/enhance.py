@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")
     if out.exists() and not args.overwrite:
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
-    check_target(out, args.overwrite)
+    check_target(out, args.overwrite, folder=out.suffix.lower() == ".zarr", inputs=[args.input])
     if args.batch < 1:
         raise FlytomoError(None, "--batch must be ≥ 1")
     if args.tile is not None and args.tile < 1:
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         result = np.empty(shape, np.float32)
         _enhance(volume, loaded, result, args, zero)
         result = result[0] if single else result  # the input's shape
-        with atomic_path(out, overwrite=args.overwrite) as tmp:
+        with atomic_path(out, overwrite=args.overwrite, folder=out.suffix.lower() == ".zarr") as tmp:
             if out.suffix == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, result)

@@ -13,6 +13,8 @@ from hpc.commands import word_or_number
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
+from recon.io._atomic import check_target
+from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
@@ -71,13 +73,22 @@ def method_options(args: argparse.Namespace) -> dict:
     return given
 
 
+#: suffixes of files, never of the OME-Zarr store recon writes
+FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs", ".cxi", ".png", ".jpg",
+                 ".jpeg", ".txt", ".csv", ".mrc", ".raw")
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.method not in METHODS:
         raise FlytomoError(None, f"unknown method '{args.method}'; choose one of {', '.join(METHODS)}")
     options = method_options(args)
+    if out.suffix.lower() in FILE_SUFFIXES:
+        raise FlytomoError(out, "recon writes an OME-Zarr store (a folder), not a "
+                                f"{out.suffix} file: give --out a name ending in .zarr")
     if out.exists() and not args.overwrite:
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    check_target(out, args.overwrite, folder=True, inputs=[split_scan_ref(args.input)[0]])
     if args.chunk_rows < 1:
         raise FlytomoError(None, "--chunk-rows must be ≥ 1")
     if args.remove_outliers is not None and not args.remove_outliers > 0:

@@ -9,6 +9,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.io import write_dxchange, write_fxi
+from recon.io._atomic import check_target
 from recon.phantoms import ALL_FAMILIES, densest_ray, grid_lines, make_phantom
 from recon.simulate import simulate_flyscan
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    check_target(out, args.overwrite, folder=False, inputs=[args.image] if args.image else [])
     if args.image:
         obj = read_image(args.image, args.max_line_integral)
     elif args.phantom == "grid":

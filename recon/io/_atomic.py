@@ -30,12 +30,42 @@ def remove(path: Path) -> None:
             path.unlink()
 
 
-def check_target(path: Path, overwrite: bool) -> None:
-    """FlytomoError when ``path`` exists and may not be replaced, or its folder is missing."""
+def is_zarr_folder(path: Path) -> bool:
+    """A folder with zarr metadata at its top (``.zgroup``/``.zarray``, or v3 ``zarr.json``)."""
+    return path.is_dir() and any((path / name).is_file() for name in (".zgroup", ".zarray", "zarr.json"))
+
+
+def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
+                 inputs: tuple | list = ()) -> None:
+    """FlytomoError unless ``path`` may be written: its folder exists; it is none of ``inputs``
+    and holds none of them; and where it exists, ``overwrite`` is given and it is what the
+    output replaces — a zarr store for a folder output (``folder=True``), a file for a file
+    output (``folder=False``). A folder that is not a zarr store is never replaced, even with
+    ``overwrite``: a typo in ``--out`` must not delete a folder of scans."""
+    path = Path(path)
     if not path.parent.is_dir():
-        raise FlytomoError(path, f"cannot write: folder {path.parent} does not exist")
-    if (path.exists() or path.is_symlink()) and not overwrite:
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise FlytomoError(path, f"cannot write: {path.parent} {what}")
+    if not os.access(path.parent, os.W_OK):
+        raise FlytomoError(path, f"cannot write in {path.parent} (read-only, or no permission)")
+    target = path.resolve()
+    for src in inputs:
+        s = Path(src).resolve()
+        if s == target or target in s.parents:
+            raise FlytomoError(path, f"{'is' if s == target else 'holds'} the input {src}: choose another output")
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
         raise FlytomoError(path, "already exists (pass overwrite=True to replace it)")
+    if path.is_dir() and not path.is_symlink():
+        if not is_zarr_folder(path):
+            raise FlytomoError(path, "is a folder and not a zarr store: not replaced, even with --overwrite "
+                                     "(remove or rename it yourself if that is what you mean)")
+        if folder is False:
+            raise FlytomoError(path, "is a zarr store (a folder) and the output is a file: not replaced")
+    elif folder is True:
+        raise FlytomoError(path, "is a file and the output is a zarr store (a folder): not replaced, even "
+                                 "with --overwrite")
 
 
 def publish(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -53,10 +83,11 @@ def publish(tmp: Path, path: Path, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it to ``path`` on success, delete it on error."""
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, folder: bool | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it to ``path`` on success, delete it on error.
+    ``path`` is checked first (:func:`check_target`; ``folder``: what the output is)."""
     path = Path(path)
-    check_target(path, overwrite)
+    check_target(path, overwrite, folder=folder)
     tmp = temporary_name(path)
     remove(tmp)
     try:

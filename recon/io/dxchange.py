@@ -89,7 +89,7 @@ def write_dxchange(
     path = Path(path)
     tomo, flats, darks, angles, scan_blur = scan_arrays(path, tomo, flats, darks, angles_deg)
     blur = scan_blur if blur_angle_deg is None else float(blur_angle_deg)
-    with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, overwrite=overwrite, folder=False) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["implements"] = "exchange"
         ex = f.create_group("exchange")
         write_stack(ex, "data", tomo, compression)

@@ -95,7 +95,7 @@ def write_fxi(
     path = Path(path)
     tomo, flats, darks, angles, scan_blur = scan_arrays(path, tomo, flats, darks, angles_deg)
     blur = scan_blur if blur_angle_deg is None else float(blur_angle_deg)
-    with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, overwrite=overwrite, folder=False) as tmp, h5py.File(tmp, "w") as f:
         write_stack(f, "img_tomo", tomo, compression)
         write_stack(f, "img_bkg", flats, compression)
         write_stack(f, "img_dark", darks, compression)

@@ -213,7 +213,7 @@ def write_nxtomo(
                            np.full(flats.shape[0] - k_before, FLAT)]).astype(np.int32)
     rot = np.concatenate([np.full(darks.shape[0] + k_before, angles[0]), angles,
                           np.full(flats.shape[0] - k_before, angles[-1])])
-    with atomic_path(path, overwrite=overwrite) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path, overwrite=overwrite, folder=False) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["default"] = "entry"
         entry = _group(f, "entry", "NXentry")
         entry["definition"] = "NXtomo"

@@ -63,7 +63,7 @@ def write_volume(
     """
     path = Path(path)
     shape = tuple(int(s) for s in np.shape(volume))
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite, folder=True) as tmp:
         array = _create(tmp, shape, chunks, attrs, pixel_size_nm)
         step = array.chunks[0]
         for i in range(0, shape[0], step):
@@ -94,7 +94,7 @@ def create_volume(
     FlytomoError when ``path`` exists and not ``overwrite``.
     """
     path = Path(path)
-    check_target(path, overwrite)
+    check_target(path, overwrite, folder=True)
     tmp = partial_path(path)
     shape = tuple(int(s) for s in shape)
     if resume and tmp.exists():

@@ -8,7 +8,7 @@ import yaml
 from hpc.cli import main
 from hpc.config import check_config, load_experiment
 
-from .conftest import write_config
+from .conftest import flytomo, write_config
 
 
 def _keys(problems):
@@ -232,6 +232,25 @@ def test_strict_yaml_keeps_safe_load_semantics():
     with pytest.raises(yaml.YAMLError) as err:
         load_yaml("a: [1\nb: 2\n")
     assert yaml_problem(err.value).startswith("line 2, column 2: expected ',' or ']'")
+
+
+def test_a_store_path_on_the_scans_or_on_other_things_is_refused(tmp_path, sim):
+    """`output: raw` (the scans' folder) passed check, `run` wrote its store among the scans and
+    `run --restart` then emptied the folder, scans and log with it. Now check and run refuse
+    it, and a folder of other things, before anything is written or removed."""
+    cfg = write_config(tmp_path, sim, copy_raw=True, output="raw")
+    before = sorted(q.name for q in (tmp_path / "raw").iterdir())
+    for args in (("check", cfg), ("run", cfg, "--no-progress"), ("run", cfg, "--restart", "--no-progress")):
+        r = flytomo(*args)
+        assert r.returncode == 2 and "holds the input" in r.stderr and "a folder of its own" in r.stderr, r.stderr
+    assert sorted(q.name for q in (tmp_path / "raw").iterdir()) == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("keep")
+    cfg = write_config(tmp_path, sim, output="notes")
+    r = flytomo("run", cfg, "--restart", "--no-progress")
+    assert r.returncode == 2 and "is a folder of other things (a.txt), not a store" in r.stderr, r.stderr
+    assert (other / "a.txt").read_text() == "keep"
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path, sim):

@@ -304,6 +304,19 @@ def test_an_existing_output_is_kept_without_overwrite(tmp_path):
     assert (tmp_path / "out.tif").read_bytes() == b"precious"
 
 
+def test_overwrite_never_replaces_a_folder_that_is_no_store(tmp_path):
+    """`--out d.npy --overwrite` where d.npy is a folder of the user's: kept, one line, exit 2
+    (was: deleted); the input itself as the output is refused."""
+    np.save(tmp_path / "in.npy", np.ones((64, 64), np.float32))
+    folder = tmp_path / "d.npy"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep")
+    for out, message in ((folder, "is a folder and not a zarr store"), (tmp_path / "in.npy", "is the input")):
+        r = run_cli("enhance", str(tmp_path / "in.npy"), "--out", str(out), "--input-kind", "fbp", "--overwrite")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert (folder / "notes.txt").read_text() == "keep"
+
+
 def test_a_grey_png_slice_is_the_same_slice_as_a_tiff(tmp_path):
     """An 8-bit grey PNG, the same grey stored as RGBA (as matplotlib's imsave writes it) and a
     16-bit PNG give the network's output bit for bit as the same integers in a TIFF; a colour

@@ -98,6 +98,72 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
     assert r.returncode == 2 and "already exists" in r.stderr and "--overwrite" in r.stderr
 
 
+def test_overwrite_replaces_only_a_volume_never_a_folder_of_scans(scan, tmp_path):
+    """A blind probe's worst find: `--out RAWFOLDER --overwrite` replaced the folder of scans
+    (the input included) by a volume, `--out precious --overwrite` deleted a folder of notes,
+    `--out afile --overwrite` failed with a traceback after the whole reconstruction. Now each
+    is one line, exit 2, before any work, and everything is kept; a volume is still replaced."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    src = raw / "scan.h5"
+    src.write_bytes(scan.read_bytes())
+    notes = tmp_path / "precious"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("years of work")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [(raw, "holds the input"), (src, "not a .h5 file"),
+             (notes, "is a folder and not a zarr store: not replaced, even with --overwrite"),
+             (afile, "is a file and the output is a zarr store"),
+             (tmp_path / "vol.tif", "not a .tif file: give --out a name ending in .zarr"),
+             (afile / "sub.zarr", "afile is not a folder")]
+    for out, message in cases:
+        r = run_cli("recon", str(src), "--out", str(out), "--method", "fbp", "--overwrite", "--quiet")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (out, r.stderr)
+    assert sorted(q.name for q in raw.iterdir()) == ["scan.h5"] and src.read_bytes() == scan.read_bytes()
+    assert (notes / "thesis.txt").read_text() == "years of work" and afile.read_text() == "x"
+    assert not (tmp_path / "vol.tif").exists()
+    vol = tmp_path / "v.zarr"
+    for _ in range(2):  # a volume is replaced by a volume
+        assert run_cli("recon", str(src), "--out", str(vol), "--method", "fbp", "--overwrite", "--quiet").returncode == 0
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nothing can be written in: a read-only tmpfs where we may mount one (root),
+    else a folder without write permission (a user who is not root)."""
+    import os
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "none", str(folder)],
+                                 capture_output=True).returncode == 0
+    else:
+        folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        pytest.skip("no read-only folder can be made here (root without mount rights)")
+    yield folder
+    if mounted:
+        subprocess.run(["umount", str(folder)], check=False)
+    else:
+        folder.chmod(0o755)
+
+
+def test_an_unwritable_output_folder_is_one_line_before_any_work(scan, unwritable, tmp_path):
+    """Every writing command on a read-only folder: one line naming it, exit 2 (was a traceback
+    from the temporary's clean-up, exit 1, after the work)."""
+    cases = [("recon", str(scan), "--out", str(unwritable / "v.zarr"), "--method", "fbp", "--quiet"),
+             ("simulate", str(unwritable / "x.h5"), "--size", "32"),
+             ("simulate-experiment", str(unwritable / "e"), "--size", "16", "--scans", "2", "-q"),
+             ("init", str(scan), "--out", str(unwritable))]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, (args, r.stderr)
+        assert str(unwritable) in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
 def test_a_few_nonfinite_counts_are_repaired_with_a_warning(scan, tmp_path):
     path = tmp_path / "nan.h5"
     path.write_bytes(scan.read_bytes())
