@@ -403,6 +403,25 @@ def check_schema(raw: dict) -> tuple[ExperimentConfig | None, list[Problem]]:
         return None, validation_problems(err)
 
 
+def _unknown_jobqueue_keys(jq: SlurmClusterConfig) -> list[Problem]:
+    """Keys of ``executor.dask.jobqueue`` that ``SLURMCluster`` takes no argument of (a typo
+    there passed every check and failed inside the queued driver job)."""
+    import difflib
+    import inspect
+
+    from dask_jobqueue.core import Job, JobQueueCluster
+    from dask_jobqueue.slurm import SLURMJob
+
+    known = {"jobs"} | {n for f in (SLURMJob.__init__, Job.__init__, JobQueueCluster.__init__)
+                        for n in inspect.signature(f).parameters if n not in ("self", "args", "kwargs")}
+    out = []
+    for key in sorted(set(jq.model_extra or {}) - known):
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        out.append(Problem(f"executor.dask.jobqueue.{key}", "not a dask_jobqueue.SLURMCluster setting"
+                           + (f" (did you mean {near[0]}?)" if near else "")))
+    return out
+
+
 def check_executor(cfg: ExperimentConfig) -> list[Problem]:
     ex, out = cfg.executor, []
     d = ex.dask
@@ -417,11 +436,14 @@ def check_executor(cfg: ExperimentConfig) -> list[Problem]:
         except ImportError:
             out.append(Problem("executor.kind", "dask asked for, but dask.distributed is not installed "
                                                 "(pip install 'flytomo[dask]')"))
-        if d.jobqueue is not None:
-            try:
-                import dask_jobqueue  # noqa: F401
-            except ImportError:
+    if d.jobqueue is not None:
+        try:
+            import dask_jobqueue  # noqa: F401
+        except ImportError:
+            if ex.kind == "dask":
                 out.append(Problem("executor.dask.jobqueue", "dask_jobqueue is not installed"))
+        else:
+            out += _unknown_jobqueue_keys(d.jobqueue)
     if ex.kind == "mpi":
         try:
             import mpi4py  # noqa: F401

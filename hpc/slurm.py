@@ -63,7 +63,8 @@ class SlurmOptions:
         the submitter's own flytomo (same virtual environment).
     binds : extra folders to bind into the container, ``SRC[:DST]`` each (a comma-separated
         list, as Apptainer writes them, is split; the folders of the config, the scans, the
-        temperature log, the store and the analysis output are always bound).
+        temperature log, the store, the analysis output and a network file the config names
+        are always bound).
     executor : ``"mpi"`` (srun ranks) or ``"dask"`` (SLURMCluster workers).
     mpi : ``srun --mpi`` type; ``pmi2`` for the MPICH inside the container/venv.
     overcommit : allow more ranks than CPUs (``--overcommit``), e.g. on a test node.
@@ -261,6 +262,11 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
         folders.append(Path(exp.temperature_log).parent)
     if exp.config.analysis.out is not None:
         folders.append(Path(exp.analysis_out).parent)
+    options = exp.method_options()
+    for key in ("model", "blend"):  # a network of the user's, outside the shipped weights
+        parts = hpc_config.weights_file(options.get(key))
+        if parts:
+            folders.append(Path(parts[1]).parent)
     return ExperimentInfo(store=store, analyze_args=args,
                           analysis_enabled=bool(exp.config.analysis.enabled), folders=bind_folders(folders))
 

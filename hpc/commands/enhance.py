@@ -170,6 +170,9 @@ def choose_model(spec: str | None, kind: str | None, attrs: dict, where: str, de
     if method == "rrdb":
         raise FlytomoError(where, "was already corrected by a network (method rrdb); enhance the "
                                   "volume of its first stage (flytomo recon --method mlem-flyscan or fbp)")
+    if kind is not None and method in INPUT_KINDS and kind != method:
+        raise FlytomoError(where, f"was reconstructed with {method} (its attributes say so), not {kind}: "
+                                  f"drop --input-kind, or enhance a {kind} reconstruction")
     if kind is None and method in INPUT_KINDS:
         kind = method
     if kind is None and spec is None:

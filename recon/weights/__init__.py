@@ -76,6 +76,11 @@ def fits_trained_size(weights: Path, image_size: int | None) -> bool:
     return px is None or image_size >= px[0]
 
 
+def shipped_input_kinds() -> list[str]:
+    """The input kinds a shipped network of this installation takes."""
+    return [k for k in INPUT_KINDS if default_weights_path(k).is_file()]
+
+
 def default_model_spec(input_kind: str | None, image_size: int | None) -> str | None:
     """The shipped network for ``input_kind`` reconstructions of ``image_size`` px slices, as a
     spec for :func:`load_model`; None: its per-kind default (``rrdb-<kind>``). FBP slices
@@ -391,9 +396,10 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
         kind = input_kind or DEFAULT_INPUT_KIND
         wpath = default_weights_path(kind)
         if not wpath.is_file():
-            raise FlytomoError(wpath, f"no shipped model for {kind!r} input in "
-                               "this installation; give a weights file (model: PATH.safetensors) "
-                               "or train one with `flytomo train`")
+            raise FlytomoError(wpath, f"no shipped network takes {kind} reconstructions (the shipped "
+                               f"ones take {', '.join(shipped_input_kinds()) or 'none'}); name a weights "
+                               "file (--model PATH.safetensors, or rrdb.model in a config), train one with "
+                               "`flytomo train`, or reconstruct with a method a shipped network takes")
     else:
         s = str(spec)
         if s.startswith("seed:"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from hpc.cli import main
@@ -251,6 +252,20 @@ def test_a_store_path_on_the_scans_or_on_other_things_is_refused(tmp_path, sim):
     r = flytomo("run", cfg, "--restart", "--no-progress")
     assert r.returncode == 2 and "is a folder of other things (a.txt), not a store" in r.stderr, r.stderr
     assert (other / "a.txt").read_text() == "keep"
+
+
+def test_a_typo_in_the_jobqueue_settings_is_found_by_check(tmp_path, sim):
+    """executor.dask.jobqueue goes to SLURMCluster(**settings) as it is: a misspelt key passed
+    check and submit and failed only inside the queued driver job."""
+    pytest.importorskip("dask_jobqueue")
+    cfg = write_config(tmp_path, sim, executor={"kind": "dask", "dask": {"jobqueue": {
+        "jobs": 2, "walltme": "01:00:00", "job_extra_directivs": ["--gpus=1"], "interface": "lo"}}})
+    r = flytomo("check", cfg)
+    assert r.returncode == 2
+    assert "executor.dask.jobqueue.walltme: not a dask_jobqueue.SLURMCluster setting (did you mean walltime?)" in r.stderr
+    assert "executor.dask.jobqueue.job_extra_directivs: not a dask_jobqueue.SLURMCluster setting (did you mean " \
+           "job_extra_directives?)" in r.stderr
+    assert "interface" not in r.stderr.replace("jobqueue.", "")
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path, sim):

@@ -53,6 +53,17 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     r = run_cli("enhance", str(rr), "--out", str(tmp_path / "twice.zarr"))
     assert r.returncode == 2 and "already corrected" in r.stderr and str(rr) in r.stderr
     assert not (tmp_path / "twice.zarr").exists()
+    # --input-kind against the store's own method: refused (was: the other kind's network, exit 0)
+    r = run_cli("enhance", str(mm), "--out", str(tmp_path / "wrong.zarr"), "--input-kind", "fbp")
+    assert r.returncode == 2 and "was reconstructed with mlem-flyscan (its attributes say so), not fbp" in r.stderr
+    assert not (tmp_path / "wrong.zarr").exists()
+    # a plain-MLEM store: no shipped network takes it, and the message says which do
+    ml = tmp_path / "ml.zarr"
+    assert main(["recon", str(scan), "--out", str(ml), "--method", "mlem", "--iterations", "2", "--rows",
+                 "44:46", "--quiet"]) == 0
+    r = run_cli("enhance", str(ml), "--out", str(tmp_path / "ml-en.zarr"))
+    assert r.returncode == 2 and "no shipped network takes mlem reconstructions" in r.stderr
+    assert "--model PATH.safetensors" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_amp_in_recon_and_enhance(scan, tmp_path):

@@ -325,11 +325,11 @@ def test_no_shipped_default_is_a_clear_error(tmp_path, monkeypatch):
     from recon import weights
 
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(FlytomoError, match="no shipped model"):
+    with pytest.raises(FlytomoError, match="no shipped network takes mlem-flyscan reconstructions \\(the shipped ones take none\\)"):
         load_model(None, input_kind="mlem-flyscan")
     save_model(tmp_path / "rrdb-fbp.safetensors", _small(), CARD)
     assert load_model(None, input_kind="fbp").card["name"] == "rrdb-fbp"
-    with pytest.raises(FlytomoError, match="no shipped model for 'mlem-flyscan'"):
+    with pytest.raises(FlytomoError, match="no shipped network takes mlem-flyscan reconstructions \\(the shipped ones take fbp\\)"):
         load_model(None)  # no kind named: the default kind's shipped model
     save_model(tmp_path / "rrdb-mlem-flyscan.safetensors", _small(), {**CARD, "input_kind": "mlem-flyscan"})
     assert load_model(None).card["name"] == "rrdb-mlem-flyscan"

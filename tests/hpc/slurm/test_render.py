@@ -176,6 +176,18 @@ def test_the_container_sees_scans_log_and_store_outside_the_config_folder(tmp_pa
     run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
     binds = [run[i + 1] for i, a in enumerate(run) if a == "--bind"]
     assert binds == [str(cfg), str(data), str(tmp_path / "store dir")]
+    # a network of the user's, in a folder of its own, is bound too
+    nets = tmp_path / "my nets"
+    nets.mkdir()
+    (nets / "m.safetensors").write_bytes(b"")
+    import yaml
+
+    raw = yaml.safe_load((cfg / "experiment.yaml").read_text())
+    raw["reconstruction"].update(method="rrdb", rrdb={"model": str(nets / "m.safetensors")})
+    (cfg / "experiment.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    s = hs.render(cfg / "experiment.yaml", hs.SlurmOptions(container=image), check_files=False)
+    run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    assert [run[i + 1] for i, a in enumerate(run) if a == "--bind"][-1] == str(nets)
 
 
 def test_bad_options_are_all_reported(demo_copy):
