@@ -95,6 +95,18 @@ def params_from_store(attrs: dict) -> SegmentationParams | None:
     return SegmentationParams(**seg) if seg else None
 
 
+def log_from_store(attrs: dict) -> Path | None:
+    """The temperature log the experiment config in a store named (``flytomo.config``:
+    ``temperature_log``, relative to ``config_file``'s folder), where that file exists."""
+    cfg = attrs.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("temperature_log"), str):
+        return None
+    log = Path(cfg["temperature_log"]).expanduser()
+    if not log.is_absolute() and isinstance(cfg.get("config_file"), str):
+        log = Path(cfg["config_file"]).parent / log
+    return log if log.is_file() else None
+
+
 def default_out_dir(store_path: str | Path) -> Path:
     """``<store folder>/<store name without .zarr>_analysis``."""
     store_path = Path(store_path)

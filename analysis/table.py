@@ -294,6 +294,10 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                 out = np.empty_like(r)
                 out[order] = r
                 rate[ok] = out
+                warnings.warn("no temperature log: each heating rate is the slope between the neighbouring "
+                              "scans' recorded temperatures, averaged over minutes (a hold next to a ramp "
+                              "reads as part of it); give the log (--temperature) for the rate during each scan",
+                              UserWarning, stacklevel=2)
         df["heating_rate_C_per_min"] = rate
         return df
 

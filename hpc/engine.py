@@ -39,7 +39,7 @@ from hpc.config import Experiment, read_temperature_log
 from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
-from hpc.planner import ScanPlan, WorkUnit, common_shape, plan_units, survey_scans
+from hpc.planner import ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
 from recon.io import release_read_bands
@@ -395,7 +395,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                      "command": command, "versions": st.versions(), "created": st.now_iso(),
                      "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,
                      "scans": [p.to_attrs(store.parent) for p in plans]}
-            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=step if step > 0 else 1.0)
+            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=step if step > 0 else 1.0,
+                            pixel_size_nm=common_pixel_size(plans))
             log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
 

@@ -302,6 +302,20 @@ def _fill_durations(plans: list[ScanPlan]) -> None:
             p.duration_s = spacing
 
 
+def common_pixel_size(plans: Sequence[ScanPlan]) -> float | None:
+    """The voxel size (nm) the readable scans' metadata agree on (within 0.1 %); None where
+    a scan records none or they differ (a warning says so: the store then records none)."""
+    sizes = [as_float(p.metadata.get("pixel_size_nm")) for p in plans if p.ok]
+    if not sizes or any(s is None or not s > 0 for s in sizes):
+        return None
+    lo, hi = min(sizes), max(sizes)
+    if hi > lo * 1.001:
+        warnings.warn(f"the scans' pixel sizes differ ({lo:g} to {hi:g} nm): the store records no voxel size",
+                      AssumptionWarning, stacklevel=2)
+        return None
+    return float(np.median(sizes))
+
+
 def common_shape(plans: Sequence[ScanPlan], where: Any = None) -> tuple[int, int, int]:
     """(n_angles, n_rows, n_columns) shared by the readable scans; FlytomoError if none or mixed."""
     shapes = {p.shape[1:] for p in plans if p.ok and p.shape}

@@ -42,24 +42,6 @@ PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", 
 PLAN_DEFAULTS = {"correct_jitter": False, "correct_tilt": False, "pad_columns": "auto"}
 
 
-def multiscales(name: str, time_step_s: float = 1.0) -> list[dict]:
-    """OME-Zarr 0.4 ``multiscales`` for one (t, z, y, x) level."""
-    return [{
-        "version": "0.4",
-        "name": name,
-        "axes": [
-            {"name": "t", "type": "time", "unit": "second"},
-            {"name": "z", "type": "space"},
-            {"name": "y", "type": "space"},
-            {"name": "x", "type": "space"},
-        ],
-        "datasets": [{"path": ARRAY, "coordinateTransformations": [
-            {"type": "scale", "scale": [float(time_step_s), 1.0, 1.0, 1.0]}]}],
-        "type": "none",
-        "metadata": {"description": "flytomo reconstruction, attenuation per pixel"},
-    }]
-
-
 def versions() -> dict[str, str]:
     """Versions of what made the store (provenance)."""
     import recon
@@ -77,9 +59,12 @@ def store_exists(path: Path) -> bool:
 
 
 def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: int, attrs: dict,
-                 time_step_s: float = 1.0) -> None:
-    """Create the group and its array ``0`` (NaN-filled) with ``flytomo`` = ``attrs`` (status incomplete)."""
+                 time_step_s: float = 1.0, pixel_size_nm: float | None = None) -> None:
+    """Create the group and its array ``0`` (NaN-filled) with ``flytomo`` = ``attrs`` (status
+    incomplete) and the OME-Zarr ``multiscales`` (voxels of ``pixel_size_nm`` where known)."""
     import zarr
+
+    from recon.io.omezarr import multiscales
 
     path = Path(path)
     nt, nz, ny, nx = (int(s) for s in shape)
@@ -88,7 +73,7 @@ def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: i
         g.create_array(ARRAY, shape=(nt, nz, ny, nx), chunks=(1, min(rows_per_chunk, nz), ny, nx),
                        dtype="float32", fill_value=float("nan"),
                        chunk_key_encoding={"name": "v2", "separator": "/"})
-        g.attrs.update({"multiscales": multiscales(path.name, time_step_s),
+        g.attrs.update({"multiscales": multiscales(4, pixel_size_nm, path.name, time_step_s),
                         "flytomo": {**attrs, "status": INCOMPLETE}})
     except (OSError, ValueError) as err:
         raise FlytomoError(path, f"cannot create the experiment store ({err})") from None

@@ -35,9 +35,13 @@ def _load_params(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.run import analyze_store
+    from analysis.run import analyze_store, log_from_store
+    from analysis.store import open_store
 
     params = _load_params(args.params) if args.params else None
+    if args.temperature is None and (log := log_from_store(open_store(args.store).attrs)) is not None:
+        args.temperature = log
+        print(f"temperature log: {log} (the experiment config's; --temperature to give another)")
     if args.workers and args.workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -70,8 +74,9 @@ def register(subparsers) -> None:
                     "crack_table.parquet and PNG figures.")
     p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
     p.add_argument("--temperature", metavar="LOG.csv", default=None,
-                   help="temperature log (CSV: time_s, temperature_C, or the usual variants: analysis.table) "
-                        "(default: the temperatures recorded with the scans)")
+                   help="temperature log (CSV: time_s, temperature_C; also minutes, dates, K or F, ; and decimal commas) "
+                        "(default: the log the store's experiment config names, else the temperatures "
+                        "recorded with the scans)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: <store folder>/<store name>_analysis)")
     p.add_argument("--extrapolate", action="store_true",

@@ -72,8 +72,9 @@ def parse_pixel_size_nm(value: Any, units: Any = None) -> float | None:
     """Pixel size in nanometres from ``21.6``, ``"21.6nm"``, ``b"21.6 nm"``, ``"0.0216um"``…
 
     ``units`` (such as an HDF5 ``units`` attribute: "m", "um", b"nm") applies to a value that
-    names no unit; a bare number without units is nanometres (the FXI convention). None when
-    unparseable.
+    names no unit; a bare number without units is nanometres (the FXI convention), unless it is
+    below 1 (no X-ray microscope has sub-nanometre pixels): micrometres, with a warning. A
+    decimal comma ("21,6 nm") is read. None when unparseable.
     """
     text = as_text(value)
     if text is None:
@@ -81,13 +82,21 @@ def parse_pixel_size_nm(value: Any, units: Any = None) -> float | None:
         if number is None:
             return None
         text = repr(number)
+    if text.count(",") == 1 and "." not in text:  # "21,6 nm": a decimal comma
+        text = text.replace(",", ".")
     m = _NUMBER_UNIT.match(text)
     if not m:
         return None
-    factor = _UNITS.get((m.group(2) or as_text(units) or "").lower())
+    unit = m.group(2) or as_text(units) or ""
+    factor = _UNITS.get(unit.lower())
     if factor is None:
         return None
     f = float(m.group(1)) * factor
+    if not unit and 0 < f < 1:  # no pixel of an X-ray microscope is under a nanometre: micrometres
+        warnings.warn(f"a pixel size of {m.group(1)} with no unit is below a nanometre: read as "
+                      f"{m.group(1)} µm = {f * 1000:g} nm (give it a unit, e.g. '{f * 1000:g} nm')",
+                      AssumptionWarning, stacklevel=2)
+        f *= 1000.0
     return f if math.isfinite(f) and f > 0 else None
 
 

@@ -151,13 +151,16 @@ def _create(store: Path, shape: tuple[int, ...], chunks: tuple[int, ...] | None,
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise FlytomoError(store, f"a volume is (z, y, x) or (t, z, y, x), got shape {shape}")
     chunks = tuple(int(c) for c in chunks) if chunks is not None else default_chunks(shape)
-    root = {"multiscales": _multiscales(len(shape), pixel_size_nm, store.name), "flytomo": _provenance(attrs)}
+    root = {"multiscales": multiscales(len(shape), pixel_size_nm, store.name), "flytomo": _provenance(attrs)}
     group = zarr.open_group(str(store), mode="w", zarr_format=2, attributes=root)
     return group.create_array(ARRAY, shape=shape, chunks=chunks, dtype="float32", fill_value=fill_value,
                               chunk_key_encoding={"name": "v2", "separator": "/"})
 
 
-def _multiscales(ndim: int, pixel_size_nm: float | None, name: str) -> list[dict[str, Any]]:
+def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: float = 1.0) -> list[dict[str, Any]]:
+    """OME-Zarr 0.4 ``multiscales`` of one level, (z, y, x) or (t, z, y, x): voxels of
+    ``pixel_size_nm`` (in nanometres; unit-less 1 where unknown), time points ``time_step_s``
+    apart (a uniform axis: the scans' own times are in ``flytomo`` -> ``scans``)."""
     space: dict[str, Any] = {"type": "space"}
     if pixel_size_nm is not None:
         space["unit"] = "nanometer"
@@ -165,13 +168,15 @@ def _multiscales(ndim: int, pixel_size_nm: float | None, name: str) -> list[dict
     scale = [float(pixel_size_nm) if pixel_size_nm is not None else 1.0] * 3
     if ndim == 4:
         axes.insert(0, {"name": "t", "type": "time", "unit": "second"})
-        scale.insert(0, 1.0)
+        scale.insert(0, float(time_step_s))
     name = name.split(".partial")[0].lstrip(".")
     return [{
         "version": NGFF_VERSION,
         "name": name,
         "axes": axes,
         "datasets": [{"path": ARRAY, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        "type": "none",
+        "metadata": {"description": "flytomo reconstruction, attenuation per pixel"},
     }]
 
 

@@ -16,6 +16,36 @@ def _err_line(capsys):
     return err
 
 
+def test_without_temperature_the_configs_log_is_used(tmp_path, capsys):
+    """`analyze STORE` with no --temperature took the rates from differences between scans 3
+    min apart (holds read 25-34 C/min); the log the store's experiment config names is used
+    now, as `flytomo run` does, and without any log the rates come with a warning."""
+    import pytest
+
+    from .synth import heating_series
+
+    folder = tmp_path / "exp"
+    (folder / "raw").mkdir(parents=True)
+    log = write_log(folder / "raw" / "T.csv")
+    store, _, _ = heating_series(folder / "s.zarr", (0.0, 0.5, 1.0, 1.0), size=48)
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r+")
+    attrs = dict(g.attrs["flytomo"])
+    attrs["config"] = {"temperature_log": "raw/T.csv", "config_file": str(folder / "experiment.yaml")}
+    g.attrs["flytomo"] = attrs
+    assert main(["analyze", str(store), "--out", str(tmp_path / "a")]) == 0
+    assert f"temperature log: {log} (the experiment config's" in capsys.readouterr().out
+    assert main(["analyze", str(store), "--temperature", str(log), "--out", str(tmp_path / "b")]) == 0
+    a, b = (pd.read_csv(tmp_path / d / "crack_table.csv") for d in "ab")
+    pd.testing.assert_series_equal(a["heating_rate_C_per_min"], b["heating_rate_C_per_min"])
+    assert a["heating_rate_C_per_min"].round(1).tolist()[:2] == [150.0, 150.0]
+    attrs["config"] = {}
+    g.attrs["flytomo"] = attrs
+    with pytest.warns(UserWarning, match="no temperature log: each heating rate is the slope between"):
+        assert main(["analyze", str(store), "--out", str(tmp_path / "c")]) == 0
+
+
 def test_analyze_writes_table_and_plots(series_store, tmp_path, capsys):
     path, truth, _ = series_store
     log = write_log(tmp_path / "T.csv")

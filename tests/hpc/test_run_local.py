@@ -23,6 +23,10 @@ def test_local_run_writes_the_store(reference, sim):
     assert g["0"].chunks == (1, ROWS, SIZE, SIZE)
     ms = g.attrs["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"] and ms["version"] == "0.4"
+    # the scans' voxel size (21.6 nm, as FXI files record it) in the OME metadata, as a one-scan
+    # volume of `flytomo recon` has it (was: unit-less 1)
+    assert [a.get("unit") for a in ms["axes"]] == ["second", "nanometer", "nanometer", "nanometer"]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [21.6, 21.6, 21.6]
     fly = g.attrs["flytomo"]
     assert fly["status"] == "complete" and fly["method"] == "fbp"
     assert {"version", "options", "config", "scans", "command", "versions"} <= set(fly)

@@ -13,7 +13,7 @@ import pytest
 
 import recon
 from recon.errors import FlytomoError
-from recon.io import (DataRepairWarning, RawChunk, ScanReader, create_volume, discard, finalize, find_center,
+from recon.io import (AssumptionWarning, DataRepairWarning, RawChunk, ScanReader, create_volume, discard, finalize, find_center,
                       line_integrals, open_scan, open_volume, parse_pixel_size_nm, write_dxchange, write_fxi,
                       write_nxtomo, write_volume)
 from recon.io.omezarr import partial_path
@@ -180,10 +180,19 @@ def test_dxchange_and_nxtomo_metadata(tmp_path, small_scan):
 @pytest.mark.parametrize("value, expected", [
     ("21.6nm", 21.6), (b"21.6nm", 21.6), (21.6, 21.6), ("21.6 nm", 21.6), (np.bytes_(b"21.6nm"), 21.6),
     (np.array([b"21.6nm"]), 21.6), ("0.0216um", 21.6), ("0.0216 µm", 21.6), ("garbage", None), (None, None),
+    ("21,6 nm", 21.6),  # a decimal comma (was: no pixel size)
 ])
 def test_pixel_size_parsing(value, expected):
     got = parse_pixel_size_nm(value)
     assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_a_bare_pixel_size_under_a_nanometre_is_micrometres_with_a_warning():
+    """`Pixel Size 0.0216` with no unit was 0.0216 nm, silently: no X-ray microscope has
+    sub-nanometre pixels, so it is read as micrometres, and said."""
+    with pytest.warns(AssumptionWarning, match=r"0.0216 with no unit is below a nanometre: read as 0.0216 µm = 21.6 nm"):
+        assert parse_pixel_size_nm(0.0216) == pytest.approx(21.6)
+    assert parse_pixel_size_nm(0.5, "um") == pytest.approx(500.0)  # a unit given: no guess
 
 
 def test_fxi_metadata_variants_and_average_fields(tmp_path, small_scan):
