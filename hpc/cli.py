@@ -32,6 +32,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` that names each option's default, where its help does not already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS)
+                and "default" not in text.lower() and "%(default)" not in text):
+            text += (" " if text else "") + "(default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="flytomo",
@@ -48,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsFormatter
     return parser
 
 

@@ -14,7 +14,7 @@ Example (what ``flytomo init`` writes)::
     scan_duration_s: null             # seconds per scan when the files do not say (null: start spacing)
     reconstruction:
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
-      iterations: 30
+      iterations: null                # null: the method's default (50 MLEM, 70 modified MLEM)
       blur_angle_deg: null            # null: the file's value, else the median angle step
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off

@@ -20,3 +20,8 @@ def word_or_number(text: str, flag: str, words: Collection[str], number: Callabl
     if value is None or not ok(value):
         raise FlytomoError(None, f"{flag} must be {expected}, got {text!r}")
     return value
+
+
+def first_line(doc: str | None) -> str:
+    """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
+    return (doc or "").strip().splitlines()[0].replace("``", "")

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"crack volume fraction: {cf.min():.2f}% .. {cf.max():.2f}%")
     print(f"wrote {out.csv}")
     print(f"wrote {out.parquet}")
+    print(f"wrote {out.csv.parent / 'segmentation_params.json'}")
     for p in out.plots.values():
         print(f"wrote {p}")
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hpc.commands import first_line
+
 
 #: what each ``remove_stripes`` method does, in the words ``flytomo check`` prints
 STRIPE_WORDS = {"mean": "each detector column's mean over the angles levelled to its neighbours' median "
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("check", help="validate an experiment config (every problem at once)",
-                              description=__doc__.splitlines()[0])
+                              description=first_line(__doc__))
     p.add_argument("config", help="experiment config (YAML)")
     p.add_argument("--executor", choices=("local", "dask", "mpi"), default=None,
                    help="check as if run with this executor")

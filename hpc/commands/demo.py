@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from hpc.commands import first_line
+
 
 def _compare(table_csv: Path, truth_csv: Path) -> list[str]:
     import numpy as np
@@ -72,17 +74,18 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="simulate, reconstruct and analyse a heating experiment",
-                              description=__doc__.splitlines()[0])
+                              description=first_line(__doc__))
     p.add_argument("--out", default="flytomo-demo", help="demo folder (default ./flytomo-demo)")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--scans", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"))
+    p.add_argument("--size", type=int, default=64, help="voxels per side of the simulated volumes")
+    p.add_argument("--scans", type=int, default=24, help="fly-scans in the heating experiment")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated particle and noise")
+    p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),
+                   help="reconstruction method")
     from hpc.commands.run import add_executor_options
 
     add_executor_options(p)
     p.add_argument("--restart", action="store_true", help="discard an existing store and start over")
-    p.add_argument("--no-analysis", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--summary-json", default=None, metavar="FILE")
+    p.add_argument("--no-analysis", action="store_true", help="reconstruct only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--summary-json", default=None, metavar="FILE", help="write the run summary as JSON")
     p.set_defaults(func=run)

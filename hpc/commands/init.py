@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from hpc.commands import first_line
 from recon.errors import FlytomoError
 
 
@@ -57,16 +58,19 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("init", help="write an experiment config for a set of scans",
-                              description=__doc__.splitlines()[0])
+                              description=first_line(__doc__))
     p.add_argument("scans", help="scan files: a glob in quotes ('raw/scan_*.h5')")
     p.add_argument("--temperature", "-T", default=None, metavar="LOG.csv",
                    help="temperature log (CSV: time_s, temperature_C; or time / timestamp and temperature / T columns, units in brackets)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="experiment folder for experiment.yaml")
     p.add_argument("--output", default="recon/experiment.zarr", help="store path, relative to DIR")
-    p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"))
+    p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),
+                   help="reconstruction method written into the config")
     p.add_argument("--scan-duration", type=float, default=None, metavar="S",
                    help="seconds per scan, when the files do not record it (default: start spacing)")
-    p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N")
-    p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"))
+    p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N",
+                   help="detector rows per work unit (the store's chunk height)")
+    p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"),
+                   help="engine written into the config (flytomo run --executor overrides it)")
     p.add_argument("--force", action="store_true", help="replace an existing experiment.yaml")
     p.set_defaults(func=run)

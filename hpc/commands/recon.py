@@ -154,9 +154,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="raw scan file (format detected from its contents)")
     p.add_argument("--out", required=True, help="output OME-Zarr store (e.g. scan.zarr)")
     p.add_argument("--method", default="mlem-flyscan", help=f"one of {', '.join(METHODS)} (default mlem-flyscan)")
-    p.add_argument("--iterations", type=int, help="MLEM iterations (mlem, mlem-flyscan, rrdb on mlem input)")
-    p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann")
-    p.add_argument("--init", choices=("uniform", "fbp"), help="MLEM start: uniform or positive-clipped FBP")
+    p.add_argument("--iterations", type=int, help="MLEM iterations (mlem, mlem-flyscan, rrdb on mlem input; "
+                                                  f"default: {METHODS['mlem'].defaults['iterations']} mlem, "
+                                                  f"{METHODS['mlem-flyscan'].defaults['iterations']} mlem-flyscan)")
+    p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann "
+                                    f"(default: {METHODS['fbp'].defaults['window']})")
+    p.add_argument("--init", choices=("uniform", "fbp"), help="MLEM start: uniform or positive-clipped FBP "
+                                                              f"(default: {METHODS['mlem'].defaults['init']})")
     p.add_argument("--blur-angle", type=float, help="blur angle Δθ in degrees (default: file, else the angle step)")
     p.add_argument("--center", help="rotation-axis column, 'auto' (found from the middle rows, or where they "
                    "are air from rows that show the sample) or 'middle' ((n-1)/2); default: the file's, else auto")

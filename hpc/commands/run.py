@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hpc.commands import first_line
+
 
 def analyze(exp: Any, executor: Any = None) -> Any:
     """Run the analysis stage on a complete store (``executor.map`` spreads the time points)."""
@@ -113,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("executor (override the config)")
-    g.add_argument("--executor", choices=("local", "dask", "mpi"), default=None)
-    g.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    g.add_argument("--executor", choices=("local", "dask", "mpi"), default=None,
+                   help="engine (default: the config's executor.kind)")
+    g.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="where each worker reconstructs (default: the config's executor.device)")
     g.add_argument("--workers", type=int, default=None, metavar="N", help="Dask LocalCluster workers")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads in each worker or rank (executor.threads_per_worker)")
@@ -124,7 +128,7 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="reconstruct (and analyse) a whole experiment, resumably",
-                              description=__doc__.splitlines()[0],
+                              description=first_line(__doc__),
                               epilog="exit codes: 0 done, 1 some units failed, 2 bad input",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="experiment config (YAML)")

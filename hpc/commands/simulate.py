@@ -114,5 +114,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-line-integral", type=float, default=2.0, help="scale so the densest ray integrates to this")
     p.add_argument("--format", choices=("fxi", "dxchange"), default="fxi", help="file layout")
     p.add_argument("--seed", type=int, default=0, help="random seed (phantom and noise)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing scan file of that name")
     p.set_defaults(func=run)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from hpc.commands import first_line
+
 
 def run(args: argparse.Namespace) -> int:
     from hpc.experiment_sim import SimSettings, simulate_experiment
@@ -24,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("simulate-experiment", help="write a synthetic in-situ heating experiment",
-                              description=__doc__.splitlines()[0])
+                              description=first_line(__doc__))
     p.add_argument("dir", help="experiment folder to create")
     p.add_argument("--size", type=int, default=64, help="voxels per side (default 64)")
     p.add_argument("--scans", type=int, default=24, help="number of fly-scans (default 24)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the particle, its cracks and the noise")
     p.add_argument("--i0", type=float, default=5000.0, help="open-beam counts per pixel per frame")
     p.add_argument("--angles", type=int, default=None, help="projections per scan (default 1.5 × size)")
     p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),

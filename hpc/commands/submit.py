@@ -13,12 +13,13 @@ import shlex
 from pathlib import Path
 
 from hpc import slurm
+from hpc.commands import first_line
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "submit", help="submit an experiment to Slurm (reconstruction, then analysis)",
-        description=__doc__.splitlines()[0],
+        description=first_line(__doc__),
         epilog="Every path reaches the job scripts shell-quoted; logs go to DIR/slurm/.")
     p.add_argument("config", type=Path, help="experiment config (YAML)")
     g = p.add_argument_group("resources")
@@ -31,12 +32,12 @@ def register(subparsers) -> None:
                    help="CPUs per rank (default: Slurm's)")
     g.add_argument("--mem", default=None, metavar="SIZE",
                    help="memory per node of both jobs, e.g. 64G (default: the partition's; 0: all)")
-    g.add_argument("--partition", "-p", default=None, metavar="P")
+    g.add_argument("--partition", "-p", default=None, metavar="P", help="Slurm partition (default: the site's)")
     g.add_argument("--time", "-t", default=None, metavar="T",
                    help="time limit, e.g. 02:00:00 (default: the partition's)")
     g.add_argument("--analysis-time", default=None, metavar="T",
                    help="time limit of the analysis job (default: --time)")
-    g.add_argument("--account", "-A", default=None, metavar="A")
+    g.add_argument("--account", "-A", default=None, metavar="A", help="Slurm account to charge (default: yours)")
     g.add_argument("--overcommit", action="store_true",
                    help="allow more ranks than CPUs (srun/sbatch --overcommit)")
     c = p.add_mutually_exclusive_group()

@@ -168,7 +168,7 @@ class LoadedModel:
             span = f"{px[0]:.0f}" if px[0] == px[1] else f"{px[0]:.0f}-{px[1]:.0f}"
             warnings.warn(f"{self.path.name}: trained on samples {span} px across; "
                           f"these slices are {image_size} px: the network may make them worse than its "
-                          f"{self.input_kind} input - compare with --method {channel_kinds(self.input_kind)[0]}",
+                          f"{channel_kinds(self.input_kind)[0]} input - compare its output with that input",
                           ModelDomainWarning, stacklevel=2)
 
     def provenance(self) -> dict:

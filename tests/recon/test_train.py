@@ -266,6 +266,27 @@ def test_config_files_and_run_dir(tmp_path):
     assert shipped.data.source == "simulated" and shipped.model["architecture"] == "rrdb"
 
 
+def test_jobs_train_yaml_names_every_key():
+    """jobs/train.yaml is the config with every key explained: each field of the config model
+    (and of its sections) is in it (it lacked training.cpu_bf16 and data.matrix_region)."""
+    import yaml
+
+    from recon.train import TrainConfig
+
+    raw = yaml.safe_load((ROOT / "jobs" / "train.yaml").read_text())
+    missing = []
+
+    def walk(model, section, path=""):
+        for name, field in model.model_fields.items():
+            if name not in section:
+                missing.append(path + name)
+            elif hasattr(field.annotation, "model_fields") and isinstance(section[name], dict):
+                walk(field.annotation, section[name], f"{path}{name}.")
+
+    walk(TrainConfig, raw)
+    assert missing == []
+
+
 def test_cli_train(tmp_path, capsys):
     from hpc.cli import main
 
