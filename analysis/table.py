@@ -108,13 +108,18 @@ _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h
 
 
 def _column_key(name: str) -> tuple[str, str]:
-    """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k')."""
+    """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k');
+    'timestamp_ms' → ('timestamp', 'ms')."""
     text = str(name).strip().lower().replace("°", "").replace("deg", "")
     unit = ""
     m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
     if m:
         text, unit = m.group(1), m.group(2).strip()
-    return re.sub(r"[\s\-]+", "_", text.strip()), unit
+    key = re.sub(r"[\s\-]+", "_", text.strip())
+    m = re.match(r"^(.+)_(ms|min|h)$", key)  # 'timestamp_ms', 'time_min': the unit as a suffix
+    if m and not unit:
+        key, unit = m.group(1), m.group(2)
+    return key, unit
 
 
 def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) -> str | None:
@@ -333,6 +338,11 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
             outside_log_text(f"{df['scan_id'][i]} (index {df['scan_index'][i]})", lo[i], hi[i], lt[0], lt[-1])
             + (f" ({more} more scan(s) outside the log)" if more else "")
             + "; use a log that spans the experiment, or --extrapolate to hold its end values")
+    if outside.any():  # extrapolate: said, with the scans it holds the log's end values for
+        ids = [str(v) for v in df["scan_id"][outside]]
+        warnings.warn(f"{log_path or 'temperature log'}: {len(ids)} scan(s) outside the log ("
+                      f"{', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}) take its first or last reading "
+                      "(--extrapolate)", UserWarning, stacklevel=2)
     df["temperature_C"] = np.interp(mid, lt, lT)
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 for m, w in zip(mid, width)]

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     }
     started = time.perf_counter()
     create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
-                  pixel_size_nm=reader.metadata.get("pixel_size_nm"))
+                  pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0)
     try:
         array, _ = open_volume(partial_path(out), "r+")
         bar = tqdm(total=z1 - z0, unit="slice", desc=f"{args.method} {Path(args.input).name}",

@@ -80,6 +80,7 @@ def create_volume(
     overwrite: bool = False,
     resume: bool = False,
     pixel_size_nm: float | None = None,
+    first_row: int = 0,
     fill_value: float = 0.0,
 ) -> zarr.Array:
     """Create an empty OME-Zarr store at :func:`partial_path` (``path`` appears at finalize).
@@ -91,6 +92,8 @@ def create_volume(
     Returns the array ``0`` (writable: ``array[t, z0:z1] = chunk``). Call once per store
     (one process); other workers open the partial store with
     ``open_volume(partial_path(path), mode="r+")`` and write their own chunks.
+    first_row : the detector row of the volume's first slice (``--rows A:B``: A), an OME
+        translation along z, so partial volumes of one scan overlay where they belong.
     FlytomoError when ``path`` exists and not ``overwrite``.
     """
     path = Path(path)
@@ -104,7 +107,7 @@ def create_volume(
             zarr.open_group(str(tmp), mode="r+", zarr_format=2).attrs["flytomo"] = _provenance(attrs)
             return array
     remove(tmp)
-    return _create(tmp, shape, chunks, attrs, pixel_size_nm, fill_value)
+    return _create(tmp, shape, chunks, attrs, pixel_size_nm, fill_value, first_row)
 
 
 def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> Path:
@@ -147,20 +150,23 @@ def open_volume(path: str | os.PathLike, mode: str = "r") -> tuple[zarr.Array, d
 
 
 def _create(store: Path, shape: tuple[int, ...], chunks: tuple[int, ...] | None, attrs: dict[str, Any],
-            pixel_size_nm: float | None, fill_value: float = 0.0) -> zarr.Array:
+            pixel_size_nm: float | None, fill_value: float = 0.0, first_row: int = 0) -> zarr.Array:
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise FlytomoError(store, f"a volume is (z, y, x) or (t, z, y, x), got shape {shape}")
     chunks = tuple(int(c) for c in chunks) if chunks is not None else default_chunks(shape)
-    root = {"multiscales": multiscales(len(shape), pixel_size_nm, store.name), "flytomo": _provenance(attrs)}
+    root = {"multiscales": multiscales(len(shape), pixel_size_nm, store.name, first_row=first_row),
+            "flytomo": _provenance(attrs)}
     group = zarr.open_group(str(store), mode="w", zarr_format=2, attributes=root)
     return group.create_array(ARRAY, shape=shape, chunks=chunks, dtype="float32", fill_value=fill_value,
                               chunk_key_encoding={"name": "v2", "separator": "/"})
 
 
-def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: float = 1.0) -> list[dict[str, Any]]:
+def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: float = 1.0,
+                first_row: int = 0) -> list[dict[str, Any]]:
     """OME-Zarr 0.4 ``multiscales`` of one level, (z, y, x) or (t, z, y, x): voxels of
     ``pixel_size_nm`` (in nanometres; unit-less 1 where unknown), time points ``time_step_s``
-    apart (a uniform axis: the scans' own times are in ``flytomo`` -> ``scans``)."""
+    apart (a uniform axis: the scans' own times are in ``flytomo`` -> ``scans``), the first
+    slice at detector row ``first_row`` (a translation along z where it is not 0)."""
     space: dict[str, Any] = {"type": "space"}
     if pixel_size_nm is not None:
         space["unit"] = "nanometer"
@@ -170,11 +176,16 @@ def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: 
         axes.insert(0, {"name": "t", "type": "time", "unit": "second"})
         scale.insert(0, float(time_step_s))
     name = name.split(".partial")[0].lstrip(".")
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+    if first_row:
+        shift = [0.0] * len(scale)
+        shift[-3] = float(first_row) * scale[-3]
+        transforms.append({"type": "translation", "translation": shift})
     return [{
         "version": NGFF_VERSION,
         "name": name,
         "axes": axes,
-        "datasets": [{"path": ARRAY, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        "datasets": [{"path": ARRAY, "coordinateTransformations": transforms}],
         "type": "none",
         "metadata": {"description": "flytomo reconstruction, attenuation per pixel"},
     }]

@@ -46,7 +46,8 @@ def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
     with pytest.raises(FlytomoError, match="scan 100"):
         scan_temperatures(_scans(2), late, tmp_path / "late.csv")
     # extrapolate: the last reading is held
-    df = scan_temperatures(_scans(4), log, path, extrapolate=True)
+    with pytest.warns(UserWarning, match=r"short.csv: 2 scan\(s\) outside the log \(102, 103\) take its first or last"):
+        df = scan_temperatures(_scans(4), log, path, extrapolate=True)
     assert df["temperature_C"].iloc[-1] == pytest.approx(log["temperature_C"].iloc[-1])
     assert np.isfinite(df["heating_rate_C_per_min"]).all()
     # ... but not a log no scan falls into: every temperature would be made up
@@ -124,6 +125,8 @@ def test_bad_logs(tmp_path, text, match):
     # Unix milliseconds, as many loggers write them
     ("timestamp,temp\n1796119200000,25\n1796119260500,75\n", [1796119200, 1796119260.5], [25, 75]),
     ("timestamp,temp\n1796119200000000000,25\n1796119260500000000,75\n", [1796119200, 1796119260.5], [25, 75]),
+    ("timestamp_ms,temperature_C\n0,25\n60500,75\n", [0, 60.5], [25, 75]),  # the unit as a suffix (was refused)
+    ("time_min,T_K\n0,298.15\n1.5,348.15\n", [0, 90], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and

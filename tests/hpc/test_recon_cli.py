@@ -39,7 +39,11 @@ def test_recon_writes_an_omezarr_volume_with_provenance(scan, tmp_path, method, 
     assert attrs["geometry"]["blur_angle_deg"] == pytest.approx(1.5)
     assert attrs["input"].endswith("scan.h5") and attrs["version"]
     import zarr
-    assert zarr.open_group(str(out), mode="r").attrs["multiscales"][0]["version"] == "0.4"
+    ms = zarr.open_group(str(out), mode="r").attrs["multiscales"][0]
+    assert ms["version"] == "0.4"
+    # rows 16:48 sit at z = 16 voxels (× the voxel size) in the scan's frame: partial volumes overlay
+    scale, shift = ms["datasets"][0]["coordinateTransformations"]
+    assert shift == {"type": "translation", "translation": [16 * scale["scale"][0], 0.0, 0.0]}
     truth = np.load(scan.with_name("scan_truth.npy"))[16:48]
     vol = array[:]
     assert np.mean([psnr(v, t) for v, t in zip(vol, truth)]) > floor
