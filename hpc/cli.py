@@ -134,7 +134,7 @@ def _mask_differing_numbers(gists: list[str]) -> str:
 #: errors of the file system that name a path (read-only, no permission, full, not a folder):
 #: one line naming the path, exit 2, as for bad input
 _FILE_SYSTEM_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                       errno.EISDIR, errno.ENAMETOOLONG}
+                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
 
 
 def main(argv: list[str] | None = None) -> int:

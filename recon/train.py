@@ -36,6 +36,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -571,6 +572,18 @@ def _pair_identity(key: dict | str | None) -> str:
     return json.dumps(k, sort_keys=True, default=str)
 
 
+def _key_difference(old: str, new: str) -> str:
+    """The settings two pair keys differ in, 'data.photons' style (a few)."""
+    def flat(d, pre=""):
+        out = {}
+        for k, v in (d or {}).items():
+            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+        return out
+    a, b = flat(json.loads(_pair_identity(old))), flat(json.loads(new))
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "") or "the key"
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         out = json.loads(path.read_text())
@@ -623,6 +636,10 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
                        [o[2] if len(o) > 2 else {} for o in outs])
     identity = _pair_identity(key_json)
     meta = _read_json(folder / "meta.json")
+    if meta is not None and isinstance(meta.get("key"), str) and _pair_identity(meta["key"]) != identity:
+        warnings.warn(f"{folder}: holds {meta.get('n', '?')} pairs made with other settings ("
+                      f"{_key_difference(meta['key'], identity)}): they are replaced; give this run a "
+                      "data_dir of its own to keep them", UserWarning, stacklevel=2)
     made = 0  # pairs of this identity in the complete folder
     if meta is not None and isinstance(meta.get("key"), str) and _pair_identity(meta["key"]) == identity:
         made = int(meta.get("n", 0))
@@ -812,8 +829,12 @@ def _save_checkpoint(path: Path, model, opt, scaler, step: int, wall: float, cfg
             "wall_time_s": float(wall), "config": cfg_json,
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except (RuntimeError, OSError) as err:  # torch raises RuntimeError for a file it cannot open
+        raise FlytomoError(path, f"cannot write the checkpoint ({str(err).splitlines()[0]}): is the "
+                                 "run folder writable, and is there space?") from None
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -1002,23 +1023,25 @@ def train(
     progress : tqdm progress bars.
     fresh : ignore (and replace) an existing checkpoint.
     stop_at_step : checkpoint and stop once this step is reached (a later call resumes).
-    time_limit_s : checkpoint and stop after this much wall time in this call.
+    time_limit_s : checkpoint and stop after this much wall time in this call, counted from
+        its start (the pair simulation included: a batch job's slot is wall time).
 
     Returns a :class:`TrainResult`; ``status`` "stopped" when it stopped early (also on
     SIGTERM/SIGINT), "finished" after the final export.
     """
+    deadline = None if time_limit_s is None else time.perf_counter() + float(time_limit_s)
     threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
         return _train(cfg, Path(run_dir), sources=sources, progress=progress, fresh=fresh,
-                      stop_at_step=stop_at_step, time_limit_s=time_limit_s)
+                      stop_at_step=stop_at_step, deadline=deadline)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at_step,
-           time_limit_s) -> TrainResult:
+           deadline: float | None) -> TrainResult:
     from tqdm import tqdm
 
     from recon.rrdb import build_model
@@ -1135,7 +1158,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
                      "wall_time_s": round(wall, 3)})
                 window = []
             stopping = (stop.set or (stop_at_step is not None and step >= stop_at_step)
-                        or (time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s))
+                        or (deadline is not None and time.perf_counter() >= deadline))
             if step % opt_cfg.checkpoint_every == 0 or step == opt_cfg.steps or stopping:
                 _save_checkpoint(ckpt_path, model, opt, scaler, step, wall, cfg_json)
             if stopping and step < opt_cfg.steps:

@@ -51,7 +51,8 @@ def register(subparsers) -> None:
                    help="processes simulating training pairs in parallel (override)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="checkpoint and stop after this much wall time (e.g. before a Slurm "
-                        "time limit); run again to resume")
+                   help="checkpoint and stop after this much wall time from the start, the "
+                        "simulation of training pairs included (e.g. before a Slurm time limit); "
+                        "run again to resume")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=lambda args: _run(args))

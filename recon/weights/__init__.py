@@ -255,7 +255,13 @@ def save_model(dir_or_path: str | Path, model: nn.Module, card: dict) -> Path:
     tmp_w = wpath.with_name(wpath.name + ".tmp")
     tmp_c = cpath.with_name(cpath.name + ".tmp")
     save_file(state, str(tmp_w), metadata={"format": CARD_FORMAT,
-                                           "architecture": json.dumps(config, sort_keys=True)})
+                                           "architecture": json.dumps(config, sort_keys=True),
+                                           "input_kind": str(card["input_kind"]),
+                                           "normalization": str(card["normalization"])})
+    _canonical_header(tmp_w)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp_w.chmod(0o666 & ~umask)  # safetensors writes 0600: colleagues on a shared file system could not read it
     card.update({
         "format": CARD_FORMAT,
         "architecture": dict(config),
@@ -270,6 +276,46 @@ def save_model(dir_or_path: str | Path, model: nn.Module, card: dict) -> Path:
     os.replace(tmp_w, wpath)
     os.replace(tmp_c, cpath)
     return wpath
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys: safetensors writes its
+    metadata in a random order, so saving the same tensors twice gave two file hashes (and two
+    ``weights_sha256``). The tensors' byte offsets are relative to the data, which is kept."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def _check_card_against_header(card: dict, wpath: Path, cpath: Path) -> None:
+    """The card's architecture (and, in files saved since session 30, input kind and
+    normalisation) must be those the weights file was saved with: the card is plain JSON, and an
+    edited one changed what the network computes without a word (26.9 dB -> 4.4 dB)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - an unreadable file is named by load_file below
+        return
+    saved = {k: meta[k] for k in ("input_kind", "normalization") if k in meta}
+    if "architecture" in meta:
+        try:
+            saved["architecture"] = json.loads(meta["architecture"])
+        except json.JSONDecodeError:
+            return
+    for key, value in saved.items():
+        if card.get(key) != value:
+            if key == "architecture":
+                diff = sorted(k for k in set(value) | set(card[key]) if value.get(k) != card[key].get(k))
+                what = ", ".join(f"{k}: card {card[key].get(k)!r}, file {value.get(k)!r}" for k in diff[:3])
+            else:
+                what = f"card {card.get(key)!r}, file {value!r}"
+            raise FlytomoError(cpath, f"model card's {key} differs from the weights file's ({what}): an edited "
+                                      "or mismatched card")
 
 
 def _json_default(o):
@@ -428,6 +474,7 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
             raise FlytomoError(cpath, f"model card lacks {key!r}")
     if not isinstance(card["architecture"], dict):
         raise FlytomoError(cpath, "model card 'architecture' must be an object")
+    _check_card_against_header(card, wpath, cpath)
     _check_kind(card, input_kind, wpath)
     if card["input_kind"] not in INPUT_KINDS:
         raise FlytomoError(cpath, f"model card input_kind {card['input_kind']!r} is not one of "

@@ -279,6 +279,34 @@ def test_save_and_load_round_trip(tmp_path):
         load_model(wpath, input_kind="mlem-flyscan")
 
 
+def test_an_edited_card_is_refused_and_saving_is_reproducible(tmp_path):
+    """The card is JSON beside the weights: an edit of what the network computes (its
+    normalisation, input kind, residual or dense scaling) was taken silently (a blind probe:
+    26.9 dB -> 4.4 dB). The weights file keeps them in its header, and they must agree. Saving the
+    same tensors twice gives the same bytes (safetensors ordered its header at random), readable
+    by the group (safetensors wrote 0600)."""
+    import os
+
+    a = save_model(tmp_path / "a" / "m.safetensors", _small(4), CARD)
+    b = save_model(tmp_path / "b" / "m.safetensors", _small(4), CARD)
+    assert a.read_bytes() == b.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert a.stat().st_mode & 0o777 == 0o666 & ~umask
+    cpath = a.with_suffix(".json")
+    good = json.loads(cpath.read_text())
+    edits = [("normalization", "none"), ("input_kind", "mlem-flyscan")] + [
+        ("architecture", {**good["architecture"], k: v}) for k, v in
+        (("global_residual", not good["architecture"].get("global_residual", True)), ("dense_scale", 0.2))]
+    for key, value in edits:
+        cpath.write_text(json.dumps({**good, key: value}))
+        with pytest.raises(FlytomoError, match=f"model card's {key} differs from the weights file's") as err:
+            load_model(a)
+        assert str(cpath) in str(err.value) and "\n" not in str(err.value)
+    cpath.write_text(json.dumps(good))
+    assert load_model(a).card["normalization"] == "seed"
+
+
 def test_bad_weights_are_refused(tmp_path):
     wpath = save_model(tmp_path / "m.safetensors", _small(), CARD)
     cpath = wpath.with_suffix(".json")
@@ -297,12 +325,12 @@ def test_bad_weights_are_refused(tmp_path):
     wpath.write_bytes(data)
     card["architecture"]["nf"] = 16
     cpath.write_text(json.dumps(card))
-    with pytest.raises(FlytomoError, match="do not fit the architecture"):
+    with pytest.raises(FlytomoError, match=r"architecture differs from the weights file's \(nf: card 16, file 8\)"):
         load_model(wpath)
     card["architecture"]["nf"] = 8
     card["architecture"]["nb"] = 2
     cpath.write_text(json.dumps(card))
-    with pytest.raises(FlytomoError, match="missing"):
+    with pytest.raises(FlytomoError, match=r"nb: card 2, file 1"):
         load_model(wpath)
     # bad or missing card, pickles, missing files
     cpath.write_text("{not json")
@@ -452,7 +480,7 @@ def test_two_channel_model_card_and_rrdb_method(tmp_path):
     bad = json.loads(wpath.with_suffix(".json").read_text())
     bad["input_kind"] = "fbp"
     wpath.with_suffix(".json").write_text(json.dumps(bad))
-    with pytest.raises(FlytomoError, match=r"two\.json.*\(1 channel\) but the network takes 2"):
+    with pytest.raises(FlytomoError, match=r"two\.json: model card's input_kind differs from the weights file's"):
         load_model(wpath)
 
 

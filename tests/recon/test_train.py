@@ -103,8 +103,9 @@ def test_pair_cache_resumes_a_killed_generation(tmp_path):
     calls.clear()
     build_pair_set(flaky, 40, tmp_path / "train", {"k": 1})
     assert calls == []  # cached
-    build_pair_set(flaky, 40, tmp_path / "train", {"k": 2})
-    assert len(calls) == 40  # another key: regenerated
+    with pytest.warns(UserWarning, match=r"holds 40 pairs made with other settings \(k\): they are replaced"):
+        build_pair_set(flaky, 40, tmp_path / "train", {"k": 2})
+    assert len(calls) == 40  # another key: regenerated, and said (a shared data_dir was replaced silently)
 
 
 def test_pair_cache_grows_and_shrinks_without_simulating_again(tmp_path):
