@@ -360,7 +360,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         temp_log = read_temperature_log(exp.temperature_log) if exp.temperature_log else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)
-        from recon.methods import model_provenance
+        from recon.methods import model_provenance, uses_blur
 
         model_provenance(method, resolved)  # the networks load, checked before any scan is opened
         existing = st.read_attrs(store)
@@ -369,6 +369,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if executor is None:
             executor = make_executor(cfg.executor)
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
+                             blur_matters=uses_blur(method, resolved),
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)

@@ -128,6 +128,7 @@ class SurveyJob:
     corrections: Corrections | None
     pad_columns: int | str
     check_tilt: bool
+    blur_matters: bool = False
 
 
 def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str]]]:
@@ -168,7 +169,8 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
                                else estimate_jitter(reader, corrections=corrections, tilt=plan.tilt))
             plan.geometry = scan_geometry(reader, blur_angle_deg=job.blur_angle_deg, center=c,
                                           corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
-                                          pad_columns=pad, check_tilt=job.check_tilt)
+                                          pad_columns=pad, check_tilt=job.check_tilt,
+                                          blur_matters=job.blur_matters)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others
@@ -205,8 +207,10 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  center: float | str | None = None, log: tuple[np.ndarray, np.ndarray] | None = None,
                  known: list[dict] | None = None, scan_duration_s: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
-                 map_fn: Callable[[Callable, list], list] | None = None) -> list[ScanPlan]:
+                 map_fn: Callable[[Callable, list], list] | None = None,
+                 blur_matters: bool = False) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
+    ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed).
 
     Parameters
     ----------
@@ -237,7 +241,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         "auto", every scan gets the largest pad any scan chose (one pad per experiment).
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
-                      corrections, pad_columns, check_tilt=(i == 0)) for i, f in enumerate(files)]
+                      corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters)
+            for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
     plans = []
     for plan, caught in results:

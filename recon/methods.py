@@ -201,6 +201,14 @@ def model_provenance(method: str, options: dict[str, Any], image_size: int | Non
     return network_provenance(main, (load_model(spec), float(opts["blend_weight"])) if spec else None)
 
 
+def uses_blur(method: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether ``method`` models the fly-scan blur (modified MLEM, and the rrdb method unless
+    its input is FBP alone): where the blur angle is only assumed, that is worth a warning."""
+    if method == "mlem-flyscan":
+        return True
+    return method == "rrdb" and (options or {}).get("rrdb_input") != "fbp"
+
+
 def method_names() -> list[str]:
     return list(METHODS)
 

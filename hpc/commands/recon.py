@@ -18,7 +18,7 @@ from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
-from recon.methods import BLEND_WEIGHT, METHODS, RRDB_INPUTS, make_reconstructor
+from recon.methods import BLEND_WEIGHT, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     tilt = estimate_tilt(reader, corrections=corrections) if args.correct_tilt else None
     jitter = estimate_jitter(reader, corrections=corrections, rows=(z0, z1), tilt=tilt) if args.correct_jitter else None
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
+                             blur_matters=uses_blur(args.method, options),
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
@@ -139,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     seconds = time.perf_counter() - started
     if not args.quiet:
-        print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}, "
-              f"blur {geometry.blur_angle_deg:.3f}°) in {seconds:.1f} s"
+        blur = f", blur {geometry.blur_angle_deg:.3f}°" if uses_blur(args.method, options) else ""
+        print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}{blur}) "
+              f"in {seconds:.1f} s"
               + (f"; {geometry.pad_columns} columns padded per side" if geometry.pad_columns else "")
               + (f"; axis tilt {tilt.degrees:+.3f}° undone" if tilt else "")
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)

@@ -205,25 +205,32 @@ def lookup(f: h5py.Group, *names: str) -> Any:
     return None
 
 
-def blur_metadata(f: h5py.File) -> tuple[float | None, bool]:
+def blur_metadata(f: h5py.Group | tuple[h5py.Group, ...]) -> tuple[float | None, bool]:
     """(blur angle in degrees or None, whether recorded angles are exposure *starts*).
 
     The blur is ``blur_angle_deg`` when recorded, else ``exposure_s × rotation_speed_deg_s``.
     Angles are exposure starts when the attribute/dataset ``angle_reference`` is "start".
+    ``f``: a group, or groups looked in in order (an NXtomo entry, then the file's root).
     """
-    blur = as_float(lookup(f, "blur_angle_deg"))
+    groups = f if isinstance(f, tuple) else (f,)
+
+    def first(name: str) -> Any:
+        return next((v for v in (lookup(g, name) for g in groups) if v is not None), None)
+
+    blur = as_float(first("blur_angle_deg"))
     if blur is None:
-        exposure = as_float(lookup(f, "exposure_s"))
-        speed = as_float(lookup(f, "rotation_speed_deg_s"))
+        exposure = as_float(first("exposure_s"))
+        speed = as_float(first("rotation_speed_deg_s"))
         if exposure is not None and speed is not None:
             blur = abs(exposure * speed)
     if blur is not None and blur < 0:
         blur = None
-    reference = as_text(lookup(f, "angle_reference")) or ""
+    reference = as_text(first("angle_reference")) or ""
     return blur, reference.lower() == "start"
 
 
-def exposure_middles(f: h5py.File, angles_deg: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+def exposure_middles(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndarray,
+                     meta: dict[str, Any]) -> np.ndarray:
     """Recorded angles as exposure middles (DESIGN.md), noting the blur in ``meta``.
 
     Sets ``meta["blur_angle_deg"]`` when the file records the blur. When the file marks its

@@ -120,7 +120,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
         "energy_keV": _energy_keV(entry),
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }
-    angles = exposure_middles(f, angles_all[select[PROJECTION]], meta)
+    angles = exposure_middles((entry, f), angles_all[select[PROJECTION]], meta)  # the entry's, else the root's
     data = names["data"]
     return HDF5Scan.checked(
         path, FORMAT, f,

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
 from recon.errors import FlytomoError
-from recon.geometry import ScanGeometry
+from recon.geometry import ScanGeometry, default_blur_angle
 from recon.io.center import MIN_SAMPLE_SIGNAL, axis_from_centroid, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
@@ -14,10 +15,23 @@ from recon.io.preprocess import Corrections, DataHintWarning
 from recon.truncation import auto_pad, edge_ratio
 
 
+def _check_blur(blur: float | None, angles_deg: np.ndarray, where: Any) -> None:
+    """Warn where the fly-scan blur is assumed, or cannot be a continuous turn's."""
+    step = float(np.rad2deg(default_blur_angle(np.deg2rad(np.asarray(angles_deg, np.float64)))))
+    if blur is None:
+        assume(where, f"no blur angle recorded (blur_angle_deg, or exposure_s and rotation_speed_deg_s): the "
+                      f"angle step {step:.3g}° is taken, the turn of a continuous scan without dead time; give "
+                      "--blur-angle (reconstruction.blur_angle_deg) where it differs (a step scan: 0)")
+    elif step > 0 and blur > 1.05 * step:
+        assume(where, f"blur angle {blur:g}° is more than the angle step {step:.3g}°: the exposures of one "
+                      "continuous turn cannot overlap; is it right (degrees, per exposure)?")
+
+
 def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float | str | None = None,
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
                   jitter: Jitter | None = None, tilt: Tilt | None = None,
-                  pad_columns: int | str = "auto", check_tilt: bool = True) -> ScanGeometry:
+                  pad_columns: int | str = "auto", check_tilt: bool = True,
+                  blur_matters: bool = False) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
@@ -38,6 +52,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         in two bands near the top and the bottom of the rows and hint at ``--correct-tilt``
         where it leans (:func:`recon.io.alignment.tilt_hint`; two more axis searches, ~1.4 s
         each on 900 angles × 2048 columns: an experiment checks its first scan only).
+    blur_matters : the method models the blur (:func:`recon.methods.uses_blur`): warn where no
+        blur angle is recorded (the angle step is taken) or it exceeds the angle step.
     """
     meta = reader.metadata or {}
     blur = blur_angle_deg if blur_angle_deg is not None else meta.get("blur_angle_deg")
@@ -91,6 +107,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                               "(--center, or center: in the experiment config)")
     if pad_columns == "auto":
         pad_columns = _auto_pad(rows_sino, where)
+    if blur_matters:
+        _check_blur(blur, reader.angles_deg, where)
     geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
                                    offsets=None if jitter is None else np.asarray(jitter.dx),
                                    pad_columns=int(pad_columns))

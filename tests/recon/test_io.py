@@ -174,6 +174,33 @@ def test_dxchange_and_nxtomo_metadata(tmp_path, small_scan):
                           "blur_angle_deg": 2.0}
 
 
+def test_the_blur_is_read_from_an_nxtomo_entry_and_warned_about_where_assumed(tmp_path, small_scan):
+    """A blind probe: `blur_angle_deg` in the NXtomo entry (where NeXus puts a scan's
+    metadata) was ignored for the root's; a scan with no blur recorded silently took the angle
+    step; a blur larger than the step passed. For methods that model the blur, both now warn."""
+    from recon.io.scan_geometry import scan_geometry
+
+    path = _write("nxtomo", tmp_path / "n.nxs", small_scan)  # records no blur
+    with h5py.File(path, "r+") as f:
+        for key in ("blur_angle_deg", "angle_reference"):
+            f.attrs.pop(key, None)
+    reader = open_scan(path)
+    assert "blur_angle_deg" not in reader.metadata
+    with pytest.warns(AssumptionWarning, match=r"no blur angle recorded .* the angle step 5.62° is taken"):
+        g = scan_geometry(reader, center="middle", blur_matters=True, pad_columns=0)
+    assert g.blur_angle_deg == pytest.approx(5.625)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumptionWarning)  # fbp, mlem: the blur does not matter
+        scan_geometry(reader, center="middle", blur_matters=False, pad_columns=0)
+    with h5py.File(path, "r+") as f:
+        entry = next(g for g in f.values() if isinstance(g, h5py.Group))
+        entry.attrs["blur_angle_deg"] = 12.0
+    reader = open_scan(path)
+    assert reader.metadata["blur_angle_deg"] == 12.0
+    with pytest.warns(AssumptionWarning, match=r"blur angle 12° is more than the angle step 5.62°"):
+        scan_geometry(reader, center="middle", blur_matters=True, pad_columns=0)
+
+
 # ---------------------------------------------------------------- FXI specifics
 
 
