@@ -73,6 +73,9 @@ class RrdbOptions(ConfigModel):
 class ReconstructionConfig(ConfigModel):
     method: Literal["fbp", "mlem", "mlem-flyscan", "rrdb"] = "mlem-flyscan"
     iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
+    operator: Literal["fast", "subangle"] | None = Field(
+        None, description="mlem-flyscan's fly-scan model: fast (R·B, the default) or subangle (the mean of R "
+                          "over sub-angles: exact, 5-20x slower; docs/benchmarks.md)")
     blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
     center: float | Literal["auto", "middle"] | None = Field(
         None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
@@ -200,6 +203,8 @@ class ExperimentConfig(ConfigModel):
             opts["iterations"] = r.iterations
         if r.method in ("fbp", "rrdb") and r.window is not None:
             opts["window"] = r.window
+        if r.method == "mlem-flyscan" and r.operator is not None:
+            opts["operator"] = r.operator
         if r.method == "rrdb":
             if r.rrdb.input is not None:
                 opts["rrdb_input"] = r.rrdb.input
@@ -472,6 +477,9 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     r, out = cfg.reconstruction, []
     if r.iterations is not None and r.method == "fbp":
         out.append(Problem("reconstruction.iterations", "method fbp takes no iterations", warning=True))
+    if r.operator is not None and r.method != "mlem-flyscan":
+        out.append(Problem("reconstruction.operator", f"only mlem-flyscan takes a fly-scan operator, not {r.method}",
+                           warning=True))
     if r.window is not None:
         try:
             from recon.fbp import WINDOWS

@@ -7,6 +7,7 @@ and reuses them for every chunk of rows with that geometry.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ from recon.errors import FlytomoError
 from recon.fbp import WINDOWS, fbp
 from recon.geometry import ScanGeometry
 from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, mlem
-from recon.operators import FlyScanProjector, Projector
+from recon.operators import FlyScanProjector, Projector, SubAngleProjector
 from recon.truncation import extend_sinogram
 
 SliceFn = Callable[[torch.Tensor], torch.Tensor]  # (B, n_angles, n_columns) → (B, n, n)
@@ -50,11 +51,33 @@ def _build_fbp(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any
     return lambda sino: fbp(sino, projector, opts["window"])
 
 
-def _mlem_builder(projector_class: type[Projector]) -> Callable[..., SliceFn]:
+#: fly-scan forward models of mlem-flyscan: R̄ = R·B (one sparse blur; the default) or the
+#: seed's mean of R over sub-angles (exact up to the sub-angles, n_sub times R's cost)
+FLYSCAN_OPERATORS = ("fast", "subangle")
+#: sub-angles of the "subangle" operator: the rim of the slice moves at most this many pixels
+#: between two of them
+SUBANGLE_ARC_PX = 0.5
+
+
+def subangle_count(geometry: ScanGeometry) -> int:
+    """Sub-angles for the exact fly-scan operator: the farthest pixel from the axis moves at
+    most :data:`SUBANGLE_ARC_PX` between them (512², 1.5°: 19)."""
+    r_max = (geometry.image_size - 1) / math.sqrt(2.0)
+    return max(1, math.ceil(r_max * geometry.blur_angle / SUBANGLE_ARC_PX))
+
+
+def _flyscan_projector(geometry: ScanGeometry, device: torch.device, operator: str = "fast") -> Projector:
+    if operator == "subangle":
+        return SubAngleProjector(geometry, subangle_count(geometry), device)
+    return FlyScanProjector(geometry, device)
+
+
+def _mlem_builder(projector_class: type[Projector] | Callable[..., Projector]) -> Callable[..., SliceFn]:
     def build(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
         check_option_values(opts)
         iterations = int(opts["iterations"])
-        projector = projector_class(geometry, device)
+        projector = (projector_class(geometry, device, opts.get("operator") or "fast")
+                     if projector_class is _flyscan_projector else projector_class(geometry, device))
         start = Projector(geometry, device) if opts["init"] == "fbp" and projector_class is not Projector else projector
 
         def run(sino: torch.Tensor) -> torch.Tensor:
@@ -176,9 +199,11 @@ METHODS: dict[str, Method] = {
     "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
     "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(Projector),
                    "MLEM with the step-scan projector R (the seed's naive MLEM)"),
-    "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform"},
-                           _mlem_builder(FlyScanProjector),
-                           "MLEM with the fly-scan operator R̄ = R·B (the seed's modified MLEM)"),
+    "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform",
+                                            "operator": "fast"},
+                           _mlem_builder(_flyscan_projector),
+                           "MLEM with a fly-scan operator: R̄ = R·B (fast), or the mean of R over "
+                           "sub-angles (subangle; the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "blend": "auto", "blend_weight": BLEND_WEIGHT,
                             "tile": None, "self_ensemble": False, "amp": False, "window": None, "iterations": None,
                             "init": None}, _build_rrdb,
@@ -237,6 +262,9 @@ def check_option_values(options: dict[str, Any]) -> None:
         raise FlytomoError(None, f"option init must be 'uniform' or 'fbp', got {o['init']!r}")
     if o.get("window", "ramp") not in WINDOWS:
         raise FlytomoError(None, f"unknown FBP window '{o['window']}'; choose one of {', '.join(WINDOWS)}")
+    if o.get("operator", "fast") not in FLYSCAN_OPERATORS:
+        raise FlytomoError(None, f"option operator must be one of {', '.join(FLYSCAN_OPERATORS)}, "
+                                 f"got {o['operator']!r}")
     if o.get("rrdb_input", RRDB_INPUTS[0]) not in RRDB_INPUTS:
         raise FlytomoError(None, f"option rrdb_input must be one of {', '.join(RRDB_INPUTS)}, "
                                  f"got {o['rrdb_input']!r}")

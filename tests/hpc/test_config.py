@@ -187,6 +187,19 @@ def test_rrdb_options_reach_the_method(tmp_path, sim):
     assert any("reconstruction.rrdb.blend_weight" in str(p) for p in check_config(heavy))
 
 
+def test_the_flyscan_operator_reaches_modified_mlem(tmp_path, sim):
+    """reconstruction.operator: subangle becomes mlem-flyscan's option; on another method it is a
+    warning (nothing takes it); an unknown one is a problem named by its key."""
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "mlem-flyscan", "operator": "subangle"})
+    assert load_experiment(cfg).method_options() == {"operator": "subangle"}
+    fbp = write_config(tmp_path / "fbp", sim, reconstruction={"method": "fbp", "operator": "subangle"})
+    problems = check_config(fbp)[1]
+    assert [p.warning for p in problems if p.key == "reconstruction.operator"] == [True]
+    assert load_experiment(fbp).method_options() == {}
+    bad = write_config(tmp_path / "bad", sim, reconstruction={"operator": "exact"})
+    assert any(p.key == "reconstruction.operator" and not p.warning for p in check_config(bad)[1])
+
+
 def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):
     short = tmp_path / "short.csv"
     short.write_text("time_s,temperature_C\n0,400\n10,400\n")

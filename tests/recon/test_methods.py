@@ -89,6 +89,26 @@ def test_modified_mlem_inverts_the_flyscan_model_that_naive_mlem_misses():
     assert psnr(modified, img) > psnr(naive, img) + 1.0, (psnr(modified, img), psnr(naive, img))
 
 
+def test_the_subangle_operator_beats_the_fast_one_where_the_blur_is_large():
+    """A blind probe found R̄ = R·B (the default: one sparse blur whose bilinear sampling adds
+    a little radial smoothing) falling behind where blur and photons are high; the seed's
+    operator, the mean of R over sub-angles, is exact up to them. 96², 120 projections, 3° of
+    blur, I0 20000, two phantoms: +0.46 dB measured; at 1.5°, I0 2000: +0.26."""
+    from recon.methods import subangle_count
+    from recon.phantoms import make_phantom
+
+    got = {"fast": [], "subangle": []}
+    for k, family in enumerate(("cracked", "network")):
+        obj = make_phantom(family, 96, seed=200 + k)
+        angles = np.arange(120) * 1.5
+        sino = line_integrals_from_counts(simulate_flyscan(obj[None], angles, 3.0, 20000, seed=k, n_sub=32))[0]
+        g = ScanGeometry.create(angles, 96, blur_angle_deg=3.0)
+        for op in got:
+            got[op].append(psnr(reconstruct(sino[None], g, "mlem-flyscan", operator=op)[0], obj))
+    assert np.mean(got["subangle"]) > np.mean(got["fast"]) + 0.25, got
+    assert subangle_count(ScanGeometry.create(angles, 512, blur_angle_deg=1.5)) == 19
+
+
 def test_fbp_start_and_batching_give_the_same_result(blurred_scan):
     img, sino, g = blurred_scan
     three = np.repeat(sino, 3, axis=0)
@@ -112,7 +132,8 @@ def test_unknown_methods_and_options_are_refused_before_work():
                               ("rrdb", {"tile": 0}, "tile must be an integer ≥ 1"),
                               ("rrdb", {"blend_weight": 1.0}, "blend_weight must be a number between 0 and 1"),
                               ("rrdb", {"blend_weight": "half"}, "blend_weight must be a number"),
-                              ("rrdb", {"blend": 3}, "blend must be 'auto', 'none' or a weights file")):
+                              ("rrdb", {"blend": 3}, "blend must be 'auto', 'none' or a weights file"),
+                              ("mlem-flyscan", {"operator": "exact"}, "operator must be one of fast, subangle")):
         with pytest.raises(FlytomoError, match=msg):
             resolve_options(method, opts)
     assert resolve_options("rrdb", {"tile": None})["tile"] is None
