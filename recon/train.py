@@ -215,8 +215,9 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
         run_dir = (path.parent / run_dir).resolve()
     for k in ("init", "data_dir"):
         v = getattr(cfg, k)
-        if v is not None and not Path(v).is_absolute():
-            cfg = cfg.model_copy(update={k: str((path.parent / v).resolve())})
+        prefix = "seed:" if k == "init" and v is not None and v.startswith("seed:") else ""
+        if v is not None and v[len(prefix):] and not Path(v[len(prefix):]).is_absolute():
+            cfg = cfg.model_copy(update={k: prefix + str((path.parent / v[len(prefix):]).resolve())})
     return cfg, run_dir
 
 

@@ -387,8 +387,12 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - truncated, not a checkpoint, or code in the pickle
-        raise FlytomoError(path, f"not a readable PyTorch state dict ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        text = str(err)
+        if "weights_only" in text or "Unsupported global" in text:  # torch's advice to unpickle is not ours
+            why = "it holds pickled objects, not only tensors, and flytomo never unpickles code"
+        else:
+            why = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+        raise FlytomoError(path, f"not a readable PyTorch state dict ({why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -455,7 +459,7 @@ def load_model(spec: str | Path | None = None, *, input_kind: str | None = None,
         wpath = Path(s)
         if wpath.suffix == ".json":
             wpath = wpath.with_suffix(".safetensors")
-        if wpath.suffix == ".pth":
+        if wpath.suffix in (".pth", ".pt", ".ckpt"):
             raise FlytomoError(wpath, "a pickled PyTorch checkpoint; flytomo models are "
                                ".safetensors files (for the seed authors' model use 'seed:PATH')")
     cpath = wpath.with_suffix(".json")
