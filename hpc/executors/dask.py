@@ -7,7 +7,13 @@ free workers, and re-runs a unit whose worker died (``distributed.scheduler.allo
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
+import socket
+import time
+from pathlib import Path
 from typing import Any
 
 from recon.errors import FlytomoError
@@ -42,18 +48,84 @@ def build_cluster(dask_config: Any, threads_per_worker: int = 1) -> Any:
                             dashboard_address=None, silence_logs=logging.WARNING)
 
 
+def _check_address(address: str, key: str) -> None:
+    """One line, at once, for an address that is no Dask address or where nothing listens
+    (was: a traceback after 120 s, exit 1). Schemes other than tcp/tls are left to Dask."""
+    from distributed.comm import parse_address, parse_host_port
+
+    known = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError):
+        scheme = None
+    if scheme not in known or (scheme in ("tcp", "tls") and not (host and port)):
+        raise FlytomoError(key, f"{address!r} is not a Dask scheduler address (tcp://HOST:PORT)")
+    if scheme in ("tcp", "tls"):
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_CHECK_S).close()
+        except OSError as err:
+            raise FlytomoError(key, f"cannot reach {address} ({err.strerror or type(err).__name__}): is a "
+                                    "Dask scheduler running there?") from None
+    if scheme == "tcp":  # something listens: is it a Dask scheduler? (an HTTP port hung the client)
+        try:
+            kind = asyncio.run(asyncio.wait_for(_identity(address), CONNECT_CHECK_S * 2)).get("type")
+        except BaseException as err:  # noqa: BLE001 - timeouts, protocol errors, absurd allocations
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            kind = f"no answer in Dask's protocol ({type(err).__name__})"
+        if kind != "Scheduler":
+            raise FlytomoError(key, f"{address} is not a Dask scheduler ({kind}): the scheduler's port, not "
+                                    "its dashboard's?")
+
+
+async def _identity(address: str) -> dict:
+    from distributed.core import rpc
+
+    async with rpc(address, timeout=CONNECT_CHECK_S) as remote:
+        return await remote.identity()
+
+
+def _wait_for_file(path: str, timeout_s: float) -> None:
+    """A scheduler file is written by the scheduler once it runs (dask-mpi, `dask scheduler
+    --scheduler-file`): wait for it, then one line (was: a silent wait with no end)."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.isfile(path):
+        if time.monotonic() > deadline:
+            raise FlytomoError("executor.dask.scheduler_file", f"{path}: no scheduler file appeared within "
+                                                               f"{timeout_s:.0f} s; is the scheduler started with it?")
+        time.sleep(0.5)
+
+
+#: seconds to open a TCP connection to a scheduler before its address counts as unreachable
+CONNECT_CHECK_S = 10.0
+
+
 def connect(dask_config: Any, cluster: Any = None, timeout_s: float = 120.0) -> Any:
-    """A ``distributed.Client`` for the config (on ``cluster`` when given), with ≥1 worker."""
+    """A ``distributed.Client`` for the config (on ``cluster`` when given), with ≥1 worker.
+    A bad or unreachable scheduler is one :class:`FlytomoError` line."""
     from distributed import Client
 
     if cluster is not None:
         client = Client(cluster)
-    elif dask_config.scheduler_file:
-        client = Client(scheduler_file=str(dask_config.scheduler_file), timeout=timeout_s)
-    elif dask_config.scheduler_address:
-        client = Client(dask_config.scheduler_address, timeout=timeout_s)
-    else:  # pragma: no cover - build_cluster always gives one then
-        raise FlytomoError("executor.dask", "no cluster and no scheduler to connect to")
+    else:
+        if dask_config.scheduler_file:
+            key, file = "executor.dask.scheduler_file", str(dask_config.scheduler_file)
+            _wait_for_file(file, timeout_s)
+            try:
+                address = json.loads(Path(file).read_text())["address"]
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise FlytomoError(file, f"not a Dask scheduler file ({type(err).__name__})") from None
+        elif dask_config.scheduler_address:
+            key, address = "executor.dask.scheduler_address", str(dask_config.scheduler_address)
+        else:  # pragma: no cover - build_cluster always gives one then
+            raise FlytomoError("executor.dask", "no cluster and no scheduler to connect to")
+        _check_address(address, key)
+        try:
+            client = Client(address, timeout=timeout_s)
+        except Exception as err:  # noqa: BLE001 - Dask raises OSError, TimeoutError, even MemoryError here
+            raise FlytomoError(key, f"no Dask scheduler answered at {address} ({type(err).__name__}: "
+                                    f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
     if dask_config.jobqueue is not None:
         return client  # Slurm jobs may queue for long: units wait in the scheduler meanwhile
     try:

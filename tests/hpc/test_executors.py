@@ -12,7 +12,7 @@ from hpc.engine import run_experiment
 from hpc.executors import Executor, make_executor
 from hpc.manifest import Manifest
 
-from .conftest import SCANS, SIZE, ROWS, flytomo, read_store, write_config
+from .conftest import ROWS, SCANS, SIZE, flytomo, read_store, write_config
 
 UNITS = SCANS * (SIZE // ROWS)
 
@@ -41,6 +41,58 @@ def test_dask_local_cluster_matches_local(reference, sim, tmp_path):
         # the same executor serves the analysis stage's map
         assert ex.map(abs, [-2, 3]) == [2, 3]
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+
+
+def test_a_scheduler_of_ones_own_by_file_and_bad_addresses_in_one_line(reference, sim, tmp_path):
+    """`dask scheduler --scheduler-file F` and a `dask worker` started by hand: `run
+    --scheduler-file F` gives the local arrays; a refused port, a name that does not resolve, a
+    malformed address and a port that speaks no Dask (an HTTP server hung the client for good)
+    are each one line, exit 2 (were: tracebacks after 120 s, exit 1, or no end)."""
+    import os
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    pytest.importorskip("distributed")
+    _, ref = reference
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    sfile = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(sfile)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(120):
+            if sfile.is_file():
+                break
+            time.sleep(0.25)
+        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(sfile),
+                                       "--nthreads", "1", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cfg = write_config(tmp_path, sim)
+        r = flytomo("run", cfg, "--executor", "dask", "--scheduler-file", sfile, "--no-progress", timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+    finally:
+        for proc in procs[::-1]:
+            proc.terminate()
+            proc.wait(timeout=30)
+    mute = socket.socket()  # listens, accepts, never speaks Dask
+    mute.bind(("127.0.0.1", 0))
+    mute.listen()
+    threading.Thread(target=lambda: [mute.accept() for _ in range(4)], daemon=True).start()
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    refused = free.getsockname()[1]
+    free.close()
+    for address, message in ((f"tcp://127.0.0.1:{refused}", "cannot reach"),
+                             ("tcp://no-such-host.invalid:8786", "cannot reach"),
+                             ("127.0.0.1:8786x", "is not a Dask scheduler address"),
+                             (f"tcp://127.0.0.1:{mute.getsockname()[1]}", "is not a Dask scheduler (no answer")):
+        r = flytomo("run", cfg, "--executor", "dask", "--scheduler-address", address, "--no-progress", timeout=120)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (address, r.stderr)
+    mute.close()
 
 
 def test_dask_workers_undo_the_alignment_as_the_local_executor_does(sim, tmp_path):
