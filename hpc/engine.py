@@ -477,6 +477,10 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
     except FlytomoError as err:
         log.error("stopped: %s", err)
         raise
+    except (KeyboardInterrupt, SystemExit) as err:  # SIGTERM (scancel, a time limit), Ctrl-C
+        log.warning("stopped (%s): the units done so far are kept; run the same command again to resume",
+                    "interrupted" if isinstance(err, KeyboardInterrupt) else f"exit {err.code}")
+        raise
     finally:
         release_read_bands()  # the rows kept from frame-compressed files (local executor: this process)
         if own_executor and executor is not None:

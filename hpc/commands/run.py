@@ -82,6 +82,8 @@ def stop_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         def _exit(signum, frame):
+            print("flytomo: stopped by SIGTERM: the units done so far are kept; run the same command "
+                  "again to resume", file=sys.stderr)
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, _exit)
 

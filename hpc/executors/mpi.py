@@ -24,6 +24,8 @@ from .base import ExecutorBase, set_torch_threads
 
 TAG_TO_COORD, TAG_TO_WORKER = 11, 12
 POLL_S = 0.002
+#: seconds rank 0 waits, on closing, for the unit its own thread runs (within Slurm's KillWait)
+SHARE_JOIN_S = 25.0
 
 
 def _comm():
@@ -132,9 +134,12 @@ class _CoordinatorShare:
         self.busy = False
         return out
 
-    def stop(self) -> None:
-        """Let the thread end after its item (it is a daemon: an exiting rank does not wait)."""
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Let the thread end after its item; wait up to ``wait_s`` for that. A rank that exits
+        while the thread is inside torch aborts ("terminate called without an active
+        exception", exit 6: a blind probe's SIGTERM, as scancel sends it)."""
         self._inbox.put(None)
+        self._thread.join(timeout=wait_s)
 
 
 class MpiExecutor(ExecutorBase):
@@ -150,6 +155,7 @@ class MpiExecutor(ExecutorBase):
         self.threads = threads
         self.idle: deque[int] = deque()
         self._closed = False
+        self._share: _CoordinatorShare | None = None
         if self.size > 1:
             os.environ.setdefault("FLYTOMO_LOCAL_RANK", str(_local_rank(self.comm)))
         set_torch_threads(threads)
@@ -171,7 +177,7 @@ class MpiExecutor(ExecutorBase):
             return
         by_idx = dict(pending)
         outstanding: dict[int, int] = {}  # index → rank
-        share = _CoordinatorShare(fn)
+        share = self._share = _CoordinatorShare(fn)
 
         def hand_out(r: int) -> None:
             if not pending:
@@ -226,6 +232,9 @@ class MpiExecutor(ExecutorBase):
         return f"mpi ({self.size} ranks, all reconstructing; rank 0 also coordinates)"
 
     def close(self) -> None:
+        if self._share is not None:  # rank 0's own unit ends before the rank does
+            self._share.stop(wait_s=SHARE_JOIN_S)
+            self._share = None
         if self._closed or self.size == 1:
             self._closed = True
             return

@@ -195,6 +195,44 @@ def test_mpi_rank_0_reconstructs_too_and_failures_come_back(tmp_path):
     assert res["describe"] == "mpi (2 ranks, all reconstructing; rank 0 also coordinates)"
 
 
+@pytest.mark.skipif(not (Path(sys.executable).parent / "mpiexec").exists(), reason="no mpiexec in the venv")
+def test_sigterm_to_mpi_ranks_stops_cleanly_and_resumes(sim, tmp_path):
+    """SIGTERM to mpiexec, as scancel sends it: rank 0 waits for the unit its own thread runs
+    (a rank exiting inside torch aborted: "terminate called without an active exception", exit
+    6), says it stopped, logs it, releases the lock; the same command resumes to the store an
+    uninterrupted run makes."""
+    import signal
+    import subprocess
+    import time
+
+    pytest.importorskip("mpi4py")
+    slow = {"method": "mlem-flyscan", "iterations": 600}
+    ref_cfg = write_config(tmp_path / "ref", sim, reconstruction=slow)
+    assert flytomo("run", ref_cfg, "--no-progress", timeout=600).returncode == 0
+    cfg = write_config(tmp_path / "run", sim, reconstruction=slow)
+    cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", "2", sys.executable, "-m", "hpc.cli", "run",
+           str(cfg), "--executor", "mpi", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parents[2])
+    manifest = tmp_path / "run" / "store.zarr" / ".flytomo" / "manifest"
+    for _ in range(600):  # until a few units are done, not all
+        if manifest.is_dir() and len(list(manifest.iterdir())) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
+    assert "terminate called" not in err and "stopped by SIGTERM" in err
+    assert "stopped (exit 143)" in (tmp_path / "run" / "store_run.log").read_text()
+    assert not (tmp_path / "run" / "store.zarr" / ".flytomo" / "lock").exists()
+    done = len(list(manifest.iterdir()))
+    assert 3 <= done < UNITS
+    r = flytomo("run", cfg, "--executor", "mpi", "--no-progress", mpi=2, timeout=600)
+    assert r.returncode == 0 and f"{UNITS - done} done now, {done} already done" in r.stdout, r.stdout
+    np.testing.assert_array_equal(read_store(tmp_path / "run" / "store.zarr"),
+                                  read_store(tmp_path / "ref" / "store.zarr"))
+
+
 def test_worker_warnings_reach_the_driver(sim, tmp_path):
     """A dead detector column in one scan: the Dask workers' repair warnings come back with
     their units and are raised by the driver (as DataRepairWarning, naming the file), where
