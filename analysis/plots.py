@@ -133,6 +133,12 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
             sc = ax.scatter(T, cf, c=np.where(np.isfinite(rate), rate, np.nan), cmap=cmap, norm=norm,
                             s=30, edgecolors="k", linewidths=0.4, zorder=2, plotnonfinite=True)
             cb = fig.colorbar(sc, ax=ax)
+            if lo < 0 < hi:  # the two slopes differ: ticks on both sides of 0 (matplotlib put none below)
+                from matplotlib.ticker import MaxNLocator
+
+                below = [t for t in MaxNLocator(3).tick_values(lo, 0.0) if lo <= t < 0]
+                above = [t for t in MaxNLocator(5).tick_values(0.0, hi) if 0 <= t <= hi]
+                cb.set_ticks(below + above)
             cb.set_label("heating rate (°C/min)")
         else:
             ax.scatter(T, cf, s=30, color="C0", edgecolors="k", linewidths=0.4, zorder=2)
