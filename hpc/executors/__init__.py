@@ -11,7 +11,7 @@ from typing import Any
 
 from recon.errors import FlytomoError
 
-from .base import Executor, set_torch_threads
+from .base import Executor, set_torch_threads, warn_if_oversubscribed
 
 __all__ = ["Executor", "make_executor", "set_torch_threads", "KINDS"]
 
@@ -21,12 +21,18 @@ KINDS = ("local", "dask", "mpi")
 def make_executor(executor_config: Any, **kwargs: Any) -> Executor:
     """The executor for ``executor_config`` (an :class:`hpc.config.ExecutorConfig`)."""
     kind = executor_config.kind
+    threads = int(executor_config.threads_per_worker or 1)
     if kind == "local":
         from .local import LocalExecutor
 
+        warn_if_oversubscribed(1, threads, "local executor")
         return LocalExecutor(threads=executor_config.threads_per_worker)
     if kind == "dask":
         from .dask import DaskExecutor
+
+        d = executor_config.dask
+        if not (d.scheduler_address or d.scheduler_file or d.jobqueue is not None):  # a LocalCluster here
+            warn_if_oversubscribed(int(d.workers), threads, "Dask LocalCluster")
 
         return DaskExecutor(executor_config, **kwargs)
     if kind == "mpi":

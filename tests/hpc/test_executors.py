@@ -17,6 +17,21 @@ from .conftest import ROWS, SCANS, SIZE, flytomo, read_store, write_config
 UNITS = SCANS * (SIZE // ROWS)
 
 
+def test_more_torch_threads_than_cores_are_warned_about():
+    """`--threads 2` with 2 workers on 2 cores ran 4-7x slower without a word (a blind probe)."""
+    import os
+    import warnings
+
+    from hpc.config import ExecutorConfig
+
+    cores = len(os.sched_getaffinity(0))
+    with pytest.warns(UserWarning, match=rf"local executor: 1 × {cores + 1} torch threads on {cores} cores"):
+        make_executor(ExecutorConfig(kind="local", threads_per_worker=cores + 1)).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_executor(ExecutorConfig(kind="local", threads_per_worker=1)).close()
+
+
 def test_executors_follow_the_protocol():
     from hpc.config import ExecutorConfig
 
