@@ -24,12 +24,24 @@ def test_more_torch_threads_than_cores_are_warned_about():
 
     from hpc.config import ExecutorConfig
 
+    import torch
+
     cores = len(os.sched_getaffinity(0))
-    with pytest.warns(UserWarning, match=rf"local executor: 1 × {cores + 1} torch threads on {cores} cores"):
-        make_executor(ExecutorConfig(kind="local", threads_per_worker=cores + 1)).close()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        make_executor(ExecutorConfig(kind="local", threads_per_worker=1)).close()
+    before = torch.get_num_threads(), {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                     "OPENBLAS_NUM_THREADS")}
+    try:
+        with pytest.warns(UserWarning, match=rf"local executor: 1 × {cores + 1} torch threads on {cores} cores"):
+            make_executor(ExecutorConfig(kind="local", threads_per_worker=cores + 1)).close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            make_executor(ExecutorConfig(kind="local", threads_per_worker=1)).close()
+    finally:  # the executor set this process's threads: the tests after this one keep theirs
+        torch.set_num_threads(before[0])
+        for key, value in before[1].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_executors_follow_the_protocol():
