@@ -75,7 +75,8 @@ class ReconstructionConfig(ConfigModel):
     iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
     operator: Literal["fast", "subangle"] | None = Field(
         None, description="mlem-flyscan's fly-scan model: fast (R·B, the default) or subangle (the mean of R "
-                          "over sub-angles: exact, 5-20x slower; docs/benchmarks.md)")
+                          "over sub-angles: exact, better on small slices with many photons, 5-20x slower; "
+                          "docs/benchmarks.md)")
     blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
     center: float | Literal["auto", "middle"] | None = Field(
         None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
