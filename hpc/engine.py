@@ -431,6 +431,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
 
         bar = _progress(len(units), summary.skipped, progress)
+        live = _ScanStatus(store, units, done_before)
         try:
             for r in failed_now:
                 _record(summary, manifest, r, plan_by_t)
@@ -438,6 +439,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             t_units = time.perf_counter()
             for r in executor.imap_unordered(run_unit, jobs, on_error):
                 _record(summary, manifest, r, plan_by_t)
+                if r.ok:
+                    live.unit_done(r.unit)
                 bar.update(1)
                 bar.set_postfix(failed=summary.failed, refresh=False)
             summary.units_wall_s = time.perf_counter() - t_units
@@ -505,6 +508,33 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
         if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
             out.append(outside_log_text(p.path.name, a, b, lt[0], lt[-1]))
     return out
+
+
+class _ScanStatus:
+    """Marks a scan ``done`` in the store's ``flytomo.scans`` as soon as its last unit is
+    written, so that a reader (an analysis of the time points so far, while the experiment
+    still runs) can tell the complete time points without the manifest (the attributes were
+    brought up to date only when the run ended)."""
+
+    def __init__(self, store: Path, units: list[WorkUnit], done: set[str] | dict) -> None:
+        self.store = store
+        self.names: dict[int, set[str]] = {}
+        for u in units:
+            self.names.setdefault(u.t, set()).add(u.name)
+        self.done = set(done)
+        self.marked = {t for t, names in self.names.items() if names <= self.done}
+
+    def unit_done(self, unit: WorkUnit) -> None:
+        self.done.add(unit.name)
+        t = unit.t
+        if t in self.marked or not self.names.get(t, set()) <= self.done:
+            return
+        self.marked.add(t)
+        scans = [dict(s) for s in st.read_attrs(self.store).get("scans", [])]
+        for s in scans:
+            if s.get("index") == t:
+                s["status"] = "done"
+        st.update_attrs(self.store, scans=scans)
 
 
 def _record(summary: RunSummary, manifest: Manifest, r: UnitResult, plans: dict[int, ScanPlan]) -> None:

@@ -29,7 +29,10 @@ def test_killed_run_resumes_to_the_same_store(reference, sim, tmp_path):
     store = tmp_path / "store.zarr"
     done_before = Manifest(store).done()
     assert len(done_before) == k
-    assert json.loads((store / ".zattrs").read_text())["flytomo"]["status"] == "incomplete"
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert attrs["status"] == "incomplete"
+    # a scan is marked done as its last unit is written (4 units a scan: scan 0 only)
+    assert [s["status"] for s in attrs["scans"]] == ["done"] + ["pending"] * (SCANS - 1)
     # the killed run's lock is stale (its pid is dead on this host): taken over
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.done == UNITS - k and s.skipped == k and s.exit_code == 0 and s.complete
