@@ -300,7 +300,13 @@ def run(args: argparse.Namespace) -> int:
                 with open(tmp, "wb") as fh:
                     np.save(fh, result)
             else:
-                tifffile.imwrite(tmp, result, photometric="minisblack")
+                pixel_nm = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
+                if pixel_nm:  # as Fiji reads it: µm per pixel, and the slice spacing of a stack
+                    um = float(pixel_nm) / 1000.0
+                    tifffile.imwrite(tmp, result, imagej=True, resolution=(1.0 / um, 1.0 / um),
+                                     metadata={"unit": "um", "spacing": um, "axes": "ZYX" if result.ndim == 3 else "YX"})
+                else:
+                    tifffile.imwrite(tmp, result, photometric="minisblack")
     if not args.quiet:
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)

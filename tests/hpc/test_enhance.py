@@ -53,6 +53,19 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     r = run_cli("enhance", str(rr), "--out", str(tmp_path / "twice.zarr"))
     assert r.returncode == 2 and "already corrected" in r.stderr and str(rr) in r.stderr
     assert not (tmp_path / "twice.zarr").exists()
+    # a TIFF of a store with a voxel size carries it as Fiji reads it (was: 1 px, no unit)
+    tif = tmp_path / "en.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["enhance", str(mm), "--out", str(tif), "--quiet"]) == 0
+    import tifffile
+
+    with tifffile.TiffFile(tif) as t:
+        np.testing.assert_array_equal(t.asarray(), got[:])
+        px_um = open_volume(mm)[1]["metadata"]["pixel_size_nm"] / 1000
+        assert t.imagej_metadata["unit"] == "um" and t.imagej_metadata["spacing"] == pytest.approx(px_um)
+        num, den = t.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(px_um, rel=1e-3)
     # --input-kind against the store's own method: refused (was: the other kind's network, exit 0)
     r = run_cli("enhance", str(mm), "--out", str(tmp_path / "wrong.zarr"), "--input-kind", "fbp")
     assert r.returncode == 2 and "was reconstructed with mlem-flyscan (its attributes say so), not fbp" in r.stderr
