@@ -22,7 +22,7 @@ from recon.errors import FlytomoError
 
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
 from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams,
-                      segment_volume)
+                      equivalent_radius, segment_volume)
 from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
@@ -168,7 +168,7 @@ def _warn_about_particles(store: Path, table: pd.DataFrame) -> None:
             f"{int(multi['other_particles'].max())}, each >= {100 * OTHER_PARTICLE_SHARE:g} % of its volume; "
             f"column other_particles; scans {_scan_list(multi)}): each row's fractions are of the largest "
             "particle only; reconstruct a region (--rows) per particle to measure the others", stacklevel=2)
-    radius = (3.0 * ok["particle_volume_vox"] / (4.0 * np.pi)) ** (1.0 / 3.0)
+    radius = equivalent_radius(ok["particle_volume_vox"])
     small = ok[radius < SMALL_PARTICLE_RADIUS]
     if len(small):
         warnings.warn(

@@ -97,6 +97,11 @@ SMALL_PARTICLE_RADIUS = 20.0
 NOISY_SPECK_FRACTION = 0.01
 
 
+def equivalent_radius(volume_vox):
+    """Radius (voxels) of the sphere of ``volume_vox`` voxels (a number or an array of them)."""
+    return (3.0 * volume_vox / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
 class SegmentationParams(ConfigModel):
     """Parameters of :func:`segment_volume` (the experiment config embeds this model).
 
@@ -221,11 +226,6 @@ class SegmentationResult:
         return self.pore_volume_vox / self.particle_volume_vox if self.particle_volume_vox else math.nan
 
     @property
-    def equivalent_radius(self) -> float:
-        """Radius (voxels) of the sphere of the particle's volume."""
-        return (3.0 * self.particle_volume_vox / (4.0 * math.pi)) ** (1.0 / 3.0)
-
-    @property
     def speck_fraction(self) -> float:
         """Share of the particle in defect specks dropped as noise: a noisy reconstruction
         (above :data:`NOISY_SPECK_FRACTION`) also has noise clusters large enough to count as cracks."""
@@ -243,7 +243,6 @@ class SegmentationResult:
             "n_cracks": int(self.n_cracks),
             "n_pores": int(self.n_pores),
             "other_particles": int(self.other_particles),
-            "equivalent_radius_vox": float(self.equivalent_radius),
             "envelope_threshold": float(self.envelope_threshold),
             "defect_threshold": float(self.defect_threshold),
             "solid_level": float(self.solid_level),

@@ -293,6 +293,12 @@ def validation_problems(err: ValidationError) -> list[Problem]:
 # ───────────────────────────── the loaded experiment ─────────────────────────────
 
 
+def resolve_path(base: Path, p: str | Path) -> Path:
+    """``p`` with ``~`` expanded; a relative path is relative to ``base`` (the config's folder)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else base / p
+
+
 @dataclass
 class Experiment:
     """A validated config with its paths resolved against the config file's folder."""
@@ -307,8 +313,7 @@ class Experiment:
         return self.path.parent
 
     def resolve(self, p: str | Path) -> Path:
-        p = Path(p).expanduser()
-        return p if p.is_absolute() else (self.base / p)
+        return resolve_path(self.base, p)
 
     @property
     def store_path(self) -> Path:
@@ -350,15 +355,14 @@ def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[
 
     problems: list[Problem] = []
     if isinstance(scans, str):
-        pattern = str(Path(scans).expanduser()) if Path(scans).expanduser().is_absolute() else str(base / scans)
+        pattern = str(resolve_path(base, scans))
         files = sorted((Path(p) for p in _glob.glob(pattern) if Path(p).is_file()), key=natural_order)
         if not files:
             problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
         return [Path(ref) for f in files for ref in scan_entries(f)], problems
     refs = []
     for i, s in enumerate(scans):
-        p = Path(s).expanduser()
-        p = p if p.is_absolute() else base / p
+        p = resolve_path(base, s)
         file, entry = split_scan_ref(p)
         if not file.is_file():
             problems.append(Problem(f"scans[{i}]", f"no such file {file}"))
@@ -492,8 +496,7 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     for key in ("model", "blend"):
         parts = weights_file(getattr(r.rrdb, key)) if r.method == "rrdb" else None
         if parts:
-            p = Path(parts[1]).expanduser()
-            p = p if p.is_absolute() else base / p
+            p = resolve_path(base, parts[1])
             if not p.is_file():
                 out.append(Problem(f"reconstruction.rrdb.{key}", f"no such weights file {p}"))
     return out
@@ -530,8 +533,7 @@ def check_scans(cfg: ExperimentConfig, base: Path, open_files: bool = True) -> t
 def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     if cfg.temperature_log is None:
         return [Problem("temperature_log", "not given: temperatures come from the scan files only", warning=True)]
-    p = Path(cfg.temperature_log).expanduser()
-    p = p if p.is_absolute() else base / p
+    p = resolve_path(base, cfg.temperature_log)
     try:
         read_temperature_log(p)
     except FlytomoError as err:
@@ -546,8 +548,7 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     from hpc.engine import uncovered_scans
     from hpc.planner import survey_scans
 
-    p = Path(cfg.temperature_log).expanduser()
-    p = p if p.is_absolute() else base / p
+    p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p)
     plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
@@ -577,8 +578,7 @@ def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple =
 
     from recon.io._atomic import is_zarr_folder
 
-    p = Path(cfg.output).expanduser()
-    p = p if p.is_absolute() else base / p
+    p = resolve_path(base, cfg.output)
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -637,8 +637,7 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
     problems += log_problems
     if open_files and not scan_problems and not any(not p.warning for p in log_problems) and cfg.temperature_log:
         problems += check_log_covers_scans(cfg, base)
-    log_file = [Path(cfg.temperature_log) if Path(cfg.temperature_log).is_absolute()
-                else base / cfg.temperature_log] if cfg.temperature_log else []
+    log_file = [resolve_path(base, cfg.temperature_log)] if cfg.temperature_log else []
     problems += check_output(cfg, base, [*scan_files, *log_file])
     return Experiment(path=path, config=cfg, raw=raw, problems=problems), problems
 

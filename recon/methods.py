@@ -66,19 +66,26 @@ def subangle_count(geometry: ScanGeometry) -> int:
     return max(1, math.ceil(r_max * geometry.blur_angle / SUBANGLE_ARC_PX))
 
 
-def _flyscan_projector(geometry: ScanGeometry, device: torch.device, operator: str = "fast") -> Projector:
-    if operator == "subangle":
+def _step_projector(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> Projector:
+    return Projector(geometry, device)
+
+
+def _flyscan_projector(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> Projector:
+    if opts.get("operator") == "subangle":
         return SubAngleProjector(geometry, subangle_count(geometry), device)
     return FlyScanProjector(geometry, device)
 
 
-def _mlem_builder(projector_class: type[Projector] | Callable[..., Projector]) -> Callable[..., SliceFn]:
+def _mlem_builder(make_projector: Callable[[ScanGeometry, torch.device, dict[str, Any]], Projector]
+                  ) -> Callable[..., SliceFn]:
+    """MLEM with the forward model ``make_projector(geometry, device, options)`` builds; an FBP
+    start (``init: fbp``) always filters with the step projector R."""
     def build(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
         check_option_values(opts)
         iterations = int(opts["iterations"])
-        projector = (projector_class(geometry, device, opts.get("operator") or "fast")
-                     if projector_class is _flyscan_projector else projector_class(geometry, device))
-        start = Projector(geometry, device) if opts["init"] == "fbp" and projector_class is not Projector else projector
+        projector = make_projector(geometry, device, opts)
+        start = (Projector(geometry, device) if opts["init"] == "fbp" and type(projector) is not Projector
+                 else projector)
 
         def run(sino: torch.Tensor) -> torch.Tensor:
             x0 = fbp(sino, start).clamp_min(0) if opts["init"] == "fbp" else None
@@ -197,7 +204,7 @@ def network_key(provenance: dict[str, Any] | None) -> str | None:
 
 METHODS: dict[str, Method] = {
     "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
-    "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(Projector),
+    "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(_step_projector),
                    "MLEM with the step-scan projector R (the seed's naive MLEM)"),
     "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform",
                                             "operator": "fast"},

@@ -18,7 +18,7 @@ from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
-from recon.methods import BLEND_WEIGHT, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
+from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
@@ -106,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     z0, z1 = parse_rows(args.rows, reader.shape[1], args.input)
     tilt = estimate_tilt(reader, corrections=corrections) if args.correct_tilt else None
     jitter = estimate_jitter(reader, corrections=corrections, rows=(z0, z1), tilt=tilt) if args.correct_jitter else None
+    blur_matters = uses_blur(args.method, options)
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
-                             blur_matters=uses_blur(args.method, options),
+                             blur_matters=blur_matters,
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     n = geometry.image_size
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     seconds = time.perf_counter() - started
     if not args.quiet:
-        blur = f", blur {geometry.blur_angle_deg:.3f}°" if uses_blur(args.method, options) else ""
+        blur = f", blur {geometry.blur_angle_deg:.3f}°" if blur_matters else ""
         print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}{blur}) "
               f"in {seconds:.1f} s"
               + (f"; {geometry.pad_columns} columns padded per side" if geometry.pad_columns else "")
@@ -161,7 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   f"{METHODS['mlem-flyscan'].defaults['iterations']} mlem-flyscan)")
     p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann "
                                     f"(default: {METHODS['fbp'].defaults['window']})")
-    p.add_argument("--operator", choices=("fast", "subangle"), default=None,
+    p.add_argument("--operator", choices=FLYSCAN_OPERATORS, default=None,
                    help="mlem-flyscan's fly-scan model: fast, R·B (default), or subangle, the mean of R over "
                         "sub-angles (the seed's; exact; +0.1 to +0.5 dB on small slices, many photons or a "
                         "large blur, -0.1 dB on 256 px at I0 2000; 5-20x slower)")
