@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,37 @@ def connect(dask_config: Any, cluster: Any = None, timeout_s: float = 120.0) -> 
     except Exception:
         client.close()
         raise FlytomoError("executor.dask", f"no Dask worker joined within {timeout_s:.0f} s") from None
+    try:
+        check_workers(client)
+    except FlytomoError:
+        client.close()
+        raise
     return client
+
+
+#: the modules a unit runs in: a worker that cannot import them dies at its first unit
+WORKER_IMPORTS = "import hpc.engine, recon.methods, analysis.run"
+
+
+def check_workers(client: Any) -> None:
+    """Every worker connected now imports flytomo, at the driver's version. A worker that cannot
+    import it loses its connection at its first unit and the run waits for a worker for good: one
+    :class:`FlytomoError` line instead. Another version is a warning (its units may differ)."""
+    from importlib.metadata import version
+
+    answers = client.run(exec, WORKER_IMPORTS, {}, on_error="return")
+    bad = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    if bad:
+        worker, err = sorted(bad.items())[0]
+        raise FlytomoError("executor.dask", f"{len(bad)} of {len(answers)} Dask workers cannot import "
+                                            f"flytomo ({worker}: {type(err).__name__}: {err}); install "
+                                            f"flytomo in the workers' environment")
+    ours = version("flytomo")
+    theirs = client.run(version, "flytomo", on_error="return")
+    other = sorted({str(v) for v in theirs.values() if v != ours})
+    if other:
+        warnings.warn(f"Dask workers run flytomo {', '.join(other)}, this driver {ours}: their "
+                      f"volumes may differ from this version's", stacklevel=2)
 
 
 class DaskExecutor(ExecutorBase):

@@ -74,7 +74,8 @@ def test_a_scheduler_of_ones_own_by_file_and_bad_addresses_in_one_line(reference
     """`dask scheduler --scheduler-file F` and a `dask worker` started by hand: `run
     --scheduler-file F` gives the local arrays; a refused port, a name that does not resolve, a
     malformed address and a port that speaks no Dask (an HTTP server hung the client for good)
-    are each one line, exit 2 (were: tracebacks after 120 s, exit 1, or no end)."""
+    are each one line, exit 2 (were: tracebacks after 120 s, exit 1, or no end); so is a worker
+    that cannot import flytomo (was: it died at its first unit and the run waited for good)."""
     import os
     import socket
     import subprocess
@@ -101,6 +102,20 @@ def test_a_scheduler_of_ones_own_by_file_and_bad_addresses_in_one_line(reference
         r = flytomo("run", cfg, "--executor", "dask", "--scheduler-file", sfile, "--no-progress", timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+        fake = tmp_path / "fake" / "hpc"  # a worker whose environment has no flytomo
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("raise ImportError('no flytomo here')\n")
+        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(sfile),
+                                       "--nthreads", "1", "--no-dashboard"],
+                                      env={**env, "PYTHONPATH": str(fake.parent)}, cwd=tmp_path / "fake",
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(scheduler_file=str(sfile), timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        r = flytomo("run", cfg, "--executor", "dask", "--scheduler-file", sfile, "--no-progress",
+                    "--restart", timeout=300)  # was: the worker died at its first unit, the run waited for good
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+        assert "1 of 2 Dask workers cannot import flytomo" in r.stderr and "no flytomo here" in r.stderr
     finally:
         for proc in procs[::-1]:
             proc.terminate()
