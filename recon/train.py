@@ -825,9 +825,10 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _save_checkpoint(path: Path, model, opt, scaler, step: int, wall: float, cfg_json: str) -> None:
+def _save_checkpoint(path: Path, model, opt, scaler, step: int, wall: float, cfg_json: str,
+                     segments: list[dict]) -> None:
     ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": int(step),
-            "wall_time_s": float(wall), "config": cfg_json,
+            "wall_time_s": float(wall), "config": cfg_json, "segments": segments,
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}}
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -1100,6 +1101,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         if ckpt.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(ckpt["scaler"])
         step, wall_before = int(ckpt["step"]), float(ckpt["wall_time_s"])
+    # each call's steps and the machine settings a resume may change (they change the last bits)
+    segments = [dict(s) for s in ckpt.get("segments", [])] if ckpt is not None else []
+    segments.append({"from_step": step, "to_step": step, "device": str(device), "threads": torch.get_num_threads(),
+                     "precision": str(amp_dtype).replace("torch.", "") if mixed else "float32"})
     # the log keeps only rows up to the step we (re)start from
     rows = []
     if log_path.is_file() and step > 0:
@@ -1161,7 +1166,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
             stopping = (stop.set or (stop_at_step is not None and step >= stop_at_step)
                         or (deadline is not None and time.perf_counter() >= deadline))
             if step % opt_cfg.checkpoint_every == 0 or step == opt_cfg.steps or stopping:
-                _save_checkpoint(ckpt_path, model, opt, scaler, step, wall, cfg_json)
+                segments[-1]["to_step"] = step
+                _save_checkpoint(ckpt_path, model, opt, scaler, step, wall, cfg_json, segments)
             if stopping and step < opt_cfg.steps:
                 status = "stopped"
                 break
@@ -1184,6 +1190,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
                  "validation_seed0": _seed0("validation")},
         "init": init,
         "steps": step,
+        "segments": [s for s in segments if s["to_step"] > s["from_step"]],
         "wall_time_s": round(wall, 1),
         "validation": {**last_val, **input_metrics, "n_images": int(xv.shape[0]),
                        "metric_definition": "recon.metrics (inside the disk, range = truth max-min)"},

@@ -186,6 +186,13 @@ def test_resume_after_kill_is_bit_identical(tmp_path, cpu_bf16):
         assert torch.equal(v, b["model"][k]), k
     steps = [r["step"] for r in _rows(tmp_path / "b")]
     assert steps == sorted(set(steps))  # no duplicated rows after the resume
+    # the card says which calls made the steps, with what a resume may change (it changes the last bits)
+    precision = "bfloat16" if cpu_bf16 else "float32"
+    segments = [json.loads((tmp_path / r / "tiny.json").read_text())["segments"] for r in "ab"]
+    assert [(s["from_step"], s["to_step"], s["precision"]) for s in segments[0]] == [(0, 12, precision)]
+    assert [(s["from_step"], s["to_step"], s["precision"]) for s in segments[1]] == [(0, 5, precision),
+                                                                                      (5, 12, precision)]
+    assert all(s["device"] == "cpu" and s["threads"] >= 1 for s in segments[1])
     # a changed config does not silently continue an old run
     with pytest.raises(FlytomoError, match="training.lr"):
         train(_cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine",
