@@ -221,4 +221,8 @@ def build_model(config: dict) -> nn.Module:
         if key not in allowed:
             raise FlytomoError(f"model.{key}", f"unknown option for architecture {name!r}; "
                                f"known: {', '.join(sorted(allowed))}")
+    for key in ("nf", "nb", "gc", "dense_convs", "in_nc", "out_nc"):
+        value = cfg.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise FlytomoError(f"model.{key}", f"must be a whole number of at least 1, not {value!r}")
     return cls(**cfg)

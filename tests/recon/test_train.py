@@ -231,6 +231,7 @@ def _write(tmp_path, raw) -> Path:
     ({"input_kind": "sirt"}, "input_kind"),
     ({"training": {"steps": True}}, "training.steps"),  # `steps: yes` is not one step
     ({"data": {"photons": [True, 3000]}}, "data.photons"),
+    ({"model": {"architecture": "rrdb", "nb": 0}}, "model.nb"),  # was accepted: a network of no blocks
 ])
 def test_bad_config_names_the_key(tmp_path, patch, key):
     raw = json.loads(json.dumps(TINY))
