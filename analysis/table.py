@@ -43,8 +43,11 @@ COLUMNS = [
     "scan_index", "scan_id", "start_time_s", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
-    "status",
+    "status", "temperature_from",
 ]
+
+#: ``temperature_from`` values: where a row's temperature was read
+TEMPERATURE_FROM = {"log": "log", "held": "log end (extrapolated)", "file": "scan file", "none": ""}
 
 
 def _is_unix_time(t: float) -> bool:
@@ -276,6 +279,23 @@ def _scan_frame(scans: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def shared_start_text(names: list[str], starts_s: np.ndarray) -> str | None:
+    """A message where two or more scans record the same start time (as where a beamline writes
+    the experiment's start into every file: the files do not tell when each scan was taken),
+    else None. ``names``: the scans' names, ``starts_s``: their start times (NaN: none)."""
+    by_time: dict[float, list[str]] = {}
+    for name, t in zip(names, starts_s):
+        if math.isfinite(t):
+            by_time.setdefault(float(t), []).append(str(name))
+    shared = [group for group in by_time.values() if len(group) > 1]
+    if not shared:
+        return None
+    n = sum(len(group) for group in shared)
+    return (f"{n} scans record a start time another scan records too (e.g. {shared[0][0]} and {shared[0][1]}): "
+            "the files do not tell when each scan was taken, so the temperature log cannot be read at them; "
+            "analyse without the log (temperature_log: null) against the scan order")
+
+
 def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                       log_path: str | Path | None = None, extrapolate: bool = False) -> pd.DataFrame:
     """Scan times and temperatures: DataFrame with scan_index, scan_id, start_time_s,
@@ -289,6 +309,7 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     mid = df["mid_time_s"].to_numpy(float)
     if log is None:
         temp = df["temperature_C"].to_numpy(float)
+        df["temperature_from"] = np.where(np.isfinite(temp), TEMPERATURE_FROM["file"], TEMPERATURE_FROM["none"])
         rate = np.full(len(df), np.nan)
         ok = np.isfinite(temp) & np.isfinite(mid)
         if ok.sum() >= 2:
@@ -312,6 +333,9 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                            f"scan {df['scan_id'][i]} (index {df['scan_index'][i]}) has no time in its file, "
                            "so it cannot be placed on the temperature log; analyse without the log "
                            "(temperatures from the files) or use files that record scan times")
+    shared = shared_start_text(list(df["scan_id"]), df["start_time_s"].to_numpy(float))
+    if shared:
+        raise FlytomoError(log_path or "temperature log", shared)
     lt = log["time_s"].to_numpy(float)
     lT = log["temperature_C"].to_numpy(float)
     dur = df["duration_s"].to_numpy(float)
@@ -344,6 +368,7 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                       f"{', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}) take its first or last reading "
                       "(--extrapolate)", UserWarning, stacklevel=2)
     df["temperature_C"] = np.interp(mid, lt, lT)
+    df["temperature_from"] = np.where(outside, TEMPERATURE_FROM["held"], TEMPERATURE_FROM["log"])
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 for m, w in zip(mid, width)]
     return df
@@ -383,6 +408,8 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     df = times.drop(columns=[c for c in keep[1:] if c in times.columns]).merge(
         res[keep], on="scan_index", how="left")
     df["status"] = df["status"].fillna("not analysed")
+    if "temperature_from" not in df.columns:
+        df["temperature_from"] = TEMPERATURE_FROM["none"]
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
         df[k] = df[k].fillna(0).astype("int64")

@@ -546,7 +546,7 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     give it a temperature): an error when the analysis runs without ``extrapolate``."""
     from analysis.table import clocks_differ
     from hpc.engine import uncovered_scans
-    from hpc.planner import survey_scans
+    from hpc.planner import shared_start_times, survey_scans
 
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
@@ -559,6 +559,9 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
         return [Problem("temperature_log", f"scan {timeless[0]}{more} records no time, so it cannot be "
                         "placed on the temperature log; set temperature_log: null to analyse against "
                         "the scan order", warning=not cfg.analysis.enabled)]
+    shared = shared_start_times(plans)
+    if shared:
+        return [Problem("temperature_log", shared, warning=not cfg.analysis.enabled)]
     lines = uncovered_scans(plans, log)
     if not lines:
         return []

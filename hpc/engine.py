@@ -39,7 +39,7 @@ from hpc.config import Experiment, read_temperature_log
 from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
-from hpc.planner import ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, survey_scans
+from hpc.planner import ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, shared_start_times, survey_scans
 from hpc import store as st
 from recon.errors import FlytomoError
 from recon.io import release_read_bands
@@ -373,7 +373,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
-        for line in uncovered_scans(plans, temp_log):
+        shared = shared_start_times(plans) if temp_log is not None else None
+        for line in ([shared] if shared else []) + uncovered_scans(plans, temp_log):
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)

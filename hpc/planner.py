@@ -252,7 +252,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     if pad_columns == "auto":
         _pad_alike(plans)
     _distinct_labels(plans)
-    _fill_durations(plans)
+    _fill_durations(plans, warn=log is not None)
     _warn_out_of_time_order(plans)
     if log is not None:
         lt, lT = log
@@ -299,12 +299,31 @@ def _warn_out_of_time_order(plans: list[ScanPlan]) -> None:
                       "name order); list the scans in time order if that is not what you meant", stacklevel=2)
 
 
-def _fill_durations(plans: list[ScanPlan]) -> None:
+def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
+    """A scan whose file and config give no duration lasts until the next one starts (the
+    median spacing of the starts: scans back to back). ``warn``: say so (with a temperature
+    log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
     starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
     spacing = float(np.median(np.diff(starts))) if len(starts) > 1 else None
-    for p in plans:
-        if p.duration_s is None and spacing and spacing > 0:
-            p.duration_s = spacing
+    if not spacing or spacing <= 0:
+        return
+    guessed = [p for p in plans if p.duration_s is None and p.start_time_s is not None]
+    for p in guessed:
+        p.duration_s = spacing
+    if guessed and warn:
+        warnings.warn(f"{len(guessed)} of {len(plans)} scans record no duration: each is taken to last until the "
+                      f"next starts ({spacing:.4g} s, the median spacing of the starts), so its temperature is "
+                      f"read {spacing / 2:.4g} s after its start; set scan_duration_s: in the config (flytomo init "
+                      "--scan-duration S) if the scans are shorter", AssumptionWarning, stacklevel=3)
+
+
+def shared_start_times(plans: Sequence[ScanPlan]) -> str | None:
+    """:func:`analysis.table.shared_start_text` of the readable scans."""
+    from analysis.table import shared_start_text
+
+    ok = [p for p in plans if p.ok]
+    return shared_start_text([p.path.name for p in ok],
+                             np.array([np.nan if p.start_time_s is None else p.start_time_s for p in ok]))
 
 
 def common_pixel_size(plans: Sequence[ScanPlan]) -> float | None:

@@ -23,7 +23,7 @@ import numpy as np
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, assume, dataset_pixel_size_nm, exposure_middles,
-                               lookup, parse_pixel_size_nm, parse_time_s, record_blur)
+                               lookup, parse_pixel_size_nm, parse_time_s, record_blur, scan_duration_s)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "dxchange"
@@ -52,6 +52,8 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
             f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's
     }
     angles = exposure_middles(f, angles, meta)
+    meta["duration_s"] = scan_duration_s(f, angles, meta["scan_time"], path,
+                                         ("end_time", "scan_end_time", "process/acquisition/end_date"))
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("exchange/data", None, "projections"),

@@ -21,7 +21,7 @@ import numpy as np
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, exposure_middles, lookup, parse_pixel_size_nm,
-                               parse_time_s, record_blur)
+                               parse_time_s, record_blur, scan_duration_s)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "fxi"
@@ -54,6 +54,7 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "Pixel Size")),
     }
     angles = exposure_middles(f, angles, meta)
+    meta["duration_s"] = scan_duration_s(f, angles, meta["scan_time"], path)
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("img_tomo", None, "projections"),

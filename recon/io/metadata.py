@@ -247,6 +247,28 @@ def exposure_middles(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndar
     return angles_deg + step / 2.0
 
 
+def scan_duration_s(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndarray, start_s: float | None,
+                    path: Path, end_names: tuple[str, ...] = ("end_time", "scan_end_time")) -> float | None:
+    """How long the scan took (s) where the file says: ``scan_duration_s``; else its end time
+    (``end_names``, as :func:`parse_time_s` reads them) less ``start_s``; else the angles
+    turned over ``rotation_speed_deg_s``. None where it says nothing (or something negative)."""
+    groups = f if isinstance(f, tuple) else (f,)
+
+    def first(*names: str) -> Any:
+        return next((v for v in (lookup(g, *names) for g in groups) if v is not None), None)
+
+    duration = as_float(first("scan_duration_s"))
+    if duration is None and start_s is not None:
+        end = parse_time_s(first(*end_names), path)
+        duration = None if end is None else end - start_s
+    if duration is None:
+        speed = as_float(first("rotation_speed_deg_s"))
+        if speed and angles_deg.size > 1 and np.all(np.isfinite(angles_deg)):
+            turned = float(np.ptp(angles_deg)) + float(np.median(np.abs(np.diff(angles_deg))))
+            duration = turned / abs(speed)
+    return duration if duration is not None and math.isfinite(duration) and duration >= 0 else None
+
+
 def record_blur(f: h5py.File, blur_angle_deg: float | None) -> None:
     """Writers: mark angles as exposure middles and record the blur angle when known."""
     f.attrs["angle_reference"] = "middle"

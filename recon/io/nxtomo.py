@@ -31,7 +31,7 @@ from recon.errors import FlytomoError
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, read_small, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, dataset_pixel_size_nm,
-                               exposure_middles, lookup, parse_time_s, record_blur)
+                               exposure_middles, lookup, parse_time_s, record_blur, scan_duration_s)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "nxtomo"
@@ -121,6 +121,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }
     angles = exposure_middles((entry, f), angles_all[select[PROJECTION]], meta)  # the entry's, else the root's
+    meta["duration_s"] = scan_duration_s((entry, f), angles, meta["scan_time"], path)
     data = names["data"]
     return HDF5Scan.checked(
         path, FORMAT, f,

@@ -50,6 +50,8 @@ def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
         df = scan_temperatures(_scans(4), log, path, extrapolate=True)
     assert df["temperature_C"].iloc[-1] == pytest.approx(log["temperature_C"].iloc[-1])
     assert np.isfinite(df["heating_rate_C_per_min"]).all()
+    # the table says which rows hold the log's end value (they were 'log' rows like the others)
+    assert list(df["temperature_from"]) == ["log", "log", "log end (extrapolated)", "log end (extrapolated)"]
     # ... but not a log no scan falls into: every temperature would be made up
     later = read_temperature_log(write_log(tmp_path / "later.csv", t0=10_000.0, t_end=10_600.0))
     with pytest.raises(FlytomoError, match=r"later\.csv: no scan falls inside the temperature log"):
@@ -83,8 +85,23 @@ def test_temperature_from_metadata_without_log():
     df = scan_temperatures(scans)
     np.testing.assert_allclose(df["temperature_C"], [20, 80, 140])
     np.testing.assert_allclose(df["heating_rate_C_per_min"], [60, 60, 60])
+    assert set(df["temperature_from"]) == {"scan file"}
     scans = _scans(2)  # no temperatures anywhere: NaN, not an error
     assert scan_temperatures(scans)["temperature_C"].isna().all()
+    assert set(scan_temperatures(scans)["temperature_from"]) == {""}
+
+
+def test_scans_that_share_a_start_time_are_not_placed_on_the_log(tmp_path):
+    """A beamline that writes the experiment's start into every file: every scan got the first
+    temperature and a rate of 0, silently (were: all rows 400 °C in the probe's experiment)."""
+    path = write_log(tmp_path / "log.csv")
+    scans = _scans(3)
+    for s in scans:
+        s["start_time_s"], s["mid_time_s"] = 30.0, 35.0
+    with pytest.raises(FlytomoError, match=r"log\.csv: 3 scans record a start time another scan records too "
+                                           r"\(e\.g\. 100 and 101\).*temperature_log: null") as err:
+        scan_temperatures(scans, read_temperature_log(path), path)
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("text, match", [

@@ -141,3 +141,41 @@ def test_two_scans_of_one_name_keep_their_own_geometry_on_resume(tmp_path):
     resumed = survey_scans(files, center="auto", known=known)
     assert [p.geometry.center for p in resumed] == [20.25, 40.75]
     assert [p.scan_id for p in resumed] == ["A/tomo", "B/tomo"]  # told apart in tables and plots
+
+
+def test_scan_durations_come_from_the_files_else_are_assumed_with_a_warning(tmp_path):
+    """A fly-scan of 6 s every 108 s: the duration is read where a file records it (a
+    duration, an end time as NXtomo's ``end_time``, or the turn over the rotation speed); a
+    scan that records none is taken to last until the next starts, which reads its temperature
+    51 s late on a ramp: that is now said (it was silent: +42.5 °C on a 50 °C/min ramp)."""
+    import h5py
+    import numpy as np
+
+    from hpc.planner import survey_scans
+    from recon.io.dxchange import write_dxchange
+    from recon.io.nxtomo import write_nxtomo
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 180, 12, endpoint=False)
+
+    def scan(path, writer, t, **attrs):
+        writer(path, rng.poisson(900, (12, 4, 16)).astype(np.float32), np.full((2, 4, 16), 1000.0, np.float32),
+               np.zeros((2, 4, 16), np.float32), angles, scan_time=t)
+        with h5py.File(path, "a") as f:
+            for k, v in attrs.items():
+                (f["entry"] if "entry" in f else f).attrs[k] = v
+        return path
+
+    log = (np.array([0.0, 1000.0]), np.array([20.0, 1020.0]))
+    files = [scan(tmp_path / "a.h5", write_dxchange, 0.0, scan_duration_s=6.0),
+             scan(tmp_path / "b.h5", write_nxtomo, 108.0, end_time="1970-01-01T00:01:54Z"),
+             scan(tmp_path / "c.h5", write_dxchange, 216.0, rotation_speed_deg_s=30.0)]
+    plans = survey_scans(files, center="middle", pad_columns=0, log=log)
+    assert [p.duration_s for p in plans] == pytest.approx([6.0, 6.0, 6.0])
+    assert [p.temperature_C for p in plans] == pytest.approx([23.0, 131.0, 239.0])
+    files.append(scan(tmp_path / "d.h5", write_dxchange, 324.0))
+    with pytest.warns(UserWarning, match=r"1 of 4 scans record no duration: each is taken to last until the next "
+                                         r"starts \(108 s.*read 54 s after its start; set scan_duration_s"):
+        plans = survey_scans(files, center="middle", pad_columns=0, log=log)
+    assert plans[-1].duration_s == 108.0
+    assert survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)[-1].duration_s == 6.0
