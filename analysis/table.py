@@ -94,6 +94,10 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
     times as dates where they are Unix times, and a word on clocks when one side is a Unix
     time and the other is not (a log that counts from its own start, scans that record dates)."""
     text = f"scan {scan} runs {_span_text(a, b)}, outside the temperature log ({_span_text(log_a, log_b)})"
+    hours = [h for h in range(-14, 15) if h and log_a + 3600 * h <= a and b <= log_b + 3600 * h]
+    if _is_unix_time(a) and _is_unix_time(log_b) and hours:
+        text += (f" but inside it were the log's times {abs(hours[0])} h {'later' if hours[0] > 0 else 'earlier'}: "
+                 "is the log in local time without its zone? (write it in: 2024-05-02 09:00:00+02:00)")
     if clocks_differ(a, log_b):
         which = "Unix times (dates)" if _is_unix_time(a) else "an experiment clock"
         text += (f": the scans record {which}, the log's time_s does not — write time_s on the scans' "
@@ -171,6 +175,10 @@ def _day_first(text: pd.Series, path: Path) -> bool:
     return False
 
 
+#: a date-time's zone: Z, UTC/GMT, or an offset such as +01:00, -0500
+_ZONE = r"(?:\d(?:Z|\s*(?:UTC|GMT)|\s*[+-]\d\d:?\d\d)\s*$)"
+
+
 def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     """Seconds from numbers (in ``unit``; unit-less ones above :data:`UNIX_MS_MIN` are Unix
     milli-, micro- or nanoseconds) or from date-times (ISO text; naive = UTC, as in the scan
@@ -189,6 +197,11 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     if text.str.match(_TIME_OF_DAY).mean() > 0.5:
         raise FlytomoError(path, f"the time column holds times of day without a date ({text.iloc[0].strip()!r}); "
                                  "write date-times (2024-05-02 09:00:00) or seconds")
+    if not text.str.contains(_ZONE).mean() > 0.5:
+        warnings.warn(f"{path}: its date-times carry no time zone ({text.iloc[0].strip()!r}) and are read as UTC, as "
+                      "scan files' are; if they are local time while the scans record Unix times or zoned dates, "
+                      "every temperature is read hours off: write the zone in (2024-05-02 09:00:00+02:00)",
+                      UserWarning, stacklevel=3)
     when = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text, path))
     return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
 

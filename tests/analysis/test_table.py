@@ -217,3 +217,26 @@ def test_the_time_plot_joins_scans_in_time_order(tmp_path, monkeypatch):
     crack = figures[0].axes[0].lines[0]
     assert np.all(np.diff(crack.get_xdata()) > 0)
     np.testing.assert_allclose(crack.get_ydata(), [1.0, 2.0, 3.0])
+
+
+def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_path):
+    """Furnace logs write local time without a zone; scans record Unix times. A log of naive
+    date-times gets a warning (it was read as UTC in silence: 30-109 °C for 400-800 °C); one
+    the scans miss by whole hours says so in its error (it only advised --extrapolate)."""
+    import warnings
+
+    t0 = 1_796_475_600.0  # 2026-12-05 13:00:00 UTC
+    naive = tmp_path / "naive.csv"
+    naive.write_text("Time,Temperature (°C)\n" + "".join(
+        f"2026-12-05 14:{m:02d}:00,{400 + 10 * m}\n" for m in range(16)))  # 14:00 local = 13:00 UTC
+    zoned = tmp_path / "zoned.csv"
+    zoned.write_text("Time,Temperature (°C)\n" + "".join(
+        f"2026-12-05T14:{m:02d}:00+01:00,{400 + 10 * m}\n" for m in range(16)))
+    with pytest.warns(UserWarning, match=r"naive\.csv: its date-times carry no time zone .* read as UTC"):
+        log = read_temperature_log(naive)
+    with pytest.raises(FlytomoError, match=r"inside it were the log's times 1 h earlier: is the log in local time"):
+        scan_temperatures(_scans(2, start=t0), log, naive)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = scan_temperatures(_scans(2, start=t0), read_temperature_log(zoned), zoned)
+    np.testing.assert_allclose(df["temperature_C"], [400 + 10 * 5 / 60, 400 + 10 * 65 / 60])
