@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.lines import Line2D
@@ -60,12 +60,28 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
         table = table.sort_values("mid_time_s", kind="stable", na_position="last")
     t = table["mid_time_s"].to_numpy(float)
     origin, since = clock_origin(table["start_time_s"].to_numpy(float))
+    timed = t[np.isfinite(t)]
+    # the scans' span with a margin: an all-day log must not squeeze minutes of scans into a spike
+    window = ((timed.min() - 0.05 * np.ptp(timed), timed.max() + 0.05 * np.ptp(timed))
+              if timed.size > 1 and np.ptp(timed) > 0 else None)
+    if log is not None and window is not None:
+        lt = log["time_s"].to_numpy(float)
+        inside = (lt >= window[0]) & (lt <= window[1])
+        inside[1:] |= inside[:-1]  # the readings just outside, so the curve reaches the edges
+        inside[:-1] |= inside[1:].copy()
+        log = log[inside]
     k, xlabel = _time_unit(np.concatenate([t, log["time_s"].to_numpy(float)]) if log is not None else t)
     xlabel += f" since {since}" if since else ""
     x = (t - origin) / k
     if not np.isfinite(t).any():  # the files recorded no times: the scans in their order
         x, xlabel = table["scan_index"].to_numpy(float), "scan (in order; the files record no times)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    elif not np.isfinite(t).all():
+        n = int((~np.isfinite(t)).sum())
+        ax.annotate(f"not shown: {n} scan(s) without a recorded time (see the table)", (0.99, 0.02),
+                    xycoords="axes fraction", ha="right", va="bottom", fontsize=8, color="0.3")
+    if window is not None:
+        ax.set_xlim((window[0] - origin) / k, (window[1] - origin) / k)
     ok = (table["status"] == "ok").to_numpy()
     cf = table["crack_fraction"].to_numpy(float) * 100
     pf = table["pore_fraction"].to_numpy(float) * 100
@@ -94,8 +110,11 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     tc = table["temperature_C"].to_numpy(float)
     if np.isfinite(tc).any():
         ax2.plot(x, tc, "d" if log is not None else "d-", color=TEMP_COLOR, ms=3, lw=1.0)
-    ax2.set_ylabel("temperature (°C)", color=TEMP_COLOR)
-    ax2.tick_params(axis="y", colors=TEMP_COLOR)
+    if log is not None or np.isfinite(tc).any():
+        ax2.set_ylabel("temperature (°C)", color=TEMP_COLOR)
+        ax2.tick_params(axis="y", colors=TEMP_COLOR)
+    else:  # no temperatures: no empty 0-1 °C axis
+        ax2.set_axis_off()
 
     handles, labels = ax.get_legend_handles_labels()
     if log is not None or np.isfinite(tc).any():
@@ -124,8 +143,9 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
         finite = rate[np.isfinite(rate)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())
-            if lo < 0 < hi:
-                norm = TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
+            if lo < 0 < hi:  # symmetric about 0: a hold's -0.5 °C/min of noise is pale, not a fast cool
+                m = max(-lo, hi)
+                norm = Normalize(vmin=-m, vmax=m)
                 cmap = "coolwarm"
             else:
                 norm = Normalize(vmin=min(lo, 0.0), vmax=max(hi, 0.0) if hi > lo else lo + 1.0)
@@ -133,12 +153,6 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
             sc = ax.scatter(T, cf, c=np.where(np.isfinite(rate), rate, np.nan), cmap=cmap, norm=norm,
                             s=30, edgecolors="k", linewidths=0.4, zorder=2, plotnonfinite=True)
             cb = fig.colorbar(sc, ax=ax)
-            if lo < 0 < hi:  # the two slopes differ: ticks on both sides of 0 (matplotlib put none below)
-                from matplotlib.ticker import MaxNLocator
-
-                below = [t for t in MaxNLocator(3).tick_values(lo, 0.0) if lo <= t < 0]
-                above = [t for t in MaxNLocator(5).tick_values(0.0, hi) if 0 <= t <= hi]
-                cb.set_ticks(below + above)
             cb.set_label("heating rate (°C/min)")
         else:
             ax.scatter(T, cf, s=30, color="C0", edgecolors="k", linewidths=0.4, zorder=2)

@@ -217,6 +217,16 @@ def test_the_time_plot_joins_scans_in_time_order(tmp_path, monkeypatch):
     crack = figures[0].axes[0].lines[0]
     assert np.all(np.diff(crack.get_xdata()) > 0)
     np.testing.assert_allclose(crack.get_ydata(), [1.0, 2.0, 3.0])
+    # an all-day log: the axis spans the scans (it spanned the log, the scans a spike at 0)
+    log = pd.DataFrame({"time_s": np.arange(-6 * 3600.0, 6 * 3600.0, 60.0)})
+    log["temperature_C"] = 20 + log["time_s"] / 600
+    plots.plot_crack_vs_time(table, tmp_path / "t.png", log=log)
+    lo, hi = figures[1].axes[0].get_xlim()
+    assert lo == pytest.approx(95.0) and hi == pytest.approx(315.0) and "time (s)" in figures[1].axes[0].get_xlabel()
+    # a scan without a time is said to be missing from the plot
+    table.loc[1, ["start_time_s", "mid_time_s"]] = np.nan
+    plots.plot_crack_vs_time(table, tmp_path / "t.png")
+    assert any("not shown: 1 scan(s) without a recorded time" in t.get_text() for t in figures[2].axes[0].texts)
 
 
 def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_path):
