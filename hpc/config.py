@@ -432,6 +432,10 @@ def _unknown_jobqueue_keys(jq: SlurmClusterConfig) -> list[Problem]:
     return out
 
 
+#: the one line for ``--executor mpi`` without mpi4py
+MPI_MISSING = "mpi asked for, but mpi4py is not installed (pip install 'flytomo[mpi]')"
+
+
 def check_executor(cfg: ExperimentConfig) -> list[Problem]:
     ex, out = cfg.executor, []
     d = ex.dask
@@ -458,7 +462,7 @@ def check_executor(cfg: ExperimentConfig) -> list[Problem]:
         try:
             import mpi4py  # noqa: F401
         except ImportError:
-            out.append(Problem("executor.kind", "mpi asked for, but mpi4py is not installed (pip install 'flytomo[mpi]')"))
+            out.append(Problem("executor.kind", MPI_MISSING))
     if ex.device == "cuda":
         try:
             import torch

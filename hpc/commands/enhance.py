@@ -235,7 +235,7 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
     ``zero``: the input's value of zero attenuation, taken off before the network and put back.
     Non-finite input pixels are zero attenuation to the network and NaN in the output."""
     bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
-               disable=args.quiet or None)
+               disable=args.quiet or args.no_progress or None)
     n_bad = 0
     for z0 in range(0, volume.shape[0], args.batch):
         part = np.asarray(volume[z0:z0 + args.batch], dtype=np.float32)
@@ -341,4 +341,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "warning where their outer ring is off 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary stays), as run's")
     p.set_defaults(func=run)

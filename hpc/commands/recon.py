@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         array, _ = open_volume(partial_path(out), "r+")
         bar = tqdm(total=z1 - z0, unit="slice", desc=f"{args.method} {Path(args.input).name}",
-                   disable=args.quiet or None)
+                   disable=args.quiet or args.no_progress or None)
         for a in range(z0, z1, args.chunk_rows):
             b = min(z1, a + args.chunk_rows)
             array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter,
@@ -210,4 +210,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "CPU, float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary stays), as run's")
     p.set_defaults(func=run)

@@ -99,7 +99,14 @@ def run(args: argparse.Namespace) -> int:
                           scheduler_file=args.scheduler_file, threads=args.threads)
     ex_raw = raw.get("executor") if isinstance(raw.get("executor"), dict) else {}
     if ex_raw.get("kind") == "mpi":
+        from hpc.config import MPI_MISSING
+        from recon.errors import FlytomoError
         from hpc.executors.mpi import MpiExecutor, rank, worker_loop
+
+        try:  # without it rank() is 0 on every copy: refuse first
+            import mpi4py  # noqa: F401
+        except ImportError:
+            raise FlytomoError(args.config, f"executor.kind: {MPI_MISSING}") from None
 
         if rank() != 0:
             worker_loop()

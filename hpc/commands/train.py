@@ -13,7 +13,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.run_dir:
         run_dir = args.run_dir.resolve()
     try:
-        result = train(cfg, run_dir, progress=not args.quiet, fresh=args.fresh,
+        result = train(cfg, run_dir, progress=not (args.quiet or args.no_progress), fresh=args.fresh,
                        time_limit_s=args.time_limit)
     except FlytomoError as err:  # a config key found bad later (e.g. data.families): name the file
         if err.where and err.where.split(".")[0] in TrainConfig.model_fields:
@@ -55,4 +55,5 @@ def register(subparsers) -> None:
                         "simulation of training pairs included (e.g. before a Slurm time limit); "
                         "run again to resume")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (as --quiet; run's name for it)")
     p.set_defaults(func=lambda args: _run(args))

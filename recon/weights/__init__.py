@@ -381,9 +381,12 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
     """
     from recon.rrdb import SEED_CONFIG, build_model
 
-    path = Path(path) if path is not None else seed_checkpoint_path()
+    given = path is not None
+    path = Path(path) if given else seed_checkpoint_path()
     if not path.is_file():
-        raise FlytomoError(path, "seed checkpoint not found")
+        raise FlytomoError(path, "seed checkpoint not found" + ("" if given else (
+            " (where seed: without a path looks: $FLYTOMO_SHARED/data/seed-model/, else ../shared beside the "
+            "checkout); name the file: --model seed:PATH/pre_trained_model.pth")))
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - truncated, not a checkpoint, or code in the pickle

@@ -327,3 +327,16 @@ def test_the_survey_runs_on_the_dask_workers_and_its_warnings_reach_the_driver(s
     assert [p.geometry.to_dict() for p in dask_plans] == [p.geometry.to_dict() for p in local_plans]
     assert dask_warnings == local_warnings
     assert [w for w in dask_warnings if w.startswith(f"{files[1]}: ") and "dead detector pixels" in w]
+
+
+def test_mpi_without_mpi4py_is_one_line(sim, tmp_path):
+    """`run --executor mpi` where mpi4py is not installed: one line, exit 2, as `check` says
+    (was: a ModuleNotFoundError traceback, exit 1)."""
+    fake = tmp_path / "no_mpi" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named mpi4py')\n")
+    cfg = write_config(tmp_path, sim)
+    r = flytomo("run", cfg, "--executor", "mpi", "--no-progress", env={"PYTHONPATH": str(fake.parent)})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert "mpi4py is not installed (pip install 'flytomo[mpi]')" in r.stderr and "experiment.yaml" in r.stderr
+    assert not (tmp_path / "store.zarr").exists()
