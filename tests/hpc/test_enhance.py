@@ -228,6 +228,13 @@ def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
     lo = 0.0  # air at 0: an export of the clipped slices needs nothing taken off
     enhanced(np.clip(fbp, 0, None), bits=16)
     assert not notes
+    # a crop the sample fills, air at 0: its outer ring is sample, not air (it was taken off: -10 dB
+    # in the probe's 170x256 crop); said, nothing taken off, and it scores as the float crop does
+    crop, truth = np.clip(fbp, 0, None)[:2, 34:94, 34:94], truth[:2, 34:94, 34:94]
+    hi = float(crop.max())
+    cropped = enhanced(crop, bits=16)
+    assert len(notes) == 1 and "in16.tif: the outer ring" in notes[0] and "so it is not air" in notes[0]
+    assert abs(cropped - enhanced(crop)) < 0.05
 
 
 def test_unpadded_slice_numbers_keep_their_order(tmp_path):
