@@ -20,10 +20,10 @@ DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
-#: a flat frame whose level (median count) is less than this share of the way from the dark
-#: level to the reference flat's is unlit (shutter closed, beam lost), and a dark frame more than
-#: this share of the way up to the flat level was taken with the beam on: each is left out of
-#: the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
+#: the flats' and darks' levels (median counts) fall in a dark and a lit group where their
+#: widest gap spans more than this share of their range: a flat in the dark group is unlit
+#: (shutter closed, beam lost), a dark in the lit group was taken with the beam on; each is left
+#: out of the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
 BAD_FRAME_SHARE = 0.5
 #: stripe (ring-artifact) removal methods: "mean", full stripes from the detector columns'
 #: mean over the angles (C. Boin, A. Haibel, Opt. Express 14, 12071 (2006)); "sorting", small full
@@ -207,20 +207,21 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
 
 def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None) -> tuple[np.ndarray, np.ndarray]:
     """Flats (k, z, col) and darks (k, z, col) without their bad frames, with a DataRepairWarning
-    naming them: a flat frame not lit, or a dark frame taken with the beam on
-    (:data:`BAD_FRAME_SHARE`). A frame's level is its median finite count; the references are
-    the median levels of the flats and of the darks (of two frames: the brighter flat, the
-    darker dark). Frames that are all NaN are left to the caller (averaged out as NaN)."""
+    naming them: a flat frame not lit, or a dark frame taken with the beam on. A frame's level
+    is its median finite count; the flats' and darks' levels together fall in two groups, dark
+    and lit, split at their widest gap where it spans more than :data:`BAD_FRAME_SHARE` of their
+    range (so that bad frames are found even where they are most of their kind: 3 lit darks of 5
+    made a volume 2-13x too bright). A flat in the dark group or a dark in the lit one is left
+    out, unless all of its kind are (swapped or beamless frames: the caller's check says so).
+    Frames that are all NaN are left to the caller (averaged out as NaN)."""
     flat_levels, dark_levels = _frame_levels(flats), _frame_levels(darks)
-    if not (np.isfinite(flat_levels).any() and np.isfinite(dark_levels).any()):
+    split = _dark_lit_split(np.concatenate([flat_levels, dark_levels]))
+    if split is None:
         return flats, darks
-    flat_ref = _reference_level(flat_levels, np.max)
-    dark_ref = _reference_level(dark_levels, np.min)
-    gain = flat_ref - dark_ref
-    if not gain > 0:  # flats and darks swapped or no beam at all: the caller's check says so
+    unlit = flat_levels < split  # NaN levels compare False: kept
+    lit = dark_levels > split
+    if unlit.all() or lit.all():
         return flats, darks
-    unlit = flat_levels < dark_ref + BAD_FRAME_SHARE * gain  # NaN levels compare False: kept
-    lit = dark_levels > dark_ref + BAD_FRAME_SHARE * gain
     for bad, kind, why in ((unlit, "flat", "not lit (beam off or shutter closed?)"),
                            (lit, "dark", "taken with the beam on")):
         if bad.any():
@@ -238,11 +239,18 @@ def _frame_levels(frames: np.ndarray) -> np.ndarray:
         return np.nanmedian(np.where(np.isfinite(flat), flat, np.nan), axis=1)
 
 
-def _reference_level(levels: np.ndarray, of_two) -> float:
-    """The median of the finite ``levels``; of two, ``of_two`` of them (the median cannot tell
-    the bad one from the good)."""
-    good = levels[np.isfinite(levels)]
-    return float(of_two(good) if good.size == 2 else np.median(good))
+def _dark_lit_split(levels: np.ndarray) -> float | None:
+    """The level between the dark and the lit frames: the middle of the widest gap between the
+    sorted finite ``levels``, where it spans more than :data:`BAD_FRAME_SHARE` of their range;
+    None where they are one group."""
+    good = np.sort(levels[np.isfinite(levels)])
+    if good.size < 2 or not good[-1] > good[0]:
+        return None
+    gaps = np.diff(good)
+    i = int(np.argmax(gaps))
+    if not gaps[i] > BAD_FRAME_SHARE * (good[-1] - good[0]):
+        return None
+    return float(good[i] + good[i + 1]) / 2.0
 
 
 def saturation_hint(flats: np.ndarray) -> str | None:

@@ -373,6 +373,35 @@ def test_unlit_flats_and_darks_with_the_beam_on_are_left_out(small_scan, n_flats
     assert np.abs(p - small_scan.p.transpose(1, 0, 2)).max() < 0.04  # the kept flats are 1.5-3 % bright
 
 
+@pytest.mark.parametrize("n_lit_darks, n_unlit_flats", [(3, 0), (2, 0), (0, 3), (3, 2)])
+def test_bad_frames_are_found_where_they_are_most_of_their_kind(small_scan, n_lit_darks, n_unlit_flats):
+    """3 of 5 darks with the beam on, 2 of 3, or 3 of 5 flats unlit: the median of a kind was then
+    the bad level, the wrong frames were named and kept, and the volume came out 2-13x too bright
+    (the probe's DataExchange scans). Now the dark and lit frames are told apart by the widest gap
+    between their levels: the line integrals are the clean frames' ones."""
+    rng = np.random.default_rng(1)
+    n_darks = 5 if n_lit_darks != 2 else 3
+    flats = np.stack([small_scan.flats[i % len(small_scan.flats)] * (1 + 0.01 * i) for i in range(5)])
+    darks = np.stack([small_scan.darks[0] + rng.normal(0, 1, small_scan.darks[0].shape) for _ in range(n_darks)])
+    darks = darks.astype(np.float32)
+    clean = line_integrals(RawChunk(small_scan.tomo, flats.copy(), darks.copy()))
+    lit, unlit = list(range(n_lit_darks)), list(range(5 - n_unlit_flats, 5))
+    darks[lit] = flats[:n_lit_darks] * 0.98
+    flats[unlit] = darks[-1]
+    with pytest.warns(DataRepairWarning) as record:
+        p = line_integrals(RawChunk(small_scan.tomo, flats, darks, source="x.h5"))
+    said = " | ".join(str(w.message) for w in record)
+    if lit:
+        assert f"dark frame(s) {', '.join(map(str, lit))} of {n_darks} look taken with the beam on" in said
+    if unlit:
+        assert f"flat frame(s) {', '.join(map(str, unlit))} of 5 look not lit" in said
+    good_flats = [i for i in range(5) if i not in unlit]
+    good_darks = [i for i in range(n_darks) if i not in lit]
+    kept = line_integrals(RawChunk(small_scan.tomo, flats[good_flats], darks[good_darks]))
+    np.testing.assert_array_equal(p, kept)
+    assert np.abs(p - clean).max() < 0.03
+
+
 def test_flats_of_a_drifting_beam_are_all_kept(small_scan):
     flats = small_scan.flats.copy()
     flats *= np.array([0.8, 0.95, 1.05, 1.2], np.float32)[:, None, None]  # ±20 %: kept, averaged
