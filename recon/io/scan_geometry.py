@@ -114,7 +114,24 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                                    pad_columns=int(pad_columns))
     if (hint := wedge_hint(geometry, axis_found=found and not axis_from_centroid(sino, reader.angles_deg))) is not None:
         warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
+    if (hint := half_acquisition_hint(reader.angles_deg, n_cols, center)) is not None:
+        warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
     return geometry
+
+
+def half_acquisition_hint(angles_deg: np.ndarray, n_cols: int, center: float | None) -> str | None:
+    """A one-line hint where a scan of a whole turn has its axis more than a quarter of the
+    detector off the middle (an offset-axis, "half-acquisition" scan, whose field is twice the
+    detector's): flytomo does not stitch opposite projections into one wide half-turn sinogram,
+    so only the field both sides of the axis see comes out right. None otherwise."""
+    mid = (n_cols - 1) / 2
+    if center is None or abs(center - mid) <= n_cols / 4 or float(np.ptp(angles_deg)) < 350.0:
+        return None
+    near = min(center, n_cols - 1 - center)
+    return (f"the axis (column {center:.1f}) is {near:.0f} px from the detector's edge in a scan of a whole turn: an "
+            "offset-axis (half-acquisition) scan? flytomo does not stitch opposite projections into one wide "
+            "half-turn sinogram, so only the middle of the field comes out right: stitch them first (as "
+            "tomopy's sino_360_to_180 does) and reconstruct the stitched scan")
 
 
 def wedge_hint(geometry: ScanGeometry, axis_found: bool = False) -> str | None:

@@ -820,3 +820,16 @@ def test_file_to_center_pipeline(tmp_path, make_disc_sinogram):
     p = line_integrals(reader.read(2, 6))
     assert p.shape == (4, 32, 48)
     assert abs(find_center(p, reader.angles_deg) - center) < 0.5
+
+
+def test_an_offset_axis_scan_of_a_whole_turn_is_named():
+    """Half acquisition (a whole turn, the axis near one edge, the field twice the detector's)
+    came out wrong without a word when the centre was given (the probe's disk at half its
+    value): a hint now says flytomo does not stitch such scans. Centred or half-turn: none."""
+    from recon.io.scan_geometry import half_acquisition_hint
+
+    turn, half = np.arange(720) * 0.5, np.arange(360) * 0.5
+    assert "offset-axis (half-acquisition)" in half_acquisition_hint(turn, 112, 99.5)
+    assert "12 px from the detector's edge" in half_acquisition_hint(turn, 112, 99.5)
+    assert half_acquisition_hint(turn, 112, 60.0) is None and half_acquisition_hint(turn, 112, None) is None
+    assert half_acquisition_hint(half, 112, 99.5) is None
