@@ -25,6 +25,9 @@ MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not rep
 #: (shutter closed, beam lost), a dark in the lit group was taken with the beam on; each is left
 #: out of the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
 BAD_FRAME_SHARE = 0.5
+#: more than this share of a chunk's transmissions below ``min_transmission`` (clamped there:
+#: the probe's scan with 29 % clamped came out 12 % low in attenuation, without a word): a hint
+CLAMPED_HINT_SHARE = 0.01
 #: stripe (ring-artifact) removal methods: "mean", full stripes from the detector columns'
 #: mean over the angles (C. Boin, A. Haibel, Opt. Express 14, 12071 (2006)); "sorting", small full
 #: and partial stripes, and "all", also large and dead ones (N. T. Vo et al., Opt. Express 26,
@@ -158,6 +161,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     dark32 = np.where(dead, 0.0, dark).astype(np.float32)
     inv_gain = np.where(dead, 1.0, 1.0 / np.where(dead, 1.0, gain)).astype(np.float32)
     trans = (tomo - dark32[None]) * inv_gain[None]  # (angle, z, col)
+    starved = np.mean(trans < min_transmission) > CLAMPED_HINT_SHARE  # NaN compares False
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
     lost = nonfinite.mean(axis=2) > 0.5  # (angle, z) lines mostly NaN/inf: replaced whole, below
@@ -198,6 +202,12 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                           "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
     elif (hint := air_offset_hint(p)) is not None:
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
+    if starved:  # the same words for every chunk, as above
+        warnings.warn(f"{where or 'scan'}: more than {CLAMPED_HINT_SHARE:.0%} of the transmissions (in some rows) are "
+                      f"below {min_transmission:g}, photon-starved rays through the densest parts: they are read as "
+                      f"{min_transmission:g} (line integral {-np.log(min_transmission):.1f}), so the attenuation "
+                      "there comes out low; a higher energy or a longer exposure sees through", DataHintWarning,
+                      stacklevel=2)
     if (hint := saturation_hint(chunk.flats)) is not None:
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:

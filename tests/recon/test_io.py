@@ -833,3 +833,20 @@ def test_an_offset_axis_scan_of_a_whole_turn_is_named():
     assert "12 px from the detector's edge" in half_acquisition_hint(turn, 112, 99.5)
     assert half_acquisition_hint(turn, 112, 60.0) is None and half_acquisition_hint(turn, 112, None) is None
     assert half_acquisition_hint(half, 112, 99.5) is None
+
+
+def test_photon_starved_rays_are_said_to_be_clamped(small_scan):
+    """Transmissions below 1e-3 are read as 1e-3 (line integral 6.9): where more than 1 % are,
+    a hint says the attenuation there comes out low (it was silent: 29 % clamped, 12 % low)."""
+    from recon.io.preprocess import DataHintWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataHintWarning)
+        line_integrals(RawChunk(small_scan.tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    tomo = small_scan.tomo.copy()
+    dark = small_scan.darks.mean(axis=0)
+    cols = slice(0, max(1, tomo.shape[2] // 20))  # 5 % of the samples: dark counts only
+    tomo[:, :, cols] = dark[None, :, cols]
+    with pytest.warns(DataHintWarning, match=r"x\.h5: more than 1% of the transmissions .* below 0\.001"):
+        p = line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    assert p[:, :, cols].max() == pytest.approx(-np.log(1e-3), rel=1e-5)
