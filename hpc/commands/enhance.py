@@ -77,7 +77,14 @@ def _read_tiff(path: str | Path) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
         series = tif.series
         if len(series) <= 1:
-            return tif.asarray()
+            img = tif.asarray()
+            page = tif.pages[0]
+            # an RGB(A) image interleaved (y, x, c) is a picture: grey, or refused as colour (planes
+            # (c, y, x) stay slices: tifffile writes a stack of 3 or 4 slices so by default)
+            if (page.photometric == tifffile.PHOTOMETRIC.RGB and img.ndim == 3
+                    and page.planarconfig != tifffile.PLANARCONFIG.SEPARATE):
+                img = _grey_of_channels(img, path)
+            return img
         images = [np.squeeze(s.asarray()) for s in series]
     shapes = {im.shape for im in images}
     if len(shapes) > 1 or images[0].ndim != 2:
@@ -96,13 +103,22 @@ def _grey_image(path: Path) -> np.ndarray:
     except Exception as err:  # imageio raises several types for a damaged or unknown file
         raise FlytomoError(path, f"not a readable PNG/JPEG/BMP image ({type(err).__name__}: {err})") from None
     if img.ndim == 3 and img.shape[-1] in (2, 3, 4):  # grey + alpha, RGB, RGBA
-        colour = img[..., :3] if img.shape[-1] >= 3 else img[..., :1]
-        mean = colour.mean(axis=-1)
-        if np.abs(colour - mean[..., None]).max(initial=0.0) > 0.01 * max(float(mean.max(initial=0.0)), 1.0):
-            raise FlytomoError(path, "a colour image (its red, green and blue differ): a colour map is not "
-                                     "attenuation; export the reconstruction's grey values (TIFF keeps them whole)")
-        img = np.rint(mean).astype(img.dtype) if np.issubdtype(img.dtype, np.integer) else mean
+        img = _grey_of_channels(img, path)
     return img
+
+
+def _grey_of_channels(img: np.ndarray, path: str | Path) -> np.ndarray:
+    """(y, x) of an image (y, x, channels) stored as grey + alpha, RGB or RGBA: its mean channel
+    where the channels agree (to JPEG's rounding of 1 % of the range); FlytomoError for colour."""
+    colour = img[..., :3] if img.shape[-1] >= 3 else img[..., :1]
+    mean = colour.mean(axis=-1)
+    scale = float(np.abs(mean).max(initial=0.0))
+    if np.issubdtype(img.dtype, np.integer):
+        scale = max(scale, 1.0)  # a count of rounding, at least
+    if np.abs(colour - mean[..., None]).max(initial=0.0) > 0.01 * scale:
+        raise FlytomoError(path, "a colour image (its red, green and blue differ): a colour map is not "
+                                 "attenuation; export the reconstruction's grey values (TIFF keeps them whole)")
+    return np.rint(mean).astype(img.dtype) if np.issubdtype(img.dtype, np.integer) else mean
 
 
 def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
@@ -293,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, "--tile must be ≥ 1")
     given_zero = parse_zero_level(args.zero_level)
     volume, src_attrs, single = read_reconstruction(args.input)
+    if not any(np.isfinite(np.asarray(volume[z])).any() for z in range(volume.shape[0])):  # stops at the first
+        raise FlytomoError(args.input, "no finite pixel (all NaN or infinite): nothing to enhance")
     size = min(volume.shape[1:])
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     loaded.check_slice_size(size)

@@ -311,6 +311,11 @@ def test_the_seed_network_on_the_real_slice(tmp_path):
      "--zero-level must be 'auto' or a number, got 'air'"),
     (lambda d: np.save(d / "in.npy", np.full((64, 64), 1e41)), ["--input-kind", "fbp"],
      "values up to 1e+41 are beyond float32's range"),
+    (lambda d: np.save(d / "in.npy", np.full((2, 64, 64), np.nan, np.float32)), ["--input-kind", "fbp"],
+     "in.npy: no finite pixel (all NaN or infinite): nothing to enhance"),  # was: exit 0, an all-NaN output
+    (lambda d: tifffile.imwrite(d / "in.tif", np.stack([np.full((64, 64), v, np.float32) for v in (0, .01, .02)], -1),
+                                photometric="rgb"), ["--input-kind", "fbp"],
+     "in.tif: a colour image (its red, green and blue differ)"),  # was: "slices of 64x3 pixels are too small"
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "tpu"],
      "unknown device 'tpu'; use cpu, cuda or cuda:N"),
     (lambda d: np.save(d / "in.npy", np.ones((64, 64), np.float32)), ["--input-kind", "fbp", "--device", "cuda:99"],
@@ -321,10 +326,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, make, args, m
         pytest.skip("../shared/data/seed-model is absent")
     make(tmp_path)
     out = tmp_path / "out.tif"
-    r = run_cli("enhance", str(tmp_path / "in.npy"), "--out", str(out), *args)
+    src = next(tmp_path.iterdir())
+    r = run_cli("enhance", str(src), "--out", str(out), *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
 
 
 def test_an_existing_output_is_kept_without_overwrite(tmp_path):
