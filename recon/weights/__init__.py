@@ -171,6 +171,23 @@ class LoadedModel:
                           f"{channel_kinds(self.input_kind)[0]} input - compare its output with that input",
                           ModelDomainWarning, stacklevel=2)
 
+    def check_scan(self, n_angles_per_half_turn: float, blur_angle_deg: float) -> None:
+        """Warn (:class:`ModelDomainWarning`) where a scan's projections per half turn or blur
+        angle (degrees) lie outside the ranges the card says the network was trained on (10 %
+        slack): there it was never shown the streaks or the smear it must undo."""
+        data = self.card.get("data") or {}
+        outside = []
+        for what, value, key, unit in (("projections per half turn", n_angles_per_half_turn, "n_angles", ""),
+                                       ("blur angle", blur_angle_deg, "blur_angle_deg", "°")):
+            span = data.get(key)
+            if (isinstance(span, (list, tuple)) and len(span) == 2
+                    and not 0.9 * float(span[0]) <= value <= 1.1 * float(span[1])):
+                outside.append(f"{what} {value:.3g}{unit} (trained on {float(span[0]):g}-{float(span[1]):g}{unit})")
+        if outside:
+            warnings.warn(f"{self.path.name}: this scan's {' and '.join(outside)} lie outside what the network was "
+                          f"trained on: it may make the slices worse than its {channel_kinds(self.input_kind)[0]} "
+                          "input - compare its output with that input", ModelDomainWarning, stacklevel=2)
+
     def provenance(self) -> dict:
         """What a written volume records of this network: name, weights file and sha256,
         input kind, normalization, training steps. The checksum is the card's (verified on

@@ -266,3 +266,22 @@ def test_fbp_input_takes_the_512_px_network_where_slices_fit_it():
     big = ScanGeometry.create(np.arange(40) * 4.5, 192, blur_angle_deg=1.5)
     rec = make_reconstructor(big, "rrdb", rrdb_input="fbp")
     assert rec.provenance()["name"] == "rrdb-fbp-blend" and rec.provenance()["blend"] is None
+
+
+def test_a_scan_outside_the_networks_training_is_warned_about():
+    """40 projections and a 4.5° blur (the card: 60-360 per half turn, 0.5-3°): the network was
+    never shown such streaks and smear, and it said nothing (only slice sizes were checked)."""
+    import warnings
+
+    from recon.weights import ModelDomainWarning, load_model, seed_checkpoint_path
+
+    loaded = load_model(None, input_kind="mlem-flyscan")
+    with pytest.warns(ModelDomainWarning, match=r"projections per half turn 40 \(trained on 60-360\) and blur "
+                                                r"angle 4\.5° \(trained on 0\.5-3°\) lie outside"):
+        loaded.check_scan(40, 4.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelDomainWarning)
+        loaded.check_scan(180, 1.5)
+        loaded.check_scan(360, 3.2)  # 10 % slack
+        if seed_checkpoint_path().is_file():  # the seed's network has no card: nothing to compare with
+            load_model("seed:").check_scan(40, 4.5)
