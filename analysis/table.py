@@ -35,6 +35,10 @@ __all__ = [
     "outside_log_text",
 ]
 
+#: a log with up to this share of readings that are no numbers (a sensor's OVER, an empty cell)
+#: has them left out with a warning; more: refused
+LOG_BAD_ROWS_MAX = 0.05
+
 #: scan times above this many seconds are Unix times (after 1973-03-03), not an experiment clock
 UNIX_TIME_MIN_S = 1e8
 
@@ -241,7 +245,8 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
-                           f"found {', '.join(map(str, df.columns)) or 'none'}")
+                           f"found {', '.join(map(str, df.columns)) or 'none'} (the first line not starting "
+                           "with # must name the columns: mark the lines of a header block with #)")
     if df.empty:
         raise FlytomoError(path, f"the temperature log has a header ({tcol}, {ccol}) and no readings")
     times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
@@ -258,8 +263,12 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
-        raise FlytomoError(path, f"line {row}: {tcol} and {ccol} must be numbers"
-                           f"{' or dates' if tcol != 'time_s' else ''} ({int(bad.sum())} bad row(s))")
+        what = f"{tcol} and {ccol} must be numbers{' or dates' if tcol != 'time_s' else ''}"
+        if bad.mean() > LOG_BAD_ROWS_MAX or bad.all():
+            raise FlytomoError(path, f"line {row}: {what} ({int(bad.sum())} bad row(s))")
+        warnings.warn(f"{path}: line {row}: {what}: {int(bad.sum())} of {bad.size} reading(s) like it (a sensor's "
+                      "OVER, an empty cell) left out; the log is interpolated across them", UserWarning, stacklevel=2)
+        df = df[~bad]
     spread = df.groupby("time_s")["temperature_C"].agg(np.ptp)
     if (spread > DUPLICATE_TIME_SPREAD_C).any():
         worst = spread.idxmax()

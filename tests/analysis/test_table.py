@@ -250,3 +250,22 @@ def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_
         warnings.simplefilter("error")
         df = scan_temperatures(_scans(2, start=t0), read_temperature_log(zoned), zoned)
     np.testing.assert_allclose(df["temperature_C"], [400 + 10 * 5 / 60, 400 + 10 * 65 / 60])
+
+
+def test_a_few_readings_that_are_no_numbers_are_left_out_with_a_warning(tmp_path):
+    """One OVER (or empty cell) in 100 readings refused the whole log; it is left out now, with a
+    warning naming its line, and the log is interpolated across it. Many such rows: refused."""
+    rows = [f"{t},{20 + t}" for t in range(100)]
+    rows[50] = "50,OVER"
+    path = tmp_path / "log.csv"
+    path.write_text("time_s,temperature_C\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"log\.csv: line 52: .* 1 of 100 reading\(s\) like it .* left out"):
+        log = read_temperature_log(path)
+    assert len(log) == 99 and 50.0 not in set(log["time_s"])
+    df = scan_temperatures([{"index": 0, "scan_id": 0, "start_time_s": 49.0, "mid_time_s": 50.0,
+                             "duration_s": 2.0}], log, path)
+    assert df["temperature_C"][0] == pytest.approx(70.0)
+    rows[10:20] = [f"{t}," for t in range(10, 20)]  # 11 of 100: refused
+    path.write_text("time_s,temperature_C\n" + "\n".join(rows) + "\n")
+    with pytest.raises(FlytomoError, match=r"line 12: .* \(11 bad row\(s\)\)"):
+        read_temperature_log(path)
