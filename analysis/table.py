@@ -111,22 +111,28 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
 
 #: accepted names of the log's two columns (compared lower-case, units in brackets removed),
 #: in order of preference
-TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "seconds", "t_s", "timestamp",
-              "datetime", "date_time", "date")
+TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "elapsed_time", "time_elapsed", "relative_time",
+              "seconds", "t_s", "timestamp", "datetime", "date_time", "date")
+#: the sample's reading first where a furnace logs several (a setpoint is never taken)
 TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "temperature_k",
-                     "temp_k", "t_k", "t")
+                     "temp_k", "t_k", "sample_temperature", "sample_temp", "sample_t", "t_sample",
+                     "thermocouple", "tc", "tc1", "t")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 
 
 def _column_key(name: str) -> tuple[str, str]:
     """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k');
-    'timestamp_ms' → ('timestamp', 'ms')."""
+    'timestamp_ms' → ('timestamp', 'ms'); 'Temperature/K' → ('temperature', 'k'); 'Date/Time' →
+    ('date_time', '')."""
     text = str(name).strip().lower().replace("°", "").replace("deg", "")
     unit = ""
     m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
     if m:
         text, unit = m.group(1), m.group(2).strip()
-    key = re.sub(r"[\s\-]+", "_", text.strip())
+    m = re.match(r"^(.*?)\s*/\s*(k|c|f|s|ms|min|h)$", text)  # 'Temperature/K', 'time/s'
+    if m and not unit:
+        text, unit = m.group(1), m.group(2)
+    key = re.sub(r"[\s\-/]+", "_", text.strip())
     m = re.match(r"^(.+)_(ms|min|h)$", key)  # 'timestamp_ms', 'time_min': the unit as a suffix
     if m and not unit:
         key, unit = m.group(1), m.group(2)

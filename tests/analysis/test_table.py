@@ -144,6 +144,12 @@ def test_bad_logs(tmp_path, text, match):
     ("timestamp,temp\n1796119200000000000,25\n1796119260500000000,75\n", [1796119200, 1796119260.5], [25, 75]),
     ("timestamp_ms,temperature_C\n0,25\n60500,75\n", [0, 60.5], [25, 75]),  # the unit as a suffix (was refused)
     ("time_min,T_K\n0,298.15\n1.5,348.15\n", [0, 90], [25, 75]),
+    # furnace exports the probe met (each was refused): a unit after '/', 'Elapsed Time', the sample's
+    # thermocouple beside a setpoint, the first of two thermocouples, 'Date/Time'
+    ("Elapsed Time [s],Temperature/K\n0,298.15\n60,348.15\n", [0, 60], [25, 75]),
+    ("time/min,Setpoint (°C),Sample T (°C)\n0,500,25\n1,500,75\n", [0, 60], [25, 75]),
+    ("time_s,TC1 (°C),TC2 (°C)\n0,25,30\n60,75,80\n", [0, 60], [25, 75]),
+    ("Date/Time,temp\n2026-12-01T10:00:00Z,25\n2026-12-01T10:01:00Z,75\n", [1796119200, 1796119260], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and
