@@ -152,9 +152,8 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
             plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
             plan.start_time_s = as_float(meta.get("scan_time"))
-            plan.duration_s = as_float(meta.get("duration_s"))
-            if plan.duration_s is None and job.scan_duration_s is not None:
-                plan.duration_s = float(job.scan_duration_s)
+            plan.duration_s = (float(job.scan_duration_s) if job.scan_duration_s is not None  # the user's word first
+                               else as_float(meta.get("duration_s")))
             c, pad = job.center, job.pad_columns
             if job.center in ("auto", None) and prev and prev.get("geometry"):
                 c = float(prev["geometry"]["center"])  # a resumed run keeps the centre it found
@@ -224,9 +223,9 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         a scan's index, where it names a file of the same name, gives its center and pad (and
         jitter, tilt) again, so a resumed run reconstructs with the same geometry (by index:
         two scans of one name in two folders keep their own).
-    scan_duration_s : the duration of a scan when the file does not record one (config
-        ``scan_duration_s``); without either, the median spacing of scan starts (scans back
-        to back).
+    scan_duration_s : the duration of every scan (config ``scan_duration_s``), over what the
+        files record (:func:`recon.io.metadata.scan_duration_s`); without either, the median
+        spacing of scan starts (scans back to back), with a warning where a log is given.
     corrections : the config's opt-in repairs, made to the rows the axis is found from too;
         with ``correct_tilt`` each scan's axis tilt is measured here
         (:func:`recon.io.alignment.estimate_tilt`), then with ``correct_jitter`` its jitter (one
@@ -307,6 +306,16 @@ def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     spacing = float(np.median(np.diff(starts))) if len(starts) > 1 else None
     if not spacing or spacing <= 0:
         return
+    timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
+    overlap = [(a, b) for a, b in zip(timed, timed[1:])
+               if a.duration_s is not None and a.duration_s > 1.05 * (b.start_time_s - a.start_time_s) > 0]
+    if overlap and warn:
+        a, b = overlap[0]
+        warnings.warn(f"{a.path.name} records a duration of {a.duration_s:.4g} s, longer than the "
+                      f"{b.start_time_s - a.start_time_s:.4g} s to the start of {b.path.name}"
+                      f"{f' ({len(overlap)} such scans)' if len(overlap) > 1 else ''}: its temperature is read "
+                      f"{a.duration_s / 2:.4g} s after its start; a duration in other units (ms)? set "
+                      "scan_duration_s: in the config to the right value", AssumptionWarning, stacklevel=3)
     guessed = [p for p in plans if p.duration_s is None and p.start_time_s is not None]
     for p in guessed:
         p.duration_s = spacing

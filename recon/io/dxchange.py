@@ -52,8 +52,9 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
             f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's
     }
     angles = exposure_middles(f, angles, meta)
-    meta["duration_s"] = scan_duration_s(f, angles, meta["scan_time"], path,
-                                         ("end_time", "scan_end_time", "process/acquisition/end_date"))
+    if (duration := scan_duration_s(f, angles, meta["scan_time"], path,
+                                         ("end_time", "scan_end_time", "process/acquisition/end_date"))) is not None:
+        meta["duration_s"] = duration
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("exchange/data", None, "projections"),

@@ -54,7 +54,8 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "Pixel Size")),
     }
     angles = exposure_middles(f, angles, meta)
-    meta["duration_s"] = scan_duration_s(f, angles, meta["scan_time"], path)
+    if (duration := scan_duration_s(f, angles, meta["scan_time"], path)) is not None:
+        meta["duration_s"] = duration
     return HDF5Scan.checked(
         path, FORMAT, f,
         Stack("img_tomo", None, "projections"),

@@ -159,7 +159,7 @@ DATE_FORMATS = ("%b %d, %Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f
                 "%a %b %d %H:%M:%S %Y")
 
 
-def parse_time_s(value: Any, where: Path | str | None = None) -> float | None:
+def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start time") -> float | None:
     """Scan start time in seconds: a number (epoch or experiment clock), the first element of an
     array, or a date string (ISO 8601 "2021-11-16 10:00:00", or one of :data:`DATE_FORMATS`,
     e.g. "May 29, 2019 19:20:21" as APS Data Exchange files write it; naive dates are taken as
@@ -183,8 +183,8 @@ def parse_time_s(value: Any, where: Path | str | None = None) -> float | None:
                 continue
         else:
             if where is not None:
-                assume(Path(where), f"start time {text!r} is not a date flytomo reads (ISO 8601, "
-                                    "2024-05-02 09:00:00): the scan has no time")
+                assume(Path(where), f"{what} {text!r} is not a date flytomo reads (ISO 8601, "
+                                    f"2024-05-02 09:00:00): the scan has no {'time' if what == 'start time' else what}")
             return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -259,7 +259,7 @@ def scan_duration_s(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndarr
 
     duration = as_float(first("scan_duration_s"))
     if duration is None and start_s is not None:
-        end = parse_time_s(first(*end_names), path)
+        end = parse_time_s(first(*end_names), path, "end time")
         duration = None if end is None else end - start_s
     if duration is None:
         speed = as_float(first("rotation_speed_deg_s"))

@@ -121,7 +121,8 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }
     angles = exposure_middles((entry, f), angles_all[select[PROJECTION]], meta)  # the entry's, else the root's
-    meta["duration_s"] = scan_duration_s((entry, f), angles, meta["scan_time"], path)
+    if (duration := scan_duration_s((entry, f), angles, meta["scan_time"], path)) is not None:
+        meta["duration_s"] = duration
     data = names["data"]
     return HDF5Scan.checked(
         path, FORMAT, f,

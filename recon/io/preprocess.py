@@ -20,11 +20,15 @@ DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
-#: the flats' and darks' levels (median counts) fall in a dark and a lit group where their
-#: widest gap spans more than this share of their range: a flat in the dark group is unlit
-#: (shutter closed, beam lost), a dark in the lit group was taken with the beam on; each is left
-#: out of the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
+#: a flat frame whose level (median count) is less than this share of the way from the lowest
+#: dark's to the projections' brightest counts is unlit (shutter closed, beam lost), and a dark
+#: frame more than this share of the way up to the projections' median count was taken with the
+#: beam on: each is left out of the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
 BAD_FRAME_SHARE = 0.5
+#: ... and a flat below this share of the way from the lowest dark to the projections' brightest
+#: counts is unlit (an unlit flat sits at the dark level; flats at two beam currents, 1000 and
+#: 400 over darks of 100 with projections at 700, are lit)
+UNLIT_FLAT_SHARE = 0.3
 #: more than this share of a chunk's transmissions below ``min_transmission`` (clamped there:
 #: the probe's scan with 29 % clamped came out 12 % low in attenuation, without a word): a hint
 CLAMPED_HINT_SHARE = 0.01
@@ -145,7 +149,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     where = chunk.source
     z0, z1 = chunk.rows
     tomo = np.asarray(chunk.tomo, dtype=np.float32)
-    flats, darks = usable_frames(chunk.flats, chunk.darks, where)
+    flats, darks = usable_frames(chunk.flats, chunk.darks, where, tomo=chunk.tomo)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled as dead below
         flat = np.nanmean(np.where(np.isfinite(flats), flats, np.nan), axis=0, dtype=np.float64)
@@ -208,37 +212,52 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                       f"{min_transmission:g} (line integral {-np.log(min_transmission):.1f}), so the attenuation "
                       "there comes out low; a higher energy or a longer exposure sees through", DataHintWarning,
                       stacklevel=2)
-    if (hint := saturation_hint(chunk.flats)) is not None:
+    if (hint := saturation_hint(flats)) is not None:  # the flats kept
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
 
 
-def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None) -> tuple[np.ndarray, np.ndarray]:
+def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None,
+                  tomo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flats (k, z, col) and darks (k, z, col) without their bad frames, with a DataRepairWarning
     naming them: a flat frame not lit, or a dark frame taken with the beam on. A frame's level
-    is its median finite count; the flats' and darks' levels together fall in two groups, dark
-    and lit, split at their widest gap where it spans more than :data:`BAD_FRAME_SHARE` of their
-    range (so that bad frames are found even where they are most of their kind: 3 lit darks of 5
-    made a volume 2-13x too bright). A flat in the dark group or a dark in the lit one is left
-    out, unless all of its kind are (swapped or beamless frames: the caller's check says so).
-    Frames that are all NaN are left to the caller (averaged out as NaN)."""
+    is its median finite count. The projections ``tomo`` (angle, z, col), lit frames all, anchor
+    the judgement, so that bad frames are found even where they are most of their kind (3 lit
+    darks of 5 made a volume 2-13x too bright): with D the lowest dark level, a dark is lit above
+    D + :data:`BAD_FRAME_SHARE` · (P − D), P the projections' median count, and a flat is unlit
+    below D + UNLIT_FLAT_SHARE · (A − D), A the projections' brightest counts (their 99th
+    percentile, air beside the sample): flats at two beam currents and a saturated dark are judged
+    right (below :data:`UNLIT_FLAT_SHARE` of the way for flats). A flat over twice as far from D
+    as the flats' median and as A is left out too (saturated, or stray). Without ``tomo``, P and A
+    are the flats' median level. All frames of a kind bad:
+    nothing is left out (swapped or beamless frames: the caller's check says so). Frames that are
+    all NaN are left to the caller (averaged out as NaN)."""
     flat_levels, dark_levels = _frame_levels(flats), _frame_levels(darks)
-    split = _dark_lit_split(np.concatenate([flat_levels, dark_levels]))
-    if split is None:
+    if not (np.isfinite(flat_levels).any() and np.isfinite(dark_levels).any()):
         return flats, darks
-    unlit = flat_levels < split  # NaN levels compare False: kept
-    lit = dark_levels > split
-    if unlit.all() or lit.all():
+    floor = float(np.nanmin(dark_levels))
+    middle, bright = _lit_levels(tomo) if tomo is not None else (np.nan, np.nan)
+    if not (np.isfinite(middle) and np.isfinite(bright)):
+        middle = bright = float(np.nanmedian(flat_levels))
+    if not bright > floor:
+        return flats, darks
+    unlit = flat_levels < floor + UNLIT_FLAT_SHARE * (bright - floor)  # NaN levels compare False: kept
+    lit = dark_levels > floor + BAD_FRAME_SHARE * (max(middle, floor) - floor)
+    typical = float(np.nanmedian(flat_levels))
+    glaring = (flat_levels - floor > 2 * (typical - floor)) & (flat_levels - floor > 2 * (bright - floor))
+    if (unlit | glaring).all() or lit.all():
         return flats, darks
     for bad, kind, why in ((unlit, "flat", "not lit (beam off or shutter closed?)"),
+                           (glaring, "flat", "over twice as bright as the others and the projections (saturated, "
+                                             "or a stray frame?)"),
                            (lit, "dark", "taken with the beam on")):
         if bad.any():
             frames = ", ".join(str(i) for i in np.flatnonzero(bad))
             warnings.warn(f"{where or 'scan'}: {kind} frame(s) {frames} of {bad.size} look {why}: left out of "
                           f"the mean {kind}", DataRepairWarning, stacklevel=3)
-    return flats[~unlit], darks[~lit]
+    return flats[~(unlit | glaring)], darks[~lit]
 
 
 def _frame_levels(frames: np.ndarray) -> np.ndarray:
@@ -249,18 +268,15 @@ def _frame_levels(frames: np.ndarray) -> np.ndarray:
         return np.nanmedian(np.where(np.isfinite(flat), flat, np.nan), axis=1)
 
 
-def _dark_lit_split(levels: np.ndarray) -> float | None:
-    """The level between the dark and the lit frames: the middle of the widest gap between the
-    sorted finite ``levels``, where it spans more than :data:`BAD_FRAME_SHARE` of their range;
-    None where they are one group."""
-    good = np.sort(levels[np.isfinite(levels)])
-    if good.size < 2 or not good[-1] > good[0]:
-        return None
-    gaps = np.diff(good)
-    i = int(np.argmax(gaps))
-    if not gaps[i] > BAD_FRAME_SHARE * (good[-1] - good[0]):
-        return None
-    return float(good[i] + good[i + 1]) / 2.0
+def _lit_levels(tomo: np.ndarray) -> tuple[float, float]:
+    """(median, median of the 99th percentiles) of the counts of up to 32 projections of
+    ``tomo`` (angle, z, col): the level every lit frame reaches, and the brightest (air)."""
+    pick = np.unique(np.linspace(0, len(tomo) - 1, min(32, len(tomo))).round().astype(int))
+    counts = np.asarray(tomo[pick], dtype=np.float64).reshape(len(pick), -1)
+    counts = np.where(np.isfinite(counts), counts, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmedian(counts)), float(np.nanmedian(np.nanpercentile(counts, 99, axis=1)))
 
 
 def saturation_hint(flats: np.ndarray) -> str | None:

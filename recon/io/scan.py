@@ -43,7 +43,7 @@ class RawChunk:
 class ScanReader(Protocol):
     """A tomography scan on disk. ``shape`` = (n_angles, n_rows, n_columns);
     ``angles_deg`` (n_angles,) float64, exposure middles; ``metadata`` with keys
-    scan_id, scan_time (s, scan start), duration_s (s; :func:`recon.io.metadata.scan_duration_s`),
+    scan_id, scan_time (s, scan start), duration_s (s, where the file says: :func:`recon.io.metadata.scan_duration_s`),
     energy_keV, pixel_size_nm (None when unknown) and blur_angle_deg (only when the file records it)."""
 
     path: Path

@@ -179,3 +179,11 @@ def test_scan_durations_come_from_the_files_else_are_assumed_with_a_warning(tmp_
         plans = survey_scans(files, center="middle", pad_columns=0, log=log)
     assert plans[-1].duration_s == 108.0
     assert survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)[-1].duration_s == 6.0
+    # a duration longer than the gap to the next scan (milliseconds written as seconds): said;
+    # the config's scan_duration_s is the user's word, over the file's
+    files[0] = scan(tmp_path / "a.h5", write_dxchange, 0.0, scan_duration_s=6000.0)
+    with pytest.warns(UserWarning, match=r"a\.h5 records a duration of 6000 s, longer than the 108 s to the start "
+                                         r"of b\.h5: .* a duration in other units \(ms\)\?"):
+        survey_scans(files, center="middle", pad_columns=0, log=log)
+    plans = survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)
+    assert [p.duration_s for p in plans] == [6.0] * 4

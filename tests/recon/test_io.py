@@ -402,6 +402,30 @@ def test_bad_frames_are_found_where_they_are_most_of_their_kind(small_scan, n_li
     assert np.abs(p - clean).max() < 0.03
 
 
+def test_one_glaring_frame_is_left_out_and_flats_of_two_currents_kept(small_scan):
+    """A saturated dark among good ones (was refused with today's first gap rule), a saturated
+    flat (was kept: the volume 2.2x too bright), flats at two beam currents (half of them were
+    dropped as unlit by the gap rule): judged against the projections' own counts."""
+    flats, darks = small_scan.flats.copy(), small_scan.darks.copy()
+    clean = line_integrals(RawChunk(small_scan.tomo, flats, darks))
+    hot = darks.copy()
+    hot[-1] = 65535.0
+    with pytest.warns(DataRepairWarning, match=r"dark frame\(s\) 2 of 3 look taken with the beam on"):
+        p = line_integrals(RawChunk(small_scan.tomo, flats, hot, source="x.h5"))
+    np.testing.assert_array_equal(p, line_integrals(RawChunk(small_scan.tomo, flats, darks[:2])))
+    glaring = flats.copy()
+    glaring[-1] = 65535.0
+    with pytest.warns(DataRepairWarning, match=r"flat frame\(s\) 3 of 4 look over twice as bright"):
+        p = line_integrals(RawChunk(small_scan.tomo, glaring, darks, source="x.h5"))
+    np.testing.assert_array_equal(p, line_integrals(RawChunk(small_scan.tomo, flats[:3], darks)))
+    dim = flats.copy()
+    dim[2:] = darks.mean(axis=0) + 0.5 * (flats[2:] - darks.mean(axis=0))  # half the beam current
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataRepairWarning)
+        p = line_integrals(RawChunk(small_scan.tomo, dim, darks))
+    assert np.abs(p - clean).max() < 0.4  # all four kept: the mean flat is 3/4 of the clean one
+
+
 def test_flats_of_a_drifting_beam_are_all_kept(small_scan):
     flats = small_scan.flats.copy()
     flats *= np.array([0.8, 0.95, 1.05, 1.2], np.float32)[:, None, None]  # ±20 %: kept, averaged
