@@ -16,6 +16,7 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.io.metadata import as_float
+from recon.io.omezarr import refuse_partial
 
 __all__ = ["StoreInfo", "TimePoint", "open_store", "scan_times"]
 
@@ -122,6 +123,7 @@ def open_store(path: str | Path) -> StoreInfo:
     path = Path(path)
     if not path.exists():
         raise FlytomoError(path, "no such experiment store")
+    refuse_partial(path)
     grp = _open_group(path)
     arr = _open_array(path)
     shape = tuple(int(s) for s in arr.shape)

@@ -1,6 +1,7 @@
 """The ``flytomo`` subcommands, one module each; here what their flag parsing shares."""
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Collection
 
 from recon.errors import FlytomoError
@@ -25,3 +26,17 @@ def word_or_number(text: str, flag: str, words: Collection[str], number: Callabl
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")
+
+
+def exit_on_sigterm(what_then: str) -> None:
+    """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit(143) with the line
+    "flytomo: stopped by SIGTERM: <what_then>", so that ``finally`` and ``except`` blocks run
+    (locks released, partial outputs removed). Only from the main thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def _exit(signum, frame):
+            print(f"flytomo: stopped by SIGTERM: {what_then}", file=sys.stderr)
+            raise SystemExit(128 + signum)
+        signal.signal(signal.SIGTERM, _exit)

@@ -26,7 +26,7 @@ import tifffile
 from tqdm import tqdm
 
 import recon
-from hpc.commands import word_or_number
+from hpc.commands import exit_on_sigterm, word_or_number
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target
@@ -297,6 +297,7 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
 
 
 def run(args: argparse.Namespace) -> int:
+    exit_on_sigterm("the half-written output is removed; run the same command again")
     out = Path(args.out)
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import recon
-from hpc.commands import word_or_number
+from hpc.commands import exit_on_sigterm, word_or_number
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
@@ -79,6 +79,7 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
 
 
 def run(args: argparse.Namespace) -> int:
+    exit_on_sigterm("the half-written volume is removed; run the same command again")  # (scancel: it stayed)
     out = Path(args.out)
     if args.method not in METHODS:
         raise FlytomoError(None, f"unknown method '{args.method}'; choose one of {', '.join(METHODS)}")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpc.commands import first_line
+from hpc.commands import exit_on_sigterm, first_line
 
 
 def analyze(exp: Any, executor: Any = None) -> Any:
@@ -77,15 +77,7 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
 def stop_on_sigterm() -> None:
     """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit, so the run lock is
     released and workers are stopped; the units done so far stay done."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        def _exit(signum, frame):
-            print("flytomo: stopped by SIGTERM: the units done so far are kept; run the same command "
-                  "again to resume", file=sys.stderr)
-            raise SystemExit(128 + signum)
-        signal.signal(signal.SIGTERM, _exit)
+    exit_on_sigterm("the units done so far are kept; run the same command again to resume")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,15 @@ def discard(path: str | os.PathLike) -> None:
     remove(partial_path(path))
 
 
+def refuse_partial(path: Path) -> None:
+    """FlytomoError where ``path`` is a store :func:`create_volume` or :func:`write_volume` is still
+    building (``.NAME.partial``, ``.NAME.partial-TAG``), or one a killed command left: its unwritten
+    slices read as zeros, so it must never pass for a volume."""
+    if re.fullmatch(r"\..+\.partial(-.+)?", Path(path).name):
+        raise FlytomoError(path, "a store still being written, or left half-written by a killed flytomo recon: "
+                                 "not a volume; run that recon again for a complete one")
+
+
 def open_volume(path: str | os.PathLike, mode: str = "r") -> tuple[zarr.Array, dict[str, Any]]:
     """(array ``0``, root attribute ``flytomo``) of an OME-Zarr store written here.
 
@@ -140,6 +150,8 @@ def open_volume(path: str | os.PathLike, mode: str = "r") -> tuple[zarr.Array, d
     path = Path(path)
     if not path.exists():
         raise FlytomoError(path, "no such volume store")
+    if mode == "r":
+        refuse_partial(path)
     try:
         group = zarr.open_group(str(path), mode=mode)
     except Exception as err:  # zarr raises several types for a folder that is not a group

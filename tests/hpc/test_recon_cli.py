@@ -542,3 +542,35 @@ def test_bad_flags_are_one_line_exit_2():
     for args in (["recon"], ["recon", "x.h5", "--out", "y.zarr", "--chunk-rows", "abc"], ["frobnicate"]):
         r = run_cli(*args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr, r.stderr
+
+
+def test_sigterm_removes_the_half_written_volume_and_a_partial_store_is_no_volume(scan, tmp_path):
+    """scancel (SIGTERM) in the middle of a recon: exit 143, one line, nothing left (it left a
+    hidden half-written store, exit 143 without a word); and such a store, where one is left (a
+    kill -9), is refused by analyze and enhance (they took 6 written slices of 16 as a volume)."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "v.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(out), "--method",
+                             "mlem-flyscan", "--iterations", "400", "--chunk-rows", "4", "--quiet"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    partial = tmp_path / ".v.zarr.partial"
+    for _ in range(600):
+        if partial.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143 and "stopped by SIGTERM: the half-written volume is removed" in err, err
+    assert leftovers(tmp_path) == []
+    assert main(["recon", str(scan), "--out", str(out), "--method", "fbp", "--rows", "0:8", "--quiet"]) == 0
+    os.rename(out, partial)  # what a kill -9 leaves
+    for cmd in (["analyze", str(partial), "--out", str(tmp_path / "an")],
+                ["enhance", str(partial), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp"]):
+        r = subprocess.run([sys.executable, "-m", "hpc.cli", *cmd], capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+        assert r.returncode == 2 and "left half-written by a killed flytomo recon" in r.stderr, r.stderr
