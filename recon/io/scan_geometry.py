@@ -34,8 +34,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                   blur_matters: bool = False) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
-    center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of
-        ``rows`` (:func:`recon.io.center.find_center`), or, where those rows are air (a
+    center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of the
+        scan, whatever ``rows`` (:func:`recon.io.center.find_center`), or, where those rows are air (a
         sample above or below the middle), from 16 rows around the one of 8 evenly spaced
         probes that shows the sample most clearly, with a warning; ``"middle"``: (n_columns − 1)/2;
         ``None`` (the default): the file's recorded center, else ``"auto"`` — a real axis is
@@ -72,7 +72,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     def rows_sino() -> np.ndarray:
         nonlocal sino, band
         if sino is None:
-            sino, band = _rows_for_center(reader, where, *(rows or (0, n_rows)), corrections=corrections,
+            # the whole scan's rows, not the region asked for: pieces of one scan made with
+            # --rows get one axis and one pad, and overlay (the axis moved 0.02 px with the region)
+            sino, band = _rows_for_center(reader, where, 0, n_rows, corrections=corrections,
                                           jitter=jitter, tilt=tilt)
         return sino
 
