@@ -12,6 +12,7 @@ u = center + x·cos θ + y·sin θ.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -83,6 +84,14 @@ class ScanGeometry:
             raise FlytomoError(None, "detector width and image size must be positive")
         if not np.isfinite(self.center) or not np.isfinite(self.blur_angle) or self.blur_angle < 0:
             raise FlytomoError(None, "center and blur angle must be finite, blur angle ≥ 0")
+        for name in ("n_columns", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value:
+                raise FlytomoError(None, f"{name} must be a whole number of pixels, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not -0.5 <= self.center <= self.n_columns - 0.5:  # else every ray misses: an all-zero volume
+            raise FlytomoError(None, f"center {self.center:g} is outside the detector's columns 0-{self.n_columns - 1}: "
+                                     "the rotation axis must project onto the detector")
         if self.offsets is not None:
             offsets = np.ascontiguousarray(self.offsets, dtype=np.float64).reshape(-1)
             if offsets.shape != angles.shape or not np.all(np.isfinite(offsets)):
@@ -112,10 +121,13 @@ class ScanGeometry:
     ) -> "ScanGeometry":
         """Build from file units: angles and blur in degrees, offsets in pixels; defaults per DESIGN.md."""
         angles = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
+        if angles.size > 8 and 0 < np.ptp(angles_deg) <= 2 * np.pi + 1e-6:
+            warnings.warn(f"the {angles.size} angles span {np.ptp(angles_deg):.4g}: taken as degrees, as create() "
+                          "expects (np.rad2deg them if they are radians)", UserWarning, stacklevel=2)
         blur = default_blur_angle(angles) if blur_angle_deg is None else float(np.deg2rad(blur_angle_deg))
         return cls(
             angles=angles,
-            n_columns=int(n_columns),
+            n_columns=n_columns,
             center=(n_columns - 1) / 2.0 if center is None else float(center),
             blur_angle=blur,
             image_size=int(n_columns if image_size is None else image_size),

@@ -8,6 +8,7 @@ and reuses them for every chunk of rows with that geometry.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -340,18 +341,25 @@ class Reconstructor:
         return network_provenance(self.model, self.blend) if self.model is not None else None
 
     def __call__(self, sino: np.ndarray | torch.Tensor) -> np.ndarray:
+        if not isinstance(sino, torch.Tensor):  # any byte order (h5py gives big-endian '>f4' as stored)
+            sino = np.asarray(sino, dtype=np.float32)
         s = torch.as_tensor(sino)
         expected = (self.geometry.n_angles, self.geometry.n_columns)
         if s.dim() != 3 or tuple(s.shape[1:]) != expected:
             raise FlytomoError(None, f"sinogram shape {tuple(s.shape)} does not match the geometry "
                                      f"(z, {expected[0]} angles, {expected[1]} columns)")
+        bad = ~torch.isfinite(s)
+        if bool(bad.any()):  # one NaN made FBP's whole slice NaN (its ramp filter spreads it)
+            warnings.warn(f"{int(bad.sum())} NaN/infinite line integral(s) taken as 0 (flytomo's file readers "
+                          "repair them from their neighbours first)", UserWarning, stacklevel=2)
+            s = torch.where(bad, torch.zeros((), dtype=s.dtype), s)
         out = []
         p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
         with torch.no_grad():
             for z0 in range(0, s.shape[0], self.batch):
                 chunk = s[z0:z0 + self.batch].to(self.device, torch.float32)
                 out.append(self._fn(extend_sinogram(chunk, p))[..., m:m + n, m:m + n].float().cpu().numpy())
-        return np.concatenate(out, axis=0) if out else np.zeros((0, n, n), np.float32)
+        return np.ascontiguousarray(np.concatenate(out, axis=0)) if out else np.zeros((0, n, n), np.float32)
 
 
 
