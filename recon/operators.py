@@ -19,13 +19,14 @@ rebuilt each time they are used (bounded memory, slower), instead of stored.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-
 import warnings
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
 
+from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 
 Tensor = torch.Tensor
@@ -110,10 +111,17 @@ def _to_torch(m, device: torch.device) -> Tensor:
                                    torch.from_numpy(m.data), size=m.shape, check_invariants=False).to(device)
 
 
-def _as_columns(x: Tensor, n_rows: int) -> tuple[Tensor, tuple[int, ...]]:
-    """(B, *dims) or (*dims) → (prod(dims), B) contiguous, plus the batch shape to restore."""
-    batch = x.shape[:-2] if x.dim() >= 2 else ()
-    cols = x.reshape(-1, n_rows).T.contiguous()
+def _as_columns(x: Any, shape: tuple[int, int], device: torch.device, dtype: torch.dtype,
+                what: str) -> tuple[Tensor, tuple[int, ...]]:
+    """(B, *shape) or ``shape`` (a tensor or an array) → (prod(shape), B) contiguous on ``device``
+    as ``dtype``, plus the batch shape to restore; FlytomoError naming ``what`` for another shape
+    (a sinogram given as (columns, angles) was taken silently)."""
+    x = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if x.dim() not in (2, 3) or tuple(x.shape[-2:]) != tuple(shape):
+        raise FlytomoError(None, f"{what} of shape {tuple(x.shape)}: expected {tuple(shape)} or (B, *{tuple(shape)})")
+    x = x.to(device, dtype)
+    batch = x.shape[:-2]
+    cols = x.reshape(-1, shape[0] * shape[1]).T.contiguous()
     return cols, tuple(batch)
 
 
@@ -182,13 +190,15 @@ class Projector:
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (B, n, n) or (n, n) → sinograms (B, n_angles, n_columns) or (n_angles, n_columns)."""
-        cols, batch = _as_columns(x.to(self.device, self.dtype), self.n_pixels)
+        n = self.geometry.image_size
+        cols, batch = _as_columns(x, (n, n), self.device, self.dtype, "image")
         y = self.forward_columns(cols)
         return y.T.reshape(*batch, self.angles.size, self.geometry.n_columns)
 
     def adjoint(self, y: Tensor) -> Tensor:
         """Sinograms (B, n_angles, n_columns) → images (B, n, n): the exact transpose of forward."""
-        cols, batch = _as_columns(y.to(self.device, self.dtype), self.n_rays)
+        cols, batch = _as_columns(y, (self.angles.size, self.geometry.n_columns), self.device, self.dtype,
+                                  "sinogram")
         x = self.adjoint_columns(cols)
         n = self.geometry.image_size
         return x.T.reshape(*batch, n, n)
@@ -262,11 +272,11 @@ class ArcBlur:
         return torch.sparse.mm(self.matrix_t, x)
 
     def forward(self, x: Tensor) -> Tensor:
-        cols, batch = _as_columns(x.to(self.device, self.dtype), self.n * self.n)
+        cols, batch = _as_columns(x, (self.n, self.n), self.device, self.dtype, "image")
         return self.forward_columns(cols).T.reshape(*batch, self.n, self.n)
 
     def adjoint(self, x: Tensor) -> Tensor:
-        cols, batch = _as_columns(x.to(self.device, self.dtype), self.n * self.n)
+        cols, batch = _as_columns(x, (self.n, self.n), self.device, self.dtype, "image")
         return self.adjoint_columns(cols).T.reshape(*batch, self.n, self.n)
 
 
@@ -314,10 +324,12 @@ class SubAngleProjector(Projector):
         return super().adjoint_columns(rep.reshape(-1, y.shape[-1]))
 
     def forward(self, x: Tensor) -> Tensor:
-        cols, batch = _as_columns(x.to(self.device, self.dtype), self.n_pixels)
+        n = self.geometry.image_size
+        cols, batch = _as_columns(x, (n, n), self.device, self.dtype, "image")
         return self.forward_columns(cols).T.reshape(*batch, self.geometry.n_angles, self.geometry.n_columns)
 
     def adjoint(self, y: Tensor) -> Tensor:
-        cols, batch = _as_columns(y.to(self.device, self.dtype), self.n_rays)
+        cols, batch = _as_columns(y, (self.geometry.n_angles, self.geometry.n_columns), self.device, self.dtype,
+                                  "sinogram")
         n = self.geometry.image_size
         return self.adjoint_columns(cols).T.reshape(*batch, n, n)
