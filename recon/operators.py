@@ -13,12 +13,14 @@ the whole batch. Orientation and pixel conventions: :mod:`recon.geometry`.
   equals projecting at θ+δ), adjoint Bᵀ·Rᵀ. Costs one extra sparse product with few taps.
 - ``SubAngleProjector``: the seed's reference, the mean of R over n sub-angles θ_j + δ_i.
 
-Large geometries are split into angle blocks; blocks beyond ``max_cached_bytes`` are
-rebuilt each time they are used (bounded memory, slower), instead of stored.
+Large geometries are split into angle blocks; blocks beyond ``max_cached_bytes`` (default
+4 GB, ``FLYTOMO_OPERATOR_CACHE_GB``) are rebuilt each time they are used (bounded memory, much
+slower: an :class:`OperatorCostWarning` says so), instead of stored.
 """
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from functools import lru_cache
 from typing import Any
@@ -33,7 +35,11 @@ Tensor = torch.Tensor
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 #: matrices above this size (bytes, values + indices, both directions) are not cached whole
-DEFAULT_MAX_CACHED_BYTES = int(4e9)
+DEFAULT_MAX_CACHED_BYTES = int(float(os.environ.get("FLYTOMO_OPERATOR_CACHE_GB", "4")) * 1e9)
+
+
+class OperatorCostWarning(UserWarning):
+    """A projector too large to keep: rebuilt at every use."""
 
 
 def _pixel_coordinates(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +162,13 @@ class Projector:
                 max(1, int(self.angles.size * max_cached_bytes / approx_bytes / 4))
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         self.cached = approx_bytes <= max_cached_bytes
+        if not self.cached:  # the same words for every chunk, so a command line shows them once
+            warnings.warn(f"the projector of {self.angles.size} angles x {nd} columns (~{approx_bytes / 1e9:.0f} GB) is "
+                          f"larger than its cache ({max_cached_bytes / 1e9:g} GB): its blocks are rebuilt at every "
+                          "use, so each chunk of rows and each MLEM iteration costs about as much as building it "
+                          "(minutes at 1024 columns); larger chunks of rows pay it less often, and "
+                          "FLYTOMO_OPERATOR_CACHE_GB sets the cache where memory allows", OperatorCostWarning,
+                          stacklevel=2)
         self._blocks: list[tuple[Tensor, Tensor]] | None = None
         if self.cached:
             self._blocks = [self._build(i) for i in range(len(self.block_edges) - 1)]
