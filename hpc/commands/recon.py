@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
             array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter,
                                                            tilt=tilt, columns=False))
             bar.update(b - a)
+            if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
+                print(f"rows {a}:{b} of {z0}:{z1} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+                      flush=True)
         bar.close()
         finalize(out, overwrite=args.overwrite)
     except BaseException:
