@@ -329,11 +329,14 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart: bool = False,
                    progress: bool = True, command: str | None = None,
-                   on_start: Callable[[str], None] | None = None) -> RunSummary:
+                   on_start: Callable[[str], None] | None = None, analysis_follows: bool = False) -> RunSummary:
     """Reconstruct every unit of ``exp`` not yet done; see the module docstring.
 
     ``executor``: default :func:`hpc.executors.make_executor` from the config (closed at the
     end; a given one is left open). ``restart``: discard an existing store first.
+    ``analysis_follows``: the analysis runs after: a temperature log it cannot use (scans
+    outside it without ``extrapolate``, scans sharing one start time) is an error before any
+    work, not a failure hours later.
     Raises :class:`FlytomoError` for bad input before any unit runs.
     """
     cfg = exp.config
@@ -374,7 +377,13 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
         shared = shared_start_times(plans) if temp_log is not None else None
-        for line in ([shared] if shared else []) + uncovered_scans(plans, temp_log):
+        uncovered = uncovered_scans(plans, temp_log)
+        if analysis_follows and (shared or (uncovered and not cfg.analysis.extrapolate)):
+            more = f" (+{len(uncovered) - 1} more)" if not shared and len(uncovered) > 1 else ""
+            raise FlytomoError(exp.temperature_log, f"{shared or uncovered[0]}{more}; the analysis after the "
+                                                    "reconstruction could not use the log (--no-analysis to "
+                                                    "reconstruct only)")
+        for line in ([shared] if shared else []) + uncovered:
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)

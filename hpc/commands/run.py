@@ -45,13 +45,13 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
     """Reconstruct (and analyse) ``exp`` on ``executor``; print the summary; return the exit code."""
     from hpc.engine import run_experiment
 
+    want = exp.config.analysis.enabled and not getattr(args, "no_analysis", False)
     summary = run_experiment(exp, executor, restart=getattr(args, "restart", False),
-                             progress=not getattr(args, "no_progress", False))
+                             progress=not getattr(args, "no_progress", False), analysis_follows=want)
     for line in summary.lines():
         print(line)
     code = summary.exit_code
     result = {"run": summary.to_dict()}
-    want = exp.config.analysis.enabled and not getattr(args, "no_analysis", False)
     if want and summary.complete and analysis_available():
         from recon.errors import FlytomoError
 

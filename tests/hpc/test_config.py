@@ -207,6 +207,9 @@ def test_check_reports_scans_outside_the_temperature_log(tmp_path, sim):
     _, problems = check_config(cfg)
     p = [p for p in problems if p.key == "temperature_log"]
     assert p and not p[0].warning and "outside the temperature log" in p[0].message
+    # run refuses it before any work (it reconstructed everything, then the analysis failed, exit 1)
+    assert main(["run", str(cfg), "--no-progress"]) == 2
+    assert not (tmp_path / "store.zarr" / "0").exists()
     cfg = write_config(tmp_path, sim, temperature_log=str(short), analysis={"enabled": True, "extrapolate": True})
     _, problems = check_config(cfg)
     assert all(p.warning for p in problems if p.key == "temperature_log")
