@@ -154,8 +154,9 @@ def test_test_section_runs_here(tmp_path):
 def test_labels_carry_the_version(apptainer_recipe, docker_recipe, pyproject):
     import recon
 
-    version = pyproject["project"]["version"]
-    assert recon.__version__ == version
+    assert pyproject["project"]["dynamic"] == ["version"]  # the package's version is recon.__version__
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "recon.__version__"}
+    version = recon.__version__
     a = _apptainer_labels(apptainer_recipe)
     d = _docker_labels(docker_recipe)
     assert a["org.opencontainers.image.version"] == version
