@@ -20,14 +20,13 @@ DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
-#: a flat frame whose level (median count) is less than this share of the way from the lowest
-#: dark's to the projections' brightest counts is unlit (shutter closed, beam lost), and a dark
-#: frame more than this share of the way up to the projections' median count was taken with the
-#: beam on: each is left out of the mean (:func:`usable_frames`). Flats taken before and after a scan differ by a few percent
+#: a dark frame whose level (median count) is more than this share of the way from the lowest
+#: dark's up to the projections' median count was taken with the beam on, and is left out of the
+#: mean dark (:func:`usable_frames`)
 BAD_FRAME_SHARE = 0.5
-#: ... and a flat below this share of the way from the lowest dark to the projections' brightest
-#: counts is unlit (an unlit flat sits at the dark level; flats at two beam currents, 1000 and
-#: 400 over darks of 100 with projections at 700, are lit)
+#: a flat below this share of the way from the lowest dark to the projections' brightest counts
+#: is unlit (it sits at the dark level: shutter closed, beam lost) and is left out of the mean
+#: flat; flats at two beam currents (1000 and 400 over darks of 100, projections at 700) are lit
 UNLIT_FLAT_SHARE = 0.3
 #: more than this share of a chunk's transmissions below ``min_transmission`` (clamped there:
 #: the probe's scan with 29 % clamped came out 12 % low in attenuation, without a word): a hint
@@ -222,17 +221,18 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
 def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None,
                   tomo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flats (k, z, col) and darks (k, z, col) without their bad frames, with a DataRepairWarning
-    naming them: a flat frame not lit, or a dark frame taken with the beam on. A frame's level
-    is its median finite count. The projections ``tomo`` (angle, z, col), lit frames all, anchor
-    the judgement, so that bad frames are found even where they are most of their kind (3 lit
-    darks of 5 made a volume 2-13x too bright): with D the lowest dark level, a dark is lit above
-    D + :data:`BAD_FRAME_SHARE` · (P − D), P the projections' median count, and a flat is unlit
-    below D + UNLIT_FLAT_SHARE · (A − D), A the projections' brightest counts (their 99th
-    percentile, air beside the sample): flats at two beam currents and a saturated dark are judged
-    right (below :data:`UNLIT_FLAT_SHARE` of the way for flats). A flat over twice as far from D
-    as the flats' median and as A is left out too (saturated, or stray). Without ``tomo``, P and A
-    are the flats' median level. All frames of a kind bad:
-    nothing is left out (swapped or beamless frames: the caller's check says so). Frames that are
+    naming them. A frame's level is its median finite count; the projections ``tomo`` (angle, z,
+    col), all lit, anchor the judgement, so that bad frames are found even where they are most of
+    their kind (3 lit darks of 5 made a volume 2-13x too bright). With D the lowest dark level:
+
+    - a dark above D + :data:`BAD_FRAME_SHARE` · (P − D), P the projections' median count, was
+      taken with the beam on (a saturated one too);
+    - a flat below D + :data:`UNLIT_FLAT_SHARE` · (A − D), A the projections' brightest counts
+      (the median of their 99th percentiles: air beside the sample), is not lit;
+    - a flat over twice as far from D as the flats' median and as A is saturated or stray.
+
+    Without ``tomo``, P and A are the flats' median level. Where every frame of a kind is bad,
+    none is left out (swapped or beamless frames: the caller's check says so). Frames that are
     all NaN are left to the caller (averaged out as NaN)."""
     flat_levels, dark_levels = _frame_levels(flats), _frame_levels(darks)
     if not (np.isfinite(flat_levels).any() and np.isfinite(dark_levels).any()):
