@@ -11,7 +11,7 @@ Example (what ``flytomo init`` writes)::
 
     scans: raw/scan_*.h5              # a glob or a list of files
     temperature_log: raw/temperature.csv   # CSV with columns time_s, temperature_C
-    scan_duration_s: null             # seconds per scan when the files do not say (null: start spacing)
+    scan_duration_s: null             # seconds per scan, over what the files say (null: theirs, else start spacing)
     reconstruction:
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
       iterations: null                # null: the method's default (50 MLEM, 70 modified MLEM)
@@ -172,7 +172,7 @@ class AnalysisConfig(ConfigModel):
 class ExperimentConfig(ConfigModel):
     scans: str | list[str]
     temperature_log: str | None = None
-    scan_duration_s: float | None = Field(None, gt=0, description="scan duration when the files do not record it")
+    scan_duration_s: float | None = Field(None, gt=0, description="seconds per scan, over what the files record")
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
     rows_per_chunk: int = Field(16, ge=1, le=4096)
     output: str = "recon/experiment.zarr"

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),
                    help="reconstruction method written into the config")
     p.add_argument("--scan-duration", type=float, default=None, metavar="S",
-                   help="seconds per scan, when the files do not record it (default: start spacing)")
+                   help="seconds per scan, over what the files record (default: theirs, else start spacing)")
     p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N",
                    help="detector rows per work unit (the store's chunk height)")
     p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"),
