@@ -14,6 +14,7 @@ import math
 import os
 import re
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ UNIX_TIME_MIN_S = 1e8
 
 #: columns of the crack table, in order
 COLUMNS = [
-    "scan_index", "scan_id", "start_time_s", "mid_time_s", "temperature_C",
+    "scan_index", "scan_id", "start_time_s", "start_time_utc", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
     "status", "temperature_from",
@@ -64,7 +65,6 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
     Unix times (the earliest above :data:`UNIX_TIME_MIN_S`) count from the earliest one,
     named as a UTC date ("2023-11-14 22:13:20 UTC"); times on an experiment clock count
     from its 0 (name ""). NaNs are ignored."""
-    from datetime import datetime, timezone
 
     t = np.asarray(times_s, dtype=float)
     t = t[np.isfinite(t)]
@@ -76,7 +76,6 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
 
 def _span_text(a: float, b: float) -> str:
     """A time span for messages: UTC dates for Unix times, else seconds on the experiment clock."""
-    from datetime import datetime, timezone
 
     if not _is_unix_time(a):
         return f"{a:g}..{b:g} s"
@@ -300,6 +299,9 @@ def _scan_frame(scans: list[dict]) -> pd.DataFrame:
             "scan_index": int(s.get("index", i)),
             "scan_id": str(s.get("scan_id", s.get("index", i))),
             "start_time_s": np.nan if start is None else float(start),
+            # the same as a date a spreadsheet shows (Unix times only; an experiment clock: empty)
+            "start_time_utc": (datetime.fromtimestamp(float(start), timezone.utc).isoformat(timespec="milliseconds")
+                               if start is not None and _is_unix_time(float(start)) else ""),
             "mid_time_s": np.nan if mid is None else float(mid),
             "duration_s": np.nan if dur is None else float(dur),
             "temperature_C": np.nan if t is None else float(t),
@@ -438,6 +440,8 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     df["status"] = df["status"].fillna("not analysed")
     if "temperature_from" not in df.columns:
         df["temperature_from"] = TEMPERATURE_FROM["none"]
+    if "start_time_utc" not in df.columns:
+        df["start_time_utc"] = ""
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
         df[k] = df[k].fillna(0).astype("int64")

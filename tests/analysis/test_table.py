@@ -256,6 +256,9 @@ def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_
         warnings.simplefilter("error")
         df = scan_temperatures(_scans(2, start=t0), read_temperature_log(zoned), zoned)
     np.testing.assert_allclose(df["temperature_C"], [400 + 10 * 5 / 60, 400 + 10 * 65 / 60])
+    # the table gives the start as a date a spreadsheet shows too (it gave Unix seconds only)
+    table = build_table(df, [{"scan_index": i, "status": "ok"} for i in range(2)])
+    assert list(table["start_time_utc"]) == ["2026-12-05T13:00:00.000+00:00", "2026-12-05T13:01:00.000+00:00"]
 
 
 def test_a_few_readings_that_are_no_numbers_are_left_out_with_a_warning(tmp_path):
