@@ -65,7 +65,6 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
     Unix times (the earliest above :data:`UNIX_TIME_MIN_S`) count from the earliest one,
     named as a UTC date ("2023-11-14 22:13:20 UTC"); times on an experiment clock count
     from its 0 (name ""). NaNs are ignored."""
-
     t = np.asarray(times_s, dtype=float)
     t = t[np.isfinite(t)]
     if t.size == 0 or not _is_unix_time(t.min()):
@@ -76,7 +75,6 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
 
 def _span_text(a: float, b: float) -> str:
     """A time span for messages: UTC dates for Unix times, else seconds on the experiment clock."""
-
     if not _is_unix_time(a):
         return f"{a:g}..{b:g} s"
     try:
@@ -438,10 +436,6 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     df = times.drop(columns=[c for c in keep[1:] if c in times.columns]).merge(
         res[keep], on="scan_index", how="left")
     df["status"] = df["status"].fillna("not analysed")
-    if "temperature_from" not in df.columns:
-        df["temperature_from"] = TEMPERATURE_FROM["none"]
-    if "start_time_utc" not in df.columns:
-        df["start_time_utc"] = ""
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
         df[k] = df[k].fillna(0).astype("int64")

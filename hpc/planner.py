@@ -302,11 +302,10 @@ def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     """A scan whose file and config give no duration lasts until the next one starts (the
     median spacing of the starts: scans back to back). ``warn``: say so (with a temperature
     log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
-    starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
-    spacing = float(np.median(np.diff(starts))) if len(starts) > 1 else None
+    timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
+    spacing = float(np.median(np.diff([p.start_time_s for p in timed]))) if len(timed) > 1 else None
     if not spacing or spacing <= 0:
         return
-    timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
     overlap = [(a, b) for a, b in zip(timed, timed[1:])
                if a.duration_s is not None and a.duration_s > 1.05 * (b.start_time_s - a.start_time_s) > 0]
     if overlap and warn:

@@ -147,9 +147,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
     # the model decides the first stage when kind is None (no model: the shipped default)
     loaded = load_model(model, input_kind=kind, device=str(device))
     loaded.check_slice_size(geometry.image_size)
-    angles = np.sort(geometry.angles_deg)
-    turn = float(np.ptp(angles) + np.median(np.diff(angles))) if angles.size > 1 else 180.0
-    loaded.check_scan(geometry.n_angles * 180.0 / max(turn, 180.0), geometry.blur_angle_deg)
+    loaded.check_scan(math.pi / geometry.folded_step, geometry.blur_angle_deg)  # angles per half turn
     kind = loaded.input_kind
     if kind not in RRDB_INPUTS:
         raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "

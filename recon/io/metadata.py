@@ -205,6 +205,13 @@ def lookup(f: h5py.Group, *names: str) -> Any:
     return None
 
 
+def _first_found(f: h5py.Group | tuple[h5py.Group, ...], *names: str) -> Any:
+    """:func:`lookup` of ``names`` in a group, or in groups in order (an NXtomo entry, then the
+    file's root): the first value found, else None."""
+    groups = f if isinstance(f, tuple) else (f,)
+    return next((v for v in (lookup(g, *names) for g in groups) if v is not None), None)
+
+
 def blur_metadata(f: h5py.Group | tuple[h5py.Group, ...]) -> tuple[float | None, bool]:
     """(blur angle in degrees or None, whether recorded angles are exposure *starts*).
 
@@ -212,20 +219,15 @@ def blur_metadata(f: h5py.Group | tuple[h5py.Group, ...]) -> tuple[float | None,
     Angles are exposure starts when the attribute/dataset ``angle_reference`` is "start".
     ``f``: a group, or groups looked in in order (an NXtomo entry, then the file's root).
     """
-    groups = f if isinstance(f, tuple) else (f,)
-
-    def first(name: str) -> Any:
-        return next((v for v in (lookup(g, name) for g in groups) if v is not None), None)
-
-    blur = as_float(first("blur_angle_deg"))
+    blur = as_float(_first_found(f, "blur_angle_deg"))
     if blur is None:
-        exposure = as_float(first("exposure_s"))
-        speed = as_float(first("rotation_speed_deg_s"))
+        exposure = as_float(_first_found(f, "exposure_s"))
+        speed = as_float(_first_found(f, "rotation_speed_deg_s"))
         if exposure is not None and speed is not None:
             blur = abs(exposure * speed)
     if blur is not None and blur < 0:
         blur = None
-    reference = as_text(first("angle_reference")) or ""
+    reference = as_text(_first_found(f, "angle_reference")) or ""
     return blur, reference.lower() == "start"
 
 
@@ -252,17 +254,12 @@ def scan_duration_s(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndarr
     """How long the scan took (s) where the file says: ``scan_duration_s``; else its end time
     (``end_names``, as :func:`parse_time_s` reads them) less ``start_s``; else the angles
     turned over ``rotation_speed_deg_s``. None where it says nothing (or something negative)."""
-    groups = f if isinstance(f, tuple) else (f,)
-
-    def first(*names: str) -> Any:
-        return next((v for v in (lookup(g, *names) for g in groups) if v is not None), None)
-
-    duration = as_float(first("scan_duration_s"))
+    duration = as_float(_first_found(f, "scan_duration_s"))
     if duration is None and start_s is not None:
-        end = parse_time_s(first(*end_names), path, "end time")
+        end = parse_time_s(_first_found(f, *end_names), path, "end time")
         duration = None if end is None else end - start_s
     if duration is None:
-        speed = as_float(first("rotation_speed_deg_s"))
+        speed = as_float(_first_found(f, "rotation_speed_deg_s"))
         if speed and angles_deg.size > 1 and np.all(np.isfinite(angles_deg)):
             turned = float(np.ptp(angles_deg)) + float(np.median(np.abs(np.diff(angles_deg))))
             duration = turned / abs(speed)
