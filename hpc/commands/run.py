@@ -74,17 +74,11 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
     return code
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit, so the run lock is
-    released and workers are stopped; the units done so far stay done."""
-    exit_on_sigterm("the units done so far are kept; run the same command again to resume")
-
-
 def run(args: argparse.Namespace) -> int:
     from hpc.config import apply_overrides, load_experiment, read_yaml
     from hpc.executors import make_executor
 
-    stop_on_sigterm()
+    exit_on_sigterm("the units done so far are kept; run the same command again to resume")  # lock released
 
     raw = apply_overrides(read_yaml(args.config), executor=args.executor, device=args.device,
                           workers=args.workers, scheduler_address=args.scheduler_address,
