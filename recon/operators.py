@@ -13,9 +13,13 @@ the whole batch. Orientation and pixel conventions: :mod:`recon.geometry`.
   equals projecting at θ+δ), adjoint Bᵀ·Rᵀ. Costs one extra sparse product with few taps.
 - ``SubAngleProjector``: the seed's reference, the mean of R over n sub-angles θ_j + δ_i.
 
-Large geometries are split into angle blocks; blocks beyond ``max_cached_bytes`` (default
-4 GB, ``FLYTOMO_OPERATOR_CACHE_GB``) are rebuilt each time they are used (bounded memory, much
-slower: an :class:`OperatorCostWarning` says so), instead of stored.
+A projector is built in angle blocks of at most :data:`BUILD_BLOCK_BYTES` (bounded memory while
+it is built). One larger than ``max_cached_bytes`` (default 4 GB, ``FLYTOMO_OPERATOR_CACHE_GB``)
+is not stored (an :class:`OperatorCostWarning` says so): on a GPU its rays are then sampled at
+every use (``torch.nn.functional.grid_sample`` at Joseph's points, bilinear with one
+coordinate whole = Joseph's linear interpolation; the adjoint is grid_sample's exact
+backward), on a CPU its blocks are rebuilt at every use (measured faster there than
+sampling: docs/benchmarks.md, "Projectors too large to keep").
 """
 from __future__ import annotations
 
@@ -36,6 +40,12 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 
 #: matrices above this size (bytes, values + indices, both directions) are not cached whole
 DEFAULT_MAX_CACHED_BYTES = int(float(os.environ.get("FLYTOMO_OPERATOR_CACHE_GB", "4")) * 1e9)
+#: angle blocks are built at most this large (bytes as estimated, both directions)
+BUILD_BLOCK_BYTES = int(512e6)
+#: ways to apply a projector too large to keep: rebuild its sparse blocks, or sample its rays
+UNCACHED_MODES = ("rebuilt", "sampled")
+#: elements of grid_sample's output per call when rays are sampled (bounds its memory)
+SAMPLED_ELEMENTS = 1 << 25
 
 
 class OperatorCostWarning(UserWarning):
@@ -96,6 +106,29 @@ def _joseph_block(geometry: ScanGeometry, angles: np.ndarray,
     return crow, np.concatenate(cols), np.concatenate(vals)
 
 
+def _joseph_samples(geometry: ScanGeometry, angles: np.ndarray, offsets: np.ndarray,
+                    device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Joseph's sample points for ``angles`` as a grid_sample grid (1, A·nd, n, 2) (x, y in
+    [−1, 1], align_corners) and the ray length per step (A·nd,): the points and weights of
+    :func:`_joseph_block`, one coordinate of each point a whole pixel index."""
+    n, nd = geometry.image_size, geometry.n_columns
+    half = (n - 1) / 2.0
+    f64 = dict(dtype=torch.float64, device=device)
+    theta = torch.as_tensor(np.asarray(angles, dtype=np.float64), **f64)
+    c, s = torch.cos(theta), torch.sin(theta)
+    along_x = (s.abs() >= c.abs())[:, None, None]  # step over columns, interpolate rows
+    k, d = torch.where(along_x[:, 0, 0], c, -s), torch.where(along_x[:, 0, 0], s, c)
+    u = (torch.arange(nd, **f64) - geometry.center)[None, :] - torch.as_tensor(np.asarray(offsets), **f64)[:, None]
+    steps = torch.arange(n, **f64) - half
+    t = (u[:, :, None] - steps * k[:, None, None]) / d[:, None, None]  # (A, nd, n)
+    whole = (steps + half).expand_as(t)
+    row = torch.where(along_x, half - t, whole)
+    col = torch.where(along_x, whole, t + half)
+    scale = 2.0 / max(n - 1, 1)
+    grid = torch.stack([col * scale - 1.0, row * scale - 1.0], dim=-1).reshape(1, -1, n, 2)
+    return grid.to(dtype), (1.0 / d.abs()).repeat_interleave(nd).to(dtype)
+
+
 def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, shape: tuple[int, int],
          dtype: torch.dtype, device: torch.device, *,
          with_transpose: bool = True) -> tuple[Tensor, Tensor | None]:
@@ -142,7 +175,8 @@ class Projector:
     def __init__(self, geometry: ScanGeometry, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, *,
                  max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES, angle_block: int | None = None,
-                 angles: np.ndarray | None = None, offsets: np.ndarray | None = None) -> None:
+                 angles: np.ndarray | None = None, offsets: np.ndarray | None = None,
+                 uncached: str | None = None) -> None:
         self.geometry = geometry
         self.device = torch.device(device)
         self.dtype = dtype
@@ -157,18 +191,23 @@ class Projector:
         self.n_rays = self.angles.size * nd
         # ≤ 2n non-zeros per ray, each a 4-byte index and a value, stored in both directions
         approx_bytes = 2 * self.angles.size * nd * 2 * n * (4 + torch.finfo(dtype).bits // 8)
-        if angle_block is None:
-            angle_block = self.angles.size if approx_bytes <= max_cached_bytes else \
-                max(1, int(self.angles.size * max_cached_bytes / approx_bytes / 4))
-        self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         self.cached = approx_bytes <= max_cached_bytes
+        if uncached is None:
+            uncached = "sampled" if self.device.type == "cuda" else "rebuilt"
+        if uncached not in UNCACHED_MODES:
+            raise ValueError(f"uncached must be one of {UNCACHED_MODES}, got {uncached!r}")
+        self.uncached = uncached
+        if angle_block is None:
+            angle_block = max(1, int(self.angles.size * min(max_cached_bytes / 4, BUILD_BLOCK_BYTES) / approx_bytes))
+        self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
+            cost = ("its rays are sampled at every use (on the GPU)" if uncached == "sampled" else
+                    "its blocks are rebuilt at every use, so each chunk of rows and each MLEM iteration costs "
+                    "about as much as building it (minutes at 1024 columns)")
             warnings.warn(f"the projector of {self.angles.size} angles x {nd} columns (~{approx_bytes / 1e9:.0f} GB) is "
-                          f"larger than its cache ({max_cached_bytes / 1e9:g} GB): its blocks are rebuilt at every "
-                          "use, so each chunk of rows and each MLEM iteration costs about as much as building it "
-                          "(minutes at 1024 columns); larger chunks of rows pay it less often, and "
-                          "FLYTOMO_OPERATOR_CACHE_GB sets the cache where memory allows", OperatorCostWarning,
-                          stacklevel=2)
+                          f"larger than its cache ({max_cached_bytes / 1e9:g} GB): {cost}; larger chunks of rows pay "
+                          "it less often, and FLYTOMO_OPERATOR_CACHE_GB sets the cache where memory allows",
+                          OperatorCostWarning, stacklevel=2)
         self._blocks: list[tuple[Tensor, Tensor]] | None = None
         if self.cached:
             self._blocks = [self._build(i) for i in range(len(self.block_edges) - 1)]
@@ -185,14 +224,48 @@ class Projector:
             return self._blocks[i][transpose]
         return self._build(i, with_transpose=transpose)[transpose]
 
+    def _sampled_angles(self, batch: int) -> int:
+        """Angles per grid_sample call for ``batch`` slices (memory ≤ SAMPLED_ELEMENTS)."""
+        n, nd = self.geometry.image_size, self.geometry.n_columns
+        return max(1, SAMPLED_ELEMENTS // (max(batch, 1) * nd * n))
+
+    def _sampled_forward(self, x: Tensor) -> Tensor:
+        """R applied by sampling: (n·n, B) → (n_rays, B)."""
+        n, batch = self.geometry.image_size, x.shape[1]
+        img = x.T.reshape(1, batch, n, n)
+        step, parts = self._sampled_angles(batch), []
+        for a0 in range(0, self.angles.size, step):
+            grid, w = _joseph_samples(self.geometry, self.angles[a0:a0 + step], self.offsets[a0:a0 + step],
+                                      self.device, self.dtype)
+            out = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+            parts.append(out[0].sum(dim=-1) * w)
+        return torch.cat(parts, dim=1).T.contiguous()
+
+    def _sampled_adjoint(self, y: Tensor) -> Tensor:
+        """Rᵀ applied as grid_sample's backward (its exact transpose): (n_rays, B) → (n·n, B)."""
+        n, nd, batch = self.geometry.image_size, self.geometry.n_columns, y.shape[1]
+        shape_only = torch.empty(1, batch, n, n, device=self.device, dtype=self.dtype)
+        step, out = self._sampled_angles(batch), None
+        for a0 in range(0, self.angles.size, step):
+            grid, w = _joseph_samples(self.geometry, self.angles[a0:a0 + step], self.offsets[a0:a0 + step],
+                                      self.device, self.dtype)
+            rays = (y[a0 * nd:a0 * nd + w.numel()].T * w)[None, :, :, None].expand(1, batch, w.numel(), n)
+            term = torch.ops.aten.grid_sampler_2d_backward(rays, shape_only, grid, 0, 0, True, [True, False])[0]
+            out = term if out is None else out + term
+        return out[0].reshape(batch, n * n).T.contiguous()
+
     # column layout: (n_pixels, B) ↔ (n_rays, B); the hot path of iterative methods
     def forward_columns(self, x: Tensor) -> Tensor:
         """(n·n, B) image columns → (n_angles·n_columns, B) sinogram columns."""
+        if not self.cached and self.uncached == "sampled":
+            return self._sampled_forward(x)
         parts = [torch.sparse.mm(self._block(i, False), x) for i in range(len(self.block_edges) - 1)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
     def adjoint_columns(self, y: Tensor) -> Tensor:
         """(n_angles·n_columns, B) sinogram columns → (n·n, B) image columns (exact Rᵀ)."""
+        if not self.cached and self.uncached == "sampled":
+            return self._sampled_adjoint(y)
         nd = self.geometry.n_columns
         out = None
         for i in range(len(self.block_edges) - 1):
@@ -217,31 +290,34 @@ class Projector:
         return x.T.reshape(*batch, n, n)
 
 
-def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COO parts (row, col, val) of B for an n×n slice: the mean over sub-angles δ of the
-    slice rotated by δ, each rotated sample interpolated bilinearly.
+#: COO entries built at once for the arc blur (bounds its build's memory: ~24 bytes each)
+ARC_BLUR_BAND_ENTRIES = 1 << 23
+
+
+def _arc_blur_band(n: int, deltas: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO parts (row, col, val) of the rows of B for output pixel rows r0..r1−1 of an n×n
+    slice: the mean over sub-angles δ of the slice rotated by δ, each rotated sample
+    interpolated bilinearly.
 
     Bilinear sampling adds a little radial smoothing (variance ≈ 1/6 px² where arcs are
     longer than a pixel); nearest-pixel sampling halves it but leaves arcs shorter than a
     pixel unblurred, and measured worse against the sub-angle reference (docs/benchmarks.md).
     """
-    r_max = (n - 1) / math.sqrt(2.0)
-    m = max(1, math.ceil(r_max * blur_angle / arc_step))
-    deltas = blur_angle * ((np.arange(m) + 0.5) / m - 0.5)
+    m = deltas.size
     half = (n - 1) / 2.0
-    rr, cc = np.meshgrid(np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64), indexing="ij")
+    rr, cc = np.meshgrid(np.arange(r0, r1, dtype=np.float64), np.arange(n, dtype=np.float64), indexing="ij")
     x, y = cc - half, half - rr
-    out_rows = (rr * n + cc).astype(np.int64).reshape(-1)
+    out_rows = ((rr - r0) * n + cc).astype(np.int64).reshape(-1)
     rows, cols, vals = [], [], []
     for d in deltas:
         cd, sd = math.cos(d), math.sin(d)
         xs, ys = x * cd - y * sd, x * sd + y * cd
         fr, fc = half - ys, xs + half
-        r0, c0 = np.floor(fr), np.floor(fc)
-        wr, wc = fr - r0, fc - c0
-        r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-        for ri, ci, w in ((r0, c0, (1 - wr) * (1 - wc)), (r0, c0 + 1, (1 - wr) * wc),
-                          (r0 + 1, c0, wr * (1 - wc)), (r0 + 1, c0 + 1, wr * wc)):
+        i0, j0 = np.floor(fr), np.floor(fc)
+        wr, wc = fr - i0, fc - j0
+        i0, j0 = i0.astype(np.int64), j0.astype(np.int64)
+        for ri, ci, w in ((i0, j0, (1 - wr) * (1 - wc)), (i0, j0 + 1, (1 - wr) * wc),
+                          (i0 + 1, j0, wr * (1 - wc)), (i0 + 1, j0 + 1, wr * wc)):
             ok = ((ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (w > 1e-12)).reshape(-1)
             rows.append(out_rows[ok])
             cols.append((ri * n + ci).reshape(-1)[ok])
@@ -249,13 +325,26 @@ def _arc_blur_matrix(n: int, blur_angle: float, arc_step: float) -> tuple[np.nda
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def _arc_blur_csr(n: int, blur_angle: float, arc_step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts (indptr int64, indices int32, data float64) of B for n×n slices, built in
+    bands of output rows so that the build holds one band's taps at a time (a 2048² slice at
+    1.5° has ~1.3·10⁹ taps before duplicates are summed)."""
     import scipy.sparse
 
-    rows, cols, vals = _arc_blur_matrix(n, blur_angle, arc_step)
-    csr = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(n * n, n * n)).tocsr()  # sums duplicates
-    return csr.indptr, csr.indices, csr.data
+    r_max = (n - 1) / math.sqrt(2.0)
+    m = max(1, math.ceil(r_max * blur_angle / arc_step))
+    deltas = blur_angle * ((np.arange(m) + 0.5) / m - 0.5)
+    band = max(1, ARC_BLUR_BAND_ENTRIES // (4 * m * n))
+    indptr, indices, data = [np.zeros(1, dtype=np.int64)], [], []
+    for r0 in range(0, n, band):
+        r1 = min(n, r0 + band)
+        rows, cols, vals = _arc_blur_band(n, deltas, r0, r1)
+        part = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=((r1 - r0) * n, n * n)).tocsr()  # sums duplicates
+        indptr.append(part.indptr[1:].astype(np.int64) + indptr[-1][-1])
+        indices.append(part.indices.astype(np.int32, copy=False))
+        data.append(part.data)
+    return np.concatenate(indptr), np.concatenate(indices), np.concatenate(data)
 
 
 class ArcBlur:

@@ -11,7 +11,7 @@ import torch
 from recon.geometry import ScanGeometry
 from recon.infer import apply_model
 from recon.methods import reconstruct
-from recon.operators import FlyScanProjector, Projector
+from recon.operators import FlyScanProjector, OperatorCostWarning, Projector
 from recon.rrdb import build_model
 from recon.simulate import line_integrals_from_counts, simulate_flyscan
 from recon.train import TrainConfig, train
@@ -49,6 +49,11 @@ def test_operators_on_cuda_equal_the_cpu_and_stay_adjoint():
         np.testing.assert_allclose(aty.cpu().numpy(), cpu.adjoint(y).numpy(), rtol=1e-10, atol=1e-10)
         dot = abs(float((ax.cpu() * y).sum() - (x * aty.cpu()).sum())) / float(ax.norm() * y.norm())
         assert dot < 1e-10
+    with pytest.warns(OperatorCostWarning, match="sampled"):
+        sampled = FlyScanProjector(g, "cuda", torch.float64, max_cached_bytes=1)  # the GPU's default when too large
+    assert sampled.uncached == "sampled"
+    np.testing.assert_allclose(sampled.forward(x).cpu().numpy(), cpu.forward(x).numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(sampled.adjoint(y).cpu().numpy(), cpu.adjoint(y).numpy(), rtol=1e-9, atol=1e-9)
 
 
 def test_modified_mlem_on_cuda_equals_the_cpu():
