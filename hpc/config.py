@@ -548,33 +548,19 @@ def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
 def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     """Every scan's time window lies inside the temperature log (else the analysis cannot
     give it a temperature): an error when the analysis runs without ``extrapolate``."""
-    from analysis.table import clocks_differ
-    from hpc.engine import uncovered_scans
-    from hpc.planner import shared_start_times, survey_scans
+    from hpc.engine import log_problems
+    from hpc.planner import survey_scans
 
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p)
     plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
                          pad_columns=0)  # times only
-    timeless = [s.path.name for s in plans if s.ok and s.start_time_s is None]
-    if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
-        more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""
-        return [Problem("temperature_log", f"scan {timeless[0]}{more} records no time, so it cannot be "
-                        "placed on the temperature log; set temperature_log: null to analyse against "
-                        "the scan order", warning=not cfg.analysis.enabled)]
-    shared = shared_start_times(plans)
-    if shared:
-        return [Problem("temperature_log", shared, warning=not cfg.analysis.enabled)]
-    lines = uncovered_scans(plans, log)
-    if not lines:
-        return []
-    fatal = cfg.analysis.enabled and not cfg.analysis.extrapolate
-    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
-    timed = [s.start_time_s for s in plans if s.ok and s.start_time_s is not None]
-    other_clock = bool(timed) and clocks_differ(timed[0], float(log[0][-1]))
-    hint = "; set analysis.extrapolate: true to hold the log's end values" if fatal and not other_clock else ""
-    return [Problem("temperature_log", lines[0] + more + hint, warning=not fatal)]
+    unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate)
+    if unusable:
+        return [Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)]
+    more = f" (+{len(to_warn) - 1} more)" if len(to_warn) > 1 else ""
+    return [Problem("temperature_log", to_warn[0] + more, warning=True)] if to_warn else []
 
 
 def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple = ()) -> list[Problem]:

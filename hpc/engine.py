@@ -376,14 +376,11 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
-        shared = shared_start_times(plans) if temp_log is not None else None
-        uncovered = uncovered_scans(plans, temp_log)
-        if analysis_follows and (shared or (uncovered and not cfg.analysis.extrapolate)):
-            more = f" (+{len(uncovered) - 1} more)" if not shared and len(uncovered) > 1 else ""
-            raise FlytomoError(exp.temperature_log, f"{shared or uncovered[0]}{more}; the analysis after the "
-                                                    "reconstruction could not use the log (--no-analysis to "
-                                                    "reconstruct only)")
-        for line in ([shared] if shared else []) + uncovered:
+        unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate)
+        if analysis_follows and unusable:
+            raise FlytomoError(exp.temperature_log, f"{unusable}; the analysis after the reconstruction could "
+                                                    "not use the log (--no-analysis to reconstruct only)")
+        for line in ([unusable] if unusable else []) + to_warn:
             log.warning("%s", line)
             print(f"warning: {line}", file=sys.stderr)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
@@ -518,6 +515,34 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
         if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
             out.append(outside_log_text(p.path.name, a, b, lt[0], lt[-1]))
     return out
+
+
+def log_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None,
+                 extrapolate: bool) -> tuple[str | None, list[str]]:
+    """Whether the analysis can place the readable scans on the temperature log: (the line that
+    says why it cannot, or None; the lines to warn about). It cannot where a scan records no
+    time, where scans share one start time, or (without ``extrapolate``) where a scan lies
+    outside the log; outside it with ``extrapolate``, a warning per scan."""
+    from analysis.table import clocks_differ
+
+    if temp_log is None:
+        return None, []
+    timeless = [p.path.name for p in plans if p.ok and p.start_time_s is None]
+    if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
+        more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""
+        return (f"scan {timeless[0]}{more} records no time, so it cannot be placed on the temperature log; "
+                "set temperature_log: null to analyse against the scan order"), []
+    shared = shared_start_times(plans)
+    if shared:
+        return shared, []
+    lines = uncovered_scans(plans, temp_log)
+    if not lines or extrapolate:
+        return None, lines
+    more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+    timed = [p.start_time_s for p in plans if p.ok and p.start_time_s is not None]
+    other_clock = bool(timed) and clocks_differ(timed[0], float(temp_log[0][-1]))
+    hint = "" if other_clock else "; set analysis.extrapolate: true to hold the log's end values"
+    return lines[0] + more + hint, []
 
 
 class _ScanStatus:

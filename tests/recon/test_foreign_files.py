@@ -507,6 +507,10 @@ def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path
     cfg = tmp_path / "exp" / "experiment.yaml"
     r = flytomo("check", str(cfg))
     assert r.returncode == 2 and "scan_0.h5 (+1 more) records no time" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = flytomo("run", str(cfg), "--no-progress")  # refused before any reconstruction (was: after it, in the analysis)
+    assert r.returncode == 2 and "scan_0.h5 (+1 more) records no time" in r.stderr and "--no-analysis" in r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert not list((tmp_path / "exp" / "recon" / "experiment.zarr").rglob("zarr.json"))  # nothing reconstructed
     cfg.write_text(re.sub(r"temperature_log: .*", "temperature_log: null", cfg.read_text()))
     r = flytomo("run", str(cfg), "--no-progress")
     assert r.returncode == 0, r.stdout + r.stderr
