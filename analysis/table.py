@@ -151,6 +151,8 @@ DUPLICATE_TIME_SPREAD_C = 1.0
 #: or micro- or nanoseconds where they are above it even as milliseconds
 UNIX_MS_MIN = 1e11
 _TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
+#: a time of day, with a zone or without (a log's separate Time column)
+_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|UTC|GMT|[+-]\d\d:?\d\d)?\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
 
 
@@ -213,6 +215,21 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
 
 
+def _join_date_and_time(df: pd.DataFrame) -> pd.DataFrame:
+    """A log that writes the date and the time of day in two columns (``Date``, ``Time``, as
+    furnace controllers and spreadsheets do) → one date-time column ``date_time`` in their
+    place; any other log unchanged."""
+    keys = {_column_key(c)[0]: c for c in df.columns}
+    date, clock = keys.get("date"), keys.get("time") or keys.get("time_of_day") or keys.get("clock")
+    if date is None or clock is None or df.empty:
+        return df
+    text = df[clock].astype(str)
+    if not text.str.match(_CLOCK).mean() > 0.5:
+        return df
+    joined = df[date].astype(str).str.strip() + " " + text.str.strip()
+    return df.drop(columns=[date, clock]).assign(date_time=joined)
+
+
 def read_temperature_log(path: str | Path) -> pd.DataFrame:
     """Read a temperature log → DataFrame (time_s, temperature_C) float64, sorted by time,
     duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file.
@@ -221,7 +238,8 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
     …, any case, a unit in brackets: ``Time (min)`` is converted to seconds) holding seconds
     or ISO date-times (Unix seconds; a date without a zone is UTC, as in the scan files;
-    unit-less numbers above 1e11 are Unix milli-, micro- or nanoseconds). Its temperature column is
+    unit-less numbers above 1e11 are Unix milli-, micro- or nanoseconds; a ``Date`` column beside a
+    ``Time`` column of times of day is read as one date-time). Its temperature column is
     ``temperature_C`` or ``temperature``, ``temp``, ``T`` with an optional unit (``T (K)``,
     ``temperature_K`` are converted to °C). Decimal commas ("25,3") and a UTF-8 BOM or a
     Windows-1252 file, as spreadsheets write them, are read.
@@ -243,6 +261,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     if df is None:
         raise FlytomoError(path, "the temperature log is neither UTF-8 nor Windows-1252 text")
     df.columns = [str(c).strip() for c in df.columns]
+    df = _join_date_and_time(df)
     tcol = _pick(list(df.columns), TIME_NAMES)
     ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol)
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]

@@ -150,6 +150,10 @@ def test_bad_logs(tmp_path, text, match):
     ("time/min,Setpoint (°C),Sample T (°C)\n0,500,25\n1,500,75\n", [0, 60], [25, 75]),
     ("time_s,TC1 (°C),TC2 (°C)\n0,25,30\n60,75,80\n", [0, 60], [25, 75]),
     ("Date/Time,temp\n2026-12-01T10:00:00Z,25\n2026-12-01T10:01:00Z,75\n", [1796119200, 1796119260], [25, 75]),
+    # the date and the time of day in two columns, as furnace controllers write them (was refused: times of day)
+    ("Date,Time,Temperature (°C)\n2026-12-01,10:00:00+00:00,25\n2026-12-01,10:01:00+00:00,75\n",
+     [1796119200, 1796119260], [25, 75]),
+    ("Date;Time;Sample T (°C)\n13.05.2024;09:00;25\n13.05.2024;23:59:30;75\n", [1715590800, 1715644770], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and
