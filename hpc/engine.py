@@ -311,6 +311,21 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
             "model": network_key(model), **r.corrections().to_dict()}
 
 
+def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[WorkUnit],
+                          done: set[str] | dict, store: Path) -> None:
+    """FlytomoError naming the first scan file whose bytes changed (:func:`hpc.planner.file_fingerprint`)
+    since units of it were reconstructed into ``store``: a replaced or truncated file would leave
+    a volume of the old data, or of both (a resumed scan), under the new file's times."""
+    recorded = {s.get("index"): s.get("fingerprint") for s in known}
+    started = {u.t for u in units if u.name in done}
+    changed = [p for p in plans if p.index in started and recorded.get(p.index) not in (None, p.fingerprint)]
+    if changed:
+        more = f" (+{len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise FlytomoError(changed[0].path, f"changed since it was reconstructed into {store.name}{more} (its bytes "
+                                            "differ from those recorded then): restore it, or 'flytomo run "
+                                            "--restart' to reconstruct every scan again")
+
+
 def _resolved_options(method: str, options: dict) -> dict:
     from recon.methods import resolve_options
 
@@ -410,6 +425,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
 
         units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
         done_before = manifest.done()
+        _refuse_changed_scans(plans, known, units, done_before, store)
         todo = [u for u in units if u.name not in done_before]
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)
@@ -470,6 +486,10 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 status = "failed"
             else:
                 status = "pending"
+            earlier = next((k for k in known if k.get("index") == p.index), None)
+            if status == "done" and not p.ok and earlier is not None:  # unreadable now: its volume and entry stand
+                scans_attrs.append({**earlier, "status": "done"})
+                continue
             a = p.to_attrs(store.parent, status)
             if status == "failed":
                 a["error"] = p.error or next(failed_all[n] for n in names if n in failed_all)

@@ -78,6 +78,7 @@ class ScanPlan:
     jitter: Any = None  # recon.io.alignment.Jitter where the config asks to correct it
     tilt: Any = None  # recon.io.alignment.Tilt likewise
     pad_reused: bool = False  # the pad came from the store of an earlier run (never changed)
+    fingerprint: str | None = None  # :func:`file_fingerprint` of its file when surveyed
 
     @property
     def ok(self) -> bool:
@@ -102,7 +103,7 @@ class ScanPlan:
             "start_time_s": self.start_time_s, "mid_time_s": self.mid_time_s,
             "duration_s": self.duration_s, "temperature_C": self.temperature_C,
             "geometry": None if self.geometry is None else self.geometry.to_dict(),
-            "status": status,
+            "status": status, "fingerprint": self.fingerprint,
         }
         if self.jitter is not None:
             out["jitter"] = self.jitter.to_dict()
@@ -111,6 +112,34 @@ class ScanPlan:
         if self.error:
             out["error"] = self.error
         return out
+
+
+#: bytes read at each of the places :func:`file_fingerprint` samples
+FINGERPRINT_BLOCK = 1 << 16
+
+
+def file_fingerprint(path: Path) -> str | None:
+    """A short digest of a scan file: its size and 64 KiB at its start, its end and three places
+    between (the same after a copy; different after the file is replaced, truncated or written
+    further). None where the file cannot be read, and for one entry of a multi-entry file (a
+    series file grows as its scans are written: the file's bytes do not tell one entry's)."""
+    import hashlib
+
+    from recon.io.readers import split_scan_ref
+
+    file, entry = split_scan_ref(path)
+    if entry is not None:
+        return None
+    try:
+        size = file.stat().st_size
+        h = hashlib.sha256(str(size).encode())
+        with open(file, "rb") as fh:
+            for at in sorted({0, size // 4, size // 2, 3 * size // 4, max(0, size - FINGERPRINT_BLOCK)}):
+                fh.seek(at)
+                h.update(fh.read(FINGERPRINT_BLOCK))
+    except OSError:
+        return None
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -141,7 +170,9 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
     from recon.io.scan_geometry import scan_geometry
 
     f, prev, corrections = job.path, job.prev, job.corrections
-    plan = ScanPlan(index=job.index, path=f, scan_id=scan_label(f))
+    plan = ScanPlan(index=job.index, path=f, scan_id=scan_label(f), fingerprint=file_fingerprint(f))
+    if prev and prev.get("fingerprint") not in (None, plan.fingerprint):
+        prev = None  # another file under the same name: nothing of the earlier one's survey is reused
     reader = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -291,3 +291,48 @@ def test_a_store_begun_before_an_option_existed_resumes(reference, sim, tmp_path
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.skipped == 3 and s.done == UNITS - 3 and s.complete
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+
+
+def test_a_scan_file_that_changed_after_its_units_were_done_is_refused(reference, sim, tmp_path):
+    """A scan replaced or truncated after (some of) its units were reconstructed was never
+    redone: the store kept the old file's volume (or half of each file's, resumed) under the new
+    file's times, exit 0 (a blind probe). Now the run refuses before any work, naming the file;
+    a copy of the same bytes (a new mtime) is the same scan, and the restored file resumes."""
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    raw, store = tmp_path / "raw", tmp_path / "store.zarr"
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": "2"})  # half of scan 0 done
+    assert r.returncode == -9
+    shutil.copy(sim.scans[1], raw / "scan_0000.h5")  # another scan under scan 0's name
+    r = flytomo("run", cfg, "--no-progress")
+    error = r.stderr.strip().splitlines()[-1]  # (after a warning: the copy shares scan 1's start time)
+    assert r.returncode == 2 and "scan_0000.h5: changed since it was reconstructed into store.zarr" in error, r.stderr
+    assert "--restart" in error
+    assert len(Manifest(store).done()) == 2  # nothing more done
+    shutil.copy(sim.scans[0], raw / "scan_0000.h5")  # restored (a copy: same bytes, new mtime)
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped) == (UNITS - 2, 2) and s.complete
+    np.testing.assert_array_equal(read_store(store), ref)
+    _truncate(raw / "scan_0003.h5")  # a done scan damaged afterwards: refused, its entry kept
+    with pytest.raises(FlytomoError, match=r"scan_0003\.h5: changed since"):
+        run_experiment(load_experiment(cfg), progress=False)
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert attrs["scans"][3]["geometry"] is not None and attrs["scans"][3]["status"] == "done"
+    assert all(len(s["fingerprint"]) == 16 for s in attrs["scans"])
+
+
+def test_a_done_scan_unreadable_now_keeps_its_entry_in_a_store_without_fingerprints(reference, sim, tmp_path):
+    """A store begun before fingerprints were recorded resumes as before; a done scan that can
+    no longer be read keeps its entry (its volume stands), not one of nulls marked done."""
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    store = tmp_path / "store.zarr"
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    meta = json.loads((store / ".zattrs").read_text())
+    for s in meta["flytomo"]["scans"]:
+        del s["fingerprint"]
+    (store / ".zattrs").write_text(json.dumps(meta))
+    _truncate(tmp_path / "raw" / "scan_0001.h5")
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped) == (0, UNITS) and s.complete
+    entry = json.loads((store / ".zattrs").read_text())["flytomo"]["scans"][1]
+    assert entry["status"] == "done" and entry["geometry"] is not None and entry["start_time_s"] is not None
