@@ -73,7 +73,8 @@ def _file_and_gist(text: str) -> tuple[str, str] | None:
     """'raw/scan_0007.h5: dead detector pixels …' → ('raw/scan_0007.h5', 'dead detector pixels …');
     None for a message that does not start with a file name."""
     head, sep, gist = text.partition(": ")
-    return (head, gist) if sep and gist and Path(head).suffix and " " not in Path(head).name else None
+    named = Path(head).suffix and (" " not in Path(head).name or Path(head).is_file())  # 'scan 01.h5' too
+    return (head, gist) if sep and gist and named else None
 
 
 #: a number in a warning's text: messages that differ only in numbers (a pad, a ratio, a
@@ -134,7 +135,10 @@ def _mask_differing_numbers(gists: list[str]) -> str:
 #: errors of the file system that name a path (read-only, no permission, full, not a folder):
 #: one line naming the path, exit 2, as for bad input
 _FILE_SYSTEM_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
-                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT}
+                       errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EFBIG}
+#: a full disk, a quota, a file-size limit: said in one line whoever raised it (PIL, tifffile and
+#: zarr name no file)
+_NO_ROOM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
         return 141  # 128 + SIGPIPE, as a shell tool ends
     except OSError as err:
+        if err.errno in _NO_ROOM_ERRNOS and not err.filename:
+            print(f"flytomo: error: writing the output: {err.strerror}; make room "
+                  "and run the same command again", file=sys.stderr)
+            return 2
         if err.errno not in _FILE_SYSTEM_ERRNOS or not err.filename:
             raise  # not a file the user named or the system refused: a bug, with its traceback
         print(f"flytomo: error: {err.filename}: {err.strerror}", file=sys.stderr)

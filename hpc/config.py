@@ -43,7 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recon.errors import FlytomoError
-from recon.geometry import CENTER_CHOICES
+from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
 from recon.io.preprocess import STRIPE_METHODS, Corrections, stripe_method_problem
 from recon.yamlfile import ConfigModel, read_yaml_mapping
 
@@ -77,7 +77,7 @@ class ReconstructionConfig(ConfigModel):
         None, description="mlem-flyscan's fly-scan model: fast (R·B, the default) or subangle (the mean of R "
                           "over sub-angles: exact, better on small slices with many photons, 5-20x slower; "
                           "docs/benchmarks.md)")
-    blur_angle_deg: float | None = Field(None, ge=0, le=30, description="fly-scan blur Δθ; None = file or median step")
+    blur_angle_deg: float | None = Field(None, ge=0, le=MAX_BLUR_ANGLE_DEG, description="fly-scan blur Δθ; None = file or median step")
     center: float | Literal["auto", "middle"] | None = Field(
         None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
     window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
@@ -355,8 +355,14 @@ def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[
 
     problems: list[Problem] = []
     if isinstance(scans, str):
-        pattern = str(resolve_path(base, scans))
-        files = sorted((Path(p) for p in _glob.glob(pattern) if Path(p).is_file()), key=natural_order)
+        literal = resolve_path(base, scans)
+        if literal.is_file():  # a file's own name, brackets and all ('run [1].h5')
+            found = [str(literal)]
+        elif Path(scans).expanduser().is_absolute():
+            found = _glob.glob(str(Path(scans).expanduser()))
+        else:  # the pattern is the user's; the base folder's name is not (a '[' there is no glob)
+            found = [str(Path(base) / p) for p in _glob.glob(scans, root_dir=str(base))]
+        files = sorted((Path(p) for p in found if Path(p).is_file()), key=natural_order)
         if not files:
             problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
         return [Path(ref) for f in files for ref in scan_entries(f)], problems

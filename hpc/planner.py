@@ -386,7 +386,12 @@ def common_shape(plans: Sequence[ScanPlan], where: Any = None) -> tuple[int, int
         reasons = "; ".join(f"{p.path.name}: {p.error}" for p in plans[:3])
         raise FlytomoError(where, f"no scan could be opened ({reasons})")
     if len(shapes) > 1:
-        raise FlytomoError(where, f"scans differ in detector size (rows, columns) {sorted(shapes)}; "
-                                  "one experiment store needs one size")
+        by_shape: dict[tuple, list[str]] = {}
+        for p in plans:
+            if p.ok and p.shape:
+                by_shape.setdefault(p.shape[1:], []).append(p.path.name)
+        desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}"
+                         for (r, c), v in sorted(by_shape.items(), key=lambda kv: -len(kv[1])))
+        raise FlytomoError(where, f"scans differ in detector size ({desc}); one experiment store needs one size")
     first = next(p for p in plans if p.ok)
     return first.shape  # type: ignore[return-value]

@@ -22,6 +22,8 @@ from recon.errors import FlytomoError
 
 #: what a scan's ``center`` may be besides a detector column (see recon.io.scan_geometry)
 CENTER_CHOICES = ("auto", "middle")
+#: the most a sample turns during one exposure (degrees) that flytomo takes as a blur angle
+MAX_BLUR_ANGLE_DEG = 30.0
 
 
 def default_blur_angle(angles: np.ndarray) -> float:
@@ -82,8 +84,10 @@ class ScanGeometry:
             raise FlytomoError(None, "scan geometry needs at least one finite angle")
         if self.n_columns < 1 or self.image_size < 1:
             raise FlytomoError(None, "detector width and image size must be positive")
-        if not np.isfinite(self.center) or not np.isfinite(self.blur_angle) or self.blur_angle < 0:
-            raise FlytomoError(None, "center and blur angle must be finite, blur angle ≥ 0")
+        if not np.isfinite(self.center):
+            raise FlytomoError(None, f"the rotation-axis column must be a finite number, got {self.center}")
+        if not (np.isfinite(self.blur_angle) and self.blur_angle >= 0):
+            raise FlytomoError(None, f"the blur angle must be a finite angle ≥ 0, got {math.degrees(self.blur_angle):g}°")
         for name in ("n_columns", "image_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value:

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
                     "experiment store, join the temperature log, and write crack_table.csv, "
                     "crack_table.parquet and PNG figures.")
     p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
-    p.add_argument("--temperature", metavar="LOG.csv", default=None,
+    p.add_argument("--temperature", "-T", metavar="LOG.csv", default=None,
                    help="temperature log (CSV: time_s, temperature_C; also minutes, dates, K or F, ; and decimal commas) "
                         "(default: the log the store's experiment config names, else the temperatures "
                         "recorded with the scans)")

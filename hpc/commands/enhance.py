@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 import recon
 from hpc.commands import exit_on_sigterm, word_or_number
+from hpc.executors.base import set_torch_threads
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
-from recon.io._atomic import atomic_path, check_target
+from recon.io._atomic import atomic_path, check_target, make_parent
 from recon.io.metadata import assume
 from recon.io.readers import natural_order
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
@@ -61,7 +62,7 @@ def _tiff_files(spec: str) -> list[Path] | None:
     path = Path(spec)
     if path.is_dir() and path.suffix != ".zarr" and not (path / ".zgroup").exists():
         files = [p for p in sorted(path.iterdir(), key=natural_order) if p.suffix.lower() in TIFF_SUFFIXES]
-    elif any(c in spec for c in "*?["):
+    elif any(c in spec for c in "*?[") and not path.is_file():  # 'recon [A].tif' is a file's name
         files = [Path(p) for p in sorted(glob.glob(spec), key=natural_order) if Path(p).suffix.lower() in TIFF_SUFFIXES]
     else:
         return None
@@ -297,12 +298,16 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise FlytomoError(None, f"--threads must be ≥ 1, got {args.threads}")
+    set_torch_threads(args.threads)
     exit_on_sigterm("the half-written output is removed; run the same command again")
     out = Path(args.out)
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")
     if out.exists() and not args.overwrite:
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    make_parent(out)
     check_target(out, args.overwrite, folder=out.suffix.lower() == ".zarr", inputs=[args.input])
     if args.batch < 1:
         raise FlytomoError(None, "--batch must be ≥ 1")
@@ -371,6 +376,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="PATH.safetensors or seed:PATH (the seed authors' network, FBP input); "
                                    "default: the shipped network for --input-kind")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: all cores; fewer on a node others share)")
     p.add_argument("--batch", type=int, default=4, help="slices per forward pass")
     p.add_argument("--tile", type=int, help="tile size in pixels for large slices (exact: overlap ≥ the "
                                             "receptive radius)")

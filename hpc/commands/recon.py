@@ -10,10 +10,11 @@ from tqdm import tqdm
 
 import recon
 from hpc.commands import exit_on_sigterm, word_or_number
+from hpc.executors.base import set_torch_threads
 from recon.errors import FlytomoError
-from recon.geometry import CENTER_CHOICES
+from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
-from recon.io._atomic import check_target
+from recon.io._atomic import check_target, make_parent
 from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
@@ -79,6 +80,9 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise FlytomoError(None, f"--threads must be ≥ 1, got {args.threads}")
+    set_torch_threads(args.threads)
     exit_on_sigterm("the half-written volume is removed; run the same command again")  # (scancel: it stayed)
     out = Path(args.out)
     if args.method not in METHODS:
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                 f"{out.suffix} file: give --out a name ending in .zarr")
     if out.exists() and not args.overwrite:
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    make_parent(out)
     check_target(out, args.overwrite, folder=True, inputs=[split_scan_ref(args.input)[0]])
     if args.chunk_rows < 1:
         raise FlytomoError(None, "--chunk-rows must be ≥ 1")
@@ -97,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
                                  f"got {args.remove_outliers:g}")
     if args.air_columns is not None and not args.air_columns >= 1:
         raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
+    if args.blur_angle is not None and not 0 <= args.blur_angle <= MAX_BLUR_ANGLE_DEG:
+        raise FlytomoError(None, f"--blur-angle must be degrees of rotation during one exposure, 0 to "
+                                 f"{MAX_BLUR_ANGLE_DEG:g}, got {args.blur_angle:g}")
     pad = parse_pad(args.pad_columns)
     try:
         corrections = Corrections(args.remove_outliers, args.remove_stripes, args.air_columns, args.correct_jitter,
@@ -200,6 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: all cores; fewer on a node others share)")
     p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")
     p.add_argument("--rrdb-input", choices=RRDB_INPUTS, help="rrdb: the reconstruction fed to the network (default: the one the model was trained on)")
     p.add_argument("--rrdb-blend", metavar="auto|none|PATH",

@@ -35,6 +35,15 @@ def is_zarr_folder(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in (".zgroup", ".zarray", "zarr.json"))
 
 
+def make_parent(path: Path) -> None:
+    """Make the folder ``path`` is written into (and its parents), as ``mkdir -p`` does;
+    FlytomoError naming ``path`` where it cannot be made (read-only, a file in the way)."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FlytomoError(path, f"cannot make its folder {Path(path).parent} ({err.strerror or err})") from None
+
+
 def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
                  inputs: tuple | list = ()) -> None:
     """FlytomoError unless ``path`` may be written: its folder exists; it is none of ``inputs``

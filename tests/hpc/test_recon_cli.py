@@ -103,6 +103,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
     cases.append((["recon", str(scan), "--out", str(out), "--center", "1000"],
                   "center 1000 is outside the detector's columns 0-"))
     cases.append((["recon", str(scan), "--out", str(out), "--rows", "6:2"], "--rows 6:2 selects no rows"))
+    for bad in ("-1", "nan", "200"):  # was: "center and blur angle must be finite" (no flag named; 200 taken)
+        cases.append((["recon", str(scan), "--out", str(out), f"--blur-angle={bad}"],
+                      "--blur-angle must be degrees of rotation during one exposure, 0 to 30"))
+    cases.append((["recon", str(scan), "--out", str(out), "--threads", "0"], "--threads must be ≥ 1"))
     for args, expected in cases:
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stderr)
@@ -586,3 +590,45 @@ def test_sigterm_removes_the_half_written_volume_and_a_partial_store_is_no_volum
         r = subprocess.run([sys.executable, "-m", "hpc.cli", *cmd], capture_output=True, text=True, cwd=tmp_path,
                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
         assert r.returncode == 2 and "left half-written by a killed flytomo recon" in r.stderr, r.stderr
+
+
+def test_paths_with_brackets_and_spaces_a_new_folder_threads_and_a_full_disk(scan, tmp_path):
+    """A blind probe: a folder named 'run [1]' made `init`/`run` find no scan (its brackets
+    taken as a glob) and `enhance 'recon [A].tif'` no file; `recon --out new/v.zarr` was refused
+    where `run` makes its folders; `recon` had no --threads; a full disk (here a file-size limit)
+    was a traceback."""
+    import resource
+
+    import tifffile
+    import yaml
+
+    from hpc.config import resolve_scans
+
+    folder = tmp_path / "run [1]" / "raw data"
+    folder.mkdir(parents=True)
+    (folder / "scan 01.h5").write_bytes(scan.read_bytes())
+    files, problems = resolve_scans("raw data/scan *.h5", tmp_path / "run [1]")
+    assert [f.name for f in files] == ["scan 01.h5"] and not problems
+    files, problems = resolve_scans(str(folder / "scan 01.h5"), tmp_path)  # a file's own name, no glob
+    assert len(files) == 1 and not problems
+    out = tmp_path / "new" / "deeper" / "v [A].zarr"
+    r = run_cli("recon", str(folder / "scan 01.h5"), "--out", str(out), "--method", "fbp", "--threads", "1",
+                "--rows", "30:32")
+    assert r.returncode == 0 and out.is_dir(), r.stderr
+    tif = tmp_path / "recon [A].tif"
+    tifffile.imwrite(tif, open_volume(out)[0][:].astype(np.float32))
+    r = run_cli("enhance", str(tif), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp", "--threads", "1")
+    assert "no .tif" not in r.stderr
+    assert r.returncode == 0, r.stderr
+
+    def small_files():  # a file-size limit of 64 KiB: the volume's chunks cannot be written
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill, as on a full disk ENOSPC
+
+    full = tmp_path / "full.zarr"
+    r = subprocess.run([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(full), "--method", "fbp"],
+                       capture_output=True, text=True, preexec_fn=small_files, cwd=Path(__file__).resolve().parents[2])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "File too large; make room" in lines[0], r.stderr[-2000:]
+    assert not full.exists() and leftovers(tmp_path) == []

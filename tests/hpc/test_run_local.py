@@ -123,3 +123,33 @@ def test_once_per_message_counts_texts_that_differ_only_in_numbers_together():
     assert shown == ["raw/a.h5: edges at 0.45 of the peak: continued 23 columns past 2 edges"]
     assert once.summary() == ["flytomo: warning: 2 more file(s) likewise: edges at … of the peak: "
                               "continued … columns past 2 edges"]
+
+
+def test_once_per_message_knows_files_whose_names_have_spaces(tmp_path):
+    """'raw data/scan 01.h5: no blur angle recorded ...' once per scan, 5 lines (a blind probe):
+    a name with spaces is a file's where the file exists."""
+    from hpc.cli import _once_per_message
+
+    shown = []
+    once = _once_per_message(lambda message, *rest: shown.append(str(message)))
+    for i in range(3):
+        f = tmp_path / f"scan {i:02d}.h5"
+        f.write_bytes(b"")
+        once(UserWarning(f"{f}: no blur angle recorded"), UserWarning, "x.py", 1)
+    once(UserWarning("the scans chose pads: of 3 columns"), UserWarning, "x.py", 1)
+    assert shown == [f"{tmp_path / 'scan 00.h5'}: no blur angle recorded", "the scans chose pads: of 3 columns"]
+    assert once.summary() == ["flytomo: warning: 2 more file(s) likewise: no blur angle recorded"]
+
+
+def test_scans_of_two_detector_sizes_are_named(tmp_path):
+    from pathlib import Path
+
+    import pytest
+
+    from hpc.planner import ScanPlan, common_shape
+    from recon.errors import FlytomoError
+
+    plans = [ScanPlan(i, Path(f"raw/s{i}.h5"), f"s{i}", shape=(90, 8, 64 if i != 2 else 96)) for i in range(4)]
+    with pytest.raises(FlytomoError, match=r"scans differ in detector size \(8×64 rows×columns: 3 scan\(s\), "
+                                           r"e\.g\. s0\.h5; 8×96 rows×columns: 1 scan\(s\), e\.g\. s2\.h5\)"):
+        common_shape(plans)
