@@ -20,6 +20,7 @@ made with other settings, store locked).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -214,6 +215,12 @@ def _run_unit(job: UnitJob) -> UnitResult:
                                                "build_seconds": build, "worker": worker})
     except FlytomoError as err:
         return UnitResult(u, False, str(err), time.perf_counter() - t0, build, worker, _peak_rss_mb())
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # the store's disk, not the scan
+            msg = f"writing {job.store}: {err.strerror}; make room and run again"
+        else:
+            msg = " ".join(f"{type(err).__name__}: {err}".split())
+        return UnitResult(u, False, msg, time.perf_counter() - t0, build, worker, _peak_rss_mb())
     except Exception as err:  # any other failure of this unit: reported, the run goes on
         msg = " ".join(f"{type(err).__name__}: {err}".split())
         return UnitResult(u, False, msg, time.perf_counter() - t0, build, worker, _peak_rss_mb())

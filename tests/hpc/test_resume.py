@@ -336,3 +336,25 @@ def test_a_done_scan_unreadable_now_keeps_its_entry_in_a_store_without_fingerpri
     assert (s.done, s.skipped) == (0, UNITS) and s.complete
     entry = json.loads((store / ".zattrs").read_text())["flytomo"]["scans"][1]
     assert entry["status"] == "done" and entry["geometry"] is not None and entry["start_time_s"] is not None
+
+
+def test_a_store_on_a_full_disk_is_said_to_be_full_not_the_scans(sim, tmp_path):
+    """A file-size limit (as a full disk): each unit failed 'scan_0000.h5: OSError: [Errno 27]
+    File too large', which reads as if the scan were; now the store is named, in one line each."""
+    import resource
+    import signal
+    import sys
+
+    from .conftest import REPO
+
+    cfg = write_config(tmp_path, sim)
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (24 << 10, resource.RLIM_INFINITY))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    r = subprocess.run([sys.executable, "-m", "hpc.cli", "run", str(cfg), "--no-progress"], cwd=REPO,
+                       capture_output=True, text=True, preexec_fn=small_files, timeout=180)
+    assert r.returncode in (1, 2), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "File too large" in r.stdout + r.stderr
+    assert "OSError: [Errno 27]" not in r.stdout + r.stderr, r.stdout[-2000:]
