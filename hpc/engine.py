@@ -413,9 +413,19 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         manifest = Manifest(store).ensure()
         if st.store_exists(store):
             diff = st.plan_mismatch(existing, plan_sig)
-            if diff:
+            added = st.appended_scans(existing, plan_sig) if diff else 0
+            if added:  # an experiment still being collected: its new scans are appended
+                st.grow_time(store, len(plans))
+                n_old = len(plans) - added
+                st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
+                                scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
+                line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
+                log.info("%s", line)
+                print(line, file=sys.stderr)
+            elif diff:
+                files = f" ({st.files_changed_text(existing, plan_sig)})" if "files" in diff else ""
                 raise FlytomoError(store, (
-                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}); "
+                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}){files}; "
                     "use another output, or 'flytomo run --restart' to discard it"))
         else:
             starts = [p.start_time_s for p in plans if p.start_time_s is not None]

@@ -81,6 +81,37 @@ def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: i
         raise FlytomoError(path, f"cannot create the experiment store ({type(err).__name__}: {err})") from None
 
 
+def grow_time(path: Path, n_scans: int) -> None:
+    """Lengthen the store's time axis to ``n_scans`` time points (new ones NaN, the others
+    untouched): scans appended to an experiment still being collected."""
+    array = open_array(path)
+    if n_scans < array.shape[0]:
+        raise ValueError(f"cannot shrink {path} from {array.shape[0]} to {n_scans} time points")
+    array.resize((n_scans, *array.shape[1:]))
+
+
+def appended_scans(existing: dict, plan: dict) -> int:
+    """How many scans ``plan`` adds at the end of the store's (``existing``'s ``plan``) with
+    everything else unchanged: the store can grow to take them; 0 otherwise."""
+    old = dict(existing.get("plan") or {})
+    files, old_files = list(plan.get("files") or []), list(old.get("files") or [])
+    shape, old_shape = list(plan.get("shape") or []), list(old.get("shape") or [])
+    if (not old_files or len(files) <= len(old_files) or files[:len(old_files)] != old_files
+            or shape[1:] != old_shape[1:] or set(plan_mismatch(existing, plan)) - {"files", "shape"}):
+        return 0
+    return len(files) - len(old_files)
+
+
+def files_changed_text(existing: dict, plan: dict) -> str:
+    """Which scan files the store has that the plan lacks, and the other way round (one line)."""
+    old = list((existing.get("plan") or {}).get("files") or [])
+    new = list(plan.get("files") or [])
+    gone, added = [f for f in old if f not in new], [f for f in new if f not in old]
+    parts = ([f"{len(gone)} gone ({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''})"] if gone else []) + \
+            ([f"{len(added)} new ({', '.join(added[:3])}{', …' if len(added) > 3 else ''})"] if added else [])
+    return "; ".join(parts) or "the same files in another order"
+
+
 def read_attrs(path: Path) -> dict:
     """The ``flytomo`` root attribute ({} when the store does not exist)."""
     import zarr

@@ -358,3 +358,32 @@ def test_a_store_on_a_full_disk_is_said_to_be_full_not_the_scans(sim, tmp_path):
     assert r.returncode in (1, 2), r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "File too large" in r.stdout + r.stderr
     assert "OSError: [Errno 27]" not in r.stdout + r.stderr, r.stdout[-2000:]
+
+
+def test_scans_added_while_the_experiment_is_collected_are_appended(reference, sim, tmp_path):
+    """An experiment still being collected: 2 scans reconstructed, then 2 more arrive. Was:
+    'different shape, files', --restart and all again. Now the store grows; the done scans stay
+    as they were (not redone), and the store equals one made from all four at once. A scan gone
+    is refused, named."""
+    _, ref = reference
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(sim.folder / "raw" / "temperature.csv", raw)
+    for f in sim.scans[:2]:
+        shutil.copy(f, raw)
+    cfg = write_config(tmp_path, sim)
+    cfg.write_text(cfg.read_text().replace(str(sim.folder / "raw"), str(raw)))
+    store = tmp_path / "store.zarr"
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == UNITS // 2 and read_store(store).shape[0] == 2
+    for f in sim.scans[2:]:
+        shutil.copy(f, raw)
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert (s.done, s.skipped) == (UNITS // 2, UNITS // 2) and s.complete
+    np.testing.assert_array_equal(read_store(store), ref)
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert [x["status"] for x in attrs["scans"]] == ["done"] * 4 and attrs["status"] == "complete"
+    assert attrs["plan"]["shape"][0] == 4 and len(attrs["plan"]["files"]) == 4
+    (raw / sim.scans[1].name).unlink()
+    with pytest.raises(FlytomoError, match=rf"different shape, files than experiment\.yaml\) \(1 gone \({sim.scans[1].name}\)\)"):
+        run_experiment(load_experiment(cfg), progress=False)
