@@ -101,6 +101,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_start_s(pid: int) -> float | None:
+    """When process ``pid`` started (Unix seconds), from Linux's /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time in clock ticks after boot
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 class RunLock:
     """``STORE/.flytomo/lock``: one run at a time per store. Use as a context manager."""
 
@@ -151,7 +163,11 @@ class RunLock:
     def _stale(self, other: dict, host: str) -> bool:
         pid = other.get("pid")
         if other.get("host") == host:
-            return isinstance(pid, int) and not _pid_alive(pid)
+            if not isinstance(pid, int) or not _pid_alive(pid):
+                return isinstance(pid, int)
+            began, started = _process_start_s(pid), other.get("started")
+            # a live pid that began after the lock was taken is another process (the pid reused)
+            return began is not None and isinstance(started, (int, float)) and began > started + 2.0
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:

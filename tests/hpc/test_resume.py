@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -387,3 +388,21 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     (raw / sim.scans[1].name).unlink()
     with pytest.raises(FlytomoError, match=rf"different shape, files than experiment\.yaml\) \(1 gone \({sim.scans[1].name}\)\)"):
         run_experiment(load_experiment(cfg), progress=False)
+
+
+def test_a_lock_whose_pid_now_names_another_process_is_stale(tmp_path):
+    """A run killed long ago whose pid the system has since given to another process blocked
+    every later run ('another flytomo run is writing this store'): a live pid that began after
+    the lock was taken is not the lock's run."""
+    lock = tmp_path / "s.zarr" / ".flytomo" / "lock"
+    lock.parent.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": time.time() - 100}))
+        RunLock(tmp_path / "s.zarr").acquire().release()  # taken over
+        assert not lock.exists()
+        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": time.time() + 100}))
+        with pytest.raises(FlytomoError, match="another flytomo run"):  # the pid began before: its run
+            RunLock(tmp_path / "s.zarr").acquire()
+    finally:
+        other.kill()
