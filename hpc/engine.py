@@ -323,7 +323,7 @@ def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[
     """FlytomoError naming the first scan file whose bytes changed (:func:`hpc.planner.file_fingerprint`)
     since units of it were reconstructed into ``store``: a replaced or truncated file would leave
     a volume of the old data, or of both (a resumed scan), under the new file's times."""
-    recorded = {s.get("index"): s.get("fingerprint") for s in known}
+    recorded = {s.get("index"): s.get("fingerprint") for s in known}  # the files' names match: the plan did
     started = {u.t for u in units if u.name in done}
     changed = [p for p in plans if p.index in started and recorded.get(p.index) not in (None, p.fingerprint)]
     if changed:
@@ -411,23 +411,27 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()
-        if st.store_exists(store):
+        exists, added = st.store_exists(store), 0
+        if exists:
             diff = st.plan_mismatch(existing, plan_sig)
             added = st.appended_scans(existing, plan_sig) if diff else 0
-            if added:  # an experiment still being collected: its new scans are appended
-                st.grow_time(store, len(plans))
-                n_old = len(plans) - added
-                st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
-                                scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
-                line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
-                log.info("%s", line)
-                print(line, file=sys.stderr)
-            elif diff:
+            if diff and not added:
                 files = f" ({st.files_changed_text(existing, plan_sig)})" if "files" in diff else ""
                 raise FlytomoError(store, (
                     f"was made with other settings (different {', '.join(diff)} than {exp.path.name}){files}; "
                     "use another output, or 'flytomo run --restart' to discard it"))
-        else:
+        units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
+        done_before = manifest.done()
+        _refuse_changed_scans(plans, known, units, done_before, store)
+        if added:  # an experiment still being collected: its new scans are appended
+            st.grow_time(store, len(plans))
+            n_old = len(plans) - added
+            st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
+                            scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
+            line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
+            log.info("%s", line)
+            print(line, file=sys.stderr)
+        elif not exists:
             starts = [p.start_time_s for p in plans if p.start_time_s is not None]
             step = float(np.median(np.diff(sorted(starts)))) if len(starts) > 1 else 1.0
             attrs = {"version": _version(), "method": method, "options": resolved, "model": model,
@@ -440,9 +444,6 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
 
-        units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
-        done_before = manifest.done()
-        _refuse_changed_scans(plans, known, units, done_before, store)
         todo = [u for u in units if u.name not in done_before]
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)

@@ -81,7 +81,7 @@ def test_a_second_concurrent_run_is_refused(sim, tmp_path):
     try:
         (store / ".flytomo").mkdir(parents=True)
         (store / ".flytomo" / "lock").write_text(json.dumps(
-            {"pid": holder.pid, "host": socket.gethostname(), "started": 0, "command": "flytomo run"}))
+            {"pid": holder.pid, "host": socket.gethostname(), "started": time.time(), "command": "flytomo run"}))
         r = flytomo("run", cfg, "--no-progress")
         assert r.returncode == 2
         assert "another flytomo run is writing this store" in r.stderr and str(holder.pid) in r.stderr
