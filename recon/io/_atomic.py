@@ -38,10 +38,14 @@ def is_zarr_folder(path: Path) -> bool:
 def make_parent(path: Path) -> None:
     """Make the folder ``path`` is written into (and its parents), as ``mkdir -p`` does;
     FlytomoError naming ``path`` where it cannot be made (read-only, a file in the way)."""
+    parent = Path(path).parent
+    blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise FlytomoError(path, f"cannot write: {blocker} is not a folder")
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise FlytomoError(path, f"cannot make its folder {Path(path).parent} ({err.strerror or err})") from None
+        raise FlytomoError(path, f"cannot make its folder {parent} ({err.strerror or err})") from None
 
 
 def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
