@@ -333,6 +333,19 @@ def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[
                                             "--restart' to reconstruct every scan again")
 
 
+def _refuse_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
+    """FlytomoError where a scan to be appended needs more padding than the store's scans had
+    (a sample grown wider than the field): padded as they were, it would be reconstructed
+    worse than the store made of all scans at once would have it."""
+    short = [p for p in new if p.ok and p.geometry is not None and p.pad_wanted > p.geometry.pad_columns]
+    if short:
+        p = short[0]
+        raise FlytomoError(p.path, f"needs {p.pad_wanted} columns of padding per side (a sample wider than the field "
+                                   f"of view) where the scans in {store.name} were padded by {p.geometry.pad_columns}: "
+                                   "it cannot be appended alike; 'flytomo run --restart' reconstructs every scan "
+                                   "with the pad it needs")
+
+
 def _resolved_options(method: str, options: dict) -> dict:
     from recon.methods import resolve_options
 
@@ -424,8 +437,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         done_before = manifest.done()
         _refuse_changed_scans(plans, known, units, done_before, store)
         if added:  # an experiment still being collected: its new scans are appended
-            st.grow_time(store, len(plans))
             n_old = len(plans) - added
+            _refuse_wider_new_scans(plans[n_old:], store)
+            st.grow_time(store, len(plans))
             st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
                             scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
             line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"

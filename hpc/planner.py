@@ -79,6 +79,7 @@ class ScanPlan:
     tilt: Any = None  # recon.io.alignment.Tilt likewise
     pad_reused: bool = False  # the pad came from the store of an earlier run (never changed)
     fingerprint: str | None = None  # :func:`file_fingerprint` of its file when surveyed
+    pad_wanted: int = 0  # the pad (columns per side) the scan chose alone, before :func:`_pad_alike`
 
     @property
     def ok(self) -> bool:
@@ -310,6 +311,7 @@ def _pad_alike(plans: list[ScanPlan]) -> None:
     common = max(kept) if kept else pads[-1]
     for p in surveyed:
         if not p.pad_reused:
+            p.pad_wanted = p.geometry.pad_columns
             p.geometry = p.geometry.with_pad(common)
     warnings.warn(f"the scans chose pads of {pads[0]}-{pads[-1]} columns per side (a sample wider than the field "
                   f"of view in some): every scan is padded by {common}, so that the time points are reconstructed "
