@@ -20,6 +20,11 @@ DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
+#: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
+#: row's median over the projections, holds no light (counts at the dark level or below: a frame
+#: of a scan still being written, the beam lost); a sample wider than the field, mean p 4.6, is
+#: at 0.01
+UNLIT_LINE_TRANSMISSION = 2e-3
 #: a dark frame whose level (median count) is more than this share of the way from the lowest
 #: dark's up to the projections' median count was taken with the beam on, and is left out of the
 #: mean dark (:func:`usable_frames`)
@@ -164,10 +169,14 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     dark32 = np.where(dead, 0.0, dark).astype(np.float32)
     inv_gain = np.where(dead, 1.0, 1.0 / np.where(dead, 1.0, gain)).astype(np.float32)
     trans = (tomo - dark32[None]) * inv_gain[None]  # (angle, z, col)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines: lost, below
+        level = np.nanmean(trans, axis=2)  # (angle, z)
+        unlit = (level < UNLIT_LINE_TRANSMISSION) & (level < 0.1 * np.nanmedian(level, axis=0)[None])
     starved = np.mean(trans < min_transmission) > CLAMPED_HINT_SHARE  # NaN compares False
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
-    lost = nonfinite.mean(axis=2) > 0.5  # (angle, z) lines mostly NaN/inf: replaced whole, below
+    lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
     nonfinite &= ~lost[:, :, None]
     has_dead, has_nan = bool(dead.any()), bool((nonfinite & ~dead[None]).any())
     if has_dead or has_nan:
@@ -184,6 +193,11 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if dropped.any():
         worst = int(dropped.sum(axis=0).max())
         if worst > MAX_DROPPED_FRACTION * dropped.shape[0]:
+            n_unlit = int(unlit.sum(axis=0).max())
+            if n_unlit > MAX_DROPPED_FRACTION * dropped.shape[0]:
+                raise FlytomoError(where, f"rows {z0}:{z1}: {n_unlit} of {dropped.shape[0]} projections hold no light "
+                                          "(counts at the dark level or below): a scan still being written, or the "
+                                          "beam lost?")
             raise FlytomoError(where, f"rows {z0}:{z1}: {worst} of {dropped.shape[0]} projections are NaN "
                                       "or far off their neighbours in mean transmission (unstable beam, or "
                                       "projections out of order?)")

@@ -335,6 +335,19 @@ def test_dropped_frames_are_replaced_by_their_neighbours(small_scan):
     np.testing.assert_allclose(p[:, keep], truth[:, keep], atol=1e-4)  # the other frames untouched
 
 
+def test_a_scan_still_being_written_is_refused_not_repaired(small_scan):
+    """A scan picked up half-written (its last frames still zeros, as a preallocated file): the
+    running median took the block of empty frames for the scan, so it went through 'ok' with
+    a particle of 841 voxels for 12,256 (a blind probe). Now refused, so that the unit fails and
+    is done once the file is complete."""
+    for value in (0.0, float(np.median(small_scan.darks))):  # zeros, or frames at the dark level
+        tomo = small_scan.tomo.copy()
+        tomo[16:] = value
+        with pytest.raises(FlytomoError, match=r"x\.h5.*16 of 32 projections hold no light .* a scan still being "
+                                               r"written, or the beam lost\?"):
+            line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+
+
 def test_a_sample_wider_than_the_field_is_not_taken_for_dropped_frames():
     from tests.recon.conftest import disc_sinogram
 
