@@ -152,7 +152,7 @@ DUPLICATE_TIME_SPREAD_C = 1.0
 UNIX_MS_MIN = 1e11
 _TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
 #: a time of day, with a zone or without (a log's separate Time column)
-_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|UTC|GMT|[+-]\d\d:?\d\d)?\s*$")
+_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*([AaPp]\.?[Mm]\.?)?\s*(Z|UTC|GMT|[+-]\d\d:?\d\d)?\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
 
 
@@ -340,7 +340,7 @@ def shared_start_text(names: list[str], starts_s: np.ndarray) -> str | None:
     n = sum(len(group) for group in shared)
     return (f"{n} scans record a start time another scan records too (e.g. {shared[0][0]} and {shared[0][1]}): "
             "the files do not tell when each scan was taken, so the temperature log cannot be read at them; "
-            "analyse without the log (temperature_log: null) against the scan order")
+            "analyse without the log (temperature_log: null, or flytomo analyze -T none) against the scan order")
 
 
 def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
@@ -379,7 +379,8 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
         raise FlytomoError(log_path or "temperature log",
                            f"scan {df['scan_id'][i]} (index {df['scan_index'][i]}) has no time in its file, "
                            "so it cannot be placed on the temperature log; analyse without the log "
-                           "(temperatures from the files) or use files that record scan times")
+                           "(flytomo analyze -T none: temperatures from the files, else the scan order) "
+                           "or use files that record scan times")
     shared = shared_start_text(list(df["scan_id"]), df["start_time_s"].to_numpy(float))
     if shared:
         raise FlytomoError(log_path or "temperature log", shared)

@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis.store import open_store
 
     params = _load_params(args.params) if args.params else None
-    if args.temperature is None and (log := log_from_store(open_store(args.store).attrs)) is not None:
+    if args.temperature is not None and args.temperature.strip().lower() == "none":
+        args.temperature = None  # the scans' own temperatures, or the scan order: not the config's log
+    elif args.temperature is None and (log := log_from_store(open_store(args.store).attrs)) is not None:
         args.temperature = log
         print(f"temperature log: {log} (the experiment config's; --temperature to give another)")
     if args.workers and args.workers > 1:
@@ -75,7 +77,8 @@ def register(subparsers) -> None:
                     "crack_table.parquet and PNG figures.")
     p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
     p.add_argument("--temperature", "-T", metavar="LOG.csv", default=None,
-                   help="temperature log (CSV: time_s, temperature_C; also minutes, dates, K or F, ; and decimal commas) "
+                   help="temperature log (CSV: time_s, temperature_C; also minutes, dates, K or F, ; and decimal commas; "
+                        "'none': no log, even where the experiment config names one) "
                         "(default: the log the store's experiment config names, else the temperatures "
                         "recorded with the scans)")
     p.add_argument("--out", metavar="DIR", default=None,

@@ -154,6 +154,7 @@ def test_bad_logs(tmp_path, text, match):
     ("Date,Time,Temperature (°C)\n2026-12-01,10:00:00+00:00,25\n2026-12-01,10:01:00+00:00,75\n",
      [1796119200, 1796119260], [25, 75]),
     ("Date;Time;Sample T (°C)\n13.05.2024;09:00;25\n13.05.2024;23:59:30;75\n", [1715590800, 1715644770], [25, 75]),
+    ("Date,Time,Temp (°C)\n05/13/2024,11:35:00 PM,25\n05/14/2024,12:05:00 AM,75\n", [1715643300, 1715645100], [25, 75]),
 ])
 def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     """Other delimiters, usual column names with units in brackets, minutes, kelvin and

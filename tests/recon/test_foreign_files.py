@@ -511,6 +511,10 @@ def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path
     assert r.returncode == 2 and "scan_0.h5 (+1 more) records no time" in r.stderr and "--no-analysis" in r.stderr
     assert r.stderr.count("\n") == 1, r.stderr
     assert not list((tmp_path / "exp" / "recon" / "experiment.zarr").rglob("zarr.json"))  # nothing reconstructed
+    r = flytomo("run", str(cfg), "--no-progress", "--no-analysis")  # reconstructed; analysed without the config's log
+    assert r.returncode == 0, r.stderr
+    r = flytomo("analyze", "exp/recon/experiment.zarr", "--out", "an", "-T", "none")
+    assert r.returncode == 0 and (tmp_path / "an" / "crack_table.csv").is_file(), r.stderr
     cfg.write_text(re.sub(r"temperature_log: .*", "temperature_log: null", cfg.read_text()))
     r = flytomo("run", str(cfg), "--no-progress")
     assert r.returncode == 0, r.stdout + r.stderr
