@@ -364,7 +364,8 @@ def resolve_scans(scans: str | list[str], base: Path) -> tuple[list[Path], list[
             found = [str(Path(base) / p) for p in _glob.glob(scans, root_dir=str(base))]
         files = sorted((Path(p) for p in found if Path(p).is_file()), key=natural_order)
         if not files:
-            problems.append(Problem("scans", f"no file matches '{scans}' (in {base})"))
+            hint = " ('[' opens a glob's set of characters: write [[] for a '[' in a name)" if "[" in scans else ""
+            problems.append(Problem("scans", f"no file matches '{scans}' (in {base}){hint}"))
         return [Path(ref) for f in files for ref in scan_entries(f)], problems
     refs = []
     for i, s in enumerate(scans):

@@ -428,10 +428,14 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if exists:
             diff = st.plan_mismatch(existing, plan_sig)
             added = st.appended_scans(existing, plan_sig) if diff else 0
-            if diff and not added:
-                files = f" ({st.files_changed_text(existing, plan_sig)})" if "files" in diff else ""
+            if diff and not added and "files" in diff and set(diff) <= {"files", "shape"}:
                 raise FlytomoError(store, (
-                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}){files}; "
+                    f"holds other scan files than {exp.path.name} names now ({st.files_changed_text(existing, plan_sig)}): "
+                    "only scans that sort after the last one it holds are appended; use another output, or "
+                    "'flytomo run --restart' to reconstruct them all"))
+            if diff and not added:
+                raise FlytomoError(store, (
+                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}); "
                     "use another output, or 'flytomo run --restart' to discard it"))
         units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
         done_before = manifest.done()
