@@ -333,6 +333,13 @@ def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[
                                             "--restart' to reconstruct every scan again")
 
 
+def _time_step_s(plans: list[ScanPlan]) -> float:
+    """The OME time axis's spacing (s): the median step between the scans' start times, else 1."""
+    starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
+    step = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
+    return step if step > 0 else 1.0
+
+
 def _refuse_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
     """FlytomoError where a scan to be appended needs more padding than the store's scans had
     (a sample grown wider than the field): padded as they were, it would be reconstructed
@@ -443,21 +450,19 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if added:  # an experiment still being collected: its new scans are appended
             n_old = len(plans) - added
             _refuse_wider_new_scans(plans[n_old:], store)
-            st.grow_time(store, len(plans))
+            st.grow_time(store, len(plans), _time_step_s(plans))
             st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
                             scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
             line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
             log.info("%s", line)
             print(line, file=sys.stderr)
         elif not exists:
-            starts = [p.start_time_s for p in plans if p.start_time_s is not None]
-            step = float(np.median(np.diff(sorted(starts)))) if len(starts) > 1 else 1.0
             attrs = {"version": _version(), "method": method, "options": resolved, "model": model,
                      "config": {**cfg.model_dump(mode="json"), "config_file": str(exp.path)},
                      "command": command, "versions": st.versions(), "created": st.now_iso(),
                      "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,
                      "scans": [p.to_attrs(store.parent) for p in plans]}
-            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=step if step > 0 else 1.0,
+            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=_time_step_s(plans),
                             pixel_size_nm=common_pixel_size(plans))
             log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)

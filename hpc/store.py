@@ -81,13 +81,25 @@ def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: i
         raise FlytomoError(path, f"cannot create the experiment store ({type(err).__name__}: {err})") from None
 
 
-def grow_time(path: Path, n_scans: int) -> None:
+def grow_time(path: Path, n_scans: int, time_step_s: float) -> None:
     """Lengthen the store's time axis to ``n_scans`` time points (new ones NaN, the others
-    untouched): scans appended to an experiment still being collected."""
+    untouched) ``time_step_s`` apart in its OME metadata: scans appended to an experiment
+    still being collected."""
+    import zarr
+
     array = open_array(path)
     if n_scans < array.shape[0]:
         raise ValueError(f"cannot shrink {path} from {array.shape[0]} to {n_scans} time points")
     array.resize((n_scans, *array.shape[1:]))
+    g = zarr.open_group(str(path), mode="r+")
+    scales = [dict(m) for m in g.attrs.get("multiscales") or []]
+    for m in scales:
+        for d in m.get("datasets", []):
+            for t in d.get("coordinateTransformations", []):
+                if t.get("type") == "scale" and len(t.get("scale", [])) == 4:
+                    t["scale"][0] = float(time_step_s)
+    if scales:
+        g.attrs["multiscales"] = scales
 
 
 def appended_scans(existing: dict, plan: dict) -> int:

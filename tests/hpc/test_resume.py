@@ -385,6 +385,9 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
     assert [x["status"] for x in attrs["scans"]] == ["done"] * 4 and attrs["status"] == "complete"
     assert attrs["plan"]["shape"][0] == 4 and len(attrs["plan"]["files"]) == 4
+    meta = json.loads((store / ".zattrs").read_text())["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]
+    ref_meta = json.loads((reference[0].parent / "store.zarr" / ".zattrs").read_text())["multiscales"][0]
+    assert meta["scale"] == ref_meta["datasets"][0]["coordinateTransformations"][0]["scale"]  # the time step too
     (raw / sim.scans[1].name).unlink()
     with pytest.raises(FlytomoError, match=rf"holds other scan files than experiment\.yaml names now \(1 gone "
                                            rf"\({sim.scans[1].name}\)\): only scans that sort after the last one"):
