@@ -9,6 +9,8 @@ point slab by slab and returns a plain dict, so a batch engine can run it anywhe
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -183,6 +185,32 @@ def _scan_list(rows: pd.DataFrame, most: int = 5) -> str:
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
+def _write_plots(info, table, results: list[dict], show: set[int], log, folder: Path) -> dict[str, Path]:
+    """The time and temperature plots and the montage of the ``show`` time points, into ``folder``."""
+    name = info.path.name
+    method = f" ({info.method})" if info.method else ""
+    figs = {"time": plot_crack_vs_time(table, folder / PLOTS["time"], log=log,
+                                       title=f"{name}{method}: crack fraction and temperature"),
+            "temperature": plot_crack_vs_temperature(table, folder / PLOTS["temperature"],
+                                                     title=f"{name}{method}: crack fraction vs temperature")}
+    frames = []
+    by_t = {r["t"]: r for r in results}
+    origin, _ = clock_origin(table["start_time_s"].to_numpy(float))
+    for t in sorted(show):
+        r = by_t.get(t)
+        if r is None or "slice" not in r:
+            continue
+        row = table.iloc[t]
+        when = f"  t={row['mid_time_s'] - origin:.0f} s" if np.isfinite(row["mid_time_s"]) else ""
+        label = (f"scan {row['scan_id']}{when}\n"
+                 + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
+                 + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
+        frames.append({**r["slice"], "label": label})
+    z = frames[0]["z"] if frames else 0
+    figs["montage"] = plot_montage(frames, folder / PLOTS["montage"], title=f"{name}{method}: slice z={z} through time")
+    return figs
+
+
 def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
@@ -232,35 +260,24 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
     _warn_about_particles(info.path, table)
-    # an earlier analysis's files go first and the table comes last: a run stopped half-way
-    # leaves no table, never a new table beside old plots
-    for stale in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
-        (out_dir / stale).unlink(missing_ok=True)
-    atomic_write(out_dir / "segmentation_params.json",
-                 lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
-    figs: dict[str, Path] = {}
-    if plots:
-        name = info.path.name
-        method = f" ({info.method})" if info.method else ""
-        figs["time"] = plot_crack_vs_time(table, out_dir / PLOTS["time"], log=log,
-                                          title=f"{name}{method}: crack fraction and temperature")
-        figs["temperature"] = plot_crack_vs_temperature(table, out_dir / PLOTS["temperature"],
-                                                        title=f"{name}{method}: crack fraction vs temperature")
-        frames = []
-        by_t = {r["t"]: r for r in results}
-        origin, _ = clock_origin(table["start_time_s"].to_numpy(float))
-        for t in sorted(show):
-            r = by_t.get(t)
-            if r is None or "slice" not in r:
-                continue
-            row = table.iloc[t]
-            when = f"  t={row['mid_time_s'] - origin:.0f} s" if np.isfinite(row["mid_time_s"]) else ""
-            label = (f"scan {row['scan_id']}{when}\n"
-                     + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
-                     + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
-            frames.append({**r["slice"], "label": label})
-        z = frames[0]["z"] if frames else 0
-        figs["montage"] = plot_montage(frames, out_dir / PLOTS["montage"],
-                                       title=f"{name}{method}: slice z={z} through time")
-    csv, pq = write_table(table, out_dir)
+    # everything is written beside the earlier analysis first (a full disk leaves that one whole),
+    # then moved in, the table last: a run stopped half-way leaves no table beside new plots
+    work = out_dir / ".analysis.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        atomic_write(work / "segmentation_params.json",
+                     lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
+        figs: dict[str, Path] = {}
+        if plots:
+            figs = _write_plots(info, table, results, show, log, work)
+        csv, pq = write_table(table, work)
+        for stale in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
+            (out_dir / stale).unlink(missing_ok=True)
+        for f in ["segmentation_params.json", *(q.name for q in figs.values()), pq.name, csv.name]:
+            os.replace(work / f, out_dir / f)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    figs = {k: out_dir / q.name for k, q in figs.items()}
+    csv, pq = out_dir / csv.name, out_dir / pq.name
     return AnalysisOutputs(table=table, csv=csv, parquet=pq, plots=figs, params=p)

@@ -58,24 +58,30 @@ def test_analyze_writes_table_and_plots(series_store, tmp_path, capsys):
     assert (out / "crack_table.parquet").is_file() and (out / "crack_montage.png").is_file()
 
 
-def test_an_analysis_stopped_half_way_leaves_no_table_beside_old_plots(series_store, tmp_path, monkeypatch):
+def test_an_analysis_stopped_half_way_leaves_the_earlier_one_whole(series_store, tmp_path, monkeypatch):
     """A second analysis into the same folder that stops while drawing (here: the montage
-    fails) leaves neither the old table nor old plots beside its new files: the table is
-    written last, after the earlier files were removed."""
+    fails; a full disk likewise) leaves the earlier analysis as it was, table and plots, and
+    no new file beside them (it removed the earlier files first, and a full disk lost the
+    table: a blind probe); nothing half-written is left."""
     import analysis.run as run
 
     path, _, _ = series_store
     out = tmp_path / "res"
     assert main(["analyze", str(path), "--out", str(out)]) == 0
-    assert (out / "crack_table.csv").is_file() and (out / "crack_montage.png").is_file()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "crack_table.csv" in before and "crack_montage.png" in before
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "plot_montage", stop)
-    assert main(["analyze", str(path), "--out", str(out)]) == 130
-    assert sorted(p.name for p in out.iterdir()) == [
-        "crack_fraction_vs_temperature.png", "crack_fraction_vs_time.png", "segmentation_params.json"]
+    assert main(["analyze", str(path), "--out", str(out), "--params", str(_params(tmp_path))]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _params(folder):
+    (folder / "p.yaml").write_text("segmentation:\n  closing_radius: 2\n")
+    return folder / "p.yaml"
 
 
 def test_params_file_and_workers(series_store, tmp_path):
