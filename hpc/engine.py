@@ -385,6 +385,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
     store = exp.store_path
     command = command or " ".join(sys.argv)
     store.parent.mkdir(parents=True, exist_ok=True)
+    new_store = not store.exists()
     lock = RunLock(store, command).acquire()
     handler = _file_logger(run_log_path(store))
     own_executor = executor is None
@@ -557,6 +558,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if own_executor and executor is not None:
             executor.close()
         lock.release()
+        if new_store and not st.store_exists(store):  # refused before any volume: no empty store left
+            shutil.rmtree(store, ignore_errors=True)
         log.removeHandler(handler)
         handler.close()
 
