@@ -153,6 +153,8 @@ UNIX_MS_MIN = 1e11
 _TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
 #: a time of day, with a zone or without (a log's separate Time column)
 _CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*([AaPp]\.?[Mm]\.?)?\s*(Z|UTC|GMT|[+-]\d\d:?\d\d)?\s*$")
+#: a time of day followed by a zone's name (CEST, PST; not UTC/GMT/Z, which say their offset)
+_NAMED_ZONE = re.compile(r"^\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:[AaPp]\.?[Mm]\.?)?\s*(?!UTC\b|GMT\b)([A-Z]{3,5})\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
 
 
@@ -215,15 +217,20 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
     return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
 
 
-def _join_date_and_time(df: pd.DataFrame) -> pd.DataFrame:
+def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     """A log that writes the date and the time of day in two columns (``Date``, ``Time``, as
     furnace controllers and spreadsheets do) → one date-time column ``date_time`` in their
-    place; any other log unchanged."""
+    place; any other log unchanged. Named zones (``09:00:00 CEST``) are refused: a name does
+    not say which offset it means."""
     keys = {_column_key(c)[0]: c for c in df.columns}
     date, clock = keys.get("date"), keys.get("time") or keys.get("time_of_day") or keys.get("clock")
     if date is None or clock is None or df.empty:
         return df
     text = df[clock].astype(str)
+    named = text.str.extract(_NAMED_ZONE, expand=False).dropna()
+    if len(named) > 0.5 * len(text):
+        raise FlytomoError(path, f"the {clock} column's times carry a zone by name ({named.iloc[0]!r}), which flytomo "
+                                 "does not guess: write its offset (09:00:00+02:00), or UTC")
     if not text.str.match(_CLOCK).mean() > 0.5:
         return df
     joined = df[date].astype(str).str.strip() + " " + text.str.strip()
@@ -261,7 +268,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     if df is None:
         raise FlytomoError(path, "the temperature log is neither UTF-8 nor Windows-1252 text")
     df.columns = [str(c).strip() for c in df.columns]
-    df = _join_date_and_time(df)
+    df = _join_date_and_time(df, path)
     tcol = _pick(list(df.columns), TIME_NAMES)
     ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol)
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]

@@ -110,6 +110,8 @@ def test_scans_that_share_a_start_time_are_not_placed_on_the_log(tmp_path):
     ("time_s,temperature_C\n0,20\n", "at least two"),
     ("time_s,temperature_C\n", r"has a header \(time_s, temperature_C\) and no readings"),  # was an IndexError
     ("time,temperature_C\n09:00:00,20\n09:01:00,30\n", r"times of day without a date \('09:00:00'\)"),
+    ("Date,Time,Temp (°C)\n2024-05-13,01:35:00 CEST,25\n2024-05-13,01:36:00 CEST,30\n",
+     r"the Time column's times carry a zone by name \('CEST'\), which flytomo does not guess"),
 ])
 def test_bad_logs(tmp_path, text, match):
     p = tmp_path / "bad.csv"
