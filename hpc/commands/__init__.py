@@ -40,3 +40,22 @@ def exit_on_sigterm(what_then: str) -> None:
             print(f"flytomo: stopped by SIGTERM: {what_then}", file=sys.stderr)
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, _exit)
+
+
+def use_threads(n: int | None) -> None:
+    """``--threads N`` of a one-process command: N ≥ 1 CPU threads for torch (FlytomoError
+    otherwise), a warning where N is more than the machine's cores; None leaves torch's default."""
+    import os
+    import warnings
+
+    from hpc.executors.base import set_torch_threads
+
+    if n is None:
+        return
+    if n < 1:
+        raise FlytomoError(None, f"--threads must be ≥ 1, got {n}")
+    cores = os.cpu_count() or n
+    if n > cores:
+        warnings.warn(f"--threads {n} is more than this machine's {cores} CPU cores: the threads contend for them",
+                      stacklevel=2)
+    set_torch_threads(n)

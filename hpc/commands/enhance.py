@@ -26,8 +26,7 @@ import tifffile
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, word_or_number
-from hpc.executors.base import set_torch_threads
+from hpc.commands import exit_on_sigterm, use_threads, word_or_number
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target, make_parent
@@ -298,9 +297,7 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise FlytomoError(None, f"--threads must be ≥ 1, got {args.threads}")
-    set_torch_threads(args.threads)
+    use_threads(args.threads)
     exit_on_sigterm("the half-written output is removed; run the same command again")
     out = Path(args.out)
     if out.suffix.lower() not in OUT_SUFFIXES:

@@ -9,8 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, word_or_number
-from hpc.executors.base import set_torch_threads
+from hpc.commands import exit_on_sigterm, use_threads, word_or_number
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
 from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
@@ -80,9 +79,7 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise FlytomoError(None, f"--threads must be ≥ 1, got {args.threads}")
-    set_torch_threads(args.threads)
+    use_threads(args.threads)
     exit_on_sigterm("the half-written volume is removed; run the same command again")  # (scancel: it stayed)
     out = Path(args.out)
     if args.method not in METHODS:
