@@ -9,9 +9,9 @@ point slab by slab and returns a plain dict, so a batch engine can run it anywhe
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -150,11 +150,16 @@ DUPLICATE_TIME_SPREAD_C = 1.0
 #: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973),
 #: or micro- or nanoseconds where they are above it even as milliseconds
 UNIX_MS_MIN = 1e11
-_TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*$")
+#: pieces of a time of day: hours:minutes[:seconds[.fraction]], a 12-hour clock's AM/PM, a zone
+#: that says its offset
+_HMS = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?"
+_AM_PM = r"(?:[AaPp]\.?[Mm]\.?)?"
+_OFFSET = r"(?:Z|UTC|GMT|[+-]\d\d:?\d\d)"
+_TIME_OF_DAY = re.compile(rf"^\s*{_HMS}\s*$")
 #: a time of day, with a zone or without (a log's separate Time column)
-_CLOCK = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*([AaPp]\.?[Mm]\.?)?\s*(Z|UTC|GMT|[+-]\d\d:?\d\d)?\s*$")
+_CLOCK = re.compile(rf"^\s*{_HMS}\s*{_AM_PM}\s*{_OFFSET}?\s*$")
 #: a time of day followed by a zone's name (CEST, PST; not UTC/GMT/Z, which say their offset)
-_NAMED_ZONE = re.compile(r"^\s*\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?\s*(?:[AaPp]\.?[Mm]\.?)?\s*(?!UTC\b|GMT\b)([A-Z]{3,5})\s*$")
+_NAMED_ZONE = re.compile(rf"^\s*{_HMS}\s*{_AM_PM}\s*(?!UTC\b|GMT\b)([A-Z]{{3,5}})\s*$")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+\s*$")
 
 

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 import recon
-from recon.errors import FlytomoError
+from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 
 #: subcommand modules, in the order ``flytomo --help`` lists them
 COMMANDS = (
@@ -136,9 +136,6 @@ def _mask_differing_numbers(gists: list[str]) -> str:
 #: one line naming the path, exit 2, as for bad input
 _FILE_SYSTEM_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
                        errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EFBIG}
-#: a full disk, a quota, a file-size limit: said in one line whoever raised it (PIL, tifffile and
-#: zarr name no file)
-_NO_ROOM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
         return 141  # 128 + SIGPIPE, as a shell tool ends
     except OSError as err:
-        if err.errno in _NO_ROOM_ERRNOS and not err.filename:
+        if err.errno in NO_ROOM_ERRNOS and not err.filename:  # PIL, tifffile and zarr name no file
             print(f"flytomo: error: writing the output: {err.strerror}; make room "
                   "and run the same command again", file=sys.stderr)
             return 2

@@ -20,7 +20,6 @@ made with other settings, store locked).
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -40,9 +39,10 @@ from hpc.config import Experiment, read_temperature_log
 from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
-from hpc.planner import ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, shared_start_times, survey_scans
+from hpc.planner import (ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, shared_start_times,
+                         start_spacing_s, survey_scans)
 from hpc import store as st
-from recon.errors import FlytomoError
+from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 from recon.io import release_read_bands
 from recon.io.preprocess import Corrections, DataHintWarning, DataRepairWarning
 
@@ -216,7 +216,7 @@ def _run_unit(job: UnitJob) -> UnitResult:
     except FlytomoError as err:
         return UnitResult(u, False, str(err), time.perf_counter() - t0, build, worker, _peak_rss_mb())
     except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # the store's disk, not the scan
+        if err.errno in NO_ROOM_ERRNOS:  # the store's disk, not the scan
             msg = f"writing {job.store}: {err.strerror}; make room and run again"
         else:
             msg = " ".join(f"{type(err).__name__}: {err}".split())
@@ -333,13 +333,6 @@ def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[
                                             "--restart' to reconstruct every scan again")
 
 
-def _time_step_s(plans: list[ScanPlan]) -> float:
-    """The OME time axis's spacing (s): the median step between the scans' start times, else 1."""
-    starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
-    step = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
-    return step if step > 0 else 1.0
-
-
 def _refuse_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
     """FlytomoError where a scan to be appended needs more padding than the store's scans had
     (a sample grown wider than the field): padded as they were, it would be reconstructed
@@ -438,9 +431,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             added = st.appended_scans(existing, plan_sig) if diff else 0
             if diff and not added and "files" in diff and set(diff) <= {"files", "shape"}:
                 raise FlytomoError(store, (
-                    f"holds other scan files than {exp.path.name} names now ({st.files_changed_text(existing, plan_sig)}): "
-                    "only scans that sort after the last one it holds are appended; use another output, or "
-                    "'flytomo run --restart' to reconstruct them all"))
+                    f"holds other scan files than {exp.path.name} names now "
+                    f"({st.files_changed_text(existing, plan_sig)}): only scans that sort after the last one it "
+                    "holds are appended; use another output, or 'flytomo run --restart' to reconstruct them all"))
             if diff and not added:
                 raise FlytomoError(store, (
                     f"was made with other settings (different {', '.join(diff)} than {exp.path.name}); "
@@ -451,7 +444,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if added:  # an experiment still being collected: its new scans are appended
             n_old = len(plans) - added
             _refuse_wider_new_scans(plans[n_old:], store)
-            st.grow_time(store, len(plans), _time_step_s(plans))
+            st.grow_time(store, len(plans), start_spacing_s(plans) or 1.0)
             st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
                             scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
             line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
@@ -463,8 +456,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                      "command": command, "versions": st.versions(), "created": st.now_iso(),
                      "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,
                      "scans": [p.to_attrs(store.parent) for p in plans]}
-            st.create_store(store, shape, cfg.rows_per_chunk, attrs, time_step_s=_time_step_s(plans),
-                            pixel_size_nm=common_pixel_size(plans))
+            st.create_store(store, shape, cfg.rows_per_chunk, attrs,
+                            time_step_s=start_spacing_s(plans) or 1.0, pixel_size_nm=common_pixel_size(plans))
             log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
 
@@ -520,6 +513,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         for u in units:
             by_t.setdefault(u.t, []).append(u.name)
         scans_attrs = []
+        known_by_index = {k.get("index"): k for k in known}
         for p in plans:
             names = by_t.get(p.index, [])
             if all(n in done_all for n in names):
@@ -528,9 +522,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 status = "failed"
             else:
                 status = "pending"
-            earlier = next((k for k in known if k.get("index") == p.index), None)
-            if status == "done" and not p.ok and earlier is not None:  # unreadable now: its volume and entry stand
-                scans_attrs.append({**earlier, "status": "done"})
+            if status == "done" and not p.ok and p.index in known_by_index:  # unreadable now: volume, entry stand
+                scans_attrs.append({**known_by_index[p.index], "status": "done"})
                 continue
             a = p.to_attrs(store.parent, status)
             if status == "failed":

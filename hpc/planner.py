@@ -331,14 +331,22 @@ def _warn_out_of_time_order(plans: list[ScanPlan]) -> None:
                       "name order); list the scans in time order if that is not what you meant", stacklevel=2)
 
 
+def start_spacing_s(plans: Sequence[ScanPlan]) -> float | None:
+    """The median step (s) between the scans' recorded start times; None with fewer than two
+    timed scans or a step that is not > 0."""
+    starts = sorted(p.start_time_s for p in plans if p.start_time_s is not None)
+    step = float(np.median(np.diff(starts))) if len(starts) > 1 else 0.0
+    return step if step > 0 else None
+
+
 def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     """A scan whose file and config give no duration lasts until the next one starts (the
     median spacing of the starts: scans back to back). ``warn``: say so (with a temperature
     log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
-    timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
-    spacing = float(np.median(np.diff([p.start_time_s for p in timed]))) if len(timed) > 1 else None
-    if not spacing or spacing <= 0:
+    spacing = start_spacing_s(plans)
+    if spacing is None:
         return
+    timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
     overlap = [(a, b) for a, b in zip(timed, timed[1:])
                if a.duration_s is not None and a.duration_s > 1.05 * (b.start_time_s - a.start_time_s) > 0]
     if overlap and warn:

@@ -118,9 +118,9 @@ def files_changed_text(existing: dict, plan: dict) -> str:
     """Which scan files the store has that the plan lacks, and the other way round (one line)."""
     old = list((existing.get("plan") or {}).get("files") or [])
     new = list(plan.get("files") or [])
-    gone, added = [f for f in old if f not in new], [f for f in new if f not in old]
-    parts = ([f"{len(gone)} gone ({', '.join(gone[:3])}{', …' if len(gone) > 3 else ''})"] if gone else []) + \
-            ([f"{len(added)} new ({', '.join(added[:3])}{', …' if len(added) > 3 else ''})"] if added else [])
+    parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+             for what, names in (("gone", [f for f in old if f not in new]), ("new", [f for f in new if f not in old]))
+             if names]
     return "; ".join(parts) or "the same files in another order"
 
 

@@ -1,7 +1,11 @@
 """The one error type flytomo reports to a user: a file (or key) and what is wrong with it."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+#: OSError numbers of a full disk, a quota, a file-size limit: the output's place, not the input
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class FlytomoError(Exception):

@@ -27,7 +27,7 @@ import math
 import os
 import warnings
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -197,8 +197,10 @@ class Projector:
         if uncached not in UNCACHED_MODES:
             raise ValueError(f"uncached must be one of {UNCACHED_MODES}, got {uncached!r}")
         self.uncached = uncached
+        self.sampled = not self.cached and uncached == "sampled"  # applied by grid_sample, never built
         if angle_block is None:
-            angle_block = max(1, int(self.angles.size * min(max_cached_bytes / 4, BUILD_BLOCK_BYTES) / approx_bytes))
+            block_bytes = min(max_cached_bytes / 4, BUILD_BLOCK_BYTES)
+            angle_block = max(1, int(self.angles.size * block_bytes / approx_bytes))
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
             cost = ("its rays are sampled at every use (on the GPU)" if uncached == "sampled" else
@@ -224,31 +226,31 @@ class Projector:
             return self._blocks[i][transpose]
         return self._build(i, with_transpose=transpose)[transpose]
 
-    def _sampled_angles(self, batch: int) -> int:
-        """Angles per grid_sample call for ``batch`` slices (memory ≤ SAMPLED_ELEMENTS)."""
+    def _sample_groups(self, batch: int) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """(first angle, grid, ray weights) of each group of angles sampled at once for ``batch``
+        slices: grid_sample's output stays ≤ SAMPLED_ELEMENTS (:func:`_joseph_samples`)."""
         n, nd = self.geometry.image_size, self.geometry.n_columns
-        return max(1, SAMPLED_ELEMENTS // (max(batch, 1) * nd * n))
+        step = max(1, SAMPLED_ELEMENTS // (max(batch, 1) * nd * n))
+        for a0 in range(0, self.angles.size, step):
+            grid, w = _joseph_samples(self.geometry, self.angles[a0:a0 + step], self.offsets[a0:a0 + step],
+                                      self.device, self.dtype)
+            yield a0, grid, w
 
     def _sampled_forward(self, x: Tensor) -> Tensor:
         """R applied by sampling: (n·n, B) → (n_rays, B)."""
         n, batch = self.geometry.image_size, x.shape[1]
         img = x.T.reshape(1, batch, n, n)
-        step, parts = self._sampled_angles(batch), []
-        for a0 in range(0, self.angles.size, step):
-            grid, w = _joseph_samples(self.geometry, self.angles[a0:a0 + step], self.offsets[a0:a0 + step],
-                                      self.device, self.dtype)
-            out = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-            parts.append(out[0].sum(dim=-1) * w)
+        parts = [torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="zeros",
+                                                 align_corners=True)[0].sum(dim=-1) * w
+                 for _, grid, w in self._sample_groups(batch)]
         return torch.cat(parts, dim=1).T.contiguous()
 
     def _sampled_adjoint(self, y: Tensor) -> Tensor:
         """Rᵀ applied as grid_sample's backward (its exact transpose): (n_rays, B) → (n·n, B)."""
         n, nd, batch = self.geometry.image_size, self.geometry.n_columns, y.shape[1]
         shape_only = torch.empty(1, batch, n, n, device=self.device, dtype=self.dtype)
-        step, out = self._sampled_angles(batch), None
-        for a0 in range(0, self.angles.size, step):
-            grid, w = _joseph_samples(self.geometry, self.angles[a0:a0 + step], self.offsets[a0:a0 + step],
-                                      self.device, self.dtype)
+        out = None
+        for a0, grid, w in self._sample_groups(batch):
             rays = (y[a0 * nd:a0 * nd + w.numel()].T * w)[None, :, :, None].expand(1, batch, w.numel(), n)
             term = torch.ops.aten.grid_sampler_2d_backward(rays, shape_only, grid, 0, 0, True, [True, False])[0]
             out = term if out is None else out + term
@@ -257,14 +259,14 @@ class Projector:
     # column layout: (n_pixels, B) ↔ (n_rays, B); the hot path of iterative methods
     def forward_columns(self, x: Tensor) -> Tensor:
         """(n·n, B) image columns → (n_angles·n_columns, B) sinogram columns."""
-        if not self.cached and self.uncached == "sampled":
+        if self.sampled:
             return self._sampled_forward(x)
         parts = [torch.sparse.mm(self._block(i, False), x) for i in range(len(self.block_edges) - 1)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
     def adjoint_columns(self, y: Tensor) -> Tensor:
         """(n_angles·n_columns, B) sinogram columns → (n·n, B) image columns (exact Rᵀ)."""
-        if not self.cached and self.uncached == "sampled":
+        if self.sampled:
             return self._sampled_adjoint(y)
         nd = self.geometry.n_columns
         out = None
