@@ -513,11 +513,14 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     return out
 
 
-def check_scans(cfg: ExperimentConfig, base: Path, open_files: bool = True) -> tuple[list[Path], list[Problem]]:
-    """Scan files exist; with ``open_files`` each is opened (metadata only) and shapes compared."""
+def check_scans(cfg: ExperimentConfig, base: Path,
+                open_files: bool = True) -> tuple[list[Path], list[Problem], tuple[int, int] | None]:
+    """Scan files exist; with ``open_files`` each is opened (metadata only) and shapes compared.
+    Returns the files, the problems and the detector's (rows, columns) where every scan shares
+    one (None where none was opened)."""
     files, out = resolve_scans(cfg.scans, base)
     if not open_files or not files:
-        return files, out
+        return files, out, None
     try:
         from recon.io import open_scan
     except ImportError:
@@ -538,7 +541,7 @@ def check_scans(cfg: ExperimentConfig, base: Path, open_files: bool = True) -> t
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
         out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))
-    return files, out
+    return files, out, (next(iter(shapes)) if len(shapes) == 1 else None)
 
 
 def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
@@ -631,7 +634,7 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
         return None, problems
     problems += check_executor(cfg)
     problems += check_reconstruction(cfg, base)
-    scan_files, scan_problems = check_scans(cfg, base, open_files=open_files)
+    scan_files, scan_problems, detector = check_scans(cfg, base, open_files=open_files)
     problems += scan_problems
     log_problems = check_temperature_log(cfg, base)
     problems += log_problems
@@ -639,7 +642,13 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
         problems += check_log_covers_scans(cfg, base)
     log_file = [resolve_path(base, cfg.temperature_log)] if cfg.temperature_log else []
     problems += check_output(cfg, base, [*scan_files, *log_file])
-    return Experiment(path=path, config=cfg, raw=raw, problems=problems), problems
+    exp = Experiment(path=path, config=cfg, raw=raw, problems=problems)
+    if open_files and detector is not None and not any(not p.warning for p in problems):
+        from hpc.engine import store_problem  # what 'flytomo run' would refuse in an existing store
+
+        if (line := store_problem(exp, scan_files, detector)) is not None:
+            problems.append(Problem("output", line))
+    return exp, problems
 
 
 def load_experiment(path: str | Path, raw: dict | None = None) -> Experiment:

@@ -318,17 +318,65 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
             "model": network_key(model), **r.corrections().to_dict()}
 
 
-def _refuse_changed_scans(plans: list[ScanPlan], known: list[dict], units: list[WorkUnit],
+def resumable(store: Path, existing: dict, plan_sig: dict, config: Path) -> int:
+    """How many scans this run appends to the existing ``store`` (0: the same scans); FlytomoError
+    where the store was made with other settings or other scan files than ``config``'s plan
+    ``plan_sig`` (:func:`_plan_signature`). ``existing``: the store's ``flytomo`` attribute."""
+    diff = st.plan_mismatch(existing, plan_sig)
+    added = st.appended_scans(existing, plan_sig) if diff else 0
+    if diff and not added and "files" in diff and set(diff) <= {"files", "shape"}:
+        raise FlytomoError(store, (
+            f"holds other scan files than {config.name} names now "
+            f"({st.files_changed_text(existing, plan_sig)}): only scans that sort after the last one it "
+            "holds are appended; use another output, or 'flytomo run --restart' to reconstruct them all"))
+    if diff and not added:
+        raise FlytomoError(store, (
+            f"was made with other settings (different {', '.join(diff)} than {config.name}); "
+            "use another output, or 'flytomo run --restart' to discard it"))
+    return added
+
+
+def store_problem(exp: Experiment, files: list[Path], detector: tuple[int, int]) -> str | None:
+    """What ``flytomo run`` would refuse in ``exp``'s existing store before any work (a store made
+    with other settings or other scans, or a scan file changed since it was reconstructed into
+    it), in one line; None where the run can go on (also where there is no store yet).
+    ``files``: the scan files the config names; ``detector``: their (rows, columns)."""
+    store = exp.store_path
+    if not st.store_exists(store):
+        return None
+    existing = st.read_attrs(store)
+    cfg = exp.config
+    method = cfg.reconstruction.method
+    try:
+        from recon.methods import model_provenance
+
+        resolved = _resolved_options(method, exp.method_options())
+        model = model_provenance(method, resolved, detector[1])
+        n_rows, n_cols = detector
+        plan_sig = _plan_signature(exp, (len(files), n_rows, n_cols, n_cols), files, resolved, model)
+        resumable(store, existing, plan_sig, exp.path)
+        from hpc.planner import file_fingerprint
+
+        known = [s for s in existing.get("scans", []) if isinstance(s, dict)]
+        _refuse_changed_scans([(i, f, file_fingerprint(f)) for i, f in enumerate(files)], known,
+                              plan_units(len(files), n_rows, cfg.rows_per_chunk), Manifest(store).done(), store)
+    except FlytomoError as err:
+        return f"{err.where}: {err.problem}" if err.where else err.problem
+    return None
+
+
+def _refuse_changed_scans(scans: list[tuple[int, Path, str | None]], known: list[dict], units: list[WorkUnit],
                           done: set[str] | dict, store: Path) -> None:
     """FlytomoError naming the first scan file whose bytes changed (:func:`hpc.planner.file_fingerprint`)
     since units of it were reconstructed into ``store``: a replaced or truncated file would leave
-    a volume of the old data, or of both (a resumed scan), under the new file's times."""
+    a volume of the old data, or of both (a resumed scan), under the new file's times.
+    ``scans``: (index, path, fingerprint now) of each scan of the plan."""
     recorded = {s.get("index"): s.get("fingerprint") for s in known}  # the files' names match: the plan did
     started = {u.t for u in units if u.name in done}
-    changed = [p for p in plans if p.index in started and recorded.get(p.index) not in (None, p.fingerprint)]
+    changed = [path for t, path, fp in scans if t in started and recorded.get(t) not in (None, fp)]
     if changed:
         more = f" (+{len(changed) - 1} more)" if len(changed) > 1 else ""
-        raise FlytomoError(changed[0].path, f"changed since it was reconstructed into {store.name}{more} (its bytes "
+        raise FlytomoError(changed[0], f"changed since it was reconstructed into {store.name}{more} (its bytes "
                                             "differ from those recorded then): restore it, or 'flytomo run "
                                             "--restart' to reconstruct every scan again")
 
@@ -425,22 +473,11 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()
-        exists, added = st.store_exists(store), 0
-        if exists:
-            diff = st.plan_mismatch(existing, plan_sig)
-            added = st.appended_scans(existing, plan_sig) if diff else 0
-            if diff and not added and "files" in diff and set(diff) <= {"files", "shape"}:
-                raise FlytomoError(store, (
-                    f"holds other scan files than {exp.path.name} names now "
-                    f"({st.files_changed_text(existing, plan_sig)}): only scans that sort after the last one it "
-                    "holds are appended; use another output, or 'flytomo run --restart' to reconstruct them all"))
-            if diff and not added:
-                raise FlytomoError(store, (
-                    f"was made with other settings (different {', '.join(diff)} than {exp.path.name}); "
-                    "use another output, or 'flytomo run --restart' to discard it"))
+        exists = st.store_exists(store)
+        added = resumable(store, existing, plan_sig, exp.path) if exists else 0
         units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
         done_before = manifest.done()
-        _refuse_changed_scans(plans, known, units, done_before, store)
+        _refuse_changed_scans([(p.index, p.path, p.fingerprint) for p in plans], known, units, done_before, store)
         if added:  # an experiment still being collected: its new scans are appended
             n_old = len(plans) - added
             _refuse_wider_new_scans(plans[n_old:], store)

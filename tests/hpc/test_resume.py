@@ -104,9 +104,13 @@ def test_lock_in_process(tmp_path):
 def test_store_made_with_other_settings_is_refused(reference, sim, tmp_path):
     cfg = write_config(tmp_path, sim, rows_per_chunk=16)
     assert run_experiment(load_experiment(cfg), progress=False).complete
+    assert flytomo("check", cfg).returncode == 0
     cfg = write_config(tmp_path, sim, rows_per_chunk=8)
     with pytest.raises(FlytomoError, match="rows_per_chunk"):
         run_experiment(load_experiment(cfg), progress=False)
+    r = flytomo("check", cfg)  # check says what run would refuse (it said OK)
+    assert r.returncode == 2, r.stdout
+    assert "output: " in r.stderr and "store.zarr: was made with other settings (different rows_per_chunk" in r.stderr
     s = run_experiment(load_experiment(cfg), progress=False, restart=True)
     assert s.done == UNITS and s.complete
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), reference[1])
@@ -309,6 +313,8 @@ def test_a_scan_file_that_changed_after_its_units_were_done_is_refused(reference
     error = r.stderr.strip().splitlines()[-1]  # (after a warning: the copy shares scan 1's start time)
     assert r.returncode == 2 and "scan_0000.h5: changed since it was reconstructed into store.zarr" in error, r.stderr
     assert "--restart" in error
+    r = flytomo("check", cfg)
+    assert r.returncode == 2 and "scan_0000.h5: changed since it was reconstructed" in r.stderr, r.stderr
     assert len(Manifest(store).done()) == 2  # nothing more done
     shutil.copy(sim.scans[0], raw / "scan_0000.h5")  # restored (a copy: same bytes, new mtime)
     s = run_experiment(load_experiment(cfg), progress=False)
@@ -379,6 +385,7 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     assert s.complete and s.done == UNITS // 2 and read_store(store).shape[0] == 2
     for f in sim.scans[2:]:
         shutil.copy(f, raw)
+    assert flytomo("check", cfg).returncode == 0  # scans appended: nothing for check to refuse
     s = run_experiment(load_experiment(cfg), progress=False)
     assert (s.done, s.skipped) == (UNITS // 2, UNITS // 2) and s.complete
     np.testing.assert_array_equal(read_store(store), ref)
@@ -389,6 +396,8 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     ref_meta = json.loads((reference[0].parent / "store.zarr" / ".zattrs").read_text())["multiscales"][0]
     assert meta["scale"] == ref_meta["datasets"][0]["coordinateTransformations"][0]["scale"]  # the time step too
     (raw / sim.scans[1].name).unlink()
+    r = flytomo("check", cfg)
+    assert r.returncode == 2 and "holds other scan files than experiment.yaml names now" in r.stderr, r.stderr
     with pytest.raises(FlytomoError, match=rf"holds other scan files than experiment\.yaml names now \(1 gone "
                                            rf"\({sim.scans[1].name}\)\): only scans that sort after the last one"):
         run_experiment(load_experiment(cfg), progress=False)
