@@ -81,9 +81,13 @@ def _read_tiff(path: str | Path) -> np.ndarray:
             page = tif.pages[0]
             # an RGB(A) image interleaved (y, x, c) is a picture: grey, or refused as colour (planes
             # (c, y, x) stay slices: tifffile writes a stack of 3 or 4 slices so by default)
-            if (page.photometric == tifffile.PHOTOMETRIC.RGB and img.ndim == 3
-                    and page.planarconfig != tifffile.PLANARCONFIG.SEPARATE):
-                img = _grey_of_channels(img, path)
+            if page.photometric == tifffile.PHOTOMETRIC.RGB and img.ndim == 3:
+                if page.planarconfig != tifffile.PLANARCONFIG.SEPARATE:
+                    img = _grey_of_channels(img, path)
+                else:
+                    warnings.warn(f"{path}: stored as one RGB picture with separate colour planes, read as "
+                                  f"{img.shape[0]} slices (as tifffile writes a stack of {img.shape[0]}); if it is a "
+                                  "colour picture, export the reconstruction's grey values instead", stacklevel=2)
             return img
         images = [np.squeeze(s.asarray()) for s in series]
     shapes = {im.shape for im in images}

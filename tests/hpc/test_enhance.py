@@ -386,3 +386,17 @@ def test_a_grey_png_slice_is_the_same_slice_as_a_tiff(tmp_path):
     r = run_cli("enhance", str(tmp_path / "junk.png"), "--out", str(tmp_path / "c.tif"), "--input-kind", "fbp")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "junk.png: not a readable PNG" in r.stderr, r.stderr
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_a_tiff_of_separate_colour_planes_is_read_as_slices_with_a_warning(tmp_path):
+    """tifffile writes a stack of 3 slices as one RGB picture with separate planes: read as the
+    3 slices it most likely is, but said (a colour picture stored so would be read the same way)."""
+    from hpc.commands.enhance import read_reconstruction
+
+    stack = np.stack([np.full((64, 64), v, np.float32) for v in (0.0, 0.01, 0.02)])
+    tifffile.imwrite(tmp_path / "planes.tif", stack, photometric="rgb", planarconfig="separate")
+    with pytest.warns(UserWarning, match=r"planes\.tif: stored as one RGB picture with separate colour planes, "
+                                         r"read as 3 slices"):
+        vol, _, single = read_reconstruction(str(tmp_path / "planes.tif"))
+    assert not single
+    np.testing.assert_array_equal(np.asarray(vol), stack)
