@@ -17,7 +17,7 @@ import torch
 
 from recon.device import torch_device
 from recon.errors import FlytomoError
-from recon.fbp import WINDOWS, fbp
+from recon.fbp import WINDOWS, fbp, widened
 from recon.geometry import ScanGeometry
 from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, mlem
 from recon.operators import FlyScanProjector, Projector, SubAngleProjector
@@ -48,8 +48,9 @@ def _check_int(name: str, value: Any, low: int) -> int:
 
 def _build_fbp(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
     check_option_values(opts)
-    projector = Projector(geometry, device)
-    return lambda sino: fbp(sino, projector, opts["window"])
+    wide, pad = widened(geometry)
+    projector = Projector(wide, device)
+    return lambda sino: fbp(sino, projector, opts["window"], pad)
 
 
 #: fly-scan forward models of mlem-flyscan: R̄ = R·B (one sparse blur; the default) or the
