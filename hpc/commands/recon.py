@@ -10,9 +10,11 @@ from tqdm import tqdm
 
 import recon
 from hpc.commands import exit_on_sigterm, use_threads, word_or_number
+from hpc.planner import file_fingerprint
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
-from recon.io import create_volume, discard, finalize, open_scan, open_volume, partial_path
+from recon.io import (create_volume, discard, finalize, mark_rows_done, open_scan, open_volume, partial_path,
+                      rows_done)
 from recon.io._atomic import check_target, make_parent
 from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
@@ -22,6 +24,11 @@ from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS,
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
 DEFAULT_CHUNK_ROWS = 32
+#: what must equal a killed recon's for its written rows to be kept (the same input bytes and
+#: the same reconstruction, chunk by chunk)
+RESUME_KEYS = ("method", "options", "model", "geometry", "remove_outliers", "remove_stripes", "air_columns",
+               "correct_jitter", "correct_tilt", "jitter", "tilt", "input", "input_fingerprint", "rows",
+               "chunk_rows", "flytomo_version")
 
 
 def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
@@ -80,7 +87,7 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
 
 def run(args: argparse.Namespace) -> int:
     use_threads(args.threads)
-    exit_on_sigterm("the half-written volume is removed; run the same command again")  # (scancel: it stayed)
+    exit_on_sigterm("the slices written so far are kept; run the same command again to resume")
     out = Path(args.out)
     if args.method not in METHODS:
         raise FlytomoError(None, f"unknown method '{args.method}'; choose one of {', '.join(METHODS)}")
@@ -122,29 +129,40 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method, "options": rec.options, "model": rec.provenance(),
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
         "tilt": tilt.to_dict() if tilt else None,
-        "input": str(Path(args.input).resolve()), "format": reader.format, "rows": [z0, z1],
+        "input": str(Path(args.input).resolve()), "input_fingerprint": file_fingerprint(Path(args.input)),
+        "format": reader.format, "rows": [z0, z1], "chunk_rows": args.chunk_rows,
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
         "flytomo_version": recon.__version__,
         "scans": [{"index": 0, "scan_id": reader.metadata.get("scan_id"), "file": str(args.input),
                    "start_time_s": reader.metadata.get("scan_time"), "geometry": geometry.to_dict()}],
     }
     started = time.perf_counter()
+    done = rows_done(out, attrs, RESUME_KEYS)  # what a killed run of this same command wrote
     create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
-                  pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0)
+                  pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
+    ranges = [(a, min(z1, a + args.chunk_rows)) for a in range(z0, z1, args.chunk_rows)]
+    kept = sum(b - a for a, b in ranges if (a - z0, b - z0) in done)
+    if kept and not args.quiet:
+        print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
+              file=sys.stderr)
     try:
         array, _ = open_volume(partial_path(out), "r+")
-        bar = tqdm(total=z1 - z0, unit="slice", desc=f"{args.method} {Path(args.input).name}",
+        bar = tqdm(total=z1 - z0, initial=kept, unit="slice", desc=f"{args.method} {Path(args.input).name}",
                    disable=args.quiet or args.no_progress or None)
-        for a in range(z0, z1, args.chunk_rows):
-            b = min(z1, a + args.chunk_rows)
+        for a, b in ranges:
+            if (a - z0, b - z0) in done:
+                continue
             array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter,
                                                            tilt=tilt, columns=False))
+            mark_rows_done(out, a - z0, b - z0)
             bar.update(b - a)
             if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
                 print(f"rows {a}:{b} of {z0}:{z1} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
                       flush=True)
         bar.close()
         finalize(out, overwrite=args.overwrite)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (scancel, a time limit): the rows written stay
+        raise
     except BaseException:
         discard(out)
         raise

@@ -123,8 +123,43 @@ def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[st
         zarr.open_group(str(tmp), mode="r+", zarr_format=2).attrs["flytomo"] = _provenance(attrs)
     if path.exists() and not overwrite:
         raise FlytomoError(path, "already exists (pass overwrite=True to replace it)")
+    remove(tmp / ROWS_DONE)
     publish(tmp, path, overwrite)
     return path
+
+
+#: the folder in a store in progress where :func:`mark_rows_done` notes each row range written
+ROWS_DONE = ".rows_done"
+
+
+def mark_rows_done(path: str | os.PathLike, z0: int, z1: int) -> None:
+    """Note that rows ``z0:z1`` (volume indices) of the store in progress for ``path`` are written
+    (after the write: a range cut short by a kill is not noted, so it is written again)."""
+    folder = partial_path(path) / ROWS_DONE
+    folder.mkdir(exist_ok=True)
+    (folder / f"{int(z0)}-{int(z1)}").touch()
+
+
+def rows_done(path: str | os.PathLike, attrs: dict[str, Any], keys: tuple[str, ...]) -> set[tuple[int, int]]:
+    """Row ranges (z0, z1) a killed run left written in the store in progress for ``path``, where
+    its provenance equals ``attrs`` in every one of ``keys`` (the same input and settings); an
+    empty set where there is no such store or it was begun otherwise."""
+    tmp = partial_path(path)
+    folder = tmp / ROWS_DONE
+    if not folder.is_dir():
+        return set()
+    try:
+        old = dict(zarr.open_group(str(tmp), mode="r", zarr_format=2).attrs.get("flytomo") or {})
+    except Exception:  # a store cut short before its metadata: nothing to resume
+        return set()
+    new = _jsonable(attrs)
+    if any(old.get(k) != new.get(k) for k in keys):
+        return set()
+    done = set()
+    for p in folder.iterdir():
+        if m := re.fullmatch(r"(\d+)-(\d+)", p.name):
+            done.add((int(m[1]), int(m[2])))
+    return done
 
 
 def discard(path: str | os.PathLike) -> None:

@@ -560,36 +560,51 @@ def test_bad_flags_are_one_line_exit_2():
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr, r.stderr
 
 
-def test_sigterm_removes_the_half_written_volume_and_a_partial_store_is_no_volume(scan, tmp_path):
-    """scancel (SIGTERM) in the middle of a recon: exit 143, one line, nothing left (it left a
-    hidden half-written store, exit 143 without a word); and such a store, where one is left (a
-    kill -9), is refused by analyze and enhance (they took 6 written slices of 16 as a volume)."""
+def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is_no_volume(scan, tmp_path):
+    """scancel (SIGTERM) or a time limit in the middle of a recon: exit 143, one line, the slices
+    written kept in the hidden store in progress (they were removed: a long MLEM began again
+    from nothing). The same command again writes only the rest, and the volume equals one made
+    without a stop, bit for bit; other settings begin again. The store in progress is refused by
+    analyze and enhance (they took 6 written slices of 16 as a volume)."""
     import os
     import signal
     import time
 
-    out = tmp_path / "v.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(out), "--method",
-                             "mlem-flyscan", "--iterations", "400", "--chunk-rows", "4", "--quiet"],
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    out, ref = tmp_path / "v.zarr", tmp_path / "ref.zarr"
+    cmd = [sys.executable, "-m", "hpc.cli", "recon", str(scan), "--method", "mlem-flyscan", "--iterations", "300",
+           "--rows", "0:24", "--chunk-rows", "4", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([*cmd, "--out", str(out)], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
     partial = tmp_path / ".v.zarr.partial"
-    for _ in range(600):
-        if partial.exists() or proc.poll() is not None:
+    marks = partial / ".rows_done"
+    for _ in range(1200):
+        if (marks.is_dir() and any(marks.iterdir())) or proc.poll() is not None:
             break
-        time.sleep(0.1)
-    time.sleep(1.0)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 143 and "stopped by SIGTERM: the half-written volume is removed" in err, err
-    assert leftovers(tmp_path) == []
-    assert main(["recon", str(scan), "--out", str(out), "--method", "fbp", "--rows", "0:8", "--quiet"]) == 0
-    os.rename(out, partial)  # what a kill -9 leaves
-    for cmd in (["analyze", str(partial), "--out", str(tmp_path / "an")],
-                ["enhance", str(partial), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp"]):
-        r = subprocess.run([sys.executable, "-m", "hpc.cli", *cmd], capture_output=True, text=True, cwd=tmp_path,
-                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert proc.returncode == 143 and "stopped by SIGTERM: the slices written so far are kept" in err, err
+    kept = sorted(p.name for p in marks.iterdir())
+    assert 1 <= len(kept) < 6 and kept[0] == "0-4", kept
+    for what in (["analyze", str(partial), "--out", str(tmp_path / "an")],
+                 ["enhance", str(partial), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp"]):
+        r = subprocess.run([sys.executable, "-m", "hpc.cli", *what], capture_output=True, text=True, cwd=tmp_path,
+                           env=env)
         assert r.returncode == 2 and "left half-written by a killed flytomo recon" in r.stderr, r.stderr
+    r = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and f"resuming: {4 * len(kept)} of 24 slices were written by an earlier run" in r.stderr, \
+        r.stderr
+    assert leftovers(tmp_path) == [] and not (out / ".rows_done").exists()
+    assert main([*cmd[3:], "--out", str(ref), "--quiet"]) == 0
+    np.testing.assert_array_equal(open_volume(out)[0][:], open_volume(ref)[0][:])
+    # a store in progress begun with other settings is begun again
+    os.rename(out, partial)
+    (partial / ".rows_done").mkdir()
+    (partial / ".rows_done" / "0-4").touch()
+    r = subprocess.run([*cmd[:8], "301", *cmd[9:], "--rows", "0:4", "--out", str(out)], capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "resuming" not in r.stderr, r.stderr
+    assert open_volume(out)[0].shape[0] == 4 and leftovers(tmp_path) == []
 
 
 def test_paths_with_brackets_and_spaces_a_new_folder_threads_and_a_full_disk(scan, tmp_path):
