@@ -58,9 +58,11 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
     θ and θ + π see the same rays, so the angles are folded onto [0, π); each projection
     takes the mean of the ``reach`` gaps on either side of it in that order (``reach=1``: half
     the gap to each neighbour), a gap counted as at most 3 typical gaps so that the last
-    projections of a limited-angle scan do not stand in for the wedge it never saw. The
-    weights sum to π for any sampling of a half or full turn, so a scan of 240°, an
-    accelerating stage or a repeated end angle is weighted by what it covers; averaging over
+    projections of a limited-angle scan do not stand in for the wedge it never saw (typical:
+    the larger of the scan's median step and the median of the 2·``reach`` gaps about it, so
+    that a stretch scanned with 4× the step elsewhere, every gap there alike, is not cut: its
+    FBP was 13 % low). The weights sum to π for any sampling of a half or full turn, so a scan
+    of 240°, a stage that changes speed or a repeated end angle is weighted by what it covers; averaging over
     8 gaps keeps golden-angle steps, uneven but well mixed, from raising the noise (their
     FBP scored 0.10 dB lower with ``reach=1``). An even half or full turn gets exactly
     π / n_angles each.
@@ -68,7 +70,10 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
     n = geometry.n_angles
     even = np.full(n, math.pi / n)
     order, gaps = folded_gaps(geometry.angles)
-    gaps = np.minimum(gaps, 3.0 * geometry.folded_step)
+    k = max(1, min(reach, (n - 1) // 2))
+    others = (np.arange(n)[:, None] + np.r_[-k:0, 1:k + 1][None, :]) % n  # the gaps about each, not itself
+    typical = np.maximum(geometry.folded_step, np.median(gaps[others], axis=1))
+    gaps = np.minimum(gaps, 3.0 * typical)
     around = (np.arange(n)[:, None] + np.arange(-reach, reach)[None, :]) % n  # the 2·reach gaps about each
     w = np.empty(n)
     w[order] = gaps[around].mean(axis=1)
