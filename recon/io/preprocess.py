@@ -53,8 +53,13 @@ AIR_HINT_OFFSET = 0.03
 AIR_HINT_SPREAD = 0.1
 #: integer detectors' full-scale counts (8, 12, 14, 16 bit); flats with more than
 #: SATURATED_SHARE of their samples at one of these get a hint (:func:`saturation_hint`)
-FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0)
+FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0, 2147483647.0, 4294967295.0)
 SATURATED_SHARE = 0.001
+
+
+def is_full_scale(value: float) -> bool:
+    """Whether ``value`` is one of FULL_SCALES, also as float32 rounds it (2³² − 1 reads 2³²)."""
+    return value in FULL_SCALES or any(float(np.float32(value)) == float(np.float32(f)) for f in FULL_SCALES[-2:])
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         flat = np.nanmean(np.where(np.isfinite(flats), flats, np.nan), axis=0, dtype=np.float64)
         dark = np.nanmean(np.where(np.isfinite(darks), darks, np.nan), axis=0, dtype=np.float64)
     gain = flat - dark
-    dead = ~(gain > 0)  # also NaN
+    blind = blind_pixels(flats, tomo)
+    dead = ~(gain > 0) | blind  # also NaN
     if dead.mean() > MAX_BAD_FRACTION:
         raise FlytomoError(where, f"rows {z0}:{z1}: flat field not above the dark level in {100 * dead.mean():.0f}% "
                                   "of the detector pixels (no beam in the flats, or flats and darks swapped?)")
@@ -183,8 +189,9 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         _repair(p, dead, nonfinite)
     # the same words for every chunk of a file, so the command line shows each once per scan
     if has_dead:
-        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark, or no finite flat or dark) are "
-                      "repaired by interpolation from neighbouring columns", DataRepairWarning, stacklevel=2)
+        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark, no finite flat or dark, or at the "
+                      "detector's full scale in every frame, as in a module gap) are repaired by interpolation from "
+                      "neighbouring columns", DataRepairWarning, stacklevel=2)
     if has_nan:
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
@@ -225,7 +232,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                       f"{min_transmission:g} (line integral {-np.log(min_transmission):.1f}), so the attenuation "
                       "there comes out low; a higher energy or a longer exposure sees through", DataHintWarning,
                       stacklevel=2)
-    if (hint := saturation_hint(flats)) is not None:  # the flats kept
+    if (hint := saturation_hint(flats[:, ~blind] if blind.any() else flats)) is not None:  # the flats kept
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
@@ -293,6 +300,22 @@ def _lit_levels(tomo: np.ndarray) -> tuple[float, float]:
         return float(np.nanmedian(counts)), float(np.nanmedian(np.nanpercentile(counts, 99, axis=1)))
 
 
+def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> np.ndarray:
+    """(z, col) pixels that measured nothing: at an integer detector's full scale (FULL_SCALES)
+    in every flat and every projection, as photon-counting detectors (Eiger, Pilatus) write
+    their module gaps. Without darks their transmission reads 1 at every angle (line integral
+    0 in a column of the sample: a ring 3-4x the sample's contrast); they are dead pixels."""
+    flats = np.asarray(flats, dtype=np.float64)
+    finite = np.isfinite(flats)
+    top = float(np.max(flats, where=finite, initial=-np.inf)) if flats.size else -np.inf
+    if not is_full_scale(top):
+        return np.zeros(flats.shape[1:], dtype=bool)
+    blind = np.all(flats >= top, axis=0)
+    if blind.any():
+        blind &= np.all(tomo >= top, axis=0)
+    return blind
+
+
 def saturation_hint(flats: np.ndarray) -> str | None:
     """A hint (or None) when more than SATURATED_SHARE of the flat-field samples (k, z, col)
     sit at an integer detector's full scale (FULL_SCALES): there the open beam was brighter
@@ -302,7 +325,7 @@ def saturation_hint(flats: np.ndarray) -> str | None:
     if finite.size == 0:
         return None
     top = float(finite.max())
-    if top not in FULL_SCALES or np.mean(finite >= top) <= SATURATED_SHARE:
+    if not is_full_scale(top) or np.mean(finite >= top) <= SATURATED_SHARE:
         return None
     return (f"flat-field counts reach {top:.0f}, the detector's full scale: saturated flats make the line "
             "integrals through the sample too low (take the flats with a shorter exposure or less beam)")

@@ -299,12 +299,42 @@ def test_dead_pixel_and_nan_repaired_with_warning(small_scan):
     with pytest.warns(DataRepairWarning) as record:
         p = line_integrals(RawChunk(tomo, flats, small_scan.darks, source="x.h5"))
     assert [str(w.message) for w in record] == [
-        "x.h5: dead detector pixels (flat ≤ dark, or no finite flat or dark) are repaired by interpolation from neighbouring columns",
+        "x.h5: dead detector pixels (flat ≤ dark, no finite flat or dark, or at the detector's full scale in every "
+        "frame, as in a module gap) are repaired by interpolation from neighbouring columns",
         "x.h5: NaN/inf projection counts are repaired by interpolation from neighbouring columns"]
     assert np.all(np.isfinite(p))
     truth = small_scan.p.transpose(1, 0, 2)
     np.testing.assert_allclose(p[2, :, 10], 0.5 * (truth[2, :, 9] + truth[2, :, 11]), atol=1e-3)
     assert p[4, 5, 20] == pytest.approx(0.5 * (truth[4, 5, 19] + truth[4, 5, 21]), abs=1e-3)
+
+
+@pytest.mark.parametrize("dtype, full", [(np.uint16, 65535), (np.uint32, 2**32 - 1)])
+def test_a_module_gap_at_full_scale_without_darks_is_repaired_not_a_ring(small_scan, dtype, full):
+    """A blind probe: a photon-counting detector's module gap (columns at full scale in every flat
+    and projection) and no darks read as transmission 1 (line integral 0 at every angle: a ring
+    3-4x the sample's contrast, exit 0; the 16-bit file got a hint about saturated flats). Those
+    pixels measured nothing: dead, repaired from their neighbours, no saturation hint. A column at
+    full scale in the flats only (saturated there, the sample seen in the projections) is not."""
+    flats = np.rint(small_scan.flats - small_scan.darks[:1]).astype(dtype)
+    tomo = np.rint(small_scan.tomo - small_scan.darks[:1]).astype(dtype)
+    darks = np.zeros((1, *flats.shape[1:]), dtype)  # as a reader gives "no darks": level 0
+    flats[:, :, 20:22] = full
+    tomo[:, :, 20:22] = full
+    with pytest.warns(DataRepairWarning, match="as in a module gap") as record:
+        p = line_integrals(RawChunk(tomo, flats, darks, source="x.h5"))
+    assert not any("saturated flats" in str(w.message) for w in record)
+    truth = small_scan.p.transpose(1, 0, 2)
+    np.testing.assert_allclose(p[:, :, 20], truth[:, :, 19] + (truth[:, :, 22] - truth[:, :, 19]) / 3, atol=0.02)
+    np.testing.assert_allclose(p[:, :, :19], truth[:, :, :19], atol=0.02)
+    flats[:, :, 20:22] = flats[:, :, 19:20]
+    tomo[:, :, 20:22] = tomo[:, :, 19:20]
+    flats[:, :, 30] = full  # saturated in the flats only: a measurement (too low), kept, hinted at
+    from recon.io.preprocess import DataHintWarning
+
+    with pytest.warns(DataHintWarning, match="saturated flats"):
+        p = line_integrals(RawChunk(tomo, flats, darks, source="x.h5"))
+    kept = np.minimum(-np.log(tomo[:, :, 30] / float(full)), -np.log(1e-3)).T  # p is (z, angle, col)
+    np.testing.assert_allclose(p[:, :, 30], kept, rtol=1e-4)
 
 
 @pytest.mark.parametrize("break_it", ["flats_equal_dark", "flats_nan", "tomo_nan"])
