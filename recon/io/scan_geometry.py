@@ -38,7 +38,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         scan, whatever ``rows`` (:func:`recon.io.center.find_center`), or, where those rows are air (a
         sample above or below the middle), from 16 rows around the one of 8 evenly spaced
         probes that shows the sample most clearly, with a warning; ``"middle"``: (n_columns − 1)/2;
-        ``None`` (the default): the file's recorded center, else ``"auto"`` — a real axis is
+        ``None`` (the default): ``"auto"`` (a center recorded in the file is not read) — a real axis is
         seldom on the detector's middle column, and half a pixel off doubles every edge of a
         360° scan. Where the search cannot run (too few angles or columns), the middle, with
         a warning. ``corrections``, ``jitter``, ``tilt``: the opt-in repairs, the projection
@@ -61,7 +61,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     if corrections is not None:
         corrections.check_detector(n_cols, getattr(reader, "path", None))
     if center is None:
-        center = float(meta["center"]) if meta.get("center") is not None else "auto"
+        center = "auto"
     where = getattr(reader, "path", "scan")
     if isinstance(center, (int, float)) and not -0.5 <= center <= n_cols - 0.5:
         raise FlytomoError(where, f"center {center:g} is outside the detector's columns 0-{n_cols - 1}: the rotation "
