@@ -527,6 +527,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
         return files, out
     shapes: dict[tuple, list[str]] = {}
+    unread: dict[str, list[Path]] = {}  # problem: the files that have it
     for f in files:
         if not f.is_file():
             continue
@@ -535,9 +536,14 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
         except FlytomoError as err:
-            out.append(Problem("scans", f"{f}: {err.problem}"))
+            unread.setdefault(err.problem, []).append(f)
         except Exception as err:  # a reader bug or an exotic file: still one line
-            out.append(Problem("scans", f"{f}: cannot be read ({type(err).__name__}: {err})"))
+            unread.setdefault(f"cannot be read ({type(err).__name__}: {err})", []).append(f)
+    for problem, bad in unread.items():  # 180 TIFF projections: one line, not 180
+        for f in bad[:2] if len(bad) > 3 else bad:
+            out.append(Problem("scans", f"{f}: {problem}"))
+        if len(bad) > 3:
+            out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({bad[2].name} … {bad[-1].name})"))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
         out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))

@@ -18,18 +18,28 @@ except ImportError:  # a dependency, but an environment may lack it
     _DECODERS = "h5py (pip install hdf5plugin adds the detectors' filters)"
 
 
+#: what is said of projections given as TIFF files
+TIFF_SCANS = ("raw scans are read from HDF5 files (FXI, Data Exchange or NXtomo), not TIFF projections; "
+              "write them with their flats, darks and angles (degrees) as Data Exchange first "
+              "(recon.io.write_dxchange, or h5py: /exchange/data, data_white, data_dark, theta)")
+
+
 def open_h5(path: str | os.PathLike) -> h5py.File:
     """Open an HDF5 file read-only; FlytomoError for missing, empty, non-HDF5 or truncated files."""
     path = Path(path)
     if not path.exists():
         raise FlytomoError(path, "file not found")
     if path.is_dir():
-        raise FlytomoError(path, "is a folder, not a scan file")
+        tiffs = any(p.suffix.lower() in (".tif", ".tiff") for p in (*path.glob("*"), *path.glob("*/*")))
+        raise FlytomoError(path, "is a folder, not a scan file" + (f": {TIFF_SCANS}" if tiffs else ""))
     if path.stat().st_size == 0:
         raise FlytomoError(path, "file is empty")
     try:
         if not h5py.is_hdf5(path):
-            raise FlytomoError(path, "not an HDF5 file (or its header is damaged)")
+            with open(path, "rb") as fh:
+                tiff = fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # TIFF, BigTIFF
+            raise FlytomoError(path, f"a TIFF file: {TIFF_SCANS}" if tiff
+                               else "not an HDF5 file (or its header is damaged)")
         # locking=False: read-only, and file locks fail on some parallel file systems
         return h5py.File(path, "r", locking=False)
     except FlytomoError:

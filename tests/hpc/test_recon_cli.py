@@ -647,3 +647,26 @@ def test_paths_with_brackets_and_spaces_a_new_folder_threads_and_a_full_disk(sca
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "File too large; make room" in lines[0], r.stderr[-2000:]
     assert not full.exists() and leftovers(tmp_path) == []
+
+
+def test_tiff_projections_are_named_as_such_and_many_alike_problems_are_one_line(tmp_path):
+    """A blind probe: a TIFF stack or a folder of TIFF projections got 'not an HDF5 file' / 'is
+    a folder', and `init` on 180 TIFF projections printed 180 lines alike. Now each says that
+    raw scans are HDF5 and how to write one; `check` gives two files and 'N more likewise'."""
+    import tifffile
+
+    stack = np.zeros((4, 16, 16), np.uint16)
+    tifffile.imwrite(tmp_path / "scan.tif", stack)
+    (tmp_path / "tifs" / "proj").mkdir(parents=True)
+    for i in range(6):
+        tifffile.imwrite(tmp_path / "tifs" / "proj" / f"p_{i}.tif", stack[0])
+    for target in (tmp_path / "scan.tif", tmp_path / "tifs"):
+        r = run_cli("recon", str(target), "--out", str(tmp_path / "v.zarr"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert "raw scans are read from HDF5 files (FXI, Data Exchange or NXtomo), not TIFF projections" in r.stderr
+    cfg = tmp_path / "experiment.yaml"
+    cfg.write_text(f"scans: '{tmp_path / 'tifs' / 'proj' / '*.tif'}'\noutput: out.zarr\n")
+    r = run_cli("check", str(cfg))
+    lines = [ln for ln in r.stderr.splitlines() if "scans:" in ln]
+    assert r.returncode == 2 and len(lines) == 3, r.stderr
+    assert lines[-1].endswith("scans: 4 more files likewise (p_2.tif … p_5.tif)"), lines
