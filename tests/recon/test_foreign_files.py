@@ -537,15 +537,19 @@ class _TinyScan:
                         np.zeros((1, z1 - z0, 16), np.float32))
 
 
-def test_center_default_is_the_file_then_found_then_the_middle(tmp_path):
+def test_center_default_is_found_then_the_middle(tmp_path):
+    """The axis is found unless given; a center in the metadata is not taken (no reader reads
+    one; the README said a file's recorded center was)."""
     from recon.io.scan_geometry import scan_geometry
 
     reader = open_scan(write_dxchange_tomopy(tmp_path / "dx.h5", HALF))
     middle = (reader.shape[2] - 1) / 2
     assert scan_geometry(reader, center="middle").center == middle
-    assert scan_geometry(reader).center == pytest.approx(scan_geometry(reader, center="auto").center)
+    found = scan_geometry(reader, center="auto").center
+    assert scan_geometry(reader).center == pytest.approx(found)
     reader.metadata["center"] = 30.25
-    assert scan_geometry(reader).center == 30.25
+    assert scan_geometry(reader).center == pytest.approx(found)
+    assert scan_geometry(reader, center=30.25).center == 30.25
     with pytest.warns(UserWarning, match="tiny.h5: rotation axis not found.*middle column 7.5"):
         assert scan_geometry(_TinyScan()).center == 7.5
 
