@@ -303,8 +303,10 @@ def _lit_levels(tomo: np.ndarray) -> tuple[float, float]:
 def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> np.ndarray:
     """(z, col) pixels that measured nothing: at an integer detector's full scale (FULL_SCALES)
     in every flat and every projection, as photon-counting detectors (Eiger, Pilatus) write
-    their module gaps. Without darks their transmission reads 1 at every angle (line integral
-    0 in a column of the sample: a ring 3-4x the sample's contrast); they are dead pixels."""
+    their module gaps, in rows whose flat is mostly below half the full scale (elsewhere the
+    open beam saturated the detector, and air seen at full scale is air: the saturation hint
+    speaks). Without darks their transmission reads 1 at every angle (line integral 0 in a
+    column of the sample: a ring 3-4x the sample's contrast); they are dead pixels."""
     flats = np.asarray(flats, dtype=np.float64)
     finite = np.isfinite(flats)
     top = float(np.max(flats, where=finite, initial=-np.inf)) if flats.size else -np.inf
@@ -313,6 +315,7 @@ def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> np.ndarray:
     blind = np.all(flats >= top, axis=0)
     if blind.any():
         blind &= np.all(tomo >= top, axis=0)
+        blind &= (np.median(flats.mean(axis=0), axis=-1) < 0.5 * top)[:, None]  # rows of a lit, unsaturated flat
     return blind
 
 
