@@ -338,8 +338,10 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     """A hint (or None) when the outer columns of line integrals p (angle, z, col) read the
     same attenuation, off zero by more than AIR_HINT_OFFSET, at nearly every angle: flats taken
     at another beam intensity, which ``air_columns`` levels (modified MLEM lost 1.6 dB to flats
-    5 % too bright on a 128³ scan). A sample wider than the field that is round about the axis
-    looks the same, so it is a hint, not a repair. The words do not depend on the chunk."""
+    5 % too bright on a 128³ scan). An offset is as flat across the columns as air: where the
+    next columns inward read more than 5 % off it, the sample reaches past the edges (a round
+    one about the axis also reads the same at every angle) and there is no hint. The words do
+    not depend on the chunk."""
     n = max(4, p.shape[2] // 32)
     if p.shape[2] < 4 * n:
         return None
@@ -347,6 +349,9 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     level = float(np.median(per_angle))
     low, high = np.percentile(per_angle, [5, 95])
     if abs(level) <= AIR_HINT_OFFSET or high - low > AIR_HINT_SPREAD:
+        return None
+    inner = float(np.median(np.concatenate([p[:, :, n:2 * n].ravel(), p[:, :, -2 * n:-n].ravel()])))
+    if abs(inner - level) > 0.05 * abs(level):  # rising inward: a sample past the edges, not an offset
         return None
     more = "more" if level > 0 else "less"
     return (f"the outer {n} detector columns read {more} attenuation than air at every angle (flats taken at "

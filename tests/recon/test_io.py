@@ -576,6 +576,10 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
     assert "--air-columns 4" in hint
     assert air_offset_hint(clean - np.float32(0.05)) is not None
     assert air_offset_hint(clean) is None and air_offset_hint(wide.astype(np.float32)) is None
+    # a round sample 1.25x the field (a blind probe: it got the hint, whose --air-columns would
+    # take its edges' attenuation off every ray): rising inward, not an offset
+    round_wide = np.broadcast_to(np.sqrt(np.clip(40.0 ** 2 - cols ** 2, 0, None)) / 40.0, (40, 2, 64))
+    assert air_offset_hint(round_wide.astype(np.float32)) is None
     with pytest.raises(ValueError, match="air columns"):
         Corrections(air_columns=0)
     with pytest.raises(ValueError, match="stripe removal"):

@@ -85,3 +85,29 @@ def test_a_sample_inside_the_field_is_reconstructed_exactly_as_without_padding()
     assert g.pad_columns == 0
     np.testing.assert_array_equal(make_reconstructor(g, "mlem-flyscan", iterations=5)(sino),
                                   make_reconstructor(g.with_pad(0), "mlem-flyscan", iterations=5)(sino))
+
+
+def test_a_sample_past_the_edges_gets_no_hint_that_would_make_it_worse(tmp_path):
+    """A blind probe: a round sample 1.9x the field got the jitter hint (its truncated
+    projections' centre of mass strays from a sinusoid, a stage need not) and, 1.25x the field,
+    the air-offset hint (whose --air-columns would take the edges' attenuation off every ray).
+    Either would make the volume worse: where the sample reaches past the edges, neither."""
+    import warnings
+
+    from recon.io import open_scan, write_fxi
+    from recon.io.scan_geometry import scan_geometry
+    from tests.recon.conftest import disc_sinogram
+
+    rng = np.random.default_rng(4)
+    for radius, offset in ((61.0, 2.5), (40.0, 0.0)):
+        p = disc_sinogram(ANGLES, FIELD, (FIELD - 1) / 2, [(offset, 0.0, radius, 0.02), (8.0, 5.0, 6.0, 0.02)])
+        tomo = rng.poisson(2000.0 * np.exp(-np.repeat(p[:, None, :], 16, axis=1))).astype(np.uint16)
+        flats = rng.poisson(2000.0, (5, 16, FIELD)).astype(np.uint16)
+        path = write_fxi(tmp_path / f"wide_{radius:g}.h5", tomo, flats, np.zeros((2, 16, FIELD), np.uint16), ANGLES,
+                         blur_angle_deg=1.5)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = scan_geometry(open_scan(path), check_tilt=False)
+        said = " | ".join(str(w.message) for w in caught)
+        assert g.pad_columns > 0 and "past the detector's edges" in said, said
+        assert "centre of mass strays" not in said and "than air at every angle" not in said, said
