@@ -28,7 +28,7 @@ from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE
 from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
-__all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store",
+__all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
            "default_out_dir", "PLOTS"]
 
 #: file names of the figures analyze_store writes
@@ -82,10 +82,36 @@ def _task(args: tuple, store_path: str, params: dict) -> dict:
     return analyze_time_point(store_path, t, params, with_slice=with_slice)
 
 
-def params_from_store(attrs: dict) -> SegmentationParams | None:
-    """The segmentation parameters an experiment config put in the store, if any
-    (``flytomo.config.analysis.segmentation`` or ``flytomo.config.analysis``)."""
+def store_config(attrs: dict, store: str | Path | None = None) -> dict | None:
+    """The experiment config of a store (its ``flytomo`` attribute ``attrs``): the file it was made
+    from as it reads now (``config.config_file``), where it still exists and still names this
+    ``store`` as its output, so that a log or segmentation edited since is used; else the copy
+    the store keeps from when it was made; None for a store no config made."""
     cfg = attrs.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    path = cfg.get("config_file")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return cfg
+    try:
+        from recon.yamlfile import load_yaml
+
+        now = load_yaml(Path(path).read_text())
+    except Exception:  # unreadable now: the store's copy
+        return cfg
+    if not isinstance(now, dict) or not isinstance(now.get("output"), str):
+        return cfg
+    out = Path(now["output"]).expanduser()
+    out = out if out.is_absolute() else Path(path).parent / out
+    if store is not None and out.resolve() != Path(store).resolve():
+        return cfg  # the file now describes another experiment
+    return {**now, "config_file": path}
+
+
+def params_from_store(attrs: dict, store: str | Path | None = None) -> SegmentationParams | None:
+    """The segmentation parameters the store's experiment config gives (:func:`store_config`),
+    if any (``analysis.segmentation`` or ``analysis``)."""
+    cfg = store_config(attrs, store)
     if not isinstance(cfg, dict):
         return None
     ana = cfg.get("analysis")
@@ -97,10 +123,10 @@ def params_from_store(attrs: dict) -> SegmentationParams | None:
     return SegmentationParams(**seg) if seg else None
 
 
-def log_from_store(attrs: dict) -> Path | None:
-    """The temperature log the experiment config in a store named (``flytomo.config``:
+def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
+    """The temperature log the store's experiment config names (:func:`store_config`:
     ``temperature_log``, relative to ``config_file``'s folder), where that file exists."""
-    cfg = attrs.get("config")
+    cfg = store_config(attrs, store)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("temperature_log"), str):
         return None
     log = Path(cfg["temperature_log"]).expanduser()
@@ -239,9 +265,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     point without a particle is a row whose ``status`` says so.
     """
     info = open_store(store_path)
-    p = _params(params) if params is not None else (params_from_store(info.attrs) or SegmentationParams())
+    p = _params(params) if params is not None else (params_from_store(info.attrs, store_path) or SegmentationParams())
     if extrapolate is None:
-        cfg = info.attrs.get("config")
+        cfg = store_config(info.attrs, store_path)
         ana = cfg.get("analysis") if isinstance(cfg, dict) else None
         extrapolate = bool(ana.get("extrapolate", False)) if isinstance(ana, dict) else False
     log = read_temperature_log(temperature_csv) if temperature_csv is not None else None

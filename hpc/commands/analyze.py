@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     params = _load_params(args.params) if args.params else None
     if args.temperature is not None and args.temperature.strip().lower() == "none":
         args.temperature = None  # the scans' own temperatures, or the scan order: not the config's log
-    elif args.temperature is None and (log := log_from_store(open_store(args.store).attrs)) is not None:
+    elif args.temperature is None and (log := log_from_store(open_store(args.store).attrs, args.store)) is not None:
         args.temperature = log
         print(f"temperature log: {log} (the experiment config's; --temperature to give another)")
     if args.workers and args.workers > 1:

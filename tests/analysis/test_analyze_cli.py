@@ -158,3 +158,36 @@ def test_no_particle_scan_reported_in_status(tmp_path, capsys):
     assert "1 not" in capsys.readouterr().out
     t = pd.read_csv(tmp_path / "o" / "crack_table.csv")
     assert t["status"].tolist() == ["ok", "no data (volume is constant)"]
+
+
+def test_analyze_reads_the_experiment_config_as_it_is_now(tmp_path, capsys):
+    """A blind probe: after the log and the segmentation were edited in experiment.yaml, `run`
+    used the edits and `analyze STORE` the store's copy of the config from when it was made,
+    writing the same table folder (which then changed with whichever ran last). Now both read
+    the file as it is; a file gone, or naming another output, leaves the store's copy."""
+    import json
+
+    import zarr
+
+    from .synth import heating_series
+
+    folder = tmp_path / "exp"
+    (folder / "raw").mkdir(parents=True)
+    write_log(folder / "raw" / "T.csv")
+    write_log(folder / "raw" / "hot.csv", ramp_end=100.0)  # the edited log: 300 C/min
+    store, _, _ = heating_series(folder / "s.zarr", (0.0, 0.5, 1.0, 1.0), size=48)
+    cfg_file = folder / "experiment.yaml"
+    g = zarr.open_group(str(store), mode="r+")
+    attrs = dict(g.attrs["flytomo"])
+    attrs["config"] = {"temperature_log": "raw/T.csv", "config_file": str(cfg_file), "output": "s.zarr",
+                       "analysis": {"segmentation": {}}}
+    g.attrs["flytomo"] = attrs
+    cfg_file.write_text("output: s.zarr\ntemperature_log: raw/hot.csv\nanalysis:\n  segmentation: {closing_radius: 3}\n")
+    assert main(["analyze", str(store), "--out", str(tmp_path / "a")]) == 0
+    assert "raw/hot.csv (the experiment config's" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a" / "segmentation_params.json").read_text())["closing_radius"] == 3
+    assert pd.read_csv(tmp_path / "a" / "crack_table.csv")["heating_rate_C_per_min"].round(1).tolist()[0] == 300.0
+    cfg_file.write_text("output: other.zarr\ntemperature_log: raw/hot.csv\n")  # now another experiment's
+    assert main(["analyze", str(store), "--out", str(tmp_path / "b")]) == 0
+    assert "raw/T.csv (the experiment config's" in capsys.readouterr().out
+    assert json.loads((tmp_path / "b" / "segmentation_params.json").read_text())["closing_radius"] == 4
