@@ -135,6 +135,16 @@ def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
     return log if log.is_file() else None
 
 
+#: the files an analysis writes into its folder
+ANALYSIS_FILES = ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values())
+
+
+def remove_analysis(out_dir: str | Path) -> None:
+    """Remove the files an analysis wrote into ``out_dir`` (the folder and anything else in it stay)."""
+    for name in ANALYSIS_FILES:
+        (Path(out_dir) / name).unlink(missing_ok=True)
+
+
 def default_out_dir(store_path: str | Path) -> Path:
     """``<store folder>/<store name without .zarr>_analysis``."""
     store_path = Path(store_path)
@@ -298,8 +308,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         if plots:
             figs = _write_plots(info, table, results, show, log, work)
         csv, pq = write_table(table, work)
-        for stale in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
-            (out_dir / stale).unlink(missing_ok=True)
+        remove_analysis(out_dir)
         for f in ["segmentation_params.json", *(q.name for q in figs.values()), pq.name, csv.name]:
             os.replace(work / f, out_dir / f)
     finally:

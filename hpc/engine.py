@@ -439,6 +439,12 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 if p.name != META:
                     shutil.rmtree(p) if p.is_dir() else p.unlink()
             Manifest(store).reset()
+            try:  # its analysis is of the volumes just removed: a table beside an unfinished store is stale
+                from analysis.run import remove_analysis
+            except ImportError:
+                pass
+            else:
+                remove_analysis(exp.analysis_out)
 
         # -- inputs: every problem here is exit 2, before any work
         files = exp.scan_files()

@@ -111,9 +111,14 @@ def test_store_made_with_other_settings_is_refused(reference, sim, tmp_path):
     r = flytomo("check", cfg)  # check says what run would refuse (it said OK)
     assert r.returncode == 2, r.stdout
     assert "output: " in r.stderr and "store.zarr: was made with other settings (different rows_per_chunk" in r.stderr
+    analysis = load_experiment(cfg).analysis_out  # an analysis of the store to be discarded (a blind
+    analysis.mkdir(parents=True, exist_ok=True)   # probe: a --restart stopped early left it looking current)
+    (analysis / "crack_table.csv").write_text("t,crack_fraction\n0,0.1\n")
+    (analysis / "notes.txt").write_text("mine")
     s = run_experiment(load_experiment(cfg), progress=False, restart=True)
     assert s.done == UNITS and s.complete
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), reference[1])
+    assert sorted(p.name for p in analysis.iterdir()) == ["notes.txt"]
 
 
 def test_lock_from_another_host_is_stale_only_without_heartbeat(tmp_path):
