@@ -177,17 +177,22 @@ def _numbers(values: pd.Series) -> pd.Series:
 def _day_first(text: pd.Series, path: Path) -> bool:
     """Whether dates written d1/d2/yyyy (or with dots or dashes) put the day first, decided once
     for the whole column: a first field above 12 somewhere says day first, a second one says
-    month first; where neither does, month first (US) with a warning. (Left to the parser row
-    by row, 02/05 and 13/05 read as 5 February and 13 May.)"""
-    fields = text.str.extract(r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}\b")
-    if fields.notna().all(axis=1).mean() <= 0.5:
+    month first; where neither does, month first (US) with a warning, but day first for dates
+    written with dots (05.03.2024: German, Russian, ... as a furnace controller set up there
+    writes them; no convention writes the month first with dots). (Left to the parser row by
+    row, 02/05 and 13/05 read as 5 February and 13 May.)"""
+    fields = text.str.extract(r"^\s*(\d{1,2})([/.-])(\d{1,2})[/.-]\d{4}\b")
+    if fields[[0, 2]].notna().all(axis=1).mean() <= 0.5:
         return False
-    first, second = (pd.to_numeric(fields[k], errors="coerce") for k in (0, 1))
+    first, second = (pd.to_numeric(fields[k], errors="coerce") for k in (0, 2))
     if (first > 12).any():
         return True
-    if not (second > 12).any():
-        warnings.warn(f"{path}: dates such as {text.iloc[0].strip()!r} read month first (US); no day above 12 "
-                      "tells; write ISO dates (2024-05-02) if they are day first", UserWarning, stacklevel=3)
+    if (second > 12).any():
+        return False
+    if (fields[1] == ".").mean() > 0.5:
+        return True
+    warnings.warn(f"{path}: dates such as {text.iloc[0].strip()!r} read month first (US); no day above 12 "
+                  "tells; write ISO dates (2024-05-02) if they are day first", UserWarning, stacklevel=3)
     return False
 
 
@@ -303,6 +308,14 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
         warnings.warn(f"{path}: line {row}: {what}: {int(bad.sum())} of {bad.size} reading(s) like it (a sensor's "
                       "OVER, an empty cell) left out; the log is interpolated across them", UserWarning, stacklevel=2)
         df = df[~bad]
+    back = np.flatnonzero(np.diff(df["time_s"].to_numpy(float)) < 0)
+    if back.size:
+        i = int(back[0])
+        t = df["time_s"].to_numpy(float)
+        line = int(df.index[i + 1]) + 2  # header is line 1
+        warnings.warn(f"{path}: line {line}: the time goes back {t[i] - t[i + 1]:g} s ({back.size} place(s) like it: "
+                      "rows out of order, or a clock set back): the readings are taken in time order",
+                      UserWarning, stacklevel=2)
     spread = df.groupby("time_s")["temperature_C"].agg(np.ptp)
     if (spread > DUPLICATE_TIME_SPREAD_C).any():
         worst = spread.idxmax()
@@ -429,9 +442,37 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                       "(--extrapolate)", UserWarning, stacklevel=2)
     df["temperature_C"] = np.interp(mid, lt, lT)
     df["temperature_from"] = np.where(outside, TEMPERATURE_FROM["held"], TEMPERATURE_FROM["log"])
+    if (gap_text := _gap_text(lt, lo, hi, list(df["scan_id"]))) is not None:
+        warnings.warn(f"{log_path or 'temperature log'}: {gap_text}", UserWarning, stacklevel=2)
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 for m, w in zip(mid, width)]
     return df
+
+
+#: a log interval this many times its median step (and at least LOG_GAP_MIN_S) is a gap
+LOG_GAP_STEPS = 10.0
+LOG_GAP_MIN_S = 60.0
+
+
+def _gap_text(lt: np.ndarray, lo: np.ndarray, hi: np.ndarray, ids: list) -> str | None:
+    """Words for the scans whose window [lo, hi] (s) overlaps a gap of the log's times ``lt``
+    (an interval over LOG_GAP_STEPS median steps and LOG_GAP_MIN_S: a logger stopped, or its clock
+    jumped forward), else None: their temperatures are interpolated across it."""
+    steps = np.diff(lt)
+    if steps.size < 2:
+        return None
+    big = np.flatnonzero(steps > max(LOG_GAP_STEPS * float(np.median(steps)), LOG_GAP_MIN_S))
+    if big.size == 0:
+        return None
+    hit = [(i, int(g)) for i in range(len(ids)) for g in big if lo[i] < lt[g + 1] and hi[i] > lt[g]]
+    if not hit:
+        return None
+    scans = list(dict.fromkeys(str(ids[i]) for i, _ in hit))
+    g = max((g for _, g in hit), key=lambda k: steps[k])
+    return (f"{len(scans)} scan(s) ({', '.join(scans[:5])}{' ...' if len(scans) > 5 else ''}) fall in a gap of the log "
+            f"with no readings for {steps[g] / 60:.0f} min ({_span_text(lt[g], lt[g + 1])}; it reads every "
+            f"{float(np.median(steps)):g} s elsewhere): their temperatures are interpolated across it (a logger "
+            "stopped, or its clock jumped forward?)")
 
 
 #: the rate window spans at least this many log intervals (a scan shorter than that would

@@ -285,3 +285,39 @@ def test_a_few_readings_that_are_no_numbers_are_left_out_with_a_warning(tmp_path
     path.write_text("time_s,temperature_C\n" + "\n".join(rows) + "\n")
     with pytest.raises(FlytomoError, match=r"line 12: .* \(11 bad row\(s\)\)"):
         read_temperature_log(path)
+
+
+def test_dotted_dates_are_read_day_first(tmp_path):
+    """A blind probe: a furnace log of 'Date;Time;T (K)' with dates like 05.03.2024 was read as
+    3 May (no convention writes the month first with dots) and the scans fell outside it."""
+    import warnings
+
+    p = tmp_path / "log.csv"
+    p.write_text("Date;Time;T (K)\n05.03.2024;10:00:00;300\n05.03.2024;10:10:00;400\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = read_temperature_log(p)
+    assert not [w for w in caught if "month first" in str(w.message)]
+    assert df["time_s"].iloc[0] == pd.Timestamp("2024-03-05 10:00", tz="UTC").timestamp()
+
+
+def test_a_log_with_a_gap_or_times_going_back_says_so(tmp_path):
+    """A blind probe: a 10-s log whose clock jumps an hour forward gave scans in the hole
+    temperatures interpolated across it (460 C where the furnace was at 475-800 C) without a
+    word, and rows out of order were sorted silently. Both are said now, naming where."""
+    t = np.r_[np.arange(0.0, 300.0, 10.0), np.arange(3900.0, 4500.0, 10.0)]
+    pd.DataFrame({"time_s": t, "temperature_C": 25.0 + t / 10}).to_csv(tmp_path / "gap.csv", index=False)
+    log = read_temperature_log(tmp_path / "gap.csv")
+    with pytest.warns(UserWarning, match=r"gap\.csv: 2 scan\(s\) \(101, 102\) fall in a gap of the log with no "
+                                         r"readings for 60 min \(290\.\.3900 s; it reads every 10 s elsewhere\)"):
+        scan_temperatures(_scans(3, start=30.0, spacing=1500.0), log, tmp_path / "gap.csv")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scan_temperatures(_scans(4, start=30.0, spacing=60.0), log, tmp_path / "gap.csv")  # all before the gap
+    p = tmp_path / "ooo.csv"
+    p.write_text("time_s,temperature_C\n0,20\n20,40\n10,30\n30,50\n")
+    with pytest.warns(UserWarning, match=r"ooo\.csv: line 4: the time goes back 10 s \(1 place\(s\) like it"):
+        df = read_temperature_log(p)
+    assert df["time_s"].tolist() == [0.0, 10.0, 20.0, 30.0]
