@@ -443,7 +443,9 @@ def _unknown_jobqueue_keys(jq: SlurmClusterConfig) -> list[Problem]:
 MPI_MISSING = "mpi asked for, but mpi4py is not installed (pip install 'flytomo[mpi]')"
 
 
-def check_executor(cfg: ExperimentConfig) -> list[Problem]:
+def check_executor(cfg: ExperimentConfig, units_here: bool = True) -> list[Problem]:
+    """Problems of the executor section. ``units_here``: the units run on this machine's kind
+    (False for ``flytomo submit``, whose jobs run on compute nodes)."""
     ex, out = cfg.executor, []
     d = ex.dask
     if d.scheduler_address and d.scheduler_file:
@@ -474,8 +476,11 @@ def check_executor(cfg: ExperimentConfig) -> list[Problem]:
         try:
             import torch
             if not torch.cuda.is_available():
-                out.append(Problem("executor.device", "cuda asked for, but torch sees no GPU on this machine "
-                                                      "(fine if the run happens on a GPU node)", warning=True))
+                here = units_here and (ex.kind == "local" or (ex.kind == "dask" and not (
+                    d.scheduler_address or d.scheduler_file or d.jobqueue)))
+                out.append(Problem("executor.device", "cuda asked for, but torch sees no GPU on this machine" + (
+                    ", where this executor runs every unit: use device: cpu (or --device cpu), or run it on a "
+                    "GPU node" if here else " (fine if the units run on GPU nodes)"), warning=not here))
         except ImportError:  # pragma: no cover
             pass
     return out
@@ -615,10 +620,12 @@ def read_temperature_log(path: Path):
     return df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float)
 
 
-def check_config(path: str | Path, raw: dict | None = None, open_files: bool = True) -> tuple[Experiment | None, list[Problem]]:
+def check_config(path: str | Path, raw: dict | None = None, open_files: bool = True,
+                 units_here: bool = True) -> tuple[Experiment | None, list[Problem]]:
     """Run every check; return the experiment (None when the schema fails) and all problems.
 
     ``raw`` (a dict already read from ``path``, e.g. with overrides applied) skips reading.
+    ``units_here``: the units will run on this machine (not for ``flytomo submit``).
     Warnings are problems with ``warning=True``: reported, but not fatal.
     """
     path = Path(path).resolve() if raw is None else Path(path).absolute()
@@ -638,7 +645,7 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
             except FlytomoError as err:
                 problems.append(Problem("temperature_log", f"{err.where}: {err.problem}"))
         return None, problems
-    problems += check_executor(cfg)
+    problems += check_executor(cfg, units_here)
     problems += check_reconstruction(cfg, base)
     scan_files, scan_problems, detector = check_scans(cfg, base, open_files=open_files)
     problems += scan_problems

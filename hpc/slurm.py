@@ -242,7 +242,7 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
     raw = hpc_config.read_yaml(config)
     if opts.container is None:  # the jobs use this installation: check its engines too
         raw = hpc_config.apply_overrides(raw, executor=opts.executor)
-    exp, problems = hpc_config.check_config(config, raw=raw, open_files=open_files)
+    exp, problems = hpc_config.check_config(config, raw=raw, open_files=open_files, units_here=False)
     errors = [p for p in problems if not p.warning]
     if errors or exp is None:
         raise FlytomoError(config, "; ".join(map(str, errors))

@@ -299,3 +299,27 @@ def test_a_closed_pipe_ends_quietly(tmp_path, sim):
     finally:
         os.close(write_end)
     assert r.returncode == 141 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+
+
+def test_cuda_without_a_gpu_is_refused_where_the_units_run_here(tmp_path, sim):
+    """A blind probe: device cuda on a machine without a GPU passed `check` (a warning) and
+    `run` made the store and failed every unit, saying to retry. Where this machine runs the
+    units (local, a LocalCluster) it is a problem now, before anything is made; where they run
+    elsewhere (a scheduler, Slurm jobs, `flytomo submit`) still a warning."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = write_config(tmp_path, sim, executor={"device": "cuda"})
+    _, problems = check_config(cfg)
+    bad = [p for p in problems if p.key == "executor.device"]
+    assert len(bad) == 1 and not bad[0].warning and "use device: cpu" in bad[0].message
+    with pytest.raises(Exception, match="executor.device: cuda asked for, but torch sees no GPU"):
+        load_experiment(cfg)
+    assert not (tmp_path / "store.zarr").exists()
+    _, problems = check_config(cfg, units_here=False)
+    assert [p.warning for p in problems if p.key == "executor.device"] == [True]
+    cfg = write_config(tmp_path, sim, executor={"device": "cuda", "kind": "dask",
+                                                "dask": {"scheduler_address": "tcp://gpu-node:8786"}})
+    _, problems = check_config(cfg)
+    assert [p.warning for p in problems if p.key == "executor.device"] == [True]
