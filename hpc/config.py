@@ -16,7 +16,7 @@ Example (what ``flytomo init`` writes)::
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
       iterations: null                # null: the method's default (50 MLEM, 70 modified MLEM)
       blur_angle_deg: null            # null: the file's value, else the median angle step
-      center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (file, else auto)
+      center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (= auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
       air_columns: null               # level each projection by its outer N columns (air), or null: off
@@ -79,7 +79,7 @@ class ReconstructionConfig(ConfigModel):
                           "docs/benchmarks.md)")
     blur_angle_deg: float | None = Field(None, ge=0, le=MAX_BLUR_ANGLE_DEG, description="fly-scan blur Δθ; None = file or median step")
     center: float | Literal["auto", "middle"] | None = Field(
-        None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (the file's, else auto)")
+        None, description="rotation-axis column, 'auto' (found per scan), 'middle' ((n-1)/2) or None (= auto)")
     window: str | None = Field(None, description="FBP filter window (fbp, rrdb on fbp); None = ramp")
     remove_outliers: float | None = Field(  # strict: `yes` is not read as a threshold of 1
         None, gt=0, strict=True, description="zinger threshold in line-integral units (recon.io.preprocess.remove_outliers); "

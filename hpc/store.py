@@ -155,7 +155,16 @@ def plan_mismatch(existing: dict, plan: dict) -> list[str]:
     if isinstance(old.get("options"), dict):
         old["options"] = {**_option_defaults(old.get("method")), **old["options"]}
     return [k for k in PLAN_KEYS
-            if _norm(old.get(k, PLAN_DEFAULTS.get(k))) != _norm(plan.get(k, PLAN_DEFAULTS.get(k)))]
+            if _norm(_same(k, old.get(k, PLAN_DEFAULTS.get(k)))) != _norm(_same(k, plan.get(k, PLAN_DEFAULTS.get(k))))]
+
+
+#: plan values that mean the same as another (center null is found per scan, as 'auto' is)
+PLAN_SAME = {"center": {None: "auto"}}
+
+
+def _same(key: str, value: Any) -> Any:
+    same = PLAN_SAME.get(key, {})
+    return same.get(value, value) if isinstance(value, (str, type(None))) else value
 
 
 def _option_defaults(method: Any) -> dict[str, Any]:

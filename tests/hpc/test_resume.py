@@ -443,3 +443,14 @@ def test_a_new_scan_that_needs_more_padding_is_not_appended(tmp_path):
     with pytest.raises(FlytomoError, match=r"scan_005\.h5: needs 16 columns of padding per side .* padded by 0: "
                                            r"it cannot be appended alike; 'flytomo run --restart'"):
         _refuse_wider_new_scans([alike, wide], tmp_path / "store.zarr")
+
+
+def test_center_null_and_auto_are_the_same_plan():
+    """A blind probe: `center: null` edited to `auto` (both find the axis per scan) was 'made
+    with other settings', a whole experiment to reconstruct again."""
+    from hpc.store import plan_mismatch
+
+    assert "center" not in plan_mismatch({"plan": {"center": None}}, {"center": "auto"})
+    assert "center" not in plan_mismatch({"plan": {"center": "auto"}}, {"center": None})
+    assert "center" in plan_mismatch({"plan": {"center": None}}, {"center": "middle"})
+    assert "center" in plan_mismatch({"plan": {"center": None}}, {"center": 63.5})
