@@ -202,7 +202,7 @@ def simulate_experiment(folder: str | Path, settings: SimSettings | None = None,
         scan = counts_from_transmission(forward(vol), geometry, s.i0, dark=s.dark, rng=rng_i,
                                         n_flats=s.n_flats, n_darks=s.n_darks)
         path = raw / f"scan_{i:04d}.h5"
-        write_fxi(path, scan, scan_id=i, scan_time=float(starts[i]))
+        write_fxi(path, scan, scan_id=i, scan_time=float(starts[i]), scan_duration_s=SCAN_DURATION_S)
         files.append(path)
 
     temps = np.interp(mids, t_log, temperature_at(segments, t_log))

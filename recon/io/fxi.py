@@ -81,6 +81,7 @@ def write_fxi(
     energy_keV: float = 8.0,
     pixel_size: str | float = "21.6nm",
     blur_angle_deg: float | None = None,
+    scan_duration_s: float | None = None,
     compression: str | None = None,
     overwrite: bool = True,
 ) -> Path:
@@ -92,6 +93,8 @@ def write_fxi(
     scan_time : scan start, seconds.  energy_keV : X-ray energy.  pixel_size : nm or text.
     blur_angle_deg : recorded as root attribute ``blur_angle_deg`` (with angle_reference
         "middle"); default the scan object's blur angle when there is one.
+    scan_duration_s : how long the scan took (s), recorded as root attribute
+        ``scan_duration_s`` where given (a scan's temperature is read at its middle).
     compression : None or "gzip" (level 1). Datasets are chunked by rows.
     """
     path = Path(path)
@@ -109,5 +112,7 @@ def write_fxi(
         f["scan_id"] = int(scan_id)
         f["scan_time"] = float(scan_time)
         f["Pixel Size"] = pixel_size if isinstance(pixel_size, str) else float(pixel_size)
+        if scan_duration_s is not None:
+            f.attrs["scan_duration_s"] = float(scan_duration_s)
         record_blur(f, blur)
     return path

@@ -35,3 +35,6 @@ def test_deterministic_and_complete(sim, tmp_path):
 
     r = open_scan(sim.scans[1])
     assert r.shape[1:] == (s.size, s.size) and r.metadata["scan_time"] > 0
+    # the files say how long a scan took, as the config does (a blind probe: `init` on them read
+    # every temperature at the next scan's start, 90 s late, +25 to +73 C)
+    assert r.metadata["duration_s"] == 6.0
