@@ -340,8 +340,8 @@ def start_spacing_s(plans: Sequence[ScanPlan]) -> float | None:
 
 
 def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
-    """A scan whose file and config give no duration lasts until the next one starts (the
-    median spacing of the starts: scans back to back). ``warn``: say so (with a temperature
+    """A scan whose file and config give no duration lasts the median spacing of the starts
+    (scans back to back). ``warn``: say so (with a temperature
     log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
     spacing = start_spacing_s(plans)
     if spacing is None:
@@ -360,8 +360,8 @@ def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     for p in guessed:
         p.duration_s = spacing
     if guessed and warn:
-        warnings.warn(f"{len(guessed)} of {len(plans)} scans record no duration: each is taken to last until the "
-                      f"next starts ({spacing:.4g} s, the median spacing of the starts), so its temperature is "
+        warnings.warn(f"{len(guessed)} of {len(plans)} scans record no duration: each is taken to last the "
+                      f"median spacing of the starts ({spacing:.4g} s: scans back to back), so its temperature is "
                       f"read {spacing / 2:.4g} s after its start; set scan_duration_s: in the config (flytomo init "
                       "--scan-duration S) if the scans are shorter", AssumptionWarning, stacklevel=3)
 

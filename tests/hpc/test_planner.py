@@ -174,8 +174,8 @@ def test_scan_durations_come_from_the_files_else_are_assumed_with_a_warning(tmp_
     assert [p.duration_s for p in plans] == pytest.approx([6.0, 6.0, 6.0])
     assert [p.temperature_C for p in plans] == pytest.approx([23.0, 131.0, 239.0])
     files.append(scan(tmp_path / "d.h5", write_dxchange, 324.0))
-    with pytest.warns(UserWarning, match=r"1 of 4 scans record no duration: each is taken to last until the next "
-                                         r"starts \(108 s.*read 54 s after its start; set scan_duration_s"):
+    with pytest.warns(UserWarning, match=r"1 of 4 scans record no duration: each is taken to last the median "
+                                         r"spacing of the starts \(108 s.*read 54 s after its start; set scan_duration_s"):
         plans = survey_scans(files, center="middle", pad_columns=0, log=log)
     assert plans[-1].duration_s == 108.0
     assert survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)[-1].duration_s == 6.0
