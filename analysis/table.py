@@ -399,8 +399,9 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
         df["heating_rate_C_per_min"] = rate
         return df
 
-    if not np.isfinite(mid).all():
-        i = int(np.flatnonzero(~np.isfinite(mid))[0])
+    done = np.array([s.get("status", "done") == "done" for s in scans], dtype=bool)
+    if not np.isfinite(mid[done]).all():  # a scan not reconstructed (unreadable) may have none: its row is marked
+        i = int(np.flatnonzero(~np.isfinite(mid) & done)[0])
         raise FlytomoError(log_path or "temperature log",
                            f"scan {df['scan_id'][i]} (index {df['scan_index'][i]}) has no time in its file, "
                            "so it cannot be placed on the temperature log; analyse without the log "
@@ -413,7 +414,8 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     lT = log["temperature_C"].to_numpy(float)
     dur = df["duration_s"].to_numpy(float)
     # the scan window the rate is averaged over; without a duration: the median scan spacing
-    spacing = float(np.median(np.diff(np.sort(mid)))) if len(mid) > 1 else math.nan
+    timed = np.sort(mid[np.isfinite(mid)])
+    spacing = float(np.median(np.diff(timed))) if len(timed) > 1 else math.nan
     default_d = spacing if math.isfinite(spacing) and spacing > 0 else float(np.median(np.diff(lt)))
     d = np.where(np.isfinite(dur) & (dur > 0), dur, default_d)
     a, b = mid - d / 2, mid + d / 2
@@ -445,7 +447,9 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     if (gap_text := _gap_text(lt, lo, hi, list(df["scan_id"]))) is not None:
         warnings.warn(f"{log_path or 'temperature log'}: {gap_text}", UserWarning, stacklevel=2)
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
-    df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 for m, w in zip(mid, width)]
+    df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 if math.isfinite(m) else math.nan
+                                     for m, w in zip(mid, width)]
+    df.loc[~np.isfinite(mid), "temperature_from"] = TEMPERATURE_FROM["none"]
     return df
 
 

@@ -52,13 +52,16 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
         print(line)
     code = summary.exit_code
     result = {"run": summary.to_dict()}
-    if want and summary.complete and analysis_available():
+    some = summary.skipped + summary.done > 0  # scans failed beside scans done (one still being written):
+    if want and (summary.complete or some) and analysis_available():  # those done are analysed, the rest marked
         from recon.errors import FlytomoError
 
         try:
             out = analyze(exp, executor)
             ok = int((out.table["status"] == "ok").sum())
-            print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}")
+            print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}"
+                  + ("" if summary.complete else "; the store is incomplete: scans not reconstructed are marked in "
+                                                  "the status column (rerun to retry the failed units)"))
             for path in out.plots.values():
                 print(f"  plot     {path}")
             result["analysis"] = {"table": str(out.csv), "parquet": str(out.parquet),
@@ -67,7 +70,7 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
             print(f"analysis   failed: {err}", file=sys.stderr)
             code = max(code, 1)
     elif want and not summary.complete:
-        print("analysis   skipped: the store is incomplete (rerun to retry the failed units)")
+        print("analysis   skipped: nothing is reconstructed yet (rerun to retry the failed units)")
     if getattr(args, "summary_json", None):
         Path(args.summary_json).write_text(json.dumps(result, indent=2) + "\n")
     args._result = result
