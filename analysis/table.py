@@ -247,6 +247,11 @@ def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df.drop(columns=[date, clock]).assign(date_time=joined)
 
 
+#: a unit-less temperature column whose lowest reading is above this (°C) gets a hint that
+#: it may be kelvin: an in-situ heating log starts near room temperature
+KELVIN_HINT_MIN = 250.0
+
+
 def read_temperature_log(path: str | Path) -> pd.DataFrame:
     """Read a temperature log → DataFrame (time_s, temperature_C) float64, sorted by time,
     duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file.
@@ -290,8 +295,13 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
         raise FlytomoError(path, f"the temperature log has a header ({tcol}, {ccol}) and no readings")
     times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
     key, unit = _column_key(ccol)
+    named = bool(unit) or key.endswith(("_k", "_c"))
     unit = unit or ("k" if key.endswith("_k") else "c")
     temps = _numbers(df[ccol]).to_numpy(float)
+    if not named and np.isfinite(temps).any() and np.nanmin(temps) > KELVIN_HINT_MIN:
+        warnings.warn(f"{path}: column {ccol!r} names no unit and its readings start at {np.nanmin(temps):.4g}: "
+                      "read as °C; if they are kelvin (room temperature ~293), name the column 'T (K)' or "
+                      "temperature_K", UserWarning, stacklevel=2)
     if unit == "k":
         temps = temps - 273.15
     elif unit == "f":

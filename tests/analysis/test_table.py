@@ -321,3 +321,20 @@ def test_a_log_with_a_gap_or_times_going_back_says_so(tmp_path):
     with pytest.warns(UserWarning, match=r"ooo\.csv: line 4: the time goes back 10 s \(1 place\(s\) like it"):
         df = read_temperature_log(p)
     assert df["time_s"].tolist() == [0.0, 10.0, 20.0, 30.0]
+
+
+def test_kelvin_under_a_header_without_a_unit_gets_a_hint(tmp_path):
+    """A blind probe: readings 388-1073 under 'temperature' were taken as °C without a word."""
+    p = tmp_path / "log.csv"
+    p.write_text("time_s,temperature\n0,388\n60,700\n120,1073\n")
+    with pytest.warns(UserWarning, match=r"column 'temperature' names no unit and its readings start at 388: read as "
+                                         r"°C; if they are kelvin"):
+        df = read_temperature_log(p)
+    assert df["temperature_C"].tolist() == [388.0, 700.0, 1073.0]
+    import warnings
+
+    for header in ("temperature_C", "T (C)", "temperature"):
+        p.write_text(f"time_s,{header}\n0,{25 if header == 'temperature' else 388}\n60,700\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            read_temperature_log(p)
