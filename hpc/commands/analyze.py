@@ -17,6 +17,10 @@ def _load_params(path: str):
     p = Path(path)
     if not p.is_file():
         raise FlytomoError(p, "no such segmentation parameter file")
+    if p.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise FlytomoError(p, "--params takes a .json or .yaml file of segmentation parameters (as the "
+                              "segmentation_params.json an analysis writes), not a "
+                              f"{p.suffix or 'suffix-less'} file")
     try:
         text = p.read_text()
         data = (load_yaml(text) or {}) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)

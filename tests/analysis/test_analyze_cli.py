@@ -97,6 +97,9 @@ def test_bad_params_file(series_store, tmp_path, capsys):
     (tmp_path / "p.json").write_text('{"sigma": -2}')
     assert main(["analyze", str(path), "--params", str(tmp_path / "p.json")]) == 2
     assert "p.json" in _err_line(capsys)
+    (tmp_path / "log.csv").write_text("time_s,temperature_C\n0,20\n")  # the log given as --params
+    assert main(["analyze", str(path), "--params", str(tmp_path / "log.csv")]) == 2
+    assert "--params takes a .json or .yaml file of segmentation parameters" in _err_line(capsys)
 
 
 def test_missing_store(tmp_path, capsys):
