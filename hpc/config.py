@@ -498,6 +498,9 @@ def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     r, out = cfg.reconstruction, []
     if r.iterations is not None and r.method == "fbp":
         out.append(Problem("reconstruction.iterations", "method fbp takes no iterations", warning=True))
+    if r.window is not None and r.method in ("mlem", "mlem-flyscan"):
+        out.append(Problem("reconstruction.window", f"method {r.method} uses no FBP filter window: unused",
+                           warning=True))
     if r.operator is not None and r.method != "mlem-flyscan":
         out.append(Problem("reconstruction.operator", f"only mlem-flyscan takes a fly-scan operator, not {r.method}",
                            warning=True))

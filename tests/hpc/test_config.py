@@ -323,3 +323,12 @@ def test_cuda_without_a_gpu_is_refused_where_the_units_run_here(tmp_path, sim):
                                                 "dask": {"scheduler_address": "tcp://gpu-node:8786"}})
     _, problems = check_config(cfg)
     assert [p.warning for p in problems if p.key == "executor.device"] == [True]
+
+
+def test_options_a_method_does_not_use_are_said_to_be_unused(tmp_path, sim):
+    """A blind probe: `window: hann` with mlem-flyscan passed check without a note."""
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "mlem-flyscan", "window": "hann"})
+    _, problems = check_config(cfg)
+    assert [str(p) for p in problems if p.key == "reconstruction.window"] == [
+        "reconstruction.window: method mlem-flyscan uses no FBP filter window: unused"]
+    assert all(p.warning for p in problems if p.key == "reconstruction.window")
