@@ -30,6 +30,29 @@ def air_rings(img: np.ndarray, shift: float, sample_radius: float) -> dict[str, 
     return out
 
 
+def astra_fbp(sino: np.ndarray, angles: np.ndarray, n: int, left: int, right: int) -> np.ndarray:
+    """ASTRA's CPU FBP (Ram-Lak) of ``sino`` (angle, col) on an n x n image, the detector
+    zero-padded by ``left``/``right`` columns so that the axis sits at its middle (ASTRA's CPU
+    FBP takes no shifted geometry)."""
+    import astra
+
+    wide = np.pad(sino, ((0, 0), (left, right)))
+    vg = astra.create_vol_geom(n, n)
+    pg = astra.create_proj_geom("parallel", 1.0, wide.shape[1], angles)
+    pid = astra.create_projector("linear", pg, vg)
+    sid = astra.data2d.create("-sino", pg, wide)
+    rid = astra.data2d.create("-vol", vg)
+    cfg = astra.astra_dict("FBP")
+    cfg.update(ProjectorId=pid, ProjectionDataId=sid, ReconstructionDataId=rid, option={"FilterType": "ram-lak"})
+    alg = astra.algorithm.create(cfg)
+    astra.algorithm.run(alg)
+    out = astra.data2d.get(rid)
+    astra.algorithm.delete(alg)
+    astra.data2d.delete([sid, rid])
+    astra.projector.delete(pid)
+    return out
+
+
 def case(shift: float, n: int = 128) -> dict:
     import astra
     from skimage.data import shepp_logan_phantom
@@ -49,19 +72,7 @@ def case(shift: float, n: int = 128) -> dict:
     sid, sino = astra.create_sino(ph, pid)
     astra.data2d.delete(sid)
     astra.projector.delete(pid)
-    pad = int(round(2 * shift))
-    pg0 = astra.create_proj_geom("parallel", 1.0, n + pad, angles)
-    pid = astra.create_projector("linear", pg0, vg)
-    sid = astra.data2d.create("-sino", pg0, np.pad(sino, ((0, 0), (0, pad))))
-    rid = astra.data2d.create("-vol", vg)
-    cfg = astra.astra_dict("FBP")
-    cfg.update(ProjectorId=pid, ProjectionDataId=sid, ReconstructionDataId=rid, option={"FilterType": "ram-lak"})
-    alg = astra.algorithm.create(cfg)
-    astra.algorithm.run(alg)
-    ref = astra.data2d.get(rid)
-    astra.algorithm.delete(alg)
-    astra.data2d.delete([sid, rid])
-    astra.projector.delete(pid)
+    ref = astra_fbp(sino, angles, n, 0, int(round(2 * shift)))
     g = ScanGeometry.create(np.rad2deg(angles), n, center=(n - 1) / 2 + shift, blur_angle_deg=0.0)
     mine = np.asarray(reconstruct(sino[None].astype(np.float32), g, "fbp"))[0]
     disk = rr < n / 2

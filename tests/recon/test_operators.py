@@ -221,26 +221,6 @@ def test_arc_blur_built_in_bands_equals_one_build(monkeypatch):
     assert whole[0].size == 57 * 57 + 1 and whole[0][-1] == whole[1].size
 
 
-def _astra_fbp(sino, angles, n, left, right):
-    """ASTRA's CPU FBP (Ram-Lak) of ``sino`` zero-padded by ``left``/``right`` columns so that the
-    axis sits at the middle of the wider detector (its FBP needs a plain parallel geometry)."""
-    wide = np.pad(sino, ((0, 0), (left, right)))
-    vg = astra.create_vol_geom(n, n)
-    pg = astra.create_proj_geom("parallel", 1.0, wide.shape[1], angles)
-    pid = astra.create_projector("linear", pg, vg)
-    sid = astra.data2d.create("-sino", pg, wide)
-    rid = astra.data2d.create("-vol", vg)
-    cfg = astra.astra_dict("FBP")
-    cfg.update(ProjectorId=pid, ProjectionDataId=sid, ReconstructionDataId=rid, option={"FilterType": "ram-lak"})
-    alg = astra.algorithm.create(cfg)
-    astra.algorithm.run(alg)
-    out = astra.data2d.get(rid)
-    astra.algorithm.delete(alg)
-    astra.data2d.delete([sid, rid])
-    astra.projector.delete(pid)
-    return out
-
-
 def test_fbp_with_the_axis_off_the_middle_leaves_no_haze_beyond_the_detector():
     """With the axis 20 px right of the middle of 128 columns, the image's right part lies beyond
     the detector at some angles. Cut at the detector's edge, those pixels missed the filter's
@@ -249,6 +229,7 @@ def test_fbp_with_the_axis_off_the_middle_leaves_no_haze_beyond_the_detector():
     image matches astra's FBP."""
     from recon.fbp import missing_columns
     from recon.methods import reconstruct
+    from tests.bench import load_bench
 
     n, shift = 128, 20.0
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
@@ -266,7 +247,7 @@ def test_fbp_with_the_axis_off_the_middle_leaves_no_haze_beyond_the_detector():
     assert missing_columns(g) == (0, 20)
     assert missing_columns(ScanGeometry(angles, n, (n - 1) / 2, 0.0, n)) == (0, 0)
     mine = np.asarray(reconstruct(sino[None], g, "fbp"))[0]
-    ref = _astra_fbp(sino, angles, n, 0, 40)
+    ref = load_bench("offcentre_fbp").astra_fbp(sino, angles, n, 0, 40)
     beyond = (rr > n / 2 - shift + 1) & (rr < n / 2)  # pixels the detector misses at some angles
     assert abs(mine[beyond].mean()) < 2e-5, mine[beyond].mean()  # was 2.3e-4
     disk = rr < n / 2
