@@ -61,8 +61,10 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
     projections of a limited-angle scan do not stand in for the wedge it never saw (typical:
     the larger of the scan's median step and the median of the 2·``reach`` gaps about it, so
     that a stretch scanned with 4× the step elsewhere, every gap there alike, is not cut: its
-    FBP was 13 % low). The weights sum to π for any sampling of a half or full turn, so a scan
-    of 240°, a stage that changes speed or a repeated end angle is weighted by what it covers; averaging over
+    FBP was 13 % low). The weights are then scaled to sum to π, as a half turn's do: the level
+    of a reconstruction is the weights' sum times the attenuation, so a scan short of a half
+    turn keeps it (its wedge counted as 3 gaps had left 0-140° at 78 % of the attenuation).
+    A scan of 240°, a stage that changes speed or a repeated end angle is weighted by what it covers; averaging over
     8 gaps keeps golden-angle steps, uneven but well mixed, from raising the noise (their
     FBP scored 0.10 dB lower with ``reach=1``). An even half or full turn gets exactly
     π / n_angles each.
@@ -77,6 +79,7 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
     around = (np.arange(n)[:, None] + np.arange(-reach, reach)[None, :]) % n  # the 2·reach gaps about each
     w = np.empty(n)
     w[order] = gaps[around].mean(axis=1)
+    w *= math.pi / w.sum()  # a wedge cut to 3 gaps must not lower the level: FBP's mean is the weights' sum's
     return even if np.allclose(w, even, rtol=1e-6, atol=0.0) else w
 
 
