@@ -175,13 +175,13 @@ def _numbers(values: pd.Series) -> pd.Series:
 
 
 def _day_first(text: pd.Series, path: Path) -> bool:
-    """Whether dates written d1/d2/yyyy (or with dots or dashes) put the day first, decided once
+    """Whether dates written d1/d2/yyyy or d1/d2/yy (or with dots or dashes) put the day first, decided once
     for the whole column: a first field above 12 somewhere says day first, a second one says
     month first; where neither does, month first (US) with a warning, but day first for dates
     written with dots (05.03.2024: German, Russian, ... as a furnace controller set up there
     writes them; no convention writes the month first with dots). (Left to the parser row by
     row, 02/05 and 13/05 read as 5 February and 13 May.)"""
-    fields = text.str.extract(r"^\s*(\d{1,2})([/.-])(\d{1,2})[/.-]\d{4}\b")
+    fields = text.str.extract(r"^\s*(\d{1,2})([/.-])(\d{1,2})[/.-](?:\d{4}|\d{2})\b")
     if fields[[0, 2]].notna().all(axis=1).mean() <= 0.5:
         return False
     first, second = (pd.to_numeric(fields[k], errors="coerce") for k in (0, 2))

@@ -293,12 +293,18 @@ def test_dotted_dates_are_read_day_first(tmp_path):
     import warnings
 
     p = tmp_path / "log.csv"
-    p.write_text("Date;Time;T (K)\n05.03.2024;10:00:00;300\n05.03.2024;10:10:00;400\n")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = read_temperature_log(p)
-    assert not [w for w in caught if "month first" in str(w.message)]
-    assert df["time_s"].iloc[0] == pd.Timestamp("2024-03-05 10:00", tz="UTC").timestamp()
+    for text in ("Date;Time;T (K)\n05.03.2024;10:00:00;300\n05.03.2024;10:10:00;400\n",
+                 "time,temperature_C\n05.03.24 10:00:00,25\n05.03.24 10:10:00,30\n",  # two-digit years too
+                 "Date;Time;T (K)\n05.03.24;10:00:00;300\n05.03.24;10:10:00;400\n"):
+        p.write_text(text)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = read_temperature_log(p)
+        assert not [w for w in caught if "month first" in str(w.message)]
+        assert df["time_s"].iloc[0] == pd.Timestamp("2024-03-05 10:00", tz="UTC").timestamp(), text
+    p.write_text("time,temperature_C\n05/03/24 10:00:00,25\n05/03/24 10:10:00,30\n")  # slashes: said
+    with pytest.warns(UserWarning, match="read month first"):
+        read_temperature_log(p)
 
 
 def test_a_log_with_a_gap_or_times_going_back_says_so(tmp_path):
