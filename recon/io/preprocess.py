@@ -164,7 +164,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         flat = np.nanmean(np.where(np.isfinite(flats), flats, np.nan), axis=0, dtype=np.float64)
         dark = np.nanmean(np.where(np.isfinite(darks), darks, np.nan), axis=0, dtype=np.float64)
     gain = flat - dark
-    blind = blind_pixels(flats, tomo)
+    blind, blind_rows = blind_pixels(flats, tomo)
     dead = ~(gain > 0) | blind  # also NaN
     if dead.mean() > MAX_BAD_FRACTION:
         raise FlytomoError(where, f"rows {z0}:{z1}: flat field not above the dark level in {100 * dead.mean():.0f}% "
@@ -232,7 +232,13 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                       f"{min_transmission:g} (line integral {-np.log(min_transmission):.1f}), so the attenuation "
                       "there comes out low; a higher energy or a longer exposure sees through", DataHintWarning,
                       stacklevel=2)
-    if (hint := saturation_hint(flats[:, ~blind] if blind.any() else flats)) is not None:  # the flats kept
+    if blind_rows.any():
+        rows = np.flatnonzero(blind_rows) + z0
+        warnings.warn(f"{where or 'scan'}: detector row(s) {', '.join(str(r) for r in rows[:8])}"
+                      f"{' …' if rows.size > 8 else ''} read the detector's full scale in every flat and projection "
+                      "(a module gap between rows?): their slices hold nothing", DataRepairWarning, stacklevel=2)
+    unmeasured = blind | blind_rows[:, None]
+    if (hint := saturation_hint(flats[:, ~unmeasured] if unmeasured.any() else flats)) is not None:  # flats kept
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
@@ -300,23 +306,36 @@ def _lit_levels(tomo: np.ndarray) -> tuple[float, float]:
         return float(np.nanmedian(counts)), float(np.nanmedian(np.nanpercentile(counts, 99, axis=1)))
 
 
-def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> np.ndarray:
-    """(z, col) pixels that measured nothing: at an integer detector's full scale (FULL_SCALES)
-    in every flat and every projection, as photon-counting detectors (Eiger, Pilatus) write
-    their module gaps, in rows whose flat is mostly below half the full scale (elsewhere the
-    open beam saturated the detector, and air seen at full scale is air: the saturation hint
-    speaks). Without darks their transmission reads 1 at every angle (line integral 0 in a
-    column of the sample: a ring 3-4x the sample's contrast); they are dead pixels."""
+def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels that measured nothing, as photon-counting detectors (Eiger, Pilatus) write their
+    module gaps: at an integer detector's full scale (FULL_SCALES) in every flat and every
+    projection, in runs along the row bounded by pixels whose flat is below 90 % of full scale
+    (a run reaching near-saturated pixels is open beam that saturated the detector, air seen at
+    full scale: the saturation hint speaks). Without darks their transmission reads 1 at every
+    angle (line integral 0 in a column of the sample: a ring 3-4x the sample's contrast); they
+    are dead pixels. Returns ((z, col) such pixels, (z,) rows that are such pixels from end to
+    end: a gap between rows, which no column repairs)."""
+    from scipy import ndimage as ndi
+
     flats = np.asarray(flats, dtype=np.float64)
+    nz, nc = flats.shape[1:]
+    none = np.zeros((nz, nc), dtype=bool), np.zeros(nz, dtype=bool)
     finite = np.isfinite(flats)
     top = float(np.max(flats, where=finite, initial=-np.inf)) if flats.size else -np.inf
     if not is_full_scale(top):
-        return np.zeros(flats.shape[1:], dtype=bool)
-    blind = np.all(flats >= top, axis=0)
-    if blind.any():
-        blind &= np.all(tomo >= top, axis=0)
-        blind &= (np.median(flats.mean(axis=0), axis=-1) < 0.5 * top)[:, None]  # rows of a lit, unsaturated flat
-    return blind
+        return none
+    candidate = np.all(flats >= top, axis=0)
+    if not candidate.any():
+        return none
+    candidate &= np.all(tomo >= top, axis=0)
+    bright = (flats.mean(axis=0) >= 0.9 * top) | candidate  # (z, col)
+    labels, n = ndi.label(bright, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])  # runs along each row
+    size = np.bincount(labels.ravel(), minlength=n + 1)
+    blind_count = np.bincount(labels.ravel(), weights=candidate.ravel(), minlength=n + 1)
+    alone = (blind_count == size) & (size < nc)  # runs of blind pixels only, between unsaturated ones
+    alone[0] = False
+    rows = candidate.all(axis=1)
+    return alone[labels] & candidate, rows
 
 
 def saturation_hint(flats: np.ndarray) -> str | None:

@@ -308,7 +308,7 @@ def test_dead_pixel_and_nan_repaired_with_warning(small_scan):
     assert p[4, 5, 20] == pytest.approx(0.5 * (truth[4, 5, 19] + truth[4, 5, 21]), abs=1e-3)
 
 
-@pytest.mark.parametrize("dtype, full", [(np.uint16, 65535), (np.uint32, 2**32 - 1)])
+@pytest.mark.parametrize("dtype, full", [(np.uint16, 65535), (np.uint32, 2**32 - 1), (np.uint16, 4095)])
 def test_a_module_gap_at_full_scale_without_darks_is_repaired_not_a_ring(small_scan, dtype, full):
     """A blind probe: a photon-counting detector's module gap (columns at full scale in every flat
     and projection) and no darks read as transmission 1 (line integral 0 at every angle: a ring
@@ -337,11 +337,18 @@ def test_a_module_gap_at_full_scale_without_darks_is_repaired_not_a_ring(small_s
     np.testing.assert_allclose(p[:, :, 30], kept, rtol=1e-4)
     from recon.io.preprocess import blind_pixels
 
-    for level, blind in ((0.2, True), (0.6, False)):  # a bright flat saturating at the edges: air, not a gap
-        flats = np.full((2, 1, 10), level * full, np.float64)
-        tomo = np.full((5, 1, 10), 0.5 * level * full, np.float64)
-        flats[:, :, :3] = tomo[:, :, :3] = full
-        assert blind_pixels(flats, tomo)[0].tolist() == [blind] * 3 + [False] * 7
+    # a gap between unsaturated pixels, however bright the flat (a 12-bit camera's flats at 75 %
+    # of 4095 were missed: a blind probe); a run reaching near-saturated pixels (open beam at full
+    # scale at the edge) is air, not a gap; a whole row at full scale is named, no column repairs it
+    for level, run, blind in ((0.2, slice(4, 6), True), (0.75, slice(4, 6), True), (0.95, slice(0, 3), False),
+                              (0.6, slice(0, 3), True)):
+        flats = np.full((2, 2, 10), level * full, np.float64)
+        tomo = np.full((5, 2, 10), 0.5 * level * full, np.float64)
+        flats[:, :, run] = tomo[:, :, run] = full
+        flats[:, 1] = tomo[:, 1] = full  # row 1: all at full scale
+        pixels, rows = blind_pixels(flats, tomo)
+        assert pixels[0].tolist() == [blind if c in range(10)[run] else False for c in range(10)], (level, run)
+        assert rows.tolist() == [False, True] and not pixels[1].any()
 
 
 @pytest.mark.parametrize("break_it", ["flats_equal_dark", "flats_nan", "tomo_nan"])
