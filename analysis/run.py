@@ -29,6 +29,7 @@ from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
+           "config_source",
            "default_out_dir", "PLOTS"]
 
 #: file names of the figures analyze_store writes
@@ -86,26 +87,41 @@ def store_config(attrs: dict, store: str | Path | None = None) -> dict | None:
     """The experiment config of a store (its ``flytomo`` attribute ``attrs``): the file it was made
     from as it reads now (``config.config_file``), where it still exists and still names this
     ``store`` as its output, so that a log or segmentation edited since is used; else the copy
-    the store keeps from when it was made; None for a store no config made."""
+    the store keeps from when it was made (:func:`config_source` says which and why); None for
+    a store no config made."""
+    return _config_and_source(attrs, store)[0]
+
+
+def config_source(attrs: dict, store: str | Path | None = None) -> str | None:
+    """One line saying which experiment config :func:`store_config` gives where it is not the
+    file as it is now (gone, unreadable, or naming another output); None where it is, or
+    where no config made the store."""
+    return _config_and_source(attrs, store)[1]
+
+
+def _config_and_source(attrs: dict, store: str | Path | None) -> tuple[dict | None, str | None]:
     cfg = attrs.get("config")
     if not isinstance(cfg, dict):
-        return None
+        return None, None
     path = cfg.get("config_file")
-    if not isinstance(path, str) or not Path(path).is_file():
-        return cfg
+    copy = "the store's copy of its experiment config, from when it was made, is used"
+    if not isinstance(path, str):
+        return cfg, None
+    if not Path(path).is_file():
+        return cfg, f"{path} is gone: {copy}"
     try:
         from recon.yamlfile import load_yaml
 
         now = load_yaml(Path(path).read_text())
     except Exception:  # unreadable now: the store's copy
-        return cfg
+        return cfg, f"{path} cannot be read now: {copy}"
     if not isinstance(now, dict) or not isinstance(now.get("output"), str):
-        return cfg
+        return cfg, f"{path} names no output now: {copy}"
     out = Path(now["output"]).expanduser()
     out = out if out.is_absolute() else Path(path).parent / out
     if store is not None and out.resolve() != Path(store).resolve():
-        return cfg  # the file now describes another experiment
-    return {**now, "config_file": path}
+        return cfg, f"{path} now names another output ({now['output']}): {copy}"
+    return {**now, "config_file": path}, None
 
 
 def params_from_store(attrs: dict, store: str | Path | None = None) -> SegmentationParams | None:

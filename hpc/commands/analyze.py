@@ -39,10 +39,12 @@ def _load_params(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.run import analyze_store, log_from_store
+    from analysis.run import analyze_store, config_source, log_from_store
     from analysis.store import open_store
 
     params = _load_params(args.params) if args.params else None
+    if (note := config_source(open_store(args.store).attrs, args.store)) is not None:
+        print(f"note: {note}")
     if args.temperature is not None and args.temperature.strip().lower() == "none":
         args.temperature = None  # the scans' own temperatures, or the scan order: not the config's log
     elif args.temperature is None and (log := log_from_store(open_store(args.store).attrs, args.store)) is not None:

@@ -192,5 +192,7 @@ def test_analyze_reads_the_experiment_config_as_it_is_now(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "a" / "crack_table.csv")["heating_rate_C_per_min"].round(1).tolist()[0] == 300.0
     cfg_file.write_text("output: other.zarr\ntemperature_log: raw/hot.csv\n")  # now another experiment's
     assert main(["analyze", str(store), "--out", str(tmp_path / "b")]) == 0
-    assert "raw/T.csv (the experiment config's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "raw/T.csv (the experiment config's" in out
+    assert "experiment.yaml now names another output (other.zarr): the store's copy of its experiment config" in out
     assert json.loads((tmp_path / "b" / "segmentation_params.json").read_text())["closing_radius"] == 4
