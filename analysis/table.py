@@ -299,7 +299,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     unit = unit or ("k" if key.endswith("_k") else "c")
     temps = _numbers(df[ccol]).to_numpy(float)
     if not named and np.isfinite(temps).any() and np.nanmin(temps) > KELVIN_HINT_MIN:
-        warnings.warn(f"{path}: column {ccol!r} names no unit and its readings start at {np.nanmin(temps):.4g}: "
+        warnings.warn(f"{path}: column {ccol!r} names no unit and its lowest reading is {np.nanmin(temps):.4g}: "
                       "read as °C; if they are kelvin (room temperature ~293), name the column 'T (K)' or "
                       "temperature_K", UserWarning, stacklevel=2)
     if unit == "k":

@@ -349,7 +349,8 @@ def saturation_hint(flats: np.ndarray) -> str | None:
     top = float(finite.max())
     if not is_full_scale(top) or np.mean(finite >= top) <= SATURATED_SHARE:
         return None
-    return (f"flat-field counts reach {top:.0f}, the detector's full scale: saturated flats make the line "
+    scale = next((f for f in FULL_SCALES if float(np.float32(f)) == float(np.float32(top))), top)  # not 2^32
+    return (f"flat-field counts reach {scale:.0f}, the detector's full scale: saturated flats make the line "
             "integrals through the sample too low (take the flats with a shorter exposure or less beam)")
 
 

@@ -333,7 +333,7 @@ def test_kelvin_under_a_header_without_a_unit_gets_a_hint(tmp_path):
     """A blind probe: readings 388-1073 under 'temperature' were taken as °C without a word."""
     p = tmp_path / "log.csv"
     p.write_text("time_s,temperature\n0,388\n60,700\n120,1073\n")
-    with pytest.warns(UserWarning, match=r"column 'temperature' names no unit and its readings start at 388: read as "
+    with pytest.warns(UserWarning, match=r"column 'temperature' names no unit and its lowest reading is 388: read as "
                                          r"°C; if they are kelvin"):
         df = read_temperature_log(p)
     assert df["temperature_C"].tolist() == [388.0, 700.0, 1073.0]
