@@ -84,12 +84,15 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
 
 
 def missing_columns(geometry: ScanGeometry) -> tuple[int, int]:
-    """Columns (left, right) the detector lacks to see the image's inscribed disk at every angle
-    (its rays' offsets included): (0, 0) with the axis at the detector's middle; with the axis
-    off it, the far side's pixels lie beyond the detector at some angles."""
-    reach = (geometry.image_size - 1) / 2 + 0.5 + float(np.abs(geometry.ray_offsets).max())
-    left = math.ceil(reach - geometry.center - 0.5 - 1e-9)
-    right = math.ceil(geometry.center + reach - (geometry.n_columns - 0.5) - 1e-9)
+    """Columns (left, right) by which the detector is widened for FBP: to be symmetric about
+    the axis (as a detector centred on it would be: the far side's pixels, image corners
+    included, are seen as far as the near side's) and to see the image's inscribed disk at
+    every angle (its rays' offsets included). (0, 0) with the axis at the detector's middle."""
+    shift = float(np.abs(geometry.ray_offsets).max())
+    c, n = geometry.center, geometry.n_columns
+    reach = max((geometry.image_size - 1) / 2 + 0.5, c + 0.5, n - 0.5 - c) + shift
+    left = math.ceil(reach - c - 0.5 - 1e-9)
+    right = math.ceil(c + reach - (n - 0.5) - 1e-9)
     return max(0, left), max(0, right)
 
 

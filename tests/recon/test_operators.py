@@ -244,11 +244,10 @@ def test_fbp_with_the_axis_off_the_middle_leaves_no_haze_beyond_the_detector():
     center = (n - 1) / 2 + shift
     sino = _astra_sino(img, angles, n, center)
     g = ScanGeometry(angles, n, center, 0.0, n)
-    assert missing_columns(g) == (0, 20)
+    assert missing_columns(g) == (0, 40)  # symmetric about the axis, as astra's zero-padded detector
     assert missing_columns(ScanGeometry(angles, n, (n - 1) / 2, 0.0, n)) == (0, 0)
     mine = np.asarray(reconstruct(sino[None], g, "fbp"))[0]
     ref = load_bench("offcentre_fbp").astra_fbp(sino, angles, n, 0, 40)
     beyond = (rr > n / 2 - shift + 1) & (rr < n / 2)  # pixels the detector misses at some angles
     assert abs(mine[beyond].mean()) < 2e-5, mine[beyond].mean()  # was 2.3e-4
-    disk = rr < n / 2
-    assert np.sqrt(np.mean((mine[disk] - ref[disk]) ** 2)) < 0.02 * img.max()
+    assert np.sqrt(np.mean((mine - ref) ** 2)) < 1e-3 * img.max()  # the corners too (a blind probe: +2e-4 there)
