@@ -109,11 +109,12 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
 #: accepted names of the log's two columns (compared lower-case, units in brackets removed),
 #: in order of preference
 TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "elapsed_time", "time_elapsed", "relative_time",
-              "seconds", "t_s", "timestamp", "datetime", "date_time", "date")
+              "seconds", "t_s", "timestamp", "datetime", "date_time", "date",
+              "zeit", "zeitstempel", "datum_zeit", "datum")  # German controllers' words
 #: the sample's reading first where a furnace logs several (a setpoint is never taken)
 TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "temperature_k",
                      "temp_k", "t_k", "sample_temperature", "sample_temp", "sample_t", "t_sample",
-                     "thermocouple", "tc", "tc1", "t")
+                     "thermocouple", "tc", "tc1", "t", "temperatur", "temperatur_c", "temperatur_k")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 
 
@@ -233,7 +234,8 @@ def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     place; any other log unchanged. Named zones (``09:00:00 CEST``) are refused: a name does
     not say which offset it means."""
     keys = {_column_key(c)[0]: c for c in df.columns}
-    date, clock = keys.get("date"), keys.get("time") or keys.get("time_of_day") or keys.get("clock")
+    date = keys.get("date") or keys.get("datum")
+    clock = keys.get("time") or keys.get("time_of_day") or keys.get("clock") or keys.get("zeit") or keys.get("uhrzeit")
     if date is None or clock is None or df.empty:
         return df
     text = df[clock].astype(str)

@@ -344,3 +344,14 @@ def test_kelvin_under_a_header_without_a_unit_gets_a_hint(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             read_temperature_log(p)
+
+
+def test_a_german_controllers_log_is_read(tmp_path):
+    """A blind probe: 'Datum;Zeit;Temperatur' (a controller set up in German) was not recognised."""
+    p = tmp_path / "log.csv"
+    p.write_text("Datum;Zeit;Temperatur (°C)\n05.03.2024;10:00:00;25,5\n05.03.2024;10:10:00;75,0\n")
+    df = read_temperature_log(p)
+    assert df["time_s"].tolist() == [pd.Timestamp("2024-03-05 10:00", tz="UTC").timestamp() + k for k in (0, 600)]
+    assert df["temperature_C"].tolist() == [25.5, 75.0]
+    p.write_text("Zeit (s);Temperatur\n0;25\n60;75\n")
+    assert read_temperature_log(p)["time_s"].tolist() == [0.0, 60.0]
