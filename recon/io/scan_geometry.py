@@ -112,6 +112,10 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         pad_columns = _auto_pad(rows_sino, where)
     if sino is not None and (hint := row_total_hint(sino)) is not None:
         warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
+    elif n_rows > 4 * n_cols:  # detectors are square or wide; a tall, narrow one is seldom real
+        warnings.warn(f"{where}: the projections read {n_rows} rows x {n_cols} columns, a detector over 4 times taller "
+                      "than wide: are they stored with rows and columns swapped (flytomo reads (angle, row, column))?",
+                      DataHintWarning, stacklevel=2)
     if blur_matters:
         _check_blur(blur, reader.angles_deg, where)
     geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,

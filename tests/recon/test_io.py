@@ -960,3 +960,19 @@ def test_rows_and_columns_swapped_in_the_file_get_a_hint():
     assert hint is not None and "rows and columns swapped" in hint
     wide = ((xx / 30) ** 2 + (yy / 8) ** 2 < 1) * 1.0  # an elongated sample past the field's edges
     assert row_total_hint(Projector(g).forward(torch.from_numpy(wide)).numpy() * 0.05) is None
+
+
+def test_a_detector_much_taller_than_wide_gets_a_hint(tmp_path):
+    """A blind probe: a stack of 128-row x 6-column projections (its rows and columns swapped)
+    made a 128 x 6 x 6 volume, exit 0, with no word on the shape."""
+    from recon.io import write_fxi
+    from recon.io.preprocess import DataHintWarning
+    from recon.io.scan_geometry import scan_geometry
+
+    rng = np.random.default_rng(0)
+    tomo = rng.poisson(1000.0, (30, 64, 12)).astype(np.uint16)
+    path = write_fxi(tmp_path / "tall.h5", tomo, np.full((2, 64, 12), 1000, np.uint16),
+                     np.zeros((1, 64, 12), np.uint16), np.linspace(0, 180, 30, endpoint=False))
+    with pytest.warns(DataHintWarning, match=r"tall\.h5: the projections read 64 rows x 12 columns, a detector over 4 "
+                                             r"times taller than wide: are they stored with rows and columns swapped"):
+        scan_geometry(open_scan(path), center="middle", pad_columns=0)
