@@ -674,7 +674,7 @@ def test_tiff_projections_are_named_as_such_and_many_alike_problems_are_one_line
 
 def test_ctrl_c_while_the_command_starts_is_one_line():
     """A blind probe: Ctrl-C in the first second (the commands' modules importing torch) printed
-    a 50-line traceback; later it printed 'flytomo: interrupted'. Now both the same, exit 130."""
+    a 50-line traceback; later it printed 'flytomo: interrupted'. Now both the same one line."""
     import os
     import signal
     import time
@@ -686,4 +686,5 @@ def test_ctrl_c_while_the_command_starts_is_one_line():
     err = proc.communicate(timeout=60)[1]
     if proc.returncode == 2:  # the imports were done already: nothing to show
         pytest.skip("the command had started before the signal")
-    assert proc.returncode == 130 and err == "flytomo: interrupted\n", (proc.returncode, err)
+    # 130, or ended by the signal itself (-2: the shell shows 130 as well), as the import was left
+    assert proc.returncode in (130, -signal.SIGINT) and err == "flytomo: interrupted\n", (proc.returncode, err)
