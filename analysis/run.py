@@ -104,24 +104,43 @@ def _config_and_source(attrs: dict, store: str | Path | None) -> tuple[dict | No
     if not isinstance(cfg, dict):
         return None, None
     path = cfg.get("config_file")
-    copy = "the store's copy of its experiment config, from when it was made, is used"
     if not isinstance(path, str):
         return cfg, None
-    if not Path(path).is_file():
-        return cfg, f"{path} is gone: {copy}"
+    now, why = _config_for(Path(path), store)
+    if now is None and store is not None and isinstance(cfg.get("output"), str):
+        # the experiment folder moved or copied: the config where it sits beside this store as it
+        # sat beside the store it made
+        made = _output_of(Path(path), cfg["output"])
+        beside = Path(os.path.normpath(Path(store).absolute() / os.path.relpath(path, made)))
+        if beside != Path(path):
+            now = _config_for(beside, store)[0]
+    if now is not None:
+        return now, None
+    return cfg, f"{why}: the store's copy of its experiment config, from when it was made, is used"
+
+
+def _output_of(config_file: Path, output: str) -> Path:
+    out = Path(output).expanduser()
+    return Path(os.path.normpath(out if out.is_absolute() else config_file.parent.absolute() / out))
+
+
+def _config_for(path: Path, store: str | Path | None) -> tuple[dict | None, str]:
+    """The config at ``path`` as it reads now where it names ``store`` as its output, else None
+    and why not."""
+    if not path.is_file():
+        return None, f"{path} is gone"
     try:
         from recon.yamlfile import load_yaml
 
-        now = load_yaml(Path(path).read_text())
-    except Exception:  # unreadable now: the store's copy
-        return cfg, f"{path} cannot be read now: {copy}"
+        now = load_yaml(path.read_text())
+    except Exception:
+        return None, f"{path} cannot be read now"
     if not isinstance(now, dict) or not isinstance(now.get("output"), str):
-        return cfg, f"{path} names no output now: {copy}"
-    out = Path(now["output"]).expanduser()
-    out = out if out.is_absolute() else Path(path).parent / out
+        return None, f"{path} names no output now"
+    out = _output_of(path, now["output"])
     if store is not None and out.resolve() != Path(store).resolve():
-        return cfg, f"{path} now names another output ({now['output']}): {copy}"
-    return {**now, "config_file": path}, None
+        return None, f"{path} now makes another store ({out})"
+    return {**now, "config_file": str(path)}, ""
 
 
 def params_from_store(attrs: dict, store: str | Path | None = None) -> SegmentationParams | None:

@@ -435,16 +435,19 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         log.info("start: %s (pid %d on %s)", command, os.getpid(), socket.gethostname())
         if restart and store.exists():
             log.info("--restart: removing the existing store %s", store)
-            for p in store.iterdir():
-                if p.name != META:
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            # in an order a stop at any point leaves safe: no unit marked done first, then the
+            # analysis of the volumes to be removed (a table beside them would look current), the
+            # arrays, and the group's own metadata last (so what is left still reads as a store)
             Manifest(store).reset()
-            try:  # its analysis is of the volumes just removed: a table beside an unfinished store is stale
+            try:
                 from analysis.run import remove_analysis
             except ImportError:
                 pass
             else:
                 remove_analysis(exp.analysis_out)
+            entries = sorted((p for p in store.iterdir() if p.name != META), key=lambda p: p.name.startswith("."))
+            for p in entries:  # the arrays, then .zattrs / .zgroup
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
         # -- inputs: every problem here is exit 2, before any work
         files = exp.scan_files()
@@ -586,8 +589,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         log.error("stopped: %s", err)
         raise
     except (KeyboardInterrupt, SystemExit) as err:  # SIGTERM (scancel, a time limit), Ctrl-C
-        log.warning("stopped (%s): the units done so far are kept; run the same command again to resume",
-                    "interrupted" if isinstance(err, KeyboardInterrupt) else f"exit {err.code}")
+        log.warning("stopped (%s): the units done so far are kept; run %s to resume",
+                    "interrupted" if isinstance(err, KeyboardInterrupt) else f"exit {err.code}",
+                    "it again without --restart" if restart else "the same command again")
         raise
     finally:
         release_read_bands()  # the rows kept from frame-compressed files (local executor: this process)

@@ -194,5 +194,37 @@ def test_analyze_reads_the_experiment_config_as_it_is_now(tmp_path, capsys):
     assert main(["analyze", str(store), "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "raw/T.csv (the experiment config's" in out
-    assert "experiment.yaml now names another output (other.zarr): the store's copy of its experiment config" in out
+    assert "experiment.yaml now makes another store (" in out and "the store's copy of its experiment config" in out
     assert json.loads((tmp_path / "b" / "segmentation_params.json").read_text())["closing_radius"] == 4
+
+
+def test_analyze_finds_the_config_of_a_moved_experiment_folder(tmp_path, capsys):
+    """A blind probe: after the experiment folder was copied (scratch to a share), `analyze`
+    read the first folder's config and log (or, that folder gone, no log at all) while `run`
+    in the copy read the copy's. The config is looked for where it sits beside the store as it
+    sat beside the store it made."""
+    import shutil
+
+    import zarr
+
+    from .synth import heating_series
+
+    old = tmp_path / "scratch"
+    (old / "raw").mkdir(parents=True)
+    write_log(old / "raw" / "T.csv")
+    (old / "recon").mkdir()
+    store, _, _ = heating_series(old / "recon" / "s.zarr", (0.0, 0.5, 1.0, 1.0), size=48)
+    g = zarr.open_group(str(store), mode="r+")
+    attrs = dict(g.attrs["flytomo"])
+    attrs["config"] = {"temperature_log": "raw/T.csv", "config_file": str(old / "experiment.yaml"),
+                       "output": "recon/s.zarr", "analysis": {"segmentation": {}}}
+    g.attrs["flytomo"] = attrs
+    (old / "experiment.yaml").write_text("output: recon/s.zarr\ntemperature_log: raw/T.csv\n")
+    new = tmp_path / "share"
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    write_log(new / "raw" / "T.csv", ramp_end=100.0)  # the copy's log, edited: 300 C/min
+    assert main(["analyze", str(new / "recon" / "s.zarr"), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"temperature log: {new / 'raw' / 'T.csv'}" in out and "note:" not in out, out
+    assert pd.read_csv(tmp_path / "a" / "crack_table.csv")["heating_rate_C_per_min"].round(1).tolist()[0] == 300.0
