@@ -29,8 +29,7 @@ from .store import open_store
 from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
-           "config_source",
-           "default_out_dir", "PLOTS"]
+           "config_source", "default_out_dir", "PLOTS"]
 
 #: file names of the figures analyze_store writes
 PLOTS = {
@@ -146,7 +145,10 @@ def _config_for(path: Path, store: str | Path | None) -> tuple[dict | None, str]
 def params_from_store(attrs: dict, store: str | Path | None = None) -> SegmentationParams | None:
     """The segmentation parameters the store's experiment config gives (:func:`store_config`),
     if any (``analysis.segmentation`` or ``analysis``)."""
-    cfg = store_config(attrs, store)
+    return _params_of(store_config(attrs, store))
+
+
+def _params_of(cfg: dict | None) -> SegmentationParams | None:
     if not isinstance(cfg, dict):
         return None
     ana = cfg.get("analysis")
@@ -310,9 +312,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     point without a particle is a row whose ``status`` says so.
     """
     info = open_store(store_path)
-    p = _params(params) if params is not None else (params_from_store(info.attrs, store_path) or SegmentationParams())
+    cfg = store_config(info.attrs, store_path)  # read once: the file as it is now, else the store's copy
+    p = _params(params) if params is not None else (_params_of(cfg) or SegmentationParams())
     if extrapolate is None:
-        cfg = store_config(info.attrs, store_path)
         ana = cfg.get("analysis") if isinstance(cfg, dict) else None
         extrapolate = bool(ana.get("extrapolate", False)) if isinstance(ana, dict) else False
     log = read_temperature_log(temperature_csv) if temperature_csv is not None else None

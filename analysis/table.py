@@ -320,10 +320,10 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
         warnings.warn(f"{path}: line {row}: {what}: {int(bad.sum())} of {bad.size} reading(s) like it (a sensor's "
                       "OVER, an empty cell) left out; the log is interpolated across them", UserWarning, stacklevel=2)
         df = df[~bad]
-    back = np.flatnonzero(np.diff(df["time_s"].to_numpy(float)) < 0)
+    t = df["time_s"].to_numpy(float)
+    back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         i = int(back[0])
-        t = df["time_s"].to_numpy(float)
         line = int(df.index[i + 1]) + 2  # header is line 1
         warnings.warn(f"{path}: line {line}: the time goes back {t[i] - t[i + 1]:g} s ({back.size} place(s) like it: "
                       "rows out of order, or a clock set back): the readings are taken in time order",

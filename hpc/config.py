@@ -533,7 +533,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         from recon.io import open_scan
     except ImportError:
         out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
-        return files, out
+        return files, out, None
     shapes: dict[tuple, list[str]] = {}
     unread: dict[str, list[Path]] = {}  # problem: the files that have it
     for f in files:

@@ -589,9 +589,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         log.error("stopped: %s", err)
         raise
     except (KeyboardInterrupt, SystemExit) as err:  # SIGTERM (scancel, a time limit), Ctrl-C
-        log.warning("stopped (%s): the units done so far are kept; run %s to resume",
-                    "interrupted" if isinstance(err, KeyboardInterrupt) else f"exit {err.code}",
-                    "it again without --restart" if restart else "the same command again")
+        log.warning("stopped (%s): %s", "interrupted" if isinstance(err, KeyboardInterrupt) else f"exit {err.code}",
+                    resume_hint(restart))
         raise
     finally:
         release_read_bands()  # the rows kept from frame-compressed files (local executor: this process)
@@ -602,6 +601,12 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             shutil.rmtree(store, ignore_errors=True)
         log.removeHandler(handler)
         handler.close()
+
+
+def resume_hint(restart: bool) -> str:
+    """What a stopped run says: the units done stay; how to go on (never ``--restart`` again)."""
+    return ("the units done so far are kept; run "
+            + ("it again without --restart" if restart else "the same command again") + " to resume")
 
 
 def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None) -> list[str]:

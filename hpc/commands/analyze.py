@@ -43,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from analysis.store import open_store
 
     params = _load_params(args.params) if args.params else None
-    if (note := config_source(open_store(args.store).attrs, args.store)) is not None:
+    attrs = open_store(args.store).attrs
+    if (note := config_source(attrs, args.store)) is not None:
         print(f"note: {note}")
     if args.temperature is not None and args.temperature.strip().lower() == "none":
         args.temperature = None  # the scans' own temperatures, or the scan order: not the config's log
-    elif args.temperature is None and (log := log_from_store(open_store(args.store).attrs, args.store)) is not None:
+    elif args.temperature is None and (log := log_from_store(attrs, args.store)) is not None:
         args.temperature = log
         print(f"temperature log: {log} (the experiment config's; --temperature to give another)")
     if args.workers and args.workers > 1:

@@ -79,10 +79,10 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from hpc.config import apply_overrides, load_experiment, read_yaml
+    from hpc.engine import resume_hint
     from hpc.executors import make_executor
 
-    exit_on_sigterm("the units done so far are kept; run the same command again to resume" if not args.restart else
-                    "the units done so far are kept; run it again without --restart to resume")  # lock released
+    exit_on_sigterm(resume_hint(args.restart))  # the lock is released
 
     raw = apply_overrides(read_yaml(args.config), executor=args.executor, device=args.device,
                           workers=args.workers, scheduler_address=args.scheduler_address,

@@ -57,9 +57,10 @@ FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0, 2147483647.0, 4294967295.0)
 SATURATED_SHARE = 0.001
 
 
-def is_full_scale(value: float) -> bool:
-    """Whether ``value`` is one of FULL_SCALES, also as float32 rounds it (2³² − 1 reads 2³²)."""
-    return value in FULL_SCALES or any(float(np.float32(value)) == float(np.float32(f)) for f in FULL_SCALES[-2:])
+def full_scale_of(value: float) -> float | None:
+    """The entry of FULL_SCALES that ``value`` is, also as float32 rounds it (2³² − 1 reads 2³²);
+    None where it is none of them."""
+    return next((f for f in FULL_SCALES if value == f or float(np.float32(value)) == float(np.float32(f))), None)
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ def blind_pixels(flats: np.ndarray, tomo: np.ndarray) -> tuple[np.ndarray, np.nd
     none = np.zeros((nz, nc), dtype=bool), np.zeros(nz, dtype=bool)
     finite = np.isfinite(flats)
     top = float(np.max(flats, where=finite, initial=-np.inf)) if flats.size else -np.inf
-    if not is_full_scale(top):
+    if full_scale_of(top) is None:
         return none
     candidate = np.all(flats >= top, axis=0)
     if not candidate.any():
@@ -347,9 +348,9 @@ def saturation_hint(flats: np.ndarray) -> str | None:
     if finite.size == 0:
         return None
     top = float(finite.max())
-    if not is_full_scale(top) or np.mean(finite >= top) <= SATURATED_SHARE:
+    scale = full_scale_of(top)  # 2^32 - 1 named as such, not as float32 reads it
+    if scale is None or np.mean(finite >= top) <= SATURATED_SHARE:
         return None
-    scale = next((f for f in FULL_SCALES if float(np.float32(f)) == float(np.float32(top))), top)  # not 2^32
     return (f"flat-field counts reach {scale:.0f}, the detector's full scale: saturated flats make the line "
             "integrals through the sample too low (take the flats with a shorter exposure or less beam)")
 
