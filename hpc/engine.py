@@ -331,7 +331,7 @@ def resumable(store: Path, existing: dict, plan_sig: dict, config: Path) -> int:
             "holds are appended; use another output, or 'flytomo run --restart' to reconstruct them all"))
     if diff and not added:
         raise FlytomoError(store, (
-            f"was made with other settings (different {', '.join(diff)} than {config.name}); "
+            f"was made with other settings than {config.name} ({st.plan_mismatch_text(existing, plan_sig)}); "
             "use another output, or 'flytomo run --restart' to discard it"))
     return added
 

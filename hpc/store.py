@@ -158,6 +158,33 @@ def plan_mismatch(existing: dict, plan: dict) -> list[str]:
             if _norm(_same(k, old.get(k, PLAN_DEFAULTS.get(k)))) != _norm(_same(k, plan.get(k, PLAN_DEFAULTS.get(k))))]
 
 
+def plan_mismatch_text(existing: dict, plan: dict) -> str:
+    """What differs between an existing store's plan and this run's, with both values, one line:
+    ``method: fbp in the store, mlem now; options.iterations: 50 in the store, 5 now``. Files
+    are named by :func:`files_changed_text`, networks by their key only (checksums are long)."""
+    old = dict(existing.get("plan") or {})
+    if isinstance(old.get("options"), dict):
+        old["options"] = {**_option_defaults(old.get("method")), **old["options"]}
+    parts = []
+    for key in plan_mismatch(existing, plan):
+        a, b = old.get(key, PLAN_DEFAULTS.get(key)), plan.get(key, PLAN_DEFAULTS.get(key))
+        if key == "files":
+            parts.append(f"files: {files_changed_text(existing, plan)}")
+        elif key == "model":
+            parts.append("model: another network")
+        elif isinstance(a, dict) and isinstance(b, dict):
+            parts += [f"{key}.{k}: {_short(a.get(k))} in the store, {_short(b.get(k))} now"
+                      for k in sorted(set(a) | set(b)) if _norm(a.get(k)) != _norm(b.get(k))]
+        else:
+            parts.append(f"{key}: {_short(_same(key, a))} in the store, {_short(_same(key, b))} now")
+    return "; ".join(parts)
+
+
+def _short(v: Any) -> str:
+    text = "unset" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+    return text if len(text) <= 48 else "..." + text[-45:]  # a path's end names it
+
+
 #: plan values that mean the same as another (center null is found per scan, as 'auto' is)
 PLAN_SAME = {"center": {None: "auto"}}
 
