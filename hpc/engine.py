@@ -365,6 +365,26 @@ def store_problem(exp: Experiment, files: list[Path], detector: tuple[int, int])
     return None
 
 
+def store_outlook(exp: Experiment, n_files: int) -> str:
+    """What ``flytomo run`` would do with ``exp``'s store, in words for ``flytomo check``: made
+    new, finished (nothing to do), resumed (units done of all), or grown by appended scans.
+    Call only where :func:`store_problem` found nothing to refuse."""
+    store = exp.store_path
+    if not st.store_exists(store):
+        return "new store"
+    plan = dict(st.read_attrs(store).get("plan") or {})
+    held = len(plan.get("files") or [])
+    n_rows = int((plan.get("shape") or [0, 0])[1])
+    units = plan_units(held, n_rows, int(plan.get("rows_per_chunk") or exp.config.rows_per_chunk))
+    done = Manifest(store).done()
+    n_done = sum(u.name in done for u in units)
+    words = ("finished: a run does nothing" if n_done == len(units) and units
+             else f"resumed: {n_done} of {len(units)} units done")
+    if n_files > held:
+        words += f"; {n_files - held} new scan(s) appended to its {held}"
+    return f"exists, {words}"
+
+
 def _refuse_changed_scans(scans: list[tuple[int, Path, str | None]], known: list[dict], units: list[WorkUnit],
                           done: set[str] | dict, store: Path) -> None:
     """FlytomoError naming the first scan file whose bytes changed (:func:`hpc.planner.file_fingerprint`)

@@ -21,6 +21,7 @@ STRIPE_WORDS = {"mean": "each detector column's mean over the angles levelled to
 
 def run(args: argparse.Namespace) -> int:
     from hpc.config import apply_overrides, check_config, read_yaml
+    from hpc.engine import store_outlook
 
     raw = apply_overrides(read_yaml(args.config), executor=args.executor)
     exp, problems = check_config(args.config, raw=raw)
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  field        {'never padded' if not r.pad_columns else f'{r.pad_columns} columns padded per side'}"
               " (a sample wider than the field of view)")
     print(f"  chunks       {cfg.rows_per_chunk} rows per unit")
-    print(f"  output       {exp.store_path}")
+    print(f"  output       {exp.store_path} ({store_outlook(exp, len(files))})")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")
     print(f"  executor     {cfg.executor.kind} on {cfg.executor.device}, "
           f"{cfg.executor.threads_per_worker} thread(s) per worker")

@@ -55,6 +55,7 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     assert main(["check", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "OK" in out and f"{len(sim.scans)} file(s)" in out and "zingers" not in out
+    assert "store.zarr (new store)" in out
     cfg = write_config(tmp_path, sim, reconstruction={"remove_outliers": 0.3})
     assert main(["check", str(cfg)]) == 0
     assert "zingers      removed: samples more than 0.3 below" in capsys.readouterr().out

@@ -34,6 +34,8 @@ def test_killed_run_resumes_to_the_same_store(reference, sim, tmp_path):
     assert attrs["status"] == "incomplete"
     # a scan is marked done as its last unit is written (4 units a scan: scan 0 only)
     assert [s["status"] for s in attrs["scans"]] == ["done"] + ["pending"] * (SCANS - 1)
+    r = flytomo("check", cfg)
+    assert r.returncode == 0 and f"store.zarr (exists, resumed: {k} of {UNITS} units done)" in r.stdout, r.stdout
     # the killed run's lock is stale (its pid is dead on this host): taken over
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.done == UNITS - k and s.skipped == k and s.exit_code == 0 and s.complete
@@ -398,7 +400,8 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     assert s.complete and s.done == UNITS // 2 and read_store(store).shape[0] == 2
     for f in sim.scans[2:]:
         shutil.copy(f, raw)
-    assert flytomo("check", cfg).returncode == 0  # scans appended: nothing for check to refuse
+    r = flytomo("check", cfg)  # scans appended: nothing for check to refuse, and it says so (probe 5)
+    assert r.returncode == 0 and "store.zarr (exists, finished: a run does nothing; 2 new scan(s) appended to its 2)" in r.stdout
     s = run_experiment(load_experiment(cfg), progress=False)
     assert (s.done, s.skipped) == (UNITS // 2, UNITS // 2) and s.complete
     np.testing.assert_array_equal(read_store(store), ref)
