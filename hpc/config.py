@@ -14,7 +14,7 @@ Example (what ``flytomo init`` writes)::
     scan_duration_s: null             # seconds per scan, over what the files say (null: theirs, else start spacing)
     reconstruction:
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
-      iterations: null                # null: the method's default (50 MLEM, 70 modified MLEM)
+      iterations: null                # N, auto (stop at the noise), or null: the default (50 MLEM, 70 modified MLEM)
       blur_angle_deg: null            # null: the file's value, else the median angle step
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (= auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
@@ -72,7 +72,9 @@ class RrdbOptions(ConfigModel):
 
 class ReconstructionConfig(ConfigModel):
     method: Literal["fbp", "mlem", "mlem-flyscan", "rrdb"] = "mlem-flyscan"
-    iterations: int | None = Field(None, ge=1, description="MLEM iterations; None = the method's default")
+    iterations: int | str | None = Field(
+        None, description="MLEM iterations, or auto (each slice stops at the noise its flats measure); "
+                          "None = the method's default")
     operator: Literal["fast", "subangle"] | None = Field(
         None, description="mlem-flyscan's fly-scan model: fast (R·B, the default) or subangle (the mean of R "
                           "over sub-angles: exact, better on small slices with many photons, 5-20x slower; "
@@ -111,6 +113,17 @@ class ReconstructionConfig(ConfigModel):
         if v is not None and (problem := stripe_method_problem(v)):
             raise ValueError(problem)
         return v
+
+    @field_validator("iterations", mode="before")
+    @classmethod
+    def _iterations(cls, v: Any) -> Any:
+        if v is None or v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number, got {v!r} (YAML reads yes/no/on/off as true/false)")
+        if isinstance(v, int):
+            raise ValueError(f"must be ≥ 1 or 'auto', got {v!r}")
+        raise ValueError(f"must be a whole number ≥ 1 or 'auto' (stop each slice at its noise), got {v!r}")
 
     @field_validator("pad_columns", mode="before")
     @classmethod

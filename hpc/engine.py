@@ -203,16 +203,19 @@ def _run_unit(job: UnitJob) -> UnitResult:
         set_torch_threads(job.threads)
         tune_malloc()
         device = worker_device(job.device)
-        sino = read_line_integrals(reader_for(job.scan_file), u.z0, u.z1, corrections=job.corrections,
-                                   jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt),
-                                   columns=False)  # dx: in the geometry
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
-        vol = rec(sino)
+        got = read_line_integrals(reader_for(job.scan_file), u.z0, u.z1, corrections=job.corrections,
+                                  jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt),
+                                  columns=False, noise=rec.uses_variance)  # dx: in the geometry
+        stopped: list[int] = []  # MLEM's iterations per slice
+        vol = rec(*got, stopped=stopped) if rec.uses_variance else rec(got, stopped=stopped)
         st.write_unit(Path(job.store), u.t, u.z0, vol)
         seconds = time.perf_counter() - t0
-        Manifest(job.store).mark_done(u.name, {"t": u.t, "z0": u.z0, "z1": u.z1, "seconds": seconds,
-                                               "build_seconds": build, "worker": worker})
+        record = {"t": u.t, "z0": u.z0, "z1": u.z1, "seconds": seconds, "build_seconds": build, "worker": worker}
+        if stopped:
+            record["iterations"] = stopped
+        Manifest(job.store).mark_done(u.name, record)
     except FlytomoError as err:
         return UnitResult(u, False, str(err), time.perf_counter() - t0, build, worker, _peak_rss_mb())
     except OSError as err:

@@ -19,7 +19,7 @@ from recon.device import torch_device
 from recon.errors import FlytomoError
 from recon.fbp import WINDOWS, fbp, widened
 from recon.geometry import ScanGeometry
-from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, mlem
+from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS, mlem
 from recon.operators import FlyScanProjector, Projector, SubAngleProjector
 from recon.truncation import extend_sinogram
 
@@ -78,23 +78,34 @@ def _flyscan_projector(geometry: ScanGeometry, device: torch.device, opts: dict[
     return FlyScanProjector(geometry, device)
 
 
-def _mlem_builder(make_projector: Callable[[ScanGeometry, torch.device, dict[str, Any]], Projector]
-                  ) -> Callable[..., SliceFn]:
+def _mlem_builder(make_projector: Callable[[ScanGeometry, torch.device, dict[str, Any]], Projector],
+                  fixed: int) -> Callable[..., SliceFn]:
     """MLEM with the forward model ``make_projector(geometry, device, options)`` builds; an FBP
-    start (``init: fbp``) always filters with the step projector R."""
+    start (``init: fbp``) always filters with the step projector R. ``iterations: auto`` stops
+    each slice at its noise (:func:`recon.mlem.mlem`'s ``variance``, at most
+    :data:`~recon.mlem.MAX_ITERATIONS`) and runs ``fixed`` where the noise is not known (no
+    variance given, or flats that cannot tell: :mod:`recon.io.noise`)."""
     def build(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
         check_option_values(opts)
-        iterations = int(opts["iterations"])
+        auto = opts["iterations"] == "auto"
+        iterations = fixed if auto else int(opts["iterations"])
         projector = make_projector(geometry, device, opts)
         start = (Projector(geometry, device) if opts["init"] == "fbp" and type(projector) is not Projector
                  else projector)
 
-        def run(sino: torch.Tensor) -> torch.Tensor:
+        def run(sino: torch.Tensor, variance: torch.Tensor | None = None,
+                stopped: list[int] | None = None) -> torch.Tensor:
             x0 = fbp(sino, start).clamp_min(0) if opts["init"] == "fbp" else None
-            return mlem(sino, projector, iterations, x0=x0)
+            return mlem(sino, projector, iterations, x0=x0, variance=variance if auto else None,
+                        max_iterations=MAX_ITERATIONS, stopped=stopped)
+        run.uses_variance = auto  # type: ignore[attr-defined]
+        run.counts_iterations = True  # type: ignore[attr-defined]
         return run
     return build
 
+
+#: the first-stage options every shipped network was trained on where its card names none
+NETWORK_INPUT: dict[str, Any] = {"iterations": DEFAULT_ITERATIONS_FLYSCAN}
 
 #: first-stage reconstructions the rrdb method can feed its network ("a+b": both, stacked
 #: as channels, the first one primary)
@@ -156,7 +167,8 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
     trained_all = loaded.card.get("input_options") or {}
     stages = []
     for first in (METHODS[k] for k in channel_kinds(kind)):
-        trained = {k: v for k, v in trained_all.items() if k in first.defaults}
+        # a network corrects the first stage it was trained on: modified MLEM of a fixed count
+        trained = {k: v for k, v in {**NETWORK_INPUT, **trained_all}.items() if k in first.defaults}
         given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
@@ -223,11 +235,12 @@ def network_key(provenance: dict[str, Any] | None) -> str | None:
 
 METHODS: dict[str, Method] = {
     "fbp": Method("fbp", {"window": "ramp"}, _build_fbp, "filtered backprojection, ramp filter with a window"),
-    "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"}, _mlem_builder(_step_projector),
+    "mlem": Method("mlem", {"iterations": DEFAULT_ITERATIONS, "init": "uniform"},
+                   _mlem_builder(_step_projector, DEFAULT_ITERATIONS),
                    "MLEM with the step-scan projector R (the seed's naive MLEM)"),
     "mlem-flyscan": Method("mlem-flyscan", {"iterations": DEFAULT_ITERATIONS_FLYSCAN, "init": "uniform",
                                             "operator": "fast"},
-                           _mlem_builder(_flyscan_projector),
+                           _mlem_builder(_flyscan_projector, DEFAULT_ITERATIONS_FLYSCAN),
                            "MLEM with a fly-scan operator: R̄ = R·B (fast), or the mean of R over "
                            "sub-angles (subangle; the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "blend": "auto", "blend_weight": BLEND_WEIGHT,
@@ -266,12 +279,16 @@ def method_names() -> list[str]:
 
 def check_option_values(options: dict[str, Any]) -> None:
     """Raise FlytomoError (one line) for a bad value of any method option in ``options``
-    (``None`` means the default): iterations an integer ≥ 1, init 'uniform' or 'fbp', a
+    (``None`` means the default): iterations an integer ≥ 1 or "auto", init 'uniform' or 'fbp', a
     known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble and amp bools,
     blend a string and blend_weight a number in (0, 1)."""
     o = {k: v for k, v in options.items() if v is not None}
-    if "iterations" in o:
-        _check_int("iterations", o["iterations"], 1)
+    if "iterations" in o and o["iterations"] != "auto":
+        try:
+            _check_int("iterations", o["iterations"], 1)
+        except FlytomoError:
+            raise FlytomoError(None, f"option iterations must be an integer ≥ 1 or 'auto' (stop each slice at "
+                                     f"its noise), got {o['iterations']!r}") from None
     if "tile" in o:
         _check_int("tile", o["tile"], 1)
     if "blend_weight" in o:
@@ -313,8 +330,11 @@ def resolve_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
 class Reconstructor:
     """Operators (and a model) for one geometry and method, built once; call on many chunks.
 
-    ``__call__(sino)``: line integrals (z, n_angles, n_columns), numpy or torch → volume
-    (z, n, n) float32 numpy, processed ``batch`` slices at a time. A geometry with
+    ``__call__(sino, variance=None, stopped=None)``: line integrals (z, n_angles, n_columns),
+    numpy or torch → volume (z, n, n) float32 numpy, processed ``batch`` slices at a time;
+    ``variance`` (same shape, :func:`recon.io.noise.line_integral_variance`) lets MLEM's
+    ``iterations: auto`` stop each slice at its noise; a list ``stopped`` gets MLEM's
+    iterations per slice (one reconstructor may serve several threads). A geometry with
     ``pad_columns`` p is reconstructed on its :meth:`~recon.geometry.ScanGeometry.extended`
     grid from sinograms continued p columns past each edge (:mod:`recon.truncation`), and the
     middle n × n kept.
@@ -334,12 +354,15 @@ class Reconstructor:
         self.model = getattr(self._fn, "loaded", None)
         #: rrdb's second network and its weight in the mean, else None
         self.blend = getattr(self._fn, "blend", None)
+        #: whether a variance changes the result (MLEM with ``iterations: auto``)
+        self.uses_variance = bool(getattr(self._fn, "uses_variance", False))
 
     def provenance(self) -> dict[str, Any] | None:
         """The networks of method rrdb (:func:`network_provenance`), else None."""
         return network_provenance(self.model, self.blend) if self.model is not None else None
 
-    def __call__(self, sino: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, sino: np.ndarray | torch.Tensor, variance: np.ndarray | None = None,
+                 stopped: list[int] | None = None) -> np.ndarray:
         if not isinstance(sino, torch.Tensor):  # any byte order (h5py gives big-endian '>f4' as stored)
             sino = np.asarray(sino, dtype=np.float32)
         s = torch.as_tensor(sino)
@@ -354,10 +377,21 @@ class Reconstructor:
             s = torch.where(bad, torch.zeros((), dtype=s.dtype), s)
         out = []
         p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
+        var = None
+        if variance is not None and self.uses_variance:
+            var = torch.as_tensor(np.asarray(variance, dtype=np.float32))
+            if tuple(var.shape) != tuple(s.shape):
+                raise FlytomoError(None, f"variance shape {tuple(var.shape)} does not match the sinograms' "
+                                         f"{tuple(s.shape)}")
+            var = torch.nn.functional.pad(var, (p, p), value=float("inf"))  # made-up columns: no weight
+        counts = stopped is not None and getattr(self._fn, "counts_iterations", False)
         with torch.no_grad():
             for z0 in range(0, s.shape[0], self.batch):
-                chunk = s[z0:z0 + self.batch].to(self.device, torch.float32)
-                out.append(self._fn(extend_sinogram(chunk, p))[..., m:m + n, m:m + n].float().cpu().numpy())
+                chunk = extend_sinogram(s[z0:z0 + self.batch].to(self.device, torch.float32), p)
+                kw: dict[str, Any] = {} if var is None else {"variance": var[z0:z0 + self.batch]}
+                if counts:
+                    kw["stopped"] = stopped
+                out.append(self._fn(chunk, **kw)[..., m:m + n, m:m + n].float().cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out, axis=0)) if out else np.zeros((0, n, n), np.float32)
 
 

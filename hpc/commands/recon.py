@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tqdm import tqdm
 
 import recon
@@ -20,6 +22,7 @@ from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
+from recon.mlem import DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS
 from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
@@ -67,7 +70,9 @@ _FLAG_OF = {"blend": "rrdb_blend", "blend_weight": "rrdb_blend_weight"}  # optio
 
 def method_options(args: argparse.Namespace) -> dict:
     """The options the user gave that the chosen method takes (others are refused by name)."""
-    given = {"iterations": args.iterations, "window": args.window, "init": args.init,
+    iterations = None if args.iterations is None else word_or_number(
+        args.iterations, "--iterations", ("auto",), int, lambda v: v >= 1, "an integer ≥ 1 or 'auto'")
+    given = {"iterations": iterations, "window": args.window, "init": args.init,
              "model": args.model, "rrdb_input": args.rrdb_input, "blend": args.rrdb_blend,
              "blend_weight": args.rrdb_blend_weight, "tile": args.tile,
              "self_ensemble": args.self_ensemble or None, "amp": args.amp or None, "operator": args.operator}
@@ -145,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if kept and not args.quiet:
         print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
               file=sys.stderr)
+    stops: list[tuple[int, bool]] = []  # (MLEM iterations, noise unknown) per slice run here
     try:
         array, _ = open_volume(partial_path(out), "r+")
         bar = tqdm(total=z1 - z0, initial=kept, unit="slice", desc=f"{args.method} {Path(args.input).name}",
@@ -152,8 +158,15 @@ def run(args: argparse.Namespace) -> int:
         for a, b in ranges:
             if (a - z0, b - z0) in done:
                 continue
-            array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter,
-                                                           tilt=tilt, columns=False))
+            if rec.uses_variance:  # iterations: auto, from each row's flats
+                sino, var = read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
+                                                columns=False, noise=True)
+                counts: list[int] = []
+                array[a - z0:b - z0] = rec(sino, var, stopped=counts)
+                stops.extend(zip(counts, np.isnan(var[:, 0, 0]).tolist()))
+            else:
+                array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections,
+                                                               jitter=jitter, tilt=tilt, columns=False))
             mark_rows_done(out, a - z0, b - z0)
             bar.update(b - a)
             if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
@@ -174,7 +187,23 @@ def run(args: argparse.Namespace) -> int:
               + (f"; {geometry.pad_columns} columns padded per side" if geometry.pad_columns else "")
               + (f"; axis tilt {tilt.degrees:+.3f}° undone" if tilt else "")
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
+        if stops:
+            print(stop_summary(stops), file=sys.stderr)
     return 0
+
+
+def stop_summary(stops: list[tuple[int, bool]]) -> str:
+    """One line on MLEM's ``iterations: auto``: (iterations, noise unknown) per slice."""
+    known = [k for k, unknown in stops if not unknown]
+    words = []
+    if known:
+        words.append(f"MLEM stopped at the noise after {min(known)}-{max(known)} iterations "
+                     f"(median {int(np.median(known))}; at most {MAX_ITERATIONS}) in {len(known)} slice(s)")
+    if len(known) < len(stops):
+        fixed = sorted({k for k, unknown in stops if unknown})
+        words.append(f"{len(stops) - len(known)} slice(s) ran a fixed {'/'.join(map(str, fixed))}: their flats "
+                     "cannot tell the noise (fewer than 2 frames, or frames without photon noise)")
+    return "; ".join(words)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -184,9 +213,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="raw scan file (format detected from its contents)")
     p.add_argument("--out", required=True, help="output OME-Zarr store (e.g. scan.zarr)")
     p.add_argument("--method", default="mlem-flyscan", help=f"one of {', '.join(METHODS)} (default mlem-flyscan)")
-    p.add_argument("--iterations", type=int, help="MLEM iterations (mlem, mlem-flyscan, rrdb on mlem input; "
-                                                  f"default: {METHODS['mlem'].defaults['iterations']} mlem, "
-                                                  f"{METHODS['mlem-flyscan'].defaults['iterations']} mlem-flyscan)")
+    p.add_argument("--iterations", help="MLEM iterations, or 'auto': each slice stops where its data fit reaches "
+                                        "the noise its flats measure (at most "
+                                        f"{MAX_ITERATIONS}; {DEFAULT_ITERATIONS_FLYSCAN} where they cannot tell) "
+                                        f"(default: {METHODS['mlem'].defaults['iterations']} mlem, "
+                                        f"{METHODS['mlem-flyscan'].defaults['iterations']} mlem-flyscan; the rrdb "
+                                        f"method's network input: {DEFAULT_ITERATIONS_FLYSCAN})")
     p.add_argument("--window", help="FBP filter window: ramp, shepp-logan, cosine, hamming, hann "
                                     f"(default: {METHODS['fbp'].defaults['window']})")
     p.add_argument("--operator", choices=FLYSCAN_OPERATORS, default=None,

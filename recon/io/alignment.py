@@ -414,7 +414,7 @@ def _shift_rows(a: np.ndarray, dy: np.ndarray) -> np.ndarray:
 
 def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | None = None,
                         jitter: Jitter | None = None, tilt: Tilt | None = None,
-                        columns: bool = True) -> np.ndarray:
+                        columns: bool = True, noise: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Line integrals (z, angle, col) float32 of rows z0:z1 of ``reader`` with ``tilt`` and
     ``jitter`` (None: none) undone: in projection i, row z at column x is read at
     z + dy[i] − s·(x − c0), then column x at x + s·(z − z0) + dx[i] (the last term unless
@@ -424,7 +424,22 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
 
     A reconstruction reads with ``columns=False`` and puts dx in its projector instead
     (:attr:`recon.geometry.ScanGeometry.offsets`): no resampling along the rows, whose
-    smoothing cost modified MLEM 1.7 dB at 1.5 px of jitter (docs/benchmarks.md)."""
+    smoothing cost modified MLEM 1.7 dB at 1.5 px of jitter (docs/benchmarks.md).
+
+    ``noise``: also return the line integrals' variance (same shape; NaN in rows whose flats
+    cannot tell: :mod:`recon.io.noise`), from each row's own flats, for MLEM's stop at the noise."""
+    if noise:
+        from recon.io.noise import chunk_noise, line_integral_variance
+
+        got: list = []
+        p = _read_line_integrals(reader, z0, z1, corrections, jitter, tilt, columns, got)
+        a = got[0].z0
+        return p, line_integral_variance(p, chunk_noise(got[0]).rows(z0 - a, z1 - a))
+    return _read_line_integrals(reader, z0, z1, corrections, jitter, tilt, columns)
+
+
+def _read_line_integrals(reader, z0: int, z1: int, corrections: Corrections | None, jitter: Jitter | None,
+                         tilt: Tilt | None, columns: bool, chunks: list | None = None) -> np.ndarray:
     n_angles, n_rows, n_cols = reader.shape
     dy = np.zeros(n_angles) if jitter is None else np.asarray(jitter.dy, dtype=np.float64)
     dx = np.zeros(n_angles) if jitter is None or not columns else np.asarray(jitter.dx, dtype=np.float64)
@@ -433,12 +448,12 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
     halo = 1 if corrections is not None and corrections.remove_outliers is not None else 0
     if not dy.any() and not dx.any() and slope == 0.0:
         a, b = max(0, z0 - halo), min(n_rows, z1 + halo)
-        return line_integrals(reader.read(a, b), corrections=corrections)[z0 - a:z1 - a]
+        return line_integrals(_read(reader, a, b, chunks), corrections=corrections)[z0 - a:z1 - a]
     lean = np.zeros(n_cols) if tilt is None else -slope * (np.arange(n_cols) - tilt.column)  # rows, per column
     z = np.arange(z0, z1, dtype=np.float64)
     a = max(0, int(np.floor(z0 + dy.min() + lean.min())) + TAPS[0] - halo)
     b = min(n_rows, int(np.floor(z1 - 1 + dy.max() + lean.max())) + TAPS[-1] + 1 + halo)
-    p = line_integrals(reader.read(a, b), corrections=corrections)  # (z, angle, col)
+    p = line_integrals(_read(reader, a, b, chunks), corrections=corrections)  # (z, angle, col)
     across = np.zeros(z.size) if tilt is None else slope * (z - tilt.row)  # columns, per row
     out = np.empty((z.size, n_angles, n_cols), dtype=np.float32)
     col = np.arange(n_cols)[None, :]
@@ -454,6 +469,14 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
         if shift.any():
             out[:, i] = _read_columns_at(out[:, i], shift)
     return out
+
+
+def _read(reader, a: int, b: int, chunks: list | None):
+    """``reader.read(a, b)``, kept in ``chunks`` where given (its flats tell the noise)."""
+    chunk = reader.read(a, b)
+    if chunks is not None:
+        chunks.append(chunk)
+    return chunk
 
 
 #: Lanczos-3 interpolation: its taps relative to floor(position)

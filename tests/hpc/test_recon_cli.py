@@ -688,3 +688,22 @@ def test_ctrl_c_while_the_command_starts_is_one_line():
         pytest.skip("the command had started before the signal")
     # 130, or ended by the signal itself (-2: the shell shows 130 as well), as the import was left
     assert proc.returncode in (130, -signal.SIGINT) and err == "flytomo: interrupted\n", (proc.returncode, err)
+
+
+def test_iterations_auto_stops_each_slice_at_the_noise_its_flats_measure(scan, tmp_path):
+    """``--iterations auto``: each slice's MLEM stops where its data fit reaches the noise the
+    scan's 10 flats measure; the line says how many iterations it took; chunks do not change it;
+    a bad value is one line, exit 2."""
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    for out, k in ((a, "3"), (b, "8")):
+        r = run_cli("recon", str(scan), "--out", str(out), "--method", "mlem-flyscan", "--iterations", "auto",
+                    "--rows", "20:28", "--chunk-rows", k, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        assert "MLEM stopped at the noise after " in r.stderr and "in 8 slice(s)" in r.stderr, r.stderr
+    np.testing.assert_allclose(open_volume(a)[0][:], open_volume(b)[0][:], rtol=1e-5, atol=1e-7)
+    assert open_volume(a)[1]["options"]["iterations"] == "auto"
+    truth = np.load(scan.with_name("scan_truth.npy"))[20:28]
+    assert np.mean([psnr(v, t) for v, t in zip(open_volume(a)[0][:], truth)]) > 17.0
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "c.zarr"), "--iterations", "soon")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "flytomo: error: --iterations must be an integer ≥ 1 or 'auto', got 'soon'"], r.stderr

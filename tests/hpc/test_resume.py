@@ -465,3 +465,22 @@ def test_center_null_and_auto_are_the_same_plan():
     assert "center" not in plan_mismatch({"plan": {"center": "auto"}}, {"center": None})
     assert "center" in plan_mismatch({"plan": {"center": None}}, {"center": "middle"})
     assert "center" in plan_mismatch({"plan": {"center": None}}, {"center": 63.5})
+
+
+def test_iterations_auto_runs_resume_to_the_same_store_and_record_each_slice(sim, tmp_path):
+    """``iterations: auto`` through the engine: each unit's done marker records MLEM's iterations
+    per slice (from the scan's own flats), and a killed run resumes bit for bit."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for d in (whole, cut):
+        d.mkdir()
+    ref_cfg = write_config(whole, sim, reconstruction={"method": "mlem-flyscan", "iterations": "auto"})
+    assert run_experiment(load_experiment(ref_cfg), progress=False).complete
+    cfg = write_config(cut, sim, reconstruction={"method": "mlem-flyscan", "iterations": "auto"})
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": "3"})
+    assert r.returncode == -9, r.stderr[-2000:]
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.skipped == 3
+    np.testing.assert_array_equal(read_store(cut / "store.zarr"), read_store(whole / "store.zarr"))
+    marks = [json.loads(p.read_text()) for p in (whole / "store.zarr" / ".flytomo" / "manifest").iterdir()]
+    counts = [k for m in marks for k in m["iterations"]]
+    assert len(counts) == sum(m["z1"] - m["z0"] for m in marks) and 10 <= min(counts) and max(counts) <= 150

@@ -124,7 +124,7 @@ def test_unknown_methods_and_options_are_refused_before_work():
     with pytest.raises(FlytomoError, match="takes no option window"):
         resolve_options("mlem", {"window": "hann"})
     # bad values fail when options are resolved (before any work), one line each
-    for method, opts, msg in (("mlem", {"iterations": -3}, "iterations must be an integer ≥ 1, got -3"),
+    for method, opts, msg in (("mlem", {"iterations": -3}, "iterations must be an integer ≥ 1 or 'auto' .*, got -3"),
                               ("mlem-flyscan", {"iterations": "ten"}, "iterations must be an integer"),
                               ("mlem", {"init": "zeros"}, "init must be 'uniform' or 'fbp'"),
                               ("fbp", {"window": "frob"}, "unknown FBP window 'frob'"),
