@@ -238,6 +238,14 @@ def test_a_round_gap_through_every_row_is_no_pore():
     a, b = segment_volume(through), segment_volume(inside)
     assert a.n_pores == 0 and a.n_cracks == 1
     assert b.n_pores == 1 and b.pore_volume_vox > b.crack_volume_vox
+    # a blind probe: a round pore taller than the reconstructed slab (a sphere of radius 8 cut by
+    # 12 rows) was a crack, and a sub-pixel vertical drift flipped it; round and wider than the
+    # slab is tall, it is a pore
+    ball = (x - 40) ** 2 + (y - 31.5) ** 2 + (z - 5.5) ** 2 < 8.5 ** 2
+    cut = vol.copy()
+    cut[ball] = 0.0
+    c = segment_volume(cut)
+    assert c.n_pores == 1 and c.n_cracks == 0, (c.n_pores, c.n_cracks)
 
 
 def test_far_debris_is_not_the_particle():
