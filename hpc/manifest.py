@@ -7,9 +7,12 @@
   Written by the driver; a rerun retries these units and removes the marker.
 - ``STORE/.flytomo/lock`` — the run writing the store (pid, host, start time). A second run
   refuses to start while it is held. The holder touches the file every ``HEARTBEAT_S``; a
-  lock is stale — and taken over — when its pid is dead on this same host, or when it was
+  lock is stale — and taken over — when its pid is dead on this same host, when it was
   taken on another host and its heartbeat is older than ``STALE_S`` (a job killed on one
-  node, resubmitted on another).
+  node, resubmitted on another), or when it was taken by an earlier start of this same Slurm
+  job (``SLURM_JOB_ID`` equal, ``SLURM_RESTART_COUNT`` lower: a requeued job, which Slurm
+  starts only after the first is gone). A stale lock is taken over under a short-lived
+  ``lock.break`` file, so two runs that find it stale at once cannot both take it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from recon.errors import FlytomoError
 META = ".flytomo"
 HEARTBEAT_S = 30.0
 STALE_S = 300.0
+#: a ``lock.break`` older than this was left by a run killed while taking over a stale lock
+BREAK_STALE_S = 30.0
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -113,6 +118,18 @@ def _process_start_s(pid: int) -> float | None:
         return None
 
 
+def _slurm_job() -> dict[str, Any]:
+    """This process's Slurm job id and restart count (a requeued job keeps its id), or {}."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return {}
+    try:
+        restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        restart = 0
+    return {"slurm_job_id": job, "slurm_restart_count": restart}
+
+
 class RunLock:
     """``STORE/.flytomo/lock``: one run at a time per store. Use as a context manager."""
 
@@ -135,16 +152,16 @@ class RunLock:
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "command": self.command}
-        for _ in range(3):
+              "command": self.command, **_slurm_job()}
+        for _ in range(50):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 other = self.holder()
                 if other is None:
                     continue  # released meanwhile
-                if self._stale(other, me["host"]):
-                    self.path.unlink(missing_ok=True)  # its run is gone
+                if self._stale(other, me):
+                    self._break(other, me)  # its run is gone
                     continue
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
                 raise FlytomoError(self.store, (
@@ -160,8 +177,35 @@ class RunLock:
             return self
         raise FlytomoError(self.path, "cannot take the run lock")
 
-    def _stale(self, other: dict, host: str) -> bool:
-        pid = other.get("pid")
+    def _break(self, stale: dict, me: dict) -> None:
+        """Remove the lock if it still holds ``stale`` (read before) and is still stale, under
+        ``lock.break`` (O_EXCL): of two runs that found it stale at once, the second sees the
+        first one's new lock, not the stale one, and leaves it."""
+        mutex = self.path.with_name("lock.break")
+        try:
+            fd = os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - mutex.stat().st_mtime > BREAK_STALE_S:
+                    mutex.unlink(missing_ok=True)  # left by a run killed while breaking
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+            return
+        try:
+            os.close(fd)
+            now = self.holder()
+            if now == stale and self._stale(now, me):
+                self.path.unlink(missing_ok=True)
+        finally:
+            mutex.unlink(missing_ok=True)
+
+    def _stale(self, other: dict, me: dict) -> bool:
+        pid, host = other.get("pid"), me["host"]
+        job, restart = other.get("slurm_job_id"), other.get("slurm_restart_count")
+        if (job is not None and job == me.get("slurm_job_id") and isinstance(restart, int)
+                and restart < me.get("slurm_restart_count", 0)):
+            return True  # an earlier start of this requeued job: Slurm ended it before this one
         if other.get("host") == host:
             if not isinstance(pid, int) or not _pid_alive(pid):
                 return isinstance(pid, int)
