@@ -199,13 +199,13 @@ def load_config(path: str | Path, **overrides) -> tuple[TrainConfig, Path]:
     against the config file's folder). ``overrides`` are top-level keys (None ignored)."""
     path = Path(path)
     raw = read_yaml_mapping(path, "training config", "name:, model:, data:, training:, ...")
-    for k, v in overrides.items():
-        if v is not None:
-            if k in ("steps", "batch"):
-                raw.setdefault("training", {})[k] = v
-            else:
-                raw[k] = v
+    given = {k: v for k, v in overrides.items() if v is not None}
+    raw.update({k: v for k, v in given.items() if k not in ("steps", "batch")})
     try:
+        TrainConfig.model_validate(raw)  # the file's training section as written: --steps hides none of its errors
+        tuning = {k: v for k, v in given.items() if k in ("steps", "batch")}
+        if tuning:
+            raw["training"] = {**(raw.get("training") or {}), **tuning}
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as err:
         raise _config_error(path, err) from None
@@ -1054,6 +1054,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     torch.manual_seed(cfg.seed)
     model = build_model(model_config(cfg)).to(device)
     init = _load_init(cfg, model) if cfg.init else None  # a bad init fails before anything is written
+    # so do bad data settings (an unknown family, method options the first stage does not take)
+    train_src, val_src = sources if sources is not None else make_pair_sources(cfg, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(_result_config(cfg), sort_keys=True)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -1067,7 +1069,6 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
 
     # data
-    train_src, val_src = sources if sources is not None else make_pair_sources(cfg, device)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else run_dir / "data"
     train_set = build_pair_set(train_src, cfg.data.n_train, data_dir / "train",
                                _data_key(cfg, "train"), progress=progress, desc="training pairs",

@@ -679,3 +679,22 @@ def test_every_training_config_in_jobs_is_valid():
     known |= {(run_dir / f"{cfg.name}.safetensors").resolve() for cfg, run_dir in loaded.values()}
     for name, (cfg, _) in loaded.items():
         assert not cfg.init or Path(cfg.init).resolve() in known, name
+
+
+def test_steps_on_the_command_line_hide_no_error_of_the_file_and_a_refused_run_leaves_no_folder(tmp_path):
+    """A blind probe: ``training: 5`` with ``--steps 5`` was a TypeError traceback (exit 1), and
+    ``steps: thirty`` with ``--steps 5`` trained; an unknown family was refused only after the
+    run folder (config.json) was made."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\ntraining: 5\n")
+    with pytest.raises(FlytomoError, match="key 'training'"):
+        load_config(bad, steps=5)
+    bad.write_text("name: t\ntraining:\n  steps: thirty\n")
+    with pytest.raises(FlytomoError, match="key 'training.steps'"):
+        load_config(bad, steps=5)
+    cfg, _ = load_config(_write(tmp_path, {"name": "ok", "training": {"steps": 7}}), steps=3, device="cpu")
+    assert cfg.training.steps == 3 and cfg.device == "cpu"
+    fam = _write(tmp_path, {"name": "fam", "run_dir": "fam", "data": {"families": ["bogus"]}})
+    with pytest.raises(FlytomoError, match="unknown phantom family bogus"):
+        train(*load_config(fam), progress=False)
+    assert not (tmp_path / "fam").exists()
