@@ -19,6 +19,7 @@ resubmitted reconstruction resumes from the store's manifest (done units are ski
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -108,6 +109,9 @@ class JobScripts:
     recon_script: str
     analysis_path: Path
     analysis_script: str | None  # None when the config says analysis.enabled: false
+    #: the folders bound into the container (made before submitting: Apptainer refuses a
+    #: missing one, as the job starts)
+    binds: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -157,6 +161,13 @@ def check_options(opts: SlurmOptions) -> list[str]:
         problems.append(f"--dask-interface: {opts.dask_interface!r} is not an interface name")
     if opts.container is not None and not Path(opts.container).is_file():
         problems.append(f"--container: {opts.container}: no such image file")
+    for value in opts.binds:  # Apptainer refuses a bind whose source is missing: at the job's start
+        for part in (x.strip() for x in value.split(",") if x.strip()):
+            src = part.split(":")[0]
+            if not Path(src).is_absolute():
+                problems.append(f"--bind: {part!r}: the folder to bind must be an absolute path")
+            elif not Path(src).exists():
+                problems.append(f"--bind: {src}: no such file or folder (the job would fail as it starts)")
     if opts.executor == "dask":
         # the driver job is one task on one node; the workers' resources are the config's
         asked = [f"--{n.replace('_', '-')}" for n in ("ntasks_per_node", "cpus_per_task")
@@ -217,6 +228,8 @@ class ExperimentInfo:
     analysis_enabled: bool = True
     #: the folders the jobs read or write, for a container's binds (:func:`bind_folders`)
     folders: tuple[Path, ...] = ()
+    #: the config's executor.threads_per_worker
+    threads: int = 1
 
 
 def bind_folders(paths: list[Path]) -> tuple[Path, ...]:
@@ -267,8 +280,8 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
         parts = hpc_config.weights_file(options.get(key))
         if parts:
             folders.append(Path(parts[1]).parent)
-    return ExperimentInfo(store=store, analyze_args=args,
-                          analysis_enabled=bool(exp.config.analysis.enabled), folders=bind_folders(folders))
+    return ExperimentInfo(store=store, analyze_args=args, analysis_enabled=bool(exp.config.analysis.enabled),
+                          folders=bind_folders(folders), threads=int(exp.config.executor.threads_per_worker))
 
 
 def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
@@ -373,6 +386,10 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     if problems:
         raise FlytomoError("flytomo submit", "; ".join(problems))
     info = read_experiment(config, opts, open_files=check_files)
+    if opts.executor == "mpi" and opts.cpus_per_task is None and info.threads > 1:
+        # each rank runs threads_per_worker torch threads: ask Slurm for that many CPUs per rank
+        # (its default, one, would put them all on one core)
+        opts = dataclasses.replace(opts, cpus_per_task=info.threads)
     store = info.store
     if opts.executor == "dask":
         _check_dask_config(config)
@@ -417,7 +434,8 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
         })
     return JobScripts(config=config, store=store, slurm_dir=slurm_dir,
                       recon_path=slurm_dir / "recon.sbatch", recon_script=recon,
-                      analysis_path=slurm_dir / "analyze.sbatch", analysis_script=analysis)
+                      analysis_path=slurm_dir / "analyze.sbatch", analysis_script=analysis,
+                      binds=tuple(info.folders) if opts.container is not None else ())
 
 
 def write(scripts: JobScripts) -> None:
@@ -465,6 +483,8 @@ def submit(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
         raise FlytomoError("sbatch", "not found on PATH: submit from a Slurm login node "
                                      "(or use --dry-run to only see the scripts)")
     scripts = render(config, opts, check_files=check_files)
+    for folder in scripts.binds:  # the store's and the analysis's folders may not exist yet
+        folder.mkdir(parents=True, exist_ok=True)
     write(scripts)
     recon_argv = sbatch_argv(scripts.recon_path, scripts.slurm_dir)
     recon_job = run_sbatch(recon_argv, scripts.slurm_dir)

@@ -97,13 +97,15 @@ def test_container_command(demo_copy, tmp_path):
     image = tmp_path / "images dir" / "flytomo.sif"
     image.parent.mkdir()
     image.write_bytes(b"")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     s = hs.render(demo_copy, hs.SlurmOptions(container=image, gpus_per_node=2,
-                                             binds=("/scratch",)))
+                                             binds=(str(scratch),)))
     run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
     i = run.index("apptainer")
     assert run[i:i + 3] == ["apptainer", "exec", "--nv"]
     assert ["--bind", str(demo_copy.parent)] == run[i + 3:i + 5]
-    assert "/scratch" in run and str(image) in run
+    assert str(scratch) in run and str(image) in run
     assert run[run.index(str(image)) + 1:run.index(str(image)) + 3] == ["flytomo", "run"]
     with pytest.raises(FlytomoError, match="--executor dask with --container"):
         hs.render(demo_copy, hs.SlurmOptions(container=image, executor="dask"))
@@ -114,15 +116,21 @@ def test_only_the_reconstruction_gets_the_gpus_and_both_jobs_get_mem(demo_copy, 
     for none; --mem on both jobs; a comma-separated --bind split as Apptainer reads it."""
     image = tmp_path / "flytomo.sif"
     image.write_bytes(b"")
+    for d in ("scratch", "data"):
+        (tmp_path / d).mkdir()
     s = hs.render(demo_copy, hs.SlurmOptions(container=image, gpus_per_node=2, mem="64G",
-                                             binds=("/scratch,/data:/mnt/data",)))
+                                             binds=(f"{tmp_path}/scratch,{tmp_path}/data:/mnt/data",)))
     recon = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
     analyze = shlex.split(next(l for l in s.analysis_script.splitlines() if " analyze " in l
                                and not l.startswith("echo")))
     assert "--nv" in recon and "--nv" not in analyze
     for argv in (recon, analyze):
         binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
-        assert binds == [str(demo_copy.parent), "/scratch", "/data:/mnt/data"]
+        assert binds == [str(demo_copy.parent), f"{tmp_path}/scratch", f"{tmp_path}/data:/mnt/data"]
+    # a bind whose folder is missing or relative: Apptainer refuses it as the job starts (a probe)
+    for bad, words in ((f"{tmp_path}/nope", "no such file or folder"), ("b", "must be an absolute path")):
+        with pytest.raises(FlytomoError, match=words):
+            hs.render(demo_copy, hs.SlurmOptions(container=image, binds=(bad,)))
     for text in (s.recon_script, s.analysis_script):
         assert "#SBATCH --mem=64G" in text.splitlines()
 
@@ -246,3 +254,40 @@ def test_sbatch_missing_is_one_clear_error(demo_copy, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(FlytomoError, match="sbatch: not found on PATH"):
         hs.submit(demo_copy, hs.SlurmOptions())
+
+
+def test_threads_per_worker_become_cpus_per_rank(demo_copy):
+    """A blind probe: threads_per_worker 8 without --cpus-per-task left each rank Slurm's one
+    CPU, eight torch threads on it. The config's threads are asked for; the flag still wins."""
+    import yaml
+
+    raw = yaml.safe_load(demo_copy.read_text())
+    raw.setdefault("executor", {})["threads_per_worker"] = 8
+    demo_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    s = hs.render(demo_copy, hs.SlurmOptions(ntasks_per_node=2))
+    assert "#SBATCH --cpus-per-task=8" in s.recon_script.splitlines()
+    assert "--cpus-per-task=8 " in next(l for l in s.recon_script.splitlines() if l.startswith("srun "))
+    s = hs.render(demo_copy, hs.SlurmOptions(ntasks_per_node=2, cpus_per_task=4))
+    assert "#SBATCH --cpus-per-task=4" in s.recon_script.splitlines()
+
+
+def test_submit_makes_the_folders_a_container_binds(demo_copy, tmp_path, monkeypatch):
+    """A blind probe: a store and an analysis in folders not made yet were bound as they were,
+    and Apptainer refuses a missing bind source as the job starts. submit makes them first."""
+    import yaml
+
+    raw = yaml.safe_load(demo_copy.read_text())
+    raw["output"] = str(tmp_path / "stores" / "ext.zarr")
+    raw.setdefault("analysis", {})["out"] = str(tmp_path / "anas" / "ext")
+    demo_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\necho 4242\n")
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    assert not (tmp_path / "stores").exists()
+    sub = hs.submit(demo_copy, hs.SlurmOptions(container=image))
+    assert sub.recon_job == "4242"
+    assert (tmp_path / "stores").is_dir() and (tmp_path / "anas").is_dir()
