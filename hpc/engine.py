@@ -388,6 +388,19 @@ def store_outlook(exp: Experiment, n_files: int) -> str:
     return f"exists, {words}"
 
 
+def _dose_line(method: str, options: dict, image_size: int, plans: list[ScanPlan]) -> str | None:
+    """One line for the scans whose photons lie far outside what the rrdb method's networks
+    were trained on (:func:`recon.methods.dose_warnings`), else None."""
+    from recon.methods import dose_warnings
+
+    words = dose_warnings(method, options, image_size, [p.photons for p in plans])
+    far = [(p, w) for p, w in zip(plans, words) if w]
+    if not far:
+        return None
+    names = ", ".join(p.scan_id for p, _ in far[:3]) + (", …" if len(far) > 3 else "")
+    return f"{len(far)} of {len(plans)} scans ({names}): {'; '.join(far[0][1])}"
+
+
 def _refuse_changed_scans(scans: list[tuple[int, Path, str | None]], known: list[dict], units: list[WorkUnit],
                           done: set[str] | dict, store: Path) -> None:
     """FlytomoError naming the first scan file whose bytes changed (:func:`hpc.planner.file_fingerprint`)
@@ -502,6 +515,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
         model = model_provenance(method, resolved, n_cols)  # auto adds the second network by slice size
+        if (line := _dose_line(method, resolved, n_cols, plans)) is not None:
+            log.warning("%s", line)
+            print(f"warning: {line}", file=sys.stderr)
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()

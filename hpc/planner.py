@@ -80,6 +80,7 @@ class ScanPlan:
     pad_reused: bool = False  # the pad came from the store of an earlier run (never changed)
     fingerprint: str | None = None  # :func:`file_fingerprint` of its file when surveyed
     pad_wanted: int = 0  # the pad (columns per side) the scan chose alone, before :func:`_pad_alike`
+    photons: float | None = None  # per pixel in a flat frame (:func:`recon.io.noise.scan_photons`)
 
     @property
     def ok(self) -> bool:
@@ -202,6 +203,9 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
                                           corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
                                           pad_columns=pad, check_tilt=job.check_tilt,
                                           blur_matters=job.blur_matters)
+            from recon.io.noise import scan_photons
+
+            plan.photons = scan_photons(reader)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others

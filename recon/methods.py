@@ -255,14 +255,33 @@ def model_provenance(method: str, options: dict[str, Any], image_size: int | Non
     px (:func:`network_provenance`: name, weights file and its sha256, input kind; the second
     network and its weight; :func:`blend_spec`), for the provenance of a written volume;
     loading them also checks them before any work. ``None`` for the other methods."""
+    nets = _networks(method, options, image_size)
+    return None if nets is None else network_provenance(nets[0], nets[1])
+
+
+def _networks(method: str, options: dict[str, Any], image_size: int | None) -> tuple[Any, tuple[Any, float] | None] | None:
+    """The rrdb method's loaded networks for ``options`` and slices of ``image_size``: (main,
+    (second, weight) or None); None for the other methods."""
     if method != "rrdb":
         return None
     from recon.weights import load_model
 
     opts = resolve_networks(resolve_options(method, options), image_size)
-    main = load_model(opts["model"], input_kind=opts["rrdb_input"])
     spec = blend_spec(opts)
-    return network_provenance(main, (load_model(spec), float(opts["blend_weight"])) if spec else None)
+    return (load_model(opts["model"], input_kind=opts["rrdb_input"]),
+            (load_model(spec), float(opts["blend_weight"])) if spec else None)
+
+
+def dose_warnings(method: str, options: dict[str, Any], image_size: int | None,
+                  photons: list[float | None]) -> list[list[str]]:
+    """For the rrdb method: per entry of ``photons`` (per pixel in a flat, one per scan), a line
+    per network trained on doses far from it (:meth:`recon.weights.LoadedModel.photons_outside`);
+    empty lists for the other methods."""
+    nets = _networks(method, options, image_size)
+    if nets is None:
+        return [[] for _ in photons]
+    models = [nets[0]] + ([nets[1][0]] if nets[1] else [])
+    return [[w for w in (m.photons_outside(p) for m in models) if w] for p in photons]
 
 
 def uses_blur(method: str, options: dict[str, Any] | None = None) -> bool:

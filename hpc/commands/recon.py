@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integra
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
 from recon.mlem import DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS
+from recon.methods import dose_warnings
 from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
 
 #: rows processed at once by default: bounds memory (sinogram + volume + operators)
@@ -129,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
                              blur_matters=blur_matters,
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
+    if rec.model is not None:  # the networks' training doses against this scan's flats
+        from recon.io.noise import scan_photons
+        from recon.weights import ModelDomainWarning
+
+        for line in dose_warnings(args.method, rec.options, geometry.image_size,
+                                  [scan_photons(reader, (z0, z1))])[0]:
+            warnings.warn(line, ModelDomainWarning, stacklevel=1)
     n = geometry.image_size
     attrs = {
         "method": args.method, "options": rec.options, "model": rec.provenance(),

@@ -85,6 +85,16 @@ def chunk_noise(chunk) -> FlatNoise:
     return flat_noise(flats, darks)
 
 
+def scan_photons(reader, rows: tuple[int, int] | None = None, n_rows: int = 4) -> float | None:
+    """Photons per pixel in one flat frame of a scan (:class:`recon.io.scan.ScanReader`): the
+    median over ``n_rows`` rows in the middle of ``rows`` (default all) of :func:`chunk_noise`;
+    None where its flats cannot tell."""
+    z0, z1 = rows if rows is not None else (0, int(reader.shape[1]))
+    a = max(z0, (z0 + z1) // 2 - n_rows // 2)
+    photons = chunk_noise(reader.read(a, min(z1, a + n_rows))).photons
+    return float(np.nanmedian(photons)) if np.isfinite(photons).any() else None
+
+
 def line_integral_variance(p: np.ndarray, noise: FlatNoise, min_transmission: float = 1e-3) -> np.ndarray:
     """Variance (z, angle, col) of line integrals ``p`` (z, angle, col) from the photons of
     ``noise`` (rows of ``p``); NaN in rows of unknown noise."""

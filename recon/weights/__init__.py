@@ -55,6 +55,9 @@ INPUT_KINDS = ("fbp", "mlem", "mlem-flyscan", "mlem-flyscan+fbp")
 #: docs/benchmarks.md, RRDB section)
 DEFAULT_INPUT_KIND = "mlem-flyscan"
 CARD_FORMAT = "flytomo-model-card/1"
+#: photons per pixel this many times outside a card's training range get a warning (the
+#: quality falls with the log of the dose: twice the range is not yet far)
+PHOTON_SLACK = 2.0
 WEIGHTS_DIR = Path(__file__).resolve().parent
 #: the second network the default rrdb method averages in (recon.methods.blend_spec), and the
 #: FBP network for slices at least as large as its smallest training sample
@@ -187,6 +190,21 @@ class LoadedModel:
             warnings.warn(f"{self.path.name}: this scan's {' and '.join(outside)} lie outside what the network was "
                           f"trained on: it may make the slices worse than its {channel_kinds(self.input_kind)[0]} "
                           "input - compare its output with that input", ModelDomainWarning, stacklevel=2)
+
+    def photons_outside(self, photons: float | None) -> str | None:
+        """Words for a scan whose photons per pixel (:func:`recon.io.noise.scan_photons`) are
+        more than :data:`PHOTON_SLACK` times outside the card's training range, else None: a
+        network trained on noisy inputs smooths a clean one (a blind probe: the FBP network at
+        50,000 photons, 3.4 dB below its own FBP input)."""
+        span = (self.card.get("data") or {}).get("photons")
+        if photons is None or not (isinstance(span, (list, tuple)) and len(span) == 2):
+            return None
+        lo, hi = float(span[0]), float(span[1])
+        if lo / PHOTON_SLACK <= photons <= hi * PHOTON_SLACK:
+            return None
+        return (f"{self.path.name}: trained on {lo:g}-{hi:g} photons per pixel; this scan's flats hold "
+                f"{photons:,.0f}: the network may make the slices worse than its "
+                f"{channel_kinds(self.input_kind)[0]} input - compare its output with that input")
 
     def provenance(self) -> dict:
         """What a written volume records of this network: name, weights file and sha256,

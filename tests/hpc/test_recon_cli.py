@@ -707,3 +707,20 @@ def test_iterations_auto_stops_each_slice_at_the_noise_its_flats_measure(scan, t
     r = run_cli("recon", str(scan), "--out", str(tmp_path / "c.zarr"), "--iterations", "soon")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "flytomo: error: --iterations must be an integer ≥ 1 or 'auto', got 'soon'"], r.stderr
+
+
+def test_a_network_trained_at_other_doses_is_named(tmp_path):
+    """A blind probe: at 50,000 photons the FBP network lost 3.4 dB against its own FBP input,
+    without a word (the projections and slice size were checked against the card, the dose
+    not). The photons the scan's flats hold are now checked against the card's range (2x slack)."""
+    hi = tmp_path / "hi.h5"
+    assert main(["simulate", str(hi), "--phantom", "cracked", "--size", "64", "--ndim", "3", "--photons", "60000",
+                 "--seed", "1"]) == 0
+    r = run_cli("recon", str(hi), "--out", str(tmp_path / "a.zarr"), "--method", "rrdb", "--rrdb-input", "fbp",
+                "--rows", "30:32", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stderr.splitlines() if "photons per pixel" in l)
+    assert "rrdb-fbp.safetensors: trained on 500-10000 photons per pixel; this scan's flats hold 6" in line, line
+    r = run_cli("recon", str(hi), "--out", str(tmp_path / "b.zarr"), "--method", "fbp", "--rows", "30:32",
+                "--no-progress")
+    assert r.returncode == 0 and "photons" not in r.stderr

@@ -545,3 +545,19 @@ def test_two_runs_that_find_a_stale_lock_at_once_do_not_both_take_it(tmp_path):
         both += results == ["took", "took"]
         assert results in (["refused", "took"], ["took", "took"]), results
     assert both == 0
+
+
+def test_scans_far_from_the_networks_training_doses_are_named_in_one_line():
+    from pathlib import Path
+
+    from hpc.engine import _dose_line
+    from hpc.planner import ScanPlan
+
+    plans = [ScanPlan(0, Path("a.h5"), "a", photons=2000.0), ScanPlan(1, Path("b.h5"), "b", photons=60000.0),
+             ScanPlan(2, Path("c.h5"), "c", photons=None)]  # flats that cannot tell: no word
+    line = _dose_line("rrdb", {}, 256, plans)
+    assert line.startswith("1 of 3 scans (b): rrdb-mlem-flyscan.safetensors: trained on 300-10000 photons per "
+                           "pixel; this scan's flats hold 60,000"), line
+    assert "; rrdb-fbp-blend.safetensors: trained on" in line  # the second network too (256 px)
+    assert _dose_line("mlem-flyscan", {}, 256, plans) is None
+    assert _dose_line("rrdb", {}, 256, plans[:1]) is None
