@@ -672,6 +672,11 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
     log_file = [resolve_path(base, cfg.temperature_log)] if cfg.temperature_log else []
     problems += check_output(cfg, base, [*scan_files, *log_file])
     exp = Experiment(path=path, config=cfg, raw=raw, problems=problems)
+    center = cfg.reconstruction.center
+    if detector is not None and isinstance(center, float) and not -0.5 <= center <= detector[1] - 0.5:
+        problems.append(Problem("reconstruction.center", f"{center:g} is outside the detector's columns "
+                                f"0-{detector[1] - 1}: the rotation axis must project onto the detector "
+                                "(a column inside, or auto)"))
     if open_files and detector is not None and not any(not p.warning for p in problems):
         from hpc.engine import store_problem  # what 'flytomo run' would refuse in an existing store
 

@@ -397,6 +397,9 @@ def common_shape(plans: Sequence[ScanPlan], where: Any = None) -> tuple[int, int
     """(n_angles, n_rows, n_columns) shared by the readable scans; FlytomoError if none or mixed."""
     shapes = {p.shape[1:] for p in plans if p.ok and p.shape}
     if not shapes:
+        errors = list(dict.fromkeys(p.error for p in plans))
+        if len(errors) == 1 and len(plans) > 1:  # one reason for all (a center off the detector, say)
+            raise FlytomoError(where, f"no scan could be opened: every one of the {len(plans)} says: {errors[0]}")
         reasons = "; ".join(f"{p.path.name}: {p.error}" for p in plans[:3])
         raise FlytomoError(where, f"no scan could be opened ({reasons})")
     if len(shapes) > 1:

@@ -333,3 +333,19 @@ def test_options_a_method_does_not_use_are_said_to_be_unused(tmp_path, sim):
     assert [str(p) for p in problems if p.key == "reconstruction.window"] == [
         "reconstruction.window: method mlem-flyscan uses no FBP filter window: unused"]
     assert all(p.warning for p in problems if p.key == "reconstruction.window")
+
+
+def test_a_center_off_the_detector_is_found_by_check_and_said_once_by_run(tmp_path, sim):
+    """A blind probe: `center: 500` on a narrow detector passed check (and submit), and run
+    then failed with one long line repeating the reason per scan."""
+    from hpc.config import load_experiment
+    from hpc.engine import run_experiment
+    from recon.errors import FlytomoError
+
+    cfg = write_config(tmp_path, sim, reconstruction={"center": 500})
+    _, problems = check_config(cfg)
+    msg = {p.key: p.message for p in problems}
+    assert msg["reconstruction.center"].startswith("500 is outside the detector's columns 0-"), msg
+    with pytest.raises(FlytomoError, match=rf"no scan could be opened: every one of the {len(sim.scans)} says: "
+                                           r"center 500 is outside"):
+        run_experiment(load_experiment(cfg), progress=False)
