@@ -280,6 +280,33 @@ def _key(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _near_key(loc: tuple) -> str | None:
+    """The key of the config's model at ``loc[:-1]`` closest to the unknown ``loc[-1]`` (a typo:
+    ``rows_per_chunks``, ``executer``), or None."""
+    import difflib
+
+    from pydantic import BaseModel
+
+    model: Any = ExperimentConfig
+    if tuple(map(str, loc[:2])) == ("analysis", "segmentation") and len(loc) == 3:  # a dict checked on its own
+        try:
+            from analysis.segment import SegmentationParams as model
+        except ImportError:
+            return None
+        loc = loc[2:]
+    for part in loc[:-1]:
+        field_info = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        ann = getattr(field_info, "annotation", None)
+        model = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
+        if model is None:
+            return None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
 @dataclass
 class Problem:
     """One thing wrong with an experiment: a key path (or file) and what is wrong."""
@@ -297,6 +324,8 @@ def validation_problems(err: ValidationError) -> list[Problem]:
     seen, out = set(), []
     for e in err.errors():
         p = Problem(_key(tuple(e["loc"])), _message(e))
+        if e["type"] == "extra_forbidden" and (near := _near_key(tuple(e["loc"]))):
+            p.message += f" (did you mean '{near}'?)"
         if (p.key, p.message) not in seen:
             seen.add((p.key, p.message))
             out.append(p)

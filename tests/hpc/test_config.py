@@ -349,3 +349,16 @@ def test_a_center_off_the_detector_is_found_by_check_and_said_once_by_run(tmp_pa
     with pytest.raises(FlytomoError, match=rf"no scan could be opened: every one of the {len(sim.scans)} says: "
                                            r"center 500 is outside"):
         run_experiment(load_experiment(cfg), progress=False)
+
+
+def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path, sim):
+    cfg = write_config(tmp_path, sim, rows_per_chunks=8, executer={"kind": "local"},
+                       reconstruction={"iteration": 5}, analysis={"segmentation": {"closing_radus": 3}},
+                       frobnicate=1)
+    _, problems = check_config(cfg)
+    msg = {p.key: p.message for p in problems}
+    assert msg["rows_per_chunks"] == "unknown key (did you mean 'rows_per_chunk'?)"
+    assert msg["executer"] == "unknown key (did you mean 'executor'?)"
+    assert msg["reconstruction.iteration"] == "unknown key (did you mean 'iterations'?)"
+    assert msg["analysis.segmentation.closing_radus"] == "unknown key (did you mean 'closing_radius'?)"
+    assert msg["frobnicate"] == "unknown key"
