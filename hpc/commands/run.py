@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,19 +79,41 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpc.config import apply_overrides, load_experiment, read_yaml
     from hpc.engine import resume_hint
-    from hpc.executors import make_executor
 
     exit_on_sigterm(resume_hint(args.restart))  # the lock is released
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: the lock is released; say how to go on, as SIGTERM does
+        print(f"flytomo: interrupted: {resume_hint(args.restart)}", file=sys.stderr)
+        return 130
+
+
+def _mpi_ranks() -> int:
+    """How many ranks the MPI launcher around this process started (1 without one): MPICH/Hydra
+    and PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, Slurm's srun SLURM_NTASKS."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        try:
+            return max(1, int(os.environ[var]))
+        except (KeyError, ValueError):
+            continue
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hpc.config import apply_overrides, load_experiment, read_yaml
+    from hpc.executors import make_executor
+    from recon.errors import FlytomoError
 
     raw = apply_overrides(read_yaml(args.config), executor=args.executor, device=args.device,
                           workers=args.workers, scheduler_address=args.scheduler_address,
                           scheduler_file=args.scheduler_file, threads=args.threads)
     ex_raw = raw.get("executor") if isinstance(raw.get("executor"), dict) else {}
+    if ex_raw.get("kind") != "mpi" and (n := _mpi_ranks()) > 1:  # each copy would race for the lock
+        raise FlytomoError(args.config, f"started as {n} MPI ranks (mpirun/srun) but executor.kind is "
+                                        f"{ex_raw.get('kind') or 'local'}: add --executor mpi, or run one copy")
     if ex_raw.get("kind") == "mpi":
         from hpc.config import MPI_MISSING
-        from recon.errors import FlytomoError
         from hpc.executors.mpi import MpiExecutor, rank, worker_loop
 
         try:  # without it rank() is 0 on every copy: refuse first

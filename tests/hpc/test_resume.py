@@ -561,3 +561,36 @@ def test_scans_far_from_the_networks_training_doses_are_named_in_one_line():
     assert "; rrdb-fbp-blend.safetensors: trained on" in line  # the second network too (256 px)
     assert _dose_line("mlem-flyscan", {}, 256, plans) is None
     assert _dose_line("rrdb", {}, 256, plans[:1]) is None
+
+
+def test_a_local_run_started_as_several_mpi_ranks_is_refused_by_each(sim, tmp_path):
+    """A blind probe: `mpirun -n 3 flytomo run` without --executor mpi ran one copy, the others
+    exited 2 on the lock, and mpirun failed a complete store. Each copy now says why, before
+    anything is made."""
+    cfg = write_config(tmp_path, sim)
+    r = flytomo("run", cfg, "--no-progress", mpi=2)
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.splitlines() if "started as 2 MPI ranks" in l]
+    assert len(lines) == 2 and "add --executor mpi" in lines[0], r.stderr[-2000:]
+    assert not (tmp_path / "store.zarr").exists()
+
+
+def test_ctrl_c_in_a_run_says_how_to_go_on(sim, tmp_path):
+    import signal
+    import sys
+    from pathlib import Path
+
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "mlem-flyscan", "iterations": 400})
+    e = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "run", str(cfg), "--no-progress"],
+                            stderr=subprocess.PIPE, text=True, env=e)
+    marks = tmp_path / "store.zarr" / ".flytomo" / "manifest"
+    for _ in range(600):
+        if marks.is_dir() and any(marks.iterdir()):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("flytomo: interrupted: the units done so far are kept; run the same "
+                                            "command again to resume"), err[-2000:]
