@@ -114,7 +114,10 @@ TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "elapsed_time", "time_el
 #: the sample's reading first where a furnace logs several (a setpoint is never taken)
 TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "temperature_k",
                      "temp_k", "t_k", "sample_temperature", "sample_temp", "sample_t", "t_sample",
-                     "thermocouple", "tc", "tc1", "t", "temperatur", "temperatur_c", "temperatur_k")
+                     "thermocouple", "tc", "tc1", "t", "temperatur", "temperatur_c", "temperatur_k",
+                     # a controller's process value (its reading), never its setpoint (SP)
+                     "temperature_pv", "pv_temperature", "temp_pv", "pv_temp", "pv", "process_value",
+                     "actual_temperature", "temperature_actual", "istwert", "temperatur_istwert")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 
 
@@ -135,6 +138,22 @@ def _column_key(name: str) -> tuple[str, str]:
     if m and not unit:
         key, unit = m.group(1), m.group(2)
     return key, unit
+
+
+def _preamble_lines(path: Path, encoding: str, look: int = 50) -> int:
+    """How many lines a controller's export has before its header (instrument, program, start
+    time...): the lines before the first of the first ``look`` that names a time and a
+    temperature column; 0 where none does (the first line is the header). UnicodeDecodeError
+    for another encoding."""
+    with open(path, encoding=encoding, errors="strict") as f:
+        lines = [next(f, "") for _ in range(look)]
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("#"):
+            continue
+        fields = [x.strip().strip('"') for x in re.split(r"[;,\t]", line)]
+        if _pick(fields, TIME_NAMES) is not None and _pick(fields, TEMPERATURE_NAMES, taken=_pick(fields, TIME_NAMES)):
+            return i
+    return 0
 
 
 def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) -> str | None:
@@ -276,12 +295,16 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     df = None
     for encoding in ("utf-8-sig", "cp1252"):  # a BOM as Excel writes it; else a Windows code page
         try:
-            df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, encoding=encoding)
+            skip = _preamble_lines(path, encoding)
+            df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, encoding=encoding,
+                             skiprows=skip)
             break
         except UnicodeDecodeError:
             continue
         except Exception as err:
-            raise FlytomoError(path, f"cannot read the temperature log as CSV ({err})") from None
+            raise FlytomoError(path, f"cannot read the temperature log as CSV ({err}); lines above the column "
+                                     "names are skipped where a line names a time and a temperature column, else "
+                                     "mark them with #") from None
     if df is None:
         raise FlytomoError(path, "the temperature log is neither UTF-8 nor Windows-1252 text")
     df.columns = [str(c).strip() for c in df.columns]
@@ -313,7 +336,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame({"time_s": times, "temperature_C": temps})
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     if bad.any():
-        row = int(np.flatnonzero(bad)[0]) + 2  # header is line 1
+        row = int(np.flatnonzero(bad)[0]) + 2 + skip  # header is line 1 + skip
         what = f"{tcol} and {ccol} must be numbers{' or dates' if tcol != 'time_s' else ''}"
         if bad.mean() > LOG_BAD_ROWS_MAX or bad.all():
             raise FlytomoError(path, f"line {row}: {what} ({int(bad.sum())} bad row(s))")
@@ -324,7 +347,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     back = np.flatnonzero(np.diff(t) < 0)
     if back.size:
         i = int(back[0])
-        line = int(df.index[i + 1]) + 2  # header is line 1
+        line = int(df.index[i + 1]) + 2 + skip  # header is line 1 + skip
         warnings.warn(f"{path}: line {line}: the time goes back {t[i] - t[i + 1]:g} s ({back.size} place(s) like it: "
                       "rows out of order, or a clock set back): the readings are taken in time order",
                       UserWarning, stacklevel=2)

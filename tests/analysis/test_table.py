@@ -355,3 +355,22 @@ def test_a_german_controllers_log_is_read(tmp_path):
     assert df["temperature_C"].tolist() == [25.5, 75.0]
     p.write_text("Zeit (s);Temperatur\n0;25\n60;75\n")
     assert read_temperature_log(p)["time_s"].tolist() == [0.0, 60.0]
+
+
+def test_a_controllers_export_with_a_preamble_and_pv_sp_columns_is_read(tmp_path):
+    """A blind probe: a Eurotherm-style export (lines about the instrument above the header,
+    `Setpoint SP [°C]` beside `Temperature PV [°C]`, cp1252) was a tokenizer error; without the
+    preamble, PV and SP were 'no temperature column'. The process value is read, never the
+    setpoint; an error's line number counts the preamble."""
+    p = tmp_path / "furnace.csv"
+    body = ("Date;Time;Setpoint SP [°C];Temperature PV [°C];Output [%]\n"
+            "10.06.2024;06:12:20;30,0;30,2;49,4\n10.06.2024;06:13:20;80,0;75,5;90,0\n")
+    p.write_bytes(("Furnace controller export\nInstrument;Eurotherm 3216 (loop 1)\n\n" + body).encode("cp1252"))
+    df = read_temperature_log(p)
+    assert df["temperature_C"].tolist() == [30.2, 75.5]
+    assert df["time_s"].tolist() == [pd.Timestamp("2024-06-10 06:12:20", tz="UTC").timestamp() + k for k in (0, 60)]
+    p.write_text(body.replace("Setpoint SP", "SP").replace("Temperature PV", "PV"))
+    assert read_temperature_log(p)["temperature_C"].tolist() == [30.2, 75.5]
+    p.write_text("Program: ramp 50 C/min\ntime_s,temperature_C\n0,25\n10,hot\n")
+    with pytest.raises(FlytomoError, match="line 4"):
+        read_temperature_log(p)
