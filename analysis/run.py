@@ -231,10 +231,12 @@ def _warn_if_noisy(store: Path, table: pd.DataFrame, defect_sigma: float) -> Non
             stacklevel=2)
 
 
-def _warn_about_particles(store: Path, table: pd.DataFrame) -> None:
+def _warn_about_particles(store: Path, table: pd.DataFrame, n_rows: int) -> None:
     """Warnings where the crack fractions hold less than they seem to: separate particles left
     out (the fractions are of the largest one), and particles too small for the segmentation's
-    closing and partial-volume rim (biased by tens of percent)."""
+    closing and partial-volume rim (biased by tens of percent). A particle's size is its
+    sphere's radius, or where the ``n_rows`` reconstructed rows cut it (a slab), the radius of
+    its mean section: 8 rows of a particle 76 px across are no sphere of radius 19."""
     ok = table[table["status"] == "ok"]
     multi = ok[ok["other_particles"] > 0]
     if len(multi):
@@ -243,12 +245,13 @@ def _warn_about_particles(store: Path, table: pd.DataFrame) -> None:
             f"{int(multi['other_particles'].max())}, each >= {100 * OTHER_PARTICLE_SHARE:g} % of its volume; "
             f"column other_particles; scans {_scan_list(multi)}): each row's fractions are of the largest "
             "particle only; reconstruct a region (--rows) per particle to measure the others", stacklevel=2)
-    radius = equivalent_radius(ok["particle_volume_vox"])
+    volume = ok["particle_volume_vox"].astype(float)
+    radius = np.maximum(equivalent_radius(volume), np.sqrt(volume / (np.pi * max(n_rows, 1))))
     small = ok[radius < SMALL_PARTICLE_RADIUS]
     if len(small):
         warnings.warn(
             f"{store}: {len(small)} of {len(ok)} scans have a particle under {SMALL_PARTICLE_RADIUS:g} voxels in "
-            f"equivalent radius (smallest {radius.min():.1f}; scans {_scan_list(small)}): crack fractions of "
+            f"equivalent radius (of a sphere, or in a slab of a section; smallest {radius.min():.1f}; scans {_scan_list(small)}): crack fractions of "
             "particles this small are biased by tens of percent (docs/benchmarks.md): compare them between "
             "scans, not with other measurements", stacklevel=2)
 
@@ -332,7 +335,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
 
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
-    _warn_about_particles(info.path, table)
+    _warn_about_particles(info.path, table, info.volume_shape[0])
     # everything is written beside the earlier analysis first (a full disk leaves that one whole),
     # then moved in, the table last: a run stopped half-way leaves no table beside new plots
     work = out_dir / ".analysis.partial"
