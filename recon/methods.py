@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -286,10 +287,30 @@ def dose_warnings(method: str, options: dict[str, Any], image_size: int | None,
 
 def uses_blur(method: str, options: dict[str, Any] | None = None) -> bool:
     """Whether ``method`` models the fly-scan blur (modified MLEM, and the rrdb method unless
-    its input is FBP alone): where the blur angle is only assumed, that is worth a warning."""
+    its network's input is FBP alone: ``rrdb_input: fbp``, the seed's network, or a model whose
+    card says so): where the blur angle is only assumed, that is worth a warning."""
     if method == "mlem-flyscan":
         return True
-    return method == "rrdb" and (options or {}).get("rrdb_input") != "fbp"
+    return method == "rrdb" and _main_input_kind(options or {}) != "fbp"
+
+
+def _main_input_kind(options: dict[str, Any]) -> str | None:
+    """The rrdb method's main network's input kind from its options, without loading it: the
+    option, else "fbp" for the seed authors' network, else its card's; None where unknown
+    (the shipped default's: modified MLEM)."""
+    if options.get("rrdb_input"):
+        return str(options["rrdb_input"])
+    spec = options.get("model")
+    if spec is None:
+        return None
+    if str(spec).startswith("seed:"):
+        return "fbp"
+    try:
+        import json
+
+        return json.loads(Path(str(spec)).with_suffix(".json").read_text()).get("input_kind")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def method_names() -> list[str]:

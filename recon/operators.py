@@ -204,9 +204,10 @@ class Projector:
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
             cost = ("its rays are sampled at every use (on the GPU)" if uncached == "sampled" else
-                    "its blocks are rebuilt at every use, so each chunk of rows and each MLEM iteration costs "
-                    "about as much as building it (minutes at 1024 columns)")
-            warnings.warn(f"the projector of {self.angles.size} angles x {nd} columns (~{approx_bytes / 1e9:.0f} GB) is "
+                    "its blocks are rebuilt at every use, so each chunk of rows (and, for MLEM, each iteration) "
+                    "costs about as much as building it (minutes at 1024 columns)")
+            warnings.warn(f"the projector of {self.angles.size} angles x {nd} columns (the detector with any padding or "
+                          f"widening about the axis; ~{approx_bytes / 1e9:.0f} GB) is "
                           f"larger than its cache ({max_cached_bytes / 1e9:g} GB): {cost}; larger chunks of rows pay "
                           "it less often, and FLYTOMO_OPERATOR_CACHE_GB sets the cache where memory allows",
                           OperatorCostWarning, stacklevel=2)

@@ -331,3 +331,20 @@ def test_library_calls_with_awkward_input():
         ScanGeometry.create(np.arange(60) * 3.0, 48, center=500)
     with pytest.warns(UserWarning, match=r"the 60 angles span 3\.089: taken as degrees"):
         ScanGeometry.create(np.deg2rad(np.arange(60) * 3.0), 48)
+
+
+def test_the_blur_matters_only_where_a_network_reads_modified_mlem(tmp_path):
+    """A blind probe: the seed's network (FBP input) got the 'no blur angle recorded' warning and
+    a blur in its summary line, as if its input modelled the blur."""
+    import json
+
+    from recon.methods import uses_blur
+
+    assert uses_blur("mlem-flyscan") and not uses_blur("fbp") and not uses_blur("mlem")
+    assert uses_blur("rrdb", {}) and uses_blur("rrdb", {"rrdb_input": "mlem-flyscan+fbp"})
+    assert not uses_blur("rrdb", {"rrdb_input": "fbp"})
+    assert not uses_blur("rrdb", {"model": "seed:/anywhere/pre_trained_model.pth"})
+    card = tmp_path / "mine.json"
+    for kind, matters in (("fbp", False), ("mlem-flyscan", True)):
+        card.write_text(json.dumps({"input_kind": kind}))
+        assert uses_blur("rrdb", {"model": str(tmp_path / "mine.safetensors")}) is matters
