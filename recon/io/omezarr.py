@@ -190,7 +190,13 @@ def open_volume(path: str | os.PathLike, mode: str = "r") -> tuple[zarr.Array, d
     try:
         group = zarr.open_group(str(path), mode=mode)
     except Exception as err:  # zarr raises several types for a folder that is not a group
-        raise FlytomoError(path, f"not a zarr group ({type(err).__name__}: {err})") from None
+        try:
+            shape = zarr.open_array(str(path), mode="r").shape
+        except Exception:
+            raise FlytomoError(path, f"not a zarr group ({type(err).__name__}: {err})") from None
+        raise FlytomoError(path, f"is a bare zarr array of shape {tuple(shape)}, not an OME-Zarr volume (a group whose "
+                                 f"array '{ARRAY}' is the volume, as flytomo recon writes); save it as .npy or a TIFF "
+                                 "stack, or inside such a group") from None
     if ARRAY not in group or not isinstance(group[ARRAY], zarr.Array):
         raise FlytomoError(path, f"store has no array '{ARRAY}'")
     return group[ARRAY], dict(group.attrs.get("flytomo", {}))

@@ -400,3 +400,16 @@ def test_a_tiff_of_separate_colour_planes_is_read_as_slices_with_a_warning(tmp_p
         vol, _, single = read_reconstruction(str(tmp_path / "planes.tif"))
     assert not single
     np.testing.assert_array_equal(np.asarray(vol), stack)
+
+
+def test_a_bare_zarr_array_is_named_as_such(tmp_path):
+    import subprocess
+    import sys
+
+    import zarr
+
+    zarr.save_array(str(tmp_path / "plain.zarr"), np.zeros((2, 16, 16), np.float32))
+    r = subprocess.run([sys.executable, "-m", "hpc.cli", "enhance", str(tmp_path / "plain.zarr"), "--out",
+                        str(tmp_path / "o.zarr"), "--input-kind", "fbp"], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "is a bare zarr array of shape (2, 16, 16), not an OME-Zarr volume" in r.stderr
