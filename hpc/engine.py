@@ -547,6 +547,13 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
 
         todo = [u for u in units if u.name not in done_before]
+        if exists and todo and len(todo) < len(units) and (change := st.made_by_change(existing)):
+            line = (f"{store.name} was begun by other code ({change}): its {len(todo)} units still to do will be "
+                    f"reconstructed by this one, unlike the {len(units) - len(todo)} done; 'flytomo run --restart' "
+                    "reconstructs every scan alike")
+            log.warning("%s", line)
+            print(f"warning: {line}", file=sys.stderr)
+            st.update_attrs(store, resumed_by=[*existing.get("resumed_by", []), {**st.versions(), "at": st.now_iso()}])
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)
         summary = RunSummary(store=store, log_file=run_log_path(store), executor=executor.describe(),

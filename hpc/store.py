@@ -15,6 +15,8 @@ write only their own chunks (no two units share a chunk) and then their manifest
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import sys
@@ -42,11 +44,39 @@ PLAN_KEYS = ("shape", "rows_per_chunk", "method", "options", "files", "center", 
 PLAN_DEFAULTS = {"correct_jitter": False, "correct_tilt": False, "pad_columns": "auto"}
 
 
+@functools.lru_cache(maxsize=1)
+def recon_code() -> str:
+    """12 hex digits of the sha256 of the reconstruction code (every ``.py`` file of the
+    ``recon`` package, by relative path): two runs of one version that differ here may
+    reconstruct differently (an edited checkout, a patched install)."""
+    import recon
+
+    root = Path(recon.__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+#: what must be alike for the scans of one store to be reconstructed alike (:func:`versions`)
+MADE_BY = ("flytomo", "recon_code", "torch", "numpy")
+
+
+def made_by_change(existing: dict) -> str | None:
+    """Words for a store begun by other code than this run's (:data:`MADE_BY` of its
+    ``versions``; keys an older store lacks are not compared), else None."""
+    old = existing.get("versions") if isinstance(existing.get("versions"), dict) else {}
+    now = versions()
+    diff = [f"{k} {old[k]} then, {now[k]} now" for k in MADE_BY if k in old and k in now and old[k] != now[k]]
+    return "; ".join(diff) or None
+
+
 def versions() -> dict[str, str]:
     """Versions of what made the store (provenance)."""
     import recon
 
-    out = {"flytomo": recon.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    out = {"flytomo": recon.__version__, "recon_code": recon_code(), "python": platform.python_version(),
+           "numpy": np.__version__}
     for mod in ("torch", "zarr", "dask", "distributed", "mpi4py", "h5py"):
         m = sys.modules.get(mod)
         if m is not None:

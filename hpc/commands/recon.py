@@ -14,6 +14,7 @@ from tqdm import tqdm
 import recon
 from hpc.commands import exit_on_sigterm, use_threads, word_or_number
 from hpc.planner import file_fingerprint
+from hpc.store import recon_code
 from recon.errors import FlytomoError
 from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
 from recon.io import (create_volume, discard, finalize, mark_rows_done, open_scan, open_volume, partial_path,
@@ -33,7 +34,7 @@ DEFAULT_CHUNK_ROWS = 32
 #: the same reconstruction, chunk by chunk)
 RESUME_KEYS = ("method", "options", "model", "geometry", "remove_outliers", "remove_stripes", "air_columns",
                "correct_jitter", "correct_tilt", "jitter", "tilt", "input", "input_fingerprint", "rows",
-               "chunk_rows", "flytomo_version")
+               "chunk_rows", "flytomo_version", "recon_code")
 
 
 def parse_rows(text: str | None, n_rows: int, where: str) -> tuple[int, int]:
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "input": str(Path(args.input).resolve()), "input_fingerprint": file_fingerprint(Path(args.input)),
         "format": reader.format, "rows": [z0, z1], "chunk_rows": args.chunk_rows,
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
-        "flytomo_version": recon.__version__,
+        "flytomo_version": recon.__version__, "recon_code": recon_code(),
         "scans": [{"index": 0, "scan_id": reader.metadata.get("scan_id"), "file": str(args.input),
                    "start_time_s": reader.metadata.get("scan_time"), "geometry": geometry.to_dict()}],
     }

@@ -594,3 +594,24 @@ def test_ctrl_c_in_a_run_says_how_to_go_on(sim, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == ("flytomo: interrupted: the units done so far are kept; run the same "
                                             "command again to resume"), err[-2000:]
+
+
+def test_a_store_begun_by_other_code_is_said_when_resumed(sim, tmp_path, capsys):
+    """A blind probe killed a run, edited flytomo, resumed: one scan by the old code, the rest by
+    the new, silently (the version string was the same). The store records the reconstruction
+    code's checksum; a resume by other code says so and is recorded."""
+    cfg = write_config(tmp_path, sim)
+    r = flytomo("run", cfg, "--no-progress", env={"FLYTOMO_TEST_KILL_AFTER": "2"})
+    assert r.returncode == -9
+    zattrs = tmp_path / "store.zarr" / ".zattrs"
+    attrs = json.loads(zattrs.read_text())
+    assert len(attrs["flytomo"]["versions"]["recon_code"]) == 12
+    attrs["flytomo"]["versions"]["recon_code"] = "0123456789ab"
+    zattrs.write_text(json.dumps(attrs))
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete
+    err = capsys.readouterr().err
+    assert ("store.zarr was begun by other code (recon_code 0123456789ab then, " in err
+            and f"its {UNITS - 2} units still to do will be reconstructed by this one, unlike the 2 done" in err), err
+    after = json.loads(zattrs.read_text())["flytomo"]
+    assert len(after["resumed_by"]) == 1 and after["resumed_by"][0]["recon_code"] != "0123456789ab"
