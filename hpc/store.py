@@ -211,7 +211,8 @@ def plan_mismatch_text(existing: dict, plan: dict) -> str:
 
 
 def _short(v: Any) -> str:
-    text = "unset" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+    text = ("unset" if v is None else str(v).lower() if isinstance(v, bool)
+            else f"{v:g}" if isinstance(v, float) else str(v))
     return text if len(text) <= 48 else "..." + text[-45:]  # a path's end names it
 
 

@@ -228,7 +228,7 @@ def test_stripe_removal_and_air_levelling_are_part_of_the_plan(reference, sim, t
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
     assert attrs["plan"]["remove_stripes"] == "mean" and attrs["plan"]["air_columns"] == 3
     assert not np.array_equal(read_store(tmp_path / "store.zarr"), reference[1])  # they did act
-    with pytest.raises(FlytomoError, match="remove_stripes, air_columns"):
+    with pytest.raises(FlytomoError, match="remove_stripes: mean in the store, unset now; air_columns: 3 in the store, unset now"):
         run_experiment(load_experiment(write_config(tmp_path, sim)), progress=False)
 
 
@@ -254,7 +254,7 @@ def test_jitter_correction_is_part_of_the_plan_and_resumes_to_the_same_store(sim
     assert s.skipped == 3 and s.complete
     np.testing.assert_array_equal(read_store(tmp_path / "killed" / "store.zarr"),
                                   read_store(tmp_path / "whole" / "store.zarr"))
-    with pytest.raises(FlytomoError, match="correct_jitter, correct_tilt"):
+    with pytest.raises(FlytomoError, match="correct_jitter: true in the store, false now; correct_tilt: true in the store, false now"):
         run_experiment(load_experiment(write_config(tmp_path / "killed", sim)), progress=False)
 
 
