@@ -313,6 +313,9 @@ def _environment(opts: SlurmOptions, flytomo: list[str], *, dask: bool) -> str:
     if opts.container is None:
         bindir = Path(flytomo[0]).parent
         lines.append(f'export PATH={shlex.quote(str(bindir))}:"$PATH"')
+    else:  # the host's Python settings (--export=ALL) and ~/.local packages (home is bound) stay outside
+        lines.append("unset PYTHONPATH PYTHONHOME")
+        lines.append("export PYTHONNOUSERSITE=1")
     if dask:
         # dask-jobqueue's defaults for what executor.dask.jobqueue in the config leaves
         # unset (the config wins: its keys go to SLURMCluster(**settings) directly)

@@ -107,6 +107,9 @@ def test_container_command(demo_copy, tmp_path):
     assert ["--bind", str(demo_copy.parent)] == run[i + 3:i + 5]
     assert str(scratch) in run and str(image) in run
     assert run[run.index(str(image)) + 1:run.index(str(image)) + 3] == ["flytomo", "run"]
+    # a host PYTHONPATH (--export=ALL) or ~/.local packages (home is bound) must not reach the image (probe)
+    lines = s.recon_script.splitlines()
+    assert "unset PYTHONPATH PYTHONHOME" in lines and "export PYTHONNOUSERSITE=1" in lines
     with pytest.raises(FlytomoError, match="--executor dask with --container"):
         hs.render(demo_copy, hs.SlurmOptions(container=image, executor="dask"))
 
