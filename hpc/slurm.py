@@ -60,6 +60,8 @@ class SlurmOptions:
     partition, time, account : passed to ``#SBATCH`` when given (``time`` as Slurm
         accepts it: ``MM``, ``HH:MM:SS``, ``D-HH:MM:SS``...).
     analysis_time : time limit of the analysis job (default: ``time``).
+    analysis_partition : partition of the analysis job, which needs no GPU (default:
+        ``partition``; some sites refuse a GPU partition's job that asks for none).
     container : an Apptainer image (``.sif``) the jobs run flytomo in, or ``None`` to run
         the submitter's own flytomo (same virtual environment).
     binds : extra folders to bind into the container, ``SRC[:DST]`` each (a comma-separated
@@ -83,6 +85,7 @@ class SlurmOptions:
     time: str | None = None
     account: str | None = None
     analysis_time: str | None = None
+    analysis_partition: str | None = None
     container: Path | None = None
     binds: tuple[str, ...] = ()
     executor: str = "mpi"
@@ -141,10 +144,10 @@ def check_options(opts: SlurmOptions) -> list[str]:
         low = 0 if name == "gpus_per_node" else 1
         if value is not None and (not isinstance(value, int) or value < low):
             problems.append(f"--{name.replace('_', '-')}: must be an integer >= {low}, got {value!r}")
-    for name in ("partition", "account"):
+    for name in ("partition", "account", "analysis_partition"):
         value = getattr(opts, name)
         if value is not None and not _SAFE_VALUE.match(value):
-            problems.append(f"--{name}: {value!r} is not a Slurm {name} name "
+            problems.append(f"--{name.replace('_', '-')}: {value!r} is not a Slurm {name.split('_')[-1]} name "
                             "(letters, digits and _ . : , + - only)")
     if opts.mem is not None and not _MEM.match(opts.mem):
         problems.append(f"--mem: {opts.mem!r} is not a Slurm memory size (e.g. 64G, 500M; 0: all of a node's)")
@@ -285,10 +288,11 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
 
 
 def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
-                  partition: bool = True) -> str:
+                  partition: bool = True, analysis: bool = False) -> str:
     lines = []
-    if partition and opts.partition:
-        lines.append(f"#SBATCH --partition={opts.partition}")
+    part = (opts.analysis_partition or opts.partition) if analysis else opts.partition
+    if partition and part:
+        lines.append(f"#SBATCH --partition={part}")
     if opts.account:
         lines.append(f"#SBATCH --account={opts.account}")
     if time:
@@ -430,7 +434,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     analysis = None
     if info.analysis_enabled:
         analysis = _fill(load_template("analyze.sbatch"), {
-            "sbatch_lines": _sbatch_lines(opts, time=opts.analysis_time or opts.time, gpus=False),
+            "sbatch_lines": _sbatch_lines(opts, time=opts.analysis_time or opts.time, gpus=False, analysis=True),
             "environment": _environment(opts, flytomo, dask=False),
             "flytomo": shlex.join(flytomo_argv(opts, list(info.folders), gpus=False)),
             "analyze_args": shlex.join(info.analyze_args),

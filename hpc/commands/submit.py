@@ -37,6 +37,8 @@ def register(subparsers) -> None:
                    help="time limit, e.g. 02:00:00 (default: the partition's)")
     g.add_argument("--analysis-time", default=None, metavar="T",
                    help="time limit of the analysis job (default: --time)")
+    g.add_argument("--analysis-partition", default=None, metavar="P",
+                   help="partition of the analysis job, which needs no GPU (default: --partition)")
     g.add_argument("--account", "-A", default=None, metavar="A", help="Slurm account to charge (default: yours)")
     g.add_argument("--overcommit", action="store_true",
                    help="allow more ranks than CPUs (srun/sbatch --overcommit)")
@@ -69,7 +71,7 @@ def options_from_args(args: argparse.Namespace) -> slurm.SlurmOptions:
         nodes=args.nodes, ntasks_per_node=args.ntasks_per_node,
         gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task, mem=args.mem,
         partition=args.partition, time=args.time, account=args.account,
-        analysis_time=args.analysis_time,
+        analysis_time=args.analysis_time, analysis_partition=args.analysis_partition,
         container=None if args.no_container else args.container,
         binds=tuple(args.bind), executor=args.executor, mpi=args.mpi,
         overcommit=args.overcommit, dask_interface=args.dask_interface)

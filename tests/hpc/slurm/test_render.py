@@ -294,3 +294,15 @@ def test_submit_makes_the_folders_a_container_binds(demo_copy, tmp_path, monkeyp
     sub = hs.submit(demo_copy, hs.SlurmOptions(container=image))
     assert sub.recon_job == "4242"
     assert (tmp_path / "stores").is_dir() and (tmp_path / "anas").is_dir()
+
+
+def test_the_analysis_job_may_go_to_a_partition_of_its_own(demo_copy):
+    """A blind probe: the analysis job, which asks for no GPU, inherited --partition gpu (some
+    sites refuse it); --analysis-partition sends it elsewhere."""
+    s = hs.render(demo_copy, hs.SlurmOptions(partition="gpu", gpus_per_node=1))
+    assert "#SBATCH --partition=gpu" in s.analysis_script.splitlines()
+    s = hs.render(demo_copy, hs.SlurmOptions(partition="gpu", gpus_per_node=1, analysis_partition="cpu"))
+    assert "#SBATCH --partition=gpu" in s.recon_script.splitlines()
+    assert "#SBATCH --partition=cpu" in s.analysis_script.splitlines()
+    with pytest.raises(FlytomoError, match="--analysis-partition: 'a b' is not a Slurm partition name"):
+        hs.render(demo_copy, hs.SlurmOptions(analysis_partition="a b"))
