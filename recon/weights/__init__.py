@@ -423,7 +423,9 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
             " (where seed: without a path looks: $FLYTOMO_SHARED/data/seed-model/, else ../shared beside the "
             "checkout); name the file: --model seed:PATH/pre_trained_model.pth")))
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's words on an odd pickle protocol: the refusal below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - truncated, not a checkpoint, or code in the pickle
         text = str(err)
         if "weights_only" in text or "Unsupported global" in text:  # torch's advice to unpickle is not ours

@@ -502,3 +502,29 @@ def test_load_shallower_computes_the_same_then_learns():
     assert float(big.RRDB_trunk[2].RDB3.conv3.weight.grad.abs().sum()) > 0
     with pytest.raises(FlytomoError, match="not fewer"):
         build_model(SMALL).load_shallower(small.state_dict(), 1)
+
+
+class _Runs:  # pickles to a call of os.system: what a hostile checkpoint holds
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_checkpoint_with_code_is_refused_in_one_line_and_never_run(tmp_path, monkeypatch):
+    """A blind probe: a .pth holding a pickled call (protocol 4) was refused, but torch's own
+    warning about the protocol came first. Now one line, and the code never runs."""
+    import pickle
+    import warnings
+
+    from recon.weights import load_seed_model
+
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:  # a bare pickle, as torch.save's legacy format holds one
+        pickle.dump({"w": _Runs()}, f, protocol=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning on the way fails the test
+        with pytest.raises(FlytomoError, match="flytomo never unpickles code"):
+            load_seed_model(evil)
+    assert not (tmp_path / "PWNED").exists()
