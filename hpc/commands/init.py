@@ -7,7 +7,9 @@ analysis on) and paths relative to DIR, so the folder can be moved whole. Check 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import re
 from pathlib import Path
 
 from hpc.commands import first_line
@@ -15,13 +17,30 @@ from recon.errors import FlytomoError
 
 
 def _relative(p: str, base: Path) -> str:
-    """``p`` (a path or glob, relative to the current folder) relative to ``base`` when possible."""
+    """``p`` (a path or glob, relative to the current folder) relative to ``base`` when possible.
+    A glob's folders written escaped (``bt [[]42]`` for ``bt [42]``) are compared as the folders
+    they name, and escaped again (a copy of the experiment folder must not read the first's scans)."""
     absolute = Path(p).expanduser()
     absolute = absolute if absolute.is_absolute() else Path.cwd() / absolute
+    parts = absolute.parts
+    k = next((i for i, part in enumerate(parts) if not _literal(part)), len(parts))
+    head = Path(*[_unescape(part) for part in parts[:k]])
     try:
-        return os.path.relpath(absolute, base.resolve())
+        rel = os.path.relpath(head, base.resolve())
     except ValueError:  # another drive
         return str(absolute)
+    if k == len(parts):
+        return rel
+    return str(Path(glob.escape(rel), *parts[k:]))
+
+
+def _unescape(part: str) -> str:
+    return re.sub(r"\[([\[\]*?])\]", r"\1", part)
+
+
+def _literal(part: str) -> bool:
+    """A path part with no wildcard, or only escaped ones."""
+    return not glob.has_magic(part) or glob.escape(_unescape(part)) == part
 
 
 def run(args: argparse.Namespace) -> int:

@@ -362,3 +362,23 @@ def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path, sim):
     assert msg["reconstruction.iteration"] == "unknown key (did you mean 'iterations'?)"
     assert msg["analysis.segmentation.closing_radus"] == "unknown key (did you mean 'closing_radius'?)"
     assert msg["frobnicate"] == "unknown key"
+
+
+def test_init_with_an_escaped_glob_writes_the_folder_it_names(tmp_path, sim):
+    """A blind probe: `flytomo init "bt [[]42]/raw/scan_*.h5" --out "bt [42]/abs"` (the escape
+    init's own hint asks for) wrote `../../bt [[]42]/raw/scan_*.h5`, which climbs out and back in
+    by name: a copy of the folder read the first one's scans."""
+    import shutil
+
+    import yaml
+
+    raw = tmp_path / "bt [42]" / "raw"
+    raw.mkdir(parents=True)
+    for f in sim.scans[:2]:
+        shutil.copy(f, raw)
+    assert main(["init", str(tmp_path / "bt [[]42]" / "raw" / "scan_*.h5"), "--out", str(tmp_path / "bt [42]" / "abs")]) == 0
+    cfg = yaml.safe_load((tmp_path / "bt [42]" / "abs" / "experiment.yaml").read_text())
+    assert cfg["scans"] == "../raw/scan_*.h5"
+    shutil.copytree(tmp_path / "bt [42]", tmp_path / "bt2 [42]")
+    shutil.rmtree(tmp_path / "bt [42]")
+    assert main(["check", str(tmp_path / "bt2 [42]" / "abs" / "experiment.yaml")]) == 0
