@@ -401,7 +401,9 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     if opts.executor == "dask":
         _check_dask_config(config)
     flytomo = flytomo_argv(opts, list(info.folders))  # the config's, scans', log's and store's folders
-    slurm_dir = config.parent / SLURM_DIRNAME
+    # DIR/slurm/ for experiment.yaml (what init writes); DIR/slurm/STEM/ for another config in
+    # the folder, whose scripts would overwrite the first's
+    slurm_dir = config.parent / SLURM_DIRNAME / ("" if config.stem == "experiment" else config.stem)
     q_flytomo = shlex.join(flytomo)
     # GPUs asked for: reconstruct on them, whatever device the config names; CPUs per rank asked
     # for: each rank's torch uses them (the config's threads_per_worker would leave them idle)

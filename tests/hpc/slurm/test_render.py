@@ -306,3 +306,12 @@ def test_the_analysis_job_may_go_to_a_partition_of_its_own(demo_copy):
     assert "#SBATCH --partition=cpu" in s.analysis_script.splitlines()
     with pytest.raises(FlytomoError, match="--analysis-partition: 'a b' is not a Slurm partition name"):
         hs.render(demo_copy, hs.SlurmOptions(analysis_partition="a b"))
+
+
+def test_two_configs_in_one_folder_keep_their_own_scripts(demo_copy):
+    """A blind probe: every config of a folder wrote DIR/slurm/recon.sbatch, each over the last."""
+    other = demo_copy.with_name("hot run.yaml")
+    shutil.copy(demo_copy, other)
+    a, b = hs.render(demo_copy, hs.SlurmOptions()), hs.render(other, hs.SlurmOptions())
+    assert a.recon_path == demo_copy.parent / "slurm" / "recon.sbatch"
+    assert b.recon_path == demo_copy.parent / "slurm" / "hot run" / "recon.sbatch"
