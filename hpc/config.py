@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import glob as _glob
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -509,6 +510,11 @@ def check_executor(cfg: ExperimentConfig, units_here: bool = True) -> list[Probl
                 out.append(Problem("executor.dask.jobqueue", "dask_jobqueue is not installed"))
         else:
             out += _unknown_jobqueue_keys(d.jobqueue)
+        asks = " ".join(map(str, d.jobqueue.get("job_extra_directives") or [])) if isinstance(d.jobqueue, dict) else ""
+        if re.search(r"--(gpus|gres=gpu|gpus-per-\w+)", asks) and ex.device == "cpu":
+            out.append(Problem("executor.device", "cpu, while executor.dask.jobqueue.job_extra_directives ask for "
+                                                  "GPUs: the workers would leave them idle (device: cuda)",
+                               warning=True))
     if ex.kind == "mpi":
         try:
             import mpi4py  # noqa: F401

@@ -382,3 +382,13 @@ def test_init_with_an_escaped_glob_writes_the_folder_it_names(tmp_path, sim):
     shutil.copytree(tmp_path / "bt [42]", tmp_path / "bt2 [42]")
     shutil.rmtree(tmp_path / "bt [42]")
     assert main(["check", str(tmp_path / "bt2 [42]" / "abs" / "experiment.yaml")]) == 0
+
+
+def test_gpus_asked_of_jobqueue_with_a_cpu_device_get_a_warning(tmp_path, sim):
+    """A blind probe: GPUs in job_extra_directives with device: cpu left them idle, silently."""
+    pytest.importorskip("dask_jobqueue")
+    cfg = write_config(tmp_path, sim, executor={"kind": "dask", "dask": {"jobqueue": {
+        "jobs": 2, "job_extra_directives": ["--gpus-per-node=1"]}}})
+    _, problems = check_config(cfg)
+    warn = [p for p in problems if p.key == "executor.device"]
+    assert len(warn) == 1 and warn[0].warning and "leave them idle" in warn[0].message
