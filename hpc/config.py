@@ -510,7 +510,8 @@ def check_executor(cfg: ExperimentConfig, units_here: bool = True) -> list[Probl
                 out.append(Problem("executor.dask.jobqueue", "dask_jobqueue is not installed"))
         else:
             out += _unknown_jobqueue_keys(d.jobqueue)
-        asks = " ".join(map(str, d.jobqueue.get("job_extra_directives") or [])) if isinstance(d.jobqueue, dict) else ""
+        extra = (d.jobqueue.model_extra or {}).get("job_extra_directives") if d.jobqueue is not None else None
+        asks = " ".join(map(str, extra)) if isinstance(extra, (list, tuple)) else str(extra or "")
         if re.search(r"--(gpus|gres=gpu|gpus-per-\w+)", asks) and ex.device == "cpu":
             out.append(Problem("executor.device", "cpu, while executor.dask.jobqueue.job_extra_directives ask for "
                                                   "GPUs: the workers would leave them idle (device: cuda)",
