@@ -147,11 +147,13 @@ def _preamble_lines(path: Path, encoding: str, look: int = 50) -> int:
     for another encoding."""
     with open(path, encoding=encoding, errors="strict") as f:
         lines = [next(f, "") for _ in range(look)]
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith("#"):
-            continue
-        fields = [x.strip().strip('"') for x in re.split(r"[;,\t]", line)]
-        if _pick(fields, TIME_NAMES) is not None and _pick(fields, TEMPERATURE_NAMES, taken=_pick(fields, TIME_NAMES)):
+    rows = [(i, [x.strip().strip('"') for x in re.split(r"[;,\t]", line)]) for i, line in enumerate(lines)
+            if line.strip() and not line.lstrip().startswith("#")]
+    for (i, fields), (_, after) in zip(rows, rows[1:]):
+        # the header names a time and a temperature column, and readings follow it (a preamble line
+        # such as 'Channels,Time,Temp' is followed by more names)
+        if (_pick(fields, TIME_NAMES) is not None and _pick(fields, TEMPERATURE_NAMES, taken=_pick(fields, TIME_NAMES))
+                and any(re.fullmatch(r"[-+]?\d+([.,:/ T-]\d+)*", x) for x in after)):
             return i
     return 0
 
@@ -297,6 +299,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
         try:
             skip = _preamble_lines(path, encoding)
             df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, encoding=encoding,
+                             index_col=False,  # a delimiter ending each row (LabVIEW) must not shift the columns
                              skiprows=skip)
             break
         except UnicodeDecodeError:

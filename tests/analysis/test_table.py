@@ -374,3 +374,17 @@ def test_a_controllers_export_with_a_preamble_and_pv_sp_columns_is_read(tmp_path
     p.write_text("Program: ramp 50 C/min\ntime_s,temperature_C\n0,25\n10,hot\n")
     with pytest.raises(FlytomoError, match="line 4"):
         read_temperature_log(p)
+
+
+def test_a_delimiter_ending_every_row_does_not_shift_the_columns(tmp_path):
+    """A blind probe: LabVIEW ends each row with a tab; pandas then took the first column as the
+    index, so 'time' was read from the temperature and 'temperature' from the setpoint, silently
+    (130-385 °C where the log said 115-415). A preamble line naming a time and a temperature
+    ('Channels,Time,Temp') is not the header when more names follow it."""
+    p = tmp_path / "lv.txt"
+    p.write_text("Time (s)\tTemperature (°C)\tSetpoint (°C)\n0.0\t80.00\t130.00\t\n100.0\t180.00\t230.00\t\n")
+    df = read_temperature_log(p)
+    assert df["time_s"].tolist() == [0.0, 100.0] and df["temperature_C"].tolist() == [80.0, 180.0]
+    p.write_text("Linkam export\nChannels,Time,Temp\ntime_s,SP (C),PV (C)\n0,100,80.5\n60,100,90.5\n")
+    df = read_temperature_log(p)
+    assert df["time_s"].tolist() == [0.0, 60.0] and df["temperature_C"].tolist() == [80.5, 90.5]
