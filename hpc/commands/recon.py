@@ -24,7 +24,7 @@ from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
-from recon.mlem import DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS
+from recon.mlem import DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS, MIN_ITERATIONS
 from recon.methods import dose_warnings
 from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
 
@@ -207,8 +207,17 @@ def stop_summary(stops: list[tuple[int, bool]]) -> str:
     known = [k for k, unknown in stops if not unknown]
     words = []
     if known:
-        words.append(f"MLEM stopped at the noise after {min(known)}-{max(known)} iterations "
-                     f"(median {int(np.median(known))}; at most {MAX_ITERATIONS}) in {len(known)} slice(s)")
+        words.append(f"MLEM iterations auto: {min(known)}-{max(known)} (median {int(np.median(known))}) in "
+                     f"{len(known)} slice(s)")
+        capped = sum(k >= MAX_ITERATIONS for k in known)
+        floor = sum(k <= MIN_ITERATIONS for k in known)
+        if capped:
+            words.append(f"{capped} reached the cap of {MAX_ITERATIONS} without fitting down to the noise "
+                         "(a model missing some physics, or flats noisier than the projections)")
+        if floor:
+            words.append(f"{floor} stopped at the floor of {MIN_ITERATIONS}: the fit was within the noise "
+                         "at once (little in the slice, or flats quieter than the projections: then compare a "
+                         "fixed count)")
     if len(known) < len(stops):
         fixed = sorted({k for k, unknown in stops if unknown})
         words.append(f"{len(stops) - len(known)} slice(s) ran a fixed {'/'.join(map(str, fixed))}: their flats "

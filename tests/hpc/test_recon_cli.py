@@ -699,7 +699,7 @@ def test_iterations_auto_stops_each_slice_at_the_noise_its_flats_measure(scan, t
         r = run_cli("recon", str(scan), "--out", str(out), "--method", "mlem-flyscan", "--iterations", "auto",
                     "--rows", "20:28", "--chunk-rows", k, "--no-progress")
         assert r.returncode == 0, r.stderr
-        assert "MLEM stopped at the noise after " in r.stderr and "in 8 slice(s)" in r.stderr, r.stderr
+        assert "MLEM iterations auto: " in r.stderr and "in 8 slice(s)" in r.stderr, r.stderr
     np.testing.assert_allclose(open_volume(a)[0][:], open_volume(b)[0][:], rtol=1e-5, atol=1e-7)
     assert open_volume(a)[1]["options"]["iterations"] == "auto"
     truth = np.load(scan.with_name("scan_truth.npy"))[20:28]
@@ -724,3 +724,15 @@ def test_a_network_trained_at_other_doses_is_named(tmp_path):
     r = run_cli("recon", str(hi), "--out", str(tmp_path / "b.zarr"), "--method", "fbp", "--rows", "30:32",
                 "--no-progress")
     assert r.returncode == 0 and "photons" not in r.stderr
+
+
+def test_the_auto_summary_says_where_the_noise_was_not_reached():
+    """A blind probe: '... stopped at the noise after 150-150 iterations' where every slice hit
+    the cap (flats noisier than the projections), and '10-10' at the floor."""
+    from hpc.commands.recon import stop_summary
+
+    line = stop_summary([(150, False), (150, False), (40, False), (70, True)])
+    assert line.startswith("MLEM iterations auto: 40-150 (median 150) in 3 slice(s); 2 reached the cap of 150 "
+                           "without fitting down to the noise"), line
+    assert "1 slice(s) ran a fixed 70" in line
+    assert "stopped at the floor of 10" in stop_summary([(10, False)])
