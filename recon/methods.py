@@ -155,7 +155,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
                    kind: str | None) -> SliceFn:
     """One network and the first stage(s) its card names: sinograms → corrected slices."""
     from recon.infer import network_slice_fn  # torch model code only when asked for
-    from recon.weights import channel_kinds, load_model
+    from recon.weights import ModelDomainWarning, channel_kinds, load_model
 
     # the model decides the first stage when kind is None (no model: the shipped default)
     loaded = load_model(model, input_kind=kind, device=str(device))
@@ -171,6 +171,13 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         # a network corrects the first stage it was trained on: modified MLEM of a fixed count
         trained = {k: v for k, v in {**NETWORK_INPUT, **trained_all}.items() if k in first.defaults}
         given = {k: opts[k] for k in first.defaults if opts.get(k) is not None}
+        if "iterations" in trained and given.get("iterations") == "auto":
+            raise FlytomoError(loaded.path, f"corrects modified MLEM of {trained['iterations']} iterations, as it was "
+                                            "trained: iterations auto is for the mlem and mlem-flyscan methods")
+        if "iterations" in trained and given.get("iterations", trained["iterations"]) != trained["iterations"]:
+            warnings.warn(f"{loaded.path.name}: trained on modified MLEM of {trained['iterations']} iterations; "
+                          f"{given['iterations']} give it another input: compare its output with the default's",
+                          ModelDomainWarning, stacklevel=2)
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),

@@ -348,3 +348,15 @@ def test_the_blur_matters_only_where_a_network_reads_modified_mlem(tmp_path):
     for kind, matters in (("fbp", False), ("mlem-flyscan", True)):
         card.write_text(json.dumps({"input_kind": kind}))
         assert uses_blur("rrdb", {"model": str(tmp_path / "mine.safetensors")}) is matters
+
+
+def test_the_network_input_is_the_one_it_was_trained_on_or_said_otherwise():
+    """A blind probe: `--method rrdb --iterations auto` was accepted and ignored; `--iterations 30`
+    changed the network's input silently."""
+    from recon.weights import ModelDomainWarning
+
+    g = ScanGeometry.create(np.arange(60) * 3.0, 32, blur_angle_deg=1.5, image_size=32)
+    with pytest.raises(FlytomoError, match="iterations auto is for the mlem and mlem-flyscan methods"):
+        make_reconstructor(g, "rrdb", iterations="auto")
+    with pytest.warns(ModelDomainWarning, match="trained on modified MLEM of 70 iterations; 30 give it another input"):
+        make_reconstructor(g, "rrdb", iterations=30)
