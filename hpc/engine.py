@@ -381,11 +381,12 @@ def store_outlook(exp: Experiment, n_files: int) -> str:
     units = plan_units(held, n_rows, int(plan.get("rows_per_chunk") or exp.config.rows_per_chunk))
     done = Manifest(store).done()
     n_done = sum(u.name in done for u in units)
-    words = ("finished: a run does nothing" if n_done == len(units) and units
-             else f"resumed: {n_done} of {len(units)} units done")
-    if n_files > held:
-        words += f"; {n_files - held} new scan(s) appended to its {held}"
-    return f"exists, {words}"
+    if n_files > held:  # a run appends them (and finishes any unit of the others still to do)
+        rest = "" if n_done == len(units) else f"; {len(units) - n_done} unit(s) of those still to do"
+        return f"exists, {n_done} of {len(units)} units done: a run appends {n_files - held} new scan(s) to its {held}{rest}"
+    if n_done == len(units) and units:
+        return "exists, finished: a run does nothing"
+    return f"exists, resumed: {n_done} of {len(units)} units done"
 
 
 def _dose_line(method: str, options: dict, image_size: int, plans: list[ScanPlan]) -> str | None:

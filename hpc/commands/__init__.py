@@ -59,3 +59,16 @@ def use_threads(n: int | None) -> None:
         warnings.warn(f"--threads {n} is more than this machine's {cores} CPU cores: the threads contend for them",
                       stacklevel=2)
     set_torch_threads(n)
+
+
+def mpi_ranks() -> int:
+    """How many ranks the MPI launcher around this process started (1 without one): MPICH/Hydra
+    and PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, PMIx PMIX_SIZE."""
+    import os
+
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        try:
+            return max(1, int(os.environ[var]))
+        except (KeyError, ValueError):
+            continue
+    return 1

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, use_threads, word_or_number
+from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
 from recon.errors import FlytomoError
@@ -93,9 +93,24 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
                  ".jpeg", ".txt", ".csv", ".mrc", ".raw")
 
 
+#: what a stopped recon says
+RESUME_WORDS = "the slices written so far are kept; run the same command again to resume"
+
+
 def run(args: argparse.Namespace) -> int:
+    exit_on_sigterm(RESUME_WORDS)
+    if (n := mpi_ranks()) > 1:  # every copy would write the whole volume
+        raise FlytomoError(None, f"started as {n} MPI ranks (mpirun/srun): recon is one process; run it once "
+                                 "(to spread scans over ranks: flytomo run --executor mpi)")
+    try:
+        return _recon(args)
+    except KeyboardInterrupt:  # Ctrl-C: the slices written stay in the store in progress
+        print(f"flytomo: interrupted: {RESUME_WORDS}", file=sys.stderr)
+        return 130
+
+
+def _recon(args: argparse.Namespace) -> int:
     use_threads(args.threads)
-    exit_on_sigterm("the slices written so far are kept; run the same command again to resume")
     out = Path(args.out)
     if args.method not in METHODS:
         raise FlytomoError(None, f"unknown method '{args.method}'; choose one of {', '.join(METHODS)}")

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from hpc.commands import exit_on_sigterm, first_line
+from hpc.commands import exit_on_sigterm, first_line, mpi_ranks
 
 
 def analyze(exp: Any, executor: Any = None) -> Any:
@@ -89,17 +88,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _mpi_ranks() -> int:
-    """How many ranks the MPI launcher around this process started (1 without one): MPICH/Hydra
-    and PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, Slurm's srun SLURM_NTASKS."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
-        try:
-            return max(1, int(os.environ[var]))
-        except (KeyError, ValueError):
-            continue
-    return 1
-
-
 def _run(args: argparse.Namespace) -> int:
     from hpc.config import apply_overrides, load_experiment, read_yaml
     from hpc.executors import make_executor
@@ -109,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
                           workers=args.workers, scheduler_address=args.scheduler_address,
                           scheduler_file=args.scheduler_file, threads=args.threads)
     ex_raw = raw.get("executor") if isinstance(raw.get("executor"), dict) else {}
-    if ex_raw.get("kind") != "mpi" and (n := _mpi_ranks()) > 1:  # each copy would race for the lock
+    if ex_raw.get("kind") != "mpi" and (n := mpi_ranks()) > 1:  # each copy would race for the lock
         raise FlytomoError(args.config, f"started as {n} MPI ranks (mpirun/srun) but executor.kind is "
                                         f"{ex_raw.get('kind') or 'local'}: add --executor mpi, or run one copy")
     if ex_raw.get("kind") == "mpi":

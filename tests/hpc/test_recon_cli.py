@@ -736,3 +736,31 @@ def test_the_auto_summary_says_where_the_noise_was_not_reached():
                            "without fitting down to the noise"), line
     assert "1 slice(s) ran a fixed 70" in line
     assert "stopped at the floor of 10" in stop_summary([(10, False)])
+
+
+def test_recon_under_mpirun_is_refused_and_ctrl_c_says_how_to_go_on(scan, tmp_path):
+    """A blind probe: `mpirun -n 2 flytomo recon` ran the whole job in each copy (one failed
+    with a library's words or a traceback); Ctrl-C said only 'interrupted'."""
+    import os
+    import signal
+    import time
+
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if mpiexec.exists():
+        r = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out",
+                            str(tmp_path / "m.zarr")], capture_output=True, text=True, timeout=300)
+        lines = [l for l in r.stderr.splitlines() if "started as 2 MPI ranks" in l]
+        assert len(lines) == 2 and not (tmp_path / "m.zarr").exists(), r.stderr
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(tmp_path / "v.zarr"),
+                             "--method", "mlem-flyscan", "--iterations", "400", "--chunk-rows", "4", "--no-progress"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    marks = tmp_path / ".v.zarr.partial" / ".rows_done"
+    for _ in range(1200):
+        if marks.is_dir() and any(marks.iterdir()):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+        "flytomo: interrupted: the slices written so far are kept; run the same command again to resume"), err

@@ -401,7 +401,7 @@ def test_scans_added_while_the_experiment_is_collected_are_appended(reference, s
     for f in sim.scans[2:]:
         shutil.copy(f, raw)
     r = flytomo("check", cfg)  # scans appended: nothing for check to refuse, and it says so (probe 5)
-    assert r.returncode == 0 and "store.zarr (exists, finished: a run does nothing; 2 new scan(s) appended to its 2)" in r.stdout
+    assert r.returncode == 0 and "store.zarr (exists, 8 of 8 units done: a run appends 2 new scan(s) to its 2)" in r.stdout
     s = run_experiment(load_experiment(cfg), progress=False)
     assert (s.done, s.skipped) == (UNITS // 2, UNITS // 2) and s.complete
     np.testing.assert_array_equal(read_store(store), ref)
