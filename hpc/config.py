@@ -281,6 +281,38 @@ def _key(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _key_paths(model: Any = None, prefix: str = "") -> list[str]:
+    """Every key path of the experiment config (``reconstruction.rrdb.input``, ...)."""
+    from pydantic import BaseModel
+
+    if model is None:
+        model = ExperimentConfig
+    out = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        out.append(path)
+        ann = info.annotation
+        sub = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)
+                    and issubclass(a, ConfigModel)), None)
+        if sub is not None:
+            out += _key_paths(sub, path + ".")
+        elif path == "analysis.segmentation":
+            try:
+                from analysis.segment import SegmentationParams
+            except ImportError:
+                continue
+            out += _key_paths(SegmentationParams, path + ".")
+    return out
+
+
+def _home_of(name: str, where: str) -> str | None:
+    """Where in the config a key ``name`` found at ``where`` belongs (``reconstruction.device``
+    → ``executor.device``; ``rrdb_input`` → ``reconstruction.rrdb.input``), or None."""
+    homes = [p for p in _key_paths() if p != where and (p.rsplit(".", 1)[-1] == name
+                                                        or p.replace(".", "_").endswith("_" + name))]
+    return homes[0] if len(homes) == 1 else None
+
+
 def _near_key(loc: tuple) -> str | None:
     """The key of the config's model at ``loc[:-1]`` closest to the unknown ``loc[-1]`` (a typo:
     ``rows_per_chunks``, ``executer``), or None."""
@@ -327,6 +359,8 @@ def validation_problems(err: ValidationError) -> list[Problem]:
         p = Problem(_key(tuple(e["loc"])), _message(e))
         if e["type"] == "extra_forbidden" and (near := _near_key(tuple(e["loc"]))):
             p.message += f" (did you mean '{near}'?)"
+        elif e["type"] == "extra_forbidden" and (home := _home_of(str(e["loc"][-1]), p.key)):
+            p.message += f" here (it is '{home}')"
         if (p.key, p.message) not in seen:
             seen.add((p.key, p.message))
             out.append(p)

@@ -392,3 +392,16 @@ def test_gpus_asked_of_jobqueue_with_a_cpu_device_get_a_warning(tmp_path, sim):
     _, problems = check_config(cfg)
     warn = [p for p in problems if p.key == "executor.device"]
     assert len(warn) == 1 and warn[0].warning and "leave them idle" in warn[0].message
+
+
+def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path, sim):
+    """A blind probe: reconstruction.device, reconstruction.rrdb_input, a top-level segmentation,
+    analysis.temperature_log were each 'unknown key', with no word of where they go."""
+    cfg = write_config(tmp_path, sim, reconstruction={"device": "cpu", "rrdb_input": "fbp"},
+                       segmentation={"sigma": 1.0}, analysis={"temperature_log": "t.csv"})
+    _, problems = check_config(cfg)
+    msg = {p.key: p.message for p in problems}
+    assert msg["reconstruction.device"] == "unknown key here (it is 'executor.device')"
+    assert msg["reconstruction.rrdb_input"] == "unknown key here (it is 'reconstruction.rrdb.input')"
+    assert msg["segmentation"] == "unknown key here (it is 'analysis.segmentation')"
+    assert msg["analysis.temperature_log"] == "unknown key here (it is 'temperature_log')"
