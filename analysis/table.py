@@ -117,7 +117,9 @@ TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "t
                      "thermocouple", "tc", "tc1", "t", "temperatur", "temperatur_c", "temperatur_k",
                      # a controller's process value (its reading), never its setpoint (SP)
                      "temperature_pv", "pv_temperature", "temp_pv", "pv_temp", "pv", "process_value",
-                     "actual_temperature", "temperature_actual", "istwert", "temperatur_istwert")
+                     "actual_temperature", "temperature_actual", "istwert", "temperatur_istwert",
+                     "process_variable", "t_pv", "pv1", "loop_1_pv", "loop1_pv", "t_meas", "t_measured",
+                     "measured_temperature", "temperature_measured")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 
 

@@ -388,3 +388,11 @@ def test_a_delimiter_ending_every_row_does_not_shift_the_columns(tmp_path):
     p.write_text("Linkam export\nChannels,Time,Temp\ntime_s,SP (C),PV (C)\n0,100,80.5\n60,100,90.5\n")
     df = read_temperature_log(p)
     assert df["time_s"].tolist() == [0.0, 60.0] and df["temperature_C"].tolist() == [80.5, 90.5]
+
+
+@pytest.mark.parametrize("header", ["Time (s),T SP,T PV", "Time (s),Loop 1 SP,Loop 1 PV", "time_s,SP1,PV1",
+                                    "time_s,Set Point,Process Variable", "time_s,T_set,T_meas"])
+def test_controllers_process_value_names_are_read_and_never_the_setpoint(tmp_path, header):
+    p = tmp_path / "log.csv"
+    p.write_text(f"{header}\n0,40,30\n10,60,50\n")
+    assert read_temperature_log(p)["temperature_C"].tolist() == [30.0, 50.0]
