@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from recon.geometry import ScanGeometry
-from recon.io.noise import chunk_noise, line_integral_variance
+from recon.io.noise import checked, chunk_noise, line_integral_variance
 from recon.io.preprocess import line_integrals
 from recon.io.scan import RawChunk
 from recon.methods import make_reconstructor
@@ -37,7 +37,7 @@ def case(size: int, photons: float, n_angles: int, per_family: int, seed: int) -
     scan = counts_from_transmission(FlyScanTransmission(g, 8)(truth), g, photons, rng=np.random.default_rng(seed))
     chunk = RawChunk(scan.tomo, scan.flats, scan.darks)
     sino = line_integrals(chunk)
-    noise = chunk_noise(chunk)
+    noise = checked(chunk_noise(chunk), sino)  # as flytomo's reader does
     var = line_integral_variance(sino, noise)
     rec = make_reconstructor(g, "mlem-flyscan", iterations="auto")
     stopped: list[int] = []

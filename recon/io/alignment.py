@@ -429,12 +429,13 @@ def read_line_integrals(reader, z0: int, z1: int, *, corrections: Corrections | 
     ``noise``: also return the line integrals' variance (same shape; NaN in rows whose flats
     cannot tell: :mod:`recon.io.noise`), from each row's own flats, for MLEM's stop at the noise."""
     if noise:
-        from recon.io.noise import chunk_noise, line_integral_variance
+        from recon.io.noise import checked, chunk_noise, line_integral_variance
 
         got: list = []
         p = _read_line_integrals(reader, z0, z1, corrections, jitter, tilt, columns, got)
         a = got[0].z0
-        return p, line_integral_variance(p, chunk_noise(got[0]).rows(z0 - a, z1 - a))
+        noise = checked(chunk_noise(got[0]).rows(z0 - a, z1 - a), p)  # against the projections' own noise
+        return p, line_integral_variance(p, noise)
     return _read_line_integrals(reader, z0, z1, corrections, jitter, tilt, columns)
 
 

@@ -10,7 +10,8 @@ of k flats). :func:`recon.mlem.mlem` stops each slice where its data fit reaches
 (the discrepancy principle).
 
 Unknown (NaN) where the flats cannot tell: fewer than two usable frames, or frames without
-noise (a simulator's ideal flat, or one frame copied), or a gain outside any detector's.
+noise (a simulator's ideal flat, or one frame copied), or a gain outside any detector's, or
+where the projections' own outer columns disagree (:func:`checked`).
 """
 from __future__ import annotations
 
@@ -74,6 +75,32 @@ def flat_noise(flats: np.ndarray, darks: np.ndarray) -> FlatNoise:
                      int(f.shape[0]))
 
 
+#: the projections' own noise (differences of neighbouring outer columns) may differ from the
+#: flats' prediction by this factor either way; beyond it the flats do not tell the projections'
+#: noise (flats averaged on board, a beam profile moving between flats, clipped or copied flats,
+#: or a sample in the outer columns) and the row's noise is unknown
+AGREE_FACTOR = 2.0
+
+
+def checked(noise: FlatNoise, p: np.ndarray) -> FlatNoise:
+    """``noise`` with the rows whose line integrals ``p`` (z, angle, col) disagree with it made
+    unknown: in each row the variance of the differences of neighbouring columns among the
+    outer ``max(4, col/32)`` per side, halved, against the variance ``noise`` predicts there
+    (the mean over those pixels; an offset or a drift of the beam cancels in the differences)."""
+    n = max(4, p.shape[2] // 32)
+    if p.shape[2] < 4 * n or not noise.known.any():
+        return noise
+    edges = np.concatenate([p[:, :, :n], p[:, :, -n:]], axis=2).astype(np.float64)  # (z, angle, 2n)
+    diff = np.diff(edges, axis=2)
+    diff = np.delete(diff, n - 1, axis=2)  # not across the two sides
+    measured = 0.5 * np.var(diff, axis=(1, 2))
+    predicted = np.nanmean(line_integral_variance(edges, noise), axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = measured / predicted
+    agree = (ratio >= 1.0 / AGREE_FACTOR) & (ratio <= AGREE_FACTOR)
+    return FlatNoise(np.where(agree, noise.photons, np.nan), noise.dark_var, noise.n_flats)
+
+
 def chunk_noise(chunk) -> FlatNoise:
     """:func:`flat_noise` of a :class:`recon.io.scan.RawChunk`'s usable flats and darks (the
     frames :func:`recon.io.preprocess.line_integrals` averages; its warnings say which not)."""
@@ -89,9 +116,17 @@ def scan_photons(reader, rows: tuple[int, int] | None = None, n_rows: int = 4) -
     """Photons per pixel in one flat frame of a scan (:class:`recon.io.scan.ScanReader`): the
     median over ``n_rows`` rows in the middle of ``rows`` (default all) of :func:`chunk_noise`;
     None where its flats cannot tell."""
+    import warnings as _warnings
+
+    from recon.io.preprocess import line_integrals
+
     z0, z1 = rows if rows is not None else (0, int(reader.shape[1]))
     a = max(z0, (z0 + z1) // 2 - n_rows // 2)
-    photons = chunk_noise(reader.read(a, min(z1, a + n_rows))).photons
+    chunk = reader.read(a, min(z1, a + n_rows))
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # the reconstruction's own read says what is repaired
+        p = line_integrals(chunk)
+    photons = checked(chunk_noise(chunk), p).photons
     return float(np.nanmedian(photons)) if np.isfinite(photons).any() else None
 
 

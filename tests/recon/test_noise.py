@@ -105,3 +105,24 @@ def test_each_slice_stops_alone_and_unknown_noise_runs_the_fixed_count():
                 variance=torch.from_numpy(var2))
     assert alone == [stopped[2]]
     np.testing.assert_allclose(one[0].numpy(), both[2].numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_flats_whose_noise_is_not_the_projections_are_not_trusted():
+    """A blind probe: flats each averaged over 10 exposures on board read 10x the photons (auto ran
+    to the cap, -3.4 dB; rrdb's dose warning false), a beam profile moving between flats read 1/25
+    (the floor, -6.5 dB). The projections' own outer columns (differences of neighbours: an
+    offset cancels) must agree with the flats within AGREE_FACTOR, else the row is unknown."""
+    from recon.io.noise import checked
+
+    g, truth, sino, var = _scan(64, 1000)
+    rng = np.random.default_rng(4)
+    tomo = rng.poisson(1000 * np.ones((60, 2, 64))) + 100.0
+    darks = rng.poisson(100, (10, 2, 64)).astype(float)
+    good = rng.poisson(1000, (10, 2, 64)) + rng.poisson(100, (10, 2, 64)).astype(float)
+    # each flat the mean of 10 exposures (on board), its dark offset added once: a tenth of the variance
+    averaged = 1000 + np.sqrt(100.0) * rng.standard_normal((10, 2, 64)) + rng.poisson(100, (10, 2, 64))
+    chunk = RawChunk(tomo.astype(np.float32), good.astype(np.float32), darks.astype(np.float32))
+    p = line_integrals(chunk)
+    assert checked(flat_noise(good, darks), p).known.all()
+    assert not checked(flat_noise(averaged, darks), p).known.any()
+    assert flat_noise(averaged, darks).photons[0] > 5000  # the flats alone would claim ~10,000
