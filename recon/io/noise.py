@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recon.errors import FlytomoError
+
 #: photons per pixel per flat frame a measured gain may imply: outside, the flats are not
 #: photon-noise limited (copied frames, a float simulation's ideal flat, smoothing) — unknown
 PHOTON_RANGE = (1.0, 1e7)
@@ -123,9 +125,12 @@ def scan_photons(reader, rows: tuple[int, int] | None = None, n_rows: int = 4) -
     z0, z1 = rows if rows is not None else (0, int(reader.shape[1]))
     a = max(z0, (z0 + z1) // 2 - n_rows // 2)
     chunk = reader.read(a, min(z1, a + n_rows))
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")  # the reconstruction's own read says what is repaired
-        p = line_integrals(chunk)
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")  # the reconstruction's own read says what is repaired
+            p = line_integrals(chunk)
+    except FlytomoError:  # rows beyond repair: their units say so; no estimate here
+        return None
     photons = checked(chunk_noise(chunk), p).photons
     return float(np.nanmedian(photons)) if np.isfinite(photons).any() else None
 
