@@ -314,29 +314,13 @@ def _home_of(name: str, where: str) -> str | None:
 
 
 def _near_key(loc: tuple) -> str | None:
-    """The key of the config's model at ``loc[:-1]`` closest to the unknown ``loc[-1]`` (a typo:
-    ``rows_per_chunks``, ``executer``), or None."""
+    """The key of the config's section at ``loc[:-1]`` closest to the unknown ``loc[-1]`` (a
+    typo: ``rows_per_chunks``, ``executer``), or None."""
     import difflib
 
-    from pydantic import BaseModel
-
-    model: Any = ExperimentConfig
-    if tuple(map(str, loc[:2])) == ("analysis", "segmentation") and len(loc) == 3:  # a dict checked on its own
-        try:
-            from analysis.segment import SegmentationParams as model
-        except ImportError:
-            return None
-        loc = loc[2:]
-    for part in loc[:-1]:
-        field_info = model.model_fields.get(str(part)) if isinstance(model, type) else None
-        ann = getattr(field_info, "annotation", None)
-        model = next((a for a in (ann, *getattr(ann, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)),
-                     None)
-        if model is None:
-            return None
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.75)
+    parent = ".".join(map(str, loc[:-1]))
+    keys = [path.rsplit(".", 1)[-1] for path in _key_paths() if (path.rsplit(".", 1)[0] if "." in path else "") == parent]
+    near = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.75)
     return near[0] if near else None
 
 

@@ -389,6 +389,12 @@ def store_outlook(exp: Experiment, n_files: int) -> str:
     return f"exists, resumed: {n_done} of {len(units)} units done"
 
 
+def _warn(line: str) -> None:
+    """A warning of the run: in its log and, as ``warning: LINE``, on the command line."""
+    log.warning("%s", line)
+    print(f"warning: {line}", file=sys.stderr)
+
+
 def _dose_line(method: str, options: dict, image_size: int, plans: list[ScanPlan]) -> str | None:
     """One line for the scans whose photons lie far outside what the rrdb method's networks
     were trained on (:func:`recon.methods.dose_warnings`), else None."""
@@ -502,7 +508,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if executor is None:
             executor = make_executor(cfg.executor)
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
-                             blur_matters=uses_blur(method, resolved),
+                             blur_matters=uses_blur(method, resolved), photons=method == "rrdb",
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
@@ -511,14 +517,12 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             raise FlytomoError(exp.temperature_log, f"{unusable}; the analysis after the reconstruction could "
                                                     "not use the log (--no-analysis to reconstruct only)")
         for line in ([unusable] if unusable else []) + to_warn:
-            log.warning("%s", line)
-            print(f"warning: {line}", file=sys.stderr)
+            _warn(line)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
         model = model_provenance(method, resolved, n_cols)  # auto adds the second network by slice size
         if (line := _dose_line(method, resolved, n_cols, plans)) is not None:
-            log.warning("%s", line)
-            print(f"warning: {line}", file=sys.stderr)
+            _warn(line)
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
         manifest = Manifest(store).ensure()
@@ -552,8 +556,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             line = (f"{store.name} was begun by other code ({change}): its {len(todo)} units still to do will be "
                     f"reconstructed by this one, unlike the {len(units) - len(todo)} done; 'flytomo run --restart' "
                     "reconstructs every scan alike")
-            log.warning("%s", line)
-            print(f"warning: {line}", file=sys.stderr)
+            _warn(line)
             st.update_attrs(store, resumed_by=[*existing.get("resumed_by", []), {**st.versions(), "at": st.now_iso()}])
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)

@@ -160,6 +160,7 @@ class SurveyJob:
     pad_columns: int | str
     check_tilt: bool
     blur_matters: bool = False
+    photons: bool = False  # measure the photons its flats hold (the rrdb method's dose check)
 
 
 def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str]]]:
@@ -203,9 +204,10 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
                                           corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
                                           pad_columns=pad, check_tilt=job.check_tilt,
                                           blur_matters=job.blur_matters)
-            from recon.io.noise import scan_photons
+            if job.photons:
+                from recon.io.noise import scan_photons
 
-            plan.photons = scan_photons(reader)
+                plan.photons = scan_photons(reader)
         except FlytomoError as err:
             plan.error = err.problem if err.where in (None, str(f)) else str(err)
         except Exception as err:  # a broken file must not stop the survey of the others
@@ -243,9 +245,10 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  known: list[dict] | None = None, scan_duration_s: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
                  map_fn: Callable[[Callable, list], list] | None = None,
-                 blur_matters: bool = False) -> list[ScanPlan]:
+                 blur_matters: bool = False, photons: bool = False) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
-    ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed).
+    ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed);
+    ``photons``: also measure each scan's photons per flat pixel (:attr:`ScanPlan.photons`).
 
     Parameters
     ----------
@@ -276,7 +279,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         "auto", every scan gets the largest pad any scan chose (one pad per experiment).
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
-                      corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters)
+                      corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters,
+                      photons=photons)
             for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
     plans = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -312,10 +311,10 @@ def _main_input_kind(options: dict[str, Any]) -> str | None:
         return None
     if str(spec).startswith("seed:"):
         return "fbp"
-    try:
-        import json
+    from recon.weights import card_of
 
-        return json.loads(Path(str(spec)).with_suffix(".json").read_text()).get("input_kind")
+    try:
+        return card_of(str(spec)).get("input_kind")
     except (OSError, ValueError, AttributeError):
         return None
 

@@ -118,16 +118,14 @@ def scan_photons(reader, rows: tuple[int, int] | None = None, n_rows: int = 4) -
     """Photons per pixel in one flat frame of a scan (:class:`recon.io.scan.ScanReader`): the
     median over ``n_rows`` rows in the middle of ``rows`` (default all) of :func:`chunk_noise`;
     None where its flats cannot tell."""
-    import warnings as _warnings
-
     from recon.io.preprocess import line_integrals
 
     z0, z1 = rows if rows is not None else (0, int(reader.shape[1]))
     a = max(z0, (z0 + z1) // 2 - n_rows // 2)
     chunk = reader.read(a, min(z1, a + n_rows))
     try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")  # the reconstruction's own read says what is repaired
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reconstruction's own read says what is repaired
             p = line_integrals(chunk)
     except FlytomoError:  # rows beyond repair: their units say so; no estimate here
         return None

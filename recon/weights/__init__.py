@@ -66,6 +66,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 DEFAULT_BLEND = WEIGHTS_DIR / "rrdb-fbp-blend.safetensors"
 
 
+def card_of(weights: str | Path) -> dict:
+    """The model card beside ``weights`` (``NAME.json`` for ``NAME.safetensors``), unchecked;
+    OSError or ValueError where it is missing or not JSON."""
+    return json.loads(Path(weights).with_suffix(".json").read_text())
+
+
 def fits_trained_size(weights: Path, image_size: int | None) -> bool:
     """Whether slices of ``image_size`` px (None: not known, taken as fitting) are no smaller
     than the smallest sample the model ``weights`` (its card beside it) was trained on; a
@@ -73,7 +79,7 @@ def fits_trained_size(weights: Path, image_size: int | None) -> bool:
     if image_size is None:
         return True
     try:
-        px = trained_object_px(json.loads(weights.with_suffix(".json").read_text()))
+        px = trained_object_px(card_of(weights))
     except (OSError, ValueError):
         return True
     return px is None or image_size >= px[0]
