@@ -113,7 +113,7 @@ TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "elapsed_time", "time_el
               "zeit", "zeitstempel", "datum_zeit", "datum")  # German controllers' words
 #: the sample's reading first where a furnace logs several (a setpoint is never taken)
 TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "temperature_k",
-                     "temp_k", "t_k", "sample_temperature", "sample_temp", "sample_t", "t_sample",
+                     "temp_k", "t_k", "sample_temperature", "temperature_sample", "sample_temp", "sample_t", "t_sample",
                      "thermocouple", "tc", "tc1", "t", "temperatur", "temperatur_c", "temperatur_k",
                      # a controller's process value (its reading), never its setpoint (SP)
                      "temperature_pv", "pv_temperature", "temp_pv", "pv_temp", "pv", "process_value",
@@ -121,17 +121,24 @@ TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "t
                      "process_variable", "t_pv", "pv1", "loop_1_pv", "loop1_pv", "t_meas", "t_measured",
                      "measured_temperature", "temperature_measured")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
+#: unit words in a column name's brackets, as their symbols
+_UNIT_WORDS = {"celsius": "c", "kelvin": "k", "fahrenheit": "f", "oc": "c", "ok": "k", "of": "f", "secs": "s", "msec": "ms", "mins": "min",
+               "minutes": "min", "hr": "h", "hrs": "h", "hours": "h"}
+#: what a column name's brackets may hold as a unit; anything else there is part of the name
+_UNITS = frozenset(_TIME_UNITS) | {"c", "k", "f"}
 
 
 def _column_key(name: str) -> tuple[str, str]:
     """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k');
     'timestamp_ms' → ('timestamp', 'ms'); 'Temperature/K' → ('temperature', 'k'); 'Date/Time' →
     ('date_time', '')."""
-    text = str(name).strip().lower().replace("°", "").replace("deg", "")
+    text = str(name).strip().lower().replace("°", "").replace("º", "").replace("degrees", "").replace("deg", "")
     unit = ""
     m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
     if m:
-        text, unit = m.group(1), m.group(2).strip()
+        text, unit = m.group(1), _UNIT_WORDS.get(m.group(2).strip(), m.group(2).strip())
+        if unit not in _UNITS:  # 'Temperature (setpoint)', 'T [sample]': a word of the name, not a unit
+            text, unit = f"{text} {unit}", ""
     m = re.match(r"^(.*?)\s*/\s*(k|c|f|s|ms|min|h)$", text)  # 'Temperature/K', 'time/s'
     if m and not unit:
         text, unit = m.group(1), m.group(2)
