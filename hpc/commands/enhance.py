@@ -357,7 +357,8 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     tifffile.imwrite(tmp, result, photometric="minisblack")
     if not args.quiet:
-        print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}, {loaded.label} on {loaded.input_kind}) "
+        kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
+        print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 
@@ -368,10 +369,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "TIFF slice or stack, a folder or glob of TIFF slices, a grey PNG/JPEG/BMP slice, a .npy array, or "
                                    "an OME-Zarr volume from flytomo recon. Values are attenuation (any unit "
                                    "proportional to it, background about 0). The output has the input's "
-                                   "shape and unit and appears only when complete.")
+                                   "shape and unit, is float32 (an 8/16-bit input's values are not rounded back) "
+                                   "and appears only when complete.")
     p.add_argument("input", help="reconstruction: .tif/.tiff (slice or stack), a folder or 'glob*.tif' of "
                                  "slices, a grey .png/.jpg/.bmp slice, .npy, or a .zarr volume from flytomo recon")
-    p.add_argument("--out", required=True, help="output .zarr, .tif/.tiff or .npy (same shape and unit)")
+    p.add_argument("--out", required=True, help="output .zarr, .tif/.tiff or .npy (same shape and unit, float32)")
     p.add_argument("--input-kind", choices=("fbp", "mlem-flyscan"),
                    help="what the input is (picks the shipped network; a .zarr from flytomo recon says it)")
     p.add_argument("--model", help="PATH.safetensors or seed:PATH (the seed authors' network, FBP input); "

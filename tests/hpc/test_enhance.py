@@ -413,3 +413,17 @@ def test_a_bare_zarr_array_is_named_as_such(tmp_path):
                         str(tmp_path / "o.zarr"), "--input-kind", "fbp"], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "is a bare zarr array of shape (2, 16, 16), not an OME-Zarr volume" in r.stderr
+
+
+def test_an_integer_input_comes_back_as_float32_and_the_summary_says_so(tmp_path, capsys):
+    """A blind probe: a uint16 stack came back float32 without a word."""
+    from recon.phantoms import make_phantom
+
+    img16 = np.rint(make_phantom("cracked", 64, seed=2) / 0.02 * 20000).clip(0, 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in.tif", img16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)  # 64-px slices
+        assert main(["enhance", str(tmp_path / "in.tif"), "--out", str(tmp_path / "out.tif"), "--input-kind", "fbp",
+                     "--no-progress"]) == 0
+    assert tifffile.imread(tmp_path / "out.tif").dtype == np.float32
+    assert "float32 from uint16 input" in capsys.readouterr().err
