@@ -236,8 +236,10 @@ def exposure_middles(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndar
     """Recorded angles as exposure middles (DESIGN.md), noting the blur in ``meta``.
 
     Sets ``meta["blur_angle_deg"]`` when the file records the blur. When the file marks its
-    angles as exposure starts, returns them shifted by +Δθ/2 (Δθ: the recorded blur, else the
-    median angle step) and sets ``meta["angle_shift_deg"]``; otherwise returns them unchanged.
+    angles as exposure starts, returns them shifted by Δθ/2 the way the stage turned (Δθ: the
+    recorded blur, else the median angle step; the direction: the sign of the median step in
+    the frames' order, so a scan turning backwards moves to lower angles) and sets
+    ``meta["angle_shift_deg"]``; otherwise returns them unchanged.
     """
     blur, at_start = blur_metadata(f)
     if blur is not None:
@@ -245,8 +247,10 @@ def exposure_middles(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndar
     if not at_start or angles_deg.size == 0 or not np.all(np.isfinite(angles_deg)):
         return angles_deg
     step = blur if blur is not None else float(np.rad2deg(default_blur_angle(np.deg2rad(angles_deg))))
-    meta["angle_shift_deg"] = step / 2.0
-    return angles_deg + step / 2.0
+    turning = np.median(np.diff(angles_deg)) if angles_deg.size > 1 else 0.0
+    shift = (-step if turning < 0 else step) / 2.0
+    meta["angle_shift_deg"] = shift
+    return angles_deg + shift
 
 
 def scan_duration_s(f: h5py.Group | tuple[h5py.Group, ...], angles_deg: np.ndarray, start_s: float | None,

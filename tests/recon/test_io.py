@@ -242,6 +242,21 @@ def test_fxi_metadata_variants_and_average_fields(tmp_path, small_scan):
     np.testing.assert_allclose(chunk.flats[0], small_scan.flats[0, 1:3], rtol=1e-6)
 
 
+def test_exposure_starts_of_a_stage_turning_backwards_move_to_lower_angles(tmp_path, small_scan):
+    """A blind probe: angles marked as exposure starts were shifted by +Δθ/2 whichever way the
+    stage turned, so a scan turning backwards (0, -1, -2, ...) sat a whole blur width off
+    (-1 dB FBP). The middles lie half a blur the way the stage turned."""
+    path = _write("fxi", tmp_path / "fxi.h5", small_scan)
+    with h5py.File(path, "r+") as f:
+        del f["angle"]
+        f["angle"] = -small_scan.angles_deg
+        f.attrs["blur_angle_deg"] = 1.0
+        f.attrs["angle_reference"] = "start"
+    reader = open_scan(path)
+    np.testing.assert_allclose(reader.angles_deg, -small_scan.angles_deg - 0.5)
+    assert reader.metadata["angle_shift_deg"] == -0.5
+
+
 def test_fxi_scan_time_as_text(tmp_path, small_scan):
     path = _write("fxi", tmp_path / "fxi.h5", small_scan)
     with h5py.File(path, "r+") as f:
