@@ -65,6 +65,20 @@ def _format(f: h5py.File) -> tuple[str | None, Callable[..., HDF5Scan] | None]:
     return None, None
 
 
+def _broken_external_links(group: h5py.Group, folder: Path, depth: int = 4) -> list[tuple[str, str]]:
+    """(path in the file, target file) of the HDF5 external links within ``depth`` levels of
+    ``group`` whose target file is missing (relative targets are looked for in ``folder``)."""
+    found = []
+    for key in group:
+        link = group.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            if not (folder / link.filename).exists():
+                found.append((f"{group.name.rstrip('/')}/{key}", link.filename))
+        elif isinstance(link, h5py.HardLink) and depth > 1 and isinstance(group.get(key), h5py.Group):
+            found += _broken_external_links(group[key], folder, depth - 1)
+    return found
+
+
 def open_scan(path: str | os.PathLike) -> ScanReader:
     """Open a scan file (FXI, Data Exchange or NXtomo, detected from its contents), or one
     entry of a file with several, ``FILE::ENTRY``.
@@ -77,6 +91,11 @@ def open_scan(path: str | os.PathLike) -> ScanReader:
     with open_h5(path) as f:
         name, open_format = _format(f)
         if open_format is None:
+            broken = _broken_external_links(f, path.parent)
+            if broken:
+                name, target = broken[0]
+                raise FlytomoError(path, f"'{name}' links to {target}, which is missing (copy the data files "
+                                         "beside the master file, as written)")
             raise FlytomoError(path, "format not recognised: expected FXI ('img_tomo'), Data Exchange "
                                      "('/exchange/data') or NXtomo (an NXentry with definition 'NXtomo')")
         if entry is None:

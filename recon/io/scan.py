@@ -116,6 +116,11 @@ class HDF5Scan:
         if n_angles == 0 or 0 in frame:
             raise FlytomoError(path, f"dataset '{tomo.name}' holds no projections (shape {ts.shape})")
         check_readable(ts, path)
+        n_given = np.size(angles_deg)
+        if n_given != n_angles and n_given in (ts.shape[1], ts.shape[2]):
+            axis = "(row, angle, col)" if n_given == ts.shape[1] else "(row, col, angle)"
+            raise FlytomoError(path, f"dataset '{tomo.name}' has shape {ts.shape} for {n_given} angles: stored as "
+                                     f"{axis}? flytomo reads (angle, row, col) (transpose it, e.g. numpy.moveaxis)")
         if flats.name is None:
             tomo, flats, darks = normalized(ts, tomo, path, flats.what), Stack(None, fill=1.0), Stack(None)
         elif darks.name is None:

@@ -991,3 +991,24 @@ def test_a_detector_much_taller_than_wide_gets_a_hint(tmp_path):
     with pytest.warns(DataHintWarning, match=r"tall\.h5: the projections read 64 rows x 12 columns, a detector over 4 "
                                              r"times taller than wide: are they stored with rows and columns swapped"):
         scan_geometry(open_scan(path), center="middle", pad_columns=0)
+
+
+def test_a_broken_external_link_is_named_not_called_an_unknown_format(tmp_path):
+    """A blind probe: a master file copied without its data file said 'format not recognised'."""
+    path = tmp_path / "master.h5"
+    with h5py.File(path, "w") as f:
+        f["exchange/data"] = h5py.ExternalLink("missing_data.h5", "/data")
+        f["exchange/theta"] = np.arange(4.0)
+    with pytest.raises(FlytomoError, match=r"'/exchange/data' links to missing_data.h5, which is missing"):
+        open_scan(path)
+
+
+def test_projections_stored_rows_first_are_named_as_such(tmp_path, small_scan):
+    """A blind probe: (rows, angles, cols) data was refused for its flats' shape."""
+    path = _write("dxchange", tmp_path / "dx.h5", small_scan)
+    with h5py.File(path, "r+") as f:
+        data = f["exchange/data"][()]
+        del f["exchange/data"]
+        f["exchange/data"] = np.moveaxis(data, 0, 1)
+    with pytest.raises(FlytomoError, match=r"stored as \(row, angle, col\)\? flytomo reads \(angle, row, col\)"):
+        open_scan(path)
