@@ -131,11 +131,12 @@ def _slurm_job() -> dict[str, Any]:
 
 
 class RunLock:
-    """``STORE/.flytomo/lock``: one run at a time per store. Use as a context manager."""
+    """``STORE/.flytomo/lock``: one run at a time per store (or ``path``, a lock file of
+    another output: ``flytomo recon``'s). Use as a context manager."""
 
-    def __init__(self, store: str | Path, command: str = "") -> None:
+    def __init__(self, store: str | Path, command: str = "", path: str | Path | None = None) -> None:
         self.store = Path(store)
-        self.path = self.store / META / "lock"
+        self.path = Path(path) if path is not None else self.store / META / "lock"
         self.command = command
         self.held = False
         self._stop = threading.Event()
@@ -165,7 +166,7 @@ class RunLock:
                     continue
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
                 raise FlytomoError(self.store, (
-                    f"another flytomo run is writing this store (pid {other.get('pid', '?')} on host "
+                    f"another flytomo run is writing it (pid {other.get('pid', '?')} on host "
                     f"{other.get('host', '?')}, started {when}); wait for it to finish, or, if that run "
                     f"is gone, delete {self.path}")) from None
             with os.fdopen(fd, "w") as f:
@@ -181,7 +182,7 @@ class RunLock:
         """Remove the lock if it still holds ``stale`` (read before) and is still stale, under
         ``lock.break`` (O_EXCL): of two runs that found it stale at once, the second sees the
         first one's new lock, not the stale one, and leaves it."""
-        mutex = self.path.with_name("lock.break")
+        mutex = self.path.with_name(f"{self.path.name}.break")
         try:
             fd = os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 import recon
 from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number
+from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
 from recon.errors import FlytomoError
@@ -166,44 +167,47 @@ def _recon(args: argparse.Namespace) -> int:
         "scans": [{"index": 0, "scan_id": reader.metadata.get("scan_id"), "file": str(args.input),
                    "start_time_s": reader.metadata.get("scan_time"), "geometry": geometry.to_dict()}],
     }
-    started = time.perf_counter()
-    done = rows_done(out, attrs, RESUME_KEYS)  # what a killed run of this same command wrote
-    create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
-                  pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
-    ranges = [(a, min(z1, a + args.chunk_rows)) for a in range(z0, z1, args.chunk_rows)]
-    kept = sum(b - a for a, b in ranges if (a - z0, b - z0) in done)
-    if kept and not args.quiet:
-        print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
-              file=sys.stderr)
-    stops: list[tuple[int, bool]] = []  # (MLEM iterations, noise unknown) per slice run here
-    try:
-        array, _ = open_volume(partial_path(out), "r+")
-        bar = tqdm(total=z1 - z0, initial=kept, unit="slice", desc=f"{args.method} {Path(args.input).name}",
-                   disable=args.quiet or args.no_progress or None)
-        for a, b in ranges:
-            if (a - z0, b - z0) in done:
-                continue
-            if rec.uses_variance:  # iterations: auto, from each row's flats
-                sino, var = read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
-                                                columns=False, noise=True)
-                counts: list[int] = []
-                array[a - z0:b - z0] = rec(sino, var, stopped=counts)
-                stops.extend(zip(counts, np.isnan(var[:, 0, 0]).tolist()))
-            else:
-                array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections,
-                                                               jitter=jitter, tilt=tilt, columns=False))
-            mark_rows_done(out, a - z0, b - z0)
-            bar.update(b - a)
-            if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
-                print(f"rows {a}:{b} of {z0}:{z1} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
-                      flush=True)
-        bar.close()
-        finalize(out, overwrite=args.overwrite)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (scancel, a time limit): the rows written stay
-        raise
-    except BaseException:
-        discard(out)
-        raise
+    # one run per output: a second (a resubmitted job while the first still runs) would resume
+    # the same rows and both write them
+    with RunLock(out, " ".join(sys.argv), path=out.parent / f".{out.name}.lock"):
+        started = time.perf_counter()
+        done = rows_done(out, attrs, RESUME_KEYS)  # what a killed run of this same command wrote
+        create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
+                      pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
+        ranges = [(a, min(z1, a + args.chunk_rows)) for a in range(z0, z1, args.chunk_rows)]
+        kept = sum(b - a for a, b in ranges if (a - z0, b - z0) in done)
+        if kept and not args.quiet:
+            print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
+                  file=sys.stderr)
+        stops: list[tuple[int, bool]] = []  # (MLEM iterations, noise unknown) per slice run here
+        try:
+            array, _ = open_volume(partial_path(out), "r+")
+            bar = tqdm(total=z1 - z0, initial=kept, unit="slice", desc=f"{args.method} {Path(args.input).name}",
+                       disable=args.quiet or args.no_progress or None)
+            for a, b in ranges:
+                if (a - z0, b - z0) in done:
+                    continue
+                if rec.uses_variance:  # iterations: auto, from each row's flats
+                    sino, var = read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
+                                                    columns=False, noise=True)
+                    counts: list[int] = []
+                    array[a - z0:b - z0] = rec(sino, var, stopped=counts)
+                    stops.extend(zip(counts, np.isnan(var[:, 0, 0]).tolist()))
+                else:
+                    array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections,
+                                                                   jitter=jitter, tilt=tilt, columns=False))
+                mark_rows_done(out, a - z0, b - z0)
+                bar.update(b - a)
+                if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
+                    print(f"rows {a}:{b} of {z0}:{z1} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+                          flush=True)
+            bar.close()
+            finalize(out, overwrite=args.overwrite)
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (scancel, a time limit): the rows written stay
+            raise
+        except BaseException:
+            discard(out)
+            raise
     seconds = time.perf_counter() - started
     if not args.quiet:
         blur = f", blur {geometry.blur_angle_deg:.3f}°" if blur_matters else ""

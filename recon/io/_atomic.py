@@ -69,7 +69,7 @@ def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
-        raise FlytomoError(path, "already exists (pass overwrite=True to replace it)")
+        raise FlytomoError(path, "already exists (--overwrite, or overwrite=True in Python, replaces it)")
     if path.is_dir() and not path.is_symlink():
         if not is_zarr_folder(path):
             raise FlytomoError(path, "is a folder and not a zarr store: not replaced, even with --overwrite "
@@ -85,7 +85,7 @@ def publish(tmp: Path, path: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` to ``path``, replacing an old ``path`` when allowed."""
     if path.exists() or path.is_symlink():
         if not overwrite:  # tmp is kept: the caller decides (atomic_path removes it)
-            raise FlytomoError(path, "already exists (pass overwrite=True to replace it)")
+            raise FlytomoError(path, "already exists (--overwrite, or overwrite=True in Python, replaces it)")
         if path.is_dir() and not path.is_symlink():
             old = temporary_name(path, f"old-{os.getpid()}")
             os.replace(path, old)  # folders cannot be replaced in one step: move aside first

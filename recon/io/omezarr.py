@@ -122,7 +122,7 @@ def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[st
     if attrs is not None:
         zarr.open_group(str(tmp), mode="r+", zarr_format=2).attrs["flytomo"] = _provenance(attrs)
     if path.exists() and not overwrite:
-        raise FlytomoError(path, "already exists (pass overwrite=True to replace it)")
+        raise FlytomoError(path, "already exists (--overwrite, or overwrite=True in Python, replaces it)")
     remove(tmp / ROWS_DONE)
     publish(tmp, path, overwrite)
     return path

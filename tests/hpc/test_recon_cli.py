@@ -764,3 +764,31 @@ def test_recon_under_mpirun_is_refused_and_ctrl_c_says_how_to_go_on(scan, tmp_pa
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
         "flytomo: interrupted: the slices written so far are kept; run the same command again to resume"), err
+
+
+def test_a_second_recon_of_the_same_output_while_the_first_runs_is_refused(scan, tmp_path, capsys):
+    """A blind probe: the same recon started twice (a job resubmitted while it still ran) -
+    the second 'resumed' the first's rows, both wrote every slice, and one ended on 'already
+    exists (pass overwrite=True ...)'. The output's lock (.NAME.lock beside it) refuses the second:
+    one line, exit 2, nothing written; a lock left by a dead run is taken over."""
+    import json
+    import socket
+    import time
+
+    out = tmp_path / "v.zarr"
+    lock = tmp_path / ".v.zarr.lock"
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": time.time(),
+                                    "command": "flytomo recon"}))
+        r = subprocess.run([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(out), "--method", "fbp",
+                            "--no-progress"], capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"v.zarr: another flytomo run is writing it (pid {holder.pid}" in r.stderr
+        assert not out.exists() and not (tmp_path / ".v.zarr.partial").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and taken over; released at the end
+    assert main(["recon", str(scan), "--out", str(out), "--method", "fbp", "--quiet"]) == 0
+    assert out.is_dir() and leftovers(tmp_path) == []

@@ -93,7 +93,7 @@ def test_a_second_concurrent_run_is_refused(sim, tmp_path):
             {"pid": holder.pid, "host": socket.gethostname(), "started": time.time(), "command": "flytomo run"}))
         r = flytomo("run", cfg, "--no-progress")
         assert r.returncode == 2
-        assert "another flytomo run is writing this store" in r.stderr and str(holder.pid) in r.stderr
+        assert "another flytomo run is writing it" in r.stderr and str(holder.pid) in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     finally:
         holder.kill()
