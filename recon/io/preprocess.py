@@ -57,6 +57,22 @@ FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0, 2147483647.0, 4294967295.0)
 SATURATED_SHARE = 0.001
 
 
+
+def last_projection_unlit(reader) -> float | None:
+    """The transmission of a scan's last projection (its middle row, against the flats and
+    darks) where it holds no light (below :data:`UNLIT_LINE_TRANSMISSION`: a file still being
+    written, its frames the fill value), else None. Reads one row of one frame and of the
+    flats and darks; None too for a reader that cannot read single frames."""
+    mid = int(reader.shape[1]) // 2
+    try:
+        chunk = reader.read(mid, mid + 1, projections=np.array([int(reader.shape[0]) - 1]))
+    except TypeError:
+        return None
+    dark = chunk.darks.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = float(np.nanmean((chunk.tomo[-1] - dark) / (chunk.flats.mean(axis=0) - dark)))
+    return level if level < UNLIT_LINE_TRANSMISSION else None
+
 def full_scale_of(value: float) -> float | None:
     """The entry of FULL_SCALES that ``value`` is, also as float32 rounds it (2³² − 1 reads 2³²);
     None where it is none of them."""

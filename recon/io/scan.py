@@ -8,7 +8,7 @@ stacks agree and reads rows z0:z1 of them with hyperslabs, opening the file for 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -144,14 +144,19 @@ class HDF5Scan:
                                      "projections at several angles (is the angle dataset a placeholder?)")
         return cls(path, format, tomo, flats, darks, angles, dict(metadata), (n_angles, *frame))
 
-    def read(self, z0: int, z1: int) -> RawChunk:
-        """Rows z0:z1 of projections (angle, z, col), flats and darks (k, z, col), float32."""
+    def read(self, z0: int, z1: int, projections: np.ndarray | None = None) -> RawChunk:
+        """Rows z0:z1 of projections (angle, z, col), flats and darks (k, z, col), float32;
+        ``projections``: only these (indices into the scan's angles, sorted), e.g. the last one."""
         n_rows = self.shape[1]
         if not (isinstance(z0, (int, np.integer)) and isinstance(z1, (int, np.integer))) or not 0 <= z0 < z1 <= n_rows:
             raise FlytomoError(self.path, f"rows {z0}:{z1} are outside the scan (valid rows are 0:{n_rows}, z0 < z1)")
         z0, z1 = int(z0), int(z1)
+        tomo = self.tomo
+        if projections is not None:
+            every = np.arange(self.shape[0]) if tomo.frames is None else tomo.frames
+            tomo = replace(tomo, frames=every[np.asarray(projections, dtype=int)])
         with open_h5(self.path) as f:
-            parts = [s.read(f, z0, z1, self.shape[2], self.path) for s in (self.tomo, self.flats, self.darks)]
+            parts = [s.read(f, z0, z1, self.shape[2], self.path) for s in (tomo, self.flats, self.darks)]
         return RawChunk(*parts, source=str(self.path), z0=z0)
 
     def __enter__(self) -> "HDF5Scan":

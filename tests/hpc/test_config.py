@@ -405,3 +405,23 @@ def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path, sim):
     assert msg["reconstruction.rrdb_input"] == "unknown key here (it is 'reconstruction.rrdb.input')"
     assert msg["segmentation"] == "unknown key here (it is 'analysis.segmentation')"
     assert msg["analysis.temperature_log"] == "unknown key here (it is 'temperature_log')"
+
+
+def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
+    """A blind probe: check passed a file whose last 70 of 180 frames were still the fill value 0,
+    which recon then refused ('projections hold no light'). check reads the last frame's middle row."""
+    import shutil
+
+    import h5py
+
+    scans = []
+    for i, src in enumerate(sim.scans[:2]):
+        scans.append(tmp_path / f"s{i}.h5")
+        shutil.copy(src, scans[-1])
+    with h5py.File(scans[1], "r+") as f:
+        name = next(k for k in ("exchange/data", "img_tomo", "entry/instrument/detector/data") if k in f)
+        f[name][-5:] = 0
+    cfg = write_config(tmp_path, sim, scans=[str(s) for s in scans])
+    assert main(["check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{scans[1]}: its last projection holds no light" in err and str(scans[0]) not in err, err
