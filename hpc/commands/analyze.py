@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from recon.errors import FlytomoError
@@ -33,15 +34,19 @@ def _load_params(path: str):
     try:
         return SegmentationParams(**data)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(x) for x in first.get("loc", ())) or "?"
-        raise FlytomoError(p, f"key '{key}': {first.get('msg')} ({err.error_count()} problem(s))") from None
+        words = []
+        for e in err.errors():
+            key = ".".join(str(x) for x in e.get("loc", ())) or "?"
+            words.append(f"key '{key}': " + ("unknown key" if e.get("type") == "extra_forbidden" else e.get("msg", "")))
+        raise FlytomoError(p, "; ".join(words)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     from analysis.run import analyze_store, config_source, log_from_store
     from analysis.store import open_store
 
+    if args.workers is not None and args.workers < 1:
+        raise FlytomoError(None, f"--workers must be ≥ 1, got {args.workers}")
     params = _load_params(args.params) if args.params else None
     attrs = open_store(args.store).attrs
     if (note := config_source(attrs, args.store)) is not None:
@@ -72,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out.csv.parent / 'segmentation_params.json'}")
     for p in out.plots.values():
         print(f"wrote {p}")
+    if not n_ok:  # the files are written (the status column says why), but nothing was measured
+        print(f"{args.store}: no scan could be analysed (see the status column)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -228,3 +228,20 @@ def test_analyze_finds_the_config_of_a_moved_experiment_folder(tmp_path, capsys)
     out = capsys.readouterr().out
     assert f"temperature log: {new / 'raw' / 'T.csv'}" in out and "note:" not in out, out
     assert pd.read_csv(tmp_path / "a" / "crack_table.csv")["heating_rate_C_per_min"].round(1).tolist()[0] == 300.0
+
+
+def test_nothing_analysable_exits_1_and_bad_settings_are_each_named(series_store, tmp_path, capsys):
+    """A blind probe: a store where no scan could be analysed (all constant) exited 0; a params
+    file with two problems named one ('2 problem(s)'); --workers 0 was taken."""
+    flat = write_store(tmp_path / "flat.zarr", np.zeros((2, 16, 32, 32), np.float32),
+                       scans=[{"index": i, "scan_id": i} for i in range(2)])
+    assert main(["analyze", str(flat), "--out", str(tmp_path / "o")]) == 1
+    assert "flat.zarr: no scan could be analysed" in capsys.readouterr().err
+    assert (tmp_path / "o" / "crack_table.csv").exists()  # the status column says why
+    path, _, _ = series_store
+    (tmp_path / "p.json").write_text('{"defect_fraction": 7, "not_a_key": 1}')
+    assert main(["analyze", str(path), "--params", str(tmp_path / "p.json")]) == 2
+    line = _err_line(capsys)
+    assert "key 'defect_fraction'" in line and "key 'not_a_key': unknown key" in line
+    assert main(["analyze", str(path), "--workers", "0"]) == 2
+    assert "--workers must be ≥ 1, got 0" in _err_line(capsys)
