@@ -244,7 +244,8 @@ def _warn_about_particles(store: Path, table: pd.DataFrame, n_rows: int) -> None
             f"{store}: {len(multi)} of {len(ok)} scans hold other particles beside the analysed one (up to "
             f"{int(multi['other_particles'].max())}, each >= {100 * OTHER_PARTICLE_SHARE:g} % of its volume; "
             f"column other_particles; scans {_scan_list(multi)}): each row's fractions are of the largest "
-            "particle only; reconstruct a region (--rows) per particle to measure the others", stacklevel=2)
+            "particle only (whole or cut by the field's edge; the montage outlines it), the others are not "
+            "measured", stacklevel=2)
     volume = ok["particle_volume_vox"].astype(float)
     radius = np.maximum(equivalent_radius(volume), np.sqrt(volume / (np.pi * max(n_rows, 1))))
     small = ok[radius < SMALL_PARTICLE_RADIUS]

@@ -29,9 +29,14 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    ``boundary_margin`` below the envelope surface is noise or surface roughness and is
    dropped (a crack that breaks the surface keeps its mouth).
 3. **Shape** — each remaining component is a *pore* when it is compact (aspect ratio
-   ``sqrt(λ_min / λ_max)`` of the inertia-tensor eigenvalues ≥ ``pore_min_aspect`` and fill
-   ratio ``voxels / volume of the ellipsoid with the same second moments`` ≥
-   ``pore_min_fill``), and a *crack* otherwise (flat or elongated, or a thin curved shell).
+   ``sqrt(λ_min / λ_max)`` of the inertia-tensor eigenvalues ≥ ``pore_min_aspect``, fill ratio
+   ``voxels / volume of the ellipsoid with the same second moments`` ≥ ``pore_min_fill``, and
+   not thin: its thickness — the diameter of the largest ball inside it — at least half of
+   ``pore_min_aspect`` times that ellipsoid's longest axis), and a *crack* otherwise (flat or
+   elongated, a thin curved shell, or a network of thin gaps, which its moments call
+   compact). A void at least
+   ``pore_min_thickness`` voxels thick is a pore from aspect ``THICK_PORE_MIN_ASPECT`` (0.25) up
+   (a flattened void or a hollow particle's core, which no crack is).
    One that runs through every row (its shape cut off at both ends: in a thin slab, where
    pieces of cracks look compact) is judged by its sections by the slices: a pore when they
    are discs (medians over its rows of the same measures in 2D ≥ ``THROUGH_PORE_ASPECT``,
@@ -163,6 +168,10 @@ class SegmentationParams(ConfigModel):
         0.4, ge=0, le=1, description="pore needs sqrt(lambda_min/lambda_max) of its inertia tensor >= this")
     pore_min_fill: float = Field(
         0.5, ge=0, description="pore needs voxels / equivalent-ellipsoid volume >= this")
+    pore_min_thickness: int = Field(
+        8, ge=0, description="a void at least this thick (voxels: the diameter of the largest ball "
+        "inside it) is a pore from aspect 0.25 up, not only from pore_min_aspect (a flattened void, a "
+        "hollow particle's core: no crack is that thick and that compact); 0 = off")
     # crack volume
     crack_volume: Literal["threshold", "partial_volume"] = Field(
         "partial_volume", description="threshold: crack voxels counted; partial_volume: the missing "
@@ -326,6 +335,50 @@ def _quantise(x: np.ndarray, lo: float, scale: float) -> np.ndarray:
     np.rint(y, out=y)
     np.clip(y, 0, LEVELS - 1, out=y)
     return y.astype(np.uint16)
+
+
+#: NaN voxels this far out or farther from a slice's centre (in units of half its narrower
+#: side, less 1.5 voxels) are a mask outside the reconstruction circle
+CIRCLE_MASK_RADIUS = 1.0
+
+
+def _fill_outside_circle(source, block: int) -> float | None:
+    """Where a volume's NaN voxels all lie outside the circle inscribed in its slices (a mask
+    tools write outside the reconstruction circle), the value to read there instead: the
+    median of the finite voxels in the 3-voxel band inside the mask (air, unless the sample
+    fills the field); else None (no NaN, or NaN elsewhere: an incomplete volume)."""
+    nz, ny, nx = (int(n) for n in source.shape)
+    yy, xx = np.ogrid[:ny, :nx]
+    r = np.hypot(yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0)
+    edge = CIRCLE_MASK_RADIUS * min(ny, nx) / 2.0 - 1.5
+    inside, corners = r < edge, r > min(ny, nx) / 2.0 + 1.5
+    if not corners.any():
+        return None
+    band_values = []
+    for z0, z1 in _slabs(nz, block):
+        s = _read(source, z0, z1)
+        nan = np.isnan(s)
+        if not nan.any() and not band_values:
+            return None  # no NaN in the first rows: no mask (NaN further on: incomplete)
+        # a mask: NaN nowhere inside the circle, and over nine tenths of the corners of every slice
+        if (nan & inside).any() or np.isinf(s).any() or nan.all() or (nan[:, corners].mean(axis=1) < 0.9).any():
+            return None
+        band = _cube_dilate(nan, 3, 0) & ~nan
+        band_values.append(s[band])
+    values = np.concatenate(band_values)
+    return float(np.median(values)) if values.size else None
+
+
+class _Filled:
+    """A volume source whose NaN voxels read as ``fill``."""
+
+    def __init__(self, source, fill: float) -> None:
+        self.source, self.fill, self.shape = source, np.float32(fill), source.shape
+
+    def __getitem__(self, key) -> np.ndarray:
+        a = np.array(self.source[key], dtype=np.float32)
+        a[np.isnan(a)] = self.fill
+        return a
 
 
 def _slabs(nz: int, block: int):
@@ -530,7 +583,9 @@ def _particle_pieces(mask: np.ndarray, gap: int, min_fraction: float, block: int
     group[labels[seed]] = True
     out = _lookup(group, labels, block)
     out &= pieces
-    return out, sum(1 for pos in big_at if not out[pos])
+    # the other particles: the groups (pieces within gap of each other: a particle its cracks
+    # split) that hold a big piece, not the pieces
+    return out, len({int(labels[pos]) for pos in big_at if not out[pos]})
 
 
 def _fill_holes(mask: np.ndarray, block: int) -> np.ndarray:
@@ -549,21 +604,46 @@ def _fill_holes(mask: np.ndarray, block: int) -> np.ndarray:
     return _lookup(inside, labels, block)
 
 
-def _shape(coords: np.ndarray) -> tuple[float, float]:
-    """(aspect, fill) of a voxel set from its second moments.
+def _shape(coords: np.ndarray) -> tuple[float, float, float]:
+    """(aspect, fill, length) of a voxel set from its second moments.
 
     aspect = sqrt(λ_min / λ_max); fill = n / volume of the uniform ellipsoid with the same
-    second moments (semi-axes sqrt(5 λ)). A solid ball or ellipsoid has fill ≈ 1; a thin
-    curved shell much less. Each voxel is a unit cube (variance 1/12 added per axis).
+    second moments (semi-axes sqrt(5 λ)); length = that ellipsoid's longest axis (voxels). A
+    solid ball or ellipsoid has fill ≈ 1; a thin curved shell much less. Each voxel is a unit
+    cube (variance 1/12 added per axis).
     """
     n = coords.shape[0]
     if n < 2:
-        return 1.0, 1.0
+        return 1.0, 1.0, 1.0
     cov = np.cov(coords.T.astype(np.float64), bias=True) + np.eye(3) / 12.0
     lam = np.clip(np.linalg.eigvalsh(cov), 1e-12, None)
     aspect = float(np.sqrt(lam[0] / lam[-1]))
     ell = 4.0 / 3.0 * math.pi * float(np.prod(np.sqrt(5.0 * lam)))
-    return aspect, float(n / ell)
+    return aspect, float(n / ell), 2.0 * math.sqrt(5.0 * float(lam[-1]))
+
+
+#: bounding boxes above this many voxels are pooled before their distance transform (it takes
+#: ~20 bytes per voxel): 2^23 voxels, ~170 MB
+THICKNESS_MAX_VOXELS = 1 << 23
+#: a component at least ``pore_min_thickness`` thick is a pore from this aspect up (a flattened
+#: void: 0.33-0.36 on a blind probe's particles; a crack that thick is a sheet, aspect <= 0.2)
+THICK_PORE_MIN_ASPECT = 0.25
+
+
+def _thickness(box: np.ndarray) -> float:
+    """Diameter (voxels) of the largest ball inside a component: 2 × its largest distance to
+    the outside − 1 (a one-voxel sheet: 1; a ball of radius r: ~2r + 1). ``box``: bool
+    (z, y, x), the component in its bounding box. Boxes over :data:`THICKNESS_MAX_VOXELS`
+    are pooled by an integer factor k first (read at most k voxels thicker)."""
+    k = 1
+    while box.size > THICKNESS_MAX_VOXELS * k ** 3:
+        k += 1
+    if k > 1:
+        pad = [(0, -n % k) for n in box.shape]
+        b = np.pad(box, pad)
+        box = b.reshape(b.shape[0] // k, k, b.shape[1] // k, k, b.shape[2] // k, k).any(axis=(1, 3, 5))
+    depth = ndi.distance_transform_edt(np.pad(box, 1))
+    return float(k * (2.0 * depth.max() - 1.0))
 
 
 #: a component through every row is a pore only where its sections by the slices are discs:
@@ -625,6 +705,9 @@ def segment_volume(
     # pass 1: value range. The quantisation range is the 0.005th..99.995th percentile of a
     # strided sample, so that a few extreme voxels (streaks, hot pixels) do not squeeze the
     # particle into a handful of levels; smoothed values outside it are clipped to its ends.
+    fill = _fill_outside_circle(source, block)
+    if fill is not None:  # NaN outside the reconstruction circle (tomopy's, astra's mask): air
+        source = _Filled(source, fill)
     lo, hi = math.inf, -math.inf
     bad = 0
     stride = max(1, (nz * ny * nx) // 2_000_000)
@@ -895,23 +978,33 @@ def _classify(labels: np.ndarray, n: int, block: int, p: SegmentationParams, com
     kept = np.flatnonzero(deep >= p.min_defect_voxels)
     kept = kept[kept > 0]
     for lab, sl in zip(kept, _bounding_boxes(labels, n, kept, block)):
-        coords = np.argwhere(labels[sl] == lab)
-        aspect, fill = _shape(coords)
+        inside = labels[sl] == lab
+        coords = np.argwhere(inside)
+        aspect, fill, length = _shape(coords)
         # one that runs through every row has a shape the rows cut off (a piece of a crack
         # crossing a thin slab looks compact): judged by its sections by the slices, a pore
         # where they are round and at least as wide as the slab is tall
         through = sl[0].start == 0 and sl[0].stop == labels.shape[0] and labels.shape[0] > 1
+        thick = None
         if through:
             s_aspect, s_fill, wide = _section_shape(coords, labels.shape[0])
             pore = s_aspect >= THROUGH_PORE_ASPECT and s_fill >= THROUGH_PORE_FILL and wide
         else:
-            pore = aspect >= p.pore_min_aspect and fill >= p.pore_min_fill
+            # compact by its moments and not thin: a network of gaps (a particle broken along its
+            # grains) is compact by its moments, but its thickness is a small part of its length
+            # (under half of pore_min_aspect; a digitised small pore reads 0.3-0.8); a void as thick
+            # as pore_min_thickness is a pore from THICK_PORE_MIN_ASPECT up (a flattened void)
+            thick = _thickness(inside)
+            thin = thick / length < p.pore_min_aspect / 2
+            pore = fill >= p.pore_min_fill and not thin and (
+                aspect >= p.pore_min_aspect
+                or (p.pore_min_thickness > 0 and thick >= p.pore_min_thickness and aspect >= THICK_PORE_MIN_ASPECT))
         if only == "pore" and not pore:
             continue
         kind[lab] = 2 if pore else 1
         offset = np.array([s.start for s in sl])
         comps.append({
-            "voxels": int(counts[lab]), "aspect": aspect, "fill": fill,
+            "voxels": int(counts[lab]), "aspect": aspect, "fill": fill, "thickness": thick, "length": None if thick is None else length,
             "kind": "pore" if pore else "crack",
             "centroid": tuple(float(c) for c in coords.mean(axis=0) + offset),
         })
