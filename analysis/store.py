@@ -95,7 +95,8 @@ def _open_group(path: Path):
         return zarr.open_group(str(path), mode="r")
     except Exception as err:  # zarr raises several types for "not a group"
         wanted = ("flytomo analyze reads the experiment stores that `flytomo run` and `flytomo recon` "
-                  "write (a zarr group with array '0' and the attribute 'flytomo' -> 'scans')")
+                  "write (a zarr group with array '0' and the attribute 'flytomo' -> 'scans'), or volume files "
+                  "(TIFF stacks, .npy, HDF5)")
         try:
             zarr.open_array(str(path), mode="r")
         except Exception:

@@ -44,10 +44,22 @@ def _load_params(path: str):
 def run(args: argparse.Namespace) -> int:
     from analysis.run import analyze_store, config_source, log_from_store
     from analysis.store import open_store
+    from hpc.volumes import is_store, store_from_volumes, volume_files
 
     if args.workers is not None and args.workers < 1:
         raise FlytomoError(None, f"--workers must be ≥ 1, got {args.workers}")
     params = _load_params(args.params) if args.params else None
+    if not is_store(args.store):  # volumes made elsewhere: one file a scan, copied into a store
+        if args.temperature is not None and args.temperature.strip().lower() != "none":
+            raise FlytomoError(args.store, "volume files carry no scan times, so a temperature log cannot be read "
+                                           "at them: analyse without -T (the table follows the scan order)")
+        files = volume_files(args.store)
+        args.out = args.out or str(files[0].parent / "volumes_analysis")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        args.store, n = store_from_volumes(args.store, Path(args.out) / "volumes.zarr")
+        args.temperature = "none"
+        print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order (no times: the table follows the "
+              f"scan order) into {args.store}")
     attrs = open_store(args.store).attrs
     if (note := config_source(attrs, args.store)) is not None:
         print(f"note: {note}")
@@ -89,15 +101,20 @@ def register(subparsers) -> None:
         help="segment particle, cracks and pores in every scan; crack table and plots",
         description="Segment the particle, its cracks and its pores in every time point of an "
                     "experiment store, join the temperature log, and write crack_table.csv, "
-                    "crack_table.parquet and PNG figures.")
-    p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder)")
+                    "crack_table.parquet and PNG figures. Volumes reconstructed elsewhere are read too "
+                    "(TIFF stacks, .npy, HDF5: one file a scan, without times).")
+    p.add_argument("store", metavar="STORE", help="experiment store (OME-Zarr folder), or volumes made elsewhere: a "
+                                                  "TIFF stack, .npy or HDF5 file, a folder or a quoted glob of them "
+                                                  "(one file a scan, in file-name order; a folder of single-slice "
+                                                  "TIFFs is one volume), copied into DIR/volumes.zarr")
     p.add_argument("--temperature", "-T", metavar="LOG.csv", default=None,
                    help="temperature log (CSV: time_s, temperature_C; also minutes, dates, K or F, ; and decimal commas; "
                         "'none': no log, even where the experiment config names one) "
                         "(default: the log the store's experiment config names, else the temperatures "
                         "recorded with the scans)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default: <store folder>/<store name>_analysis)")
+                   help="output folder (default: <store folder>/<store name>_analysis; for volume files "
+                        "<their folder>/volumes_analysis)")
     p.add_argument("--extrapolate", action="store_true",
                    help="accept scans outside the temperature log (hold its first/last reading); "
                         "default: the store config's analysis.extrapolate")

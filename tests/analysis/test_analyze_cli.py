@@ -110,7 +110,8 @@ def test_missing_store(tmp_path, capsys):
 def test_not_a_store(tmp_path, capsys):
     (tmp_path / "junk").mkdir()
     assert main(["analyze", str(tmp_path / "junk")]) == 2
-    assert "junk: is not a zarr store" in _err_line(capsys)
+    assert "junk: no volume files there (.tif, .tiff, .npy, .h5, .hdf5, .nxs), and not an experiment store" in \
+        _err_line(capsys)
     import zarr
 
     zarr.save_array(str(tmp_path / "bare.zarr"), np.zeros((4, 4, 4), np.float32))
@@ -245,3 +246,39 @@ def test_nothing_analysable_exits_1_and_bad_settings_are_each_named(series_store
     assert "key 'defect_fraction'" in line and "key 'not_a_key': unknown key" in line
     assert main(["analyze", str(path), "--workers", "0"]) == 2
     assert "--workers must be ≥ 1, got 0" in _err_line(capsys)
+
+
+def test_volumes_made_elsewhere_are_analysed_one_file_a_scan(tmp_path, capsys):
+    """A blind probe: analyze read only flytomo's stores; TIFF stacks, .npy and HDF5 volumes (as
+    tomopy and TomocuPy users have them) were refused. Now one file is one scan, in file-name
+    order (scan_2 before scan_10), copied into OUT/volumes.zarr, with the same numbers as a store
+    of the same volumes; a temperature log is refused (no times); other shapes are named."""
+    import h5py
+    import tifffile
+
+    vols = [cracked_particle(48, crack_scale=s, seed=1)[0] for s in (0.0, 0.6, 1.0)]
+    (tmp_path / "v").mkdir()
+    tifffile.imwrite(tmp_path / "v" / "scan_2.tif", vols[0])
+    np.save(tmp_path / "v" / "scan_10.npy", vols[1])
+    with h5py.File(tmp_path / "v" / "scan_11.h5", "w") as f:
+        f["exchange/data"] = vols[2]
+        f["exchange/theta"] = np.arange(3.0)  # not 3-D: not a candidate
+    out = tmp_path / "an"
+    assert main(["analyze", str(tmp_path / "v"), "--out", str(out)]) == 0
+    assert "read 3 volume(s) as scans 0..2 in file-name order" in capsys.readouterr().out
+    got = pd.read_csv(out / "crack_table.csv")
+    assert got["scan_id"].astype(str).tolist() == ["scan_2", "scan_10", "scan_11"]
+    ref = write_store(tmp_path / "ref.zarr", np.stack(vols), scans=[{"index": i, "scan_id": i} for i in range(3)])
+    assert main(["analyze", str(ref), "--out", str(tmp_path / "ref_an")]) == 0
+    want = pd.read_csv(tmp_path / "ref_an" / "crack_table.csv")
+    np.testing.assert_array_equal(got["crack_fraction"], want["crack_fraction"])
+    assert got["crack_fraction"].iloc[0] == 0 and got["crack_fraction"].iloc[2] > got["crack_fraction"].iloc[1] > 0
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "v" / "scan_*.tif"), "-T", "log.csv"]) == 2
+    assert "carry no scan times" in _err_line(capsys)
+    np.save(tmp_path / "v" / "scan_12.npy", vols[0][:40])
+    assert main(["analyze", str(tmp_path / "v"), "--out", str(out)]) == 2
+    assert "scan_12.npy: volume of shape (40, 48, 48), the first (scan_2.tif) is (48, 48, 48)" in _err_line(capsys)
+    # the earlier analysis and its store stay whole; no store in progress is left
+    assert pd.read_csv(out / "crack_table.csv").equals(got) and (out / "volumes.zarr").is_dir()
+    assert not (out / ".volumes.zarr.partial").exists()

@@ -1,0 +1,113 @@
+"""Volumes reconstructed elsewhere (TIFF stacks, .npy, HDF5) as an experiment store, so that
+``flytomo analyze`` measures them: one file is one scan, in natural order (scan_9 before
+scan_10); a folder or glob of single-slice TIFFs is one volume.
+
+The store (array ``0``, (t, z, y, x) float32; ``flytomo.scans`` with each scan's file) is a
+float32 copy of the volumes, written inside the analysis folder. The files carry no scan
+times, so the table runs against the scan order and a temperature log cannot be joined.
+"""
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from recon.errors import FlytomoError
+from recon.io import create_volume, discard, finalize
+from recon.io.readers import natural_order
+
+#: files read as one volume each
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".h5", ".hdf5", ".nxs")
+#: HDF5 dataset names taken first where a file holds several 3-D datasets
+HDF5_VOLUME_NAMES = ("volume", "data", "recon", "reconstruction", "exchange/data", "entry/data/data")
+
+
+def is_store(spec: str) -> bool:
+    """Whether ``spec`` names a zarr store (or a path that does not exist: the store reader says so)."""
+    path = Path(spec)
+    if path.suffix == ".zarr" or any((path / name).exists() for name in (".zgroup", ".zarray", "zarr.json")):
+        return True
+    return not (path.is_file() or path.is_dir() or any(c in spec for c in "*?["))
+
+
+def volume_files(spec: str) -> list[Path]:
+    """The files ``spec`` names (a file, a folder, a glob) with a volume suffix, in natural
+    order; FlytomoError where there are none."""
+    path = Path(spec)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in VOLUME_SUFFIXES]
+    else:
+        files = [Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in VOLUME_SUFFIXES]
+    if not files:
+        raise FlytomoError(spec, f"no volume files there ({', '.join(VOLUME_SUFFIXES)}), and not an experiment "
+                                 "store")
+    return sorted(files, key=natural_order)
+
+
+def _hdf5_volume(path: Path) -> np.ndarray:
+    """The one 3-D dataset of an HDF5 file (or the first of :data:`HDF5_VOLUME_NAMES` where there are several)."""
+    try:
+        with h5py.File(path, "r") as f:
+            found: list[str] = []
+            f.visititems(lambda name, obj: found.append(name)
+                         if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
+            if not found:
+                raise FlytomoError(path, "holds no 3-D dataset (a volume (z, y, x))")
+            name = next((n for n in HDF5_VOLUME_NAMES if n in found), found[0] if len(found) == 1 else None)
+            if name is None:
+                raise FlytomoError(path, f"holds several 3-D datasets ({', '.join(found[:4])}); keep the volume "
+                                         f"alone in the file, or name it one of {', '.join(HDF5_VOLUME_NAMES)}")
+            return f[name][()]
+    except OSError as err:
+        raise FlytomoError(path, f"not a readable HDF5 file ({err})") from None
+
+
+def read_volume(path: Path) -> np.ndarray:
+    """One file's volume (z, y, x), in its own type."""
+    from hpc.commands.enhance import read_reconstruction
+
+    if path.suffix.lower() in (".h5", ".hdf5", ".nxs"):
+        volume = _hdf5_volume(path)
+    else:
+        volume = np.asarray(read_reconstruction(str(path))[0])
+    if volume.ndim != 3 or not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)):
+        raise FlytomoError(path, f"expected a volume (z, y, x) of numbers, got shape {volume.shape} {volume.dtype}")
+    return volume
+
+
+def store_from_volumes(spec: str, store: Path) -> tuple[Path, int]:
+    """Write the volumes ``spec`` names into the experiment store ``store`` (replaced where it
+    exists) → (store, number of scans). Every volume must have the first one's shape."""
+    from hpc.commands.enhance import read_reconstruction
+
+    files = volume_files(spec)
+    first = read_volume(files[0]) if files[0].suffix.lower() not in (".tif", ".tiff") else None
+    if first is None:  # a TIFF: a stack is one scan; a single slice makes the files one volume
+        one = np.asarray(read_reconstruction(str(files[0]))[0])
+        if one.shape[0] == 1 and len(files) > 1:
+            files, first = [Path(spec)], np.asarray(read_reconstruction(spec)[0])
+        else:
+            first = one
+    shape = (len(files), *first.shape)
+    scans = [{"index": i, "scan_id": f.stem, "file": str(f.resolve())} for i, f in enumerate(files)]
+    attrs = {"method": "imported", "source": spec, "scans": scans, "options": {}, "config": {}}
+    array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True)
+    try:
+        for i, f in enumerate(files):
+            volume = first if i == 0 else read_volume(f)
+            if volume.shape != first.shape:
+                raise FlytomoError(f, f"volume of shape {volume.shape}, the first ({files[0].name}) is {first.shape}: "
+                                      "one store needs one shape")
+            array[i] = np.asarray(volume, dtype=np.float32)
+        finalize(store, overwrite=True)
+    except BaseException:
+        discard(store)
+        raise
+    return store, len(files)
+
+
+__all__ = ["VOLUME_SUFFIXES", "is_store", "read_volume", "store_from_volumes", "volume_files"]
