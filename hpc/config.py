@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import glob as _glob
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -620,7 +621,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             unread.setdefault(f"cannot be read ({type(err).__name__}: {err})", []).append(f)
     for problem, bad in unread.items():  # 180 TIFF projections: one line, not 180
         for f in bad[:2] if len(bad) > 3 else bad:
-            out.append(Problem("scans", f"{f}: {problem}"))
+            out.append(Problem("scans", f"{os.path.normpath(f)}: {problem}"))  # not exp/../raw/x.h5
         if len(bad) > 3:
             out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({bad[2].name} … {bad[-1].name})"))
     if len(shapes) > 1:
