@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -180,6 +181,28 @@ def check_options(opts: SlurmOptions) -> list[str]:
                             "task and whose worker jobs take executor.dask.jobqueue's settings (jobs, "
                             "cores, memory) from the config")
     return problems
+
+
+def option_notes(opts: SlurmOptions) -> list[str]:
+    """Options that run, but not as meant: one note each."""
+    notes = []
+    if (opts.executor == "mpi" and opts.gpus_per_node and opts.ntasks_per_node
+            and opts.ntasks_per_node < opts.gpus_per_node):
+        notes.append(f"--ntasks-per-node {opts.ntasks_per_node} with --gpus-per-node {opts.gpus_per_node}: each "
+                     f"rank uses one GPU, so {opts.gpus_per_node - opts.ntasks_per_node} GPU(s) per node stay idle "
+                     "(leave --ntasks-per-node out: one rank per GPU)")
+    if opts.executor == "mpi" and opts.mpi != "pmi2" and opts.container is None:
+        notes.append(f"--mpi {opts.mpi}: the mpich wheel in flytomo's environment speaks PMI2 (--mpi pmi2); "
+                     f"{opts.mpi} suits an mpi4py built against the site's MPI")
+    return notes
+
+
+def job_name(config: Path, kind: str) -> str:
+    """``flytomo-KIND-NAME`` for squeue: NAME the experiment folder's (or a config's own stem),
+    reduced to Slurm-safe characters, at most 64 in all."""
+    name = config.parent.name if config.stem == "experiment" else config.stem
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("_") or "experiment"
+    return f"flytomo-{kind}-{name}"[:64]
 
 
 def bind_args(folders: list[Path] | tuple, extra: tuple[str, ...] = ()) -> list[str]:
@@ -392,6 +415,8 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
                         "with a container, or --no-container with dask")
     if problems:
         raise FlytomoError("flytomo submit", "; ".join(problems))
+    for note in option_notes(opts):
+        warnings.warn(note, UserWarning, stacklevel=2)
     info = read_experiment(config, opts, open_files=check_files)
     if opts.executor == "mpi" and opts.cpus_per_task is None and info.threads > 1:
         # each rank runs threads_per_worker torch threads: ask Slurm for that many CPUs per rank
@@ -413,6 +438,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
 
     if opts.executor == "mpi":
         recon = _fill(load_template("recon-mpi.sbatch"), {
+            "job_name": job_name(config, "recon"),
             "nodes": str(opts.nodes),
             "ntasks_per_node": str(opts.ranks_per_node),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
@@ -427,6 +453,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
         })
     else:
         recon = _fill(load_template("recon-dask.sbatch"), {
+            "job_name": job_name(config, "recon"),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=True),
             "flytomo": q_flytomo,
@@ -436,6 +463,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     analysis = None
     if info.analysis_enabled:
         analysis = _fill(load_template("analyze.sbatch"), {
+            "job_name": job_name(config, "analyze"),
             "sbatch_lines": _sbatch_lines(opts, time=opts.analysis_time or opts.time, gpus=False, analysis=True),
             "environment": _environment(opts, flytomo, dask=False),
             "flytomo": shlex.join(flytomo_argv(opts, list(info.folders), gpus=False)),

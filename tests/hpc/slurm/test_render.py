@@ -315,3 +315,17 @@ def test_two_configs_in_one_folder_keep_their_own_scripts(demo_copy):
     a, b = hs.render(demo_copy, hs.SlurmOptions()), hs.render(other, hs.SlurmOptions())
     assert a.recon_path == demo_copy.parent / "slurm" / "recon.sbatch"
     assert b.recon_path == demo_copy.parent / "slurm" / "hot run" / "recon.sbatch"
+
+
+def test_job_names_say_the_experiment_and_odd_options_get_a_note(demo_copy):
+    """A blind probe: every job was 'flytomo-recon'/'flytomo-analyze' in squeue; 2 ranks a node
+    beside 4 GPUs left 2 idle without a word; --mpi pmix was taken without saying the mpich
+    wheel speaks PMI2."""
+    s = hs.render(demo_copy, hs.SlurmOptions())
+    folder = "exp_dir_q_touch_pwned_touch_pwned2_touch_pwned3"  # the hostile folder, Slurm-safe
+    assert f"#SBATCH --job-name=flytomo-recon-{folder}"[:len("#SBATCH --job-name=") + 64] in s.recon_script
+    assert "#SBATCH --job-name=flytomo-analyze-exp_dir" in s.analysis_script
+    with pytest.warns(UserWarning) as caught:
+        hs.render(demo_copy, hs.SlurmOptions(gpus_per_node=4, ntasks_per_node=2, mpi="pmix"))
+    notes = " | ".join(str(w.message) for w in caught)
+    assert "2 GPU(s) per node stay idle" in notes and "speaks PMI2" in notes
