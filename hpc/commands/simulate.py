@@ -14,6 +14,9 @@ from recon.phantoms import ALL_FAMILIES, densest_ray, grid_lines, make_phantom
 from recon.simulate import simulate_flyscan
 
 
+#: flytomo simulate's blur where the angle step allows it (the seed paper's, degrees)
+DEFAULT_BLUR_DEG = 1.5
+
 def _gray(img: np.ndarray) -> np.ndarray:
     """(h, w, 3|4) colour → (h, w) luminance (Rec. 601 weights, alpha dropped)."""
     return img[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -75,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         obj = make_phantom(args.phantom, args.size, args.seed, ndim=args.ndim, max_line_integral=args.max_line_integral)
     else:
         raise FlytomoError(None, f"unknown phantom '{args.phantom}'; choose one of {', '.join(ALL_FAMILIES)}, grid")
-    if args.angles < 2 or args.photons <= 0 or args.blur_angle < 0:
+    if args.angles < 2 or args.photons <= 0 or (args.blur_angle is not None and args.blur_angle < 0):
         raise FlytomoError(None, "need --angles ≥ 2, --photons > 0 and --blur-angle ≥ 0")
+    if args.blur_angle is None:  # one continuous turn: an exposure turns at most the angle step
+        args.blur_angle = min(DEFAULT_BLUR_DEG, abs(args.range) / args.angles)
     angles = args.start_angle + np.arange(args.angles) * (args.range / args.angles)
     scan = simulate_flyscan(obj, angles, args.blur_angle, args.photons, dark=args.dark, n_sub=args.n_sub,
                             seed=args.seed, center=args.center)
@@ -106,7 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--angles", type=int, default=120, help="number of projections")
     p.add_argument("--range", type=float, default=180.0, help="angular range in degrees")
     p.add_argument("--start-angle", type=float, default=0.0, help="first exposure middle in degrees")
-    p.add_argument("--blur-angle", type=float, default=1.5, help="angle turned during one exposure (degrees)")
+    p.add_argument("--blur-angle", type=float, default=None,
+                   help=f"angle turned during one exposure (degrees; default the angle step, at most {DEFAULT_BLUR_DEG}: "
+                        "the seed paper's 1.5° at 120 projections over 180°)")
     p.add_argument("--photons", type=float, default=2000.0, help="open-beam photons per pixel per frame (I0)")
     p.add_argument("--dark", type=float, default=100.0, help="dark offset counts")
     p.add_argument("--n-sub", type=int, default=16, help="sub-angles per exposure in the forward model")

@@ -11,7 +11,7 @@ from recon.geometry import ScanGeometry, default_blur_angle
 from recon.io.center import MIN_SAMPLE_SIGNAL, axis_from_centroid, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
-from recon.io.preprocess import Corrections, DataHintWarning
+from recon.io.preprocess import Corrections, DataHintWarning, air_offset_hint
 from recon.truncation import auto_pad, edge_ratio
 
 
@@ -192,7 +192,13 @@ def _auto_pad(rows_sino, where) -> int:
     except FlytomoError:
         return 0
     pad = auto_pad(sino)
-    if pad:
+    if pad and air_offset_hint(np.asarray(sino).transpose(1, 0, 2)) is not None:
+        # the edges read alike at every angle and as flat as air: a beam offset, not a sample (the
+        # air hint says so and how to level it); padding still helps MLEM place the offset
+        assume(where, f"the outer columns read {edge_ratio(sino):.2f} of the peak at every angle, as flat as air "
+                      f"(flats at another beam intensity, not a sample past the edges?): each projection is "
+                      f"continued {pad} columns past both edges until they are levelled (--air-columns)")
+    elif pad:
         assume(where, f"the sample reaches past the detector's edges (their attenuation {edge_ratio(sino):.2f} of "
                       f"the peak): each projection is continued {pad} columns past both edges and the slices "
                       "reconstructed that much wider (--pad-columns, or pad_columns: in the experiment config; 0: off); "

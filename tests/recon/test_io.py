@@ -1012,3 +1012,24 @@ def test_projections_stored_rows_first_are_named_as_such(tmp_path, small_scan):
         f["exchange/data"] = np.moveaxis(data, 0, 1)
     with pytest.raises(FlytomoError, match=r"stored as \(row, angle, col\)\? flytomo reads \(angle, row, col\)"):
         open_scan(path)
+
+
+def test_a_beam_offset_is_not_called_a_sample_past_the_edges():
+    """A blind probe: flats 10 % brighter than the beam read 'the sample reaches past the
+    detector's edges (0.07 of the peak)' beside the air hint. Where the edges read alike at
+    every angle and as flat as air, the pad's note says it is an offset; a disc past the edges
+    keeps its note."""
+    import warnings
+
+    from recon.io.scan_geometry import _auto_pad
+
+    cols = np.arange(128) - 63.5
+    disc = np.sqrt(np.clip(40.0 ** 2 - cols ** 2, 0, None)) / 40.0
+    offset = np.broadcast_to(disc + np.float32(np.log(1.1)), (4, 90, 128)).astype(np.float32)
+    past = np.broadcast_to(np.sqrt(np.clip(66.0 ** 2 - cols ** 2, 0, None)) / 20.0, (4, 90, 128)).astype(np.float32)
+    for sino, words in ((offset, "as flat as air (flats at another beam intensity"),
+                        (past, "the sample reaches past the detector's edges")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert _auto_pad(lambda s=sino: s, "scan.h5") > 0
+        assert any(words in str(w.message) for w in caught), [str(w.message) for w in caught]
