@@ -35,8 +35,9 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    ``pore_min_aspect`` times that ellipsoid's longest axis), and a *crack* otherwise (flat or
    elongated, a thin curved shell, or a network of thin gaps, which its moments call
    compact). A void at least
-   ``pore_min_thickness`` voxels thick is a pore from aspect ``THICK_PORE_MIN_ASPECT`` (0.25) up
-   (a flattened void or a hollow particle's core, which no crack is).
+   ``pore_min_thickness`` (16) voxels thick is a pore from aspect ``THICK_PORE_MIN_ASPECT`` (0.25)
+   up (a hollow particle's core); a flattened void thinner than that is as flat as a crack
+   opened 10-12 voxels wide, and is counted as a crack.
    One that runs through every row (its shape cut off at both ends: in a thin slab, where
    pieces of cracks look compact) is judged by its sections by the slices: a pore when they
    are discs (medians over its rows of the same measures in 2D ≥ ``THROUGH_PORE_ASPECT``,
@@ -169,9 +170,10 @@ class SegmentationParams(ConfigModel):
     pore_min_fill: float = Field(
         0.5, ge=0, description="pore needs voxels / equivalent-ellipsoid volume >= this")
     pore_min_thickness: int = Field(
-        8, ge=0, description="a void at least this thick (voxels: the diameter of the largest ball "
-        "inside it) is a pore from aspect 0.25 up, not only from pore_min_aspect (a flattened void, a "
-        "hollow particle's core: no crack is that thick and that compact); 0 = off")
+        16, ge=0, description="a void at least this thick (voxels: the diameter of the largest ball "
+        "inside it) is a pore from aspect 0.25 up, not only from pore_min_aspect (a hollow particle's "
+        "core; a crack opened 10-12 voxels wide is as flat, so thinner flattened voids stay cracks); "
+        "0 = off")
     # crack volume
     crack_volume: Literal["threshold", "partial_volume"] = Field(
         "partial_volume", description="threshold: crack voxels counted; partial_volume: the missing "
@@ -337,36 +339,46 @@ def _quantise(x: np.ndarray, lo: float, scale: float) -> np.ndarray:
     return y.astype(np.uint16)
 
 
-#: NaN voxels this far out or farther from a slice's centre (in units of half its narrower
-#: side, less 1.5 voxels) are a mask outside the reconstruction circle
-CIRCLE_MASK_RADIUS = 1.0
+#: a NaN mask's radius must be at least this share of half the slice's narrower side (a smaller
+#: "mask" leaves little data: an incomplete volume)
+CIRCLE_MASK_MIN_RADIUS = 0.5
 
 
 def _fill_outside_circle(source, block: int) -> float | None:
-    """Where a volume's NaN voxels all lie outside the circle inscribed in its slices (a mask
-    tools write outside the reconstruction circle), the value to read there instead: the
-    median of the finite voxels in the 3-voxel band inside the mask (air, unless the sample
-    fills the field); else None (no NaN, or NaN elsewhere: an incomplete volume)."""
+    """Where a volume's NaN voxels are exactly those outside one circle about the slices'
+    centre in every slice (a mask tools write outside the reconstruction circle: tomopy's
+    ``circ_mask``, of any ratio from :data:`CIRCLE_MASK_MIN_RADIUS`), the value to read there
+    instead: air — the median of the finite voxels in the 3-voxel band inside the mask where
+    that is as dark as the darkest quarter of the volume, else its 1st percentile (the sample
+    reaches the mask: the band is solid); else None (no NaN, or NaN elsewhere: an incomplete
+    volume)."""
     nz, ny, nx = (int(n) for n in source.shape)
     yy, xx = np.ogrid[:ny, :nx]
     r = np.hypot(yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0)
-    edge = CIRCLE_MASK_RADIUS * min(ny, nx) / 2.0 - 1.5
-    inside, corners = r < edge, r > min(ny, nx) / 2.0 + 1.5
-    if not corners.any():
-        return None
-    band_values = []
+    radius = None
+    band_values, samples = [], []
+    stride = max(1, (nz * ny * nx) // 1_000_000)
     for z0, z1 in _slabs(nz, block):
         s = _read(source, z0, z1)
         nan = np.isnan(s)
-        if not nan.any() and not band_values:
-            return None  # no NaN in the first rows: no mask (NaN further on: incomplete)
-        # a mask: NaN nowhere inside the circle, and over nine tenths of the corners of every slice
-        if (nan & inside).any() or np.isinf(s).any() or nan.all() or (nan[:, corners].mean(axis=1) < 0.9).any():
+        if not nan.any() or np.isinf(s).any() or nan.all():
+            return None  # no mask here (NaN further on: incomplete), or broken values
+        inner = float(r[nan.any(axis=0)].min())  # the mask's radius: no NaN nearer the centre
+        if radius is None:
+            radius = inner
+        outside = r > radius + 1.5
+        if (abs(inner - radius) > 1.5 or radius < CIRCLE_MASK_MIN_RADIUS * min(ny, nx) / 2.0
+                or not outside.any() or (nan[:, outside].mean(axis=1) < 0.99).any()):
             return None
         band = _cube_dilate(nan, 3, 0) & ~nan
         band_values.append(s[band])
-    values = np.concatenate(band_values)
-    return float(np.median(values)) if values.size else None
+        finite = s[~nan]
+        samples.append(finite[::stride])
+    values, every = np.concatenate(band_values), np.concatenate(samples)
+    if not values.size or not every.size:
+        return None
+    air, (p1, p25) = float(np.median(values)), np.percentile(every, [1, 25])
+    return air if air <= p25 else float(p1)
 
 
 class _Filled:
@@ -625,8 +637,9 @@ def _shape(coords: np.ndarray) -> tuple[float, float, float]:
 #: bounding boxes above this many voxels are pooled before their distance transform (it takes
 #: ~20 bytes per voxel): 2^23 voxels, ~170 MB
 THICKNESS_MAX_VOXELS = 1 << 23
-#: a component at least ``pore_min_thickness`` thick is a pore from this aspect up (a flattened
-#: void: 0.33-0.36 on a blind probe's particles; a crack that thick is a sheet, aspect <= 0.2)
+#: a component at least ``pore_min_thickness`` thick is a pore from this aspect up (a hollow
+#: particle's core: 0.33 on a blind probe's particles; a crack opened 10-12 voxels wide over a
+#: 30-50 voxel disc reads 0.24-0.33, which is why the thickness must be larger than such cracks)
 THICK_PORE_MIN_ASPECT = 0.25
 
 
@@ -993,7 +1006,7 @@ def _classify(labels: np.ndarray, n: int, block: int, p: SegmentationParams, com
             # compact by its moments and not thin: a network of gaps (a particle broken along its
             # grains) is compact by its moments, but its thickness is a small part of its length
             # (under half of pore_min_aspect; a digitised small pore reads 0.3-0.8); a void as thick
-            # as pore_min_thickness is a pore from THICK_PORE_MIN_ASPECT up (a flattened void)
+            # as pore_min_thickness is a pore from THICK_PORE_MIN_ASPECT up (a hollow core)
             thick = _thickness(inside)
             thin = thick / length < p.pore_min_aspect / 2
             pore = fill >= p.pore_min_fill and not thin and (
