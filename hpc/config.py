@@ -599,7 +599,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         return files, out, None
     try:
         from recon.io import open_scan
-        from recon.io.preprocess import last_projection_unlit
+        from recon.io.preprocess import unlit_tail
     except ImportError:
         out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
         return files, out, None
@@ -612,9 +612,9 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             reader = open_scan(f)
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
-            if last_projection_unlit(reader) is not None:  # what recon refuses, seen in one frame
-                unread.setdefault("its last projection holds no light (counts at the dark level): a scan still "
-                                  "being written, or the beam lost?", []).append(f)
+            if unlit_tail(reader):  # what recon refuses, seen in two frames
+                unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
+                                  "still being written, or the beam lost?", []).append(f)
         except FlytomoError as err:
             unread.setdefault(err.problem, []).append(f)
         except Exception as err:  # a reader bug or an exotic file: still one line

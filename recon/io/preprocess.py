@@ -58,20 +58,28 @@ SATURATED_SHARE = 0.001
 
 
 
-def last_projection_unlit(reader) -> float | None:
-    """The transmission of a scan's last projection (its middle row, against the flats and
-    darks) where it holds no light (below :data:`UNLIT_LINE_TRANSMISSION`: a file still being
-    written, its frames the fill value), else None. Reads one row of one frame and of the
-    flats and darks; None too for a reader that cannot read single frames."""
-    mid = int(reader.shape[1]) // 2
-    try:
-        chunk = reader.read(mid, mid + 1, projections=np.array([int(reader.shape[0]) - 1]))
-    except TypeError:
-        return None
-    dark = chunk.darks.mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = float(np.nanmean((chunk.tomo[-1] - dark) / (chunk.flats.mean(axis=0) - dark)))
-    return level if level < UNLIT_LINE_TRANSMISSION else None
+def unlit_tail(reader) -> bool:
+    """Whether a scan's last projections hold no light — more than :data:`MAX_DROPPED_FRACTION`
+    of them, which ``recon`` refuses (a file still being written: its frames the fill value, 0
+    or NaN): the last projection and the one just before that share of the scan are both dark
+    (below :data:`UNLIT_LINE_TRANSMISSION`, or NaN) in three rows against the flats and darks.
+    A last frame alone dark is a dropped frame, which recon repairs. Reads three rows of two
+    frames and of the flats and darks; False for a reader that cannot read single frames."""
+    n_angles, n_rows = int(reader.shape[0]), int(reader.shape[1])
+    frames = np.array(sorted({max(0, n_angles - 1 - int(MAX_DROPPED_FRACTION * n_angles)), n_angles - 1}))
+    rows = sorted({n_rows // 4, n_rows // 2, (3 * n_rows) // 4})
+    for z in rows:
+        try:
+            chunk = reader.read(z, z + 1, projections=frames)
+        except TypeError:
+            return False
+        dark = chunk.darks.mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN frame: dark, below
+            level = np.nanmean((chunk.tomo[:, 0] - dark[0]) / (chunk.flats.mean(axis=0)[0] - dark[0]), axis=1)
+        if not np.all(~(level >= UNLIT_LINE_TRANSMISSION)):  # NaN counts as dark
+            return False
+    return True
 
 def full_scale_of(value: float) -> float | None:
     """The entry of FULL_SCALES that ``value`` is, also as float32 rounds it (2³² − 1 reads 2³²);

@@ -409,7 +409,8 @@ def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path, sim):
 
 def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     """A blind probe: check passed a file whose last 70 of 180 frames were still the fill value 0,
-    which recon then refused ('projections hold no light'). check reads the last frame's middle row."""
+    which recon then refused ('projections hold no light'). check reads three rows of the last frame
+    and of the frame before the last tenth; one dark last frame is a dropped frame and passes."""
     import shutil
 
     import h5py
@@ -420,8 +421,17 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
         shutil.copy(src, scans[-1])
     with h5py.File(scans[1], "r+") as f:
         name = next(k for k in ("exchange/data", "img_tomo", "entry/instrument/detector/data") if k in f)
-        f[name][-5:] = 0
+        n = f[name].shape[0]
+        f[name][-1] = 0  # one dark last frame: a dropped frame, which recon repairs (a second probe)
     cfg = write_config(tmp_path, sim, scans=[str(s) for s in scans])
+    assert main(["check", str(cfg)]) == 0
+    capsys.readouterr()
+    with h5py.File(scans[1], "r+") as f:
+        f[name][-(n // 10):] = 0  # a tenth of the frames: recon repairs them
+    assert main(["check", str(cfg)]) == 0
+    capsys.readouterr()
+    with h5py.File(scans[1], "r+") as f:
+        f[name][-(n // 10 + 1):] = 0  # more than a tenth: what recon refuses
     assert main(["check", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert f"{scans[1]}: its last projection holds no light" in err and str(scans[0]) not in err, err
+    assert f"{scans[1]}: its last projections hold no light" in err and str(scans[0]) not in err, err
