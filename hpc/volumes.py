@@ -9,6 +9,7 @@ times, so the table runs against the scan order and a temperature log cannot be 
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 import h5py
@@ -16,10 +17,13 @@ import numpy as np
 
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize
-from recon.io.readers import natural_order
+from recon.io.readers import broken_external_links, natural_order
 
 #: files read as one volume each
 VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".h5", ".hdf5", ".nxs")
+#: datasets of raw scans (flats, darks, angles beside the projections): not volumes
+RAW_SCAN_NAMES = ("exchange/data_white", "exchange/data_dark", "exchange/theta", "img_tomo", "img_bkg",
+                  "img_dark", "entry/instrument/detector/image_key", "entry/data/image_key")
 #: HDF5 dataset names taken first where a file holds several 3-D datasets
 HDF5_VOLUME_NAMES = ("volume", "data", "recon", "reconstruction", "exchange/data", "entry/data/data")
 
@@ -52,6 +56,13 @@ def _hdf5_volume(path: Path) -> np.ndarray:
     """The one 3-D dataset of an HDF5 file (or the first of :data:`HDF5_VOLUME_NAMES` where there are several)."""
     try:
         with h5py.File(path, "r") as f:
+            raw = [name for name in RAW_SCAN_NAMES if name in f]
+            if raw:
+                raise FlytomoError(path, f"is a raw scan (it holds '{raw[0]}'): reconstruct it first (flytomo recon, "
+                                         "or flytomo run for an experiment), then analyse the volumes")
+            broken = broken_external_links(f, path.parent)
+            if broken:
+                raise FlytomoError(path, f"'{broken[0][0]}' links to {broken[0][1]}, which is missing")
             found: list[str] = []
             f.visititems(lambda name, obj: found.append(name)
                          if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None)
@@ -70,12 +81,19 @@ def read_volume(path: Path) -> np.ndarray:
     """One file's volume (z, y, x), in its own type."""
     from hpc.commands.enhance import read_reconstruction
 
+    single = False
     if path.suffix.lower() in (".h5", ".hdf5", ".nxs"):
         volume = _hdf5_volume(path)
     else:
-        volume = np.asarray(read_reconstruction(str(path))[0])
+        volume, _, single = read_reconstruction(str(path))
+        volume = np.asarray(volume)
+    if single or volume.ndim == 2:
+        raise FlytomoError(path, "is one slice (y, x): a crack volume fraction needs a volume (z, y, x) — a stack, "
+                                 "or a folder holding only that scan's slices")
     if volume.ndim != 3 or not (np.issubdtype(volume.dtype, np.floating) or np.issubdtype(volume.dtype, np.integer)):
         raise FlytomoError(path, f"expected a volume (z, y, x) of numbers, got shape {volume.shape} {volume.dtype}")
+    if 0 in volume.shape:
+        raise FlytomoError(path, f"holds no voxels (shape {volume.shape})")
     return volume
 
 
@@ -85,15 +103,22 @@ def store_from_volumes(spec: str, store: Path) -> tuple[Path, int]:
     from hpc.commands.enhance import read_reconstruction
 
     files = volume_files(spec)
-    first = read_volume(files[0]) if files[0].suffix.lower() not in (".tif", ".tiff") else None
-    if first is None:  # a TIFF: a stack is one scan; a single slice makes the files one volume
-        one = np.asarray(read_reconstruction(str(files[0]))[0])
-        if one.shape[0] == 1 and len(files) > 1:
-            files, first = [Path(spec)], np.asarray(read_reconstruction(spec)[0])
-        else:
-            first = one
+    names = None
+    tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
+    if tiffs and len(files) > 1 and np.asarray(read_reconstruction(str(tiffs[0]))[0]).shape[0] == 1:
+        # single-slice TIFFs: together one volume (one scan), never beside other files
+        if len(tiffs) < len(files):
+            other = next(f for f in files if f not in tiffs)
+            raise FlytomoError(spec, f"mixes single-slice TIFFs (one volume together) with other files ({other.name}): "
+                                     "give each scan's slices a folder of their own")
+        first = np.asarray(read_reconstruction(spec)[0])
+        name = re.sub(r"[*?\[\]]", "", Path(spec).stem).strip("_-. ") or Path(spec).parent.name or Path(spec).name
+        files, names = [Path(spec)], [name]
+    else:
+        first = read_volume(files[0])
     shape = (len(files), *first.shape)
-    scans = [{"index": i, "scan_id": f.stem, "file": str(f.resolve())} for i, f in enumerate(files)]
+    names = names or [f.stem for f in files]
+    scans = [{"index": i, "scan_id": name, "file": str(f.resolve())} for i, (f, name) in enumerate(zip(files, names))]
     attrs = {"method": "imported", "source": spec, "scans": scans, "options": {}, "config": {}}
     array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True)
     try:

@@ -65,7 +65,7 @@ def _format(f: h5py.File) -> tuple[str | None, Callable[..., HDF5Scan] | None]:
     return None, None
 
 
-def _broken_external_links(group: h5py.Group, folder: Path, depth: int = 4) -> list[tuple[str, str]]:
+def broken_external_links(group: h5py.Group, folder: Path, depth: int = 4) -> list[tuple[str, str]]:
     """(path in the file, target file) of the HDF5 external links within ``depth`` levels of
     ``group`` whose target file is missing (relative targets are looked for in ``folder``)."""
     found = []
@@ -75,7 +75,7 @@ def _broken_external_links(group: h5py.Group, folder: Path, depth: int = 4) -> l
             if not (folder / link.filename).exists():
                 found.append((f"{group.name.rstrip('/')}/{key}", link.filename))
         elif isinstance(link, h5py.HardLink) and depth > 1 and isinstance(group.get(key), h5py.Group):
-            found += _broken_external_links(group[key], folder, depth - 1)
+            found += broken_external_links(group[key], folder, depth - 1)
     return found
 
 
@@ -91,7 +91,7 @@ def open_scan(path: str | os.PathLike) -> ScanReader:
     with open_h5(path) as f:
         name, open_format = _format(f)
         if open_format is None:
-            broken = _broken_external_links(f, path.parent)
+            broken = broken_external_links(f, path.parent)
             if broken:
                 name, target = broken[0]
                 raise FlytomoError(path, f"'{name}' links to {target}, which is missing (copy the data files "

@@ -261,8 +261,8 @@ def test_volumes_made_elsewhere_are_analysed_one_file_a_scan(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "v" / "scan_2.tif", vols[0])
     np.save(tmp_path / "v" / "scan_10.npy", vols[1])
     with h5py.File(tmp_path / "v" / "scan_11.h5", "w") as f:
-        f["exchange/data"] = vols[2]
-        f["exchange/theta"] = np.arange(3.0)  # not 3-D: not a candidate
+        f["exchange/data"] = vols[2]  # where dxchange.write_hdf5 puts a reconstruction
+        f["exchange/pixel_size"] = np.arange(3.0)  # not 3-D: not a candidate
     out = tmp_path / "an"
     assert main(["analyze", str(tmp_path / "v"), "--out", str(out)]) == 0
     assert "read 3 volume(s) as scans 0..2 in file-name order" in capsys.readouterr().out
@@ -282,3 +282,34 @@ def test_volumes_made_elsewhere_are_analysed_one_file_a_scan(tmp_path, capsys):
     # the earlier analysis and its store stay whole; no store in progress is left
     assert pd.read_csv(out / "crack_table.csv").equals(got) and (out / "volumes.zarr").is_dir()
     assert not (out / ".volumes.zarr.partial").exists()
+
+
+def test_files_that_are_no_volumes_are_refused_by_name(tmp_path, capsys):
+    """A second blind probe: a raw Data Exchange scan was analysed as a volume ('ok', 0 %);
+    single-slice TIFFs beside a volume dropped the volume silently; a 2-D .npy was a 'volume';
+    an empty array was blamed on the store in progress."""
+    import h5py
+    import tifffile
+
+    vol = cracked_particle(48, seed=1)[0]
+    cases = {}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with h5py.File(raw / "scan.h5", "w") as f:
+        f["exchange/data"], f["exchange/data_white"] = vol, vol[:2]
+    cases[raw] = "scan.h5: is a raw scan (it holds 'exchange/data_white'): reconstruct it first"
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for z in range(3):
+        tifffile.imwrite(mixed / f"s_{z}.tif", vol[z])
+    np.save(mixed / "v.npy", vol)
+    cases[mixed] = "mixes single-slice TIFFs (one volume together) with other files (v.npy)"
+    flat = tmp_path / "flat.npy"
+    np.save(flat, vol[10])
+    cases[flat] = "flat.npy: is one slice (y, x)"
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 48, 48), np.float32))
+    cases[empty] = "empty.npy: holds no voxels (shape (0, 48, 48))"
+    for spec, words in cases.items():
+        assert main(["analyze", str(spec), "--out", str(tmp_path / "o")]) == 2
+        assert words in _err_line(capsys)
