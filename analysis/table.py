@@ -122,23 +122,39 @@ TEMPERATURE_NAMES = ("temperature_c", "temperature", "temp_c", "temp", "t_c", "t
                      "measured_temperature", "temperature_measured")
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 #: unit words in a column name's brackets, as their symbols
-_UNIT_WORDS = {"celsius": "c", "kelvin": "k", "fahrenheit": "f", "oc": "c", "ok": "k", "of": "f", "secs": "s", "msec": "ms", "mins": "min",
-               "minutes": "min", "hr": "h", "hrs": "h", "hours": "h"}
+_UNIT_WORDS = {"celsius": "c", "kelvin": "k", "fahrenheit": "f", "oc": "c", "ok": "k", "of": "f",
+               "second": "s", "seconds": "s", "secs": "s", "msec": "ms", "minute": "min", "minutes": "min",
+               "mins": "min", "hr": "h", "hrs": "h", "hour": "h", "hours": "h"}
 #: what a column name's brackets may hold as a unit; anything else there is part of the name
 _UNITS = frozenset(_TIME_UNITS) | {"c", "k", "f"}
+#: 'deg C', 'degree C', 'deg. C', 'degrees Celsius': the degree word before a temperature unit
+_DEGREE = re.compile(r"deg(?:rees?|\.)?\s*(?=(?:c|f|k|celsius|fahrenheit|kelvin)\b)")
+
+
+def _unit_of(part: str) -> str:
+    """One piece of a column name's brackets as a unit symbol ('min', 'c', ...), or the piece."""
+    word = part.strip().strip(".").strip()
+    return _UNIT_WORDS.get(word, word)
 
 
 def _column_key(name: str) -> tuple[str, str]:
     """'Temperature (°C)' → ('temperature', 'c'); 'time_s' → ('time_s', ''); 'T [K]' → ('t', 'k');
     'timestamp_ms' → ('timestamp', 'ms'); 'Temperature/K' → ('temperature', 'k'); 'Date/Time' →
-    ('date_time', '')."""
-    text = str(name).strip().lower().replace("°", "").replace("º", "").replace("degrees", "").replace("deg", "")
+    ('date_time', ''); 'Temperature (sample, K)' → ('temperature_sample', 'k'); 'Temperature
+    (setpoint)' → ('temperature_setpoint', '')."""
+    text = str(name).strip().lower().replace("°", "").replace("º", "").replace("℃", "c").replace("℉", "f")
+    text = _DEGREE.sub("", text)
     unit = ""
     m = re.match(r"^(.*?)\s*[(\[]\s*([^)\]]*)\s*[)\]]\s*$", text)
     if m:
-        text, unit = m.group(1), _UNIT_WORDS.get(m.group(2).strip(), m.group(2).strip())
-        if unit not in _UNITS:  # 'Temperature (setpoint)', 'T [sample]': a word of the name, not a unit
-            text, unit = f"{text} {unit}", ""
+        text, words = m.group(1), []
+        for part in re.split(r"[,;]", m.group(2)):  # '(sample, K)': a word of the name and a unit
+            u = _unit_of(part)
+            if u in _UNITS and not unit:
+                unit = u
+            elif u:
+                words.append(u)  # 'Temperature (setpoint)', 'T [sample]': a word of the name, not a unit
+        text = " ".join([text, *words])
     m = re.match(r"^(.*?)\s*/\s*(k|c|f|s|ms|min|h)$", text)  # 'Temperature/K', 'time/s'
     if m and not unit:
         text, unit = m.group(1), m.group(2)
@@ -165,6 +181,23 @@ def _preamble_lines(path: Path, encoding: str, look: int = 50) -> int:
                 and any(re.fullmatch(r"[-+]?\d+([.,:/ T-]\d+)*", x) for x in after)):
             return i
     return 0
+
+
+#: words that make a temperature column a setpoint (never read as the sample's temperature)
+SETPOINT_WORDS = frozenset({"setpoint", "set", "sp", "target", "set_point", "soll", "sollwert", "program", "ramp"})
+
+
+def _pick_temperature_reading(columns, taken: str | None) -> str | None:
+    """Where no usual name matched: the first column named temperature/temp/T with more words
+    ('Temperature (furnace)', 'T [thermocouple]') none of which is a setpoint's."""
+    for c in columns:
+        if c == taken:
+            continue
+        words = _column_key(c)[0].split("_")
+        if words[0] in ("temperature", "temp", "temperatur", "t") and len(words) > 1 \
+                and not SETPOINT_WORDS & set(words[1:]):
+            return c
+    return None
 
 
 def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) -> str | None:
@@ -322,7 +355,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     df = _join_date_and_time(df, path)
     tcol = _pick(list(df.columns), TIME_NAMES)
-    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol)
+    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol) or _pick_temperature_reading(df.columns, tcol)
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "

@@ -400,13 +400,20 @@ def test_controllers_process_value_names_are_read_and_never_the_setpoint(tmp_pat
 
 @pytest.mark.parametrize("header", ["Time (s),Temperature (setpoint),Temperature (sample)",
                                     "Time (min),Temperature (setpoint),Temperature (degrees C)",
-                                    "Time (s),Temperature (SP),Temperature (Celsius)"])
+                                    "Time (s),Temperature (SP),Temperature (Celsius)",
+                                    # a second probe: these were refused
+                                    "Time (minute),Temperature (setpoint),Temperature (degree C)",
+                                    "Time (sec.),Temperature (target),Temperature (deg. C)",
+                                    "Time (s),Temperature (setpoint),Temperature (furnace)",
+                                    "Time [s];Temperature [setpoint];Temperature [thermocouple]",
+                                    "Time (s),Temperature (setpoint),Temperature (sample; ℃)"])
 def test_a_word_in_brackets_is_part_of_the_column_name_and_not_a_unit(tmp_path, header):
     """A blind probe: 'Temperature (setpoint)' stopped the log with "temperature unit 'setpoint'
     not understood" instead of reading the sample's column beside it; unit words (Celsius,
     degrees C, minutes) are units."""
     p = tmp_path / "log.csv"
-    p.write_text(f"{header}\n0,40,30\n1,60,50\n")
+    sep = ";" if header.count(";") == 2 else ","
+    p.write_text(f"{header}\n0{sep}40{sep}30\n1{sep}60{sep}50\n", encoding="utf-8")
     df = read_temperature_log(p)
     assert df["temperature_C"].tolist() == [30.0, 50.0]
     assert df["time_s"].tolist() == [0.0, 60.0 if "min" in header else 1.0]
