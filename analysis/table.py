@@ -408,6 +408,43 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+#: names of a scan list's file column (compared as column keys)
+FILE_NAMES = ("file", "filename", "file_name", "scan", "scan_file", "name", "volume", "path")
+
+
+def read_scan_list(path: str | Path) -> pd.DataFrame:
+    """A list of volume files with their times and/or temperatures → DataFrame (file,
+    time_s, temperature_C; NaN where a column is absent), for volumes made elsewhere. The file
+    column is ``file`` (or filename, scan, name, volume, path), matched to the files by name or
+    stem; the time and temperature columns are read as :func:`read_temperature_log` reads them
+    (names, units, dates, decimal commas), and at least one of them is needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlytomoError(path, "no such scan list")
+    try:
+        df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, index_col=False,
+                         encoding="utf-8-sig", dtype=str)
+    except Exception as err:
+        raise FlytomoError(path, f"cannot read the scan list as CSV ({err})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    fcol = _pick(list(df.columns), FILE_NAMES)
+    tcol = _pick(list(df.columns), TIME_NAMES, taken=fcol)
+    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol) or _pick_temperature_reading(df.columns, tcol)
+    if fcol is None or (tcol is None and ccol is None):
+        raise FlytomoError(path, f"a scan list needs a file column and a time or temperature column; found "
+                                 f"{', '.join(df.columns) or 'none'}")
+    out = pd.DataFrame({"file": df[fcol].astype(str).str.strip()})
+    out["time_s"] = _times_s(df[tcol], _column_key(tcol)[1], path) if tcol else np.nan
+    temps = _numbers(df[ccol]).to_numpy(float) if ccol else np.full(len(df), np.nan)
+    unit = _column_key(ccol)[1] if ccol else "c"
+    out["temperature_C"] = temps - 273.15 if unit == "k" else (temps - 32.0) * 5.0 / 9.0 if unit == "f" else temps
+    bad = out["file"].eq("") | (out[["time_s", "temperature_C"]].isna().all(axis=1))
+    if bad.any():
+        raise FlytomoError(path, f"line {int(np.flatnonzero(bad)[0]) + 2}: a file name and a time or temperature "
+                                 "are needed on every line")
+    return out
+
+
 def _scan_frame(scans: list[dict]) -> pd.DataFrame:
     rows = []
     for i, s in enumerate(scans):

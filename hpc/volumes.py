@@ -97,9 +97,12 @@ def read_volume(path: Path) -> np.ndarray:
     return volume
 
 
-def store_from_volumes(spec: str, store: Path) -> tuple[Path, int]:
+def store_from_volumes(spec: str, store: Path, scan_list: str | Path | None = None) -> tuple[Path, int]:
     """Write the volumes ``spec`` names into the experiment store ``store`` (replaced where it
-    exists) → (store, number of scans). Every volume must have the first one's shape."""
+    exists) → (store, number of scans). Every volume must have the first one's shape.
+    ``scan_list``: a CSV of the files' times and/or temperatures
+    (:func:`analysis.table.read_scan_list`), matched to the files by name or stem; every file
+    must be on it."""
     from hpc.commands.enhance import read_reconstruction
 
     files = volume_files(spec)
@@ -119,6 +122,8 @@ def store_from_volumes(spec: str, store: Path) -> tuple[Path, int]:
     shape = (len(files), *first.shape)
     names = names or [f.stem for f in files]
     scans = [{"index": i, "scan_id": name, "file": str(f.resolve())} for i, (f, name) in enumerate(zip(files, names))]
+    if scan_list is not None:
+        _add_times(scans, files, scan_list)
     attrs = {"method": "imported", "source": spec, "scans": scans, "options": {}, "config": {}}
     array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True)
     try:
@@ -133,6 +138,24 @@ def store_from_volumes(spec: str, store: Path) -> tuple[Path, int]:
         discard(store)
         raise
     return store, len(files)
+
+
+def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path) -> None:
+    """Each scan's ``start_time_s`` and ``temperature_C`` from the scan list, where it gives them."""
+    from analysis.table import read_scan_list
+
+    listed = read_scan_list(scan_list)
+    by_name = {}
+    for row in listed.itertuples(index=False):
+        by_name[Path(row.file).name] = by_name[Path(row.file).stem] = row
+    for scan, f in zip(scans, files):
+        row = by_name.get(f.name) or by_name.get(f.stem)
+        if row is None:
+            raise FlytomoError(scan_list, f"does not list {f.name} (name or stem, in a file column)")
+        if np.isfinite(row.time_s):
+            scan["start_time_s"] = float(row.time_s)
+        if np.isfinite(row.temperature_C):
+            scan["temperature_C"] = float(row.temperature_C)
 
 
 __all__ = ["VOLUME_SUFFIXES", "is_store", "read_volume", "store_from_volumes", "volume_files"]

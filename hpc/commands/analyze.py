@@ -50,16 +50,21 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, f"--workers must be ≥ 1, got {args.workers}")
     params = _load_params(args.params) if args.params else None
     if not is_store(args.store):  # volumes made elsewhere: one file a scan, copied into a store
-        if args.temperature is not None and args.temperature.strip().lower() != "none":
+        logged = args.temperature is not None and args.temperature.strip().lower() != "none"
+        if logged and args.scan_list is None:
             raise FlytomoError(args.store, "volume files carry no scan times, so a temperature log cannot be read "
-                                           "at them: analyse without -T (the table follows the scan order)")
+                                           "at them: give their times with --scan-list, or analyse without -T "
+                                           "(the table follows the scan order)")
         files = volume_files(args.store)
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        args.store, n = store_from_volumes(args.store, Path(args.out) / "volumes.zarr")
-        args.temperature = "none"
-        print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order (no times: the table follows the "
-              f"scan order) into {args.store}")
+        args.store, n = store_from_volumes(args.store, Path(args.out) / "volumes.zarr", args.scan_list)
+        args.temperature = args.temperature if logged else "none"
+        order = ("times and temperatures from " + str(args.scan_list)) if args.scan_list else \
+            "no times: the table follows the scan order"
+        print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order ({order}) into {args.store}")
+    elif args.scan_list is not None:
+        raise FlytomoError(args.scan_list, "--scan-list is for volume files; an experiment store records its scans' times")
     attrs = open_store(args.store).attrs
     if (note := config_source(attrs, args.store)) is not None:
         print(f"note: {note}")
@@ -115,6 +120,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: <store folder>/<store name>_analysis; for volume files "
                         "<their folder>/volumes_analysis)")
+    p.add_argument("--scan-list", metavar="LIST.csv", default=None,
+                   help="volume files only: a CSV of each file's time and/or temperature (columns: file, and "
+                        "time_s or a date-time, and/or temperature_C; names and units as the temperature log's), "
+                        "so a temperature log can be joined (-T) or the listed temperatures used")
     p.add_argument("--extrapolate", action="store_true",
                    help="accept scans outside the temperature log (hold its first/last reading); "
                         "default: the store config's analysis.extrapolate")

@@ -313,3 +313,34 @@ def test_files_that_are_no_volumes_are_refused_by_name(tmp_path, capsys):
     for spec, words in cases.items():
         assert main(["analyze", str(spec), "--out", str(tmp_path / "o")]) == 2
         assert words in _err_line(capsys)
+
+
+def test_volume_files_with_a_scan_list_get_times_and_temperatures(tmp_path, capsys):
+    """Volumes made elsewhere carry no times: a scan list (file, time and/or temperature, as a
+    log's columns are read) gives them, so the temperature log is joined; a file not on the
+    list is named; --scan-list beside a store is refused."""
+    import tifffile
+
+    vols = [cracked_particle(48, crack_scale=s, seed=1)[0] for s in (0.0, 0.6, 1.0)]
+    (tmp_path / "v").mkdir()
+    for i, v in enumerate(vols):
+        tifffile.imwrite(tmp_path / "v" / f"scan_{i}.tif", v)
+    log = write_log(tmp_path / "log.csv")
+    (tmp_path / "list.csv").write_text("file;Time (min)\nscan_0.tif;0,5\nscan_1;1,5\nscan_2.tif;2,5\n")
+    out = tmp_path / "an"
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "list.csv"), "-T", str(log),
+                 "--out", str(out)]) == 0
+    assert "times and temperatures from" in capsys.readouterr().out
+    t = pd.read_csv(out / "crack_table.csv")
+    assert t["start_time_s"].tolist() == [30.0, 90.0, 150.0]
+    # the log's at each scan's time (it ramps 2.5 °C/s from 25 °C)
+    np.testing.assert_allclose(t["temperature_C"], 25 + 2.5 * t["mid_time_s"])
+    assert t["temperature_C"].is_monotonic_increasing and t["temperature_C"].iloc[0] >= 100
+    (tmp_path / "temps.csv").write_text("name,T (K)\nscan_0,300\nscan_1,400\nscan_2,500\n")
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "temps.csv"), "--out", str(out)]) == 0
+    np.testing.assert_allclose(pd.read_csv(out / "crack_table.csv")["temperature_C"], [26.85, 126.85, 226.85])
+    (tmp_path / "short.csv").write_text("file,temperature_C\nscan_0,20\nscan_1,30\n")
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "short.csv"), "--out", str(out)]) == 2
+    assert "short.csv: does not list scan_2.tif" in _err_line(capsys)
+    assert main(["analyze", str(out / "volumes.zarr"), "--scan-list", str(tmp_path / "temps.csv")]) == 2
+    assert "--scan-list is for volume files" in _err_line(capsys)
