@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from recon.errors import FlytomoError
 
 
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         args.temperature = args.temperature if logged else "none"
         order = ("times and temperatures from " + str(args.scan_list)) if args.scan_list else \
             "no times: the table follows the scan order"
-        print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order ({order}) into {args.store}")
+        size = np.prod(open_store(args.store).shape) * 4 / 1e9
+        print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order ({order}) into {args.store} "
+              f"(a float32 copy, {size:.2g} GB)")
     elif args.scan_list is not None:
         raise FlytomoError(args.scan_list, "--scan-list is for volume files; an experiment store records its scans' times")
     attrs = open_store(args.store).attrs
