@@ -257,6 +257,29 @@ def _warn_about_particles(store: Path, table: pd.DataFrame, n_rows: int) -> None
             "scans, not with other measurements", stacklevel=2)
 
 
+#: a crack fraction that falls by at least this (points, and half of itself) from one scan to the
+#: next while the pore fraction rises by most of it: a crack opened wide read as a pore?
+CRACK_TO_PORE_POINTS = 0.5
+
+
+def _warn_about_cracks_read_as_pores(store: Path, table: pd.DataFrame) -> None:
+    """A warning where, between consecutive analysed scans, the crack fraction falls by at least
+    :data:`CRACK_TO_PORE_POINTS` points (and by half) while the pore fraction rises by at least
+    0.7 of that: a crack opened so wide that its shape is a pore's (no single scan can tell)."""
+    ok = table[table["status"] == "ok"]
+    crack, pore = 100 * ok["crack_fraction"].to_numpy(float), 100 * ok["pore_fraction"].to_numpy(float)
+    drop, rise = crack[:-1] - crack[1:], pore[1:] - pore[:-1]
+    hits = np.flatnonzero((drop >= CRACK_TO_PORE_POINTS) & (drop >= 0.5 * crack[:-1]) & (rise >= 0.7 * drop))
+    if hits.size:
+        i = int(hits[0])
+        a, b = (str(v) for v in ok["scan_id"].iloc[[i, i + 1]])
+        warnings.warn(
+            f"{store}: from scan {a} to {b} the cracks fell from {crack[i]:.2f} % to {crack[i + 1]:.2f} % while the "
+            f"pores rose from {pore[i]:.2f} % to {pore[i + 1]:.2f} % ({hits.size} place(s) like it): a crack opened "
+            "so wide that its shape is a pore's? Look at the montage; a higher analysis.segmentation.pore_min_aspect "
+            "keeps such voids cracks", stacklevel=2)
+
+
 def _scan_list(rows: pd.DataFrame, most: int = 5) -> str:
     ids = [str(v) for v in rows["scan_id"].tolist()]
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
@@ -337,6 +360,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
     _warn_about_particles(info.path, table, info.volume_shape[0])
+    _warn_about_cracks_read_as_pores(info.path, table)
     # everything is written beside the earlier analysis first (a full disk leaves that one whole),
     # then moved in, the table last: a run stopped half-way leaves no table beside new plots
     work = out_dir / ".analysis.partial"

@@ -34,10 +34,9 @@ A volume ``(z, y, x)`` float32 (attenuation per pixel) goes through:
    not thin: its thickness — the diameter of the largest ball inside it — at least half of
    ``pore_min_aspect`` times that ellipsoid's longest axis), and a *crack* otherwise (flat or
    elongated, a thin curved shell, or a network of thin gaps, which its moments call
-   compact). A void at least
-   ``pore_min_thickness`` (16) voxels thick is a pore from aspect ``THICK_PORE_MIN_ASPECT`` (0.25)
-   up (a hollow particle's core); a flattened void thinner than that is as flat as a crack
-   opened 10-12 voxels wide, and is counted as a crack.
+   compact). Optionally (``pore_min_thickness``, off by default) a void at least that
+   thick is a pore from aspect ``THICK_PORE_MIN_ASPECT`` (0.25) up: a flattened hollow core,
+   which is as flat as a crack opened as wide, so no default can tell them apart.
    One that runs through every row (its shape cut off at both ends: in a thin slab, where
    pieces of cracks look compact) is judged by its sections by the slices: a pore when they
    are discs (medians over its rows of the same measures in 2D ≥ ``THROUGH_PORE_ASPECT``,
@@ -170,10 +169,10 @@ class SegmentationParams(ConfigModel):
     pore_min_fill: float = Field(
         0.5, ge=0, description="pore needs voxels / equivalent-ellipsoid volume >= this")
     pore_min_thickness: int = Field(
-        16, ge=0, description="a void at least this thick (voxels: the diameter of the largest ball "
-        "inside it) is a pore from aspect 0.25 up, not only from pore_min_aspect (a hollow particle's "
-        "core; a crack opened 10-12 voxels wide is as flat, so thinner flattened voids stay cracks); "
-        "0 = off")
+        0, ge=0, description="a void at least this thick (voxels: the diameter of the largest ball "
+        "inside it) is a pore from aspect 0.25 up, not only from pore_min_aspect: for a flattened "
+        "hollow core, which otherwise counts as a crack; a crack opened that wide is as flat and "
+        "would count as a pore (blind probes: 16 made cracks opened 18-24 voxels pores), so 0 = off")
     # crack volume
     crack_volume: Literal["threshold", "partial_volume"] = Field(
         "partial_volume", description="threshold: crack voxels counted; partial_volume: the missing "
@@ -345,40 +344,43 @@ CIRCLE_MASK_MIN_RADIUS = 0.5
 
 
 def _fill_outside_circle(source, block: int) -> float | None:
-    """Where a volume's NaN voxels are exactly those outside one circle about the slices'
-    centre in every slice (a mask tools write outside the reconstruction circle: tomopy's
-    ``circ_mask``, of any ratio from :data:`CIRCLE_MASK_MIN_RADIUS`), the value to read there
-    instead: air — the median of the finite voxels in the 3-voxel band inside the mask where
-    that is as dark as the darkest quarter of the volume, else its 1st percentile (the sample
-    reaches the mask: the band is solid); else None (no NaN, or NaN elsewhere: an incomplete
+    """Where a volume's NaN voxels are exactly those outside one disc in every slice (a mask
+    tools write outside the reconstruction circle: tomopy's ``circ_mask`` of any ratio from
+    :data:`CIRCLE_MASK_MIN_RADIUS`, centred or not), the value to read there instead: air, the
+    median of the finite voxels below the Otsu threshold of a sample of them (whatever the
+    sample reaches at the mask's edge); else None (no NaN, or NaN elsewhere: an incomplete
     volume)."""
     nz, ny, nx = (int(n) for n in source.shape)
-    yy, xx = np.ogrid[:ny, :nx]
-    r = np.hypot(yy - (ny - 1) / 2.0, xx - (nx - 1) / 2.0)
-    radius = None
-    band_values, samples = [], []
+    yy, xx = np.mgrid[:ny, :nx]
+    disc = None
+    samples = []
     stride = max(1, (nz * ny * nx) // 1_000_000)
     for z0, z1 in _slabs(nz, block):
         s = _read(source, z0, z1)
         nan = np.isnan(s)
         if not nan.any() or np.isinf(s).any() or nan.all():
             return None  # no mask here (NaN further on: incomplete), or broken values
-        inner = float(r[nan.any(axis=0)].min())  # the mask's radius: no NaN nearer the centre
-        if radius is None:
-            radius = inner
-        outside = r > radius + 1.5
-        if (abs(inner - radius) > 1.5 or radius < CIRCLE_MASK_MIN_RADIUS * min(ny, nx) / 2.0
-                or not outside.any() or (nan[:, outside].mean(axis=1) < 0.99).any()):
+        valid = ~nan.any(axis=0)
+        area = float(valid.sum())
+        if not area:
             return None
-        band = _cube_dilate(nan, 3, 0) & ~nan
-        band_values.append(s[band])
-        finite = s[~nan]
-        samples.append(finite[::stride])
-    values, every = np.concatenate(band_values), np.concatenate(samples)
-    if not values.size or not every.size:
+        here = (float(yy[valid].mean()), float(xx[valid].mean()), math.sqrt(area / math.pi))  # centre, radius
+        if disc is None:
+            disc = here
+        if max(abs(a - b) for a, b in zip(here, disc)) > 1.5 or disc[2] < CIRCLE_MASK_MIN_RADIUS * min(ny, nx) / 2.0:
+            return None
+        r = np.hypot(yy - disc[0], xx - disc[1])
+        inside, outside = r < disc[2] - 1.5, r > disc[2] + 1.5
+        if (nan & inside).any() or not outside.any() or (nan[:, outside].mean(axis=1) < 0.99).any():
+            return None
+        samples.append(s[~nan][::stride])
+    values = np.concatenate(samples)
+    if values.size < 2 or not np.ptp(values) > 0:
         return None
-    air, (p1, p25) = float(np.median(values)), np.percentile(every, [1, 25])
-    return air if air <= p25 else float(p1)
+    counts, edges = np.histogram(values, bins=256)
+    thr = otsu_from_histogram(counts, (edges[:-1] + edges[1:]) / 2)
+    low = values[values <= thr]
+    return float(np.median(low)) if low.size else float(values.min())
 
 
 class _Filled:

@@ -234,3 +234,20 @@ def test_a_slab_of_a_large_particle_is_not_called_small(tmp_path):
         out = analyze_store(path, plots=False)
     assert list(out.table["status"]) == ["ok", "ok"]
     assert not [w for w in got if "equivalent radius" in str(w.message)]
+
+
+def test_a_crack_fraction_that_falls_as_the_pores_rise_is_warned_about(tmp_path):
+    """A third blind probe: a crack opened 24 voxels wide has a pore's shape (aspect 0.46): the
+    table's crack fraction fell from 11 % to 0 while the pores rose as much, silently. No scan
+    alone can tell; the series can."""
+    from analysis.run import _warn_about_cracks_read_as_pores
+
+    table = pd.DataFrame({"scan_id": ["a", "b", "c", "d"], "status": ["ok"] * 4,
+                          "crack_fraction": [0.02, 0.11, 0.0, 0.001], "pore_fraction": [0.01, 0.01, 0.12, 0.12]})
+    with pytest.warns(UserWarning, match=r"from scan b to c the cracks fell from 11.00 % to 0.00 % while the pores "
+                                         r"rose from 1.00 % to 12.00 %"):
+        _warn_about_cracks_read_as_pores(tmp_path, table)
+    table["pore_fraction"] = 0.01  # cracks that close (a cooling particle): no pore rises
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_about_cracks_read_as_pores(tmp_path, table)
