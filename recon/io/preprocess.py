@@ -19,6 +19,9 @@ MAX_BAD_FRACTION = 0.5  # above this share of bad pixels a chunk is refused, not
 DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
+#: a projection whose mean line integral is this much above its row's median over the scan is no
+#: projection, however many such frames run together (5 % of the beam left: +3.0)
+DROPPED_FRAME_GROSS = 3.0
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
 #: row's median over the projections, holds no light (counts at the dark level or below: a frame
@@ -516,7 +519,9 @@ def _odd(n: int) -> int:
 def dropped_frames(p: np.ndarray) -> np.ndarray:
     """(angle, z) bool: in each row z of p (angle, z, col), the projections whose mean over the
     columns differs from the running median M (DROPPED_FRAME_WINDOW projections, acquisition
-    order) of those means by more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|. Smooth
+    order) of those means by more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|, or lies
+    above the row's median over the scan by more than DROPPED_FRAME_GROSS (plus the share): a
+    run of dark frames too long for the running median. Smooth
     changes (a sample wider than the field of view) and steps (a holder entering it) pass; an
     isolated frame of no beam or a detector glitch does not. Row by row, so that a slice's
     repair does not depend on which rows were read with it (``--chunk-rows``)."""
@@ -527,7 +532,12 @@ def dropped_frames(p: np.ndarray) -> np.ndarray:
         return np.zeros(p.shape[:2], dtype=bool)
     means = p.mean(axis=2, dtype=np.float64)
     running = median_filter(means, size=(DROPPED_FRAME_WINDOW, 1), mode="nearest")
-    return np.abs(means - running) > DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE * np.abs(running)
+    local = np.abs(means - running) > DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE * np.abs(running)
+    # a run of frames longer than half the window (the beam lost for a while, a little stray
+    # light left) moves the running median with it: against the row's median over the scan, a
+    # frame that much darker than any sample makes a whole projection is no projection
+    overall = np.median(means, axis=0, keepdims=True)
+    return local | (means - overall > DROPPED_FRAME_GROSS + DROPPED_FRAME_SHARE * np.abs(overall))
 
 
 def _replace_frames(p: np.ndarray, bad: np.ndarray) -> None:

@@ -407,6 +407,22 @@ def test_a_scan_still_being_written_is_refused_not_repaired(small_scan):
             line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
 
 
+def test_a_run_of_dim_frames_longer_than_the_window_is_found(small_scan):
+    """A third blind probe: the last 12 of 90 frames at 1 % of the beam (stray light after a beam
+    loss) passed the running median (it moves with a run over half its window) and the volume
+    came out +72 % attenuation, rc 0. Against the row's median over the scan they are no
+    projections: a run within a tenth is repaired, a longer one refused."""
+    clean = np.concatenate([small_scan.tomo, small_scan.tomo])  # 64 frames
+    dark = small_scan.darks.mean(axis=0)
+    tomo = clean.copy()
+    tomo[59:] = (tomo[59:] - dark) * 0.01 + dark  # 5 of 64 frames (window 9: more than half)
+    with pytest.warns(DataRepairWarning, match=r"projection\(s\) 59, 60, 61, 62, 63 look like dropped frames"):
+        line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    tomo[52:] = (clean[52:] - dark) * 0.01 + dark  # 12 of 64: more than a tenth
+    with pytest.raises(FlytomoError, match=r"12 of 64 projections are NaN or far off"):
+        line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+
+
 def test_a_sample_wider_than_the_field_is_not_taken_for_dropped_frames():
     from tests.recon.conftest import disc_sinogram
 
