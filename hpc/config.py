@@ -623,7 +623,9 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         for f in bad[:2] if len(bad) > 3 else bad:
             out.append(Problem("scans", f"{os.path.normpath(f)}: {problem}"))  # not exp/../raw/x.h5
         if len(bad) > 3:
-            out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({bad[2].name} … {bad[-1].name})"))
+            rest = [f.name for f in bad[2:]]
+            names = ", ".join(rest) if len(rest) <= 10 else f"{rest[0]} … {rest[-1]}"
+            out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({names})"))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
         out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))

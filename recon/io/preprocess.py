@@ -65,24 +65,30 @@ def unlit_tail(reader) -> bool:
     """Whether a scan's last projections hold no light — more than :data:`MAX_DROPPED_FRACTION`
     of them, which ``recon`` refuses (a file still being written: its frames the fill value, 0
     or NaN): the last projection and the one just before that share of the scan are both dark
-    (below :data:`UNLIT_LINE_TRANSMISSION`, or NaN) in three rows against the flats and darks.
-    A last frame alone dark is a dropped frame, which recon repairs. Reads three rows of two
-    frames and of the flats and darks; False for a reader that cannot read single frames."""
+    (below :data:`UNLIT_LINE_TRANSMISSION` in three rows against the flats and darks, or mostly
+    NaN in one), as are two frames between them. A last frame alone dark is a dropped frame, which
+    recon repairs. Reads three rows of four frames and of the flats and darks; False for a reader
+    that cannot read single frames. Dark frames elsewhere in the scan are found by recon only."""
     n_angles, n_rows = int(reader.shape[0]), int(reader.shape[1])
-    frames = np.array(sorted({max(0, n_angles - 1 - int(MAX_DROPPED_FRACTION * n_angles)), n_angles - 1}))
-    rows = sorted({n_rows // 4, n_rows // 2, (3 * n_rows) // 4})
-    for z in rows:
+    first = max(0, n_angles - 1 - int(MAX_DROPPED_FRACTION * n_angles))
+    frames = np.unique(np.linspace(first, n_angles - 1, 4).round().astype(int))  # the tail, 4 frames of it
+    dark_rows, nan_rows = [], []
+    for z in sorted({n_rows // 4, n_rows // 2, (3 * n_rows) // 4}):
         try:
             chunk = reader.read(z, z + 1, projections=frames)
         except TypeError:
             return False
         dark = chunk.darks.mean(axis=0)
+        frame = chunk.tomo[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN frame: dark, below
-            level = np.nanmean((chunk.tomo[:, 0] - dark[0]) / (chunk.flats.mean(axis=0)[0] - dark[0]), axis=1)
-        if not np.all(~(level >= UNLIT_LINE_TRANSMISSION)):  # NaN counts as dark
-            return False
-    return True
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN line: NaN, below
+            level = np.nanmean((frame - dark[0]) / (chunk.flats.mean(axis=0)[0] - dark[0]), axis=1)
+        dark_rows.append(~(level >= UNLIT_LINE_TRANSMISSION))
+        nan_rows.append(np.isnan(frame).mean(axis=1) > 0.5)
+    # a frame is missing where it is dark in every row read (a dense sample darkens some rows,
+    # never all), or mostly NaN in any (no sample is NaN)
+    missing = np.all(dark_rows, axis=0) | np.any(nan_rows, axis=0)
+    return bool(missing.all())
 
 def full_scale_of(value: float) -> float | None:
     """The entry of FULL_SCALES that ``value`` is, also as float32 rounds it (2³² − 1 reads 2³²);

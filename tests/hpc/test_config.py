@@ -430,6 +430,11 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
         f[name][-(n // 10):] = 0  # a tenth of the frames: recon repairs them
     assert main(["check", str(cfg)]) == 0
     capsys.readouterr()
+    shutil.copy(sim.scans[1], scans[1])
+    with h5py.File(scans[1], "r+") as f:
+        f[name][-1] = f[name][-(n // 10 + 1)] = 0  # the last frame and one a tenth before: recon repairs two
+    assert main(["check", str(cfg)]) == 0
+    capsys.readouterr()
     with h5py.File(scans[1], "r+") as f:
         f[name][-(n // 10 + 1):] = 0  # more than a tenth: what recon refuses
     assert main(["check", str(cfg)]) == 2

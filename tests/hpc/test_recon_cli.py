@@ -669,7 +669,7 @@ def test_tiff_projections_are_named_as_such_and_many_alike_problems_are_one_line
     r = run_cli("check", str(cfg))
     lines = [ln for ln in r.stderr.splitlines() if "scans:" in ln]
     assert r.returncode == 2 and len(lines) == 3, r.stderr
-    assert lines[-1].endswith("scans: 4 more files likewise (p_2.tif … p_5.tif)"), lines
+    assert lines[-1].endswith("scans: 4 more files likewise (p_2.tif, p_3.tif, p_4.tif, p_5.tif)"), lines
 
 
 def test_ctrl_c_while_the_command_starts_is_one_line():
