@@ -109,6 +109,7 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
 #: accepted names of the log's two columns (compared lower-case, units in brackets removed),
 #: in order of preference
 TIME_NAMES = ("time_s", "time", "elapsed_s", "elapsed", "elapsed_time", "time_elapsed", "relative_time",
+              "run_time", "runtime", "process_time", "time_since_start",
               "seconds", "t_s", "timestamp", "datetime", "date_time", "date",
               "zeit", "zeitstempel", "datum_zeit", "datum")  # German controllers' words
 #: the sample's reading first where a furnace logs several (a setpoint is never taken)
@@ -158,6 +159,7 @@ def _column_key(name: str) -> tuple[str, str]:
     m = re.match(r"^(.*?)\s*/\s*(k|c|f|s|ms|min|h)$", text)  # 'Temperature/K', 'time/s'
     if m and not unit:
         text, unit = m.group(1), m.group(2)
+    text = re.sub(r"\.(?=\s|$)", "", text.strip())  # 'Temp. (°C)': an abbreviation's dot
     key = re.sub(r"[\s\-/]+", "_", text.strip())
     m = re.match(r"^(.+)_(ms|min|h)$", key)  # 'timestamp_ms', 'time_min': the unit as a suffix
     if m and not unit:
@@ -184,18 +186,25 @@ def _preamble_lines(path: Path, encoding: str, look: int = 50) -> int:
 
 
 #: words that make a temperature column a setpoint (never read as the sample's temperature)
-SETPOINT_WORDS = frozenset({"setpoint", "set", "sp", "target", "set_point", "soll", "sollwert", "program", "ramp"})
+SETPOINT_WORDS = frozenset({"setpoint", "set", "sp", "target", "set_point", "soll", "sollwert", "program", "ramp",
+                            "sv", "wsp", "tsp", "command", "cmd", "demand", "nominal", "setpt", "programmed",
+                            "programme", "requested", "desired"})
+#: words of a temperature-named column that is not a reading at all (a rate, a heater's output)
+NOT_A_READING_WORDS = frozenset({"rate", "output", "out", "power", "heater", "slope", "percent", "pct", "error",
+                                 "deviation", "min", "s", "h"})
 
 
 def _pick_temperature_reading(columns, taken: str | None) -> str | None:
     """Where no usual name matched: the first column named temperature/temp/T with more words
-    ('Temperature (furnace)', 'T [thermocouple]') none of which is a setpoint's."""
+    ('Temperature (furnace)', 'T [thermocouple]'), none of them a setpoint's (SP, SV, target,
+    command, ...) or a non-reading's (rate, output, ...), and no unit but a temperature's."""
     for c in columns:
         if c == taken:
             continue
-        words = _column_key(c)[0].split("_")
-        if words[0] in ("temperature", "temp", "temperatur", "t") and len(words) > 1 \
-                and not SETPOINT_WORDS & set(words[1:]):
+        key, unit = _column_key(c)
+        words = key.split("_")
+        if (words[0] in ("temperature", "temp", "temperatur", "t") and len(words) > 1 and unit in ("", "c", "k", "f")
+                and not (SETPOINT_WORDS | NOT_A_READING_WORDS) & set(words[1:]) and "%" not in key):
             return c
     return None
 

@@ -417,3 +417,20 @@ def test_a_word_in_brackets_is_part_of_the_column_name_and_not_a_unit(tmp_path, 
     df = read_temperature_log(p)
     assert df["temperature_C"].tolist() == [30.0, 50.0]
     assert df["time_s"].tolist() == [0.0, 60.0 if "min" in header else 1.0]
+
+
+@pytest.mark.parametrize("header", ["Time (min),Temperature (SV),Temperature (furnace)",
+                                    "Time (min),Temperature (command),Temperature (furnace)",
+                                    "Time (min),Temperature (demand; °C),Temperature (oven; °C)",
+                                    "Time (min),Temperature (controller output %),Temperature (furnace)",
+                                    "Time (min),Temperature rate (°C/min),Temperature (furnace)",
+                                    "Run time (minute),Temp. (°C),Temperature (programmed)"])
+def test_setpoints_rates_and_outputs_are_never_the_temperature(tmp_path, header):
+    """A third blind probe: where no usual name matched, the first temperature-named column
+    was read: a setpoint under another word (SV, command, demand), a controller's output, or a
+    heating rate (refused as 'unit min'). Run time and Temp. are read too."""
+    p = tmp_path / "log.csv"
+    first, second = (40, 30) if "programmed" not in header else (30, 40)
+    p.write_text(f"{header}\n0,{first},{second}\n1,{first + 20},{second + 20}\n", encoding="utf-8")
+    df = read_temperature_log(p)
+    assert df["temperature_C"].tolist() == [30.0, 50.0] and df["time_s"].tolist() == [0.0, 60.0]
