@@ -19,8 +19,8 @@ MAX_BAD_FRACTION = 0.5  # above this share of bad pixels a chunk is refused, not
 DROPPED_FRAME_STEP = 0.5
 DROPPED_FRAME_SHARE = 0.25
 DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
-#: a projection whose mean line integral is this much above its row's median over the scan is no
-#: projection, however many such frames run together (5 % of the beam left: +3.0)
+#: a projection whose least attenuated rays are this much above its row's usual is no projection,
+#: however many such frames run together (5 % of the beam left: +3.0)
 DROPPED_FRAME_GROSS = 3.0
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
@@ -525,9 +525,10 @@ def _odd(n: int) -> int:
 def dropped_frames(p: np.ndarray) -> np.ndarray:
     """(angle, z) bool: in each row z of p (angle, z, col), the projections whose mean over the
     columns differs from the running median M (DROPPED_FRAME_WINDOW projections, acquisition
-    order) of those means by more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|, or lies
-    above the row's median over the scan by more than DROPPED_FRAME_GROSS (plus the share): a
-    run of dark frames too long for the running median. Smooth
+    order) of those means by more than DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE·|M|, or whose
+    least attenuated rays (2nd percentile over the columns) lie above the row's median of them
+    by more than DROPPED_FRAME_GROSS (plus the share): a run of dark frames too long for the
+    running median (lost beam darkens every ray; a sample turning edge-on only those through it). Smooth
     changes (a sample wider than the field of view) and steps (a holder entering it) pass; an
     isolated frame of no beam or a detector glitch does not. Row by row, so that a slice's
     repair does not depend on which rows were read with it (``--chunk-rows``)."""
@@ -540,10 +541,30 @@ def dropped_frames(p: np.ndarray) -> np.ndarray:
     running = median_filter(means, size=(DROPPED_FRAME_WINDOW, 1), mode="nearest")
     local = np.abs(means - running) > DROPPED_FRAME_STEP + DROPPED_FRAME_SHARE * np.abs(running)
     # a run of frames longer than half the window (the beam lost for a while, a little stray
-    # light left) moves the running median with it: against the row's median over the scan, a
-    # frame that much darker than any sample makes a whole projection is no projection
-    overall = np.median(means, axis=0, keepdims=True)
-    return local | (means - overall > DROPPED_FRAME_GROSS + DROPPED_FRAME_SHARE * np.abs(overall))
+    # light left) moves the running median with it. Lost beam darkens every ray, the least
+    # attenuated too; a sample turning edge-on darkens only the rays through it: so a frame
+    # whose least attenuated rays (2nd percentile) lie that far above the row's usual is no
+    # projection, however many run together
+    least = np.percentile(p, 2, axis=2)
+    usual = np.median(least, axis=0, keepdims=True)
+    gross = least - usual > DROPPED_FRAME_GROSS + DROPPED_FRAME_SHARE * np.abs(usual)
+    return local | _entered_by_steps(gross, least, DROPPED_FRAME_GROSS / 2)
+
+
+def _entered_by_steps(runs: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:
+    """(angle, z) bool: the runs of True in each column of ``runs`` that ``values`` enters and
+    leaves by a jump of more than ``step`` at each end the scan has (the beam lost and back);
+    a run reached gradually (a wide plate turning edge-on) is dropped from the result."""
+    out = np.zeros_like(runs)
+    n = runs.shape[0]
+    for z in np.flatnonzero(runs.any(axis=0)):
+        edges = np.diff(np.concatenate([[0], runs[:, z].astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):  # run a..b-1
+            ends = ([values[a, z] - values[a - 1, z]] if a > 0 else []) + \
+                   ([values[b - 1, z] - values[b, z]] if b < n else [])
+            if ends and min(ends) > step:
+                out[a:b, z] = True
+    return out
 
 
 def _replace_frames(p: np.ndarray, bad: np.ndarray) -> None:

@@ -423,6 +423,24 @@ def test_a_run_of_dim_frames_longer_than_the_window_is_found(small_scan):
         line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
 
 
+def test_a_wide_plate_turning_edge_on_is_not_a_run_of_dropped_frames():
+    """The run-of-dark-frames rule must not take a dense plate wider than the field for lost
+    beam: near edge-on every ray crosses it (least attenuated rays 4x their usual), but it gets
+    there gradually, where lost beam comes and goes in one step."""
+    angles = np.deg2rad(np.arange(180.0))
+    cols = np.arange(64) - 31.5
+    # a plate 0.6 thick in line integral face-on, far wider than the field: t / |cos(theta)|,
+    # capped where the path leaves the plate's length (edge-on: 0.7 % of the beam through it)
+    path = np.minimum(0.6 / np.maximum(np.abs(np.cos(angles)), 1e-3), 5.0)
+    p = np.broadcast_to(path[:, None, None] + 0.002 * np.abs(cols)[None, None, :], (180, 1, 64)).astype(np.float32)
+    assert (np.percentile(p, 2, axis=2)[:, 0] > 4.1).sum() > 9  # the gross rule's candidates
+    tomo = (1000.0 * np.exp(-p) + 100.0).astype(np.float32)
+    flats, darks = np.full((2, 1, 64), 1100.0, np.float32), np.full((2, 1, 64), 100.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataRepairWarning)
+        line_integrals(RawChunk(tomo, flats, darks))
+
+
 def test_a_sample_wider_than_the_field_is_not_taken_for_dropped_frames():
     from tests.recon.conftest import disc_sinogram
 
