@@ -828,6 +828,8 @@ def segment_volume(
         thick = _blockwise_morph(defects, p.pore_min_radius, block, "opening")
         n = ndi.label(thick, structure=conn, output=labels)
         del thick
+        # a large void's core, without the cracks wider than that ball which run into it
+        _trim_to_cores(labels, n, np.arange(1, n + 1), p.pore_min_radius, block)
         is_pore = _classify(labels, n, block, p, comps, *_depth_counts(labels, n, block, mask, p.boundary_margin),
                             only="pore")
         if is_pore.any():
@@ -943,6 +945,24 @@ def _partial_volume(q: np.ndarray, lo: float, scale: float, solid: float, backgr
         ref = local[region]
         total += float(np.sum((ref - v) / np.maximum(ref - background, 1e-12 * abs(solid))))
     return int(round(max(total, 0.0)))
+
+
+def _trim_to_cores(labels: np.ndarray, n: int, pores: np.ndarray, radius: int, block: int) -> None:
+    """In place: each of the ``pores`` labels (candidates) keeps only what a ball of a quarter of
+    its thickness fits in (an opening by distance transforms), where that ball is larger than the
+    first opening's ``radius``: a crack wider than that first ball which runs into a large pore
+    or a hollow core goes back to the defects, to be judged a crack, and the core is judged
+    alone (a blind probe: cracks 8 voxels wide in a hollow particle read 0.00 % for 3.17; a
+    6-voxel crack into a pore of radius 12 made both one crack, or one pore)."""
+    for lab, sl in zip(pores, _bounding_boxes(labels, n, pores, block)):
+        inside = labels[sl] == lab
+        r = int(_thickness(inside) / 4)
+        if r <= radius:
+            continue
+        padded = np.pad(inside, r + 1)
+        eroded = ndi.distance_transform_edt(padded) > r
+        core = (ndi.distance_transform_edt(~eroded) <= r)[(slice(r + 1, -(r + 1)),) * 3]
+        labels[sl][inside & ~core] = 0
 
 
 def _bounding_boxes(labels: np.ndarray, n: int, wanted: np.ndarray, block: int) -> list[tuple]:
