@@ -209,6 +209,32 @@ def _pick_temperature_reading(columns, taken: str | None) -> str | None:
     return None
 
 
+def _temperature_column(columns, taken: str | None) -> str | None:
+    """The column of the sample's temperature: a usual name (:data:`TEMPERATURE_NAMES`, in order
+    of preference), else :func:`_pick_temperature_reading`; never ``taken`` (the time's)."""
+    return _pick(list(columns), TEMPERATURE_NAMES, taken=taken) or _pick_temperature_reading(columns, taken)
+
+
+def _celsius(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    """A temperature column's readings in °C, from the unit its name gives ('T (K)',
+    temperature_K, °F; none: °C, with a hint where the readings look like kelvin)."""
+    key, unit = _column_key(column)
+    named = bool(unit) or key.endswith(("_k", "_c"))
+    unit = unit or ("k" if key.endswith("_k") else "c")
+    temps = _numbers(values).to_numpy(float)
+    if not named and np.isfinite(temps).any() and np.nanmin(temps) > KELVIN_HINT_MIN:
+        warnings.warn(f"{path}: column {column!r} names no unit and its lowest reading is {np.nanmin(temps):.4g}: "
+                      "read as °C; if they are kelvin (room temperature ~293), name the column 'T (K)' or "
+                      "temperature_K", UserWarning, stacklevel=3)
+    if unit == "k":
+        return temps - 273.15
+    if unit == "f":
+        return (temps - 32.0) * 5.0 / 9.0
+    if unit != "c":
+        raise FlytomoError(path, f"temperature unit {unit!r} not understood (use C, K or F)")
+    return temps
+
+
 def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) -> str | None:
     keys = {c: _column_key(c)[0] for c in columns if c != taken}
     for want in names:
@@ -364,7 +390,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     df = _join_date_and_time(df, path)
     tcol = _pick(list(df.columns), TIME_NAMES)
-    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol) or _pick_temperature_reading(df.columns, tcol)
+    ccol = _temperature_column(df.columns, tcol)
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
@@ -373,21 +399,7 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     if df.empty:
         raise FlytomoError(path, f"the temperature log has a header ({tcol}, {ccol}) and no readings")
     times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
-    key, unit = _column_key(ccol)
-    named = bool(unit) or key.endswith(("_k", "_c"))
-    unit = unit or ("k" if key.endswith("_k") else "c")
-    temps = _numbers(df[ccol]).to_numpy(float)
-    if not named and np.isfinite(temps).any() and np.nanmin(temps) > KELVIN_HINT_MIN:
-        warnings.warn(f"{path}: column {ccol!r} names no unit and its lowest reading is {np.nanmin(temps):.4g}: "
-                      "read as °C; if they are kelvin (room temperature ~293), name the column 'T (K)' or "
-                      "temperature_K", UserWarning, stacklevel=2)
-    if unit == "k":
-        temps = temps - 273.15
-    elif unit == "f":
-        temps = (temps - 32.0) * 5.0 / 9.0
-    elif unit != "c":
-        raise FlytomoError(path, f"temperature unit {unit!r} not understood (use C, K or F)")
-    df = pd.DataFrame({"time_s": times, "temperature_C": temps})
+    df = pd.DataFrame({"time_s": times, "temperature_C": _celsius(df[ccol], ccol, path)})
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2 + skip  # header is line 1 + skip
@@ -438,15 +450,13 @@ def read_scan_list(path: str | Path) -> pd.DataFrame:
     df.columns = [str(c).strip() for c in df.columns]
     fcol = _pick(list(df.columns), FILE_NAMES)
     tcol = _pick(list(df.columns), TIME_NAMES, taken=fcol)
-    ccol = _pick(list(df.columns), TEMPERATURE_NAMES, taken=tcol) or _pick_temperature_reading(df.columns, tcol)
+    ccol = _temperature_column(df.columns, tcol)
     if fcol is None or (tcol is None and ccol is None):
         raise FlytomoError(path, f"a scan list needs a file column and a time or temperature column; found "
                                  f"{', '.join(df.columns) or 'none'}")
     out = pd.DataFrame({"file": df[fcol].astype(str).str.strip()})
     out["time_s"] = _times_s(df[tcol], _column_key(tcol)[1], path) if tcol else np.nan
-    temps = _numbers(df[ccol]).to_numpy(float) if ccol else np.full(len(df), np.nan)
-    unit = _column_key(ccol)[1] if ccol else "c"
-    out["temperature_C"] = temps - 273.15 if unit == "k" else (temps - 32.0) * 5.0 / 9.0 if unit == "f" else temps
+    out["temperature_C"] = _celsius(df[ccol], ccol, path) if ccol else np.nan
     bad = out["file"].eq("") | (out[["time_s", "temperature_C"]].isna().all(axis=1))
     if bad.any():
         raise FlytomoError(path, f"line {int(np.flatnonzero(bad)[0]) + 2}: a file name and a time or temperature "
