@@ -4,7 +4,8 @@ scan_10); a folder or glob of single-slice TIFFs is one volume.
 
 The store (array ``0``, (t, z, y, x) float32; ``flytomo.scans`` with each scan's file) is a
 float32 copy of the volumes, written inside the analysis folder. The files carry no scan
-times, so the table runs against the scan order and a temperature log cannot be joined.
+times: the table runs against the scan order, unless a scan list gives each file's time or
+temperature (then a temperature log can be joined).
 """
 from __future__ import annotations
 
@@ -81,12 +82,15 @@ def read_volume(path: Path) -> np.ndarray:
     """One file's volume (z, y, x), in its own type."""
     from hpc.commands.enhance import read_reconstruction
 
-    single = False
     if path.suffix.lower() in (".h5", ".hdf5", ".nxs"):
-        volume = _hdf5_volume(path)
-    else:
-        volume, _, single = read_reconstruction(str(path))
-        volume = np.asarray(volume)
+        return _checked(path, _hdf5_volume(path), single=False)
+    volume, _, single = read_reconstruction(str(path))
+    return _checked(path, np.asarray(volume), single)
+
+
+def _checked(path: Path, volume: np.ndarray, single: bool) -> np.ndarray:
+    """``volume`` where it is a volume (z, y, x) of numbers with voxels; FlytomoError naming
+    ``path`` for one slice (``single``: a file of one (y, x) image), other shapes and types."""
     if single or volume.ndim == 2:
         raise FlytomoError(path, "is one slice (y, x): a crack volume fraction needs a volume (z, y, x) — a stack, "
                                  "or a folder holding only that scan's slices")
@@ -97,27 +101,31 @@ def read_volume(path: Path) -> np.ndarray:
     return volume
 
 
-def store_from_volumes(spec: str, store: Path, scan_list: str | Path | None = None) -> tuple[Path, int]:
-    """Write the volumes ``spec`` names into the experiment store ``store`` (replaced where it
-    exists) → (store, number of scans). Every volume must have the first one's shape.
-    ``scan_list``: a CSV of the files' times and/or temperatures
+def store_from_volumes(spec: str, files: list[Path], store: Path,
+                       scan_list: str | Path | None = None) -> tuple[int, ...]:
+    """Write the volumes ``files`` (:func:`volume_files` of ``spec``) into the experiment store
+    ``store`` (replaced where it exists) → its shape (t, z, y, x). Every volume must have the
+    first one's shape. ``scan_list``: a CSV of the files' times and/or temperatures
     (:func:`analysis.table.read_scan_list`), matched to the files by name or stem; every file
     must be on it."""
     from hpc.commands.enhance import read_reconstruction
 
-    files = volume_files(spec)
     names = None
     tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
-    if tiffs and len(files) > 1 and np.asarray(read_reconstruction(str(tiffs[0]))[0]).shape[0] == 1:
-        # single-slice TIFFs: together one volume (one scan), never beside other files
-        if len(tiffs) < len(files):
-            other = next(f for f in files if f not in tiffs)
-            raise FlytomoError(spec, f"mixes single-slice TIFFs (one volume together) with other files ({other.name}): "
-                                     "give each scan's slices a folder of their own")
-        first = np.asarray(read_reconstruction(spec)[0])
-        name = re.sub(r"[*?\[\]]", "", Path(spec).stem).strip("_-. ") or Path(spec).parent.name or Path(spec).name
-        files, names = [Path(spec)], [name]
-    else:
+    first = None
+    if tiffs and len(files) > 1:
+        volume, _, single = read_reconstruction(str(tiffs[0]))
+        if single:  # single-slice TIFFs: together one volume (one scan), never beside other files
+            if len(tiffs) < len(files):
+                other = next(f for f in files if f not in tiffs)
+                raise FlytomoError(spec, f"mixes single-slice TIFFs (one volume together) with other files "
+                                         f"({other.name}): give each scan's slices a folder of their own")
+            first = np.asarray(read_reconstruction(spec)[0])
+            name = re.sub(r"[*?\[\]]", "", Path(spec).stem).strip("_-. ") or Path(spec).parent.name or Path(spec).name
+            files, names = [Path(spec)], [name]
+        elif tiffs[0] == files[0]:  # read once
+            first = _checked(files[0], np.asarray(volume), single)
+    if first is None:
         first = read_volume(files[0])
     shape = (len(files), *first.shape)
     names = names or [f.stem for f in files]
@@ -137,7 +145,7 @@ def store_from_volumes(spec: str, store: Path, scan_list: str | Path | None = No
     except BaseException:
         discard(store)
         raise
-    return store, len(files)
+    return shape
 
 
 def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path) -> None:

@@ -60,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
         files = volume_files(args.store)
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        args.store, n = store_from_volumes(args.store, Path(args.out) / "volumes.zarr", args.scan_list)
+        store = Path(args.out) / "volumes.zarr"
+        shape = store_from_volumes(args.store, files, store, args.scan_list)
+        args.store, n = store, shape[0]
         args.temperature = args.temperature if logged else "none"
         order = ("times and temperatures from " + str(args.scan_list)) if args.scan_list else \
             "no times: the table follows the scan order"
-        size = np.prod(open_store(args.store).shape) * 4 / 1e9
         print(f"read {n} volume(s) as scans 0..{n - 1} in file-name order ({order}) into {args.store} "
-              f"(a float32 copy, {size:.2g} GB)")
+              f"(a float32 copy, {np.prod(shape) * 4 / 1e9:.2g} GB)")
     elif args.scan_list is not None:
         raise FlytomoError(args.scan_list, "--scan-list is for volume files; an experiment store records its scans' times")
     attrs = open_store(args.store).attrs
