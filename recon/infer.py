@@ -81,10 +81,11 @@ def material_at_edges(x: torch.Tensor) -> torch.Tensor:
     return (med > EDGE_MATERIAL * ref[:, None]).any(dim=1) & (ref > 0)
 
 
-def _mirrored_at_edges(forward: Callable[[torch.Tensor], torch.Tensor], norm: torch.Tensor) -> torch.Tensor:
+def _mirrored_at_edges(forward: Callable[[torch.Tensor], torch.Tensor], norm: torch.Tensor,
+                       edge: torch.Tensor) -> torch.Tensor:
     """``forward`` on normalized slices (B, C, H, W) → (B, H, W), the slices whose material
-    reaches an edge mirrored outward by :data:`EDGE_PAD` px first and cropped after."""
-    edge = material_at_edges(norm[:, 0])
+    reaches an edge (``edge``, (B,) bool: :func:`material_at_edges`, the same for every
+    rotation or flip of a slice) mirrored outward by :data:`EDGE_PAD` px first and cropped after."""
     if not edge.any():
         return forward(norm)
     pad = min(EDGE_PAD, norm.shape[-2] - 1, norm.shape[-1] - 1)
@@ -270,8 +271,10 @@ def run_network(
         return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,
                                 layout=layout, max_pixels=max_pixels)
 
+    edge = material_at_edges(norm[:, 0])  # once: the self-ensemble's 8 views share it
+
     def forward(xn: torch.Tensor) -> torch.Tensor:
-        return _mirrored_at_edges(windows, xn)
+        return _mirrored_at_edges(windows, xn, edge)
 
     if not self_ensemble:
         out = forward(norm)
