@@ -383,6 +383,25 @@ def _fill_outside_circle(source, block: int) -> float | None:
     return float(np.median(low)) if low.size else float(values.min())
 
 
+def _value_range(source, block: int) -> tuple[float, float, int, list[np.ndarray]]:
+    """(min, max, non-finite voxels, strided samples) of a volume, slab by slab; the min, max
+    and samples of the finite slabs only (a volume with any non-finite voxel is not used)."""
+    nz, ny, nx = (int(n) for n in source.shape)
+    lo, hi = math.inf, -math.inf
+    bad = 0
+    stride = max(1, (nz * ny * nx) // 2_000_000)
+    samples = []
+    for z0, z1 in _slabs(nz, block):
+        s = _read(source, z0, z1)
+        fin = np.isfinite(s)
+        if not fin.all():
+            bad += int(s.size - np.count_nonzero(fin))
+            continue  # the volume is not usable; keep counting
+        lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
+        samples.append(s.ravel()[(-z0 * ny * nx) % stride::stride])  # the same voxels for any block_z
+    return lo, hi, bad, samples
+
+
 class _Filled:
     """A volume source whose NaN voxels read as ``fill``."""
 
@@ -720,21 +739,10 @@ def segment_volume(
     # pass 1: value range. The quantisation range is the 0.005th..99.995th percentile of a
     # strided sample, so that a few extreme voxels (streaks, hot pixels) do not squeeze the
     # particle into a handful of levels; smoothed values outside it are clipped to its ends.
-    fill = _fill_outside_circle(source, block)
-    if fill is not None:  # NaN outside the reconstruction circle (tomopy's, astra's mask): air
-        source = _Filled(source, fill)
-    lo, hi = math.inf, -math.inf
-    bad = 0
-    stride = max(1, (nz * ny * nx) // 2_000_000)
-    samples = []
-    for z0, z1 in _slabs(nz, block):
-        s = _read(source, z0, z1)
-        fin = np.isfinite(s)
-        if not fin.all():
-            bad += int(s.size - np.count_nonzero(fin))
-            continue  # the volume is not usable; keep counting
-        lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
-        samples.append(s.ravel()[(-z0 * ny * nx) % stride::stride])  # the same voxels for any block_z
+    lo, hi, bad, samples = _value_range(source, block)
+    if 0 < bad < nz * ny * nx and (fill := _fill_outside_circle(source, block)) is not None:
+        source = _Filled(source, fill)  # NaN outside the reconstruction circle (tomopy's, astra's mask): air
+        lo, hi, bad, samples = _value_range(source, block)
     if bad == nz * ny * nx:
         return SegmentationResult(status=NOT_RECONSTRUCTED)
     if bad:
