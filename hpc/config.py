@@ -612,7 +612,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             reader = open_scan(f)
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
-            if unlit_tail(reader):  # what recon refuses, seen in two frames
+            if unlit_tail(reader):  # what recon refuses, seen in four frames of the tail
                 unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
                                   "still being written, or the beam lost?", []).append(f)
         except FlytomoError as err:
