@@ -71,6 +71,64 @@ EDGE_PAD = 16
 EDGE_MATERIAL = 0.25
 
 
+#: ``zoom="auto"``: slices smaller than :data:`ZOOM_MAX_SIZE` px (their shorter side, ``size``)
+#: whose noise (:func:`slice_noise`) is below ZOOM_NOISE · 256 / size go through the network at
+#: :data:`AUTO_ZOOM`, others at 1. Chosen on validation phantoms (128, 256 and 512 px, I0
+#: 200-50,000: +0.5 to +1.9 dB at 128-256 px; at 512 px zooming lost 0.2-3 dB) and checked on a
+#: probe's astra-made particles (docs/benchmarks.md "Zoom before the network")
+ZOOM_NOISE = 0.09
+AUTO_ZOOM = 1.5
+ZOOM_MAX_SIZE = 384
+#: the largest zoom accepted (4 × the pixels per side: 16 × the network time)
+MAX_ZOOM = 4.0
+
+
+def slice_noise(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) normalized slices (1 ≈ the slice's 95th percentile) → (B,) noise: the robust
+    spread (1.4826 × median absolute deviation) of each slice's difference from its 3×3 median,
+    over its material (pixels above 0.2); NaN for a slice with under 64 such pixels."""
+    b, h, w = x.shape
+    med = torch.nn.functional.pad(x[:, None].float(), (1, 1, 1, 1), mode="replicate")
+    med = med.unfold(2, 3, 1).unfold(3, 3, 1).reshape(b, h, w, 9).median(dim=-1).values
+    hf = x.float() - med
+    out = torch.full((b,), float("nan"), dtype=torch.float32, device=x.device)
+    for i in range(b):
+        r = hf[i][x[i] > 0.2]
+        if r.numel() >= 64:
+            out[i] = 1.4826 * (r - r.median()).abs().median()
+    return out
+
+
+def check_zoom(zoom: float) -> float:
+    """``zoom`` as a float, or FlytomoError: a number from 1 to :data:`MAX_ZOOM`."""
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 1.0 <= float(zoom) <= MAX_ZOOM:
+        raise FlytomoError(None, f"zoom must be 'auto' or a number from 1 to {MAX_ZOOM:g}, got {zoom!r}")
+    return float(zoom)
+
+
+def auto_zoom(norm: torch.Tensor) -> list[float]:
+    """The zoom ``"auto"`` picks for each normalized slice (B, H, W) (see :data:`ZOOM_NOISE`)."""
+    size = min(norm.shape[-2:])
+    if size >= ZOOM_MAX_SIZE:
+        return [1.0] * norm.shape[0]
+    limit = ZOOM_NOISE * 256 / size
+    return [AUTO_ZOOM if float(v) < limit else 1.0 for v in slice_noise(norm)]  # NaN (no material): 1
+
+
+def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]:
+    """The zoom of each slice of ``x`` (B, H, W) or (B, C, H, W): ``"auto"`` →
+    :func:`auto_zoom` of its primary channel, a number → that number for every slice, a list
+    (one per slice, e.g. another network's choice) → itself."""
+    if isinstance(zoom, (list, tuple)):
+        if len(zoom) != x.shape[0]:
+            raise FlytomoError(None, f"{len(zoom)} zooms for {x.shape[0]} slices")
+        return [check_zoom(z) for z in zoom]
+    if zoom == "auto":
+        primary = x if x.dim() == 3 else x[:, 0]
+        return auto_zoom(normalize_tensor(primary.float(), "p95")[0])
+    return [check_zoom(zoom)] * x.shape[0]
+
+
 def material_at_edges(x: torch.Tensor) -> torch.Tensor:
     """(B, H, W) slices → (B,) bool: whether any side's outer 2 px have a median above
     :data:`EDGE_MATERIAL` of the slice's 95th percentile of |value|."""
@@ -228,6 +286,16 @@ def _forward_windows(model: nn.Module, norm: torch.Tensor, *, tile: int | None, 
     return out
 
 
+def resample(x: torch.Tensor, zoom: float = 1.0, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Slices (B, C, H, W) resampled by ``zoom`` (or to ``size`` (h, w)), bicubic over pixel
+    areas (``align_corners=False``), antialiased when shrinking; unchanged at zoom 1."""
+    new = tuple(size) if size is not None else tuple(max(1, round(n * zoom)) for n in x.shape[-2:])
+    if new == tuple(x.shape[-2:]):
+        return x
+    return torch.nn.functional.interpolate(x, size=new, mode="bicubic", align_corners=False,
+                                           antialias=new[0] < x.shape[-2])
+
+
 @torch.no_grad()
 def run_network(
     model: nn.Module,
@@ -241,6 +309,7 @@ def run_network(
     amp: bool = False,
     max_pixels: int = MAX_PIXELS,
     self_ensemble: bool = False,
+    zoom: float | str = 1.0,
 ) -> torch.Tensor:
     """The network on slices ``x`` (B, H, W), or (B, C, H, W) for a network of C input
     channels → (B, H, W) float32, on ``x``'s device.
@@ -261,7 +330,6 @@ def run_network(
     # CPU: weights and inputs channels-last, oneDNN's NHWC kernels (1.4x faster; docs/benchmarks.md)
     layout = torch.channels_last if x.device.type == "cpu" else torch.preserve_format
     model.to(memory_format=layout)
-    norm, scale = normalize_tensor(x.float(), normalization)
     margin = max(int(overlap), receptive_radius(model)) if exact else int(overlap)
     if overlap < 0 or (tile is not None and tile < 1):
         raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
@@ -271,16 +339,28 @@ def run_network(
         return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,
                                 layout=layout, max_pixels=max_pixels)
 
-    edge = material_at_edges(norm[:, 0])  # once: the self-ensemble's 8 views share it
+    def at_zoom(xs: torch.Tensor, z: float) -> torch.Tensor:
+        norm, scale = normalize_tensor(resample(xs, z), normalization)
+        edge = material_at_edges(norm[:, 0])  # once: the self-ensemble's 8 views share it
 
-    def forward(xn: torch.Tensor) -> torch.Tensor:
-        return _mirrored_at_edges(windows, xn, edge)
+        def forward(xn: torch.Tensor) -> torch.Tensor:
+            return _mirrored_at_edges(windows, xn, edge)
 
-    if not self_ensemble:
-        out = forward(norm)
-    else:  # the mean over the 8 rotations/flips, each mapped back (EDSR's self-ensemble)
-        out = sum(dihedral(forward(dihedral(norm, k)), k, inverse=True) for k in range(8)) / 8
-    out = out * scale[:, None, None]
+        if not self_ensemble:
+            out = forward(norm)
+        else:  # the mean over the 8 rotations/flips, each mapped back (EDSR's self-ensemble)
+            out = sum(dihedral(forward(dihedral(norm, k)), k, inverse=True) for k in range(8)) / 8
+        return resample(out[:, None], size=tuple(xs.shape[-2:]))[:, 0] * scale[:, None, None]
+
+    x = x.float()
+    zooms = slice_zooms(x, zoom)
+    if len(set(zooms)) == 1:
+        out = at_zoom(x, zooms[0])
+    else:  # slices of one batch at different zooms: each group in one pass
+        out = torch.empty((x.shape[0], *x.shape[-2:]), dtype=torch.float32, device=x.device)
+        for z in sorted(set(zooms)):
+            idx = torch.tensor([i for i, zi in enumerate(zooms) if zi == z], device=x.device)
+            out[idx] = at_zoom(x[idx], z)
     if normalization != "none":  # nothing above zero (an empty slice of a stack): no scale, no sample, kept
         primary = x[:, 0].float()
         empty = ~(primary > 0).flatten(1).any(dim=1)
@@ -301,6 +381,7 @@ def apply_model(
     amp: bool = False,
     max_pixels: int = MAX_PIXELS,
     self_ensemble: bool = False,
+    zoom: float | str = 1.0,
 ) -> np.ndarray:
     """Run ``model`` on every slice of ``volume``.
 
@@ -326,6 +407,10 @@ def apply_model(
     self_ensemble : average the network over the 8 rotations/flips of each slice, each mapped
         back (:func:`dihedral`): 8× the network time, +0.1 dB on the Table-1 protocol with the
         shipped models (docs/benchmarks.md).
+    zoom : resample each slice by this factor (:func:`resample`, bicubic) before the network
+        and back after it: the network then sees features ``zoom`` times as many pixels wide;
+        ``"auto"``: :data:`AUTO_ZOOM` for slices of low noise for their size, else 1
+        (:func:`auto_zoom`).
 
     Returns
     -------
@@ -354,7 +439,7 @@ def apply_model(
         x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
         out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
                                          tile=tile, overlap=overlap, exact=exact, amp=amp,
-                                         max_pixels=max_pixels, self_ensemble=self_ensemble).cpu().numpy()
+                                         max_pixels=max_pixels, self_ensemble=self_ensemble, zoom=zoom).cpu().numpy()
     return out[0] if squeeze else out
 
 
@@ -369,6 +454,7 @@ def network_slice_fn(
     batch: int = 8,
     amp: bool = False,
     self_ensemble: bool = False,
+    zoom: float | str = 1.0,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """First-stage reconstruction followed by the network, for :mod:`recon.methods`.
 
@@ -381,7 +467,7 @@ def network_slice_fn(
         ``None`` for the shipped model) or an already loaded :class:`LoadedModel`. Loaded
         once, here; a model trained on another input kind is refused.
     input_kind : "fbp", "mlem-flyscan" or "mlem-flyscan+fbp".
-    tile, overlap, batch, amp, self_ensemble : as for :func:`apply_model`.
+    tile, overlap, batch, amp, self_ensemble, zoom : as for :func:`apply_model`.
 
     Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
     float32 on ``device``, attenuation per pixel.
@@ -398,11 +484,15 @@ def network_slice_fn(
     else:
         loaded = load_model(model, input_kind=input_kind, device=str(device))
     net, normalization = loaded.model, loaded.normalization
+    zoom = loaded.resolve_zoom(zoom)
 
-    def run(sino: torch.Tensor) -> torch.Tensor:
-        first = stage1(sino)
+    def network(first: torch.Tensor, zooms: float | str | list[float] = zoom) -> torch.Tensor:
         return run_network(net, first.to(device), normalization=normalization, batch=batch,
-                           tile=tile, overlap=overlap, amp=amp, self_ensemble=self_ensemble)
+                           tile=tile, overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms)
+
+    def run(sino: torch.Tensor, zooms: float | str | list[float] = zoom) -> torch.Tensor:
+        return network(stage1(sino), zooms)
 
     run.loaded = loaded  # provenance: the model card travels with the function
+    run.first_stage, run.network, run.zoom = stage1, network, zoom  # the rrdb method's blend shares the zooms
     return run

@@ -180,7 +180,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
-                            self_ensemble=bool(opts["self_ensemble"]))
+                            self_ensemble=bool(opts["self_ensemble"]), zoom=opts["zoom"])
 
 
 def blend_outputs(main: Any, second: Any, weight: float) -> Any:
@@ -215,7 +215,11 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     w = float(opts["blend_weight"])  # resolved: the default is in METHODS["rrdb"]
 
     def run(sino: torch.Tensor) -> torch.Tensor:
-        return blend_outputs(main(sino), second(sino), w)
+        from recon.infer import slice_zooms
+
+        first = main.first_stage(sino)
+        zooms = slice_zooms(first, main.zoom)  # the main network's choice, for both: they are averaged
+        return blend_outputs(main.network(first, zooms), second(sino, zooms), w)
 
     run.loaded = main.loaded  # provenance: the main network's card, and the second one's
     run.blend = (second.loaded, w)
@@ -251,7 +255,7 @@ METHODS: dict[str, Method] = {
                            "MLEM with a fly-scan operator: R̄ = R·B (fast), or the mean of R over "
                            "sub-angles (subangle; the seed's modified MLEM)"),
     "rrdb": Method("rrdb", {"model": None, "rrdb_input": None, "blend": "auto", "blend_weight": BLEND_WEIGHT,
-                            "tile": None, "self_ensemble": False, "amp": False, "window": None, "iterations": None,
+                            "tile": None, "zoom": "auto", "self_ensemble": False, "amp": False, "window": None, "iterations": None,
                             "init": None}, _build_rrdb,
                    "RRDB network applied to an FBP or modified-MLEM reconstruction (or both)"),
 }
@@ -326,7 +330,7 @@ def method_names() -> list[str]:
 def check_option_values(options: dict[str, Any]) -> None:
     """Raise FlytomoError (one line) for a bad value of any method option in ``options``
     (``None`` means the default): iterations an integer ≥ 1 or "auto", init 'uniform' or 'fbp', a
-    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, self_ensemble and amp bools,
+    known FBP window, a known rrdb input kind, a tile of ≥ 1 px, zoom 'auto' or 1-4, self_ensemble and amp bools,
     blend a string and blend_weight a number in (0, 1)."""
     o = {k: v for k, v in options.items() if v is not None}
     if "iterations" in o and o["iterations"] != "auto":
@@ -337,6 +341,12 @@ def check_option_values(options: dict[str, Any]) -> None:
                                      f"its noise), got {o['iterations']!r}") from None
     if "tile" in o:
         _check_int("tile", o["tile"], 1)
+    if o.get("zoom", "auto") != "auto":
+        from recon.infer import check_zoom
+        try:
+            check_zoom(o["zoom"])
+        except FlytomoError as e:
+            raise FlytomoError(None, f"option {e.problem}") from None
     if "blend_weight" in o:
         w = o["blend_weight"]
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 < float(w) < 1.0:

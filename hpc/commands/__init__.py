@@ -23,6 +23,17 @@ def word_or_number(text: str, flag: str, words: Collection[str], number: Callabl
     return value
 
 
+def zoom_flag(text: str | None, flag: str) -> float | str | None:
+    """A network's zoom flag: None (not given), 'auto' or a number from 1 to
+    :data:`recon.infer.MAX_ZOOM`; anything else FlytomoError (one line, exit 2)."""
+    from recon.infer import MAX_ZOOM
+
+    if text is None:
+        return None
+    return word_or_number(text, flag, ("auto",), float, lambda v: 1.0 <= v <= MAX_ZOOM,
+                          f"'auto' or a number from 1 to {MAX_ZOOM:g}")
+
+
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")

@@ -26,7 +26,7 @@ import tifffile
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, use_threads, word_or_number
+from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag
 from recon.errors import FlytomoError
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target, make_parent
@@ -290,7 +290,7 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
         if zero:
             part = part - np.float32(zero)
         result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
-                              amp=args.amp)
+                              amp=args.amp, zoom=args.zoom)
         result = result + np.float32(zero) if zero else result
         sink[z0:z0 + len(part)] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
         bar.update(len(part))
@@ -315,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise FlytomoError(None, "--tile must be ≥ 1")
     given_zero = parse_zero_level(args.zero_level)
+    args.zoom = zoom_flag(args.zoom, "--zoom")
     volume, src_attrs, single = read_reconstruction(args.input)
     if not any(np.isfinite(np.asarray(volume[z])).any() for z in range(volume.shape[0])):  # stops at the first
         raise FlytomoError(args.input, "no finite pixel (all NaN or infinite): nothing to enhance")
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
-        "zero_level": zero,
+        "zoom": loaded.resolve_zoom(args.zoom), "zero_level": zero,
         "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
@@ -386,6 +387,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "receptive radius)")
     p.add_argument("--self-ensemble", action="store_true", help="average the network over the 8 "
                    "rotations/flips of each slice (8x the time, about +0.1 dB)")
+    p.add_argument("--zoom", default="auto", metavar="auto|F",
+                   help="resample each slice by F (1-4) before the network and back after it; default auto "
+                        "(for the modified-MLEM network: 1.5 on quiet slices under 384 px, else 1; "
+                        "1 for FBP networks and the seed's)")
     p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
                    "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",

@@ -154,6 +154,15 @@ class LoadedModel:
     def normalization(self) -> str:
         return self.card["normalization"]
 
+    def resolve_zoom(self, zoom: float | str) -> float | str:
+        """``zoom`` for this network: ``"auto"`` stays auto for a flytomo network on modified MLEM
+        (the kind the rule was chosen on, docs/benchmarks.md "Zoom before the network") and is 1
+        for others (FBP networks, the seed authors' as they ran it); a number is itself."""
+        if zoom != "auto":
+            return zoom
+        mine = isinstance(self.card.get("data"), dict) and self.card["data"].get("source") is not None
+        return "auto" if mine and channel_kinds(self.input_kind)[0] == "mlem-flyscan" else 1.0
+
     @property
     def label(self) -> str:
         """Name and training steps for tables, e.g. ``"rrdb-mlem-flyscan (5000+4000 steps)"``
@@ -224,10 +233,12 @@ class LoadedModel:
 
     def apply(self, volume: np.ndarray, **options) -> np.ndarray:
         """Correct a (z, y, x) reconstruction of kind :attr:`input_kind`; see
-        :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp)."""
+        :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp, zoom: 1 by
+        default, ``"auto"`` as :meth:`resolve_zoom` says)."""
         from recon.infer import apply_model
 
         options.setdefault("device", self.device)
+        options["zoom"] = self.resolve_zoom(options.get("zoom", 1.0))
         return apply_model(self.model, volume, normalization=self.normalization, **options)
 
 

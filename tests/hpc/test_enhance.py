@@ -90,7 +90,7 @@ def test_amp_in_recon_and_enhance(scan, tmp_path):
         assert main(["recon", str(scan), "--out", str(rr), "--method", "rrdb", "--amp",
                      "--rrdb-blend", "none", "--rows", "44:47", "--quiet"]) == 0
         assert main(["enhance", str(mm), "--out", str(en), "--amp", "--quiet"]) == 0
-        exact = load_model(None).apply(open_volume(mm)[0][:])
+        exact = load_model(None).apply(open_volume(mm)[0][:], zoom="auto")
     got, attrs = open_volume(en)
     np.testing.assert_array_equal(got[:], open_volume(rr)[0][:])
     assert attrs["amp"] is True and open_volume(rr)[1]["options"]["amp"] is True
@@ -427,3 +427,14 @@ def test_an_integer_input_comes_back_as_float32_and_the_summary_says_so(tmp_path
                      "--no-progress"]) == 0
     assert tifffile.imread(tmp_path / "out.tif").dtype == np.float32
     assert "float32 from uint16 input" in capsys.readouterr().err
+
+
+def test_bad_zoom_flags_are_one_line_exit_2(scan, tmp_path):
+    """--rrdb-zoom / --zoom outside 'auto' or 1-4: one line naming the flag, exit 2, nothing written."""
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "r.zarr"), "--method", "rrdb", "--rrdb-zoom", "9")
+    assert r.returncode == 2 and "--rrdb-zoom must be 'auto' or a number from 1 to 4, got '9'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.zarr").exists()
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "fbp", "--rrdb-zoom", "2")
+    assert r.returncode == 2 and "method fbp takes no --rrdb-zoom" in r.stderr
+    r = run_cli("enhance", str(scan), "--out", str(tmp_path / "e.zarr"), "--zoom", "big")
+    assert r.returncode == 2 and "--zoom must be 'auto' or a number from 1 to 4, got 'big'" in r.stderr

@@ -252,13 +252,16 @@ def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
     n = 48
     g = ScanGeometry.create(np.arange(40) * 4.5, n, blur_angle_deg=1.5)
     sino = np.stack([Projector(g).forward(torch.from_numpy(disk_phantom(n))[None])[0].numpy()] * 2)
-    alone = {kind: make_reconstructor(g, "rrdb", model=str(default_weights_path(kind)))(sino)
-             for kind in ("mlem-flyscan", "fbp")}
-    mixed = make_reconstructor(g, "rrdb", model=str(main), blend=str(second), blend_weight=0.25)
+    alone = {(kind, z): make_reconstructor(g, "rrdb", model=str(default_weights_path(kind)), zoom=z)(sino)
+             for kind in ("mlem-flyscan", "fbp") for z in (1.0, 1.5)}
     yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
     inside = yy ** 2 + xx ** 2 <= (n / 2) ** 2  # the field every angle saw; outside: the main network
-    np.testing.assert_allclose(mixed(sino), np.where(inside, 0.75 * alone["mlem-flyscan"] + 0.25 * alone["fbp"],
-                                                     alone["mlem-flyscan"]), atol=1e-5)
+    for zoom in ("auto", 1.0):  # auto: the main network's choice (1.5 for a noise-free disk) for both
+        z = 1.5 if zoom == "auto" else zoom
+        mixed = make_reconstructor(g, "rrdb", model=str(main), blend=str(second), blend_weight=0.25, zoom=zoom)
+        np.testing.assert_allclose(mixed(sino), np.where(inside, 0.75 * alone["mlem-flyscan", z]
+                                                         + 0.25 * alone["fbp", z], alone["mlem-flyscan", z]), atol=1e-5)
+    alone = {kind: alone[kind, 1.0] for kind in ("mlem-flyscan", "fbp")}
     assert np.abs(alone["fbp"][:, ~inside]).max() > 1e-4  # (the FBP network's corners are not empty)
     prov = mixed.provenance()
     assert prov["input_kind"] == "mlem-flyscan" and prov["blend"]["input_kind"] == "fbp"
