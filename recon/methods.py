@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -121,8 +122,8 @@ BLEND_WEIGHT = 0.3
 def blend_spec(opts: dict[str, Any], image_size: int | None = None) -> str | None:
     """The second network that option ``blend`` selects: ``"auto"`` (or None) → the shipped
     FBP network when the main one is the shipped default (no ``model``, the default input
-    kind) and the slices (``image_size`` px; None: not known yet) are no smaller than the
-    smallest sample it was trained on, else none; ``"none"`` → none; anything else is a model
+    kind) and the slices (``image_size`` px; None: not known yet), at the largest zoom option
+    ``zoom`` gives them, are no smaller than the smallest sample it was trained on, else none; ``"none"`` → none; anything else is a model
     spec (path, ``seed:PATH``)."""
     from recon.weights import DEFAULT_BLEND, DEFAULT_INPUT_KIND, fits_trained_size
 
@@ -133,18 +134,32 @@ def blend_spec(opts: dict[str, Any], image_size: int | None = None) -> str | Non
         return blend
     if opts.get("model") is not None or opts.get("rrdb_input") not in (None, DEFAULT_INPUT_KIND):
         return None
-    return str(DEFAULT_BLEND) if fits_trained_size(DEFAULT_BLEND, image_size) else None
+    seen = None if image_size is None else round(image_size * _largest_zoom(opts, image_size))
+    return str(DEFAULT_BLEND) if fits_trained_size(DEFAULT_BLEND, seen) else None
+
+
+def _largest_zoom(opts: dict[str, Any], image_size: int | None) -> float:
+    """The largest zoom option ``zoom`` can give slices of ``image_size`` px (None: not known)."""
+    from recon.infer import AUTO_ZOOM, ZOOM_MAX_SIZE
+
+    zoom = opts.get("zoom") or "auto"
+    if zoom != "auto":
+        return float(zoom)
+    return AUTO_ZOOM if image_size is None or image_size < ZOOM_MAX_SIZE else 1.0
 
 
 def resolve_networks(opts: dict[str, Any], image_size: int | None) -> dict[str, Any]:
     """Options of the ``rrdb`` method with its networks chosen for slices of ``image_size`` px
-    (unpadded; None: not known yet): ``blend`` (:func:`blend_spec`, "none" for none) and,
+    (unpadded; None: not known yet): ``blend`` ("none" where :func:`blend_spec` gives none,
+    else as given: "auto" or a model spec) and,
     where no ``model`` is given, the shipped one for the input kind and size
     (:func:`recon.weights.default_model_spec`)."""
     from recon.weights import default_model_spec
 
     out = dict(opts)
-    out["blend"] = blend_spec(opts, image_size) or "none"
+    spec = blend_spec(opts, image_size)
+    # "auto" kept where it gives the shipped network: the rrdb method then fits it to each slice's zoom
+    out["blend"] = "none" if spec is None else "auto" if (opts.get("blend") or "auto") == "auto" else spec
     if out.get("model") is None:
         out["model"] = default_model_spec(out.get("rrdb_input"), image_size)
     return out
@@ -214,12 +229,26 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     second = _network_stage(geometry, device, opts, spec, None)
     w = float(opts["blend_weight"])  # resolved: the default is in METHODS["rrdb"]
 
+    from recon.weights import fits_trained_size
+
+    chosen = (opts.get("blend") or "auto") != "auto"
+
     def run(sino: torch.Tensor) -> torch.Tensor:
         from recon.infer import slice_zooms
 
         first = main.first_stage(sino)
         zooms = slice_zooms(first, main.zoom)  # the main network's choice, for both: they are averaged
-        return blend_outputs(main.network(first, zooms), second(sino, zooms), w)
+        out = main.network(first, zooms)
+        # auto: the FBP network only on slices it sees at least as large as its smallest training sample
+        both = [chosen or fits_trained_size(Path(spec), round(geometry.image_size * z)) for z in zooms]
+        if all(both):
+            return blend_outputs(out, second(sino, zooms), w)
+        if any(both):
+            idx = [i for i, b in enumerate(both) if b]
+            at = torch.tensor(idx, device=out.device)
+            out[at] = blend_outputs(out[at], second(sino[torch.tensor(idx, device=sino.device)],
+                                                    [zooms[i] for i in idx]), w)
+        return out
 
     run.loaded = main.loaded  # provenance: the main network's card, and the second one's
     run.blend = (second.loaded, w)

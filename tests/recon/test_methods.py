@@ -246,7 +246,8 @@ def test_rrdb_blend_is_the_weighted_mean_of_its_two_networks():
 
     main, second = default_weights_path("mlem-flyscan"), default_weights_path("fbp")
     assert blend_spec({}) == blend_spec({"rrdb_input": "mlem-flyscan"}, 256) == str(DEFAULT_BLEND)
-    assert blend_spec({}, 179) is None and blend_spec({}, 180) == str(DEFAULT_BLEND)  # its samples: 179.2-512 px
+    assert blend_spec({"zoom": 1}, 179) is None and blend_spec({"zoom": 1}, 180) == str(DEFAULT_BLEND)  # its samples: 179.2-512 px
+    assert blend_spec({}, 119) is None and blend_spec({}, 120) == str(DEFAULT_BLEND)  # zoom auto: up to 1.5x
     assert blend_spec({"model": str(main)}) is None and blend_spec({"rrdb_input": "fbp"}) is None
     assert blend_spec({"blend": "none"}) is None and blend_spec({"model": str(main), "blend": "x.safetensors"}) == "x.safetensors"
     n = 48
@@ -363,3 +364,28 @@ def test_the_network_input_is_the_one_it_was_trained_on_or_said_otherwise():
         make_reconstructor(g, "rrdb", iterations="auto")
     with pytest.warns(ModelDomainWarning, match="trained on modified MLEM of 70 iterations; 30 give it another input"):
         make_reconstructor(g, "rrdb", iterations=30)
+
+
+def test_auto_zoom_blends_only_the_slices_it_zooms():
+    """128-px slices, zoom auto: a quiet slice goes through both networks at 1.5 (192 px: the FBP
+    network's trained sizes) and is their mean; a noisy one stays at 1 with the main network alone."""
+    from recon.simulate import counts_from_transmission, line_integrals_from_counts
+    from recon.weights import DEFAULT_BLEND, default_weights_path
+
+    n = 128
+    g = ScanGeometry.create(np.arange(90) * 2.0, n, blur_angle_deg=1.5)
+    clean = Projector(g).forward(torch.from_numpy(0.01 * disk_phantom(n))[None])[0].numpy()
+    noisy = line_integrals_from_counts(counts_from_transmission(np.exp(-clean)[None], g, 30.0,
+                                                                rng=np.random.default_rng(0)))[0]
+    sino = np.stack([clean, noisy]).astype(np.float32)
+    got = make_reconstructor(g, "rrdb")(sino)
+    main, second = (make_reconstructor(g, "rrdb", model=str(path), zoom=z)
+                    for path, z in ((default_weights_path("mlem-flyscan"), "auto"), (DEFAULT_BLEND, 1.5)))
+    m, f = main(sino), second(sino)
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    inside = yy ** 2 + xx ** 2 <= (n / 2) ** 2
+    np.testing.assert_allclose(got[0], np.where(inside, 0.7 * m[0] + 0.3 * f[0], m[0]), atol=1e-5)
+    np.testing.assert_allclose(got[1], m[1], atol=1e-6)
+    zoom1 = make_reconstructor(g, "rrdb", model=str(default_weights_path("mlem-flyscan")), zoom=1)(sino)
+    np.testing.assert_allclose(m[1], zoom1[1], atol=1e-6)  # the noisy slice: at 1
+    assert np.abs(m[0] - zoom1[0]).max() > 1e-4  # the quiet one: zoomed
