@@ -72,13 +72,18 @@ EDGE_MATERIAL = 0.25
 
 
 #: ``zoom="auto"``: slices smaller than :data:`ZOOM_MAX_SIZE` px (their shorter side, ``size``)
-#: whose noise (:func:`slice_noise`) is below ZOOM_NOISE · 256 / size go through the network at
-#: :data:`AUTO_ZOOM`, others at 1. Chosen on validation phantoms (128, 256 and 512 px, I0
-#: 200-50,000: +0.5 to +1.9 dB at 128-256 px; at 512 px zooming lost 0.2-3 dB) and checked on a
-#: probe's astra-made particles (docs/benchmarks.md "Zoom before the network")
+#: whose noise (:func:`slice_noise`) is below a limit go through the network at
+#: :data:`AUTO_ZOOM`, others at 1. The limit, by the network's input kind: modified MLEM
+#: ZOOM_NOISE · 256 / size, FBP :data:`ZOOM_NOISE_FBP`. Chosen on validation phantoms (128, 256
+#: and 512 px, I0 200-50,000: +0.5 to +1.9 dB at 128-256 px; at 512 px zooming lost 0.2-3 dB) and
+#: checked on a probe's astra-made particles (docs/benchmarks.md "Zoom before the network")
 ZOOM_NOISE = 0.09
+ZOOM_NOISE_FBP = 0.2
 AUTO_ZOOM = 1.5
 ZOOM_MAX_SIZE = 384
+#: what ``zoom="auto"`` becomes for a network (:meth:`recon.weights.LoadedModel.resolve_zoom`):
+#: the rule for its primary input kind
+AUTO_ZOOM_RULES = ("auto:mlem-flyscan", "auto:fbp")
 #: the largest zoom accepted (4 × the pixels per side: 16 × the network time)
 MAX_ZOOM = 4.0
 
@@ -106,26 +111,28 @@ def check_zoom(zoom: float) -> float:
     return float(zoom)
 
 
-def auto_zoom(norm: torch.Tensor) -> list[float]:
-    """The zoom ``"auto"`` picks for each normalized slice (B, H, W) (see :data:`ZOOM_NOISE`)."""
+def auto_zoom(norm: torch.Tensor, kind: str = "mlem-flyscan") -> list[float]:
+    """The zoom ``"auto"`` picks for each normalized slice (B, H, W) of a network's primary
+    input ``kind`` ("mlem-flyscan" or "fbp"; see :data:`ZOOM_NOISE`)."""
     size = min(norm.shape[-2:])
     if size >= ZOOM_MAX_SIZE:
         return [1.0] * norm.shape[0]
-    limit = ZOOM_NOISE * 256 / size
+    limit = ZOOM_NOISE_FBP if kind == "fbp" else ZOOM_NOISE * 256 / size
     return [AUTO_ZOOM if float(v) < limit else 1.0 for v in slice_noise(norm)]  # NaN (no material): 1
 
 
 def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]:
-    """The zoom of each slice of ``x`` (B, H, W) or (B, C, H, W): ``"auto"`` →
-    :func:`auto_zoom` of its primary channel, a number → that number for every slice, a list
+    """The zoom of each slice of ``x`` (B, H, W) or (B, C, H, W): ``"auto"`` (or one of
+    :data:`AUTO_ZOOM_RULES`) → :func:`auto_zoom` of its primary channel, a number → that number for every slice, a list
     (one per slice, e.g. another network's choice) → itself."""
     if isinstance(zoom, (list, tuple)):
         if len(zoom) != x.shape[0]:
             raise FlytomoError(None, f"{len(zoom)} zooms for {x.shape[0]} slices")
         return [check_zoom(z) for z in zoom]
-    if zoom == "auto":
+    if zoom == "auto" or zoom in AUTO_ZOOM_RULES:
         primary = x if x.dim() == 3 else x[:, 0]
-        return auto_zoom(normalize_tensor(primary.float(), "p95")[0])
+        kind = "fbp" if zoom == "auto:fbp" else "mlem-flyscan"
+        return auto_zoom(normalize_tensor(primary.float(), "p95")[0], kind)
     return [check_zoom(zoom)] * x.shape[0]
 
 

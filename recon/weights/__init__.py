@@ -155,13 +155,17 @@ class LoadedModel:
         return self.card["normalization"]
 
     def resolve_zoom(self, zoom: float | str) -> float | str:
-        """``zoom`` for this network: ``"auto"`` stays auto for a flytomo network on modified MLEM
-        (the kind the rule was chosen on, docs/benchmarks.md "Zoom before the network") and is 1
-        for others (FBP networks, the seed authors' as they ran it); a number is itself."""
+        """``zoom`` for this network: ``"auto"`` becomes the rule for a flytomo network's primary
+        input kind (``"auto:mlem-flyscan"``, ``"auto:fbp"``: :func:`recon.infer.auto_zoom`; docs/
+        benchmarks.md "Zoom before the network") and 1 for other networks (the seed authors', as
+        they ran it); a number is itself."""
+        from recon.infer import AUTO_ZOOM_RULES
+
         if zoom != "auto":
             return zoom
         mine = isinstance(self.card.get("data"), dict) and self.card["data"].get("source") is not None
-        return "auto" if mine and channel_kinds(self.input_kind)[0] == "mlem-flyscan" else 1.0
+        rule = f"auto:{channel_kinds(self.input_kind)[0]}"
+        return rule if mine and rule in AUTO_ZOOM_RULES else 1.0
 
     @property
     def label(self) -> str:
@@ -233,12 +237,12 @@ class LoadedModel:
 
     def apply(self, volume: np.ndarray, **options) -> np.ndarray:
         """Correct a (z, y, x) reconstruction of kind :attr:`input_kind`; see
-        :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp, zoom: 1 by
-        default, ``"auto"`` as :meth:`resolve_zoom` says)."""
+        :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp, zoom:
+        ``"auto"`` by default, as :meth:`resolve_zoom` says)."""
         from recon.infer import apply_model
 
         options.setdefault("device", self.device)
-        options["zoom"] = self.resolve_zoom(options.get("zoom", 1.0))
+        options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"))
         return apply_model(self.model, volume, normalization=self.normalization, **options)
 
 

@@ -585,6 +585,15 @@ def test_auto_zoom_zooms_quiet_small_slices_only():
 
     x = torch.from_numpy(np.stack([_noisy_disk(128, 0.01), _noisy_disk(128, 0.6), np.zeros((128, 128), np.float32)]))
     assert slice_zooms(x, "auto") == [AUTO_ZOOM, 1.0, 1.0]
+    mid = torch.from_numpy(_noisy_disk(256, 0.15))[None]  # noise ~0.106: over modified MLEM's 0.09, under FBP's 0.2
+    assert slice_zooms(mid, "auto") == slice_zooms(mid, "auto:mlem-flyscan") == [1.0]
+    assert slice_zooms(mid, "auto:fbp") == [AUTO_ZOOM]
+    from recon.weights import load_model, load_seed_model
+
+    assert load_model(None, input_kind="fbp").resolve_zoom("auto") == "auto:fbp"
+    assert load_model(None).resolve_zoom("auto") == "auto:mlem-flyscan" and load_model(None).resolve_zoom(2) == 2
+    if SEED_PTH.is_file():
+        assert load_seed_model(SEED_PTH).resolve_zoom("auto") == 1.0  # as its authors ran it
     big = torch.from_numpy(_noisy_disk(ZOOM_MAX_SIZE, 0.0))[None]
     assert slice_zooms(big, "auto") == [1.0] and slice_zooms(big, 2) == [2.0]
     for bad in (0.5, MAX_ZOOM + 1, "big", True):
