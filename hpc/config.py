@@ -68,7 +68,7 @@ class RrdbOptions(ConfigModel):
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     zoom: float | Literal["auto"] | None = Field(
         None, description="resample each slice by this factor (1-4) before the network and back after it; auto "
-                          "(None): 1.5 for quiet slices under 384 px on the modified-MLEM network, else 1 "
+                          "(None): 1.5 for quiet slices under 384 px for flytomo's networks, else 1 "
                           "(recon.infer.auto_zoom)")
     self_ensemble: bool = Field(False, description="average the network over the 8 rotations/flips of "
                                 "each slice (8x the network time, about +0.1 dB)")
