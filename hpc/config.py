@@ -70,6 +70,16 @@ class RrdbOptions(ConfigModel):
         None, description="resample each slice by this factor (1-4) before the network and back after it; auto "
                           "(None): 1.5 for quiet slices under 384 px for flytomo's networks, else 1 "
                           "(recon.infer.auto_zoom)")
+
+    @field_validator("zoom", mode="before")
+    @classmethod
+    def _zoom(cls, v: Any) -> Any:
+        from recon.infer import MAX_ZOOM
+
+        if v is None or v == "auto" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v <= MAX_ZOOM):
+            return v
+        raise ValueError(f"must be 'auto' or a number from 1 to {MAX_ZOOM:g}, got {v!r}")
+
     self_ensemble: bool = Field(False, description="average the network over the 8 rotations/flips of "
                                 "each slice (8x the network time, about +0.1 dB)")
     amp: bool = Field(False, description="run the network in mixed precision: bfloat16 on the CPU (faster "

@@ -167,8 +167,12 @@ def test_rrdb_options_reach_the_method(tmp_path, sim):
     missing weights file or a blend weight outside (0, 1) is a config problem, named by its key
     path."""
     cfg = write_config(tmp_path, sim, reconstruction={"method": "rrdb", "rrdb": {"tile": 64, "self_ensemble": True,
-                                                                                   "amp": True}})
-    assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True, "amp": True}
+                                                                                   "amp": True, "zoom": 2}})
+    assert load_experiment(cfg).method_options() == {"tile": 64, "self_ensemble": True, "amp": True, "zoom": 2}
+    for zoom in (0.5, "big", True):
+        bad = write_config(tmp_path / f"z{zoom}", sim, reconstruction={"method": "rrdb", "rrdb": {"zoom": zoom}})
+        assert any("reconstruction.rrdb.zoom" in str(p) and "'auto' or a number from 1 to 4" in str(p)
+                   for p in check_config(bad)), zoom
     bad = write_config(tmp_path / "bad", sim, reconstruction={"method": "rrdb", "rrdb": {"self_ensemble": "often"}})
     problems = check_config(bad)
     assert any("reconstruction.rrdb.self_ensemble" in str(p) for p in problems), problems
