@@ -74,11 +74,14 @@ EDGE_MATERIAL = 0.25
 #: ``zoom="auto"``: slices smaller than :data:`ZOOM_MAX_SIZE` px (their shorter side, ``size``)
 #: whose noise (:func:`slice_noise`) is below a limit go through the network at
 #: :data:`AUTO_ZOOM`, others at 1. The limit, by the network's input kind: modified MLEM
-#: ZOOM_NOISE · 256 / size, FBP :data:`ZOOM_NOISE_FBP`. Chosen on validation phantoms (128, 256
-#: and 512 px, I0 200-50,000: +0.5 to +1.9 dB at 128-256 px; at 512 px zooming lost 0.2-3 dB) and
-#: checked on a probe's astra-made particles (docs/benchmarks.md "Zoom before the network")
-ZOOM_NOISE = 0.09
+#: ZOOM_NOISE · (256 / size)^1.5, FBP :data:`ZOOM_NOISE_FBP`. The rrdb method also keeps zoom 1
+#: for scans with fewer than :data:`ZOOM_MIN_SAMPLING` × π/2 × size projections per half turn.
+#: Chosen on validation phantoms (128, 256 and 512 px, I0 200-50,000: +0.5 to +1.9 dB at 128-256
+#: px, 360 angles; at 512 px, 120 angles, zooming lost 0.2-3 dB) and two blind probes' astra-made
+#: particles (docs/benchmarks.md "Zoom before the network")
+ZOOM_NOISE = 0.065
 ZOOM_NOISE_FBP = 0.2
+ZOOM_MIN_SAMPLING = 0.4
 AUTO_ZOOM = 1.5
 ZOOM_MAX_SIZE = 384
 #: what ``zoom="auto"`` becomes for a network (:meth:`recon.weights.LoadedModel.resolve_zoom`):
@@ -111,13 +114,20 @@ def check_zoom(zoom: float) -> float:
     return float(zoom)
 
 
+def sampled_for_zoom(n_angles_per_half_turn: float, size: int) -> bool:
+    """Whether a scan of ``n_angles_per_half_turn`` projections per 180° has enough of them for
+    slices of ``size`` px to be zoomed (:data:`ZOOM_MIN_SAMPLING`): with fewer (120 for 256-px
+    slices of images made elsewhere, 120 for 512 px) zooming lost 0.4-3 dB."""
+    return n_angles_per_half_turn >= ZOOM_MIN_SAMPLING * np.pi / 2 * size
+
+
 def auto_zoom(norm: torch.Tensor, kind: str = "mlem-flyscan") -> list[float]:
     """The zoom ``"auto"`` picks for each normalized slice (B, H, W) of a network's primary
     input ``kind`` ("mlem-flyscan" or "fbp"; see :data:`ZOOM_NOISE`)."""
     size = min(norm.shape[-2:])
     if size >= ZOOM_MAX_SIZE:
         return [1.0] * norm.shape[0]
-    limit = ZOOM_NOISE_FBP if kind == "fbp" else ZOOM_NOISE * 256 / size
+    limit = ZOOM_NOISE_FBP if kind == "fbp" else ZOOM_NOISE * (256 / size) ** 1.5
     return [AUTO_ZOOM if float(v) < limit else 1.0 for v in slice_noise(norm)]  # NaN (no material): 1
 
 

@@ -389,3 +389,9 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
     zoom1 = make_reconstructor(g, "rrdb", model=str(default_weights_path("mlem-flyscan")), zoom=1)(sino)
     np.testing.assert_allclose(m[1], zoom1[1], atol=1e-6)  # the noisy slice: at 1
     assert np.abs(m[0] - zoom1[0]).max() > 1e-4  # the quiet one: zoomed
+    sparse = ScanGeometry.create(np.arange(60) * 3.0, n, blur_angle_deg=1.5)  # 60 < 0.4 x pi/2 x 128 = 80.4
+    one = Projector(sparse).forward(torch.from_numpy(0.01 * disk_phantom(n))[None])[0].numpy()[None]
+    np.testing.assert_array_equal(make_reconstructor(sparse, "rrdb", blend="none")(one),
+                                  make_reconstructor(sparse, "rrdb", blend="none", zoom=1)(one))
+    assert not np.array_equal(make_reconstructor(sparse, "rrdb", blend="none", zoom=1.5)(one),
+                              make_reconstructor(sparse, "rrdb", blend="none", zoom=1)(one))
