@@ -209,12 +209,15 @@ def _run_unit(job: UnitJob) -> UnitResult:
                                   jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt),
                                   columns=False, noise=rec.uses_variance)  # dx: in the geometry
         stopped: list[int] = []  # MLEM's iterations per slice
-        vol = rec(*got, stopped=stopped) if rec.uses_variance else rec(got, stopped=stopped)
+        zoomed: list[float] = []  # the rrdb method's network zoom per slice
+        vol = rec(*got, stopped=stopped) if rec.uses_variance else rec(got, stopped=stopped, zoomed=zoomed)
         st.write_unit(Path(job.store), u.t, u.z0, vol)
         seconds = time.perf_counter() - t0
         record = {"t": u.t, "z0": u.z0, "z1": u.z1, "seconds": seconds, "build_seconds": build, "worker": worker}
         if stopped:
             record["iterations"] = stopped
+        if zoomed:
+            record["zoom"] = zoomed
         Manifest(job.store).mark_done(u.name, record)
     except FlytomoError as err:
         return UnitResult(u, False, str(err), time.perf_counter() - t0, build, worker, _peak_rss_mb())

@@ -487,7 +487,8 @@ def network_slice_fn(
     tile, overlap, batch, amp, self_ensemble, zoom : as for :func:`apply_model`.
 
     Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
-    float32 on ``device``, attenuation per pixel.
+    float32 on ``device``, attenuation per pixel; its list argument ``zoomed`` gets the zoom each
+    slice went through the network at.
     """
     from recon.weights import LoadedModel, load_model
 
@@ -507,9 +508,15 @@ def network_slice_fn(
         return run_network(net, first.to(device), normalization=normalization, batch=batch,
                            tile=tile, overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms)
 
-    def run(sino: torch.Tensor, zooms: float | str | list[float] = zoom) -> torch.Tensor:
-        return network(stage1(sino), zooms)
+    def run(sino: torch.Tensor, zooms: float | str | list[float] = zoom,
+            zoomed: list[float] | None = None) -> torch.Tensor:
+        first = stage1(sino)
+        chosen = slice_zooms(first, zooms)
+        if zoomed is not None:
+            zoomed.extend(chosen)
+        return network(first, chosen)
 
     run.loaded = loaded  # provenance: the model card travels with the function
     run.first_stage, run.network, run.zoom = stage1, network, zoom  # the rrdb method's blend shares the zooms
+    run.reports_zoom = True  # takes a list ``zoomed`` that gets each slice's zoom
     return run

@@ -236,11 +236,13 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
 
     chosen = (opts.get("blend") or "auto") != "auto"
 
-    def run(sino: torch.Tensor) -> torch.Tensor:
+    def run(sino: torch.Tensor, zoomed: list[float] | None = None) -> torch.Tensor:
         from recon.infer import slice_zooms
 
         first = main.first_stage(sino)
         zooms = slice_zooms(first, main.zoom)  # the main network's choice, for both: they are averaged
+        if zoomed is not None:
+            zoomed.extend(zooms)
         out = main.network(first, zooms)
         # auto: the FBP network only on slices it sees at least as large as its smallest training sample
         both = [chosen or fits_trained_size(Path(spec), round(geometry.image_size * z)) for z in zooms]
@@ -255,6 +257,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
 
     run.loaded = main.loaded  # provenance: the main network's card, and the second one's
     run.blend = (second.loaded, w)
+    run.reports_zoom = True
     return run
 
 
@@ -418,11 +421,12 @@ def resolve_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
 class Reconstructor:
     """Operators (and a model) for one geometry and method, built once; call on many chunks.
 
-    ``__call__(sino, variance=None, stopped=None)``: line integrals (z, n_angles, n_columns),
+    ``__call__(sino, variance=None, stopped=None, zoomed=None)``: line integrals (z, n_angles, n_columns),
     numpy or torch → volume (z, n, n) float32 numpy, processed ``batch`` slices at a time;
     ``variance`` (same shape, :func:`recon.io.noise.line_integral_variance`) lets MLEM's
     ``iterations: auto`` stop each slice at its noise; a list ``stopped`` gets MLEM's
-    iterations per slice (one reconstructor may serve several threads). A geometry with
+    iterations per slice, a list ``zoomed`` the rrdb method's network zoom per slice (one
+    reconstructor may serve several threads). A geometry with
     ``pad_columns`` p is reconstructed on its :meth:`~recon.geometry.ScanGeometry.extended`
     grid from sinograms continued p columns past each edge (:mod:`recon.truncation`), and the
     middle n × n kept.
@@ -450,7 +454,7 @@ class Reconstructor:
         return network_provenance(self.model, self.blend) if self.model is not None else None
 
     def __call__(self, sino: np.ndarray | torch.Tensor, variance: np.ndarray | None = None,
-                 stopped: list[int] | None = None) -> np.ndarray:
+                 stopped: list[int] | None = None, zoomed: list[float] | None = None) -> np.ndarray:
         if not isinstance(sino, torch.Tensor):  # any byte order (h5py gives big-endian '>f4' as stored)
             sino = np.asarray(sino, dtype=np.float32)
         s = torch.as_tensor(sino)
@@ -473,12 +477,15 @@ class Reconstructor:
                                          f"{tuple(s.shape)}")
             var = torch.nn.functional.pad(var, (p, p), value=float("inf"))  # made-up columns: no weight
         counts = stopped is not None and getattr(self._fn, "counts_iterations", False)
+        zooms = zoomed is not None and getattr(self._fn, "reports_zoom", False)
         with torch.no_grad():
             for z0 in range(0, s.shape[0], self.batch):
                 chunk = extend_sinogram(s[z0:z0 + self.batch].to(self.device, torch.float32), p)
                 kw: dict[str, Any] = {} if var is None else {"variance": var[z0:z0 + self.batch]}
                 if counts:
                     kw["stopped"] = stopped
+                if zooms:
+                    kw["zoomed"] = zoomed
                 out.append(self._fn(chunk, **kw)[..., m:m + n, m:m + n].float().cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out, axis=0)) if out else np.zeros((0, n, n), np.float32)
 

@@ -180,6 +180,7 @@ def _recon(args: argparse.Namespace) -> int:
             print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
                   file=sys.stderr)
         stops: list[tuple[int, bool]] = []  # (MLEM iterations, noise unknown) per slice run here
+        zoomed: list[float] = []  # the rrdb method's network zoom per slice run here
         try:
             array, _ = open_volume(partial_path(out), "r+")
             bar = tqdm(total=z1 - z0, initial=kept, unit="slice", desc=f"{args.method} {Path(args.input).name}",
@@ -195,7 +196,8 @@ def _recon(args: argparse.Namespace) -> int:
                     stops.extend(zip(counts, np.isnan(var[:, 0, 0]).tolist()))
                 else:
                     array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections,
-                                                                   jitter=jitter, tilt=tilt, columns=False))
+                                                                   jitter=jitter, tilt=tilt, columns=False),
+                                               zoomed=zoomed)
                 mark_rows_done(out, a - z0, b - z0)
                 bar.update(b - a)
                 if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
@@ -218,7 +220,16 @@ def _recon(args: argparse.Namespace) -> int:
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
         if stops:
             print(stop_summary(stops), file=sys.stderr)
+        if any(z != 1 for z in zoomed):
+            print(zoom_summary(zoomed), file=sys.stderr)
     return 0
+
+
+def zoom_summary(zoomed: list[float]) -> str:
+    """One line on the rrdb method's network zoom: how many slices went through at which."""
+    parts = [f"{zoomed.count(z)} of {len(zoomed)} slice(s) at {z:g}" for z in sorted(set(zoomed), reverse=True)]
+    return ("network zoom: " + ", ".join(parts) + " (zoomed slices show cracks darker: compare scans at one "
+            "zoom, --rrdb-zoom)")
 
 
 def stop_summary(stops: list[tuple[int, bool]]) -> str:

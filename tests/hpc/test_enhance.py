@@ -438,3 +438,11 @@ def test_bad_zoom_flags_are_one_line_exit_2(scan, tmp_path):
     assert r.returncode == 2 and "method fbp takes no --rrdb-zoom" in r.stderr
     r = run_cli("enhance", str(scan), "--out", str(tmp_path / "e.zarr"), "--zoom", "big")
     assert r.returncode == 2 and "--zoom must be 'auto' or a number from 1 to 4, got 'big'" in r.stderr
+
+
+def test_zoom_summary_names_the_slices_at_each_zoom():
+    from hpc.commands.recon import zoom_summary
+
+    line = zoom_summary([1.5, 1.0, 1.5, 1.5])
+    assert line.startswith("network zoom: 3 of 4 slice(s) at 1.5, 1 of 4 slice(s) at 1 ")
+    assert "--rrdb-zoom" in line and "\n" not in line

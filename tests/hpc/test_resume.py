@@ -176,6 +176,9 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.complete and s.done == SCANS * (SIZE // 16)
     first = read_store(tmp_path / "store.zarr")
+    marks = [json.loads(p.read_text()) for p in (tmp_path / "store.zarr" / ".flytomo" / "manifest").iterdir()]
+    zooms = [z for m in marks for z in m["zoom"]]  # each slice's network zoom, recorded
+    assert len(zooms) == sum(m["z1"] - m["z0"] for m in marks) and set(zooms) <= {1.0, 1.5}
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
     assert attrs["plan"]["model"] == json.loads(model.with_suffix(".json").read_text())["weights_sha256"]
     # nothing to do and the same network: a rerun is accepted

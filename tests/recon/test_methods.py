@@ -378,7 +378,9 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
     noisy = line_integrals_from_counts(counts_from_transmission(np.exp(-clean)[None], g, 30.0,
                                                                 rng=np.random.default_rng(0)))[0]
     sino = np.stack([clean, noisy]).astype(np.float32)
-    got = make_reconstructor(g, "rrdb")(sino)
+    zoomed: list[float] = []
+    got = make_reconstructor(g, "rrdb")(sino, zoomed=zoomed)
+    assert zoomed == [1.5, 1.0]  # each slice's zoom, reported
     main, second = (make_reconstructor(g, "rrdb", model=str(path), zoom=z)
                     for path, z in ((default_weights_path("mlem-flyscan"), "auto"), (DEFAULT_BLEND, 1.5)))
     m, f = main(sino), second(sino)
