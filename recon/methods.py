@@ -168,7 +168,7 @@ def resolve_networks(opts: dict[str, Any], image_size: int | None) -> dict[str, 
 def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any], model: Any,
                    kind: str | None) -> SliceFn:
     """One network and the first stage(s) its card names: sinograms → corrected slices."""
-    from recon.infer import network_slice_fn, sampled_for_zoom  # torch model code only when asked for
+    from recon.infer import network_slice_fn  # torch model code only when asked for
     from recon.weights import ModelDomainWarning, channel_kinds, load_model
 
     # the model decides the first stage when kind is None (no model: the shipped default)
@@ -194,11 +194,20 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
                           ModelDomainWarning, stacklevel=2)
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
-    zoom = opts["zoom"]
-    if zoom == "auto" and not sampled_for_zoom(math.pi / geometry.folded_step, geometry.image_size):
-        zoom = 1.0  # too few projections for the slice size: zooming lost (docs/benchmarks.md)
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
-                            self_ensemble=bool(opts["self_ensemble"]), zoom=zoom)
+                            self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry))
+
+
+def scan_zoom(zoom: float | str, geometry: ScanGeometry | None) -> float | str:
+    """The network zoom option for slices of a scan of ``geometry`` (None: not known): ``"auto"``
+    becomes 1 where the scan has too few projections for its slice size
+    (:func:`recon.infer.sampled_for_zoom`: zooming lost there, docs/benchmarks.md), else stays."""
+    from recon.infer import sampled_for_zoom
+
+    if zoom == "auto" and geometry is not None and not sampled_for_zoom(math.pi / geometry.folded_step,
+                                                                        geometry.image_size):
+        return 1.0
+    return zoom
 
 
 def blend_outputs(main: Any, second: Any, weight: float) -> Any:

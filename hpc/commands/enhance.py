@@ -28,10 +28,12 @@ from tqdm import tqdm
 import recon
 from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag
 from recon.errors import FlytomoError
+from recon.geometry import ScanGeometry
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target, make_parent
 from recon.io.metadata import assume
 from recon.io.readers import natural_order
+from recon.methods import scan_zoom
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -300,6 +302,15 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
                       "and left NaN in the output (a mask kept)", stacklevel=1)
 
 
+def scan_geometry_of(attrs: dict) -> ScanGeometry | None:
+    """The scan geometry a ``flytomo recon`` store records (its attributes ``geometry``); None for
+    other inputs (TIFF, .npy) or a record that does not read."""
+    try:
+        return ScanGeometry.from_dict(attrs["geometry"])
+    except (KeyError, TypeError, ValueError, FlytomoError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     exit_on_sigterm("the half-written output is removed; run the same command again")
@@ -322,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
     size = min(volume.shape[1:])
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     loaded.check_slice_size(size)
+    args.zoom = scan_zoom(args.zoom, scan_geometry_of(src_attrs))
     zero = zero_level(volume, args.input, given_zero)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
