@@ -327,6 +327,7 @@ def run_network(
     max_pixels: int = MAX_PIXELS,
     self_ensemble: bool = False,
     zoom: float | str = 1.0,
+    zoomed: list[float] | None = None,
 ) -> torch.Tensor:
     """The network on slices ``x`` (B, H, W), or (B, C, H, W) for a network of C input
     channels → (B, H, W) float32, on ``x``'s device.
@@ -371,6 +372,8 @@ def run_network(
 
     x = x.float()
     zooms = slice_zooms(x, zoom)
+    if zoomed is not None:
+        zoomed.extend(zooms)
     if len(set(zooms)) == 1:
         out = at_zoom(x, zooms[0])
     else:  # slices of one batch at different zooms: each group in one pass
@@ -399,6 +402,7 @@ def apply_model(
     max_pixels: int = MAX_PIXELS,
     self_ensemble: bool = False,
     zoom: float | str = 1.0,
+    zoomed: list[float] | None = None,
 ) -> np.ndarray:
     """Run ``model`` on every slice of ``volume``.
 
@@ -428,6 +432,7 @@ def apply_model(
         and back after it: the network then sees features ``zoom`` times as many pixels wide;
         ``"auto"``: :data:`AUTO_ZOOM` for slices of low noise for their size, else 1
         (:func:`auto_zoom`).
+    zoomed : a list that gets the zoom each slice went through the network at.
 
     Returns
     -------
@@ -456,7 +461,8 @@ def apply_model(
         x = torch.from_numpy(np.array(arr[z0:z0 + batch])).to(device)  # copy: inputs may be read-only
         out[z0:z0 + batch] = run_network(model, x, normalization=normalization, batch=batch,
                                          tile=tile, overlap=overlap, exact=exact, amp=amp,
-                                         max_pixels=max_pixels, self_ensemble=self_ensemble, zoom=zoom).cpu().numpy()
+                                         max_pixels=max_pixels, self_ensemble=self_ensemble, zoom=zoom,
+                                         zoomed=zoomed).cpu().numpy()
     return out[0] if squeeze else out
 
 

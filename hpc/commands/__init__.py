@@ -34,6 +34,14 @@ def zoom_flag(text: str | None, flag: str) -> float | str | None:
                           f"'auto' or a number from 1 to {MAX_ZOOM:g}")
 
 
+def zoom_summary(zoomed: list[float]) -> str:
+    """One line on the network zoom (``recon --method rrdb``, ``enhance``): how many slices went
+    through at which."""
+    parts = [f"{zoomed.count(z)} of {len(zoomed)} slice(s) at {z:g}" for z in sorted(set(zoomed), reverse=True)]
+    return ("network zoom: " + ", ".join(parts) + " (zoomed slices show cracks darker: compare scans at one "
+            "zoom, --rrdb-zoom / --zoom)")
+
+
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")

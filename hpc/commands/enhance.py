@@ -26,7 +26,7 @@ import tifffile
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag
+from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag, zoom_summary
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
@@ -276,10 +276,12 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
     return level
 
 
-def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0) -> None:
+def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,
+             zoomed: list[float] | None = None) -> None:
     """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
-    ``zero``: the input's value of zero attenuation, taken off before the network and put back.
-    Non-finite input pixels are zero attenuation to the network and NaN in the output."""
+    ``zero``: the input's value of zero attenuation, taken off before the network and put back;
+    ``zoomed`` gets each slice's network zoom. Non-finite input pixels are zero attenuation to
+    the network and NaN in the output."""
     bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
                disable=args.quiet or args.no_progress or None)
     n_bad = 0
@@ -292,7 +294,7 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
         if zero:
             part = part - np.float32(zero)
         result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
-                              amp=args.amp, zoom=args.zoom)
+                              amp=args.amp, zoom=args.zoom, zoomed=zoomed)
         result = result + np.float32(zero) if zero else result
         sink[z0:z0 + len(part)] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
         bar.update(len(part))
@@ -344,18 +346,19 @@ def run(args: argparse.Namespace) -> int:
     }
     started = time.perf_counter()
     shape = tuple(int(s) for s in volume.shape)
+    zoomed: list[float] = []
     if out.suffix == ".zarr":  # slab by slab into the partial store: any size
         pixel = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
         create_volume(out, shape, None, attrs, overwrite=args.overwrite, pixel_size_nm=pixel)
         try:
-            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args, zero)
+            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args, zero, zoomed)
             finalize(out, overwrite=args.overwrite)
         except BaseException:
             discard(out)
             raise
     else:
         result = np.empty(shape, np.float32)
-        _enhance(volume, loaded, result, args, zero)
+        _enhance(volume, loaded, result, args, zero, zoomed)
         result = result[0] if single else result  # the input's shape
         with atomic_path(out, overwrite=args.overwrite, folder=out.suffix.lower() == ".zarr") as tmp:
             if out.suffix == ".npy":
@@ -373,6 +376,8 @@ def run(args: argparse.Namespace) -> int:
         kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        if any(z != 1 for z in zoomed):
+            print(zoom_summary(zoomed), file=sys.stderr)
     return 0
 
 

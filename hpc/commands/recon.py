@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_flag
+from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_flag, zoom_summary
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -223,13 +223,6 @@ def _recon(args: argparse.Namespace) -> int:
         if any(z != 1 for z in zoomed):
             print(zoom_summary(zoomed), file=sys.stderr)
     return 0
-
-
-def zoom_summary(zoomed: list[float]) -> str:
-    """One line on the rrdb method's network zoom: how many slices went through at which."""
-    parts = [f"{zoomed.count(z)} of {len(zoomed)} slice(s) at {z:g}" for z in sorted(set(zoomed), reverse=True)]
-    return ("network zoom: " + ", ".join(parts) + " (zoomed slices show cracks darker: compare scans at one "
-            "zoom, --rrdb-zoom)")
 
 
 def stop_summary(stops: list[tuple[int, bool]]) -> str:

@@ -442,8 +442,22 @@ def test_bad_zoom_flags_are_one_line_exit_2(scan, tmp_path):
 
 
 def test_zoom_summary_names_the_slices_at_each_zoom():
-    from hpc.commands.recon import zoom_summary
+    from hpc.commands import zoom_summary
 
     line = zoom_summary([1.5, 1.0, 1.5, 1.5])
     assert line.startswith("network zoom: 3 of 4 slice(s) at 1.5, 1 of 4 slice(s) at 1 ")
-    assert "--rrdb-zoom" in line and "\n" not in line
+    assert "--rrdb-zoom / --zoom" in line and "\n" not in line
+
+
+def test_enhance_says_which_slices_it_zoomed(tmp_path):
+    """A quiet 128-px slice beside an empty one, zoom auto: one line says 1 of 2 went through
+    at 1.5; the output equals the network at 1.5 on the first and the input on the empty one."""
+    yy, xx = np.mgrid[:128, :128] - 63.5
+    vol = np.stack([(yy ** 2 + xx ** 2 < 50 ** 2) * np.float32(0.02), np.zeros((128, 128), np.float32)])
+    np.save(tmp_path / "v.npy", vol)
+    r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o.npy"), "--input-kind", "mlem-flyscan")
+    assert r.returncode == 0, r.stderr
+    assert "network zoom: 1 of 2 slice(s) at 1.5, 1 of 2 slice(s) at 1 " in r.stderr
+    got = np.load(tmp_path / "o.npy")
+    np.testing.assert_allclose(got[0], load_model(None).apply(vol[:1], zoom=1.5)[0], atol=1e-6)
+    np.testing.assert_array_equal(got[1], vol[1])
