@@ -138,13 +138,29 @@ _FILE_SYSTEM_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, err
                        errno.EISDIR, errno.ENAMETOOLONG, errno.ENOENT, errno.EFBIG}
 
 
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """SIGINT while the commands' modules import: one line and exit 130 at once (nothing is
+    written yet), never a KeyboardInterrupt raised inside an extension's C++ code, which
+    aborted with "terminate called after throwing ..." under load)."""
+    os.write(2, b"flytomo: interrupted\n")
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupted_while_starting) if main_thread else None
     try:  # the commands' modules import torch and friends: a second or more
         parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while starting: one line, as later (was a 50-line traceback)
         print("flytomo: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
