@@ -510,17 +510,14 @@ def network_slice_fn(
     net, normalization = loaded.model, loaded.normalization
     zoom = loaded.resolve_zoom(zoom)
 
-    def network(first: torch.Tensor, zooms: float | str | list[float] = zoom) -> torch.Tensor:
-        return run_network(net, first.to(device), normalization=normalization, batch=batch,
-                           tile=tile, overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms)
+    def network(first: torch.Tensor, zooms: float | str | list[float] = zoom,
+                zoomed: list[float] | None = None) -> torch.Tensor:
+        return run_network(net, first.to(device), normalization=normalization, batch=batch, tile=tile,
+                           overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms, zoomed=zoomed)
 
     def run(sino: torch.Tensor, zooms: float | str | list[float] = zoom,
             zoomed: list[float] | None = None) -> torch.Tensor:
-        first = stage1(sino)
-        chosen = slice_zooms(first, zooms)
-        if zoomed is not None:
-            zoomed.extend(chosen)
-        return network(first, chosen)
+        return network(stage1(sino), zooms, zoomed)
 
     run.loaded = loaded  # provenance: the model card travels with the function
     run.first_stage, run.network, run.zoom = stage1, network, zoom  # the rrdb method's blend shares the zooms

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -241,20 +240,17 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     second = _network_stage(geometry, device, opts, spec, None)
     w = float(opts["blend_weight"])  # resolved: the default is in METHODS["rrdb"]
 
-    from recon.weights import fits_trained_size
-
-    chosen = (opts.get("blend") or "auto") != "auto"
+    # auto: the FBP network only on slices it sees at least as large as its smallest training sample
+    # (its card read once, here: as recon.weights.fits_trained_size reads it from the file)
+    trained = None if (opts.get("blend") or "auto") != "auto" else second.loaded.trained_object_px()
 
     def run(sino: torch.Tensor, zoomed: list[float] | None = None) -> torch.Tensor:
         from recon.infer import slice_zooms
 
         first = main.first_stage(sino)
         zooms = slice_zooms(first, main.zoom)  # the main network's choice, for both: they are averaged
-        if zoomed is not None:
-            zoomed.extend(zooms)
-        out = main.network(first, zooms)
-        # auto: the FBP network only on slices it sees at least as large as its smallest training sample
-        both = [chosen or fits_trained_size(Path(spec), round(geometry.image_size * z)) for z in zooms]
+        out = main.network(first, zooms, zoomed)
+        both = [trained is None or round(geometry.image_size * z) >= trained[0] for z in zooms]
         if all(both):
             return blend_outputs(out, second(sino, zooms), w)
         if any(both):
