@@ -512,8 +512,12 @@ def network_slice_fn(
 
     def network(first: torch.Tensor, zooms: float | str | list[float] = zoom,
                 zoomed: list[float] | None = None) -> torch.Tensor:
-        return run_network(net, first.to(device), normalization=normalization, batch=batch, tile=tile,
-                           overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms, zoomed=zoomed)
+        zoomed = [] if zoomed is None else zoomed
+        start = len(zoomed)
+        out = run_network(net, first.to(device), normalization=normalization, batch=batch, tile=tile,
+                          overlap=overlap, amp=amp, self_ensemble=self_ensemble, zoom=zooms, zoomed=zoomed)
+        loaded.check_slice_size(first.shape[-1], zoomed[start:])  # at the size each slice reached the network
+        return out
 
     def run(sino: torch.Tensor, zooms: float | str | list[float] = zoom,
             zoomed: list[float] | None = None) -> torch.Tensor:

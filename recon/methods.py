@@ -172,7 +172,6 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
 
     # the model decides the first stage when kind is None (no model: the shipped default)
     loaded = load_model(model, input_kind=kind, device=str(device))
-    loaded.check_slice_size(geometry.image_size)
     loaded.check_scan(math.pi / geometry.folded_step, geometry.blur_angle_deg)  # angles per half turn
     kind = loaded.input_kind
     if kind not in RRDB_INPUTS:

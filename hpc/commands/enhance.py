@@ -334,7 +334,6 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(args.input, "no finite pixel (all NaN or infinite): nothing to enhance")
     size = min(volume.shape[1:])
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
-    loaded.check_slice_size(size)
     args.zoom = scan_zoom(args.zoom, scan_geometry_of(src_attrs))
     zero = zero_level(volume, args.input, given_zero)
     attrs = {

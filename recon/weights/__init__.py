@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,16 +181,20 @@ class LoadedModel:
         :func:`trained_object_px`."""
         return trained_object_px(self.card)
 
-    def check_slice_size(self, image_size: int) -> None:
-        """Warn (:class:`ModelDomainWarning`) when slices of ``image_size`` pixels are smaller
-        than the smallest sample the network was trained on: its features are then a few
+    def check_slice_size(self, image_size: int, zooms: Sequence[float] = ()) -> None:
+        """Warn (:class:`ModelDomainWarning`) when slices of ``image_size`` pixels, enlarged by the
+        smallest of ``zooms`` (the zoom each slice went through the network at; none: 1), are
+        smaller than the smallest sample the network was trained on: its features are then a few
         pixels wide, and the network (tuned to larger ones) can lose PSNR against its input
         (docs/benchmarks.md: 64² slices, −4.5 dB)."""
         px = self.trained_object_px()
-        if px is not None and image_size < px[0]:
+        zoom = min(zooms, default=1.0)
+        seen = image_size * zoom
+        if px is not None and seen < px[0]:
             span = f"{px[0]:.0f}" if px[0] == px[1] else f"{px[0]:.0f}-{px[1]:.0f}"
+            at = f"{image_size} px" + (f" ({seen:.0f} px at zoom {zoom:g})" if zoom != 1 else "")
             warnings.warn(f"{self.path.name}: trained on samples {span} px across; "
-                          f"these slices are {image_size} px: the network may make them worse than its "
+                          f"these slices are {at}: the network may make them worse than its "
                           f"{channel_kinds(self.input_kind)[0]} input - compare its output with that input",
                           ModelDomainWarning, stacklevel=2)
 
@@ -243,7 +248,11 @@ class LoadedModel:
 
         options.setdefault("device", self.device)
         options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"))
-        return apply_model(self.model, volume, normalization=self.normalization, **options)
+        zoomed = options["zoomed"] = [] if options.get("zoomed") is None else options["zoomed"]
+        first = len(zoomed)
+        out = apply_model(self.model, volume, normalization=self.normalization, **options)
+        self.check_slice_size(min(volume.shape[-2:]), zoomed[first:])
+        return out
 
 
 def _sha256(path: Path) -> str:

@@ -1,4 +1,6 @@
 """FBP, MLEM and modified MLEM on cases whose answer is known."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -370,7 +372,7 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
     """128-px slices, zoom auto: a quiet slice goes through both networks at 1.5 (192 px: the FBP
     network's trained sizes) and is their mean; a noisy one stays at 1 with the main network alone."""
     from recon.simulate import counts_from_transmission, line_integrals_from_counts
-    from recon.weights import DEFAULT_BLEND, default_weights_path
+    from recon.weights import DEFAULT_BLEND, ModelDomainWarning, default_weights_path
 
     n = 128
     g = ScanGeometry.create(np.arange(90) * 2.0, n, blur_angle_deg=1.5)
@@ -379,8 +381,12 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
                                                                 rng=np.random.default_rng(0)))[0]
     sino = np.stack([clean, noisy]).astype(np.float32)
     zoomed: list[float] = []
-    got = make_reconstructor(g, "rrdb")(sino, zoomed=zoomed)
+    with pytest.warns(ModelDomainWarning, match="these slices are 128 px:"):  # the noisy slice, unzoomed
+        got = make_reconstructor(g, "rrdb")(sino, zoomed=zoomed)
     assert zoomed == [1.5, 1.0]  # each slice's zoom, reported
+    with warnings.catch_warnings():  # the quiet slice alone reaches the networks at 192 px: no size warning
+        warnings.simplefilter("error", ModelDomainWarning)
+        make_reconstructor(g, "rrdb")(sino[:1])
     main, second = (make_reconstructor(g, "rrdb", model=str(path), zoom=z)
                     for path, z in ((default_weights_path("mlem-flyscan"), "auto"), (DEFAULT_BLEND, 1.5)))
     m, f = main(sino), second(sino)
