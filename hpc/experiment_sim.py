@@ -115,7 +115,7 @@ class SimSettings:
     size: int = 64
     n_scans: int = 24
     seed: int = 0
-    n_angles: int | None = None        # default round(1.5 · size)
+    n_angles: int | None = None        # default round(1.5 · size), at most 180° / blur (exposures cannot overlap)
     blur_angle_deg: float = 1.5
     i0: float = 5000.0
     dark: float = 100.0
@@ -127,8 +127,16 @@ class SimSettings:
 
     def angles_deg(self) -> np.ndarray:
         """(n_angles,) float64: the exposure middles over a half turn, in degrees."""
-        n = self.n_angles or int(round(1.5 * self.size))
+        n = self.n_angles or default_n_angles(self.size, self.blur_angle_deg)
         return (np.arange(n) + 0.5) * 180.0 / n
+
+
+def default_n_angles(size: int, blur_angle_deg: float) -> int:
+    """Projections per half turn the simulator takes by default for ``size``-px slices: 1.5 ×
+    size, but no more than 180° / blur (degrees per exposure): the exposures of one continuous
+    turn cannot overlap (the seed's 512-px scans: 120 of 1.5°)."""
+    n = int(round(1.5 * size))
+    return min(n, int(math.floor(180.0 / blur_angle_deg + 1e-9))) if blur_angle_deg > 0 else n
 
 
 @dataclass

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--scans", type=int, default=24, help="number of fly-scans (default 24)")
     p.add_argument("--seed", type=int, default=0, help="seed of the particle, its cracks and the noise")
     p.add_argument("--i0", type=float, default=5000.0, help="open-beam counts per pixel per frame")
-    p.add_argument("--angles", type=int, default=None, help="projections per scan (default 1.5 × size)")
+    p.add_argument("--angles", type=int, default=None, help="projections per scan (default 1.5 × size, at most 180° / blur)")
     p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),
                    help="method written into experiment.yaml")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that holds scans already")

@@ -38,3 +38,15 @@ def test_deterministic_and_complete(sim, tmp_path):
     # the files say how long a scan took, as the config does (a blind probe: `init` on them read
     # every temperature at the next scan's start, 90 s late, +25 to +73 C)
     assert r.metadata["duration_s"] == 6.0
+
+
+def test_default_projections_never_overlap_their_exposures():
+    """1.5 × size projections per half turn, capped at 180° / blur: the angle step is never
+    shorter than an exposure's arc (a 128-px demo took 192 of 1.5°, which `check` flags)."""
+    from hpc.experiment_sim import default_n_angles
+
+    assert [default_n_angles(n, 1.5) for n in (32, 64, 80, 128, 512)] == [48, 96, 120, 120, 120]
+    assert default_n_angles(128, 0.0) == 192 and default_n_angles(128, 1.0) == 180
+    for size in (64, 128):
+        a = SimSettings(size=size).angles_deg()
+        assert np.diff(a).min() >= SimSettings().blur_angle_deg - 1e-9
