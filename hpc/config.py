@@ -68,8 +68,9 @@ class RrdbOptions(ConfigModel):
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     zoom: float | Literal["auto"] | None = Field(
         None, description="resample each slice by this factor (1-4) before the network and back after it; auto "
-                          "(None): 1.5 for quiet slices under 384 px for flytomo's networks, else 1 "
-                          "(recon.infer.auto_zoom)")
+                          "(None): one zoom for the series, judged on the first scan's middle rows (1.5 where its "
+                          "slices are under 300 px and quiet, for flytomo's networks; else 1) and kept in the store "
+                          "(hpc.engine.series_zoom)")
 
     @field_validator("zoom", mode="before")
     @classmethod

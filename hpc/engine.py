@@ -235,6 +235,19 @@ def _run_unit(job: UnitJob) -> UnitResult:
     return UnitResult(u, True, "", seconds, build, worker, _peak_rss_mb())
 
 
+def zoom_probe(job: UnitJob) -> Any:
+    """Worker side of a series' one network zoom: the :class:`recon.infer.ZoomChoice` (or None:
+    nothing to choose) of ``job``'s rows of its scan, read and reconstructed as
+    :func:`run_unit` does (the first stage only); nothing is written."""
+    from recon.io.alignment import Jitter, Tilt, read_line_integrals
+
+    set_torch_threads(job.threads)
+    rec, _ = reconstructor_for(job.geometry, job.method, job.options, worker_device(job.device), job.model_sha256)
+    got = read_line_integrals(reader_for(job.scan_file), job.unit.z0, job.unit.z1, corrections=job.corrections,
+                              jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt), columns=False)
+    return rec.choose_zoom(got)
+
+
 # ───────────────────────────── the driver side ─────────────────────────────
 
 
@@ -572,17 +585,24 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
 
         # -- run
         plan_by_t = {p.index: p for p in plans}
-        opts_key = tuple(sorted(options.items()))
+
+        def job_for(u: WorkUnit, opts: dict) -> UnitJob:
+            p = plan_by_t[u.t]
+            return UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, tuple(sorted(opts.items())),
+                           cfg.executor.device, cfg.executor.threads_per_worker,
+                           plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
+                           p.tilt.to_dict() if p.tilt else None)
+
+        if method == "rrdb" and resolved.get("zoom") == "auto" and todo:
+            options = {**options, **series_zoom(existing, plans, n_rows, store, lambda u: job_for(u, options),
+                                                executor)}
         jobs, failed_now = [], []
         for u in todo:
             p = plan_by_t[u.t]
             if not p.ok:
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
-            jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
-                                cfg.executor.device, cfg.executor.threads_per_worker,
-                                plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
-                                p.tilt.to_dict() if p.tilt else None))
+            jobs.append(job_for(u, options))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -654,6 +674,42 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             shutil.rmtree(store, ignore_errors=True)
         log.removeHandler(handler)
         handler.close()
+
+
+def series_zoom(existing: dict, plans: list[ScanPlan], n_rows: int, store: Path,
+                job_for: Callable[[WorkUnit], UnitJob], executor: Executor) -> dict:
+    """The rrdb method's ``zoom: auto`` made one number for every scan of a series: the zoom an
+    earlier run of this store chose (attribute ``network_zoom``), else the choice of
+    :meth:`recon.methods.Reconstructor.choose_zoom` on the middle rows of the first readable scan,
+    made on a worker, recorded in the store and said in one line. Returns the options to
+    change: ``{"zoom": z}``, or none (nothing to choose: too few projections, the seed's network).
+    A choice per slice would let crack contrast step between scans whose noise straddles the
+    limit (docs/benchmarks.md: 128-px series at 1,000 photons, crack fractions 0.2-0.6 points
+    lower at zoom 1 than at 1.5)."""
+    from recon.infer import zoom_sample_rows
+
+    known = existing.get("network_zoom")
+    if isinstance(known, dict) and isinstance(known.get("zoom"), (int, float)):
+        return {"zoom": float(known["zoom"])}
+    first = next((p for p in plans if p.ok), None)
+    if first is None:
+        return {}
+    z0, z1 = zoom_sample_rows(n_rows)
+    try:
+        choice = executor.map(zoom_probe, [job_for(WorkUnit(first.index, z0, z1))])[0]
+    except Exception as err:  # the units will meet the problem and report it, scan by scan
+        _warn(f"network zoom: {first.path.name} rows {z0}:{z1} could not be judged ({type(err).__name__}: {err}); "
+              "each slice takes its own zoom")
+        return {}
+    if choice is None:
+        return {}
+    record = {**choice.to_dict(), "scan": first.path.name, "rows": [z0, z1]}
+    st.update_attrs(store, network_zoom=record)
+    line = (f"network zoom {choice.words()} in {first.path.name} rows {z0}:{z1}: every scan at this zoom "
+            "(reconstruction.rrdb.zoom: a number pins it)")
+    log.info("%s", line)
+    print(line, file=sys.stderr)
+    return {"zoom": choice.zoom}
 
 
 def resume_hint(restart: bool) -> str:

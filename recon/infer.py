@@ -39,6 +39,7 @@ tensors, stays on the device), :func:`network_slice_fn` (the ``rrdb`` method of
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -83,12 +84,16 @@ ZOOM_NOISE = 0.065
 ZOOM_NOISE_FBP = 0.2
 ZOOM_MIN_SAMPLING = 0.4
 AUTO_ZOOM = 1.5
-ZOOM_MAX_SIZE = 384
+#: Not from 300 px up: at 320-380 px a blind probe's cathodes (I0 3,000) gained 0.2-0.9 dB zoomed but lost
+#: 0.03-0.08 SSIM, their solid mottled (docs/benchmarks.md "One zoom per series")
+ZOOM_MAX_SIZE = 300
 #: what ``zoom="auto"`` becomes for a network (:meth:`recon.weights.LoadedModel.resolve_zoom`):
 #: the rule for its primary input kind
 AUTO_ZOOM_RULES = ("auto:mlem-flyscan", "auto:fbp")
 #: the largest zoom accepted (4 × the pixels per side: 16 × the network time)
 MAX_ZOOM = 4.0
+#: slices in the middle of a scan that :func:`choose_zoom` judges its one zoom by
+ZOOM_SAMPLE_ROWS = 8
 
 
 def slice_noise(x: torch.Tensor) -> torch.Tensor:
@@ -121,14 +126,85 @@ def sampled_for_zoom(n_angles_per_half_turn: float, size: int) -> bool:
     return n_angles_per_half_turn >= ZOOM_MIN_SAMPLING * np.pi / 2 * size
 
 
+def zoom_noise_limit(size: int, kind: str = "mlem-flyscan") -> float:
+    """The noise (:func:`slice_noise`) under which ``zoom="auto"`` zooms slices of ``size`` px
+    of a network's primary input ``kind`` (:data:`ZOOM_NOISE`); 0 from :data:`ZOOM_MAX_SIZE` up."""
+    if size >= ZOOM_MAX_SIZE:
+        return 0.0
+    return ZOOM_NOISE_FBP if kind == "fbp" else ZOOM_NOISE * (256 / size) ** 1.5
+
+
+def _rule_kind(rule: str) -> str:
+    return "fbp" if rule == "auto:fbp" else "mlem-flyscan"
+
+
+def primary_noise(x: torch.Tensor) -> torch.Tensor:
+    """:func:`slice_noise` of the primary channel of network inputs (B, H, W) or (B, C, H, W),
+    each slice normalized as :func:`slice_zooms` reads it → (B,)."""
+    primary = x if x.dim() == 3 else x[:, 0]
+    return slice_noise(normalize_tensor(primary.float(), "p95")[0])
+
+
 def auto_zoom(norm: torch.Tensor, kind: str = "mlem-flyscan") -> list[float]:
     """The zoom ``"auto"`` picks for each normalized slice (B, H, W) of a network's primary
     input ``kind`` ("mlem-flyscan" or "fbp"; see :data:`ZOOM_NOISE`)."""
-    size = min(norm.shape[-2:])
-    if size >= ZOOM_MAX_SIZE:
+    limit = zoom_noise_limit(min(norm.shape[-2:]), kind)
+    if limit <= 0:
         return [1.0] * norm.shape[0]
-    limit = ZOOM_NOISE_FBP if kind == "fbp" else ZOOM_NOISE * (256 / size) ** 1.5
     return [AUTO_ZOOM if float(v) < limit else 1.0 for v in slice_noise(norm)]  # NaN (no material): 1
+
+
+@dataclass(frozen=True)
+class ZoomChoice:
+    """One zoom for a whole scan or series (:func:`choose_zoom`): ``zoom``, from the median
+    ``noise`` of the sample slices that hold material (NaN: none did) against ``limit``, over
+    ``slices`` of them."""
+
+    zoom: float
+    noise: float
+    limit: float
+    slices: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready (NaN noise as None)."""
+        return {"zoom": self.zoom, "noise": self.noise if self.noise == self.noise else None,
+                "limit": self.limit, "slices": self.slices}
+
+    def words(self) -> str:
+        """E.g. ``"1.5 (noise 0.041 under 0.117, median of 8 slices)"``."""
+        if self.slices == 0:
+            return f"{self.zoom:g} (no slice with material to judge the noise by)"
+        if self.limit <= 0:
+            return f"{self.zoom:g} (slices of {ZOOM_MAX_SIZE} px and up are not zoomed)"
+        rel = "under" if self.noise < self.limit else "not under"
+        of = f"median of {self.slices} slices" if self.slices > 1 else "1 slice"
+        return f"{self.zoom:g} (noise {self.noise:.3g} {rel} {self.limit:.3g}, {of})"
+
+
+def choose_zoom(x: torch.Tensor, rule: str) -> ZoomChoice:
+    """One zoom for every slice of a scan (or a series) from sample slices ``x`` of the network's
+    input, (B, H, W) or (B, C, H, W), by the auto ``rule`` (one of :data:`AUTO_ZOOM_RULES`):
+    :data:`AUTO_ZOOM` where the median noise of the slices that hold material is under
+    :func:`zoom_noise_limit`, else 1. Zoomed slices show cracks darker (docs/benchmarks.md): one
+    zoom keeps crack fractions comparable along z and from scan to scan, where a choice per
+    slice can step between them."""
+    if rule not in AUTO_ZOOM_RULES:
+        raise FlytomoError(None, f"unknown zoom rule {rule!r}; known: {', '.join(AUTO_ZOOM_RULES)}")
+    limit = zoom_noise_limit(min(x.shape[-2:]), _rule_kind(rule))
+    noise = primary_noise(x)
+    noise = noise[torch.isfinite(noise)]
+    if noise.numel() == 0:
+        return ZoomChoice(1.0, float("nan"), limit, 0)
+    med = float(noise.median())  # the lower middle of an even count: ties to zooming
+    return ZoomChoice(AUTO_ZOOM if med < limit else 1.0, med, limit, int(noise.numel()))
+
+
+def zoom_sample_rows(n_rows: int) -> tuple[int, int]:
+    """The rows (z0, z1) of a scan or volume of ``n_rows`` that :func:`choose_zoom` judges by:
+    up to :data:`ZOOM_SAMPLE_ROWS` in the middle (where a sample usually is)."""
+    k = min(n_rows, ZOOM_SAMPLE_ROWS)
+    z0 = (n_rows - k) // 2
+    return z0, z0 + k
 
 
 def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]:
@@ -141,8 +217,7 @@ def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]
         return [check_zoom(z) for z in zoom]
     if zoom == "auto" or zoom in AUTO_ZOOM_RULES:
         primary = x if x.dim() == 3 else x[:, 0]
-        kind = "fbp" if zoom == "auto:fbp" else "mlem-flyscan"
-        return auto_zoom(normalize_tensor(primary.float(), "p95")[0], kind)
+        return auto_zoom(normalize_tensor(primary.float(), "p95")[0], _rule_kind(zoom))
     return [check_zoom(zoom)] * x.shape[0]
 
 

@@ -260,6 +260,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
         return out
 
     run.loaded = main.loaded  # provenance: the main network's card, and the second one's
+    run.first_stage, run.zoom = main.first_stage, main.zoom  # what Reconstructor.choose_zoom judges
     run.blend = (second.loaded, w)
     run.reports_zoom = True
     return run
@@ -457,8 +458,9 @@ class Reconstructor:
         """The networks of method rrdb (:func:`network_provenance`), else None."""
         return network_provenance(self.model, self.blend) if self.model is not None else None
 
-    def __call__(self, sino: np.ndarray | torch.Tensor, variance: np.ndarray | None = None,
-                 stopped: list[int] | None = None, zoomed: list[float] | None = None) -> np.ndarray:
+    def _sinograms(self, sino: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Line integrals (z, n_angles, n_columns) as a tensor, checked against the geometry,
+        NaN/infinite values taken as 0 (with a warning)."""
         if not isinstance(sino, torch.Tensor):  # any byte order (h5py gives big-endian '>f4' as stored)
             sino = np.asarray(sino, dtype=np.float32)
         s = torch.as_tensor(sino)
@@ -469,8 +471,34 @@ class Reconstructor:
         bad = ~torch.isfinite(s)
         if bool(bad.any()):  # one NaN made FBP's whole slice NaN (its ramp filter spreads it)
             warnings.warn(f"{int(bad.sum())} NaN/infinite line integral(s) taken as 0 (flytomo's file readers "
-                          "repair them from their neighbours first)", UserWarning, stacklevel=2)
+                          "repair them from their neighbours first)", UserWarning, stacklevel=3)
             s = torch.where(bad, torch.zeros((), dtype=s.dtype), s)
+        return s
+
+    def choose_zoom(self, sino: np.ndarray | torch.Tensor) -> Any:
+        """The one network zoom (a :class:`recon.infer.ZoomChoice`) this rrdb reconstructor's
+        ``zoom: auto`` gives a whole scan, judged on the first-stage slices of line integrals
+        ``sino`` (z, n_angles, n_columns): rows :func:`recon.infer.zoom_sample_rows` picks. None
+        where there is nothing to choose: another method, a zoom given as a number, the seed's
+        network, a scan with too few projections (:func:`scan_zoom`)."""
+        from recon.infer import AUTO_ZOOM_RULES, choose_zoom
+
+        rule = getattr(self._fn, "zoom", None)
+        if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
+            return None
+        s, p = self._sinograms(sino), self.geometry.pad_columns
+        with torch.no_grad():
+            first = [self._fn.first_stage(extend_sinogram(s[z0:z0 + self.batch].to(self.device, torch.float32), p))
+                     for z0 in range(0, s.shape[0], self.batch)]
+        return choose_zoom(torch.cat(first).cpu(), rule)
+
+    def with_zoom(self, zoom: float) -> "Reconstructor":
+        """This reconstructor with the network zoom ``zoom`` for every slice (networks reloaded)."""
+        return Reconstructor(self.geometry, self.method, str(self.device), self.batch, **{**self.options, "zoom": zoom})
+
+    def __call__(self, sino: np.ndarray | torch.Tensor, variance: np.ndarray | None = None,
+                 stopped: list[int] | None = None, zoomed: list[float] | None = None) -> np.ndarray:
+        s = self._sinograms(sino)
         out = []
         p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
         var = None

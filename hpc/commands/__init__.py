@@ -30,16 +30,19 @@ def zoom_flag(text: str | None, flag: str) -> float | str | None:
 
     if text is None:
         return None
+    if text.strip().lower() == "auto":
+        return "auto"
     return word_or_number(text, flag, ("auto",), float, lambda v: 1.0 <= v <= MAX_ZOOM,
                           f"'auto' or a number from 1 to {MAX_ZOOM:g}")
 
 
 def zoom_summary(zoomed: list[float]) -> str:
-    """One line on the network zoom (``recon --method rrdb``, ``enhance``): how many slices went
-    through at which."""
+    """One line on a network zoom given as a number (``recon --method rrdb``, ``enhance``): the
+    zoom, or how many slices went through at which where they differ."""
+    if len(set(zoomed)) == 1:
+        return f"network zoom {zoomed[0]:g} (given): every slice at this zoom"
     parts = [f"{zoomed.count(z)} of {len(zoomed)} slice(s) at {z:g}" for z in sorted(set(zoomed), reverse=True)]
-    return ("network zoom: " + ", ".join(parts) + " (zoomed slices show cracks darker: compare scans at one "
-            "zoom, --rrdb-zoom / --zoom)")
+    return "network zoom: " + ", ".join(parts) + " (zoom changes crack contrast: compare scans at one zoom)"
 
 
 def first_line(doc: str | None) -> str:

@@ -20,9 +20,11 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
+import torch
 from tqdm import tqdm
 
 import recon
@@ -276,6 +278,29 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
     return level
 
 
+def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
+    """Slices (z, y, x) of the input as the network takes them: float32, non-finite pixels at
+    ``zero``, ``zero`` taken off. Returns (slices, where the input was not finite)."""
+    part = np.asarray(slab, dtype=np.float32)
+    bad = ~np.isfinite(part)
+    if bad.any():
+        part = np.where(bad, np.float32(zero), part)
+    return (part - np.float32(zero) if zero else part), bad
+
+
+def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float) -> Any:
+    """The one network zoom (:class:`recon.infer.ZoomChoice`) ``zoom`` ``"auto"`` gives the whole
+    volume, judged on its middle slices as ``recon --method rrdb`` judges a scan; None where
+    there is nothing to choose (a number given, the seed's network)."""
+    from recon.infer import AUTO_ZOOM_RULES, choose_zoom, zoom_sample_rows
+
+    rule = loaded.resolve_zoom(zoom)
+    if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
+        return None
+    a, b = zoom_sample_rows(int(volume.shape[0]))
+    return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0])), rule)
+
+
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,
              zoomed: list[float] | None = None) -> None:
     """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
@@ -286,13 +311,8 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
                disable=args.quiet or args.no_progress or None)
     n_bad = 0
     for z0 in range(0, volume.shape[0], args.batch):
-        part = np.asarray(volume[z0:z0 + args.batch], dtype=np.float32)
-        bad = ~np.isfinite(part)
-        if bad.any():
-            n_bad += int(bad.sum())
-            part = np.where(bad, np.float32(zero), part)
-        if zero:
-            part = part - np.float32(zero)
+        part, bad = _network_input(volume[z0:z0 + args.batch], zero)
+        n_bad += int(bad.sum())
         result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
                               amp=args.amp, zoom=args.zoom, zoomed=zoomed)
         result = result + np.float32(zero) if zero else result
@@ -336,10 +356,14 @@ def run(args: argparse.Namespace) -> int:
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     args.zoom = scan_zoom(args.zoom, scan_geometry_of(src_attrs))
     zero = zero_level(volume, args.input, given_zero)
+    choice = _choose_zoom(volume, loaded, args.zoom, zero)
+    if choice is not None:
+        args.zoom = choice.zoom
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
-        "zoom": loaded.resolve_zoom(args.zoom), "zero_level": zero,
+        "zoom": loaded.resolve_zoom(args.zoom), "network_zoom": choice.to_dict() if choice is not None else None,
+        "zero_level": zero,
         "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
     }
@@ -375,7 +399,10 @@ def run(args: argparse.Namespace) -> int:
         kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        if any(z != 1 for z in zoomed):
+        if choice is not None:
+            print(f"network zoom {choice.words()}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
+                  file=sys.stderr)
+        elif any(z != 1 for z in zoomed):
             print(zoom_summary(zoomed), file=sys.stderr)
     return 0
 
@@ -405,7 +432,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rotations/flips of each slice (8x the time, about +0.1 dB)")
     p.add_argument("--zoom", default="auto", metavar="auto|F",
                    help="resample each slice by F (1-4) before the network and back after it; default auto "
-                        "(flytomo's networks: 1.5 on quiet slices under 384 px, else 1; "
+                        "(flytomo's networks: 1.5 on quiet slices under 300 px, else 1; "
                         "1 for the seed's)")
     p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
                    "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")

@@ -148,6 +148,15 @@ def _recon(args: argparse.Namespace) -> int:
                              blur_matters=blur_matters,
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
+    choice = None  # the rrdb method's one network zoom for the scan (zoom auto)
+    if rec.model is not None:
+        from recon.infer import zoom_sample_rows
+
+        a, b = (z0 + r for r in zoom_sample_rows(z1 - z0))
+        choice = rec.choose_zoom(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
+                                                     columns=False))
+        if choice is not None:
+            rec = rec.with_zoom(choice.zoom)
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning
@@ -160,6 +169,7 @@ def _recon(args: argparse.Namespace) -> int:
         "method": args.method, "options": rec.options, "model": rec.provenance(),
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
         "tilt": tilt.to_dict() if tilt else None,
+        "network_zoom": choice.to_dict() if choice is not None else None,
         "input": str(Path(args.input).resolve()), "input_fingerprint": file_fingerprint(Path(args.input)),
         "format": reader.format, "rows": [z0, z1], "chunk_rows": args.chunk_rows,
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
@@ -220,7 +230,10 @@ def _recon(args: argparse.Namespace) -> int:
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
         if stops:
             print(stop_summary(stops), file=sys.stderr)
-        if any(z != 1 for z in zoomed):
+        if choice is not None:
+            print(f"network zoom {choice.words()}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
+                  file=sys.stderr)
+        elif any(z != 1 for z in zoomed):
             print(zoom_summary(zoomed), file=sys.stderr)
     return 0
 
@@ -309,7 +322,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--rrdb-zoom", metavar="auto|F",
                    help="rrdb: resample each slice by F (1-4) before the network and back after it; default "
-                        "auto (1.5 on quiet slices under 384 px for flytomo's networks, else 1)")
+                        "auto (1.5 on quiet slices under 300 px for flytomo's networks, else 1)")
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
                    "rotations/flips of each slice (8x the network time, about +0.1 dB)")
     p.add_argument("--amp", action="store_true", help="rrdb: the network in mixed precision (bfloat16 on the "

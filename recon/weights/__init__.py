@@ -192,9 +192,9 @@ class LoadedModel:
         seen = image_size * zoom
         if px is not None and seen < px[0]:
             span = f"{px[0]:.0f}" if px[0] == px[1] else f"{px[0]:.0f}-{px[1]:.0f}"
-            at = f"{image_size} px" + (f" ({seen:.0f} px at zoom {zoom:g})" if zoom != 1 else "")
+            at = f"{image_size} px wide" + (f" ({seen:.0f} px at zoom {zoom:g})" if zoom != 1 else "")
             warnings.warn(f"{self.path.name}: trained on samples {span} px across; "
-                          f"these slices are {at}: the network may make them worse than its "
+                          f"these slices are only {at}, so any sample in them is smaller: the network may make them worse than its "
                           f"{channel_kinds(self.input_kind)[0]} input - compare its output with that input",
                           ModelDomainWarning, stacklevel=2)
 

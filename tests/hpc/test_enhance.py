@@ -45,6 +45,7 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     assert attrs["method"] == "rrdb" and attrs["input_kind"] == "mlem-flyscan"
     assert attrs["model"]["weights_sha256"] == open_volume(rr)[1]["model"]["weights_sha256"]
     assert attrs["source"]["method"] == "mlem-flyscan"
+    assert attrs["network_zoom"] == open_volume(rr)[1]["network_zoom"]  # one zoom, judged alike (or none)
     truth = np.load(scan.with_name("scan_truth.npy"))[44:50]
     before = np.mean([psnr(v, t) for v, t in zip(open_volume(mm)[0][:], truth)])
     after = np.mean([psnr(v, t) for v, t in zip(got[:], truth)])
@@ -439,6 +440,9 @@ def test_bad_zoom_flags_are_one_line_exit_2(scan, tmp_path):
     assert r.returncode == 2 and "method fbp takes no --rrdb-zoom" in r.stderr
     r = run_cli("enhance", str(scan), "--out", str(tmp_path / "e.zarr"), "--zoom", "big")
     assert r.returncode == 2 and "--zoom must be 'auto' or a number from 1 to 4, got 'big'" in r.stderr
+    from hpc.commands import zoom_flag
+
+    assert zoom_flag("AUTO", "--zoom") == zoom_flag(" Auto", "--zoom") == "auto" and zoom_flag("1.5", "--zoom") == 1.5
 
 
 def test_zoom_summary_names_the_slices_at_each_zoom():
@@ -446,18 +450,20 @@ def test_zoom_summary_names_the_slices_at_each_zoom():
 
     line = zoom_summary([1.5, 1.0, 1.5, 1.5])
     assert line.startswith("network zoom: 3 of 4 slice(s) at 1.5, 1 of 4 slice(s) at 1 ")
-    assert "--rrdb-zoom / --zoom" in line and "\n" not in line
+    assert "compare scans at one zoom" in line and "\n" not in line
+    assert zoom_summary([2.0, 2.0]) == "network zoom 2 (given): every slice at this zoom"
 
 
-def test_enhance_says_which_slices_it_zoomed(tmp_path):
-    """A quiet 128-px slice beside an empty one, zoom auto: one line says 1 of 2 went through
-    at 1.5; the output equals the network at 1.5 on the first and the input on the empty one."""
+def test_enhance_says_which_zoom_it_chose(tmp_path):
+    """A quiet 128-px slice beside an empty one, zoom auto: one zoom for the volume, judged on the
+    slice with material, said in one line; the output equals the network at 1.5 on the first and
+    the input on the empty one."""
     yy, xx = np.mgrid[:128, :128] - 63.5
     vol = np.stack([(yy ** 2 + xx ** 2 < 50 ** 2) * np.float32(0.02), np.zeros((128, 128), np.float32)])
     np.save(tmp_path / "v.npy", vol)
     r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o.npy"), "--input-kind", "mlem-flyscan")
     assert r.returncode == 0, r.stderr
-    assert "network zoom: 1 of 2 slice(s) at 1.5, 1 of 2 slice(s) at 1 " in r.stderr
+    assert "network zoom 1.5 (noise " in r.stderr and ", 1 slice): every slice at this zoom" in r.stderr
     got = np.load(tmp_path / "o.npy")
     np.testing.assert_allclose(got[0], load_model(None).apply(vol[:1], zoom=1.5)[0], atol=1e-6)
     np.testing.assert_array_equal(got[1], vol[1])

@@ -533,6 +533,8 @@ def test_rrdb_with_the_shipped_models(tmp_path):
             kind = {"rrdb-fbp": "fbp", "rrdb-two": "mlem-flyscan+fbp"}.get(label, "mlem-flyscan")
             assert attrs["model"]["input_kind"] == kind
             assert attrs["model"]["weights_sha256"] == load_model(None, input_kind=kind).card["weights_sha256"]
+            chosen = attrs["network_zoom"]  # zoom auto: one for the scan, judged on its 8 middle rows
+            assert chosen["slices"] == 8 and attrs["options"]["zoom"] == chosen["zoom"] in (1.0, 1.5), chosen
             blend = attrs["model"]["blend"]  # 64-px slices: the second network only when asked for
             assert (blend is not None) == (label == "rrdb-blend")
             if blend:

@@ -178,8 +178,10 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     first = read_store(tmp_path / "store.zarr")
     marks = [json.loads(p.read_text()) for p in (tmp_path / "store.zarr" / ".flytomo" / "manifest").iterdir()]
     zooms = [z for m in marks for z in m["zoom"]]  # each slice's network zoom, recorded
-    assert len(zooms) == sum(m["z1"] - m["z0"] for m in marks) and set(zooms) <= {1.0, 1.5}
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    chosen = attrs["network_zoom"]  # one zoom for the series, judged on the first scan's middle rows
+    assert chosen["scan"] == sim.scans[0].name and chosen["rows"] == [(SIZE - 8) // 2, (SIZE + 8) // 2]
+    assert len(zooms) == sum(m["z1"] - m["z0"] for m in marks) and set(zooms) == {chosen["zoom"]}
     assert attrs["plan"]["model"] == json.loads(model.with_suffix(".json").read_text())["weights_sha256"]
     # nothing to do and the same network: a rerun is accepted
     assert run_experiment(load_experiment(cfg), progress=False).skipped == SCANS * (SIZE // 16)
@@ -189,6 +191,29 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     s = run_experiment(load_experiment(cfg), progress=False, restart=True)
     assert s.complete and s.done == SCANS * (SIZE // 16)
     assert not np.array_equal(read_store(tmp_path / "store.zarr"), first)
+
+
+def test_a_series_keeps_the_zoom_its_store_was_begun_with(sim, tmp_path, capsys):
+    """rrdb, zoom auto: the run says the one zoom it chose for every scan; units still to do in a
+    store whose recorded choice differs (an earlier run judged it) are run at the recorded zoom,
+    so a resumed series never mixes two."""
+    from hpc import store as st
+
+    cfg = write_config(tmp_path, sim, rows_per_chunk=16,
+                       reconstruction={"method": "rrdb", "iterations": 5, "rrdb": {"blend": "none"}})
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    err = capsys.readouterr().err
+    store = tmp_path / "store.zarr"
+    chosen = json.loads((store / ".zattrs").read_text())["flytomo"]["network_zoom"]
+    assert f"network zoom {chosen['zoom']:g} (noise " in err and f"in {sim.scans[0].name} rows 12:20" in err
+    other = 1.0 if chosen["zoom"] == 1.5 else 1.5
+    st.update_attrs(store, network_zoom={**chosen, "zoom": other})
+    for marker in (store / ".flytomo" / "manifest").glob("t00001_*"):
+        marker.unlink()
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == SIZE // 16 and "network zoom" not in capsys.readouterr().err
+    marks = [json.loads(p.read_text()) for p in (store / ".flytomo" / "manifest").glob("t00001_*")]
+    assert len(marks) == SIZE // 16 and {z for m in marks for z in m["zoom"]} == {other}
 
 
 def test_the_second_network_is_part_of_the_plan(sim, tmp_path):

@@ -381,7 +381,7 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
                                                                 rng=np.random.default_rng(0)))[0]
     sino = np.stack([clean, noisy]).astype(np.float32)
     zoomed: list[float] = []
-    with pytest.warns(ModelDomainWarning, match="these slices are 128 px:"):  # the noisy slice, unzoomed
+    with pytest.warns(ModelDomainWarning, match="these slices are only 128 px wide, so"):  # the noisy slice, unzoomed
         got = make_reconstructor(g, "rrdb")(sino, zoomed=zoomed)
     assert zoomed == [1.5, 1.0]  # each slice's zoom, reported
     with warnings.catch_warnings():  # the quiet slice alone reaches the networks at 192 px: no size warning

@@ -430,9 +430,9 @@ def test_slices_smaller_than_the_trained_samples_warn():
         warnings.simplefilter("error")
         loaded.check_slice_size(int(hi))
         loaded.check_slice_size(int(lo) - 1, [1.5, 1.5])  # zoomed before the network: inside
-    with pytest.warns(ModelDomainWarning, match=rf"these slices are {int(lo) - 1} px:"):
+    with pytest.warns(ModelDomainWarning, match=rf"these slices are only {int(lo) - 1} px wide, so any sample"):
         loaded.check_slice_size(int(lo) - 1, [1.5, 1.0])  # one slice went through at its own size
-    with pytest.warns(ModelDomainWarning, match=r"these slices are 100 px \(110 px at zoom 1.1\)"):
+    with pytest.warns(ModelDomainWarning, match=r"these slices are only 100 px wide \(110 px at zoom 1.1\)"):
         loaded.check_slice_size(100, [1.1])
 
 
