@@ -340,3 +340,33 @@ def test_mpi_without_mpi4py_is_one_line(sim, tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-2000:]
     assert "mpi4py is not installed (pip install 'flytomo[mpi]')" in r.stderr and "experiment.yaml" in r.stderr
     assert not (tmp_path / "store.zarr").exists()
+
+
+def test_the_series_zoom_is_judged_once_on_a_worker_and_every_executor_agrees(sim, tmp_path):
+    """rrdb, zoom auto, over Dask workers and MPI ranks: the one zoom for the series is judged on
+    a worker (the probe pickled there and back), recorded alike, and the volumes equal the local
+    executor's bit for bit."""
+    import json
+
+    pytest.importorskip("distributed")
+    recon = {"method": "rrdb", "iterations": 5, "rrdb": {"blend": "none"}}
+    stores = {}
+    for kind in ("local", "dask", "mpi"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        cfg = write_config(folder, sim, reconstruction=recon,
+                           executor={"kind": "dask", "dask": {"workers": 2}} if kind == "dask" else {})
+        if kind == "mpi":
+            if not (Path(sys.executable).parent / "mpiexec").exists():
+                continue
+            r = flytomo("run", cfg, "--executor", "mpi", "--no-progress", mpi=2)
+            assert r.returncode == 0 and "network zoom " in r.stderr, r.stderr[-2000:]
+        else:
+            assert run_experiment(load_experiment(cfg), progress=False).complete
+        stores[kind] = (read_store(folder / "store.zarr"),
+                        json.loads((folder / "store.zarr" / ".zattrs").read_text())["flytomo"]["network_zoom"])
+    ref, chosen = stores.pop("local")
+    assert chosen["zoom"] in (1.0, 1.5) and chosen["slices"] == 8 and chosen["scan"] == sim.scans[0].name
+    for kind, (vol, got) in stores.items():
+        assert got == chosen, kind
+        np.testing.assert_array_equal(vol, ref, err_msg=kind)
