@@ -432,8 +432,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "rotations/flips of each slice (8x the time, about +0.1 dB)")
     p.add_argument("--zoom", default="auto", metavar="auto|F",
                    help="resample each slice by F (1-4) before the network and back after it; default auto "
-                        "(flytomo's networks: 1.5 on quiet slices under 300 px, else 1; "
-                        "1 for the seed's)")
+                        "(one zoom for the volume; flytomo's networks: 1.5 where slices are under 300 px and "
+                        "the middle ones quiet, else 1; 1 for the seed's)")
     p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
                    "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",

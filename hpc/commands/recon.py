@@ -322,7 +322,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--rrdb-zoom", metavar="auto|F",
                    help="rrdb: resample each slice by F (1-4) before the network and back after it; default "
-                        "auto (1.5 on quiet slices under 300 px for flytomo's networks, else 1)")
+                        "auto: one zoom for the scan, 1.5 where its slices are under 300 px and its middle rows quiet, "
+                        "for flytomo's networks; else 1")
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
                    "rotations/flips of each slice (8x the network time, about +0.1 dB)")
     p.add_argument("--amp", action="store_true", help="rrdb: the network in mixed precision (bfloat16 on the "
