@@ -369,8 +369,11 @@ def store_problem(exp: Experiment, files: list[Path], detector: tuple[int, int])
     try:
         from recon.methods import model_provenance
 
-        resolved = _resolved_options(method, exp.method_options())
-        model = model_provenance(method, resolved, detector[1])
+        options = exp.method_options()
+        resolved = _resolved_options(method, options)
+        if method == "rrdb" and resolved.get("zoom") == "auto":  # the networks the store's series zoom chose
+            options = {**options, **kept_zoom(existing)}
+        model = model_provenance(method, _resolved_options(method, options), detector[1])
         n_rows, n_cols = detector
         plan_sig = _plan_signature(exp, (len(files), n_rows, n_cols, n_cols), files, resolved, model)
         resumable(store, existing, plan_sig, exp.path)
@@ -536,8 +539,14 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             _warn(line)
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
-        model = model_provenance(method, resolved, n_cols)  # auto adds the second network by slice size
-        if (line := _dose_line(method, resolved, n_cols, plans)) is not None:
+        zoom_record = None  # rrdb, zoom auto: one zoom for the series, before the networks are chosen by it
+        if method == "rrdb" and resolved.get("zoom") == "auto":
+            change, zoom_record = series_zoom(existing, st.store_exists(store), plans, n_rows, executor, method, options,
+                                              cfg.executor.device, cfg.executor.threads_per_worker, corrections)
+            options = {**options, **change}
+        running = _resolved_options(method, options)  # resolved: the plan's options, with zoom "auto" as given
+        model = model_provenance(method, running, n_cols)  # auto adds the second network by slice size and zoom
+        if (line := _dose_line(method, running, n_cols, plans)) is not None:
             _warn(line)
         plan_sig = _plan_signature(exp, shape, files, resolved, model)
 
@@ -560,7 +569,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             attrs = {"version": _version(), "method": method, "options": resolved, "model": model,
                      "config": {**cfg.model_dump(mode="json"), "config_file": str(exp.path)},
                      "command": command, "versions": st.versions(), "created": st.now_iso(),
-                     "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig,
+                     "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig, "network_zoom": zoom_record,
                      "scans": [p.to_attrs(store.parent) for p in plans]}
             st.create_store(store, shape, cfg.rows_per_chunk, attrs,
                             time_step_s=start_spacing_s(plans) or 1.0, pixel_size_nm=common_pixel_size(plans))
@@ -585,24 +594,17 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
 
         # -- run
         plan_by_t = {p.index: p for p in plans}
-
-        def job_for(u: WorkUnit, opts: dict) -> UnitJob:
-            p = plan_by_t[u.t]
-            return UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, tuple(sorted(opts.items())),
-                           cfg.executor.device, cfg.executor.threads_per_worker,
-                           plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
-                           p.tilt.to_dict() if p.tilt else None)
-
-        if method == "rrdb" and resolved.get("zoom") == "auto" and todo:
-            options = {**options, **series_zoom(existing, plans, n_rows, store, lambda u: job_for(u, options),
-                                                executor)}
+        opts_key = tuple(sorted(options.items()))
         jobs, failed_now = [], []
         for u in todo:
             p = plan_by_t[u.t]
             if not p.ok:
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
-            jobs.append(job_for(u, options))
+            jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
+                                cfg.executor.device, cfg.executor.threads_per_worker,
+                                plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
+                                p.tilt.to_dict() if p.tilt else None))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
@@ -676,40 +678,47 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         handler.close()
 
 
-def series_zoom(existing: dict, plans: list[ScanPlan], n_rows: int, store: Path,
-                job_for: Callable[[WorkUnit], UnitJob], executor: Executor) -> dict:
-    """The rrdb method's ``zoom: auto`` made one number for every scan of a series: the zoom an
-    earlier run of this store chose (attribute ``network_zoom``), else the choice of
+def kept_zoom(existing: dict) -> dict:
+    """``{"zoom": z}`` where a store's attributes ``existing`` record its series zoom, else ``{}``."""
+    known = existing.get("network_zoom")
+    ok = isinstance(known, dict) and isinstance(known.get("zoom"), (int, float)) and not isinstance(known["zoom"], bool)
+    return {"zoom": float(known["zoom"])} if ok else {}
+
+
+def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int, executor: Executor, method: str,
+                options: dict, device: str, threads: int | None, corrections: Corrections) -> tuple[dict, dict | None]:
+    """The rrdb method's ``zoom: auto`` made one number for every scan of a series, before the
+    plan (the networks the run checks on its workers depend on it: at zoom 1 a 128-px slice gets
+    no second network). A store begun with one keeps it (attribute ``network_zoom``); a store
+    begun before there was one keeps choosing per slice, as it was begun. Else the choice of
     :meth:`recon.methods.Reconstructor.choose_zoom` on the middle rows of the first readable scan,
-    made on a worker, recorded in the store and said in one line. Returns the options to
-    change: ``{"zoom": z}``, or none (nothing to choose: too few projections, the seed's network).
-    A choice per slice would let crack contrast step between scans whose noise straddles the
-    limit (docs/benchmarks.md: 128-px series at 1,000 photons, crack fractions 0.2-0.6 points
-    lower at zoom 1 than at 1.5)."""
+    made on a worker, said in one line. Returns (the options to change: ``{"zoom": z}`` or none,
+    the record for a new store or None). A choice per slice would let crack contrast step between
+    scans whose noise straddles the limit (docs/benchmarks.md "One zoom per series")."""
     from recon.infer import zoom_sample_rows
 
-    known = existing.get("network_zoom")
-    if isinstance(known, dict) and isinstance(known.get("zoom"), (int, float)):
-        return {"zoom": float(known["zoom"])}
+    if exists:
+        return kept_zoom(existing), None
     first = next((p for p in plans if p.ok), None)
     if first is None:
-        return {}
+        return {}, None
     z0, z1 = zoom_sample_rows(n_rows)
+    job = UnitJob(WorkUnit(first.index, z0, z1), "", str(first.path), first.geometry.to_dict(), method,
+                  tuple(sorted(options.items())), device, threads, None, corrections,
+                  first.jitter.to_dict() if first.jitter else None, first.tilt.to_dict() if first.tilt else None)
     try:
-        choice = executor.map(zoom_probe, [job_for(WorkUnit(first.index, z0, z1))])[0]
+        choice = executor.map(zoom_probe, [job])[0]
     except Exception as err:  # the units will meet the problem and report it, scan by scan
         _warn(f"network zoom: {first.path.name} rows {z0}:{z1} could not be judged ({type(err).__name__}: {err}); "
               "each slice takes its own zoom")
-        return {}
+        return {}, None
     if choice is None:
-        return {}
-    record = {**choice.to_dict(), "scan": first.path.name, "rows": [z0, z1]}
-    st.update_attrs(store, network_zoom=record)
+        return {}, None
     line = (f"network zoom {choice.words()} in {first.path.name} rows {z0}:{z1}: every scan at this zoom "
             "(reconstruction.rrdb.zoom: a number pins it)")
     log.info("%s", line)
     print(line, file=sys.stderr)
-    return {"zoom": choice.zoom}
+    return {"zoom": choice.zoom}, {**choice.to_dict(), "scan": first.path.name, "rows": [z0, z1]}
 
 
 def resume_hint(restart: bool) -> str:

@@ -164,14 +164,17 @@ class ZoomChoice:
     noise: float
     limit: float
     slices: int
+    reason: str = ""  # where no noise was judged: why (too few projections)
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN noise as None)."""
         return {"zoom": self.zoom, "noise": self.noise if self.noise == self.noise else None,
-                "limit": self.limit, "slices": self.slices}
+                "limit": self.limit, "slices": self.slices, **({"reason": self.reason} if self.reason else {})}
 
     def words(self) -> str:
         """E.g. ``"1.5 (noise 0.041 under 0.117, median of 8 slices)"``."""
+        if self.reason:
+            return f"{self.zoom:g} ({self.reason})"
         if self.slices == 0:
             return f"{self.zoom:g} (no slice with material to judge the noise by)"
         if self.limit <= 0:

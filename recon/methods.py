@@ -481,10 +481,15 @@ class Reconstructor:
         ``sino`` (z, n_angles, n_columns): rows :func:`recon.infer.zoom_sample_rows` picks. None
         where there is nothing to choose: another method, a zoom given as a number, the seed's
         network, a scan with too few projections (:func:`scan_zoom`)."""
-        from recon.infer import AUTO_ZOOM_RULES, choose_zoom
+        from recon.infer import AUTO_ZOOM_RULES, ZoomChoice, choose_zoom
 
         rule = getattr(self._fn, "zoom", None)
         if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
+            loaded = getattr(self._fn, "loaded", None)
+            if self.options.get("zoom") == "auto" and loaded is not None and loaded.resolve_zoom("auto") != 1.0:
+                g = self.geometry  # flytomo's network, auto, but scan_zoom kept 1: say why
+                return ZoomChoice(1.0, float("nan"), 0.0, 0, reason=f"{math.pi / g.folded_step:.0f} projections per "
+                                  f"half turn: too few to zoom slices of {g.image_size} px")
             return None
         s, p = self._sinograms(sino), self.geometry.pad_columns
         with torch.no_grad():

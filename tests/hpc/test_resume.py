@@ -643,3 +643,39 @@ def test_a_store_begun_by_other_code_is_said_when_resumed(sim, tmp_path, capsys)
             and f"its {UNITS - 2} units still to do will be reconstructed by this one, unlike the 2 done" in err), err
     after = json.loads(zattrs.read_text())["flytomo"]
     assert len(after["resumed_by"]) == 1 and after["resumed_by"][0]["recon_code"] != "0123456789ab"
+
+
+def test_a_small_series_judged_noisy_runs_with_the_networks_it_planned(tmp_path):
+    """Blind probe L: 128-px slices whose first scan is noisy: the series zoom is 1, so the FBP
+    network (it joins slices it sees at >= 179 px) is not used. The plan named the zoom-1.5 pair
+    and every unit failed ('network weights changed since the run was planned'): the plan, the
+    store's provenance and the workers now agree, and `check` of the store finds nothing wrong."""
+    from recon.geometry import ScanGeometry
+    from recon.io import write_fxi
+    from recon.operators import Projector
+    from recon.simulate import counts_from_transmission
+
+    n, rows = 128, 8
+    g = ScanGeometry.create(np.arange(120) * 1.5 + 0.75, n, blur_angle_deg=1.5)
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    disk = np.where(yy ** 2 + xx ** 2 < (0.35 * n) ** 2, 0.03, 0.0).astype(np.float32)
+    import torch
+
+    sino = Projector(g).forward(torch.from_numpy(disk)[None])[0].numpy()
+    (tmp_path / "raw").mkdir()
+    for i, i0 in enumerate((40.0, 5000.0)):  # the first scan photon-starved
+        scan = counts_from_transmission(np.repeat(np.exp(-sino)[None], rows, axis=0), g, i0,
+                                        rng=np.random.default_rng(i))
+        write_fxi(tmp_path / "raw" / f"scan_{i}.h5", scan.tomo, scan.flats, scan.darks, g.angles_deg,
+                  scan_id=i, scan_time=100.0 * i, blur_angle_deg=1.5)
+    cfg = tmp_path / "experiment.yaml"
+    cfg.write_text("scans: raw/scan_*.h5\noutput: store.zarr\nrows_per_chunk: 8\nscan_duration_s: 6.0\n"
+                   "reconstruction: {method: rrdb, pad_columns: 0}\nanalysis: {enabled: false}\n")
+    r = flytomo("run", cfg, "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "network zoom 1 (noise " in r.stderr and "2 done now" in r.stdout, r.stderr + r.stdout
+    attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
+    assert attrs["network_zoom"]["zoom"] == 1.0 and attrs["model"]["blend"] is None  # what the units ran
+    c = flytomo("check", cfg)
+    assert c.returncode == 0 and "network" not in c.stderr, c.stderr
+    assert flytomo("run", cfg, "--no-progress").returncode == 0  # nothing to do: the same plan
