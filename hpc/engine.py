@@ -698,7 +698,14 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     from recon.infer import zoom_sample_rows
 
     if exists:
-        return kept_zoom(existing), None
+        kept = kept_zoom(existing)
+        if kept:
+            known = existing["network_zoom"]
+            line = (f"network zoom {kept['zoom']:g}, kept from the store (judged on {known.get('scan', '?')} rows "
+                    f"{':'.join(str(r) for r in known.get('rows', []))} when it was begun)")
+            log.info("%s", line)
+            print(line, file=sys.stderr)
+        return kept, None
     first = next((p for p in plans if p.ok), None)
     if first is None:
         return {}, None

@@ -208,6 +208,17 @@ def scan_zoom(zoom: float | str, geometry: ScanGeometry | None) -> float | str:
     return zoom
 
 
+def sparse_zoom_choice(geometry: ScanGeometry | None) -> Any:
+    """Zoom 1 with its reason (a :class:`recon.infer.ZoomChoice`) for a scan of ``geometry`` whose
+    projections are too few to zoom (:func:`scan_zoom`), else None."""
+    from recon.infer import ZoomChoice
+
+    if geometry is None or scan_zoom("auto", geometry) != 1.0:
+        return None
+    return ZoomChoice(1.0, float("nan"), 0.0, 0, reason=f"{math.pi / geometry.folded_step:.0f} projections per "
+                      f"half turn: too few to zoom slices of {geometry.image_size} px")
+
+
 def blend_outputs(main: Any, second: Any, weight: float) -> Any:
     """The rrdb method's mean of two networks' outputs (arrays or tensors (..., y, x) of one
     shape): (1 − weight) · main + weight · second inside each slice's inscribed disk (the field
@@ -481,15 +492,13 @@ class Reconstructor:
         ``sino`` (z, n_angles, n_columns): rows :func:`recon.infer.zoom_sample_rows` picks. None
         where there is nothing to choose: another method, a zoom given as a number, the seed's
         network, a scan with too few projections (:func:`scan_zoom`)."""
-        from recon.infer import AUTO_ZOOM_RULES, ZoomChoice, choose_zoom
+        from recon.infer import AUTO_ZOOM_RULES, choose_zoom
 
         rule = getattr(self._fn, "zoom", None)
         if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
             loaded = getattr(self._fn, "loaded", None)
             if self.options.get("zoom") == "auto" and loaded is not None and loaded.resolve_zoom("auto") != 1.0:
-                g = self.geometry  # flytomo's network, auto, but scan_zoom kept 1: say why
-                return ZoomChoice(1.0, float("nan"), 0.0, 0, reason=f"{math.pi / g.folded_step:.0f} projections per "
-                                  f"half turn: too few to zoom slices of {g.image_size} px")
+                return sparse_zoom_choice(self.geometry)  # flytomo's network, auto, but scan_zoom kept 1
             return None
         s, p = self._sinograms(sino), self.geometry.pad_columns
         with torch.no_grad():

@@ -211,7 +211,8 @@ def test_a_series_keeps_the_zoom_its_store_was_begun_with(sim, tmp_path, capsys)
     for marker in (store / ".flytomo" / "manifest").glob("t00001_*"):
         marker.unlink()
     s = run_experiment(load_experiment(cfg), progress=False)
-    assert s.complete and s.done == SIZE // 16 and "network zoom" not in capsys.readouterr().err
+    assert s.complete and s.done == SIZE // 16
+    assert f"network zoom {other:g}, kept from the store (judged on {sim.scans[0].name} rows 12:20" in capsys.readouterr().err
     marks = [json.loads(p.read_text()) for p in (store / ".flytomo" / "manifest").glob("t00001_*")]
     assert len(marks) == SIZE // 16 and {z for m in marks for z in m["zoom"]} == {other}
 
