@@ -145,13 +145,14 @@ def primary_noise(x: torch.Tensor) -> torch.Tensor:
     return slice_noise(normalize_tensor(primary.float(), "p95")[0])
 
 
-def auto_zoom(norm: torch.Tensor, kind: str = "mlem-flyscan") -> list[float]:
-    """The zoom ``"auto"`` picks for each normalized slice (B, H, W) of a network's primary
-    input ``kind`` ("mlem-flyscan" or "fbp"; see :data:`ZOOM_NOISE`)."""
-    limit = zoom_noise_limit(min(norm.shape[-2:]), kind)
+def auto_zoom(x: torch.Tensor, kind: str = "mlem-flyscan") -> list[float]:
+    """The zoom ``"auto"`` picks for each slice of network inputs (B, H, W) or (B, C, H, W),
+    judged on its primary channel (:func:`primary_noise`), of kind ``kind`` ("mlem-flyscan" or
+    "fbp"; see :data:`ZOOM_NOISE`)."""
+    limit = zoom_noise_limit(min(x.shape[-2:]), kind)
     if limit <= 0:
-        return [1.0] * norm.shape[0]
-    return [AUTO_ZOOM if float(v) < limit else 1.0 for v in slice_noise(norm)]  # NaN (no material): 1
+        return [1.0] * x.shape[0]
+    return [AUTO_ZOOM if float(v) < limit else 1.0 for v in primary_noise(x)]  # NaN (no material): 1
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,9 @@ def choose_zoom(x: torch.Tensor, rule: str) -> ZoomChoice:
     """One zoom for every slice of a scan (or a series) from sample slices ``x`` of the network's
     input, (B, H, W) or (B, C, H, W), by the auto ``rule`` (one of :data:`AUTO_ZOOM_RULES`):
     :data:`AUTO_ZOOM` where the median noise of the slices that hold material is under
-    :func:`zoom_noise_limit`, else 1. Zoomed slices show cracks darker (docs/benchmarks.md): one
-    zoom keeps crack fractions comparable along z and from scan to scan, where a choice per
-    slice can step between them."""
+    :func:`zoom_noise_limit`, else 1. Zoom changes crack contrast (docs/benchmarks.md "One zoom
+    per series"): one zoom keeps crack fractions comparable along z and from scan to scan, where
+    a choice per slice can step between them."""
     if rule not in AUTO_ZOOM_RULES:
         raise FlytomoError(None, f"unknown zoom rule {rule!r}; known: {', '.join(AUTO_ZOOM_RULES)}")
     limit = zoom_noise_limit(min(x.shape[-2:]), _rule_kind(rule))
@@ -219,8 +220,7 @@ def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]
             raise FlytomoError(None, f"{len(zoom)} zooms for {x.shape[0]} slices")
         return [check_zoom(z) for z in zoom]
     if zoom == "auto" or zoom in AUTO_ZOOM_RULES:
-        primary = x if x.dim() == 3 else x[:, 0]
-        return auto_zoom(normalize_tensor(primary.float(), "p95")[0], _rule_kind(zoom))
+        return auto_zoom(x, _rule_kind(zoom))
     return [check_zoom(zoom)] * x.shape[0]
 
 
