@@ -235,17 +235,23 @@ def _run_unit(job: UnitJob) -> UnitResult:
     return UnitResult(u, True, "", seconds, build, worker, _peak_rss_mb())
 
 
-def zoom_probe(job: UnitJob) -> Any:
+def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int]]:
     """Worker side of a series' one network zoom: the :class:`recon.infer.ZoomChoice` (or None:
-    nothing to choose) of ``job``'s rows of its scan, read and reconstructed as
-    :func:`run_unit` does (the first stage only); nothing is written."""
+    nothing to choose) of ``job``'s scan, judged on the rows of ``job.unit``'s range that
+    :func:`recon.infer.zoom_sample_rows` picks where the sample is, read and reconstructed as
+    :func:`run_unit` does (the first stage only), and those rows; nothing is written."""
+    from recon.infer import zoom_sample_rows
     from recon.io.alignment import Jitter, Tilt, read_line_integrals
+    from recon.io.preprocess import row_contrast
 
     set_torch_threads(job.threads)
     rec, _ = reconstructor_for(job.geometry, job.method, job.options, worker_device(job.device), job.model_sha256)
-    got = read_line_integrals(reader_for(job.scan_file), job.unit.z0, job.unit.z1, corrections=job.corrections,
+    reader = reader_for(job.scan_file)
+    z0, z1 = job.unit.z0, job.unit.z1
+    a, b = (z0 + r for r in zoom_sample_rows(z1 - z0, row_contrast(reader, z0, z1)))
+    got = read_line_integrals(reader, a, b, corrections=job.corrections,
                               jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt), columns=False)
-    return rec.choose_zoom(got)
+    return rec.choose_zoom(got), (a, b)
 
 
 # ───────────────────────────── the driver side ─────────────────────────────
@@ -690,42 +696,53 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     """The rrdb method's ``zoom: auto`` made one number for every scan of a series, before the
     plan (the networks the run checks on its workers depend on it: at zoom 1 a 128-px slice gets
     no second network). A store begun with one keeps it (attribute ``network_zoom``); a store
-    begun before there was one keeps choosing per slice, as it was begun. Else the choice of
-    :meth:`recon.methods.Reconstructor.choose_zoom` on the middle rows of the first readable scan,
-    made on a worker, said in one line. Returns (the options to change: ``{"zoom": z}`` or none,
+    begun before there was one keeps choosing per slice, as it was begun. Else the median
+    (:func:`recon.infer.series_zoom_choice`) of :meth:`recon.methods.Reconstructor.choose_zoom` on
+    the sample's rows of the first, middle and last readable scans, judged on workers, said in one
+    line, with a warning naming a judged scan that alone would go the other way. Returns (the options to change: ``{"zoom": z}`` or none,
     the record for a new store or None). A choice per slice would let crack contrast step between
     scans whose noise straddles the limit (docs/benchmarks.md "One zoom per series")."""
-    from recon.infer import zoom_sample_rows
+    from recon.infer import series_zoom_choice
 
     if exists:
         kept = kept_zoom(existing)
         if kept:
             known = existing["network_zoom"]
-            line = (f"network zoom {kept['zoom']:g}, kept from the store (judged on {known.get('scan', '?')} rows "
-                    f"{':'.join(str(r) for r in known.get('rows', []))} when it was begun)")
+            judged = known.get("judged") or [known]  # a store of session 37 recorded one scan, unnamed as a list
+            where = "; ".join(f"{j.get('scan', '?')} rows {':'.join(str(r) for r in j.get('rows', []))}"
+                              for j in judged if isinstance(j, dict))
+            line = f"network zoom {kept['zoom']:g}, kept from the store (judged on {where} when it was begun)"
             log.info("%s", line)
             print(line, file=sys.stderr)
         return kept, None
-    first = next((p for p in plans if p.ok), None)
-    if first is None:
+    readable = [p for p in plans if p.ok]
+    if not readable:
         return {}, None
-    z0, z1 = zoom_sample_rows(n_rows)
-    job = UnitJob(WorkUnit(first.index, z0, z1), "", str(first.path), first.geometry.to_dict(), method,
-                  tuple(sorted(options.items())), device, threads, None, corrections,
-                  first.jitter.to_dict() if first.jitter else None, first.tilt.to_dict() if first.tilt else None)
+    picks = [readable[i] for i in sorted({0, len(readable) // 2, len(readable) - 1})]
+    jobs = [UnitJob(WorkUnit(p.index, 0, n_rows), "", str(p.path), p.geometry.to_dict(), method,
+                    tuple(sorted(options.items())), device, threads, None, corrections,
+                    p.jitter.to_dict() if p.jitter else None, p.tilt.to_dict() if p.tilt else None) for p in picks]
+    names = ", ".join(p.path.name for p in picks)
     try:
-        choice = executor.map(zoom_probe, [job])[0]
+        got = executor.map(zoom_probe, jobs)
     except Exception as err:  # the units will meet the problem and report it, scan by scan
-        _warn(f"network zoom: {first.path.name} rows {z0}:{z1} could not be judged ({type(err).__name__}: {err}); "
+        _warn(f"network zoom: {names} could not be judged ({type(err).__name__}: {err}); "
               "each slice takes its own zoom")
         return {}, None
-    if choice is None:
+    if any(c is None for c, _ in got):
         return {}, None
-    line = (f"network zoom {choice.words()} in {first.path.name} rows {z0}:{z1}: every scan at this zoom "
-            "(reconstruction.rrdb.zoom: a number pins it)")
+    choice = series_zoom_choice([c for c, _ in got])
+    judged = [{"scan": p.path.name, "rows": list(rows), **c.to_dict()} for p, (c, rows) in zip(picks, got)]
+    where = "; ".join(f"{j['scan']} rows {j['rows'][0]}:{j['rows'][1]}" for j in judged)
+    line = f"network zoom {choice.words()} in {where}: every scan at this zoom (reconstruction.rrdb.zoom: a number pins it)"
     log.info("%s", line)
     print(line, file=sys.stderr)
-    return {"zoom": choice.zoom}, {**choice.to_dict(), "scan": first.path.name, "rows": [z0, z1]}
+    apart = [j for j in judged if j["zoom"] != choice.zoom and j["noise"] is not None and not j.get("reason")]
+    if apart:
+        _warn("network zoom: " + "; ".join(f"{j['scan']} alone would take {j['zoom']:g} (noise {j['noise']:.3g}"
+                                           f"{' over' if j['zoom'] == 1 else ' under'} {j['limit']:.3g})" for j in apart)
+              + f"; every scan takes the series' {choice.zoom:g}, so crack fractions compare from scan to scan")
+    return {"zoom": choice.zoom}, {**choice.to_dict(), "judged": judged}
 
 
 def resume_hint(restart: bool) -> str:

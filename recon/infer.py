@@ -166,11 +166,13 @@ class ZoomChoice:
     limit: float
     slices: int
     reason: str = ""  # where no noise was judged: why (too few projections)
+    scans: int = 1  # scans judged (:func:`series_zoom_choice`)
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN noise as None)."""
         return {"zoom": self.zoom, "noise": self.noise if self.noise == self.noise else None,
-                "limit": self.limit, "slices": self.slices, **({"reason": self.reason} if self.reason else {})}
+                "limit": self.limit, "slices": self.slices, **({"reason": self.reason} if self.reason else {}),
+                **({"scans": self.scans} if self.scans != 1 else {})}
 
     def words(self) -> str:
         """E.g. ``"1.5 (noise 0.041 under 0.117, median of 8 slices)"``."""
@@ -182,6 +184,8 @@ class ZoomChoice:
             return f"{self.zoom:g} (slices of {ZOOM_MAX_SIZE} px and up are not zoomed)"
         rel = "under" if self.noise < self.limit else "not under"
         of = f"median of {self.slices} slices" if self.slices > 1 else "1 slice"
+        if self.scans > 1:
+            of = f"median of {self.scans} scans' medians, {self.slices} slices"
         return f"{self.zoom:g} (noise {self.noise:.3g} {rel} {self.limit:.3g}, {of})"
 
 
@@ -203,11 +207,38 @@ def choose_zoom(x: torch.Tensor, rule: str) -> ZoomChoice:
     return ZoomChoice(AUTO_ZOOM if med < limit else 1.0, med, limit, int(noise.numel()))
 
 
-def zoom_sample_rows(n_rows: int) -> tuple[int, int]:
+def series_zoom_choice(choices: list[ZoomChoice]) -> ZoomChoice:
+    """One zoom for a series from its judged scans' :func:`choose_zoom` choices (of one size, so
+    one limit): the median of their noises (of an even count the lower: ties to zooming), so one
+    noisy scan (a warm-up scan at a tenth of the dose) does not set the zoom of all; a reason to
+    stay at 1 (too few projections) holds for all."""
+    if not choices:
+        raise ValueError("no choices to combine")
+    judged = [c for c in choices if c.slices and not c.reason]
+    if any(c.reason for c in choices) or not judged:
+        return next((c for c in choices if c.reason), choices[0])
+    noise = sorted(c.noise for c in judged)[(len(judged) - 1) // 2]
+    limit = judged[0].limit
+    return ZoomChoice(AUTO_ZOOM if noise < limit else 1.0, noise, limit, sum(c.slices for c in judged), scans=len(judged))
+
+
+def zoom_sample_rows(n_rows: int, contrast: np.ndarray | None = None) -> tuple[int, int]:
     """The rows (z0, z1) of a scan or volume of ``n_rows`` that :func:`choose_zoom` judges by:
-    up to :data:`ZOOM_SAMPLE_ROWS` in the middle (where a sample usually is)."""
+    up to :data:`ZOOM_SAMPLE_ROWS` around the middle row of those that hold the sample, the rows
+    whose ``contrast`` (one value per row, e.g. :func:`recon.io.preprocess.row_contrast`;
+    smoothed over 5 rows) is at least half its largest; without it (or with none above 0), around
+    the middle row. A sample in the top rows is judged there, not on the air in the middle
+    (whose noise voted zoom 1 where the sample's rows gave 1.5, ~2 dB: docs/benchmarks.md)."""
     k = min(n_rows, ZOOM_SAMPLE_ROWS)
-    z0 = (n_rows - k) // 2
+    mid = n_rows // 2
+    if contrast is not None and len(contrast) == n_rows:
+        from scipy.ndimage import median_filter
+
+        c = median_filter(np.nan_to_num(np.asarray(contrast, dtype=np.float64), nan=0.0), size=5, mode="nearest")
+        if c.max() > 0:
+            held = np.flatnonzero(c >= 0.5 * c.max())
+            mid = int(held[len(held) // 2])  # a row of the sample, its middle one
+    z0 = min(max(mid - k // 2, 0), n_rows - k)
     return z0, z0 + k
 
 

@@ -290,15 +290,37 @@ def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float) -> Any:
     """The one network zoom (:class:`recon.infer.ZoomChoice`) ``zoom`` ``"auto"`` gives the whole
-    volume, judged on its middle slices as ``recon --method rrdb`` judges a scan; None where
-    there is nothing to choose (a number given, the seed's network)."""
+    volume, judged on the slices (z0, z1) where the sample is (:func:`slice_contrast`), as
+    ``recon --method rrdb`` judges a scan, and those slices; (None, None) where there is nothing
+    to choose (a number given, the seed's network)."""
     from recon.infer import AUTO_ZOOM_RULES, choose_zoom, zoom_sample_rows
 
     rule = loaded.resolve_zoom(zoom)
     if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
-        return None
-    a, b = zoom_sample_rows(int(volume.shape[0]))
-    return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0])), rule)
+        return None, None
+    a, b = zoom_sample_rows(int(volume.shape[0]), slice_contrast(volume))
+    return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0])), rule), (a, b)
+
+
+#: slices of a volume :func:`slice_contrast` reads at most (evenly spaced), pixels per slice
+CONTRAST_SLICES = 64
+CONTRAST_PIXELS = 1 << 16
+
+
+def slice_contrast(volume) -> np.ndarray:
+    """(n_slices,) how much sample each slice of ``volume`` (z, y, x) shows: the spread (95th − 5th
+    percentile) of its values, over :data:`CONTRAST_PIXELS` of them, read in up to
+    :data:`CONTRAST_SLICES` slices and interpolated between them (the volume's counterpart of
+    :func:`recon.io.preprocess.row_contrast`)."""
+    n = int(volume.shape[0])
+    at = np.unique(np.linspace(0, n - 1, min(n, CONTRAST_SLICES)).round().astype(int))
+    step = max(1, int(np.sqrt(int(volume.shape[1]) * int(volume.shape[2]) / CONTRAST_PIXELS)))
+    spread = []
+    for z in at:
+        x = np.asarray(volume[int(z), ::step, ::step], dtype=np.float32)
+        x = x[np.isfinite(x)]
+        spread.append(float(np.subtract(*np.percentile(x, [95, 5]))) if x.size else 0.0)
+    return np.interp(np.arange(n), at, spread)
 
 
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,
@@ -358,13 +380,14 @@ def run(args: argparse.Namespace) -> int:
     sparse = sparse_zoom_choice(geometry) if args.zoom == "auto" and loaded.resolve_zoom("auto") != 1.0 else None
     args.zoom = scan_zoom(args.zoom, geometry)
     zero = zero_level(volume, args.input, given_zero)
-    choice = sparse or _choose_zoom(volume, loaded, args.zoom, zero)
+    choice, judged = (sparse, None) if sparse else _choose_zoom(volume, loaded, args.zoom, zero)
     if choice is not None:
         args.zoom = choice.zoom
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
-        "zoom": loaded.resolve_zoom(args.zoom), "network_zoom": choice.to_dict() if choice is not None else None,
+        "zoom": loaded.resolve_zoom(args.zoom), "network_zoom": ({**choice.to_dict(), **({"rows": list(judged)} if judged else {})}
+                                                    if choice is not None else None),
         "zero_level": zero,
         "source": src_attrs,
         "command": " ".join(sys.argv) if sys.argv else "", "flytomo_version": recon.__version__,
@@ -402,7 +425,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         if choice is not None:
-            print(f"network zoom {choice.words()}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
+            where = f" in slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
+            print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
                   file=sys.stderr)
         elif any(z != 1 for z in zoomed):
             print(zoom_summary(zoomed), file=sys.stderr)

@@ -148,15 +148,17 @@ def _recon(args: argparse.Namespace) -> int:
                              blur_matters=blur_matters,
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
-    choice = None  # the rrdb method's one network zoom for the scan (zoom auto)
+    choice, judged = None, ""  # the rrdb method's one network zoom for the scan (zoom auto), where judged
     if rec.model is not None:
         from recon.infer import zoom_sample_rows
+        from recon.io.preprocess import row_contrast
 
-        a, b = (z0 + r for r in zoom_sample_rows(z1 - z0))
+        a, b = (z0 + r for r in zoom_sample_rows(z1 - z0, row_contrast(reader, z0, z1)))
         choice = rec.choose_zoom(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
                                                      columns=False))
         if choice is not None:
             rec = rec.with_zoom(choice.zoom)
+            judged = f" in rows {a}:{b}" if choice.slices else ""
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning
@@ -169,7 +171,8 @@ def _recon(args: argparse.Namespace) -> int:
         "method": args.method, "options": rec.options, "model": rec.provenance(),
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
         "tilt": tilt.to_dict() if tilt else None,
-        "network_zoom": choice.to_dict() if choice is not None else None,
+        "network_zoom": ({**choice.to_dict(), **({"rows": [a, b]} if judged else {})}
+                         if choice is not None else None),
         "input": str(Path(args.input).resolve()), "input_fingerprint": file_fingerprint(Path(args.input)),
         "format": reader.format, "rows": [z0, z1], "chunk_rows": args.chunk_rows,
         "metadata": reader.metadata, "command": " ".join(sys.argv) if sys.argv else "",
@@ -231,7 +234,7 @@ def _recon(args: argparse.Namespace) -> int:
         if stops:
             print(stop_summary(stops), file=sys.stderr)
         if choice is not None:
-            print(f"network zoom {choice.words()}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
+            print(f"network zoom {choice.words()}{judged}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
                   file=sys.stderr)
         elif any(z != 1 for z in zoomed):
             print(zoom_summary(zoomed), file=sys.stderr)

@@ -90,6 +90,35 @@ def unlit_tail(reader) -> bool:
     missing = np.all(dark_rows, axis=0) | np.any(nan_rows, axis=0)
     return bool(missing.all())
 
+#: projections :func:`row_contrast` reads (spread over the scan) and rows it reads at once
+CONTRAST_FRAMES = 4
+CONTRAST_BLOCK_ROWS = 256
+
+
+def row_contrast(reader, z0: int, z1: int) -> np.ndarray | None:
+    """(z1 − z0,) how much sample each row z0:z1 of a scan shows: the spread (95th − 5th
+    percentile over the columns) of the row's line integrals, −log((tomo − dark) / (flat − dark))
+    with the mean flat and dark, in :data:`CONTRAST_FRAMES` projections spread over the scan,
+    their mean (air rows: their noise only). Reads those frames' rows and the flats and darks;
+    None for a reader that cannot read single frames."""
+    n_angles = int(reader.shape[0])
+    frames = np.unique(np.linspace(0, n_angles - 1, CONTRAST_FRAMES).round().astype(int))
+    out = []
+    for a in range(z0, z1, CONTRAST_BLOCK_ROWS):
+        try:
+            chunk = reader.read(a, min(a + CONTRAST_BLOCK_ROWS, z1), projections=frames)
+        except TypeError:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row: NaN
+            dark = np.nanmean(chunk.darks, axis=0)
+            t = (chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark)
+            p = -np.log(np.clip(t, 1e-3, None))
+            lo, hi = np.nanpercentile(p, [5, 95], axis=2)  # (frame, z)
+            out.append(np.nanmean(hi - lo, axis=0))
+    return np.concatenate(out).astype(np.float32)
+
+
 def full_scale_of(value: float) -> float | None:
     """The entry of FULL_SCALES that ``value`` is, also as float32 rounds it (2³² − 1 reads 2³²);
     None where it is none of them."""

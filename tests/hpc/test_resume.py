@@ -205,14 +205,18 @@ def test_a_series_keeps_the_zoom_its_store_was_begun_with(sim, tmp_path, capsys)
     err = capsys.readouterr().err
     store = tmp_path / "store.zarr"
     chosen = json.loads((store / ".zattrs").read_text())["flytomo"]["network_zoom"]
-    assert f"network zoom {chosen['zoom']:g} (noise " in err and f"in {sim.scans[0].name} rows 12:20" in err
+    first = chosen["judged"][0]  # the first scan's rows around the sample's middle (it fills the rows: 12:20)
+    where = f"{first['scan']} rows {first['rows'][0]}:{first['rows'][1]}"
+    assert first["scan"] == sim.scans[0].name and 10 <= first["rows"][0] <= 14 and first["rows"][1] == first["rows"][0] + 8
+    assert f"network zoom {chosen['zoom']:g} (noise " in err and f"in {where}; " in err
     other = 1.0 if chosen["zoom"] == 1.5 else 1.5
-    st.update_attrs(store, network_zoom={**chosen, "zoom": other})
+    old = {k: v for k, v in chosen.items() if k not in ("judged", "scans")}  # as session 37 recorded one scan
+    st.update_attrs(store, network_zoom={**old, "zoom": other, "scan": first["scan"], "rows": first["rows"]})
     for marker in (store / ".flytomo" / "manifest").glob("t00001_*"):
         marker.unlink()
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.complete and s.done == SIZE // 16
-    assert f"network zoom {other:g}, kept from the store (judged on {sim.scans[0].name} rows 12:20" in capsys.readouterr().err
+    assert f"network zoom {other:g}, kept from the store (judged on {where} when it was begun)" in capsys.readouterr().err
     marks = [json.loads(p.read_text()) for p in (store / ".flytomo" / "manifest").glob("t00001_*")]
     assert len(marks) == SIZE // 16 and {z for m in marks for z in m["zoom"]} == {other}
 
@@ -647,7 +651,7 @@ def test_a_store_begun_by_other_code_is_said_when_resumed(sim, tmp_path, capsys)
 
 
 def test_a_small_series_judged_noisy_runs_with_the_networks_it_planned(tmp_path):
-    """Blind probe L: 128-px slices whose first scan is noisy: the series zoom is 1, so the FBP
+    """Blind probe L: 128-px slices judged noisy (two of three scans): the series zoom is 1, so the FBP
     network (it joins slices it sees at >= 179 px) is not used. The plan named the zoom-1.5 pair
     and every unit failed ('network weights changed since the run was planned'): the plan, the
     store's provenance and the workers now agree, and `check` of the store finds nothing wrong."""
@@ -664,7 +668,7 @@ def test_a_small_series_judged_noisy_runs_with_the_networks_it_planned(tmp_path)
 
     sino = Projector(g).forward(torch.from_numpy(disk)[None])[0].numpy()
     (tmp_path / "raw").mkdir()
-    for i, i0 in enumerate((40.0, 5000.0)):  # the first scan photon-starved
+    for i, i0 in enumerate((40.0, 40.0, 5000.0)):  # two of the three judged scans photon-starved
         scan = counts_from_transmission(np.repeat(np.exp(-sino)[None], rows, axis=0), g, i0,
                                         rng=np.random.default_rng(i))
         write_fxi(tmp_path / "raw" / f"scan_{i}.h5", scan.tomo, scan.flats, scan.darks, g.angles_deg,
@@ -674,7 +678,8 @@ def test_a_small_series_judged_noisy_runs_with_the_networks_it_planned(tmp_path)
                    "reconstruction: {method: rrdb, pad_columns: 0}\nanalysis: {enabled: false}\n")
     r = flytomo("run", cfg, "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "network zoom 1 (noise " in r.stderr and "2 done now" in r.stdout, r.stderr + r.stdout
+    assert "network zoom 1 (noise " in r.stderr and "3 done now" in r.stdout, r.stderr + r.stdout
+    assert "warning: network zoom: scan_2.h5 alone would take 1.5 (noise " in r.stderr, r.stderr
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
     assert attrs["network_zoom"]["zoom"] == 1.0 and attrs["model"]["blend"] is None  # what the units ran
     c = flytomo("check", cfg)

@@ -611,6 +611,68 @@ def test_auto_zoom_zooms_quiet_small_slices_only():
     assert np.abs(mixed[0] - apply_model(model, x[0].numpy(), normalization="seed")).max() > 1e-3
 
 
+def test_the_zoom_is_judged_on_the_rows_that_hold_the_sample():
+    """zoom_sample_rows: without a contrast, or with none above 0, the middle rows; with one, 8
+    rows around the middle of those at least half the largest, a lone bright row (a zinger)
+    smoothed away; never outside the scan."""
+    from recon.infer import zoom_sample_rows
+
+    assert zoom_sample_rows(64) == zoom_sample_rows(64, np.zeros(64)) == (28, 36)
+    c = np.zeros(64)
+    c[2:20] = 1.0
+    c[40] = 5.0
+    assert zoom_sample_rows(64, c) == (7, 15)
+    c[:] = 0
+    c[60:] = 1.0
+    assert zoom_sample_rows(64, c) == (56, 64) and zoom_sample_rows(5, c[:5]) == (0, 5)
+
+
+def test_a_series_zoom_is_the_median_of_its_judged_scans():
+    """series_zoom_choice: one noisy scan among three quiet ones does not set the series' zoom; two
+    of three do; of two scans the quieter (ties to zooming); too few projections holds for all."""
+    from recon.infer import ZoomChoice, series_zoom_choice
+
+    quiet, noisy = ZoomChoice(1.5, 0.05, 0.1, 8), ZoomChoice(1.0, 0.4, 0.1, 8)
+    c = series_zoom_choice([noisy, quiet, quiet])
+    assert (c.zoom, c.noise, c.slices, c.scans) == (1.5, 0.05, 24, 3)
+    assert "median of 3 scans' medians, 24 slices" in c.words() and c.to_dict()["scans"] == 3
+    assert series_zoom_choice([noisy, noisy, quiet]).zoom == 1.0 and series_zoom_choice([noisy, quiet]).zoom == 1.5
+    sparse = ZoomChoice(1.0, float("nan"), 0.0, 0, reason="60 projections per half turn: too few")
+    assert series_zoom_choice([quiet, sparse]) is sparse
+    assert series_zoom_choice([quiet]) == ZoomChoice(1.5, 0.05, 0.1, 8)
+
+
+def test_a_sample_in_the_top_rows_is_judged_there_not_on_the_air(tmp_path):
+    """A particle in rows 2:12 of a 32-row, 128-px scan (I0 5,000): row_contrast finds it (its
+    rows ≥ 20× the air's), the judged rows lie inside it and give zoom 1.5, where the middle
+    rows, air, give 1 (measured: noise 0.037 there, 0.64 on the air, limit 0.18)."""
+    from hpc.cli import main
+    from recon.infer import AUTO_ZOOM, zoom_sample_rows
+    from recon.io import open_scan
+    from recon.io.alignment import read_line_integrals
+    from recon.io.preprocess import row_contrast
+    from recon.io.scan_geometry import scan_geometry
+    from recon.methods import make_reconstructor
+    from recon.phantoms import make_phantom
+
+    vol = np.zeros((32, 128, 128), np.float32)
+    vol[2:12] = make_phantom("cracked", 128, ndim=3, seed=4)[59:69]
+    np.save(tmp_path / "top.npy", vol)
+    scan = tmp_path / "top.h5"
+    assert main(["simulate", str(scan), "--image", str(tmp_path / "top.npy"), "--angles", "120", "--photons", "5000",
+                 "--seed", "2"]) == 0
+    reader = open_scan(scan)
+    c = row_contrast(reader, 0, 32)
+    assert c.shape == (32,) and c[3:11].min() > 20 * max(c[:1].max(), c[13:].max()), c
+    a, b = zoom_sample_rows(32, c)
+    assert 2 <= a and b <= 12, (a, b)
+    rec = make_reconstructor(scan_geometry(reader, rows=(0, 32), blur_matters=True), "rrdb", "cpu", batch=8)
+    on_sample = rec.choose_zoom(read_line_integrals(reader, a, b, columns=False))
+    on_air = rec.choose_zoom(read_line_integrals(reader, *zoom_sample_rows(32), columns=False))
+    assert on_sample.zoom == AUTO_ZOOM and on_sample.noise < on_sample.limit / 2, on_sample
+    assert on_air.zoom == 1.0 and on_air.noise > 2 * on_air.limit, on_air
+
+
 def test_zoomed_inference_tiles_exactly_and_keeps_the_shape():
     """At zoom 1.5 the output has the input's shape, tiled equals untiled within 1e-5, and a
     constant slice stays constant (resampling there and back adds no ripple beyond 1 %)."""
