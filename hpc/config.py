@@ -616,12 +616,13 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         return files, out, None
     try:
         from recon.io import open_scan
-        from recon.io.preprocess import unlit_tail
+        from recon.io.preprocess import MAX_DROPPED_FRACTION, unlit_frames
     except ImportError:
         out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
         return files, out, None
     shapes: dict[tuple, list[str]] = {}
     unread: dict[str, list[Path]] = {}  # problem: the files that have it
+    dark: list = []  # (file, UnlitFrames): many frames without light mid-scan
     for f in files:
         if not f.is_file():
             continue
@@ -629,9 +630,12 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             reader = open_scan(f)
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
-            if unlit_tail(reader):  # what recon refuses, seen in four frames of the tail
+            unlit = unlit_frames(reader)  # what recon refuses, seen in a few frames
+            if unlit.tail:
                 unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
                                   "still being written, or the beam lost?", []).append(f)
+            elif unlit.many_dark:
+                dark.append((f, unlit))
         except FlytomoError as err:
             unread.setdefault(err.problem, []).append(f)
         except Exception as err:  # a reader bug or an exotic file: still one line
@@ -643,6 +647,15 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             rest = [f.name for f in bad[2:]]
             names = ", ".join(rest) if len(rest) <= 10 else f"{rest[0]} … {rest[-1]}"
             out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({names})"))
+    for f, unlit in dark[:3]:  # a warning: judged on a sample of the frames
+        out.append(Problem("scans", f"{os.path.normpath(f)}: {len(unlit.dark)} of {unlit.sampled} projections read "
+                                    f"across it hold no light (frames {', '.join(map(str, unlit.dark[:6]))}"
+                                    f"{' …' if len(unlit.dark) > 6 else ''}; the beam lost mid-scan?): recon repairs "
+                                    f"up to {MAX_DROPPED_FRACTION:.0%} of a scan's frames and refuses more",
+                           warning=True))
+    if len(dark) > 3:
+        out.append(Problem("scans", f"{len(dark) - 3} more files likewise ({', '.join(f.name for f, _ in dark[3:])})",
+                           warning=True))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
         out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))

@@ -61,23 +61,46 @@ SATURATED_SHARE = 0.001
 
 
 
-def unlit_tail(reader) -> bool:
-    """Whether a scan's last projections hold no light — more than :data:`MAX_DROPPED_FRACTION`
-    of them, which ``recon`` refuses (a file still being written: its frames the fill value, 0
-    or NaN): the last projection and the one just before that share of the scan are both dark
-    (below :data:`UNLIT_LINE_TRANSMISSION` in three rows against the flats and darks, or mostly
-    NaN in one), as are two frames between them. A last frame alone dark is a dropped frame, which
-    recon repairs. Reads three rows of four frames and of the flats and darks; False for a reader
-    that cannot read single frames. Dark frames elsewhere in the scan are found by recon only."""
+#: projections spread evenly over a scan that :func:`unlit_frames` reads besides its tail
+SPREAD_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class UnlitFrames:
+    """What :func:`unlit_frames` saw: ``tail``, the scan's last projections hold no light (more
+    than :data:`MAX_DROPPED_FRACTION` of them: a file still being written); ``dark``, the frames
+    of the ``sampled`` spread evenly over the scan that hold none."""
+
+    tail: bool = False
+    dark: tuple[int, ...] = ()
+    sampled: int = 0
+
+    @property
+    def many_dark(self) -> bool:
+        """More than :data:`MAX_DROPPED_FRACTION` of the spread sample holds no light: recon
+        will likely refuse the scan (it repairs dropped frames up to that share)."""
+        return self.sampled > 0 and len(self.dark) > MAX_DROPPED_FRACTION * self.sampled
+
+
+def unlit_frames(reader) -> UnlitFrames:
+    """Frames of a scan that hold no light, from three rows of a few frames (what ``check`` can
+    afford for every scan of a series). The tail: the last projection and the one just before
+    the last :data:`MAX_DROPPED_FRACTION` are both dark (below :data:`UNLIT_LINE_TRANSMISSION` in
+    the three rows against the flats and darks, or mostly NaN in one), as are two frames between
+    them; a last frame alone dark is a dropped frame, which recon repairs. Elsewhere:
+    :data:`SPREAD_FRAMES` frames spread evenly over the scan (the beam lost mid-scan). An empty
+    result for a reader that cannot read single frames."""
     n_angles, n_rows = int(reader.shape[0]), int(reader.shape[1])
     first = max(0, n_angles - 1 - int(MAX_DROPPED_FRACTION * n_angles))
-    frames = np.unique(np.linspace(first, n_angles - 1, 4).round().astype(int))  # the tail, 4 frames of it
+    tail = np.unique(np.linspace(first, n_angles - 1, 4).round().astype(int))  # the tail, 4 frames of it
+    spread = np.unique(np.linspace(0, n_angles - 1, min(SPREAD_FRAMES, n_angles)).round().astype(int))
+    frames = np.union1d(tail, spread)
     dark_rows, nan_rows = [], []
     for z in sorted({n_rows // 4, n_rows // 2, (3 * n_rows) // 4}):
         try:
             chunk = reader.read(z, z + 1, projections=frames)
         except TypeError:
-            return False
+            return UnlitFrames()
         dark = chunk.darks.mean(axis=0)
         frame = chunk.tomo[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -88,7 +111,10 @@ def unlit_tail(reader) -> bool:
     # a frame is missing where it is dark in every row read (a dense sample darkens some rows,
     # never all), or mostly NaN in any (no sample is NaN)
     missing = np.all(dark_rows, axis=0) | np.any(nan_rows, axis=0)
-    return bool(missing.all())
+    gone = set(frames[missing].tolist())
+    return UnlitFrames(tail=all(int(i) in gone for i in tail), dark=tuple(int(i) for i in spread if int(i) in gone),
+                       sampled=int(spread.size))
+
 
 #: projections :func:`row_contrast` reads (spread over the scan) and rows it reads at once
 CONTRAST_FRAMES = 4

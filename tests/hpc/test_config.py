@@ -414,7 +414,9 @@ def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path, sim):
 def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     """A blind probe: check passed a file whose last 70 of 180 frames were still the fill value 0,
     which recon then refused ('projections hold no light'). check reads three rows of the last frame
-    and of the frame before the last tenth; one dark last frame is a dropped frame and passes."""
+    and of the frame before the last tenth; one dark last frame is a dropped frame and passes. Frames
+    without light mid-scan (the beam lost), which check did not see, get a warning from 16 frames
+    read across the scan."""
     import shutil
 
     import h5py
@@ -444,3 +446,12 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     assert main(["check", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"{scans[1]}: its last projections hold no light" in err and str(scans[0]) not in err, err
+    shutil.copy(sim.scans[1], scans[1])
+    with h5py.File(scans[1], "r+") as f:
+        f[name][n // 3:n // 3 + n // 4] = 0  # a quarter of the frames mid-scan: the beam lost (a probe: check passed)
+    assert main(["check", str(cfg)]) == 0  # a warning: judged on 16 frames
+    err = capsys.readouterr().err
+    assert f"{scans[1]}: 4 of 16 projections read across it hold no light (frames " in err, err
+    assert "refuses more" in err and str(scans[0]) not in err, err
+    assert main(["recon", str(scans[1]), "--out", str(tmp_path / "x.zarr"), "--method", "fbp"]) == 2  # as it says
+    assert "no light" in capsys.readouterr().err
