@@ -371,6 +371,7 @@ def run(args: argparse.Namespace) -> int:
         raise FlytomoError(None, "--tile must be ≥ 1")
     given_zero = parse_zero_level(args.zero_level)
     args.zoom = zoom_flag(args.zoom, "--zoom")
+    given_zoom = args.zoom != "auto"
     volume, src_attrs, single = read_reconstruction(args.input)
     if not any(np.isfinite(np.asarray(volume[z])).any() for z in range(volume.shape[0])):  # stops at the first
         raise FlytomoError(args.input, "no finite pixel (all NaN or infinite): nothing to enhance")
@@ -428,8 +429,8 @@ def run(args: argparse.Namespace) -> int:
             where = f" in slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
             print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
                   file=sys.stderr)
-        elif any(z != 1 for z in zoomed):
-            print(zoom_summary(zoomed), file=sys.stderr)
+        elif zoomed and (any(z != 1 for z in zoomed) or given_zoom):
+            print(zoom_summary(zoomed), file=sys.stderr)  # a zoom given (1 too: it was asked for)
     return 0
 
 
@@ -459,7 +460,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zoom", default="auto", metavar="auto|F",
                    help="resample each slice by F (1-4) before the network and back after it; default auto "
                         "(one zoom for the volume; flytomo's networks: 1.5 where slices are under 300 px and "
-                        "the middle ones quiet, else 1; 1 for the seed's)")
+                        "those holding the sample quiet, else 1; 1 for the seed's)")
     p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
                    "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",

@@ -236,8 +236,8 @@ def _recon(args: argparse.Namespace) -> int:
         if choice is not None:
             print(f"network zoom {choice.words()}{judged}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
                   file=sys.stderr)
-        elif any(z != 1 for z in zoomed):
-            print(zoom_summary(zoomed), file=sys.stderr)
+        elif zoomed and (any(z != 1 for z in zoomed) or isinstance(rec.options.get("zoom"), float)):
+            print(zoom_summary(zoomed), file=sys.stderr)  # a zoom given (1 too: it was asked for)
     return 0
 
 
@@ -325,7 +325,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="rrdb: tile size in pixels for large slices")
     p.add_argument("--rrdb-zoom", metavar="auto|F",
                    help="rrdb: resample each slice by F (1-4) before the network and back after it; default "
-                        "auto: one zoom for the scan, 1.5 where its slices are under 300 px and its middle rows quiet, "
+                        "auto: one zoom for the scan, 1.5 where its slices are under 300 px and its sample's rows quiet, "
                         "for flytomo's networks; else 1")
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
                    "rotations/flips of each slice (8x the network time, about +0.1 dB)")

@@ -469,3 +469,6 @@ def test_enhance_says_which_zoom_it_chose(tmp_path):
     got = np.load(tmp_path / "o.npy")
     np.testing.assert_allclose(got[0], load_model(None).apply(vol[:1], zoom=1.5)[0], atol=1e-6)
     np.testing.assert_array_equal(got[1], vol[1])
+    r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o1.npy"), "--input-kind", "mlem-flyscan",
+                "--zoom", "1")
+    assert r.returncode == 0 and "network zoom 1 (given): every slice at this zoom" in r.stderr, r.stderr  # said too
