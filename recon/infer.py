@@ -79,9 +79,10 @@ EDGE_MATERIAL = 0.25
 #: for scans with fewer than :data:`ZOOM_MIN_SAMPLING` × π/2 × size projections per half turn.
 #: Chosen on validation phantoms (128, 256 and 512 px, I0 200-50,000: +0.5 to +1.9 dB at 128-256
 #: px, 360 angles; at 512 px, 120 angles, zooming lost 0.2-3 dB) and two blind probes' astra-made
-#: particles (docs/benchmarks.md "Zoom before the network")
+#: particles (docs/benchmarks.md "Zoom before the network"). FBP: 0.18 after 48 astra-made FBP slices
+#: at 192-256 px (session 38): between 0.18 and 0.2 zooming gained 0.31 dB but lost 0.098 SSIM on average
 ZOOM_NOISE = 0.065
-ZOOM_NOISE_FBP = 0.2
+ZOOM_NOISE_FBP = 0.18
 ZOOM_MIN_SAMPLING = 0.4
 AUTO_ZOOM = 1.5
 #: Not from 300 px up: at 320-380 px a blind probe's cathodes (I0 3,000) gained 0.2-0.9 dB zoomed but lost
@@ -587,6 +588,7 @@ def network_slice_fn(
     amp: bool = False,
     self_ensemble: bool = False,
     zoom: float | str = 1.0,
+    image_size: int | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """First-stage reconstruction followed by the network, for :mod:`recon.methods`.
 
@@ -600,6 +602,8 @@ def network_slice_fn(
         once, here; a model trained on another input kind is refused.
     input_kind : "fbp", "mlem-flyscan" or "mlem-flyscan+fbp".
     tile, overlap, batch, amp, self_ensemble, zoom : as for :func:`apply_model`.
+    image_size : the slices' size in px, for ``zoom="auto"``
+        (:meth:`recon.weights.LoadedModel.resolve_zoom`); None: not known.
 
     Returns a function sinograms (B, n_angles, n_columns) → corrected slices (B, n, n)
     float32 on ``device``, attenuation per pixel; its list argument ``zoomed`` gets the zoom each
@@ -617,7 +621,7 @@ def network_slice_fn(
     else:
         loaded = load_model(model, input_kind=input_kind, device=str(device))
     net, normalization = loaded.model, loaded.normalization
-    zoom = loaded.resolve_zoom(zoom)
+    zoom = loaded.resolve_zoom(zoom, image_size)
 
     def network(first: torch.Tensor, zooms: float | str | list[float] = zoom,
                 zoomed: list[float] | None = None) -> torch.Tensor:

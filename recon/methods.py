@@ -193,7 +193,8 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
     stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
-                            self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry))
+                            self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry),
+                            image_size=geometry.image_size)
 
 
 def scan_zoom(zoom: float | str, geometry: ScanGeometry | None) -> float | str:
@@ -497,7 +498,8 @@ class Reconstructor:
         rule = getattr(self._fn, "zoom", None)
         if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
             loaded = getattr(self._fn, "loaded", None)
-            if self.options.get("zoom") == "auto" and loaded is not None and loaded.resolve_zoom("auto") != 1.0:
+            size = self.geometry.image_size
+            if self.options.get("zoom") == "auto" and loaded is not None and loaded.resolve_zoom("auto", size) != 1.0:
                 return sparse_zoom_choice(self.geometry)  # flytomo's network, auto, but scan_zoom kept 1
             return None
         s, p = self._sinograms(sino), self.geometry.pad_columns

@@ -288,14 +288,14 @@ def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
     return (part - np.float32(zero) if zero else part), bad
 
 
-def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float) -> Any:
+def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, size: int) -> Any:
     """The one network zoom (:class:`recon.infer.ZoomChoice`) ``zoom`` ``"auto"`` gives the whole
     volume, judged on the slices (z0, z1) where the sample is (:func:`slice_contrast`), as
     ``recon --method rrdb`` judges a scan, and those slices; (None, None) where there is nothing
     to choose (a number given, the seed's network)."""
     from recon.infer import AUTO_ZOOM_RULES, choose_zoom, zoom_sample_rows
 
-    rule = loaded.resolve_zoom(zoom)
+    rule = loaded.resolve_zoom(zoom, size)
     if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
         return None, None
     a, b = zoom_sample_rows(int(volume.shape[0]), slice_contrast(volume))
@@ -378,16 +378,16 @@ def run(args: argparse.Namespace) -> int:
     size = min(volume.shape[1:])
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     geometry = scan_geometry_of(src_attrs)
-    sparse = sparse_zoom_choice(geometry) if args.zoom == "auto" and loaded.resolve_zoom("auto") != 1.0 else None
+    sparse = sparse_zoom_choice(geometry) if args.zoom == "auto" and loaded.resolve_zoom("auto", size) != 1.0 else None
     args.zoom = scan_zoom(args.zoom, geometry)
     zero = zero_level(volume, args.input, given_zero)
-    choice, judged = (sparse, None) if sparse else _choose_zoom(volume, loaded, args.zoom, zero)
+    choice, judged = (sparse, None) if sparse else _choose_zoom(volume, loaded, args.zoom, zero, size)
     if choice is not None:
         args.zoom = choice.zoom
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
-        "zoom": loaded.resolve_zoom(args.zoom), "network_zoom": ({**choice.to_dict(), **({"rows": list(judged)} if judged else {})}
+        "zoom": loaded.resolve_zoom(args.zoom, size), "network_zoom": ({**choice.to_dict(), **({"rows": list(judged)} if judged else {})}
                                                     if choice is not None else None),
         "zero_level": zero,
         "source": src_attrs,

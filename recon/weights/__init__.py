@@ -155,17 +155,22 @@ class LoadedModel:
     def normalization(self) -> str:
         return self.card["normalization"]
 
-    def resolve_zoom(self, zoom: float | str) -> float | str:
-        """``zoom`` for this network: ``"auto"`` becomes the rule for a flytomo network's primary
-        input kind (``"auto:mlem-flyscan"``, ``"auto:fbp"``: :func:`recon.infer.auto_zoom`; docs/
-        benchmarks.md "Zoom before the network") and 1 for other networks (the seed authors', as
-        they ran it); a number is itself."""
-        from recon.infer import AUTO_ZOOM_RULES
+    def resolve_zoom(self, zoom: float | str, image_size: int | None = None) -> float | str:
+        """``zoom`` for this network on slices of ``image_size`` px (None: not known): ``"auto"``
+        becomes the rule for a flytomo network's primary input kind (``"auto:mlem-flyscan"``,
+        ``"auto:fbp"``: :func:`recon.infer.auto_zoom`; docs/benchmarks.md "Zoom before the
+        network"), and 1 for other networks (the seed authors', as they ran it) and where zooming
+        would take the slices past the largest sample the network was trained on (the 128-px FBP
+        network at 128-160 px lost 1.05 dB zoomed on images made elsewhere); a number is itself."""
+        from recon.infer import AUTO_ZOOM, AUTO_ZOOM_RULES
 
         if zoom != "auto":
             return zoom
         mine = isinstance(self.card.get("data"), dict) and self.card["data"].get("source") is not None
         rule = f"auto:{channel_kinds(self.input_kind)[0]}"
+        px = self.trained_object_px()
+        if image_size is not None and px is not None and image_size * AUTO_ZOOM > px[1]:
+            return 1.0
         return rule if mine and rule in AUTO_ZOOM_RULES else 1.0
 
     @property
@@ -247,7 +252,7 @@ class LoadedModel:
         from recon.infer import apply_model
 
         options.setdefault("device", self.device)
-        options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"))
+        options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"), min(volume.shape[-2:]))
         zoomed = options["zoomed"] = [] if options.get("zoomed") is None else options["zoomed"]
         first = len(zoomed)
         out = apply_model(self.model, volume, normalization=self.normalization, **options)

@@ -596,6 +596,10 @@ def test_auto_zoom_zooms_quiet_small_slices_only():
     from recon.weights import load_model, load_seed_model
 
     assert load_model(None, input_kind="fbp").resolve_zoom("auto") == "auto:fbp"
+    # never past the largest sample trained on: the 128-px FBP network lost 1.05 dB zoomed at 128-160 px
+    assert load_model(None, input_kind="fbp").resolve_zoom("auto", 128) == 1.0
+    assert load_model(None, input_kind="fbp").resolve_zoom("auto", 84) == "auto:fbp"
+    assert load_model(None).resolve_zoom("auto", 256) == "auto:mlem-flyscan"
     assert load_model(None).resolve_zoom("auto") == "auto:mlem-flyscan" and load_model(None).resolve_zoom(2) == 2
     if SEED_PTH.is_file():
         assert load_seed_model(SEED_PTH).resolve_zoom("auto") == 1.0  # as its authors ran it
