@@ -235,11 +235,19 @@ def _run_unit(job: UnitJob) -> UnitResult:
     return UnitResult(u, True, "", seconds, build, worker, _peak_rss_mb())
 
 
-def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int]]:
+def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int], str]:
     """Worker side of a series' one network zoom: the :class:`recon.infer.ZoomChoice` (or None:
     nothing to choose) of ``job``'s scan, judged on the rows of ``job.unit``'s range that
     :func:`recon.infer.zoom_sample_rows` picks where the sample is, read and reconstructed as
-    :func:`run_unit` does (the first stage only), and those rows; nothing is written."""
+    :func:`run_unit` does (the first stage only), those rows, and "" (or, where the scan could
+    not be judged, (None, (0, 0), the error in one line)); nothing is written."""
+    try:
+        return (*_judge_zoom(job), "")
+    except Exception as err:  # this scan's units will meet it and say so; the others judge the series
+        return None, (0, 0), " ".join(f"{type(err).__name__}: {err}".split())
+
+
+def _judge_zoom(job: UnitJob) -> tuple[Any, tuple[int, int]]:
     from recon.infer import zoom_sample_rows
     from recon.io.alignment import Jitter, Tilt, read_line_integrals
     from recon.io.preprocess import row_contrast
@@ -722,17 +730,19 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     jobs = [UnitJob(WorkUnit(p.index, 0, n_rows), "", str(p.path), p.geometry.to_dict(), method,
                     tuple(sorted(options.items())), device, threads, None, corrections,
                     p.jitter.to_dict() if p.jitter else None, p.tilt.to_dict() if p.tilt else None) for p in picks]
-    names = ", ".join(p.path.name for p in picks)
     try:
         got = executor.map(zoom_probe, jobs)
-    except Exception as err:  # the units will meet the problem and report it, scan by scan
-        _warn(f"network zoom: {names} could not be judged ({type(err).__name__}: {err}); "
-              "each slice takes its own zoom")
+    except Exception as err:  # the executor itself: the units will meet the problem and report it
+        got = [(None, (0, 0), " ".join(f"{type(err).__name__}: {err}".split()))] * len(jobs)
+    failed = [f"{p.path.name} ({error})" for p, (_, _, error) in zip(picks, got) if error]
+    if failed:
+        _warn(f"network zoom: {'; '.join(failed)} could not be judged"
+              + ("; each slice takes its own zoom" if len(failed) == len(picks) else ""))
+    ok = [(p, c, rows) for p, (c, rows, error) in zip(picks, got) if not error]
+    if not ok or any(c is None for _, c, _ in ok):
         return {}, None
-    if any(c is None for c, _ in got):
-        return {}, None
-    choice = series_zoom_choice([c for c, _ in got])
-    judged = [{"scan": p.path.name, "rows": list(rows), **c.to_dict()} for p, (c, rows) in zip(picks, got)]
+    choice = series_zoom_choice([c for _, c, _ in ok])
+    judged = [{"scan": p.path.name, "rows": list(rows), **c.to_dict()} for p, c, rows in ok]
     where = "; ".join(f"{j['scan']} rows {j['rows'][0]}:{j['rows'][1]}" for j in judged)
     line = f"network zoom {choice.words()} in {where}: every scan at this zoom (reconstruction.rrdb.zoom: a number pins it)"
     log.info("%s", line)
