@@ -553,9 +553,13 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     timed = np.sort(mid[np.isfinite(mid)])
     spacing = float(np.median(np.diff(timed))) if len(timed) > 1 else math.nan
     default_d = spacing if math.isfinite(spacing) and spacing > 0 else float(np.median(np.diff(lt)))
-    d = np.where(np.isfinite(dur) & (dur > 0), dur, default_d)
+    timed_d = np.isfinite(dur) & (dur > 0)
+    d = np.where(timed_d, dur, default_d)
     a, b = mid - d / 2, mid + d / 2
     start = df["start_time_s"].to_numpy(float)
+    # without a duration, mid is the start (a lone scan: no spacing to take one from): the window
+    # begins there, not half a guess before it (a scan starting with the log fell outside it)
+    a = np.where(timed_d | ~np.isfinite(start), a, np.fmax(a, start))
     lo = np.fmin(a, start)
     hi = np.fmax(b, np.where(np.isfinite(dur), start + dur, b))
     eps = 1e-9 * max(1.0, abs(lt[-1]))

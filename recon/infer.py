@@ -223,24 +223,28 @@ def series_zoom_choice(choices: list[ZoomChoice]) -> ZoomChoice:
     return ZoomChoice(AUTO_ZOOM if noise < limit else 1.0, noise, limit, sum(c.slices for c in judged), scans=len(judged))
 
 
-def zoom_sample_rows(n_rows: int, contrast: np.ndarray | None = None) -> tuple[int, int]:
-    """The rows (z0, z1) of a scan or volume of ``n_rows`` that :func:`choose_zoom` judges by:
-    up to :data:`ZOOM_SAMPLE_ROWS` around the middle row of those that hold the sample, the rows
-    whose ``contrast`` (one value per row, e.g. :func:`recon.io.preprocess.row_contrast`;
-    smoothed over 5 rows) is at least half its largest; without it (or with none above 0), around
-    the middle row. A sample in the top rows is judged there, not on the air in the middle
-    (whose noise voted zoom 1 where the sample's rows gave 1.5, ~2 dB: docs/benchmarks.md)."""
+def zoom_sample_rows(n_rows: int, mass: np.ndarray | None = None) -> tuple[int, int, np.ndarray]:
+    """The rows a scan or volume of ``n_rows`` is judged by (:func:`choose_zoom`): (z0, z1, held),
+    up to :data:`ZOOM_SAMPLE_ROWS` rows z0:z1 around the middle row of those holding the sample,
+    and which of them hold it (bool, z1 − z0). Rows hold the sample where their ``mass`` (one
+    value per row, e.g. :func:`recon.io.preprocess.row_mass`; smoothed over 3 rows, so a lone
+    bright row does not count) is at least half the largest; without it (or with none above 0),
+    every row does, and the middle rows are taken. A sample in the top rows is judged there, not
+    on the air in the middle, and the air rows beside a thin sample do not vote (docs/benchmarks.md
+    "Judged where the sample is")."""
     k = min(n_rows, ZOOM_SAMPLE_ROWS)
+    held = np.ones(n_rows, dtype=bool)
     mid = n_rows // 2
-    if contrast is not None and len(contrast) == n_rows:
+    if mass is not None and len(mass) == n_rows:
         from scipy.ndimage import median_filter
 
-        c = median_filter(np.nan_to_num(np.asarray(contrast, dtype=np.float64), nan=0.0), size=5, mode="nearest")
-        if c.max() > 0:
-            held = np.flatnonzero(c >= 0.5 * c.max())
-            mid = int(held[len(held) // 2])  # a row of the sample, its middle one
+        m = median_filter(np.nan_to_num(np.asarray(mass, dtype=np.float64), nan=0.0), size=3, mode="nearest")
+        if m.max() > 0:
+            held = m >= 0.5 * m.max()
+            rows = np.flatnonzero(held)
+            mid = int(rows[len(rows) // 2])  # a row of the sample, its middle one
     z0 = min(max(mid - k // 2, 0), n_rows - k)
-    return z0, z0 + k
+    return z0, z0 + k, held[z0:z0 + k]
 
 
 def slice_zooms(x: torch.Tensor, zoom: float | str | list[float]) -> list[float]:

@@ -231,7 +231,8 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
 
     ``given`` None ("auto"): the median of the outer ring of the slices' inscribed disk
     (0.46–0.5 of the shorter side from the middle; air around a sample inside the field) over
-    up to 16 evenly spaced slices is the air level L; it is off zero where |L| is more than
+    up to 16 evenly spaced slices of those holding the sample (:func:`slice_mass`; a stack mostly
+    of air slices read as no air: blind probe M) is the air level L; it is off zero where |L| is more than
     :data:`ZERO_LEVEL_MIN_FRACTION` of the way from L up to the slices' 95th percentile. Integer
     values (a reconstruction exported as 8 or 16 bits, signed or not, where 0 is wherever the
     export put it): L, with a note. A ring with more than :data:`ZERO_LEVEL_MAX_BELOW` of the pixels
@@ -242,7 +243,9 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
     """
     if given is not None:
         return given
-    picks = np.unique(np.linspace(0, volume.shape[0] - 1, min(16, volume.shape[0])).round().astype(int))
+    mass = slice_mass(volume)  # the slices holding the sample: in air slices half the pixels lie below the air
+    held = np.flatnonzero(mass >= 0.5 * mass.max()) if mass.max() > 0 else np.arange(volume.shape[0])
+    picks = held[np.unique(np.linspace(0, held.size - 1, min(16, held.size)).round().astype(int))]
     sample = np.stack([np.asarray(volume[int(z)], dtype=np.float64) for z in picks])
     sample = np.where(np.isfinite(sample), sample, np.nan)
     ny, nx = sample.shape[1:]
@@ -290,7 +293,7 @@ def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, size: int) -> Any:
     """The one network zoom (:class:`recon.infer.ZoomChoice`) ``zoom`` ``"auto"`` gives the whole
-    volume, judged on the slices (z0, z1) where the sample is (:func:`slice_contrast`), as
+    volume, judged on the slices (z0, z1) where the sample is (:func:`slice_mass`), as
     ``recon --method rrdb`` judges a scan, and those slices; (None, None) where there is nothing
     to choose (a number given, the seed's network)."""
     from recon.infer import AUTO_ZOOM_RULES, choose_zoom, zoom_sample_rows
@@ -298,29 +301,29 @@ def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, si
     rule = loaded.resolve_zoom(zoom, size)
     if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
         return None, None
-    a, b = zoom_sample_rows(int(volume.shape[0]), slice_contrast(volume))
-    return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0])), rule), (a, b)
+    a, b, held = zoom_sample_rows(int(volume.shape[0]), slice_mass(volume))
+    return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0][held])), rule), (a, b)
 
 
-#: slices of a volume :func:`slice_contrast` reads at most (evenly spaced), pixels per slice
-CONTRAST_SLICES = 64
-CONTRAST_PIXELS = 1 << 16
+#: slices of a volume :func:`slice_mass` reads at most (evenly spaced), pixels per slice
+MASS_SLICES = 64
+MASS_PIXELS = 1 << 16
 
 
-def slice_contrast(volume) -> np.ndarray:
-    """(n_slices,) how much sample each slice of ``volume`` (z, y, x) shows: the spread (95th − 5th
-    percentile) of its values, over :data:`CONTRAST_PIXELS` of them, read in up to
-    :data:`CONTRAST_SLICES` slices and interpolated between them (the volume's counterpart of
-    :func:`recon.io.preprocess.row_contrast`)."""
+def slice_mass(volume) -> np.ndarray:
+    """(n_slices,) how much sample each slice of ``volume`` (z, y, x) holds: the mean of its
+    values above their 5th percentile (an offset of the air does not count), over
+    :data:`MASS_PIXELS` of them, read in up to :data:`MASS_SLICES` slices and interpolated between
+    them (the volume's counterpart of :func:`recon.io.preprocess.row_mass`)."""
     n = int(volume.shape[0])
-    at = np.unique(np.linspace(0, n - 1, min(n, CONTRAST_SLICES)).round().astype(int))
-    step = max(1, int(np.sqrt(int(volume.shape[1]) * int(volume.shape[2]) / CONTRAST_PIXELS)))
-    spread = []
+    at = np.unique(np.linspace(0, n - 1, min(n, MASS_SLICES)).round().astype(int))
+    step = max(1, int(np.sqrt(int(volume.shape[1]) * int(volume.shape[2]) / MASS_PIXELS)))
+    mass = []
     for z in at:
-        x = np.asarray(volume[int(z), ::step, ::step], dtype=np.float32)
+        x = np.asarray(volume[int(z), ::step, ::step], dtype=np.float64)
         x = x[np.isfinite(x)]
-        spread.append(float(np.subtract(*np.percentile(x, [95, 5]))) if x.size else 0.0)
-    return np.interp(np.arange(n), at, spread)
+        mass.append(float(np.mean(x) - np.percentile(x, 5)) if x.size else 0.0)
+    return np.interp(np.arange(n), at, mass)
 
 
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,

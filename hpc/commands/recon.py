@@ -151,11 +151,12 @@ def _recon(args: argparse.Namespace) -> int:
     choice, judged = None, ""  # the rrdb method's one network zoom for the scan (zoom auto), where judged
     if rec.model is not None:
         from recon.infer import zoom_sample_rows
-        from recon.io.preprocess import row_contrast
+        from recon.io.preprocess import row_mass
 
-        a, b = (z0 + r for r in zoom_sample_rows(z1 - z0, row_contrast(reader, z0, z1)))
+        a, b, held = zoom_sample_rows(z1 - z0, row_mass(reader, z0, z1))
+        a, b = z0 + a, z0 + b
         choice = rec.choose_zoom(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
-                                                     columns=False))
+                                                     columns=False)[held])
         if choice is not None:
             rec = rec.with_zoom(choice.zoom)
             judged = f" in rows {a}:{b}" if choice.slices else ""

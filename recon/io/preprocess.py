@@ -116,23 +116,24 @@ def unlit_frames(reader) -> UnlitFrames:
                        sampled=int(spread.size))
 
 
-#: projections :func:`row_contrast` reads (spread over the scan) and rows it reads at once
-CONTRAST_FRAMES = 4
-CONTRAST_BLOCK_ROWS = 256
+#: projections :func:`row_mass` reads (spread over the scan) and rows it reads at once
+MASS_FRAMES = 4
+MASS_BLOCK_ROWS = 256
 
 
-def row_contrast(reader, z0: int, z1: int) -> np.ndarray | None:
-    """(z1 − z0,) how much sample each row z0:z1 of a scan shows: the spread (95th − 5th
-    percentile over the columns) of the row's line integrals, −log((tomo − dark) / (flat − dark))
-    with the mean flat and dark, in :data:`CONTRAST_FRAMES` projections spread over the scan,
-    their mean (air rows: their noise only). Reads those frames' rows and the flats and darks;
-    None for a reader that cannot read single frames."""
+def row_mass(reader, z0: int, z1: int) -> np.ndarray | None:
+    """(z1 − z0,) how much sample each row z0:z1 of a scan holds: the mean over the columns of
+    its line integrals, −log((tomo − dark) / (flat − dark)) with the mean flat and dark, above the
+    row's own 5th percentile (so an offset of the air does not count), in :data:`MASS_FRAMES`
+    projections spread over the scan, their mean. A wide sample outweighs a thin dense pin (a
+    row's spread did not: the pin's rows were judged in place of the particle's). Reads those
+    frames' rows and the flats and darks; None for a reader that cannot read single frames."""
     n_angles = int(reader.shape[0])
-    frames = np.unique(np.linspace(0, n_angles - 1, CONTRAST_FRAMES).round().astype(int))
+    frames = np.unique(np.linspace(0, n_angles - 1, MASS_FRAMES).round().astype(int))
     out = []
-    for a in range(z0, z1, CONTRAST_BLOCK_ROWS):
+    for a in range(z0, z1, MASS_BLOCK_ROWS):
         try:
-            chunk = reader.read(a, min(a + CONTRAST_BLOCK_ROWS, z1), projections=frames)
+            chunk = reader.read(a, min(a + MASS_BLOCK_ROWS, z1), projections=frames)
         except TypeError:
             return None
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -140,8 +141,8 @@ def row_contrast(reader, z0: int, z1: int) -> np.ndarray | None:
             dark = np.nanmean(chunk.darks, axis=0)
             t = (chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark)
             p = -np.log(np.clip(t, 1e-3, None))
-            lo, hi = np.nanpercentile(p, [5, 95], axis=2)  # (frame, z)
-            out.append(np.nanmean(hi - lo, axis=0))
+            base = np.nanpercentile(p, 5, axis=2)  # (frame, z)
+            out.append(np.nanmean(np.nanmean(p, axis=2) - base, axis=0))
     return np.concatenate(out).astype(np.float32)
 
 

@@ -58,6 +58,18 @@ def test_log_not_covering_a_scan_names_log_and_scan(tmp_path):
         scan_temperatures(_scans(4), later, tmp_path / "later.csv", extrapolate=True)
 
 
+def test_a_lone_scan_without_a_duration_starting_with_the_log_is_inside_it(tmp_path):
+    """Blind probe M: one scan, started at the log's first reading, no duration recorded (and no
+    spacing to take one from): its window was half a log step before its start, outside the log,
+    and the analysis of a 1-scan series failed. The window begins at the start."""
+    log = read_temperature_log(write_log(tmp_path / "log.csv"))
+    lone = [{"index": 0, "scan_id": 1, "start_time_s": float(log["time_s"].iloc[0]), "mid_time_s": None,
+             "duration_s": None}]
+    df = scan_temperatures(lone, log, "log.csv")
+    assert df["temperature_C"].iloc[0] == pytest.approx(log["temperature_C"].iloc[0])
+    assert np.isfinite(df["heating_rate_C_per_min"]).all()
+
+
 def test_a_log_on_another_clock_is_named_as_such(tmp_path):
     """Scans that record dates, a log that counts from its own start: the message gives the
     scans' times as dates and says the clocks differ (not 'extrapolate')."""

@@ -221,6 +221,19 @@ def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
     assert main(["enhance", str(src), "--out", str(out), "--input-kind", "fbp", "--quiet"]) == 0
     signed = (tifffile.imread(out) + 32768) / 65535 * (hi - lo) + lo
     assert abs(float(np.mean([psnr(a, b) for a, b in zip(signed, truth)])) - reference) < 0.02
+    # the same export with air slices above and below, as a stack of a whole particle has: the level
+    # is judged on the slices holding the sample (blind probe M: 12 air slices of 20 read as "not air")
+    air = np.random.default_rng(0).normal(0, float(np.std(fbp[:, :, :8])), (12, 128, 128)).astype(np.float32)
+    src, out = tmp_path / "tall.tif", tmp_path / "tall_out.tif"
+    tifffile.imwrite(src, np.rint(np.clip((np.concatenate([air[:6], fbp, air[6:]]) - lo) / (hi - lo), 0, 1)
+                                  * 65535).astype(np.uint16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["enhance", str(src), "--out", str(out), "--input-kind", "fbp", "--quiet"]) == 0
+    assert any("integer values whose outer ring sits at 1544" in str(w.message) for w in caught), \
+        [str(w.message) for w in caught]
+    tall = tifffile.imread(out)[6:10] / 65535 * (hi - lo) + lo
+    assert abs(float(np.mean([psnr(a, b) for a, b in zip(tall, truth)])) - reference) < 0.05
     # a float input whose air sits below 0: a warning naming the level, nothing taken off
     src = tmp_path / "below.npy"
     np.save(src, fbp - 0.01)

@@ -616,19 +616,29 @@ def test_auto_zoom_zooms_quiet_small_slices_only():
 
 
 def test_the_zoom_is_judged_on_the_rows_that_hold_the_sample():
-    """zoom_sample_rows: without a contrast, or with none above 0, the middle rows; with one, 8
-    rows around the middle of those at least half the largest, a lone bright row (a zinger)
-    smoothed away; never outside the scan."""
+    """zoom_sample_rows: without a mass, or with none above 0, the middle rows, all judged; with
+    one, 8 rows around the middle of those at least half the largest, a lone bright row (a
+    zinger) smoothed away, and only the rows holding the sample judged (blind probe M: the 5 air
+    rows beside a 3-row sample outvoted it, -1.2 dB); never outside the scan."""
     from recon.infer import zoom_sample_rows
 
-    assert zoom_sample_rows(64) == zoom_sample_rows(64, np.zeros(64)) == (28, 36)
-    c = np.zeros(64)
-    c[2:20] = 1.0
-    c[40] = 5.0
-    assert zoom_sample_rows(64, c) == (7, 15)
-    c[:] = 0
-    c[60:] = 1.0
-    assert zoom_sample_rows(64, c) == (56, 64) and zoom_sample_rows(5, c[:5]) == (0, 5)
+    for mass in (None, np.zeros(64)):
+        z0, z1, held = zoom_sample_rows(64, mass)
+        assert (z0, z1) == (28, 36) and held.all()
+    m = np.zeros(64)
+    m[2:20] = 1.0
+    m[40] = 5.0
+    z0, z1, held = zoom_sample_rows(64, m)
+    assert (z0, z1) == (7, 15) and held.all()
+    thin = np.zeros(24)
+    thin[10:13] = 1.0
+    z0, z1, held = zoom_sample_rows(24, thin)
+    assert (z0, z1) == (7, 15) and held.tolist() == [False] * 3 + [True] * 3 + [False] * 2
+    m[:] = 0
+    m[60:] = 1.0
+    z0, z1, held = zoom_sample_rows(64, m)
+    assert (z0, z1) == (56, 64) and held.tolist() == [False] * 4 + [True] * 4
+    assert zoom_sample_rows(5, m[:5])[:2] == (0, 5)
 
 
 def test_a_series_zoom_is_the_median_of_its_judged_scans():
@@ -647,32 +657,37 @@ def test_a_series_zoom_is_the_median_of_its_judged_scans():
 
 
 def test_a_sample_in_the_top_rows_is_judged_there_not_on_the_air(tmp_path):
-    """A particle in rows 2:12 of a 32-row, 128-px scan (I0 5,000): row_contrast finds it (its
-    rows ≥ 20× the air's), the judged rows lie inside it and give zoom 1.5, where the middle
-    rows, air, give 1 (measured: noise 0.037 there, 0.64 on the air, limit 0.18)."""
+    """A particle in rows 2:12 of a 32-row, 128-px scan (I0 5,000), a dense thin pin (radius 6 px,
+    3x its attenuation) in rows 14:32 under it: row_mass finds the particle (measured: 0.49-0.61 in
+    its rows, 0.12 in the pin's, 0.024 on air), the judged rows lie inside it and give zoom 1.5, where the middle
+    rows (air and pin) give 1 (measured: noise 0.037 on the particle, over 0.5 on air and pin,
+    limit 0.18; blind probe M: a row's spread chose the pin, -0.75 dB)."""
     from hpc.cli import main
     from recon.infer import AUTO_ZOOM, zoom_sample_rows
     from recon.io import open_scan
     from recon.io.alignment import read_line_integrals
-    from recon.io.preprocess import row_contrast
+    from recon.io.preprocess import row_mass
     from recon.io.scan_geometry import scan_geometry
     from recon.methods import make_reconstructor
     from recon.phantoms import make_phantom
 
     vol = np.zeros((32, 128, 128), np.float32)
-    vol[2:12] = make_phantom("cracked", 128, ndim=3, seed=4)[59:69]
+    particle = make_phantom("cracked", 128, ndim=3, seed=4)[59:69]
+    vol[2:12] = particle
+    yy, xx = np.mgrid[:128, :128] - 63.5
+    vol[14:] = (yy ** 2 + xx ** 2 < 36) * 3 * particle.max()
     np.save(tmp_path / "top.npy", vol)
     scan = tmp_path / "top.h5"
     assert main(["simulate", str(scan), "--image", str(tmp_path / "top.npy"), "--angles", "120", "--photons", "5000",
                  "--seed", "2"]) == 0
     reader = open_scan(scan)
-    c = row_contrast(reader, 0, 32)
-    assert c.shape == (32,) and c[3:11].min() > 20 * max(c[:1].max(), c[13:].max()), c
-    a, b = zoom_sample_rows(32, c)
-    assert 2 <= a and b <= 12, (a, b)
+    m = row_mass(reader, 0, 32)
+    assert m.shape == (32,) and m[3:11].min() > 3 * m[15:].max() and m[15:].min() > 3 * m[12:14].max(), m
+    a, b, held = zoom_sample_rows(32, m)
+    assert 2 <= a and b <= 12 and held.all(), (a, b, held)
     rec = make_reconstructor(scan_geometry(reader, rows=(0, 32), blur_matters=True), "rrdb", "cpu", batch=8)
     on_sample = rec.choose_zoom(read_line_integrals(reader, a, b, columns=False))
-    on_air = rec.choose_zoom(read_line_integrals(reader, *zoom_sample_rows(32), columns=False))
+    on_air = rec.choose_zoom(read_line_integrals(reader, *zoom_sample_rows(32)[:2], columns=False))
     assert on_sample.zoom == AUTO_ZOOM and on_sample.noise < on_sample.limit / 2, on_sample
     assert on_air.zoom == 1.0 and on_air.noise > 2 * on_air.limit, on_air
 
