@@ -209,11 +209,21 @@ def scan_zoom(zoom: float | str, geometry: ScanGeometry | None) -> float | str:
     return zoom
 
 
-def sparse_zoom_choice(geometry: ScanGeometry | None) -> Any:
-    """Zoom 1 with its reason (a :class:`recon.infer.ZoomChoice`) for a scan of ``geometry`` whose
-    projections are too few to zoom (:func:`scan_zoom`), else None."""
-    from recon.infer import ZoomChoice
+def fixed_zoom_choice(loaded: Any, geometry: ScanGeometry | None, image_size: int | None = None) -> Any:
+    """Zoom 1 with its reason (a :class:`recon.infer.ZoomChoice`) where flytomo's network
+    ``loaded`` would judge a zoom (zoom auto) but the slices cannot take one: zoom would take
+    slices of ``image_size`` px (else the geometry's) past the largest sample it was trained on,
+    or the scan of ``geometry`` has too few projections (:func:`scan_zoom`); else None (the
+    seed's network runs at 1 as its authors ran it, without a word)."""
+    from recon.infer import AUTO_ZOOM, ZoomChoice
 
+    size = geometry.image_size if geometry is not None else image_size
+    if loaded.resolve_zoom("auto") == 1.0:
+        return None
+    if loaded.resolve_zoom("auto", size) == 1.0:
+        return ZoomChoice(1.0, float("nan"), 0.0, 0, reason=f"{loaded.path.name} was trained on samples up to "
+                          f"{loaded.trained_object_px()[1]:.0f} px across: zoom {AUTO_ZOOM:g} would take these "
+                          f"{size}-px slices past them")
     if geometry is None or scan_zoom("auto", geometry) != 1.0:
         return None
     return ZoomChoice(1.0, float("nan"), 0.0, 0, reason=f"{math.pi / geometry.folded_step:.0f} projections per "
@@ -492,15 +502,14 @@ class Reconstructor:
         ``zoom: auto`` gives a whole scan, judged on the first-stage slices of line integrals
         ``sino`` (z, n_angles, n_columns): rows :func:`recon.infer.zoom_sample_rows` picks. None
         where there is nothing to choose: another method, a zoom given as a number, the seed's
-        network, a scan with too few projections (:func:`scan_zoom`)."""
+        network; zoom 1 with its reason where the slices cannot take one (:func:`fixed_zoom_choice`)."""
         from recon.infer import AUTO_ZOOM_RULES, choose_zoom
 
         rule = getattr(self._fn, "zoom", None)
         if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
             loaded = getattr(self._fn, "loaded", None)
-            size = self.geometry.image_size
-            if self.options.get("zoom") == "auto" and loaded is not None and loaded.resolve_zoom("auto", size) != 1.0:
-                return sparse_zoom_choice(self.geometry)  # flytomo's network, auto, but scan_zoom kept 1
+            if self.options.get("zoom") == "auto" and loaded is not None:
+                return fixed_zoom_choice(loaded, self.geometry)  # flytomo's network, auto, but kept at 1: why
             return None
         s, p = self._sinograms(sino), self.geometry.pad_columns
         with torch.no_grad():

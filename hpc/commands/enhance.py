@@ -35,7 +35,7 @@ from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target, make_parent
 from recon.io.metadata import assume
 from recon.io.readers import natural_order
-from recon.methods import scan_zoom, sparse_zoom_choice
+from recon.methods import fixed_zoom_choice, scan_zoom
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -381,10 +381,10 @@ def run(args: argparse.Namespace) -> int:
     size = min(volume.shape[1:])
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     geometry = scan_geometry_of(src_attrs)
-    sparse = sparse_zoom_choice(geometry) if args.zoom == "auto" and loaded.resolve_zoom("auto", size) != 1.0 else None
+    fixed = fixed_zoom_choice(loaded, geometry, size) if args.zoom == "auto" else None
     args.zoom = scan_zoom(args.zoom, geometry)
     zero = zero_level(volume, args.input, given_zero)
-    choice, judged = (sparse, None) if sparse else _choose_zoom(volume, loaded, args.zoom, zero, size)
+    choice, judged = (fixed, None) if fixed else _choose_zoom(volume, loaded, args.zoom, zero, size)
     if choice is not None:
         args.zoom = choice.zoom
     attrs = {

@@ -485,3 +485,6 @@ def test_enhance_says_which_zoom_it_chose(tmp_path):
     r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o1.npy"), "--input-kind", "mlem-flyscan",
                 "--zoom", "1")
     assert r.returncode == 0 and "network zoom 1 (given): every slice at this zoom" in r.stderr, r.stderr  # said too
+    r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o2.npy"), "--input-kind", "fbp")
+    assert r.returncode == 0 and ("network zoom 1 (rrdb-fbp.safetensors was trained on samples up to 128 px across: "
+                                  "zoom 1.5 would take these 128-px slices past them)") in r.stderr, r.stderr
