@@ -242,6 +242,9 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     DataRepairWarning whose words name the file, not the chunk (a command line shows it once
     per scan). FlytomoError (naming the file) when more than half the detector pixels or half
     the counts are bad, or more than MAX_DROPPED_FRACTION of a row's projections are dropped.
+    A row that holds no light in nearly every projection (more than 1 − MAX_DROPPED_FRACTION)
+    while other rows of the chunk do is a detector row that died after its flats: it is read as
+    air (its slice empty) with a warning naming it; a chunk whose rows are all dark is refused.
     """
     if not min_transmission > 0:
         raise ValueError("min_transmission must be > 0")
@@ -269,7 +272,13 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines: lost, below
         level = np.nanmean(trans, axis=2)  # (angle, z)
         unlit = (level < UNLIT_LINE_TRANSMISSION) & (level < 0.1 * np.nanmedian(level, axis=0)[None])
-    starved = np.mean(trans < min_transmission) > CLAMPED_HINT_SHARE  # NaN compares False
+    # a row dark in nearly every projection, beside lit rows, while its flats are lit: a detector
+    # row that died after the flats (blind probe M: the whole scan was refused as "beam lost")
+    dead_rows = np.mean(~(level >= UNLIT_LINE_TRANSMISSION), axis=0) > 1 - MAX_DROPPED_FRACTION
+    if dead_rows.all():  # every row: the beam, not the detector
+        raise _no_light(where, z0, z1, int(np.max(np.sum(~(level >= UNLIT_LINE_TRANSMISSION), axis=0))), level.shape[0])
+    unlit[:, dead_rows] = False
+    starved = np.mean(trans[:, ~dead_rows] < min_transmission) > CLAMPED_HINT_SHARE  # NaN compares False
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
     lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
@@ -286,15 +295,20 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
     p[lost] = 0.0
+    if dead_rows.any():
+        p[:, dead_rows] = 0.0
+        rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(dead_rows))
+        warnings.warn(f"{where or 'scan'}: detector row(s) {rows} hold no light in any projection while their flats "
+                      "do (a row that died after the flats?): their slices are left empty", DataRepairWarning,
+                      stacklevel=2)
     dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
+    dropped[:, dead_rows] = False
     if dropped.any():
         worst = int(dropped.sum(axis=0).max())
         if worst > MAX_DROPPED_FRACTION * dropped.shape[0]:
             n_unlit = int(unlit.sum(axis=0).max())
             if n_unlit > MAX_DROPPED_FRACTION * dropped.shape[0]:
-                raise FlytomoError(where, f"rows {z0}:{z1}: {n_unlit} of {dropped.shape[0]} projections hold no light "
-                                          "(counts at the dark level or below): a scan still being written, or the "
-                                          "beam lost?")
+                raise _no_light(where, z0, z1, n_unlit, dropped.shape[0])
             raise FlytomoError(where, f"rows {z0}:{z1}: {worst} of {dropped.shape[0]} projections are NaN "
                                       "or far off their neighbours in mean transmission (unstable beam, or "
                                       "projections out of order?)")
@@ -333,6 +347,12 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def _no_light(where: str | None, z0: int, z1: int, n: int, total: int) -> FlytomoError:
+    """The refusal of rows z0:z1 whose projections (``n`` of ``total``) hold no light."""
+    return FlytomoError(where, f"rows {z0}:{z1}: {n} of {total} projections hold no light (counts at the dark level "
+                               "or below): a scan still being written, or the beam lost?")
 
 
 def usable_frames(flats: np.ndarray, darks: np.ndarray, where: object = None,

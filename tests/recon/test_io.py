@@ -407,6 +407,23 @@ def test_a_scan_still_being_written_is_refused_not_repaired(small_scan):
             line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
 
 
+def test_a_detector_row_dead_in_the_projections_is_read_as_air_not_the_scan_refused(small_scan):
+    """Blind probe M: one detector row at the dark level in every projection (its flats lit) made
+    the whole scan refused as 'projections hold no light ... beam lost?'. Now that row is read as
+    air, named in a warning, and the other rows are as without it; every row dark is still refused."""
+    tomo = small_scan.tomo.copy()
+    tomo[:, 3] = small_scan.darks[0, 3]
+    with pytest.warns(DataRepairWarning, match=r"x\.h5: detector row\(s\) 3 hold no light in any projection while "
+                                               r"their flats do"):
+        p = line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    clean = line_integrals(RawChunk(small_scan.tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+    assert np.all(p[3] == 0)
+    np.testing.assert_array_equal(np.delete(p, 3, axis=0), np.delete(clean, 3, axis=0))
+    tomo[:] = small_scan.darks[0]
+    with pytest.raises(FlytomoError, match=r"x\.h5.*32 of 32 projections hold no light"):
+        line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
+
+
 def test_a_run_of_dim_frames_longer_than_the_window_is_found(small_scan):
     """A third blind probe: the last 12 of 90 frames at 1 % of the beam (stray light after a beam
     loss) passed the running median (it moves with a run over half its window) and the volume
