@@ -236,11 +236,10 @@ def _run_unit(job: UnitJob) -> UnitResult:
 
 
 def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int], str]:
-    """Worker side of a series' one network zoom: the :class:`recon.infer.ZoomChoice` (or None:
-    nothing to choose) of ``job``'s scan, judged on the rows of ``job.unit``'s range that
-    :func:`recon.infer.zoom_sample_rows` picks where the sample is (those holding it), read and reconstructed as
-    :func:`run_unit` does (the first stage only), those rows, and "" (or, where the scan could
-    not be judged, (None, (0, 0), the error in one line)); nothing is written."""
+    """Worker side of a series' one network zoom: :func:`recon.methods.judge_scan_zoom` of
+    ``job``'s scan over ``job.unit``'s rows, read as :func:`run_unit` reads them (the choice, or
+    None: nothing to choose; the rows judged), and "" (or, where the scan could not be judged,
+    (None, (0, 0), the error in one line)); nothing is written."""
     try:
         return (*_judge_zoom(job), "")
     except Exception as err:  # this scan's units will meet it and say so; the others judge the series
@@ -248,19 +247,13 @@ def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int], str]:
 
 
 def _judge_zoom(job: UnitJob) -> tuple[Any, tuple[int, int]]:
-    from recon.infer import zoom_sample_rows
-    from recon.io.alignment import Jitter, Tilt, read_line_integrals
-    from recon.io.preprocess import row_mass
+    from recon.io.alignment import Jitter, Tilt
+    from recon.methods import judge_scan_zoom
 
     set_torch_threads(job.threads)
     rec, _ = reconstructor_for(job.geometry, job.method, job.options, worker_device(job.device), job.model_sha256)
-    reader = reader_for(job.scan_file)
-    z0, z1 = job.unit.z0, job.unit.z1
-    a, b, held = zoom_sample_rows(z1 - z0, row_mass(reader, z0, z1))
-    a, b = z0 + a, z0 + b
-    got = read_line_integrals(reader, a, b, corrections=job.corrections,
-                              jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt), columns=False)
-    return rec.choose_zoom(got[held]), (a, b)
+    return judge_scan_zoom(rec, reader_for(job.scan_file), job.unit.z0, job.unit.z1, corrections=job.corrections,
+                           jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt))
 
 
 # ───────────────────────────── the driver side ─────────────────────────────

@@ -230,6 +230,22 @@ def fixed_zoom_choice(loaded: Any, geometry: ScanGeometry | None, image_size: in
                       f"half turn: too few to zoom slices of {geometry.image_size} px")
 
 
+def judge_scan_zoom(rec: "Reconstructor", reader: Any, z0: int, z1: int, *, corrections: Any = None,
+                    jitter: Any = None, tilt: Any = None) -> tuple[Any, tuple[int, int]]:
+    """The one network zoom of rows z0:z1 of a scan (``reader``) for ``rec``
+    (:meth:`Reconstructor.choose_zoom`; None: nothing to choose), judged on the rows of the
+    window :func:`recon.infer.zoom_sample_rows` finds by :func:`recon.io.preprocess.row_mass` that
+    hold the sample, read as a reconstruction reads them; and that window (a, b)."""
+    from recon.infer import zoom_sample_rows
+    from recon.io.alignment import read_line_integrals
+    from recon.io.preprocess import row_mass
+
+    a, b, held = zoom_sample_rows(z1 - z0, row_mass(reader, z0, z1))
+    a, b = z0 + a, z0 + b
+    sino = read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt, columns=False)
+    return rec.choose_zoom(sino[held]), (a, b)
+
+
 def blend_outputs(main: Any, second: Any, weight: float) -> Any:
     """The rrdb method's mean of two networks' outputs (arrays or tensors (..., y, x) of one
     shape): (1 − weight) · main + weight · second inside each slice's inscribed disk (the field

@@ -150,13 +150,9 @@ def _recon(args: argparse.Namespace) -> int:
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     choice, judged = None, ""  # the rrdb method's one network zoom for the scan (zoom auto), where judged
     if rec.model is not None:
-        from recon.infer import zoom_sample_rows
-        from recon.io.preprocess import row_mass
+        from recon.methods import judge_scan_zoom
 
-        a, b, held = zoom_sample_rows(z1 - z0, row_mass(reader, z0, z1))
-        a, b = z0 + a, z0 + b
-        choice = rec.choose_zoom(read_line_integrals(reader, a, b, corrections=corrections, jitter=jitter, tilt=tilt,
-                                                     columns=False)[held])
+        choice, (a, b) = judge_scan_zoom(rec, reader, z0, z1, corrections=corrections, jitter=jitter, tilt=tilt)
         if choice is not None:
             rec = rec.with_zoom(choice.zoom)
             judged = f" in rows {a}:{b}" if choice.slices else ""
