@@ -179,8 +179,9 @@ def test_rrdb_store_is_not_finished_with_another_network(sim, tmp_path):
     marks = [json.loads(p.read_text()) for p in (tmp_path / "store.zarr" / ".flytomo" / "manifest").iterdir()]
     zooms = [z for m in marks for z in m["zoom"]]  # each slice's network zoom, recorded
     attrs = json.loads((tmp_path / "store.zarr" / ".zattrs").read_text())["flytomo"]
-    chosen = attrs["network_zoom"]  # one zoom for the series, judged on the first scan's middle rows
-    assert chosen["scan"] == sim.scans[0].name and chosen["rows"] == [(SIZE - 8) // 2, (SIZE + 8) // 2]
+    chosen = attrs["network_zoom"]  # one zoom for the series: the first, middle and last scans judged
+    assert [j["scan"] for j in chosen["judged"]] == [sim.scans[i].name for i in (0, SCANS // 2, SCANS - 1)]
+    assert all(j["rows"][1] - j["rows"][0] == 8 for j in chosen["judged"]), chosen
     assert len(zooms) == sum(m["z1"] - m["z0"] for m in marks) and set(zooms) == {chosen["zoom"]}
     assert attrs["plan"]["model"] == json.loads(model.with_suffix(".json").read_text())["weights_sha256"]
     # nothing to do and the same network: a rerun is accepted
