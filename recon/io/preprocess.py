@@ -278,7 +278,13 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if dead_rows.all():  # every row: the beam, not the detector
         raise _no_light(where, z0, z1, int(np.max(np.sum(~(level >= UNLIT_LINE_TRANSMISSION), axis=0))), level.shape[0])
     unlit[:, dead_rows] = False
-    starved = np.mean(trans[:, ~dead_rows] < min_transmission) > CLAMPED_HINT_SHARE  # NaN compares False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without a good pixel: NaN, none died
+        row_gain = np.nanmedian(np.where(dead, np.nan, gain), axis=1)  # (z,): the row's typical flat − dark
+    died = died_pixels((tomo - dark32[None]) / row_gain[None, :, None].astype(np.float32), dead | dead_rows[:, None])
+    dead = dead | died
+    starved = np.mean(trans[:, ~dead_rows][:, :, ~died[~dead_rows].any(axis=0)] < min_transmission) \
+        > CLAMPED_HINT_SHARE  # NaN compares False
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
     lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
@@ -288,9 +294,10 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         _repair(p, dead, nonfinite)
     # the same words for every chunk of a file, so the command line shows each once per scan
     if has_dead:
-        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark, no finite flat or dark, or at the "
-                      "detector's full scale in every frame, as in a module gap) are repaired by interpolation from "
-                      "neighbouring columns", DataRepairWarning, stacklevel=2)
+        warnings.warn(f"{where or 'scan'}: dead detector pixels (flat ≤ dark, no finite flat or dark, at the "
+                      "detector's full scale in every frame, as in a module gap, or dark in every projection while lit "
+                      "in the flats) are repaired by interpolation from neighbouring columns", DataRepairWarning,
+                      stacklevel=2)
     if has_nan:
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
@@ -347,6 +354,24 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
     return np.ascontiguousarray(p.transpose(1, 0, 2))
+
+
+def died_pixels(trans: np.ndarray, dead: np.ndarray) -> np.ndarray:
+    """(z, col) bool: detector pixels that died after the flats: counts over the dark, against
+    their row's typical flat (``trans``, (angle, z, col); not the pixel's own flat, which may be
+    saturated), below :data:`UNLIT_LINE_TRANSMISSION` in more than 1 − :data:`MAX_DROPPED_FRACTION`
+    of the projections, where the columns two to each side see light (median over 0.05): a dark
+    column 1-3 px wide, not the dense core of a sample (its neighbours are dark too).
+    ``dead``: pixels already known dead (not counted again). Blind probe M: a column at 0 counts
+    took the axis (found at it) and the volume (0.33 dB) without a word."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dark = np.mean(~(trans >= UNLIT_LINE_TRANSMISSION), axis=0) > 1 - MAX_DROPPED_FRACTION  # (z, col)
+        typical = np.nanmedian(trans, axis=0)
+    lit = np.nan_to_num(typical, nan=0.0) > 0.05
+    n = lit.shape[1]
+    cols = np.arange(n)
+    return dark & ~dead & lit[:, np.clip(cols - 2, 0, n - 1)] & lit[:, np.clip(cols + 2, 0, n - 1)]
 
 
 def _no_light(where: str | None, z0: int, z1: int, n: int, total: int) -> FlytomoError:
