@@ -289,7 +289,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     p = -np.log(trans)
     lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
     nonfinite &= ~lost[:, :, None]
-    has_dead, has_nan = bool(dead.any()), bool((nonfinite & ~dead[None]).any())
+    unread = dead.all(axis=1) & ~dead_rows  # (z,) rows without a working pixel: no column to interpolate from
+    has_dead, has_nan = bool(dead[~unread].any()), bool((nonfinite & ~dead[None]).any())
     if has_dead or has_nan:
         _repair(p, dead, nonfinite)
     # the same words for every chunk of a file, so the command line shows each once per scan
@@ -308,6 +309,11 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: detector row(s) {rows} hold no light in any projection while their flats "
                       "do (a row that died after the flats?): their slices are left empty", DataRepairWarning,
                       stacklevel=2)
+    if unread.any():
+        p[:, unread] = 0.0
+        rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(unread))
+        warnings.warn(f"{where or 'scan'}: detector row(s) {rows} have no working pixel (flat ≤ dark, or no finite "
+                      "flat or dark, along the whole row): their slices are left empty", DataRepairWarning, stacklevel=2)
     dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
     dropped[:, dead_rows] = False
     if dropped.any():

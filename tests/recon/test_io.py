@@ -420,6 +420,11 @@ def test_a_detector_row_dead_in_the_projections_is_read_as_air_not_the_scan_refu
     clean = line_integrals(RawChunk(small_scan.tomo, small_scan.flats, small_scan.darks, source="x.h5"))
     assert np.all(p[3] == 0)
     np.testing.assert_array_equal(np.delete(p, 3, axis=0), np.delete(clean, 3, axis=0))
+    flats = small_scan.flats.copy()
+    flats[:, 5] = small_scan.darks[0, 5]  # dead in the flats too: said as it is (it said "interpolated")
+    with pytest.warns(DataRepairWarning, match=r"x\.h5: detector row\(s\) 5 have no working pixel .* left empty"):
+        p = line_integrals(RawChunk(small_scan.tomo, flats, small_scan.darks, source="x.h5"))
+    assert np.all(p[5] == 0)
     tomo[:] = small_scan.darks[0]
     with pytest.raises(FlytomoError, match=r"x\.h5.*32 of 32 projections hold no light"):
         line_integrals(RawChunk(tomo, small_scan.flats, small_scan.darks, source="x.h5"))
