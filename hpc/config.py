@@ -648,10 +648,13 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             names = ", ".join(rest) if len(rest) <= 10 else f"{rest[0]} … {rest[-1]}"
             out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({names})"))
     for f, unlit in dark[:3]:  # a warning: judged on a sample of the frames
+        verdict = ("recon will refuse it (it repairs up to " if len(unlit.dark) >= 2.5 * MAX_DROPPED_FRACTION * unlit.sampled
+                   else "recon repairs up to ")
         out.append(Problem("scans", f"{os.path.normpath(f)}: {len(unlit.dark)} of {unlit.sampled} projections read "
                                     f"across it hold no light (frames {', '.join(map(str, unlit.dark[:6]))}"
-                                    f"{' …' if len(unlit.dark) > 6 else ''}; the beam lost mid-scan?): recon repairs "
-                                    f"up to {MAX_DROPPED_FRACTION:.0%} of a scan's frames and refuses more",
+                                    f"{' …' if len(unlit.dark) > 6 else ''}; the beam lost mid-scan?): {verdict}"
+                                    f"{MAX_DROPPED_FRACTION:.0%} of a scan's frames and refuses more"
+                                    f"{')' if verdict.startswith('recon will') else ''}; run goes on with the others",
                            warning=True))
     if len(dark) > 3:
         out.append(Problem("scans", f"{len(dark) - 3} more files likewise ({', '.join(f.name for f, _ in dark[3:])})",

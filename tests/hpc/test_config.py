@@ -452,6 +452,6 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     assert main(["check", str(cfg)]) == 0  # a warning: judged on 16 frames
     err = capsys.readouterr().err
     assert f"{scans[1]}: 4 of 16 projections read across it hold no light (frames " in err, err
-    assert "refuses more" in err and str(scans[0]) not in err, err
+    assert "recon will refuse it (it repairs up to 10% of a scan's frames and refuses more)" in err and str(scans[0]) not in err, err
     assert main(["recon", str(scans[1]), "--out", str(tmp_path / "x.zarr"), "--method", "fbp"]) == 2  # as it says
     assert "no light" in capsys.readouterr().err
