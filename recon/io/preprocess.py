@@ -283,8 +283,9 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         row_gain = np.nanmedian(np.where(dead, np.nan, gain), axis=1)  # (z,): the row's typical flat − dark
     died = died_pixels((tomo - dark32[None]) / row_gain[None, :, None].astype(np.float32), dead | dead_rows[:, None])
     dead = dead | died
-    starved = np.mean(trans[:, ~dead_rows][:, :, ~died[~dead_rows].any(axis=0)] < min_transmission) \
-        > CLAMPED_HINT_SHARE  # NaN compares False
+    # clamped rays of the sample: not in dead rows or pixels, nor in frames without light (a beam loss)
+    seen = ~unlit[:, :, None] & ~died[None] & ~dead_rows[None, :, None]
+    starved = np.mean((trans < min_transmission)[np.broadcast_to(seen, trans.shape)]) > CLAMPED_HINT_SHARE
     np.maximum(trans, np.float32(min_transmission), out=trans)  # NaN stays NaN
     p = -np.log(trans)
     lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
