@@ -353,6 +353,11 @@ def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
     spacing = start_spacing_s(plans)
     if spacing is None:
+        lone = [p for p in plans if p.duration_s is None and p.start_time_s is not None]
+        if lone and warn:  # one timed scan: no spacing to take a duration from (probe N: said nothing)
+            warnings.warn(f"{lone[0].path.name} records no duration and there is no other scan to take one from: "
+                          "its temperature is read at its start; set scan_duration_s: in the config (flytomo init "
+                          "--scan-duration S) to read it mid-scan", AssumptionWarning, stacklevel=3)
         return
     timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
     overlap = [(a, b) for a, b in zip(timed, timed[1:])

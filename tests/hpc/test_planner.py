@@ -187,3 +187,18 @@ def test_scan_durations_come_from_the_files_else_are_assumed_with_a_warning(tmp_
         survey_scans(files, center="middle", pad_columns=0, log=log)
     plans = survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)
     assert [p.duration_s for p in plans] == [6.0] * 4
+
+
+def test_a_lone_scan_without_a_duration_is_said_to_be_read_at_its_start(tmp_path):
+    """Blind probe N: one scan recording a start and no duration was placed on the log at its start
+    without a word (two such scans get the spacing, and a warning). Now said, with the fix."""
+    from pathlib import Path
+
+    from hpc.planner import ScanPlan, _fill_durations
+    from recon.io.metadata import AssumptionWarning
+
+    lone = [ScanPlan(0, Path("scan_1.h5"), "1", start_time_s=100.0)]
+    with pytest.warns(AssumptionWarning, match=r"scan_1\.h5 records no duration and there is no other scan to take "
+                                               r"one from: its temperature is read at its start; set scan_duration_s"):
+        _fill_durations(lone, warn=True)
+    assert lone[0].duration_s is None and lone[0].mid_time_s == 100.0
