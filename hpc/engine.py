@@ -738,7 +738,7 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     choice = series_zoom_choice([c for _, c, _ in ok])
     judged = [{"scan": p.path.name, "rows": list(rows), **c.to_dict()} for p, c, rows in ok]
     where = "; ".join(f"{j['scan']} rows {j['rows'][0]}:{j['rows'][1]}" for j in judged)
-    line = f"network zoom {choice.words()} in {where}: every scan at this zoom (reconstruction.rrdb.zoom: a number pins it)"
+    line = f"network zoom {choice.words()}, judged on {where}: every scan at this zoom (reconstruction.rrdb.zoom: a number pins it)"
     log.info("%s", line)
     print(line, file=sys.stderr)
     apart = [j for j in judged if j["zoom"] != choice.zoom and j["noise"] is not None and not j.get("reason")]

@@ -176,7 +176,7 @@ class ZoomChoice:
                 **({"scans": self.scans} if self.scans != 1 else {})}
 
     def words(self) -> str:
-        """E.g. ``"1.5 (noise 0.041 under 0.117, median of 8 slices)"``."""
+        """E.g. ``"1.5 (noise 0.041 of the slice's 95th percentile, under 0.117, median of 8 slices)"``."""
         if self.reason:
             return f"{self.zoom:g} ({self.reason})"
         if self.slices == 0:
@@ -187,7 +187,7 @@ class ZoomChoice:
         of = f"median of {self.slices} slices" if self.slices > 1 else "1 slice"
         if self.scans > 1:
             of = f"median of {self.scans} scans' medians, {self.slices} slices"
-        return f"{self.zoom:g} (noise {self.noise:.3g} {rel} {self.limit:.3g}, {of})"
+        return f"{self.zoom:g} (noise {self.noise:.3g} of the slice's 95th percentile, {rel} {self.limit:.3g}, {of})"
 
 
 def choose_zoom(x: torch.Tensor, rule: str) -> ZoomChoice:

@@ -429,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         if choice is not None:
-            where = f" in slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
+            where = f", judged on slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
             print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
                   file=sys.stderr)
         elif zoomed and (any(z != 1 for z in zoomed) or given_zoom):

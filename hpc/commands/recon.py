@@ -155,7 +155,7 @@ def _recon(args: argparse.Namespace) -> int:
         choice, (a, b) = judge_scan_zoom(rec, reader, z0, z1, corrections=corrections, jitter=jitter, tilt=tilt)
         if choice is not None:
             rec = rec.with_zoom(choice.zoom)
-            judged = f" in rows {a}:{b}" if choice.slices else ""
+            judged = f", judged on rows {a}:{b}" if choice.slices else ""
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning

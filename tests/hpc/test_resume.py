@@ -209,7 +209,7 @@ def test_a_series_keeps_the_zoom_its_store_was_begun_with(sim, tmp_path, capsys)
     first = chosen["judged"][0]  # the first scan's rows around the sample's middle (it fills the rows: 12:20)
     where = f"{first['scan']} rows {first['rows'][0]}:{first['rows'][1]}"
     assert first["scan"] == sim.scans[0].name and 10 <= first["rows"][0] <= 14 and first["rows"][1] == first["rows"][0] + 8
-    assert f"network zoom {chosen['zoom']:g} (noise " in err and f"in {where}; " in err
+    assert f"network zoom {chosen['zoom']:g} (noise " in err and f"judged on {where}; " in err
     other = 1.0 if chosen["zoom"] == 1.5 else 1.5
     old = {k: v for k, v in chosen.items() if k not in ("judged", "scans")}  # as session 37 recorded one scan
     st.update_attrs(store, network_zoom={**old, "zoom": other, "scan": first["scan"], "rows": first["rows"]})
