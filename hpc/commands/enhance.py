@@ -88,7 +88,7 @@ def _read_tiff(path: str | Path) -> np.ndarray:
             if page.photometric == tifffile.PHOTOMETRIC.RGB and img.ndim == 3:
                 if page.planarconfig != tifffile.PLANARCONFIG.SEPARATE:
                     img = _grey_of_channels(img, path)
-                else:
+                elif not np.issubdtype(img.dtype, np.floating):  # float colour pictures are rare; float slices not
                     warnings.warn(f"{path}: stored as one RGB picture with separate colour planes, read as "
                                   f"{img.shape[0]} slices (as tifffile writes a stack of {img.shape[0]}); if it is a "
                                   "colour picture, export the reconstruction's grey values instead", stacklevel=2)

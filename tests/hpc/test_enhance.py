@@ -407,15 +407,22 @@ def test_a_grey_png_slice_is_the_same_slice_as_a_tiff(tmp_path):
 
 def test_a_tiff_of_separate_colour_planes_is_read_as_slices_with_a_warning(tmp_path):
     """tifffile writes a stack of 3 slices as one RGB picture with separate planes: read as the
-    3 slices it most likely is, but said (a colour picture stored so would be read the same way)."""
+    3 slices it most likely is; said for integers (a colour picture stored so would be read the
+    same way), not for floats (blind probe N: a warning every run on its float stacks)."""
     from hpc.commands.enhance import read_reconstruction
 
     stack = np.stack([np.full((64, 64), v, np.float32) for v in (0.0, 0.01, 0.02)])
-    tifffile.imwrite(tmp_path / "planes.tif", stack, photometric="rgb", planarconfig="separate")
+    tifffile.imwrite(tmp_path / "planes.tif", (stack * 1e4).astype(np.uint16), photometric="rgb",
+                     planarconfig="separate")
     with pytest.warns(UserWarning, match=r"planes\.tif: stored as one RGB picture with separate colour planes, "
                                          r"read as 3 slices"):
         vol, _, single = read_reconstruction(str(tmp_path / "planes.tif"))
     assert not single
+    np.testing.assert_array_equal(np.asarray(vol), (stack * 1e4).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "floats.tif", stack, photometric="rgb", planarconfig="separate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vol, _, _ = read_reconstruction(str(tmp_path / "floats.tif"))
     np.testing.assert_array_equal(np.asarray(vol), stack)
 
 
