@@ -68,9 +68,9 @@ class RrdbOptions(ConfigModel):
     tile: int | None = Field(None, ge=16, description="tile size (pixels) for large slices; None = whole slice")
     zoom: float | Literal["auto"] | None = Field(
         None, description="resample each slice by this factor (1-4) before the network and back after it; auto "
-                          "(None): one zoom for the series, judged on the first scan's middle rows (1.5 where its "
-                          "slices are under 300 px and quiet, for flytomo's networks; else 1) and kept in the store "
-                          "(hpc.engine.series_zoom)")
+                          "(None): one zoom for the series, the median of its first, middle and last scans judged on "
+                          "the rows holding the sample (1.5 where its slices are under 300 px and quiet, for "
+                          "flytomo's networks; else 1), kept in the store (hpc.engine.series_zoom)")
 
     @field_validator("zoom", mode="before")
     @classmethod
@@ -648,14 +648,13 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             names = ", ".join(rest) if len(rest) <= 10 else f"{rest[0]} … {rest[-1]}"
             out.append(Problem("scans", f"{len(bad) - 2} more files likewise ({names})"))
     for f, unlit in dark[:3]:  # a warning: judged on a sample of the frames
-        verdict = ("recon will refuse it (it repairs up to " if len(unlit.dark) >= 2.5 * MAX_DROPPED_FRACTION * unlit.sampled
-                   else "recon repairs up to ")
+        repairs = f"repairs up to {MAX_DROPPED_FRACTION:.0%} of a scan's frames and refuses more"
+        refused = len(unlit.dark) >= 2.5 * MAX_DROPPED_FRACTION * unlit.sampled
+        verdict = f"recon will refuse it (it {repairs})" if refused else f"recon {repairs}"
         out.append(Problem("scans", f"{os.path.normpath(f)}: {len(unlit.dark)} of {unlit.sampled} projections read "
                                     f"across it hold no light (frames {', '.join(map(str, unlit.dark[:6]))}"
-                                    f"{' …' if len(unlit.dark) > 6 else ''}; the beam lost mid-scan?): {verdict}"
-                                    f"{MAX_DROPPED_FRACTION:.0%} of a scan's frames and refuses more"
-                                    f"{')' if verdict.startswith('recon will') else ''}; run goes on with the others",
-                           warning=True))
+                                    f"{' …' if len(unlit.dark) > 6 else ''}; the beam lost mid-scan?): {verdict}; "
+                                    "run goes on with the others", warning=True))
     if len(dark) > 3:
         out.append(Problem("scans", f"{len(dark) - 3} more files likewise ({', '.join(f.name for f, _ in dark[3:])})",
                            warning=True))

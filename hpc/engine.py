@@ -225,14 +225,19 @@ def _run_unit(job: UnitJob) -> UnitResult:
         if err.errno in NO_ROOM_ERRNOS:  # the store's disk, not the scan
             msg = f"writing {job.store}: {err.strerror}; make room and run again"
         else:
-            msg = " ".join(f"{type(err).__name__}: {err}".split())
+            msg = _one_line(err)
         return UnitResult(u, False, msg, time.perf_counter() - t0, build, worker, _peak_rss_mb())
     except Exception as err:  # any other failure of this unit: reported, the run goes on
-        msg = " ".join(f"{type(err).__name__}: {err}".split())
+        msg = _one_line(err)
         return UnitResult(u, False, msg, time.perf_counter() - t0, build, worker, _peak_rss_mb())
     _units_run += 1
     _test_hook()
     return UnitResult(u, True, "", seconds, build, worker, _peak_rss_mb())
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line of a run's report: ``Type: message``, whitespace collapsed."""
+    return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int], str]:
@@ -243,7 +248,7 @@ def zoom_probe(job: UnitJob) -> tuple[Any, tuple[int, int], str]:
     try:
         return (*_judge_zoom(job), "")
     except Exception as err:  # this scan's units will meet it and say so; the others judge the series
-        return None, (0, 0), " ".join(f"{type(err).__name__}: {err}".split())
+        return None, (0, 0), _one_line(err)
 
 
 def _judge_zoom(job: UnitJob) -> tuple[Any, tuple[int, int]]:
@@ -699,10 +704,10 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     plan (the networks the run checks on its workers depend on it: at zoom 1 a 128-px slice gets
     no second network). A store begun with one keeps it (attribute ``network_zoom``); a store
     begun before there was one keeps choosing per slice, as it was begun. Else the median
-    (:func:`recon.infer.series_zoom_choice`) of :meth:`recon.methods.Reconstructor.choose_zoom` on
-    the sample's rows of the first, middle and last readable scans, judged on workers, said in one
-    line, with a warning naming a judged scan that alone would go the other way. Returns (the options to change: ``{"zoom": z}`` or none,
-    the record for a new store or None). A choice per slice would let crack contrast step between
+    (:func:`recon.infer.series_zoom_choice`) of :func:`recon.methods.judge_scan_zoom` of the
+    first, middle and last readable scans, judged on workers, said in one line, with a warning
+    naming a judged scan that alone would go the other way. Returns (the options to change:
+    ``{"zoom": z}`` or none, the record for a new store or None). A choice per slice would let crack contrast step between
     scans whose noise straddles the limit (docs/benchmarks.md "One zoom per series")."""
     from recon.infer import series_zoom_choice
 
@@ -727,7 +732,7 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     try:
         got = executor.map(zoom_probe, jobs)
     except Exception as err:  # the executor itself: the units will meet the problem and report it
-        got = [(None, (0, 0), " ".join(f"{type(err).__name__}: {err}".split()))] * len(jobs)
+        got = [(None, (0, 0), _one_line(err))] * len(jobs)
     failed = [f"{p.path.name} ({error})" for p, (_, _, error) in zip(picks, got) if error]
     if failed:
         _warn(f"network zoom: {'; '.join(failed)} could not be judged"

@@ -166,7 +166,7 @@ class ZoomChoice:
     noise: float
     limit: float
     slices: int
-    reason: str = ""  # where no noise was judged: why (too few projections)
+    reason: str = ""  # where no noise was judged: why (recon.methods.fixed_zoom_choice)
     scans: int = 1  # scans judged (:func:`series_zoom_choice`)
 
     def to_dict(self) -> dict:

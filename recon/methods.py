@@ -516,7 +516,7 @@ class Reconstructor:
     def choose_zoom(self, sino: np.ndarray | torch.Tensor) -> Any:
         """The one network zoom (a :class:`recon.infer.ZoomChoice`) this rrdb reconstructor's
         ``zoom: auto`` gives a whole scan, judged on the first-stage slices of line integrals
-        ``sino`` (z, n_angles, n_columns): rows :func:`recon.infer.zoom_sample_rows` picks. None
+        ``sino`` (z, n_angles, n_columns): the rows :func:`judge_scan_zoom` picks. None
         where there is nothing to choose: another method, a zoom given as a number, the seed's
         network; zoom 1 with its reason where the slices cannot take one (:func:`fixed_zoom_choice`)."""
         from recon.infer import AUTO_ZOOM_RULES, choose_zoom

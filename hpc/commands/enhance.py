@@ -226,7 +226,7 @@ def parse_zero_level(text: str) -> float | None:
     return None if value == "auto" else value
 
 
-def zero_level(volume, where: str, given: float | None = None) -> float:
+def zero_level(volume, where: str, given: float | None = None, mass: np.ndarray | None = None) -> float:
     """The value of zero attenuation in a reconstruction (z, y, x), in its own unit.
 
     ``given`` None ("auto"): the median of the outer ring of the slices' inscribed disk
@@ -239,11 +239,12 @@ def zero_level(volume, where: str, given: float | None = None) -> float:
     below it, or spread wider than :data:`ZERO_LEVEL_MAX_SPREAD`, is no air (a crop the sample
     fills): 0, with a warning for integers. Float values: 0, with a warning where L is off zero (a
     float air level off zero is not guessed: a sample wider than the field fills the ring too).
-    A number: that value.
+    A number: that value. ``mass``: :func:`slice_mass` of ``volume`` where already read.
     """
     if given is not None:
         return given
-    mass = slice_mass(volume)  # the slices holding the sample: in air slices half the pixels lie below the air
+    mass = slice_mass(volume) if mass is None else mass  # the slices holding the sample: in air slices half
+    # the pixels lie below the air
     held = np.flatnonzero(mass >= 0.5 * mass.max()) if mass.max() > 0 else np.arange(volume.shape[0])
     picks = held[np.unique(np.linspace(0, held.size - 1, min(16, held.size)).round().astype(int))]
     sample = np.stack([np.asarray(volume[int(z)], dtype=np.float64) for z in picks])
@@ -291,9 +292,9 @@ def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
     return (part - np.float32(zero) if zero else part), bad
 
 
-def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, size: int) -> Any:
+def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, size: int, mass: np.ndarray) -> Any:
     """The one network zoom (:class:`recon.infer.ZoomChoice`) ``zoom`` ``"auto"`` gives the whole
-    volume, judged on the slices (z0, z1) where the sample is (:func:`slice_mass`), as
+    volume, judged on the slices (z0, z1) where the sample is (``mass``: :func:`slice_mass`), as
     ``recon --method rrdb`` judges a scan, and those slices; (None, None) where there is nothing
     to choose (a number given, the seed's network)."""
     from recon.infer import AUTO_ZOOM_RULES, choose_zoom, zoom_sample_rows
@@ -301,7 +302,7 @@ def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, si
     rule = loaded.resolve_zoom(zoom, size)
     if not isinstance(rule, str) or rule not in AUTO_ZOOM_RULES:
         return None, None
-    a, b, held = zoom_sample_rows(int(volume.shape[0]), slice_mass(volume))
+    a, b, held = zoom_sample_rows(int(volume.shape[0]), mass)
     return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0][held])), rule), (a, b)
 
 
@@ -383,8 +384,9 @@ def run(args: argparse.Namespace) -> int:
     geometry = scan_geometry_of(src_attrs)
     fixed = fixed_zoom_choice(loaded, geometry, size) if args.zoom == "auto" else None
     args.zoom = scan_zoom(args.zoom, geometry)
-    zero = zero_level(volume, args.input, given_zero)
-    choice, judged = (fixed, None) if fixed else _choose_zoom(volume, loaded, args.zoom, zero, size)
+    mass = slice_mass(volume)  # read once: the zero level and the zoom are judged where the sample is
+    zero = zero_level(volume, args.input, given_zero, mass)
+    choice, judged = (fixed, None) if fixed else _choose_zoom(volume, loaded, args.zoom, zero, size, mass)
     if choice is not None:
         args.zoom = choice.zoom
     attrs = {

@@ -274,9 +274,10 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         unlit = (level < UNLIT_LINE_TRANSMISSION) & (level < 0.1 * np.nanmedian(level, axis=0)[None])
     # a row dark in nearly every projection, beside lit rows, while its flats are lit: a detector
     # row that died after the flats (blind probe M: the whole scan was refused as "beam lost")
-    dead_rows = np.mean(~(level >= UNLIT_LINE_TRANSMISSION), axis=0) > 1 - MAX_DROPPED_FRACTION
+    dark_lines = ~(level >= UNLIT_LINE_TRANSMISSION)  # (angle, z), NaN too
+    dead_rows = np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION
     if dead_rows.all():  # every row: the beam, not the detector
-        raise _no_light(where, z0, z1, int(np.max(np.sum(~(level >= UNLIT_LINE_TRANSMISSION), axis=0))), level.shape[0])
+        raise _no_light(where, z0, z1, int(np.max(np.sum(dark_lines, axis=0))), level.shape[0])
     unlit[:, dead_rows] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row without a good pixel: NaN, none died
@@ -304,17 +305,14 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
     p[lost] = 0.0
-    if dead_rows.any():
-        p[:, dead_rows] = 0.0
-        rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(dead_rows))
-        warnings.warn(f"{where or 'scan'}: detector row(s) {rows} hold no light in any projection while their flats "
-                      "do (a row that died after the flats?): their slices are left empty", DataRepairWarning,
-                      stacklevel=2)
-    if unread.any():
-        p[:, unread] = 0.0
-        rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(unread))
-        warnings.warn(f"{where or 'scan'}: detector row(s) {rows} have no working pixel (flat ≤ dark, or no finite "
-                      "flat or dark, along the whole row): their slices are left empty", DataRepairWarning, stacklevel=2)
+    for empty, why in ((dead_rows, "hold no light in any projection while their flats do (a row that died after "
+                                   "the flats?)"),
+                       (unread, "have no working pixel (flat ≤ dark, or no finite flat or dark, along the whole row)")):
+        if empty.any():  # read as air: no row beside it is read here to fill it from
+            p[:, empty] = 0.0
+            rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(empty))
+            warnings.warn(f"{where or 'scan'}: detector row(s) {rows} {why}: their slices are left empty",
+                          DataRepairWarning, stacklevel=2)
     dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
     dropped[:, dead_rows] = False
     if dropped.any():
@@ -369,7 +367,7 @@ def died_pixels(trans: np.ndarray, dead: np.ndarray) -> np.ndarray:
     saturated), below :data:`UNLIT_LINE_TRANSMISSION` in more than 1 − :data:`MAX_DROPPED_FRACTION`
     of the projections, where the columns two to each side see light (median over 0.05): a dark
     column 1-3 px wide, not the dense core of a sample (its neighbours are dark too).
-    ``dead``: pixels already known dead (not counted again). Blind probe M: a column at 0 counts
+    ``dead``: pixels already known dead (not counted again). Blind probe N: a column at 0 counts
     took the axis (found at it) and the volume (0.33 dB) without a word."""
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
