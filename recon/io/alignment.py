@@ -25,6 +25,7 @@ columns in air); where its mass changes with the angle, nothing is corrected, wi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy as np
 from recon.errors import FlytomoError
 from recon.io.center import MIN_SAMPLE_SIGNAL, find_center, sample_signal
 from recon.io.metadata import assume
-from recon.io.preprocess import Corrections, line_integrals
+from recon.io.preprocess import DEAD_ROW_REACH, Corrections, UnlitRowsError, line_integrals_with_gaps
 
 #: rows per read while measuring
 MEASURE_CHUNK_ROWS = 32
@@ -449,12 +450,12 @@ def _read_line_integrals(reader, z0: int, z1: int, corrections: Corrections | No
     halo = 1 if corrections is not None and corrections.remove_outliers is not None else 0
     if not dy.any() and not dx.any() and slope == 0.0:
         a, b = max(0, z0 - halo), min(n_rows, z1 + halo)
-        return line_integrals(_read(reader, a, b, chunks), corrections=corrections)[z0 - a:z1 - a]
+        return _rows(reader, a, b, corrections, halo, chunks)[z0 - a:z1 - a]
     lean = np.zeros(n_cols) if tilt is None else -slope * (np.arange(n_cols) - tilt.column)  # rows, per column
     z = np.arange(z0, z1, dtype=np.float64)
     a = max(0, int(np.floor(z0 + dy.min() + lean.min())) + TAPS[0] - halo)
     b = min(n_rows, int(np.floor(z1 - 1 + dy.max() + lean.max())) + TAPS[-1] + 1 + halo)
-    p = line_integrals(_read(reader, a, b, chunks), corrections=corrections)  # (z, angle, col)
+    p = _rows(reader, a, b, corrections, halo, chunks)  # (z, angle, col)
     across = np.zeros(z.size) if tilt is None else slope * (z - tilt.row)  # columns, per row
     out = np.empty((z.size, n_angles, n_cols), dtype=np.float32)
     col = np.arange(n_cols)[None, :]
@@ -470,6 +471,33 @@ def _read_line_integrals(reader, z0: int, z1: int, corrections: Corrections | No
         if shift.any():
             out[:, i] = _read_columns_at(out[:, i], shift)
     return out
+
+
+def _rows(reader, a: int, b: int, corrections: Corrections | None, halo: int, chunks: list | None) -> np.ndarray:
+    """Line integrals (z, angle, col) of rows a:b. A row that measured nothing is filled from
+    the rows within DEAD_ROW_REACH of it (:func:`recon.io.preprocess.fill_empty_rows`): where
+    those reach past a:b, the rows are read again with that many more each side (and ``halo``,
+    the zinger median's), so every row comes out as in a read of the whole scan."""
+    reach = DEAD_ROW_REACH + halo
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            p, empty = line_integrals_with_gaps(_read(reader, a, b, chunks), corrections=corrections)
+        except UnlitRowsError:
+            if a == 0 and b == reader.shape[1]:
+                raise
+            p, empty = None, np.ones(b - a, dtype=bool)  # dead rows, maybe, with lit rows beside them
+    rows = np.flatnonzero(empty)
+    if rows.size and ((a > 0 and rows[0] < reach) or (b < reader.shape[1] and rows[-1] >= b - a - reach)):
+        a2, b2 = max(0, a - reach), min(reader.shape[1], b + reach)
+        if chunks is not None:
+            chunks.pop()
+        with warnings.catch_warnings(record=True) as said:  # what the wider read did is said, not the first's
+            warnings.simplefilter("always")
+            p = line_integrals_with_gaps(_read(reader, a2, b2, chunks), corrections=corrections)[0][a - a2:b - a2]
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return p
 
 
 def _read(reader, a: int, b: int, chunks: list | None):

@@ -23,6 +23,7 @@ DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 #: however many such frames run together (5 % of the beam left: +3.0)
 DROPPED_FRAME_GROSS = 3.0
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
+DEAD_ROW_REACH = 2  # a detector row that measured nothing is filled from measured rows this near
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
 #: row's median over the projections, holds no light (counts at the dark level or below: a frame
 #: of a scan still being written, the beam lost); a sample wider than the field, mean p 4.6, is
@@ -243,9 +244,19 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     per scan). FlytomoError (naming the file) when more than half the detector pixels or half
     the counts are bad, or more than MAX_DROPPED_FRACTION of a row's projections are dropped.
     A row that holds no light in nearly every projection (more than 1 − MAX_DROPPED_FRACTION)
-    while other rows of the chunk do is a detector row that died after its flats: it is read as
-    air (its slice empty) with a warning naming it; a chunk whose rows are all dark is refused.
+    while other rows of the chunk do is a detector row that died after its flats; such a row, a
+    row without a working pixel and a module gap between rows (:func:`blind_pixels`) measured
+    nothing: each is filled from the measured rows at most DEAD_ROW_REACH rows above and below
+    it in the chunk (:func:`fill_empty_rows`), or left empty (air) where none is, with a warning
+    naming it; a chunk whose rows are all dark is refused.
+    :func:`recon.io.alignment.read_line_integrals` reads the rows a fill needs beyond a chunk.
     """
+    return line_integrals_with_gaps(chunk, min_transmission, corrections)[0]
+
+
+def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
+                             corrections: Corrections | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`line_integrals`, and the (z,) rows of the chunk that measured nothing."""
     if not min_transmission > 0:
         raise ValueError("min_transmission must be > 0")
     where = chunk.source
@@ -276,8 +287,8 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     # row that died after the flats (blind probe M: the whole scan was refused as "beam lost")
     dark_lines = ~(level >= UNLIT_LINE_TRANSMISSION)  # (angle, z), NaN too
     dead_rows = np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION
-    if dead_rows.all():  # every row: the beam, not the detector
-        raise _no_light(where, z0, z1, int(np.max(np.sum(dark_lines, axis=0))), level.shape[0])
+    if dead_rows.all():  # every row: the beam, not the detector (or rows that died, read with more rows)
+        raise UnlitRowsError(_no_light(where, z0, z1, int(np.max(np.sum(dark_lines, axis=0))), level.shape[0]))
     unlit[:, dead_rows] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row without a good pixel: NaN, none died
@@ -291,7 +302,7 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
     p = -np.log(trans)
     lost = (nonfinite.mean(axis=2) > 0.5) | unlit  # (angle, z) lines mostly NaN/inf, or dark: replaced whole
     nonfinite &= ~lost[:, :, None]
-    unread = dead.all(axis=1) & ~dead_rows  # (z,) rows without a working pixel: no column to interpolate from
+    unread = dead.all(axis=1) & ~dead_rows & ~blind_rows  # (z,) rows without a working pixel: no column to read
     has_dead, has_nan = bool(dead[~unread].any()), bool((nonfinite & ~dead[None]).any())
     if has_dead or has_nan:
         _repair(p, dead, nonfinite)
@@ -305,16 +316,10 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: NaN/inf projection counts are repaired by interpolation from "
                       "neighbouring columns", DataRepairWarning, stacklevel=2)
     p[lost] = 0.0
-    for empty, why in ((dead_rows, "hold no light in any projection while their flats do (a row that died after "
-                                   "the flats?)"),
-                       (unread, "have no working pixel (flat ≤ dark, or no finite flat or dark, along the whole row)")):
-        if empty.any():  # read as air: no row beside it is read here to fill it from
-            p[:, empty] = 0.0
-            rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(empty))
-            warnings.warn(f"{where or 'scan'}: detector row(s) {rows} {why}: their slices are left empty",
-                          DataRepairWarning, stacklevel=2)
+    empty = dead_rows | unread | blind_rows  # (z,) measured nothing: air until filled, last
+    p[:, empty] = 0.0
     dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
-    dropped[:, dead_rows] = False
+    dropped[:, empty] = False
     if dropped.any():
         worst = int(dropped.sum(axis=0).max())
         if worst > MAX_DROPPED_FRACTION * dropped.shape[0]:
@@ -348,17 +353,50 @@ def line_integrals(chunk: RawChunk, *, min_transmission: float = 1e-3,
                       f"{min_transmission:g} (line integral {-np.log(min_transmission):.1f}), so the attenuation "
                       "there comes out low; a higher energy or a longer exposure sees through", DataHintWarning,
                       stacklevel=2)
-    if blind_rows.any():
-        rows = np.flatnonzero(blind_rows) + z0
-        warnings.warn(f"{where or 'scan'}: detector row(s) {', '.join(str(r) for r in rows[:8])}"
-                      f"{' …' if rows.size > 8 else ''} read the detector's full scale in every flat and projection "
-                      "(a module gap between rows?): their slices hold nothing", DataRepairWarning, stacklevel=2)
     unmeasured = blind | blind_rows[:, None]
     if (hint := saturation_hint(flats[:, ~unmeasured] if unmeasured.any() else flats)) is not None:  # flats kept
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if c.remove_stripes is not None:
         remove_stripes(p, c.remove_stripes)
-    return np.ascontiguousarray(p.transpose(1, 0, 2))
+    if empty.any():
+        filled = fill_empty_rows(p, empty)
+        for kind, why in ((dead_rows, "hold no light in any projection while their flats do (a row that died after "
+                                      "the flats?)"),
+                          (unread, "have no working pixel (flat ≤ dark, or no finite flat or dark, along the whole "
+                                   "row)"),
+                          (blind_rows, "read the detector's full scale in every flat and projection (a module gap "
+                                       "between rows?)")):
+            for done, fate in ((filled, "interpolated from the rows beside them"),
+                               (~filled, f"left empty (no measured row within {DEAD_ROW_REACH} to fill them from)")):
+                if (kind & done).any():  # the same words for a row whatever chunk reads it
+                    rows = ", ".join(str(z0 + int(i)) for i in np.flatnonzero(kind & done))
+                    warnings.warn(f"{where or 'scan'}: detector row(s) {rows} {why}: their slices are {fate}",
+                                  DataRepairWarning, stacklevel=2)
+    return np.ascontiguousarray(p.transpose(1, 0, 2)), empty
+
+
+def fill_empty_rows(p: np.ndarray, empty: np.ndarray, reach: int | None = None) -> np.ndarray:
+    """Fill, in place, the rows of ``p`` ((angle, z, col) line integrals) that measured nothing
+    (``empty``, (z,) bool) from the nearest measured rows at most ``reach`` (DEAD_ROW_REACH)
+    above and below: linear between the two, or the one where only one is (the detector's edge).
+    Each row depends only on the rows within ``reach`` of it, so a reader that holds them gives
+    the same row whatever its chunk. Returns (z,) bool: the empty rows filled."""
+    reach = DEAD_ROW_REACH if reach is None else reach
+    measured = np.flatnonzero(~empty)
+    filled = np.zeros_like(empty)
+    for z in np.flatnonzero(empty):
+        below = measured[(measured < z) & (measured >= z - reach)]
+        above = measured[(measured > z) & (measured <= z + reach)]
+        if below.size and above.size:
+            lo, hi = int(below[-1]), int(above[0])
+            w = (z - lo) / (hi - lo)
+            p[:, z] = (1 - w) * p[:, lo] + w * p[:, hi]
+        elif below.size or above.size:
+            p[:, z] = p[:, int(below[-1] if below.size else above[0])]
+        else:
+            continue
+        filled[z] = True
+    return filled
 
 
 def died_pixels(trans: np.ndarray, dead: np.ndarray) -> np.ndarray:
@@ -377,6 +415,14 @@ def died_pixels(trans: np.ndarray, dead: np.ndarray) -> np.ndarray:
     n = lit.shape[1]
     cols = np.arange(n)
     return dark & ~dead & lit[:, np.clip(cols - 2, 0, n - 1)] & lit[:, np.clip(cols + 2, 0, n - 1)]
+
+
+class UnlitRowsError(FlytomoError):
+    """Every row of a chunk holds no light in nearly every projection: the beam lost, or detector
+    rows that died, which a read with the rows beside them fills (:func:`recon.io.alignment.read_line_integrals`)."""
+
+    def __init__(self, err: FlytomoError) -> None:
+        super().__init__(err.where, err.problem)
 
 
 def _no_light(where: str | None, z0: int, z1: int, n: int, total: int) -> FlytomoError:
