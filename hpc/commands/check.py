@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  zingers      removed: samples more than {r.remove_outliers:g} below their neighbours' medians")
     if r.remove_stripes is not None:
         print(f"  stripes      removed: '{r.remove_stripes}', {STRIPE_WORDS[r.remove_stripes]}")
-    if r.air_columns is not None:
+    if r.air_columns == 0:
+        print("  air          no levelling, not even where the beam changed after the flats")
+    elif r.air_columns is not None:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
     if r.correct_jitter:
         print("  jitter       each projection's shift off the ideal rotation measured and undone")

@@ -128,8 +128,8 @@ def _recon(args: argparse.Namespace) -> int:
     if args.remove_outliers is not None and not args.remove_outliers > 0:
         raise FlytomoError(None, "--remove-outliers must be a threshold > 0 (line-integral units), "
                                  f"got {args.remove_outliers:g}")
-    if args.air_columns is not None and not args.air_columns >= 1:
-        raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 1, got {args.air_columns}")
+    if args.air_columns is not None and not args.air_columns >= 0:
+        raise FlytomoError(None, f"--air-columns must be a number of columns ≥ 0 (0: off), got {args.air_columns}")
     if args.blur_angle is not None and not 0 <= args.blur_angle <= MAX_BLUR_ANGLE_DEG:
         raise FlytomoError(None, f"--blur-angle must be degrees of rotation during one exposure, 0 to "
                                  f"{MAX_BLUR_ANGLE_DEG:g}, got {args.blur_angle:g}")
@@ -295,7 +295,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--air-columns", type=int, metavar="N",
                    help="level each projection row by its outer N columns per side, which must be air at "
                         "every angle (flats taken at another beam intensity, a flux that changes between "
-                        "exposures); default off")
+                        "exposures); 0: off; default: the rows whose outer columns read as flat as air and off "
+                        "zero are levelled by max(4, columns/32)")
     p.add_argument("--correct-jitter", action="store_true",
                    help="measure each projection's shift off the ideal rotation (a stage that wobbles between "
                         "exposures) from the projections' mass and undo it; one extra pass over the scan; the "

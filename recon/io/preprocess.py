@@ -3,6 +3,7 @@ of dropped frames; opt-in zinger removal, air levelling and stripe removal (:cla
 from __future__ import annotations
 
 import importlib.util
+import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -55,6 +56,17 @@ AIR_OFFSET_SPREAD = 0.3
 #: every angle (5th to 95th percentile within AIR_HINT_SPREAD) get a hint (:func:`air_offset_hint`)
 AIR_HINT_OFFSET = 0.03
 AIR_HINT_SPREAD = 0.1
+#: automatic air levelling (``air_columns`` None, :func:`level_flux_by_air`): a row's outer columns
+#: are air with the flux's offset where, at 90 % of the angles, the two sides and the next columns
+#: inward agree within FLUX_FLAT_SIGMAS times the noise of their difference (FLUX_FLAT_FLOOR at
+#: least); it is levelled where that offset's RMS over the angles exceeds FLUX_OFFSET_SIGMAS times
+#: its noise and FLUX_OFFSET_FLOOR, its median stays under FLUX_MAX_OFFSET (a beam 22 % dimmer)
+#: and the sample inside reads at least twice it (a sample wider than the field reads flat edges too)
+FLUX_FLAT_SIGMAS = 5.0
+FLUX_FLAT_FLOOR = 0.005
+FLUX_OFFSET_SIGMAS = 4.0
+FLUX_OFFSET_FLOOR = 0.005
+FLUX_MAX_OFFSET = 0.25
 #: integer detectors' full-scale counts (8, 12, 14, 16 bit); flats with more than
 #: SATURATED_SHARE of their samples at one of these get a hint (:func:`saturation_hint`)
 FULL_SCALES = (255.0, 4095.0, 16383.0, 65535.0, 2147483647.0, 4294967295.0)
@@ -161,7 +173,8 @@ class Corrections:
     remove_outliers : zinger threshold, line-integral units (:func:`remove_outliers`).
     remove_stripes : a STRIPE_METHODS name (:func:`remove_stripes`).
     air_columns : outer detector columns per side that are air at every angle
-        (:func:`level_by_air`).
+        (:func:`level_by_air`); None: the rows whose outer columns say the beam changed after
+        the flats are levelled (:func:`level_flux_by_air`); 0: none.
     correct_jitter : measure each projection's shift off the ideal rotation over the whole
         scan and undo it (:mod:`recon.io.alignment`); scan-wide, so made where rows are read
         (:func:`recon.io.alignment.read_line_integrals`), not by :func:`line_integrals`.
@@ -180,8 +193,8 @@ class Corrections:
             raise ValueError(f"outlier threshold must be > 0, got {self.remove_outliers}")
         if self.remove_stripes is not None and (problem := stripe_method_problem(self.remove_stripes)):
             raise ValueError(problem)
-        if self.air_columns is not None and (isinstance(self.air_columns, bool) or not self.air_columns >= 1):
-            raise ValueError(f"air columns must be a whole number ≥ 1, got {self.air_columns}")
+        if self.air_columns is not None and (isinstance(self.air_columns, bool) or not self.air_columns >= 0):
+            raise ValueError(f"air columns must be a whole number ≥ 0 (0: off), got {self.air_columns}")
         for name in ("correct_jitter", "correct_tilt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -338,14 +351,19 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     c = corrections or Corrections()
     if c.remove_outliers is not None:
         remove_outliers(p, c.remove_outliers)
-    if c.air_columns is not None:
+    if c.air_columns is None and level_flux_by_air(p).any():  # the same words for every chunk
+        warnings.warn(f"{where or 'scan'}: the beam's intensity changed after the flats (the outer "
+                      f"{max(4, p.shape[2] // 32)} detector columns of some rows read as flat as air, off zero by "
+                      "an amount that changes with the angle): those rows are levelled by them (--air-columns N "
+                      "to choose the columns, 0: off)", DataRepairWarning, stacklevel=2)
+    elif c.air_columns:
         c.check_detector(p.shape[2], where)
         spread = level_by_air(p, c.air_columns)
         if spread > AIR_OFFSET_SPREAD:
             warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns are not air at every "
                           f"angle (their line integral ranges over {spread:.2f} in a row): levelling by air "
                           "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
-    elif (hint := air_offset_hint(p)) is not None:
+    elif c.air_columns is None and (hint := air_offset_hint(p)) is not None:
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if starved:  # the same words for every chunk, as above
         warnings.warn(f"{where or 'scan'}: more than {CLAMPED_HINT_SHARE:.0%} of the transmissions (in some rows) are "
@@ -601,6 +619,49 @@ def level_by_air(p: np.ndarray, n_columns: int) -> float:
     p -= offset[..., None].astype(p.dtype)
     low, high = np.percentile(offset, [5, 95], axis=0)
     return float((high - low).max())
+
+
+def level_flux_by_air(p: np.ndarray) -> np.ndarray:
+    """In place: the rows of line integrals p (angle, z, col) whose outer columns say the beam
+    changed after the flats (a flux that decays, dips or flickers from one exposure to the next,
+    or flats taken at another intensity) levelled by them, as ``air_columns`` does; returns the
+    (z,) rows levelled. ``n`` = max(4, col/32) columns per side, the next ``n`` inward beside them:
+    a side is air at an angle where it agrees with the columns inward (flat, unlike a sample
+    past the edge) within FLUX_FLAT_SIGMAS times their noise (from the columns' own spread); a
+    row is levelled where, at 90 % of the angles, a side is air (the offset: the two sides' mean
+    where both are and agree, else the lower, or the one side that is; the other angles' from
+    their neighbours'), and that offset is more than noise, under
+    FLUX_MAX_OFFSET, and under half the sample's own attenuation (a sample much wider than the
+    field reads flat edges too). Each row decides alone, whatever the chunk. Blind probes L and
+    N: a beam 25 % dimmer by the scan's end was read as a sample past the edges, padded, 1.5-3 dB
+    lost."""
+    levelled = np.zeros(p.shape[1], dtype=bool)
+    n = max(4, p.shape[2] // 32)
+    if p.shape[2] < 8 * n or p.shape[0] < 8:
+        return levelled
+    blocks = [p[..., a:b] for a, b in ((0, n), (p.shape[2] - n, p.shape[2]), (n, 2 * n),
+                                        (p.shape[2] - 2 * n, p.shape[2] - n))]
+    left, right, in_left, in_right = (b.mean(axis=-1, dtype=np.float64) for b in blocks)  # (angle, z)
+    pixel = np.median(np.concatenate([blocks[0].std(axis=-1, ddof=1), blocks[1].std(axis=-1, ddof=1)]), axis=0)
+    tol = np.maximum(FLUX_FLAT_SIGMAS * pixel * math.sqrt(2 / n), FLUX_FLAT_FLOOR)[None]  # (1, z)
+    air_left, air_right = np.abs(in_left - left) <= tol, np.abs(in_right - right) <= tol  # (angle, z)
+    # both sides air: their mean where they agree, else the lower (the sample flat on the other);
+    # one side air (the sample reaches the other at this angle): that side
+    both = np.where(np.abs(left - right) <= tol, (left + right) / 2, np.minimum(left, right))
+    offset = np.where(air_left & air_right, both, np.where(air_left, left, right))
+    seen = air_left | air_right
+    flat = seen.mean(axis=0) >= 0.9
+    for z in np.flatnonzero(flat & ~seen.all(axis=0)):  # angles without an air side: from their neighbours
+        i = np.flatnonzero(seen[:, z])
+        offset[:, z] = np.interp(np.arange(offset.shape[0]), i, offset[i, z])
+    rms = np.sqrt(np.mean(offset ** 2, axis=0))
+    typical = np.median(np.abs(offset), axis=0)
+    contrast = np.percentile(p - offset[..., None].astype(p.dtype), 99, axis=(0, 2))  # the sample above its edges
+    levelled = (flat & (rms > np.maximum(FLUX_OFFSET_SIGMAS * pixel / math.sqrt(2 * n), FLUX_OFFSET_FLOOR))
+                & (typical < FLUX_MAX_OFFSET) & ((contrast >= 2 * typical) | (contrast <= tol[0])))
+    if levelled.any():
+        p[:, levelled] -= offset[:, levelled, None].astype(p.dtype)
+    return levelled
 
 
 def _air_level(p: np.ndarray, n_columns: int, axis) -> np.ndarray:
