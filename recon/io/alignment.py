@@ -285,12 +285,15 @@ def estimate_jitter(reader, *, corrections: Corrections | None = None,
 
 def _mass_and_moment(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's mass Σ_x p and first moment Σ_x x·p (both (z, angle)) of line integrals
-    p (z, angle, col), after the row's air level (its outer columns, AIR_SHARE per side)."""
+    p (z, angle, col), after the row's air level: the lower of its two sides' outer columns'
+    means (AIR_SHARE per side), so that a sample entering one side at some angles does not
+    move it (blind probe O: a particle 3 px from the edge read as 0.46 px of jitter, and
+    undoing it cost FBP 6.8 dB)."""
     p = np.asarray(p, dtype=np.float64)
     n_cols = p.shape[-1]
     k = max(2, int(round(n_cols * AIR_SHARE)))
     x = np.arange(n_cols, dtype=np.float64)
-    air = 0.5 * (p[..., :k].mean(axis=-1) + p[..., -k:].mean(axis=-1))
+    air = np.minimum(p[..., :k].mean(axis=-1), p[..., -k:].mean(axis=-1))
     return p.sum(axis=-1) - n_cols * air, p @ x - air * x.sum()
 
 

@@ -187,3 +187,17 @@ def test_a_leaning_axis_gets_a_hint_and_an_upright_one_none(tmp_path, tilt_deg, 
             scan_geometry(open_scan(path), corrections=corrections)
         hints = [str(w.message) for w in caught if issubclass(w.category, DataHintWarning)]
         assert bool([h for h in hints if "--correct-tilt" in h]) == expect, hints
+
+
+def test_a_sample_entering_the_outer_columns_is_not_read_as_jitter():
+    """Blind probe O: a particle that reached into the outer columns (the air level) at some
+    angles read as 0.46 px of jitter on a steady stage, hinted at --correct-jitter, and undoing
+    it cost FBP 6.8 dB. The air level is now the lower side's: no hint, nothing to undo."""
+    from recon.io.alignment import jitter_hint
+
+    near_edge = ((24.0, 0.0, 0.0, 6.0, 0.03), (-4.0, 3.0, 2.0, 8.0, 0.02))  # reaches column 63.2 of 0-63
+    scan = BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES), balls=near_edge)
+    assert scan.p[:, :, -2:].max() > 0.1  # in the outer columns at some angles
+    j = estimate_jitter(scan)
+    assert np.abs(j.dx).max() < 0.1 and np.abs(j.dy).max() < 0.05  # 0.58 px across with the sides' mean
+    assert jitter_hint(read_line_integrals(scan, 12, 28), scan.angles_deg) is None
