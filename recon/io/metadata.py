@@ -130,11 +130,17 @@ def angles_in_degrees(ds: h5py.Dataset, path: Path) -> np.ndarray:
     return values
 
 
+#: the span (degrees) in which angles read in the other unit than labelled make a tomography
+#: scan, for :func:`_check_units_fit`'s limited-angle refusal
+LIMITED_SPAN_DEG = (90.0, 370.0)
+
+
 def _check_units_fit(values: np.ndarray, unit: str, factor: float, name: str, path: Path) -> None:
     """FlytomoError where angles span a half or a whole turn (with or without the end angle,
     within 0.5 %; at least 10 angles) in the other unit than ``unit`` says: degrees labelled
     radians span 180 or 360 "rad" (28 or 57 turns), radians labelled degrees 3.14 or 6.28 "°"
-    (no tomography turns 6°)."""
+    (no tomography turns 6°); likewise where they span LIMITED_SPAN_DEG in the other unit and
+    make no scan in theirs: at most 2π "°", or fewer than 10 projections per half turn in "rad"."""
     finite = values[np.isfinite(values)]
     if finite.size < 10:
         return
@@ -151,6 +157,18 @@ def _check_units_fit(values: np.ndarray, unit: str, factor: float, name: str, pa
         if any(abs(span - turn) <= 0.005 * turn for span in spans):
             raise FlytomoError(path, f"dataset '{name}' says its angles are in '{unit}' but they span {spans[0]:.4g}, "
                                      f"a {word} turn in {other}: correct its units attribute")
+    # a limited-angle scan (blind probe O: 150 angles over 149°, either unit mislabelled)
+    degrees = math.degrees(span) if factor == 1.0 else span  # the span read in the other unit, in degrees
+    if not LIMITED_SPAN_DEG[0] <= degrees <= LIMITED_SPAN_DEG[1]:
+        return
+    if factor == 1.0 and span <= 2 * math.pi:
+        said = f"{finite.size} projections over {span:.3g}° is no tomography scan"
+    elif factor != 1.0 and finite.size / (span / math.pi) < 10:
+        said = f"{finite.size} projections over {span / math.pi:.0f} half turns is no tomography scan"
+    else:
+        return
+    raise FlytomoError(path, f"dataset '{name}' says its angles are in '{unit}' but they span {spans[0]:.4g}: {said}, "
+                             f"{degrees:.0f}° in {other} is one: correct its units attribute")
 
 
 #: date formats read besides ISO 8601 (naive: UTC): APS Data Exchange's, year-first with

@@ -427,6 +427,15 @@ def _degrees_labelled_radians(p: Path) -> Path:
     return write_dxchange_tomopy(p, FULL, theta=FULL, theta_units="rad")
 
 
+def _limited_radians_labelled_degrees(p: Path) -> Path:
+    """Blind probe O: 150° in radians labelled degrees went through, exit 0, 9.26 dB."""
+    return write_dxchange_tomopy(p, HALF[HALF < 150], theta=np.deg2rad(HALF[HALF < 150]), theta_units="deg")
+
+
+def _limited_degrees_labelled_radians(p: Path) -> Path:
+    return write_dxchange_tomopy(p, HALF[HALF < 150], theta=HALF[HALF < 150], theta_units="rad")
+
+
 def _one_angle(p: Path) -> Path:
     return write_dxchange_tomopy(p, HALF, theta=np.zeros_like(HALF))
 
@@ -444,6 +453,10 @@ REFUSED = {
     "radians-labelled-degrees": (_radians_labelled_degrees, r"'/exchange/theta' says its angles are in 'deg' but they "
                                                             r"span 3\.1\d*, a half turn in radians"),
     "degrees-labelled-radians": (_degrees_labelled_radians, r"in 'rad' but they span 35\d\.?\d*, a whole turn in degrees"),
+    "limited-radians-labelled-degrees": (_limited_radians_labelled_degrees, r"in 'deg' but they span 2\.\d+: \d+ "
+                                         r"projections over 2\.\d+° is no tomography scan, 14\d° in radians is one"),
+    "limited-degrees-labelled-radians": (_limited_degrees_labelled_radians, r"in 'rad' but they span 14\d\.?\d*: \d+ "
+                                         r"projections over \d+ half turns is no tomography scan"),
     "one-angle": (_one_angle, r"all \d+ projection\(s\) are at 0°"),
     # the axis search reads the rows first: the file's problem alone, no fallback warning before it
     "flats-and-darks-swapped": (_flats_and_darks_swapped, r"flat field not above the dark level in 100%"),
