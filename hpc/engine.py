@@ -284,6 +284,7 @@ class RunSummary:
     failures: dict[str, str] = field(default_factory=dict)     # unit name → reason
     failed_scans: dict[str, str] = field(default_factory=dict)  # file name → reason
     complete: bool = False
+    axis: str | None = None   # the scans' rotation axes, in words (:func:`_log_axes`)
 
     @property
     def exit_code(self) -> int:
@@ -300,6 +301,7 @@ class RunSummary:
             f"units      {self.total} total: {self.done} done now, {self.skipped} already done, "
             f"{self.failed} failed",
             f"time       {self.wall_s:.1f} s wall, {self.rows} slices, {self.slices_per_s:.2f} slices/s",
+            *([f"axis       {self.axis}"] if self.axis else []),
             f"run log    {self.log_file}",
         ]
         if self.failed_scans:
@@ -316,7 +318,25 @@ class RunSummary:
                 "slices_per_s": self.slices_per_s, "sum_unit_s": float(np.sum(self.unit_seconds)),
                 "mean_unit_s": float(np.mean(self.unit_seconds)) if self.unit_seconds else 0.0,
                 "build_seconds": self.build_seconds, "peak_rss_mb": self.peak_rss_mb,
-                "failures": self.failures, "failed_scans": self.failed_scans, "complete": self.complete}
+                "failures": self.failures, "failed_scans": self.failed_scans, "complete": self.complete,
+                "axis": self.axis}
+
+
+def _log_axes(plans: list[ScanPlan], center: float | str | None) -> str | None:
+    """Each readable scan's rotation axis and pad into the run log; the summary's words for
+    them: one column, or their range across the scans (blind probe O: a drifting axis was
+    seen only in the store's attributes)."""
+    got = [p for p in plans if p.ok and p.geometry is not None]
+    how = "given" if isinstance(center, (int, float)) else "the middle" if center == "middle" else "found per scan"
+    for p in got:
+        log.info("scan %s: rotation axis at column %.2f (%s), %d columns padded per side", p.path.name,
+                 p.geometry.center, how, p.geometry.pad_columns)
+    if not got:
+        return None
+    columns = [p.geometry.center for p in got]
+    lo, hi = min(columns), max(columns)
+    where = f"column {lo:.2f}" if hi - lo < 0.005 else f"columns {lo:.2f} to {hi:.2f}"
+    return f"{where} ({how}{f', {len(got)} scans, each in the run log' if len(got) > 1 else ''})"
 
 
 def run_log_path(store: Path) -> Path:
@@ -544,6 +564,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
+        axis = _log_axes(plans, cfg.reconstruction.center)
         unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate)
         if analysis_follows and unusable:
             raise FlytomoError(exp.temperature_log, f"{unusable}; the analysis after the reconstruction could "
@@ -599,7 +620,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         retry = set(manifest.failed()) & {u.name for u in todo}
         manifest.clear_failed(retry)
         summary = RunSummary(store=store, log_file=run_log_path(store), executor=executor.describe(),
-                             total=len(units), skipped=len(units) - len(todo))
+                             total=len(units), skipped=len(units) - len(todo), axis=axis)
         log.info("executor %s; %d units, %d already done, %d to do (%d retried after failing)",
                  summary.executor, len(units), summary.skipped, len(todo), len(retry))
         if on_start is not None:

@@ -253,9 +253,9 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     Parameters
     ----------
     files : scan files in experiment order (index t = position).
-    blur_angle_deg, center : the config's overrides (``center="auto"``: found per scan from
-        its middle rows; ``"middle"``: (n_columns − 1)/2; ``None``: the file's value, else
-        found as for "auto"; see :func:`recon.io.scan_geometry.scan_geometry`).
+    blur_angle_deg, center : the config's overrides (``center="auto"`` or ``None``: found per
+        scan from its middle rows, a centre the file records not read; ``"middle"``:
+        (n_columns − 1)/2; see :func:`recon.io.scan_geometry.scan_geometry`).
     log : (time_s, temperature_C) arrays of the temperature log; the temperature of a scan
         is the log at mid-scan (start + duration/2).
     known : the store's scan entries from an earlier run (its ``flytomo.scans``); the entry at

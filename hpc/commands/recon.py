@@ -284,7 +284,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                               f"(default: {METHODS['mlem'].defaults['init']})")
     p.add_argument("--blur-angle", type=float, help="blur angle Δθ in degrees (default: file, else the angle step)")
     p.add_argument("--center", help="rotation-axis column, 'auto' (found from the middle rows, or where they "
-                   "are air from rows that show the sample) or 'middle' ((n-1)/2); default: the file's, else auto")
+                   "are air from rows that show the sample) or 'middle' ((n-1)/2); default: auto (a centre "
+                   "recorded in the file is not read: seldom right to the half pixel)")
     p.add_argument("--remove-outliers", type=float, metavar="T",
                    help="remove zingers: samples brighter than their 3x3 and their neighbouring frames' medians "
                         "by more than T in line integral (0.3: 35%% more counts); default off")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import zarr
@@ -38,7 +39,12 @@ def test_local_run_writes_the_store(reference, sim):
         assert abs(s["temperature_C"] - truth[i, 3]) < 2.0  # log noise ±0.3 °C
         assert s["geometry"]["n_columns"] == SIZE
     assert len(Manifest(store).done()) == SCANS * (SIZE // ROWS)
-    assert (cfg.parent / "store_run.log").read_text().count("done in") == SCANS * (SIZE // ROWS)
+    log = (cfg.parent / "store_run.log").read_text()
+    assert log.count("done in") == SCANS * (SIZE // ROWS)
+    # each scan's axis said in the run log, their range in the summary (blind probe O: only in the attrs)
+    centers = [s["geometry"]["center"] for s in fly["scans"]]
+    for i, c in enumerate(centers):
+        assert f"scan scan_{i:04d}.h5: rotation axis at column {c:.2f} (" in log
 
 
 def test_store_is_readable_by_analysis(reference):
@@ -73,6 +79,8 @@ def test_summary_json_and_exit_code(tmp_path, sim):
     d = json.loads(out.read_text())["run"]
     assert d["done"] == SCANS * (SIZE // ROWS) and d["failed"] == 0 and d["slices_per_s"] > 0
     assert d["executor"] == "local (in-process, 2 torch thread(s))"  # --threads overrides the config's 1
+    assert re.fullmatch(rf"columns? \d+\.\d\d( to \d+\.\d\d)? \(the middle, {SCANS} scans, each in the run log\)",
+                        d["axis"]), d["axis"]
 
 
 def test_a_problem_every_scan_shares_is_one_line_and_a_count(tmp_path, sim):
