@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from recon.fbp import filter_sinograms
+from recon.fbp import angular_weights, filter_sinograms
 from recon.geometry import ScanGeometry
 from recon.methods import make_reconstructor
 from recon.metrics import psnr, ssim
@@ -36,6 +36,7 @@ ANGLE_SETS = {  # name: angles in degrees (exposure middles)
     "full turn (240)": np.arange(240) * 1.5,
     "accelerating stage (120)": 180.0 * (0.5 - 0.5 * np.cos(np.pi * (np.arange(120) + 0.5) / 120)),
     "golden angle (120)": np.mod(np.arange(120) * 111.246117975, 360.0),
+    "uniform-random angles (120)": np.sort(np.random.default_rng(8).uniform(0.0, 180.0, 120)),
     "short of a half turn: 0-118.5 (80)": np.arange(80) * 1.5,
 }
 
@@ -46,15 +47,24 @@ def _uniform_fbp(sino: np.ndarray, g: ScanGeometry) -> np.ndarray:
     return (Projector(g).adjoint(filter_sinograms(t)) * (math.pi / g.n_angles)).numpy()
 
 
+def _eight_gap_fbp(sino: np.ndarray, g: ScanGeometry) -> np.ndarray:
+    """FBP as sessions 21-38 weighted it: each projection the mean of the 8 folded gaps about it."""
+    t = filter_sinograms(torch.as_tensor(sino, dtype=torch.float32))
+    w = torch.as_tensor(angular_weights(g, reach=4), dtype=t.dtype)
+    return Projector(g).adjoint(t * w[:, None]).numpy()
+
+
 def run() -> dict:
     rows = []
     for name, angles in ANGLE_SETS.items():
         g = ScanGeometry.create(angles, SIZE, blur_angle_deg=BLUR)
-        scores: dict[str, list[tuple[float, float]]] = {"weighted": [], "uniform": [], "mlem-flyscan": []}
+        scores: dict[str, list[tuple[float, float]]] = {"weighted": [], "eight_gap": [], "uniform": [],
+                                                        "mlem-flyscan": []}
         for family in FAMILIES:
             obj = make_phantom(family, SIZE, seed=12)
             sino = np.asarray(line_integrals_from_counts(simulate_flyscan(obj, angles, BLUR, PHOTONS, seed=3)))
-            for label, vol in (("weighted", make_reconstructor(g, "fbp")(sino)), ("uniform", _uniform_fbp(sino, g)),
+            for label, vol in (("weighted", make_reconstructor(g, "fbp")(sino)), ("eight_gap", _eight_gap_fbp(sino, g)),
+                               ("uniform", _uniform_fbp(sino, g)),
                                ("mlem-flyscan", make_reconstructor(g, "mlem-flyscan")(sino))):
                 scores[label].append((psnr(vol[0], obj), ssim(vol[0], obj)))
         row = {"angles": name, "n_angles": int(angles.size), "missing_wedge_deg": math.degrees(g.missing_wedge)}
@@ -62,6 +72,7 @@ def run() -> dict:
             row[f"{label}_psnr"], row[f"{label}_ssim"] = (float(v) for v in np.mean(s, axis=0))
         rows.append(row)
         print(f"{name:>36}  FBP weighted {row['weighted_psnr']:6.2f} / {row['weighted_ssim']:.3f}   "
+              f"8-gap {row['eight_gap_psnr']:6.2f} / {row['eight_gap_ssim']:.3f}   "
               f"uniform {row['uniform_psnr']:6.2f} / {row['uniform_ssim']:.3f}   "
               f"modified MLEM {row['mlem-flyscan_psnr']:6.2f} / {row['mlem-flyscan_ssim']:.3f}", flush=True)
     return {"settings": {"size": SIZE, "photons": PHOTONS, "blur_deg": BLUR, "families": FAMILIES,

@@ -21,6 +21,7 @@ Example (what ``flytomo init`` writes)::
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
       air_columns: null               # level each projection by its outer N columns (air); null: rows whose edges show the beam changed; 0: off
       pad_columns: auto               # a sample wider than the field: columns added per side, auto or 0 (off)
+      reverse_rotation: false         # true: the stage turns against the recorded angles (the volume came out mirrored)
       rrdb: {model: null, input: null, blend: null}   # null: the shipped model(s) and its own input kind
     rows_per_chunk: 16
     output: recon/experiment.zarr
@@ -116,6 +117,10 @@ class ReconstructionConfig(ConfigModel):
     correct_tilt: bool = Field(
         False, description="find the rotation axis's lean in the detector plane from its column in bands of rows "
                            "and turn each projection upright (recon.io.alignment.estimate_tilt)")
+    reverse_rotation: bool = Field(
+        False, strict=True, description="the stage turns the other way than the recorded angles grow in "
+                                        "flytomo's convention (a volume mirrored against another tool's): each "
+                                        "angle θ is read as −θ")
     pad_columns: int | Literal["auto"] = Field(
         "auto", description="virtual detector columns per side for a sample wider than the field of view "
                             "(recon.truncation); 'auto': from each scan's edge columns (0 where they are air); 0: off")

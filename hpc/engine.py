@@ -367,7 +367,8 @@ def _plan_signature(exp: Experiment, shape: tuple, files: list[Path], options: d
     return {"shape": list(shape), "rows_per_chunk": exp.config.rows_per_chunk, "method": r.method,
             "options": options, "files": [f.name for f in files], "center": r.center,
             "blur_angle_deg": r.blur_angle_deg, "pad_columns": r.pad_columns,
-            "model": network_key(model), **r.corrections().to_dict()}
+            "model": network_key(model), **r.corrections().to_dict(),
+            **({"reverse_rotation": True} if r.reverse_rotation else {})}
 
 
 def resumable(store: Path, existing: dict, plan_sig: dict, config: Path) -> int:
@@ -563,7 +564,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              blur_matters=uses_blur(method, resolved), photons=method == "rrdb",
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
-                             pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map)
+                             pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map,
+                             reverse_rotation=cfg.reconstruction.reverse_rotation)
         axis = _log_axes(plans, cfg.reconstruction.center)
         unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate)
         if analysis_follows and unusable:

@@ -161,6 +161,7 @@ class SurveyJob:
     check_tilt: bool
     blur_matters: bool = False
     photons: bool = False  # measure the photons its flats hold (the rrdb method's dose check)
+    reverse_rotation: bool = False  # the stage turns against the recorded angles (scan_geometry)
 
 
 def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str]]]:
@@ -203,7 +204,7 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             plan.geometry = scan_geometry(reader, blur_angle_deg=job.blur_angle_deg, center=c,
                                           corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
                                           pad_columns=pad, check_tilt=job.check_tilt,
-                                          blur_matters=job.blur_matters)
+                                          blur_matters=job.blur_matters, reverse_rotation=job.reverse_rotation)
             if job.photons:
                 from recon.io.noise import scan_photons
 
@@ -245,10 +246,11 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  known: list[dict] | None = None, scan_duration_s: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
                  map_fn: Callable[[Callable, list], list] | None = None,
-                 blur_matters: bool = False, photons: bool = False) -> list[ScanPlan]:
+                 blur_matters: bool = False, photons: bool = False, reverse_rotation: bool = False) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
     ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed);
-    ``photons``: also measure each scan's photons per flat pixel (:attr:`ScanPlan.photons`).
+    ``photons``: also measure each scan's photons per flat pixel (:attr:`ScanPlan.photons`);
+    ``reverse_rotation``: every scan's angles taken as −θ (:func:`recon.io.scan_geometry.scan_geometry`).
 
     Parameters
     ----------
@@ -280,7 +282,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
                       corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters,
-                      photons=photons)
+                      photons=photons, reverse_rotation=reverse_rotation)
             for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
     plans = []

@@ -16,6 +16,9 @@ from recon.geometry import ScanGeometry, folded_gaps
 from recon.operators import Projector
 
 WINDOWS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
+#: a folded gap over this many typical gaps is a wedge the scan never saw (counted as 3 gaps);
+#: under it, an uneven stage's gap (uniform-random angles: up to 7x the median) counts whole
+WEDGE_GAPS = 10.0
 
 
 def ramp_filter(n_columns: int, window: str = "ramp") -> tuple[np.ndarray, int]:
@@ -52,7 +55,7 @@ def filter_sinograms(sino: torch.Tensor, window: str = "ramp") -> torch.Tensor:
     return torch.fft.irfft(spec, n=n_fft, dim=-1)[..., left:left + nc]
 
 
-def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
+def angular_weights(geometry: ScanGeometry, reach: int = 1) -> np.ndarray:
     """Each projection's share of the half turn parallel beam needs: (n_angles,) radians.
 
     θ and θ + π see the same rays, so the angles are folded onto [0, π); each projection
@@ -75,7 +78,7 @@ def angular_weights(geometry: ScanGeometry, reach: int = 4) -> np.ndarray:
     k = max(1, min(reach, (n - 1) // 2))
     others = (np.arange(n)[:, None] + np.r_[-k:0, 1:k + 1][None, :]) % n  # the gaps about each, not itself
     typical = np.maximum(geometry.folded_step, np.median(gaps[others], axis=1))
-    gaps = np.minimum(gaps, 3.0 * typical)
+    gaps = np.where(gaps > WEDGE_GAPS * typical, np.minimum(gaps, 3.0 * typical), gaps)  # a wedge: 3 gaps
     around = (np.arange(n)[:, None] + np.arange(-reach, reach)[None, :]) % n  # the 2·reach gaps about each
     w = np.empty(n)
     w[order] = gaps[around].mean(axis=1)

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print("  air          no levelling, not even where the beam changed after the flats")
     elif r.air_columns is not None:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
+    if r.reverse_rotation:
+        print("  rotation     reversed: each recorded angle θ read as −θ (the stage turns the other way)")
     if r.correct_jitter:
         print("  jitter       each projection's shift off the ideal rotation measured and undone")
     if r.correct_tilt:

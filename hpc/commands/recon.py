@@ -146,7 +146,8 @@ def _recon(args: argparse.Namespace) -> int:
     blur_matters = uses_blur(args.method, options)
     geometry = scan_geometry(reader, blur_angle_deg=args.blur_angle, center=parse_center(args.center), rows=(z0, z1),
                              blur_matters=blur_matters,
-                             corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad)
+                             corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad,
+                             reverse_rotation=args.reverse_rotation)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     choice, judged = None, ""  # the rrdb method's one network zoom for the scan (zoom auto), where judged
     if rec.model is not None:
@@ -309,6 +310,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a sample wider than the field of view: continue each projection N columns past both "
                         "edges and reconstruct that much wider; default auto (from the edge columns' attenuation, "
                         "0 where they are air); 0: off")
+    p.add_argument("--reverse-rotation", action="store_true",
+                   help="the stage turns the other way than the recorded angles grow in flytomo's convention "
+                        "(its volume comes out mirrored against another tool's): each angle θ is read as −θ")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -31,7 +31,7 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
                   jitter: Jitter | None = None, tilt: Tilt | None = None,
                   pad_columns: int | str = "auto", check_tilt: bool = True,
-                  blur_matters: bool = False) -> ScanGeometry:
+                  blur_matters: bool = False, reverse_rotation: bool = False) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of the
@@ -54,6 +54,9 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         each on 900 angles × 2048 columns: an experiment checks its first scan only).
     blur_matters : the method models the blur (:func:`recon.methods.uses_blur`): warn where no
         blur angle is recorded (the angle step is taken) or it exceeds the angle step.
+    reverse_rotation : the stage turns the other way than the recorded angles grow in flytomo's
+        convention (README, Conventions): each angle θ is taken as −θ, so the volume is not
+        mirrored (the axis search, blur and weights do not depend on the sense).
     """
     meta = reader.metadata or {}
     blur = blur_angle_deg if blur_angle_deg is not None else meta.get("blur_angle_deg")
@@ -118,7 +121,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                       DataHintWarning, stacklevel=2)
     if blur_matters:
         _check_blur(blur, reader.angles_deg, where)
-    geometry = ScanGeometry.create(reader.angles_deg, n_cols, center=center, blur_angle_deg=blur,
+    angles = -np.asarray(reader.angles_deg, dtype=np.float64) if reverse_rotation else reader.angles_deg
+    geometry = ScanGeometry.create(angles, n_cols, center=center, blur_angle_deg=blur,
                                    offsets=None if jitter is None else np.asarray(jitter.dx),
                                    pad_columns=int(pad_columns))
     if (hint := wedge_hint(geometry, axis_found=found and not axis_from_centroid(sino, reader.angles_deg))) is not None:

@@ -81,6 +81,11 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
         cfg = write_config(tmp_path, sim, reconstruction={"air_columns": bad})
         assert main(["check", str(cfg)]) == 2
         assert "reconstruction.air_columns:" in capsys.readouterr().err
+    cfg = write_config(tmp_path, sim, reconstruction={"reverse_rotation": True})
+    assert main(["check", str(cfg)]) == 0
+    assert "rotation     reversed: each recorded angle θ read as −θ" in capsys.readouterr().out
+    cfg = write_config(tmp_path, sim, reconstruction={"reverse_rotation": "yes"})
+    assert main(["check", str(cfg)]) == 2 and "reconstruction.reverse_rotation:" in capsys.readouterr().err
     cfg = write_config(tmp_path, sim, reconstruction={"correct_jitter": True})
     assert main(["check", str(cfg)]) == 0
     assert "jitter       each projection's shift off the ideal rotation measured and undone" in capsys.readouterr().out
