@@ -17,11 +17,17 @@ from recon.truncation import auto_pad, edge_ratio
 
 def _check_blur(blur: float | None, angles_deg: np.ndarray, where: Any) -> None:
     """Warn where the fly-scan blur is assumed, or cannot be a continuous turn's."""
-    step = float(np.rad2deg(default_blur_angle(np.deg2rad(np.asarray(angles_deg, np.float64)))))
+    angles = np.asarray(angles_deg, np.float64)
+    step = float(np.rad2deg(default_blur_angle(np.deg2rad(angles))))
     if blur is None:
+        turned = float(np.median(np.abs(np.diff(angles)))) if angles.size > 1 else step
+        order = ("" if turned <= 1.5 * step else
+                 f" (the exposures are not in turn order: the stage turns {turned:.3g}° from one to the next, as in an "
+                 "interlaced or golden-angle scan; the blur is the turn during one exposure)")
         assume(where, f"no blur angle recorded (blur_angle_deg, or exposure_s and rotation_speed_deg_s): the "
-                      f"angle step {step:.3g}° is taken, the turn of a continuous scan without dead time; give "
-                      "--blur-angle (reconstruction.blur_angle_deg) where it differs (a step scan: 0)")
+                      f"step {step:.3g}° between neighbouring angles is taken, the turn of a continuous scan without "
+                      f"dead time{order}; give --blur-angle (reconstruction.blur_angle_deg) where it differs (a step "
+                      "scan: 0)")
     elif step > 0 and blur > 1.05 * step:
         assume(where, f"blur angle {blur:g}° is more than the angle step {step:.3g}°: the exposures of one "
                       "continuous turn cannot overlap; is it right (degrees, per exposure)?")

@@ -186,9 +186,16 @@ def test_the_blur_is_read_from_an_nxtomo_entry_and_warned_about_where_assumed(tm
             f.attrs.pop(key, None)
     reader = open_scan(path)
     assert "blur_angle_deg" not in reader.metadata
-    with pytest.warns(AssumptionWarning, match=r"no blur angle recorded .* the angle step 5.62° is taken"):
+    with pytest.warns(AssumptionWarning, match=r"no blur angle recorded .* the step 5.62° between neighbouring "
+                                               r"angles is taken, the turn of a continuous scan without dead time; give"):
         g = scan_geometry(reader, center="middle", blur_matters=True, pad_columns=0)
     assert g.blur_angle_deg == pytest.approx(5.625)
+    from recon.io.scan_geometry import _check_blur  # probe O: an interlaced scan turns 2 steps per exposure
+
+    interlaced = np.r_[np.arange(0.0, 180.0, 2.0), np.arange(1.0, 180.0, 2.0)]
+    with pytest.warns(AssumptionWarning, match=r"step 1° between neighbouring angles .* not in turn order: the stage "
+                                               r"turns 2° from one to the next"):
+        _check_blur(None, interlaced, "x.h5")
     with warnings.catch_warnings():
         warnings.simplefilter("error", AssumptionWarning)  # fbp, mlem: the blur does not matter
         scan_geometry(reader, center="middle", blur_matters=False, pad_columns=0)
