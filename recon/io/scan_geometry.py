@@ -125,6 +125,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         warnings.warn(f"{where}: the projections read {n_rows} rows x {n_cols} columns, a detector over 4 times taller "
                       "than wide: are they stored with rows and columns swapped (flytomo reads (angle, row, column))?",
                       DataHintWarning, stacklevel=2)
+    elif (hint := swapped_axes_hint(reader)) is not None:
+        warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
     if blur_matters:
         _check_blur(blur, reader.angles_deg, where)
     angles = -np.asarray(reader.angles_deg, dtype=np.float64) if reverse_rotation else reader.angles_deg
@@ -168,6 +170,55 @@ def row_total_hint(sino: np.ndarray) -> str | None:
     return (f"each row's total attenuation changes with the angle by {100 * spread:.0f}% (std over mean), where "
             "in parallel beam with the sample inside the field it stays the same: are the projections stored with "
             "rows and columns swapped (flytomo reads (angle, row, column)), or was the beam unstable?")
+
+
+#: opposite projections mirror each other this much better across the rows than across the
+#: columns before :func:`swapped_axes_hint` speaks (residual ratio)
+SWAP_MIRROR_RATIO = 0.5
+
+
+def _mirror_residual(a: np.ndarray, b: np.ndarray, axis: int) -> float:
+    """Mean |b − a mirrored along ``axis`` and shifted along it to fit best| over mean |b|."""
+    m = np.flip(a, axis=axis)
+    pa, pb = m.sum(axis=1 - axis), b.sum(axis=1 - axis)  # profiles along ``axis``
+    n = pa.size
+    corr = np.fft.irfft(np.fft.rfft(pb, 2 * n) * np.conj(np.fft.rfft(pa, 2 * n)), 2 * n)
+    shift = int(np.argmax(corr))
+    shift = shift - 2 * n if shift >= n else shift
+    return float(np.mean(np.abs(b - np.roll(m, shift, axis=axis))) / max(float(np.mean(np.abs(b))), 1e-12))
+
+
+def swapped_axes_hint(reader) -> str | None:
+    """A hint where a scan's projections look stored with rows and columns swapped, from two
+    projections half a turn apart: in parallel beam one is the other mirrored across the
+    columns (about the axis); stored swapped, it is mirrored across the rows. Speaks where the
+    row mirror fits SWAP_MIRROR_RATIO better (blind probe O: a square detector, the sample in
+    every row, got padding and air-levelling hints but none of the swap). None where no two
+    angles lie half a turn apart (within two steps) or the reader cannot read single frames."""
+    angles = np.asarray(reader.angles_deg, dtype=np.float64)
+    if angles.size < 4 or min(reader.shape[1], reader.shape[2]) < 8:
+        return None
+    apart = np.abs(np.mod(angles[None, :] - angles[:, None], 360.0) - 180.0)  # (i, j)
+    i, j = np.unravel_index(int(np.argmin(apart)), apart.shape)
+    step = float(np.rad2deg(default_blur_angle(np.deg2rad(angles))))
+    if apart[i, j] > max(2 * step, 1e-6) or i == j:
+        return None
+    try:
+        chunk = reader.read(0, reader.shape[1], projections=np.sort([i, j]))
+    except TypeError:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dark = np.nanmean(chunk.darks, axis=0)
+        p = -np.log(np.clip((chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark), 1e-3, None))
+    p = np.nan_to_num(p - np.nanpercentile(p, 5), nan=0.0)  # (2, z, col), air about 0
+    across_columns = _mirror_residual(p[0], p[1], axis=1)
+    across_rows = _mirror_residual(p[0], p[1], axis=0)
+    if not across_rows < SWAP_MIRROR_RATIO * across_columns:
+        return None
+    return (f"the projections {angles[i]:g}° and {angles[j]:g}°, half a turn apart, mirror each other across the rows "
+            f"(residual {across_rows:.2f}) rather than across the columns ({across_columns:.2f}), as parallel beam "
+            "draws them: are they stored with rows and columns swapped (flytomo reads (angle, row, column))?")
 
 
 def half_acquisition_hint(angles_deg: np.ndarray, n_cols: int, center: float | None) -> str | None:

@@ -201,3 +201,29 @@ def test_a_sample_entering_the_outer_columns_is_not_read_as_jitter():
     j = estimate_jitter(scan)
     assert np.abs(j.dx).max() < 0.1 and np.abs(j.dy).max() < 0.05  # 0.58 px across with the sides' mean
     assert jitter_hint(read_line_integrals(scan, 12, 28), scan.angles_deg) is None
+
+
+class _Frames:
+    """A BallScan's counts, optionally stored with rows and columns swapped, read by frames too."""
+
+    def __init__(self, scan: BallScan, swapped: bool) -> None:
+        t = (lambda a: np.ascontiguousarray(a.transpose(0, 2, 1))) if swapped else (lambda a: a)
+        self.tomo, self.flat = t(scan.tomo), t(scan.flat)
+        self.angles_deg, self.shape = scan.angles_deg, self.tomo.shape
+
+    def read(self, z0: int, z1: int, projections=None) -> RawChunk:
+        tomo = self.tomo if projections is None else self.tomo[np.asarray(projections)]
+        return RawChunk(tomo[:, z0:z1], self.flat[:, z0:z1], 0 * self.flat[:, z0:z1], "balls.h5", z0)
+
+
+def test_projections_stored_with_rows_and_columns_swapped_get_a_hint():
+    """Blind probe O: a square detector stored (angle, column, row), the sample in every row, got
+    padding and air hints but not the swap: two projections half a turn apart mirror each other
+    across the columns in parallel beam, across the rows when swapped."""
+    from recon.io.scan_geometry import swapped_axes_hint
+
+    scan = BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES))
+    assert swapped_axes_hint(_Frames(scan, swapped=False)) is None
+    hint = swapped_axes_hint(_Frames(scan, swapped=True))
+    assert hint is not None and "mirror each other across the rows" in hint and "rows and columns swapped" in hint
+    assert swapped_axes_hint(scan) is None  # a reader that cannot read single frames: no hint, no error
