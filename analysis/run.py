@@ -289,8 +289,10 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
     """The time and temperature plots and the montage of the ``show`` time points, into ``folder``."""
     name = info.path.name
     method = f" ({info.method})" if info.method else ""
+    temperatures = log is not None or np.isfinite(table["temperature_C"].to_numpy(float)).any()
     figs = {"time": plot_crack_vs_time(table, folder / PLOTS["time"], log=log,
-                                       title=f"{name}{method}: crack fraction and temperature"),
+                                       title=f"{name}{method}: crack fraction"
+                                             f"{' and temperature' if temperatures else ' (no temperatures)'}"),
             "temperature": plot_crack_vs_temperature(table, folder / PLOTS["temperature"],
                                                      title=f"{name}{method}: crack fraction vs temperature")}
     frames = []
