@@ -19,7 +19,7 @@ Example (what ``flytomo init`` writes)::
       center: null                    # a column, "auto" (found per scan), "middle" ((n-1)/2), or null (= auto)
       remove_outliers: null           # a zinger threshold in line integral (0.3), or null: off
       remove_stripes: null            # ring artifacts: mean | sorting | all (recon.io.preprocess), or null: off
-      air_columns: null               # level each projection by its outer N columns (air); null: rows whose edges show the beam changed; 0: off
+      air_columns: null               # level each projection by its outer N columns (air), or null: off (0: off, no hint)
       pad_columns: auto               # a sample wider than the field: columns added per side, auto or 0 (off)
       reverse_rotation: false         # true: the stage turns against the recorded angles (the volume came out mirrored)
       rrdb: {model: null, input: null, blend: null}   # null: the shipped model(s) and its own input kind
@@ -108,9 +108,9 @@ class ReconstructionConfig(ConfigModel):
         None, description="stripe (ring-artifact) removal (recon.io.preprocess.remove_stripes); None = off")
     air_columns: int | None = Field(
         None, ge=0, strict=True, description="outer detector columns per side that are air at every angle, by which "
-                                "each projection is levelled (recon.io.preprocess.level_by_air); None = the rows "
-                                "whose outer columns show the beam changed after the flats "
-                                "(recon.io.preprocess.level_flux_by_air); 0 = off")
+                                "each projection is levelled (recon.io.preprocess.level_by_air); None = off, with a "
+                                "hint where the edges look like a beam that changed after the flats "
+                                "(recon.io.preprocess.beam_change_rows); 0 = off, no hint")
     correct_jitter: bool = Field(
         False, description="measure and undo each projection's shift off the ideal rotation (a stage that "
                            "wobbles between exposures; recon.io.alignment); needs the sample inside the field of view")

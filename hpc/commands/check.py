@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if r.remove_stripes is not None:
         print(f"  stripes      removed: '{r.remove_stripes}', {STRIPE_WORDS[r.remove_stripes]}")
     if r.air_columns == 0:
-        print("  air          no levelling, not even where the beam changed after the flats")
+        print("  air          no levelling, and no hint where the edges look like a beam that changed")
     elif r.air_columns is not None:
         print(f"  air          each projection levelled by its outer {r.air_columns} columns per side")
     if r.reverse_rotation:

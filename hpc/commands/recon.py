@@ -297,8 +297,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--air-columns", type=int, metavar="N",
                    help="level each projection row by its outer N columns per side, which must be air at "
                         "every angle (flats taken at another beam intensity, a flux that changes between "
-                        "exposures); 0: off; default: the rows whose outer columns read as flat as air and off "
-                        "zero are levelled by max(4, columns/32)")
+                        "exposures); default off, with a hint where the outer columns look like a beam that "
+                        "changed; 0: off, no hint")
     p.add_argument("--correct-jitter", action="store_true",
                    help="measure each projection's shift off the ideal rotation (a stage that wobbles between "
                         "exposures) from the projections' mass and undo it; one extra pass over the scan; the "

@@ -56,10 +56,10 @@ AIR_OFFSET_SPREAD = 0.3
 #: every angle (5th to 95th percentile within AIR_HINT_SPREAD) get a hint (:func:`air_offset_hint`)
 AIR_HINT_OFFSET = 0.03
 AIR_HINT_SPREAD = 0.1
-#: automatic air levelling (``air_columns`` None, :func:`level_flux_by_air`): a row's outer columns
+#: the beam-change hint (``air_columns`` None, :func:`beam_change_rows`): a row's outer columns
 #: are air with the flux's offset where, at 90 % of the angles, the two sides and the next columns
 #: inward agree within FLUX_FLAT_SIGMAS times the noise of their difference (FLUX_FLAT_FLOOR at
-#: least); it is levelled where that offset's RMS over the angles exceeds FLUX_OFFSET_SIGMAS times
+#: least); it counts where that offset's RMS over the angles exceeds FLUX_OFFSET_SIGMAS times
 #: its noise and FLUX_OFFSET_FLOOR, its median stays under FLUX_MAX_OFFSET (a beam 22 % dimmer)
 #: and the sample inside reads at least twice it (a sample wider than the field reads flat edges too)
 FLUX_FLAT_SIGMAS = 5.0
@@ -173,8 +173,8 @@ class Corrections:
     remove_outliers : zinger threshold, line-integral units (:func:`remove_outliers`).
     remove_stripes : a STRIPE_METHODS name (:func:`remove_stripes`).
     air_columns : outer detector columns per side that are air at every angle
-        (:func:`level_by_air`); None: the rows whose outer columns say the beam changed after
-        the flats are levelled (:func:`level_flux_by_air`); 0: none.
+        (:func:`level_by_air`); None: none, with a hint where the outer columns look like a
+        beam that changed after the flats (:func:`beam_change_rows`); 0: none, no hint.
     correct_jitter : measure each projection's shift off the ideal rotation over the whole
         scan and undo it (:mod:`recon.io.alignment`); scan-wide, so made where rows are read
         (:func:`recon.io.alignment.read_line_integrals`), not by :func:`line_integrals`.
@@ -351,18 +351,27 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     c = corrections or Corrections()
     if c.remove_outliers is not None:
         remove_outliers(p, c.remove_outliers)
-    if c.air_columns is None and level_flux_by_air(p).any():  # the same words for every chunk
-        warnings.warn(f"{where or 'scan'}: the beam's intensity changed after the flats (the outer "
-                      f"{max(4, p.shape[2] // 32)} detector columns of some rows read as flat as air, off zero by "
-                      "an amount that changes with the angle): those rows are levelled by them (--air-columns N "
-                      "to choose the columns, 0: off)", DataRepairWarning, stacklevel=2)
+    if c.air_columns is None and beam_change_rows(p).any():  # the same words for every chunk
+        n = max(4, p.shape[2] // 32)
+        warnings.warn(f"{where or 'scan'}: the outer {n} detector columns of some rows read as flat as air, off zero "
+                      "by an amount that changes with the angle: a beam that changed after the flats (decay, dips, "
+                      f"flicker)? If the sample stays inside the field of view, --air-columns {n} (config: "
+                      "reconstruction.air_columns) levels each projection by them; a sample wider than the field "
+                      "can read the same, and levelling it would take its attenuation off", DataHintWarning,
+                      stacklevel=2)
     elif c.air_columns:
         c.check_detector(p.shape[2], where)
+        typical = float(np.median(np.abs(_air_level(p, c.air_columns, axis=-1))))
         spread = level_by_air(p, c.air_columns)
         if spread > AIR_OFFSET_SPREAD:
             warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns are not air at every "
                           f"angle (their line integral ranges over {spread:.2f} in a row): levelling by air "
                           "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
+        elif float(np.percentile(p, 99)) < 2 * typical:  # blind probe P: a cylinder 1.5x the field, 2.95 dB
+            warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns read more than half of "
+                          "what the sample reads above them: a sample wider than the field of view? "
+                          "Levelling by air takes its attenuation off (leave --air-columns out)", DataRepairWarning,
+                          stacklevel=2)
     elif c.air_columns is None and (hint := air_offset_hint(p)) is not None:
         warnings.warn(f"{where or 'scan'}: {hint}", DataHintWarning, stacklevel=2)
     if starved:  # the same words for every chunk, as above
@@ -577,6 +586,8 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     inner = float(np.median(np.concatenate([p[:, :, n:2 * n].ravel(), p[:, :, -2 * n:-n].ravel()])))
     if abs(inner - level) > 0.05 * abs(level):  # rising inward: a sample past the edges, not an offset
         return None
+    if float(np.percentile(p, 99)) - level < 2 * abs(level):  # blind probe P: a cylinder 1.5x the field read
+        return None  # 4.8 % more inward and got this hint (--air-columns then took it to 2.95 dB)
     more = "more" if level > 0 else "less"
     return (f"the outer {n} detector columns read {more} attenuation than air at every angle (flats taken at "
             f"another beam intensity?); if the sample stays inside the field of view, --air-columns {n} "
@@ -621,20 +632,23 @@ def level_by_air(p: np.ndarray, n_columns: int) -> float:
     return float((high - low).max())
 
 
-def level_flux_by_air(p: np.ndarray) -> np.ndarray:
-    """In place: the rows of line integrals p (angle, z, col) whose outer columns say the beam
-    changed after the flats (a flux that decays, dips or flickers from one exposure to the next,
-    or flats taken at another intensity) levelled by them, as ``air_columns`` does; returns the
-    (z,) rows levelled. ``n`` = max(4, col/32) columns per side, the next ``n`` inward beside them:
+def beam_change_rows(p: np.ndarray) -> np.ndarray:
+    """(z,) bool: the rows of line integrals p (angle, z, col) whose outer columns look like a
+    beam that changed after the flats (a flux that decays, dips or flickers from one exposure to
+    the next, or flats taken at another intensity), which ``air_columns`` levels; nothing is
+    changed (a hint names the flag). ``n`` = max(4, col/32) columns per side, the next ``n`` inward beside them:
     a side is air at an angle where it agrees with the columns inward (flat, unlike a sample
     past the edge) within FLUX_FLAT_SIGMAS times their noise (from the columns' own spread); a
-    row is levelled where, at 90 % of the angles, a side is air (the offset: the two sides' mean
+    row counts where, at 90 % of the angles, a side is air (the offset: the two sides' mean
     where both are and agree, else the lower, or the one side that is; the other angles' from
     their neighbours'), and that offset is more than noise, under
     FLUX_MAX_OFFSET, and under half the sample's own attenuation (a sample much wider than the
     field reads flat edges too). Each row decides alone, whatever the chunk. Blind probes L and
     N: a beam 25 % dimmer by the scan's end was read as a sample past the edges, padded, 1.5-3 dB
-    lost."""
+    lost, nothing pointing at ``air_columns`` (which gives them back). Not a repair by default:
+    blind probe P's plate 1.3x the field, face-on at 44 % of the angles, read the same at I0 1000
+    (levelled: 16.21 dB for 22.63, crack fraction 21.7 % for 2.1 %), as did a faint medium wider
+    than the field."""
     levelled = np.zeros(p.shape[1], dtype=bool)
     n = max(4, p.shape[2] // 32)
     if p.shape[2] < 8 * n or p.shape[0] < 8:
@@ -659,8 +673,6 @@ def level_flux_by_air(p: np.ndarray) -> np.ndarray:
     contrast = np.percentile(p - offset[..., None].astype(p.dtype), 99, axis=(0, 2))  # the sample above its edges
     levelled = (flat & (rms > np.maximum(FLUX_OFFSET_SIGMAS * pixel / math.sqrt(2 * n), FLUX_OFFSET_FLOOR))
                 & (typical < FLUX_MAX_OFFSET) & ((contrast >= 2 * typical) | (contrast <= tol[0])))
-    if levelled.any():
-        p[:, levelled] -= offset[:, levelled, None].astype(p.dtype)
     return levelled
 
 

@@ -76,7 +76,7 @@ def test_check_ok_prints_a_summary(tmp_path, sim, capsys):
     assert "air          each projection levelled by its outer 8 columns per side" in capsys.readouterr().out
     cfg = write_config(tmp_path, sim, reconstruction={"air_columns": 0})
     assert main(["check", str(cfg)]) == 0
-    assert "air          no levelling, not even where the beam changed after the flats" in capsys.readouterr().out
+    assert "air          no levelling, and no hint where the edges look like a beam that changed" in capsys.readouterr().out
     for bad in (-1, True, 2.5):
         cfg = write_config(tmp_path, sim, reconstruction={"air_columns": bad})
         assert main(["check", str(cfg)]) == 2

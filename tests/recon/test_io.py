@@ -736,6 +736,16 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
     # take its edges' attenuation off every ray): rising inward, not an offset
     round_wide = np.broadcast_to(np.sqrt(np.clip(40.0 ** 2 - cols ** 2, 0, None)) / 40.0, (40, 2, 64))
     assert air_offset_hint(round_wide.astype(np.float32)) is None
+    # blind probe P: a cylinder 1.5x the field rises only 4.8 % over the next columns inward; it got
+    # the hint, and --air-columns 4 then took it to 2.95 dB without a word: the sample inside must
+    # read twice the edges' level above them, and levelling says so where it does not
+    cylinder = np.broadcast_to(np.sqrt(np.clip(48.0 ** 2 - cols ** 2, 0, None)) / 48.0, (40, 2, 64)).astype(np.float32)
+    assert air_offset_hint(cylinder) is None
+    counts = (1000.0 * np.exp(-cylinder)).astype(np.float32)
+    chunk = RawChunk(counts, np.full((2, 2, 64), 1000.0, np.float32), np.zeros((2, 2, 64), np.float32), source="c.h5")
+    with pytest.warns(DataRepairWarning, match=r"c\.h5: the outer 4 detector columns read more than half of what the "
+                                               r"sample reads above them: a sample wider than the field of view\?"):
+        line_integrals(chunk, corrections=Corrections(air_columns=4))
     with pytest.raises(ValueError, match="air columns"):
         Corrections(air_columns=-1)
     with pytest.raises(ValueError, match="stripe removal"):
@@ -748,12 +758,13 @@ def test_level_by_air_takes_out_flat_and_flux_offsets():
 
 
 @pytest.mark.parametrize("flux", ["decay", "dip", "flicker", "bright flats"])
-def test_a_beam_that_changed_after_the_flats_is_levelled_where_the_edges_are_air(flux):
+def test_a_beam_that_changed_after_the_flats_gets_a_hint_and_the_flag_levels_it(flux):
     """Blind probes L and N: a beam 25 % dimmer by the scan's end was read as a sample past the
-    edges and padded (modified MLEM 23.99 dB for 26.98 levelled, docs/benchmarks.md). Rows whose
-    outer columns read as flat as air, off zero, are levelled by them, by default; a sample wider
-    than the field (its edges rising inward) and a steady beam are left as they were; 0: off."""
-    from recon.io.preprocess import Corrections, level_flux_by_air
+    edges and padded, nothing pointing at --air-columns (modified MLEM 23.99 dB, 26.98 levelled,
+    docs/benchmarks.md). Rows whose outer columns read as flat as air, off zero, get a hint naming
+    the flag (not a repair: blind probe P's plate read the same), which levels them; a sample
+    wider than the field (its edges rising inward) and a steady beam get none; 0: no hint."""
+    from recon.io.preprocess import Corrections, DataHintWarning, beam_change_rows
 
     rng = np.random.default_rng(4)
     n_angles, n_rows, n_cols = 90, 6, 96
@@ -770,20 +781,25 @@ def test_a_beam_that_changed_after_the_flats_is_levelled_where_the_edges_are_air
         return RawChunk(counts.astype(np.float32), flat, dark, source="x.h5")
 
     inside = scan(disk)
-    with pytest.warns(DataRepairWarning, match=r"x\.h5: the beam's intensity changed after the flats .* levelled"):
-        p = line_integrals(inside)
-    truth = np.broadcast_to(disk, p.shape)
+    with pytest.warns(DataHintWarning, match=r"x\.h5: the outer 4 detector columns of some rows read as flat as air, "
+                                             r"off zero .* a beam that changed after the flats .* --air-columns 4"):
+        off = line_integrals(inside)
+    truth = np.broadcast_to(disk, off.shape)
+    assert float(np.abs(off - truth).mean()) > 0.04  # not levelled: the flux's offset in every ray
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataHintWarning)
+        p = line_integrals(inside, corrections=Corrections(air_columns=4))
+        line_integrals(inside, corrections=Corrections(air_columns=0))  # 0: no hint
     edges = np.r_[0:8, n_cols - 8:n_cols]
     assert abs(float(p[..., edges].mean())) < 0.003  # levelled: air reads air
     assert float(np.abs(p - truth).mean()) < 0.03
-    off = line_integrals(inside, corrections=Corrections(air_columns=0))
-    assert float(np.abs(off - truth).mean()) > 0.04  # what it was without: the flux's offset in every ray
+    assert beam_change_rows(off.transpose(1, 0, 2).copy()).all()
     wide = np.sqrt(np.clip(70.0 ** 2 - cols ** 2, 0, None)) / 40.0  # 1.5x the field, edges 0.6 of the peak
     q = line_integrals(scan(wide), corrections=Corrections(air_columns=0)).transpose(1, 0, 2).copy()
-    assert not level_flux_by_air(q).any()
+    assert not beam_change_rows(q).any()
     beam = np.ones(n_angles)
     steady = line_integrals(scan(disk), corrections=Corrections(air_columns=0)).transpose(1, 0, 2).copy()
-    assert not level_flux_by_air(steady).any()
+    assert not beam_change_rows(steady).any()
 
 
 def test_saturated_flats_get_a_hint():
