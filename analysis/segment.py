@@ -85,6 +85,9 @@ __all__ = [
 NO_PARTICLE = "no particle found"
 NO_DATA = "no data (volume is constant)"
 NON_FINITE = "incomplete volume: NaN or infinite values"
+#: slices of one value inside the particle: detector rows that measured nothing, left empty
+#: (:func:`recon.io.preprocess.fill_empty_rows`), which would read as a crack through it
+EMPTY_SLICES = "incomplete volume: empty slices inside the particle"
 NOT_RECONSTRUCTED = "not reconstructed (no data)"
 OK = "ok"
 #: a "particle" that fills this share of the volume leaves no background to measure cracks
@@ -383,14 +386,16 @@ def _fill_outside_circle(source, block: int) -> float | None:
     return float(np.median(low)) if low.size else float(values.min())
 
 
-def _value_range(source, block: int) -> tuple[float, float, int, list[np.ndarray]]:
-    """(min, max, non-finite voxels, strided samples) of a volume, slab by slab; the min, max
-    and samples of the finite slabs only (a volume with any non-finite voxel is not used)."""
+def _value_range(source, block: int) -> tuple[float, float, int, list[np.ndarray], np.ndarray]:
+    """(min, max, non-finite voxels, strided samples, (z,) slices that hold one value) of a
+    volume, slab by slab; the min, max and samples of the finite slabs only (a volume with any
+    non-finite voxel is not used)."""
     nz, ny, nx = (int(n) for n in source.shape)
     lo, hi = math.inf, -math.inf
     bad = 0
     stride = max(1, (nz * ny * nx) // 2_000_000)
     samples = []
+    flat = np.zeros(nz, dtype=bool)
     for z0, z1 in _slabs(nz, block):
         s = _read(source, z0, z1)
         fin = np.isfinite(s)
@@ -398,8 +403,9 @@ def _value_range(source, block: int) -> tuple[float, float, int, list[np.ndarray
             bad += int(s.size - np.count_nonzero(fin))
             continue  # the volume is not usable; keep counting
         lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
+        flat[z0:z1] = s.reshape(z1 - z0, -1).min(axis=1) == s.reshape(z1 - z0, -1).max(axis=1)
         samples.append(s.ravel()[(-z0 * ny * nx) % stride::stride])  # the same voxels for any block_z
-    return lo, hi, bad, samples
+    return lo, hi, bad, samples, flat
 
 
 class _Filled:
@@ -725,7 +731,8 @@ def segment_volume(
     SegmentationResult — ``status`` is ``"ok"``, ``"no particle found"``,
     ``"no data (volume is constant)"``, ``"not reconstructed (no data)"`` (all NaN: the
     store's fill value, a time point not written yet), ``"incomplete volume: NaN or
-    infinite values (…% of voxels)"`` or ``"the particle fills the field (…)"`` (no
+    infinite values (…% of voxels)"``, ``"incomplete volume: empty slices inside the particle:
+    …"`` (slices of one value between its first and last) or ``"the particle fills the field (…)"`` (no
     background: an inverted contrast?); the counts are zero when it is not ``"ok"``.
     ``other_particles`` counts the separate particles (≥ 5 % of its volume) left out.
     """
@@ -739,10 +746,10 @@ def segment_volume(
     # pass 1: value range. The quantisation range is the 0.005th..99.995th percentile of a
     # strided sample, so that a few extreme voxels (streaks, hot pixels) do not squeeze the
     # particle into a handful of levels; smoothed values outside it are clipped to its ends.
-    lo, hi, bad, samples = _value_range(source, block)
+    lo, hi, bad, samples, flat = _value_range(source, block)
     if 0 < bad < nz * ny * nx and (fill := _fill_outside_circle(source, block)) is not None:
         source = _Filled(source, fill)  # NaN outside the reconstruction circle (tomopy's, astra's mask): air
-        lo, hi, bad, samples = _value_range(source, block)
+        lo, hi, bad, samples, flat = _value_range(source, block)
     if bad == nz * ny * nx:
         return SegmentationResult(status=NOT_RECONSTRUCTED)
     if bad:
@@ -779,6 +786,11 @@ def segment_volume(
     del q
     if not mask.any():
         return SegmentationResult(status=NO_PARTICLE, envelope_threshold=thr)
+    held = np.flatnonzero(mask.any(axis=(1, 2)))
+    if (empty := np.flatnonzero(flat[held[0]:held[-1] + 1]) + held[0]).size:  # blind probe P: counted as a crack
+        rows = ", ".join(str(int(z)) for z in empty[:8]) + (" …" if empty.size > 8 else "")
+        return SegmentationResult(status=f"{EMPTY_SLICES}: {rows} (detector rows that measured nothing?)",
+                                  envelope_threshold=thr)
     mask, others = _particle_pieces(mask, p.piece_gap, p.min_piece_fraction, block)
     mask = _blockwise_closing(mask, p.closing_radius, block)
     mask = _line_closings(mask, p.closing_radius, block)

@@ -24,7 +24,7 @@ DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 #: however many such frames run together (5 % of the beam left: +3.0)
 DROPPED_FRAME_GROSS = 3.0
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
-DEAD_ROW_REACH = 2  # a detector row that measured nothing is filled from measured rows this near
+DEAD_ROW_REACH = 3  # a detector row that measured nothing is filled from measured rows this near
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
 #: row's median over the projections, holds no light (counts at the dark level or below: a frame
 #: of a scan still being written, the beam lost); a sample wider than the field, mean p 4.6, is
@@ -283,9 +283,14 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     gain = flat - dark
     blind, blind_rows = blind_pixels(flats, tomo)
     dead = ~(gain > 0) | blind  # also NaN
-    if dead.mean() > MAX_BAD_FRACTION:
-        raise FlytomoError(where, f"rows {z0}:{z1}: flat field not above the dark level in {100 * dead.mean():.0f}% "
+    # whole dead rows are filled from the rows beside them (below); the rest must mostly work
+    # (blind probe P: 3 dead rows in a chunk of 5 refused the scan, whatever chunking read it whole)
+    partly = ~dead.all(axis=1)
+    bad = float(dead[partly].mean()) if partly.any() else 1.0
+    if bad > MAX_BAD_FRACTION:
+        err = FlytomoError(where, f"rows {z0}:{z1}: flat field not above the dark level in {100 * bad:.0f}% "
                                   "of the detector pixels (no beam in the flats, or flats and darks swapped?)")
+        raise UnlitRowsError(err) if not partly.any() else err
     nonfinite = ~np.isfinite(tomo)
     if nonfinite.mean() > MAX_BAD_FRACTION:
         raise FlytomoError(where, f"rows {z0}:{z1}: {100 * nonfinite.mean():.0f}% of the projection counts are NaN or infinite")
@@ -299,7 +304,7 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     # a row dark in nearly every projection, beside lit rows, while its flats are lit: a detector
     # row that died after the flats (blind probe M: the whole scan was refused as "beam lost")
     dark_lines = ~(level >= UNLIT_LINE_TRANSMISSION)  # (angle, z), NaN too
-    dead_rows = np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION
+    dead_rows = (np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION) & ~dead.all(axis=1)  # (dead in the flats too: unread, below)
     if dead_rows.all():  # every row: the beam, not the detector (or rows that died, read with more rows)
         raise UnlitRowsError(_no_light(where, z0, z1, int(np.max(np.sum(dark_lines, axis=0))), level.shape[0]))
     unlit[:, dead_rows] = False

@@ -464,3 +464,20 @@ def test_a_wide_crack_running_into_a_large_pore_leaves_both():
     res = segment_volume(vol)
     assert res.n_pores == 1 and res.pore_fraction == pytest.approx(pore.sum() / particle.sum(), rel=0.2)
     assert res.crack_fraction == pytest.approx(crack.sum() / particle.sum(), rel=0.15)
+
+
+def test_an_empty_slice_inside_the_particle_is_an_incomplete_volume_not_a_crack():
+    """Blind probe P: detector rows that measured nothing, too many to fill, leave slices of
+    zeros, which read as a crack through the particle (crack fraction 0.128 for 0.047). A slice
+    of one value inside the particle's rows makes the time point incomplete, said by slice;
+    outside them (air above and below) it is fine."""
+    vol, tr = cracked_particle(64, noise=0.004)
+    rows = np.flatnonzero(tr["particle"].any(axis=(1, 2)))
+    hole = vol.copy()
+    hole[int(rows.mean())] = 0.0
+    res = segment_volume(hole, SegmentationParams())
+    assert res.status == (f"incomplete volume: empty slices inside the particle: {int(rows.mean())} (detector rows "
+                          "that measured nothing?)")
+    above = vol.copy()
+    above[: rows[0]] = 0.0  # air slices written as exact zeros
+    assert segment_volume(above, SegmentationParams()).status == "ok"
