@@ -11,7 +11,7 @@ from recon.geometry import ScanGeometry, default_blur_angle
 from recon.io.center import MIN_SAMPLE_SIGNAL, axis_from_centroid, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
-from recon.io.preprocess import Corrections, DataHintWarning, air_offset_hint
+from recon.io.preprocess import Corrections, DataHintWarning, air_offset_hint, beam_change_rows
 from recon.truncation import auto_pad, edge_ratio
 
 
@@ -264,6 +264,13 @@ def _auto_pad(rows_sino, where) -> int:
         assume(where, f"the outer columns read {edge_ratio(sino):.2f} of the peak at every angle, as flat as air "
                       f"(flats at another beam intensity, not a sample past the edges?): each projection is "
                       f"continued {pad} columns past both edges until they are levelled (--air-columns)")
+    elif pad and beam_change_rows(np.asarray(sino).transpose(1, 0, 2).copy()).mean() > 0.5:
+        # the edges as flat as air, off zero by what changes with the angle: a beam that changed
+        # (blind probe P: a 25 % decay was said to be a sample past the edges)
+        assume(where, f"the outer columns read {edge_ratio(sino):.2f} of the peak, as flat as air, by an amount "
+                      f"that changes with the angle (a beam that changed after the flats, or a sample wider than the "
+                      f"field?): each projection is continued {pad} columns past both edges (--pad-columns; if the "
+                      "sample stays inside the field, --air-columns levels them instead)")
     elif pad:
         assume(where, f"the sample reaches past the detector's edges (their attenuation {edge_ratio(sino):.2f} of "
                       f"the peak): each projection is continued {pad} columns past both edges and the slices "

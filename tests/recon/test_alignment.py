@@ -227,3 +227,16 @@ def test_projections_stored_with_rows_and_columns_swapped_get_a_hint():
     hint = swapped_axes_hint(_Frames(scan, swapped=True))
     assert hint is not None and "mirror each other across the rows" in hint and "rows and columns swapped" in hint
     assert swapped_axes_hint(scan) is None  # a reader that cannot read single frames: no hint, no error
+
+
+def test_a_sample_past_one_edge_at_some_angles_gets_no_sideways_correction():
+    """Blind probe P: a disc 4-10 px past one edge at some angles kept its mass within 5 %, and
+    its truncated centre of mass was undone as jitter (FBP 24.72 -> 20.69 dB), without a word.
+    Where the outermost columns of one side read the sample, dx is 0 and a warning says why."""
+    from recon.io.metadata import AssumptionWarning
+
+    past = ((28.0, 0.0, 0.0, 8.0, 0.03), (-4.0, 3.0, 2.0, 8.0, 0.02))  # reaches column 69 of 0-63 at 0°
+    scan = BallScan(np.zeros(N_ANGLES), np.zeros(N_ANGLES), balls=past)
+    with pytest.warns(AssumptionWarning, match=r"jitter: the sample reaches past the detector's edge at some angles"):
+        j = estimate_jitter(scan)
+    assert not np.any(j.dx)
