@@ -305,7 +305,9 @@ def _mass_and_moment(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p (z, angle, col), after the row's air level: the lower of its two sides' outer columns'
     means (AIR_SHARE per side), so that a sample entering one side at some angles does not
     move it (blind probe O: a particle 3 px from the edge read as 0.46 px of jitter, and
-    undoing it cost FBP 6.8 dB)."""
+    undoing it cost FBP 6.8 dB). Left (blind probe P): at I0 300 the lower of two noisy sides
+    is biased low while the sample is at neither, which strays 0.3 px in every row alike, a
+    false hint (0.35 dB if followed); a per-row choice fails a sample orbiting to both edges."""
     p = np.asarray(p, dtype=np.float64)
     n_cols = p.shape[-1]
     k = max(2, int(round(n_cols * AIR_SHARE)))
