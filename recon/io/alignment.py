@@ -289,14 +289,13 @@ def estimate_jitter(reader, *, corrections: Corrections | None = None,
         peaks += p.max(axis=-1).sum(axis=0)
     dy = _vertical_shifts(mass, where)
     mass_s, moment_s = _shift_rows(mass, dy), _shift_rows(moment, dy)
-    if float(np.abs(sides).max()) > EDGE_SAMPLE_RATIO * max(float(peaks.max()), 1e-12):
+    dx = _horizontal_shifts(mass_s.sum(axis=1), moment_s.sum(axis=1), np.deg2rad(reader.angles_deg), where)
+    if dx.any() and float(np.abs(sides).max()) > EDGE_SAMPLE_RATIO * max(float(peaks.max()), 1e-12):
         # blind probe P: a round sample 4-10 px past one edge at some angles, its mass within 5 %,
         # read as jitter: FBP 24.72 -> 20.69 dB, without a word
         assume(where, "jitter: the sample reaches past the detector's edge at some angles (the outer columns of one "
                       "side read it), which moves its centre of mass; no sideways shift is corrected")
         dx = np.zeros(n_angles)
-    else:
-        dx = _horizontal_shifts(mass_s.sum(axis=1), moment_s.sum(axis=1), np.deg2rad(reader.angles_deg), where)
     return Jitter(tuple(float(v) for v in dy), tuple(float(v) for v in dx))
 
 
