@@ -643,7 +643,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                                 p.tilt.to_dict() if p.tilt else None))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
-            return UnitResult(job.unit, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
+            return UnitResult(job.unit, False, _one_line(exc))
 
         bar = _progress(len(units), summary.skipped, progress)
         live = _ScanStatus(store, units, done_before)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recon.errors import FlytomoError
+from recon.io.preprocess import edge_columns
 
 #: photons per pixel per flat frame a measured gain may imply: outside, the flats are not
 #: photon-noise limited (copied frames, a float simulation's ideal flat, smoothing) — unknown
@@ -89,7 +90,7 @@ def checked(noise: FlatNoise, p: np.ndarray) -> FlatNoise:
     unknown: in each row the variance of the differences of neighbouring columns among the
     outer ``max(4, col/32)`` per side, halved, against the variance ``noise`` predicts there
     (the mean over those pixels; an offset or a drift of the beam cancels in the differences)."""
-    n = max(4, p.shape[2] // 32)
+    n = edge_columns(p.shape[2])
     if p.shape[2] < 4 * n or not noise.known.any():
         return noise
     edges = np.concatenate([p[:, :, :n], p[:, :, -n:]], axis=2).astype(np.float64)  # (z, angle, 2n)

@@ -56,6 +56,10 @@ AIR_OFFSET_SPREAD = 0.3
 #: every angle (5th to 95th percentile within AIR_HINT_SPREAD) get a hint (:func:`air_offset_hint`)
 AIR_HINT_OFFSET = 0.03
 AIR_HINT_SPREAD = 0.1
+#: the sample inside must read this many times the edges' level above them for the edges to be
+#: taken as air off zero (a sample wider than the field reads flat edges too: blind probe P's
+#: cylinder 1.5x the field got the offset hint, and --air-columns took it to 2.95 dB)
+SAMPLE_OVER_EDGES = 2.0
 #: the beam-change hint (``air_columns`` None, :func:`beam_change_rows`): a row's outer columns
 #: are air with the flux's offset where, at 90 % of the angles, the two sides and the next columns
 #: inward agree within FLUX_FLAT_SIGMAS times the noise of their difference (FLUX_FLAT_FLOOR at
@@ -129,6 +133,16 @@ def unlit_frames(reader) -> UnlitFrames:
                        sampled=int(spread.size))
 
 
+def rough_line_integrals(chunk: RawChunk) -> np.ndarray:
+    """−log((tomo − dark) / (flat − dark)) of a chunk (angle, z, col) with its mean flat and dark,
+    transmissions clamped at 1e-3 and nothing repaired (NaN where a pixel has no flat): what a
+    quick look at a few frames needs, not a reconstruction's input (:func:`line_integrals`)."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN pixel: NaN
+        dark = np.nanmean(chunk.darks, axis=0)
+        return -np.log(np.clip((chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark), 1e-3, None))
+
+
 #: projections :func:`row_mass` reads (spread over the scan) and rows it reads at once
 MASS_FRAMES = 4
 MASS_BLOCK_ROWS = 256
@@ -149,11 +163,9 @@ def row_mass(reader, z0: int, z1: int) -> np.ndarray | None:
             chunk = reader.read(a, min(a + MASS_BLOCK_ROWS, z1), projections=frames)
         except TypeError:
             return None
-        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        p = rough_line_integrals(chunk)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row: NaN
-            dark = np.nanmean(chunk.darks, axis=0)
-            t = (chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark)
-            p = -np.log(np.clip(t, 1e-3, None))
             base = np.nanpercentile(p, 5, axis=2)  # (frame, z)
             out.append(np.nanmean(np.nanmean(p, axis=2) - base, axis=0))
     return np.concatenate(out).astype(np.float32)
@@ -304,7 +316,7 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     # a row dark in nearly every projection, beside lit rows, while its flats are lit: a detector
     # row that died after the flats (blind probe M: the whole scan was refused as "beam lost")
     dark_lines = ~(level >= UNLIT_LINE_TRANSMISSION)  # (angle, z), NaN too
-    dead_rows = (np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION) & ~dead.all(axis=1)  # (dead in the flats too: unread, below)
+    dead_rows = (np.mean(dark_lines, axis=0) > 1 - MAX_DROPPED_FRACTION) & partly  # dead in the flats: unread, below
     if dead_rows.all():  # every row: the beam, not the detector (or rows that died, read with more rows)
         raise UnlitRowsError(_no_light(where, z0, z1, int(np.max(np.sum(dark_lines, axis=0))), level.shape[0]))
     unlit[:, dead_rows] = False
@@ -357,7 +369,7 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     if c.remove_outliers is not None:
         remove_outliers(p, c.remove_outliers)
     if c.air_columns is None and beam_change_rows(p).any():  # the same words for every chunk
-        n = max(4, p.shape[2] // 32)
+        n = edge_columns(p.shape[2])
         warnings.warn(f"{where or 'scan'}: the outer {n} detector columns of some rows read as flat as air, off zero "
                       "by an amount that changes with the angle: a beam that changed after the flats (decay, dips, "
                       f"flicker)? If the sample stays inside the field of view, --air-columns {n} (config: "
@@ -372,7 +384,7 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
             warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns are not air at every "
                           f"angle (their line integral ranges over {spread:.2f} in a row): levelling by air "
                           "needs the sample inside the field of view", DataRepairWarning, stacklevel=2)
-        elif float(np.percentile(p, 99)) < 2 * typical:  # blind probe P: a cylinder 1.5x the field, 2.95 dB
+        elif float(np.percentile(p, 99)) < SAMPLE_OVER_EDGES * typical:  # levelled: the sample above its edges
             warnings.warn(f"{where or 'scan'}: the outer {c.air_columns} detector columns read more than half of "
                           "what the sample reads above them: a sample wider than the field of view? "
                           "Levelling by air takes its attenuation off (leave --air-columns out)", DataRepairWarning,
@@ -580,7 +592,7 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     next columns inward read more than 5 % off it, the sample reaches past the edges (a round
     one about the axis also reads the same at every angle) and there is no hint. The words do
     not depend on the chunk."""
-    n = max(4, p.shape[2] // 32)
+    n = edge_columns(p.shape[2])
     if p.shape[2] < 4 * n:
         return None
     per_angle = _air_level(p, n, axis=(1, 2))  # (angle,): rows pooled, so photon noise averages out
@@ -591,8 +603,8 @@ def air_offset_hint(p: np.ndarray) -> str | None:
     inner = float(np.median(np.concatenate([p[:, :, n:2 * n].ravel(), p[:, :, -2 * n:-n].ravel()])))
     if abs(inner - level) > 0.05 * abs(level):  # rising inward: a sample past the edges, not an offset
         return None
-    if float(np.percentile(p, 99)) - level < 2 * abs(level):  # blind probe P: a cylinder 1.5x the field read
-        return None  # 4.8 % more inward and got this hint (--air-columns then took it to 2.95 dB)
+    if float(np.percentile(p, 99)) - level < SAMPLE_OVER_EDGES * abs(level):  # a cylinder 1.5x the field
+        return None  # read 4.8 % more inward and got this hint
     more = "more" if level > 0 else "less"
     return (f"the outer {n} detector columns read {more} attenuation than air at every angle (flats taken at "
             f"another beam intensity?); if the sample stays inside the field of view, --air-columns {n} "
@@ -654,10 +666,9 @@ def beam_change_rows(p: np.ndarray) -> np.ndarray:
     blind probe P's plate 1.3x the field, face-on at 44 % of the angles, read the same at I0 1000
     (levelled: 16.21 dB for 22.63, crack fraction 21.7 % for 2.1 %), as did a faint medium wider
     than the field."""
-    levelled = np.zeros(p.shape[1], dtype=bool)
-    n = max(4, p.shape[2] // 32)
+    n = edge_columns(p.shape[2])
     if p.shape[2] < 8 * n or p.shape[0] < 8:
-        return levelled
+        return np.zeros(p.shape[1], dtype=bool)
     blocks = [p[..., a:b] for a, b in ((0, n), (p.shape[2] - n, p.shape[2]), (n, 2 * n),
                                         (p.shape[2] - 2 * n, p.shape[2] - n))]
     left, right, in_left, in_right = (b.mean(axis=-1, dtype=np.float64) for b in blocks)  # (angle, z)
@@ -676,9 +687,14 @@ def beam_change_rows(p: np.ndarray) -> np.ndarray:
     rms = np.sqrt(np.mean(offset ** 2, axis=0))
     typical = np.median(np.abs(offset), axis=0)
     contrast = np.percentile(p - offset[..., None].astype(p.dtype), 99, axis=(0, 2))  # the sample above its edges
-    levelled = (flat & (rms > np.maximum(FLUX_OFFSET_SIGMAS * pixel / math.sqrt(2 * n), FLUX_OFFSET_FLOOR))
-                & (typical < FLUX_MAX_OFFSET) & ((contrast >= 2 * typical) | (contrast <= tol[0])))
-    return levelled
+    return (flat & (rms > np.maximum(FLUX_OFFSET_SIGMAS * pixel / math.sqrt(2 * n), FLUX_OFFSET_FLOOR))
+            & (typical < FLUX_MAX_OFFSET) & ((contrast >= SAMPLE_OVER_EDGES * typical) | (contrast <= tol[0])))
+
+
+def edge_columns(n_columns: int) -> int:
+    """The outer detector columns per side the hints and the noise check take as air on a
+    detector ``n_columns`` wide: max(4, n_columns/32)."""
+    return max(4, n_columns // 32)
 
 
 def _air_level(p: np.ndarray, n_columns: int, axis) -> np.ndarray:

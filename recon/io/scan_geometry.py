@@ -11,7 +11,7 @@ from recon.geometry import ScanGeometry, default_blur_angle
 from recon.io.center import MIN_SAMPLE_SIGNAL, axis_from_centroid, find_center, sample_signal, search_radius_px
 from recon.io.metadata import assume
 from recon.io.alignment import Jitter, Tilt, band_start, jitter_hint, read_line_integrals, tilt_hint
-from recon.io.preprocess import Corrections, DataHintWarning, air_offset_hint, beam_change_rows
+from recon.io.preprocess import Corrections, DataHintWarning, air_offset_hint, beam_change_rows, rough_line_integrals
 from recon.truncation import auto_pad, edge_ratio
 
 
@@ -188,6 +188,23 @@ def _mirror_residual(a: np.ndarray, b: np.ndarray, axis: int) -> float:
     return float(np.mean(np.abs(b - np.roll(m, shift, axis=axis))) / max(float(np.mean(np.abs(b))), 1e-12))
 
 
+def _half_turn_pair(angles: np.ndarray) -> tuple[int, int, float]:
+    """(i, j, d), i ≤ j: the two projections nearest half a turn apart, |θj − θi − 180°| = d (mod 360°),
+    by a sorted search (a few thousand angles: no n² table)."""
+    wrapped = np.mod(angles, 360.0)
+    order = np.argsort(wrapped)
+    ring = wrapped[order]
+    k = np.searchsorted(ring, np.mod(wrapped + 180.0, 360.0)) % ring.size  # the next at or after θ + 180°
+    best = (0, 0, np.inf)
+    for candidates in (k, (k - 1) % ring.size):
+        j = order[candidates]
+        d = np.abs(np.mod(wrapped[j] - wrapped, 360.0) - 180.0)
+        i = int(np.argmin(d))
+        if d[i] < best[2]:
+            best = (min(i, int(j[i])), max(i, int(j[i])), float(d[i]))
+    return best
+
+
 def swapped_axes_hint(reader) -> str | None:
     """A hint where a scan's projections look stored with rows and columns swapped, from two
     projections half a turn apart: in parallel beam one is the other mirrored across the
@@ -198,20 +215,18 @@ def swapped_axes_hint(reader) -> str | None:
     angles = np.asarray(reader.angles_deg, dtype=np.float64)
     if angles.size < 4 or min(reader.shape[1], reader.shape[2]) < 8:
         return None
-    apart = np.abs(np.mod(angles[None, :] - angles[:, None], 360.0) - 180.0)  # (i, j)
-    i, j = np.unravel_index(int(np.argmin(apart)), apart.shape)
+    i, j, apart = _half_turn_pair(angles)
     step = float(np.rad2deg(default_blur_angle(np.deg2rad(angles))))
-    if apart[i, j] > max(2 * step, 1e-6) or i == j:
+    if apart > max(2 * step, 1e-6) or i == j:
         return None
     try:
         chunk = reader.read(0, reader.shape[1], projections=np.sort([i, j]))
     except TypeError:
         return None
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        dark = np.nanmean(chunk.darks, axis=0)
-        p = -np.log(np.clip((chunk.tomo - dark) / (np.nanmean(chunk.flats, axis=0) - dark), 1e-3, None))
-    p = np.nan_to_num(p - np.nanpercentile(p, 5), nan=0.0)  # (2, z, col), air about 0
+    p = rough_line_integrals(chunk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: nothing to compare
+        p = np.nan_to_num(p - np.nanpercentile(p, 5), nan=0.0)  # (2, z, col), air about 0
     across_columns = _mirror_residual(p[0], p[1], axis=1)
     across_rows = _mirror_residual(p[0], p[1], axis=0)
     if not across_rows < SWAP_MIRROR_RATIO * across_columns:
@@ -264,7 +279,7 @@ def _auto_pad(rows_sino, where) -> int:
         assume(where, f"the outer columns read {edge_ratio(sino):.2f} of the peak at every angle, as flat as air "
                       f"(flats at another beam intensity, not a sample past the edges?): each projection is "
                       f"continued {pad} columns past both edges until they are levelled (--air-columns)")
-    elif pad and beam_change_rows(np.asarray(sino).transpose(1, 0, 2).copy()).mean() > 0.5:
+    elif pad and beam_change_rows(np.asarray(sino).transpose(1, 0, 2)).mean() > 0.5:
         # the edges as flat as air, off zero by what changes with the angle: a beam that changed
         # (blind probe P: a 25 % decay was said to be a sample past the edges)
         assume(where, f"the outer columns read {edge_ratio(sino):.2f} of the peak, as flat as air, by an amount "
