@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recon.errors import FlytomoError
+from recon.io.metadata import unix_seconds_factor
 
 from .store import scan_times
 
@@ -246,9 +247,6 @@ def _pick(columns: list[str], names: tuple[str, ...], taken: str | None = None) 
 
 #: readings at one time that differ by more than this (°C) are averaged with a warning
 DUPLICATE_TIME_SPREAD_C = 1.0
-#: unit-less log times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973),
-#: or micro- or nanoseconds where they are above it even as milliseconds
-UNIX_MS_MIN = 1e11
 #: pieces of a time of day: hours:minutes[:seconds[.fraction]], a 12-hour clock's AM/PM, a zone
 #: that says its offset
 _HMS = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?"
@@ -300,7 +298,7 @@ _ZONE = r"(?:\d(?:Z|\s*(?:UTC|GMT)|\s*[+-]\d\d:?\d\d)\s*$)"
 
 
 def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
-    """Seconds from numbers (in ``unit``; unit-less ones above :data:`UNIX_MS_MIN` are Unix
+    """Seconds from numbers (in ``unit``; unit-less ones above ``UNIX_MS_MIN`` are Unix
     milli-, micro- or nanoseconds) or from date-times (ISO text; naive = UTC, as in the scan
     files) → Unix seconds. Times of day without a date are refused: which day they belong to is
     a guess."""
@@ -309,8 +307,7 @@ def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
         if unit not in ("", *_TIME_UNITS):
             raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
         typical = float(np.nanmedian(num))
-        if unit == "" and typical > UNIX_MS_MIN:  # ms, µs or ns: the one that gives Unix seconds
-            factor = next((f for f in (1e-3, 1e-6, 1e-9) if typical * f < UNIX_MS_MIN), 1e-9)
+        if unit == "" and (factor := unix_seconds_factor(typical)) != 1.0:  # ms, µs or ns: Unix seconds
             return num.to_numpy(float) * factor
         return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)
     text = values.astype(str)
@@ -478,13 +475,23 @@ def _scan_frame(scans: list[dict]) -> pd.DataFrame:
             "scan_id": str(s.get("scan_id", s.get("index", i))),
             "start_time_s": np.nan if start is None else float(start),
             # the same as a date a spreadsheet shows (Unix times only; an experiment clock: empty)
-            "start_time_utc": (datetime.fromtimestamp(float(start), timezone.utc).isoformat(timespec="milliseconds")
-                               if start is not None and _is_unix_time(float(start)) else ""),
+            "start_time_utc": _utc_text(start),
             "mid_time_s": np.nan if mid is None else float(mid),
             "duration_s": np.nan if dur is None else float(dur),
             "temperature_C": np.nan if t is None else float(t),
         })
     return pd.DataFrame(rows)
+
+
+def _utc_text(start: float | None) -> str:
+    """A Unix time as the date a spreadsheet shows (ISO, UTC, ms); "" for an experiment clock, or
+    a time past the year 9999 (a store written before scan times in Unix ms were read as such)."""
+    if start is None or not _is_unix_time(float(start)):
+        return ""
+    try:
+        return datetime.fromtimestamp(float(start), timezone.utc).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):
+        return ""
 
 
 def shared_start_text(names: list[str], starts_s: np.ndarray) -> str | None:

@@ -11,6 +11,7 @@ again with one defect each:
 - ``air in the middle``: the sample only above and below the middle 40 % of the rows;
 - ``zingers``: 0.1 % of the counts raised 2–10× (also run with ``--remove-outliers 0.3``);
 - ``flux ±5 %``: each exposure's beam 5 % (s.d.) off the flats';
+- ``beam dips``: the beam 30 % dimmer for a tenth of the exposures in a row, and 40 % for one;
 - ``rings``: every detector column's gain 1 % (s.d.) off the flats', four of them ±4 % more
   (also run with each ``--remove-stripes`` method, and those on the clean scan);
 - ``flats saturated``: 25x the exposure on a 16-bit detector, the open beam clipped at 65,535;
@@ -27,7 +28,7 @@ scored against the phantom: PSNR (``recon.metrics.psnr``, inside the disk) avera
 slices with sample in them outside the middle 40 % (the same slices for every case, since
 ``air in the middle`` has no sample there), and the center found.
 
-    .venv/bin/python bench/raw_defects.py [--size 128] [--json out.json]
+    .venv/bin/python bench/raw_defects.py [--size 128] [--json out.json] [--only WORDS ...]
 """
 from __future__ import annotations
 
@@ -103,6 +104,17 @@ def _flux(f: h5py.File) -> None:
     f["exchange/data"][...] = (tomo - dark) * scale[:, None, None] + dark
 
 
+def _beam_dips(f: h5py.File) -> None:
+    """The beam 30 % dimmer for a tenth of the exposures (from 40 % of the scan on) and 40 % for
+    one (at 75 %), as in the flats elsewhere."""
+    tomo, dark = f["exchange/data"][:], f["exchange/data_dark"][:].mean(axis=0)
+    n = tomo.shape[0]
+    scale = np.ones(n)
+    scale[int(0.4 * n):int(0.4 * n) + n // 10] = 0.7
+    scale[int(0.75 * n)] = 0.6
+    f["exchange/data"][...] = (tomo - dark) * scale[:, None, None] + dark
+
+
 def _rings(f: h5py.File) -> None:
     """Detector columns whose gain drifted after the flats: 1 % (s.d.) on every column, ±4 % on four."""
     tomo, dark = f["exchange/data"][:], f["exchange/data_dark"][:].mean(axis=0)
@@ -160,6 +172,7 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
     ("zingers", _zingers, ()),
     (f"zingers, --remove-outliers {OUTLIER_THRESHOLD}", _zingers, ("--remove-outliers", str(OUTLIER_THRESHOLD))),
     ("flux ±5 %", _flux, ()),
+    ("beam dips (30 % for a tenth, 40 % for one)", _beam_dips, ()),
     ("rings (column gains)", _rings, ()),
     ("rings, --remove-stripes mean", _rings, ("--remove-stripes", "mean")),
     ("rings, --remove-stripes sorting", _rings, ("--remove-stripes", "sorting")),
@@ -181,8 +194,10 @@ CASES: tuple[tuple[str, Callable[[h5py.File], None] | None, tuple[str, ...]], ..
 )
 
 
-def run(size: int, angles: int, folder: Path, methods: tuple[str, ...] = ("fbp", "mlem-flyscan")) -> dict:
-    """Simulate, break, reconstruct and score every case; the results as a dict."""
+def run(size: int, angles: int, folder: Path, methods: tuple[str, ...] = ("fbp", "mlem-flyscan"),
+        only: tuple[str, ...] = ()) -> dict:
+    """Simulate, break, reconstruct and score every case (those whose label holds one of
+    ``only``, where given); the results as a dict."""
     clean = folder / "clean.h5"
     center = (size - 1) / 2 + CENTER_OFFSET_PX
     assert flytomo(["simulate", str(clean), "--phantom", "cracked", "--size", str(size), "--ndim", "3",
@@ -193,9 +208,11 @@ def run(size: int, angles: int, folder: Path, methods: tuple[str, ...] = ("fbp",
     keep[_air_rows(size)] = False
     rows = []
     for label, defect, extra in CASES:
+        if only and not any(word in label for word in only):
+            continue
         scan = clean
         if defect is not None:
-            scan = folder / f"case{len(rows)}.h5"
+            scan = folder / f"case{CASES.index((label, defect, extra))}.h5"
             shutil.copy(clean, scan)
             with h5py.File(scan, "r+") as f:
                 defect(f)
@@ -222,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--angles", type=int, default=180)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", nargs="+", default=(), metavar="WORDS",
+                    help="run only the cases whose label holds one of these")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flytomo-defects-") as tmp:
-        result = run(args.size, args.angles, Path(tmp))
+        result = run(args.size, args.angles, Path(tmp), only=tuple(args.only))
     s = result["settings"]
     print(f"{s['size']}³ cracked phantom, {s['angles']} angles, I0 {s['photons']}, true center {s['true_center']:.2f}")
     print(f"{'case':>34} {'FBP dB':>8} {'MLEM-fly dB':>12} {'center':>8}  warnings")

@@ -177,15 +177,47 @@ DATE_FORMATS = ("%b %d, %Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M:%S.%f
                 "%a %b %d %H:%M:%S %Y")
 
 
+#: unit-less times above this are Unix milliseconds (1e11 s is the year 5138; 1e11 ms, 1973),
+#: or micro- or nanoseconds where they are above it even as milliseconds
+UNIX_MS_MIN = 1e11
+
+
+def unix_seconds_factor(typical: float) -> float:
+    """The factor that turns unit-less times whose typical value is ``typical`` into seconds: 1,
+    or 1e-3, 1e-6, 1e-9 for Unix milli-, micro- or nanoseconds (above :data:`UNIX_MS_MIN`)."""
+    if not typical > UNIX_MS_MIN:
+        return 1.0
+    return next((f for f in (1e-3, 1e-6, 1e-9) if typical * f < UNIX_MS_MIN), 1e-9)
+
+
+def naive_date(value: Any) -> bool:
+    """Whether ``value`` is a date-time text without a zone (read as UTC by :func:`parse_time_s`)."""
+    if as_float(value) is not None or not (text := as_text(value)):
+        return False
+    text = text.strip()
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is None
+    except ValueError:
+        return any(_strptime(text, fmt) is not None for fmt in DATE_FORMATS)
+
+
+def _strptime(text: str, fmt: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, fmt)
+    except ValueError:
+        return None
+
+
 def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start time") -> float | None:
-    """Scan start time in seconds: a number (epoch or experiment clock), the first element of an
+    """Scan start time in seconds: a number (epoch or experiment clock; Unix milli-, micro- or
+    nanoseconds are taken as such: :func:`unix_seconds_factor`), the first element of an
     array, or a date string (ISO 8601 "2021-11-16 10:00:00", or one of :data:`DATE_FORMATS`,
     e.g. "May 29, 2019 19:20:21" as APS Data Exchange files write it; naive dates are taken as
     UTC). None where there is none, or (with a warning naming ``where``) where the text is not
     a date read here."""
     f = as_float(value)
     if f is not None:
-        return f
+        return f * unix_seconds_factor(f)  # Unix ms, µs or ns as a detector's clock writes them
     text = as_text(value)
     if not text:
         return None

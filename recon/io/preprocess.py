@@ -23,6 +23,17 @@ DROPPED_FRAME_WINDOW = 9  # projections in the running median (odd)
 #: a projection whose least attenuated rays are this much above its row's usual is no projection,
 #: however many such frames run together (5 % of the beam left: +3.0)
 DROPPED_FRAME_GROSS = 3.0
+#: a beam dip (:func:`beam_steps`): a step of every ray of a frame's row by more than this
+#: (−log of the beam's share: 0.1 is a 10 % dip) and BEAM_STEP_SIGMAS times the row's
+#: frame-to-frame spread; steps that come back to zero within BEAM_STEP_CLOSE of the largest
+#: close a dip; the boundaries beside a step must differ by less than BEAM_STEP_RAMP of the threshold
+BEAM_STEP_MIN = 0.1
+BEAM_STEP_SIGMAS = 8.0
+BEAM_STEP_CLOSE = 0.2
+BEAM_STEP_CLOSE_SIGMAS = 5.0
+BEAM_STEP_RAMP = 0.5
+BEAM_STEP_WINDOW = 9  # boundaries in the running median a jump is measured from (odd)
+BEAM_STEP_CHAIN = 3  # at most this many jumps close one dip (in, out; in, half-way, out)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
 DEAD_ROW_REACH = 3  # a detector row that measured nothing is filled from measured rows this near
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
@@ -350,6 +361,8 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
     p[:, empty] = 0.0
     dropped = lost | dropped_frames(p)  # (angle, z): each row decides alone, whatever the chunk
     dropped[:, empty] = False
+    c = corrections or Corrections()
+    _level_beam_dips(p, dropped, where, hint=c.air_columns is None)
     if dropped.any():
         worst = int(dropped.sum(axis=0).max())
         if worst > MAX_DROPPED_FRACTION * dropped.shape[0]:
@@ -365,7 +378,6 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
                       "nearest good neighbours", DataRepairWarning, stacklevel=2)
-    c = corrections or Corrections()
     if c.remove_outliers is not None:
         remove_outliers(p, c.remove_outliers)
     if c.air_columns is None and beam_change_rows(p).any():  # the same words for every chunk
@@ -795,6 +807,101 @@ def dropped_frames(p: np.ndarray) -> np.ndarray:
     usual = np.median(least, axis=0, keepdims=True)
     gross = least - usual > DROPPED_FRAME_GROSS + DROPPED_FRAME_SHARE * np.abs(usual)
     return local | _entered_by_steps(gross, least, DROPPED_FRAME_GROSS / 2)
+
+
+def _level_beam_dips(p: np.ndarray, skip: np.ndarray, where: object, hint: bool = True) -> None:
+    """In place: the beam dips of p (angle, z, col) (:func:`beam_steps`, frames in ``skip``
+    left out) levelled, with a DataRepairWarning naming the frames and the dip; a step that does
+    not come back in half the rows or more, a DataHintWarning where ``hint``."""
+    offsets, unmatched = beam_steps(p, skip)
+    if offsets.any():
+        p -= offsets[:, :, None]
+        frames = np.flatnonzero(np.abs(offsets).max(axis=1) > 0)
+        deepest = float(offsets.flat[np.argmax(np.abs(offsets))])  # −log of the beam's share
+        change = f"{100 * (1 - np.exp(-deepest)):.0f}% dimmer" if deepest > 0 else f"{100 * (np.exp(-deepest) - 1):.0f}% brighter"
+        warnings.warn(f"{where or 'scan'}: projections {_frame_ranges(frames)} saw a beam "
+                      f"{change} than those around them (every "
+                      "ray stepped alike, and back): each is levelled to its neighbours", DataRepairWarning,
+                      stacklevel=3)
+    lit = np.flatnonzero(np.abs(p).max(axis=(0, 2)) > 0)  # rows that measured something
+    common = unmatched[:, lit].sum(axis=1) * 2 >= max(lit.size, 1)  # a beam steps in every row
+    if hint and common.any():
+        frames = np.flatnonzero(common)
+        warnings.warn(f"{where or 'scan'}: the beam's level stepped at projection(s) {_frame_ranges(frames)} (every ray "
+                      "alike) and did not step back: not levelled, since which level the flats saw is unknown; "
+                      "where the sample stays inside the field of view, --air-columns N levels each projection "
+                      "by its outer N columns", DataHintWarning, stacklevel=3)
+
+
+def _frame_ranges(frames: np.ndarray) -> str:
+    """'3, 80-97, …': sorted frame indices as runs, the first 6 runs."""
+    runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
+    text = ", ".join(str(r[0]) if r.size == 1 else f"{r[0]}-{r[-1]}" for r in runs[:6])
+    return text + (f", … ({frames.size} in all)" if len(runs) > 6 else "")
+
+
+def beam_steps(p: np.ndarray, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Beam dips after the flats: ((angle, z) offsets to subtract from p (angle, z, col), (angle, z)
+    bool of unmatched steps). In each row, the frames (acquisition order, those in ``skip`` left
+    out) between a jump of the beam's level and the jump that brings it back. A dimmer beam adds
+    the same −log(k) to every ray of a frame, so a jump is a boundary between two frames where the
+    median over the columns of their difference leaves the boundaries around it by more than
+    BEAM_STEP_MIN and BEAM_STEP_SIGMAS times the row's frame-to-frame spread, with its 20th and
+    80th percentiles on the same side (every column moved alike, not the part a sample turned
+    through), and the boundaries on either side moved alike (a step, not a ramp: a plate turning
+    edge-on). A jump stands alone, or beside the opposite one (a single dim frame). Jumps whose sum
+    comes back to zero (within BEAM_STEP_CLOSE of the largest, or BEAM_STEP_CLOSE_SIGMAS times
+    the spread), BEAM_STEP_CHAIN of them at most, close a dip, whose frames are
+    levelled to those around it; a jump that nothing brings back is only reported (which level
+    the flats saw is unknown). Row by row, so that the result does not depend on the chunk."""
+    from scipy.ndimage import median_filter
+
+    n, nz, _ = p.shape
+    offsets = np.zeros((n, nz), dtype=np.float32)
+    unmatched = np.zeros((n, nz), dtype=bool)
+    for z in range(nz):
+        frames = np.arange(n) if skip is None else np.flatnonzero(~skip[:, z])
+        if frames.size < 8:
+            continue
+        lo, mid, hi = np.percentile(np.diff(p[frames, z, :], axis=0), [20, 50, 80], axis=1)  # (boundary,)
+        natural = median_filter(mid, size=BEAM_STEP_WINDOW, mode="nearest")
+        spread = 1.4826 * float(np.median(np.abs(mid - natural)))
+        least = max(BEAM_STEP_MIN, BEAM_STEP_SIGMAS * spread)
+        alike = (np.sign(lo) == np.sign(hi)) & (np.minimum(np.abs(lo), np.abs(hi)) > 0.25 * np.abs(mid - natural))
+        candidate = np.abs(mid - natural) > least
+        jumps: list[tuple[int, float]] = []  # (boundary, step)
+        for run in np.split(np.flatnonzero(candidate), np.flatnonzero(np.diff(np.flatnonzero(candidate)) > 1) + 1):
+            if run.size == 0 or run.size > 2 or not alike[run].all():
+                continue  # a ramp, or a part of the columns
+            if run.size == 2 and np.sign(mid[run[0]]) == np.sign(mid[run[1]]):
+                continue
+            before = mid[run[0] - 1] if run[0] > 0 else None
+            after = mid[run[-1] + 1] if run[-1] + 1 < mid.size else None
+            if before is not None and after is not None and abs(before - after) > BEAM_STEP_RAMP * least:
+                continue
+            around = np.mean([v for v in (before, after) if v is not None])
+            jumps += [(int(k), float(mid[k] - around)) for k in run]
+        i = 0
+        while i < len(jumps):
+            total, closed = 0.0, None
+            for j in range(i, min(i + BEAM_STEP_CHAIN, len(jumps))):
+                total += jumps[j][1]
+                if j > i and abs(total) <= max(BEAM_STEP_CLOSE * max(abs(step) for _, step in jumps[i:j + 1]),
+                                               BEAM_STEP_CLOSE_SIGMAS * spread):
+                    closed = j
+                    break
+            if closed is None:  # and the opposite jump after it (its way back, too far off to close it)
+                pair = i + 1 < len(jumps) and jumps[i + 1][1] * jumps[i][1] < 0
+                for k, _ in jumps[i:i + 1 + pair]:
+                    unmatched[frames[k + 1], z] = True
+                i += 1 + pair
+                continue
+            level = np.zeros(frames.size, dtype=np.float64)
+            for k, step in jumps[i:closed + 1]:  # what is left of the sum shared out: in and out alike
+                level[k + 1:] += step - total / (closed + 1 - i)
+            offsets[frames, z] += level.astype(np.float32)
+            i = closed + 1
+    return offsets, unmatched
 
 
 def _entered_by_steps(runs: np.ndarray, values: np.ndarray, step: float) -> np.ndarray:

@@ -7,12 +7,12 @@ def test_every_defect_is_mended_and_reported(tmp_path):
     bench = load_bench("raw_defects")
     result = bench.run(48, 72, tmp_path)
     rows = {r["case"]: r for r in result["rows"]}
-    assert len(rows) == len(bench.CASES) == 26
+    assert len(rows) == len(bench.CASES) == 27
     true_center = result["settings"]["true_center"]
     assert all(abs(r["center"] - true_center) < 0.5 for r in rows.values()), rows
     clean = rows["as simulated"]
     for case in ("dead column", "dropped frames", "unlit flats, a dark with beam", "air in the middle",
-                 "zingers, --remove-outliers 0.3"):
+                 "zingers, --remove-outliers 0.3", "beam dips (30 % for a tenth, 40 % for one)"):
         assert rows[case]["mlem-flyscan"] > clean["mlem-flyscan"] - 0.3, (case, rows[case], clean)
         assert rows[case]["fbp"] > clean["fbp"] - 0.4, (case, rows[case], clean)
     assert rows["zingers"]["fbp"] < clean["fbp"] - 2.0  # what the opt-in removal is for
