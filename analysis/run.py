@@ -26,7 +26,8 @@ from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
 from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams,
                       equivalent_radius, segment_volume)
 from .store import open_store
-from .table import atomic_write, build_table, clock_origin, read_temperature_log, scan_temperatures, write_table
+from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, clocks_differ, read_temperature_log,
+                    scan_temperatures, write_table)
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
            "config_source", "default_out_dir", "PLOTS"]
@@ -316,7 +317,7 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
 def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
-                  montage_frames: int = 8, plots: bool = True) -> AnalysisOutputs:
+                  montage_frames: int = 8, plots: bool = True, timezone: str | None = None) -> AnalysisOutputs:
     """Analyse every time point of an experiment store and write the results.
 
     Parameters
@@ -335,6 +336,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     extrapolate : accept scans outside the temperature log (its end values are held);
         ``None``: the store config's ``analysis.extrapolate``, else False.
     montage_frames : how many time points (evenly spread) the slice montage shows.
+    timezone : the clock of the log's date-times written without a zone
+        (:func:`recon.io.metadata.parse_zone`); None: the store config's ``timezone``, else UTC.
 
     Raises :class:`FlytomoError` for a missing / empty / timeless store and a temperature log
     that is unreadable or does not cover a scan — before any segmentation is done. A time
@@ -346,7 +349,15 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     if extrapolate is None:
         ana = cfg.get("analysis") if isinstance(cfg, dict) else None
         extrapolate = bool(ana.get("extrapolate", False)) if isinstance(ana, dict) else False
-    log = read_temperature_log(temperature_csv) if temperature_csv is not None else None
+    if timezone is None and isinstance(cfg, dict) and isinstance(cfg.get("timezone"), str):
+        timezone = cfg["timezone"]
+    log = read_temperature_log(temperature_csv, timezone) if temperature_csv is not None else None
+    if log is not None and (line := clock_zone_warning(
+            bool(log.attrs.get("naive_times")), [Path(str(s.get("file", s.get("scan_id", "")))).name
+                                                 for s in info.scans if s.get("start_time_naive")],
+            any(clocks_differ(float(t), 0.0) for t in (s.get("start_time_s") for s in info.scans)
+                if isinstance(t, (int, float)) and not isinstance(t, bool)), temperature_csv)):
+        warnings.warn(line, UserWarning, stacklevel=2)
     times = scan_temperatures(info.scans, log, temperature_csv, extrapolate=extrapolate)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(info.path)
     try:

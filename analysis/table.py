@@ -15,13 +15,14 @@ import os
 import re
 import warnings
 from datetime import datetime, timezone
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recon.errors import FlytomoError
-from recon.io.metadata import unix_seconds_factor
+from recon.io.metadata import localize_naive, parse_zone, unix_seconds_factor
 
 from .store import scan_times
 
@@ -33,6 +34,7 @@ __all__ = [
     "write_table",
     "atomic_write",
     "clock_origin",
+    "clock_zone_warning",
     "clocks_differ",
     "outside_log_text",
 ]
@@ -53,7 +55,8 @@ COLUMNS = [
 ]
 
 #: ``temperature_from`` values: where a row's temperature was read
-TEMPERATURE_FROM = {"log": "log", "held": "log end (extrapolated)", "file": "scan file", "none": ""}
+TEMPERATURE_FROM = {"log": "log", "held": "log end (extrapolated)", "gap": "log gap (interpolated)",
+                    "file": "scan file", "none": ""}
 
 
 def _is_unix_time(t: float) -> bool:
@@ -196,18 +199,27 @@ NOT_A_READING_WORDS = frozenset({"rate", "output", "out", "power", "heater", "sl
 
 
 def _pick_temperature_reading(columns, taken: str | None) -> str | None:
-    """Where no usual name matched: the first column named temperature/temp/T with more words
-    ('Temperature (furnace)', 'T [thermocouple]'), none of them a setpoint's (SP, SV, target,
-    command, ...) or a non-reading's (rate, output, ...), and no unit but a temperature's."""
+    """Where no usual name matched: the first of :func:`_temperature_readings`."""
+    found = _temperature_readings(columns, taken)
+    return found[0] if found else None
+
+
+def _temperature_readings(columns, taken: str | None) -> list[str]:
+    """The columns named temperature/temp/T/thermocouple/TC with more words ('Temperature
+    (furnace)', 'T [thermocouple]', 'Thermocouple_1'), none of them a setpoint's (SP, SV,
+    target, command, ...) or a non-reading's (rate, output, ...), and no unit but a
+    temperature's."""
+    out = []
     for c in columns:
         if c == taken:
             continue
         key, unit = _column_key(c)
         words = key.split("_")
-        if (words[0] in ("temperature", "temp", "temperatur", "t") and len(words) > 1 and unit in ("", "c", "k", "f")
-                and not (SETPOINT_WORDS | NOT_A_READING_WORDS) & set(words[1:]) and "%" not in key):
-            return c
-    return None
+        if (words[0] in ("temperature", "temp", "temperatur", "t", "thermocouple", "tc") and len(words) > 1
+                and unit in ("", "c", "k", "f") and not (SETPOINT_WORDS | NOT_A_READING_WORDS) & set(words[1:])
+                and "%" not in key):
+            out.append(c)
+    return out
 
 
 def _temperature_column(columns, taken: str | None) -> str | None:
@@ -297,30 +309,30 @@ def _day_first(text: pd.Series, path: Path) -> bool:
 _ZONE = r"(?:\d(?:Z|\s*(?:UTC|GMT)|\s*[+-]\d\d:?\d\d)\s*$)"
 
 
-def _times_s(values: pd.Series, unit: str, path: Path) -> np.ndarray:
+def _times_s(values: pd.Series, unit: str, path: Path, zone: Any = None) -> tuple[np.ndarray, bool]:
     """Seconds from numbers (in ``unit``; unit-less ones above ``UNIX_MS_MIN`` are Unix
-    milli-, micro- or nanoseconds) or from date-times (ISO text; naive = UTC, as in the scan
-    files) → Unix seconds. Times of day without a date are refused: which day they belong to is
-    a guess."""
+    milli-, micro- or nanoseconds) or from date-times (ISO text; naive ones on the clock of
+    ``zone``, :func:`recon.io.metadata.parse_zone`, None: UTC, as in the scan files) → (Unix
+    seconds, whether they were naive date-times read as UTC). Times of day without a date are
+    refused: which day they belong to is a guess."""
     num = _numbers(values)
     if num.notna().mean() > 0.5:
         if unit not in ("", *_TIME_UNITS):
             raise FlytomoError(path, f"time unit {unit!r} not understood (use s, ms, min or h)")
         typical = float(np.nanmedian(num))
         if unit == "" and (factor := unix_seconds_factor(typical)) != 1.0:  # ms, µs or ns: Unix seconds
-            return num.to_numpy(float) * factor
-        return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0)
+            return num.to_numpy(float) * factor, False
+        return num.to_numpy(float) * _TIME_UNITS.get(unit, 1.0), False
     text = values.astype(str)
     if text.str.match(_TIME_OF_DAY).mean() > 0.5:
         raise FlytomoError(path, f"the time column holds times of day without a date ({text.iloc[0].strip()!r}); "
                                  "write date-times (2024-05-02 09:00:00) or seconds")
-    if not text.str.contains(_ZONE).mean() > 0.5:
-        warnings.warn(f"{path}: its date-times carry no time zone ({text.iloc[0].strip()!r}) and are read as UTC, as "
-                      "scan files' are; if they are local time while the scans record Unix times or zoned dates, "
-                      "every temperature is read hours off: write the zone in (2024-05-02 09:00:00+02:00)",
-                      UserWarning, stacklevel=3)
+    naive = not text.str.contains(_ZONE).mean() > 0.5
     when = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=_day_first(text, path))
-    return (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
+    seconds = (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float, na_value=np.nan)
+    if naive and zone is not None:
+        return localize_naive(seconds, zone), False
+    return seconds, naive
 
 
 def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -349,9 +361,12 @@ def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 KELVIN_HINT_MIN = 250.0
 
 
-def read_temperature_log(path: str | Path) -> pd.DataFrame:
+def read_temperature_log(path: str | Path, timezone: str | None = None) -> pd.DataFrame:
     """Read a temperature log → DataFrame (time_s, temperature_C) float64, sorted by time,
-    duplicate times averaged. Bad files raise :class:`FlytomoError` naming the file.
+    duplicate times averaged, ``attrs["naive_times"]`` True where its date-times carry no zone
+    and no ``timezone`` (:func:`recon.io.metadata.parse_zone`) gave their clock: read as UTC
+    (:func:`clock_zone_warning` says where that matters). Bad files raise
+    :class:`FlytomoError` naming the file.
 
     The file is delimited text (comma, semicolon or tab; ``#`` starts a comment). Its time
     column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
@@ -389,13 +404,23 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     tcol = _pick(list(df.columns), TIME_NAMES)
     ccol = _temperature_column(df.columns, tcol)
     missing = [name for name, col in (("time_s", tcol), ("temperature_C", ccol)) if col is None]
+    if missing == ["temperature_C"]:
+        raise FlytomoError(path, f"no column of the temperature log reads as the sample's temperature; found "
+                                 f"{', '.join(map(str, df.columns))}: name the sample's reading temperature_C (or "
+                                 "T (K), TC1 (°C), Thermocouple_1) in the header line")
     if missing:
         raise FlytomoError(path, f"the temperature log lacks column(s) {', '.join(missing)}; "
                            f"found {', '.join(map(str, df.columns)) or 'none'} (the first line not starting "
                            "with # must name the columns: mark the lines of a header block with #)")
+    others = [c for c in _temperature_readings(df.columns, tcol) if c != ccol]
+    if others and ccol not in [c for c in df.columns if _column_key(c)[0] in TEMPERATURE_NAMES]:
+        warnings.warn(f"{path}: {ccol!r} is read as the sample's temperature, not {', '.join(map(repr, others))}; "
+                      f"if another is the sample's, name it temperature_C in the header line", UserWarning,
+                      stacklevel=2)
     if df.empty:
         raise FlytomoError(path, f"the temperature log has a header ({tcol}, {ccol}) and no readings")
-    times = _times_s(df[tcol], _column_key(tcol)[1], path)  # no unit (time_s, elapsed): seconds
+    zone = _zone(timezone, path)
+    times, naive = _times_s(df[tcol], _column_key(tcol)[1], path, zone)  # no unit (time_s, elapsed): seconds
     df = pd.DataFrame({"time_s": times, "temperature_C": _celsius(df[ccol], ccol, path)})
     bad = ~np.isfinite(df.to_numpy()).all(axis=1)
     if bad.any():
@@ -423,19 +448,58 @@ def read_temperature_log(path: str | Path) -> pd.DataFrame:
     df = df.groupby("time_s", as_index=False)["temperature_C"].mean().sort_values("time_s")
     if len(df) < 2:
         raise FlytomoError(path, "the temperature log needs at least two readings")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["naive_times"] = naive
+    return df
+
+
+def _zone(timezone: str | None, path: Path) -> Any:
+    """:func:`recon.io.metadata.parse_zone` of ``timezone`` (None: None), its ValueError a
+    FlytomoError naming ``path``, the file whose times it was to read."""
+    if timezone is None:
+        return None
+    try:
+        return parse_zone(timezone)
+    except ValueError as err:
+        raise FlytomoError(path, str(err)) from None
+
+
+def clock_zone_warning(log_naive: bool, scans_naive: list[str], scans_absolute: bool, log_path: object) -> str | None:
+    """The line to warn where date-times written without a zone (read as UTC) meet times that
+    carry theirs, else None: the log's against scans' Unix or zoned times (``log_naive``,
+    ``scans_absolute``), or ``scans_naive`` (their names) against a log with zones or Unix
+    times. Both without a zone: one clock, nothing to say. (A timezone given: nothing read as
+    UTC, so both are False here.)"""
+    fix = ("set timezone: in the experiment config (flytomo init/analyze --timezone): an offset (+01:00) or a region "
+           "(Europe/Berlin) for local time, or UTC to say they are UTC")
+    if log_naive and scans_absolute and not scans_naive:
+        return (f"{log_path}: the log's date-times carry no time zone and are read as UTC, while the scans record "
+                f"Unix times or zoned dates: if the logger wrote local time, every temperature is read hours off; {fix}")
+    if scans_naive and not log_naive:
+        more = f" (+{len(scans_naive) - 1} more)" if len(scans_naive) > 1 else ""
+        return (f"{scans_naive[0]}{more}: the scans' start times are date-times without a time zone, read as UTC, "
+                f"while the times of the log {log_path} carry their zone or are Unix times: if the beamline's clock wrote local "
+                f"time, every temperature is read hours off; {fix}")
+    return None
 
 
 #: names of a scan list's file column (compared as column keys)
 FILE_NAMES = ("file", "filename", "file_name", "scan", "scan_file", "name", "volume", "path")
 
 
-def read_scan_list(path: str | Path) -> pd.DataFrame:
+#: names of a scan list's duration column (compared as column keys; seconds, or a unit in brackets)
+DURATION_NAMES = ("duration_s", "duration", "scan_duration_s", "scan_duration", "length_s")
+
+
+def read_scan_list(path: str | Path, timezone: str | None = None) -> pd.DataFrame:
     """A list of volume files with their times and/or temperatures → DataFrame (file,
-    time_s, temperature_C; NaN where a column is absent), for volumes made elsewhere. The file
-    column is ``file`` (or filename, scan, name, volume, path), matched to the files by name or
-    stem; the time and temperature columns are read as :func:`read_temperature_log` reads them
-    (names, units, dates, decimal commas), and at least one of them is needed."""
+    time_s, duration_s, temperature_C; NaN where a column is absent; ``attrs["naive_times"]``
+    as :func:`read_temperature_log`'s), for volumes made elsewhere. The file column is ``file``
+    (or filename, scan, name, volume, path), matched to the files by name or stem; the time
+    and temperature columns are read as :func:`read_temperature_log` reads them (names, units,
+    dates, decimal commas), and at least one of them is needed. The time is the scan's start
+    where a ``duration_s`` column (or duration, scan_duration_s) gives its length, else the
+    time its temperature is read at."""
     path = Path(path)
     if not path.is_file():
         raise FlytomoError(path, "no such scan list")
@@ -446,14 +510,19 @@ def read_scan_list(path: str | Path) -> pd.DataFrame:
         raise FlytomoError(path, f"cannot read the scan list as CSV ({err})") from None
     df.columns = [str(c).strip() for c in df.columns]
     fcol = _pick(list(df.columns), FILE_NAMES)
-    tcol = _pick(list(df.columns), TIME_NAMES, taken=fcol)
-    ccol = _temperature_column(df.columns, tcol)
+    dcol = _pick(list(df.columns), DURATION_NAMES, taken=fcol)
+    tcol = _pick([c for c in df.columns if c != dcol], TIME_NAMES, taken=fcol)
+    ccol = _temperature_column([c for c in df.columns if c != dcol], tcol)
     if fcol is None or (tcol is None and ccol is None):
         raise FlytomoError(path, f"a scan list needs a file column and a time or temperature column; found "
                                  f"{', '.join(df.columns) or 'none'}")
     out = pd.DataFrame({"file": df[fcol].astype(str).str.strip()})
-    out["time_s"] = _times_s(df[tcol], _column_key(tcol)[1], path) if tcol else np.nan
+    times, naive = _times_s(df[tcol], _column_key(tcol)[1], path, _zone(timezone, path)) if tcol else (np.nan, False)
+    out["time_s"] = times
+    out["duration_s"] = (_numbers(df[dcol]).to_numpy(float) * _TIME_UNITS.get(_column_key(dcol)[1], 1.0)
+                         if dcol else np.nan)
     out["temperature_C"] = _celsius(df[ccol], ccol, path) if ccol else np.nan
+    out.attrs["naive_times"] = naive
     bad = out["file"].eq("") | (out[["time_s", "temperature_C"]].isna().all(axis=1))
     if bad.any():
         raise FlytomoError(path, f"line {int(np.flatnonzero(bad)[0]) + 2}: a file name and a time or temperature "
@@ -591,8 +660,10 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                       "(--extrapolate)", UserWarning, stacklevel=2)
     df["temperature_C"] = np.interp(mid, lt, lT)
     df["temperature_from"] = np.where(outside, TEMPERATURE_FROM["held"], TEMPERATURE_FROM["log"])
-    if (gap_text := _gap_text(lt, lo, hi, list(df["scan_id"]))) is not None:
+    gap_text, in_gap = _gap_text(lt, lo, hi, list(df["scan_id"]))
+    if gap_text is not None:
         warnings.warn(f"{log_path or 'temperature log'}: {gap_text}", UserWarning, stacklevel=2)
+        df.loc[in_gap & ~outside, "temperature_from"] = TEMPERATURE_FROM["gap"]
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 if math.isfinite(m) else math.nan
                                      for m, w in zip(mid, width)]
@@ -605,25 +676,28 @@ LOG_GAP_STEPS = 10.0
 LOG_GAP_MIN_S = 60.0
 
 
-def _gap_text(lt: np.ndarray, lo: np.ndarray, hi: np.ndarray, ids: list) -> str | None:
-    """Words for the scans whose window [lo, hi] (s) overlaps a gap of the log's times ``lt``
+def _gap_text(lt: np.ndarray, lo: np.ndarray, hi: np.ndarray, ids: list) -> tuple[str | None, np.ndarray]:
+    """(Words for the scans whose window [lo, hi] (s) overlaps a gap of the log's times ``lt``
     (an interval over LOG_GAP_STEPS median steps and LOG_GAP_MIN_S: a logger stopped, or its clock
-    jumped forward), else None: their temperatures are interpolated across it."""
+    jumped forward), else None: their temperatures are interpolated across it; (scan,) bool:
+    those scans)."""
     steps = np.diff(lt)
+    in_gap = np.zeros(len(ids), dtype=bool)
     if steps.size < 2:
-        return None
+        return None, in_gap
     big = np.flatnonzero(steps > max(LOG_GAP_STEPS * float(np.median(steps)), LOG_GAP_MIN_S))
     if big.size == 0:
-        return None
+        return None, in_gap
     hit = [(i, int(g)) for i in range(len(ids)) for g in big if lo[i] < lt[g + 1] and hi[i] > lt[g]]
     if not hit:
-        return None
+        return None, in_gap
+    in_gap[[i for i, _ in hit]] = True
     scans = list(dict.fromkeys(str(ids[i]) for i, _ in hit))
     g = max((g for _, g in hit), key=lambda k: steps[k])
     return (f"{len(scans)} scan(s) ({', '.join(scans[:5])}{' ...' if len(scans) > 5 else ''}) fall in a gap of the log "
             f"with no readings for {steps[g] / 60:.0f} min ({_span_text(lt[g], lt[g + 1])}; it reads every "
             f"{float(np.median(steps)):g} s elsewhere): their temperatures are interpolated across it (a logger "
-            "stopped, or its clock jumped forward?)")
+            f"stopped, or its clock jumped forward?), marked '{TEMPERATURE_FROM['gap']}' in the table"), in_gap
 
 
 #: the rate window spans at least this many log intervals (a scan shorter than that would

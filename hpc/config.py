@@ -12,6 +12,8 @@ Example (what ``flytomo init`` writes)::
     scans: raw/scan_*.h5              # a glob or a list of files
     temperature_log: raw/temperature.csv   # CSV with columns time_s, temperature_C
     scan_duration_s: null             # seconds per scan, over what the files say (null: theirs, else start spacing)
+    timezone: null                    # the clock of date-times written without a zone (scans, log): null = UTC,
+                                      # an offset (+01:00) or a region (Europe/Berlin)
     reconstruction:
       method: mlem-flyscan            # fbp | mlem | mlem-flyscan | rrdb
       iterations: null                # N, auto (stop at the noise), or null: the default (50 MLEM, 70 modified MLEM)
@@ -40,7 +42,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -210,11 +212,23 @@ class ExperimentConfig(ConfigModel):
     scans: str | list[str]
     temperature_log: str | None = None
     scan_duration_s: float | None = Field(None, gt=0, description="seconds per scan, over what the files record")
+    timezone: str | None = Field(None, description="the clock of date-times written without a zone, in the scan "
+                                                   "files and the log: UTC, an offset (+01:00) or a region "
+                                                   "(Europe/Berlin); null: UTC, with a warning where it matters")
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig)
     rows_per_chunk: int = Field(16, ge=1, le=4096)
     output: str = "recon/experiment.zarr"
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        if v is not None:
+            from recon.io.metadata import parse_zone
+
+            parse_zone(v)  # ValueError: its one-line reason
+        return v
 
     @field_validator("scans", mode="before")
     @classmethod
@@ -676,7 +690,7 @@ def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
         return [Problem("temperature_log", "not given: temperatures come from the scan files only", warning=True)]
     p = resolve_path(base, cfg.temperature_log)
     try:
-        read_temperature_log(p)
+        read_temperature_log(p, cfg.timezone)
     except FlytomoError as err:
         return [Problem("temperature_log", f"{err.where}: {err.problem}" if err.where else err.problem)]
     return []
@@ -690,10 +704,10 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
 
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
-    log = read_temperature_log(p)
-    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
-                         pad_columns=0)  # times only
-    unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate)
+    log = read_temperature_log(p, cfg.timezone)
+    plans = survey_scans(files, log=log[:2], scan_duration_s=cfg.scan_duration_s, center="middle",
+                         pad_columns=0, timezone=cfg.timezone)  # times only
+    unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate, p)
     if unusable:
         return [Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)]
     more = f" (+{len(to_warn) - 1} more)" if len(to_warn) > 1 else ""
@@ -727,13 +741,23 @@ def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple =
     return []
 
 
-def read_temperature_log(path: Path):
-    """(time_s, temperature_C) arrays sorted by time; a bad log raises :class:`FlytomoError`.
-    The one reader is :func:`analysis.table.read_temperature_log`."""
+class TemperatureLog(NamedTuple):
+    """A temperature log as the planner uses it: times (s) and temperatures (°C), sorted by
+    time; ``naive``: its date-times carry no zone and none was given (read as UTC)."""
+
+    time_s: Any  # (n,) float64
+    temperature_C: Any  # (n,) float64
+    naive: bool = False
+
+
+def read_temperature_log(path: Path, timezone: str | None = None) -> TemperatureLog:
+    """The log at ``path`` (naive date-times on the clock of ``timezone``); a bad log raises
+    :class:`FlytomoError`. The one reader is :func:`analysis.table.read_temperature_log`."""
     from analysis.table import read_temperature_log as _read
 
-    df = _read(path)
-    return df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float)
+    df = _read(path, timezone)
+    return TemperatureLog(df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float),
+                          bool(df.attrs.get("naive_times")))
 
 
 def check_config(path: str | Path, raw: dict | None = None, open_files: bool = True,

@@ -549,7 +549,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         files = exp.scan_files()
         if not files:
             raise FlytomoError(exp.path, f"scans: no file matches {cfg.scans!r}")
-        temp_log = read_temperature_log(exp.temperature_log) if exp.temperature_log else None
+        temp_log = read_temperature_log(exp.temperature_log, cfg.timezone) if exp.temperature_log else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)
         from recon.methods import model_provenance, uses_blur
@@ -565,9 +565,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              center=cfg.reconstruction.center, log=temp_log, known=known,
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map,
-                             reverse_rotation=cfg.reconstruction.reverse_rotation)
+                             reverse_rotation=cfg.reconstruction.reverse_rotation, timezone=cfg.timezone)
         axis = _log_axes(plans, cfg.reconstruction.center)
-        unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate)
+        unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate, exp.temperature_log)
         if analysis_follows and unusable:
             raise FlytomoError(exp.temperature_log, f"{unusable}; the analysis after the reconstruction could "
                                                     "not use the log (--no-analysis to reconstruct only)")
@@ -800,16 +800,32 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
     return out
 
 
-def log_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None,
-                 extrapolate: bool) -> tuple[str | None, list[str]]:
+def log_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, ...] | None,
+                 extrapolate: bool, log_path: object = "the temperature log") -> tuple[str | None, list[str]]:
     """Whether the analysis can place the readable scans on the temperature log: (the line that
     says why it cannot, or None; the lines to warn about). It cannot where a scan records no
     time, where scans share one start time, or (without ``extrapolate``) where a scan lies
-    outside the log; outside it with ``extrapolate``, a warning per scan."""
-    from analysis.table import clocks_differ
+    outside the log; outside it with ``extrapolate``, a warning per scan. Date-times without a
+    zone on one side only (a :class:`hpc.config.TemperatureLog`'s ``naive``, a plan's
+    ``start_time_naive``): a warning first (:func:`analysis.table.clock_zone_warning`)."""
+    from analysis.table import clock_zone_warning, clocks_differ
 
     if temp_log is None:
         return None, []
+    zone = clock_zone_warning(bool(getattr(temp_log, "naive", False)),
+                              [p.path.name for p in plans if p.ok and p.start_time_naive],
+                              any(p.ok and p.start_time_s is not None and not p.start_time_naive
+                                  and not clocks_differ(p.start_time_s, 2e9) for p in plans),  # Unix, as 2e9 s
+                              log_path)
+    unusable, to_warn = _placement_problems(plans, temp_log, extrapolate)
+    return unusable, ([zone] if zone else []) + to_warn
+
+
+def _placement_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, ...],
+                        extrapolate: bool) -> tuple[str | None, list[str]]:
+    """:func:`log_problems` but the clocks' zones."""
+    from analysis.table import clocks_differ
+
     timeless = [p.path.name for p in plans if p.ok and p.start_time_s is None]
     if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
         more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""

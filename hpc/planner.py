@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from recon.errors import FlytomoError
-from recon.io.metadata import AssumptionWarning, as_float
+from recon.io.metadata import AssumptionWarning, as_float, localize_naive, parse_zone
 from recon.io.preprocess import Corrections
 
 
@@ -81,6 +81,7 @@ class ScanPlan:
     fingerprint: str | None = None  # :func:`file_fingerprint` of its file when surveyed
     pad_wanted: int = 0  # the pad (columns per side) the scan chose alone, before :func:`_pad_alike`
     photons: float | None = None  # per pixel in a flat frame (:func:`recon.io.noise.scan_photons`)
+    start_time_naive: bool = False  # its start a date-time without a zone, read as UTC (no timezone given)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +114,8 @@ class ScanPlan:
             out["tilt"] = self.tilt.to_dict()
         if self.error:
             out["error"] = self.error
+        if self.start_time_naive:
+            out["start_time_naive"] = True
         return out
 
 
@@ -162,6 +165,7 @@ class SurveyJob:
     blur_matters: bool = False
     photons: bool = False  # measure the photons its flats hold (the rrdb method's dose check)
     reverse_rotation: bool = False  # the stage turns against the recorded angles (scan_geometry)
+    timezone: str | None = None  # the clock of a start time written without a zone (config timezone)
 
 
 def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str]]]:
@@ -187,6 +191,11 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
             plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
             plan.start_time_s = as_float(meta.get("scan_time"))
+            if meta.get("scan_time_naive") and plan.start_time_s is not None:
+                if job.timezone is None:
+                    plan.start_time_naive = True
+                else:
+                    plan.start_time_s = localize_naive(plan.start_time_s, parse_zone(job.timezone))
             plan.duration_s = (float(job.scan_duration_s) if job.scan_duration_s is not None  # the user's word first
                                else as_float(meta.get("duration_s")))
             c, pad = job.center, job.pad_columns
@@ -246,11 +255,14 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  known: list[dict] | None = None, scan_duration_s: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
                  map_fn: Callable[[Callable, list], list] | None = None,
-                 blur_matters: bool = False, photons: bool = False, reverse_rotation: bool = False) -> list[ScanPlan]:
+                 blur_matters: bool = False, photons: bool = False, reverse_rotation: bool = False,
+                 timezone: str | None = None) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
     ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed);
     ``photons``: also measure each scan's photons per flat pixel (:attr:`ScanPlan.photons`);
-    ``reverse_rotation``: every scan's angles taken as −θ (:func:`recon.io.scan_geometry.scan_geometry`).
+    ``reverse_rotation``: every scan's angles taken as −θ (:func:`recon.io.scan_geometry.scan_geometry`);
+    ``timezone``: the clock of start times written without a zone (:func:`recon.io.metadata.parse_zone`;
+    None: read as UTC, and the plan says so: :attr:`ScanPlan.start_time_naive`).
 
     Parameters
     ----------
@@ -282,7 +294,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
                       corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters,
-                      photons=photons, reverse_rotation=reverse_rotation)
+                      photons=photons, reverse_rotation=reverse_rotation, timezone=timezone)
             for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
     plans = []
@@ -296,7 +308,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     _fill_durations(plans, warn=log is not None)
     _warn_out_of_time_order(plans)
     if log is not None:
-        lt, lT = log
+        lt, lT = log[0], log[1]
         for p in plans:
             mid = p.mid_time_s
             if mid is not None:

@@ -102,12 +102,12 @@ def _checked(path: Path, volume: np.ndarray, single: bool) -> np.ndarray:
 
 
 def store_from_volumes(spec: str, files: list[Path], store: Path,
-                       scan_list: str | Path | None = None) -> tuple[int, ...]:
+                       scan_list: str | Path | None = None, timezone: str | None = None) -> tuple[int, ...]:
     """Write the volumes ``files`` (:func:`volume_files` of ``spec``) into the experiment store
     ``store`` (replaced where it exists) → its shape (t, z, y, x). Every volume must have the
     first one's shape. ``scan_list``: a CSV of the files' times and/or temperatures
     (:func:`analysis.table.read_scan_list`), matched to the files by name or stem; every file
-    must be on it."""
+    must be on it; ``timezone``: the clock of its date-times written without a zone."""
     from hpc.commands.enhance import read_reconstruction
 
     names = None
@@ -131,7 +131,7 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
     names = names or [f.stem for f in files]
     scans = [{"index": i, "scan_id": name, "file": str(f.resolve())} for i, (f, name) in enumerate(zip(files, names))]
     if scan_list is not None:
-        _add_times(scans, files, scan_list)
+        _add_times(scans, files, scan_list, timezone)
     attrs = {"method": "imported", "source": spec, "scans": scans, "options": {}, "config": {}}
     array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True)
     try:
@@ -148,11 +148,12 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
     return shape
 
 
-def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path) -> None:
-    """Each scan's ``start_time_s`` and ``temperature_C`` from the scan list, where it gives them."""
+def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path, timezone: str | None = None) -> None:
+    """Each scan's ``start_time_s``, ``duration_s`` and ``temperature_C`` from the scan list,
+    where it gives them (``start_time_naive`` where its date-times carry no zone)."""
     from analysis.table import read_scan_list
 
-    listed = read_scan_list(scan_list)
+    listed = read_scan_list(scan_list, timezone)
     by_name = {}
     for row in listed.itertuples(index=False):
         by_name[Path(row.file).name] = by_name[Path(row.file).stem] = row
@@ -162,6 +163,10 @@ def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path) -> N
             raise FlytomoError(scan_list, f"does not list {f.name} (name or stem, in a file column)")
         if np.isfinite(row.time_s):
             scan["start_time_s"] = float(row.time_s)
+            if listed.attrs.get("naive_times"):
+                scan["start_time_naive"] = True
+        if np.isfinite(row.duration_s):
+            scan["duration_s"] = float(row.duration_s)
         if np.isfinite(row.temperature_C):
             scan["temperature_C"] = float(row.temperature_C)
 

@@ -23,6 +23,23 @@ def word_or_number(text: str, flag: str, words: Collection[str], number: Callabl
     return value
 
 
+def timezone_flag(text: str | None) -> str | None:
+    """``--timezone``: None, or a clock for date-times written without a zone
+    (:func:`recon.io.metadata.parse_zone`); anything else FlytomoError (one line, exit 2)."""
+    from recon.io.metadata import parse_zone
+
+    if text is not None:
+        try:
+            parse_zone(text)
+        except ValueError as err:
+            raise FlytomoError(None, f"--timezone: {err}") from None
+    return text
+
+
+TIMEZONE_HELP = ("the clock of date-times written without a zone, in the scan files and the log: an offset "
+                 "(+01:00), a region (Europe/Berlin) or UTC (default: UTC, with a warning where it matters)")
+
+
 def zoom_flag(text: str | None, flag: str) -> float | str | None:
     """A network's zoom flag: None (not given), 'auto' or a number from 1 to
     :data:`recon.infer.MAX_ZOOM`; anything else FlytomoError (one line, exit 2)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpc.commands import TIMEZONE_HELP, timezone_flag
 from recon.errors import FlytomoError
 
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         store = Path(args.out) / "volumes.zarr"
-        shape = store_from_volumes(args.store, files, store, args.scan_list)
+        shape = store_from_volumes(args.store, files, store, args.scan_list, timezone_flag(args.timezone))
         args.store, n = store, shape[0]
         args.temperature = args.temperature if logged else "none"
         order = ("times and temperatures from " + str(args.scan_list)) if args.scan_list else \
@@ -83,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             out = analyze_store(args.store, args.temperature, args.out, params=params, executor=pool,
-                                extrapolate=args.extrapolate or None)
+                                extrapolate=args.extrapolate or None, timezone=timezone_flag(args.timezone))
     else:
         out = analyze_store(args.store, args.temperature, args.out, params=params,
-                            extrapolate=args.extrapolate or None)
+                            extrapolate=args.extrapolate or None, timezone=timezone_flag(args.timezone))
     t = out.table
     n_ok = int((t["status"] == "ok").sum())
     print(f"analysed {len(t)} scan(s) of {args.store}: {n_ok} ok"
@@ -129,6 +130,8 @@ def register(subparsers) -> None:
                    help="volume files only: a CSV of each file's time and/or temperature (columns: file, and "
                         "time_s or a date-time, and/or temperature_C; names and units as the temperature log's), "
                         "so a temperature log can be joined (-T) or the listed temperatures used")
+    p.add_argument("--timezone", default=None, metavar="ZONE",
+                   help=TIMEZONE_HELP + "; a store's experiment config may name it (timezone:)")
     p.add_argument("--extrapolate", action="store_true",
                    help="accept scans outside the temperature log (hold its first/last reading); "
                         "default: the store config's analysis.extrapolate")

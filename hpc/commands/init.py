@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from hpc.commands import first_line
+from hpc.commands import TIMEZONE_HELP, first_line, timezone_flag
 from recon.errors import FlytomoError
 
 
@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = default_config(scans, log, output=args.output, method=args.method)
     cfg["rows_per_chunk"] = args.rows_per_chunk
     cfg["scan_duration_s"] = args.scan_duration
+    if args.timezone is not None:
+        cfg["timezone"] = timezone_flag(args.timezone)
     cfg["executor"]["kind"] = args.executor
     dump_config(cfg, path, header=(
         "# flytomo experiment config (flytomo init). Paths are relative to this file's folder.\n"
@@ -87,6 +89,7 @@ def register(subparsers) -> None:
                    help="reconstruction method written into the config")
     p.add_argument("--scan-duration", type=float, default=None, metavar="S",
                    help="seconds per scan, over what the files record (default: theirs, else start spacing)")
+    p.add_argument("--timezone", default=None, metavar="ZONE", help=TIMEZONE_HELP)
     p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N",
                    help="detector rows per work unit (the store's chunk height)")
     p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"),

@@ -30,7 +30,8 @@ def analyze(exp: Any, executor: Any = None) -> Any:
     a = exp.config.analysis
     return analyze_store(exp.store_path, exp.temperature_log, exp.analysis_out,
                          params=a.segmentation or None,
-                         map_fn=None if executor is None else executor.map, extrapolate=a.extrapolate)
+                         map_fn=None if executor is None else executor.map, extrapolate=a.extrapolate,
+                         timezone=exp.config.timezone)
 
 
 def analysis_available() -> bool:

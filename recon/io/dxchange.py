@@ -23,7 +23,7 @@ import numpy as np
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, assume, dataset_pixel_size_nm, exposure_middles,
-                               lookup, parse_pixel_size_nm, parse_time_s, record_blur, scan_duration_s)
+                               lookup, parse_pixel_size_nm, record_blur, scan_duration_s, scan_time_fields)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "dxchange"
@@ -46,7 +46,7 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     scan_id = as_float(lookup(f, "scan_id"))
     meta: dict[str, Any] = {
         "scan_id": None if scan_id is None else int(scan_id),
-        "scan_time": parse_time_s(lookup(f, "scan_time", "process/acquisition/start_date"), path),
+        **scan_time_fields(lookup(f, "scan_time", "process/acquisition/start_date"), path),
         "energy_keV": as_float(lookup(f, "energy_keV", "measurement/instrument/monochromator/energy")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or dataset_pixel_size_nm(
             f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's

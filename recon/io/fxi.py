@@ -21,7 +21,7 @@ import numpy as np
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, exposure_middles, lookup, parse_pixel_size_nm,
-                               parse_time_s, record_blur, scan_duration_s)
+                               record_blur, scan_duration_s, scan_time_fields)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "fxi"
@@ -49,7 +49,7 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     angles = angles_in_degrees(dataset(f, "angle", path, "rotation angles, degrees"), path)
     meta: dict[str, Any] = {
         "scan_id": _int_or_none(as_float(lookup(f, "scan_id"))),
-        "scan_time": parse_time_s(lookup(f, "scan_time"), path),
+        **scan_time_fields(lookup(f, "scan_time"), path),
         "energy_keV": as_float(lookup(f, "X_eng")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "Pixel Size")),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,48 @@ def unix_seconds_factor(typical: float) -> float:
     return next((f for f in (1e-3, 1e-6, 1e-9) if typical * f < UNIX_MS_MIN), 1e-9)
 
 
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})?$")
+
+
+def parse_zone(spec: str) -> tzinfo:
+    """The clock of date-times written without a zone: "UTC", an offset ("+01:00", "-0500",
+    "UTC+2") or a region of the tz database ("Europe/Berlin": its summer time too). ValueError
+    with a one-line reason where ``spec`` is none of these."""
+    text = str(spec).strip()
+    if text.upper() in ("UTC", "GMT", "Z"):
+        return timezone.utc
+    if m := _OFFSET.match(text.upper()):
+        sign, hours, minutes = m.group(1), int(m.group(2)), int(m.group(3) or 0)
+        if hours > 14 or minutes > 59:
+            raise ValueError(f"time zone offset {text!r} is out of range (-14:00 to +14:00)")
+        delta = timedelta(hours=hours, minutes=minutes)
+        return timezone(-delta if sign == "-" else delta)
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {text!r} is not UTC, an offset (+01:00) or a tz-database region "
+                         "(Europe/Berlin)") from None
+
+
+def localize_naive(seconds: Any, zone: tzinfo) -> Any:
+    """Unix seconds of date-times that were written without a zone and read as UTC (a float or
+    an array), re-read as the wall clock of ``zone`` (:func:`parse_zone`): the true Unix
+    seconds. A time that zone's clock skips or shows twice (summer time's change) is NaN."""
+    import pandas as pd
+
+    values = np.asarray(seconds, dtype=np.float64)
+    if isinstance(zone, timezone):  # a fixed offset
+        out = values - zone.utcoffset(None).total_seconds()
+    else:
+        wall = pd.to_datetime(values.ravel(), unit="s")
+        local = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        out = np.where(local.isna(), np.nan, (local.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+        out = out.reshape(values.shape)
+    return float(out) if np.ndim(seconds) == 0 else out
+
+
 def naive_date(value: Any) -> bool:
     """Whether ``value`` is a date-time text without a zone (read as UTC by :func:`parse_time_s`)."""
     if as_float(value) is not None or not (text := as_text(value)):
@@ -206,6 +248,13 @@ def _strptime(text: str, fmt: str) -> datetime | None:
         return datetime.strptime(text, fmt)
     except ValueError:
         return None
+
+
+def scan_time_fields(value: Any, where: Path | str | None = None) -> dict[str, Any]:
+    """A reader's metadata for a scan's recorded start ``value``: ``scan_time`` (Unix or clock
+    seconds, :func:`parse_time_s`), and ``scan_time_naive: True`` where it is a date-time
+    without a zone (read as UTC; an experiment's ``timezone`` re-reads it)."""
+    return {"scan_time": parse_time_s(value, where), **({"scan_time_naive": True} if naive_date(value) else {})}
 
 
 def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start time") -> float | None:

@@ -31,7 +31,7 @@ from recon.errors import FlytomoError
 from recon.io._atomic import atomic_path
 from recon.io._h5 import dataset, first_dataset, read_small, write_stack
 from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, dataset_pixel_size_nm,
-                               exposure_middles, lookup, parse_time_s, record_blur, scan_duration_s)
+                               exposure_middles, lookup, record_blur, scan_duration_s, scan_time_fields)
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "nxtomo"
@@ -116,7 +116,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
             select[PROJECTION] = select[PROJECTION][:-n_back]
     meta: dict[str, Any] = {
         "scan_id": _int(lookup(entry, "scan_id")),
-        "scan_time": parse_time_s(lookup(entry, "start_time", "scan_time"), path),
+        **scan_time_fields(lookup(entry, "start_time", "scan_time"), path),
         "energy_keV": _energy_keV(entry),
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }

@@ -336,6 +336,14 @@ def test_volume_files_with_a_scan_list_get_times_and_temperatures(tmp_path, caps
     # the log's at each scan's time (it ramps 2.5 °C/s from 25 °C)
     np.testing.assert_allclose(t["temperature_C"], 25 + 2.5 * t["mid_time_s"])
     assert t["temperature_C"].is_monotonic_increasing and t["temperature_C"].iloc[0] >= 100
+    # a duration column: the time is the scan's start, its temperature read at mid-scan (blind
+    # probe R: duration_s was ignored, each scan read at its start, 15 °C low on a ramp)
+    (tmp_path / "timed.csv").write_text("file,time_s,duration_s\nscan_0,30,12\nscan_1,90,12\nscan_2,150,12\n")
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "timed.csv"), "-T", str(log),
+                 "--out", str(out)]) == 0
+    t = pd.read_csv(out / "crack_table.csv")
+    assert t["start_time_s"].tolist() == [30.0, 90.0, 150.0] and t["mid_time_s"].tolist() == [36.0, 96.0, 156.0]
+    np.testing.assert_allclose(t["temperature_C"], 25 + 2.5 * t["mid_time_s"])
     (tmp_path / "temps.csv").write_text("name,T (K)\nscan_0,300\nscan_1,400\nscan_2,500\n")
     assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "temps.csv"), "--out", str(out)]) == 0
     np.testing.assert_allclose(pd.read_csv(out / "crack_table.csv")["temperature_C"], [26.85, 126.85, 226.85])

@@ -1,11 +1,13 @@
 """Temperature join and the crack table."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.table import (COLUMNS, build_table, clock_origin, outside_log_text, read_temperature_log,
+from analysis.table import (COLUMNS, build_table, clock_origin, clock_zone_warning, outside_log_text, read_temperature_log,
                             scan_temperatures, write_table)
 from recon.errors import FlytomoError
 
@@ -267,10 +269,17 @@ def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_
     zoned = tmp_path / "zoned.csv"
     zoned.write_text("Time,Temperature (°C)\n" + "".join(
         f"2026-12-05T14:{m:02d}:00+01:00,{400 + 10 * m}\n" for m in range(16)))
-    with pytest.warns(UserWarning, match=r"naive\.csv: its date-times carry no time zone .* read as UTC"):
-        log = read_temperature_log(naive)
+    log = read_temperature_log(naive)
+    assert log.attrs["naive_times"] and not read_temperature_log(zoned).attrs["naive_times"]
+    assert re.search(r"naive\.csv: the log's date-times carry no time zone and are read as UTC, while the scans "
+                     r"record Unix times .* set timezone:", clock_zone_warning(True, [], True, naive))
+    assert clock_zone_warning(True, ["a.h5"], False, naive) is None  # both without a zone: one clock
     with pytest.raises(FlytomoError, match=r"inside it were the log's times 1 h earlier: is the log in local time"):
         scan_temperatures(_scans(2, start=t0), log, naive)
+    for zone in ("+01:00", "Europe/Paris"):  # the logger's clock given: read right, nothing to say
+        local = read_temperature_log(naive, timezone=zone)
+        assert not local.attrs["naive_times"]
+        np.testing.assert_array_equal(local["time_s"], read_temperature_log(zoned)["time_s"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         df = scan_temperatures(_scans(2, start=t0), read_temperature_log(zoned), zoned)
@@ -328,7 +337,9 @@ def test_a_log_with_a_gap_or_times_going_back_says_so(tmp_path):
     log = read_temperature_log(tmp_path / "gap.csv")
     with pytest.warns(UserWarning, match=r"gap\.csv: 2 scan\(s\) \(101, 102\) fall in a gap of the log with no "
                                          r"readings for 60 min \(290\.\.3900 s; it reads every 10 s elsewhere\)"):
-        scan_temperatures(_scans(3, start=30.0, spacing=1500.0), log, tmp_path / "gap.csv")
+        df = scan_temperatures(_scans(3, start=30.0, spacing=1500.0), log, tmp_path / "gap.csv")
+    # the rows say so too (blind probe R: they read 'log', like measured ones)
+    assert list(df["temperature_from"]) == ["log", "log gap (interpolated)", "log gap (interpolated)"]
     import warnings
 
     with warnings.catch_warnings():
@@ -446,3 +457,20 @@ def test_setpoints_rates_and_outputs_are_never_the_temperature(tmp_path, header)
     p.write_text(f"{header}\n0,{first},{second}\n1,{first + 20},{second + 20}\n", encoding="utf-8")
     df = read_temperature_log(p)
     assert df["temperature_C"].tolist() == [30.0, 50.0] and df["time_s"].tolist() == [0.0, 60.0]
+
+
+def test_thermocouple_columns_are_read_and_a_choice_among_several_is_said(tmp_path):
+    """Blind probe R: a log of 'Time, Thermocouple_1' was refused as lacking temperature_C, with
+    advice about header lines (the wrong way). Numbered thermocouples are read now; where there
+    are several, the one taken is named, and a log without any reading says what to name."""
+    p = tmp_path / "tc.tsv"
+    p.write_text("Time\tThermocouple_1\n0\t25\n10\t35\n")
+    assert read_temperature_log(p)["temperature_C"].tolist() == [25.0, 35.0]
+    p.write_text("Time\tThermocouple_1\tThermocouple_2\n0\t25\t-5\n10\t35\t-5\n")
+    with pytest.warns(UserWarning, match=r"tc\.tsv: 'Thermocouple_1' is read as the sample's temperature, not "
+                                         r"'Thermocouple_2'; .* name it temperature_C"):
+        assert read_temperature_log(p)["temperature_C"].tolist() == [25.0, 35.0]
+    p.write_text("Time\tHeater_power\n0\t25\n10\t35\n")
+    with pytest.raises(FlytomoError, match=r"tc\.tsv: no column of the temperature log reads as the sample's "
+                                           r"temperature; found Time, Heater_power: name the sample's reading"):
+        read_temperature_log(p)

@@ -1,6 +1,8 @@
 """Work units: exact counts, chunk alignment, names."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hpc.planner import WorkUnit, plan_units, row_ranges
@@ -202,3 +204,45 @@ def test_a_lone_scan_without_a_duration_is_said_to_be_read_at_its_start(tmp_path
                                                r"one from: its temperature is read at its start; set scan_duration_s"):
         _fill_durations(lone, warn=True)
     assert lone[0].duration_s is None and lone[0].mid_time_s == 100.0
+
+
+def test_start_times_without_a_zone_meet_a_zoned_log_with_a_warning_and_timezone_reads_them(tmp_path):
+    """Blind probe R: scan files whose start is a date-time without a zone (the beamline's local
+    clock, CET) and a furnace log with its +01:00: every scan was read an hour off (25 °C where
+    the furnace was at 40-625 °C), without a word. Now the mix is said, naming timezone:, and
+    ``timezone`` (an offset or a region, summer time included) re-reads the scans' clock."""
+    import h5py
+    import numpy as np
+
+    from hpc.config import TemperatureLog
+    from hpc.engine import log_problems
+    from hpc.planner import survey_scans
+    from recon.io.fxi import write_fxi
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 180, 12, endpoint=False)
+    files = []
+    for i, local in enumerate(("2026-03-04 13:05:07", "2026-03-04 13:07:07")):  # CET: 12:05:07 UTC
+        path = tmp_path / f"scan_{i}.h5"
+        write_fxi(path, rng.poisson(900, (12, 4, 16)).astype(np.float32), np.full((2, 4, 16), 1000.0, np.float32),
+                  np.zeros((2, 4, 16), np.float32), angles)
+        with h5py.File(path, "a") as f:
+            del f["scan_time"]
+            f["scan_time"] = local.encode()
+            f.attrs["scan_duration_s"] = 30.0
+        files.append(path)
+    utc0 = 1772625907.0  # 2026-03-04 12:05:07 UTC
+    log = TemperatureLog(np.array([utc0 - 7200, utc0 + 7200]), np.array([0.0, 14400.0]))  # 1 °C/s, zoned
+    plans = survey_scans(files, center="middle", pad_columns=0, log=log)
+    assert all(p.start_time_naive for p in plans)
+    assert [p.temperature_C for p in plans] == pytest.approx([10815.0, 10935.0])  # an hour late: read as UTC
+    _, lines = log_problems(plans, log, False, "furnace.csv")
+    assert len(lines) == 1 and re.search(r"scan_0\.h5 \(\+1 more\): the scans' start times are date-times without "
+                                         r"a time zone, read as UTC, while the times of the log furnace\.csv carry "
+                                         r"their zone .* set timezone:", lines[0]), lines
+    for zone in ("+01:00", "Europe/Berlin"):
+        plans = survey_scans(files, center="middle", pad_columns=0, log=log, timezone=zone)
+        assert [p.temperature_C for p in plans] == pytest.approx([7215.0, 7335.0])  # mid-scan, on time
+        assert not any(p.start_time_naive for p in plans) and log_problems(plans, log, False)[1] == []
+    naive_log = TemperatureLog(log.time_s, log.temperature_C, naive=True)  # both without a zone: one clock
+    assert log_problems(survey_scans(files, center="middle", pad_columns=0, log=naive_log), naive_log, False)[1] == []
