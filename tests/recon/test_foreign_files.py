@@ -265,7 +265,8 @@ def test_foreign_layout_reconstructs_the_object(tmp_path, layout):
 
 def test_foreign_metadata(tmp_path):
     dx = open_scan(write_dxchange_tomopy(tmp_path / "dx.h5", HALF))
-    assert dx.metadata == {"scan_id": None, "scan_time": 1559157621.0, "energy_keV": 25.0, "pixel_size_nm": 650.0}
+    assert dx.metadata == {"scan_id": None, "scan_time": 1559157621.0, "scan_time_naive": True,  # APS: local time
+                           "energy_keV": 25.0, "pixel_size_nm": 650.0}
     fxi = open_scan(write_fxi_beamline(tmp_path / "fxi.h5", FXI_ANGLES))
     assert fxi.metadata == {"scan_id": 43210, "scan_time": None, "energy_keV": 9.0, "pixel_size_nm": 21.6}
     nx = open_scan(write_nxtomo_nxtomomill(tmp_path / "nx.nxs", HALF))
