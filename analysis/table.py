@@ -48,7 +48,7 @@ UNIX_TIME_MIN_S = 1e8
 
 #: columns of the crack table, in order
 COLUMNS = [
-    "scan_index", "scan_id", "start_time_s", "start_time_utc", "mid_time_s", "temperature_C",
+    "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
     "status", "temperature_from",
@@ -542,6 +542,7 @@ def _scan_frame(scans: list[dict]) -> pd.DataFrame:
         rows.append({
             "scan_index": int(s.get("index", i)),
             "scan_id": str(s.get("scan_id", s.get("index", i))),
+            "file": Path(str(s["file"])).name if s.get("file") else "",
             "start_time_s": np.nan if start is None else float(start),
             # the same as a date a spreadsheet shows (Unix times only; an experiment clock: empty)
             "start_time_utc": _utc_text(start),

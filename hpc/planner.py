@@ -11,6 +11,7 @@ units fail, the others run.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,6 +308,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     _distinct_labels(plans)
     _fill_durations(plans, warn=log is not None)
     _warn_out_of_time_order(plans)
+    _warn_name_order(plans)
     if log is not None:
         lt, lT = log[0], log[1]
         for p in plans:
@@ -347,10 +349,35 @@ def _warn_out_of_time_order(plans: list[ScanPlan]) -> None:
     back = [(a, b) for a, b in zip(timed, timed[1:]) if b.start_time_s < a.start_time_s]
     if back:
         a, b = back[0]
-        more = f" ({len(back)} such pairs)" if len(back) > 1 else ""
+        by_time = sorted(timed, key=lambda p: p.start_time_s)
+        moved = sum(p is not q for p, q in zip(timed, by_time))
+        more = f" ({moved} of {len(timed)} scans are not where time order would put them)" if moved > 2 else ""
         warnings.warn(f"{b.path.name} started {a.start_time_s - b.start_time_s:.0f} s before {a.path.name}, which is "
                       f"listed ahead of it{more}: the experiment keeps the order of the scan list (a glob: natural "
                       "name order); list the scans in time order if that is not what you meant", stacklevel=2)
+
+
+def _warn_name_order(plans: list[ScanPlan]) -> None:
+    """Where no scan records a time, so the list's order is all there is: one warning when the
+    file names hold one number that counts the scans (distinct, consecutive once sorted; the
+    last such) and the list does not follow it, as where a temperature in the names comes first
+    (cathode_160C_0002 before cathode_40C_0001? natural order sorts by the first number)."""
+    if len(plans) < 3 or any(p.start_time_s is not None for p in plans):
+        return
+    fields = [re.findall(r"\d+", p.path.stem) for p in plans]
+    if len({len(f) for f in fields}) != 1 or len(fields[0]) < 2:
+        return
+    for k in range(len(fields[0]) - 1, -1, -1):
+        values = [int(f[k]) for f in fields]
+        if len(set(values)) == len(values) and max(values) - min(values) == len(values) - 1:
+            if values != sorted(values):
+                shown = ", ".join(str(v) for v in values[:8]) + (", …" if len(values) > 8 else "")
+                warnings.warn(f"the scans record no times, so they are taken in the list's order (a glob: natural name "
+                              f"order, by the first number that differs), in which the number that counts them "
+                              f"(number {k + 1} of their names: {plans[0].path.name}) runs {shown}: if it is the "
+                              "order they were taken in, list them in that order (scans: [...] in the config)",
+                              AssumptionWarning, stacklevel=3)
+            return
 
 
 def start_spacing_s(plans: Sequence[ScanPlan]) -> float | None:

@@ -246,3 +246,36 @@ def test_start_times_without_a_zone_meet_a_zoned_log_with_a_warning_and_timezone
         assert not any(p.start_time_naive for p in plans) and log_problems(plans, log, False)[1] == []
     naive_log = TemperatureLog(log.time_s, log.temperature_C, naive=True)  # both without a zone: one clock
     assert log_problems(survey_scans(files, center="middle", pad_columns=0, log=naive_log), naive_log, False)[1] == []
+
+
+def test_scans_without_times_whose_names_count_them_out_of_list_order_get_a_warning(tmp_path):
+    """Blind probe R: files cathode_<T>C_<seq>.h5 that record no time were taken in natural name
+    order, by the temperature in their names, so the table's history zig-zagged without a word.
+    Where the names hold a number that counts the scans and the list does not follow it, a
+    warning says so; a list that does, or names with one number, get none."""
+    import warnings
+
+    import h5py
+    import numpy as np
+
+    from hpc.config import resolve_scans
+    from hpc.planner import survey_scans
+    from recon.io.fxi import write_fxi
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 180, 12, endpoint=False)
+    for seq, temp in enumerate((40, 160, 280, 400, 520, 458), start=1):
+        path = tmp_path / f"cathode_{temp}C_{seq:04d}.h5"
+        write_fxi(path, rng.poisson(900, (12, 4, 16)).astype(np.float32), np.full((2, 4, 16), 1000.0, np.float32),
+                  np.zeros((2, 4, 16), np.float32), angles)
+        with h5py.File(path, "a") as f:
+            del f["scan_time"]
+    files, _ = resolve_scans("cathode_*.h5", tmp_path)
+    assert [f.name[-7:-3] for f in files] == ["0001", "0002", "0003", "0004", "0006", "0005"]  # 458 before 520
+    with pytest.warns(UserWarning, match=r"the scans record no times, so they are taken in the list's order .* the "
+                                         r"number that counts them \(number 2 of their names: cathode_40C_0001\.h5\) "
+                                         r"runs 1, 2, 3, 4, 6, 5: if it is the order they were taken in"):
+        survey_scans(files, center="middle", pad_columns=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        survey_scans(sorted(files, key=lambda f: f.name[-7:]), center="middle", pad_columns=0)
