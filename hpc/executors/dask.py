@@ -8,10 +8,13 @@ free workers, and re-runs a unit whose worker died (``distributed.scheduler.allo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -44,9 +47,25 @@ def build_cluster(dask_config: Any, threads_per_worker: int = 1) -> Any:
     from distributed import LocalCluster
 
     # no MALLOC_TRIM_THRESHOLD_ for the workers (see hpc.executors.base.tune_malloc)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _workers_ignore_ctrl_c():
         return LocalCluster(n_workers=int(dask_config.workers), threads_per_worker=1, processes=True,
                             dashboard_address=None, silence_logs=logging.WARNING)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Worker processes started inside inherit SIGINT ignored (Python keeps an ignored SIGINT
+    from its parent), so Ctrl-C, which a terminal sends to every process of the job, stops
+    the run through this process alone: its one line, not each worker's KeyboardInterrupt
+    traceback (blind probe R: 69 lines); the run closes the cluster. A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_address(address: str, key: str) -> None:

@@ -630,6 +630,31 @@ def test_ctrl_c_in_a_run_says_how_to_go_on(sim, tmp_path):
                                             "command again to resume"), err[-2000:]
 
 
+def test_ctrl_c_in_a_dask_run_is_one_line_not_each_workers_traceback(sim, tmp_path):
+    """Blind probe R: Ctrl-C (a terminal sends it to every process of the job, the Dask workers
+    too) printed 69 lines of the workers' KeyboardInterrupt tracebacks above the one that says
+    how to go on. The workers now ignore it; the run stops them."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    cfg = write_config(tmp_path, sim, reconstruction={"method": "mlem-flyscan", "iterations": 400})
+    e = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "run", str(cfg), "--no-progress", "--executor", "dask",
+                             "--workers", "2"], stderr=subprocess.PIPE, text=True, env=e, start_new_session=True)
+    marks = tmp_path / "store.zarr" / ".flytomo" / "manifest"
+    for _ in range(1200):
+        if marks.is_dir() and any(marks.iterdir()):
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
+    err = proc.communicate(timeout=180)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("flytomo: interrupted: the units done so far are kept; run the same "
+                                            "command again to resume"), err[-2000:]
+
+
 def test_a_store_begun_by_other_code_is_said_when_resumed(sim, tmp_path, capsys):
     """A blind probe killed a run, edited flytomo, resumed: one scan by the old code, the rest by
     the new, silently (the version string was the same). The store records the reconstruction
