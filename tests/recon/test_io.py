@@ -903,6 +903,51 @@ def test_what_is_no_beam_dip_is_not_levelled(case):
     assert not offsets.any() and not unmatched.any(), case
 
 
+@pytest.mark.parametrize("case, fringes", [("absorption", False), ("phase contrast", True),
+                                           ("absorption, zingers and ring columns", False),
+                                           ("absorption, flats 5 % brighter", False)])
+def test_phase_contrast_fringes_get_a_hint(case, fringes):
+    """Blind probe Q: a TXM particle's Fresnel fringes (transmission above 1 beside its edges)
+    read as cracks at its surface (1.1-3.3 % in an uncracked particle), without a word. Where the
+    rays read more light than the flats in narrow valleys that move with the sample, a hint says
+    so; absorption, zingers, ring columns and flats brighter than the beam get none."""
+    from recon.io.preprocess import DataHintWarning, phase_fringe_share
+
+    rng = np.random.default_rng(3)
+    n_angles, n_cols, fine = 120, 128, 4
+    x = (np.arange(n_cols * fine) - n_cols * fine / 2) / fine  # px, 4 samples per pixel
+    angles = np.deg2rad(np.linspace(0, 180, n_angles, endpoint=False))
+    counts = []
+    for a in angles:  # an ellipse off the axis: its edges move with the angle
+        half = 30 + 12 * np.cos(a) ** 2
+        thick = 2 * np.sqrt(np.clip(half ** 2 - (x - 15 * np.cos(a)) ** 2, 0, None))  # px
+        mu_t = 0.03 * thick
+        wave = np.exp(-mu_t / 2 - 1j * 15 * mu_t / 2)  # delta/beta 15
+        if fringes:  # Fresnel propagation: exp(-i pi lambda z k^2), lambda z = 3 px^2
+            k = np.fft.fftfreq(x.size, d=1 / fine)
+            wave = np.fft.ifft(np.fft.fft(wave) * np.exp(-1j * np.pi * 3.0 * k ** 2))
+        intensity = (np.abs(wave) ** 2).reshape(n_cols, fine).mean(axis=1)
+        counts.append(rng.poisson(2000 * np.broadcast_to(intensity, (4, n_cols))) + 100.0)
+    tomo = np.asarray(counts, np.float32)
+    flats = np.full((4, 4, n_cols), 2100.0, np.float32)
+    darks = np.full((2, 4, n_cols), 100.0, np.float32)
+    if "zingers" in case:
+        hit = rng.random(tomo.shape) < 1e-3
+        tomo[hit] *= rng.uniform(2, 10, int(hit.sum()))
+        tomo[:, :, [20, 70]] = (tomo[:, :, [20, 70]] - 100) * 1.04 + 100
+    if "brighter" in case:
+        tomo = (tomo - 100) * 1.05 + 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = line_integrals(RawChunk(tomo, flats, darks, source="x.h5"))
+    said = [w for w in caught if issubclass(w.category, DataHintWarning) and "Fresnel" in str(w.message)]
+    share = phase_fringe_share(p.transpose(1, 0, 2).copy())
+    if fringes:
+        assert share > 10 * 5e-4 and len(said) == 1 and "x.h5: rays read more light than the flats" in str(said[0].message)
+    else:
+        assert share < 5e-4 / 5 and not said, (share, [str(w.message) for w in said])
+
+
 def test_saturated_flats_get_a_hint():
     from recon.io.preprocess import saturation_hint
 
