@@ -81,11 +81,14 @@ SAMPLE_OVER_EDGES = 2.0
 #: inward agree within FLUX_FLAT_SIGMAS times the noise of their difference (FLUX_FLAT_FLOOR at
 #: least); it counts where that offset's RMS over the angles exceeds FLUX_OFFSET_SIGMAS times
 #: its noise and FLUX_OFFSET_FLOOR, its median stays under FLUX_MAX_OFFSET (a beam 22 % dimmer)
-#: and the sample inside reads at least twice it (a sample wider than the field reads flat edges too)
+#: and the sample inside reads at least twice it (a sample wider than the field reads flat edges too).
+#: The floor is a 1 % beam change, which costs modified MLEM 0.04 dB (docs/benchmarks.md, raw
+#: defects): blind probe Q's phase-retrieved (Paganin) projections, whose kernel's tail moves the
+#: edges by -0.005..+0.002 with the angle, got the hint at 0.005
 FLUX_FLAT_SIGMAS = 5.0
 FLUX_FLAT_FLOOR = 0.005
 FLUX_OFFSET_SIGMAS = 4.0
-FLUX_OFFSET_FLOOR = 0.005
+FLUX_OFFSET_FLOOR = 0.01
 FLUX_MAX_OFFSET = 0.25
 #: integer detectors' full-scale counts (8, 12, 14, 16 bit); flats with more than
 #: SATURATED_SHARE of their samples at one of these get a hint (:func:`saturation_hint`)
