@@ -859,19 +859,19 @@ def _level_beam_dips(p: np.ndarray, skip: np.ndarray, where: object, hint: bool 
         p -= offsets[:, :, None]
         frames = np.flatnonzero(np.abs(offsets).max(axis=1) > 0)
         deepest = float(offsets.flat[np.argmax(np.abs(offsets))])  # −log of the beam's share
-        change = f"{100 * (1 - np.exp(-deepest)):.0f}% dimmer" if deepest > 0 else f"{100 * (np.exp(-deepest) - 1):.0f}% brighter"
-        warnings.warn(f"{where or 'scan'}: projections {_frame_ranges(frames)} saw a beam "
-                      f"{change} than those around them (every "
-                      "ray stepped alike, and back): each is levelled to its neighbours", DataRepairWarning,
-                      stacklevel=3)
+        change = (f"{100 * (1 - np.exp(-deepest)):.0f}% dimmer" if deepest > 0
+                  else f"{100 * (np.exp(-deepest) - 1):.0f}% brighter")
+        warnings.warn(f"{where or 'scan'}: projections {_frame_ranges(frames)} saw a beam {change} than those "
+                      "around them (every ray stepped alike, and back): each is levelled to its neighbours",
+                      DataRepairWarning, stacklevel=3)
     lit = np.flatnonzero(np.abs(p).max(axis=(0, 2)) > 0)  # rows that measured something
     common = unmatched[:, lit].sum(axis=1) * 2 >= max(lit.size, 1)  # a beam steps in every row
     if hint and common.any():
         frames = np.flatnonzero(common)
-        warnings.warn(f"{where or 'scan'}: the beam's level stepped at projection(s) {_frame_ranges(frames)} (every ray "
-                      "alike) and did not step back: not levelled, since which level the flats saw is unknown; "
-                      "where the sample stays inside the field of view, --air-columns N levels each projection "
-                      "by its outer N columns", DataHintWarning, stacklevel=3)
+        warnings.warn(f"{where or 'scan'}: the beam's level stepped at projection(s) {_frame_ranges(frames)} "
+                      "(every ray alike) and did not step back: not levelled, since which level the flats saw is "
+                      "unknown; where the sample stays inside the field of view, --air-columns N levels each "
+                      "projection by its outer N columns", DataHintWarning, stacklevel=3)
 
 
 def _frame_ranges(frames: np.ndarray) -> str:
