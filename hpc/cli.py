@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         from recon.io._h5 import read_band_bytes  # here, not at import: `flytomo --help` reads no files
 
         read_band_bytes()  # FLYTOMO_READ_BAND_MB checked before any work
+        if args.command in ("recon", "run", "demo"):  # FLYTOMO_OPERATOR_CACHE_GB too, where projectors are built
+            from recon.operators import operator_cache_bytes
+
+            operator_cache_bytes()
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
         return code
@@ -180,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flytomo: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as err:  # numpy's names the array it could not allocate
+        print(f"flytomo: error: out of memory ({str(err) or 'an allocation failed'}): fewer rows per chunk "
+              "(--chunk-rows, rows_per_chunk), a smaller FLYTOMO_OPERATOR_CACHE_GB, or a machine with more memory; "
+              "what was written is kept and the same command resumes", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader of stdout went away (`flytomo check ... | head`): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again

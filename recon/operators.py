@@ -38,8 +38,40 @@ from recon.geometry import ScanGeometry
 Tensor = torch.Tensor
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
-#: matrices above this size (bytes, values + indices, both directions) are not cached whole
-DEFAULT_MAX_CACHED_BYTES = int(float(os.environ.get("FLYTOMO_OPERATOR_CACHE_GB", "4")) * 1e9)
+#: matrices above this size (bytes, values + indices, both directions) are not cached whole,
+#: unless FLYTOMO_OPERATOR_CACHE_GB says otherwise (:func:`operator_cache_bytes`)
+DEFAULT_MAX_CACHED_BYTES = int(4e9)
+#: the cache may take at most this share of the machine's memory
+CACHE_MEMORY_SHARE = 0.8
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's memory (bytes), or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def operator_cache_bytes() -> int:
+    """The projector cache (bytes): ``FLYTOMO_OPERATOR_CACHE_GB`` (GB) where set, else
+    DEFAULT_MAX_CACHED_BYTES. FlytomoError (one line) where it is not a number ≥ 0 or more than
+    CACHE_MEMORY_SHARE of this machine's memory (blind probe S: 40 GB on a 24 GB machine, a
+    traceback from an allocation deep in the projector)."""
+    text = os.environ.get("FLYTOMO_OPERATOR_CACHE_GB")
+    if text is None or not text.strip():
+        return DEFAULT_MAX_CACHED_BYTES
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = float("nan")
+    if not gb >= 0:
+        raise FlytomoError(None, f"FLYTOMO_OPERATOR_CACHE_GB must be a number of GB, 0 or more, got {text!r}")
+    memory = physical_memory_bytes()
+    if memory is not None and gb * 1e9 > CACHE_MEMORY_SHARE * memory:
+        raise FlytomoError(None, f"FLYTOMO_OPERATOR_CACHE_GB={text.strip()} is more than this machine's memory allows "
+                                 f"({memory / 1e9:.0f} GB in all; at most {CACHE_MEMORY_SHARE * memory / 1e9:.0f})")
+    return int(gb * 1e9)
 #: angle blocks are built at most this large (bytes as estimated, both directions)
 BUILD_BLOCK_BYTES = int(512e6)
 #: ways to apply a projector too large to keep: rebuild its sparse blocks, or sample its rays
@@ -174,7 +206,7 @@ class Projector:
 
     def __init__(self, geometry: ScanGeometry, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, *,
-                 max_cached_bytes: int = DEFAULT_MAX_CACHED_BYTES, angle_block: int | None = None,
+                 max_cached_bytes: int | None = None, angle_block: int | None = None,
                  angles: np.ndarray | None = None, offsets: np.ndarray | None = None,
                  uncached: str | None = None) -> None:
         self.geometry = geometry
@@ -191,6 +223,8 @@ class Projector:
         self.n_rays = self.angles.size * nd
         # ≤ 2n non-zeros per ray, each a 4-byte index and a value, stored in both directions
         approx_bytes = 2 * self.angles.size * nd * 2 * n * (4 + torch.finfo(dtype).bits // 8)
+        if max_cached_bytes is None:
+            max_cached_bytes = operator_cache_bytes()
         self.cached = approx_bytes <= max_cached_bytes
         if uncached is None:
             uncached = "sampled" if self.device.type == "cuda" else "rebuilt"
@@ -204,13 +238,20 @@ class Projector:
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
             cost = ("its rays are sampled at every use (on the GPU)" if uncached == "sampled" else
-                    "its blocks are rebuilt at every use, so each chunk of rows (and, for MLEM, each iteration) "
-                    "costs about as much as building it (minutes at 1024 columns)")
+                    "its blocks are rebuilt at every use, so each chunk of rows costs about as much as building it "
+                    "(a minute at 1024 columns and 900 angles, 12 at 2048 and 1500), and MLEM twice that at each "
+                    "iteration (70 by default: hours per chunk at 1024 columns; fbp, or the rrdb method with "
+                    "--rrdb-input fbp, build it once per chunk)")
+            memory = physical_memory_bytes()
+            keep = ("" if memory is None else
+                    f"; FLYTOMO_OPERATOR_CACHE_GB={math.ceil(approx_bytes / 1e9)} would keep it (this machine has "
+                    f"{memory / 1e9:.0f} GB)" if approx_bytes <= CACHE_MEMORY_SHARE * memory else
+                    f"; this machine's {memory / 1e9:.0f} GB cannot keep it: a node with more memory can "
+                    "(FLYTOMO_OPERATOR_CACHE_GB)")
             warnings.warn(f"the projector of {self.angles.size} angles x {nd} columns (the detector with any padding or "
                           f"widening about the axis; ~{approx_bytes / 1e9:.0f} GB) is "
                           f"larger than its cache ({max_cached_bytes / 1e9:g} GB): {cost}; larger chunks of rows pay "
-                          "it less often, and FLYTOMO_OPERATOR_CACHE_GB sets the cache where memory allows",
-                          OperatorCostWarning, stacklevel=2)
+                          f"it less often{keep}", OperatorCostWarning, stacklevel=2)
         self._blocks: list[tuple[Tensor, Tensor]] | None = None
         if self.cached:
             self._blocks = [self._build(i) for i in range(len(self.block_edges) - 1)]

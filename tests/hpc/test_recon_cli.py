@@ -816,3 +816,33 @@ def test_a_second_recon_of_the_same_output_while_the_first_runs_is_refused(scan,
     # the holder is gone: its lock is stale and taken over; released at the end
     assert main(["recon", str(scan), "--out", str(out), "--method", "fbp", "--quiet"]) == 0
     assert out.is_dir() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("value, words", [("abc", "must be a number of GB, 0 or more, got 'abc'"),
+                                          ("-1", "must be a number of GB, 0 or more"),
+                                          ("1e6", "is more than this machine's memory allows")])
+def test_a_projector_cache_the_machine_cannot_hold_is_refused_in_one_line(scan, tmp_path, monkeypatch, capsys, value,
+                                                                         words):
+    """Blind probe S: FLYTOMO_OPERATOR_CACHE_GB=40 on a 24 GB machine, as the projector's warning
+    invited, ended in a traceback from an allocation deep in the projector (exit 1); a value
+    that is no number failed at import. Now one line, exit 2, before anything is read."""
+    monkeypatch.setenv("FLYTOMO_OPERATOR_CACHE_GB", value)
+    out = tmp_path / "v.zarr"
+    assert main(["recon", str(scan), "--out", str(out), "--rows", "28:30", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flytomo: error: FLYTOMO_OPERATOR_CACHE_GB" in err[0] and words in err[0], err
+    assert not out.exists()
+
+
+def test_running_out_of_memory_is_one_line(scan, tmp_path, monkeypatch, capsys):
+    """A MemoryError (numpy's names the array) ends in one line naming what to change, not a traceback."""
+    import hpc.commands.recon
+
+    def no_room(*args, **kwargs):
+        raise MemoryError("Unable to allocate 160. MiB for an array with shape (20917232,) and data type float64")
+
+    monkeypatch.setattr(hpc.commands.recon, "make_reconstructor", no_room)
+    assert main(["recon", str(scan), "--out", str(tmp_path / "v.zarr"), "--rows", "28:30", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("flytomo: error: out of memory (Unable to allocate 160. MiB") and \
+        "--chunk-rows" in err[0], err
