@@ -26,7 +26,7 @@ from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
 from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams,
                       equivalent_radius, segment_volume)
 from .store import open_store
-from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, clocks_differ, read_temperature_log,
+from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, is_unix_time, read_temperature_log,
                     scan_temperatures, write_table)
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
@@ -355,7 +355,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     if log is not None and (line := clock_zone_warning(
             bool(log.attrs.get("naive_times")), [Path(str(s.get("file", s.get("scan_id", "")))).name
                                                  for s in info.scans if s.get("start_time_naive")],
-            any(clocks_differ(float(t), 0.0) for t in (s.get("start_time_s") for s in info.scans)
+            any(is_unix_time(float(t)) for t in (s.get("start_time_s") for s in info.scans)
                 if isinstance(t, (int, float)) and not isinstance(t, bool)), temperature_csv)):
         warnings.warn(line, UserWarning, stacklevel=2)
     times = scan_temperatures(info.scans, log, temperature_csv, extrapolate=extrapolate)

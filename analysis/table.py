@@ -15,8 +15,8 @@ import os
 import re
 import warnings
 from datetime import datetime, timezone
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ __all__ = [
     "clock_origin",
     "clock_zone_warning",
     "clocks_differ",
+    "is_unix_time",
     "outside_log_text",
 ]
 
@@ -59,7 +60,8 @@ TEMPERATURE_FROM = {"log": "log", "held": "log end (extrapolated)", "gap": "log 
                     "file": "scan file", "none": ""}
 
 
-def _is_unix_time(t: float) -> bool:
+def is_unix_time(t: float) -> bool:
+    """Whether a time (s) is a Unix time (after UNIX_TIME_MIN_S), not an experiment clock's."""
     return t >= UNIX_TIME_MIN_S
 
 
@@ -71,7 +73,7 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
     from its 0 (name ""). NaNs are ignored."""
     t = np.asarray(times_s, dtype=float)
     t = t[np.isfinite(t)]
-    if t.size == 0 or not _is_unix_time(t.min()):
+    if t.size == 0 or not is_unix_time(t.min()):
         return 0.0, ""
     t0 = float(t.min())
     return t0, datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -79,7 +81,7 @@ def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
 
 def _span_text(a: float, b: float) -> str:
     """A time span for messages: UTC dates for Unix times, else seconds on the experiment clock."""
-    if not _is_unix_time(a):
+    if not is_unix_time(a):
         return f"{a:g}..{b:g} s"
     try:
         da, db = (datetime.fromtimestamp(x, timezone.utc) for x in (a, b))
@@ -91,7 +93,7 @@ def _span_text(a: float, b: float) -> str:
 
 def clocks_differ(scan_time_s: float, log_time_s: float) -> bool:
     """One of the two is a Unix time and the other is not: the log and the scans use different clocks."""
-    return _is_unix_time(scan_time_s) != _is_unix_time(log_time_s)
+    return is_unix_time(scan_time_s) != is_unix_time(log_time_s)
 
 
 def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) -> str:
@@ -100,11 +102,11 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
     time and the other is not (a log that counts from its own start, scans that record dates)."""
     text = f"scan {scan} runs {_span_text(a, b)}, outside the temperature log ({_span_text(log_a, log_b)})"
     hours = [h for h in range(-14, 15) if h and log_a + 3600 * h <= a and b <= log_b + 3600 * h]
-    if _is_unix_time(a) and _is_unix_time(log_b) and hours:
+    if is_unix_time(a) and is_unix_time(log_b) and hours:
         text += (f" but inside it were the log's times {abs(hours[0])} h {'later' if hours[0] > 0 else 'earlier'}: "
                  "is the log in local time without its zone? (write it in: 2024-05-02 09:00:00+02:00)")
     if clocks_differ(a, log_b):
-        which = "Unix times (dates)" if _is_unix_time(a) else "an experiment clock"
+        which = "Unix times (dates)" if is_unix_time(a) else "an experiment clock"
         text += (f": the scans record {which}, the log's time_s does not — write time_s on the scans' "
                  "clock (Unix seconds, or seconds from the same zero)")
     return text
@@ -474,12 +476,13 @@ def clock_zone_warning(log_naive: bool, scans_naive: list[str], scans_absolute: 
            "(Europe/Berlin) for local time, or UTC to say they are UTC")
     if log_naive and scans_absolute and not scans_naive:
         return (f"{log_path}: the log's date-times carry no time zone and are read as UTC, while the scans record "
-                f"Unix times or zoned dates: if the logger wrote local time, every temperature is read hours off; {fix}")
+                f"Unix times or zoned dates: if the logger wrote local time, every temperature is read hours off; "
+                f"{fix}")
     if scans_naive and not log_naive:
         more = f" (+{len(scans_naive) - 1} more)" if len(scans_naive) > 1 else ""
         return (f"{scans_naive[0]}{more}: the scans' start times are date-times without a time zone, read as UTC, "
-                f"while the times of the log {log_path} carry their zone or are Unix times: if the beamline's clock wrote local "
-                f"time, every temperature is read hours off; {fix}")
+                f"while the times of the log {log_path} carry their zone or are Unix times: if the beamline's clock "
+                f"wrote local time, every temperature is read hours off; {fix}")
     return None
 
 
@@ -556,7 +559,7 @@ def _scan_frame(scans: list[dict]) -> pd.DataFrame:
 def _utc_text(start: float | None) -> str:
     """A Unix time as the date a spreadsheet shows (ISO, UTC, ms); "" for an experiment clock, or
     a time past the year 9999 (a store written before scan times in Unix ms were read as such)."""
-    if start is None or not _is_unix_time(float(start)):
+    if start is None or not is_unix_time(float(start)):
         return ""
     try:
         return datetime.fromtimestamp(float(start), timezone.utc).isoformat(timespec="milliseconds")

@@ -705,7 +705,7 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p, cfg.timezone)
-    plans = survey_scans(files, log=log[:2], scan_duration_s=cfg.scan_duration_s, center="middle",
+    plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
                          pad_columns=0, timezone=cfg.timezone)  # times only
     unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate, p)
     if unusable:

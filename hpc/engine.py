@@ -808,15 +808,14 @@ def log_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, ...] | None,
     outside the log; outside it with ``extrapolate``, a warning per scan. Date-times without a
     zone on one side only (a :class:`hpc.config.TemperatureLog`'s ``naive``, a plan's
     ``start_time_naive``): a warning first (:func:`analysis.table.clock_zone_warning`)."""
-    from analysis.table import clock_zone_warning, clocks_differ
+    from analysis.table import clock_zone_warning, is_unix_time
 
     if temp_log is None:
         return None, []
     zone = clock_zone_warning(bool(getattr(temp_log, "naive", False)),
                               [p.path.name for p in plans if p.ok and p.start_time_naive],
                               any(p.ok and p.start_time_s is not None and not p.start_time_naive
-                                  and not clocks_differ(p.start_time_s, 2e9) for p in plans),  # Unix, as 2e9 s
-                              log_path)
+                                  and is_unix_time(p.start_time_s) for p in plans), log_path)
     unusable, to_warn = _placement_problems(plans, temp_log, extrapolate)
     return unusable, ([zone] if zone else []) + to_warn
 

@@ -43,6 +43,12 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 DEFAULT_MAX_CACHED_BYTES = int(4e9)
 #: the cache may take at most this share of the machine's memory
 CACHE_MEMORY_SHARE = 0.8
+#: angle blocks are built at most this large (bytes as estimated, both directions)
+BUILD_BLOCK_BYTES = int(512e6)
+#: ways to apply a projector too large to keep: rebuild its sparse blocks, or sample its rays
+UNCACHED_MODES = ("rebuilt", "sampled")
+#: elements of grid_sample's output per call when rays are sampled (bounds its memory)
+SAMPLED_ELEMENTS = 1 << 25
 
 
 def physical_memory_bytes() -> int | None:
@@ -72,12 +78,6 @@ def operator_cache_bytes() -> int:
         raise FlytomoError(None, f"FLYTOMO_OPERATOR_CACHE_GB={text.strip()} is more than this machine's memory allows "
                                  f"({memory / 1e9:.0f} GB in all; at most {CACHE_MEMORY_SHARE * memory / 1e9:.0f})")
     return int(gb * 1e9)
-#: angle blocks are built at most this large (bytes as estimated, both directions)
-BUILD_BLOCK_BYTES = int(512e6)
-#: ways to apply a projector too large to keep: rebuild its sparse blocks, or sample its rays
-UNCACHED_MODES = ("rebuilt", "sampled")
-#: elements of grid_sample's output per call when rays are sampled (bounds its memory)
-SAMPLED_ELEMENTS = 1 << 25
 
 
 class OperatorCostWarning(UserWarning):

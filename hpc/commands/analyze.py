@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise FlytomoError(None, f"--workers must be ≥ 1, got {args.workers}")
+    zone = timezone_flag(args.timezone)
     params = _load_params(args.params) if args.params else None
     if not is_store(args.store):  # volumes made elsewhere: one file a scan, copied into a store
         logged = args.temperature is not None and args.temperature.strip().lower() != "none"
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         store = Path(args.out) / "volumes.zarr"
-        shape = store_from_volumes(args.store, files, store, args.scan_list, timezone_flag(args.timezone))
+        shape = store_from_volumes(args.store, files, store, args.scan_list, zone)
         args.store, n = store, shape[0]
         args.temperature = args.temperature if logged else "none"
         order = ("times and temperatures from " + str(args.scan_list)) if args.scan_list else \
@@ -84,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             out = analyze_store(args.store, args.temperature, args.out, params=params, executor=pool,
-                                extrapolate=args.extrapolate or None, timezone=timezone_flag(args.timezone))
+                                extrapolate=args.extrapolate or None, timezone=zone)
     else:
         out = analyze_store(args.store, args.temperature, args.out, params=params,
-                            extrapolate=args.extrapolate or None, timezone=timezone_flag(args.timezone))
+                            extrapolate=args.extrapolate or None, timezone=zone)
     t = out.table
     n_ok = int((t["status"] == "ok").sum())
     print(f"analysed {len(t)} scan(s) of {args.store}: {n_ok} ok"

@@ -232,29 +232,12 @@ def localize_naive(seconds: Any, zone: tzinfo) -> Any:
     return float(out) if np.ndim(seconds) == 0 else out
 
 
-def naive_date(value: Any) -> bool:
-    """Whether ``value`` is a date-time text without a zone (read as UTC by :func:`parse_time_s`)."""
-    if as_float(value) is not None or not (text := as_text(value)):
-        return False
-    text = text.strip()
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is None
-    except ValueError:
-        return any(_strptime(text, fmt) is not None for fmt in DATE_FORMATS)
-
-
-def _strptime(text: str, fmt: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, fmt)
-    except ValueError:
-        return None
-
-
 def scan_time_fields(value: Any, where: Path | str | None = None) -> dict[str, Any]:
     """A reader's metadata for a scan's recorded start ``value``: ``scan_time`` (Unix or clock
     seconds, :func:`parse_time_s`), and ``scan_time_naive: True`` where it is a date-time
     without a zone (read as UTC; an experiment's ``timezone`` re-reads it)."""
-    return {"scan_time": parse_time_s(value, where), **({"scan_time_naive": True} if naive_date(value) else {})}
+    seconds, naive = _read_time(value, where, "start time")
+    return {"scan_time": seconds, **({"scan_time_naive": True} if naive else {})}
 
 
 def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start time") -> float | None:
@@ -264,12 +247,17 @@ def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start
     e.g. "May 29, 2019 19:20:21" as APS Data Exchange files write it; naive dates are taken as
     UTC). None where there is none, or (with a warning naming ``where``) where the text is not
     a date read here."""
+    return _read_time(value, where, what)[0]
+
+
+def _read_time(value: Any, where: Path | str | None, what: str) -> tuple[float | None, bool]:
+    """(:func:`parse_time_s` of ``value``, whether it is a date-time without a zone, read as UTC)."""
     f = as_float(value)
     if f is not None:
-        return f * unix_seconds_factor(f)  # Unix ms, µs or ns as a detector's clock writes them
+        return f * unix_seconds_factor(f), False  # Unix ms, µs or ns as a detector's clock writes them
     text = as_text(value)
     if not text:
-        return None
+        return None, False
     text = text.strip()
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -284,10 +272,9 @@ def parse_time_s(value: Any, where: Path | str | None = None, what: str = "start
             if where is not None:
                 assume(Path(where), f"{what} {text!r} is not a date flytomo reads (ISO 8601, "
                                     f"2024-05-02 09:00:00): the scan has no {'time' if what == 'start time' else what}")
-            return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+            return None, False
+    naive = when.tzinfo is None
+    return (when.replace(tzinfo=timezone.utc) if naive else when).timestamp(), naive
 
 
 def lookup(f: h5py.Group, *names: str) -> Any:

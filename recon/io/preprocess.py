@@ -33,12 +33,13 @@ BEAM_STEP_CLOSE = 0.2
 BEAM_STEP_CLOSE_SIGMAS = 5.0
 BEAM_STEP_RAMP = 0.5
 BEAM_STEP_WINDOW = 9  # boundaries in the running median a jump is measured from (odd)
+BEAM_STEP_CHAIN = 3  # at most this many jumps close one dip (in, out; in, half-way, out)
 #: phase-contrast fringes (:func:`phase_fringe_share`): valleys this many noise levels deep, with
 #: columns this far to each side; a hint above this share of the samples
 PHASE_FRINGE_SIGMAS = 6.0
 PHASE_FRINGE_REACH = 3
 PHASE_FRINGE_HINT_SHARE = 5e-4
-BEAM_STEP_CHAIN = 3  # at most this many jumps close one dip (in, out; in, half-way, out)
+PHASE_FRINGE_BLOCK = 1 << 23  # samples looked at together (rows at a time: the copies stay small)
 MAX_DROPPED_FRACTION = 0.1  # more such frames than this share: refused, not repaired
 DEAD_ROW_REACH = 3  # a detector row that measured nothing is filled from measured rows this near
 #: a line (one projection's row) whose mean transmission is below this, and below a tenth of the
@@ -647,21 +648,25 @@ def phase_fringe_share(p: np.ndarray) -> float:
     a level offset (flats brighter than the beam: flat, no valley); an edge seen through a Fresnel
     fringe dips. Blind probe Q: fringes of a TXM particle 0.7-2.3 %, 0.3 % with a 1-px PSF too,
     0 in 106 absorption scans of probe P, 0.004 % with 0.1 % zingers and 4 % ring columns."""
-    n_angles, _, n_cols = p.shape
+    n_angles, n_rows, n_cols = p.shape
     k = PHASE_FRINGE_REACH
     if n_angles < 3 or n_cols < 4 * k:
         return 0.0
-    a, b, c = p[:-2], p[1:-1], p[2:]
-    middle = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))  # median of 3 frames
-    q = (middle[..., :-2] + middle[..., 1:-1] + middle[..., 2:]) / 3  # mean of 3 columns
-    d = np.diff(p, axis=0)
-    spread = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0)  # (z, col): noise and turning
-    pixel = np.percentile(spread, 10, axis=-1) / math.sqrt(2)  # (z,): the quietest columns: noise
-    least = np.maximum(0.03, PHASE_FRINGE_SIGMAS * 0.39 * pixel)[None, :, None]  # q's noise: 0.39 of a pixel's
-    inner = q[..., k:-k]
-    valley = (inner < np.minimum(q[..., :-2 * k], q[..., 2 * k:]) - least) & (inner < -least)
-    moving = valley & (valley.mean(axis=0) < 0.5)[None]
-    return float(moving.mean())
+    rows = max(1, PHASE_FRINGE_BLOCK // (n_angles * n_cols))  # each row alone: a few rows' copies in memory
+    found = 0
+    for z0 in range(0, n_rows, rows):
+        block = p[:, z0:z0 + rows]
+        a, b, c = block[:-2], block[1:-1], block[2:]
+        middle = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))  # median of 3 frames
+        q = (middle[..., :-2] + middle[..., 1:-1] + middle[..., 2:]) / 3  # mean of 3 columns
+        d = np.diff(block, axis=0)
+        spread = 1.4826 * np.median(np.abs(d - np.median(d, axis=0)), axis=0)  # (z, col): noise and turning
+        pixel = np.percentile(spread, 10, axis=-1) / math.sqrt(2)  # (z,): the quietest columns: noise
+        least = np.maximum(0.03, PHASE_FRINGE_SIGMAS * 0.39 * pixel)[None, :, None]  # q's noise: 0.39 of a pixel's
+        inner = q[..., k:-k]
+        valley = (inner < np.minimum(q[..., :-2 * k], q[..., 2 * k:]) - least) & (inner < -least)
+        found += int((valley & (valley.mean(axis=0) < 0.5)[None]).sum())
+    return found / ((n_angles - 2) * n_rows * (n_cols - 2 - 2 * k))
 
 
 def remove_outliers(p: np.ndarray, threshold: float) -> int:
@@ -909,9 +914,9 @@ def beam_steps(p: np.ndarray, skip: np.ndarray | None = None) -> tuple[np.ndarra
         spread = 1.4826 * float(np.median(np.abs(mid - natural)))
         least = max(BEAM_STEP_MIN, BEAM_STEP_SIGMAS * spread)
         alike = (np.sign(lo) == np.sign(hi)) & (np.minimum(np.abs(lo), np.abs(hi)) > 0.25 * np.abs(mid - natural))
-        candidate = np.abs(mid - natural) > least
+        candidate = np.flatnonzero(np.abs(mid - natural) > least)
         jumps: list[tuple[int, float]] = []  # (boundary, step)
-        for run in np.split(np.flatnonzero(candidate), np.flatnonzero(np.diff(np.flatnonzero(candidate)) > 1) + 1):
+        for run in np.split(candidate, np.flatnonzero(np.diff(candidate) > 1) + 1):
             if run.size == 0 or run.size > 2 or not alike[run].all():
                 continue  # a ramp, or a part of the columns
             if run.size == 2 and np.sign(mid[run[0]]) == np.sign(mid[run[1]]):
