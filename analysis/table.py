@@ -524,6 +524,9 @@ def read_scan_list(path: str | Path, timezone: str | None = None) -> pd.DataFram
     out["time_s"] = times
     out["duration_s"] = (_numbers(df[dcol]).to_numpy(float) * _TIME_UNITS.get(_column_key(dcol)[1], 1.0)
                          if dcol else np.nan)
+    if dcol and (wrong := np.flatnonzero(df[dcol].fillna("").str.strip().ne("") & ~(out["duration_s"] >= 0))).size:
+        raise FlytomoError(path, f"line {int(wrong[0]) + 2}: {dcol} must be a duration ≥ 0 "
+                                 f"(got {df[dcol].iloc[wrong[0]]!r})")
     out["temperature_C"] = _celsius(df[ccol], ccol, path) if ccol else np.nan
     out.attrs["naive_times"] = naive
     bad = out["file"].eq("") | (out[["time_s", "temperature_C"]].isna().all(axis=1))

@@ -344,6 +344,9 @@ def test_volume_files_with_a_scan_list_get_times_and_temperatures(tmp_path, caps
     t = pd.read_csv(out / "crack_table.csv")
     assert t["start_time_s"].tolist() == [30.0, 90.0, 150.0] and t["mid_time_s"].tolist() == [36.0, 96.0, 156.0]
     np.testing.assert_allclose(t["temperature_C"], 25 + 2.5 * t["mid_time_s"])
+    (tmp_path / "timed.csv").write_text("file,time_s,duration_s\nscan_0,30,12\nscan_1,90,abc\nscan_2,150,12\n")
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "timed.csv"), "--out", str(out)]) == 2
+    assert "timed.csv: line 3: duration_s must be a duration ≥ 0 (got 'abc')" in _err_line(capsys)
     (tmp_path / "temps.csv").write_text("name,T (K)\nscan_0,300\nscan_1,400\nscan_2,500\n")
     assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "temps.csv"), "--out", str(out)]) == 0
     np.testing.assert_allclose(pd.read_csv(out / "crack_table.csv")["temperature_C"], [26.85, 126.85, 226.85])
