@@ -46,6 +46,7 @@ def _literal(part: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from hpc.config import CONFIG_NAME, check_config, default_config, dump_config, resolve_scans
 
+    zone = timezone_flag(args.timezone)  # before anything is made
     files, missing = resolve_scans(args.scans, Path.cwd())
     if not files:  # nothing to write a config for
         raise FlytomoError(None, missing[0].message if missing else f"{args.scans!r} names no scan files")
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = default_config(scans, log, output=args.output, method=args.method)
     cfg["rows_per_chunk"] = args.rows_per_chunk
     cfg["scan_duration_s"] = args.scan_duration
-    if args.timezone is not None:
-        cfg["timezone"] = timezone_flag(args.timezone)
+    if zone is not None:
+        cfg["timezone"] = zone
     cfg["executor"]["kind"] = args.executor
     dump_config(cfg, path, header=(
         "# flytomo experiment config (flytomo init). Paths are relative to this file's folder.\n"

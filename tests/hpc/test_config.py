@@ -154,6 +154,10 @@ def test_init_that_cannot_make_a_runnable_config_exits_2(tmp_path, sim, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no file matches 'raw/*.nxs'" in err[0], err
     assert not (tmp_path / "none").exists()
+    assert main(["init", "raw/scan_*.h5", "--timezone", "CEST", "--out", str(tmp_path / "zone")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--timezone: time zone 'CEST' is not UTC, an offset" in err[0], err
+    assert not (tmp_path / "zone").exists()  # refused before the folder is made
     assert main(["init", "raw/scan_*.h5", "--temperature", "raw/no_log.csv", "--out", str(tmp_path / "draft")]) == 2
     assert "problem: temperature_log" in capsys.readouterr().out
     assert (tmp_path / "draft" / "experiment.yaml").is_file()
