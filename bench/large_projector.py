@@ -1,10 +1,11 @@
-"""Projectors too large to keep: one application of R and of Rᵀ, stored, rebuilt and sampled.
+"""Projectors too large to keep: one application of R and of Rᵀ, stored, traced, rebuilt and sampled.
 
 For each case (slice size n, angles, slices B) on ``--device``: seconds for one forward and
 one adjoint of the Joseph projector held as a sparse matrix (only where it fits
-``--cache-gb``), rebuilt from its angle blocks at that use (the CPU's way when it does not
-fit), and sampled with grid_sample (the GPU's way); the build time of the stored one and the
-largest difference between the ways. Ratios matter, not absolute times (shared machine).
+``--cache-gb``), traced by compiled loops (numba: the CPU's way when it does not fit),
+rebuilt from its angle blocks at that use (the CPU's way without numba), and sampled with
+grid_sample (the GPU's way); the build time of the stored one and the largest difference
+between the ways. Ratios matter, not absolute times (shared machine).
 
     .venv/bin/python bench/large_projector.py [--device cuda] [--cases 512x360x8 1024x720x4] [--json F]
 """
@@ -54,7 +55,8 @@ def one_case(n: int, n_angles: int, batch: int, device: torch.device, cache_byte
             p = Projector(g, device, max_cached_bytes=int(cache_bytes) if way == "stored" else 1,
                           uncached=None if way == "stored" else way)
             build = time.perf_counter() - t
-        p.forward_columns(x[:, :1])  # warm-up (kernels, threads) on one slice
+        p.forward_columns(x[:, :1])  # warm-up (kernels compiled, threads) on one slice
+        p.adjoint_columns(y[:, :1])
         tf, fx = _seconds(lambda: p.forward_columns(x), device)
         ta, aty = _seconds(lambda: p.adjoint_columns(y), device)
         row[f"{way}_forward_s"], row[f"{way}_adjoint_s"] = round(tf, 3), round(ta, 3)
@@ -75,13 +77,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cases", nargs="+", default=["512x360x8", "1024x720x4"], help="NxANGLESxSLICES")
     ap.add_argument("--cache-gb", type=float, default=4.0, help="store the projector only below this")
-    ap.add_argument("--ways", nargs="+", default=["stored", "rebuilt", "sampled"],
-                    choices=["stored", "rebuilt", "sampled"], help="stored only where it fits --cache-gb")
+    ap.add_argument("--ways", nargs="+", default=["stored", "traced", "rebuilt", "sampled"],
+                    choices=["stored", "traced", "rebuilt", "sampled"], help="stored only where it fits --cache-gb")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     device = torch.device(args.device)
     rows = []
-    print(f"{'n':>5} {'angles':>6} {'B':>3} {'stored f/a s':>13} {'rebuilt f/a s':>14} {'sampled f/a s':>14} {'max diff':>9}")
+    print(f"{'n':>5} {'angles':>6} {'B':>3} {'stored f/a s':>13} {'traced f/a s':>13} {'rebuilt f/a s':>14} "
+          f"{'sampled f/a s':>14} {'max diff':>9}")
     for case in args.cases:
         n, n_angles, batch = (int(v) for v in case.split("x"))
         r = one_case(n, n_angles, batch, device, args.cache_gb * 1e9, args.ways)
@@ -90,7 +93,8 @@ def main() -> None:
         def pair(way: str) -> str:
             return f"{r[way + '_forward_s']:.2f}/{r[way + '_adjoint_s']:.2f}" if way + "_forward_s" in r else "-"
         diff = max((v for k, v in r.items() if k.endswith("max_rel_diff")), default=0.0)
-        print(f"{n:>5} {n_angles:>6} {batch:>3} {pair('stored'):>13} {pair('rebuilt'):>14} {pair('sampled'):>14} "
+        print(f"{n:>5} {n_angles:>6} {batch:>3} {pair('stored'):>13} {pair('traced'):>13} {pair('rebuilt'):>14} "
+              f"{pair('sampled'):>14} "
               f"{diff:>9.1e}", flush=True)
     meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()}

@@ -18,8 +18,9 @@ it is built). One larger than ``max_cached_bytes`` (default 4 GB, ``FLYTOMO_OPER
 is not stored (an :class:`OperatorCostWarning` says so): on a GPU its rays are then sampled at
 every use (``torch.nn.functional.grid_sample`` at Joseph's points, bilinear with one
 coordinate whole = Joseph's linear interpolation; the adjoint is grid_sample's exact
-backward), on a CPU its blocks are rebuilt at every use (measured faster there than
-sampling: docs/benchmarks.md, "Projectors too large to keep").
+backward); on a CPU they are traced at every use by compiled loops (:mod:`recon.kernels`,
+numba), or, where numba is not installed, its blocks are rebuilt at every use (both measured
+faster there than sampling: docs/benchmarks.md, "Projectors too large to keep").
 """
 from __future__ import annotations
 
@@ -45,10 +46,23 @@ DEFAULT_MAX_CACHED_BYTES = int(4e9)
 CACHE_MEMORY_SHARE = 0.8
 #: angle blocks are built at most this large (bytes as estimated, both directions)
 BUILD_BLOCK_BYTES = int(512e6)
-#: ways to apply a projector too large to keep: rebuild its sparse blocks, or sample its rays
-UNCACHED_MODES = ("rebuilt", "sampled")
+#: ways to apply a projector too large to keep: trace its rays in compiled loops (numba), rebuild
+#: its sparse blocks, or sample its rays with grid_sample
+UNCACHED_MODES = ("traced", "rebuilt", "sampled")
 #: elements of grid_sample's output per call when rays are sampled (bounds its memory)
 SAMPLED_ELEMENTS = 1 << 25
+
+
+def default_uncached_mode(device: torch.device) -> str:
+    """How a projector too large to keep is applied on ``device``: sampled on a GPU, traced on a
+    CPU where numba is installed, else rebuilt."""
+    if device.type != "cpu":
+        return "sampled"
+    try:
+        import recon.kernels  # noqa: F401  (numba)
+    except ImportError:
+        return "rebuilt"
+    return "traced"
 
 
 def physical_memory_bytes() -> int | None:
@@ -81,7 +95,7 @@ def operator_cache_bytes() -> int:
 
 
 class OperatorCostWarning(UserWarning):
-    """A projector too large to keep: rebuilt at every use."""
+    """A projector too large to keep: applied at every use without a stored matrix."""
 
 
 def _pixel_coordinates(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,21 +241,28 @@ class Projector:
             max_cached_bytes = operator_cache_bytes()
         self.cached = approx_bytes <= max_cached_bytes
         if uncached is None:
-            uncached = "sampled" if self.device.type == "cuda" else "rebuilt"
+            uncached = default_uncached_mode(self.device)
         if uncached not in UNCACHED_MODES:
             raise ValueError(f"uncached must be one of {UNCACHED_MODES}, got {uncached!r}")
+        if uncached == "traced" and self.device.type != "cpu":
+            raise ValueError("uncached='traced' runs on the CPU only")
         self.uncached = uncached
         self.sampled = not self.cached and uncached == "sampled"  # applied by grid_sample, never built
+        self.traced = not self.cached and uncached == "traced"  # applied by compiled loops, never built
         if angle_block is None:
             block_bytes = min(max_cached_bytes / 4, BUILD_BLOCK_BYTES)
             angle_block = max(1, int(self.angles.size * block_bytes / approx_bytes))
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
-            cost = ("its rays are sampled at every use (on the GPU)" if uncached == "sampled" else
-                    "its blocks are rebuilt at every use, so each chunk of rows costs about as much as building it "
-                    "(a minute at 1024 columns and 900 angles, 12 at 2048 and 1500), and MLEM twice that at each "
-                    "iteration (70 by default: hours per chunk at 1024 columns; fbp, or the rrdb method with "
-                    "--rrdb-input fbp, build it once per chunk)")
+            cost = {"sampled": "its rays are sampled at every use (on the GPU)",
+                    "traced": "its rays are traced at every use by compiled loops (FBP: about 3 s per slice at 2048 "
+                              "columns and 1500 angles on 2 cores; MLEM pays about three times that at each of its "
+                              "iterations, 70 by default)",
+                    "rebuilt": "its blocks are rebuilt at every use (numba, which traces its rays instead, is not "
+                               "installed), so each chunk of rows costs about as much as building it (a minute at "
+                               "1024 columns and 900 angles, 12 at 2048 and 1500), and MLEM twice that at each "
+                               "iteration (70 by default: hours per chunk at 1024 columns; fbp, or the rrdb method "
+                               "with --rrdb-input fbp, build it once per chunk)"}[uncached]
             memory = physical_memory_bytes()
             keep = ("" if memory is None else
                     f"; FLYTOMO_OPERATOR_CACHE_GB={math.ceil(approx_bytes / 1e9)} would keep it (this machine has "
@@ -299,10 +320,25 @@ class Projector:
         return out[0].reshape(batch, n * n).T.contiguous()
 
     # column layout: (n_pixels, B) ↔ (n_rays, B); the hot path of iterative methods
+    def _traced(self, v: Tensor, adjoint: bool) -> Tensor:
+        """R v (or Rᵀ v) by :mod:`recon.kernels`, on the threads torch may use."""
+        from recon import kernels
+
+        g, arr = self.geometry, v.detach().contiguous().numpy()
+        if adjoint:
+            out = kernels.joseph_adjoint(arr, self.angles, self.offsets, g.center, g.image_size,
+                                         torch.get_num_threads())
+        else:
+            out = kernels.joseph_forward(arr, self.angles, self.offsets, g.center, g.image_size, g.n_columns,
+                                         torch.get_num_threads())
+        return torch.from_numpy(out)
+
     def forward_columns(self, x: Tensor) -> Tensor:
         """(n·n, B) image columns → (n_angles·n_columns, B) sinogram columns."""
         if self.sampled:
             return self._sampled_forward(x)
+        if self.traced:
+            return self._traced(x, adjoint=False)
         parts = [torch.sparse.mm(self._block(i, False), x) for i in range(len(self.block_edges) - 1)]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
@@ -310,6 +346,8 @@ class Projector:
         """(n_angles·n_columns, B) sinogram columns → (n·n, B) image columns (exact Rᵀ)."""
         if self.sampled:
             return self._sampled_adjoint(y)
+        if self.traced:
+            return self._traced(y, adjoint=True)
         nd = self.geometry.n_columns
         out = None
         for i in range(len(self.block_edges) - 1):

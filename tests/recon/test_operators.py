@@ -41,22 +41,26 @@ def test_angle_blocks_equal_cached_matrix():
     y = torch.rand(2, 17, 32, dtype=torch.float64)
     whole = Projector(g, dtype=torch.float64)
     with pytest.warns(OperatorCostWarning, match=r"projector of 17 angles x 32 columns .* rebuilt at every use"):
-        blocks = Projector(g, dtype=torch.float64, max_cached_bytes=1, angle_block=4)
+        blocks = Projector(g, dtype=torch.float64, max_cached_bytes=1, angle_block=4, uncached="rebuilt")
     assert not blocks.cached
     assert torch.allclose(whole.forward(x), blocks.forward(x), atol=1e-12)
     assert torch.allclose(whole.adjoint(y), blocks.adjoint(y), atol=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["sampled", "traced"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_sampled_rays_equal_the_sparse_matrix(dtype, tol):
+def test_sampled_rays_equal_the_sparse_matrix(dtype, tol, mode):
     """A projector too large to keep is applied on the GPU by sampling Joseph's points with
-    grid_sample (its backward the adjoint): the same operator as the stored matrix, offsets,
+    grid_sample (its backward the adjoint), on the CPU by tracing its rays in compiled loops
+    (numba; the adjoint pixel-driven): the same operator as the stored matrix, offsets,
     fly-scan blur and sub-angles included, the pair adjoint to rounding; several angle groups
-    per call (SAMPLED_ELEMENTS made small)."""
+    per grid_sample call (SAMPLED_ELEMENTS made small)."""
+    if mode == "traced":
+        pytest.importorskip("numba")
     import recon.operators as ops
 
     rng = np.random.default_rng(7)
-    angles = np.sort(rng.uniform(0, 180, 19))  # uneven, both ray families (|sin| ≷ |cos|)
+    angles = np.sort(np.r_[rng.uniform(0, 180, 15), 0.0, 45.0, 90.0, 135.0])  # both ray families, and ties
     g = ScanGeometry.create(angles, 44, center=21.7, image_size=38, blur_angle_deg=2.0,
                             offsets=rng.normal(0, 1.0, angles.size))
     x = torch.from_numpy(rng.random((3, 38, 38))).to(dtype)
@@ -67,8 +71,8 @@ def test_sampled_rays_equal_the_sparse_matrix(dtype, tol):
         for make in (lambda **kw: Projector(g, dtype=dtype, **kw), lambda **kw: FlyScanProjector(g, dtype=dtype, **kw),
                      lambda **kw: SubAngleProjector(g, 3, dtype=dtype, **kw)):
             stored = make()
-            with pytest.warns(OperatorCostWarning, match="rays are sampled at every use"):
-                sampled = make(max_cached_bytes=1, uncached="sampled")
+            with pytest.warns(OperatorCostWarning, match=f"rays are {mode} at every use"):
+                sampled = make(max_cached_bytes=1, uncached=mode)
             for a, b in ((stored.forward(x), sampled.forward(x)), (stored.adjoint(y), sampled.adjoint(y))):
                 assert float((a - b).abs().max() / a.abs().max()) < tol
             assert dot_error(sampled, (3, 38, 38), (3, 19, 44)) < (1e-12 if dtype == torch.float64 else 1e-5)
