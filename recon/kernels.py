@@ -6,9 +6,9 @@ formulas): ``forward`` steps each ray over the columns (rows) of the slice and i
 linearly between the two pixels it passes; ``adjoint`` is pixel-driven: a pixel at detector
 coordinate κ = x·cosθ + y·sinθ + centre + offset takes from rays k = ⌊κ⌋ and ⌊κ⌋ + 1 the
 weights (1/d)·max(0, 1 − |κ − k|/d), d = max(|sinθ|, |cosθ|), which are exactly the entries of
-Rᵀ (Joseph's linear interpolation over a step 1/d apart, seen from the pixel). Both add into
-``out`` and are parallel over rays (forward) or slice rows (adjoint), so no two threads
-write one place. Column layout as :class:`recon.operators.Projector`: images (n·n, B), sinograms
+Rᵀ (Joseph's linear interpolation over a step 1/d apart, seen from the pixel). Both read from
+copies padded with zeros (no bounds tests in the inner loop) and are parallel over rays
+(forward) or slice rows (adjoint), so no two threads write one place. Column layout as :class:`recon.operators.Projector`: images (n·n, B), sinograms
 (A·nd, B), C-contiguous, float32 or float64.
 """
 from __future__ import annotations
@@ -25,41 +25,40 @@ from numba import njit, prange
 _LOCK = threading.Lock()
 
 
-@njit(parallel=True, cache=False)
-def _forward(x, x_t, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
+@njit(parallel=True, cache=False, fastmath=True)
+def _forward(xp, xp_t, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
+    """xp, xp_t: the image and its transpose as ((n + 2)·n, B), a zero row above and below."""
     n_angles = cos_a.size
     nd = out.shape[0] // n_angles
-    batch = x.shape[1]
+    batch = xp.shape[1]
     half = (n - 1) / 2.0
     for ray in prange(n_angles * nd):
         a = ray // nd
         u = (ray - a * nd) - center - offsets[a]
         c, s = cos_a[a], sin_a[a]
         if abs(s) >= abs(c):  # step over columns j, interpolate rows: pixel (lo, j) of x
-            k, d, sign, img = c, s, -1.0, x
-        else:  # step over rows j, interpolate columns: pixel (j, lo), row lo of the transposed x_t
-            k, d, sign, img = -s, c, 1.0, x_t
+            k, d, sign, img = c, s, -1.0, xp
+        else:  # step over rows j, interpolate columns: pixel (j, lo), row lo of the transpose
+            k, d, sign, img = -s, c, 1.0, xp_t
         w = 1.0 / abs(d)
         for j in range(n):
             pos = half + sign * ((u - (j - half) * k) / d)
             lo_f = math.floor(pos)
             f = pos - lo_f
             lo = int(lo_f)
-            if 0 <= lo < n:
-                w0, i0 = (1.0 - f) * w, lo * n + j
-                for b in range(batch):
-                    out[ray, b] += w0 * img[i0, b]
-            if -1 <= lo < n - 1 and f > 0.0:
-                w1, i1 = f * w, (lo + 1) * n + j
-                for b in range(batch):
-                    out[ray, b] += w1 * img[i1, b]
+            if lo < -1 or lo >= n:
+                continue
+            w0, w1, i0 = (1.0 - f) * w, f * w, (lo + 1) * n + j
+            for b in range(batch):
+                out[ray, b] += w0 * img[i0, b] + w1 * img[i0 + n, b]
 
 
-@njit(parallel=True, cache=False)
-def _adjoint(y, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
+@njit(parallel=True, cache=False, fastmath=True)
+def _adjoint(yp, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
+    """yp: the sinogram as (A·(nd + 2), B), each angle's rays with a zero ray before and after."""
     n_angles = cos_a.size
-    nd = y.shape[0] // n_angles
-    batch = y.shape[1]
+    nd = yp.shape[0] // n_angles - 2
+    batch = yp.shape[1]
     half = (n - 1) / 2.0
     for r in prange(n):
         y_r = half - r
@@ -67,23 +66,19 @@ def _adjoint(y, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - co
             c, s = cos_a[a], sin_a[a]
             inv = 1.0 / max(abs(s), abs(c))
             base = y_r * s + center + offsets[a]
-            first = a * nd
+            first = a * (nd + 2) + 1
             for j in range(n):
                 kappa = (j - half) * c + base
                 k_f = math.floor(kappa)
                 phi = kappa - k_f
                 k = int(k_f)
-                p = r * n + j
-                w0 = 1.0 - phi * inv
-                if w0 > 0.0 and 0 <= k < nd:
-                    w0 *= inv
-                    for b in range(batch):
-                        out[p, b] += w0 * y[first + k, b]
-                w1 = 1.0 - (1.0 - phi) * inv
-                if w1 > 0.0 and 0 <= k + 1 < nd:
-                    w1 *= inv
-                    for b in range(batch):
-                        out[p, b] += w1 * y[first + k + 1, b]
+                if k < -1 or k >= nd:
+                    continue
+                w0 = max(0.0, 1.0 - phi * inv) * inv
+                w1 = max(0.0, 1.0 - (1.0 - phi) * inv) * inv
+                i0, p = first + k, r * n + j
+                for b in range(batch):
+                    out[p, b] += w0 * yp[i0, b] + w1 * yp[i0 + 1, b]
 
 
 def _threads(threads: int) -> int:
@@ -95,12 +90,13 @@ def joseph_forward(x: np.ndarray, angles: np.ndarray, offsets: np.ndarray, cente
     """R x: image columns (n·n, B) → sinogram columns (A·n_columns, B), rays at ``angles``
     (radians, (A,)) displaced by ``offsets`` (pixels, (A,)), the axis at detector column
     ``center``; on ``threads`` threads."""
-    x = np.ascontiguousarray(x)
-    x_t = np.ascontiguousarray(x.reshape(n, n, -1).transpose(1, 0, 2)).reshape(n * n, -1)
-    out = np.zeros((angles.size * n_columns, x.shape[1]), dtype=x.dtype)
+    batch = x.shape[1]
+    image = x.reshape(n, n, batch)
+    padded = [np.pad(v, ((1, 1), (0, 0), (0, 0))).reshape((n + 2) * n, batch) for v in (image, image.transpose(1, 0, 2))]
+    out = np.zeros((angles.size * n_columns, batch), dtype=x.dtype)
     with _LOCK:
         numba.set_num_threads(_threads(threads))
-        _forward(x, x_t, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
+        _forward(*padded, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
     return out
 
 
@@ -108,9 +104,10 @@ def joseph_adjoint(y: np.ndarray, angles: np.ndarray, offsets: np.ndarray, cente
                    threads: int) -> np.ndarray:
     """Rᵀ y: sinogram columns (A·n_columns, B) → image columns (n·n, B), the exact transpose of
     :func:`joseph_forward`."""
-    y = np.ascontiguousarray(y)
-    out = np.zeros((n * n, y.shape[1]), dtype=y.dtype)
+    batch = y.shape[1]
+    padded = np.pad(y.reshape(angles.size, -1, batch), ((0, 0), (1, 1), (0, 0))).reshape(-1, batch)
+    out = np.zeros((n * n, batch), dtype=y.dtype)
     with _LOCK:
         numba.set_num_threads(_threads(threads))
-        _adjoint(y, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
+        _adjoint(padded, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
     return out
