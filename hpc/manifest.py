@@ -29,6 +29,8 @@ from recon.errors import FlytomoError
 
 META = ".flytomo"
 HEARTBEAT_S = 30.0
+#: an empty or unreadable lock older than this (s) is stale (a run killed, or a full disk, while writing it)
+UNREADABLE_STALE_S = 10.0
 STALE_S = 300.0
 #: a ``lock.break`` older than this was left by a run killed while taking over a stale lock
 BREAK_STALE_S = 30.0
@@ -164,13 +166,21 @@ class RunLock:
                 if self._stale(other, me):
                     self._break(other, me)  # its run is gone
                     continue
+                if not other:
+                    raise FlytomoError(self.store, (
+                        f"another flytomo run is taking it now ({self.path} is empty or unreadable; one left so by a "
+                        f"run that stopped is taken over {UNREADABLE_STALE_S:g} s after it was made)")) from None
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
                 raise FlytomoError(self.store, (
                     f"another flytomo run is writing it (pid {other.get('pid', '?')} on host "
                     f"{other.get('host', '?')}, started {when}); wait for it to finish, or, if that run "
                     f"is gone, delete {self.path}")) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except BaseException:  # a full disk: no empty lock left behind to refuse every run after it
+                self.path.unlink(missing_ok=True)
+                raise
             self.held = True
             self._stop.clear()
             self._beat = threading.Thread(target=self._heartbeat, name="flytomo-lock", daemon=True)
@@ -203,6 +213,11 @@ class RunLock:
 
     def _stale(self, other: dict, me: dict) -> bool:
         pid, host = other.get("pid"), me["host"]
+        if not other:  # empty or unreadable: a run writes its lock at once, so one this old was left half-made
+            try:
+                return time.time() - self.path.stat().st_mtime > UNREADABLE_STALE_S
+            except FileNotFoundError:
+                return True
         job, restart = other.get("slurm_job_id"), other.get("slurm_restart_count")
         if (job is not None and job == me.get("slurm_job_id") and isinstance(restart, int)
                 and restart < me.get("slurm_restart_count", 0)):

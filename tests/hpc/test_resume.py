@@ -145,6 +145,32 @@ def test_lock_from_another_host_is_stale_only_without_heartbeat(tmp_path):
     assert not lock.exists()
 
 
+def test_a_lock_left_empty_by_a_full_disk_is_not_kept(tmp_path, monkeypatch):
+    """Blind probe (session 41): a run that met a full disk as it took the lock left it empty,
+    and every run for 5 minutes was refused ("pid ? on host ?, started 1970-01-01")."""
+    import errno
+    import time
+
+    import hpc.manifest as m
+
+    lock = tmp_path / "s.zarr" / ".flytomo" / "lock"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(m.json, "dump", full)
+    with pytest.raises(OSError, match="No space"):
+        RunLock(tmp_path / "s.zarr").acquire()
+    assert not lock.exists()
+    monkeypatch.undo()
+    lock.write_text("")  # left by a run killed as it wrote it, or being written now
+    with pytest.raises(FlytomoError, match="another flytomo run is taking it now .* empty or unreadable"):
+        RunLock(tmp_path / "s.zarr").acquire()
+    old = time.time() - m.UNREADABLE_STALE_S - 1
+    os.utime(lock, (old, old))
+    RunLock(tmp_path / "s.zarr").acquire().release()
+    assert not lock.exists()
+
+
 def _copy_model(src_stem, dst_stem, nudge: float = 0.0) -> None:
     """Copy a shipped model (weights + card) to ``dst_stem``, optionally with one bias moved
     by ``nudge`` (the card's checksum updated: a retrained file at the same path)."""
