@@ -20,6 +20,7 @@ made with other settings, store locked).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -191,6 +192,23 @@ def run_unit(job: UnitJob) -> UnitResult:
     return result
 
 
+def _room_for_unit(store: str, n_bytes: int) -> None:
+    """OSError (ENOSPC, EFBIG) where ``n_bytes`` of a unit's volume cannot be written under
+    ``store``: its disk has less free, or this process's file-size limit is lower. Asked before
+    the unit is reconstructed: a blind probe's full disk had every remaining unit computed, then
+    lost at its write (an allocation's worth of work)."""
+    import resource
+
+    free = shutil.disk_usage(store).free
+    if free < n_bytes:
+        raise OSError(errno.ENOSPC, f"No space left on device ({free / 1e6:.0f} MB free, a unit writes up to "
+                                    f"{n_bytes / 1e6:.0f} MB; not reconstructed)")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < n_bytes:
+        raise OSError(errno.EFBIG, f"File too large (the file-size limit is {limit / 1e6:.1f} MB, a unit writes up "
+                                   f"to {n_bytes / 1e6:.0f} MB; not reconstructed)")
+
+
 def _run_unit(job: UnitJob) -> UnitResult:
     global _units_run
     from recon.io.alignment import Jitter, Tilt, read_line_integrals
@@ -200,6 +218,8 @@ def _run_unit(job: UnitJob) -> UnitResult:
     t0 = time.perf_counter()
     build = 0.0
     try:
+        n = int(job.geometry["image_size"])
+        _room_for_unit(job.store, (u.z1 - u.z0) * n * n * 4)  # float32, before any work
         set_torch_threads(job.threads)
         tune_malloc()
         device = worker_device(job.device)

@@ -161,3 +161,31 @@ def test_scans_of_two_detector_sizes_are_named(tmp_path):
     with pytest.raises(FlytomoError, match=r"scans differ in detector size \(8×64 rows×columns: 3 scan\(s\), "
                                            r"e\.g\. s0\.h5; 8×96 rows×columns: 1 scan\(s\), e\.g\. s2\.h5\)"):
         common_shape(plans)
+
+
+def test_units_are_not_reconstructed_where_they_cannot_be_written(tmp_path, sim):
+    """Blind probe (session 41): on a full disk (or under a file-size limit) every remaining unit
+    was reconstructed, then lost at its write. Now each asks for room first: all fail at once,
+    'not reconstructed', the run exits 1 and the store is left to resume."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    cfg = write_config(tmp_path, sim)
+    unit_bytes = ROWS * SIZE * SIZE * 4
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (unit_bytes // 2, resource.RLIM_INFINITY))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    r = subprocess.run([sys.executable, "-m", "hpc.cli", "run", str(cfg), "--no-progress", "--no-analysis"],
+                       capture_output=True, text=True, preexec_fn=small_files, cwd=REPO, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    failed = Manifest(tmp_path / "store.zarr").failed()
+    assert len(failed) == SCANS * (SIZE // ROWS), failed
+    assert all("File too large (the file-size limit is" in why and "not reconstructed); make room" in why
+               for why in failed.values()), failed
+    assert not Manifest(tmp_path / "store.zarr").done()
