@@ -74,6 +74,7 @@ class UnitJob:
     corrections: Corrections = Corrections()  # opt-in repairs of the line integrals
     jitter: dict | None = None  # the scan's projection shifts to undo (recon.io.alignment.Jitter.to_dict)
     tilt: dict | None = None  # the scan's axis tilt to undo (recon.io.alignment.Tilt.to_dict)
+    fingerprint: str | None = None  # the scan file's when it was surveyed (hpc.planner.file_fingerprint)
 
 
 @dataclass
@@ -192,6 +193,18 @@ def run_unit(job: UnitJob) -> UnitResult:
     return result
 
 
+def _same_scan(job: UnitJob) -> None:
+    """FlytomoError where the unit's scan file is not the one the run surveyed (its geometry and
+    axis are that file's): a blind probe replaced a scan mid-run, and it was reconstructed with the
+    old file's axis, 'done', the table 'ok'. The unit fails; the next run surveys the file again
+    (or, where units of it were done from the old file, refuses the mix)."""
+    from hpc.planner import file_fingerprint
+
+    if job.fingerprint is not None and file_fingerprint(Path(job.scan_file)) != job.fingerprint:
+        raise FlytomoError(job.scan_file, "changed since this run surveyed it (its bytes differ: replaced, or written "
+                                          "further?): not reconstructed; the next run surveys it again")
+
+
 def _room_for_unit(store: str, n_bytes: int) -> None:
     """OSError (ENOSPC, EFBIG) where ``n_bytes`` of a unit's volume cannot be written under
     ``store``: its disk has less free, or this process's file-size limit is lower. Asked before
@@ -225,9 +238,11 @@ def _run_unit(job: UnitJob) -> UnitResult:
         device = worker_device(job.device)
         rec, build = reconstructor_for(job.geometry, job.method, job.options, device,
                                        job.model_sha256)
+        _same_scan(job)
         got = read_line_integrals(reader_for(job.scan_file), u.z0, u.z1, corrections=job.corrections,
                                   jitter=Jitter.from_dict(job.jitter), tilt=Tilt.from_dict(job.tilt),
                                   columns=False, noise=rec.uses_variance)  # dx: in the geometry
+        _same_scan(job)  # not replaced while its rows were read
         stopped: list[int] = []  # MLEM's iterations per slice
         zoomed: list[float] = []  # the rrdb method's network zoom per slice
         vol = rec(*got, stopped=stopped) if rec.uses_variance else rec(got, stopped=stopped, zoomed=zoomed)
@@ -660,7 +675,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
                                 cfg.executor.device, cfg.executor.threads_per_worker,
                                 plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
-                                p.tilt.to_dict() if p.tilt else None))
+                                p.tilt.to_dict() if p.tilt else None, p.fingerprint))
 
         def on_error(job: UnitJob, exc: BaseException) -> UnitResult:
             return UnitResult(job.unit, False, _one_line(exc))

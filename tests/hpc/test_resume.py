@@ -403,6 +403,28 @@ def test_a_scan_file_that_changed_after_its_units_were_done_is_refused(reference
     assert all(len(s["fingerprint"]) == 16 for s in attrs["scans"])
 
 
+def test_a_scan_replaced_during_a_run_is_not_reconstructed_from_the_new_file(reference, sim, tmp_path):
+    """Blind probe (session 41): a scan replaced after the run surveyed it was reconstructed from
+    the new file with the old one's axis, 'done', the table 'ok'. Now its units fail (the file's
+    bytes are checked before and after its rows are read), and the next run surveys it again."""
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    raw, store = tmp_path / "raw", tmp_path / "store.zarr"
+    keep = tmp_path / "scan_0002.h5"
+    shutil.copy(raw / "scan_0002.h5", keep)
+
+    def replace_scan_2(_executor: str) -> None:  # after the survey, before any unit
+        shutil.copy(sim.scans[1], raw / "scan_0002.h5")
+    s = run_experiment(load_experiment(cfg), progress=False, on_start=replace_scan_2)
+    assert s.failed == UNITS // SCANS and not s.complete
+    failed = Manifest(store).failed()
+    assert all("scan_0002.h5: changed since this run surveyed it" in why for why in failed.values()), failed
+    shutil.copy(keep, raw / "scan_0002.h5")  # the file as surveyed: the next run finishes it alike
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == UNITS // SCANS
+    np.testing.assert_array_equal(read_store(store), ref)
+
+
 def test_a_done_scan_unreadable_now_keeps_its_entry_in_a_store_without_fingerprints(reference, sim, tmp_path):
     """A store begun before fingerprints were recorded resumes as before; a done scan that can
     no longer be read keeps its entry (its volume stands), not one of nulls marked done."""
