@@ -40,6 +40,7 @@ import glob as _glob
 import math
 import os
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -642,6 +643,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         out.append(Problem("scans", "cannot open scans: recon.io.open_scan is not available", warning=True))
         return files, out, None
     shapes: dict[tuple, list[str]] = {}
+    counts: dict[Path, int] = {}  # projections per readable scan
     unread: dict[str, list[Path]] = {}  # problem: the files that have it
     dark: list = []  # (file, UnlitFrames): many frames without light mid-scan
     for f in files:
@@ -651,6 +653,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             reader = open_scan(f)
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
+            counts[f] = n_angles
             unlit = unlit_frames(reader)  # what recon refuses, seen in a few frames
             if unlit.tail:
                 unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
@@ -679,6 +682,13 @@ def check_scans(cfg: ExperimentConfig, base: Path,
     if len(dark) > 3:
         out.append(Problem("scans", f"{len(dark) - 3} more files likewise ({', '.join(f.name for f, _ in dark[3:])})",
                            warning=True))
+    if len(counts) > 1:  # as run judges them (hpc.planner.short_scan_problem): a warning here, run goes on
+        from hpc.planner import short_scan_problem
+
+        typical = float(statistics.median(counts.values()))
+        for f, n_angles in counts.items():
+            if (found := short_scan_problem(f, n_angles, typical)) is not None:
+                out.append(Problem("scans", f"{os.path.normpath(f)}: {found[0]}", warning=True))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
         out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))

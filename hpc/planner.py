@@ -12,6 +12,7 @@ units fail, the others run.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,50 @@ class ScanPlan:
         if self.start_time_naive:
             out["start_time_naive"] = True
         return out
+
+
+#: a scan with fewer projections than this share of the experiment's median count is short
+SHORT_SCAN_SHARE = 0.9
+#: a short scan whose file was written this recently (s) may still be being written
+RECENT_WRITE_S = 120.0
+
+
+def short_scan_problem(path: Path, n_angles: int, typical: float) -> tuple[str, bool] | None:
+    """(problem, still being written?) of a scan of ``n_angles`` projections where the
+    experiment's scans hold ``typical`` (their median); None where it holds at least
+    SHORT_SCAN_SHARE of that. Still being written: its file changed in the last RECENT_WRITE_S
+    s (a blind probe's scan picked up at 70 of 120 frames was reconstructed as a 105° scan and
+    its crack fraction tabled 'ok'; the finished file then refused every later run)."""
+    from recon.io.readers import split_scan_ref
+
+    if typical <= 0 or n_angles >= SHORT_SCAN_SHARE * typical:
+        return None
+    try:
+        age = time.time() - split_scan_ref(path)[0].stat().st_mtime
+    except OSError:
+        age = float("inf")
+    held = f"holds {n_angles} projections where the experiment's scans hold {typical:g}"
+    if age < RECENT_WRITE_S:
+        return (f"{held}, and its file was written {max(age, 0.0):.0f} s ago: a scan still being written? not "
+                f"reconstructed now; a run once it is complete takes it"), True
+    return f"{held} (a scan cut short?): reconstructed from those", False
+
+
+def _short_scans(plans: list[ScanPlan]) -> None:
+    """Plans of scans still being written get an error (not reconstructed this run; the next run
+    surveys them again); a short scan written earlier, a warning (:func:`short_scan_problem`)."""
+    counts = [p.shape[0] for p in plans if p.ok and p.shape]
+    if len(counts) < 2:
+        return
+    typical = float(np.median(counts))
+    for p in plans:
+        found = short_scan_problem(p.path, p.shape[0], typical) if p.ok and p.shape else None
+        if found is None:
+            continue
+        if found[1]:
+            p.error = found[0]
+        else:
+            warnings.warn(f"{p.path.name}: {found[0]}", UserWarning, stacklevel=3)
 
 
 #: bytes read at each of the places :func:`file_fingerprint` samples
@@ -309,6 +354,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     _fill_durations(plans, warn=log is not None)
     _warn_out_of_time_order(plans)
     _warn_name_order(plans)
+    _short_scans(plans)
     if log is not None:
         lt, lT = log[0], log[1]
         for p in plans:

@@ -425,6 +425,47 @@ def test_a_scan_replaced_during_a_run_is_not_reconstructed_from_the_new_file(ref
     np.testing.assert_array_equal(read_store(store), ref)
 
 
+def _first_frames(src, dst, keep: int) -> None:
+    """``dst``: the FXI scan ``src`` as it stood when ``keep`` of its projections were written."""
+    import h5py
+
+    with h5py.File(src) as a, h5py.File(dst, "w") as b:
+        for name, obj in a.items():
+            b[name] = obj[:keep] if name in ("img_tomo", "angle") else obj[()]
+        b.attrs.update(a.attrs)
+
+
+def test_a_scan_still_being_written_waits_for_a_later_run(reference, sim, tmp_path):
+    """Blind probe (session 41): a scan picked up while its file still grew (70 of 120 frames,
+    angles alike) was reconstructed as a short scan, tabled 'ok', and the finished file then
+    refused every later run. Now a scan with under 90 % of the others' projections, written in
+    the last 2 minutes, is not reconstructed (its units fail, exit 1; check warns); the run
+    after it is complete takes it, and the store equals a run of the finished files."""
+    import time
+
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    raw, store = tmp_path / "raw", tmp_path / "store.zarr"
+    _first_frames(sim.scans[3], raw / "scan_0003.h5", 30)  # 30 of 48 projections, written just now
+    r = flytomo("check", cfg)
+    assert "scan_0003.h5: holds 30 projections where the experiment's scans hold 48" in r.stderr, r.stderr
+    assert "still being written?" in r.stderr
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.failed == UNITS // SCANS and s.done == UNITS - UNITS // SCANS and not s.complete
+    assert all("still being written?" in why for why in Manifest(store).failed().values())
+    shutil.copy(sim.scans[3], raw / "scan_0003.h5")  # the writer finished it
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == UNITS // SCANS
+    np.testing.assert_array_equal(read_store(store), ref)
+    old = time.time() - 3600  # a short scan written long ago is reconstructed, with a warning
+    _first_frames(sim.scans[3], tmp_path / "short.h5", 30)
+    os.utime(tmp_path / "short.h5", (old, old))
+    from hpc.planner import survey_scans
+    with pytest.warns(UserWarning, match=r"short\.h5: holds 30 projections .* \(a scan cut short\?\)"):
+        plans = survey_scans([*sim.scans[:3], tmp_path / "short.h5"])
+    assert all(p.ok for p in plans)
+
+
 def test_a_done_scan_unreadable_now_keeps_its_entry_in_a_store_without_fingerprints(reference, sim, tmp_path):
     """A store begun before fingerprints were recorded resumes as before; a done scan that can
     no longer be read keeps its entry (its volume stands), not one of nulls marked done."""
