@@ -171,8 +171,16 @@ def check_workers(client: Any) -> None:
     :class:`FlytomoError` line instead. Another version is a warning (its units may differ)."""
     from importlib.metadata import version
 
+    from distributed.comm.core import CommClosedError
+
     answers = client.run(exec, WORKER_IMPORTS, {}, on_error="return")
-    bad = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    lost = {w: a for w, a in answers.items() if isinstance(a, (CommClosedError, TimeoutError))}
+    bad = {w: a for w, a in answers.items() if isinstance(a, BaseException) and w not in lost}
+    if lost:  # died as it was asked (a blind probe killed one at start-up: the run was refused as an import error)
+        worker, err = sorted(lost.items())[0]
+        warnings.warn(f"{len(lost)} of {len(answers)} Dask workers were lost while the driver checked them ({worker}: "
+                      f"{type(err).__name__}); the run goes on with the workers it has (a LocalCluster or "
+                      f"SLURMCluster starts new ones)", stacklevel=2)
     if bad:
         worker, err = sorted(bad.items())[0]
         raise FlytomoError("executor.dask", f"{len(bad)} of {len(answers)} Dask workers cannot import "
@@ -180,7 +188,7 @@ def check_workers(client: Any) -> None:
                                             f"flytomo in the workers' environment")
     ours = version("flytomo")
     theirs = client.run(version, "flytomo", on_error="return")
-    other = sorted({str(v) for v in theirs.values() if v != ours})
+    other = sorted({v for v in theirs.values() if isinstance(v, str) and v != ours})
     if other:
         warnings.warn(f"Dask workers run flytomo {', '.join(other)}, this driver {ours}: their "
                       f"volumes may differ from this version's", stacklevel=2)

@@ -137,6 +137,32 @@ def test_a_scheduler_of_ones_own_by_file_and_bad_addresses_in_one_line(reference
     mute.close()
 
 
+def test_a_dask_worker_lost_while_it_is_checked_is_no_import_error(monkeypatch):
+    """Blind probe (session 41): a worker killed as the driver asked whether it imports flytomo
+    refused the run, exit 2, "cannot import flytomo ... install flytomo in the workers'
+    environment". Now a worker lost there is a warning and the run goes on; a real import
+    error stays one line."""
+    import os
+
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    import hpc.executors.dask as dx
+    from recon.errors import FlytomoError
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)
+        pids = sorted(client.run(os.getpid).values())
+        monkeypatch.setattr(dx, "WORKER_IMPORTS", f"import os, hpc.engine\nif os.getpid() == {pids[0]}: os._exit(1)")
+        with pytest.warns(UserWarning, match=r"1 of 2 Dask workers were lost while the driver checked them"):
+            dx.check_workers(client)
+        client.wait_for_workers(2, timeout=120)  # the nanny started a new one
+        monkeypatch.setattr(dx, "WORKER_IMPORTS", "import no_such_module_of_flytomo")
+        with pytest.raises(FlytomoError, match=r"2 of 2 Dask workers cannot import flytomo .*ModuleNotFoundError"):
+            dx.check_workers(client)
+
+
 def test_dask_workers_undo_the_alignment_as_the_local_executor_does(sim, tmp_path):
     """correct_jitter and correct_tilt: the shifts and the tilt measured in the survey (itself
     spread over the Dask workers) travel to the workers with each unit, and the store equals
