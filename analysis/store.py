@@ -8,6 +8,7 @@ Volumes are read one time point at a time, and slab by slab (:class:`TimePoint`)
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,11 @@ def open_store(path: str | Path) -> StoreInfo:
         raise FlytomoError(path, "has no scan list (root attribute 'flytomo' -> 'scans'), "
                            "so the volumes have no times; was it written by flytomo?")
     nt = shape[0] if len(shape) == 4 else 1
+    if len(shape) == 4 and len(scans) < nt:  # the array grown, its scan list not yet (a blind probe's full disk)
+        warnings.warn(f"{path}: array '0' holds {nt} time points but 'flytomo' -> 'scans' lists {len(scans)}: an "
+                      f"append stopped half-way (a full disk?); the {len(scans)} listed are analysed, and 'flytomo "
+                      "run' of its config finishes the append", stacklevel=2)
+        nt, shape = len(scans), (len(scans), *shape[1:])
     if len(scans) != nt:
         raise FlytomoError(path, f"lists {len(scans)} scans in 'flytomo' -> 'scans' but array '0' "
                            f"holds {nt} time points")

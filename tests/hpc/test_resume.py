@@ -466,6 +466,26 @@ def test_a_scan_still_being_written_waits_for_a_later_run(reference, sim, tmp_pa
     assert all(p.ok for p in plans)
 
 
+def test_a_store_grown_before_its_scan_list_is_still_analysed(sim, tmp_path):
+    """Blind probe (session 41): an append that filled the disk after growing array '0' but
+    before writing its scan list left a store that `analyze` refused ("lists 7 scans ... holds 8
+    time points"), the earlier results with it. Now the listed scans are analysed, with a
+    warning that says how the append is finished."""
+    import zarr
+
+    from hpc.cli import main
+
+    cfg = write_config(tmp_path, sim)
+    store = tmp_path / "store.zarr"
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    arr = zarr.open_array(str(store / "0"), mode="r+")
+    arr.resize((SCANS + 1, *arr.shape[1:]))  # as grow_time leaves it, the scan list not yet written
+    with pytest.warns(UserWarning, match=rf"holds {SCANS + 1} time points but .* lists {SCANS}: an append stopped"):
+        assert main(["analyze", str(store), "--out", str(tmp_path / "a")]) == 0
+    import pandas as pd
+    assert len(pd.read_csv(tmp_path / "a" / "crack_table.csv")) == SCANS
+
+
 def test_a_done_scan_unreadable_now_keeps_its_entry_in_a_store_without_fingerprints(reference, sim, tmp_path):
     """A store begun before fingerprints were recorded resumes as before; a done scan that can
     no longer be read keeps its entry (its volume stands), not one of nulls marked done."""
