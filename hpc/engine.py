@@ -432,6 +432,8 @@ def store_problem(exp: Experiment, files: list[Path], detector: tuple[int, int])
     store = exp.store_path
     if not st.store_exists(store):
         return None
+    if (busy := RunLock(store).held_elsewhere()) is not None:
+        return f"{store}: {busy}"
     existing = st.read_attrs(store)
     cfg = exp.config
     method = cfg.reconstruction.method

@@ -166,15 +166,7 @@ class RunLock:
                 if self._stale(other, me):
                     self._break(other, me)  # its run is gone
                     continue
-                if not other:
-                    raise FlytomoError(self.store, (
-                        f"another flytomo run is taking it now ({self.path} is empty or unreadable; one left so by a "
-                        f"run that stopped is taken over {UNREADABLE_STALE_S:g} s after it was made)")) from None
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
-                raise FlytomoError(self.store, (
-                    f"another flytomo run is writing it (pid {other.get('pid', '?')} on host "
-                    f"{other.get('host', '?')}, started {when}); wait for it to finish, or, if that run "
-                    f"is gone, delete {self.path}")) from None
+                raise FlytomoError(self.store, self._refusal(other)) from None
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(me, f)
@@ -187,6 +179,24 @@ class RunLock:
             self._beat.start()
             return self
         raise FlytomoError(self.path, "cannot take the run lock")
+
+    def _refusal(self, other: dict) -> str:
+        """Why a run cannot take the lock ``other`` (its holder's record) holds."""
+        if not other:
+            return (f"another flytomo run is taking it now ({self.path} is empty or unreadable; one left so by a "
+                    f"run that stopped is taken over {UNREADABLE_STALE_S:g} s after it was made)")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
+        return (f"another flytomo run is writing it (pid {other.get('pid', '?')} on host {other.get('host', '?')}, "
+                f"started {when}); wait for it to finish, or, if that run is gone, delete {self.path}")
+
+    def held_elsewhere(self) -> str | None:
+        """What :meth:`acquire` would refuse now (a live run holds the lock), else None; takes
+        nothing (``flytomo check`` said OK beside a running run, which then refused)."""
+        other = self.holder()
+        me = {"pid": os.getpid(), "host": socket.gethostname(), **_slurm_job()}
+        if other is None or self._stale(other, me):
+            return None
+        return self._refusal(other)
 
     def _break(self, stale: dict, me: dict) -> None:
         """Remove the lock if it still holds ``stale`` (read before) and is still stale, under

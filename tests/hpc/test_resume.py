@@ -145,6 +145,17 @@ def test_lock_from_another_host_is_stale_only_without_heartbeat(tmp_path):
     assert not lock.exists()
 
 
+def test_check_says_what_run_would_refuse_beside_a_running_run(sim, tmp_path):
+    """Blind probe (session 41): `check` said OK ("exists, resumed") while another run held the
+    store, which `run` then refused."""
+    cfg = write_config(tmp_path, sim)
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    with RunLock(tmp_path / "store.zarr"):  # this live process holds it
+        r = flytomo("check", cfg)
+        assert r.returncode == 2 and "store.zarr: another flytomo run is writing it (pid" in r.stderr, r.stderr
+    assert flytomo("check", cfg).returncode == 0
+
+
 def test_a_lock_left_empty_by_a_full_disk_is_not_kept(tmp_path, monkeypatch):
     """Blind probe (session 41): a run that met a full disk as it took the lock left it empty,
     and every run for 5 minutes was refused ("pid ? on host ?, started 1970-01-01")."""
