@@ -615,7 +615,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         zoom_record = None  # rrdb, zoom auto: one zoom for the series, before the networks are chosen by it
         if method == "rrdb" and resolved.get("zoom") == "auto":
             change, zoom_record = series_zoom(existing, st.store_exists(store), plans, n_rows, executor, method, options,
-                                              cfg.executor.device, cfg.executor.threads_per_worker, corrections)
+                                              cfg.executor.device, cfg.executor.worker_threads(), corrections)
             options = {**options, **change}
         running = _resolved_options(method, options)  # resolved: the plan's options, with zoom "auto" as given
         model = model_provenance(method, running, n_cols)  # auto adds the second network by slice size and zoom
@@ -675,7 +675,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
-                                cfg.executor.device, cfg.executor.threads_per_worker,
+                                cfg.executor.device, cfg.executor.worker_threads(),
                                 plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
                                 p.tilt.to_dict() if p.tilt else None, p.fingerprint))
 

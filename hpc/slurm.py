@@ -307,7 +307,7 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
         if parts:
             folders.append(Path(parts[1]).parent)
     return ExperimentInfo(store=store, analyze_args=args, analysis_enabled=bool(exp.config.analysis.enabled),
-                          folders=bind_folders(folders), threads=int(exp.config.executor.threads_per_worker))
+                          folders=bind_folders(folders), threads=int(exp.config.executor.threads_per_worker or 1))
 
 
 def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,

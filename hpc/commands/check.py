@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  output       {exp.store_path} ({store_outlook(exp, len(files))})")
     print(f"  analysis     {'on, to ' + str(exp.analysis_out) if cfg.analysis.enabled else 'off'}")
     print(f"  executor     {cfg.executor.kind} on {cfg.executor.device}, "
-          f"{cfg.executor.threads_per_worker} thread(s) per worker")
+          f"{cfg.executor.worker_threads()} thread(s) per worker"
+          f"{'' if cfg.executor.threads_per_worker is not None else ' (threads_per_worker: null)'}")
     return 0
 
 

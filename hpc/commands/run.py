@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         if rank() != 0:
             worker_loop()
             return 0
-        executor = MpiExecutor(threads=ex_raw.get("threads_per_worker", 1))
+        executor = MpiExecutor(threads=ex_raw.get("threads_per_worker") or 1)
         try:  # whatever happens on rank 0, the workers are told to stop
             exp = load_experiment(args.config, raw)
             return execute(exp, executor, args)

@@ -21,12 +21,12 @@ KINDS = ("local", "dask", "mpi")
 def make_executor(executor_config: Any, **kwargs: Any) -> Executor:
     """The executor for ``executor_config`` (an :class:`hpc.config.ExecutorConfig`)."""
     kind = executor_config.kind
-    threads = int(executor_config.threads_per_worker or 1)
+    threads = executor_config.worker_threads()
     if kind == "local":
         from .local import LocalExecutor
 
         warn_if_oversubscribed(1, threads, "local executor")
-        return LocalExecutor(threads=executor_config.threads_per_worker)
+        return LocalExecutor(threads=threads)
     if kind == "dask":
         from .dask import DaskExecutor
 
@@ -38,5 +38,5 @@ def make_executor(executor_config: Any, **kwargs: Any) -> Executor:
     if kind == "mpi":
         from .mpi import MpiExecutor
 
-        return MpiExecutor(threads=executor_config.threads_per_worker, **kwargs)
+        return MpiExecutor(threads=threads, **kwargs)
     raise FlytomoError("executor.kind", f"unknown executor '{kind}'; choose one of {', '.join(KINDS)}")

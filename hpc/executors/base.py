@@ -78,16 +78,21 @@ class _Indexed:
         return i, self.fn(item)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a Slurm allocation's, not the node's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def warn_if_oversubscribed(processes: int, threads: int, what: str) -> None:
     """A warning where ``processes`` × ``threads`` torch threads exceed this machine's cores
     (the ones this process may run on): a blind probe's `--threads 2` on 2 cores ran 4-7×
     slower, bit-identical and without a word."""
     import warnings
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     if processes * threads > cores:
         warnings.warn(f"{what}: {processes} × {threads} torch threads on {cores} cores: oversubscribed, "
                       "much slower than threads_per_worker (--threads) × workers ≤ cores", UserWarning,

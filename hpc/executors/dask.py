@@ -202,7 +202,7 @@ class DaskExecutor(ExecutorBase):
         self.cluster = None
         self._own_client = client is None
         if client is None:
-            self.cluster = build_cluster(executor_config.dask, executor_config.threads_per_worker)
+            self.cluster = build_cluster(executor_config.dask, executor_config.worker_threads())
             client = connect(executor_config.dask, self.cluster)
         self.client = client
 

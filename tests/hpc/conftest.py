@@ -44,6 +44,9 @@ def write_config(folder: Path, sim, **changes) -> Path:
     # the simulated axis is the detector's middle: one geometry for every scan (the default,
     # a center found per scan, differs by noise from scan to scan)
     cfg["reconstruction"]["center"] = "middle"
+    # one torch thread everywhere: the executors' volumes are compared bit for bit, and the
+    # rounding of some torch kernels (the FFT) depends on the threads
+    cfg.setdefault("executor", {})["threads_per_worker"] = 1
     for k, v in changes.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             cfg[k].update(v)

@@ -44,6 +44,21 @@ def test_more_torch_threads_than_cores_are_warned_about():
                 os.environ[key] = value
 
 
+def test_worker_threads_default_to_the_cores_a_run_may_use():
+    """threads_per_worker null (the default): the local executor takes every core this process may
+    run on (it took 1: `--threads 2` ran a 12-scan experiment 1.43x faster on 2 cores), a Dask
+    LocalCluster its cores ÷ workers, MPI ranks and Dask workers elsewhere 1; a number wins."""
+    from hpc.config import DaskConfig, ExecutorConfig
+    from hpc.executors.base import usable_cores
+
+    cores = usable_cores()
+    assert ExecutorConfig(kind="local").worker_threads() == cores
+    assert ExecutorConfig(kind="dask", dask=DaskConfig(workers=2)).worker_threads() == max(1, cores // 2)
+    assert ExecutorConfig(kind="dask", dask=DaskConfig(scheduler_file="s.json")).worker_threads() == 1
+    assert ExecutorConfig(kind="mpi").worker_threads() == 1
+    assert ExecutorConfig(kind="mpi", threads_per_worker=3).worker_threads() == 3
+
+
 def test_executors_follow_the_protocol():
     from hpc.config import ExecutorConfig
 
