@@ -255,10 +255,10 @@ class Projector:
         self.block_edges = list(range(0, self.angles.size, angle_block)) + [self.angles.size]
         if not self.cached:  # the same words for every chunk, so a command line shows them once
             cost = {"sampled": "its rays are sampled at every use (on the GPU)",
-                    "traced": "its rays are traced at every use by compiled loops (FBP: about 5-10 s per slice at 2048 "
-                              "columns and 1500 angles on 2 cores, the more rows per chunk the less; MLEM about three "
-                              "times that at each of its iterations, 70 by default: for full-size scans on a laptop use "
-                              "fbp, or the rrdb method with --rrdb-input fbp)",
+                    "traced": "its rays are traced at every use by compiled loops (FBP: about 1 s per slice at 1024 "
+                              "columns and 900 angles, 5-10 at 2048 and 1500, on 2 cores, the more rows per chunk the "
+                              "less; MLEM about twice that at each of its iterations, 70 by default: for full-size "
+                              "scans on a laptop use fbp, or the rrdb method with --rrdb-input fbp)",
                     "rebuilt": "its blocks are rebuilt at every use (numba, which traces its rays instead, is not "
                                "installed), so each chunk of rows costs about as much as building it (a minute at "
                                "1024 columns and 900 angles, 12 at 2048 and 1500), and MLEM twice that at each "
