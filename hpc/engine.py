@@ -669,13 +669,14 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         plan_by_t = {p.index: p for p in plans}
         opts_key = tuple(sorted(options.items()))
         jobs, failed_now = [], []
+        threads = cfg.executor.worker_threads()
         for u in todo:
             p = plan_by_t[u.t]
             if not p.ok:
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
             jobs.append(UnitJob(u, str(store), str(p.path), p.geometry.to_dict(), method, opts_key,
-                                cfg.executor.device, cfg.executor.worker_threads(),
+                                cfg.executor.device, threads,
                                 plan_sig["model"], corrections, p.jitter.to_dict() if p.jitter else None,
                                 p.tilt.to_dict() if p.tilt else None, p.fingerprint))
 

@@ -152,10 +152,14 @@ class RunLock:
         except (OSError, ValueError):
             return {}
 
+    def _record(self) -> dict:
+        """What this process writes into the lock it takes (and compares a holder's with)."""
+        return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                "command": self.command, **_slurm_job()}
+
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "command": self.command, **_slurm_job()}
+        me = self._record()
         for _ in range(50):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -193,8 +197,7 @@ class RunLock:
         """What :meth:`acquire` would refuse now (a live run holds the lock), else None; takes
         nothing (``flytomo check`` said OK beside a running run, which then refused)."""
         other = self.holder()
-        me = {"pid": os.getpid(), "host": socket.gethostname(), **_slurm_job()}
-        if other is None or self._stale(other, me):
+        if other is None or self._stale(other, self._record()):
             return None
         return self._refusal(other)
 

@@ -58,14 +58,13 @@ SAMPLED_ELEMENTS = 1 << 25
 
 def default_uncached_mode(device: torch.device) -> str:
     """How a projector too large to keep is applied on ``device``: sampled on a GPU, traced on a
-    CPU where numba is installed, else rebuilt."""
+    CPU where numba is installed, else rebuilt. Asked of every projector, kept or not: numba is
+    looked for, not imported (0.3 s), until rays are traced."""
+    from importlib.util import find_spec
+
     if device.type != "cpu":
         return "sampled"
-    try:
-        import recon.kernels  # noqa: F401  (numba)
-    except ImportError:
-        return "rebuilt"
-    return "traced"
+    return "traced" if find_spec("numba") is not None else "rebuilt"
 
 
 def physical_memory_bytes() -> int | None:
