@@ -8,8 +8,12 @@ coordinate κ = x·cosθ + y·sinθ + centre + offset takes from rays k = ⌊κ�
 weights (1/d)·max(0, 1 − |κ − k|/d), d = max(|sinθ|, |cosθ|), which are exactly the entries of
 Rᵀ (Joseph's linear interpolation over a step 1/d apart, seen from the pixel). Both read from
 copies padded with zeros (no bounds tests in the inner loop) and are parallel over rays
-(forward) or slice rows (adjoint), so no two threads write one place. Column layout as :class:`recon.operators.Projector`: images (n·n, B), sinograms
-(A·nd, B), C-contiguous, float32 or float64.
+(forward) or slice rows (adjoint), so no two threads write one place. Each call runs the angles
+in blocks of about :data:`BLOCK_WORK` ray-pixel steps (a fraction of a second), so that Ctrl-C
+and SIGTERM, which Python handles only between calls, stop a large slice promptly; the blocks
+add each pixel's terms in the same order as one call would (same bits). Column layout as
+:class:`recon.operators.Projector`: images (n·n, B), sinograms (A·nd, B), C-contiguous, float32
+or float64.
 """
 from __future__ import annotations
 
@@ -25,7 +29,23 @@ from numba import njit, prange
 _LOCK = threading.Lock()
 
 
-@njit(parallel=True, cache=False, fastmath=True)
+
+def _compiled(fn):
+    """``fn`` compiled in parallel, its machine code cached on disk where numba finds a writable
+    place (``__pycache__`` beside this file, else its user cache, ``NUMBA_CACHE_DIR``), so a second
+    process loads it instead of compiling again (about 2 s); compiled in each process where none is
+    writable (a read-only container without a home)."""
+    try:
+        return njit(parallel=True, cache=True, fastmath=True)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(parallel=True, cache=False, fastmath=True)(fn)
+
+
+#: ray-pixel-slice steps per compiled call (angles x n x n x B): about 0.1-0.3 s on one core
+BLOCK_WORK = 1 << 27
+
+
+@_compiled
 def _forward(xp, xp_t, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
     """xp, xp_t: the image and its transpose as ((n + 2)·n, B), a zero row above and below."""
     n_angles = cos_a.size
@@ -53,7 +73,7 @@ def _forward(xp, xp_t, out, cos_a, sin_a, offsets, center, n):  # pragma: no cov
                 out[ray, b] += w0 * img[i0, b] + w1 * img[i0 + n, b]
 
 
-@njit(parallel=True, cache=False, fastmath=True)
+@_compiled
 def _adjoint(yp, out, cos_a, sin_a, offsets, center, n):  # pragma: no cover - compiled
     """yp: the sinogram as (A·(nd + 2), B), each angle's rays with a zero ray before and after."""
     n_angles = cos_a.size
@@ -85,6 +105,12 @@ def _threads(threads: int) -> int:
     return max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
 
 
+def _angle_blocks(n_angles: int, n: int, batch: int) -> list[tuple[int, int]]:
+    """[a0, a1) ranges of angles, each about :data:`BLOCK_WORK` steps."""
+    step = max(1, BLOCK_WORK // max(1, n * n * batch))
+    return [(a, min(n_angles, a + step)) for a in range(0, n_angles, step)]
+
+
 def joseph_forward(x: np.ndarray, angles: np.ndarray, offsets: np.ndarray, center: float, n: int,
                    n_columns: int, threads: int) -> np.ndarray:
     """R x: image columns (n·n, B) → sinogram columns (A·n_columns, B), rays at ``angles``
@@ -94,9 +120,12 @@ def joseph_forward(x: np.ndarray, angles: np.ndarray, offsets: np.ndarray, cente
     image = x.reshape(n, n, batch)
     padded = [np.pad(v, ((1, 1), (0, 0), (0, 0))).reshape((n + 2) * n, batch) for v in (image, image.transpose(1, 0, 2))]
     out = np.zeros((angles.size * n_columns, batch), dtype=x.dtype)
-    with _LOCK:
-        numba.set_num_threads(_threads(threads))
-        _forward(*padded, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
+    cos_a, sin_a, offsets = np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64)
+    for a0, a1 in _angle_blocks(angles.size, n, batch):
+        with _LOCK:
+            numba.set_num_threads(_threads(threads))
+            _forward(*padded, out[a0 * n_columns:a1 * n_columns], cos_a[a0:a1], sin_a[a0:a1], offsets[a0:a1],
+                     float(center), n)
     return out
 
 
@@ -106,8 +135,11 @@ def joseph_adjoint(y: np.ndarray, angles: np.ndarray, offsets: np.ndarray, cente
     :func:`joseph_forward`."""
     batch = y.shape[1]
     padded = np.pad(y.reshape(angles.size, -1, batch), ((0, 0), (1, 1), (0, 0))).reshape(-1, batch)
+    rays = padded.shape[0] // max(1, angles.size)  # per angle, with the two zero rays
     out = np.zeros((n * n, batch), dtype=y.dtype)
-    with _LOCK:
-        numba.set_num_threads(_threads(threads))
-        _adjoint(padded, out, np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64), float(center), n)
+    cos_a, sin_a, offsets = np.cos(angles), np.sin(angles), np.asarray(offsets, np.float64)
+    for a0, a1 in _angle_blocks(angles.size, n, batch):
+        with _LOCK:
+            numba.set_num_threads(_threads(threads))
+            _adjoint(padded[a0 * rays:a1 * rays], out, cos_a[a0:a1], sin_a[a0:a1], offsets[a0:a1], float(center), n)
     return out

@@ -96,6 +96,12 @@ def operator_cache_bytes() -> int:
     return int(gb * 1e9)
 
 
+def projector_bytes(n_angles: int, n_columns: int, image_size: int, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of a kept projector matrix, both directions: ≤ 2n non-zeros per ray, each a 4-byte
+    index and a value (an upper bound, as :class:`Projector` budgets it)."""
+    return 2 * n_angles * n_columns * 2 * image_size * (4 + torch.finfo(dtype).bits // 8)
+
+
 class OperatorCostWarning(UserWarning):
     """A projector too large to keep: applied at every use without a stored matrix."""
 
@@ -237,8 +243,7 @@ class Projector:
         n, nd = geometry.image_size, geometry.n_columns
         self.n_pixels = n * n
         self.n_rays = self.angles.size * nd
-        # ≤ 2n non-zeros per ray, each a 4-byte index and a value, stored in both directions
-        approx_bytes = 2 * self.angles.size * nd * 2 * n * (4 + torch.finfo(dtype).bits // 8)
+        approx_bytes = projector_bytes(self.angles.size, nd, n, dtype)
         if max_cached_bytes is None:
             max_cached_bytes = operator_cache_bytes()
         self.cached = approx_bytes <= max_cached_bytes

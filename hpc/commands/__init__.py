@@ -67,16 +67,18 @@ def first_line(doc: str | None) -> str:
     return (doc or "").strip().splitlines()[0].replace("``", "")
 
 
-def exit_on_sigterm(what_then: str) -> None:
+def exit_on_sigterm(what_then: str | Callable[[], str]) -> None:
     """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit(143) with the line
-    "flytomo: stopped by SIGTERM: <what_then>", so that ``finally`` and ``except`` blocks run
-    (locks released, partial outputs removed). Only from the main thread."""
+    "flytomo: stopped by SIGTERM: <what_then>" (a callable: its words at that moment), so that
+    ``finally`` and ``except`` blocks run (locks released, partial outputs removed). Only from the
+    main thread."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         def _exit(signum, frame):
-            print(f"flytomo: stopped by SIGTERM: {what_then}", file=sys.stderr)
+            print(f"flytomo: stopped by SIGTERM: {what_then() if callable(what_then) else what_then}",
+                  file=sys.stderr)
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, _exit)
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
 from recon.io.scan_geometry import scan_geometry
 from recon.io.preprocess import STRIPE_METHODS, Corrections
+from recon.operators import operator_cache_bytes, projector_bytes
 from recon.mlem import DEFAULT_ITERATIONS_FLYSCAN, MAX_ITERATIONS, MIN_ITERATIONS
 from recon.methods import dose_warnings
 from recon.methods import BLEND_WEIGHT, FLYSCAN_OPERATORS, METHODS, RRDB_INPUTS, make_reconstructor, uses_blur
@@ -94,23 +96,43 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
                  ".jpeg", ".txt", ".csv", ".mrc", ".raw")
 
 
-#: what a stopped recon says
-RESUME_WORDS = "the slices written so far are kept; run the same command again to resume"
+#: a kept projector at least this large is announced before it is built (several seconds)
+BUILD_NOTE_BYTES = 10**9
+
+
+@dataclass
+class Written:
+    """The slices of this command's volume written so far: what a stop keeps (rows are written a
+    chunk at a time, whole)."""
+
+    done: int = 0
+    total: int = 0
+
+    def words(self) -> str:
+        """What a stopped recon says after "stopped: "."""
+        if not self.total:
+            return "nothing was written yet; run the same command again"
+        if not self.done:
+            return ("no chunk of rows was finished, so nothing is kept (each is written whole; --chunk-rows "
+                    "smaller loses less); run the same command again")
+        return f"{self.done} of {self.total} slices are written and kept; run the same command again to write the rest"
 
 
 def run(args: argparse.Namespace) -> int:
-    exit_on_sigterm(RESUME_WORDS)
+    written = Written()
+    exit_on_sigterm(written.words)
     if (n := mpi_ranks()) > 1:  # every copy would write the whole volume
         raise FlytomoError(None, f"started as {n} MPI ranks (mpirun/srun): recon is one process; run it once "
                                  "(to spread scans over ranks: flytomo run --executor mpi)")
     try:
-        return _recon(args)
+        return _recon(args, written)
     except KeyboardInterrupt:  # Ctrl-C: the slices written stay in the store in progress
-        print(f"flytomo: interrupted: {RESUME_WORDS}", file=sys.stderr)
+        print(f"flytomo: interrupted: {written.words()}", file=sys.stderr)
         return 130
 
 
-def _recon(args: argparse.Namespace) -> int:
+def _recon(args: argparse.Namespace, written: Written) -> int:
+    started = time.perf_counter()  # "wrote ... in": the whole command, axis and projector included
     use_threads(args.threads)
     out = Path(args.out)
     if args.method not in METHODS:
@@ -148,6 +170,10 @@ def _recon(args: argparse.Namespace) -> int:
                              blur_matters=blur_matters,
                              corrections=corrections, jitter=jitter, tilt=tilt, pad_columns=pad,
                              reverse_rotation=args.reverse_rotation)
+    size = projector_bytes(geometry.angles.size, geometry.n_columns, geometry.image_size)
+    if not args.quiet and BUILD_NOTE_BYTES <= size <= operator_cache_bytes():
+        print(f"building the projector of {geometry.angles.size} angles x {geometry.n_columns} columns once, kept for "
+              f"every chunk (~{size / 1e9:.1f} GB)", file=sys.stderr, flush=True)
     rec = make_reconstructor(geometry, args.method, args.device, batch=args.chunk_rows, **options)
     choice, judged = None, ""  # the rrdb method's one network zoom for the scan (zoom auto), where judged
     if rec.model is not None:
@@ -181,12 +207,12 @@ def _recon(args: argparse.Namespace) -> int:
     # one run per output: a second (a resubmitted job while the first still runs) would resume
     # the same rows and both write them
     with RunLock(out, " ".join(sys.argv), path=out.parent / f".{out.name}.lock"):
-        started = time.perf_counter()
         done = rows_done(out, attrs, RESUME_KEYS)  # what a killed run of this same command wrote
         create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
                       pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
         ranges = [(a, min(z1, a + args.chunk_rows)) for a in range(z0, z1, args.chunk_rows)]
         kept = sum(b - a for a, b in ranges if (a - z0, b - z0) in done)
+        written.done, written.total = kept, z1 - z0
         if kept and not args.quiet:
             print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
                   file=sys.stderr)
@@ -210,6 +236,7 @@ def _recon(args: argparse.Namespace) -> int:
                                                                    jitter=jitter, tilt=tilt, columns=False),
                                                zoomed=zoomed)
                 mark_rows_done(out, a - z0, b - z0)
+                written.done += b - a
                 bar.update(b - a)
                 if bar.disable and not (args.quiet or args.no_progress):  # a log file (Slurm, nohup): a line a chunk
                     print(f"rows {a}:{b} of {z0}:{z1} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,

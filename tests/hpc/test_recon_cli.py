@@ -1,6 +1,7 @@
 """`flytomo recon` and `flytomo simulate` end to end, and their answers to bad input."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -607,8 +608,9 @@ def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 143 and "stopped by SIGTERM: the slices written so far are kept" in err, err
     kept = sorted(p.name for p in marks.iterdir())
+    said = re.search(r"stopped by SIGTERM: (\d+) of 24 slices are written and kept; run the same command again", err)
+    assert proc.returncode == 143 and said and int(said[1]) == 4 * len(kept), err
     assert 1 <= len(kept) < 6 and kept[0] == "0-4", kept
     for what in (["analyze", str(partial), "--out", str(tmp_path / "an")],
                  ["enhance", str(partial), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp"]):
@@ -764,7 +766,9 @@ def test_the_auto_summary_says_where_the_noise_was_not_reached():
 
 def test_recon_under_mpirun_is_refused_and_ctrl_c_says_how_to_go_on(scan, tmp_path):
     """A blind probe: `mpirun -n 2 flytomo recon` ran the whole job in each copy (one failed
-    with a library's words or a traceback); Ctrl-C said only 'interrupted'."""
+    with a library's words or a traceback); Ctrl-C said only 'interrupted', then that "the slices
+    written so far are kept" where none was (probe U: a 20-minute MLEM chunk lost whole): it
+    says how many are kept, or that none is."""
     import os
     import signal
     import time
@@ -776,18 +780,24 @@ def test_recon_under_mpirun_is_refused_and_ctrl_c_says_how_to_go_on(scan, tmp_pa
         lines = [l for l in r.stderr.splitlines() if "started as 2 MPI ranks" in l]
         assert len(lines) == 2 and not (tmp_path / "m.zarr").exists(), r.stderr
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(tmp_path / "v.zarr"),
-                             "--method", "mlem-flyscan", "--iterations", "400", "--chunk-rows", "4", "--no-progress"],
-                            stderr=subprocess.PIPE, text=True, env=env)
-    marks = tmp_path / ".v.zarr.partial" / ".rows_done"
-    for _ in range(1200):
-        if marks.is_dir() and any(marks.iterdir()):
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
-        "flytomo: interrupted: the slices written so far are kept; run the same command again to resume"), err
+    for name, wait_for_a_chunk in (("v", True), ("w", False)):
+        proc = subprocess.Popen([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out",
+                                 str(tmp_path / f"{name}.zarr"), "--method", "mlem-flyscan", "--iterations", "400",
+                                 "--chunk-rows", "4", "--no-progress"], stderr=subprocess.PIPE, text=True, env=env)
+        marks = tmp_path / f".{name}.zarr.partial" / ".rows_done"
+        for _ in range(1200):
+            if (marks.is_dir() and any(marks.iterdir())) if wait_for_a_chunk else marks.parent.is_dir():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+        last = err.strip().splitlines()[-1]
+        kept = len(list(marks.iterdir())) if marks.is_dir() else 0
+        assert proc.returncode == 130 and bool(kept) == wait_for_a_chunk, err
+        assert last == (f"flytomo: interrupted: {4 * kept} of 64 slices are written and kept; run the same command "
+                        "again to write the rest" if kept else
+                        "flytomo: interrupted: no chunk of rows was finished, so nothing is kept (each is written "
+                        "whole; --chunk-rows smaller loses less); run the same command again"), err
 
 
 def test_a_second_recon_of_the_same_output_while_the_first_runs_is_refused(scan, tmp_path, capsys):
@@ -846,3 +856,19 @@ def test_running_out_of_memory_is_one_line(scan, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("flytomo: error: out of memory (Unable to allocate 160. MiB") and \
         "--chunk-rows" in err[0], err
+
+
+def test_a_large_kept_projector_is_announced_and_timed(scan, tmp_path, capsys, monkeypatch):
+    """Probe U: keeping a large projector (FLYTOMO_OPERATOR_CACHE_GB raised) took ~30 s of silence
+    before the first chunk, left out of 'wrote ... in'. A kept projector of BUILD_NOTE_BYTES or more
+    is announced, with its size, and the time counts the whole command."""
+    import hpc.commands.recon as recon_cmd
+    from recon.operators import projector_bytes
+
+    monkeypatch.setattr(recon_cmd, "BUILD_NOTE_BYTES", 1)
+    assert main(["recon", str(scan), "--out", str(tmp_path / "v.zarr"), "--method", "fbp", "--rows", "0:4",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    gb = projector_bytes(60, 64, 64) / 1e9
+    assert f"building the projector of 60 angles x 64 columns once, kept for every chunk (~{gb:.1f} GB)" in err, err
+    assert err.index("building the projector") < err.index("wrote "), err
