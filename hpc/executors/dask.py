@@ -194,6 +194,29 @@ def check_workers(client: Any) -> None:
                       f"volumes may differ from this version's", stacklevel=2)
 
 
+class WorkersDied(RuntimeError):
+    """A unit whose Dask workers all died while running it (Dask's ``KilledWorker``), in words a
+    user can act on."""
+
+    def __init__(self, tries: int, last: str) -> None:
+        super().__init__(f"the Dask workers that ran it died {tries} times (the last: {last}), most often killed "
+                         "for memory (give each worker more, or make rows_per_chunk smaller), else a crash (the "
+                         "workers' logs say which); the next run tries it again")
+
+
+def _as_workers_died(exc: Exception) -> Exception:
+    from distributed import KilledWorker
+
+    if not isinstance(exc, KilledWorker):
+        return exc
+    last = getattr(exc.last_worker, "address", exc.last_worker)
+    return WorkersDied(int(exc.allowed_failures) + 1, str(last))
+
+
+#: the run's log (hpc.engine's): workers lost during a run are named there
+_log = logging.getLogger("flytomo.run")
+
+
 class DaskExecutor(ExecutorBase):
     kind = "dask"
 
@@ -213,7 +236,17 @@ class DaskExecutor(ExecutorBase):
         except Exception:  # pragma: no cover
             return 0
 
+    def _workers(self) -> set[str] | None:
+        """The workers' addresses now (None: the scheduler did not answer)."""
+        try:
+            return set(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - the scheduler is gone: the futures will say so
+            return None
+
     def imap_unordered(self, fn, items, on_error=None):
+        """As :class:`hpc.executors.base.Executor`; a worker that leaves while the items run is
+        named in the run's log (its items are run again elsewhere), and an item whose workers all
+        died is passed to ``on_error`` as :class:`WorkersDied`."""
         from distributed import as_completed
 
         items = list(items)
@@ -221,6 +254,7 @@ class DaskExecutor(ExecutorBase):
             return
         futures = self.client.map(fn, items, pure=False)
         which = {f.key: item for f, item in zip(futures, items)}
+        workers = self._workers()
         try:
             for fut in as_completed(futures):
                 item = which[fut.key]
@@ -229,8 +263,14 @@ class DaskExecutor(ExecutorBase):
                 except Exception as exc:  # the task raised, or its worker died too often
                     if on_error is None:
                         raise
-                    r = on_error(item, exc)
+                    r = on_error(item, _as_workers_died(exc))
                 fut.release()
+                now = self._workers()
+                if now is not None:
+                    for gone in sorted(workers - now if workers is not None else ()):
+                        _log.warning("Dask worker %s left the run (%d workers now): the units it held are run again "
+                                     "elsewhere (killed for memory? its log says)", gone, len(now))
+                    workers = now
                 yield r
         finally:
             for f in futures:

@@ -1,13 +1,15 @@
 """Dask (LocalCluster, 2 workers) and MPI (real ranks under mpiexec) give the local arrays exactly."""
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hpc.config import load_experiment
+from hpc.config import ExecutorConfig, load_experiment
 from hpc.engine import run_experiment
 from hpc.executors import Executor, make_executor
 from hpc.manifest import Manifest
@@ -203,6 +205,29 @@ def test_dask_survives_a_killed_worker(reference, sim, tmp_path, monkeypatch):
     assert (tmp_path / "killed").exists()  # one worker did die (SIGKILL)
     assert s.exit_code == 0 and s.complete and len(Manifest(tmp_path / "store.zarr").done()) == UNITS
     np.testing.assert_array_equal(read_store(tmp_path / "store.zarr"), ref)
+    # a blind probe (session 41): the run log did not say that a worker was lost
+    lost = [line for line in (tmp_path / "store_run.log").read_text().splitlines() if "left the run" in line]
+    assert len(lost) == 1 and "WARNING Dask worker tcp://" in lost[0], lost
+
+
+def test_a_unit_whose_dask_workers_all_die_says_so_in_words():
+    """A blind probe (session 41): a unit whose workers all died ended with Dask's own KilledWorker
+    text ("Attempted to run task ('run_unit-...') on 4 different workers ..."). The item is passed
+    on as WorkersDied: how many times, the last worker, the usual cause (memory), what to do."""
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import Client, LocalCluster
+
+    from hpc.executors.dask import DaskExecutor, WorkersDied
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        executor = DaskExecutor(ExecutorConfig(kind="dask"), client=client)
+        out = list(executor.imap_unordered(os._exit, [3], on_error=lambda item, exc: exc))
+    assert len(out) == 1 and isinstance(out[0], WorkersDied), out
+    assert re.fullmatch(r"the Dask workers that ran it died 2 times \(the last: tcp://127\.0\.0\.1:\d+\), most "
+                        r"often killed for memory .*; the next run tries it again", str(out[0])), str(out[0])
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "mpiexec").exists(), reason="no mpiexec in the venv")
