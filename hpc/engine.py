@@ -32,7 +32,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -510,8 +510,23 @@ def _refuse_changed_scans(scans: list[tuple[int, Path, str | None]], known: list
     if changed:
         more = f" (+{len(changed) - 1} more)" if len(changed) > 1 else ""
         raise FlytomoError(changed[0], f"changed since it was reconstructed into {store.name}{more} (its bytes "
-                                            "differ from those recorded then): restore it, or 'flytomo run "
-                                            "--restart' to reconstruct every scan again")
+                                            "differ from those recorded then): restore it, 'flytomo run "
+                                            f"--redo {changed[0].name}' to reconstruct it again, or --restart for "
+                                            "every scan")
+
+
+def redo_indices(files: list[Path], names: Sequence[str], config: Path) -> set[int]:
+    """The indices of the scans ``flytomo run --redo NAME`` names: a file's name (``scan_0007.h5``),
+    its stem, or its path as the config's scans give it; FlytomoError for a name no scan has."""
+    found: set[int] = set()
+    for name in names:
+        hits = {i for i, f in enumerate(files) if name in (f.name, Path(str(f)).stem, str(f))
+                or Path(name).resolve() == Path(str(f)).resolve()}
+        if not hits:
+            shown = ", ".join(f.name for f in files[:4]) + (", ..." if len(files) > 4 else "")
+            raise FlytomoError(config, f"--redo {name}: no scan of this experiment has that name ({shown})")
+        found |= hits
+    return found
 
 
 def _refuse_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
@@ -545,11 +560,14 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart: bool = False,
                    progress: bool = True, command: str | None = None,
-                   on_start: Callable[[str], None] | None = None, analysis_follows: bool = False) -> RunSummary:
+                   on_start: Callable[[str], None] | None = None, analysis_follows: bool = False,
+                   redo: Sequence[str] = ()) -> RunSummary:
     """Reconstruct every unit of ``exp`` not yet done; see the module docstring.
 
     ``executor``: default :func:`hpc.executors.make_executor` from the config (closed at the
-    end; a given one is left open). ``restart``: discard an existing store first.
+    end; a given one is left open). ``restart``: discard an existing store first. ``redo``: scans
+    (:func:`redo_indices`) surveyed anew (axis, fingerprint) and reconstructed again into the
+    existing store, the others kept (a scan file restored or replaced since it was reconstructed).
     ``analysis_follows``: the analysis runs after: a temperature log it cannot use (scans
     outside it without ``extrapolate``, scans sharing one start time) is an error before any
     work, not a failure hours later.
@@ -586,6 +604,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         files = exp.scan_files()
         if not files:
             raise FlytomoError(exp.path, f"scans: no file matches {cfg.scans!r}")
+        again = redo_indices(files, redo, exp.path)
         temp_log = read_temperature_log(exp.temperature_log, cfg.timezone) if exp.temperature_log else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)
@@ -594,12 +613,15 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         model_provenance(method, resolved)  # the networks load, checked before any scan is opened
         existing = st.read_attrs(store)
         known = [s for s in existing.get("scans", []) if isinstance(s, dict)]
+        if again and not st.store_exists(store):
+            again = set()  # a new store: every scan is reconstructed
         corrections = cfg.reconstruction.corrections()
         if executor is None:
             executor = make_executor(cfg.executor)
         plans = survey_scans(files, blur_angle_deg=cfg.reconstruction.blur_angle_deg,
                              blur_matters=uses_blur(method, resolved), photons=method == "rrdb",
-                             center=cfg.reconstruction.center, log=temp_log, known=known,
+                             center=cfg.reconstruction.center, log=temp_log,
+                             known=[k for k in known if k.get("index") not in again],
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map,
                              reverse_rotation=cfg.reconstruction.reverse_rotation, timezone=cfg.timezone)
@@ -627,6 +649,15 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         exists = st.store_exists(store)
         added = resumable(store, existing, plan_sig, exp.path) if exists else 0
         units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
+        if again:  # units to do again first, then the scans' new entries: a stop between leaves them to do
+            _refuse_wider_new_scans([plans[t] for t in sorted(again)], store)
+            manifest.forget({u.name for u in units if u.t in again})
+            known = [plans[k["index"]].to_attrs(store.parent) if k.get("index") in again else k for k in known]
+            st.update_attrs(store, scans=known, status=st.INCOMPLETE)
+            line = (f"--redo: {len(again)} scan(s) surveyed again and to be reconstructed "
+                    f"({', '.join(plans[t].path.name for t in sorted(again)[:4])}{', ...' if len(again) > 4 else ''})")
+            log.info("%s", line)
+            print(line, file=sys.stderr)
         done_before = manifest.done()
         _refuse_changed_scans([(p.index, p.path, p.fingerprint) for p in plans], known, units, done_before, store)
         if added:  # an experiment still being collected: its new scans are appended

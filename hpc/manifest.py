@@ -93,6 +93,12 @@ class Manifest:
         for name in (self.failed() if names is None else names):
             (self.failed_dir / name).unlink(missing_ok=True)
 
+    def forget(self, names: set[str]) -> None:
+        """Units ``names`` become to do again (neither done nor failed)."""
+        for name in names:
+            (self.done_dir / name).unlink(missing_ok=True)
+            (self.failed_dir / name).unlink(missing_ok=True)
+
     def reset(self) -> None:
         for d in (self.done_dir, self.failed_dir):
             shutil.rmtree(d, ignore_errors=True)

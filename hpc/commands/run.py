@@ -48,7 +48,8 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
 
     want = exp.config.analysis.enabled and not getattr(args, "no_analysis", False)
     summary = run_experiment(exp, executor, restart=getattr(args, "restart", False),
-                             progress=not getattr(args, "no_progress", False), analysis_follows=want)
+                             progress=not getattr(args, "no_progress", False), analysis_follows=want,
+                             redo=getattr(args, "redo", None) or ())
     for line in summary.lines():
         print(line)
     code = summary.exit_code
@@ -145,6 +146,9 @@ def register(subparsers) -> None:
     p.add_argument("config", help="experiment config (YAML)")
     add_executor_options(p)
     p.add_argument("--restart", action="store_true", help="discard an existing store and start over")
+    p.add_argument("--redo", action="append", default=None, metavar="SCAN",
+                   help="survey this scan again (its file name, e.g. scan_0007.h5) and reconstruct it into the "
+                        "existing store, the others kept (a file restored or replaced since); repeat for more")
     p.add_argument("--no-analysis", action="store_true", help="reconstruct only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--summary-json", default=None, metavar="FILE", help="write the run summary as JSON")

@@ -398,7 +398,7 @@ def test_a_scan_file_that_changed_after_its_units_were_done_is_refused(reference
     r = flytomo("run", cfg, "--no-progress")
     error = r.stderr.strip().splitlines()[-1]  # (after a warning: the copy shares scan 1's start time)
     assert r.returncode == 2 and "scan_0000.h5: changed since it was reconstructed into store.zarr" in error, r.stderr
-    assert "--restart" in error
+    assert "--redo scan_0000.h5" in error and "--restart" in error
     r = flytomo("check", cfg)
     assert r.returncode == 2 and "scan_0000.h5: changed since it was reconstructed" in r.stderr, r.stderr
     assert len(Manifest(store).done()) == 2  # nothing more done
@@ -412,6 +412,35 @@ def test_a_scan_file_that_changed_after_its_units_were_done_is_refused(reference
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
     assert attrs["scans"][3]["geometry"] is not None and attrs["scans"][3]["status"] == "done"
     assert all(len(s["fingerprint"]) == 16 for s in attrs["scans"])
+
+
+def test_redo_reconstructs_one_changed_scan_and_keeps_the_others(reference, sim, tmp_path):
+    """A blind probe (session 41): a scan file replaced after it was reconstructed could be taken
+    only by --restart, every scan again. `flytomo run --redo NAME` surveys that scan again and
+    reconstructs only its units; the store then equals one made from the new files, bit for bit,
+    and the next run has nothing to do. A name no scan has is one line, exit 2."""
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True)
+    raw, store = tmp_path / "raw", tmp_path / "store.zarr"
+    assert run_experiment(load_experiment(cfg), progress=False).complete
+    shutil.copy(sim.scans[1], raw / "scan_0002.h5")  # another scan's bytes under scan 2's name
+    with pytest.raises(FlytomoError, match=r"scan_0002\.h5: changed since .*'flytomo run --redo scan_0002\.h5'"):
+        run_experiment(load_experiment(cfg), progress=False)
+    r = flytomo("run", cfg, "--no-progress", "--redo", "scan_0009.h5")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
+        "--redo scan_0009.h5: no scan of this experiment has that name (scan_0000.h5, scan_0001.h5, scan_0002.h5, "
+        "scan_0003.h5)"), r.stderr
+    per_scan = UNITS // SCANS
+    s = run_experiment(load_experiment(cfg), progress=False, redo=["scan_0002.h5"])
+    assert (s.done, s.skipped, s.failed) == (per_scan, UNITS - per_scan, 0) and s.complete
+    fresh = write_config(tmp_path / "fresh", sim)
+    fresh.write_text(fresh.read_text().replace(str(sim.folder / "raw"), str(raw)))
+    assert run_experiment(load_experiment(fresh), progress=False).complete
+    redone = read_store(store)
+    np.testing.assert_array_equal(redone, read_store(tmp_path / "fresh" / "store.zarr"))
+    np.testing.assert_array_equal(redone[[0, 1, 3]], ref[[0, 1, 3]])
+    again = run_experiment(load_experiment(cfg), progress=False)
+    assert (again.done, again.skipped) == (0, UNITS)
 
 
 def test_a_scan_replaced_during_a_run_is_not_reconstructed_from_the_new_file(reference, sim, tmp_path):
