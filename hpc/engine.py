@@ -231,8 +231,8 @@ def _run_unit(job: UnitJob) -> UnitResult:
     t0 = time.perf_counter()
     build = 0.0
     try:
-        n = int(job.geometry["image_size"])
-        _room_for_unit(job.store, (u.z1 - u.z0) * n * n * 4)  # float32, before any work
+        _, _, ny, nx = st.open_array(Path(job.store), "r").shape  # the store's slices: the field, no padding
+        _room_for_unit(job.store, (u.z1 - u.z0) * ny * nx * 4)  # float32, before any work
         set_torch_threads(job.threads)
         tune_malloc()
         device = worker_device(job.device)

@@ -382,8 +382,7 @@ def line_integrals_with_gaps(chunk: RawChunk, min_transmission: float = 1e-3,
                                       "or far off their neighbours in mean transmission (unstable beam, or "
                                       "projections out of order?)")
         _replace_frames(p, dropped)
-        index = np.flatnonzero(dropped.any(axis=1))
-        frames = ", ".join(str(i) for i in index[:10]) + (f", … ({index.size} in all)" if index.size > 10 else "")
+        frames = _frame_ranges(np.flatnonzero(dropped.any(axis=1)))
         warnings.warn(f"{where or 'scan'}: projection(s) {frames} look like dropped frames (NaN, or mean "
                       "transmission far off their neighbours'); each is replaced by the mean of its "
                       "nearest good neighbours", DataRepairWarning, stacklevel=2)
