@@ -351,7 +351,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     if pad_columns == "auto":
         _pad_alike(plans)
     _distinct_labels(plans)
-    _fill_durations(plans, warn=log is not None)
+    _fill_durations(plans, warn=log is not None, given=scan_duration_s)
     _warn_out_of_time_order(plans)
     _warn_name_order(plans)
     _short_scans(plans)
@@ -434,10 +434,15 @@ def start_spacing_s(plans: Sequence[ScanPlan]) -> float | None:
     return step if step > 0 else None
 
 
-def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
+#: how warnings name the config's duration of every scan
+CONFIG_DURATION = "the config's scan_duration_s:"
+
+
+def _fill_durations(plans: list[ScanPlan], warn: bool, given: float | None = None) -> None:
     """A scan whose file and config give no duration lasts the median spacing of the starts
     (scans back to back). ``warn``: say so (with a temperature
-    log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late)."""
+    log, where a 6 s fly-scan every 108 s would have its temperature read 51 s late); ``given``:
+    the config's ``scan_duration_s``, named where it is longer than the spacing."""
     spacing = start_spacing_s(plans)
     if spacing is None:
         lone = [p for p in plans if p.duration_s is None and p.start_time_s is not None]
@@ -449,7 +454,14 @@ def _fill_durations(plans: list[ScanPlan], warn: bool) -> None:
     timed = sorted((p for p in plans if p.start_time_s is not None), key=lambda p: p.start_time_s)
     overlap = [(a, b) for a, b in zip(timed, timed[1:])
                if a.duration_s is not None and a.duration_s > 1.05 * (b.start_time_s - a.start_time_s) > 0]
-    if overlap and warn:
+    if overlap and warn and given is not None:  # the config's number, not the files' (probe W)
+        a, b = overlap[0]
+        warnings.warn(f"{CONFIG_DURATION} {given:.4g} s is longer than the {b.start_time_s - a.start_time_s:.4g} s "
+                      f"from the start of {a.path.name} to that of {b.path.name}"
+                      f"{f' ({len(overlap)} such scans)' if len(overlap) > 1 else ''}: each scan's temperature is "
+                      f"read {given / 2:.4g} s after its start; set it to the seconds one scan takes",
+                      AssumptionWarning, stacklevel=3)
+    elif overlap and warn:
         a, b = overlap[0]
         warnings.warn(f"{a.path.name} records a duration of {a.duration_s:.4g} s, longer than the "
                       f"{b.start_time_s - a.start_time_s:.4g} s to the start of {b.path.name}"

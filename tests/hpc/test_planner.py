@@ -189,6 +189,10 @@ def test_scan_durations_come_from_the_files_else_are_assumed_with_a_warning(tmp_
         survey_scans(files, center="middle", pad_columns=0, log=log)
     plans = survey_scans(files, center="middle", pad_columns=0, log=log, scan_duration_s=6.0)
     assert [p.duration_s for p in plans] == [6.0] * 4
+    # the config's own number too long: named as the config's, not as the files' (probe W)
+    with pytest.warns(UserWarning, match=r"the config's scan_duration_s: 5000 s is longer than the 108 s from the "
+                                         r"start of a\.h5 to that of b\.h5 \(3 such scans\): .*set it to the seconds"):
+        survey_scans(files, center="middle", pad_columns=0, scan_duration_s=5000.0, log=log)
 
 
 def test_a_lone_scan_without_a_duration_is_said_to_be_read_at_its_start(tmp_path):
