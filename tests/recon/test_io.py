@@ -1390,3 +1390,36 @@ def test_a_beam_offset_is_not_called_a_sample_past_the_edges():
             warnings.simplefilter("always")
             assert _auto_pad(lambda s=sino: s, "scan.h5") > 0
         assert any(words in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("scale,hinted", [(1, False), (2, True)])
+def test_angles_of_a_half_turn_recorded_as_a_whole_turn_get_a_hint(tmp_path, scale, hinted):
+    """A blind probe (W): a half turn stored as 0-356.4° (each angle doubled) reconstructed to a
+    ring and a bar, exit 0, no word. The projections such angles put half a turn apart are not
+    mirror images: a hint (1.8x the neighbours' difference here). The true whole turn, none. The
+    scan is skimage's radon of a cracked disc, written with h5py as DataExchange."""
+    from skimage.transform import radon
+
+    from recon.io.preprocess import DataHintWarning
+    from recon.io.scan_geometry import scan_geometry
+
+    n, rng = 80, np.random.default_rng(1)
+    y, x = np.mgrid[:n, :n] - (n - 1) / 2
+    disc = (x ** 2 + y ** 2 < 30 ** 2) * 0.02
+    disc[(np.abs(x - 5) < 1) | (np.abs(y + 8 - 0.3 * x) < 0.8)] = 0
+    turned = np.linspace(0, 358.2, 200) if scale == 1 else np.linspace(0, 178.2, 100)
+    li = np.mean([radon(disc, turned + d, circle=True) for d in np.linspace(-0.7, 0.7, 4)], axis=0).T
+    counts = rng.poisson(2000 * np.exp(-np.repeat(li[:, None, :], 8, axis=1))).astype(np.uint16)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["exchange/data"] = counts
+        f["exchange/data_white"] = rng.poisson(2000, (4, 8, n)).astype(np.uint16)
+        f["exchange/data_dark"] = np.zeros((2, 8, n), np.uint16)
+        f["exchange/theta"] = turned * scale
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan_geometry(open_scan(path), pad_columns=0)
+    said = [str(w.message) for w in caught if issubclass(w.category, DataHintWarning) and "mirror images" in str(w.message)]
+    assert len(said) == int(hinted), said
+    if hinted:
+        assert "(they span 356.4; a half turn recorded as a whole one?)" in said[0], said
