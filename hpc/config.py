@@ -618,8 +618,34 @@ def weights_file(spec: str | None) -> tuple[str, str] | None:
     return (prefix, path) if path and ("/" in path or path.endswith((".safetensors", ".pt", ".pth"))) else None
 
 
+#: a fixed MLEM count under this share of the method's default gets a warning where the cracks
+#: are analysed (few_iterations_problem)
+SHORT_MLEM_SHARE = 0.6
+
+
+def few_iterations_problem(cfg: ExperimentConfig) -> Problem | None:
+    """A warning where MLEM stops early and cracks are analysed: a fixed count under
+    SHORT_MLEM_SHARE of the method's default leaves thin cracks nearer the particle's level than
+    the segmentation's halfway threshold, so the table reads too few, plausibly and without a word
+    (blind probes V and W: 0 % cracks at 10 iterations, every row "ok")."""
+    from recon.mlem import DEFAULT_ITERATIONS, DEFAULT_ITERATIONS_FLYSCAN
+
+    r = cfg.reconstruction
+    default = {"mlem": DEFAULT_ITERATIONS, "mlem-flyscan": DEFAULT_ITERATIONS_FLYSCAN}.get(r.method)
+    if default is None or not isinstance(r.iterations, int) or not cfg.analysis.enabled:
+        return None
+    if r.iterations >= SHORT_MLEM_SHARE * default:
+        return None
+    return Problem("reconstruction.iterations", f"{r.iterations} is far under {r.method}'s {default}: MLEM stopped "
+                   "this early leaves thin cracks too close to the particle's level for the analysis to find them "
+                   "(a blind probe's 2.5-px cracks, 9.5 % of the volume: 0 % at 10 iterations, 5.3 at 20, 7.5 at 30, "
+                   f"8.4 at 45, 8.8 at 70); keep {default} (null) where crack fractions matter", warning=True)
+
+
 def check_reconstruction(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     r, out = cfg.reconstruction, []
+    if (few := few_iterations_problem(cfg)) is not None:
+        out.append(few)
     if r.iterations is not None and r.method == "fbp":
         out.append(Problem("reconstruction.iterations", "method fbp takes no iterations", warning=True))
     if r.window is not None and r.method in ("mlem", "mlem-flyscan"):

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hpc.config import Experiment, read_temperature_log
+from hpc.config import Experiment, few_iterations_problem, read_temperature_log
 from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
@@ -632,6 +632,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                                                     "not use the log (--no-analysis to reconstruct only)")
         for line in ([unusable] if unusable else []) + to_warn:
             _warn(line)
+        if analysis_follows and (few := few_iterations_problem(cfg)) is not None:
+            _warn(str(few))
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
         shape = (len(plans), n_rows, n_cols, n_cols)
         zoom_record = None  # rrdb, zoom auto: one zoom for the series, before the networks are chosen by it

@@ -351,6 +351,27 @@ def test_options_a_method_does_not_use_are_said_to_be_unused(tmp_path, sim):
     assert all(p.warning for p in problems if p.key == "reconstruction.window")
 
 
+def test_mlem_stopped_far_early_before_a_crack_analysis_gets_a_warning(tmp_path, sim):
+    """Blind probes V and W: `iterations: 10` with mlem-flyscan read 0 % cracks in every scan
+    (truth up to 9.5 %), every row "ok", no word. check, and run before its analysis, warn; 42 of
+    70 (60 %), no analysis, or fbp: nothing said."""
+    from hpc.config import few_iterations_problem
+
+    short = write_config(tmp_path / "a", sim, reconstruction={"method": "mlem-flyscan", "iterations": 10},
+                         analysis={"enabled": True})
+    _, problems = check_config(short)
+    said = [p for p in problems if p.key == "reconstruction.iterations"]
+    assert len(said) == 1 and said[0].warning and said[0].message.startswith(
+        "10 is far under mlem-flyscan's 70: MLEM stopped this early leaves thin cracks"), said
+    for changes in ({"reconstruction": {"method": "mlem-flyscan", "iterations": 42}, "analysis": {"enabled": True}},
+                    {"reconstruction": {"method": "mlem-flyscan", "iterations": 10}},  # analysis off
+                    {"reconstruction": {"method": "mlem", "iterations": 30}, "analysis": {"enabled": True}}):
+        cfg = write_config(tmp_path / "b", sim, **changes)
+        assert few_iterations_problem(load_experiment(cfg).config) is None, changes
+    r = flytomo("run", short, "--no-progress")
+    assert r.returncode == 0 and "warning: reconstruction.iterations: 10 is far under" in r.stderr, r.stderr[-2000:]
+
+
 def test_a_center_off_the_detector_is_found_by_check_and_said_once_by_run(tmp_path, sim):
     """A blind probe: `center: 500` on a narrow detector passed check (and submit), and run
     then failed with one long line repeating the reason per scan."""
