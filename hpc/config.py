@@ -680,6 +680,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
     if not open_files or not files:
         return files, out, None
     try:
+        from hpc.planner import angle_span, short_scan_problem
         from recon.io import open_scan
         from recon.io.preprocess import MAX_DROPPED_FRACTION, unlit_frames
     except ImportError:
@@ -687,6 +688,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         return files, out, None
     shapes: dict[tuple, list[str]] = {}
     counts: dict[Path, int] = {}  # projections per readable scan
+    spans: dict[Path, float] = {}  # degrees its angles cover
     unread: dict[str, list[Path]] = {}  # problem: the files that have it
     dark: list = []  # (file, UnlitFrames): many frames without light mid-scan
     for f in files:
@@ -697,6 +699,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             n_angles, n_rows, n_cols = (int(s) for s in reader.shape)
             shapes.setdefault((n_rows, n_cols), []).append(f.name)
             counts[f] = n_angles
+            spans[f] = angle_span(reader.angles_deg)
             unlit = unlit_frames(reader)  # what recon refuses, seen in a few frames
             if unlit.tail:
                 unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
@@ -726,11 +729,10 @@ def check_scans(cfg: ExperimentConfig, base: Path,
         out.append(Problem("scans", f"{len(dark) - 3} more files likewise ({', '.join(f.name for f, _ in dark[3:])})",
                            warning=True))
     if len(counts) > 1:  # as run judges them (hpc.planner.short_scan_problem): a warning here, run goes on
-        from hpc.planner import short_scan_problem
-
         typical = float(statistics.median(counts.values()))
+        typical_span = float(statistics.median(spans.values()))
         for f, n_angles in counts.items():
-            if (found := short_scan_problem(f, n_angles, typical)) is not None:
+            if (found := short_scan_problem(f, n_angles, typical, spans[f], typical_span)) is not None:
                 out.append(Problem("scans", f"{os.path.normpath(f)}: {found[0]}", warning=True))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())

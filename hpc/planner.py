@@ -127,15 +127,31 @@ SHORT_SCAN_SHARE = 0.9
 RECENT_WRITE_S = 120.0
 
 
-def short_scan_problem(path: Path, n_angles: int, typical: float) -> tuple[str, bool] | None:
+def angle_span(angles_deg: np.ndarray) -> float:
+    """Degrees a scan's recorded angles cover: their range and one median step (a scan still being
+    written covers part of what the finished ones do; one with fewer, wider steps the same)."""
+    a = np.sort(np.asarray(angles_deg, dtype=np.float64).ravel())
+    if a.size < 2:
+        return 0.0
+    return float(a[-1] - a[0] + np.median(np.diff(a)))
+
+
+def short_scan_problem(path: Path, n_angles: int, typical: float, span: float | None = None,
+                       typical_span: float | None = None) -> tuple[str, bool] | None:
     """(problem, still being written?) of a scan of ``n_angles`` projections where the
     experiment's scans hold ``typical`` (their median); None where it holds at least
-    SHORT_SCAN_SHARE of that. Still being written: its file changed in the last RECENT_WRITE_S
-    s (a blind probe's scan picked up at 70 of 120 frames was reconstructed as a 105° scan and
-    its crack fraction tabled 'ok'; the finished file then refused every later run)."""
+    SHORT_SCAN_SHARE of that, or where its angles cover (``span``, :func:`angle_span`) at least
+    SHORT_SCAN_SHARE of the turn the others' do (``typical_span``): fewer projections over the same
+    turn are a scan made with other settings, not one cut short (blind probe V: a complete 90-frame
+    half turn among 120-frame ones failed as "still being written"). Still being written: its file
+    changed in the last RECENT_WRITE_S s (a blind probe's scan picked up at 70 of 120 frames was
+    reconstructed as a 105° scan and its crack fraction tabled 'ok'; the finished file then refused
+    every later run)."""
     from recon.io.readers import split_scan_ref
 
     if typical <= 0 or n_angles >= SHORT_SCAN_SHARE * typical:
+        return None
+    if span is not None and typical_span and span >= SHORT_SCAN_SHARE * typical_span:
         return None
     try:
         age = time.time() - split_scan_ref(path)[0].stat().st_mtime
@@ -155,8 +171,11 @@ def _short_scans(plans: list[ScanPlan]) -> None:
     if len(counts) < 2:
         return
     typical = float(np.median(counts))
+    spans = {id(p): angle_span(p.geometry.angles_deg) for p in plans if p.ok and p.geometry is not None}
+    typical_span = float(np.median(list(spans.values()))) if spans else None
     for p in plans:
-        found = short_scan_problem(p.path, p.shape[0], typical) if p.ok and p.shape else None
+        found = (short_scan_problem(p.path, p.shape[0], typical, spans.get(id(p)), typical_span)
+                 if p.ok and p.shape else None)
         if found is None:
             continue
         if found[1]:
