@@ -529,17 +529,19 @@ def redo_indices(files: list[Path], names: Sequence[str], config: Path) -> set[i
     return found
 
 
-def _refuse_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
-    """FlytomoError where a scan to be appended needs more padding than the store's scans had
-    (a sample grown wider than the field): padded as they were, it would be reconstructed
-    worse than the store made of all scans at once would have it."""
-    short = [p for p in new if p.ok and p.geometry is not None and p.pad_wanted > p.geometry.pad_columns]
-    if short:
-        p = short[0]
-        raise FlytomoError(p.path, f"needs {p.pad_wanted} columns of padding per side (a sample wider than the field "
-                                   f"of view) where the scans in {store.name} were padded by {p.geometry.pad_columns}: "
-                                   "it cannot be appended alike; 'flytomo run --restart' reconstructs every scan "
-                                   "with the pad it needs")
+def _fail_wider_new_scans(new: list[ScanPlan], store: Path) -> None:
+    """A scan to be appended (or redone) that needs more padding than the store's scans had (a
+    sample grown wider than the field; or flats at another beam, which read as one) fails, with a
+    warning, and the others go on: padded as they were, it would be reconstructed worse than the
+    store made of all scans at once would have it (blind probe V: one such scan had refused the
+    whole run, the scans after it not reconstructed either)."""
+    for p in new:
+        if p.ok and p.geometry is not None and p.pad_wanted > p.geometry.pad_columns:
+            p.error = (f"needs {p.pad_wanted} columns of padding per side (a sample wider than the field of view, or "
+                       f"flats at another beam) where the scans in {store.name} were padded by "
+                       f"{p.geometry.pad_columns}: not reconstructed; 'flytomo run --restart' reconstructs every scan "
+                       "with the pad it needs")
+            _warn(f"{p.path.name}: {p.error}")
 
 
 def _resolved_options(method: str, options: dict) -> dict:
@@ -652,7 +654,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         added = resumable(store, existing, plan_sig, exp.path) if exists else 0
         units = plan_units(len(plans), n_rows, cfg.rows_per_chunk)
         if again:  # units to do again first, then the scans' new entries: a stop between leaves them to do
-            _refuse_wider_new_scans([plans[t] for t in sorted(again)], store)
+            _fail_wider_new_scans([plans[t] for t in sorted(again)], store)
             manifest.forget({u.name for u in units if u.t in again})
             known = [plans[k["index"]].to_attrs(store.parent) if k.get("index") in again else k for k in known]
             st.update_attrs(store, scans=known, status=st.INCOMPLETE)
@@ -664,7 +666,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         _refuse_changed_scans([(p.index, p.path, p.fingerprint) for p in plans], known, units, done_before, store)
         if added:  # an experiment still being collected: its new scans are appended
             n_old = len(plans) - added
-            _refuse_wider_new_scans(plans[n_old:], store)
+            _fail_wider_new_scans(plans[n_old:], store)
             st.grow_time(store, len(plans), start_spacing_s(plans) or 1.0)
             st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
                             scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])

@@ -631,23 +631,27 @@ def test_a_lock_whose_pid_now_names_another_process_is_stale(tmp_path):
         other.kill()
 
 
-def test_a_new_scan_that_needs_more_padding_is_not_appended(tmp_path):
+def test_a_new_scan_that_needs_more_padding_is_not_appended(tmp_path, capsys):
     """A blind probe: a scan appended to a store of unpadded scans whose sample had grown wider
     than the field was reconstructed unpadded (0.32 off where the attenuation is 0.05), unlike
-    the store made of all scans at once (every scan padded by 16)."""
+    the store made of all scans at once (every scan padded by 16). It fails, and (blind probe
+    V: it had refused the whole run) the scans beside it are appended."""
     from pathlib import Path
 
-    from hpc.engine import _refuse_wider_new_scans
+    from hpc.engine import _fail_wider_new_scans
     from hpc.planner import ScanPlan
     from recon.geometry import ScanGeometry
 
     g = ScanGeometry.create(np.arange(90) * 2.0, 64)
     alike = ScanPlan(4, Path("raw/scan_004.h5"), "scan_004", geometry=g, pad_wanted=0)
-    _refuse_wider_new_scans([alike], tmp_path / "store.zarr")
     wide = ScanPlan(5, Path("raw/scan_005.h5"), "scan_005", geometry=g, pad_wanted=16)
-    with pytest.raises(FlytomoError, match=r"scan_005\.h5: needs 16 columns of padding per side .* padded by 0: "
-                                           r"it cannot be appended alike; 'flytomo run --restart'"):
-        _refuse_wider_new_scans([alike, wide], tmp_path / "store.zarr")
+    after = ScanPlan(6, Path("raw/scan_006.h5"), "scan_006", geometry=g, pad_wanted=0)
+    _fail_wider_new_scans([alike, wide, after], tmp_path / "store.zarr")
+    assert alike.ok and after.ok and not wide.ok
+    assert wide.error.startswith("needs 16 columns of padding per side (a sample wider than the field of view, or "
+                                 "flats at another beam) where the scans in store.zarr were padded by 0: not "
+                                 "reconstructed; 'flytomo run --restart'"), wide.error
+    assert capsys.readouterr().err == f"warning: scan_005.h5: {wide.error}\n"
 
 
 def test_center_null_and_auto_are_the_same_plan():
