@@ -142,6 +142,38 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
     return geometry
 
 
+#: a centre given for every scan may lie this far (px) from the one a scan's own projections put the
+#: axis at before :func:`given_center_hint` speaks (the search finds it within 0.05-0.25 px)
+GIVEN_CENTER_OFF_PX = 1.0
+
+
+def given_center_hint(reader, given: float, *, corrections: Corrections | None = None,
+                      jitter: Jitter | None = None, tilt: Tilt | None = None) -> str | None:
+    """A hint where the centre ``given`` (a column, config ``center: N``) lies more than
+    GIVEN_CENTER_OFF_PX from the axis this scan's own middle rows put it at
+    (:func:`recon.io.center.find_center`): an axis that drifts over an in-situ series (thermal
+    expansion) while one scan's axis is given for all (blind probe V: 0.8 px a scan, crack fractions
+    off by up to 1.4 points, pores that are not there, no word). None where the search cannot run or
+    the rows are air. Reads 16 rows of the scan: asked of scans new to a store only."""
+    where = getattr(reader, "path", "scan")
+    n_rows = reader.shape[1]
+    try:
+        sino, _ = _rows_for_center(reader, where, 0, n_rows, corrections=corrections, jitter=jitter, tilt=tilt)
+        if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
+            return None
+        found = find_center(sino, reader.angles_deg)
+    except FlytomoError:
+        return None
+    n_cols = reader.shape[2]
+    if not -0.5 <= found <= n_cols - 0.5 or abs(found - (n_cols - 1) / 2) > search_radius_px(n_cols) - 1:
+        return None  # at the edge of the search: no better than the given one
+    if abs(found - given) <= GIVEN_CENTER_OFF_PX:
+        return None
+    return (f"center {given:g} is given, but this scan's projections put the rotation axis at column {found:.2f} "
+            f"({found - given:+.1f} px): an axis that drifts over the series (center: auto finds it per scan), or "
+            "a center from another scan?")
+
+
 #: a row's total attenuation may vary this much (std over the angles / mean) before
 #: :func:`row_total_hint` speaks: 0.011 at most in ~60 scans of a blind probe (I0 500 to
 #: noise-free), 0.16 for a scan stored with rows and columns swapped

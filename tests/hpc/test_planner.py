@@ -283,3 +283,27 @@ def test_scans_without_times_whose_names_count_them_out_of_list_order_get_a_warn
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         survey_scans(sorted(files, key=lambda f: f.name[-7:]), center="middle", pad_columns=0)
+
+
+def test_a_given_center_far_from_a_new_scans_own_axis_gets_a_hint(sim):
+    """Blind probe V: `center: 45.5` (the first scan's axis) given for a series whose axis drifted
+    0.8 px a scan: crack fractions off by up to 1.4 points, pores that are not there, no word. Each
+    scan new to the store is asked where its own projections put the axis: more than 1 px from
+    the given column, a hint (once per kind: the command line folds the others). The simulated
+    axis is the detector's middle column."""
+    import warnings
+
+    from hpc.planner import survey_scans
+    from recon.io.preprocess import DataHintWarning
+
+    middle = (sim.settings.size - 1) / 2
+    with pytest.warns(DataHintWarning, match=rf"scan_0000\.h5: center {middle + 3:g} is given, but this scan's "
+                                             rf"projections put the rotation axis at column {middle - 0.5:.0f}\.\d\d "
+                                             r"\(-3\.\d px\): an axis that drifts"):
+        survey_scans(sim.scans[:2], center=middle + 3, pad_columns=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plans = survey_scans(sim.scans[:2], center=middle + 0.3, pad_columns=0)
+        known = [p.to_attrs() for p in plans]
+        survey_scans(sim.scans[:2], center=middle + 3, pad_columns=0, known=known)  # a resumed store: not asked again
+    assert not [w for w in caught if "is given, but" in str(w.message)]
