@@ -736,7 +736,9 @@ def check_scans(cfg: ExperimentConfig, base: Path,
                 out.append(Problem("scans", f"{os.path.normpath(f)}: {found[0]}", warning=True))
     if len(shapes) > 1:
         desc = "; ".join(f"{r}×{c} rows×columns: {len(v)} scan(s), e.g. {v[0]}" for (r, c), v in shapes.items())
-        out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size"))
+        out.append(Problem("scans", f"scans differ in detector size ({desc}); one store needs one size: "
+                                    "list the scans of one size under scans: (the others in a second config with "
+                                    "another output:), or bin or crop them alike first"))
     return files, out, (next(iter(shapes)) if len(shapes) == 1 else None)
 
 

@@ -139,7 +139,9 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
             volume = first if i == 0 else read_volume(f)
             if volume.shape != first.shape:
                 raise FlytomoError(f, f"volume of shape {volume.shape}, the first ({files[0].name}) is {first.shape}: "
-                                      "one store needs one shape")
+                                      "one store needs one shape: analyse the volumes of each shape apart (their "
+                                      "crack fractions are fractions of the particle, comparable across shapes), or "
+                                      "resample them alike first")
             array[i] = np.asarray(volume, dtype=np.float32)
         finalize(store, overwrite=True)
     except BaseException:
