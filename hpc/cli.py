@@ -26,10 +26,26 @@ COMMANDS = (
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Bad flags end in one line naming the problem (and where to get help), exit code 2."""
+    """Bad flags end in one line naming the problem (and where to get help: the command's own
+    ``--help``), exit code 2. Files left over (an unquoted glob the shell expanded) are said to be."""
+
+    _argv: list[str] = []
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        OneLineParser._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_args(args, namespace)
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        prog = self.prog
+        if prog == "flytomo":  # leftovers are reported by the top parser: point to the command's help
+            command = next((a for a in OneLineParser._argv if not a.startswith("-")), None)
+            if command in COMMANDS or (command or "").replace("-", "_") in COMMANDS:
+                prog = f"flytomo {command}"
+            extra = message.removeprefix("unrecognized arguments: ").split()
+            if message.startswith("unrecognized arguments: ") and extra and all(Path(e).exists() for e in extra):
+                message += (" (the shell expanded an unquoted pattern into several files? quote it, as "
+                            "'raw/*.h5', so that flytomo reads the pattern)")
+        self.exit(2, f"{self.prog}: error: {message} (see {prog} --help)\n")
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

@@ -585,6 +585,21 @@ def test_bad_flags_are_one_line_exit_2():
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "error:" in r.stderr, r.stderr
 
 
+def test_an_unquoted_glob_is_said_to_be_one(tmp_path):
+    """Blind probe W: `flytomo init raw/*.h5 ...` (the shell expanded the glob) ended in
+    "unrecognized arguments: raw/scan_2.h5 raw/scan_3.h5 (see flytomo --help)". It says to quote
+    the pattern, and points to the command's own help."""
+    for name in ("scan_1.h5", "scan_2.h5", "scan_3.h5"):
+        (tmp_path / name).touch()
+    r = run_cli("init", *(str(tmp_path / f"scan_{i}.h5") for i in (1, 2, 3)), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "the shell expanded an unquoted pattern into several files? quote it" in r.stderr, r.stderr
+    assert r.stderr.strip().endswith("(see flytomo init --help)"), r.stderr
+    r = run_cli("recon", "x.h5", "--out", "y.zarr", "--bogus")
+    assert r.returncode == 2 and r.stderr.strip() == ("flytomo: error: unrecognized arguments: --bogus "
+                                                      "(see flytomo recon --help)"), r.stderr
+
+
 def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is_no_volume(scan, tmp_path):
     """scancel (SIGTERM) or a time limit in the middle of a recon: exit 143, one line, the slices
     written kept in the hidden store in progress (they were removed: a long MLEM began again
