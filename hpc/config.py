@@ -11,6 +11,7 @@ Example (what ``flytomo init`` writes)::
 
     scans: raw/scan_*.h5              # a glob or a list of files
     temperature_log: raw/temperature.csv   # CSV with columns time_s, temperature_C
+    scan_list: null                   # CSV: file, time_s (or a date-time), duration_s: times the files lack
     scan_duration_s: null             # seconds per scan, over what the files say (null: theirs, else start spacing)
     timezone: null                    # the clock of date-times written without a zone (scans, log): null = UTC,
                                       # an offset (+01:00) or a region (Europe/Berlin)
@@ -229,6 +230,9 @@ class AnalysisConfig(ConfigModel):
 class ExperimentConfig(ConfigModel):
     scans: str | list[str]
     temperature_log: str | None = None
+    scan_list: str | None = Field(None, description="a CSV of each scan file's start time (and duration, or "
+                                  "temperature) where the files record none, over what they record "
+                                  "(analysis.table.read_scan_list)")
     scan_duration_s: float | None = Field(None, gt=0, description="seconds per scan, over what the files record")
     timezone: str | None = Field(None, description="the clock of date-times written without a zone, in the scan "
                                                    "files and the log: UTC, an offset (+01:00) or a region "
@@ -440,6 +444,11 @@ class Experiment:
     @property
     def temperature_log(self) -> Path | None:
         t = self.config.temperature_log
+        return None if t is None else self.resolve(t)
+
+    @property
+    def scan_list(self) -> Path | None:
+        t = self.config.scan_list
         return None if t is None else self.resolve(t)
 
     @property
@@ -742,6 +751,31 @@ def check_scans(cfg: ExperimentConfig, base: Path,
     return files, out, (next(iter(shapes)) if len(shapes) == 1 else None)
 
 
+def read_scan_list(path: Path, timezone: str | None = None) -> Any:
+    """The config's scan list (:func:`analysis.table.read_scan_list`): a DataFrame of file,
+    time_s, duration_s, temperature_C."""
+    from analysis.table import read_scan_list as read
+
+    return read(path, timezone)
+
+
+def check_scan_list(cfg: ExperimentConfig, base: Path, files: list[Path]) -> list[Problem]:
+    """The scan list reads, and names the scans (a scan it does not name keeps its file's times:
+    a warning)."""
+    if cfg.scan_list is None:
+        return []
+    try:
+        listed = read_scan_list(resolve_path(base, cfg.scan_list), cfg.timezone)
+    except FlytomoError as err:
+        return [Problem("scan_list", f"{err.where}: {err.problem}" if err.where else err.problem)]
+    names = {n for f in listed["file"] for n in (Path(f).name, Path(f).stem)}
+    missing = [f.name for f in files if f.name not in names and f.stem not in names]
+    if missing:
+        more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+        return [Problem("scan_list", f"does not list {missing[0]}{more}: its file's own times are used", warning=True)]
+    return []
+
+
 def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     if cfg.temperature_log is None:
         return [Problem("temperature_log", "not given: temperatures come from the scan files only", warning=True)]
@@ -762,8 +796,9 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
     log = read_temperature_log(p, cfg.timezone)
+    listed = read_scan_list(resolve_path(base, cfg.scan_list), cfg.timezone) if cfg.scan_list else None
     plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
-                         pad_columns=0, timezone=cfg.timezone)  # times only
+                         pad_columns=0, timezone=cfg.timezone, listed=listed)  # times only
     unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate, p)
     if unusable:
         return [Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)]
@@ -846,7 +881,7 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
     problems += check_reconstruction(cfg, base)
     scan_files, scan_problems, detector = check_scans(cfg, base, open_files=open_files)
     problems += scan_problems
-    log_problems = check_temperature_log(cfg, base)
+    log_problems = check_temperature_log(cfg, base) + check_scan_list(cfg, base, scan_files)
     problems += log_problems
     if open_files and not scan_problems and not any(not p.warning for p in log_problems) and cfg.temperature_log:
         problems += check_log_covers_scans(cfg, base)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hpc.config import Experiment, few_iterations_problem, read_temperature_log
+from hpc.config import Experiment, few_iterations_problem, read_scan_list, read_temperature_log
 from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
@@ -608,6 +608,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             raise FlytomoError(exp.path, f"scans: no file matches {cfg.scans!r}")
         again = redo_indices(files, redo, exp.path)
         temp_log = read_temperature_log(exp.temperature_log, cfg.timezone) if exp.temperature_log else None
+        listed = read_scan_list(exp.scan_list, cfg.timezone) if exp.scan_list else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)
         from recon.methods import model_provenance, uses_blur
@@ -626,7 +627,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              known=[k for k in known if k.get("index") not in again],
                              scan_duration_s=cfg.scan_duration_s, corrections=corrections,
                              pad_columns=cfg.reconstruction.pad_columns, map_fn=executor.map,
-                             reverse_rotation=cfg.reconstruction.reverse_rotation, timezone=cfg.timezone)
+                             reverse_rotation=cfg.reconstruction.reverse_rotation, timezone=cfg.timezone,
+                             listed=listed)
         axis = _log_axes(plans, cfg.reconstruction.center)
         unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate, exp.temperature_log)
         if analysis_follows and unusable:
@@ -901,8 +903,11 @@ def _placement_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, ...],
     timeless = [p.path.name for p in plans if p.ok and p.start_time_s is None]
     if timeless:  # extrapolate cannot help: such a scan has no place on the log at all
         more = f" (+{len(timeless) - 1} more)" if len(timeless) > 1 else ""
-        return (f"scan {timeless[0]}{more} records no time, so it cannot be placed on the temperature log; "
-                "set temperature_log: null to analyse against the scan order"), []
+        return (f"scan {timeless[0]}{more} records no time, so it cannot be placed on the temperature log (flytomo "
+                "reads a scan's start from scan_time, a root attribute or dataset of Unix seconds or a date-time, "
+                "DataExchange's /process/acquisition/start_date or NXtomo's start_time): give the times in a scan "
+                "list (scan_list: LIST.csv, columns file, time_s or a date-time, duration_s; flytomo init "
+                "--scan-list), or set temperature_log: null to analyse against the scan order"), []
     shared = shared_start_times(plans)
     if shared:
         return shared, []

@@ -327,7 +327,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                  corrections: Corrections | None = None, pad_columns: int | str = "auto",
                  map_fn: Callable[[Callable, list], list] | None = None,
                  blur_matters: bool = False, photons: bool = False, reverse_rotation: bool = False,
-                 timezone: str | None = None) -> list[ScanPlan]:
+                 timezone: str | None = None, listed: Any = None) -> list[ScanPlan]:
     """Open every scan file (metadata) and work out its geometry, times and temperature.
     ``blur_matters``: the method models the fly-scan blur (warn where it is only assumed);
     ``photons``: also measure each scan's photons per flat pixel (:attr:`ScanPlan.photons`);
@@ -362,6 +362,8 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         where it is surveyed and given again here, in the scans' order; only the first scan
         is asked whether the axis leans (the lean is the instrument's). With ``pad_columns``
         "auto", every scan gets the largest pad any scan chose (one pad per experiment).
+    listed : the config's scan list (:func:`analysis.table.read_scan_list`): a listed scan's start
+        time and duration over what its file records, and its temperature where no log is given.
     """
     jobs = [SurveyJob(i, Path(f), blur_angle_deg, center, _known_entry(known, i, Path(f)), scan_duration_s,
                       corrections, pad_columns, check_tilt=(i == 0), blur_matters=blur_matters,
@@ -376,6 +378,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     if pad_columns == "auto":
         _pad_alike(plans)
     _distinct_labels(plans)
+    temperatures = _listed_times(plans, listed) if listed is not None else {}
     _fill_durations(plans, warn=log is not None, given=scan_duration_s)
     _warn_out_of_time_order(plans)
     _warn_name_order(plans)
@@ -388,8 +391,29 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                 p.temperature_C = float(np.interp(mid, lt, lT))
     else:
         for p in plans:
-            p.temperature_C = as_float(p.metadata.get("temperature_C"))
+            p.temperature_C = temperatures.get(p.index, as_float(p.metadata.get("temperature_C")))
     return plans
+
+
+def _listed_times(plans: list[ScanPlan], listed: Any) -> dict[int, float]:
+    """Each listed scan's start time and duration from the scan list ``listed`` (matched by file
+    name or stem), over its file's; its temperature by scan index, where the list gives one."""
+    rows = {}
+    for row in listed.itertuples(index=False):
+        rows[Path(row.file).name] = rows[Path(row.file).stem] = row
+    naive = bool(listed.attrs.get("naive_times"))
+    temperatures = {}
+    for p in plans:
+        row = rows.get(Path(p.path).name) or rows.get(Path(p.path).stem) or rows.get(p.scan_id)
+        if row is None:
+            continue
+        if np.isfinite(row.time_s):
+            p.start_time_s, p.start_time_naive = float(row.time_s), naive
+        if np.isfinite(row.duration_s):
+            p.duration_s = float(row.duration_s)
+        if np.isfinite(row.temperature_C):
+            temperatures[p.index] = float(row.temperature_C)
+    return temperatures
 
 
 def _pad_alike(plans: list[ScanPlan]) -> None:

@@ -129,8 +129,9 @@ def register(subparsers) -> None:
                         "<their folder>/volumes_analysis)")
     p.add_argument("--scan-list", metavar="LIST.csv", default=None,
                    help="volume files only: a CSV of each file's time and/or temperature (columns: file, and "
-                        "time_s or a date-time, and/or temperature_C; names and units as the temperature log's), "
-                        "so a temperature log can be joined (-T) or the listed temperatures used")
+                        "time_s or a date-time, and/or temperature_C; names and units as the temperature log's; "
+                        "duration_s where the time is the scan's start: the temperature is then read at "
+                        "mid-scan), so a temperature log can be joined (-T) or the listed temperatures used")
     p.add_argument("--timezone", default=None, metavar="ZONE",
                    help=TIMEZONE_HELP + "; a store's experiment config may name it (timezone:)")
     p.add_argument("--extrapolate", action="store_true",

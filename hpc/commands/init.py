@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = default_config(scans, log, output=args.output, method=args.method)
     cfg["rows_per_chunk"] = args.rows_per_chunk
     cfg["scan_duration_s"] = args.scan_duration
+    if args.scan_list is not None:
+        cfg["scan_list"] = _relative(args.scan_list, out)
     if zone is not None:
         cfg["timezone"] = zone
     cfg["executor"]["kind"] = args.executor
@@ -88,10 +90,13 @@ def register(subparsers) -> None:
     p.add_argument("--output", default="recon/experiment.zarr", help="store path, relative to DIR")
     p.add_argument("--method", default="mlem-flyscan", choices=("fbp", "mlem", "mlem-flyscan", "rrdb"),
                    help="reconstruction method written into the config")
+    p.add_argument("--scan-list", default=None, metavar="LIST.csv",
+                   help="each scan's start time where its file records none (CSV: file, time_s or a date-time, "
+                        "optional duration_s; temperature_C where no log is given), over what the files record")
     p.add_argument("--scan-duration", type=float, default=None, metavar="S",
                    help="seconds per scan, over what the files record (default: theirs, else start spacing)")
     p.add_argument("--timezone", default=None, metavar="ZONE", help=TIMEZONE_HELP)
-    p.add_argument("--rows-per-chunk", type=int, default=16, metavar="N",
+    p.add_argument("--rows-per-chunk", "--chunk-rows", type=int, default=16, metavar="N",
                    help="detector rows per work unit (the store's chunk height)")
     p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"),
                    help="engine written into the config (flytomo run --executor overrides it)")

@@ -488,3 +488,43 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     assert "recon will refuse it (it repairs up to 10% of a scan's frames and refuses more)" in err and str(scans[0]) not in err, err
     assert main(["recon", str(scans[1]), "--out", str(tmp_path / "x.zarr"), "--method", "fbp"]) == 2  # as it says
     assert "no light" in capsys.readouterr().err
+
+
+def test_raw_scans_without_times_take_them_from_a_scan_list(tmp_path, sim, monkeypatch, capsys):
+    """Blind probe W (and earlier notes): raw scans that record no start time could not be placed
+    on the temperature log ("set temperature_log: null"), and the README did not say where times
+    are read. init says where, and takes --scan-list: each scan's start and duration from a CSV;
+    run reads the temperature at mid-scan from it."""
+    import shutil
+
+    import h5py
+
+    from hpc.engine import run_experiment
+    from hpc.store import read_attrs
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in sim.scans:
+        shutil.copy(f, raw / f.name)
+        with h5py.File(raw / f.name, "r+") as h:
+            for key in ("scan_time", "scan_duration_s"):
+                if key in h:
+                    del h[key]
+                h.attrs.pop(key, None)
+    (tmp_path / "log.csv").write_text("time_s,temperature_C\n0,20\n1000,1020\n")
+    (tmp_path / "list.csv").write_text("file,time_s,duration_s\n" + "".join(
+        f"{f.name},{100 * i},20\n" for i, f in enumerate(sim.scans)))
+    monkeypatch.chdir(tmp_path)
+    args = ["init", "raw/*.h5", "--temperature", "log.csv", "--out", "exp", "--method", "fbp"]
+    assert main(args) == 2
+    out = capsys.readouterr().out
+    assert "records no time" in out and "scan_list: LIST.csv" in out and "flytomo init --scan-list" in out, out
+    assert main([*args, "--scan-list", "list.csv", "--force"]) == 0, capsys.readouterr().out
+    cfg = yaml.safe_load((tmp_path / "exp" / "experiment.yaml").read_text())
+    assert cfg["scan_list"] == "../list.csv"
+    cfg["analysis"]["enabled"] = False
+    (tmp_path / "exp" / "experiment.yaml").write_text(yaml.safe_dump(cfg))
+    assert run_experiment(load_experiment(tmp_path / "exp" / "experiment.yaml"), progress=False).complete
+    scans = read_attrs(tmp_path / "exp" / cfg["output"])["scans"]
+    assert [s["temperature_C"] for s in scans] == pytest.approx([30 + 100 * i for i in range(len(sim.scans))])
+    assert [s["duration_s"] for s in scans] == [20.0] * len(sim.scans)
