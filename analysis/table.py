@@ -206,12 +206,17 @@ def _pick_temperature_reading(columns, taken: str | None) -> str | None:
     return found[0] if found else None
 
 
+#: words of a column in a temperature unit that make it a reading ('Sample PV (C)'), the sample's first
+READING_WORDS = ("sample", "probe", "specimen", "pv", "actual", "measured", "meas", "reading", "value")
+
+
 def _temperature_readings(columns, taken: str | None) -> list[str]:
     """The columns named temperature/temp/T/thermocouple/TC with more words ('Temperature
     (furnace)', 'T [thermocouple]', 'Thermocouple_1'), none of them a setpoint's (SP, SV,
     target, command, ...) or a non-reading's (rate, output, ...), and no unit but a
-    temperature's."""
-    out = []
+    temperature's; then columns in a temperature unit named as a reading (:data:`READING_WORDS`:
+    'Sample PV (C)' beside 'Heater SP (C)', blind probe W), those naming the sample first."""
+    out, readings = [], []
     for c in columns:
         if c == taken:
             continue
@@ -221,7 +226,11 @@ def _temperature_readings(columns, taken: str | None) -> list[str]:
                 and unit in ("", "c", "k", "f") and not (SETPOINT_WORDS | NOT_A_READING_WORDS) & set(words[1:])
                 and "%" not in key):
             out.append(c)
-    return out
+        elif (unit in ("c", "k", "f") and set(READING_WORDS) & set(words)
+              and not (SETPOINT_WORDS | NOT_A_READING_WORDS) & set(words)):
+            readings.append(c)
+    sample = [c for c in readings if {"sample", "probe", "specimen"} & set(_column_key(c)[0].split("_"))]
+    return out + sample + [c for c in readings if c not in sample]
 
 
 def _temperature_column(columns, taken: str | None) -> str | None:

@@ -397,6 +397,12 @@ def test_a_controllers_export_with_a_preamble_and_pv_sp_columns_is_read(tmp_path
     p.write_text("Program: ramp 50 C/min\ntime_s,temperature_C\n0,25\n10,hot\n")
     with pytest.raises(FlytomoError, match="line 4"):
         read_temperature_log(p)
+    # blind probe W: 'Sample PV (C)' beside 'Heater SP (C)' was "no column reads as the sample's
+    # temperature"; a heater's reading beside the sample's is not taken
+    p.write_text("Time,Heater SP (C),Heater PV (C),Sample PV (C)\n0,20,21,19\n10,30,29,28\n")
+    assert read_temperature_log(p)["temperature_C"].tolist() == [19.0, 28.0]
+    p.write_text("Time,Heater SP (C),Sample PV (C)\n0,20,21\n10,30,29\n")
+    assert read_temperature_log(p)["temperature_C"].tolist() == [21.0, 29.0]
 
 
 def test_a_delimiter_ending_every_row_does_not_shift_the_columns(tmp_path):
