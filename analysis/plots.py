@@ -71,7 +71,7 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
         inside[:-1] |= inside[1:].copy()
         log = log[inside]
     k, xlabel = _time_unit(np.concatenate([t, log["time_s"].to_numpy(float)]) if log is not None else t)
-    xlabel += f" since {since}" if since else ""
+    xlabel += (f" since {since}" if since else "") + "; scans at mid-scan"
     x = (t - origin) / k
     if not np.isfinite(t).any():  # the files recorded no times: the scans in their order
         x, xlabel = table["scan_index"].to_numpy(float), "scan (in order; the files record no times)"
