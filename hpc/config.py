@@ -800,10 +800,9 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
                          pad_columns=0, timezone=cfg.timezone, listed=listed)  # times only
     unusable, to_warn = log_problems(plans, log, cfg.analysis.extrapolate, p)
-    if unusable:
-        return [Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)]
     more = f" (+{len(to_warn) - 1} more)" if len(to_warn) > 1 else ""
-    return [Problem("temperature_log", to_warn[0] + more, warning=True)] if to_warn else []
+    warned = [Problem("temperature_log", to_warn[0] + more, warning=True)] if to_warn else []
+    return warned + ([Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)] if unusable else [])
 
 
 def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple = ()) -> list[Problem]:

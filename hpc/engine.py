@@ -631,11 +631,13 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                              listed=listed)
         axis = _log_axes(plans, cfg.reconstruction.center)
         unusable, to_warn = log_problems(plans, temp_log, cfg.analysis.extrapolate, exp.temperature_log)
+        for line in to_warn:  # first: a clock warning may say why a scan lies outside the log
+            _warn(line)
         if analysis_follows and unusable:
             raise FlytomoError(exp.temperature_log, f"{unusable}; the analysis after the reconstruction could "
                                                     "not use the log (--no-analysis to reconstruct only)")
-        for line in ([unusable] if unusable else []) + to_warn:
-            _warn(line)
+        if unusable:
+            _warn(unusable)
         if analysis_follows and (few := few_iterations_problem(cfg)) is not None:
             _warn(str(few))
         n_angles, n_rows, n_cols = common_shape(plans, exp.path)
@@ -871,7 +873,11 @@ def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarra
             continue
         a, b = p.start_time_s, p.start_time_s + (p.duration_s or 0.0)
         if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
-            out.append(outside_log_text(p.path.name, a, b, lt[0], lt[-1]))
+            line = outside_log_text(p.path.name, a, b, lt[0], lt[-1])
+            if p.start_time_naive and not getattr(temp_log, "naive", False):  # blind probe V: the log was blamed
+                line += (f" ({p.path.name}'s start is a date-time without a zone, read as UTC where the log's times "
+                         "are not: set timezone: to the clock it was written on, or write the zone in the file)")
+            out.append(line)
     return out
 
 

@@ -307,3 +307,26 @@ def test_a_given_center_far_from_a_new_scans_own_axis_gets_a_hint(sim):
         known = [p.to_attrs() for p in plans]
         survey_scans(sim.scans[:2], center=middle + 3, pad_columns=0, known=known)  # a resumed store: not asked again
     assert not [w for w in caught if "is given, but" in str(w.message)]
+
+
+def test_a_scan_outside_the_log_because_its_time_has_no_zone_says_so():
+    """Blind probe V: one scan's start written as a naive local date-time, the others and the log
+    in Unix seconds: the run stopped on "outside the temperature log ... is the log in local
+    time?", blaming the log, and the clock warning that named the scan never came. The line names
+    the scan's zoneless start, and the clock warning comes first."""
+    from pathlib import Path
+
+    from hpc.config import TemperatureLog
+    from hpc.engine import log_problems
+    from hpc.planner import ScanPlan
+
+    import numpy as np
+
+    t0 = 1_700_000_000.0
+    log = TemperatureLog(np.array([t0, t0 + 1000]), np.array([20.0, 1020.0]), naive=False)
+    plans = [ScanPlan(0, Path("scan_00.h5"), "scan_00", start_time_s=t0 + 10, duration_s=20),
+             ScanPlan(1, Path("scan_01.h5"), "scan_01", start_time_s=t0 + 7200 + 100, duration_s=20,
+                      start_time_naive=True)]
+    unusable, to_warn = log_problems(plans, log, extrapolate=False)
+    assert unusable is not None and "scan_01.h5's start is a date-time without a zone, read as UTC" in unusable
+    assert to_warn and "scan_01.h5" in to_warn[0], to_warn
