@@ -38,6 +38,7 @@ __all__ = [
     "clocks_differ",
     "is_unix_time",
     "outside_log_text",
+    "past_log_end",
 ]
 
 #: a log with up to this share of readings that are no numbers (a sensor's OVER, an empty cell)
@@ -57,7 +58,25 @@ COLUMNS = [
 
 #: ``temperature_from`` values: where a row's temperature was read
 TEMPERATURE_FROM = {"log": "log", "held": "log end (extrapolated)", "gap": "log gap (interpolated)",
-                    "file": "scan file", "none": ""}
+                    "file": "scan file", "none": "", "pending": "not in the log yet"}
+
+
+def past_log_end(lo: np.ndarray, hi: np.ndarray, log_start: float, log_end: float) -> np.ndarray:
+    """(scan,) bool: the newest scans, which end after the log's last reading but began while it
+    recorded (or within one scan's duration, the median, of its end), with scans inside the log before
+    them: a log still being written during the experiment (blind probe W: one new scan 35 s past the
+    log refused the whole run). Their temperatures wait for the log. None where any scan past its
+    end began later than that (a log that stopped, or another clock: an error as before)."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    eps = 1e-9 * max(1.0, abs(log_end))
+    timed = np.isfinite(lo) & np.isfinite(hi)
+    late = timed & (hi > log_end + eps)
+    inside = timed & ~late & (lo >= log_start - eps)
+    slack = float(np.nanmedian(hi[timed] - lo[timed])) if timed.any() else 0.0
+    if (not late.any() or not inside.any() or np.nanmax(lo[inside]) > np.nanmin(lo[late])
+            or np.nanmax(lo[late]) > log_end + slack):
+        return np.zeros(lo.shape, bool)
+    return late
 
 
 def is_unix_time(t: float) -> bool:
@@ -661,6 +680,14 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
             log_path or "temperature log",
             f"no scan falls inside the temperature log (the scans run {_span_text(lo.min(), hi.max())}, the log "
             f"{_span_text(lt[0], lt[-1])}): extrapolating would give every scan the log's end value")
+    pending = past_log_end(lo, hi, lt[0], lt[-1]) if not extrapolate else np.zeros(outside.shape, bool)
+    if pending.any():
+        ids = [str(v) for v in df["scan_id"][pending]]
+        warnings.warn(f"{log_path or 'temperature log'}: {len(ids)} newest scan(s) ({', '.join(ids[:5])}"
+                      f"{' ...' if len(ids) > 5 else ''}) end after its last reading: their temperatures are left "
+                      f"empty, marked '{TEMPERATURE_FROM['pending']}', until the log covers them (analyse again), or "
+                      "--extrapolate holds its last value", UserWarning, stacklevel=2)
+        outside = outside & ~pending
     if outside.any() and not extrapolate:
         i = int(np.flatnonzero(outside)[0])
         more = int(outside.sum()) - 1
@@ -683,6 +710,8 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 if math.isfinite(m) else math.nan
                                      for m, w in zip(mid, width)]
+    df.loc[pending, ["temperature_C", "heating_rate_C_per_min"]] = np.nan
+    df.loc[pending, "temperature_from"] = TEMPERATURE_FROM["pending"]
     df.loc[~np.isfinite(mid), "temperature_from"] = TEMPERATURE_FROM["none"]
     return df
 

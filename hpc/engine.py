@@ -860,16 +860,22 @@ def resume_hint(restart: bool) -> str:
             + ("it again without --restart" if restart else "the same command again") + " to resume")
 
 
-def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
-    """One line per readable scan whose time window lies outside the temperature log."""
-    from analysis.table import outside_log_text
+def uncovered_scans(plans: list[ScanPlan], temp_log: tuple[np.ndarray, np.ndarray] | None,
+                    lagging: bool = False) -> list[str]:
+    """One line per readable scan whose time window lies outside the temperature log; ``lagging``:
+    only the newest scans past its end that wait for it (:func:`analysis.table.past_log_end`),
+    else only the others."""
+    from analysis.table import outside_log_text, past_log_end
 
     if temp_log is None:
         return []
     lt = temp_log[0]
+    timed = [p for p in plans if p.ok and p.start_time_s is not None]
+    lo = np.array([p.start_time_s for p in timed], float)
+    pending = past_log_end(lo, lo + np.array([p.duration_s or 0.0 for p in timed]), lt[0], lt[-1])
     out = []
-    for p in plans:
-        if not p.ok or p.start_time_s is None:
+    for p, waits in zip(timed, pending):
+        if waits != lagging:
             continue
         a, b = p.start_time_s, p.start_time_s + (p.duration_s or 0.0)
         if a < lt[0] - 1e-9 or b > lt[-1] + 1e-9:
@@ -918,13 +924,17 @@ def _placement_problems(plans: list[ScanPlan], temp_log: tuple[np.ndarray, ...],
     if shared:
         return shared, []
     lines = uncovered_scans(plans, temp_log)
+    waiting = [] if extrapolate else uncovered_scans(plans, temp_log, lagging=True)
+    if waiting:  # a log still being written: reconstructed now, their temperatures left for it
+        more = f" (+{len(waiting) - 1} more)" if len(waiting) > 1 else ""
+        waiting = [f"{waiting[0]}{more}: reconstructed, its temperature left empty until the log covers it"]
     if not lines or extrapolate:
-        return None, lines
+        return None, (lines + uncovered_scans(plans, temp_log, lagging=True) if extrapolate else waiting)
     more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
     timed = [p.start_time_s for p in plans if p.ok and p.start_time_s is not None]
     other_clock = bool(timed) and clocks_differ(timed[0], float(temp_log[0][-1]))
     hint = "" if other_clock else "; set analysis.extrapolate: true to hold the log's end values"
-    return lines[0] + more + hint, []
+    return lines[0] + more + hint, waiting
 
 
 class _ScanStatus:

@@ -480,3 +480,38 @@ def test_thermocouple_columns_are_read_and_a_choice_among_several_is_said(tmp_pa
     with pytest.raises(FlytomoError, match=r"tc\.tsv: no column of the temperature log reads as the sample's "
                                            r"temperature; found Time, Heater_power: name the sample's reading"):
         read_temperature_log(p)
+
+
+def test_the_newest_scan_past_a_log_still_being_written_waits_for_it(tmp_path):
+    """Blind probe W: a new scan that ended 35 s after the log's last reading (the log still being
+    written during the experiment) refused the whole run. A scan that began inside the log (or
+    within a scan's duration of its end), newest of all, gets an empty temperature marked 'not in
+    the log yet', with a warning; a scan that began well after the end is an error as before."""
+    log = read_temperature_log(write_log(tmp_path / "log.csv", t_end=155.0))
+    with pytest.warns(UserWarning, match=r"1 newest scan\(s\) \(102\) end after its last reading: .*'not in the "
+                                         r"log yet', until the log covers them"):
+        df = scan_temperatures(_scans(3), log, "log.csv")  # 30-40, 90-100, 150-160
+    assert np.isfinite(df["temperature_C"][:2]).all() and np.isnan(df["temperature_C"][2])
+    assert list(df["temperature_from"]) == ["log", "log", "not in the log yet"]
+    with pytest.raises(FlytomoError, match=r"scan 102 .* \(1 more scan\(s\) outside the log\)"):
+        scan_temperatures(_scans(4), log, "log.csv")  # 103 begins 55 s after the log's end: a log that stopped
+    held = scan_temperatures(_scans(3), log, "log.csv", extrapolate=True)
+    assert held["temperature_from"][2] == "log end (extrapolated)"
+
+
+def test_a_run_reconstructs_a_scan_past_a_log_still_being_written():
+    """The run's check before any work: a scan waiting for the log is a warning, not a refusal."""
+    from pathlib import Path
+
+    from hpc.config import TemperatureLog
+    from hpc.engine import log_problems
+    from hpc.planner import ScanPlan
+
+    log = TemperatureLog(np.arange(0.0, 156.0, 5.0), np.linspace(20, 200, 32))
+    plans = [ScanPlan(i, Path(f"s{i}.h5"), f"s{i}", start_time_s=30.0 + 60 * i, duration_s=10.0) for i in range(3)]
+    unusable, to_warn = log_problems(plans, log, extrapolate=False)
+    assert unusable is None and len(to_warn) == 1 and "s2.h5" in to_warn[0], to_warn
+    assert to_warn[0].endswith("reconstructed, its temperature left empty until the log covers it")
+    plans.append(ScanPlan(3, Path("s3.h5"), "s3", start_time_s=210.0, duration_s=10.0))
+    unusable, _ = log_problems(plans, log, extrapolate=False)
+    assert unusable is not None and "s2.h5" in unusable and "(+1 more)" in unusable
