@@ -253,6 +253,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
         blur = f", blur {geometry.blur_angle_deg:.3f}°" if blur_matters else ""
         print(f"wrote {out} ({z1 - z0}×{n}×{n}, {args.method}, center {geometry.center:.2f}{blur}) "
               f"in {seconds:.1f} s"
+              + (f" ({kept} of its slices written by an earlier run)" if kept else "")
               + (f"; {geometry.pad_columns} columns padded per side" if geometry.pad_columns else "")
               + (f"; axis tilt {tilt.degrees:+.3f}° undone" if tilt else "")
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)

@@ -635,6 +635,7 @@ def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is
     r = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0 and f"resuming: {4 * len(kept)} of 24 slices were written by an earlier run" in r.stderr, \
         r.stderr
+    assert f"({4 * len(kept)} of its slices written by an earlier run)" in r.stderr, r.stderr  # the time is this run's
     assert leftovers(tmp_path) == [] and not (out / ".rows_done").exists()
     assert main([*cmd[3:], "--out", str(ref), "--quiet"]) == 0
     np.testing.assert_array_equal(open_volume(out)[0][:], open_volume(ref)[0][:])
