@@ -165,8 +165,10 @@ def resolve_networks(opts: dict[str, Any], image_size: int | None) -> dict[str, 
 
 
 def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any], model: Any,
-                   kind: str | None) -> SliceFn:
-    """One network and the first stage(s) its card names: sinograms → corrected slices."""
+                   kind: str | None, stages: dict | None = None) -> SliceFn:
+    """One network and the first stage(s) its card names: sinograms → corrected slices. ``stages``:
+    first stages already built for this geometry and device, by method and options, reused (and
+    added to): a reconstructor remade for another network zoom builds no operator again."""
     from recon.infer import network_slice_fn  # torch model code only when asked for
     from recon.weights import ModelDomainWarning, channel_kinds, load_model
 
@@ -178,7 +180,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "
                                         f"runs on {' or '.join(RRDB_INPUTS)}")
     trained_all = loaded.card.get("input_options") or {}
-    stages = []
+    firsts = []
     for first in (METHODS[k] for k in channel_kinds(kind)):
         # a network corrects the first stage it was trained on: modified MLEM of a fixed count
         trained = {k: v for k, v in {**NETWORK_INPUT, **trained_all}.items() if k in first.defaults}
@@ -190,8 +192,15 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
             warnings.warn(f"{loaded.path.name}: trained on modified MLEM of {trained['iterations']} iterations; "
                           f"{given['iterations']} give it another input: compare its output with the default's",
                           ModelDomainWarning, stacklevel=2)
-        stages.append(first.build(geometry, device, {**first.defaults, **trained, **given}))
-    stage1 = stages[0] if len(stages) == 1 else (lambda sino: torch.stack([f(sino) for f in stages], dim=1))
+        stage_opts = {**first.defaults, **trained, **given}
+        key = (first.name, tuple(sorted((k, repr(v)) for k, v in stage_opts.items())))
+        fn = None if stages is None else stages.get(key)
+        if fn is None:
+            fn = first.build(geometry, device, stage_opts)
+            if stages is not None:
+                stages[key] = fn
+        firsts.append(fn)
+    stage1 = firsts[0] if len(firsts) == 1 else (lambda sino: torch.stack([f(sino) for f in firsts], dim=1))
     return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
                             self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry),
                             image_size=geometry.image_size)
@@ -268,13 +277,14 @@ def _inscribed_disk(shape: tuple[int, ...]) -> np.ndarray:
     return (y[:, None] ** 2 + x[None, :] ** 2 <= (min(ny, nx) / 2) ** 2).astype(np.float32)
 
 
-def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any]) -> SliceFn:
+def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, Any],
+                stages: dict | None = None) -> SliceFn:
     check_option_values(opts)
-    main = _network_stage(geometry, device, opts, opts["model"], opts["rrdb_input"])
+    main = _network_stage(geometry, device, opts, opts["model"], opts["rrdb_input"], stages)
     spec = blend_spec(opts)
     if spec is None:
         return main
-    second = _network_stage(geometry, device, opts, spec, None)
+    second = _network_stage(geometry, device, opts, spec, None, stages)
     w = float(opts["blend_weight"])  # resolved: the default is in METHODS["rrdb"]
 
     # auto: the FBP network only on slices it sees at least as large as its smallest training sample
@@ -476,7 +486,7 @@ class Reconstructor:
     """
 
     def __init__(self, geometry: ScanGeometry, method: str, device: str = "cpu", batch: int = 64,
-                 **options: Any) -> None:
+                 *, stages: dict | None = None, **options: Any) -> None:
         self.geometry = geometry
         self.method = method
         self.options = resolve_options(method, options)
@@ -484,7 +494,10 @@ class Reconstructor:
             self.options = resolve_networks(self.options, geometry.image_size)
         self.device = torch_device(device)
         self.batch = _check_int("batch", batch, 1)
-        self._fn = METHODS[method].build(geometry.extended(), self.device, self.options)
+        #: the rrdb method's first stages by method and options (built once: :meth:`with_zoom` shares them)
+        self._stages = {} if stages is None else stages
+        extra = {"stages": self._stages} if method == "rrdb" else {}
+        self._fn = METHODS[method].build(geometry.extended(), self.device, self.options, **extra)
         #: the network of method rrdb (a :class:`recon.weights.LoadedModel`), else None
         self.model = getattr(self._fn, "loaded", None)
         #: rrdb's second network and its weight in the mean, else None
@@ -534,8 +547,10 @@ class Reconstructor:
         return choose_zoom(torch.cat(first).cpu(), rule)
 
     def with_zoom(self, zoom: float) -> "Reconstructor":
-        """This reconstructor with the network zoom ``zoom`` for every slice (networks reloaded)."""
-        return Reconstructor(self.geometry, self.method, str(self.device), self.batch, **{**self.options, "zoom": zoom})
+        """This reconstructor with the network zoom ``zoom`` for every slice (networks reloaded, the
+        first stages' operators shared)."""
+        return Reconstructor(self.geometry, self.method, str(self.device), self.batch, stages=self._stages,
+                             **{**self.options, "zoom": zoom})
 
     def __call__(self, sino: np.ndarray | torch.Tensor, variance: np.ndarray | None = None,
                  stopped: list[int] | None = None, zoomed: list[float] | None = None) -> np.ndarray:

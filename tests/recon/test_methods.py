@@ -412,3 +412,19 @@ def test_auto_zoom_blends_only_the_slices_it_zooms():
                                   make_reconstructor(sparse, "rrdb", blend="none", zoom=1)(one))
     assert not np.array_equal(make_reconstructor(sparse, "rrdb", blend="none", zoom=1.5)(one),
                               make_reconstructor(sparse, "rrdb", blend="none", zoom=1)(one))
+
+
+def test_a_reconstructor_remade_for_a_zoom_shares_its_operators_and_equals_a_new_one():
+    """`recon --method rrdb` judges the scan's zoom with one reconstructor, then remade it for that
+    zoom, building every operator again (19 s at 512 px x 360 angles). The remade one shares the
+    first stages (the same objects) and gives the bits of one made for that zoom from scratch."""
+    n = 96
+    g = ScanGeometry.create(np.arange(90) * 2.0, n, blur_angle_deg=1.5)
+    sino = Projector(g).forward(torch.from_numpy(0.01 * disk_phantom(n))[None])[0].numpy()[None].astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = make_reconstructor(g, "rrdb")
+        remade = auto.with_zoom(1.5)
+        fresh = make_reconstructor(g, "rrdb", zoom=1.5)
+        assert remade._stages is auto._stages and len(auto._stages) == 1  # modified MLEM, built once
+        np.testing.assert_array_equal(remade(sino), fresh(sino))
