@@ -143,7 +143,15 @@ def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
         _reconstructors.move_to_end(key)
         return rec, 0.0
     t0 = time.perf_counter()
-    rec = make_reconstructor(g, method, device, **dict(options))
+    opts = dict(options)
+    judged = next((r for (gk, m, o, d, _), r in _reconstructors.items()  # the one that judged the scan's zoom
+                   if method == "rrdb" and (gk, m, d) == (key[0], method, device) and dict(o).get("zoom") == "auto"
+                   and {k: v for k, v in dict(o).items() if k != "zoom"} == {k: v for k, v in opts.items()
+                                                                              if k != "zoom"}), None)
+    if judged is not None and isinstance(opts.get("zoom"), (int, float)) and not isinstance(opts["zoom"], bool):
+        rec = judged.with_zoom(opts["zoom"])
+    else:
+        rec = make_reconstructor(g, method, device, **opts)
     if model_sha256 is not None and rec.model is not None:
         got = network_key(rec.provenance())
         if got != model_sha256:

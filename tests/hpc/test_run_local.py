@@ -189,3 +189,28 @@ def test_units_are_not_reconstructed_where_they_cannot_be_written(tmp_path, sim)
     assert all("File too large (the file-size limit is" in why and "not reconstructed); make room" in why
                for why in failed.values()), failed
     assert not Manifest(tmp_path / "store.zarr").done()
+
+
+def test_units_reuse_the_operators_of_the_reconstructor_that_judged_the_zoom():
+    """A run's judged scans (zoom auto) built every operator once to judge the zoom and again for
+    their units at the zoom chosen; the units' reconstructor now shares the judge's first stages and
+    gives the bits of one built anew."""
+    import warnings
+
+    import torch
+
+    from hpc.engine import reconstructor_for
+    from recon.geometry import ScanGeometry
+    from recon.methods import make_reconstructor
+    from recon.operators import Projector
+
+    g = ScanGeometry.create(np.arange(90) * 2.0, 96, blur_angle_deg=1.5)
+    yy, xx = np.mgrid[:96, :96] - 47.5
+    disk = 0.01 * (yy ** 2 + xx ** 2 < 30 ** 2)
+    sino = Projector(g).forward(torch.from_numpy(disk)[None])[0].numpy()[None].astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        judge, _ = reconstructor_for(g.to_dict(), "rrdb", (("zoom", "auto"),), "cpu")
+        units, _ = reconstructor_for(g.to_dict(), "rrdb", (("zoom", 1.5),), "cpu")
+        assert units._stages is judge._stages and units.options["zoom"] == 1.5
+        np.testing.assert_array_equal(units(sino), make_reconstructor(g, "rrdb", zoom=1.5)(sino))
