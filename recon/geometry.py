@@ -129,6 +129,9 @@ class ScanGeometry:
             warnings.warn(f"the {angles.size} angles span {np.ptp(angles_deg):.4g}: taken as degrees, as create() "
                           "expects (np.rad2deg them if they are radians)", UserWarning, stacklevel=2)
         blur = default_blur_angle(angles) if blur_angle_deg is None else float(np.deg2rad(blur_angle_deg))
+        if isinstance(center, str):  # the commands' words, not a column (a probe: "could not convert string")
+            raise ValueError(f"center must be a detector column here, got {center!r}: find a scan's axis with "
+                             "recon.io.center.find_center(sinograms, angles_deg), or leave it None for (n - 1)/2")
         return cls(
             angles=angles,
             n_columns=n_columns,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -512,13 +513,25 @@ class Reconstructor:
     def _sinograms(self, sino: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Line integrals (z, n_angles, n_columns) as a tensor, checked against the geometry,
         NaN/infinite values taken as 0 (with a warning)."""
+        integer = (sino.dtype.is_floating_point is False) if isinstance(sino, torch.Tensor) else \
+            np.issubdtype(np.asarray(sino).dtype, np.integer)
         if not isinstance(sino, torch.Tensor):  # any byte order (h5py gives big-endian '>f4' as stored)
             sino = np.asarray(sino, dtype=np.float32)
         s = torch.as_tensor(sino)
         expected = (self.geometry.n_angles, self.geometry.n_columns)
         if s.dim() != 3 or tuple(s.shape[1:]) != expected:
+            hint = ("; one sinogram (angle, column): pass it as sino[None]" if tuple(s.shape) == expected else
+                    "; a projection stack (angle, row, column), as tomopy holds it: pass it .transpose(1, 0, 2)"
+                    if s.dim() == 3 and (s.shape[0], s.shape[2]) == expected else "")
             raise FlytomoError(None, f"sinogram shape {tuple(s.shape)} does not match the geometry "
-                                     f"(z, {expected[0]} angles, {expected[1]} columns)")
+                                     f"(z, {expected[0]} angles, {expected[1]} columns){hint}")
+        if integer:  # a probe's raw counts reconstructed to -57..49 without a word
+            warnings.warn("the sinograms hold integers: detector counts? reconstruction takes line integrals "
+                          "-log((counts - dark)/(flat - dark)) (recon.io.line_integrals), attenuation per pixel",
+                          UserWarning, stacklevel=3)
+        elif s.numel() and float(s.float().mean()) < 0:  # MLEM of a flipped sign: all zeros
+            warnings.warn("the line integrals are negative on the whole: -log of transmissions below 1 is positive "
+                          "(is the sign flipped, or are these log(I/I0)?)", UserWarning, stacklevel=3)
         bad = ~torch.isfinite(s)
         if bool(bad.any()):  # one NaN made FBP's whole slice NaN (its ramp filter spreads it)
             warnings.warn(f"{int(bad.sum())} NaN/infinite line integral(s) taken as 0 (flytomo's file readers "
@@ -558,6 +571,10 @@ class Reconstructor:
         out = []
         p, m, n = self.geometry.pad_columns, self.geometry.margin, self.geometry.image_size
         var = None
+        if variance is None and self.uses_variance:
+            warnings.warn("iterations auto stops each slice at the noise its rays' variance gives "
+                          "(recon.io.noise.line_integral_variance); without one, the fixed count runs",
+                          UserWarning, stacklevel=2)
         if variance is not None and self.uses_variance:
             var = torch.as_tensor(np.asarray(variance, dtype=np.float32))
             if tuple(var.shape) != tuple(s.shape):
@@ -585,7 +602,28 @@ def make_reconstructor(geometry: ScanGeometry, method: str, device: str = "cpu",
     return Reconstructor(geometry, method, device, **options)
 
 
-def reconstruct(sino: np.ndarray, geometry: ScanGeometry, method: str, device: str = "cpu",
+#: reconstructors :func:`reconstruct` keeps for its next calls (their operators are the costly part)
+_RECONSTRUCTORS: "OrderedDict[tuple, Reconstructor]" = OrderedDict()
+RECONSTRUCT_CACHE = 2
+
+
+def reconstruct(sino: np.ndarray | torch.Tensor, geometry: ScanGeometry, method: str, device: str = "cpu",
                 **options: Any) -> np.ndarray:
-    """Line integrals (z, n_angles, n_columns) → volume (z, n, n) float32 with ``method``."""
-    return make_reconstructor(geometry, method, device, **options)(sino)
+    """Line integrals −log(I/I0) (attenuation per pixel along each ray) → slices, with ``method``
+    ("fbp", "mlem", "mlem-flyscan", "rrdb"; its options: ``METHODS[method].defaults``).
+
+    ``sino``: (z, n_angles, n_columns), or one sinogram (n_angles, n_columns), numpy or torch;
+    returns (z, n, n) (or (n, n)) float32 numpy, attenuation per pixel, in astra's orientation
+    (README, Conventions). The operators of the last RECONSTRUCT_CACHE geometries and methods are
+    kept, so calls in a loop build them once (:func:`make_reconstructor` for a reconstructor of
+    your own)."""
+    key = (geometry.key(), method, str(device), repr(sorted(options.items())))
+    rec = _RECONSTRUCTORS.get(key)
+    if rec is None:
+        rec = _RECONSTRUCTORS[key] = make_reconstructor(geometry, method, device, **options)
+        while len(_RECONSTRUCTORS) > RECONSTRUCT_CACHE:
+            _RECONSTRUCTORS.popitem(last=False)
+    _RECONSTRUCTORS.move_to_end(key)
+    one = tuple(sino.shape) == (geometry.n_angles, geometry.n_columns)
+    out = rec(sino[None] if one else sino)
+    return out[0] if one else out
