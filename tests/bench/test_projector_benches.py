@@ -19,3 +19,22 @@ def test_flyscan_gain_scores_every_method():
     row = bench.one_setting(32, 3.0, 2000.0, 24)
     scores = [row[label] for label, _, _ in bench.METHODS]
     assert np.isfinite(scores).all() and all(10.0 < s < 40.0 for s in scores)
+
+
+def test_flyscan_foreign_bench_scores_three_ways_on_astra_scans(tmp_path, monkeypatch):
+    """bench/flyscan_foreign.py, small: astra-made fly-scans, every way scored and timed."""
+    import json
+    import sys
+
+    import pytest
+
+    pytest.importorskip("astra")
+    bench = load_bench("flyscan_foreign")
+    out = tmp_path / "ff.json"
+    monkeypatch.setattr(sys, "argv", ["flyscan_foreign.py", "--sizes", "32", "--photons", "5000", "--angles", "30",
+                                      "--iterations", "5", "--json", str(out)])
+    bench.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 2 and {r["phantom"] for r in rows} == {"shepp-logan", "cracked disc"}
+    for r in rows:
+        assert all(8.0 < r[w]["psnr_db"] < 40.0 and r[w]["seconds"] >= 0 for w in ("mlem", "fast", "subangle"))
