@@ -80,8 +80,12 @@ class ScanGeometry:
     def __post_init__(self) -> None:
         angles = np.ascontiguousarray(self.angles, dtype=np.float64).reshape(-1)
         object.__setattr__(self, "angles", angles)
-        if angles.size == 0 or not np.all(np.isfinite(angles)):
-            raise FlytomoError(None, "scan geometry needs at least one finite angle")
+        if angles.size == 0:
+            raise FlytomoError(None, "scan geometry needs at least one angle")
+        if not np.all(np.isfinite(angles)):
+            bad = np.flatnonzero(~np.isfinite(angles))
+            raise FlytomoError(None, f"{bad.size} of the {angles.size} angles are not finite (NaN or inf; the first at "
+                                     f"index {bad[0]}): give each projection its angle, or leave those projections out")
         if self.n_columns < 1 or self.image_size < 1:
             raise FlytomoError(None, "detector width and image size must be positive")
         if not np.isfinite(self.center):

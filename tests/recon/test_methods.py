@@ -457,3 +457,7 @@ def test_the_library_entry_point_takes_what_a_tomopy_user_has():
         reconstruct(sino, g, "mlem", iterations="auto")
     with pytest.raises(ValueError, match="center must be a detector column here, got 'auto': find a scan's axis"):
         ScanGeometry.create(np.arange(60) * 3.0, n, center="auto")
+    angles = np.arange(60) * 3.0
+    angles[7] = np.nan  # said "needs at least one finite angle" with 59 finite
+    with pytest.raises(FlytomoError, match=r"1 of the 60 angles are not finite \(NaN or inf; the first at index 7\)"):
+        ScanGeometry.create(angles, n)
