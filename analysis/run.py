@@ -305,8 +305,8 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
             continue
         row = table.iloc[t]
         when = f"  mid-scan {row['mid_time_s'] - origin:.0f} s" if np.isfinite(row["mid_time_s"]) else ""
-        name = str(row["scan_id"])
-        label = (f"{name if name.lower().startswith('scan') else 'scan ' + name}{when}\n"
+        scan = str(row["scan_id"])
+        label = (f"{scan if scan.lower().startswith('scan') else 'scan ' + scan}{when}\n"
                  + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
                  + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
         frames.append({**r["slice"], "label": label})

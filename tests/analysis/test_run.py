@@ -24,9 +24,17 @@ def _png_ok(path):
     return img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 0.01
 
 
-def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, tmp_path):
+def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, tmp_path, monkeypatch):
+    import analysis.run
+
     path, truth, scans = series_store
+    titles, montage = [], analysis.run.plot_montage
+    monkeypatch.setattr(analysis.run, "plot_montage", lambda frames, where, title=None, **kw: (
+        titles.append((title, [f["label"] for f in frames])), montage(frames, where, title=title, **kw))[1])
     out = analyze_store(path, temperature_log, out_dir=tmp_path / "out")
+    # the montage's title names the store (a scan's id had taken its place), each frame its scan once
+    assert len(titles) == 1 and titles[0][0].startswith(path.name), titles
+    assert all(label.startswith("scan ") and not label.startswith("scan scan") for label in titles[0][1])
     t = out.table
     assert len(t) == len(SCALES) and (t["status"] == "ok").all()
     assert np.abs(t["crack_fraction"].to_numpy() - truth).max() < 0.005
