@@ -144,12 +144,9 @@ def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
         return rec, 0.0
     t0 = time.perf_counter()
     opts = dict(options)
-    judged = next((r for (gk, m, o, d, _), r in _reconstructors.items()  # the one that judged the scan's zoom
-                   if method == "rrdb" and (gk, m, d) == (key[0], method, device) and dict(o).get("zoom") == "auto"
-                   and {k: v for k, v in dict(o).items() if k != "zoom"} == {k: v for k, v in opts.items()
-                                                                              if k != "zoom"}), None)
+    judged = _zoom_judge(key, opts) if method == "rrdb" else None
     if judged is not None and isinstance(opts.get("zoom"), (int, float)) and not isinstance(opts["zoom"], bool):
-        rec = judged.with_zoom(opts["zoom"])
+        rec = judged.with_zoom(opts["zoom"])  # its operators, the networks for this zoom
     else:
         rec = make_reconstructor(g, method, device, **opts)
     if model_sha256 is not None and rec.model is not None:
@@ -161,6 +158,20 @@ def reconstructor_for(geometry: dict, method: str, options: tuple, device: str,
     while len(_reconstructors) > CACHE_SIZE:
         _reconstructors.popitem(last=False)
     return rec, time.perf_counter() - t0
+
+
+def _zoom_judge(key: tuple, opts: dict) -> Any:
+    """The kept reconstructor (zoom auto) that judged a scan's network zoom for the reconstructor
+    of ``key`` with ``opts``: the same geometry, method, device and options but the zoom; else None."""
+    geometry, method, _, device, _ = key
+
+    def rest(options: dict) -> dict:
+        return {k: v for k, v in options.items() if k != "zoom"}
+
+    for (g, m, o, d, _), rec in _reconstructors.items():
+        if (g, m, d) == (geometry, method, device) and dict(o).get("zoom") == "auto" and rest(dict(o)) == rest(opts):
+            return rec
+    return None
 
 
 def cache_info() -> int:
