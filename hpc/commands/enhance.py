@@ -33,7 +33,7 @@ from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
 from recon.io._atomic import atomic_path, check_target, make_parent
-from recon.io.metadata import assume
+from recon.air_level import slice_mass, zero_level
 from recon.io.readers import natural_order
 from recon.methods import fixed_zoom_choice, scan_zoom
 from recon.weights import INPUT_KINDS, LoadedModel, channel_kinds, default_model_spec, load_model
@@ -44,19 +44,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
 #: the smallest slice side the networks are run on (their receptive field is ~40 px)
 MIN_SIDE = 16
-#: a reconstruction whose outer ring (air) sits off 0 by more than this fraction of the way from
-#: it up to the 95th percentile: an integer export put zero attenuation there (a linear map of
-#: FBP's range, negatives included, onto 0…65535 or -32768…32767); a float one gets a warning
-ZERO_LEVEL_MIN_FRACTION = 0.05
-
-#: the outer ring is air only where fewer of the slices' pixels lie below its level than this, and
-#: its 10th-90th percentile spread is below ZERO_LEVEL_MAX_SPREAD of the way from it to the 95th
-#: percentile: air is the least attenuating matter, so only noise in air falls below it, and a ring
-#: of air is one level. Whole slices (3 families, FBP and modified MLEM, I0 300 and 3000, 128 px):
-#: 15-42 % below, spread 0.01-0.76; crops the sample fills: 39-74 % below, spread 0.67-4.1, each
-#: caught by one of the two (a 16-bit crop had its sample's level taken off: -10 dB)
-ZERO_LEVEL_MAX_BELOW = 0.45
-ZERO_LEVEL_MAX_SPREAD = 0.85
 
 
 def _tiff_files(spec: str) -> list[Path] | None:
@@ -226,62 +213,6 @@ def parse_zero_level(text: str) -> float | None:
     return None if value == "auto" else value
 
 
-def zero_level(volume, where: str, given: float | None = None, mass: np.ndarray | None = None) -> float:
-    """The value of zero attenuation in a reconstruction (z, y, x), in its own unit.
-
-    ``given`` None ("auto"): the median of the outer ring of the slices' inscribed disk
-    (0.46–0.5 of the shorter side from the middle; air around a sample inside the field) over
-    up to 16 evenly spaced slices of those holding the sample (:func:`slice_mass`; a stack mostly
-    of air slices read as no air: blind probe M) is the air level L; it is off zero where |L| is more than
-    :data:`ZERO_LEVEL_MIN_FRACTION` of the way from L up to the slices' 95th percentile. Integer
-    values (a reconstruction exported as 8 or 16 bits, signed or not, where 0 is wherever the
-    export put it): L, with a note. A ring with more than :data:`ZERO_LEVEL_MAX_BELOW` of the pixels
-    below it, or spread wider than :data:`ZERO_LEVEL_MAX_SPREAD`, is no air (a crop the sample
-    fills): 0, with a warning for integers. Float values: 0, with a warning where L is off zero (a
-    float air level off zero is not guessed: a sample wider than the field fills the ring too).
-    A number: that value. ``mass``: :func:`slice_mass` of ``volume`` where already read.
-    """
-    if given is not None:
-        return given
-    mass = slice_mass(volume) if mass is None else mass  # the slices holding the sample: in air slices half
-    # the pixels lie below the air
-    held = np.flatnonzero(mass >= 0.5 * mass.max()) if mass.max() > 0 else np.arange(volume.shape[0])
-    picks = held[np.unique(np.linspace(0, held.size - 1, min(16, held.size)).round().astype(int))]
-    sample = np.stack([np.asarray(volume[int(z)], dtype=np.float64) for z in picks])
-    sample = np.where(np.isfinite(sample), sample, np.nan)
-    ny, nx = sample.shape[1:]
-    r = np.hypot(*np.meshgrid(np.arange(ny) - (ny - 1) / 2, np.arange(nx) - (nx - 1) / 2, indexing="ij"))
-    ring = (r > 0.46 * min(ny, nx)) & (r <= 0.5 * min(ny, nx))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN samples: no level
-        level, top = float(np.nanmedian(sample[:, ring])), float(np.nanpercentile(sample, 95))
-    if not (top > level and abs(level) > ZERO_LEVEL_MIN_FRACTION * (top - level)):
-        return 0.0
-    where_top = f"the 95th percentile {top:g}"
-    below = float(np.mean(sample[np.isfinite(sample)] < level))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p10, p90 = np.nanpercentile(sample[:, ring], [10, 90])
-    spread = float(p90 - p10) / (top - level)
-    if below > ZERO_LEVEL_MAX_BELOW or spread > ZERO_LEVEL_MAX_SPREAD:  # not air: a crop the sample fills?
-        if np.issubdtype(volume.dtype, np.integer):  # (a float one is taken at 0 anyway: nothing to say)
-            why = (f"{below:.0%} of the pixels lie below it" if below > ZERO_LEVEL_MAX_BELOW
-                   else f"its values spread over {spread:.0%} of the way to that percentile")
-            warnings.warn(f"{where}: the outer ring of the slices sits at {level:g} ({where_top}) but {why}, so it "
-                          "is not air (a crop the sample fills?): no zero level is taken off; if 0 is not zero "
-                          "attenuation, --zero-level VALUE names the value that is", stacklevel=2)
-        return 0.0
-    if not np.issubdtype(volume.dtype, np.integer):
-        warnings.warn(f"{where}: the outer ring of the slices sits at {level:g} ({where_top}), not at 0: the "
-                      f"network takes 0 as air; if that ring is air, --zero-level {level:g} takes it off "
-                      "and puts it back", stacklevel=2)
-        return 0.0
-    assume(Path(where), f"integer values whose outer ring sits at {level:g} ({where_top}): taken as zero "
-                        "attenuation, subtracted before the network and added back after (--zero-level VALUE "
-                        "to set it, 0 for none)")
-    return level
-
-
 def _network_input(slab, zero: float) -> tuple[np.ndarray, np.ndarray]:
     """Slices (z, y, x) of the input as the network takes them: float32, non-finite pixels at
     ``zero``, ``zero`` taken off. Returns (slices, where the input was not finite)."""
@@ -306,27 +237,6 @@ def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, si
     return choose_zoom(torch.from_numpy(np.array(_network_input(volume[a:b], zero)[0][held])), rule), (a, b)
 
 
-#: slices of a volume :func:`slice_mass` reads at most (evenly spaced), pixels per slice
-MASS_SLICES = 64
-MASS_PIXELS = 1 << 16
-
-
-def slice_mass(volume) -> np.ndarray:
-    """(n_slices,) how much sample each slice of ``volume`` (z, y, x) holds: the mean of its
-    values above their 5th percentile (an offset of the air does not count), over
-    :data:`MASS_PIXELS` of them, read in up to :data:`MASS_SLICES` slices and interpolated between
-    them (the volume's counterpart of :func:`recon.io.preprocess.row_mass`)."""
-    n = int(volume.shape[0])
-    at = np.unique(np.linspace(0, n - 1, min(n, MASS_SLICES)).round().astype(int))
-    step = max(1, int(np.sqrt(int(volume.shape[1]) * int(volume.shape[2]) / MASS_PIXELS)))
-    mass = []
-    for z in at:
-        x = np.asarray(volume[int(z), ::step, ::step], dtype=np.float64)
-        x = x[np.isfinite(x)]
-        mass.append(float(np.mean(x) - np.percentile(x, 5)) if x.size else 0.0)
-    return np.interp(np.arange(n), at, mass)
-
-
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,
              zoomed: list[float] | None = None) -> None:
     """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
@@ -339,8 +249,8 @@ def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: 
     for z0 in range(0, volume.shape[0], args.batch):
         part, bad = _network_input(volume[z0:z0 + args.batch], zero)
         n_bad += int(bad.sum())
-        result = loaded.apply(part, batch=args.batch, tile=args.tile, self_ensemble=args.self_ensemble,
-                              amp=args.amp, zoom=args.zoom, zoomed=zoomed)
+        result = loaded.apply(part, zero_level=0.0, batch=args.batch, tile=args.tile,  # the level: taken off above
+                              self_ensemble=args.self_ensemble, amp=args.amp, zoom=args.zoom, zoomed=zoomed)
         result = result + np.float32(zero) if zero else result
         sink[z0:z0 + len(part)] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
         bar.update(len(part))

@@ -245,19 +245,32 @@ class LoadedModel:
                 "normalization": self.normalization,
                 "steps": c.get("steps")}
 
-    def apply(self, volume: np.ndarray, **options) -> np.ndarray:
-        """Correct a (z, y, x) reconstruction of kind :attr:`input_kind`; see
+    def apply(self, volume: np.ndarray, zero_level: float | None = None, **options) -> np.ndarray:
+        """Correct a (z, y, x) (or (y, x)) reconstruction of kind :attr:`input_kind`, attenuation
+        per pixel with air at 0, in the network's own normalisation; see
         :func:`recon.infer.apply_model` for ``options`` (batch, tile, overlap, amp, zoom:
-        ``"auto"`` by default, as :meth:`resolve_zoom` says)."""
+        ``"auto"`` by default, as :meth:`resolve_zoom` says). ``zero_level``: the input's value of
+        zero attenuation, taken off before the network and put back after; None: found for an
+        8- or 16-bit export from the slices' outer ring, as ``flytomo enhance`` finds it, and a
+        warning where a float input's ring is off 0 (:func:`recon.air_level.zero_level`; blind
+        probe X: a uint8 export lost 4 dB without a word)."""
+        from recon.air_level import zero_level as air_level
         from recon.infer import apply_model
 
+        one = np.ndim(volume) == 2
+        stack = np.asarray(volume)[None] if one else volume
+        zero = air_level(stack, "the reconstruction given to apply()", zero_level, remedy="zero_level=VALUE")
+        if zero:
+            stack = np.asarray(stack, dtype=np.float32) - np.float32(zero)
         options.setdefault("device", self.device)
-        options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"), min(volume.shape[-2:]))
+        options["zoom"] = self.resolve_zoom(options.get("zoom", "auto"), min(stack.shape[-2:]))
         zoomed = options["zoomed"] = [] if options.get("zoomed") is None else options["zoomed"]
         first = len(zoomed)
-        out = apply_model(self.model, volume, normalization=self.normalization, **options)
-        self.check_slice_size(min(volume.shape[-2:]), zoomed[first:])
-        return out
+        out = apply_model(self.model, stack, normalization=self.normalization, **options)
+        self.check_slice_size(min(stack.shape[-2:]), zoomed[first:])
+        if zero:
+            out = out + np.float32(zero)
+        return out[0] if one else out
 
 
 def _sha256(path: Path) -> str:

@@ -706,3 +706,32 @@ def test_zoomed_inference_tiles_exactly_and_keeps_the_shape():
     flat = torch.full((1, 1, 50, 70), 3.0)
     back = resample(resample(flat, 1.5), size=(50, 70))
     assert back.shape == flat.shape and float((back - 3).abs().max()) < 0.03
+
+
+def test_the_librarys_apply_takes_an_exports_air_level_off_as_enhance_does():
+    """Blind probe X: LoadedModel.apply on a uint8 export (air at 30) lost 4 dB against the float
+    slice, without a word, where `flytomo enhance` finds the level. apply finds it too (a note),
+    and takes it off and puts it back; a float slice whose ring is off 0 gets a warning; a 2-D
+    slice comes back 2-D."""
+    import warnings
+
+    from recon.weights import load_model
+
+    n = 96
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    img = (0.02 * (yy ** 2 + xx ** 2 < 36 ** 2)).astype(np.float32)
+    img[(np.abs(xx - 0.4 * yy) < 1.0) & (yy ** 2 + xx ** 2 < 30 ** 2)] = 0.0
+    net = load_model(None, input_kind="mlem-flyscan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clean = net.apply(img, zoom=1.0)
+    scale = 0.02 / 200  # 0.02 attenuation per pixel -> 230 counts, air at 30
+    u8 = np.clip(np.round(img / scale + 30), 0, 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match=r"integer values whose outer ring sits at 30 .*zero_level=VALUE to set it"):
+        out = net.apply(u8, zoom=1.0)
+    assert out.shape == (n, n)
+    err = float(np.abs((out - 30) * scale - clean).mean())
+    assert err < 0.05 * 0.02, err  # the float slice's output, to the export's rounding
+    with pytest.warns(UserWarning, match=r"not at 0: the network takes 0 as air; if that ring is air, "
+                                         r"zero_level=0\.004 takes it off"):
+        net.apply(img + np.float32(0.004), zoom=1.0)
