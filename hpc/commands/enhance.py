@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 import time
 import warnings
@@ -328,14 +329,17 @@ def run(args: argparse.Namespace) -> int:
             if out.suffix == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, result)
-            else:
+            else:  # the record (networks, zoom, zero level) as JSON: ImageJ's Info, else the description
+                record = json.dumps({k: v for k, v in attrs.items() if k != "source"}
+                                    | {"source_method": src_attrs.get("method")}, default=str)
                 pixel_nm = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
                 if pixel_nm:  # as Fiji reads it: µm per pixel, and the slice spacing of a stack
                     um = float(pixel_nm) / 1000.0
                     tifffile.imwrite(tmp, result, imagej=True, resolution=(1.0 / um, 1.0 / um),
-                                     metadata={"unit": "um", "spacing": um, "axes": "ZYX" if result.ndim == 3 else "YX"})
+                                     metadata={"unit": "um", "spacing": um, "axes": "ZYX" if result.ndim == 3 else "YX",
+                                               "Info": record})
                 else:
-                    tifffile.imwrite(tmp, result, photometric="minisblack")
+                    tifffile.imwrite(tmp, result, photometric="minisblack", metadata={"flytomo": record})
     if not args.quiet:
         kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "

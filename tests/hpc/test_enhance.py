@@ -1,6 +1,7 @@
 """`flytomo enhance`: a network on a reconstruction already made (TIFF, .npy, OME-Zarr)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -69,6 +70,11 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
         assert t.imagej_metadata["unit"] == "um" and t.imagej_metadata["spacing"] == pytest.approx(px_um)
         num, den = t.pages[0].tags["XResolution"].value
         assert den / num == pytest.approx(px_um, rel=1e-3)
+        # the record a store keeps, in ImageJ's Info (was: none for a TIFF or .npy output)
+        record = json.loads(t.imagej_metadata["Info"])
+        assert record["input_kind"] == "mlem-flyscan" and record["source_method"] == "mlem-flyscan"
+        assert record["network_zoom"]["zoom"] == chosen["zoom"] and record["zero_level"] == 0.0
+        assert record["model"]["weights_sha256"]
     # --input-kind against the store's own method: refused (was: the other kind's network, exit 0)
     r = run_cli("enhance", str(mm), "--out", str(tmp_path / "wrong.zarr"), "--input-kind", "fbp")
     assert r.returncode == 2 and "was reconstructed with mlem-flyscan (its attributes say so), not fbp" in r.stderr
@@ -213,6 +219,8 @@ def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
     notes: list[str] = []
     reference = enhanced(fbp)
     assert not notes
+    with tifffile.TiffFile(tmp_path / "out.tif") as t:  # the record, in the description where no voxel size
+        assert json.loads(t.shaped_metadata[0]["flytomo"])["zero_level"] == 0.0
     assert abs(enhanced(fbp, bits=16) - reference) < 0.02 and "outer ring sits at 15446.5 (the 95th percentile" in notes[0]
     assert abs(enhanced(fbp, bits=8) - reference) < 0.05
     # a signed 16-bit export (air below 0): found the same way
