@@ -240,8 +240,7 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
     from recon.io import open_scan
     from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
     from recon.io.readers import scan_label
-    from recon.io.preprocess import DataHintWarning
-    from recon.io.scan_geometry import given_center_hint, scan_geometry
+    from recon.io.scan_geometry import scan_geometry
 
     f, prev, corrections = job.path, job.prev, job.corrections
     plan = ScanPlan(index=job.index, path=f, scan_id=scan_label(f), fingerprint=file_fingerprint(f))
@@ -279,12 +278,8 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             plan.geometry = scan_geometry(reader, blur_angle_deg=job.blur_angle_deg, center=c,
                                           corrections=corrections, jitter=plan.jitter, tilt=plan.tilt,
                                           pad_columns=pad, check_tilt=job.check_tilt,
-                                          blur_matters=job.blur_matters, reverse_rotation=job.reverse_rotation)
-            if isinstance(job.center, (int, float)) and prev is None:  # the user's column, a scan new to the store
-                hint = given_center_hint(reader, float(job.center), corrections=corrections, jitter=plan.jitter,
-                                         tilt=plan.tilt)
-                if hint is not None:
-                    warnings.warn(f"{f.name}: {hint}", DataHintWarning, stacklevel=2)
+                                          blur_matters=job.blur_matters, reverse_rotation=job.reverse_rotation,
+                                          check_center=isinstance(job.center, (int, float)) and prev is None)
             if job.photons:
                 from recon.io.noise import scan_photons
 

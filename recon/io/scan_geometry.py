@@ -37,7 +37,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                   rows: tuple[int, int] | None = None, corrections: Corrections | None = None,
                   jitter: Jitter | None = None, tilt: Tilt | None = None,
                   pad_columns: int | str = "auto", check_tilt: bool = True,
-                  blur_matters: bool = False, reverse_rotation: bool = False) -> ScanGeometry:
+                  blur_matters: bool = False, reverse_rotation: bool = False,
+                  check_center: bool = False) -> ScanGeometry:
     """Geometry of an open scan: the user's overrides, else the file's metadata, else defaults.
 
     center : a detector column; ``"auto"``: found from (up to) 16 rows in the middle of the
@@ -60,6 +61,8 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
         each on 900 angles × 2048 columns: an experiment checks its first scan only).
     blur_matters : the method models the blur (:func:`recon.methods.uses_blur`): warn where no
         blur angle is recorded (the angle step is taken) or it exceeds the angle step.
+    check_center : with a center given as a column, also find the axis from the rows and hint where
+        it lies more than GIVEN_CENTER_OFF_PX away (:func:`given_center_hint`; a scan new to a store).
     reverse_rotation : the stage turns the other way than the recorded angles grow in flytomo's
         convention (README, Conventions): each angle θ is taken as −θ, so the volume is not
         mirrored (the axis search, blur and weights do not depend on the sense).
@@ -112,11 +115,18 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
                 assume(where, f"rotation axis not found (the search ended at column {center:.1f}, off the "
                               f"detector): the detector's middle column {mid:g} is used")
                 center = None
-            elif abs(center - mid) > radius - 1:
+            elif _at_search_edge(center, n_cols):
                 assume(where, f"rotation axis found at column {center:.2f}, at the edge of the columns searched "
                               f"({mid - radius:g}-{mid + radius:g}): it may be wrong (a sample wider than the field "
                               "of view, or an axis far off the middle?); check the volume, or give the center "
                               "(--center, or center: in the experiment config)")
+    elif check_center:  # a column given: where do this scan's own rows put the axis?
+        try:
+            hint = given_center_hint(rows_sino(), reader.angles_deg, float(center))
+        except FlytomoError:  # rows that cannot be read fail the scan's units, not this check
+            hint = None
+        if hint is not None:
+            warnings.warn(f"{where}: {hint}", DataHintWarning, stacklevel=2)
     if pad_columns == "auto":
         pad_columns = _auto_pad(rows_sino, where)
     if sino is not None and (hint := row_total_hint(sino)) is not None:
@@ -147,27 +157,26 @@ def scan_geometry(reader, *, blur_angle_deg: float | None = None, center: float 
 GIVEN_CENTER_OFF_PX = 1.0
 
 
-def given_center_hint(reader, given: float, *, corrections: Corrections | None = None,
-                      jitter: Jitter | None = None, tilt: Tilt | None = None) -> str | None:
+def _at_search_edge(center: float, n_cols: int) -> bool:
+    """Whether an axis found at column ``center`` lies at the edge of (or past) the columns the
+    search covers (the middle ± :func:`recon.io.center.search_radius_px`): no better than a guess."""
+    return not -0.5 <= center <= n_cols - 0.5 or abs(center - (n_cols - 1) / 2) > search_radius_px(n_cols) - 1
+
+
+def given_center_hint(sino: np.ndarray, angles_deg: np.ndarray, given: float) -> str | None:
     """A hint where the centre ``given`` (a column, config ``center: N``) lies more than
-    GIVEN_CENTER_OFF_PX from the axis this scan's own middle rows put it at
-    (:func:`recon.io.center.find_center`): an axis that drifts over an in-situ series (thermal
-    expansion) while one scan's axis is given for all (blind probe V: 0.8 px a scan, crack fractions
-    off by up to 1.4 points, pores that are not there, no word). None where the search cannot run or
-    the rows are air. Reads 16 rows of the scan: asked of scans new to a store only."""
-    where = getattr(reader, "path", "scan")
-    n_rows = reader.shape[1]
+    GIVEN_CENTER_OFF_PX from the axis the rows ``sino`` (z, angle, col; those the axis is found from)
+    put it at (:func:`recon.io.center.find_center`): an axis that drifts over an in-situ series
+    (thermal expansion) while one scan's axis is given for all (blind probe V: 0.8 px a scan, crack
+    fractions off by up to 1.4 points, pores that are not there, no word). None where the rows are
+    air or the search cannot run or ends at its edge."""
+    if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
+        return None
     try:
-        sino, _ = _rows_for_center(reader, where, 0, n_rows, corrections=corrections, jitter=jitter, tilt=tilt)
-        if sample_signal(sino) < MIN_SAMPLE_SIGNAL:
-            return None
-        found = find_center(sino, reader.angles_deg)
+        found = find_center(sino, angles_deg)
     except FlytomoError:
         return None
-    n_cols = reader.shape[2]
-    if not -0.5 <= found <= n_cols - 0.5 or abs(found - (n_cols - 1) / 2) > search_radius_px(n_cols) - 1:
-        return None  # at the edge of the search: no better than the given one
-    if abs(found - given) <= GIVEN_CENTER_OFF_PX:
+    if _at_search_edge(found, sino.shape[2]) or abs(found - given) <= GIVEN_CENTER_OFF_PX:
         return None
     return (f"center {given:g} is given, but this scan's projections put the rotation axis at column {found:.2f} "
             f"({found - given:+.1f} px): an axis that drifts over the series (center: auto finds it per scan), or "
