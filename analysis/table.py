@@ -39,6 +39,7 @@ __all__ = [
     "is_unix_time",
     "outside_log_text",
     "past_log_end",
+    "scan_list_rows",
 ]
 
 #: a log with up to this share of readings that are no numbers (a sensor's OVER, an empty cell)
@@ -562,6 +563,15 @@ def read_scan_list(path: str | Path, timezone: str | None = None) -> pd.DataFram
         raise FlytomoError(path, f"line {int(np.flatnonzero(bad)[0]) + 2}: a file name and a time or temperature "
                                  "are needed on every line")
     return out
+
+
+def scan_list_rows(listed: pd.DataFrame) -> dict[str, Any]:
+    """The rows of a scan list (:func:`read_scan_list`) by the name and the stem of their file: a
+    file is matched by either (``scan_0007.h5`` or ``scan_0007``)."""
+    rows = {}
+    for row in listed.itertuples(index=False):
+        rows[Path(row.file).name] = rows[Path(row.file).stem] = row
+    return rows
 
 
 def _scan_frame(scans: list[dict]) -> pd.DataFrame:

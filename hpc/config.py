@@ -768,7 +768,9 @@ def check_scan_list(cfg: ExperimentConfig, base: Path, files: list[Path]) -> lis
         listed = read_scan_list(resolve_path(base, cfg.scan_list), cfg.timezone)
     except FlytomoError as err:
         return [Problem("scan_list", f"{err.where}: {err.problem}" if err.where else err.problem)]
-    names = {n for f in listed["file"] for n in (Path(f).name, Path(f).stem)}
+    from analysis.table import scan_list_rows
+
+    names = scan_list_rows(listed)
     missing = [f.name for f in files if f.name not in names and f.stem not in names]
     if missing:
         more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""

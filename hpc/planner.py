@@ -393,9 +393,9 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
 def _listed_times(plans: list[ScanPlan], listed: Any) -> dict[int, float]:
     """Each listed scan's start time and duration from the scan list ``listed`` (matched by file
     name or stem), over its file's; its temperature by scan index, where the list gives one."""
-    rows = {}
-    for row in listed.itertuples(index=False):
-        rows[Path(row.file).name] = rows[Path(row.file).stem] = row
+    from analysis.table import scan_list_rows
+
+    rows = scan_list_rows(listed)
     naive = bool(listed.attrs.get("naive_times"))
     temperatures = {}
     for p in plans:

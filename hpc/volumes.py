@@ -153,12 +153,10 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
 def _add_times(scans: list[dict], files: list[Path], scan_list: str | Path, timezone: str | None = None) -> None:
     """Each scan's ``start_time_s``, ``duration_s`` and ``temperature_C`` from the scan list,
     where it gives them (``start_time_naive`` where its date-times carry no zone)."""
-    from analysis.table import read_scan_list
+    from analysis.table import read_scan_list, scan_list_rows
 
     listed = read_scan_list(scan_list, timezone)
-    by_name = {}
-    for row in listed.itertuples(index=False):
-        by_name[Path(row.file).name] = by_name[Path(row.file).stem] = row
+    by_name = scan_list_rows(listed)
     for scan, f in zip(scans, files):
         row = by_name.get(f.name) or by_name.get(f.stem)
         if row is None:
