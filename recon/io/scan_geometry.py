@@ -231,21 +231,24 @@ def _mirror_residual(a: np.ndarray, b: np.ndarray, axis: int) -> float:
     return float(np.mean(np.abs(b - np.roll(m, shift, axis=axis))) / max(float(np.mean(np.abs(b))), 1e-12))
 
 
-def _half_turn_pair(angles: np.ndarray) -> tuple[int, int, float]:
-    """(i, j, d), i ≤ j: the two projections nearest half a turn apart, |θj − θi − 180°| = d (mod 360°),
-    by a sorted search (a few thousand angles: no n² table)."""
+def _half_turn_partners(angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each projection, the one nearest half a turn away and how far from 180° that is (deg):
+    ((A,) indices, (A,) |θj − θi − 180°| mod 360°), by a sorted search (no A² table)."""
     wrapped = np.mod(angles, 360.0)
     order = np.argsort(wrapped)
     ring = wrapped[order]
     k = np.searchsorted(ring, np.mod(wrapped + 180.0, 360.0)) % ring.size  # the next at or after θ + 180°
-    best = (0, 0, np.inf)
-    for candidates in (k, (k - 1) % ring.size):
-        j = order[candidates]
-        d = np.abs(np.mod(wrapped[j] - wrapped, 360.0) - 180.0)
-        i = int(np.argmin(d))
-        if d[i] < best[2]:
-            best = (min(i, int(j[i])), max(i, int(j[i])), float(d[i]))
-    return best
+    after, before = order[k], order[(k - 1) % ring.size]
+    gap_after, gap_before = (np.abs(np.mod(wrapped[j] - wrapped, 360.0) - 180.0) for j in (after, before))
+    closer = gap_after <= gap_before
+    return np.where(closer, after, before), np.where(closer, gap_after, gap_before)
+
+
+def _half_turn_pair(angles: np.ndarray) -> tuple[int, int, float]:
+    """(i, j, d), i ≤ j: the two projections nearest half a turn apart, |θj − θi − 180°| = d (mod 360°)."""
+    partner, gap = _half_turn_partners(angles)
+    i = int(np.argmin(gap))
+    return min(i, int(partner[i])), max(i, int(partner[i])), float(gap[i])
 
 
 def swapped_axes_hint(reader) -> str | None:
@@ -304,17 +307,12 @@ def mirror_pair_hint(sino: np.ndarray, angles_deg: np.ndarray) -> str | None:
     angles = np.asarray(angles_deg, dtype=np.float64)
     if sino.shape[1] != angles.size or angles.size < 2 * MIN_MIRROR_PAIRS:
         return None
-    wrapped = np.mod(angles, 360.0)
-    order = np.argsort(wrapped)
-    step = float(np.median(np.diff(wrapped[order]))) if angles.size > 1 else 0.0
+    order = np.argsort(np.mod(angles, 360.0))
+    step = float(np.median(np.diff(np.mod(angles, 360.0)[order])))
     if not step > 0:
         return None
-    pairs = []
-    for i in range(angles.size):
-        gap = np.abs(np.mod(wrapped - wrapped[i], 360.0) - 180.0)
-        j = int(np.argmin(gap))
-        if gap[j] <= step / 2 and j > i:
-            pairs.append((i, j))
+    partner, gap = _half_turn_partners(angles)
+    pairs = [(i, int(j)) for i, (j, d) in enumerate(zip(partner, gap)) if d <= step / 2 and j > i]
     if len(pairs) < MIN_MIRROR_PAIRS:
         return None
     pairs = pairs[::max(1, len(pairs) // MIRROR_PAIRS)][:MIRROR_PAIRS]
