@@ -29,7 +29,6 @@ from numba import njit, prange
 _LOCK = threading.Lock()
 
 
-
 def _compiled(fn):
     """``fn`` compiled in parallel, its machine code cached on disk where numba finds a writable
     place (``__pycache__`` beside this file, else its user cache, ``NUMBA_CACHE_DIR``), so a second
