@@ -208,11 +208,12 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
     # the same rows and both write them
     with RunLock(out, " ".join(sys.argv), path=out.parent / f".{out.name}.lock"):
         done = rows_done(out, attrs, RESUME_KEYS)  # what a killed run of this same command wrote
-        create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
-                      pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
         ranges = [(a, min(z1, a + args.chunk_rows)) for a in range(z0, z1, args.chunk_rows)]
         kept = sum(b - a for a, b in ranges if (a - z0, b - z0) in done)
+        # before the store in progress appears: a stop from here on names its rows
         written.done, written.total = kept, z1 - z0
+        create_volume(out, (z1 - z0, n, n), (min(args.chunk_rows, z1 - z0), n, n), attrs, overwrite=args.overwrite,
+                      pixel_size_nm=reader.metadata.get("pixel_size_nm"), first_row=z0, resume=bool(done))
         if kept and not args.quiet:
             print(f"resuming: {kept} of {z1 - z0} slices were written by an earlier run of this command",
                   file=sys.stderr)
