@@ -813,12 +813,16 @@ def atomic_write(path: str | Path, write) -> Path:
 
 def write_table(df: pd.DataFrame, out_dir: str | Path, stem: str = "crack_table") -> tuple[Path, Path]:
     """Write ``stem.csv`` and ``stem.parquet`` into ``out_dir`` atomically; returns both paths.
-    The CSV keeps 8 significant digits, the scan times to the millisecond."""
+    The CSV keeps 8 significant digits, the scan times to the millisecond; Parquet keeps
+    ``start_time_utc`` as a UTC timestamp (null where the scans have no Unix time)."""
     out_dir = Path(out_dir)
     text = df.copy()
     for col in ("start_time_s", "mid_time_s"):  # Unix times need 13 digits to keep milliseconds
         if col in text:
             text[col] = [None if np.isnan(t) else f"{t:.3f}" for t in text[col].to_numpy(float)]
     csv = atomic_write(out_dir / f"{stem}.csv", lambda p: text.to_csv(p, index=False, float_format="%.8g"))
-    pq = atomic_write(out_dir / f"{stem}.parquet", lambda p: df.to_parquet(p, index=False))
+    typed = df.copy()
+    if "start_time_utc" in typed:  # a timestamp (UTC) in Parquet, null where there is none, as the CSV's empty cell
+        typed["start_time_utc"] = pd.to_datetime(typed["start_time_utc"].replace("", None), utc=True, format="ISO8601")
+    pq = atomic_write(out_dir / f"{stem}.parquet", lambda p: typed.to_parquet(p, index=False))
     return csv, pq

@@ -41,10 +41,11 @@ from hpc.executors import Executor, make_executor, set_torch_threads
 from hpc.executors.base import tune_malloc, worker_device
 from hpc.manifest import META, Manifest, RunLock
 from hpc.planner import (ScanPlan, WorkUnit, common_pixel_size, common_shape, plan_units, shared_start_times,
-                         start_spacing_s, survey_scans)
+                         survey_scans)
 from hpc import store as st
 from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 from recon.io import release_read_bands
+from recon.io.omezarr import even_time_step_s
 from recon.io.preprocess import Corrections, DataHintWarning, DataRepairWarning
 
 log = logging.getLogger("flytomo.run")
@@ -690,7 +691,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if added:  # an experiment still being collected: its new scans are appended
             n_old = len(plans) - added
             _fail_wider_new_scans(plans[n_old:], store)
-            st.grow_time(store, len(plans), start_spacing_s(plans) or 1.0)
+            st.grow_time(store, len(plans), even_time_step_s([p.start_time_s for p in plans]))
             st.update_attrs(store, plan=plan_sig, status=st.INCOMPLETE,
                             scans=known[:n_old] + [p.to_attrs(store.parent) for p in plans[n_old:]])
             line = f"{added} scan(s) added since the store was begun ({plans[n_old].path.name} on): appended"
@@ -703,7 +704,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                      "rows_per_chunk": cfg.rows_per_chunk, "plan": plan_sig, "network_zoom": zoom_record,
                      "scans": [p.to_attrs(store.parent) for p in plans]}
             st.create_store(store, shape, cfg.rows_per_chunk, attrs,
-                            time_step_s=start_spacing_s(plans) or 1.0, pixel_size_nm=common_pixel_size(plans))
+                            time_step_s=even_time_step_s([p.start_time_s for p in plans]),
+                            pixel_size_nm=common_pixel_size(plans))
             log.info("created store %s shape %s chunks (1, %d, %d, %d)", store, shape,
                      min(cfg.rows_per_chunk, n_rows), n_cols, n_cols)
 

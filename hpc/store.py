@@ -89,7 +89,7 @@ def store_exists(path: Path) -> bool:
 
 
 def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: int, attrs: dict,
-                 time_step_s: float = 1.0, pixel_size_nm: float | None = None) -> None:
+                 time_step_s: float | None = None, pixel_size_nm: float | None = None) -> None:
     """Create the group and its array ``0`` (NaN-filled) with ``flytomo`` = ``attrs`` (status
     incomplete) and the OME-Zarr ``multiscales`` (voxels of ``pixel_size_nm`` where known)."""
     import zarr
@@ -111,25 +111,29 @@ def create_store(path: Path, shape: tuple[int, int, int, int], rows_per_chunk: i
         raise FlytomoError(path, f"cannot create the experiment store ({type(err).__name__}: {err})") from None
 
 
-def grow_time(path: Path, n_scans: int, time_step_s: float) -> None:
+def grow_time(path: Path, n_scans: int, time_step_s: float | None) -> None:
     """Lengthen the store's time axis to ``n_scans`` time points (new ones NaN, the others
-    untouched) ``time_step_s`` apart in its OME metadata: scans appended to an experiment
-    still being collected."""
+    untouched), its OME metadata's time axis ``time_step_s`` apart (None: a unit-less index):
+    scans appended to an experiment still being collected."""
     import zarr
+
+    from recon.io.omezarr import multiscales
 
     array = open_array(path)
     if n_scans < array.shape[0]:
         raise ValueError(f"cannot shrink {path} from {array.shape[0]} to {n_scans} time points")
     array.resize((n_scans, *array.shape[1:]))
     g = zarr.open_group(str(path), mode="r+")
-    scales = [dict(m) for m in g.attrs.get("multiscales") or []]
-    for m in scales:
-        for d in m.get("datasets", []):
-            for t in d.get("coordinateTransformations", []):
-                if t.get("type") == "scale" and len(t.get("scale", [])) == 4:
-                    t["scale"][0] = float(time_step_s)
-    if scales:
-        g.attrs["multiscales"] = scales
+    old = [dict(m) for m in g.attrs.get("multiscales") or []]
+    if old:  # the time axis and its scale again, the space axes as they were
+        new = multiscales(4, None, path.name, time_step_s)[0]
+        for m in old:
+            m["axes"] = [new["axes"][0], *m.get("axes", [])[1:]]
+            for d in m.get("datasets", []):
+                for t in d.get("coordinateTransformations", []):
+                    if t.get("type") == "scale" and len(t.get("scale", [])) == 4:
+                        t["scale"][0] = float(time_step_s or 1.0)
+        g.attrs["multiscales"] = old
 
 
 def appended_scans(existing: dict, plan: dict) -> int:

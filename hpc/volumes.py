@@ -107,8 +107,12 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
     ``store`` (replaced where it exists) → its shape (t, z, y, x). Every volume must have the
     first one's shape. ``scan_list``: a CSV of the files' times and/or temperatures
     (:func:`analysis.table.read_scan_list`), matched to the files by name or stem; every file
-    must be on it; ``timezone``: the clock of its date-times written without a zone."""
+    must be on it; ``timezone``: the clock of its date-times written without a zone. The voxel
+    size is the first TIFF's (ImageJ or OME metadata), where it records one."""
     from hpc.commands.enhance import read_reconstruction
+
+    from hpc.commands.enhance import tiff_pixel_size_nm
+    from recon.io.omezarr import even_time_step_s
 
     names = None
     tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
@@ -133,7 +137,9 @@ def store_from_volumes(spec: str, files: list[Path], store: Path,
     if scan_list is not None:
         _add_times(scans, files, scan_list, timezone)
     attrs = {"method": "imported", "source": spec, "scans": scans, "options": {}, "config": {}}
-    array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True)
+    pixel_nm = tiff_pixel_size_nm(tiffs[0]) if tiffs else None  # as Fiji or an OME-TIFF records it
+    array = create_volume(store, shape, (1, min(16, shape[1]), *shape[2:]), attrs, overwrite=True,
+                          pixel_size_nm=pixel_nm, time_step_s=even_time_step_s([s.get("start_time_s") for s in scans]))
     try:
         for i, f in enumerate(files):
             volume = first if i == 0 else read_volume(f)

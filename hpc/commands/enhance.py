@@ -89,6 +89,34 @@ def _read_tiff(path: str | Path) -> np.ndarray:
     return np.stack(images)
 
 
+#: nanometres in a unit a TIFF's ImageJ or OME metadata gives its pixel size in
+NM_PER_UNIT = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "\u03bcm": 1e3, "micron": 1e3, "microns": 1e3,
+               "micrometer": 1e3, "mm": 1e6, "millimeter": 1e6}
+
+
+def tiff_pixel_size_nm(path: str | Path) -> float | None:
+    """The pixel size (nm) a TIFF records for Fiji (ImageJ: a unit and X resolution in pixels
+    per unit) or in OME-XML (``PhysicalSizeX``, in µm unless a unit is given); None where it
+    records neither (a bare TIFF's 72 dpi is no pixel size)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                pixels = next((e for e in ET.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels")), None)
+                if pixels is not None and pixels.get("PhysicalSizeX"):
+                    unit = NM_PER_UNIT.get(pixels.get("PhysicalSizeXUnit", "µm").strip().lower())
+                    return float(pixels.get("PhysicalSizeX")) * unit if unit else None
+            if tif.is_imagej:
+                unit = NM_PER_UNIT.get(str((tif.imagej_metadata or {}).get("unit", "")).strip().lower())
+                tag = tif.pages[0].tags.get("XResolution")
+                if unit and tag is not None and tag.value[0] > 0:
+                    return unit * tag.value[1] / tag.value[0]
+    except Exception:  # a size is a nicety: an unreadable record is no size (the image itself is read apart)
+        return None
+    return None
+
+
 def _grey_image(path: Path) -> np.ndarray:
     """A PNG/JPEG/BMP slice as (y, x) in its own type. A grey image stored as RGB(A) (equal
     channels, to JPEG's rounding of 1 % of the range) gives its mean channel; colour is refused:
@@ -120,7 +148,8 @@ def _grey_of_channels(img: np.ndarray, path: str | Path) -> np.ndarray:
 def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
     """(volume (z, y, x) (numpy, memory-mapped or zarr), attrs, single) of a reconstruction.
 
-    ``attrs`` is the store's ``flytomo`` attribute for an OME-Zarr volume, else ``{}``;
+    ``attrs`` is the store's ``flytomo`` attribute for an OME-Zarr volume, ``{"metadata":
+    {"pixel_size_nm": ...}}`` for a TIFF that records its pixel size, else ``{}``;
     ``single``: the file held one (y, x) slice.
     FlytomoError (naming the file) for a missing or unreadable file or a shape that is not
     a slice or a stack of slices.
@@ -139,6 +168,8 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
         if len(shapes) > 1:
             raise FlytomoError(spec, f"the TIFF files differ in shape ({', '.join(map(str, sorted(shapes)))})")
         volume = np.stack(slices)
+        if (pixel := tiff_pixel_size_nm(files[0])) is not None:
+            attrs = {"metadata": {"pixel_size_nm": pixel}}
     elif not path.exists():
         raise FlytomoError(path, "no such file")
     elif path.suffix == ".zarr" or (path / ".zgroup").exists():
@@ -153,6 +184,8 @@ def read_reconstruction(spec: str) -> tuple[np.ndarray, dict, bool]:
             raise
         except Exception as err:
             raise FlytomoError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from None
+        if (pixel := tiff_pixel_size_nm(path)) is not None:
+            attrs = {"metadata": {"pixel_size_nm": pixel}}
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         volume = _grey_image(path)
     elif path.suffix == ".npy":
@@ -339,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
                                      metadata={"unit": "um", "spacing": um, "axes": "ZYX" if result.ndim == 3 else "YX",
                                                "Info": record})
                 else:
-                    tifffile.imwrite(tmp, result, photometric="minisblack", metadata={"flytomo": record})
+                    tifffile.imwrite(tmp, result, photometric="minisblack", metadata={"flytomo": json.loads(record)})
     if not args.quiet:
         kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "

@@ -83,6 +83,7 @@ def create_volume(
     pixel_size_nm: float | None = None,
     first_row: int = 0,
     fill_value: float = 0.0,
+    time_step_s: float | None = None,
 ) -> zarr.Array:
     """Create an empty OME-Zarr store at :func:`partial_path` (``path`` appears at finalize).
 
@@ -95,6 +96,7 @@ def create_volume(
     ``open_volume(partial_path(path), mode="r+")`` and write their own chunks.
     first_row : the detector row of the volume's first slice (``--rows A:B``: A), an OME
         translation along z, so partial volumes of one scan overlay where they belong.
+    time_step_s : (t, z, y, x) only: the scans' even spacing (:func:`even_time_step_s`), else None.
     FlytomoError when ``path`` exists and not ``overwrite``.
     """
     path = Path(path)
@@ -108,7 +110,7 @@ def create_volume(
             zarr.open_group(str(tmp), mode="r+", zarr_format=2).attrs["flytomo"] = _provenance(attrs)
             return array
     remove(tmp)
-    return _create(tmp, shape, chunks, attrs, pixel_size_nm, fill_value, first_row)
+    return _create(tmp, shape, chunks, attrs, pixel_size_nm, fill_value, first_row, time_step_s)
 
 
 def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> Path:
@@ -203,22 +205,42 @@ def open_volume(path: str | os.PathLike, mode: str = "r") -> tuple[zarr.Array, d
 
 
 def _create(store: Path, shape: tuple[int, ...], chunks: tuple[int, ...] | None, attrs: dict[str, Any],
-            pixel_size_nm: float | None, fill_value: float = 0.0, first_row: int = 0) -> zarr.Array:
+            pixel_size_nm: float | None, fill_value: float = 0.0, first_row: int = 0,
+            time_step_s: float | None = None) -> zarr.Array:
     if len(shape) not in (3, 4) or min(shape) < 1:
         raise FlytomoError(store, f"a volume is (z, y, x) or (t, z, y, x), got shape {shape}")
     chunks = tuple(int(c) for c in chunks) if chunks is not None else default_chunks(shape)
-    root = {"multiscales": multiscales(len(shape), pixel_size_nm, store.name, first_row=first_row),
+    root = {"multiscales": multiscales(len(shape), pixel_size_nm, store.name, time_step_s, first_row=first_row),
             "flytomo": _provenance(attrs)}
     group = zarr.open_group(str(store), mode="w", zarr_format=2, attributes=root)
     return group.create_array(ARRAY, shape=shape, chunks=chunks, dtype="float32", fill_value=fill_value,
                               chunk_key_encoding={"name": "v2", "separator": "/"})
 
 
-def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: float = 1.0,
+#: scan starts this far (a fraction of the step) from an even grid still make an even time axis
+EVEN_TIME_TOLERANCE = 0.05
+
+
+def even_time_step_s(starts: list[float | None]) -> float | None:
+    """The step (s) of the scans' start times where they lie on an even grid (each within
+    :data:`EVEN_TIME_TOLERANCE` of a step from it), the only time axis OME-Zarr 0.4 can state;
+    None for fewer than two starts, one unknown, or uneven ones (a hold without scans)."""
+    if len(starts) < 2 or any(t is None or not np.isfinite(t) for t in starts):
+        return None
+    t = np.sort(np.asarray(starts, dtype=np.float64))
+    step = (t[-1] - t[0]) / (t.size - 1)
+    if step <= 0:
+        return None
+    grid = t[0] + step * np.arange(t.size)
+    return float(step) if np.abs(t - grid).max() <= EVEN_TIME_TOLERANCE * step else None
+
+
+def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: float | None = None,
                 first_row: int = 0) -> list[dict[str, Any]]:
     """OME-Zarr 0.4 ``multiscales`` of one level, (z, y, x) or (t, z, y, x): voxels of
     ``pixel_size_nm`` (in nanometres; unit-less 1 where unknown), time points ``time_step_s``
-    apart (a uniform axis: the scans' own times are in ``flytomo`` -> ``scans``), the first
+    apart (seconds since the first scan's start; None: scans unevenly spaced or untimed, a
+    unit-less index — the scans' own times are in ``flytomo`` -> ``scans`` either way), the first
     slice at detector row ``first_row`` (a translation along z where it is not 0)."""
     space: dict[str, Any] = {"type": "space"}
     if pixel_size_nm is not None:
@@ -226,8 +248,8 @@ def multiscales(ndim: int, pixel_size_nm: float | None, name: str, time_step_s: 
     axes = [{"name": a, **space} for a in ("z", "y", "x")]
     scale = [float(pixel_size_nm) if pixel_size_nm is not None else 1.0] * 3
     if ndim == 4:
-        axes.insert(0, {"name": "t", "type": "time", "unit": "second"})
-        scale.insert(0, float(time_step_s))
+        axes.insert(0, {"name": "t", "type": "time", **({"unit": "second"} if time_step_s else {})})
+        scale.insert(0, float(time_step_s or 1.0))
     name = name.split(".partial")[0].lstrip(".")
     transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
     if first_row:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hpc.cli import main
 
@@ -355,3 +356,27 @@ def test_volume_files_with_a_scan_list_get_times_and_temperatures(tmp_path, caps
     assert "short.csv: does not list scan_2.tif" in _err_line(capsys)
     assert main(["analyze", str(out / "volumes.zarr"), "--scan-list", str(tmp_path / "temps.csv")]) == 2
     assert "--scan-list is for volume files" in _err_line(capsys)
+
+
+def test_imported_volumes_keep_their_voxel_size_and_a_time_axis_only_where_it_is_even(tmp_path):
+    """A blind probe: Fiji stacks of 21.6 nm voxels became a store of unit-less voxels, whose
+    time axis claimed seconds 1 s apart while the listed scans were 0, 100 and 800 s apart."""
+    import json
+
+    import tifffile
+
+    vols = [cracked_particle(32, crack_scale=s, seed=1)[0] for s in (0.0, 0.6, 1.0)]
+    (tmp_path / "v").mkdir()
+    for i, v in enumerate(vols):
+        tifffile.imwrite(tmp_path / "v" / f"scan_{i}.tif", v, imagej=True, resolution=(1 / 0.0216, 1 / 0.0216),
+                         metadata={"unit": "um", "spacing": 0.0216, "axes": "ZYX"})
+    for name, times, step in (("uneven", (0, 100, 800), None), ("even", (30, 90, 150), 60.0)):
+        (tmp_path / f"{name}.csv").write_text("file,time_s\n" + "".join(f"scan_{i},{t}\n" for i, t in enumerate(times)))
+        out = tmp_path / name
+        assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / f"{name}.csv"), "--out",
+                     str(out)]) == 0
+        ms = json.loads((out / "volumes.zarr" / ".zattrs").read_text())["multiscales"][0]
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        assert [a.get("unit") for a in ms["axes"][1:]] == ["nanometer"] * 3
+        assert scale[1:] == pytest.approx([21.6] * 3)
+        assert ms["axes"][0].get("unit") == ("second" if step else None) and scale[0] == (step or 1.0)

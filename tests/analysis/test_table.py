@@ -208,6 +208,12 @@ def test_table_rows_and_files(tmp_path):
     unix = df.assign(start_time_s=df["start_time_s"] + 1_709_308_837.25)
     csv, _ = write_table(unix, tmp_path / "unix")
     np.testing.assert_array_equal(pd.read_csv(csv)["start_time_s"], unix["start_time_s"])
+    # no Unix times: empty in the CSV and null in Parquet alike (Parquet held '', which isna() missed)
+    assert back_csv["start_time_utc"].isna().all() and back_pq["start_time_utc"].isna().all()
+    timed = build_table(scan_temperatures(_scans(2, start=1_709_308_837.25), None), results[:2])
+    back = pd.read_parquet(write_table(timed, tmp_path / "timed")[1])["start_time_utc"]
+    assert str(back.dtype).startswith("datetime64") and str(back.dt.tz) == "UTC"
+    assert back.iloc[1] - back.iloc[0] == pd.Timedelta(seconds=60)
     assert back_pq["scan_id"].tolist() == ["100", "101", "102"]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 

@@ -175,6 +175,39 @@ def test_a_folder_of_tiff_slices_in_any_unit(tmp_path):
     np.testing.assert_array_equal(np.load(paged), got)
 
 
+def test_a_tiffs_voxel_size_is_kept(tmp_path):
+    """A blind probe: a Fiji stack of 21.6 nm voxels came back as a bare TIFF (resolution 1)
+    and a unit-less store. The size ImageJ or OME-XML records is carried to .tif and .zarr."""
+    from recon.io import open_volume
+
+    from hpc.commands.enhance import tiff_pixel_size_nm
+
+    yy, xx = np.mgrid[:64, :64]
+    stack = np.stack([((yy - 32) ** 2 + (xx - 32) ** 2 < 24 ** 2) * 0.02] * 2).astype(np.float32)
+    fiji, ome, bare = tmp_path / "fiji.tif", tmp_path / "ome.ome.tif", tmp_path / "bare.tif"
+    tifffile.imwrite(fiji, stack, imagej=True, resolution=(1 / 0.0216, 1 / 0.0216),
+                     metadata={"unit": "um", "spacing": 0.0216, "axes": "ZYX"})
+    tifffile.imwrite(ome, stack, metadata={"axes": "ZYX", "PhysicalSizeX": 30.0, "PhysicalSizeXUnit": "nm"})
+    tifffile.imwrite(bare, stack, resolution=(72, 72))  # a bare TIFF's dpi is no pixel size
+    assert tiff_pixel_size_nm(fiji) == pytest.approx(21.6) and tiff_pixel_size_nm(ome) == pytest.approx(30.0)
+    assert tiff_pixel_size_nm(bare) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        for out in ("e.tif", "e.zarr"):
+            assert main(["enhance", str(fiji), "--out", str(tmp_path / out), "--input-kind", "mlem-flyscan",
+                         "--quiet"]) == 0
+    with tifffile.TiffFile(tmp_path / "e.tif") as t:
+        assert t.is_imagej and t.imagej_metadata["unit"] == "um"
+        assert t.imagej_metadata["spacing"] == pytest.approx(0.0216)
+    assert tiff_pixel_size_nm(tmp_path / "e.tif") == pytest.approx(21.6)
+    _, attrs = open_volume(tmp_path / "e.zarr")
+    assert attrs["source"]["metadata"]["pixel_size_nm"] == pytest.approx(21.6)
+    import json
+    ms = json.loads((tmp_path / "e.zarr" / ".zattrs").read_text())["multiscales"][0]
+    assert ms["axes"][0]["unit"] == "nanometer"
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx([21.6] * 3)
+
+
 def test_a_tiff_of_pages_of_different_sizes_is_refused(tmp_path):
     path = tmp_path / "mixed.tif"
     with tifffile.TiffWriter(path) as w:
@@ -220,7 +253,7 @@ def test_an_integer_export_is_enhanced_from_its_zero_level(tmp_path):
     reference = enhanced(fbp)
     assert not notes
     with tifffile.TiffFile(tmp_path / "out.tif") as t:  # the record, in the description where no voxel size
-        assert json.loads(t.shaped_metadata[0]["flytomo"])["zero_level"] == 0.0
+        assert t.shaped_metadata[0]["flytomo"]["zero_level"] == 0.0  # one JSON, not a JSON string in one
     assert abs(enhanced(fbp, bits=16) - reference) < 0.02 and "outer ring sits at 15446.5 (the 95th percentile" in notes[0]
     assert abs(enhanced(fbp, bits=8) - reference) < 0.05
     # a signed 16-bit export (air below 0): found the same way

@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import zarr
 
 from hpc import engine
@@ -29,6 +30,8 @@ def test_local_run_writes_the_store(reference, sim):
     assert [a.get("unit") for a in ms["axes"]] == ["second", "nanometer", "nanometer", "nanometer"]
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [21.6, 21.6, 21.6]
     fly = g.attrs["flytomo"]
+    starts = [s["start_time_s"] for s in fly["scans"]]  # evenly spaced: the time axis is their step
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"][0] == pytest.approx(starts[1] - starts[0])
     assert fly["status"] == "complete" and fly["method"] == "fbp"
     assert {"version", "options", "config", "scans", "command", "versions"} <= set(fly)
     assert len(fly["scans"]) == SCANS

@@ -1165,7 +1165,8 @@ def test_4d_volume_axes_and_existing_path(tmp_path):
     vol = np.zeros((2, 3, 4, 4), np.float32)
     path = write_volume(tmp_path / "exp.zarr", vol, {"method": "fbp"})
     ms = json.loads((path / ".zattrs").read_text())["multiscales"][0]
-    assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"] and ms["axes"][0]["unit"] == "second"
+    # no scan times: the time axis is an index without a unit (it claimed seconds, 1 s apart)
+    assert [a["name"] for a in ms["axes"]] == ["t", "z", "y", "x"] and "unit" not in ms["axes"][0]
     assert open_volume(path)[0].chunks == (1, 3, 4, 4)
     with pytest.raises(FlytomoError, match="exp.zarr.*already exists"):
         write_volume(path, vol, {"method": "fbp"})
@@ -1423,3 +1424,20 @@ def test_angles_of_a_half_turn_recorded_as_a_whole_turn_get_a_hint(tmp_path, sca
     assert len(said) == int(hinted), said
     if hinted:
         assert "(they span 356.4; a half turn recorded as a whole one?)" in said[0], said
+
+
+def test_the_time_axis_is_in_seconds_only_where_the_scans_are_evenly_spaced():
+    """A blind probe: scans started at 0, 60 and 700 s were put at 0, 350 and 700 s (the median
+    step) for a viewer. OME-Zarr 0.4 states one step: given where the starts are even, else an index."""
+    from recon.io.omezarr import even_time_step_s, multiscales
+
+    assert even_time_step_s([0.0, 108.0, 216.5, 324.0]) == pytest.approx(108.0)
+    assert even_time_step_s([0.0, 60.0, 700.0]) is None
+    assert even_time_step_s([5.0]) is None and even_time_step_s([0.0, None, 20.0]) is None
+    assert even_time_step_s([10.0, 10.0]) is None
+    timed = multiscales(4, 21.6, "x.zarr", 108.0)[0]
+    assert timed["axes"][0] == {"name": "t", "type": "time", "unit": "second"}
+    assert timed["datasets"][0]["coordinateTransformations"][0]["scale"] == [108.0, 21.6, 21.6, 21.6]
+    index = multiscales(4, 21.6, "x.zarr", None)[0]
+    assert index["axes"][0] == {"name": "t", "type": "time"}
+    assert index["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 1.0
