@@ -453,12 +453,7 @@ class Experiment:
 
     @property
     def analysis_out(self) -> Path:
-        out = self.config.analysis.out
-        if out is not None:
-            return self.resolve(out)
-        store = self.store_path
-        stem = store.name[:-5] if store.name.endswith(".zarr") else store.name
-        return store.parent / f"{stem}_analysis"
+        return analysis_out_path(self.config, self.base)
 
     def scan_files(self) -> list[Path]:
         """The scan files in experiment order (a glob in natural name order: scan_9 before scan_10)."""
@@ -807,13 +802,22 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
     return warned + ([Problem("temperature_log", unusable, warning=not cfg.analysis.enabled)] if unusable else [])
 
 
+def analysis_out_path(cfg: ExperimentConfig, base: Path) -> Path:
+    """Where the analysis goes: ``analysis.out``, else ``STEM_analysis`` beside the store."""
+    if cfg.analysis.out is not None:
+        return resolve_path(base, cfg.analysis.out)
+    store = resolve_path(base, cfg.output)
+    stem = store.name[:-5] if store.name.endswith(".zarr") else store.name
+    return store.parent / f"{stem}_analysis"
+
+
 def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple = ()) -> list[Problem]:
     """The store path is writable, and is a store (or nothing yet): never a file, a folder of
     other things, or a folder holding a scan or the log (``inputs``), which ``--restart``
     would empty."""
     import os
 
-    from recon.io._atomic import is_zarr_folder
+    from recon.io._atomic import first_unwritable, is_zarr_folder
 
     p = resolve_path(base, cfg.output)
     parent = p.parent
@@ -831,6 +835,16 @@ def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple =
         names = sorted(q.name for q in p.iterdir())
         return [Problem("output", f"{p} is a folder of other things ({', '.join(names[:3])}"
                                   f"{', ...' if len(names) > 3 else ''}), not a store: name a new folder")]
+    if (locked := first_unwritable(p)) is not None:  # found before a run writes, or --restart empties, any of it
+        return [Problem("output", f"{locked} cannot be written (read-only, or another user's): a run can neither "
+                                  "write the store nor --restart empty it")]
+    analysis = analysis_out_path(cfg, base)
+    if not cfg.analysis.enabled:
+        return []
+    if analysis.exists() and not analysis.is_dir():
+        return [Problem("analysis.out", f"{analysis} exists and is not a folder")]
+    if (locked := first_unwritable(analysis)) is not None:
+        return [Problem("analysis.out", f"{locked} cannot be written (read-only, or another user's)")]
     return []
 
 

@@ -171,9 +171,13 @@ def read_attrs(path: Path) -> dict:
 
 
 def update_attrs(path: Path, **changes: Any) -> dict:
-    """Merge ``changes`` into the ``flytomo`` attribute (driver only) and return the result."""
+    """Merge ``changes`` into the ``flytomo`` attribute (driver only) and return the result.
+    FlytomoError where the store is gone (removed while a run wrote it)."""
     import zarr
 
+    if not store_exists(path):
+        raise FlytomoError(path, "the experiment store was removed while this run wrote it (by hand, or a scratch "
+                                 "clean-up?): run again to begin it again")
     g = zarr.open_group(str(path), mode="r+")
     attrs = dict(g.attrs.get("flytomo") or {})
     attrs.update(changes)

@@ -17,10 +17,10 @@ from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
-from recon.errors import FlytomoError
+from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
-from recon.io import (create_volume, discard, finalize, mark_rows_done, open_scan, open_volume, partial_path,
-                      rows_done)
+from recon.io import (check_in_progress, create_volume, discard, finalize, mark_rows_done, open_scan, open_volume,
+                      partial_path, rows_done)
 from recon.io._atomic import check_target, make_parent
 from recon.io.readers import split_scan_ref
 from recon.io.alignment import estimate_jitter, estimate_tilt, read_line_integrals
@@ -236,6 +236,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
                     array[a - z0:b - z0] = rec(read_line_integrals(reader, a, b, corrections=corrections,
                                                                    jitter=jitter, tilt=tilt, columns=False),
                                                zoomed=zoomed)
+                check_in_progress(out)  # still there: a chunk written into a removed store would be lost
                 mark_rows_done(out, a - z0, b - z0)
                 written.done += b - a
                 bar.update(b - a)
@@ -244,8 +245,20 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
                           flush=True)
             bar.close()
             finalize(out, overwrite=args.overwrite)
-        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (scancel, a time limit): the rows written stay
-            raise
+        except (KeyboardInterrupt, SystemExit, MemoryError):  # Ctrl-C, SIGTERM (scancel, a time limit): the rows
+            raise  # written stay, as they do where memory ran out (the command again resumes)
+        except OSError as err:
+            if err.errno not in NO_ROOM_ERRNOS:
+                discard(out)
+                raise
+            # a full disk or quota: the rows written stay, for the same command to resume once there is room
+            if not written.done:
+                discard(out)
+                raise FlytomoError(out, f"{err.strerror} while writing its first rows: nothing is kept; make room "
+                                        "(df -h, quota) and run the same command again") from None
+            raise FlytomoError(out, f"{err.strerror} while writing: {written.done} of {written.total} slices are "
+                                    "written and kept; make room (df -h, quota) and run the same command again to "
+                                    "write the rest") from None
         except BaseException:
             discard(out)
             raise

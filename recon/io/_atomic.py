@@ -48,6 +48,15 @@ def make_parent(path: Path) -> None:
         raise FlytomoError(path, f"cannot make its folder {parent} ({err.strerror or err})") from None
 
 
+def first_unwritable(path: Path) -> Path | None:
+    """The first folder of the tree at ``path`` (itself included) this process cannot write in
+    (read-only, or another user's); None where it can write in every one, or ``path`` is no folder."""
+    for root, _, _ in os.walk(path):
+        if not os.access(root, os.W_OK | os.X_OK):
+            return Path(root)
+    return None
+
+
 def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
                  inputs: tuple | list = ()) -> None:
     """FlytomoError unless ``path`` may be written: its folder exists; it is none of ``inputs``

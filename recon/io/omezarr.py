@@ -113,6 +113,16 @@ def create_volume(
     return _create(tmp, shape, chunks, attrs, pixel_size_nm, fill_value, first_row, time_step_s)
 
 
+def check_in_progress(path: str | os.PathLike) -> None:
+    """FlytomoError where the store in progress of ``path`` lost its group or array metadata while
+    a command wrote it (removed by hand or a scratch purge: chunks written since would make
+    folders again, and the store be renamed into place holding nothing readable)."""
+    tmp = partial_path(path)
+    if not ((tmp / ".zgroup").is_file() and (tmp / ARRAY / ".zarray").is_file()):
+        raise FlytomoError(path, f"its store in progress ({tmp.name}) was removed while this command wrote it "
+                                 "(by hand, or a scratch clean-up?): nothing of it is kept; run the same command again")
+
+
 def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> Path:
     """Rename the store made by :func:`create_volume` to ``path`` (optionally replacing its
     ``flytomo`` provenance first). FlytomoError if there is no such store, or ``path`` exists
@@ -121,6 +131,7 @@ def finalize(path: str | os.PathLike, *, overwrite: bool = False, attrs: dict[st
     tmp = partial_path(path)
     if not tmp.is_dir():
         raise FlytomoError(path, f"no store in progress to finalize (expected {tmp.name})")
+    check_in_progress(path)
     if attrs is not None:
         zarr.open_group(str(tmp), mode="r+", zarr_format=2).attrs["flytomo"] = _provenance(attrs)
     if path.exists() and not overwrite:

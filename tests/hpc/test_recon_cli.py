@@ -687,7 +687,9 @@ def test_paths_with_brackets_and_spaces_a_new_folder_threads_and_a_full_disk(sca
     r = subprocess.run([sys.executable, "-m", "hpc.cli", "recon", str(scan), "--out", str(full), "--method", "fbp"],
                        capture_output=True, text=True, preexec_fn=small_files, cwd=Path(__file__).resolve().parents[2])
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "File too large; make room" in lines[0], r.stderr[-2000:]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0] == (f"flytomo: error: {full}: File too large while writing its first rows: nothing is kept; "
+                        "make room (df -h, quota) and run the same command again")
     assert not full.exists() and leftovers(tmp_path) == []
 
 
@@ -888,3 +890,57 @@ def test_a_large_kept_projector_is_announced_and_timed(scan, tmp_path, capsys, m
     gb = projector_bytes(60, 64, 64) / 1e9
     assert f"building the projector of 60 angles x 64 columns once, kept for every chunk (~{gb:.1f} GB)" in err, err
     assert err.index("building the projector") < err.index("wrote "), err
+
+
+def test_a_full_disk_keeps_the_slices_written_and_the_same_command_resumes(scan, tmp_path):
+    """A blind probe: a resumed recon that filled its disk deleted the slices it had kept (hours
+    of MLEM at full size) while its message said to run the same command again, naming no store.
+    On a real full file system (a small tmpfs) they stay, and the command resumes bit for bit."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("a small file system needs mount rights (root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "none", str(disk)], capture_output=True).returncode:
+        pytest.skip("no tmpfs can be mounted here")
+    try:
+        args = [str(scan), "--method", "fbp", "--chunk-rows", "8", "--no-progress"]
+        full = run_cli("recon", *args, "--out", str(disk / "v.zarr"))
+        last = full.stderr.strip().splitlines()[-1]
+        kept = re.search(r"(\d+) of 64 slices are written and kept", last)
+        assert full.returncode == 2 and kept and int(kept.group(1)) > 0, full.stderr
+        assert last.startswith(f"flytomo: error: {disk / 'v.zarr'}: No space left on device while writing: ")
+        assert (disk / ".v.zarr.partial").is_dir() and not (disk / "v.zarr").exists()
+        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)  # room made
+        again = run_cli("recon", *args, "--out", str(disk / "v.zarr"))
+        assert again.returncode == 0 and f"resuming: {kept.group(1)} of 64 slices" in again.stderr, again.stderr
+        assert run_cli("recon", *args, "--out", str(tmp_path / "fresh.zarr")).returncode == 0
+        np.testing.assert_array_equal(open_volume(disk / "v.zarr")[0][:], open_volume(tmp_path / "fresh.zarr")[0][:])
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_store_removed_while_recon_writes_it_is_an_error_not_a_volume(scan, tmp_path, monkeypatch, capsys):
+    """A blind probe: `rm -rf .v.zarr.partial` during a recon (a scratch clean-up) ended 'wrote
+    v.zarr', exit 0, with a store of chunk folders and no metadata, which a rerun then refused as
+    existing. The next chunk finds its store gone: one line, exit 2, nothing left."""
+    import shutil
+
+    import hpc.commands.recon as recon_cmd
+
+    real = recon_cmd.mark_rows_done
+    calls = []
+
+    def mark_then_remove(path, a, b):
+        real(path, a, b)
+        calls.append(a)
+        if len(calls) == 1:
+            shutil.rmtree(tmp_path / ".v.zarr.partial")
+
+    monkeypatch.setattr(recon_cmd, "mark_rows_done", mark_then_remove)
+    assert main(["recon", str(scan), "--out", str(tmp_path / "v.zarr"), "--method", "fbp", "--chunk-rows", "16",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "v.zarr: its store in progress (.v.zarr.partial) was removed while" in err, err
+    assert len(calls) == 1 and sorted(p.name for p in tmp_path.iterdir()) == []

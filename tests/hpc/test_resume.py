@@ -875,3 +875,54 @@ def test_a_small_series_judged_noisy_runs_with_the_networks_it_planned(tmp_path)
     c = flytomo("check", cfg)
     assert c.returncode == 0 and "network" not in c.stderr, c.stderr
     assert flytomo("run", cfg, "--no-progress").returncode == 0  # nothing to do: the same plan
+
+
+def test_a_store_removed_during_a_run_is_one_line_and_the_next_run_begins_again(sim, tmp_path, monkeypatch):
+    """A blind probe: `rm -rf experiment.zarr` during a run (a scratch clean-up) ended in zarr's
+    GroupNotFoundError traceback. It is one line naming the store; the next run begins it again."""
+    import shutil
+
+    from hpc import store as st
+    from recon.errors import FlytomoError
+
+    cfg = write_config(tmp_path / "e", sim)
+    real, calls = st.write_unit, []
+
+    def write_then_remove(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        calls.append(path)
+        if len(calls) == 1:
+            shutil.rmtree(path)
+
+    monkeypatch.setattr(st, "write_unit", write_then_remove)
+    with pytest.raises(FlytomoError, match=r"store\.zarr: the experiment store was removed while this run wrote it"):
+        run_experiment(load_experiment(cfg), progress=False)
+    monkeypatch.setattr(st, "write_unit", real)
+    summary = run_experiment(load_experiment(cfg), progress=False)
+    assert summary.exit_code == 0 and summary.complete
+
+
+def test_a_store_that_cannot_be_written_is_refused_before_restart_removes_anything(sim, tmp_path):
+    """A blind probe: `run --restart` on a store another user owns removed the analysis first,
+    then failed on '0: Permission denied'; `check` said OK. Both now name the folder, before any
+    work; the analysis stays (the store on a file system made read-only: root writes in anyone's
+    folder)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only file system needs mount rights (root)")
+    store = tmp_path / "e" / "store.zarr"
+    store.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "none", str(store)], capture_output=True).returncode:
+        pytest.skip("no tmpfs can be mounted here")
+    try:
+        cfg = write_config(tmp_path / "e", sim, analysis={"enabled": True})
+        assert flytomo("run", cfg).returncode == 0
+        table = tmp_path / "e" / "analysis" / "crack_table.csv"
+        before = table.read_bytes()
+        subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        for args in (("check", cfg), ("run", cfg, "--restart")):
+            r = flytomo(*args)
+            assert r.returncode == 2, r.stderr
+            assert f"{store} cannot be written (read-only, or another user's)" in r.stderr + r.stdout
+        assert table.read_bytes() == before
+    finally:
+        subprocess.run(["umount", str(store)], check=False)
