@@ -163,14 +163,27 @@ def _params_of(cfg: dict | None) -> SegmentationParams | None:
 
 def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
     """The temperature log the store's experiment config names (:func:`store_config`:
-    ``temperature_log``, relative to ``config_file``'s folder), where that file exists."""
+    ``temperature_log``, relative to ``config_file``'s folder), where that file exists; else
+    where it sits relative to ``store`` as it sat relative to the store when made (the experiment
+    folder moved or copied); else None, with a warning naming the log that is gone."""
     cfg = store_config(attrs, store)
     if not isinstance(cfg, dict) or not isinstance(cfg.get("temperature_log"), str):
         return None
     log = Path(cfg["temperature_log"]).expanduser()
     if not log.is_absolute() and isinstance(cfg.get("config_file"), str):
         log = Path(cfg["config_file"]).parent / log
-    return log if log.is_file() else None
+    if log.is_file():
+        return log
+    made = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
+    if store is not None and isinstance(made.get("config_file"), str) and isinstance(made.get("output"), str):
+        was = _output_of(Path(made["config_file"]), made["output"])
+        moved = Path(os.path.normpath(Path(store).absolute() / os.path.relpath(log.absolute(), was)))
+        if moved.is_file():
+            return moved
+    warnings.warn(f"{log}: the temperature log the experiment config names is gone, so no temperatures are read; "
+                  "give it with --temperature (or --temperature none to analyse without one)", UserWarning,
+                  stacklevel=2)
+    return None
 
 
 #: the files an analysis writes into its folder

@@ -234,12 +234,17 @@ def _room_for_unit(store: str, n_bytes: int) -> None:
 
     free = shutil.disk_usage(store).free
     if free < n_bytes:
-        raise OSError(errno.ENOSPC, f"No space left on device ({free / 1e6:.0f} MB free, a unit writes up to "
-                                    f"{n_bytes / 1e6:.0f} MB; not reconstructed)")
+        raise OSError(errno.ENOSPC, f"No space left on device ({_megabytes(free)} free, a unit writes up to "
+                                    f"{_megabytes(n_bytes)}; not reconstructed)")
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY and limit < n_bytes:
-        raise OSError(errno.EFBIG, f"File too large (the file-size limit is {limit / 1e6:.1f} MB, a unit writes up "
-                                   f"to {n_bytes / 1e6:.0f} MB; not reconstructed)")
+        raise OSError(errno.EFBIG, f"File too large (the file-size limit is {_megabytes(limit)}, a unit writes up "
+                                   f"to {_megabytes(n_bytes)}; not reconstructed)")
+
+
+def _megabytes(n: int) -> str:
+    """``n`` bytes in MB, with a decimal below 10 MB (a small unit read "0 MB")."""
+    return f"{n / 1e6:.0f} MB" if n >= 10e6 else f"{n / 1e6:.2g} MB"
 
 
 def _run_unit(job: UnitJob) -> UnitResult:

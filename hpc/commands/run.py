@@ -56,7 +56,7 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
     result = {"run": summary.to_dict()}
     some = summary.skipped + summary.done > 0  # scans failed beside scans done (one still being written):
     if want and (summary.complete or some) and analysis_available():  # those done are analysed, the rest marked
-        from recon.errors import FlytomoError
+        from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 
         try:
             out = analyze(exp, executor)
@@ -70,6 +70,12 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
                                   "plots": {k: str(v) for k, v in out.plots.items()}}
         except FlytomoError as err:
             print(f"analysis   failed: {err}", file=sys.stderr)
+            code = max(code, 1)
+        except OSError as err:  # a full disk under the analysis folder: the volumes are done, the analysis not
+            if err.errno not in NO_ROOM_ERRNOS:
+                raise
+            print(f"analysis   failed: {exp.analysis_out}: {err.strerror} (the earlier analysis there, if any, is "
+                  "kept whole); make room and run the same command again", file=sys.stderr)
             code = max(code, 1)
     elif want and not summary.complete:
         print("analysis   skipped: nothing is reconstructed yet (rerun to retry the failed units)")

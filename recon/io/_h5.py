@@ -28,6 +28,8 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     """Open an HDF5 file read-only; FlytomoError for missing, empty, non-HDF5 or truncated files."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise FlytomoError(path, f"is a link to {os.readlink(path)}, which is missing")
         raise FlytomoError(path, "file not found")
     if path.is_dir():
         tiffs = any(p.suffix.lower() in (".tif", ".tiff") for p in (*path.glob("*"), *path.glob("*/*")))
@@ -44,7 +46,16 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
         return h5py.File(path, "r", locking=False)
     except FlytomoError:
         raise
-    except (OSError, ValueError) as err:
+    except OSError as err:
+        if "already open for write" not in str(err):
+            raise FlytomoError(path, f"cannot be read as HDF5 (truncated or corrupt?): {err}") from None
+        try:  # a writer in SWMR mode (an acquisition still writing it) lets readers in
+            return h5py.File(path, "r", locking=False, swmr=True)
+        except OSError:
+            raise FlytomoError(path, "is marked open for writing by another program: an acquisition still writing "
+                                     "it (read it once it is closed), or a writer that crashed (h5clear -s clears "
+                                     "the mark, once nothing writes the file)") from None
+    except ValueError as err:
         raise FlytomoError(path, f"cannot be read as HDF5 (truncated or corrupt?): {err}") from None
 
 

@@ -926,3 +926,25 @@ def test_a_store_that_cannot_be_written_is_refused_before_restart_removes_anythi
         assert table.read_bytes() == before
     finally:
         subprocess.run(["umount", str(store)], check=False)
+
+
+def test_an_analysis_that_fills_its_disk_is_named_and_the_volumes_stay(sim, tmp_path):
+    """A blind probe: a full disk under the analysis folder ended `run` on 'writing the output:
+    No space left on device', exit 2, with no word of the analysis. It is the analysis that failed,
+    named, exit 1; the store is complete and the next run (with room) writes the analysis."""
+    if os.geteuid() != 0:
+        pytest.skip("a small file system needs mount rights (root)")
+    out = tmp_path / "e" / "analysis"
+    out.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "none", str(out)], capture_output=True).returncode:
+        pytest.skip("no tmpfs can be mounted here")
+    try:
+        cfg = write_config(tmp_path / "e", sim, analysis={"enabled": True})
+        r = flytomo("run", cfg)
+        assert r.returncode == 1 and f"analysis   failed: {out}: No space left on device" in r.stderr, r.stderr
+        assert not (out / "crack_table.csv").exists()
+        subprocess.run(["mount", "-o", "remount,size=8m", str(out)], check=True)
+        r = flytomo("run", cfg)
+        assert r.returncode == 0 and (out / "crack_table.csv").is_file(), r.stderr
+    finally:
+        subprocess.run(["umount", str(out)], check=False)

@@ -1441,3 +1441,38 @@ def test_the_time_axis_is_in_seconds_only_where_the_scans_are_evenly_spaced():
     index = multiscales(4, 21.6, "x.zarr", None)[0]
     assert index["axes"][0] == {"name": "t", "type": "time"}
     assert index["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 1.0
+
+
+def test_a_file_still_written_in_swmr_mode_is_read_and_a_crashed_writers_mark_is_named(tmp_path):
+    """A blind probe: a scan an acquisition still wrote in SWMR mode was 'truncated or corrupt?'
+    with HDF5's advice to run h5clear, dangerous on a live file. SWMR files are read as SWMR
+    readers; a crashed writer's mark is named as such; a dangling link names its target."""
+    import subprocess
+    import sys
+
+    from recon.io._h5 import open_h5
+
+    writer = ("import h5py, numpy as np, sys, time\n"
+              "f = h5py.File(sys.argv[2], 'w', libver='latest')\n"
+              "f.create_dataset('img_tomo', data=np.ones((10, 8, 8), np.uint16), maxshape=(None, 8, 8))\n"
+              "if sys.argv[1] == 'swmr':\n    f.swmr_mode = True\n"
+              "f.flush()\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    for mode in ("swmr", "crash"):
+        proc = subprocess.Popen([sys.executable, "-c", writer, mode, str(tmp_path / f"{mode}.h5")],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            if mode == "swmr":  # read while its writer still has it open
+                with open_h5(tmp_path / "swmr.h5") as f:
+                    assert f["img_tomo"].shape == (10, 8, 8)
+            else:
+                proc.kill()
+                proc.wait()
+                with pytest.raises(FlytomoError, match=r"crash\.h5: is marked open for writing by another program"):
+                    open_h5(tmp_path / "crash.h5")
+        finally:
+            proc.kill()
+            proc.wait()
+    (tmp_path / "link.h5").symlink_to(tmp_path / "gone.h5")
+    with pytest.raises(FlytomoError, match=r"link\.h5: is a link to .*gone\.h5, which is missing"):
+        open_h5(tmp_path / "link.h5")
