@@ -387,32 +387,51 @@ ARC_BLUR_BAND_ENTRIES = 1 << 23
 
 def _arc_blur_band(n: int, deltas: np.ndarray, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO parts (row, col, val) of the rows of B for output pixel rows r0..r1−1 of an n×n
-    slice: the mean over sub-angles δ of the slice rotated by δ, each rotated sample
-    interpolated bilinearly.
+    slice: the mean over sub-angles δ of the slice rotated by δ.
 
-    Bilinear sampling adds a little radial smoothing (variance ≈ 1/6 px² where arcs are
-    longer than a pixel); nearest-pixel sampling halves it but leaves arcs shorter than a
-    pixel unblurred, and measured worse against the sub-angle reference (docs/benchmarks.md).
+    Each pixel's arc runs mostly along one axis (columns where |y| ≥ |x|, else rows): a rotated
+    sample is interpolated linearly along that axis and taken from the nearest pixel across it,
+    and mixed, per pixel, with nearest-pixel sampling in the proportion that gives the kernel the
+    arc's own variance along that axis. Bilinear sampling added radial smoothing (variance up to
+    1/6 px²) that MLEM then undid as if it were blur: 0.2-1.6 dB under the seed's sub-angle
+    operator on 64-128 px slices, which this kernel matches (docs/benchmarks.md, session 43).
     """
     m = deltas.size
     half = (n - 1) / 2.0
     rr, cc = np.meshgrid(np.arange(r0, r1, dtype=np.float64), np.arange(n, dtype=np.float64), indexing="ij")
     x, y = cc - half, half - rr
+    along_cols = (np.abs(y) >= np.abs(x)).reshape(-1)  # the arc runs mostly along the columns
     out_rows = ((rr - r0) * n + cc).astype(np.int64).reshape(-1)
-    rows, cols, vals = [], [], []
+    base = np.where(along_cols, cc.reshape(-1), rr.reshape(-1))
+    along, across = [], []  # per δ: the sample's position along the arc's axis, and across it
     for d in deltas:
         cd, sd = math.cos(d), math.sin(d)
-        xs, ys = x * cd - y * sd, x * sd + y * cd
-        fr, fc = half - ys, xs + half
-        i0, j0 = np.floor(fr), np.floor(fc)
-        wr, wc = fr - i0, fc - j0
-        i0, j0 = i0.astype(np.int64), j0.astype(np.int64)
-        for ri, ci, w in ((i0, j0, (1 - wr) * (1 - wc)), (i0, j0 + 1, (1 - wr) * wc),
-                          (i0 + 1, j0, wr * (1 - wc)), (i0 + 1, j0 + 1, wr * wc)):
-            ok = ((ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (w > 1e-12)).reshape(-1)
+        fr = (half - (x * sd + y * cd)).reshape(-1)
+        fc = (x * cd - y * sd + half).reshape(-1)
+        along.append(np.where(along_cols, fc, fr))
+        across.append(np.rint(np.where(along_cols, fr, fc)).astype(np.int64))
+    shift = np.stack(along) - base  # (m, pixels): each sample's displacement along the axis
+    arc_var = shift.var(axis=0)
+    frac = shift - np.floor(shift)
+    linear_var = arc_var + (frac * (1 - frac)).mean(axis=0)  # what linear interpolation adds
+    nearest_var = ((np.rint(shift) - shift.mean(axis=0)) ** 2).mean(axis=0)
+    spread = linear_var - nearest_var
+    ok_spread = spread > 1e-12
+    alpha = np.ones_like(arc_var)  # the weight of linear interpolation; nearest takes the rest
+    alpha[ok_spread] = np.clip((arc_var - nearest_var)[ok_spread] / spread[ok_spread], 0.0, 1.0)
+    rows, cols, vals = [], [], []
+    for k in range(m):
+        pos = along[k]
+        lo = np.floor(pos)
+        w = pos - lo
+        lo = lo.astype(np.int64)
+        for idx, wk in ((lo, alpha * (1 - w)), (lo + 1, alpha * w), (np.rint(pos).astype(np.int64), 1 - alpha)):
+            ri = np.where(along_cols, across[k], idx)
+            ci = np.where(along_cols, idx, across[k])
+            ok = (ri >= 0) & (ri < n) & (ci >= 0) & (ci < n) & (wk > 1e-12)
             rows.append(out_rows[ok])
-            cols.append((ri * n + ci).reshape(-1)[ok])
-            vals.append(w.reshape(-1)[ok] / m)
+            cols.append((ri * n + ci)[ok])
+            vals.append(wk[ok] / m)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
@@ -442,8 +461,9 @@ class ArcBlur:
     """The fly-scan arc blur B on n×n slices: the mean of the slice rotated by δ ∈ [−Δθ/2, Δθ/2].
 
     Sub-angles are spaced so that the point farthest from the axis moves at most
-    ``arc_step`` pixels between them; bilinear interpolation. ``forward``/``adjoint`` take
-    (B, n, n); ``*_columns`` take (n·n, B).
+    ``arc_step`` pixels between them; each sample interpolated along its arc's axis with the
+    arc's own variance (:func:`_arc_blur_band`). ``forward``/``adjoint`` take (B, n, n);
+    ``*_columns`` take (n·n, B).
     """
 
     def __init__(self, n: int, blur_angle: float, device: str | torch.device = "cpu",

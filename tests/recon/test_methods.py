@@ -92,10 +92,10 @@ def test_modified_mlem_inverts_the_flyscan_model_that_naive_mlem_misses():
 
 
 def test_the_subangle_operator_beats_the_fast_one_where_the_blur_is_large():
-    """A blind probe found R̄ = R·B (the default: one sparse blur whose bilinear sampling adds
-    a little radial smoothing) falling behind where blur and photons are high; the seed's
+    """A blind probe found R̄ = R·B falling behind where blur and photons are high; the seed's
     operator, the mean of R over sub-angles, is exact up to them. 96², 120 projections, 3° of
-    blur, I0 20000, two phantoms: +0.46 dB measured; at 1.5°, I0 2000: +0.26."""
+    blur, I0 20000, two phantoms: it was 0.46 dB ahead of B's bilinear sampling (radial
+    smoothing MLEM undid as blur); 0.17 dB of the arc-matched B (session 43)."""
     from recon.methods import subangle_count
     from recon.phantoms import make_phantom
 
@@ -107,7 +107,7 @@ def test_the_subangle_operator_beats_the_fast_one_where_the_blur_is_large():
         g = ScanGeometry.create(angles, 96, blur_angle_deg=3.0)
         for op in got:
             got[op].append(psnr(reconstruct(sino[None], g, "mlem-flyscan", operator=op)[0], obj))
-    assert np.mean(got["subangle"]) > np.mean(got["fast"]) + 0.25, got
+    assert 0.05 < np.mean(got["subangle"]) - np.mean(got["fast"]) < 0.3, got
     assert subangle_count(ScanGeometry.create(angles, 512, blur_angle_deg=1.5)) == 19
 
 
