@@ -7,8 +7,9 @@ the whole batch. Orientation and pixel conventions: :mod:`recon.geometry`.
 - ``Projector``: Joseph's ray-driven projector (linear interpolation along the minor axis,
   weight = ray length per step), the same discretisation as astra-toolbox's ``linear``
   parallel-beam CPU projector. The adjoint is the stored transpose, so the pair is exact.
-- ``ArcBlur``: B = (1/Δθ) ∫ Rot_δ dδ over δ ∈ [−Δθ/2, Δθ/2], a bilinear rotation averaged over
-  sub-angles spaced at most ``arc_step`` pixels apart along the arc at the edge.
+- ``ArcBlur``: B = (1/Δθ) ∫ Rot_δ dδ over δ ∈ [−Δθ/2, Δθ/2], rotations averaged over sub-angles
+  spaced at most ``arc_step`` pixels apart along the arc at the edge, each sampled along the
+  pixel's arc with the arc's own variance (no radial smoothing).
 - ``FlyScanProjector``: R̄ = R·B (DESIGN.md: rotating the object by δ and projecting at θ
   equals projecting at θ+δ), adjoint Bᵀ·Rᵀ. Costs one extra sparse product with few taps.
 - ``SubAngleProjector``: the seed's reference, the mean of R over n sub-angles θ_j + δ_i.
