@@ -25,7 +25,7 @@ from recon.errors import FlytomoError
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
 from .segment import (NOISY_SPECK_FRACTION, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams,
                       equivalent_radius, segment_volume)
-from .store import open_store
+from .store import StoreInfo, open_store
 from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, is_unix_time, read_temperature_log,
                     scan_temperatures, write_table)
 
@@ -187,13 +187,32 @@ def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
 
 
 #: the files an analysis writes into its folder
-ANALYSIS_FILES = ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values())
+#: what an analysis writes besides its plots: ``analysis_record.json`` says how it was made (a
+#: colleague given only this folder could not tell), ``segmentation_params.json`` is --params' format
+ANALYSIS_FILES = ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", "analysis_record.json",
+                  *PLOTS.values())
 
 
 def remove_analysis(out_dir: str | Path) -> None:
     """Remove the files an analysis wrote into ``out_dir`` (the folder and anything else in it stay)."""
     for name in ANALYSIS_FILES:
         (Path(out_dir) / name).unlink(missing_ok=True)
+
+
+def _record(info: StoreInfo, temperature_csv: str | Path | None, params: SegmentationParams) -> dict:
+    """How an analysis was made: flytomo's version, the store (path, method, the version that
+    wrote it), the temperature log, the segmentation, and when."""
+    from datetime import datetime, timezone
+
+    import recon
+
+    attrs = info.attrs
+    return {"flytomo_version": recon.__version__, "analysed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "store": str(Path(info.path).absolute()), "store_method": attrs.get("method"),
+            "store_options": attrs.get("options"), "store_flytomo_version": attrs.get("version"),
+            "time_points": info.n_times,
+            "temperature_log": str(Path(temperature_csv).absolute()) if temperature_csv is not None else None,
+            "segmentation": params.model_dump()}
 
 
 def default_out_dir(store_path: str | Path) -> Path:
@@ -396,12 +415,15 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     try:
         atomic_write(work / "segmentation_params.json",
                      lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
+        atomic_write(work / "analysis_record.json",
+                     lambda q: q.write_text(json.dumps(_record(info, temperature_csv, p), indent=2) + "\n"))
         figs: dict[str, Path] = {}
         if plots:
             figs = _write_plots(info, table, results, show, log, work)
         csv, pq = write_table(table, work)
         remove_analysis(out_dir)
-        for f in ["segmentation_params.json", *(q.name for q in figs.values()), pq.name, csv.name]:
+        for f in ["segmentation_params.json", "analysis_record.json", *(q.name for q in figs.values()), pq.name,
+                  csv.name]:
             os.replace(work / f, out_dir / f)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,7 @@
 """analyze_time_point / analyze_store on synthetic experiment stores, serially and on Dask."""
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import warnings
@@ -46,8 +47,13 @@ def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, t
     ramp = (t["mid_time_s"] + 5 < 200).to_numpy()
     np.testing.assert_allclose(t["heating_rate_C_per_min"][ramp], 150.0)
     np.testing.assert_allclose(t["heating_rate_C_per_min"][t["mid_time_s"] - 5 > 200], 0.0)
-    for f in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", *PLOTS.values()):
+    for f in ("crack_table.csv", "crack_table.parquet", "segmentation_params.json", "analysis_record.json",
+              *PLOTS.values()):
         assert (tmp_path / "out" / f).is_file(), f
+    # how it was made, for a colleague given only the folder (a blind probe: nothing said so)
+    record = json.loads((tmp_path / "out" / "analysis_record.json").read_text())
+    assert record["store"] == str(path.absolute()) and record["time_points"] == len(t)
+    assert record["flytomo_version"] and record["segmentation"] == out.params.model_dump(mode="json")
     for p in out.plots.values():
         assert _png_ok(p)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
