@@ -875,7 +875,8 @@ def check_config(path: str | Path, raw: dict | None = None, open_files: bool = T
     ``units_here``: the units will run on this machine (not for ``flytomo submit``).
     Warnings are problems with ``warning=True``: reported, but not fatal.
     """
-    path = Path(path).resolve() if raw is None else Path(path).absolute()
+    # elsewhere/../exp/experiment.yaml: every path it gives is named without the '..'
+    path = Path(path).resolve() if raw is None else Path(os.path.abspath(path))
     raw = read_yaml(path) if raw is None else raw
     base = path.parent
     cfg, problems = check_schema(raw)
