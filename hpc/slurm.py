@@ -41,7 +41,7 @@ MPI_TYPES = ("pmi2", "pmix", "pmix_v4", "cray_shasta", "none")
 SLURM_DIRNAME = "slurm"
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:,+\-\[\]]+$")
-_MEM = re.compile(r"^\d+[KMGT]?$")
+_MEM = re.compile(r"^\d+[KMGTkmgt]?$")
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$|^(UNLIMITED|INFINITE)$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -214,10 +214,11 @@ def bind_args(folders: list[Path] | tuple, extra: tuple[str, ...] = ()) -> list[
     ``--container``)."""
     args: list[str] = []
     for folder in map(str, folders):
-        if "," in folder or ":" in folder:
+        real = str(Path(folder).resolve())  # a symlinked data root (/data -> /gpfs/...): bound at the path the
+        if any(c in f for f in (folder, real) for c in ",:"):  # jobs' commands name, from where it really is
             raise FlytomoError(folder, "cannot be bound into the container: Apptainer splits --bind on "
                                        "',' and ':' (rename the folder, or submit with --no-container)")
-        args += ["--bind", folder]
+        args += ["--bind", folder if real == folder else f"{real}:{folder}"]
     for value in extra:
         args += [a for part in value.split(",") if part.strip() for a in ("--bind", part.strip())]
     return args
@@ -259,14 +260,15 @@ class ExperimentInfo:
 
 
 def bind_folders(paths: list[Path]) -> tuple[Path, ...]:
-    """The fewest folders that hold every one of ``paths`` (folders, resolved: no ``..``), in
-    their first order: a folder inside another listed one is dropped."""
-    resolved: list[Path] = []
+    """The fewest folders that hold every one of ``paths`` (folders, absolute, without ``..``;
+    symlinks kept, as the jobs' commands name them: :func:`bind_args` binds each from where it
+    really is), in their first order: a folder inside another listed one is dropped."""
+    given: list[Path] = []
     for path in paths:
-        r = Path(path).resolve()
-        if r not in resolved:
-            resolved.append(r)
-    return tuple(r for r in resolved if not any(o != r and r.is_relative_to(o) for o in resolved))
+        a = Path(os.path.abspath(path))
+        if a not in given:
+            given.append(a)
+    return tuple(a for a in given if not any(o != a and a.is_relative_to(o) for o in given))
 
 
 def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True) -> ExperimentInfo:
@@ -429,6 +431,10 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     # DIR/slurm/ for experiment.yaml (what init writes); DIR/slurm/STEM/ for another config in
     # the folder, whose scripts would overwrite the first's
     slurm_dir = config.parent / SLURM_DIRNAME / ("" if config.stem == "experiment" else config.stem)
+    if any(c in str(slurm_dir) for c in "%\\"):  # a blind probe: 'dose 5%u' became 'dose 5root', no log at all
+        raise FlytomoError(config.parent, "Slurm reads '%' and '\\' in a job's log path as patterns (%u: the user's "
+                                          "name), so the jobs would fail as they start, leaving no log: rename or "
+                                          "move the experiment's folder (nothing submitted)")
     q_flytomo = shlex.join(flytomo)
     # GPUs asked for: reconstruct on them, whatever device the config names; CPUs per rank asked
     # for: each rank's torch uses them (the config's threads_per_worker would leave them idle)

@@ -149,6 +149,34 @@ def test_a_folder_apptainer_cannot_bind_is_refused(demo_experiment, tmp_path):
     assert hs.render(exp / "experiment.yaml", hs.SlurmOptions()).recon_script  # no container: fine
 
 
+def test_a_symlinked_data_root_is_bound_where_the_commands_name_it(demo_experiment, tmp_path):
+    """A blind probe: with /data -> /gpfs/..., the jobs ran `flytomo run /data/...` while
+    /gpfs/... was bound: inside the container /data/... did not exist. The folder is bound from
+    where it really is to the path the commands name."""
+    real = tmp_path / "gpfs" / "bt42"
+    shutil.copytree(demo_experiment, real)
+    (tmp_path / "data").symlink_to(tmp_path / "gpfs")
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    s = hs.render(tmp_path / "data" / "bt42" / "experiment.yaml", hs.SlurmOptions(container=image))
+    run = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    binds = [run[i + 1] for i, a in enumerate(run) if a == "--bind"]
+    assert binds[0] == f"{real}:{tmp_path / 'data' / 'bt42'}"
+    assert str(tmp_path / "data" / "bt42" / "experiment.yaml") in run
+
+
+@pytest.mark.parametrize("name", ["dose 5%u", "run\\7"])
+def test_a_folder_slurm_would_read_as_a_log_pattern_is_refused(demo_experiment, tmp_path, name):
+    """A blind probe: sbatch expanded '%u' in the log path ('dose 5%u' -> 'dose 5root'), and
+    dropped a backslash; the job failed as it started, with no log, and submit had said it was
+    submitted. Refused before anything is written or submitted."""
+    exp = tmp_path / name
+    shutil.copytree(demo_experiment, exp)
+    with pytest.raises(FlytomoError, match=r"Slurm reads '%' and '\\' in a job's log path as patterns"):
+        hs.render(exp / "experiment.yaml", hs.SlurmOptions())
+    assert not (exp / "slurm").exists()
+
+
 def test_a_broken_scan_is_found_before_anything_is_submitted(demo_copy):
     """submit checks what `flytomo check` checks: a truncated scan is named at once, not when
     the job has waited in the queue and run; --no-file-checks skips opening the scans."""
