@@ -138,6 +138,28 @@ def _slurm_job() -> dict[str, Any]:
     return {"slurm_job_id": job, "slurm_restart_count": restart}
 
 
+#: Slurm job states in which a job's processes may still write
+SLURM_LIVE_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING", "STOPPED", "SIGNALING",
+                               "STAGE_OUT", "RESIZING"})
+
+
+def _slurm_job_ended(job: str) -> bool | None:
+    """Whether Slurm says job ``job`` no longer runs (ended, requeued, or unknown to it); None
+    where it cannot be asked (no ``squeue`` here, or no answer in 10 s)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        p = subprocess.run(["squeue", "-h", "-j", str(job), "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if p.returncode != 0:
+        return True if "invalid job id" in p.stderr.lower() else None
+    return not (set(p.stdout.split()) & SLURM_LIVE_STATES)
+
+
 class RunLock:
     """``STORE/.flytomo/lock``: one run at a time per store (or ``path``, a lock file of
     another output: ``flytomo recon``'s). Use as a context manager."""
@@ -241,6 +263,8 @@ class RunLock:
         if (job is not None and job == me.get("slurm_job_id") and isinstance(restart, int)
                 and restart < me.get("slurm_restart_count", 0)):
             return True  # an earlier start of this requeued job: Slurm ended it before this one
+        if job is not None and job != me.get("slurm_job_id") and (ended := _slurm_job_ended(job)) is not None:
+            return ended  # Slurm knows: a job killed on another node (a blind probe waited out STALE_S)
         if other.get("host") == host:
             if not isinstance(pid, int) or not _pid_alive(pid):
                 return isinstance(pid, int)

@@ -41,3 +41,31 @@ def test_afterok_dependency_waits_and_cancels_on_failure(slurm, tmp_path):
     assert slurm.wait(bad, timeout=60) == "FAILED"
     assert slurm.wait(after, timeout=60) == "CANCELLED"
     assert not (tmp_path / "after.out").exists()
+
+
+def test_a_lock_of_a_slurm_job_that_ended_on_another_node_is_stale_at_once(slurm, tmp_path):
+    """A blind probe: a job killed on one node left its lock; the resubmitted job, landing on
+    another node within 300 s, was refused as if the first still ran. The lock names its Slurm
+    job: squeue (SLURM_CONF is the test cluster's) says whether it still runs."""
+    import json
+
+    from hpc.manifest import RunLock
+    from recon.errors import FlytomoError
+
+    lock = tmp_path / "s.zarr" / ".flytomo" / "lock"
+    lock.parent.mkdir(parents=True)
+    live = slurm.sbatch("--wrap", "sleep 120", f"--output={tmp_path}/live.out")
+    ended = slurm.sbatch("--wrap", "true", f"--output={tmp_path}/ended.out")
+    try:
+        assert slurm.wait(ended, timeout=60) == "COMPLETED"
+        assert slurm.wait(live, timeout=60, states=("RUNNING",)) == "RUNNING"
+        for job in (live, ended):  # both locks fresh, from another host
+            lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0, "slurm_job_id": job}))
+            if job == live:
+                with pytest.raises(FlytomoError, match="host elsewhere"):
+                    RunLock(tmp_path / "s.zarr").acquire()
+            else:  # its job ended: taken over at once
+                RunLock(tmp_path / "s.zarr").acquire().release()
+                assert not lock.exists()
+    finally:
+        slurm.run(["scancel", live], check=False)
