@@ -120,13 +120,16 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     if log is not None or np.isfinite(tc).any():
         handles.append(Line2D([], [], color=TEMP_COLOR, marker="d", ms=3))
         labels.append(temp_label)
-    ax.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.85)
+    # above the axes, in one row: inside them it hid data (a crack peak early in a long series, or the
+    # temperature line, which the twin axes draw over it: blind probe AB)
+    ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles), fontsize=8,
+              frameon=False, borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
     if np.sum(ok & np.isfinite(cf)) == 1:  # one scan: its value said, no line to read it from
         i = int(np.flatnonzero(ok & np.isfinite(cf))[0])
         ax.annotate(f"{cf[i]:.2f} % (one scan)", (x[i], cf[i]), textcoords="offset points", xytext=(6, 6),
                     fontsize=9, color="C0")
         ax.set_ylim(0, 1.3 * cf[i] if cf[i] > 0 else 1.0)
-    ax.set_title(title or "Crack volume fraction and temperature program")
+    ax.set_title(title or "Crack volume fraction and temperature program", pad=20)
     return _save(fig, path)
 
 
