@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import logging
 import os
 import re
 import sys
@@ -104,16 +105,22 @@ def _once_per_message(show):
     problem that every scan of an experiment shares (a dead detector column, a sample wider
     than the field: the same text up to its numbers) once for the first file; ``.summary()``
     gives one line per such problem with the count of the others (numbers that differ
-    between the files shown as …)."""
+    between the files shown as …). Where a run's log file is open (``flytomo.run`` has a
+    handler), every distinct warning goes to it too: a blind probe's 150 repaired scans were
+    named nowhere but for the first."""
     seen: set[str] = set()
     files_by_kind: dict[str, set[str]] = {}
     gists_by_kind: dict[str, list[str]] = {}
+
+    run_log = logging.getLogger("flytomo.run")
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         text = str(message)
         if text in seen:
             return
         seen.add(text)
+        if run_log.handlers:  # a run's log file is open: every file's warning in it, the terminal's summarised
+            run_log.warning("%s", text)
         split = _file_and_gist(text)
         if split is not None:
             kind = _NUMBER.sub("#", split[1])
