@@ -66,7 +66,9 @@ def test_one_unreadable_scan_fails_alone_and_is_retried(reference, sim, tmp_path
 
     assert "the store is incomplete: scans not reconstructed are marked in the status column" in r.stdout, r.stdout
     table = pd.read_csv(load_experiment(cfg).analysis_out / "crack_table.csv")
-    assert table["status"].tolist() == ["ok", "ok", "not reconstructed (no data)", "ok"]
+    # the reason the run recorded, in the table too (a blind probe: only "no data" there)
+    assert table["status"].tolist()[:2] + table["status"].tolist()[3:] == ["ok", "ok", "ok"]
+    assert table["status"][2].startswith("not reconstructed: cannot be read as HDF5 (truncated")
     store = tmp_path / "store.zarr"
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
     assert attrs["status"] == "incomplete"
