@@ -215,6 +215,47 @@ def _record(info: StoreInfo, temperature_csv: str | Path | None, params: Segment
             "segmentation": params.model_dump()}
 
 
+def analysis_inputs(info: StoreInfo, temperature_csv: str | Path | None, params: SegmentationParams,
+                    extrapolate: bool, timezone: str | None, montage_frames: int) -> dict:
+    """What an analysis is made from, as one JSON-able dict: a digest of the store's scans
+    and settings (status, times, files' fingerprints, method, when it was begun), the log file's
+    path, size and modification time, the segmentation and options, and a digest of this
+    package's code (the reconstruction's shows in the store's own)."""
+    import hashlib
+
+    import recon
+
+    a = info.attrs
+    store = {"shape": list(info.shape), "scans": info.scans, **{k: a.get(k) for k in
+                                                                 ("method", "options", "model", "created")}}
+    log = None
+    if temperature_csv is not None:
+        st = Path(temperature_csv).stat()
+        log = [str(Path(temperature_csv).absolute()), st.st_size, st.st_mtime_ns]
+    code = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        code.update(f.name.encode() + f.read_bytes())
+    return {"store": hashlib.sha256(json.dumps(store, sort_keys=True, default=str).encode()).hexdigest()[:16],
+            "log": log, "segmentation": params.model_dump(mode="json"), "extrapolate": bool(extrapolate),
+            "timezone": timezone, "montage_frames": montage_frames, "flytomo_version": recon.__version__,
+            "analysis_code": code.hexdigest()[:12]}
+
+
+def _kept_analysis(out_dir: Path, inputs: dict, params: SegmentationParams) -> AnalysisOutputs | None:
+    """The analysis in ``out_dir`` where its record names the same ``inputs`` and its table
+    reads; else None."""
+    try:
+        record = json.loads((out_dir / "analysis_record.json").read_text())
+        table = pd.read_parquet(out_dir / "crack_table.parquet")
+    except (OSError, ValueError):
+        return None
+    if record.get("inputs") != json.loads(json.dumps(inputs, default=str)) or not (out_dir / "crack_table.csv").is_file():
+        return None
+    plots = {k: out_dir / name for k, name in PLOTS.items() if (out_dir / name).is_file()}
+    return AnalysisOutputs(table=table, csv=out_dir / "crack_table.csv", parquet=out_dir / "crack_table.parquet",
+                           plots=plots, params=params, up_to_date=True)
+
+
 def default_out_dir(store_path: str | Path) -> Path:
     """``<store folder>/<store name without .zarr>_analysis``."""
     store_path = Path(store_path)
@@ -229,6 +270,8 @@ class AnalysisOutputs:
     parquet: Path
     plots: dict[str, Path] = field(default_factory=dict)
     params: SegmentationParams | None = None
+    #: the analysis already in ``out_dir`` was made from these same inputs and is kept (``if_changed``)
+    up_to_date: bool = False
 
 
 def _montage_times(nt: int, k: int) -> list[int]:
@@ -350,7 +393,8 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
 def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = None,
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
-                  montage_frames: int = 8, plots: bool = True, timezone: str | None = None) -> AnalysisOutputs:
+                  montage_frames: int = 8, plots: bool = True, timezone: str | None = None,
+                  if_changed: bool = False) -> AnalysisOutputs:
     """Analyse every time point of an experiment store and write the results.
 
     Parameters
@@ -371,6 +415,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     montage_frames : how many time points (evenly spread) the slice montage shows.
     timezone : the clock of the log's date-times written without a zone
         (:func:`recon.io.metadata.parse_zone`); None: the store config's ``timezone``, else UTC.
+    if_changed : keep the analysis in ``out_dir`` where it was made from the same inputs (the
+        store's scans and settings, the log's file, the segmentation, the code:
+        :func:`analysis_inputs`), as `flytomo run` does when it polls a finished experiment.
 
     Raises :class:`FlytomoError` for a missing / empty / timeless store and a temperature log
     that is unreadable or does not cover a scan — before any segmentation is done. A time
@@ -397,6 +444,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FlytomoError(out_dir, f"cannot create the output folder ({err.strerror})") from None
+    inputs = analysis_inputs(info, temperature_csv, p, extrapolate, timezone, montage_frames if plots else 0)
+    if if_changed and (kept := _kept_analysis(out_dir, inputs, p)) is not None:
+        return kept
 
     nt = info.n_times
     show = set(_montage_times(nt, montage_frames if plots else 0))
@@ -420,7 +470,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         atomic_write(work / "segmentation_params.json",
                      lambda q: q.write_text(json.dumps(p.model_dump(), indent=2) + "\n"))
         atomic_write(work / "analysis_record.json",
-                     lambda q: q.write_text(json.dumps(_record(info, temperature_csv, p), indent=2) + "\n"))
+                     lambda q: q.write_text(json.dumps({**_record(info, temperature_csv, p), "inputs": inputs},
+                                                       indent=2) + "\n"))
         figs: dict[str, Path] = {}
         if plots:
             figs = _write_plots(info, table, results, show, log, work)

@@ -24,14 +24,15 @@ from hpc.commands import exit_on_sigterm, first_line, mpi_ranks
 
 
 def analyze(exp: Any, executor: Any = None) -> Any:
-    """Run the analysis stage on a complete store (``executor.map`` spreads the time points)."""
+    """Run the analysis stage on a complete store (``executor.map`` spreads the time points);
+    an analysis already made from the same inputs is kept (a finished experiment polled)."""
     from analysis.run import analyze_store
 
     a = exp.config.analysis
     return analyze_store(exp.store_path, exp.temperature_log, exp.analysis_out,
                          params=a.segmentation or None,
                          map_fn=None if executor is None else executor.map, extrapolate=a.extrapolate,
-                         timezone=exp.config.timezone)
+                         timezone=exp.config.timezone, if_changed=True)
 
 
 def analysis_available() -> bool:
@@ -61,7 +62,8 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
         try:
             out = analyze(exp, executor)
             ok = int((out.table["status"] == "ok").sum())
-            print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}"
+            kept = " (up to date: no scan, log or setting changed since it was written)" if out.up_to_date else ""
+            print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}{kept}"
                   + ("" if summary.complete else "; the store is incomplete: scans not reconstructed are marked in "
                                                   "the status column (rerun to retry the failed units)"))
             for path in out.plots.values():
