@@ -135,7 +135,8 @@ def _slurm_job() -> dict[str, Any]:
         restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     except ValueError:
         restart = 0
-    return {"slurm_job_id": job, "slurm_restart_count": restart}
+    return {"slurm_job_id": job, "slurm_restart_count": restart,
+            **({"slurm_cluster": os.environ["SLURM_CLUSTER_NAME"]} if os.environ.get("SLURM_CLUSTER_NAME") else {})}
 
 
 #: Slurm job states in which a job's processes may still write
@@ -143,21 +144,26 @@ SLURM_LIVE_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURIN
                                "STAGE_OUT", "RESIZING"})
 
 
-def _slurm_job_ended(job: str) -> bool | None:
-    """Whether Slurm says job ``job`` no longer runs (ended, requeued, or unknown to it); None
-    where it cannot be asked (no ``squeue`` here, or no answer in 10 s)."""
+def _slurm_job_ended(job: str, cluster: str | None = None) -> bool | None:
+    """Whether Slurm lists job ``job`` as ended (or requeued: not running); None where it cannot
+    tell: no ``squeue`` here, no answer in 10 s, a job it does not know (long gone, or of another
+    cluster: the lock's age decides then), or a lock of another cluster (``cluster``, where both
+    it and this job's ``SLURM_CLUSTER_NAME`` are known)."""
     import shutil
     import subprocess
 
-    if shutil.which("squeue") is None:
+    here = os.environ.get("SLURM_CLUSTER_NAME")
+    if shutil.which("squeue") is None or (cluster and here and cluster != here):
         return None
     try:
-        p = subprocess.run(["squeue", "-h", "-j", str(job), "-o", "%T"], capture_output=True, text=True, timeout=10)
+        p = subprocess.run(["squeue", "-h", "--states=all", "-j", str(job), "-o", "%T"], capture_output=True,
+                           text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if p.returncode != 0:
-        return True if "invalid job id" in p.stderr.lower() else None
-    return not (set(p.stdout.split()) & SLURM_LIVE_STATES)
+    states = set(p.stdout.split())
+    if p.returncode != 0 or not states:
+        return None
+    return not (states & SLURM_LIVE_STATES)
 
 
 class RunLock:
@@ -263,7 +269,8 @@ class RunLock:
         if (job is not None and job == me.get("slurm_job_id") and isinstance(restart, int)
                 and restart < me.get("slurm_restart_count", 0)):
             return True  # an earlier start of this requeued job: Slurm ended it before this one
-        if job is not None and job != me.get("slurm_job_id") and (ended := _slurm_job_ended(job)) is not None:
+        if (job is not None and job != me.get("slurm_job_id")
+                and (ended := _slurm_job_ended(job, other.get("slurm_cluster"))) is not None):
             return ended  # Slurm knows: a job killed on another node (a blind probe waited out STALE_S)
         if other.get("host") == host:
             if not isinstance(pid, int) or not _pid_alive(pid):
