@@ -838,9 +838,9 @@ def check_output(cfg: ExperimentConfig, base: Path, inputs: list[Path] | tuple =
     if (locked := first_unwritable(p)) is not None:  # found before a run writes, or --restart empties, any of it
         return [Problem("output", f"{locked} cannot be written (read-only, or another user's): a run can neither "
                                   "write the store nor --restart empty it")]
-    analysis = analysis_out_path(cfg, base)
     if not cfg.analysis.enabled:
         return []
+    analysis = analysis_out_path(cfg, base)
     if analysis.exists() and not analysis.is_dir():
         return [Problem("analysis.out", f"{analysis} exists and is not a folder")]
     if (locked := first_unwritable(analysis)) is not None:

@@ -127,12 +127,13 @@ def grow_time(path: Path, n_scans: int, time_step_s: float | None) -> None:
     old = [dict(m) for m in g.attrs.get("multiscales") or []]
     if old:  # the time axis and its scale again, the space axes as they were
         new = multiscales(4, None, path.name, time_step_s)[0]
+        step = new["datasets"][0]["coordinateTransformations"][0]["scale"][0]
         for m in old:
             m["axes"] = [new["axes"][0], *m.get("axes", [])[1:]]
             for d in m.get("datasets", []):
                 for t in d.get("coordinateTransformations", []):
                     if t.get("type") == "scale" and len(t.get("scale", [])) == 4:
-                        t["scale"][0] = float(time_step_s or 1.0)
+                        t["scale"][0] = step
         g.attrs["multiscales"] = old
 
 

@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -83,3 +85,26 @@ def reference(sim, tmp_path_factory):
     summary = run_experiment(load_experiment(cfg), progress=False)
     assert summary.exit_code == 0 and summary.complete
     return cfg, read_store(cfg.parent / "store.zarr")
+
+
+@contextmanager
+def small_file_system(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's ``size=``: ``300k``, ``64m``) mounted on ``folder`` (made
+    here) while the block runs: a real full or read-only disk (:func:`remount` changes it).
+    Skips the test where it cannot be mounted (not root, or no mount rights)."""
+    if os.geteuid() != 0:
+        pytest.skip("a small file system needs mount rights (root)")
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "none", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("no tmpfs can be mounted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def remount(folder: Path, options: str) -> None:
+    """Change a :func:`small_file_system` in place: ``ro``, or ``size=8m`` (room made)."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+

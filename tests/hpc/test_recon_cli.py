@@ -896,15 +896,9 @@ def test_a_full_disk_keeps_the_slices_written_and_the_same_command_resumes(scan,
     """A blind probe: a resumed recon that filled its disk deleted the slices it had kept (hours
     of MLEM at full size) while its message said to run the same command again, naming no store.
     On a real full file system (a small tmpfs) they stay, and the command resumes bit for bit."""
-    import os
+    from .conftest import remount, small_file_system
 
-    if os.geteuid() != 0:
-        pytest.skip("a small file system needs mount rights (root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "none", str(disk)], capture_output=True).returncode:
-        pytest.skip("no tmpfs can be mounted here")
-    try:
+    with small_file_system(tmp_path / "disk", "300k") as disk:
         args = [str(scan), "--method", "fbp", "--chunk-rows", "8", "--no-progress"]
         full = run_cli("recon", *args, "--out", str(disk / "v.zarr"))
         last = full.stderr.strip().splitlines()[-1]
@@ -912,13 +906,11 @@ def test_a_full_disk_keeps_the_slices_written_and_the_same_command_resumes(scan,
         assert full.returncode == 2 and kept and int(kept.group(1)) > 0, full.stderr
         assert last.startswith(f"flytomo: error: {disk / 'v.zarr'}: No space left on device while writing: ")
         assert (disk / ".v.zarr.partial").is_dir() and not (disk / "v.zarr").exists()
-        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)  # room made
+        remount(disk, "size=8m")  # room made
         again = run_cli("recon", *args, "--out", str(disk / "v.zarr"))
         assert again.returncode == 0 and f"resuming: {kept.group(1)} of 64 slices" in again.stderr, again.stderr
         assert run_cli("recon", *args, "--out", str(tmp_path / "fresh.zarr")).returncode == 0
         np.testing.assert_array_equal(open_volume(disk / "v.zarr")[0][:], open_volume(tmp_path / "fresh.zarr")[0][:])
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_store_removed_while_recon_writes_it_is_an_error_not_a_volume(scan, tmp_path, monkeypatch, capsys):

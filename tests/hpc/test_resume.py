@@ -17,7 +17,7 @@ from hpc.engine import run_experiment
 from hpc.manifest import Manifest, RunLock
 from recon.errors import FlytomoError
 
-from .conftest import ROWS, SCANS, SIZE, flytomo, read_store, write_config
+from .conftest import ROWS, SCANS, SIZE, flytomo, read_store, remount, small_file_system, write_config
 
 UNITS = SCANS * (SIZE // ROWS)
 
@@ -909,47 +909,33 @@ def test_a_store_that_cannot_be_written_is_refused_before_restart_removes_anythi
     then failed on '0: Permission denied'; `check` said OK. Both now name the folder, before any
     work; the analysis stays (the store on a file system made read-only: root writes in anyone's
     folder)."""
-    if os.geteuid() != 0:
-        pytest.skip("a read-only file system needs mount rights (root)")
     store = tmp_path / "e" / "store.zarr"
-    store.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "none", str(store)], capture_output=True).returncode:
-        pytest.skip("no tmpfs can be mounted here")
-    try:
+    with small_file_system(store, "64m"):
         cfg = write_config(tmp_path / "e", sim, analysis={"enabled": True})
         assert flytomo("run", cfg).returncode == 0
         table = tmp_path / "e" / "analysis" / "crack_table.csv"
         before = table.read_bytes()
-        subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        remount(store, "ro")
         for args in (("check", cfg), ("run", cfg, "--restart")):
             r = flytomo(*args)
             assert r.returncode == 2, r.stderr
             assert f"{store} cannot be written (read-only, or another user's)" in r.stderr + r.stdout
         assert table.read_bytes() == before
-    finally:
-        subprocess.run(["umount", str(store)], check=False)
 
 
 def test_an_analysis_that_fills_its_disk_is_named_and_the_volumes_stay(sim, tmp_path):
     """A blind probe: a full disk under the analysis folder ended `run` on 'writing the output:
     No space left on device', exit 2, with no word of the analysis. It is the analysis that failed,
     named, exit 1; the store is complete and the next run (with room) writes the analysis."""
-    if os.geteuid() != 0:
-        pytest.skip("a small file system needs mount rights (root)")
     out = tmp_path / "e" / "analysis"
-    out.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "none", str(out)], capture_output=True).returncode:
-        pytest.skip("no tmpfs can be mounted here")
-    try:
+    with small_file_system(out, "12k"):
         cfg = write_config(tmp_path / "e", sim, analysis={"enabled": True})
         r = flytomo("run", cfg)
         assert r.returncode == 1 and f"analysis   failed: {out}: No space left on device" in r.stderr, r.stderr
         assert not (out / "crack_table.csv").exists()
-        subprocess.run(["mount", "-o", "remount,size=8m", str(out)], check=True)
+        remount(out, "size=8m")
         r = flytomo("run", cfg)
         assert r.returncode == 0 and (out / "crack_table.csv").is_file(), r.stderr
-    finally:
-        subprocess.run(["umount", str(out)], check=False)
 
 
 def test_a_run_with_nothing_new_keeps_the_analysis_made_from_the_same_inputs(sim, tmp_path):
