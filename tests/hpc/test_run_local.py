@@ -62,6 +62,8 @@ def test_rerun_does_nothing_and_reconstructor_built_once_per_geometry(reference,
     cfg, vol = reference
     s = run_experiment(load_experiment(cfg), progress=False)
     assert (s.done, s.skipped, s.failed) == (0, SCANS * (SIZE // ROWS), 0)
+    # a scan's axis is logged by the run that reconstructs it, not again by each later run (probe AB)
+    assert (cfg.parent / "store_run.log").read_text().count("rotation axis at column") == SCANS
     # a fresh store in this process: every scan has the same geometry → one build for all units
     engine._reconstructors.clear()
     cfg2 = write_config(tmp_path, sim)
@@ -222,3 +224,24 @@ def test_units_reuse_the_operators_of_the_reconstructor_that_judged_the_zoom():
         units, _ = reconstructor_for(g.to_dict(), "rrdb", (("zoom", 1.5),), "cpu")
         assert units._stages is judge._stages and units.options["zoom"] == 1.5
         np.testing.assert_array_equal(units(sino), make_reconstructor(g, "rrdb", zoom=1.5)(sino))
+
+
+def test_finished_scans_are_marked_in_few_writes_of_the_scan_list(tmp_path):
+    """Each mark rewrites the whole scan list: 400 scans finished in a burst are written in a
+    few writes, not 400 (probe AB: O(N²)), the first at once, and all by ``flush``."""
+    from hpc import store as st
+    from hpc.planner import WorkUnit
+
+    n = 400
+    path = tmp_path / "s.zarr"
+    st.create_store(path, (n, 1, 4, 4), 1, {"scans": [{"index": t, "status": "pending", "file": f"f{t}.h5"}
+                                                     for t in range(n)]})
+    units = [WorkUnit(t, 0, 1) for t in range(n)]
+    live = engine._ScanStatus(path, units, set())
+    live.unit_done(units[0])
+    assert live.writes == 1 and st.read_attrs(path)["scans"][0]["status"] == "done"
+    for u in units[1:]:
+        live.unit_done(u)
+    assert live.writes < 20, live.writes
+    live.flush()
+    assert [s["status"] for s in st.read_attrs(path)["scans"]] == ["done"] * n
