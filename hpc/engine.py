@@ -327,7 +327,8 @@ def _judge_zoom(job: UnitJob) -> tuple[Any, tuple[int, int]]:
 
 @dataclass
 class RunSummary:
-    """What a run did; ``exit_code`` 0 (all done) or 1 (some units failed)."""
+    """What a run did; ``exit_code`` 0 (all done), 1 (some units failed) or 3 (none failed, but
+    scans still being written were left to a later run: a polling pipeline's normal case)."""
 
     store: Path
     log_file: Path
@@ -344,12 +345,13 @@ class RunSummary:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)     # unit name → reason
     failed_scans: dict[str, str] = field(default_factory=dict)  # file name → reason
+    waiting_scans: dict[str, str] = field(default_factory=dict)  # file name → why taken as still being written
     complete: bool = False
     axis: str | None = None   # the scans' rotation axes, in words (:func:`_log_axes`)
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.failed == 0 else 1
+        return 1 if self.failed else 3 if self.waiting_scans else 0
 
     @property
     def slices_per_s(self) -> float:
@@ -370,6 +372,10 @@ class RunSummary:
                        "rerun the same command to retry only these:")
             for f, reason in sorted(self.failed_scans.items()):  # a reason that names its file as it is
                 out.append(f"  {reason}" if Path(reason.split(": ", 1)[0]).name == f else f"  {f}: {reason}")
+        if self.waiting_scans:
+            out.append(f"waiting    {len(self.waiting_scans)} scan(s) still being written, left to the next run "
+                       "(exit 3 where nothing failed):")
+            out.extend(f"  {f}: {why}" for f, why in sorted(self.waiting_scans.items()))
         return out
 
     def to_dict(self) -> dict:
@@ -379,7 +385,8 @@ class RunSummary:
                 "slices_per_s": self.slices_per_s, "sum_unit_s": float(np.sum(self.unit_seconds)),
                 "mean_unit_s": float(np.mean(self.unit_seconds)) if self.unit_seconds else 0.0,
                 "build_seconds": self.build_seconds, "peak_rss_mb": self.peak_rss_mb,
-                "failures": self.failures, "failed_scans": self.failed_scans, "complete": self.complete,
+                "failures": self.failures, "failed_scans": self.failed_scans,
+                "waiting_scans": self.waiting_scans, "complete": self.complete,
                 "axis": self.axis}
 
 
@@ -749,6 +756,9 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         threads = cfg.executor.worker_threads()
         for u in todo:
             p = plan_by_t[u.t]
+            if p.waiting:
+                summary.waiting_scans[p.path.name] = p.error
+                continue
             if not p.ok:
                 failed_now.append(UnitResult(u, False, f"{p.path.name}: {p.error}"))
                 continue
@@ -804,6 +814,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
             a = p.to_attrs(store.parent, status)
             if status == "failed":
                 a["error"] = p.error or next(failed_all[n] for n in names if n in failed_all)
+            elif status == "pending" and p.waiting:
+                a["error"] = p.error
             scans_attrs.append(a)
         summary.complete = all(u.name in done_all for u in units)
         st.update_attrs(store, scans=scans_attrs, status=st.COMPLETE if summary.complete else st.INCOMPLETE,
@@ -814,6 +826,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
                  "complete" if summary.complete else "incomplete")
         for f, reason in summary.failed_scans.items():
             log.error("failed scan %s: %s", f, reason)
+        for f, reason in summary.waiting_scans.items():
+            log.warning("scan %s left to the next run: %s", f, reason)
         return summary
     except FlytomoError as err:
         log.error("stopped: %s", err)

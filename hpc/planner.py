@@ -84,6 +84,7 @@ class ScanPlan:
     pad_wanted: int = 0  # the pad (columns per side) the scan chose alone, before :func:`_pad_alike`
     photons: float | None = None  # per pixel in a flat frame (:func:`recon.io.noise.scan_photons`)
     start_time_naive: bool = False  # its start a date-time without a zone, read as UTC (no timezone given)
+    waiting: bool = False  # still being written (``error`` says why): left to a later run, not a failure
 
     @property
     def ok(self) -> bool:
@@ -179,7 +180,7 @@ def _short_scans(plans: list[ScanPlan]) -> None:
         if found is None:
             continue
         if found[1]:
-            p.error = found[0]
+            p.error, p.waiting = found[0], True
         else:
             warnings.warn(f"{p.path.name}: {found[0]}", UserWarning, stacklevel=3)
 

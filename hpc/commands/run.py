@@ -43,6 +43,13 @@ def analysis_available() -> bool:
     return True
 
 
+def _rerun_for(summary: Any) -> str:
+    """What running the same command again does for an incomplete store."""
+    if summary.failed and summary.waiting_scans:
+        return "retry the failed units and take the scans still being written"
+    return "retry the failed units" if summary.failed else "take the scans still being written"
+
+
 def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
     """Reconstruct (and analyse) ``exp`` on ``executor``; print the summary; return the exit code."""
     from hpc.engine import run_experiment
@@ -65,7 +72,7 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
             kept = " (up to date: no scan, log or setting changed since it was written)" if out.up_to_date else ""
             print(f"analysis   {len(out.table)} time points ({ok} ok) → {out.csv}{kept}"
                   + ("" if summary.complete else "; the store is incomplete: scans not reconstructed are marked in "
-                                                  "the status column (rerun to retry the failed units)"))
+                                                  f"the status column (rerun to {_rerun_for(summary)})"))
             for path in out.plots.values():
                 print(f"  plot     {path}")
             result["analysis"] = {"table": str(out.csv), "parquet": str(out.parquet),
@@ -80,7 +87,7 @@ def execute(exp: Any, executor: Any, args: argparse.Namespace) -> int:
                   "kept whole); make room and run the same command again", file=sys.stderr)
             code = max(code, 1)
     elif want and not summary.complete:
-        print("analysis   skipped: nothing is reconstructed yet (rerun to retry the failed units)")
+        print(f"analysis   skipped: nothing is reconstructed yet (rerun to {_rerun_for(summary)})")
     if getattr(args, "summary_json", None):
         Path(args.summary_json).write_text(json.dumps(result, indent=2) + "\n")
     args._result = result

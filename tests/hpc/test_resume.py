@@ -484,20 +484,33 @@ def test_a_scan_still_being_written_waits_for_a_later_run(reference, sim, tmp_pa
     """Blind probe (session 41): a scan picked up while its file still grew (70 of 120 frames,
     angles alike) was reconstructed as a short scan, tabled 'ok', and the finished file then
     refused every later run. Now a scan with under 90 % of the others' projections, written in
-    the last 2 minutes, is not reconstructed (its units fail, exit 1; check warns); the run
-    after it is complete takes it, and the store equals a run of the finished files."""
+    the last 2 minutes, is not reconstructed (check warns); the run after it is complete takes
+    it, and the store equals a run of the finished files. It is no failure (probe AB: exit 1 on
+    every cycle of a polling pipeline): its status is "pending" with the reason, exit 3."""
     import time
 
     _, ref = reference
-    cfg = write_config(tmp_path, sim, copy_raw=True)
+    cfg = write_config(tmp_path, sim, copy_raw=True, analysis={"enabled": True, "out": "analysis"})
     raw, store = tmp_path / "raw", tmp_path / "store.zarr"
     _first_frames(sim.scans[3], raw / "scan_0003.h5", 30)  # 30 of 48 projections, written just now
     r = flytomo("check", cfg)
     assert "scan_0003.h5: holds 30 projections where the experiment's scans hold 48" in r.stderr, r.stderr
     assert "still being written?" in r.stderr
-    s = run_experiment(load_experiment(cfg), progress=False)
-    assert s.failed == UNITS // SCANS and s.done == UNITS - UNITS // SCANS and not s.complete
-    assert all("still being written?" in why for why in Manifest(store).failed().values())
+    r = flytomo("run", cfg, "--no-progress")
+    assert r.returncode == 3, r.stdout + r.stderr[-2000:]
+    assert f"{UNITS - UNITS // SCANS} done now, 0 already done, 0 failed" in r.stdout, r.stdout
+    assert "waiting    1 scan(s) still being written, left to the next run" in r.stdout, r.stdout
+    assert "  scan_0003.h5: holds 30 projections" in r.stdout, r.stdout
+    assert "rerun to take the scans still being written" in r.stdout, r.stdout
+    assert not Manifest(store).failed()
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert [x["status"] for x in attrs["scans"]] == ["done"] * 3 + ["pending"]
+    assert "still being written?" in attrs["scans"][3]["error"]
+    import pandas as pd
+
+    table = pd.read_csv(load_experiment(cfg).analysis_out / "crack_table.csv")
+    assert table["status"].tolist()[:3] == ["ok"] * 3, table["status"].tolist()
+    assert table["status"][3].startswith("not reconstructed: holds 30 projections"), table["status"][3]
     shutil.copy(sim.scans[3], raw / "scan_0003.h5")  # the writer finished it
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.complete and s.done == UNITS // SCANS
