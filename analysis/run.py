@@ -280,6 +280,20 @@ def _montage_times(nt: int, k: int) -> list[int]:
     return sorted(set(int(round(v)) for v in np.linspace(0, nt - 1, min(k, nt))))
 
 
+def _montage_peak(results: list[dict], show: set[int]) -> tuple[int, int] | None:
+    """(time point of the largest crack fraction, the montage's frame it takes the place of: the
+    nearest one, not the first or last) where the evenly spread frames miss it, else None (blind
+    probe AB: a 300-scan montage of 8 frames missed the crack peak)."""
+    ok = [r for r in results if r.get("status") == "ok" and np.isfinite(r.get("crack_fraction", np.nan))]
+    if len(show) < 3 or not ok:
+        return None
+    peak = int(max(ok, key=lambda r: r["crack_fraction"])["t"])
+    if peak in show:
+        return None
+    inner = sorted(show)[1:-1]
+    return peak, min(inner, key=lambda t: (abs(t - peak), t))
+
+
 def _mapper(map_fn: Callable | None, executor: Any) -> Callable[[Callable, Iterable], list]:
     if map_fn is not None:
         return lambda f, xs: list(map_fn(f, xs))
@@ -412,7 +426,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         ``map``-like callable — wins over it. Default: the builtin ``map`` (in this process).
     extrapolate : accept scans outside the temperature log (its end values are held);
         ``None``: the store config's ``analysis.extrapolate``, else False.
-    montage_frames : how many time points (evenly spread) the slice montage shows.
+    montage_frames : how many time points the slice montage shows: evenly spread, the largest
+        crack fraction in place of the nearest inner one where they miss it.
     timezone : the clock of the log's date-times written without a zone
         (:func:`recon.io.metadata.parse_zone`); None: the store config's ``timezone``, else UTC.
     if_changed : keep the analysis in ``out_dir`` where it was made from the same inputs (the
@@ -452,6 +467,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     show = set(_montage_times(nt, montage_frames if plots else 0))
     fn = functools.partial(_task, store_path=str(info.path), params=p.model_dump())
     results = _mapper(map_fn, executor)(fn, [(t, t in show) for t in range(nt)])
+    if (peak := _montage_peak(results, show)) is not None:  # the montage shows the crack peak too
+        show = (show - {peak[1]}) | {peak[0]}
+        results = [fn((peak[0], True)) if r.get("t") == peak[0] else r for r in results]
 
     for r in results:  # why a scan is missing, where the run recorded it (a blind probe: only "no data")
         error = info.scans[r["t"]].get("error") if r.get("t") is not None and r["t"] < len(info.scans) else None

@@ -57,6 +57,12 @@ def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, t
     for p in out.plots.values():
         assert _png_ok(p)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    # three frames evenly spread (time points 0, 3, 6) miss the crack peak (4): it takes 3's place
+    titles.clear()
+    analyze_store(path, temperature_log, out_dir=tmp_path / "out3", montage_frames=3)
+    peak = int(np.argmax(t["crack_fraction"]))
+    assert peak == 4 and len(titles[0][1]) == 3, titles
+    assert f"cracks {100 * t['crack_fraction'][peak]:.2f}%" in titles[0][1][1], titles
     back = pd.read_parquet(out.parquet)  # the start's date is a timestamp there, null without Unix times
     assert back["start_time_utc"].isna().all()
     pd.testing.assert_frame_equal(back.drop(columns="start_time_utc"), t.drop(columns="start_time_utc"))
