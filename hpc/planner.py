@@ -298,6 +298,28 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
     return plan, [(w.category, str(w.message)) for w in caught]
 
 
+def _number_in_name(plan: ScanPlan) -> str | None:
+    """The last number in the scan's file stem, without leading zeros ("scan_0057" → "57")."""
+    from recon.io.readers import scan_label
+
+    found = re.findall(r"\d+", scan_label(plan.path))
+    return str(int(found[-1])) if found else None
+
+
+def _ids_of_unread_scans(plans: list[ScanPlan]) -> None:
+    """A scan that could not be read gets the number in its file's name as its id where every
+    scan read records its id as that number (FXI's scan_0057.h5 holds scan_id 57), so that its
+    row reads like the others (blind probe AB: "scan_0057" among 56, 58, ...)."""
+    from recon.io.readers import scan_label
+
+    read = [p for p in plans if p.geometry is not None]
+    if not read or any(p.scan_id != _number_in_name(p) for p in read):
+        return
+    for p in plans:
+        if p.geometry is None and p.scan_id == scan_label(p.path) and (n := _number_in_name(p)) is not None:
+            p.scan_id = n
+
+
 def _distinct_labels(plans: list[ScanPlan]) -> None:
     """Scans named by their file (no scan id recorded) whose names repeat (A/tomo.h5, B/tomo.h5)
     get their folder's name in front (A/tomo, B/tomo), so tables and plots tell them apart."""
@@ -373,6 +395,7 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
         plans.append(plan)
     if pad_columns == "auto":
         _pad_alike(plans)
+    _ids_of_unread_scans(plans)
     _distinct_labels(plans)
     temperatures = _listed_times(plans, listed) if listed is not None else {}
     _fill_durations(plans, warn=log is not None, given=scan_duration_s)

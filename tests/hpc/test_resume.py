@@ -69,6 +69,8 @@ def test_one_unreadable_scan_fails_alone_and_is_retried(reference, sim, tmp_path
     # the reason the run recorded, in the table too (a blind probe: only "no data" there)
     assert table["status"].tolist()[:2] + table["status"].tolist()[3:] == ["ok", "ok", "ok"]
     assert table["status"][2].startswith("not reconstructed: cannot be read as HDF5 (truncated")
+    # its id the number in its name, as the others record theirs (probe AB: "scan_0002" among 0, 1, 3)
+    assert table["scan_id"].astype(str).tolist() == ["0", "1", "2", "3"], table["scan_id"].tolist()
     store = tmp_path / "store.zarr"
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
     assert attrs["status"] == "incomplete"
