@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recon.device import cpu_bf16_or_float32
 from recon.errors import FlytomoError
 
 __all__ = [
@@ -466,6 +467,8 @@ def run_network(
     if overlap < 0 or (tile is not None and tile < 1):
         raise FlytomoError("tile", "tile must be ≥ 1 and overlap ≥ 0")
     use_amp = bool(amp) and x.device.type in ("cuda", "cpu")  # CPU autocast: bfloat16
+    if use_amp and x.device.type == "cpu":
+        use_amp = cpu_bf16_or_float32(True, "--amp")
 
     def windows(xn: torch.Tensor) -> torch.Tensor:
         return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,

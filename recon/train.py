@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from recon.device import cpu_bf16_or_float32
 from recon.errors import FlytomoError
 from recon.yamlfile import ConfigModel, read_yaml_mapping
 
@@ -152,7 +153,8 @@ class OptimConfig(ConfigModel):
     validate_every: int = Field(250, ge=1)
     amp: bool = True                                     # mixed precision, CUDA only
     # bfloat16 autocast with channels-last tensors on CPU, where oneDNN has AMX / AVX-512-BF16
-    # kernels: 2-3× faster steps on such CPUs (fp32 master weights; rounding differs from fp32)
+    # kernels: 2-3× faster steps on such CPUs (fp32 master weights; rounding differs from fp32);
+    # float32, with a warning, on a CPU without them (emulated bfloat16: ~4× slower steps)
     cpu_bf16: bool = False
 
 
@@ -1086,7 +1088,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     # optimizer
     opt = torch.optim.Adam(model.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.99))
     use_amp = opt_cfg.amp and device.type == "cuda"
-    cpu_bf16 = opt_cfg.cpu_bf16 and device.type == "cpu"
+    cpu_bf16 = cpu_bf16_or_float32(opt_cfg.cpu_bf16 and device.type == "cpu", "training.cpu_bf16")
     mixed = use_amp or cpu_bf16  # autocast on: CUDA amp or CPU bfloat16
     amp_dtype = (torch.bfloat16 if cpu_bf16 or (use_amp and torch.cuda.is_bf16_supported()) else torch.float16)
     layout = torch.channels_last if cpu_bf16 else torch.contiguous_format

@@ -22,3 +22,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU taken as computing bfloat16 in hardware, so that the bfloat16 paths run (and are
+    tested) on one that does not, where flytomo otherwise uses float32 (recon.device)."""
+    import recon.device
+
+    monkeypatch.setattr(recon.device, "cpu_has_fast_bf16", lambda: True)
+
+
+@pytest.fixture
+def no_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU taken as one without bfloat16 arithmetic, whatever it has."""
+    import recon.device
+
+    monkeypatch.setattr(recon.device, "cpu_has_fast_bf16", lambda: False)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 import recon
 from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag, zoom_summary
+from recon.device import amp_on
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
 from recon.io import create_volume, discard, finalize, open_volume, partial_path
@@ -324,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
     if not any(np.isfinite(np.asarray(volume[z])).any() for z in range(volume.shape[0])):  # stops at the first
         raise FlytomoError(args.input, "no finite pixel (all NaN or infinite): nothing to enhance")
     size = min(volume.shape[1:])
+    args.amp = amp_on(args.device, args.amp)
     loaded = choose_model(args.model, args.input_kind, src_attrs, args.input, args.device, size)
     geometry = scan_geometry_of(src_attrs)
     fixed = fixed_zoom_choice(loaded, geometry, size) if args.zoom == "auto" else None
@@ -414,7 +416,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(one zoom for the volume; flytomo's networks: 1.5 where slices are under 300 px and "
                         "those holding the sample quiet, else 1; 1 for the seed's)")
     p.add_argument("--amp", action="store_true", help="the network in mixed precision (bfloat16 on the CPU, "
-                   "float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
+                   "float16 on CUDA): on CPUs with AVX-512-BF16/AMX; float32, with a warning, on others: emulated bfloat16 is 4-6x slower; not bit-identical")
     p.add_argument("--zero-level", default="auto", metavar="auto|VALUE",
                    help="the input's value of zero attenuation, taken off before the network and added "
                         "back (auto: found for 8/16-bit exports from their outer ring; 0 for floats, with a "

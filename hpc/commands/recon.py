@@ -17,6 +17,7 @@ from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
+from recon.device import amp_on
 from recon.errors import NO_ROOM_ERRNOS, FlytomoError
 from recon.geometry import CENTER_CHOICES, MAX_BLUR_ANGLE_DEG
 from recon.io import (check_in_progress, create_volume, discard, finalize, mark_rows_done, open_scan, open_volume,
@@ -88,6 +89,8 @@ def method_options(args: argparse.Namespace) -> dict:
     if wrong:
         flags = ", ".join("--" + _FLAG_OF.get(k, k).replace("_", "-") for k in wrong)
         raise FlytomoError(None, f"method {args.method} takes no {flags}")
+    if given.get("amp"):  # recorded as it runs: float32 on a CPU without bfloat16 arithmetic
+        given["amp"] = amp_on(args.device, True)
     return given
 
 
@@ -375,7 +378,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--self-ensemble", action="store_true", help="rrdb: average the network over the 8 "
                    "rotations/flips of each slice (8x the network time, about +0.1 dB)")
     p.add_argument("--amp", action="store_true", help="rrdb: the network in mixed precision (bfloat16 on the "
-                   "CPU, float16 on CUDA): faster on CPUs with AVX-512-BF16/AMX, not bit-identical")
+                   "CPU, float16 on CUDA): on CPUs with AVX-512-BF16/AMX; float32, with a warning, on others: emulated bfloat16 is 4-6x slower; not bit-identical")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the summary stays), as run's")

@@ -88,7 +88,7 @@ def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
     assert "--model PATH.safetensors" in r.stderr and r.stderr.count("\n") == 1
 
 
-def test_amp_in_recon_and_enhance(scan, tmp_path):
+def test_amp_in_recon_and_enhance(scan, tmp_path, bf16_cpu):
     """--amp (bfloat16 on the CPU): `recon --method rrdb` and `enhance` give the same volume,
     bit for bit, within 2 % of the float32 one's range but not equal to it, and record it; a
     method without a network refuses the flag."""
@@ -108,6 +108,21 @@ def test_amp_in_recon_and_enhance(scan, tmp_path):
     assert 0 < diff < 2e-2, diff
     r = run_cli("recon", str(scan), "--out", str(tmp_path / "f.zarr"), "--method", "fbp", "--amp")
     assert r.returncode == 2 and "method fbp takes no --amp" in r.stderr
+
+
+def test_amp_on_a_cpu_without_bfloat16_is_float32_and_says_so(scan, tmp_path, no_bf16_cpu):
+    """Blind probe AC: --amp on a CPU without bfloat16 arithmetic ran 6x slower, unsaid. Now it
+    warns and runs in float32: the same volume as without --amp, bit for bit."""
+    mm, plain, amp = tmp_path / "mm.zarr", tmp_path / "plain.zarr", tmp_path / "amp.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["recon", str(scan), "--out", str(mm), "--rows", "44:46", "--quiet"]) == 0
+        assert main(["enhance", str(mm), "--out", str(plain), "--quiet"]) == 0
+        with pytest.warns(UserWarning, match=r"--amp: this CPU has no bfloat16 arithmetic .* float32 is used"):
+            assert main(["enhance", str(mm), "--out", str(amp), "--amp", "--quiet"]) == 0
+    got, attrs = open_volume(amp)
+    np.testing.assert_array_equal(got[:], open_volume(plain)[0][:])
+    assert attrs["amp"] is False  # what ran, not what was asked
 
 
 def test_self_ensemble_in_recon_and_enhance(scan, tmp_path):
