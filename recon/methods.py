@@ -181,7 +181,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
         raise FlytomoError(loaded.path, f"this model corrects {kind!r} reconstructions; the rrdb method "
                                         f"runs on {' or '.join(RRDB_INPUTS)}")
     trained_all = loaded.card.get("input_options") or {}
-    firsts = []
+    firsts, used = [], []
     for first in (METHODS[k] for k in channel_kinds(kind)):
         # a network corrects the first stage it was trained on: modified MLEM of a fixed count
         trained = {k: v for k, v in {**NETWORK_INPUT, **trained_all}.items() if k in first.defaults}
@@ -194,6 +194,7 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
                           f"{given['iterations']} give it another input: compare its output with the default's",
                           ModelDomainWarning, stacklevel=2)
         stage_opts = {**first.defaults, **trained, **given}
+        used.append({"method": first.name, **stage_opts})
         key = (first.name, tuple(sorted((k, repr(v)) for k, v in stage_opts.items())))
         fn = None if stages is None else stages.get(key)
         if fn is None:
@@ -202,9 +203,11 @@ def _network_stage(geometry: ScanGeometry, device: torch.device, opts: dict[str,
                 stages[key] = fn
         firsts.append(fn)
     stage1 = firsts[0] if len(firsts) == 1 else (lambda sino: torch.stack([f(sino) for f in firsts], dim=1))
-    return network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
-                            self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry),
-                            image_size=geometry.image_size)
+    fn = network_slice_fn(stage1, loaded, kind, device, tile=opts["tile"], amp=bool(opts["amp"]),
+                          self_ensemble=bool(opts["self_ensemble"]), zoom=scan_zoom(opts["zoom"], geometry),
+                          image_size=geometry.image_size)
+    fn.first_stage_options = used  # what ran: a card's iterations where none were given (blind probe AC)
+    return fn
 
 
 def scan_zoom(zoom: float | str, geometry: ScanGeometry | None) -> float | str:
@@ -312,6 +315,7 @@ def _build_rrdb(geometry: ScanGeometry, device: torch.device, opts: dict[str, An
     run.first_stage, run.zoom = main.first_stage, main.zoom  # what Reconstructor.choose_zoom judges
     run.blend = (second.loaded, w)
     run.reports_zoom = True
+    run.first_stage_options = main.first_stage_options
     return run
 
 
@@ -503,6 +507,8 @@ class Reconstructor:
         self.model = getattr(self._fn, "loaded", None)
         #: rrdb's second network and its weight in the mean, else None
         self.blend = getattr(self._fn, "blend", None)
+        #: rrdb's main network's first stage(s) as they run: [{"method", its options}] per input channel, else None
+        self.first_stage_options = getattr(self._fn, "first_stage_options", None)
         #: whether a variance changes the result (MLEM with ``iterations: auto``)
         self.uses_variance = bool(getattr(self._fn, "uses_variance", False))
 

@@ -186,6 +186,8 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
         if choice is not None:
             rec = rec.with_zoom(choice.zoom)
             judged = f", judged on rows {a}:{b}" if choice.slices else ""
+        elif rec.options.get("zoom") == "auto":  # a network that takes no zoom (the seed's): it ran at 1
+            rec.options = {**rec.options, "zoom": 1.0}
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning
@@ -196,6 +198,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
     n = geometry.image_size
     attrs = {
         "method": args.method, "options": rec.options, "model": rec.provenance(),
+        "first_stage": rec.first_stage_options,
         "geometry": geometry.to_dict(), **corrections.to_dict(), "jitter": jitter.to_dict() if jitter else None,
         "tilt": tilt.to_dict() if tilt else None,
         "network_zoom": ({**choice.to_dict(), **({"rows": [a, b]} if judged else {})}

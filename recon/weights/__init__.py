@@ -240,7 +240,8 @@ class LoadedModel:
         input kind, normalization, training steps. The checksum is the card's (verified on
         load), else the file's own (the seed authors' checkpoint has no card)."""
         c = self.card
-        return {"name": c.get("name"), "weights": str(self.path), "input_kind": self.input_kind,
+        # the file wherever the record is read from (blind probe AC: a relative --model was kept as typed)
+        return {"name": c.get("name"), "weights": str(Path(self.path).absolute()), "input_kind": self.input_kind,
                 "weights_sha256": c.get("weights_sha256") or _sha256(self.path),
                 "normalization": self.normalization,
                 "steps": c.get("steps")}

@@ -110,6 +110,22 @@ def test_amp_in_recon_and_enhance(scan, tmp_path, bf16_cpu):
     assert r.returncode == 2 and "method fbp takes no --amp" in r.stderr
 
 
+def test_recon_records_what_ran_for_the_seed_network(scan, tmp_path):
+    """Blind probe AC: a seed: run recorded zoom 'auto' (the seed's network is never zoomed) and
+    no first stage; now zoom 1 and the first stage with its options."""
+    seed = seed_checkpoint_path()
+    if not seed.is_file():
+        pytest.skip("../shared/data/seed-model is absent")
+    out = tmp_path / "seed.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelDomainWarning)
+        assert main(["recon", str(scan), "--out", str(out), "--method", "rrdb", "--model", f"seed:{seed}",
+                     "--rows", "44:46", "--quiet"]) == 0
+    attrs = open_volume(out)[1]
+    assert attrs["options"]["zoom"] == 1.0
+    assert [f["method"] for f in attrs["first_stage"]] == ["fbp"] and attrs["model"]["weights"] == str(seed.absolute())
+
+
 def test_amp_on_a_cpu_without_bfloat16_is_float32_and_says_so(scan, tmp_path, no_bf16_cpu):
     """Blind probe AC: --amp on a CPU without bfloat16 arithmetic ran 6x slower, unsaid. Now it
     warns and runs in float32: the same volume as without --amp, bit for bit."""

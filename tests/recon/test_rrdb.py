@@ -198,7 +198,7 @@ def test_self_ensemble_tiled_equals_untiled():
     assert np.abs(whole - apply_model(net, vol, normalization="seed")).max() > 1e-4  # not a no-op
 
 
-def test_amp_on_the_cpu_is_bfloat16_close_to_float32():
+def test_amp_on_the_cpu_is_bfloat16_close_to_float32(bf16_cpu):
     """amp=True on the CPU runs the network in bfloat16 (8-bit mantissa): not the float32
     bits, but within 2 % of the output's range, and the same shape and dtype; tiled amp
     stays close to whole-slice amp."""
@@ -264,7 +264,7 @@ CARD = {"name": "tiny", "input_kind": "fbp", "normalization": "seed", "steps": 0
         "training": {}, "data": {}, "validation": {}}
 
 
-def test_save_and_load_round_trip(tmp_path):
+def test_save_and_load_round_trip(tmp_path, monkeypatch):
     net = _small(3)
     wpath = save_model(tmp_path, net, CARD)
     assert wpath == tmp_path / "tiny.safetensors" and (tmp_path / "tiny.json").is_file()
@@ -279,6 +279,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert load_model(tmp_path / "tiny.json").path == wpath
     with pytest.raises(FlytomoError, match="mlem-flyscan"):
         load_model(wpath, input_kind="mlem-flyscan")
+    monkeypatch.chdir(tmp_path)  # a path given relative is recorded whole (blind probe AC)
+    assert load_model("tiny.safetensors").provenance()["weights"] == str(wpath.absolute())
 
 
 def test_an_edited_card_is_refused_and_saving_is_reproducible(tmp_path):
@@ -414,6 +416,11 @@ def test_rrdb_method_takes_its_first_stage_from_the_model_card(tmp_path):
                                                   normalization="seed"), atol=1e-5)
     with pytest.raises(FlytomoError, match="corrects 'mlem-flyscan' reconstructions, not 'fbp'"):
         reconstruct(sino, g, "rrdb", model=str(wpath), rrdb_input="fbp")
+    # what ran is what a volume records (blind probe AC: the card's iterations recorded as null)
+    from recon.methods import make_reconstructor
+
+    assert make_reconstructor(g, "rrdb", model=str(wpath)).first_stage_options == [
+        {"method": "mlem-flyscan", **make_reconstructor(g, "mlem-flyscan", iterations=3).options}]
 
 
 def test_slices_smaller_than_the_trained_samples_warn():
