@@ -134,6 +134,19 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _made_by_this_command(out: Path, args: argparse.Namespace) -> bool:
+    """Whether the finished volume ``out`` records this command line, input file (path and
+    fingerprint) and reconstruction code: the same command run again after it finished (blind
+    probe AC: refused with "already exists", where the same command resumes a stopped run)."""
+    try:
+        attrs = open_volume(out)[1]
+    except Exception:  # not a finished volume of flytomo's: the caller refuses it
+        return False
+    src = Path(args.input)
+    return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(src.resolve())
+            and attrs.get("input_fingerprint") == file_fingerprint(src) and attrs.get("recon_code") == recon_code())
+
+
 def _recon(args: argparse.Namespace, written: Written) -> int:
     started = time.perf_counter()  # "wrote ... in": the whole command, axis and projector included
     use_threads(args.threads)
@@ -145,6 +158,10 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
         raise FlytomoError(out, "recon writes an OME-Zarr store (a folder), not a "
                                 f"{out.suffix} file: give --out a name ending in .zarr")
     if out.exists() and not args.overwrite:
+        if _made_by_this_command(out, args):
+            print(f"{out}: already complete, made by this same command from the same file with this flytomo; "
+                  "nothing to do (--overwrite makes it again)")
+            return 0
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
     make_parent(out)
     check_target(out, args.overwrite, folder=True, inputs=[split_scan_ref(args.input)[0]])

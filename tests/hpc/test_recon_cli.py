@@ -637,6 +637,11 @@ def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is
         r.stderr
     assert f"({4 * len(kept)} of its slices written by an earlier run)" in r.stderr, r.stderr  # the time is this run's
     assert leftovers(tmp_path) == [] and not (out / ".rows_done").exists()
+    # the same command once more: complete, nothing to do, exit 0 (blind probe AC: "already exists", exit 2)
+    r = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "v.zarr: already complete, made by this same command" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "already exists; pass --overwrite to replace it" in r.stderr, r.stderr  # another command
     assert main([*cmd[3:], "--out", str(ref), "--quiet"]) == 0
     np.testing.assert_array_equal(open_volume(out)[0][:], open_volume(ref)[0][:])
     # a store in progress begun with other settings is begun again
