@@ -335,6 +335,10 @@ def run(args: argparse.Namespace) -> int:
     choice, judged = (fixed, None) if fixed else _choose_zoom(volume, loaded, args.zoom, zero, size, mass)
     if choice is not None:
         args.zoom = choice.zoom
+        if not args.quiet:  # said before the slices, not after them (blind probe AC)
+            where = f", judged on slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
+            print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
+                  file=sys.stderr, flush=True)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
@@ -379,11 +383,7 @@ def run(args: argparse.Namespace) -> int:
         kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
         print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        if choice is not None:
-            where = f", judged on slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
-            print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
-                  file=sys.stderr)
-        elif zoomed and (any(z != 1 for z in zoomed) or given_zoom):
+        if choice is None and zoomed and (any(z != 1 for z in zoomed) or given_zoom):
             print(zoom_summary(zoomed), file=sys.stderr)  # a zoom given (1 too: it was asked for)
     return 0
 

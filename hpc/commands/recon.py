@@ -205,6 +205,9 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
             judged = f", judged on rows {a}:{b}" if choice.slices else ""
         elif rec.options.get("zoom") == "auto":  # a network that takes no zoom (the seed's): it ran at 1
             rec.options = {**rec.options, "zoom": 1.0}
+    if choice is not None and not args.quiet:  # said before the slices, not after them (blind probe AC)
+        print(f"network zoom {choice.words()}{judged}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
+              file=sys.stderr, flush=True)
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning
@@ -296,10 +299,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
               + (f"; jitter undone: {jitter.summary()}" if jitter else ""), file=sys.stderr)
         if stops:
             print(stop_summary(stops), file=sys.stderr)
-        if choice is not None:
-            print(f"network zoom {choice.words()}{judged}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
-                  file=sys.stderr)
-        elif zoomed and (any(z != 1 for z in zoomed) or isinstance(rec.options.get("zoom"), float)):
+        if choice is None and zoomed and (any(z != 1 for z in zoomed) or isinstance(rec.options.get("zoom"), float)):
             print(zoom_summary(zoomed), file=sys.stderr)  # a zoom given (1 too: it was asked for)
     return 0
 

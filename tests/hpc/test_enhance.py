@@ -558,6 +558,7 @@ def test_enhance_says_which_zoom_it_chose(tmp_path):
     r = run_cli("enhance", str(tmp_path / "v.npy"), "--out", str(tmp_path / "o.npy"), "--input-kind", "mlem-flyscan")
     assert r.returncode == 0, r.stderr
     assert "network zoom 1.5 (noise " in r.stderr and ", 1 slice), judged on slices 0:2: every slice at this zoom" in r.stderr
+    assert r.stderr.index("network zoom 1.5") < r.stderr.index("wrote ")  # before the work, not after it
     got = np.load(tmp_path / "o.npy")
     np.testing.assert_allclose(got[0], load_model(None).apply(vol[:1], zoom=1.5)[0], atol=1e-6)
     np.testing.assert_array_equal(got[1], vol[1])
