@@ -35,6 +35,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -1104,6 +1105,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         if ckpt.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(ckpt["scaler"])
         step, wall_before = int(ckpt["step"]), float(ckpt["wall_time_s"])
+        print(f"flytomo train: resuming {run_dir / 'checkpoint.pt'} at step {step} of {opt_cfg.steps} "
+              "(--fresh begins again)", file=sys.stderr, flush=True)  # blind probe AC: a resume said nothing
     # each call's steps and the machine settings a resume may change (they change the last bits)
     segments = [dict(s) for s in ckpt.get("segments", [])] if ckpt is not None else []
     segments.append({"from_step": step, "to_step": step, "device": str(device), "threads": torch.get_num_threads(),
@@ -1186,9 +1189,12 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         "input_kind": cfg.input_kind,
         "input_options": cfg.data.method_options,
         "normalization": cfg.normalization,
-        "training": {**cfg.training.model_dump(mode="json"), "seed": cfg.seed,
+        # amp as it ran (CUDA only), not as configured (blind probe AC: "amp: true" on a CPU run)
+        "training": {**cfg.training.model_dump(mode="json"), "amp": bool(use_amp), "seed": cfg.seed,
                      "optimizer": "Adam(betas=(0.9, 0.99))", "device": str(device),
                      "mixed_precision": str(amp_dtype).replace("torch.", "") if mixed else None},
+        "config_digest": config_digest(cfg),  # of every setting that changes the weights
+        "command": " ".join(sys.argv) if sys.argv else "",
         "data": {**cfg.data.model_dump(mode="json"), "train_seed0": _seed0("train", cfg.data.first_seed),
                  "validation_seed0": _seed0("validation")},
         "init": init,

@@ -84,6 +84,10 @@ def test_cpu_bf16_on_a_cpu_without_it_is_float32_and_says_so(tmp_path, no_bf16_c
         asked = train(_cfg(steps=6, validate_every=100, cpu_bf16=True), tmp_path / "bf16", progress=False)
     card = load_model(asked.weights, input_kind="fbp").card
     assert card["training"]["mixed_precision"] is None and card["segments"][0]["precision"] == "float32"
+    assert card["training"]["amp"] is False  # amp: true in the config is CUDA's: as it ran here
+    from recon.train import config_digest
+
+    assert card["config_digest"] == config_digest(_cfg(steps=6, validate_every=100, cpu_bf16=True))
     a, b = (load_model(r.weights, input_kind="fbp").model.state_dict() for r in (fp32, asked))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -183,15 +187,17 @@ def test_runs_share_pairs_through_data_dir(tmp_path):
 
 
 @pytest.mark.parametrize("cpu_bf16", [False, True])
-def test_resume_after_kill_is_bit_identical(tmp_path, cpu_bf16, bf16_cpu):
+def test_resume_after_kill_is_bit_identical(tmp_path, cpu_bf16, bf16_cpu, capsys):
     cfg = _cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1",
                cpu_bf16=cpu_bf16)
     train(cfg, tmp_path / "a", progress=False)
     stopped = train(cfg, tmp_path / "b", progress=False, stop_at_step=5)
     assert stopped.status == "stopped" and stopped.step == 5
     assert not (tmp_path / "b" / "tiny.safetensors").exists()
+    capsys.readouterr()
     resumed = train(cfg, tmp_path / "b", progress=False)
     assert resumed.status == "finished" and resumed.step == 12
+    assert f"resuming {tmp_path / 'b' / 'checkpoint.pt'} at step 5 of 12" in capsys.readouterr().err  # probe AC
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert a["step"] == b["step"] == 12
