@@ -455,6 +455,10 @@ def seed_checkpoint_path() -> Path:
     return base / "data" / "seed-model" / "pre_trained_model.pth"
 
 
+#: keys under which training code stores the state dict in a checkpoint, in the order tried
+WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "net", "generator")
+
+
 def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> LoadedModel:
     """The seed authors' released RRDBNet (nf=16, nb=4, gc=32, 3 convs per dense block).
 
@@ -482,8 +486,14 @@ def load_seed_model(path: str | Path | None = None, *, device: str = "cpu") -> L
         else:
             why = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
         raise FlytomoError(path, f"not a readable PyTorch state dict ({why})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    # a state dict wrapped as training code saves one: {"state_dict": ...} (Lightning), {"params_ema":
+    # ...} or {"params": ...} (BasicSR, the EMA weights first), {"model": ..., "epoch": ...} (blind probe AC)
+    for key in WRAPPER_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict) and not torch.is_tensor(state[key]):
+            state = state[key]
+            break
+    if isinstance(state, dict) and any(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
     if not isinstance(state, dict):
         raise FlytomoError(path, f"expected a state dict, found {type(state).__name__}")
     model = build_model(dict(SEED_CONFIG))

@@ -120,6 +120,15 @@ def test_seed_checkpoint_loads_strictly_and_runs():
     assert via_spec.model.config == net.config
     with pytest.raises(FlytomoError, match="mlem-flyscan"):
         load_model(f"seed:{SEED_PTH}", input_kind="mlem-flyscan")
+    # wrapped as training code saves it (blind probe AC: {"model": sd, "epoch": 3} was refused)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        for i, wrapped in enumerate(({"model": state, "epoch": 3},
+                                     {"params_ema": {f"module.{k}": v for k, v in state.items()}, "iter": 9})):
+            torch.save(wrapped, Path(d) / f"w{i}.pth")
+            again = load_seed_model(Path(d) / f"w{i}.pth").model.state_dict()
+            assert all(torch.equal(again[k], v) for k, v in net.state_dict().items())
     if SEED_TIFF.is_file():
         import tifffile
 
