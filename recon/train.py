@@ -1068,7 +1068,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
         if ckpt["config"] != cfg_json:
             changed = _diff_keys(json.loads(ckpt["config"]), json.loads(cfg_json))
             raise FlytomoError(ckpt_path, "checkpoint was made with another config (changed: "
-                               f"{', '.join(changed[:5])}); use --fresh or another run_dir")
+                               f"{', '.join(changed[:5])}); use --fresh or another run_dir"
+                               + ("; to train its finished model further, give a new run_dir with init: its "
+                                  f"{cfg.name}.safetensors" if changed == ["training.steps"] else ""))
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
 
     # data

@@ -217,6 +217,9 @@ def test_resume_after_kill_is_bit_identical(tmp_path, cpu_bf16, bf16_cpu, capsys
         train(_cfg(steps=12, checkpoint_every=4, validate_every=100, lr_schedule="cosine",
                    loss="l1", lr=1e-2, cpu_bf16=cpu_bf16),
               tmp_path / "b", progress=False)
+    with pytest.raises(FlytomoError, match=r"changed: training.steps\); .*give a new run_dir with init: its tiny"):
+        train(_cfg(steps=13, checkpoint_every=4, validate_every=100, lr_schedule="cosine", loss="l1",
+                   cpu_bf16=cpu_bf16), tmp_path / "b", progress=False)
 
 
 def test_batches_and_lr_are_functions_of_the_step():
