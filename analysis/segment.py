@@ -92,6 +92,12 @@ NOT_RECONSTRUCTED = "not reconstructed (no data)"
 OK = "ok"
 #: a "particle" that fills this share of the volume leaves no background to measure cracks
 #: against: an inverted contrast (air brighter than the sample), or a field inside the particle
+#: the defects' darkest values (this quantile) tell the level of an empty void where they lie
+#: below the outside's darkest (the same quantile) by more than VOID_GAP of the solid-to-medium contrast
+VOID_QUANTILE = 0.01
+VOID_GAP = 0.15
+#: fewer defect voxels than this do not tell the level of an empty void
+VOID_MIN_VOXELS = 200
 FILLS_FIELD_SHARE = 0.99
 FILLS_FIELD = "the particle fills the field"
 #: a separate particle of at least this share of the analysed one's voxels is reported
@@ -292,13 +298,18 @@ def otsu_from_histogram(counts: np.ndarray, centers: np.ndarray) -> float:
 
 
 def _hist_median(counts: np.ndarray, edges: np.ndarray) -> float:
+    return _hist_quantile(counts, edges, 0.5)
+
+
+def _hist_quantile(counts: np.ndarray, edges: np.ndarray, q: float) -> float:
+    """The ``q`` quantile (0-1) of the values a histogram of ``counts`` over ``edges`` holds."""
     total = counts.sum()
     if total == 0:
         return math.nan
     c = np.cumsum(counts)
-    i = int(np.searchsorted(c, 0.5 * total))
+    i = int(np.searchsorted(c, q * total))
     before = c[i - 1] if i > 0 else 0
-    frac = (0.5 * total - before) / max(counts[i], 1)
+    frac = (q * total - before) / max(counts[i], 1)
     return float(edges[i] + frac * (edges[i + 1] - edges[i]))
 
 
@@ -835,6 +846,8 @@ def segment_volume(
                 _dark_inside(q, mask, (dthr - lo) * scale, block, defects)
     if p.valley_fraction is not None:
         _add_valleys(q, mask, p.valley_fraction * (solid - background) * scale, p.valley_radius, block, defects)
+    void = (_void_level(q, defects, background, solid, h_out, edges, block) if p.crack_volume == "partial_volume"
+            else background)
     if p.crack_volume != "partial_volume":
         del q
 
@@ -884,7 +897,7 @@ def segment_volume(
             pores |= _lookup(kind_of == 2, labels, block)
     del labels
     if p.crack_volume == "partial_volume" and n_cracks:
-        res.crack_volume_vox = _partial_volume(q, lo, scale, solid, background, cracks, pores, mask,
+        res.crack_volume_vox = _partial_volume(q, lo, scale, solid, void, cracks, pores, mask,
                                                p.pv_margin, block,
                                                p.pv_window if p.pv_reference == "local" else 0)
     if return_masks:
@@ -931,6 +944,24 @@ def _far_median(q: np.ndarray, defects: np.ndarray, envelope: np.ndarray, gap: i
         keep = _eroded_slab(envelope, z0, z1, gap) & ~near[z0:z1]
         h += np.bincount(q[z0:z1][keep], minlength=h.size)
     return _hist_median(h, edges) if h.any() else math.nan
+
+
+def _void_level(q: np.ndarray, defects: np.ndarray, background: float, solid: float, outside: np.ndarray,
+                edges: np.ndarray, block: int) -> float:
+    """The level an empty crack holds, for the partial-volume sum: ``background`` (the medium
+    outside the particle), or lower where the defects' darkest values lie clearly below the
+    outside's darkest (each their :data:`VOID_QUANTILE`; ``outside``: the histogram of the
+    values outside the particle), by that difference (:data:`VOID_GAP`; noise moves both
+    quantiles alike): a particle in a binder or electrolyte whose cracks are open (blind probe
+    AD: a binder at 25 % and 40 % of the solid level read 7.41 % and 9.20 % cracks for 5.88, each
+    empty crack voxel counted 1/(1 - b) times). Cracks filled with the medium keep ``background``."""
+    counts = np.zeros(LEVELS, dtype=np.int64)
+    for z0, z1 in _slabs(q.shape[0], block):
+        counts += np.bincount(q[z0:z1][defects[z0:z1]], minlength=LEVELS)
+    if counts.sum() < VOID_MIN_VOXELS or outside.sum() < VOID_MIN_VOXELS:
+        return background
+    below = _hist_quantile(outside, edges, VOID_QUANTILE) - _hist_quantile(counts, edges, VOID_QUANTILE)
+    return background - below if below > VOID_GAP * (solid - background) else background
 
 
 def _partial_volume(q: np.ndarray, lo: float, scale: float, solid: float, background: float,

@@ -324,6 +324,24 @@ def test_partial_volume_keeps_blurred_thin_cracks():
 
 
 
+def test_open_cracks_in_a_binder_count_once_and_filled_ones_too():
+    """Blind probe AD: a particle in a binder at 25-40 % of its level, cracks open (empty), read
+    7.41-9.20 % for 5.88: each empty crack voxel counted 1/(1 - b) times, the binder taken as
+    what a crack holds. Now the empty level is read from the defects' darkest voxels where they
+    lie below the outside's; cracks filled with the binder keep the binder's level."""
+    vol, tr = cracked_particle(64, n_cracks=3, noise=0.004, seed=4)
+    truth = _truth_fraction(tr)
+    air = segment_volume(vol).crack_fraction
+    assert abs(air - truth) < 0.003
+    for b in (0.25, 0.4):
+        binder = vol + np.float32(b * SOLID) * ~tr["particle"]
+        filled = vol + np.float32(b * SOLID) * (~tr["particle"] | tr["cracks"] | tr["pores"])
+        for case in (binder, filled):
+            got = segment_volume(case)
+            assert got.background_level == pytest.approx(b * SOLID, abs=0.02 * SOLID)
+            assert abs(got.crack_fraction - air) < 0.003, (b, got.crack_fraction, air, truth)
+
+
 def test_extreme_voxels_do_not_spoil_the_thresholds():
     vol, tr = cracked_particle(64, n_cracks=2, noise=0.004)
     ref = segment_volume(vol)
