@@ -193,6 +193,18 @@ def _column_key(name: str) -> tuple[str, str]:
     return key, unit
 
 
+def _log_delimiter(path: Path, encoding: str, skip: int) -> str | None:
+    """None (pandas guesses among the characters of the header line) where the header line holds a
+    comma, semicolon or tab; else whitespace between several names, or one column (blind probe
+    AD: a header 'temperature_C' alone was split on its letter 'e')."""
+    with open(path, encoding=encoding, errors="strict") as f:
+        lines = [line for line in f.read(1 << 16).splitlines()[skip:] if line.strip() and not line.lstrip().startswith("#")]
+    header = lines[0] if lines else ""
+    if any(d in header for d in ",;\t"):
+        return None
+    return r"\s+" if len(header.split()) > 1 else ","
+
+
 def _preamble_lines(path: Path, encoding: str, look: int = 50) -> int:
     """How many lines a controller's export has before its header (instrument, program, start
     time...): the lines before the first of the first ``look`` that names a time and a
@@ -418,7 +430,8 @@ def read_temperature_log(path: str | Path, timezone: str | None = None) -> pd.Da
     for encoding in ("utf-8-sig", "cp1252"):  # a BOM as Excel writes it; else a Windows code page
         try:
             skip = _preamble_lines(path, encoding)
-            df = pd.read_csv(path, comment="#", sep=None, engine="python", skipinitialspace=True, encoding=encoding,
+            df = pd.read_csv(path, comment="#", sep=_log_delimiter(path, encoding, skip), engine="python",
+                             skipinitialspace=True, encoding=encoding,
                              index_col=False,  # a delimiter ending each row (LabVIEW) must not shift the columns
                              skiprows=skip)
             break

@@ -120,6 +120,8 @@ def test_scans_that_share_a_start_time_are_not_placed_on_the_log(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("t,temp\n0,1\n1,2\n", "lacks column"),
+    # one column: named whole (blind probe AD: 'found t, mp, ratur, _C', split on the letter e)
+    ("temperature_C\n25\n30\n", r"lacks column\(s\) time_s; found temperature_C \("),
     ("time_s,temperature_C\n0,20\n1,abc\n", "line 3"),
     ("time_s,temperature_C\n0,20\n", "at least two"),
     ("time_s,temperature_C\n", r"has a header \(time_s, temperature_C\) and no readings"),  # was an IndexError
@@ -145,6 +147,7 @@ def test_bad_logs(tmp_path, text, match):
     ("time_s,temperature_C\n0,25\n60,75\n", [0, 60], [25, 75]),
     ("# furnace export\nTime (min);Temperature (°C)\n0;25\n1;75\n", [0, 60], [25, 75]),
     ("Elapsed [s]\tT [K]\n0\t298.15\n60\t348.15\n", [0, 60], [25, 75]),
+    ("time_s temperature_C\n0   25\n60 75\n", [0, 60], [25, 75]),  # blanks between the columns
     ("timestamp,temp\n2026-12-01T10:00:00,25\n2026-12-01T10:01:00Z,75\n", [1796119200, 1796119260], [25, 75]),
     ("Time,Temperature_K\n2026-12-01 11:00:00+01:00,298.15\n2026-12-01 11:01:00+01:00,348.15\n",
      [1796119200, 1796119260], [25, 75]),
