@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from hpc.cli import main
+
+from .conftest import cli_in_process
 from recon.io import open_volume
 from recon.metrics import psnr
 
@@ -72,7 +74,7 @@ def test_pieces_of_a_scan_made_with_rows_overlay(scan, tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True)
+    return cli_in_process(*args)
 
 
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(scan, tmp_path):
