@@ -15,6 +15,8 @@ from recon.io import open_volume
 from recon.metrics import psnr
 from recon.weights import ModelDomainWarning, load_model, seed_checkpoint_path
 
+from .conftest import cli_in_process
+
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
@@ -26,7 +28,7 @@ def scan(tmp_path_factory):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True)
+    return cli_in_process(*args)
 
 
 def test_enhancing_a_recon_volume_equals_the_rrdb_method(scan, tmp_path):
