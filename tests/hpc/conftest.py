@@ -65,8 +65,12 @@ def read_store(path: Path) -> np.ndarray:
     return zarr.open_array(str(path / "0"), mode="r")[:]
 
 
-def flytomo(*args, env: dict | None = None, timeout: float = 180, mpi: int | None = None):
-    """Run ``python -m hpc.cli ARGS`` (under ``mpiexec -n MPI`` when given) in a subprocess."""
+def flytomo(*args, env: dict | None = None, timeout: float = 180, mpi: int | None = None,
+            process: bool = False):
+    """Run ``flytomo ARGS``: in a subprocess of ``python -m hpc.cli`` (under ``mpiexec -n MPI``)
+    where ``env``, ``mpi`` or ``process`` asks for one, else in this process (:func:`cli_in_process`)."""
+    if not (env or mpi or process):
+        return cli_in_process(*map(str, args))
     cmd = [sys.executable, "-m", "hpc.cli", *map(str, args)]
     if mpi:
         cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(mpi), *cmd]
