@@ -15,7 +15,7 @@ from recon.io import open_volume
 from recon.metrics import psnr
 from recon.weights import ModelDomainWarning, load_model, seed_checkpoint_path
 
-from .conftest import cli_in_process
+from tests.cli import cli_in_process
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from hpc.cli import main
 
-from .conftest import cli_in_process
+from tests.cli import cli_in_process
 from recon.io import open_volume
 from recon.metrics import psnr
 

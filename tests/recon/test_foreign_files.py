@@ -8,8 +8,6 @@ compared with the truth independently of flytomo's projector.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 
 from hpc.cli import main
+from tests.cli import cli_in_process
 from recon.errors import FlytomoError
 from recon.io import open_scan, open_volume
 
@@ -483,7 +482,7 @@ def test_foreign_problem_is_one_line_exit_2_and_nothing_written(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no store, no partial
 
 
-def test_init_and_recon_as_commands_on_foreign_files(tmp_path):
+def test_init_and_recon_as_commands_on_foreign_files(tmp_path, monkeypatch):
     """The installed command: `flytomo init` over a folder of foreign files, and exit code 2."""
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -492,8 +491,8 @@ def test_init_and_recon_as_commands_on_foreign_files(tmp_path):
     write_fxi_beamline(raw / "c.h5", FXI_ANGLES)
     _counts_without_flats(tmp_path / "bad.h5")
 
-    def flytomo(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    flytomo = cli_in_process
 
     r = flytomo("init", "raw/*.h5", "--out", "exp", "--method", "fbp")
     assert r.returncode == 0 and "problem" not in r.stdout, r.stdout + r.stderr
@@ -503,7 +502,7 @@ def test_init_and_recon_as_commands_on_foreign_files(tmp_path):
     assert not (tmp_path / "v.zarr").exists()
 
 
-def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path):
+def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path, monkeypatch):
     """FXI files that record no scan time: `flytomo run` analyses them against the scan order
     (empty times, plots by index); with a temperature log `flytomo check` refuses in one line."""
     import pandas as pd
@@ -514,8 +513,8 @@ def test_experiment_of_timeless_foreign_files_is_analysed_in_scan_order(tmp_path
         write_fxi_beamline(raw / f"scan_{i}.h5", FXI_ANGLES)
     (raw / "log.csv").write_text("time_s,temperature_C\n0,25\n100,30\n")
 
-    def flytomo(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "hpc.cli", *args], capture_output=True, text=True, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    flytomo = cli_in_process
 
     r = flytomo("init", "raw/*.h5", "--out", "exp", "--method", "fbp", "--temperature", "raw/log.csv")
     cfg = tmp_path / "exp" / "experiment.yaml"
