@@ -347,7 +347,7 @@ class RunSummary:
     failed_scans: dict[str, str] = field(default_factory=dict)  # file name → reason
     waiting_scans: dict[str, str] = field(default_factory=dict)  # file name → why taken as still being written
     complete: bool = False
-    axis: str | None = None   # the scans' rotation axes, in words (:func:`_log_axes`)
+    axis: str | None = None   # the scans' rotation axes, in words (:func:`_axis_words`)
 
     @property
     def exit_code(self) -> int:
