@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
                                            "at them: give their times with --scan-list, or analyse without -T "
                                            "(the table follows the scan order)")
         files = volume_files(args.store)
+        if logged:  # a bad log said before the volumes are copied, not after (blind probe AD)
+            from analysis.table import read_temperature_log
+
+            read_temperature_log(args.temperature, zone)
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         store = Path(args.out) / "volumes.zarr"

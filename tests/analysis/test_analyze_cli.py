@@ -370,6 +370,13 @@ def test_volume_files_with_a_scan_list_get_times_and_temperatures(tmp_path, caps
     assert "short.csv: does not list scan_2.tif" in _err_line(capsys)
     assert main(["analyze", str(out / "volumes.zarr"), "--scan-list", str(tmp_path / "temps.csv")]) == 2
     assert "--scan-list is for volume files" in _err_line(capsys)
+    # a bad log is named before any volume is copied (blind probe AD: after the whole import)
+    (tmp_path / "badlog.csv").write_text("seconds,degrees\n0,20\n60,30\n")
+    fresh = tmp_path / "an-badlog"
+    assert main(["analyze", str(tmp_path / "v"), "--scan-list", str(tmp_path / "list.csv"), "-T",
+                 str(tmp_path / "badlog.csv"), "--out", str(fresh)]) == 2
+    assert "badlog.csv: no column of the temperature log reads as the sample's temperature" in _err_line(capsys)
+    assert not (fresh / "volumes.zarr").exists()
 
 
 def test_imported_volumes_keep_their_voxel_size_and_a_time_axis_only_where_it_is_even(tmp_path):
