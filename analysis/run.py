@@ -23,8 +23,8 @@ import pandas as pd
 from recon.errors import FlytomoError
 
 from .plots import plot_crack_vs_temperature, plot_crack_vs_time, plot_montage
-from .segment import (NOISY_SPECK_FRACTION, NOT_RECONSTRUCTED, OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS,
-                      SegmentationParams, equivalent_radius, segment_volume)
+from .segment import (ALL_NON_FINITE, NOISY_SPECK_FRACTION, NOT_RECONSTRUCTED, OTHER_PARTICLE_SHARE,
+                      SMALL_PARTICLE_RADIUS, SegmentationParams, equivalent_radius, segment_volume)
 from .store import StoreInfo, open_store
 from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, is_unix_time, read_temperature_log,
                     scan_temperatures, write_table)
@@ -475,6 +475,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         error = info.scans[r["t"]].get("error") if r.get("t") is not None and r["t"] < len(info.scans) else None
         if r.get("status") == NOT_RECONSTRUCTED and isinstance(error, str) and error:
             r["status"] = f"not reconstructed: {error}"
+        elif r.get("status") == NOT_RECONSTRUCTED and info.method == "imported":  # a file made elsewhere (probe AD)
+            r["status"] = ALL_NON_FINITE
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
     _warn_about_particles(info.path, table, info.volume_shape[0])

@@ -89,6 +89,8 @@ NON_FINITE = "incomplete volume: NaN or infinite values"
 #: (:func:`recon.io.preprocess.fill_empty_rows`), which would read as a crack through it
 EMPTY_SLICES = "incomplete volume: empty slices inside the particle"
 NOT_RECONSTRUCTED = "not reconstructed (no data)"
+#: the status of a volume file (not a flytomo reconstruction) whose every voxel is NaN or infinite
+ALL_NON_FINITE = "no data (every voxel NaN or infinite)"
 OK = "ok"
 #: a "particle" that fills this share of the volume leaves no background to measure cracks
 #: against: an inverted contrast (air brighter than the sample), or a field inside the particle

@@ -401,3 +401,15 @@ def test_imported_volumes_keep_their_voxel_size_and_a_time_axis_only_where_it_is
         assert [a.get("unit") for a in ms["axes"][1:]] == ["nanometer"] * 3
         assert scale[1:] == pytest.approx([21.6] * 3)
         assert ms["axes"][0].get("unit") == ("second" if step else None) and scale[0] == (step or 1.0)
+
+
+def test_an_all_nan_volume_file_is_no_data_not_unreconstructed(tmp_path):
+    """Blind probe AD: a volume file made elsewhere, every voxel NaN, read "not reconstructed (no
+    data)", words for a scan flytomo did not reconstruct."""
+    (tmp_path / "v").mkdir()
+    vol = cracked_particle(48, seed=1)[0]
+    np.save(tmp_path / "v" / "scan_0.npy", vol)
+    np.save(tmp_path / "v" / "scan_1.npy", np.full_like(vol, np.nan))
+    assert main(["analyze", str(tmp_path / "v"), "--out", str(tmp_path / "an")]) == 0
+    t = pd.read_csv(tmp_path / "an" / "crack_table.csv")
+    assert t["status"].tolist() == ["ok", "no data (every voxel NaN or infinite)"], t["status"].tolist()
