@@ -400,7 +400,9 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
                  + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
         frames.append({**r["slice"], "label": label})
     z = frames[0]["z"] if frames else 0
-    figs["montage"] = plot_montage(frames, folder / PLOTS["montage"], title=f"{name}{method}: slice z={z} through time")
+    some = f" ({len(frames)} of {len(table)} scans)" if len(frames) < len(table) else ""  # probe AD: 8 of 10, unsaid
+    figs["montage"] = plot_montage(frames, folder / PLOTS["montage"],
+                                   title=f"{name}{method}: slice z={z} through time{some}")
     return figs
 
 
