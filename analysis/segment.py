@@ -92,14 +92,14 @@ NOT_RECONSTRUCTED = "not reconstructed (no data)"
 #: the status of a volume file (not a flytomo reconstruction) whose every voxel is NaN or infinite
 ALL_NON_FINITE = "no data (every voxel NaN or infinite)"
 OK = "ok"
-#: a "particle" that fills this share of the volume leaves no background to measure cracks
-#: against: an inverted contrast (air brighter than the sample), or a field inside the particle
 #: the defects' darkest values (this quantile) tell the level of an empty void where they lie
 #: below the outside's darkest (the same quantile) by more than VOID_GAP of the solid-to-medium contrast
 VOID_QUANTILE = 0.01
 VOID_GAP = 0.15
 #: fewer defect voxels than this do not tell the level of an empty void
 VOID_MIN_VOXELS = 200
+#: a "particle" that fills this share of the volume leaves no background to measure cracks
+#: against: an inverted contrast (air brighter than the sample), or a field inside the particle
 FILLS_FIELD_SHARE = 0.99
 FILLS_FIELD = "the particle fills the field"
 #: a separate particle of at least this share of the analysed one's voxels is reported

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recon.device import cpu_bf16_or_float32
+from recon.device import amp_on
 from recon.errors import FlytomoError
 
 __all__ = [
@@ -472,9 +472,7 @@ def run_network(
         warnings.warn(f"tile {tile} px: with the {margin} px the network needs around each tile, every slice costs "
                       f"~{cost:.0f}x its pixels; a tile of {4 * margin} px or more costs under 2.25x",
                       UserWarning, stacklevel=3)
-    use_amp = bool(amp) and x.device.type in ("cuda", "cpu")  # CPU autocast: bfloat16
-    if use_amp and x.device.type == "cpu":
-        use_amp = cpu_bf16_or_float32(True, "--amp")
+    use_amp = x.device.type in ("cuda", "cpu") and amp_on(x.device, amp)  # CPU autocast: bfloat16, where fast
 
     def windows(xn: torch.Tensor) -> torch.Tensor:
         return _forward_windows(model, xn, tile=tile, margin=margin, batch=batch, amp=use_amp,

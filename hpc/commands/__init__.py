@@ -62,6 +62,12 @@ def zoom_summary(zoomed: list[float]) -> str:
     return "network zoom: " + ", ".join(parts) + " (zoom changes crack contrast: compare scans at one zoom)"
 
 
+def zoom_choice_line(choice: Any, where: str, flag: str) -> str:
+    """One line on the network zoom ``choice`` (a :class:`recon.infer.ZoomChoice`) judged for a
+    whole scan or volume (``where``: ", judged on ..." or ""); ``flag`` pins it."""
+    return f"network zoom {choice.words()}{where}: every slice at this zoom ({flag} 1 or 1.5 pins it)"
+
+
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")

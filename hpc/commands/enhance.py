@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_flag, zoom_summary
+from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_choice_line, zoom_flag, zoom_summary
 from recon.device import amp_on
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
@@ -337,8 +337,7 @@ def run(args: argparse.Namespace) -> int:
         args.zoom = choice.zoom
         if not args.quiet:  # said before the slices, not after them (blind probe AC)
             where = f", judged on slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
-            print(f"network zoom {choice.words()}{where}: every slice at this zoom (--zoom 1 or 1.5 pins it)",
-                  file=sys.stderr, flush=True)
+            print(zoom_choice_line(choice, where, "--zoom"), file=sys.stderr, flush=True)
     attrs = {
         "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),

@@ -13,7 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_flag, zoom_summary
+from hpc.commands import (exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_choice_line, zoom_flag,
+                          zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -206,8 +207,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
         elif rec.options.get("zoom") == "auto":  # a network that takes no zoom (the seed's): it ran at 1
             rec.options = {**rec.options, "zoom": 1.0}
     if choice is not None and not args.quiet:  # said before the slices, not after them (blind probe AC)
-        print(f"network zoom {choice.words()}{judged}: every slice at this zoom (--rrdb-zoom 1 or 1.5 pins it)",
-              file=sys.stderr, flush=True)
+        print(zoom_choice_line(choice, judged, "--rrdb-zoom"), file=sys.stderr, flush=True)
     if rec.model is not None:  # the networks' training doses against this scan's flats
         from recon.io.noise import scan_photons
         from recon.weights import ModelDomainWarning
