@@ -4,7 +4,9 @@
 ``hpc/templates`` (package data), writes them to ``DIR/slurm/`` next to the config, and
 submits them with ``sbatch --parsable``: the reconstruction job (MPI ranks through
 ``srun --mpi=pmi2``, or a Dask driver whose workers dask-jobqueue's ``SLURMCluster``
-starts as Slurm jobs) and an analysis job that waits for it (``--dependency=afterok``).
+starts as Slurm jobs) and an analysis job that waits for it (``--dependency=afterany``; it
+analyses only after the reconstruction finished by itself: exit 0, 1 or 3). Near its time
+limit the reconstruction job requeues itself (``--signal=B:USR1``, ``scontrol requeue``).
 
 Two rules keep the scripts safe for any path a user may have:
 
@@ -37,6 +39,9 @@ from recon.errors import FlytomoError
 EXECUTORS = ("mpi", "dask")
 #: ``srun --mpi`` plugin types we accept (the mpich wheel speaks PMI2, not PMIx)
 MPI_TYPES = ("pmi2", "pmix", "pmix_v4", "cray_shasta", "none")
+#: seconds before the time limit at which Slurm signals the reconstruction job to requeue
+#: itself (Slurm may signal up to 60 s earlier); flytomo stops within seconds of SIGTERM
+REQUEUE_MARGIN_S = 120
 #: subfolder of the config's folder that holds scripts and logs
 SLURM_DIRNAME = "slurm"
 
@@ -75,6 +80,9 @@ class SlurmOptions:
     dask_interface : default network interface of the Dask scheduler and worker jobs
         (``ib0``; ``lo`` on a single test machine) where ``executor.dask.jobqueue`` in the
         config sets none; ``None`` lets dask-jobqueue choose.
+    max_requeues : how many times the reconstruction job requeues itself when Slurm warns
+        that its time limit is near (``REQUEUE_MARGIN_S`` ahead); each start resumes from
+        the store; 0: never.
     """
 
     nodes: int = 1
@@ -93,6 +101,7 @@ class SlurmOptions:
     mpi: str = "pmi2"
     overcommit: bool = False
     dask_interface: str | None = None
+    max_requeues: int = 5
 
     @property
     def ranks_per_node(self) -> int:
@@ -116,6 +125,8 @@ class JobScripts:
     #: the folders bound into the container (made before submitting: Apptainer refuses a
     #: missing one, as the job starts)
     binds: tuple[Path, ...] = ()
+    #: times the reconstruction job requeues itself near its time limit
+    max_requeues: int = 0
 
 
 @dataclass
@@ -157,6 +168,8 @@ def check_options(opts: SlurmOptions) -> list[str]:
         if value is not None and not _TIME.match(value):
             problems.append(f"--{name.replace('_', '-')}: {value!r} is not a Slurm time "
                             "(MM, HH:MM:SS, D-HH:MM:SS)")
+    if not isinstance(opts.max_requeues, int) or opts.max_requeues < 0:
+        problems.append(f"--max-requeues: must be an integer >= 0, got {opts.max_requeues!r}")
     if opts.executor not in EXECUTORS:
         problems.append(f"--executor: {opts.executor!r} is not one of {', '.join(EXECUTORS)}")
     if opts.mpi not in MPI_TYPES:
@@ -442,29 +455,37 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     if opts.cpus_per_task and opts.executor == "mpi":
         run_args += f" --threads {int(opts.cpus_per_task)}"
 
+    def run_step(command: str) -> str:
+        return _fill(load_template("run-step.sh"), {"command": command, "margin_s": str(REQUEUE_MARGIN_S),
+                                                    "max_requeues": str(int(opts.max_requeues))})
+
+    q_config = shlex.quote(str(config))
     if opts.executor == "mpi":
+        # --kill-on-bad-exit: a rank that dies ends the step (and the job: resubmit to resume)
+        # instead of leaving the others waiting until the time limit.
+        srun = ("srun --mpi=" + opts.mpi + " --kill-on-bad-exit=1 "
+                + ("--overcommit " if opts.overcommit else "")
+                # srun takes --cpus-per-task from sbatch no more (Slurm 22.05): given again
+                + (f"--cpus-per-task={int(opts.cpus_per_task)} " if opts.cpus_per_task else ""))
         recon = _fill(load_template("recon-mpi.sbatch"), {
             "job_name": job_name(config, "recon"),
             "nodes": str(opts.nodes),
             "ntasks_per_node": str(opts.ranks_per_node),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
             "environment": _environment(opts, flytomo, dask=False),
-            "mpi": opts.mpi,
-            # srun takes --cpus-per-task from sbatch no more (Slurm 22.05): given again
-            "srun_args": ("--overcommit " if opts.overcommit else "")
-                         + (f"--cpus-per-task={int(opts.cpus_per_task)} " if opts.cpus_per_task else ""),
-            "flytomo": q_flytomo,
-            "config": shlex.quote(str(config)),
-            "run_args": run_args,
+            "margin_s": str(REQUEUE_MARGIN_S),
+            "config": q_config,
+            "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis --no-progress"
+                                 f"{run_args}"),
         })
     else:
         recon = _fill(load_template("recon-dask.sbatch"), {
             "job_name": job_name(config, "recon"),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=True),
-            "flytomo": q_flytomo,
-            "config": shlex.quote(str(config)),
-            "run_args": run_args,
+            "margin_s": str(REQUEUE_MARGIN_S),
+            "config": q_config,
+            "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis --no-progress{run_args}"),
         })
     analysis = None
     if info.analysis_enabled:
@@ -478,7 +499,8 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     return JobScripts(config=config, store=store, slurm_dir=slurm_dir,
                       recon_path=slurm_dir / "recon.sbatch", recon_script=recon,
                       analysis_path=slurm_dir / "analyze.sbatch", analysis_script=analysis,
-                      binds=tuple(info.folders) if opts.container is not None else ())
+                      binds=tuple(info.folders) if opts.container is not None else (),
+                      max_requeues=int(opts.max_requeues))
 
 
 def write(scripts: JobScripts) -> None:
@@ -497,10 +519,13 @@ def write(scripts: JobScripts) -> None:
 
 # --------------------------------------------------------------------------- submit
 def sbatch_argv(script: Path, workdir: Path, dependency: str | None = None) -> list[str]:
-    """The ``sbatch`` command line (an argument list: no shell ever sees it)."""
+    """The ``sbatch`` command line (an argument list: no shell ever sees it). An analysis job
+    (``dependency``: the reconstruction job's id) starts after that job ends, however it ends,
+    and reads from ``recon-JOB.exit`` whether it finished by itself (analyze.sbatch)."""
     argv = ["sbatch", "--parsable", f"--chdir={workdir}"]
     if dependency:
-        argv += [f"--dependency=afterok:{dependency}", "--kill-on-invalid-dep=yes"]
+        argv += [f"--dependency=afterany:{dependency}", "--kill-on-invalid-dep=yes",
+                 f"--export=ALL,FLYTOMO_RECON_JOB={dependency}"]
     return argv + [str(script)]
 
 
@@ -543,7 +568,9 @@ def watch_text(sub: Submission) -> str:
     jobs = ",".join(j for j in (sub.recon_job, sub.analysis_job) if j)
     if sub.analysis_job:
         head = (f"submitted reconstruction job {sub.recon_job} and analysis job "
-                f"{sub.analysis_job} (starts when {sub.recon_job} has succeeded)")
+                f"{sub.analysis_job} (analyses when {sub.recon_job} has finished: all scans done, some "
+                "failed, or some still being written; it requeues itself near its time limit, up to "
+                f"{sub.scripts.max_requeues} times)")
     else:
         head = f"submitted reconstruction job {sub.recon_job} (analysis.enabled is false)"
     manifest = sub.scripts.store / ".flytomo" / "manifest"

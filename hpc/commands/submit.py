@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     g.add_argument("--analysis-partition", default=None, metavar="P",
                    help="partition of the analysis job, which needs no GPU (default: --partition)")
     g.add_argument("--account", "-A", default=None, metavar="A", help="Slurm account to charge (default: yours)")
+    g.add_argument("--max-requeues", type=int, default=slurm.SlurmOptions.max_requeues, metavar="N",
+                   help="times the reconstruction job requeues itself when its time limit is near; "
+                        "each start resumes from the store (default %(default)s; 0: never)")
     g.add_argument("--overcommit", action="store_true",
                    help="allow more ranks than CPUs (srun/sbatch --overcommit)")
     c = p.add_mutually_exclusive_group()
@@ -74,7 +77,7 @@ def options_from_args(args: argparse.Namespace) -> slurm.SlurmOptions:
         analysis_time=args.analysis_time, analysis_partition=args.analysis_partition,
         container=None if args.no_container else args.container,
         binds=tuple(args.bind), executor=args.executor, mpi=args.mpi,
-        overcommit=args.overcommit, dask_interface=args.dask_interface)
+        overcommit=args.overcommit, dask_interface=args.dask_interface, max_requeues=args.max_requeues)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,7 +50,8 @@ def test_dry_run_writes_and_submits_nothing(demo_experiment, tmp_path, capsys):
     assert main(["submit", str(exp / "experiment.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "#SBATCH --requeue" in out and "sbatch --parsable" in out
-    assert "--dependency=afterok:" in out
+    assert "--dependency=afterany:RECON_JOB_ID" in out and "FLYTOMO_RECON_JOB=RECON_JOB_ID" in out
+    assert "#SBATCH --signal=B:USR1@120" in out and "-lt 5 ]" in out  # requeues itself 5 times
     assert not (exp / "slurm").exists()
 
 
@@ -64,7 +65,8 @@ def test_mpi_script(demo_copy, monkeypatch):
                  "#SBATCH --requeue", "#SBATCH --export=ALL", "#SBATCH --open-mode=append"):
         assert line in text
     run = next(l for l in text.splitlines() if l.startswith("srun "))
-    argv = shlex.split(run)
+    assert run.endswith(" &")  # in the background: the shell acts on the time-limit signal
+    argv = shlex.split(run.removesuffix(" &"))
     assert argv[:3] == ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"]
     flytomo = Path(os.path.abspath(sys.executable)).parent / "flytomo"
     assert argv[3] == str(flytomo)  # the submitter's own installation
@@ -80,7 +82,7 @@ def test_mpi_script(demo_copy, monkeypatch):
     # CPUs per rank: srun asks for them again (Slurm >= 22.05 no longer passes sbatch's on) and
     # each rank's torch uses them (the config's threads_per_worker: 1 left 7 of 8 idle)
     s = hs.render(demo_copy, hs.SlurmOptions(nodes=2, gpus_per_node=4, cpus_per_task=8))
-    argv = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")))
+    argv = shlex.split(next(l for l in s.recon_script.splitlines() if l.startswith("srun ")).removesuffix(" &"))
     assert "--cpus-per-task=8" in argv[:5] and argv[-2:] == ["--threads", "8"]
 
 

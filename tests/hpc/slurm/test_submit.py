@@ -153,7 +153,12 @@ def test_scancel_then_resubmit_resumes(slurm, slow_experiment, tmp_path):
     _wait_markers(manifest, 3, recon, slurm)
     slurm.run(["scancel", recon])
     assert slurm.wait(recon, timeout=60) == "CANCELLED"
-    assert slurm.wait(analysis, timeout=60) == "CANCELLED"  # afterok never satisfied
+    # the analysis job starts after the reconstruction ends, whatever the end, and analyses
+    # only after one that finished by itself: here it says why not and fails
+    assert slurm.wait(analysis, timeout=120) == "FAILED", _log(config, "analyze", analysis)
+    assert (f"reconstruction job {recon} did not finish (cancelled, over its time limit, or its node "
+            "failed" in _log(config, "analyze", analysis))
+    assert not (exp / "analysis" / "crack_table.csv").exists()
     done_before = len(list(manifest.glob("t*")))
     total = 48
     assert 3 <= done_before < total, "the job finished before it could be cancelled"
@@ -170,8 +175,11 @@ def test_scancel_then_resubmit_resumes(slurm, slow_experiment, tmp_path):
     _check_analysis(config)
 
 
-def test_requeue_mid_run_resumes_in_the_same_job(slurm, slow_experiment, tmp_path):
-    """``scontrol requeue`` (what a node failure or preemption does): same job id, restart 1."""
+def test_the_time_limit_warning_requeues_the_job_which_resumes(slurm, slow_experiment, tmp_path):
+    """Slurm signals the batch shell ``REQUEUE_MARGIN_S`` before the time limit
+    (``--signal=B:USR1@...``; here ``scancel --batch --signal=USR1``, the same delivery): the
+    script runs ``scontrol requeue`` (what a node failure or preemption does too): same job id,
+    restart 1, the units done are kept, and the analysis waits for the requeued job."""
     folder, reference = slow_experiment
     exp = tmp_path / "exp"
     shutil.copytree(folder, exp)
@@ -179,7 +187,7 @@ def test_requeue_mid_run_resumes_in_the_same_job(slurm, slow_experiment, tmp_pat
     manifest = read_manifest_dir(config)
     recon, analysis, _ = _submit(slurm, config, "--ntasks-per-node", "2")
     _wait_markers(manifest, 3, recon, slurm)
-    slurm.run(["scontrol", "requeue", recon])
+    slurm.run(["scancel", "--batch", "--signal=USR1", recon])
     # a requeued job is held back (BeginTime, about 2 min) once it is pending again: make
     # it eligible now, so the test does not wait for that
     end = time.monotonic() + 60
@@ -189,6 +197,7 @@ def test_requeue_mid_run_resumes_in_the_same_job(slurm, slow_experiment, tmp_pat
     assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
     assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
     log = _log(config, "recon", recon)
+    assert "the time limit is near" in log and "job requeued (start 2 of at most 6)" in log, log
     assert "restart 1" in log, log  # --open-mode=append kept the first attempt's lines
     m = UNITS.search(log.split("restart 1", 1)[1])
     assert m, log
@@ -201,3 +210,37 @@ def read_manifest_dir(config: Path) -> Path:
     from hpc.config import load_experiment
 
     return load_experiment(config).store_path / ".flytomo" / "manifest"
+
+
+def test_a_scan_still_being_written_leaves_the_others_to_the_analysis_job(slurm, demo_experiment, tmp_path):
+    """A scan still being written (half its frames, written just now) is left to a later run:
+    ``flytomo run`` exits 3, the job ends FAILED as Slurm reads it, and the analysis job (an
+    ``afterok`` one was cancelled: session 44's open item) analyses the scans done."""
+    import pandas as pd
+
+    exp = tmp_path / "exp"
+    shutil.copytree(demo_experiment, exp)
+    config = exp / "experiment.yaml"
+    last = sorted((exp / "raw").glob("scan_*.h5"))[-1]
+    whole = tmp_path / "whole.h5"
+    shutil.copy(last, whole)
+    _first_frames(whole, last, 0.5)
+    recon, analysis, _ = _submit(slurm, config)
+    assert slurm.wait(recon, timeout=300) == "FAILED", _log(config, "recon", recon)
+    assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
+    log = _log(config, "recon", recon)
+    assert "scans still being written were left to a later run (above): the analysis job takes the others" in log
+    assert (exp / "slurm" / f"recon-{recon}.exit").read_text().strip() == "3"
+    status = pd.read_csv(exp / "analysis" / "crack_table.csv")["status"].tolist()
+    assert status[:-1] == ["ok"] * (len(status) - 1) and status[-1].startswith("not reconstructed: holds"), status
+
+
+def _first_frames(src: Path, dst: Path, share: float) -> None:
+    """``dst``: the FXI scan ``src`` as it stood when ``share`` of its projections were written."""
+    import h5py
+
+    with h5py.File(src) as a, h5py.File(dst, "w") as b:
+        keep = slice(int(len(a["angle"]) * share))
+        for name, obj in a.items():
+            b[name] = obj[keep] if name in ("img_tomo", "angle") else obj[()]
+        b.attrs.update(a.attrs)
