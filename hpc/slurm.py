@@ -196,6 +196,29 @@ def check_options(opts: SlurmOptions) -> list[str]:
     return problems
 
 
+def time_limit_s(text: str | None) -> int | None:
+    """Seconds of a Slurm time limit (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``,
+    ``D-HH:MM:SS``); None for none given or ``UNLIMITED``/``INFINITE``."""
+    if text is None or text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:  # D-HH[:MM[:SS]]
+        parts += [0] * (3 - len(parts))
+        return ((int(days) * 24 + parts[0]) * 60 + parts[1]) * 60 + parts[2]
+    if len(parts) == 3:
+        return (parts[0] * 60 + parts[1]) * 60 + parts[2]
+    return parts[0] * 60 + (parts[1] if len(parts) == 2 else 0)
+
+
+def requeues_at_time_limit(opts: SlurmOptions) -> int:
+    """How many times the reconstruction job may requeue itself near its time limit: the
+    option, or 0 where the limit is under 5 × ``REQUEUE_MARGIN_S`` (the warning would come too
+    early in each start to let it do much)."""
+    limit = time_limit_s(opts.time) if opts.time and _TIME.match(opts.time) else None
+    return 0 if limit is not None and limit < 5 * REQUEUE_MARGIN_S else int(opts.max_requeues)
+
+
 def option_notes(opts: SlurmOptions) -> list[str]:
     """Options that run, but not as meant: one note each."""
     notes = []
@@ -207,6 +230,9 @@ def option_notes(opts: SlurmOptions) -> list[str]:
     if opts.executor == "mpi" and opts.mpi != "pmi2" and opts.container is None:
         notes.append(f"--mpi {opts.mpi}: the mpich wheel in flytomo's environment speaks PMI2 (--mpi pmi2); "
                      f"{opts.mpi} suits an mpi4py built against the site's MPI")
+    if opts.max_requeues and not requeues_at_time_limit(opts):
+        notes.append(f"--time {opts.time}: under {5 * REQUEUE_MARGIN_S // 60} minutes, so the reconstruction job does not "
+                     "requeue itself near its limit (the same flytomo submit goes on from the store)")
     return notes
 
 
@@ -455,9 +481,14 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     if opts.cpus_per_task and opts.executor == "mpi":
         run_args += f" --threads {int(opts.cpus_per_task)}"
 
+    requeues = requeues_at_time_limit(opts)
+    signal_line = f"#SBATCH --signal=B:USR1@{REQUEUE_MARGIN_S}" if requeues else ""
+
+    trap = _fill(load_template("requeue-trap.sh"), {"margin_s": str(REQUEUE_MARGIN_S),
+                                                    "max_requeues": str(requeues)}) if requeues else ""
+
     def run_step(command: str) -> str:
-        return _fill(load_template("run-step.sh"), {"command": command, "margin_s": str(REQUEUE_MARGIN_S),
-                                                    "max_requeues": str(int(opts.max_requeues))})
+        return _fill(load_template("run-step.sh"), {"command": command, "requeue_trap": trap.rstrip("\n")})
 
     q_config = shlex.quote(str(config))
     if opts.executor == "mpi":
@@ -473,7 +504,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "ntasks_per_node": str(opts.ranks_per_node),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
             "environment": _environment(opts, flytomo, dask=False),
-            "margin_s": str(REQUEUE_MARGIN_S),
+            "signal_line": signal_line,
             "config": q_config,
             "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis --no-progress"
                                  f"{run_args}"),
@@ -483,7 +514,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "job_name": job_name(config, "recon"),
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=True),
-            "margin_s": str(REQUEUE_MARGIN_S),
+            "signal_line": signal_line,
             "config": q_config,
             "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis --no-progress{run_args}"),
         })
@@ -500,7 +531,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
                       recon_path=slurm_dir / "recon.sbatch", recon_script=recon,
                       analysis_path=slurm_dir / "analyze.sbatch", analysis_script=analysis,
                       binds=tuple(info.folders) if opts.container is not None else (),
-                      max_requeues=int(opts.max_requeues))
+                      max_requeues=requeues)
 
 
 def write(scripts: JobScripts) -> None:
@@ -569,8 +600,10 @@ def watch_text(sub: Submission) -> str:
     if sub.analysis_job:
         head = (f"submitted reconstruction job {sub.recon_job} and analysis job "
                 f"{sub.analysis_job} (analyses when {sub.recon_job} has finished: all scans done, some "
-                "failed, or some still being written; it requeues itself near its time limit, up to "
-                f"{sub.scripts.max_requeues} times)")
+                "failed, or some still being written)")
+        if sub.scripts.max_requeues:
+            head += (f"; {sub.recon_job} requeues itself near its time limit and resumes, up to "
+                     f"{sub.scripts.max_requeues} times")
     else:
         head = f"submitted reconstruction job {sub.recon_job} (analysis.enabled is false)"
     manifest = sub.scripts.store / ".flytomo" / "manifest"

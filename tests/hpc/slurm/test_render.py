@@ -359,3 +359,24 @@ def test_job_names_say_the_experiment_and_odd_options_get_a_note(demo_copy):
         hs.render(demo_copy, hs.SlurmOptions(gpus_per_node=4, ntasks_per_node=2, mpi="pmix"))
     notes = " | ".join(str(w.message) for w in caught)
     assert "2 GPU(s) per node stay idle" in notes and "speaks PMI2" in notes
+
+
+@pytest.mark.parametrize("text,seconds", [("10", 600), ("90:30", 5430), ("02:00:00", 7200), ("1-00", 86400),
+                                          ("1-02:30", 95400), ("1-02:30:15", 95415), ("UNLIMITED", None)])
+def test_slurm_time_limits_in_seconds(text, seconds):
+    assert hs.time_limit_s(text) == seconds
+
+
+def test_the_job_requeues_itself_near_its_time_limit_unless_the_limit_is_short(demo_copy):
+    """A limit of 2 hours: Slurm signals the shell 120 s ahead and the trap requeues (3 times
+    here); a limit of 5 minutes would be signalled at once (Slurm sends it up to a minute early):
+    no signal, with a note; --max-requeues 0: none."""
+    long = hs.render(demo_copy, hs.SlurmOptions(time="02:00:00", max_requeues=3))
+    assert "#SBATCH --signal=B:USR1@120" in long.recon_script and long.max_requeues == 3
+    assert '-lt 3 ]; then' in long.recon_script and "trap requeue_at_time_limit USR1" in long.recon_script
+    with pytest.warns(UserWarning, match=r"--time 5: under 10 minutes, so the reconstruction job does not requeue"):
+        short = hs.render(demo_copy, hs.SlurmOptions(time="5"))
+    assert "--signal" not in short.recon_script and short.max_requeues == 0
+    never = hs.render(demo_copy, hs.SlurmOptions(time="02:00:00", max_requeues=0))
+    assert "--signal" not in never.recon_script
+    assert "--max-requeues: must be an integer >= 0" in "; ".join(hs.check_options(hs.SlurmOptions(max_requeues=-1)))
