@@ -53,8 +53,8 @@ UNIX_TIME_MIN_S = 1e8
 COLUMNS = [
     "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
-    "status", "temperature_from",
+    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
+    "other_particles", "status", "temperature_from",
 ]
 
 #: ``temperature_from`` values: where a row's temperature was read
@@ -794,8 +794,8 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     if "scan_index" not in res.columns:
         res["scan_index"] = res["t"]
     keep = ["scan_index", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "other_particles",
-            "status"]
+            "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
+            "other_particles", "status"]
     for k in keep:
         if k not in res.columns:
             res[k] = np.nan
@@ -805,7 +805,7 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
         df[k] = df[k].fillna(0).astype("int64")
-    for k in ("crack_fraction", "pore_fraction", "speck_fraction"):
+    for k in ("crack_fraction", "pore_fraction", "speck_fraction", "edge_sigma_px"):
         df[k] = df[k].astype(float)
     return df.sort_values("scan_index").reset_index(drop=True)[COLUMNS]
 
