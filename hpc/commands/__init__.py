@@ -108,6 +108,20 @@ def use_threads(n: int | None) -> None:
     set_torch_threads(n)
 
 
+def device_flag(given: str | None) -> str:
+    """``--device`` of ``recon`` and ``enhance``: as given, else ``"cpu"``, with a note on stderr
+    where torch sees a CUDA GPU (the default stays the CPU, whose results are the same on every
+    machine; ``train`` and ``run`` take theirs from the config)."""
+    if given is not None:
+        return given
+    import torch
+
+    if torch.cuda.is_available():
+        print(f"flytomo: note: torch sees a CUDA GPU ({torch.cuda.get_device_name(0)}); this runs on the CPU, the "
+              "default: --device cuda runs it on the GPU", file=sys.stderr)
+    return "cpu"
+
+
 def mpi_ranks() -> int:
     """How many ranks the MPI launcher around this process started (1 without one): MPICH/Hydra
     and PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, PMIx PMIX_SIZE."""

@@ -29,7 +29,8 @@ import torch
 from tqdm import tqdm
 
 import recon
-from hpc.commands import exit_on_sigterm, use_threads, word_or_number, zoom_choice_line, zoom_flag, zoom_summary
+from hpc.commands import (device_flag, exit_on_sigterm, use_threads, word_or_number, zoom_choice_line, zoom_flag,
+                          zoom_summary)
 from recon.device import amp_on
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
@@ -305,6 +306,7 @@ def scan_geometry_of(attrs: dict) -> ScanGeometry | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.device = device_flag(args.device)
     use_threads(args.threads)
     exit_on_sigterm("the half-written output is removed; run the same command again")
     out = Path(args.out)
@@ -402,7 +404,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what the input is (picks the shipped network; a .zarr from flytomo recon says it)")
     p.add_argument("--model", help="PATH.safetensors or seed:PATH (the seed authors' network, FBP input); "
                                    "default: the shipped network for --input-kind")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default=None, help="cpu (the default), cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch (default: all cores; fewer on a node others share)")
     p.add_argument("--batch", type=int, default=4, help="slices per forward pass")

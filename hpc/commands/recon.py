@@ -13,8 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_choice_line, zoom_flag,
-                          zoom_summary)
+from hpc.commands import (device_flag, exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_choice_line,
+                          zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -123,6 +123,7 @@ class Written:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.device = device_flag(args.device)
     written = Written()
     exit_on_sigterm(written.words)
     if (n := mpi_ranks()) > 1:  # every copy would write the whole volume
@@ -380,7 +381,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(its volume comes out mirrored against another tool's): each angle θ is read as −θ")
     p.add_argument("--rows", help="rows A:B to reconstruct (default all)")
     p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read and reconstructed at once")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default=None, help="cpu (the default), cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for torch (default: all cores; fewer on a node others share)")
     p.add_argument("--model", help="rrdb: PATH.safetensors or seed:PATH (default: the shipped model)")

@@ -943,3 +943,21 @@ def test_a_store_removed_while_recon_writes_it_is_an_error_not_a_volume(scan, tm
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "v.zarr: its store in progress (.v.zarr.partial) was removed while" in err, err
     assert len(calls) == 1 and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_gpu_torch_sees_gets_a_note_and_the_cpu_default_stays(scan, tmp_path, monkeypatch):
+    """recon and enhance run on the CPU unless --device says otherwise (the same bits on every
+    machine); where torch sees a CUDA GPU, a user who left --device out is told how to use it."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU 80GB")
+    out = tmp_path / "a.zarr"
+    r = run_cli("recon", str(scan), "--out", str(out), "--method", "fbp", "--rows", "20:24", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert ("note: torch sees a CUDA GPU (Test GPU 80GB); this runs on the CPU, the default: --device cuda runs it "
+            "on the GPU") in r.stderr
+    r = run_cli("recon", str(scan), "--out", str(tmp_path / "b.zarr"), "--method", "fbp", "--rows", "20:24",
+                "--device", "cpu", "--quiet")
+    assert r.returncode == 0 and "CUDA GPU" not in r.stderr, r.stderr
+    np.testing.assert_array_equal(open_volume(out)[0][:], open_volume(tmp_path / "b.zarr")[0][:])
