@@ -684,7 +684,7 @@ def check_scans(cfg: ExperimentConfig, base: Path,
     if not open_files or not files:
         return files, out, None
     try:
-        from hpc.planner import angle_span, short_scan_problem
+        from hpc.planner import RECENT_WRITE_S, angle_span, file_age_s, short_scan_problem, unlit_tail_problem
         from recon.io import open_scan
         from recon.io.preprocess import MAX_DROPPED_FRACTION, unlit_frames
     except ImportError:
@@ -705,7 +705,9 @@ def check_scans(cfg: ExperimentConfig, base: Path,
             counts[f] = n_angles
             spans[f] = angle_span(reader.angles_deg)
             unlit = unlit_frames(reader)  # what recon refuses, seen in a few frames
-            if unlit.tail:
+            if unlit.tail and (age := file_age_s(f)) < RECENT_WRITE_S:  # as run judges it: a warning, run goes on
+                out.append(Problem("scans", f"{os.path.normpath(f)}: {unlit_tail_problem(age)}", warning=True))
+            elif unlit.tail:
                 unread.setdefault("its last projections hold no light (counts at the dark level, or NaN): a scan "
                                   "still being written, or the beam lost?", []).append(f)
             elif unlit.many_dark:

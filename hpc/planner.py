@@ -137,6 +137,25 @@ def angle_span(angles_deg: np.ndarray) -> float:
     return float(a[-1] - a[0] + np.median(np.diff(a)))
 
 
+def file_age_s(path: Path | str) -> float:
+    """Seconds since a scan's file (of ``FILE::ENTRY``, the file) was last written; inf where it
+    cannot be read."""
+    from recon.io.readers import split_scan_ref
+
+    try:
+        return max(0.0, time.time() - split_scan_ref(path)[0].stat().st_mtime)
+    except OSError:
+        return float("inf")
+
+
+def unlit_tail_problem(age: float) -> str:
+    """Why a scan whose last projections hold no light, written ``age`` s ago (under
+    :data:`RECENT_WRITE_S`), is left to a later run: a detector that writes its file at full size
+    first and fills the frames as they come (probe AE: such a scan failed where a growing one waited)."""
+    return (f"its last projections hold no light and its file was written {age:.0f} s ago: a scan still being "
+            "written? not reconstructed now; a run once it is complete takes it")
+
+
 def short_scan_problem(path: Path, n_angles: int, typical: float, span: float | None = None,
                        typical_span: float | None = None) -> tuple[str, bool] | None:
     """(problem, still being written?) of a scan of ``n_angles`` projections where the
@@ -148,19 +167,14 @@ def short_scan_problem(path: Path, n_angles: int, typical: float, span: float | 
     changed in the last RECENT_WRITE_S s (a blind probe's scan picked up at 70 of 120 frames was
     reconstructed as a 105° scan and its crack fraction tabled 'ok'; the finished file then refused
     every later run)."""
-    from recon.io.readers import split_scan_ref
-
     if typical <= 0 or n_angles >= SHORT_SCAN_SHARE * typical:
         return None
     if span is not None and typical_span and span >= SHORT_SCAN_SHARE * typical_span:
         return None
-    try:
-        age = time.time() - split_scan_ref(path)[0].stat().st_mtime
-    except OSError:
-        age = float("inf")
+    age = file_age_s(path)
     held = f"holds {n_angles} projections where the experiment's scans hold {typical:g}"
     if age < RECENT_WRITE_S:
-        return (f"{held}, and its file was written {max(age, 0.0):.0f} s ago: a scan still being written? not "
+        return (f"{held}, and its file was written {age:.0f} s ago: a scan still being written? not "
                 f"reconstructed now; a run once it is complete takes it"), True
     return f"{held} (a scan cut short?): reconstructed from those", False
 
@@ -240,6 +254,7 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
     comes back with ``error`` set, never raises."""
     from recon.io import open_scan
     from recon.io.alignment import Jitter, Tilt, estimate_jitter, estimate_tilt
+    from recon.io.preprocess import unlit_frames
     from recon.io.readers import scan_label
     from recon.io.scan_geometry import scan_geometry
 
@@ -256,6 +271,9 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             plan.metadata = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}
             plan.scan_id = str(meta["scan_id"]) if meta.get("scan_id") is not None else scan_label(f)
             plan.shape = tuple(int(s) for s in reader.shape)  # type: ignore[assignment]
+            if (age := file_age_s(f)) < RECENT_WRITE_S and unlit_frames(reader).tail:
+                plan.error, plan.waiting = unlit_tail_problem(age), True
+                return plan, [(w.category, str(w.message)) for w in caught]
             plan.start_time_s = as_float(meta.get("scan_time"))
             if meta.get("scan_time_naive") and plan.start_time_s is not None:
                 if job.timezone is None:

@@ -975,3 +975,38 @@ def test_a_run_with_nothing_new_keeps_the_analysis_made_from_the_same_inputs(sim
     cfg.write_text(cfg.read_text().replace("segmentation: {}", "segmentation: {closing_radius: 3}"))
     r = flytomo("run", cfg, "--no-progress")
     assert "up to date" not in r.stdout and table.stat().st_mtime_ns > second, r.stdout
+
+
+def test_a_scan_written_at_full_size_with_dark_last_frames_waits_too(reference, sim, tmp_path):
+    """Blind probe AE: a detector that writes its file at full size first and fills the frames as
+    they come left a scan whose last projections held no light; `check` (and so `submit`) refused
+    the whole experiment, and `run` failed it (exit 1) where a growing file waited (exit 3). Now,
+    written in the last 2 minutes, it is a scan still being written: a warning in `check`, "pending"
+    in `run`, exit 3, and the next run after it is complete takes it. Written long ago, it stays an
+    error (the beam lost?)."""
+    import h5py
+
+    _, ref = reference
+    cfg = write_config(tmp_path, sim, copy_raw=True, analysis={"enabled": True, "out": "analysis"})
+    raw, store = tmp_path / "raw", tmp_path / "store.zarr"
+    scan = raw / "scan_0003.h5"
+    with h5py.File(scan, "r+") as f:  # frames 60 % on not written yet: at the dark level
+        tomo, k = f["img_tomo"], int(0.6 * f["img_tomo"].shape[0])
+        tomo[k:] = np.broadcast_to(f["img_dark"][()].mean(axis=0), tomo[k:].shape)
+    r = flytomo("check", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "scan_0003.h5: its last projections hold no light and its file was written" in r.stderr, r.stderr
+    r = flytomo("run", cfg, "--no-progress")
+    assert r.returncode == 3, r.stdout + r.stderr[-2000:]
+    assert "waiting    1 scan(s) still being written" in r.stdout, r.stdout
+    assert not Manifest(store).failed()
+    attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
+    assert [x["status"] for x in attrs["scans"]] == ["done"] * 3 + ["pending"]
+    old = time.time() - 3600
+    os.utime(scan, (old, old))
+    r = flytomo("check", cfg)
+    assert r.returncode == 2 and "its last projections hold no light (counts at the dark level" in r.stderr, r.stderr
+    shutil.copy(sim.scans[3], scan)  # the writer finished it
+    s = run_experiment(load_experiment(cfg), progress=False)
+    assert s.complete and s.done == UNITS // SCANS
+    np.testing.assert_array_equal(read_store(store), ref)
