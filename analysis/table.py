@@ -802,11 +802,12 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     df = times.drop(columns=[c for c in keep[1:] if c in times.columns]).merge(
         res[keep], on="scan_index", how="left")
     df["status"] = df["status"].fillna("not analysed")
+    measured = df["status"] == "ok"  # other rows hold no measurement: blank, not 0 (probe AE: n_cracks 0 read as one)
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
-        df[k] = df[k].fillna(0).astype("int64")
+        df[k] = df[k].astype(float).where(measured).astype("Int64")
     for k in ("crack_fraction", "pore_fraction", "speck_fraction", "edge_sigma_px"):
-        df[k] = df[k].astype(float)
+        df[k] = df[k].astype(float).where(measured)
     return df.sort_values("scan_index").reset_index(drop=True)[COLUMNS]
 
 

@@ -369,7 +369,7 @@ class RunSummary:
         ]
         if self.failed_scans:
             out.append(f"failed     {len(self.failed_scans)} scan(s) ({self.failed} units); "
-                       "rerun the same command to retry only these:")
+                       f"rerun {same_command()} to retry only these:")
             for f, reason in sorted(self.failed_scans.items()):  # a reason that names its file as it is
                 out.append(f"  {reason}" if Path(reason.split(": ", 1)[0]).name == f else f"  {f}: {reason}")
         if self.waiting_scans:
@@ -910,8 +910,19 @@ def series_zoom(existing: dict, exists: bool, plans: list[ScanPlan], n_rows: int
     return {"zoom": choice.zoom}, {**choice.to_dict(), "judged": judged}
 
 
+def same_command() -> str:
+    """How a run's messages name the command that goes on: "the same command", or inside a Slurm
+    job (``SLURM_JOB_ID``), the ``flytomo submit`` that made it (probe AE: "the same command" there
+    was the job's own ``flytomo run``)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"the same flytomo submit (this is Slurm job {job})" if job else "the same command"
+
+
 def resume_hint(restart: bool) -> str:
     """What a stopped run says: the units done stay; how to go on (never ``--restart`` again)."""
+    if os.environ.get("SLURM_JOB_ID") and not restart:
+        return (f"the units done so far are kept; a job that requeues itself near its time limit goes on by itself, "
+                f"else {same_command()} resumes")
     return ("the units done so far are kept; run "
             + ("it again without --restart" if restart else "the same command again") + " to resume")
 

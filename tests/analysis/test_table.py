@@ -206,6 +206,9 @@ def test_table_rows_and_files(tmp_path):
     back_pq = pd.read_parquet(pq)
     assert list(back_csv.columns) == COLUMNS and list(back_pq.columns) == COLUMNS
     np.testing.assert_allclose(back_pq["crack_fraction"], df["crack_fraction"])
+    for back in (back_csv, back_pq):  # a row without a measurement holds blanks, not zeros (probe AE)
+        assert back.loc[1, ["particle_volume_vox", "crack_volume_vox", "n_cracks", "n_pores", "other_particles"]].isna().all()
+        assert back["n_cracks"].tolist()[::2] == [1, 2] and back["particle_volume_vox"].tolist()[::2] == [1000, 1000]
     np.testing.assert_allclose(back_csv["crack_fraction"], df["crack_fraction"], rtol=1e-7)
     # Unix times stay exact to the millisecond in the CSV (8 digits would round them to 100 s)
     unix = df.assign(start_time_s=df["start_time_s"] + 1_709_308_837.25)

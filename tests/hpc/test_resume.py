@@ -1010,3 +1010,16 @@ def test_a_scan_written_at_full_size_with_dark_last_frames_waits_too(reference, 
     s = run_experiment(load_experiment(cfg), progress=False)
     assert s.complete and s.done == UNITS // SCANS
     np.testing.assert_array_equal(read_store(store), ref)
+
+
+def test_inside_a_slurm_job_the_hints_name_flytomo_submit(monkeypatch):
+    """Probe AE: in a Slurm job, "run the same command again" meant the job's own flytomo run."""
+    from hpc.engine import resume_hint, same_command
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert resume_hint(False).endswith("run the same command again to resume") and same_command() == "the same command"
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert same_command() == "the same flytomo submit (this is Slurm job 4242)"
+    assert resume_hint(False) == ("the units done so far are kept; a job that requeues itself near its time limit "
+                                  "goes on by itself, else the same flytomo submit (this is Slurm job 4242) resumes")
+    assert resume_hint(True).endswith("run it again without --restart to resume")
