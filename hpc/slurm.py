@@ -484,8 +484,9 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     requeues = requeues_at_time_limit(opts)
     signal_line = f"#SBATCH --signal=B:USR1@{REQUEUE_MARGIN_S}" if requeues else ""
 
-    trap = _fill(load_template("requeue-trap.sh"), {"margin_s": str(REQUEUE_MARGIN_S),
-                                                    "max_requeues": str(requeues)}) if requeues else ""
+    trap = _fill(load_template("requeue-trap.sh"), {
+        "margin_s": str(REQUEUE_MARGIN_S), "max_requeues": str(requeues),
+        "requeued_times": f"{requeues} time{'s' if requeues > 1 else ''}"}) if requeues else ""
 
     def run_step(command: str) -> str:
         return _fill(load_template("run-step.sh"), {"command": command, "requeue_trap": trap.rstrip("\n")})
@@ -505,7 +506,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
             "environment": _environment(opts, flytomo, dask=False),
             "signal_line": signal_line,
-            "config": q_config,
+            "config_line": shlex.quote(f"flytomo-recon: config {q_config}"),
             "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis --no-progress"
                                  f"{run_args}"),
         })
@@ -515,7 +516,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=True),
             "signal_line": signal_line,
-            "config": q_config,
+            "config_line": shlex.quote(f"flytomo-recon: config {q_config}"),
             "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis --no-progress{run_args}"),
         })
     analysis = None
@@ -526,6 +527,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "environment": _environment(opts, flytomo, dask=False),
             "flytomo": shlex.join(flytomo_argv(opts, list(info.folders), gpus=False)),
             "analyze_args": shlex.join(info.analyze_args),
+            "analyze_line": shlex.quote("flytomo-analyze: flytomo analyze " + shlex.join(info.analyze_args)),
         })
     return JobScripts(config=config, store=store, slurm_dir=slurm_dir,
                       recon_path=slurm_dir / "recon.sbatch", recon_script=recon,
@@ -611,7 +613,8 @@ def watch_text(sub: Submission) -> str:
         head,
         f"  scripts:  {sub.scripts.slurm_dir}/",
         f"  watch:    squeue -j {jobs}",
-        f"            sacct -j {jobs} --format=JobID,JobName,State,Elapsed,ExitCode",
+        f"            sacct -j {jobs} --format=JobID,JobName,State,Elapsed,ExitCode   (where the cluster keeps "
+        f"accounting; else scontrol show job {sub.recon_job})",
         f"  log:      tail -f {shlex.quote(str(sub.recon_log()))}",
     ]
     if sub.analysis_job:

@@ -33,10 +33,15 @@ def test_hostile_config_path_renders_to_valid_bash(demo_experiment, tmp_path):
     scripts = hs.render(config, hs.SlurmOptions(ntasks_per_node=2))
     for text in (scripts.recon_script, scripts.analysis_script):
         subprocess.run(["bash", "-n"], input=text, text=True, check=True)
-    # run the script's echo line for the config in a real bash, in the experiment folder
-    echo = next(l for l in scripts.recon_script.splitlines() if l.startswith("echo flytomo-recon: config"))
+    # run the scripts' echo lines in a real bash, in the experiment folder: they print the config's
+    # path and the analysis command as a shell reads them (probe AE: printed unquoted, not pasteable)
+    echo = next(l for l in scripts.recon_script.splitlines() if l.startswith("echo ") and "flytomo-recon: config" in l)
     out = subprocess.run(["bash", "-c", echo], cwd=exp, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == f"flytomo-recon: config {config}"
+    assert shlex.split(out.stdout.strip().removeprefix("flytomo-recon: config ")) == [str(config)]
+    echo = next(l for l in scripts.analysis_script.splitlines() if l.startswith("echo ") and "flytomo analyze" in l)
+    out = subprocess.run(["bash", "-c", echo], cwd=exp, capture_output=True, text=True, check=True)
+    argv = shlex.split(out.stdout.strip().removeprefix("flytomo-analyze: "))
+    assert argv[:2] == ["flytomo", "analyze"] and str(exp / "analysis") in argv, argv
     for root in (tmp_path, exp):
         for name in ("pwned", "pwned2", "pwned3"):
             assert not (root / name).exists()
