@@ -450,7 +450,9 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     and of the frame before the last tenth; one dark last frame is a dropped frame and passes. Frames
     without light mid-scan (the beam lost), which check did not see, get a warning from 16 frames
     read across the scan."""
+    import os
     import shutil
+    import time
 
     import h5py
 
@@ -476,9 +478,15 @@ def test_check_finds_a_scan_still_being_written(tmp_path, sim, capsys):
     capsys.readouterr()
     with h5py.File(scans[1], "r+") as f:
         f[name][-(n // 10 + 1):] = 0  # more than a tenth: what recon refuses
+    # written just now: a scan still being written, as run takes it (probe AE): a warning
+    assert main(["check", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert f"{scans[1]}: its last projections hold no light and its file was written" in err, err
+    old = time.time() - 3600  # written an hour ago: the beam lost, or a broken file: refused
+    os.utime(scans[1], (old, old))
     assert main(["check", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert f"{scans[1]}: its last projections hold no light" in err and str(scans[0]) not in err, err
+    assert f"{scans[1]}: its last projections hold no light (counts" in err and str(scans[0]) not in err, err
     shutil.copy(sim.scans[1], scans[1])
     with h5py.File(scans[1], "r+") as f:
         f[name][n // 3:n // 3 + n // 4] = 0  # a quarter of the frames mid-scan: the beam lost (a probe: check passed)
