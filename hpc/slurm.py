@@ -231,8 +231,8 @@ def option_notes(opts: SlurmOptions) -> list[str]:
         notes.append(f"--mpi {opts.mpi}: the mpich wheel in flytomo's environment speaks PMI2 (--mpi pmi2); "
                      f"{opts.mpi} suits an mpi4py built against the site's MPI")
     if opts.max_requeues and not requeues_at_time_limit(opts):
-        notes.append(f"--time {opts.time}: under {5 * REQUEUE_MARGIN_S // 60} minutes, so the reconstruction job does not "
-                     "requeue itself near its limit (the same flytomo submit goes on from the store)")
+        notes.append(f"--time {opts.time}: under {5 * REQUEUE_MARGIN_S // 60} minutes, so the reconstruction job "
+                     "does not requeue itself near its limit (the same flytomo submit goes on from the store)")
     return notes
 
 
@@ -492,9 +492,8 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
         return _fill(load_template("run-step.sh"), {"command": command, "requeue_trap": trap.rstrip("\n")})
 
     q_config = shlex.quote(str(config))
+    config_line = shlex.quote(f"flytomo-recon: config {q_config}")
     if opts.executor == "mpi":
-        # --kill-on-bad-exit: a rank that dies ends the step (and the job: resubmit to resume)
-        # instead of leaving the others waiting until the time limit.
         srun = ("srun --mpi=" + opts.mpi + " --kill-on-bad-exit=1 "
                 + ("--overcommit " if opts.overcommit else "")
                 # srun takes --cpus-per-task from sbatch no more (Slurm 22.05): given again
@@ -506,7 +505,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=True),
             "environment": _environment(opts, flytomo, dask=False),
             "signal_line": signal_line,
-            "config_line": shlex.quote(f"flytomo-recon: config {q_config}"),
+            "config_line": config_line,
             "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis --no-progress"
                                  f"{run_args}"),
         })
@@ -516,7 +515,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "sbatch_lines": _sbatch_lines(opts, time=opts.time, gpus=False),
             "environment": _environment(opts, flytomo, dask=True),
             "signal_line": signal_line,
-            "config_line": shlex.quote(f"flytomo-recon: config {q_config}"),
+            "config_line": config_line,
             "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis --no-progress{run_args}"),
         })
     analysis = None

@@ -535,7 +535,7 @@ class Reconstructor:
             warnings.warn("the sinograms hold integers: detector counts? reconstruction takes line integrals "
                           "-log((counts - dark)/(flat - dark)) (recon.io.line_integrals), attenuation per pixel",
                           UserWarning, stacklevel=3)
-        elif s.numel() and float(s.float().mean()) < -0.5 * float(s.float().abs().mean()):
+        elif s.numel() and float((sf := s.float()).mean()) < -0.5 * float(sf.abs().mean()):
             # MLEM of a flipped sign: all zeros (rows of air alone have a mean near 0 either way:
             # a chunk of them drew this warning at the ends of a 48³ scan)
             warnings.warn("the line integrals are negative on the whole: -log of transmissions below 1 is positive "

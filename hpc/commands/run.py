@@ -156,8 +156,8 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="reconstruct (and analyse) a whole experiment, resumably",
                               description=first_line(__doc__),
-                              epilog="exit codes: 0 done, 1 some units failed, 2 bad input, 3 none failed but scans still "
-                                     "being written were left to a later run",
+                              epilog="exit codes: 0 done, 1 some units failed, 2 bad input, 3 none failed but "
+                                     "scans still being written were left to a later run",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="experiment config (YAML)")
     add_executor_options(p)

@@ -207,7 +207,8 @@ def test_table_rows_and_files(tmp_path):
     assert list(back_csv.columns) == COLUMNS and list(back_pq.columns) == COLUMNS
     np.testing.assert_allclose(back_pq["crack_fraction"], df["crack_fraction"])
     for back in (back_csv, back_pq):  # a row without a measurement holds blanks, not zeros (probe AE)
-        assert back.loc[1, ["particle_volume_vox", "crack_volume_vox", "n_cracks", "n_pores", "other_particles"]].isna().all()
+        counts = ["particle_volume_vox", "crack_volume_vox", "n_cracks", "n_pores", "other_particles"]
+        assert back.loc[1, counts].isna().all()
         assert back["n_cracks"].tolist()[::2] == [1, 2] and back["particle_volume_vox"].tolist()[::2] == [1000, 1000]
     np.testing.assert_allclose(back_csv["crack_fraction"], df["crack_fraction"], rtol=1e-7)
     # Unix times stay exact to the millisecond in the CSV (8 digits would round them to 100 s)
