@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
 from recon.errors import FlytomoError
@@ -66,6 +67,26 @@ def zoom_choice_line(choice: Any, where: str, flag: str) -> str:
     """One line on the network zoom ``choice`` (a :class:`recon.infer.ZoomChoice`) judged for a
     whole scan or volume (``where``: ", judged on ..." or ""); ``flag`` pins it."""
     return f"network zoom {choice.words()}{where}: every slice at this zoom ({flag} 1 or 1.5 pins it)"
+
+
+@dataclass
+class Written:
+    """The slices of a command's volume written so far (``recon``, ``enhance`` into a .zarr):
+    what a stop keeps (slices are written a chunk at a time, whole)."""
+
+    done: int = 0
+    total: int = 0
+    #: how to lose less at the next stop, said where no chunk was finished
+    smaller: str = "--chunk-rows smaller loses less"
+
+    def words(self) -> str:
+        """What a stopped command says after "stopped: "."""
+        if not self.total:
+            return "nothing was written yet; run the same command again"
+        if not self.done:
+            return (f"no chunk of slices was finished, so nothing is kept (each is written whole; {self.smaller}); "
+                    "run the same command again")
+        return f"{self.done} of {self.total} slices are written and kept; run the same command again to write the rest"
 
 
 def first_line(doc: str | None) -> str:

@@ -29,12 +29,16 @@ import torch
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (device_flag, exit_on_sigterm, use_threads, word_or_number, zoom_choice_line, zoom_flag,
-                          zoom_summary)
+from hpc.commands import (Written, device_flag, exit_on_sigterm, use_threads, word_or_number, zoom_choice_line,
+                          zoom_flag, zoom_summary)
+from hpc.manifest import RunLock
+from hpc.planner import file_fingerprint
 from recon.device import amp_on
 from recon.errors import FlytomoError
 from recon.geometry import ScanGeometry
-from recon.io import create_volume, discard, finalize, open_volume, partial_path
+from recon.io import (check_in_progress, create_volume, discard, finalize, mark_rows_done, open_volume, partial_path,
+                      rows_done)
+from recon.io.omezarr import default_chunks
 from recon.io._atomic import atomic_path, check_target, make_parent
 from recon.air_level import slice_mass, zero_level
 from recon.io.readers import natural_order
@@ -47,6 +51,31 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 OUT_SUFFIXES = (".zarr", ".npy", *TIFF_SUFFIXES)
 #: the smallest slice side the networks are run on (their receptive field is ~40 px)
 MIN_SIDE = 16
+#: what must equal a stopped enhance's (into a .zarr) for the slices it wrote to be kept: the
+#: same input bytes, network and settings, slab by slab
+RESUME_KEYS = ("method", "model", "input", "input_fingerprint", "input_kind", "self_ensemble", "amp", "zoom",
+               "network_zoom", "zero_level", "source", "batch", "tile", "flytomo_version")
+
+
+def input_fingerprint(spec: str) -> str | None:
+    """A short digest of a reconstruction given to enhance: its files' fingerprints
+    (:func:`hpc.planner.file_fingerprint`; every TIFF of a folder or glob), or an OME-Zarr
+    store's metadata (a flytomo recon store records its own input's); None where unreadable."""
+    import hashlib
+
+    path = Path(spec)
+    if path.is_dir() and (path.suffix == ".zarr" or (path / ".zgroup").exists()):
+        parts = [(path / name).read_bytes() if (path / name).is_file() else b""
+                 for name in (".zattrs", "0/.zarray", "0/.zattrs")]
+        return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    try:
+        files = _tiff_files(spec) or [path]
+    except FlytomoError:
+        return None
+    prints = [file_fingerprint(f) for f in files]
+    if any(p is None for p in prints):
+        return None
+    return hashlib.sha256(" ".join(f"{f.name}:{p}" for f, p in zip(files, prints)).encode()).hexdigest()[:16]
 
 
 def _tiff_files(spec: str) -> list[Path] | None:
@@ -274,22 +303,37 @@ def _choose_zoom(volume, loaded: LoadedModel, zoom: float | str, zero: float, si
 
 
 def _enhance(volume, loaded: LoadedModel, sink, args: argparse.Namespace, zero: float = 0.0,
-             zoomed: list[float] | None = None) -> None:
-    """Write the network's output for every slice of ``volume`` into ``sink`` (same shape);
-    ``zero``: the input's value of zero attenuation, taken off before the network and put back;
-    ``zoomed`` gets each slice's network zoom. Non-finite input pixels are zero attenuation to
-    the network and NaN in the output."""
-    bar = tqdm(total=volume.shape[0], unit="slice", desc=f"enhance {Path(args.input).name}",
+             zoomed: list[float] | None = None, *, step: int | None = None,
+             done: frozenset[tuple[int, int]] | set[tuple[int, int]] = frozenset(),
+             written: Written | None = None, out: Path | None = None) -> None:
+    """Write the network's output for every slice of ``volume`` into ``sink`` (same shape),
+    ``step`` slices at a time (default ``--batch``); ``zero``: the input's value of zero
+    attenuation, taken off before the network and put back; ``zoomed`` gets each slice's network
+    zoom. Non-finite input pixels are zero attenuation to the network and NaN in the output.
+    With ``out`` (a .zarr being written), slabs (z0, z1) in ``done`` (written by a stopped run)
+    are skipped, each slab written is marked done, and ``written`` counts them."""
+    step = step or args.batch
+    n = int(volume.shape[0])
+    slabs = [(a, min(n, a + step)) for a in range(0, n, step)]
+    kept = sum(b - a for a, b in slabs if (a, b) in done)
+    bar = tqdm(total=n, initial=kept, unit="slice", desc=f"enhance {Path(args.input).name}",
                disable=args.quiet or args.no_progress or None)
     n_bad = 0
-    for z0 in range(0, volume.shape[0], args.batch):
-        part, bad = _network_input(volume[z0:z0 + args.batch], zero)
+    for z0, z1 in slabs:
+        if (z0, z1) in done:
+            continue
+        part, bad = _network_input(volume[z0:z1], zero)
         n_bad += int(bad.sum())
         result = loaded.apply(part, zero_level=0.0, batch=args.batch, tile=args.tile,  # the level: taken off above
                               self_ensemble=args.self_ensemble, amp=args.amp, zoom=args.zoom, zoomed=zoomed)
         result = result + np.float32(zero) if zero else result
-        sink[z0:z0 + len(part)] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
-        bar.update(len(part))
+        sink[z0:z1] = np.where(bad, np.float32(np.nan), result) if bad.any() else result
+        if out is not None:
+            check_in_progress(out)  # still there: a slab written into a removed store would be lost
+            mark_rows_done(out, z0, z1)
+        if written is not None:
+            written.done += z1 - z0
+        bar.update(z1 - z0)
     bar.close()
     if n_bad:
         warnings.warn(f"{args.input}: {n_bad} NaN/infinite pixel(s) taken as zero attenuation by the network "
@@ -305,17 +349,50 @@ def scan_geometry_of(attrs: dict) -> ScanGeometry | None:
         return None
 
 
+def record_path(out: Path) -> Path:
+    """Where enhance writes what made a .npy output (a .npy holds an array only): ``OUT.npy.json``."""
+    return out.with_name(out.name + ".json")
+
+
+def _made_by_this_command(out: Path, args: argparse.Namespace) -> bool:
+    """Whether the finished .zarr ``out`` records this command line, input (path and
+    fingerprint) and flytomo version: the same command run again after it finished."""
+    try:
+        attrs = open_volume(out)[1]
+    except Exception:  # not a finished volume of flytomo's: the caller refuses it
+        return False
+    return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(Path(args.input).resolve())
+            and attrs.get("input_fingerprint") == input_fingerprint(args.input)
+            and attrs.get("flytomo_version") == recon.__version__)
+
+
 def run(args: argparse.Namespace) -> int:
     args.device = device_flag(args.device)
     use_threads(args.threads)
-    exit_on_sigterm("the half-written output is removed; run the same command again")
     out = Path(args.out)
+    zarr_out = out.suffix.lower() == ".zarr"
+    written = Written(smaller="--batch smaller loses less") if zarr_out else None
+    exit_on_sigterm(written.words if written is not None
+                    else "the half-written output is removed; run the same command again")
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")
     if out.exists() and not args.overwrite:
+        if zarr_out and _made_by_this_command(out, args):
+            print(f"{out}: already complete, made by this same command from the same input with this flytomo; "
+                  "nothing to do (--overwrite makes it again)")
+            return 0
         raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+    try:
+        return _run(args, out, written)
+    except KeyboardInterrupt:  # Ctrl-C: a .zarr keeps the slabs written, in its store in progress
+        print(f"flytomo: interrupted: {written.words() if written is not None else 'nothing was written'}",
+              file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, out: Path, written: Written | None) -> int:
     make_parent(out)
-    check_target(out, args.overwrite, folder=out.suffix.lower() == ".zarr", inputs=[args.input])
+    check_target(out, args.overwrite, folder=written is not None, inputs=[args.input])
     if args.batch < 1:
         raise FlytomoError(None, "--batch must be ≥ 1")
     if args.tile is not None and args.tile < 1:
@@ -341,7 +418,8 @@ def run(args: argparse.Namespace) -> int:
             where = f", judged on slices {judged[0]}:{judged[1]}" if judged and choice.slices else ""
             print(zoom_choice_line(choice, where, "--zoom"), file=sys.stderr, flush=True)
     attrs = {
-        "method": "rrdb", "model": loaded.provenance(), "input": str(args.input),
+        "method": "rrdb", "model": loaded.provenance(), "input": str(Path(args.input).resolve()),
+        "input_fingerprint": input_fingerprint(args.input), "batch": args.batch, "tile": args.tile,
         "input_kind": loaded.input_kind, "self_ensemble": bool(args.self_ensemble), "amp": bool(args.amp),
         "zoom": loaded.resolve_zoom(args.zoom, size), "network_zoom": ({**choice.to_dict(), **({"rows": list(judged)} if judged else {})}
                                                     if choice is not None else None),
@@ -352,26 +430,43 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     shape = tuple(int(s) for s in volume.shape)
     zoomed: list[float] = []
-    if out.suffix == ".zarr":  # slab by slab into the partial store: any size
+    kept = 0
+    if written is not None:  # slab by slab into the store in progress: any size, and a stop keeps what is written
         pixel = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
-        create_volume(out, shape, None, attrs, overwrite=args.overwrite, pixel_size_nm=pixel)
-        try:
-            _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args, zero, zoomed)
-            finalize(out, overwrite=args.overwrite)
-        except BaseException:
-            discard(out)
-            raise
+        # whole chunks of at most --batch slices (and 8 MB): a slab cut short by a kill is written again whole
+        step = min(args.batch, default_chunks(shape)[0])
+        # one run per output: a second at the same time would write the same slabs
+        with RunLock(out, " ".join(sys.argv), path=out.parent / f".{out.name}.lock"):
+            done = rows_done(out, attrs, RESUME_KEYS)
+            kept = written.done = sum(b - a for a, b in done)
+            written.total = shape[0]
+            create_volume(out, shape, (step, *shape[1:]), attrs, overwrite=args.overwrite, pixel_size_nm=pixel,
+                          resume=bool(done))
+            if kept and not args.quiet:
+                print(f"resuming: {kept} of {shape[0]} slices were written by an earlier run of this command",
+                      file=sys.stderr)
+            try:
+                _enhance(volume, loaded, open_volume(partial_path(out), "r+")[0], args, zero, zoomed, step=step,
+                         done=done, written=written, out=out)
+                finalize(out, overwrite=args.overwrite)
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (scancel, a time limit): the slabs
+                raise  # written stay, for the same command to resume
+            except BaseException:
+                discard(out)
+                raise
     else:
         result = np.empty(shape, np.float32)
         _enhance(volume, loaded, result, args, zero, zoomed)
         result = result[0] if single else result  # the input's shape
-        with atomic_path(out, overwrite=args.overwrite, folder=out.suffix.lower() == ".zarr") as tmp:
-            if out.suffix == ".npy":
+        # the record (networks, zoom, zero level) as JSON: ImageJ's Info, else the TIFF's description, or
+        # beside a .npy (which holds an array only) as NAME.npy.json
+        record = json.dumps({k: v for k, v in attrs.items() if k != "source"}
+                            | {"source_method": src_attrs.get("method")}, default=str)
+        with atomic_path(out, overwrite=args.overwrite, folder=False) as tmp:
+            if out.suffix.lower() == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, result)
-            else:  # the record (networks, zoom, zero level) as JSON: ImageJ's Info, else the description
-                record = json.dumps({k: v for k, v in attrs.items() if k != "source"}
-                                    | {"source_method": src_attrs.get("method")}, default=str)
+            else:
                 pixel_nm = (src_attrs.get("metadata") or {}).get("pixel_size_nm")
                 if pixel_nm:  # as Fiji reads it: µm per pixel, and the slice spacing of a stack
                     um = float(pixel_nm) / 1000.0
@@ -380,10 +475,14 @@ def run(args: argparse.Namespace) -> int:
                                                "Info": record})
                 else:
                     tifffile.imwrite(tmp, result, photometric="minisblack", metadata={"flytomo": json.loads(record)})
+        if out.suffix.lower() == ".npy":
+            with atomic_path(record_path(out), overwrite=True, folder=False) as tmp:
+                tmp.write_text(json.dumps(json.loads(record), indent=1) + "\n")
     if not args.quiet:
-        kept = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
-        print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{kept}, {loaded.label} on {loaded.input_kind}) "
-              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        cast = "" if volume.dtype == np.float32 else f", float32 from {volume.dtype} input"  # the network's values
+        earlier = f" ({kept} of its slices written by an earlier run)" if kept else ""
+        print(f"wrote {out} ({shape[0]}×{shape[1]}×{shape[2]}{cast}, {loaded.label} on {loaded.input_kind}) "
+              f"in {time.perf_counter() - started:.1f} s{earlier}", file=sys.stderr)
         if choice is None and zoomed and (any(z != 1 for z in zoomed) or given_zoom):
             print(zoom_summary(zoomed), file=sys.stderr)  # a zoom given (1 too: it was asked for)
     return 0

@@ -5,7 +5,6 @@ import argparse
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (device_flag, exit_on_sigterm, mpi_ranks, use_threads, word_or_number, zoom_choice_line,
-                          zoom_flag, zoom_summary)
+from hpc.commands import (Written, device_flag, exit_on_sigterm, mpi_ranks, use_threads, word_or_number,
+                          zoom_choice_line, zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -102,24 +101,6 @@ FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", ".h5", ".hdf5", ".hdf", ".nxs"
 
 #: a kept projector at least this large is announced before it is built (several seconds)
 BUILD_NOTE_BYTES = 10**9
-
-
-@dataclass
-class Written:
-    """The slices of this command's volume written so far: what a stop keeps (rows are written a
-    chunk at a time, whole)."""
-
-    done: int = 0
-    total: int = 0
-
-    def words(self) -> str:
-        """What a stopped recon says after "stopped: "."""
-        if not self.total:
-            return "nothing was written yet; run the same command again"
-        if not self.done:
-            return ("no chunk of rows was finished, so nothing is kept (each is written whole; --chunk-rows "
-                    "smaller loses less); run the same command again")
-        return f"{self.done} of {self.total} slices are written and kept; run the same command again to write the rest"
 
 
 def run(args: argparse.Namespace) -> int:

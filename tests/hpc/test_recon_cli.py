@@ -821,7 +821,7 @@ def test_recon_under_mpirun_is_refused_and_ctrl_c_says_how_to_go_on(scan, tmp_pa
         assert proc.returncode == 130 and bool(kept) == wait_for_a_chunk, err
         assert last == (f"flytomo: interrupted: {4 * kept} of 64 slices are written and kept; run the same command "
                         "again to write the rest" if kept else
-                        "flytomo: interrupted: no chunk of rows was finished, so nothing is kept (each is written "
+                        "flytomo: interrupted: no chunk of slices was finished, so nothing is kept (each is written "
                         "whole; --chunk-rows smaller loses less); run the same command again"), err
 
 
