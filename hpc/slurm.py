@@ -536,7 +536,11 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
 
 
 def write(scripts: JobScripts) -> None:
-    """Write both scripts to ``DIR/slurm/`` (created), executable by the owner."""
+    """Write both scripts to ``DIR/slurm/`` (created), executable by the owner, and make the
+    folders a container binds (the store's and the analysis's may not exist yet: Apptainer
+    refuses a missing one as the job starts)."""
+    for folder in scripts.binds:
+        folder.mkdir(parents=True, exist_ok=True)
     scripts.slurm_dir.mkdir(parents=True, exist_ok=True)
     for path, text in ((scripts.recon_path, scripts.recon_script),
                        (scripts.analysis_path, scripts.analysis_script)):
@@ -561,6 +565,45 @@ def sbatch_argv(script: Path, workdir: Path, dependency: str | None = None) -> l
     return argv + [str(script)]
 
 
+#: the shell variable ``submit.sh`` keeps the reconstruction job's id in
+_RECON_JOB_VAR = "${recon_job}"
+
+
+def submit_script(scripts: JobScripts) -> str:
+    """``submit.sh``: the two ``sbatch`` commands :func:`submit` runs, for a user who edits the
+    scripts first (``flytomo submit --write-only``); every path shell-quoted, the analysis job
+    given the reconstruction job's id as submit gives it."""
+    placeholder = "FLYTOMORECONJOB"
+
+    def line(argv: list[str]) -> str:
+        return " ".join(shlex.quote(a) if placeholder not in a else '"' + a.replace(placeholder, _RECON_JOB_VAR) + '"'
+                        for a in argv)
+
+    lines = ["#!/usr/bin/env bash",
+             "# made by flytomo submit --write-only: submits the reconstruction job, then the analysis job after it,",
+             "# as flytomo submit does (edit the .sbatch files beside this first, if you like)",
+             "set -euo pipefail",
+             f"recon_job=$({line(sbatch_argv(scripts.recon_path, scripts.slurm_dir))})",
+             'recon_job="${recon_job%%;*}"  # sbatch --parsable on a multi-cluster site: ID;CLUSTER']
+    if scripts.analysis_script is None:
+        lines.append('echo "submitted reconstruction job ${recon_job} (analysis.enabled is false)"')
+    else:
+        lines += [f"analysis_job=$({line(sbatch_argv(scripts.analysis_path, scripts.slurm_dir, placeholder))})",
+                  'echo "submitted reconstruction job ${recon_job} and analysis job ${analysis_job%%;*}"']
+    return "\n".join(lines) + "\n"
+
+
+def write_submit_script(scripts: JobScripts) -> Path:
+    """Write the scripts (:func:`write`) and ``submit.sh`` beside them; return its path."""
+    write(scripts)
+    path = scripts.slurm_dir / "submit.sh"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(submit_script(scripts))
+    tmp.chmod(0o755)
+    tmp.replace(path)
+    return path
+
+
 def run_sbatch(argv: list[str], cwd: Path) -> str:
     """Run ``sbatch --parsable``; return the job id. Errors name sbatch's complaint."""
     if shutil.which(argv[0]) is None:
@@ -583,8 +626,6 @@ def submit(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
         raise FlytomoError("sbatch", "not found on PATH: submit from a Slurm login node "
                                      "(or use --dry-run to only see the scripts)")
     scripts = render(config, opts, check_files=check_files)
-    for folder in scripts.binds:  # the store's and the analysis's folders may not exist yet
-        folder.mkdir(parents=True, exist_ok=True)
     write(scripts)
     recon_argv = sbatch_argv(scripts.recon_path, scripts.slurm_dir)
     recon_job = run_sbatch(recon_argv, scripts.slurm_dir)

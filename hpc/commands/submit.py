@@ -3,7 +3,8 @@
 Checks the config, its scans and its log as ``flytomo check`` does, renders a
 reconstruction job and an analysis job that depends on it into ``DIR/slurm/`` next to the
 config, submits both with ``sbatch --parsable`` and prints the job ids and
-how to watch them. ``--dry-run`` prints the scripts and the sbatch commands instead.
+how to watch them. ``--dry-run`` prints the scripts and the sbatch commands instead;
+``--write-only`` writes the scripts and a ``submit.sh`` that submits them, to be edited first.
 See docs/facility.md.
 """
 from __future__ import annotations
@@ -60,8 +61,12 @@ def register(subparsers) -> None:
     e.add_argument("--dask-interface", default=None, metavar="IFACE",
                    help="Dask network interface where executor.dask.jobqueue sets none "
                         "(e.g. ib0; lo on one test machine)")
-    p.add_argument("--dry-run", action="store_true",
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--dry-run", action="store_true",
                    help="print the scripts and sbatch commands; write and submit nothing")
+    w.add_argument("--write-only", action="store_true",
+                   help="write the scripts and DIR/slurm/submit.sh, which submits them as this command "
+                        "would (to edit them first); submit nothing")
     p.add_argument("--no-file-checks", action="store_true",
                    help="check the config only, without opening every scan and the log first "
                         "(as `flytomo check` does by default)")
@@ -95,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
         if scripts.analysis_script is not None:
             print(shlex.join(slurm.sbatch_argv(scripts.analysis_path, scripts.slurm_dir,
                                                "RECON_JOB_ID")))
+        return 0
+    if args.write_only:
+        scripts = slurm.render(args.config, opts, check_files=not args.no_file_checks)
+        path = slurm.write_submit_script(scripts)
+        written = [scripts.recon_path] + ([scripts.analysis_path] if scripts.analysis_script is not None else [])
+        print(f"wrote {', '.join(str(p) for p in written)} and {path}; nothing submitted: edit the scripts if you "
+              f"like, then submit both with: bash {shlex.quote(str(path))}")
         return 0
     sub = slurm.submit(args.config, opts, check_files=not args.no_file_checks)
     print(slurm.watch_text(sub))

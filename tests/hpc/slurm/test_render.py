@@ -60,6 +60,28 @@ def test_dry_run_writes_and_submits_nothing(demo_experiment, tmp_path, capsys):
     assert not (exp / "slurm").exists()
 
 
+def test_write_only_writes_the_scripts_and_a_submit_script_and_submits_nothing(demo_experiment, tmp_path, capsys):
+    """Blind probe AE: an admin wanted the scripts as files, to read and edit before submitting,
+    where --dry-run only prints them. --write-only writes them and submit.sh, which runs the two
+    sbatch commands submit runs (run on a real Slurm in test_submit.py); paths stay quoted."""
+    from hpc.cli import main
+
+    exp = tmp_path / HOSTILE
+    shutil.copytree(demo_experiment, exp)
+    assert main(["submit", str(exp / "experiment.yaml"), "--write-only"]) == 0
+    out = capsys.readouterr().out
+    script = exp / "slurm" / "submit.sh"
+    assert f"bash {shlex.quote(str(script))}" in out and "nothing submitted" in out
+    assert sorted(p.name for p in (exp / "slurm").iterdir()) == ["analyze.sbatch", "recon.sbatch", "submit.sh"]
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    lines = [line for line in script.read_text().splitlines() if line.endswith(".sbatch')")]
+    assert len(lines) == 2 and '"--dependency=afterany:${recon_job}"' in lines[1]
+    assert shlex.split(lines[0].removeprefix("recon_job=$(").removesuffix(")"))[-1] == str(exp / "slurm" / "recon.sbatch")
+    with pytest.raises(SystemExit) as stop:
+        main(["submit", str(exp / "experiment.yaml"), "--write-only", "--dry-run"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_mpi_script(demo_copy, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", "/etc/slurm dir/slurm.conf")
     s = hs.render(demo_copy, hs.SlurmOptions(nodes=2, gpus_per_node=4, partition="gpu",

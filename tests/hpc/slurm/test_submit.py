@@ -64,15 +64,20 @@ def _check_analysis(config: Path) -> None:
 
 
 def test_submit_mpi_matches_local_run(slurm, demo_experiment, reference_volumes, tmp_path):
-    """2 MPI ranks through srun --mpi=pmi2, from a folder named to break a careless script."""
+    """2 MPI ranks through srun --mpi=pmi2, from a folder named to break a careless script; the
+    scripts written with --write-only first and submitted by the submit.sh written beside them
+    (the other tests submit with flytomo submit itself)."""
     exp = tmp_path / HOSTILE
     shutil.copytree(demo_experiment, exp)
     config = exp / "experiment.yaml"
     t0 = time.monotonic()
-    recon, analysis, text = _submit(slurm, config, "--executor", "mpi", "--ntasks-per-node", "2",
-                                    "--time", "10")
-    assert f"squeue -j {recon},{analysis}" in text
-    assert str(exp / "slurm") in text
+    args = ("--executor", "mpi", "--ntasks-per-node", "2", "--time", "10")
+    text = flytomo("submit", str(config), "--no-container", *args, "--write-only", env=slurm.env(),
+                   cwd=config.parent.parent).stdout
+    assert "nothing submitted" in text and not slurm.run(["squeue", "-h", "-o", "%i"]).stdout.strip()
+    p = subprocess.run(["bash", str(exp / "slurm" / "submit.sh")], capture_output=True, text=True, env=slurm.env(),
+                       cwd=tmp_path, check=True)
+    recon, analysis = SUBMITTED.fullmatch(p.stdout.strip()).groups()
     assert slurm.state(analysis) in ("PENDING", "RUNNING", "COMPLETED")
     assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
     assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
@@ -97,7 +102,8 @@ def test_submit_dask_matches_local_run(slurm, demo_experiment, reference_volumes
     config = exp / "experiment.yaml"
     _edit_config(config, **{"executor.dask.jobqueue": {"jobs": 1, "cores": 1, "memory": "2GB",
                                                          "interface": "lo"}})
-    recon, analysis, _ = _submit(slurm, config, "--executor", "dask", "--dask-interface", "lo")
+    recon, analysis, text = _submit(slurm, config, "--executor", "dask", "--dask-interface", "lo")
+    assert f"squeue -j {recon},{analysis}" in text and str(exp / "slurm") in text
     assert slurm.wait(recon, timeout=300) == "COMPLETED", _log(config, "recon", recon)
     assert slurm.wait(analysis, timeout=300) == "COMPLETED", _log(config, "analyze", analysis)
     log = _log(config, "recon", recon)
