@@ -596,9 +596,50 @@ def _resolved_options(method: str, options: dict) -> dict:
         raise FlytomoError("reconstruction", err.problem) from None
 
 
+#: seconds between the progress lines of a run whose stderr is a log file (a Slurm job, nohup)
+PROGRESS_LINE_S = 60.0
+
+
+class ProgressLines:
+    """The progress of a run whose stderr is no terminal (a Slurm job's log, nohup): a line when it
+    begins and then at most one every :data:`PROGRESS_LINE_S` seconds, with the units done of all,
+    the failed, the time so far and an estimate of the time left. Has tqdm's ``update``,
+    ``set_postfix`` and ``close``."""
+
+    def __init__(self, total: int, initial: int) -> None:
+        self.total, self.n, self.first, self.failed = total, initial, initial, 0
+        self.t0 = self.last = time.monotonic()
+        print(f"reconstruct: {total} units, {initial} already done", file=sys.stderr, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_LINE_S and self.n < self.total:
+            self.last = now
+            print(f"reconstruct: {self.line(now)}", file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        """'N of M units done (P %), F failed, S s so far, about L s left' (L where units were done)."""
+        spent = now - self.t0
+        here = self.n - self.first
+        left = f", about {spent / here * (self.total - self.n):.0f} s left" if here else ""
+        return (f"{self.n} of {self.total} units done ({100 * self.n / max(self.total, 1):.0f} %), "
+                f"{self.failed} failed, {spent:.0f} s so far{left}")
+
+    def set_postfix(self, failed: int = 0, refresh: bool = False) -> None:
+        self.failed = failed
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, initial: int, enabled: bool):
+    """A progress bar on a terminal, :class:`ProgressLines` in a log file; None of either where
+    not ``enabled`` (``--no-progress``)."""
     from tqdm import tqdm
 
+    if enabled and not sys.stderr.isatty():
+        return ProgressLines(total, initial)
     return tqdm(total=total, initial=initial, unit="unit", disable=(not enabled) or None, dynamic_ncols=True,
                 desc="reconstruct", file=sys.stderr, smoothing=0.1)
 

@@ -506,7 +506,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "environment": _environment(opts, flytomo, dask=False),
             "signal_line": signal_line,
             "config_line": config_line,
-            "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis --no-progress"
+            "run_step": run_step(f"{srun}{q_flytomo} run {q_config} --executor mpi --no-analysis"
                                  f"{run_args}"),
         })
     else:
@@ -516,7 +516,7 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
             "environment": _environment(opts, flytomo, dask=True),
             "signal_line": signal_line,
             "config_line": config_line,
-            "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis --no-progress{run_args}"),
+            "run_step": run_step(f"{q_flytomo} run {q_config} --executor dask --no-analysis{run_args}"),
         })
     analysis = None
     if info.analysis_enabled:
@@ -660,7 +660,8 @@ def watch_text(sub: Submission) -> str:
     if sub.analysis_job:
         lines.append(f"            {shlex.quote(str(sub.analysis_log()))}")
     lines += [
-        f"  progress: ls {shlex.quote(str(manifest))} | wc -l   (units done)",
+        f"  progress: the log's 'reconstruct: N of M units done' lines, one a minute; "
+        f"ls {shlex.quote(str(manifest))} | wc -l   (units done)",
         f"  store:    {sub.scripts.store}",
         f"  cancel:   scancel {jobs.replace(',', ' ')}   (submit again to resume)",
     ]

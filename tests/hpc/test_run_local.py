@@ -88,6 +88,25 @@ def test_summary_json_and_exit_code(tmp_path, sim):
                         d["axis"]), d["axis"]
 
 
+def test_a_run_logged_to_a_file_says_its_progress_in_lines(tmp_path, sim, monkeypatch, capsys):
+    """Blind probe AE: a Slurm job's log said nothing between the start and the summary (the bar is
+    off without a terminal), so an hours-long run could not be followed. Now a log gets a line as
+    the run begins and one a minute (here every unit: PROGRESS_LINE_S 0) with the units done of
+    all, the failed and an estimate of the time left; --no-progress keeps it quiet."""
+    monkeypatch.setattr(engine, "PROGRESS_LINE_S", 0.0)
+    cfg = write_config(tmp_path, sim)
+    total = SCANS * (SIZE // ROWS)
+    assert run_experiment(load_experiment(cfg), progress=True, analysis_follows=False).exit_code == 0
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("reconstruct: ")]
+    assert lines[0] == f"reconstruct: {total} units, 0 already done"
+    done = [int(m[1]) for l in lines[1:] if (m := re.fullmatch(
+        rf"reconstruct: (\d+) of {total} units done \(\d+ %\), 0 failed, \d+ s so far, about \d+ s left", l))]
+    assert done == list(range(1, total)), lines  # the last unit: the summary says it
+    cfg2 = write_config(tmp_path / "quiet", sim)
+    assert run_experiment(load_experiment(cfg2), progress=False, analysis_follows=False).exit_code == 0
+    assert "reconstruct: " not in capsys.readouterr().err
+
+
 def test_a_problem_every_scan_shares_is_one_line_and_a_count(tmp_path, sim):
     """A dead detector column in all 4 scans: one warning naming the first file, then
     '3 more file(s) likewise' (a 300-scan run printed 300 such lines, one per scan)."""

@@ -98,7 +98,7 @@ def test_mpi_script(demo_copy, monkeypatch):
     flytomo = Path(os.path.abspath(sys.executable)).parent / "flytomo"
     assert argv[3] == str(flytomo)  # the submitter's own installation
     assert argv[4:] == ["run", str(demo_copy), "--executor", "mpi", "--no-analysis",
-                        "--no-progress", "--device", "cuda"]  # GPUs asked for: used
+                        "--device", "cuda"]  # GPUs asked for: used; progress as lines in the job's log
     assert "export SLURM_CONF='/etc/slurm dir/slurm.conf'" in text
     # all #SBATCH lines come before the first command
     lines = text.splitlines()

@@ -86,6 +86,7 @@ def test_submit_mpi_matches_local_run(slurm, demo_experiment, reference_volumes,
     assert "mpi (2 ranks" in log, log
     m = UNITS.search(log)
     assert m and m.group(1) == m.group(2) and m.group(4) == "0", log
+    assert f"reconstruct: {m.group(1)} units, 0 already done" in log, log  # a log file gets progress lines
     np.testing.assert_array_equal(read_store(config), reference_volumes)
     _check_analysis(config)
     for script in (exp / "slurm").glob("*.sbatch"):
