@@ -98,14 +98,20 @@ def exit_on_sigterm(what_then: str | Callable[[], str]) -> None:
     """Turn SIGTERM (Slurm's time limit, ``scancel``) into SystemExit(143) with the line
     "flytomo: stopped by SIGTERM: <what_then>" (a callable: its words at that moment), so that
     ``finally`` and ``except`` blocks run (locks released, partial outputs removed). Only from the
-    main thread."""
+    main thread. A second SIGTERM is ignored: Slurm's time limit, ``timeout`` and ``kill`` of a
+    process group deliver it twice (srun forwards it and the step gets it too), and raised again
+    inside that clean-up it cut the wait for a unit still in torch, which aborted the process
+    ("terminate called without an active exception", exit 6; blind probes AE and AF). SIGKILL
+    still ends it (Slurm sends it after KillWait)."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():
         def _exit(signum, frame):
-            print(f"flytomo: stopped by SIGTERM: {what_then() if callable(what_then) else what_then}",
-                  file=sys.stderr)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up runs to its end
+            if mpi_rank() == 0:  # once for a run of many ranks, each of which gets the signal
+                print(f"flytomo: stopped by SIGTERM: {what_then() if callable(what_then) else what_then}",
+                      file=sys.stderr)
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, _exit)
 
@@ -141,6 +147,19 @@ def device_flag(given: str | None) -> str:
         print(f"flytomo: note: torch sees a CUDA GPU ({torch.cuda.get_device_name(0)}); this runs on the CPU, the "
               "default: --device cuda runs it on the GPU", file=sys.stderr)
     return "cpu"
+
+
+def mpi_rank() -> int:
+    """This process's rank among those the MPI launcher around it started (0 without one):
+    PMI_RANK (MPICH/Hydra, srun --mpi=pmi2), OMPI_COMM_WORLD_RANK (Open MPI), PMIX_RANK."""
+    import os
+
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        try:
+            return max(0, int(os.environ[var]))
+        except (KeyError, ValueError):
+            continue
+    return 0
 
 
 def mpi_ranks() -> int:

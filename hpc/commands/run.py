@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpc.commands import exit_on_sigterm, first_line, mpi_ranks
+from hpc.commands import exit_on_sigterm, first_line, mpi_rank, mpi_ranks
 
 
 def analyze(exp: Any, executor: Any = None) -> Any:
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:  # Ctrl-C: the lock is released; say how to go on, as SIGTERM does
-        print(f"flytomo: interrupted: {resume_hint(args.restart)}", file=sys.stderr)
+        if mpi_rank() == 0:  # Ctrl-C reaches every rank of mpiexec: said once
+            print(f"flytomo: interrupted: {resume_hint(args.restart)}", file=sys.stderr)
         return 130
 
 
