@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -477,9 +478,26 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
     except OSError as err:
         raise FlytomoError(out_dir, f"cannot create the output folder ({err.strerror})") from None
     inputs = analysis_inputs(info, temperature_csv, p, extrapolate, timezone, montage_frames if plots else 0)
-    if if_changed and (kept := _kept_analysis(out_dir, inputs, p)) is not None:
-        return kept
+    # one analysis at a time per folder: two shared .analysis.partial and left a table beside
+    # another analysis's record and plots, or an empty folder (blind probe AF)
+    from hpc.manifest import RunLock
 
+    with RunLock(out_dir, " ".join(sys.argv), path=out_dir / ANALYSIS_LOCK, what="flytomo analysis"):
+        if if_changed and (kept := _kept_analysis(out_dir, inputs, p)) is not None:
+            return kept
+        return _analyze_into(out_dir, info, p, times, log, temperature_csv, inputs, montage_frames, plots,
+                             map_fn, executor)
+
+
+#: the lock file of an analysis folder while an analysis writes it
+ANALYSIS_LOCK = ".analysis.lock"
+
+
+def _analyze_into(out_dir: Path, info: StoreInfo, p: SegmentationParams, times: pd.DataFrame, log: Any,
+                  temperature_csv: str | Path | None, inputs: dict, montage_frames: int, plots: bool,
+                  map_fn: Callable | None, executor: Any) -> AnalysisOutputs:
+    """Segment every time point of ``info`` and write table, plots and record into ``out_dir``
+    (the caller holds its lock): :func:`analyze_store`'s work."""
     nt = info.n_times
     show = set(_montage_times(nt, montage_frames if plots else 0))
     fn = functools.partial(_task, store_path=str(info.path), params=p.model_dump())

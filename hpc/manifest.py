@@ -168,12 +168,15 @@ def _slurm_job_ended(job: str, cluster: str | None = None) -> bool | None:
 
 class RunLock:
     """``STORE/.flytomo/lock``: one run at a time per store (or ``path``, a lock file of
-    another output: ``flytomo recon``'s). Use as a context manager."""
+    another output: ``flytomo recon``'s, an analysis folder's). ``what`` names the holder in a
+    refusal ("another flytomo run is writing it"). Use as a context manager."""
 
-    def __init__(self, store: str | Path, command: str = "", path: str | Path | None = None) -> None:
+    def __init__(self, store: str | Path, command: str = "", path: str | Path | None = None,
+                 what: str = "flytomo run") -> None:
         self.store = Path(store)
         self.path = Path(path) if path is not None else self.store / META / "lock"
         self.command = command
+        self.what = what
         self.held = False
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -221,11 +224,11 @@ class RunLock:
     def _refusal(self, other: dict) -> str:
         """Why a run cannot take the lock ``other`` (its holder's record) holds."""
         if not other:
-            return (f"another flytomo run is taking it now ({self.path} is empty or unreadable; one left so by a "
-                    f"run that stopped is taken over {UNREADABLE_STALE_S:g} s after it was made)")
+            return (f"another {self.what} is taking it now ({self.path} is empty or unreadable; one left so by "
+                    f"one that stopped is taken over {UNREADABLE_STALE_S:g} s after it was made)")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(other.get("started", 0)))
-        return (f"another flytomo run is writing it (pid {other.get('pid', '?')} on host {other.get('host', '?')}, "
-                f"started {when}); wait for it to finish, or, if that run is gone, delete {self.path}")
+        return (f"another {self.what} is writing it (pid {other.get('pid', '?')} on host {other.get('host', '?')}, "
+                f"started {when}); wait for it to finish, or, if it is gone, delete {self.path}")
 
     def held_elsewhere(self) -> str | None:
         """What :meth:`acquire` would refuse now (a live run holds the lock), else None; takes

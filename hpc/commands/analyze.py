@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpc.commands import TIMEZONE_HELP, timezone_flag
+from hpc.commands import TIMEZONE_HELP, exit_on_sigterm, timezone_flag
 from recon.errors import FlytomoError
 
 
@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from analysis.store import open_store
     from hpc.volumes import is_store, store_from_volumes, volume_files
 
+    exit_on_sigterm("nothing of this analysis is kept; an earlier one in its folder stays whole; run the same "
+                    "command again")
     if args.workers is not None and args.workers < 1:
         raise FlytomoError(None, f"--workers must be ≥ 1, got {args.workers}")
     zone = timezone_flag(args.timezone)

@@ -80,6 +80,56 @@ def test_an_analysis_stopped_half_way_leaves_the_earlier_one_whole(series_store,
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_a_second_analysis_into_the_same_folder_is_refused_and_sigterm_keeps_the_earlier_one(series_store, tmp_path):
+    """Blind probe AF: two analyses into one folder shared its .analysis.partial and left a table
+    beside the other analysis's record and plots (or an empty folder), and SIGTERM left
+    .analysis.partial without a word. Now the folder is locked while an analysis runs: a second
+    is refused in one line (exit 2) and the first finishes whole; SIGTERM says what is kept and
+    leaves the earlier analysis as it was, with no lock or partial folder behind."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    path, _, _ = series_store
+    out = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    cmd = [sys.executable, "-m", "hpc.cli", "analyze", str(path), "--out", str(out)]
+
+    def start(*extra: str) -> subprocess.Popen:
+        """An analysis, paused (SIGSTOP) once it holds the folder's lock."""
+        proc = subprocess.Popen([*cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(1200):
+            if (out / ".analysis.lock").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGSTOP)
+        return proc
+
+    first = start("--params", str(_params(tmp_path)))
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    first.send_signal(signal.SIGCONT)
+    assert second.returncode == 2, second.stderr
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"flytomo: error: {out}: another flytomo analysis is writing it (pid"), second.stderr
+    assert first.wait(timeout=300) == 0, first.communicate()[1]
+    record = json.loads((out / "analysis_record.json").read_text())
+    assert record["segmentation"]["closing_radius"] == 2  # the table and record of the one that ran
+    assert json.loads((out / "segmentation_params.json").read_text())["closing_radius"] == 2
+    before = {q.name: q.read_bytes() for q in out.iterdir()}
+    stopped = start()
+    stopped.send_signal(signal.SIGTERM)  # held until it goes on
+    stopped.send_signal(signal.SIGCONT)
+    err = stopped.communicate(timeout=120)[1]
+    assert stopped.returncode == 143 and err.strip().splitlines()[-1] == (
+        "flytomo: stopped by SIGTERM: nothing of this analysis is kept; an earlier one in its folder stays whole; "
+        "run the same command again"), err
+    assert {q.name: q.read_bytes() for q in out.iterdir()} == before  # no lock, no .analysis.partial
+
+
 def _params(folder):
     (folder / "p.yaml").write_text("segmentation:\n  closing_radius: 2\n")
     return folder / "p.yaml"
