@@ -670,6 +670,8 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
     t_start = time.perf_counter()
     try:
         log.info("start: %s (pid %d on %s)", command, os.getpid(), socket.gethostname())
+        if not new_store and (n_stale := st.remove_stale_temporaries(store)):
+            log.info("removed %d temporary file(s) that writers killed mid-write left in the store", n_stale)
         if restart and store.exists():
             log.info("--restart: removing the existing store %s", store)
             # in an order a stop at any point leaves safe: no unit marked done first, then the

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -169,6 +170,34 @@ def read_attrs(path: Path) -> dict:
         return dict(zarr.open_group(str(path), mode="r").attrs.get("flytomo") or {})
     except Exception as err:
         raise FlytomoError(path, f"is not a readable experiment store ({type(err).__name__}: {err})") from None
+
+
+#: a file a writer killed mid-write leaves: zarr's ``NAME.<32 hex>.partial`` (metadata and chunks),
+#: the manifest's ``.NAME.<pid>.tmp`` (:func:`hpc.manifest._atomic_json`)
+_STALE_TEMPORARY = re.compile(r".+\.[0-9a-f]{32}\.partial|\..+\.\d+\.tmp")
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Remove the temporary files writers killed mid-write (SIGKILL, a node lost) left in the
+    store at ``path``: its root, the volume array's folder and the manifest's (blind probe AF:
+    they stayed for good). Only while this process holds the store's lock, before any writer of
+    its own starts. Returns how many were removed."""
+    from hpc.manifest import META
+
+    removed = 0
+    for folder in (path, path / ARRAY, path / META / "manifest", path / META / "failed"):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not there (a new store), or unreadable: the run finds that itself
+            continue
+        for entry in entries:
+            if _STALE_TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def update_attrs(path: Path, **changes: Any) -> dict:
