@@ -169,6 +169,22 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
     os._exit(130)
 
 
+def _output_of(args: argparse.Namespace) -> str:
+    """What the command writes, for an error that names no file (a full disk under zarr, PIL,
+    tifffile): ``--out``, else a config's store (``run``), else "the output"."""
+    if getattr(args, "out", None):
+        return str(args.out)
+    if getattr(args, "command", None) == "run" and getattr(args, "config", None):
+        try:
+            from hpc.config import load_experiment
+
+            exp = load_experiment(args.config)
+            return f"{exp.store_path} or its analysis folder {exp.analysis_out}"
+        except Exception:  # the config itself is at fault: no place to name
+            pass
+    return "the output"
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, as a shell tool ends
     except OSError as err:
         if err.errno in NO_ROOM_ERRNOS and not err.filename:  # PIL, tifffile and zarr name no file
-            print(f"flytomo: error: writing the output: {err.strerror}; make room "
+            print(f"flytomo: error: writing {_output_of(args)}: {err.strerror}; make room "
                   "and run the same command again", file=sys.stderr)
             return 2
         if err.errno not in _FILE_SYSTEM_ERRNOS or not err.filename:

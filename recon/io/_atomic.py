@@ -57,6 +57,23 @@ def first_unwritable(path: Path) -> Path | None:
     return None
 
 
+def _try_writing_in(path: Path) -> None:
+    """FlytomoError naming ``path`` where its folder takes no new file, which ``os.access`` does
+    not tell for root or on a read-only or special mount (a blind probe's ``--out
+    /proc/v.zarr`` was refused naming an internal lock file): a hidden empty file is made
+    and removed."""
+    probe = path.parent / f".{path.name}.write-test-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # left by a killed check: writing there works
+        probe.unlink(missing_ok=True)
+        return
+    except OSError as err:
+        raise FlytomoError(path, f"cannot write in {path.parent} ({err.strerror or err})") from None
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+
+
 def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
                  inputs: tuple | list = ()) -> None:
     """FlytomoError unless ``path`` may be written: its folder exists; it is none of ``inputs``
@@ -70,6 +87,7 @@ def check_target(path: Path, overwrite: bool, *, folder: bool | None = None,
         raise FlytomoError(path, f"cannot write: {path.parent} {what}")
     if not os.access(path.parent, os.W_OK):
         raise FlytomoError(path, f"cannot write in {path.parent} (read-only, or no permission)")
+    _try_writing_in(path)
     target = path.resolve()
     for src in inputs:
         s = Path(src).resolve()

@@ -627,3 +627,15 @@ def test_an_enhance_stopped_by_sigterm_resumes_bit_for_bit(tmp_path, monkeypatch
                        env=env)
     assert r.returncode == 0 and "resuming" not in r.stderr, r.stderr
     assert not (tmp_path / ".e.zarr.partial").exists() and not (tmp_path / "e.zarr" / ".rows_done").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="no /proc")
+def test_an_output_folder_that_takes_no_file_is_named_before_any_work(tmp_path, capsys):
+    """Blind probe AF: `--out /proc/v.zarr` passed os.access (root) and was refused later naming an
+    internal lock file ('/proc/.v.zarr.lock: No such file or directory'). A file is now tried in
+    the folder first: one line naming the output and its folder, exit 2."""
+    np.save(tmp_path / "s.npy", np.zeros((32, 32), np.float32))
+    for out in ("/proc/x.npy", "/proc/x.zarr"):
+        assert main(["enhance", str(tmp_path / "s.npy"), "--out", out, "--input-kind", "fbp"]) == 2
+        err = capsys.readouterr().err.strip()  # the kernel's reason: ENOENT for root, EACCES for others
+        assert err.startswith(f"flytomo: error: {out}: cannot write in /proc") and "\n" not in err, err

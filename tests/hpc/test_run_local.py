@@ -107,6 +107,27 @@ def test_a_run_logged_to_a_file_says_its_progress_in_lines(tmp_path, sim, monkey
     assert "reconstruct: " not in capsys.readouterr().err
 
 
+def test_a_full_disk_that_names_no_file_is_said_with_the_store(tmp_path, sim, monkeypatch, capsys):
+    """Blind probe AF: a full disk under zarr's or PIL's writes (their errors name no file) read
+    "writing the output: No space left on device" without saying where: now the store and the
+    analysis folder are named, one line, exit 2."""
+    import errno
+
+    from hpc.cli import main
+    from hpc.commands import run as run_command
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_command, "execute", full)
+    cfg = write_config(tmp_path, sim)
+    assert main(["run", str(cfg), "--no-progress"]) == 2
+    exp = load_experiment(cfg)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"flytomo: error: writing {exp.store_path} or its analysis folder {exp.analysis_out}: No space left on "
+        "device; make room and run the same command again")
+
+
 def test_a_problem_every_scan_shares_is_one_line_and_a_count(tmp_path, sim):
     """A dead detector column in all 4 scans: one warning naming the first file, then
     '3 more file(s) likewise' (a 300-scan run printed 300 such lines, one per scan)."""
