@@ -149,27 +149,25 @@ def device_flag(given: str | None) -> str:
     return "cpu"
 
 
+def _launcher_number(names: tuple[str, ...], default: int) -> int:
+    """The first of the environment variables ``names`` an MPI launcher set, as an int; else ``default``."""
+    import os
+
+    for var in names:
+        try:
+            return int(os.environ[var])
+        except (KeyError, ValueError):
+            continue
+    return default
+
+
 def mpi_rank() -> int:
     """This process's rank among those the MPI launcher around it started (0 without one):
     PMI_RANK (MPICH/Hydra, srun --mpi=pmi2), OMPI_COMM_WORLD_RANK (Open MPI), PMIX_RANK."""
-    import os
-
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        try:
-            return max(0, int(os.environ[var]))
-        except (KeyError, ValueError):
-            continue
-    return 0
+    return max(0, _launcher_number(("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"), 0))
 
 
 def mpi_ranks() -> int:
     """How many ranks the MPI launcher around this process started (1 without one): MPICH/Hydra
     and PMI set PMI_SIZE, Open MPI OMPI_COMM_WORLD_SIZE, PMIx PMIX_SIZE."""
-    import os
-
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
-        try:
-            return max(1, int(os.environ[var]))
-        except (KeyError, ValueError):
-            continue
-    return 1
+    return max(1, _launcher_number(("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"), 1))
