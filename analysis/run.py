@@ -323,6 +323,24 @@ def _warn_if_noisy(store: Path, table: pd.DataFrame, defect_sigma: float) -> Non
             stacklevel=2)
 
 
+def _warn_if_segmentation_changes(out_dir: Path, p: SegmentationParams) -> None:
+    """One warning where the analysis in ``out_dir`` that this one replaces was made with other
+    segmentation settings, naming each (blind probe AG: a plain ``run`` quietly replaced an
+    analysis tuned with ``analyze --params`` by one with the config's settings)."""
+    try:
+        old = json.loads((out_dir / "analysis_record.json").read_text()).get("segmentation")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(old, dict):
+        return
+    new = json.loads(json.dumps(p.model_dump(), default=str))
+    changed = [f"{k}: {json.dumps(old.get(k))} there, {json.dumps(new[k])} now" for k in new if old.get(k, new[k]) != new[k]]
+    if changed:
+        warnings.warn(f"{out_dir}: replaces an analysis made with other segmentation settings ({'; '.join(changed)}); "
+                      "flytomo run analyses with its config's analysis.segmentation: put settings to keep there",
+                      stacklevel=2)
+
+
 def _warn_if_blurred(store: Path, table: pd.DataFrame) -> None:
     """One warning where the particle's surface is blurred (median ``edge_sigma_px`` of the
     scans analysed at or above :data:`~analysis.segment.BLURRED_EDGE_SIGMA_PX`): thin cracks
@@ -517,6 +535,7 @@ def _analyze_into(out_dir: Path, info: StoreInfo, p: SegmentationParams, times: 
     _warn_if_blurred(info.path, table)
     _warn_about_particles(info.path, table, info.volume_shape[0])
     _warn_about_cracks_read_as_pores(info.path, table)
+    _warn_if_segmentation_changes(out_dir, p)
     # everything is written beside the earlier analysis first (a full disk leaves that one whole),
     # then moved in, the table last: a run stopped half-way leaves no table beside new plots
     work = out_dir / ".analysis.partial"

@@ -130,6 +130,26 @@ def test_a_second_analysis_into_the_same_folder_is_refused_and_sigterm_keeps_the
     assert {q.name: q.read_bytes() for q in out.iterdir()} == before  # no lock, no .analysis.partial
 
 
+def test_an_analysis_replacing_one_made_otherwise_names_each_changed_setting(series_store, tmp_path, capsys):
+    """Blind probe AG: `analyze --params` over an analysis, and then a plain `run` over that one,
+    replaced tuned settings without a word. Each changed setting is now named, once."""
+    import warnings
+
+    path, _, _ = series_store
+    out = tmp_path / "res"
+
+    def said(*extra: str) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["analyze", str(path), "--out", str(out), *extra]) == 0
+        return [str(w.message) for w in caught if "replaces an analysis" in str(w.message)]
+
+    assert said() == []
+    lines = said("--params", str(_params(tmp_path)))
+    assert len(lines) == 1 and "(closing_radius: 4 there, 2 now); flytomo run analyses with its config's" in lines[0]
+    assert said("--params", str(_params(tmp_path))) == []  # the same settings again
+
+
 def _params(folder):
     (folder / "p.yaml").write_text("segmentation:\n  closing_radius: 2\n")
     return folder / "p.yaml"
