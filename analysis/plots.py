@@ -37,6 +37,13 @@ def _save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
 
 
+def _left_out_note(rows: pd.DataFrame, why: str, most: int = 4) -> str:
+    """'not shown: N scan(s) WHY (a, b, c, …; see the status column)' for the table ``rows``."""
+    ids = [str(i) for i in (rows["scan_id"] if "scan_id" in rows else rows["scan_index"])]
+    named = ", ".join(ids[:most]) + (", …" if len(ids) > most else "")
+    return f"not shown: {len(ids)} scan(s) {why} ({named}; see the status column)"
+
+
 def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
     """(seconds per unit, axis label) suited to the span of ``seconds``."""
     finite = seconds[np.isfinite(seconds)]
@@ -76,10 +83,8 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     if not np.isfinite(t).any():  # the files recorded no times: the scans in their order
         x, xlabel = table["scan_index"].to_numpy(float), "scan (in order; the files record no times)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    elif not np.isfinite(t).all():
-        n = int((~np.isfinite(t)).sum())
-        ax.annotate(f"not shown: {n} scan(s) without a recorded time (see the table)", (0.99, 0.02),
-                    xycoords="axes fraction", ha="right", va="bottom", fontsize=8, color="0.3")
+    elif not np.isfinite(t).all():  # said under the axis: inside it the note hid the temperature line (probe AG)
+        xlabel += "\n" + _left_out_note(table[~np.isfinite(t)], "with no time in the table")
     if window is not None:
         ax.set_xlim((window[0] - origin) / k, (window[1] - origin) / k)
     ok = (table["status"] == "ok").to_numpy()
@@ -90,11 +95,11 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
     if np.nanmax(np.where(ok, pf, np.nan), initial=0) > 0:
         ax.plot(x, np.where(ok, pf, np.nan), "s:", color="C2", ms=3, lw=1, alpha=0.8,
                 label="pore volume fraction")
-    if (~ok).any():
+    if (~ok).any():  # a dashed line at its time and a cross at the top edge: at 0 % it read as "no cracks" (probe AG)
         for xi in x[~ok]:
             ax.axvline(xi, color="0.6", lw=0.8, ls="--", zorder=0)
-        ax.plot(x[~ok], np.zeros((~ok).sum()), "x", color="0.4", ms=7, mew=1.5, clip_on=False, zorder=5,
-                label="not analysed (see status)")
+        ax.plot(x[~ok], np.ones((~ok).sum()), "x", color="0.4", ms=7, mew=1.5, clip_on=False, zorder=5,
+                transform=ax.get_xaxis_transform(), label="not analysed (see status)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("volume fraction of particle (%)", color="C0")
     ax.tick_params(axis="y", colors="C0")
@@ -166,7 +171,10 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
             ax.scatter(T, cf, s=30, color="C0", edgecolors="k", linewidths=0.4, zorder=2)
         ax.annotate("start", (T[0], cf[0]), textcoords="offset points", xytext=(6, 6), fontsize=8)
         ax.annotate("end", (T[-1], cf[-1]), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    ax.set_xlabel("temperature (°C)")
+    xlabel = "temperature (°C)"
+    if (left := table[(table["status"] != "ok") | ~np.isfinite(table["temperature_C"].to_numpy(float))]).size:
+        xlabel += "\n" + _left_out_note(left, "not analysed or without a temperature")  # were dropped unsaid (probe AG)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("crack volume fraction (%)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)

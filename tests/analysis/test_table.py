@@ -263,10 +263,22 @@ def test_the_time_plot_joins_scans_in_time_order(tmp_path, monkeypatch):
     plots.plot_crack_vs_time(table, tmp_path / "t.png", log=log)
     lo, hi = figures[1].axes[0].get_xlim()
     assert lo == pytest.approx(95.0) and hi == pytest.approx(315.0) and "time (s)" in figures[1].axes[0].get_xlabel()
-    # a scan without a time is said to be missing from the plot
+    # a scan without a time is said to be missing from the plot, under the axis (inside it the note hid
+    # the temperature line: blind probe AG), by its id
     table.loc[1, ["start_time_s", "mid_time_s"]] = np.nan
     plots.plot_crack_vs_time(table, tmp_path / "t.png")
-    assert any("not shown: 1 scan(s) without a recorded time" in t.get_text() for t in figures[2].axes[0].texts)
+    assert figures[2].axes[0].get_xlabel().endswith(
+        "\nnot shown: 1 scan(s) with no time in the table (1; see the status column)")
+    # a scan not analysed: a cross at the top edge, not at 0 % (read as "no cracks": probe AG), and
+    # the temperature plot names it (it was dropped unsaid)
+    table.loc[1, ["start_time_s", "mid_time_s"]] = [100.0, 105.0]
+    table.loc[2, "status"] = "not reconstructed: cannot be read"
+    plots.plot_crack_vs_time(table, tmp_path / "t.png")
+    cross = next(line for line in figures[3].axes[0].lines if line.get_marker() == "x")
+    assert list(cross.get_ydata()) == [1.0] and cross.get_transform() == figures[3].axes[0].get_xaxis_transform()
+    plots.plot_crack_vs_temperature(table.assign(heating_rate_C_per_min=[1.0, 1.0, 1.0]), tmp_path / "T.png")
+    assert figures[4].axes[0].get_xlabel() == ("temperature (°C)\nnot shown: 1 scan(s) not analysed or without a "
+                                               "temperature (2; see the status column)")
 
 
 def test_a_log_of_local_date_times_without_a_zone_is_said_to_be_read_as_utc(tmp_path):
