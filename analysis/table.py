@@ -51,7 +51,7 @@ UNIX_TIME_MIN_S = 1e8
 
 #: columns of the crack table, in order
 COLUMNS = [
-    "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "temperature_C",
+    "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "elapsed_min", "temperature_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
     "other_particles", "status", "temperature_from",
@@ -808,6 +808,10 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         df[k] = df[k].astype(float).where(measured).astype("Int64")
     for k in ("crack_fraction", "pore_fraction", "speck_fraction", "edge_sigma_px"):
         df[k] = df[k].astype(float).where(measured)
+    # the time plot's axis: mid-scan minutes from the first scan's start (Unix times, shown in start_time_utc)
+    # or from the experiment clock's 0 (blind probe AG: start_time_s in Unix seconds read as elapsed)
+    origin, _ = clock_origin(df["start_time_s"].to_numpy(float))
+    df["elapsed_min"] = (df["mid_time_s"].astype(float) - origin) / 60.0
     return df.sort_values("scan_index").reset_index(drop=True)[COLUMNS]
 
 

@@ -200,6 +200,11 @@ def test_table_rows_and_files(tmp_path):
     df = build_table(times, results)
     assert list(df.columns) == COLUMNS
     assert list(df["scan_index"]) == [0, 1, 2]
+    # experiment-clock times: elapsed_min is mid_time_s in minutes; Unix times count from the first start
+    np.testing.assert_allclose(df["elapsed_min"], df["mid_time_s"] / 60)
+    unix = build_table(times.assign(start_time_s=times["start_time_s"] + 1.7e9,
+                                    mid_time_s=times["mid_time_s"] + 1.7e9), results)
+    np.testing.assert_allclose(unix["elapsed_min"], (times["mid_time_s"] - times["start_time_s"].min()) / 60)
     assert list(df["status"]) == ["ok", "no particle found", "ok"]
     csv, pq = write_table(df, tmp_path / "out")
     back_csv = pd.read_csv(csv)
