@@ -141,7 +141,8 @@ def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame 
 def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
     """Crack volume fraction (%) against temperature, points coloured by the heating rate
     (°C/min; a diverging map centred on 0 when the series both heats and cools), joined in
-    time order by a faint line."""
+    time order by a faint line; a bar across the temperatures each scan went through
+    (``temperature_min_C`` to ``temperature_max_C``) where they span more than 0.5 °C."""
     fig = Figure(figsize=(6.8, 4.6))
     ax = fig.add_subplot(111)
     df = table[table["status"] == "ok"].sort_values(["mid_time_s", "scan_index"])
@@ -153,6 +154,13 @@ def plot_crack_vs_temperature(table: pd.DataFrame, path: str | Path, title: str 
                 transform=ax.transAxes)
     else:
         ax.plot(T, cf, "-", color="0.75", lw=0.8, zorder=1)
+        if {"temperature_min_C", "temperature_max_C"} <= set(df.columns):  # what each scan went through
+            lo, hi = (df[c].to_numpy(float) for c in ("temperature_min_C", "temperature_max_C"))
+            wide = np.isfinite(lo) & np.isfinite(hi) & (hi - lo > 0.5)
+            if wide.any():
+                ax.hlines(cf[wide], lo[wide], hi[wide], color="0.45", lw=1.2, zorder=1.5,
+                          label="temperature during the scan")
+                ax.legend(loc="upper left", fontsize=8, frameon=False)
         finite = rate[np.isfinite(rate)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())

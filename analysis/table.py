@@ -52,6 +52,7 @@ UNIX_TIME_MIN_S = 1e8
 #: columns of the crack table, in order
 COLUMNS = [
     "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "elapsed_min", "temperature_C",
+    "temperature_min_C", "temperature_max_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
     "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
     "other_particles", "status", "temperature_from",
@@ -667,6 +668,7 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
                               "reads as part of it); give the log (--temperature) for the rate during each scan",
                               UserWarning, stacklevel=2)
         df["heating_rate_C_per_min"] = rate
+        df["temperature_min_C"] = df["temperature_max_C"] = np.nan  # one reading a scan: no range
         return df
 
     done = np.array([s.get("status", "done") == "done" for s in scans], dtype=bool)
@@ -733,7 +735,11 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     width = np.maximum(d, RATE_MIN_SAMPLES * float(np.median(np.diff(lt))))
     df["heating_rate_C_per_min"] = [_slope(lt, lT, m, w) * 60.0 if math.isfinite(m) else math.nan
                                      for m, w in zip(mid, width)]
-    df.loc[pending, ["temperature_C", "heating_rate_C_per_min"]] = np.nan
+    # what the sample went through during the scan (blind probe AG: a 90-s scan at 50 °C/min spans 75 °C,
+    # and the table gave only its middle)
+    span = np.array([_range(lt, lT, x, y) for x, y in zip(a, b)]).reshape(-1, 2)
+    df["temperature_min_C"], df["temperature_max_C"] = span[:, 0], span[:, 1]
+    df.loc[pending, ["temperature_C", "heating_rate_C_per_min", "temperature_min_C", "temperature_max_C"]] = np.nan
     df.loc[pending, "temperature_from"] = TEMPERATURE_FROM["pending"]
     df.loc[~np.isfinite(mid), "temperature_from"] = TEMPERATURE_FROM["none"]
     return df
@@ -771,6 +777,17 @@ def _gap_text(lt: np.ndarray, lo: np.ndarray, hi: np.ndarray, ids: list) -> tupl
 #: the rate window spans at least this many log intervals (a scan shorter than that would
 #: make the rate mostly sensor noise)
 RATE_MIN_SAMPLES = 5
+
+
+def _range(lt: np.ndarray, lT: np.ndarray, a: float, b: float) -> tuple[float, float]:
+    """(lowest, highest) temperature of the log over the scan's window [a, b] (s): its readings
+    inside and its values at the ends (held beyond the log's); NaNs where the window is unknown."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.nan, math.nan
+    inside = lT[(lt > a) & (lt < b)]
+    ends = np.interp([a, b], lt, lT)
+    values = np.concatenate([ends, inside])
+    return float(values.min()), float(values.max())
 
 
 def _slope(lt: np.ndarray, lT: np.ndarray, mid: float, width: float) -> float:

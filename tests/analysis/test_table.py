@@ -25,6 +25,9 @@ def test_interpolated_temperature_and_rate(tmp_path):
     # mid times 35, 95, 155, 215, 275 s; ramp 25 -> 525 °C over 200 s = 150 °C/min
     np.testing.assert_allclose(df["temperature_C"], [112.5, 262.5, 412.5, 525.0, 525.0])
     np.testing.assert_allclose(df["heating_rate_C_per_min"], [150, 150, 150, 0, 0])
+    # what each 10-s scan went through (blind probe AG: a long scan on a ramp gave only its middle)
+    np.testing.assert_allclose(df["temperature_min_C"], [100, 250, 400, 525, 525])
+    np.testing.assert_allclose(df["temperature_max_C"], [125, 275, 425, 525, 525])
 
 
 def test_rate_is_smoothed_over_a_scan(tmp_path):
