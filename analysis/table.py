@@ -700,6 +700,10 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     hi = np.fmax(b, np.where(np.isfinite(dur), start + dur, b))
     eps = 1e-9 * max(1.0, abs(lt[-1]))
     outside = (lo < lt[0] - eps) | (hi > lt[-1] + eps)
+    # a scan not reconstructed keeps the time its file records, but outside the log it gets no
+    # temperature rather than stop the analysis of the others
+    stray = outside & ~done
+    outside &= done
     if extrapolate and ((hi < lt[0] - eps) | (lo > lt[-1] + eps)).all():
         raise FlytomoError(
             log_path or "temperature log",
@@ -739,7 +743,8 @@ def scan_temperatures(scans: list[dict], log: pd.DataFrame | None = None,
     # and the table gave only its middle)
     span = np.array([_range(lt, lT, x, y) for x, y in zip(a, b)]).reshape(-1, 2)
     df["temperature_min_C"], df["temperature_max_C"] = span[:, 0], span[:, 1]
-    df.loc[pending, ["temperature_C", "heating_rate_C_per_min", "temperature_min_C", "temperature_max_C"]] = np.nan
+    df.loc[pending | stray, ["temperature_C", "heating_rate_C_per_min", "temperature_min_C", "temperature_max_C"]] = np.nan
+    df.loc[stray, "temperature_from"] = TEMPERATURE_FROM["none"]
     df.loc[pending, "temperature_from"] = TEMPERATURE_FROM["pending"]
     df.loc[~np.isfinite(mid), "temperature_from"] = TEMPERATURE_FROM["none"]
     return df

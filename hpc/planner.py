@@ -274,12 +274,7 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
             if (age := file_age_s(f)) < RECENT_WRITE_S and unlit_frames(reader).tail:
                 plan.error, plan.waiting = unlit_tail_problem(age), True
                 return plan, [(w.category, str(w.message)) for w in caught]
-            plan.start_time_s = as_float(meta.get("scan_time"))
-            if meta.get("scan_time_naive") and plan.start_time_s is not None:
-                if job.timezone is None:
-                    plan.start_time_naive = True
-                else:
-                    plan.start_time_s = localize_naive(plan.start_time_s, parse_zone(job.timezone))
+            _set_start(plan, meta, job.timezone)
             plan.duration_s = (float(job.scan_duration_s) if job.scan_duration_s is not None  # the user's word first
                                else as_float(meta.get("duration_s")))
             c, pad = job.center, job.pad_columns
@@ -308,12 +303,27 @@ def survey_scan(job: SurveyJob) -> tuple[ScanPlan, list[tuple[type[Warning], str
         except Exception as err:  # a broken file must not stop the survey of the others
             plan.error = f"cannot be read ({type(err).__name__}: {err})"
         finally:
+            if plan.error and plan.start_time_s is None:  # its row keeps the time the file records (probe AG)
+                from recon.io.readers import recorded_start
+
+                _set_start(plan, recorded_start(f), job.timezone)
             try:
                 if reader is not None:
                     reader.close()
             except Exception:
                 pass
     return plan, [(w.category, str(w.message)) for w in caught]
+
+
+def _set_start(plan: ScanPlan, meta: dict, timezone: str | None) -> None:
+    """``plan``'s start from a reader's ``scan_time`` (and ``scan_time_naive``): a naive date-time
+    read on ``timezone``'s clock, or marked naive without one."""
+    plan.start_time_s = as_float(meta.get("scan_time"))
+    if meta.get("scan_time_naive") and plan.start_time_s is not None:
+        if timezone is None:
+            plan.start_time_naive = True
+        else:
+            plan.start_time_s = localize_naive(plan.start_time_s, parse_zone(timezone))
 
 
 def _number_in_name(plan: ScanPlan) -> str | None:

@@ -27,6 +27,8 @@ from recon.io.metadata import (angles_in_degrees, as_float, assume, dataset_pixe
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "dxchange"
+#: where a scan's start is recorded (root attribute or dataset; APS's place)
+START_TIME_NAMES = ("scan_time", "process/acquisition/start_date")
 
 
 def detect(f: h5py.File) -> bool:
@@ -46,7 +48,7 @@ def open_dxchange(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     scan_id = as_float(lookup(f, "scan_id"))
     meta: dict[str, Any] = {
         "scan_id": None if scan_id is None else int(scan_id),
-        **scan_time_fields(lookup(f, "scan_time", "process/acquisition/start_date"), path),
+        **scan_time_fields(lookup(f, *START_TIME_NAMES), path),
         "energy_keV": as_float(lookup(f, "energy_keV", "measurement/instrument/monochromator/energy")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "pixel_size_nm")) or dataset_pixel_size_nm(
             f.get("measurement/instrument/detection_system/objective/resolution"), "um"),  # APS: the objective's

@@ -25,6 +25,8 @@ from recon.io.metadata import (angles_in_degrees, as_float, exposure_middles, lo
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "fxi"
+#: where a scan's start is recorded (root attribute or dataset)
+START_TIME_NAMES = ("scan_time",)
 
 
 def detect(f: h5py.File) -> bool:
@@ -49,7 +51,7 @@ def open_fxi(path: str | os.PathLike, f: h5py.File) -> HDF5Scan:
     angles = angles_in_degrees(dataset(f, "angle", path, "rotation angles, degrees"), path)
     meta: dict[str, Any] = {
         "scan_id": _int_or_none(as_float(lookup(f, "scan_id"))),
-        **scan_time_fields(lookup(f, "scan_time"), path),
+        **scan_time_fields(lookup(f, *START_TIME_NAMES), path),
         "energy_keV": as_float(lookup(f, "X_eng")),
         "pixel_size_nm": parse_pixel_size_nm(lookup(f, "Pixel Size")),
     }

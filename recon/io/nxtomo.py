@@ -35,6 +35,8 @@ from recon.io.metadata import (angles_in_degrees, as_float, as_text, assume, dat
 from recon.io.scan import HDF5Scan, Stack, scan_arrays
 
 FORMAT = "nxtomo"
+#: where a scan's start is recorded (in its entry)
+START_TIME_NAMES = ("start_time", "scan_time")
 ALIGNMENT, PROJECTION, FLAT, DARK, INVALID = -1, 0, 1, 2, 3
 _DATA = ("instrument/detector/data", "data/data")
 _KEY = ("instrument/detector/image_key", "data/image_key")
@@ -116,7 +118,7 @@ def open_nxtomo(path: str | os.PathLike, f: h5py.File, entry_name: str | None = 
             select[PROJECTION] = select[PROJECTION][:-n_back]
     meta: dict[str, Any] = {
         "scan_id": _int(lookup(entry, "scan_id")),
-        **scan_time_fields(lookup(entry, "start_time", "scan_time"), path),
+        **scan_time_fields(lookup(entry, *START_TIME_NAMES), path),
         "energy_keV": _energy_keV(entry),
         "pixel_size_nm": dataset_pixel_size_nm(entry.get("instrument/detector/x_pixel_size"), "m"),  # NeXus: SI
     }

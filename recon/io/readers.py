@@ -20,7 +20,7 @@ FORMATS: tuple[tuple[str, Callable[[h5py.File], bool], Callable[..., HDF5Scan]],
     (nxtomo.FORMAT, nxtomo.detect, nxtomo.open_nxtomo),
 )
 
-__all__ = ["ENTRY_SEPARATOR", "FORMATS", "RawChunk", "ScanReader", "open_scan", "scan_entries",
+__all__ = ["ENTRY_SEPARATOR", "FORMATS", "RawChunk", "ScanReader", "open_scan", "recorded_start", "scan_entries",
            "scan_label", "split_scan_ref"]
 
 #: ``FILE::ENTRY`` names one scan of a file that holds several (an NXtomo entry)
@@ -104,6 +104,29 @@ def open_scan(path: str | os.PathLike) -> ScanReader:
             raise FlytomoError(path, f"'{ENTRY_SEPARATOR}{entry}' names an NXtomo entry, but this "
                                      f"is a {name} file (one scan)")
         return nxtomo.open_nxtomo(path, f, entry)
+
+
+def recorded_start(ref: str | os.PathLike) -> dict:
+    """The start a scan file records (:func:`recon.io.metadata.scan_time_fields`: ``scan_time``,
+    ``scan_time_naive``), read without its frames, for a scan that cannot be opened as one (frames
+    missing, a beam lost), so that its row keeps its time; {} where none can be read."""
+    from recon.io.metadata import lookup, scan_time_fields
+
+    path, entry = split_scan_ref(ref)
+    names = {fxi.FORMAT: fxi.START_TIME_NAMES, dxchange.FORMAT: dxchange.START_TIME_NAMES,
+             nxtomo.FORMAT: nxtomo.START_TIME_NAMES}
+    try:
+        with open_h5(path) as f:
+            name = _format(f)[0]
+            if name is None:
+                return {}
+            group = f
+            if name == nxtomo.FORMAT:
+                group = f[entry or nxtomo.entry_names(f)[0]]
+            fields = scan_time_fields(lookup(group, *names[name]), path)
+    except Exception:  # the file is at fault: its row says why, without a time
+        return {}
+    return fields if fields.get("scan_time") is not None else {}
 
 
 def natural_order(path: str | Path) -> list:

@@ -330,3 +330,34 @@ def test_a_scan_outside_the_log_because_its_time_has_no_zone_says_so():
     unusable, to_warn = log_problems(plans, log, extrapolate=False)
     assert unusable is not None and "scan_01.h5's start is a date-time without a zone, read as UTC" in unusable
     assert to_warn and "scan_01.h5" in to_warn[0], to_warn
+
+
+def test_a_scan_that_cannot_be_opened_keeps_the_start_its_file_records(tmp_path):
+    """Blind probe AG: a scan cut short (fewer frames than angles) failed, and its row had no
+    time, so the plot said "without a recorded time" of a file that records one. Its start is now
+    read apart from its frames, in each format, and a file that is no scan at all still has none."""
+    import h5py
+    import numpy as np
+
+    from hpc.planner import survey_scans
+    from recon.io.dxchange import write_dxchange
+    from recon.io.fxi import write_fxi
+    from recon.io.nxtomo import write_nxtomo
+
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 180, 12, endpoint=False)
+    files = []
+    for i, writer in enumerate((write_fxi, write_dxchange, write_nxtomo)):
+        path = writer(tmp_path / f"s{i}.h5", rng.poisson(900, (12, 4, 16)).astype(np.float32),
+                      np.full((2, 4, 16), 1000.0, np.float32), np.zeros((2, 4, 16), np.float32), angles,
+                      scan_time=1.7e9 + 100 * i)
+        files.append(path)
+    with h5py.File(files[0], "a") as f:  # FXI: the last 7 frames never written
+        data = f["img_tomo"][:5]
+        del f["img_tomo"]
+        f["img_tomo"] = data
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    plans = survey_scans([*files, tmp_path / "junk.h5"], center="middle", pad_columns=0)
+    assert plans[0].error and plans[0].start_time_s == 1.7e9, plans[0].error
+    assert [p.start_time_s for p in plans[1:3]] == [1.7e9 + 100, 1.7e9 + 200]
+    assert plans[3].error and plans[3].start_time_s is None
