@@ -188,6 +188,20 @@ def test_logs_as_instruments_write_them(tmp_path, text, times, temps):
     np.testing.assert_allclose(df["temperature_C"], temps, atol=1e-9)
 
 
+def test_a_failed_scan_outside_the_log_gets_no_temperature_and_stops_nothing(tmp_path):
+    """A scan not reconstructed now keeps the time its file records (blind probe AG); one past the
+    log's end gets an empty temperature, where a scan done there stops the analysis."""
+    log = read_temperature_log(write_log(tmp_path / "log.csv", t_end=600.0))
+    scans = _scans(3) + [{"index": 3, "scan_id": 103, "start_time_s": 5000.0, "mid_time_s": 5005.0,
+                          "duration_s": 10.0, "status": "failed"}]
+    df = scan_temperatures(scans, log, "log.csv")
+    assert np.isfinite(df["temperature_C"][:3]).all() and np.isnan(df["temperature_C"][3])
+    assert df["temperature_from"][3] == "" and np.isnan(df["temperature_max_C"][3])
+    scans[3]["status"] = "done"
+    with pytest.raises(FlytomoError, match="103"):
+        scan_temperatures(scans, log, "log.csv")
+
+
 def test_table_rows_and_files(tmp_path):
     times = scan_temperatures(_scans(3), read_temperature_log(write_log(tmp_path / "log.csv")))
     results = [
