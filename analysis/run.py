@@ -28,7 +28,7 @@ from .segment import (ALL_NON_FINITE, BLURRED_EDGE_SIGMA_PX, NOISY_SPECK_FRACTIO
                       OTHER_PARTICLE_SHARE, SMALL_PARTICLE_RADIUS, SegmentationParams, equivalent_radius,
                       segment_volume)
 from .store import StoreInfo, open_store
-from .table import (atomic_write, build_table, clock_origin, clock_zone_warning, is_unix_time, read_temperature_log,
+from .table import (atomic_write, build_table, clock_zone_warning, is_unix_time, read_temperature_log,
                     scan_temperatures, write_table)
 
 __all__ = ["analyze_time_point", "analyze_store", "AnalysisOutputs", "params_from_store", "store_config",
@@ -421,22 +421,25 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
                                                      title=f"{name}{method}: crack fraction vs temperature")}
     frames = []
     by_t = {r["t"]: r for r in results}
-    origin, _ = clock_origin(table["start_time_s"].to_numpy(float))
     for t in sorted(show):
         r = by_t.get(t)
         if r is None or "slice" not in r:
             continue
         row = table.iloc[t]
-        when = f"  mid-scan {row['mid_time_s'] - origin:.0f} s" if np.isfinite(row["mid_time_s"]) else ""
+        # the time plot's clock (blind probe AG: "mid-scan 15 s" named no origin)
+        when = f"  t {row['elapsed_min']:.1f} min" if np.isfinite(row["elapsed_min"]) else ""
         scan = str(row["scan_id"])
         label = (f"{scan if scan.lower().startswith('scan') else 'scan ' + scan}{when}\n"
                  + (f"{row['temperature_C']:.0f} °C  " if np.isfinite(row["temperature_C"]) else "")
                  + (f"cracks {100 * row['crack_fraction']:.2f}%" if row["status"] == "ok" else row["status"]))
         frames.append({**r["slice"], "label": label})
     z = frames[0]["z"] if frames else 0
-    some = f" ({len(frames)} of {len(table)} scans)" if len(frames) < len(table) else ""  # probe AD: 8 of 10, unsaid
+    failed = int((table["status"] != "ok").sum())  # probe AG: two failed scans, unsaid
+    parts = ([f"{len(frames)} of {len(table)} scans"] if len(frames) < len(table) else []) + \
+        ([f"{failed} not analysed"] if failed else [])  # probe AD: 8 of 10, unsaid
+    some = f" ({'; '.join(parts)})" if parts else ""
     figs["montage"] = plot_montage(frames, folder / PLOTS["montage"],
-                                   title=f"{name}{method}: slice z={z} through time{some}")
+                                   title=f"{name}{method}: slice z={z} through time{some}; t as on the time plot")
     return figs
 
 

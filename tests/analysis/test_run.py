@@ -62,7 +62,8 @@ def test_analyze_store_recovers_truth_and_trend(series_store, temperature_log, t
     analyze_store(path, temperature_log, out_dir=tmp_path / "out3", montage_frames=3)
     peak = int(np.argmax(t["crack_fraction"]))
     assert peak == 4 and len(titles[0][1]) == 3, titles
-    assert titles[0][0].endswith("through time (3 of 7 scans)"), titles  # the montage says it shows some
+    assert titles[0][0].endswith("through time (3 of 7 scans); t as on the time plot"), titles  # it shows some
+    assert f"t {t['elapsed_min'][peak]:.1f} min" in titles[0][1][1], titles  # the time plot's clock (probe AG)
     assert f"cracks {100 * t['crack_fraction'][peak]:.2f}%" in titles[0][1][1], titles
     back = pd.read_parquet(out.parquet)  # the start's date is a timestamp there, null without Unix times
     assert back["start_time_utc"].isna().all()
