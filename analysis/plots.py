@@ -56,17 +56,18 @@ def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
 
 
 def plot_crack_vs_time(table: pd.DataFrame, path: str | Path, log: pd.DataFrame | None = None,
-                       title: str | None = None) -> Path:
+                       title: str | None = None, timezone: str | None = None) -> Path:
     """Crack (and pore) volume fraction in % against mid-scan time (against the scan index
     when no scan has a time); temperature on the right axis — the log's full curve when
     ``log`` (time_s, temperature_C) is given, else the scans' temperatures. Scans whose
-    status is not ``ok`` are marked with grey crosses."""
+    status is not ``ok`` are marked with grey crosses. The axis counts from the first scan's
+    start, said as a date on ``timezone``'s clock (an experiment's ``timezone``; None: UTC)."""
     fig = Figure(figsize=(8, 4.2))
     ax = fig.add_subplot(111)
     if np.isfinite(table["mid_time_s"].to_numpy(float)).any():  # lines join scans in time, not in file order
         table = table.sort_values("mid_time_s", kind="stable", na_position="last")
     t = table["mid_time_s"].to_numpy(float)
-    origin, since = clock_origin(table["start_time_s"].to_numpy(float))
+    origin, since = clock_origin(table["start_time_s"].to_numpy(float), timezone)
     timed = t[np.isfinite(t)]
     # the scans' span with a margin: an all-day log must not squeeze minutes of scans into a spike
     window = ((timed.min() - 0.05 * np.ptp(timed), timed.max() + 0.05 * np.ptp(timed))

@@ -409,12 +409,14 @@ def _scan_list(rows: pd.DataFrame, most: int = 5) -> str:
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
-def _write_plots(info, table, results: list[dict], show: set[int], log, folder: Path) -> dict[str, Path]:
-    """The time and temperature plots and the montage of the ``show`` time points, into ``folder``."""
+def _write_plots(info, table, results: list[dict], show: set[int], log, folder: Path,
+                 timezone: str | None = None) -> dict[str, Path]:
+    """The time and temperature plots and the montage of the ``show`` time points, into ``folder``;
+    the time axis's origin said on ``timezone``'s clock (None: UTC)."""
     name = info.path.name
     method = f" ({info.method})" if info.method else ""
     temperatures = log is not None or np.isfinite(table["temperature_C"].to_numpy(float)).any()
-    figs = {"time": plot_crack_vs_time(table, folder / PLOTS["time"], log=log,
+    figs = {"time": plot_crack_vs_time(table, folder / PLOTS["time"], log=log, timezone=timezone,
                                        title=f"{name}{method}: crack fraction"
                                              f"{' and temperature' if temperatures else ' (no temperatures)'}"),
             "temperature": plot_crack_vs_temperature(table, folder / PLOTS["temperature"],
@@ -507,7 +509,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         if if_changed and (kept := _kept_analysis(out_dir, inputs, p)) is not None:
             return kept
         return _analyze_into(out_dir, info, p, times, log, temperature_csv, inputs, montage_frames, plots,
-                             map_fn, executor)
+                             map_fn, executor, timezone)
 
 
 #: the lock file of an analysis folder while an analysis writes it
@@ -516,7 +518,7 @@ ANALYSIS_LOCK = ".analysis.lock"
 
 def _analyze_into(out_dir: Path, info: StoreInfo, p: SegmentationParams, times: pd.DataFrame, log: Any,
                   temperature_csv: str | Path | None, inputs: dict, montage_frames: int, plots: bool,
-                  map_fn: Callable | None, executor: Any) -> AnalysisOutputs:
+                  map_fn: Callable | None, executor: Any, timezone: str | None = None) -> AnalysisOutputs:
     """Segment every time point of ``info`` and write table, plots and record into ``out_dir``
     (the caller holds its lock): :func:`analyze_store`'s work."""
     nt = info.n_times
@@ -552,7 +554,7 @@ def _analyze_into(out_dir: Path, info: StoreInfo, p: SegmentationParams, times: 
                                                        indent=2) + "\n"))
         figs: dict[str, Path] = {}
         if plots:
-            figs = _write_plots(info, table, results, show, log, work)
+            figs = _write_plots(info, table, results, show, log, work, timezone)
         csv, pq = write_table(table, work)
         remove_analysis(out_dir)
         for f in ["segmentation_params.json", "analysis_record.json", *(q.name for q in figs.values()), pq.name,

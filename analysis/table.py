@@ -86,17 +86,26 @@ def is_unix_time(t: float) -> bool:
     return t >= UNIX_TIME_MIN_S
 
 
-def clock_origin(times_s: np.ndarray) -> tuple[float, str]:
+def clock_origin(times_s: np.ndarray, zone: str | None = None) -> tuple[float, str]:
     """Where to count shown times from: ``(origin_s, name)``.
 
     Unix times (the earliest above :data:`UNIX_TIME_MIN_S`) count from the earliest one,
-    named as a UTC date ("2023-11-14 22:13:20 UTC"); times on an experiment clock count
-    from its 0 (name ""). NaNs are ignored."""
+    named as a UTC date ("2023-11-14 22:13:20 UTC"), or on the clock ``zone`` names
+    (:func:`recon.io.metadata.parse_zone`: "2023-11-14 17:13:20 EST", as the lab's notebook
+    has it; blind probe AG); times on an experiment clock count from its 0 (name ""). NaNs
+    are ignored."""
     t = np.asarray(times_s, dtype=float)
     t = t[np.isfinite(t)]
     if t.size == 0 or not is_unix_time(t.min()):
         return 0.0, ""
     t0 = float(t.min())
+    if zone is not None:
+        from recon.io.metadata import parse_zone
+
+        try:
+            return t0, datetime.fromtimestamp(t0, parse_zone(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+        except ValueError:  # checked where the zone was given: UTC as before
+            pass
     return t0, datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -93,6 +93,9 @@ def test_clock_origin():
     assert clock_origin(np.array([np.nan, 1_700_000_060.0, 1_700_000_000.0])) == (
         1_700_000_000.0, "2023-11-14 22:13:20 UTC")
     assert clock_origin(np.array([np.nan])) == (0.0, "")
+    # on the experiment's clock where it names one (blind probe AG: UTC beside a New York notebook)
+    assert clock_origin(np.array([1710424690.0]), "America/New_York") == (1710424690.0, "2024-03-14 09:58:10 EDT")
+    assert clock_origin(np.array([1710424690.0]), "+01:00")[1] == "2024-03-14 14:58:10 UTC+01:00"
 
 
 def test_temperature_from_metadata_without_log():
