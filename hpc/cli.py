@@ -214,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             from recon.operators import operator_cache_bytes
 
             operator_cache_bytes()
-        if main_thread:  # SIGTERM (kill, scancel, timeout): finally blocks run, partial outputs go; a command
-            from hpc.commands import exit_on_sigterm  # with more to say sets its own
+        from hpc.commands import exit_on_sigterm
 
-            exit_on_sigterm("what was not complete is not kept; run the same command again")
+        # SIGTERM (kill, scancel, timeout): finally blocks run and partial outputs go; a command with more
+        # to say sets its own (in the main thread only, as exit_on_sigterm checks)
+        exit_on_sigterm("what was not complete is not kept; run the same command again")
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
         return code

@@ -634,7 +634,7 @@ class ProgressLines:
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    """A progress bar on a terminal, :class:`ProgressLines` in a log file; None of either where
+    """A progress bar on a terminal, :class:`ProgressLines` in a log file; a disabled bar where
     not ``enabled`` (``--no-progress``)."""
     from tqdm import tqdm
 

@@ -546,11 +546,16 @@ def write(scripts: JobScripts) -> None:
                        (scripts.analysis_path, scripts.analysis_script)):
         if text is None:
             path.unlink(missing_ok=True)
-            continue
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        tmp.replace(path)
+        else:
+            _write_executable(path, text)
+
+
+def _write_executable(path: Path, text: str) -> None:
+    """``text`` into ``path``, executable by its owner, whole or not at all (temporary, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- submit
@@ -597,10 +602,7 @@ def write_submit_script(scripts: JobScripts) -> Path:
     """Write the scripts (:func:`write`) and ``submit.sh`` beside them; return its path."""
     write(scripts)
     path = scripts.slurm_dir / "submit.sh"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(submit_script(scripts))
-    tmp.chmod(0o755)
-    tmp.replace(path)
+    _write_executable(path, submit_script(scripts))
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _to_stderr(message, category, filename, lineno, file=None, line=None) -> None:
@@ -46,3 +47,22 @@ def cli_in_process(*args: str) -> subprocess.CompletedProcess:
             signal.signal(s, h)
         warnings.formatwarning = formatwarning
     return subprocess.CompletedProcess(["flytomo", *args], code, out.getvalue(), err.getvalue())
+
+
+def sigterm_after_a_chunk(argv: list[str], cwd: Path, marks: Path, env: dict, polls: int = 1200
+                          ) -> tuple[int, str, list[str]]:
+    """Run ``argv`` (a flytomo command, in a process of its own) in ``cwd`` and send it SIGTERM as
+    soon as ``marks`` (a store in progress's ``.rows_done``) holds a chunk, or it ends (polled
+    every 0.05 s, ``polls`` times at most), as scancel or a time limit would; (exit code, stderr,
+    the chunks marked done)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(argv, cwd=cwd, stderr=subprocess.PIPE, text=True, env=env)
+    for _ in range(polls):
+        if (marks.is_dir() and any(marks.iterdir())) or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    return proc.returncode, err, sorted(p.name for p in marks.iterdir())

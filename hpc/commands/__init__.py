@@ -89,6 +89,23 @@ class Written:
         return f"{self.done} of {self.total} slices are written and kept; run the same command again to write the rest"
 
 
+def made_by_this_command(out: Any, input_path: str, fingerprint: Callable[[], str | None], **same: Any) -> bool:
+    """Whether the finished volume ``out`` records this command line, ``input_path`` (resolved),
+    each value of ``same`` (the code or version that made it) and the input's ``fingerprint()``
+    (read last, only where the rest agree): the same command run again after it finished, which
+    says so and exits 0 (``recon``, ``enhance``; blind probe AC: it was refused, "already exists")."""
+    from pathlib import Path
+
+    from recon.io import open_volume
+
+    try:
+        attrs = open_volume(out)[1]
+    except Exception:  # not a finished volume of flytomo's: the caller refuses it
+        return False
+    return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(Path(input_path).resolve())
+            and all(attrs.get(k) == v for k, v in same.items()) and attrs.get("input_fingerprint") == fingerprint())
+
+
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")

@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (Written, device_flag, exit_on_sigterm, use_threads, word_or_number, zoom_choice_line,
-                          zoom_flag, zoom_summary)
+from hpc.commands import (Written, device_flag, exit_on_sigterm, made_by_this_command, use_threads, word_or_number,
+                          zoom_choice_line, zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from recon.device import amp_on
@@ -354,18 +354,6 @@ def record_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def _made_by_this_command(out: Path, args: argparse.Namespace) -> bool:
-    """Whether the finished .zarr ``out`` records this command line, input (path and
-    fingerprint) and flytomo version: the same command run again after it finished."""
-    try:
-        attrs = open_volume(out)[1]
-    except Exception:  # not a finished volume of flytomo's: the caller refuses it
-        return False
-    return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(Path(args.input).resolve())
-            and attrs.get("input_fingerprint") == input_fingerprint(args.input)
-            and attrs.get("flytomo_version") == recon.__version__)
-
-
 def run(args: argparse.Namespace) -> int:
     args.device = device_flag(args.device)
     use_threads(args.threads)
@@ -377,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in OUT_SUFFIXES:
         raise FlytomoError(out, f"output must end in {', '.join(OUT_SUFFIXES)}")
     if out.exists() and not args.overwrite:
-        if zarr_out and _made_by_this_command(out, args):
+        if zarr_out and made_by_this_command(out, args.input, lambda: input_fingerprint(args.input),
+                                             flytomo_version=recon.__version__):
             print(f"{out}: already complete, made by this same command from the same input with this flytomo; "
                   "nothing to do (--overwrite makes it again)")
             return 0

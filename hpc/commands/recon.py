@@ -12,8 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (Written, device_flag, exit_on_sigterm, mpi_ranks, use_threads, word_or_number,
-                          zoom_choice_line, zoom_flag, zoom_summary)
+from hpc.commands import (Written, device_flag, exit_on_sigterm, made_by_this_command, mpi_ranks, use_threads,
+                          word_or_number, zoom_choice_line, zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -117,19 +117,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _made_by_this_command(out: Path, args: argparse.Namespace) -> bool:
-    """Whether the finished volume ``out`` records this command line, input file (path and
-    fingerprint) and reconstruction code: the same command run again after it finished (blind
-    probe AC: refused with "already exists", where the same command resumes a stopped run)."""
-    try:
-        attrs = open_volume(out)[1]
-    except Exception:  # not a finished volume of flytomo's: the caller refuses it
-        return False
-    src = Path(args.input)
-    return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(src.resolve())
-            and attrs.get("input_fingerprint") == file_fingerprint(src) and attrs.get("recon_code") == recon_code())
-
-
 def _recon(args: argparse.Namespace, written: Written) -> int:
     started = time.perf_counter()  # "wrote ... in": the whole command, axis and projector included
     use_threads(args.threads)
@@ -141,7 +128,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
         raise FlytomoError(out, "recon writes an OME-Zarr store (a folder), not a "
                                 f"{out.suffix} file: give --out a name ending in .zarr")
     if out.exists() and not args.overwrite:
-        if _made_by_this_command(out, args):
+        if made_by_this_command(out, args.input, lambda: file_fingerprint(Path(args.input)), recon_code=recon_code()):
             print(f"{out}: already complete, made by this same command from the same file with this flytomo; "
                   "nothing to do (--overwrite makes it again)")
             return 0

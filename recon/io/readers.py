@@ -113,8 +113,7 @@ def recorded_start(ref: str | os.PathLike) -> dict:
     from recon.io.metadata import lookup, scan_time_fields
 
     path, entry = split_scan_ref(ref)
-    names = {fxi.FORMAT: fxi.START_TIME_NAMES, dxchange.FORMAT: dxchange.START_TIME_NAMES,
-             nxtomo.FORMAT: nxtomo.START_TIME_NAMES}
+    names = {m.FORMAT: m.START_TIME_NAMES for m in (fxi, dxchange, nxtomo)}
     try:
         with open_h5(path) as f:
             name = _format(f)[0]

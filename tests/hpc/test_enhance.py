@@ -16,7 +16,7 @@ from recon.io import open_volume
 from recon.metrics import psnr
 from recon.weights import ModelDomainWarning, load_model, seed_checkpoint_path
 
-from tests.cli import cli_in_process
+from tests.cli import cli_in_process, sigterm_after_a_chunk
 
 
 @pytest.fixture(scope="module")
@@ -580,8 +580,6 @@ def test_an_enhance_stopped_by_sigterm_resumes_bit_for_bit(tmp_path, monkeypatch
     the same command once more says the volume is complete (exit 0); other settings begin again.
     A .npy output (an array only) gets its record beside it as OUT.npy.json."""
     import os
-    import signal
-    import time
     from pathlib import Path
 
     rng = np.random.default_rng(1)
@@ -592,17 +590,10 @@ def test_an_enhance_stopped_by_sigterm_resumes_bit_for_bit(tmp_path, monkeypatch
     cmd = [sys.executable, "-m", "hpc.cli", "enhance", "fbp.npy", "--input-kind", "fbp", "--batch", "2",
            "--zoom", "1", "--threads", "1", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen([*cmd, "--out", "e.zarr"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
     marks = tmp_path / ".e.zarr.partial" / ".rows_done"
-    for _ in range(2400):
-        if (marks.is_dir() and any(marks.iterdir())) or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=120)[1]
-    kept = sorted(p.name for p in marks.iterdir())
+    code, err, kept = sigterm_after_a_chunk([*cmd, "--out", "e.zarr"], tmp_path, marks, env, polls=2400)
     said = re.search(r"stopped by SIGTERM: (\d+) of 20 slices are written and kept; run the same command again", err)
-    assert proc.returncode == 143 and said and int(said[1]) == 2 * len(kept), err
+    assert code == 143 and said and int(said[1]) == 2 * len(kept), err
     assert 1 <= len(kept) < 10 and kept[0] == "0-2", kept
     r = subprocess.run([*cmd, "--out", "e.zarr"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0 and f"resuming: {2 * len(kept)} of 20 slices were written by an earlier run" in r.stderr, \

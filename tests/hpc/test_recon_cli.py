@@ -12,7 +12,7 @@ import pytest
 
 from hpc.cli import main
 
-from tests.cli import cli_in_process
+from tests.cli import cli_in_process, sigterm_after_a_chunk
 from recon.io import open_volume
 from recon.metrics import psnr
 
@@ -609,25 +609,16 @@ def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is
     without a stop, bit for bit; other settings begin again. The store in progress is refused by
     analyze and enhance (they took 6 written slices of 16 as a volume)."""
     import os
-    import signal
-    import time
 
     out, ref = tmp_path / "v.zarr", tmp_path / "ref.zarr"
     cmd = [sys.executable, "-m", "hpc.cli", "recon", str(scan), "--method", "mlem-flyscan", "--iterations", "300",
            "--rows", "0:24", "--chunk-rows", "4", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen([*cmd, "--out", str(out)], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
     partial = tmp_path / ".v.zarr.partial"
     marks = partial / ".rows_done"
-    for _ in range(1200):
-        if (marks.is_dir() and any(marks.iterdir())) or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=120)[1]
-    kept = sorted(p.name for p in marks.iterdir())
+    code, err, kept = sigterm_after_a_chunk([*cmd, "--out", str(out)], tmp_path, marks, env)
     said = re.search(r"stopped by SIGTERM: (\d+) of 24 slices are written and kept; run the same command again", err)
-    assert proc.returncode == 143 and said and int(said[1]) == 4 * len(kept), err
+    assert code == 143 and said and int(said[1]) == 4 * len(kept), err
     assert 1 <= len(kept) < 6 and kept[0] == "0-4", kept
     for what in (["analyze", str(partial), "--out", str(tmp_path / "an")],
                  ["enhance", str(partial), "--out", str(tmp_path / "e.npy"), "--input-kind", "fbp"]):
