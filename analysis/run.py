@@ -413,7 +413,7 @@ def _write_plots(info, table, results: list[dict], show: set[int], log, folder: 
                  timezone: str | None = None) -> dict[str, Path]:
     """The time and temperature plots and the montage of the ``show`` time points, into ``folder``;
     the time axis's origin said on ``timezone``'s clock (None: UTC)."""
-    name = info.path.name
+    name = info.experiment_name
     method = f" ({info.method})" if info.method else ""
     temperatures = log is not None or np.isfinite(table["temperature_C"].to_numpy(float)).any()
     figs = {"time": plot_crack_vs_time(table, folder / PLOTS["time"], log=log, timezone=timezone,

@@ -81,6 +81,19 @@ class StoreInfo:
     def method(self) -> str | None:
         return self.attrs.get("method")
 
+    @property
+    def experiment_name(self) -> str:
+        """What the plots' titles call this store: the folder of the experiment config that made
+        it (``flytomo init``'s DIR: every store ``run`` writes is ``experiment.zarr``), the folder
+        ``analyze --out`` copied volumes made elsewhere into, else the store's own name."""
+        cfg = self.attrs.get("config")
+        made_by = cfg.get("config_file") if isinstance(cfg, dict) else None
+        if isinstance(made_by, str) and Path(made_by).parent.name:
+            return Path(made_by).parent.name
+        if self.attrs.get("method") == "imported" and self.path.absolute().parent.name:
+            return self.path.absolute().parent.name
+        return self.path.name
+
     def time_point(self, t: int) -> TimePoint:
         """The (z, y, x) volume of time point ``t`` (lazy: reads slabs on indexing)."""
         if not 0 <= t < self.n_times:

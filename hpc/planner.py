@@ -416,11 +416,13 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
                       photons=photons, reverse_rotation=reverse_rotation, timezone=timezone)
             for i, f in enumerate(files)]
     results = map_fn(survey_scan, jobs) if map_fn is not None and len(jobs) > 1 else [survey_scan(j) for j in jobs]
-    plans = []
+    plans = [plan for plan, _ in results]
+    _short_scans(plans)
     for plan, caught in results:
+        if plan.waiting:  # a scan still being written: what its first frames say is no hint (probe AE: a 90° wedge)
+            continue
         for category, message in caught:
             warnings.warn(message, category, stacklevel=2)
-        plans.append(plan)
     if pad_columns == "auto":
         _pad_alike(plans)
     _ids_of_unread_scans(plans)
@@ -429,7 +431,6 @@ def survey_scans(files: Sequence[Path], *, blur_angle_deg: float | None = None,
     _fill_durations(plans, warn=log is not None, given=scan_duration_s)
     _warn_out_of_time_order(plans)
     _warn_name_order(plans)
-    _short_scans(plans)
     if log is not None:
         lt, lT = log[0], log[1]
         for p in plans:

@@ -304,3 +304,15 @@ def test_blurred_scans_get_one_warning_and_their_edge_sigma(tmp_path):
         warnings.filterwarnings("error", message=".*edges are blurred")
         out = analyze_store(path, plots=False)
     assert np.all(out.table["edge_sigma_px"] < 0.6), out.table["edge_sigma_px"]
+
+
+def test_the_plots_are_titled_with_the_experiments_folder(tmp_path):
+    """Every store `run` writes is experiment.zarr: titles name the experiment's folder instead
+    (session 46's note), volumes made elsewhere the folder analyze copied them into."""
+    from analysis.store import StoreInfo
+
+    made = {"config": {"config_file": str(tmp_path / "heating-3" / "experiment.yaml")}}
+    assert StoreInfo(tmp_path / "heating-3/recon/experiment.zarr", (2, 4, 4, 4), [], made).experiment_name == "heating-3"
+    imported = {"method": "imported", "config": {}}
+    assert StoreInfo(tmp_path / "mine/volumes.zarr", (2, 4, 4, 4), [], imported).experiment_name == "mine"
+    assert StoreInfo(tmp_path / "scan_7.zarr", (4, 4, 4), [], {"method": "fbp"}).experiment_name == "scan_7.zarr"

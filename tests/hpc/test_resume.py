@@ -523,6 +523,8 @@ def test_a_scan_still_being_written_waits_for_a_later_run(reference, sim, tmp_pa
     assert f"{UNITS - UNITS // SCANS} done now, 0 already done, 0 failed" in r.stdout, r.stdout
     assert "waiting    1 scan(s) still being written, left to the next run" in r.stdout, r.stdout
     assert "  scan_0003.h5: holds 30 projections" in r.stdout, r.stdout
+    # probe AE: its first 30 frames' 112° leave a wedge unseen, which said nothing of the finished scan
+    assert "scan_0003.h5" not in r.stderr and "wedge" not in r.stderr, r.stderr
     assert "rerun to take the scans still being written" in r.stdout, r.stdout
     assert not Manifest(store).failed()
     attrs = json.loads((store / ".zattrs").read_text())["flytomo"]
