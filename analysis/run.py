@@ -169,11 +169,8 @@ def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
     where it sits relative to ``store`` as it sat relative to the store when made (the experiment
     folder moved or copied); else None, with a warning naming the log that is gone."""
     cfg = store_config(attrs, store)
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("temperature_log"), str):
+    if (log := _config_log(cfg)) is None:
         return None
-    log = Path(cfg["temperature_log"]).expanduser()
-    if not log.is_absolute() and isinstance(cfg.get("config_file"), str):
-        log = Path(cfg["config_file"]).parent / log
     if log.is_file():
         return log
     made = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
@@ -186,6 +183,29 @@ def log_from_store(attrs: dict, store: str | Path | None = None) -> Path | None:
                   "give it with --temperature (or --temperature none to analyse without one)", UserWarning,
                   stacklevel=2)
     return None
+
+
+def _config_log(cfg: dict | None) -> Path | None:
+    """The temperature log an experiment config names (relative to its file's folder), or None."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("temperature_log"), str):
+        return None
+    log = Path(cfg["temperature_log"]).expanduser()
+    if not log.is_absolute() and isinstance(cfg.get("config_file"), str):
+        log = Path(cfg["config_file"]).parent / log
+    return log
+
+
+def _config_log_start(cfg: dict | None, log: str | Path | None) -> str | float | None:
+    """The config's ``temperature_log_start`` where ``log`` is the log that config names (another
+    log given to ``analyze`` keeps its own clock), else None."""
+    start = cfg.get("temperature_log_start") if isinstance(cfg, dict) else None
+    named = _config_log(cfg)
+    if start is None or log is None or named is None:
+        return None
+    try:
+        return start if os.path.samefile(named, log) else None
+    except OSError:
+        return None
 
 
 #: the files an analysis writes into its folder
@@ -218,7 +238,8 @@ def _record(info: StoreInfo, temperature_csv: str | Path | None, params: Segment
 
 
 def analysis_inputs(info: StoreInfo, temperature_csv: str | Path | None, params: SegmentationParams,
-                    extrapolate: bool, timezone: str | None, montage_frames: int) -> dict:
+                    extrapolate: bool, timezone: str | None, montage_frames: int,
+                    log_start: str | float | None = None) -> dict:
     """What an analysis is made from, as one JSON-able dict: a digest of the store's scans
     and settings (status, times, files' fingerprints, method, when it was begun), the log file's
     path, size and modification time, the segmentation and options, and a digest of this
@@ -239,7 +260,7 @@ def analysis_inputs(info: StoreInfo, temperature_csv: str | Path | None, params:
         code.update(f.name.encode() + f.read_bytes())
     return {"store": hashlib.sha256(json.dumps(store, sort_keys=True, default=str).encode()).hexdigest()[:16],
             "log": log, "segmentation": params.model_dump(mode="json"), "extrapolate": bool(extrapolate),
-            "timezone": timezone, "montage_frames": montage_frames, "flytomo_version": recon.__version__,
+            "timezone": timezone, "log_start": log_start, "montage_frames": montage_frames, "flytomo_version": recon.__version__,
             "analysis_code": code.hexdigest()[:12]}
 
 
@@ -449,7 +470,7 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
                   out_dir: str | Path | None = None, params: SegmentationParams | dict | None = None,
                   executor: Any = None, map_fn: Callable | None = None, extrapolate: bool | None = None,
                   montage_frames: int = 8, plots: bool = True, timezone: str | None = None,
-                  if_changed: bool = False) -> AnalysisOutputs:
+                  if_changed: bool = False, log_start: str | float | None = None) -> AnalysisOutputs:
     """Analyse every time point of an experiment store and write the results.
 
     Parameters
@@ -471,6 +492,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         crack fraction in place of the nearest inner one where they miss it.
     timezone : the clock of the log's date-times written without a zone
         (:func:`recon.io.metadata.parse_zone`); None: the store config's ``timezone``, else UTC.
+    log_start : where the log counts seconds from its own start, the date-time it reads 0 at
+        (:func:`analysis.table.read_temperature_log`'s ``start``); None: the store config's
+        ``temperature_log_start`` where ``temperature_csv`` is the log that config names.
     if_changed : keep the analysis in ``out_dir`` where it was made from the same inputs (the
         store's scans and settings, the log's file, the segmentation, the code:
         :func:`analysis_inputs`), as `flytomo run` does when it polls a finished experiment.
@@ -487,7 +511,9 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         extrapolate = bool(ana.get("extrapolate", False)) if isinstance(ana, dict) else False
     if timezone is None and isinstance(cfg, dict) and isinstance(cfg.get("timezone"), str):
         timezone = cfg["timezone"]
-    log = read_temperature_log(temperature_csv, timezone) if temperature_csv is not None else None
+    if log_start is None:
+        log_start = _config_log_start(cfg, temperature_csv)
+    log = read_temperature_log(temperature_csv, timezone, log_start) if temperature_csv is not None else None
     if log is not None and (line := clock_zone_warning(
             bool(log.attrs.get("naive_times")), [Path(str(s.get("file", s.get("scan_id", "")))).name
                                                  for s in info.scans if s.get("start_time_naive")],
@@ -500,7 +526,8 @@ def analyze_store(store_path: str | Path, temperature_csv: str | Path | None = N
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FlytomoError(out_dir, f"cannot create the output folder ({err.strerror})") from None
-    inputs = analysis_inputs(info, temperature_csv, p, extrapolate, timezone, montage_frames if plots else 0)
+    inputs = analysis_inputs(info, temperature_csv, p, extrapolate, timezone, montage_frames if plots else 0,
+                             log_start)
     # one analysis at a time per folder: two shared .analysis.partial and left a table beside
     # another analysis's record and plots, or an empty folder (blind probe AF)
     from hpc.manifest import RunLock

@@ -138,7 +138,10 @@ def outside_log_text(scan: str, a: float, b: float, log_a: float, log_b: float) 
     if clocks_differ(a, log_b):
         which = "Unix times (dates)" if is_unix_time(a) else "an experiment clock"
         text += (f": the scans record {which}, the log's time_s does not — write time_s on the scans' "
-                 "clock (Unix seconds, or seconds from the same zero)")
+                 "clock (Unix seconds, or seconds from the same zero)"
+                 + (", or, for a log that counts from its own start, give the date-time it reads 0 at "
+                    "(temperature_log_start: in the experiment config, flytomo analyze --log-start)"
+                    if is_unix_time(a) else ""))
     return text
 
 
@@ -414,12 +417,17 @@ def _join_date_and_time(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 KELVIN_HINT_MIN = 250.0
 
 
-def read_temperature_log(path: str | Path, timezone: str | None = None) -> pd.DataFrame:
+def read_temperature_log(path: str | Path, timezone: str | None = None,
+                         start: str | float | None = None) -> pd.DataFrame:
     """Read a temperature log → DataFrame (time_s, temperature_C) float64, sorted by time,
     duplicate times averaged, ``attrs["naive_times"]`` True where its date-times carry no zone
     and no ``timezone`` (:func:`recon.io.metadata.parse_zone`) gave their clock: read as UTC
     (:func:`clock_zone_warning` says where that matters). Bad files raise
     :class:`FlytomoError` naming the file.
+
+    ``start``: where the log counts seconds from its own start (a controller's ``Elapsed
+    (s)``), the date-time its clock reads 0 at (ISO text, naive on ``timezone``'s clock, or
+    Unix seconds): its times are moved onto the scans' clock. A log of dates is refused with it.
 
     The file is delimited text (comma, semicolon or tab; ``#`` starts a comment). Its time
     column is ``time_s`` or another usual name (``time``, ``elapsed``, ``t``, ``timestamp``,
@@ -503,8 +511,26 @@ def read_temperature_log(path: str | Path, timezone: str | None = None) -> pd.Da
     if len(df) < 2:
         raise FlytomoError(path, "the temperature log needs at least two readings")
     df = df.reset_index(drop=True)
+    if start is not None:
+        zero, naive = log_start_s(start, path, zone)
+        if is_unix_time(float(df["time_s"].iloc[-1])):
+            raise FlytomoError(path, f"log_start {start} is given, but the log's {tcol} column holds dates or Unix "
+                                     "times already: log_start is for a log that counts seconds from its own start")
+        df["time_s"] += zero
     df.attrs["naive_times"] = naive
     return df
+
+
+def log_start_s(start: str | float, path: Path, zone: Any = None) -> tuple[float, bool]:
+    """A log's start (:func:`read_temperature_log`'s ``start``) → (Unix seconds, whether it was
+    a date-time without a zone read as UTC); anything else raises :class:`FlytomoError` naming
+    ``path``, the log it was given for."""
+    text = str(start).strip()
+    seconds, naive = _times_s(pd.Series([start if isinstance(start, (int, float)) else text]), "", path, zone)
+    if not (math.isfinite(seconds[0]) and is_unix_time(float(seconds[0]))):
+        raise FlytomoError(path, f"log_start {text!r} is not a date-time (2024-03-14 09:58:10, with its zone: "
+                                 "+01:00) or Unix seconds")
+    return float(seconds[0]), naive
 
 
 def _zone(timezone: str | None, path: Path) -> Any:

@@ -11,6 +11,7 @@ Example (what ``flytomo init`` writes)::
 
     scans: raw/scan_*.h5              # a glob or a list of files
     temperature_log: raw/temperature.csv   # CSV with columns time_s, temperature_C
+    temperature_log_start: null       # a log counting seconds from its own start: the date-time it reads 0 at
     scan_list: null                   # CSV: file, time_s (or a date-time), duration_s: times the files lack
     scan_duration_s: null             # seconds per scan, over what the files say (null: theirs, else start spacing)
     timezone: null                    # the clock of date-times written without a zone (scans, log): null = UTC,
@@ -230,6 +231,10 @@ class AnalysisConfig(ConfigModel):
 class ExperimentConfig(ConfigModel):
     scans: str | list[str]
     temperature_log: str | None = None
+    temperature_log_start: str | float | None = Field(
+        None, description="for a log whose clock counts seconds from its own start (Elapsed (s)): the date-time "
+                          "it reads 0 at (2024-03-14 09:58:10, on timezone's clock where it has no zone) or Unix "
+                          "seconds; null: the log's times are the scans' clock")
     scan_list: str | None = Field(None, description="a CSV of each scan file's start time (and duration, or "
                                   "temperature) where the files record none, over what they record "
                                   "(analysis.table.read_scan_list)")
@@ -242,6 +247,17 @@ class ExperimentConfig(ConfigModel):
     output: str = "recon/experiment.zarr"
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("temperature_log_start", mode="before")
+    @classmethod
+    def _log_start(cls, v: Any) -> Any:
+        from datetime import date, datetime
+
+        if isinstance(v, datetime):  # YAML reads an unquoted date-time as one
+            return v.isoformat()
+        if isinstance(v, date):
+            raise ValueError(f"{v} is a date without a time of day: give the date-time the log reads 0 at")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -780,7 +796,7 @@ def check_temperature_log(cfg: ExperimentConfig, base: Path) -> list[Problem]:
         return [Problem("temperature_log", "not given: temperatures come from the scan files only", warning=True)]
     p = resolve_path(base, cfg.temperature_log)
     try:
-        read_temperature_log(p, cfg.timezone)
+        read_temperature_log(p, cfg.timezone, cfg.temperature_log_start)
     except FlytomoError as err:
         return [Problem("temperature_log", f"{err.where}: {err.problem}" if err.where else err.problem)]
     return []
@@ -794,7 +810,7 @@ def check_log_covers_scans(cfg: ExperimentConfig, base: Path) -> list[Problem]:
 
     p = resolve_path(base, cfg.temperature_log)
     files, _ = resolve_scans(cfg.scans, base)
-    log = read_temperature_log(p, cfg.timezone)
+    log = read_temperature_log(p, cfg.timezone, cfg.temperature_log_start)
     listed = read_scan_list(resolve_path(base, cfg.scan_list), cfg.timezone) if cfg.scan_list else None
     plans = survey_scans(files, log=log, scan_duration_s=cfg.scan_duration_s, center="middle",
                          pad_columns=0, timezone=cfg.timezone, listed=listed)  # times only
@@ -859,12 +875,14 @@ class TemperatureLog(NamedTuple):
     naive: bool = False
 
 
-def read_temperature_log(path: Path, timezone: str | None = None) -> TemperatureLog:
-    """The log at ``path`` (naive date-times on the clock of ``timezone``); a bad log raises
-    :class:`FlytomoError`. The one reader is :func:`analysis.table.read_temperature_log`."""
+def read_temperature_log(path: Path, timezone: str | None = None,
+                         start: str | float | None = None) -> TemperatureLog:
+    """The log at ``path`` (naive date-times on the clock of ``timezone``; a clock from its own
+    0 moved to ``start``); a bad log raises :class:`FlytomoError`. The one reader is
+    :func:`analysis.table.read_temperature_log`."""
     from analysis.table import read_temperature_log as _read
 
-    df = _read(path, timezone)
+    df = _read(path, timezone, start)
     return TemperatureLog(df["time_s"].to_numpy(float), df["temperature_C"].to_numpy(float),
                           bool(df.attrs.get("naive_times")))
 

@@ -693,7 +693,7 @@ def run_experiment(exp: Experiment, executor: Executor | None = None, *, restart
         if not files:
             raise FlytomoError(exp.path, f"scans: no file matches {cfg.scans!r}")
         again = redo_indices(files, redo, exp.path)
-        temp_log = read_temperature_log(exp.temperature_log, cfg.timezone) if exp.temperature_log else None
+        temp_log = read_temperature_log(exp.temperature_log, cfg.timezone, cfg.temperature_log_start) if exp.temperature_log else None
         listed = read_scan_list(exp.scan_list, cfg.timezone) if exp.scan_list else None
         method, options = cfg.reconstruction.method, exp.method_options()
         resolved = _resolved_options(method, options)

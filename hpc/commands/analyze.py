@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if logged:  # a bad log said before the volumes are copied, not after (blind probe AD)
             from analysis.table import read_temperature_log
 
-            read_temperature_log(args.temperature, zone)
+            read_temperature_log(args.temperature, zone, args.log_start)
         args.out = args.out or str(files[0].parent / "volumes_analysis")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         store = Path(args.out) / "volumes.zarr"
@@ -91,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
             out = analyze_store(args.store, args.temperature, args.out, params=params, executor=pool,
-                                extrapolate=args.extrapolate or None, timezone=zone)
+                                extrapolate=args.extrapolate or None, timezone=zone, log_start=args.log_start)
     else:
         out = analyze_store(args.store, args.temperature, args.out, params=params,
-                            extrapolate=args.extrapolate or None, timezone=zone)
+                            extrapolate=args.extrapolate or None, timezone=zone, log_start=args.log_start)
     t = out.table
     n_ok = int((t["status"] == "ok").sum())
     print(f"analysed {len(t)} scan(s) of {args.store}: {n_ok} ok"
@@ -140,6 +140,10 @@ def register(subparsers) -> None:
                         "mid-scan), so a temperature log can be joined (-T) or the listed temperatures used")
     p.add_argument("--timezone", default=None, metavar="ZONE",
                    help=TIMEZONE_HELP + "; a store's experiment config may name it (timezone:)")
+    p.add_argument("--log-start", default=None, metavar="DATETIME",
+                   help="for a log that counts seconds from its own start (Elapsed (s)): the date-time it reads 0 "
+                        "at ('2024-03-14 09:58:10', on --timezone's clock where it has no zone, or Unix seconds); "
+                        "default: the experiment config's temperature_log_start where -T is its log")
     p.add_argument("--extrapolate", action="store_true",
                    help="accept scans outside the temperature log (hold its first/last reading); "
                         "default: the store config's analysis.extrapolate")

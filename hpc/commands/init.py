@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         cfg["scan_list"] = _relative(args.scan_list, out)
     if zone is not None:
         cfg["timezone"] = zone
+    if args.log_start is not None:
+        cfg["temperature_log_start"] = args.log_start
     cfg["executor"]["kind"] = args.executor
     dump_config(cfg, path, header=(
         "# flytomo experiment config (flytomo init). Paths are relative to this file's folder.\n"
@@ -96,6 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--scan-duration", type=float, default=None, metavar="S",
                    help="seconds per scan, over what the files record (default: theirs, else start spacing)")
     p.add_argument("--timezone", default=None, metavar="ZONE", help=TIMEZONE_HELP)
+    p.add_argument("--log-start", default=None, metavar="DATETIME",
+                   help="for a log that counts seconds from its own start (Elapsed (s)): the date-time it reads 0 "
+                        "at ('2024-03-14 09:58:10', on --timezone's clock where it has no zone, or Unix seconds)")
     p.add_argument("--rows-per-chunk", "--chunk-rows", type=int, default=16, metavar="N",
                    help="detector rows per work unit (the store's chunk height)")
     p.add_argument("--executor", default="local", choices=("local", "dask", "mpi"),

@@ -32,7 +32,8 @@ def analyze(exp: Any, executor: Any = None) -> Any:
     return analyze_store(exp.store_path, exp.temperature_log, exp.analysis_out,
                          params=a.segmentation or None,
                          map_fn=None if executor is None else executor.map, extrapolate=a.extrapolate,
-                         timezone=exp.config.timezone, if_changed=True)
+                         timezone=exp.config.timezone, if_changed=True,
+                         log_start=exp.config.temperature_log_start)
 
 
 def analysis_available() -> bool:

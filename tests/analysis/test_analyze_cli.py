@@ -483,3 +483,38 @@ def test_an_all_nan_volume_file_is_no_data_not_unreconstructed(tmp_path):
     assert main(["analyze", str(tmp_path / "v"), "--out", str(tmp_path / "an")]) == 0
     t = pd.read_csv(tmp_path / "an" / "crack_table.csv")
     assert t["status"].tolist() == ["ok", "no data (every voxel NaN or infinite)"], t["status"].tolist()
+
+
+def test_the_configs_log_start_goes_with_its_log_and_another_log_takes_log_start(tmp_path, capsys):
+    """A store whose scans record dates, its config's log counting from its own 0 with
+    ``temperature_log_start``: `analyze STORE` reads that log on the scans' clock; another log
+    given with -T keeps its own clock unless --log-start gives it one."""
+    import shutil
+
+    import zarr
+
+    from .synth import heating_series
+
+    folder = tmp_path / "exp"
+    (folder / "raw").mkdir(parents=True)
+    log = write_log(folder / "raw" / "T.csv")
+    store, _, _ = heating_series(folder / "s.zarr", (0.0, 0.5, 1.0, 1.0), size=48)
+    zero = 1_710_410_290.0
+    g = zarr.open_group(str(store), mode="r+")
+    attrs = dict(g.attrs["flytomo"])
+    attrs["scans"] = [{**s, **{k: s[k] + zero for k in ("start_time_s", "mid_time_s") if s.get(k) is not None}}
+                      for s in attrs["scans"]]
+    attrs["config"] = {"temperature_log": "raw/T.csv", "temperature_log_start": zero,
+                       "config_file": str(folder / "experiment.yaml")}
+    g.attrs["flytomo"] = attrs
+    assert main(["analyze", str(store), "--out", str(tmp_path / "a")]) == 0
+    a = pd.read_csv(tmp_path / "a" / "crack_table.csv")
+    assert a["heating_rate_C_per_min"].round(1).tolist()[:2] == [150.0, 150.0]
+    other = shutil.copy(log, tmp_path / "copy.csv")
+    assert main(["analyze", str(store), "-T", str(other), "--out", str(tmp_path / "b")]) == 2
+    assert "--log-start" in _err_line(capsys)
+    assert main(["analyze", str(store), "-T", str(other), "--log-start", "2024-03-14T09:58:10Z",
+                 "--out", str(tmp_path / "b")]) == 0
+    pd.testing.assert_frame_equal(a[["temperature_C", "heating_rate_C_per_min"]],
+                                  pd.read_csv(tmp_path / "b" / "crack_table.csv")[["temperature_C",
+                                                                                    "heating_rate_C_per_min"]])

@@ -84,8 +84,29 @@ def test_a_log_on_another_clock_is_named_as_such(tmp_path):
     msg = str(err.value)
     assert "2023-11-14 22:13:20..22:13:30 UTC" in msg and "0..600 s" in msg
     assert "the scans record Unix times (dates), the log's time_s does not" in msg
+    assert "temperature_log_start: in the experiment config, flytomo analyze --log-start" in msg
     same = outside_log_text("s1", 700.0, 710.0, 0.0, 600.0)
     assert same == "scan s1 runs 700..710 s, outside the temperature log (0..600 s)"
+
+
+def test_a_log_counting_from_its_own_start_is_given_that_start(tmp_path):
+    """Session 46's note: a controller's log in seconds from its own 0 could not meet scans that
+    record dates but by rewriting its column. ``start`` puts its 0 on the scans' clock."""
+    path = write_log(tmp_path / "log.csv", t_end=600.0)  # 25 -> 525 °C over 200 s, then held
+    scans = _scans(2, start=1_700_000_030.0)  # 30 s and 90 s into the log: mid-scan 35 s, 95 s
+    for start in (1_700_000_000.0, "2023-11-14 22:13:20", "2023-11-14T23:13:20+01:00"):
+        log = read_temperature_log(path, start=start)
+        df = scan_temperatures(scans, log, path)
+        assert df["temperature_C"].tolist() == pytest.approx([25.0 + 35 * 2.5, 25.0 + 95 * 2.5])
+        assert log.attrs["naive_times"] == (start == "2023-11-14 22:13:20")
+    # a naive start on the experiment's clock
+    assert read_temperature_log(path, "+01:00", "2023-11-14 23:13:20")["time_s"].iloc[0] == 1_700_000_000.0
+    with pytest.raises(FlytomoError, match=r"log\.csv: log_start 'soon' is not a date-time"):
+        read_temperature_log(path, start="soon")
+    dated = write_log(tmp_path / "dated.csv", t0=1_700_000_000.0, t_end=1_700_000_600.0)
+    with pytest.raises(FlytomoError, match=r"dated\.csv: log_start 1700000000 is given, but the log's time_s column "
+                                           "holds dates or Unix times already"):
+        read_temperature_log(dated, start=1_700_000_000)
 
 
 def test_clock_origin():

@@ -536,3 +536,34 @@ def test_raw_scans_without_times_take_them_from_a_scan_list(tmp_path, sim, monke
     scans = read_attrs(tmp_path / "exp" / cfg["output"])["scans"]
     assert [s["temperature_C"] for s in scans] == pytest.approx([30 + 100 * i for i in range(len(sim.scans))])
     assert [s["duration_s"] for s in scans] == [20.0] * len(sim.scans)
+
+
+def test_a_log_counting_from_its_own_start_takes_temperature_log_start(tmp_path, sim, capsys):
+    """Session 46's note: a log in seconds from its own 0 beside scans that record dates was
+    refused, with no way to say when the log began. ``temperature_log_start`` (or ``init
+    --log-start``) gives the date-time its 0 is; YAML's unquoted date-time is read too."""
+    import shutil
+
+    import h5py
+
+    raw = tmp_path / "raw"
+    shutil.copytree(sim.folder / "raw", raw)
+    zero = 1_710_410_290.0  # 2024-03-14 09:58:10 UTC
+    for scan in sorted(raw.glob("scan_*.h5")):
+        with h5py.File(scan, "r+") as f:
+            f["scan_time"][()] = f["scan_time"][()] + zero
+    cfg = write_config(tmp_path, sim, scans=str(raw / "scan_*.h5"), temperature_log=str(raw / "temperature.csv"))
+    cfg.write_text(cfg.read_text().replace("analysis:\n  enabled: false", "analysis:\n  enabled: true"))
+    assert main(["check", str(cfg)]) == 2
+    assert "temperature_log_start: in the experiment config" in capsys.readouterr().err
+    text = "".join(line for line in cfg.read_text().splitlines(True) if not line.startswith("temperature_log_start:"))
+    for start in ("2024-03-14 09:58:10", "'2024-03-14T10:58:10+01:00'", str(zero)):
+        cfg.write_text(text + f"temperature_log_start: {start}\n")
+        exp = load_experiment(cfg)
+        assert isinstance(exp.config.temperature_log_start, (str, float)), start
+        assert main(["check", str(cfg)]) == 0, capsys.readouterr().out
+        capsys.readouterr()
+    assert main(["init", str(raw / "scan_*.h5"), "-T", str(raw / "temperature.csv"), "--out", str(tmp_path / "i"),
+                 "--log-start", "2024-03-14 09:58:10", "--timezone", "UTC"]) == 0, capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "i" / "experiment.yaml").read_text())["temperature_log_start"] == \
+        "2024-03-14 09:58:10"
