@@ -296,6 +296,8 @@ class ExperimentInfo:
     folders: tuple[Path, ...] = ()
     #: the config's executor.threads_per_worker
     threads: int = 1
+    #: the config's executor.device
+    device: str = "cpu"
 
 
 def bind_folders(paths: list[Path]) -> tuple[Path, ...]:
@@ -348,7 +350,8 @@ def read_experiment(config: Path, opts: SlurmOptions, *, open_files: bool = True
         if parts:
             folders.append(Path(parts[1]).parent)
     return ExperimentInfo(store=store, analyze_args=args, analysis_enabled=bool(exp.config.analysis.enabled),
-                          folders=bind_folders(folders), threads=int(exp.config.executor.threads_per_worker or 1))
+                          folders=bind_folders(folders), threads=int(exp.config.executor.threads_per_worker or 1),
+                          device=exp.config.executor.device)
 
 
 def _sbatch_lines(opts: SlurmOptions, *, time: str | None, gpus: bool,
@@ -459,6 +462,14 @@ def render(config: str | Path, opts: SlurmOptions, *, check_files: bool = True) 
     for note in option_notes(opts):
         warnings.warn(note, UserWarning, stacklevel=2)
     info = read_experiment(config, opts, open_files=check_files)
+    if info.device == "cuda" and not opts.gpus_per_node and opts.executor == "mpi":
+        # blind probe AH: a job that asks for no GPU, its container without --nv, for a config that needs one
+        no_gpu = ("the config's executor.device is cuda, but without --gpus-per-node the job asks for no GPU"
+                  + (" and the container runs without --nv, so its units would find none" if opts.container else ""))
+        if opts.container is not None:
+            raise FlytomoError(config, f"{no_gpu}: give --gpus-per-node G, or set device: cpu (nothing submitted)")
+        warnings.warn(f"{config}: {no_gpu} (fine where the partition gives its GPUs without asking)",
+                      UserWarning, stacklevel=2)
     if opts.executor == "mpi" and opts.cpus_per_task is None and info.threads > 1:
         # each rank runs threads_per_worker torch threads: ask Slurm for that many CPUs per rank
         # (its default, one, would put them all on one core)

@@ -613,7 +613,8 @@ def _resized(path: Path, n: int, keep: int) -> np.ndarray:
 
 
 def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | None = None,
-                   *, progress: bool = False, desc: str = "pairs", workers: int = 1) -> PairSet:
+                   *, progress: bool = False, desc: str = "pairs", workers: int = 1,
+                   deadline: float | None = None) -> PairSet | int:
     """Generate pairs 0..n−1 from ``source`` → :class:`PairSet`.
 
     With ``folder``, the pairs are cached there (``inputs.npy``, ``truths.npy``,
@@ -624,7 +625,8 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
     stopped; the folder gets its final name only when complete. Memory use stays that of a
     few pairs, whatever ``n`` (of a few groups with ``workers`` > 1: processes that simulate
     the groups of a grouped source in parallel, one torch thread each; the pairs are the
-    same up to the float rounding of the thread count).
+    same up to the float rounding of the thread count). Past ``deadline`` (``time.perf_counter()``
+    seconds; only with ``folder``) it keeps the pairs made and returns how many there are.
     """
     from numpy.lib.format import open_memmap
     from tqdm import tqdm
@@ -719,6 +721,10 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         bar.update(1)
         if (i + 1) % 16 == 0 or i + 1 == n:  # progress survives a kill
             save_progress(i + 1)
+        if deadline is not None and i + 1 < n and time.perf_counter() >= deadline:  # a batch job's slot ends
+            save_progress(i + 1)
+            bar.close()
+            return i + 1
     bar.close()
     del xs, ys
     (partial / "meta.json").write_text(json.dumps({"key": key_json, "n": n, "params": params},
@@ -796,6 +802,7 @@ class TrainResult(BaseModel):
     weights: Path | None = None
     validation: dict[str, Any] = {}
     wall_time_s: float = 0.0
+    note: str = ""  # what a stop kept besides the checkpoint (pairs made before the time limit)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -1075,12 +1082,16 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
 
     # data
     data_dir = Path(cfg.data_dir) if cfg.data_dir else run_dir / "data"
-    train_set = build_pair_set(train_src, cfg.data.n_train, data_dir / "train",
-                               _data_key(cfg, "train"), progress=progress, desc="training pairs",
-                               workers=cfg.workers)
-    val_set = build_pair_set(val_src, cfg.data.n_validation, data_dir / "validation",
-                             _data_key(cfg, "validation"), progress=progress,
-                             desc="validation pairs", workers=cfg.workers)
+    sets = []
+    for src, n, part in ((train_src, cfg.data.n_train, "train"), (val_src, cfg.data.n_validation, "validation")):
+        made = build_pair_set(src, n, data_dir / part, _data_key(cfg, part), progress=progress,
+                              desc=f"{part.replace('train', 'training')} pairs", workers=cfg.workers,
+                              deadline=deadline)
+        if isinstance(made, int):  # the time limit came while the pairs were simulated (blind probe AH)
+            return TrainResult(status="stopped", step=int(ckpt["step"]) if ckpt is not None else 0,
+                               run_dir=run_dir, note=f"{made} of {n} {part} pairs made, kept in {data_dir / part}")
+        sets.append(made)
+    train_set, val_set = sets
     if min(train_set.inputs.shape[-2:]) < cfg.data.patch:
         raise FlytomoError("data.patch", f"patch {cfg.data.patch} larger than the pairs "
                            f"{train_set.inputs.shape[-2:]}")

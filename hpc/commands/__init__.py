@@ -106,6 +106,22 @@ def made_by_this_command(out: Any, input_path: str, fingerprint: Callable[[], st
             and all(attrs.get(k) == v for k, v in same.items()) and attrs.get("input_fingerprint") == fingerprint())
 
 
+def already_there(out: Any) -> str:
+    """Why ``out`` is refused where it exists and is not this command's finished volume (probe
+    AH: "already exists" for a volume finished with other settings did not say so): the command
+    that made it, where it records one."""
+    from recon.io import open_volume
+
+    try:
+        made = open_volume(out)[1].get("command")
+    except Exception:  # not a finished volume of flytomo's
+        made = None
+    if isinstance(made, str) and made:
+        return (f"holds a finished volume made by another command or from another input ({made}); a finished "
+                "volume is not begun again with other settings: pass --overwrite to replace it, or give another --out")
+    return "already exists; pass --overwrite to replace it"
+
+
 def first_line(doc: str | None) -> str:
     """A module docstring's first line as ``--help`` shows it: without reST's double backquotes."""
     return (doc or "").strip().splitlines()[0].replace("``", "")

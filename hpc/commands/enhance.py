@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (Written, device_flag, exit_on_sigterm, made_by_this_command, use_threads, word_or_number,
-                          zoom_choice_line, zoom_flag, zoom_summary)
+from hpc.commands import (Written, already_there, device_flag, exit_on_sigterm, made_by_this_command, use_threads,
+                          word_or_number, zoom_choice_line, zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from recon.device import amp_on
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{out}: already complete, made by this same command from the same input with this flytomo; "
                   "nothing to do (--overwrite makes it again)")
             return 0
-        raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+        raise FlytomoError(out, already_there(out))
     try:
         return _run(args, out, written)
     except KeyboardInterrupt:  # Ctrl-C: a .zarr keeps the slabs written, in its store in progress

@@ -12,8 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 import recon
-from hpc.commands import (Written, device_flag, exit_on_sigterm, made_by_this_command, mpi_ranks, use_threads,
-                          word_or_number, zoom_choice_line, zoom_flag, zoom_summary)
+from hpc.commands import (Written, already_there, device_flag, exit_on_sigterm, made_by_this_command, mpi_ranks,
+                          use_threads, word_or_number, zoom_choice_line, zoom_flag, zoom_summary)
 from hpc.manifest import RunLock
 from hpc.planner import file_fingerprint
 from hpc.store import recon_code
@@ -132,7 +132,7 @@ def _recon(args: argparse.Namespace, written: Written) -> int:
             print(f"{out}: already complete, made by this same command from the same file with this flytomo; "
                   "nothing to do (--overwrite makes it again)")
             return 0
-        raise FlytomoError(out, "already exists; pass --overwrite to replace it")
+        raise FlytomoError(out, already_there(out))
     make_parent(out)
     check_target(out, args.overwrite, folder=True, inputs=[split_scan_ref(args.input)[0]])
     if args.chunk_rows < 1:

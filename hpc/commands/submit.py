@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     g.add_argument("--ntasks-per-node", type=int, default=None, metavar="T",
                    help="MPI ranks per node (default: one per GPU, else 1)")
     g.add_argument("--cpus-per-task", type=int, default=None, metavar="C",
-                   help="CPUs per rank (default: Slurm's)")
+                   help="CPUs per rank, and each rank's torch threads (default: the config's threads_per_worker "
+                        "where above 1, else Slurm's)")
     g.add_argument("--mem", default=None, metavar="SIZE",
                    help="memory per node of both jobs, e.g. 64G (default: the partition's; 0: all)")
     g.add_argument("--partition", "-p", default=None, metavar="P", help="Slurm partition (default: the site's)")

@@ -20,8 +20,9 @@ def _run(args: argparse.Namespace) -> int:
             raise FlytomoError(args.config, f"key '{err.where}': {err.problem}") from None
         raise
     if result.status == "stopped":
-        print(f"flytomo train: stopped at step {result.step}; checkpoint in {run_dir}; "
-              "run the same command again to resume")
+        print(f"flytomo train: stopped at step {result.step}"
+              + (f" ({result.note})" if result.note else f"; checkpoint in {run_dir}")
+              + "; run the same command again to resume")
         return 3
     v = result.validation
     print(f"flytomo train: {result.step} steps in {result.wall_time_s:.0f} s; validation PSNR "

@@ -634,7 +634,11 @@ def test_a_recon_stopped_by_sigterm_resumes_bit_for_bit_and_its_partial_store_is
     r = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0 and "v.zarr: already complete, made by this same command" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([*cmd, "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert r.returncode == 2 and "already exists; pass --overwrite to replace it" in r.stderr, r.stderr  # another command
+    # another command (probe AH: "already exists" did not say that a finished volume is not begun again)
+    assert r.returncode == 2 and "v.zarr: holds a finished volume made by another command or from another input (" \
+        in r.stderr and "); a finished volume is not begun again with other settings: pass --overwrite" in r.stderr, \
+        r.stderr
+    assert r.stderr.count("\n") == 1
     assert main([*cmd[3:], "--out", str(ref), "--quiet"]) == 0
     np.testing.assert_array_equal(open_volume(out)[0][:], open_volume(ref)[0][:])
     # a store in progress begun with other settings is begun again

@@ -125,6 +125,31 @@ def test_pair_cache_resumes_a_killed_generation(tmp_path):
     assert len(calls) == 40  # another key: regenerated, and said (a shared data_dir was replaced silently)
 
 
+def test_a_time_limit_while_pairs_are_simulated_keeps_them_and_stops(tmp_path):
+    """Blind probe AH: `flytomo train --time-limit 30` still simulated pairs at 120 s (the limit
+    was looked at between training steps only), so a batch job overran its slot. The pair
+    simulation stops at the limit too, keeping every pair made; the next call goes on."""
+    import time
+
+    from recon.train import build_pair_set
+
+    src = SyntheticPairs(16, seed=2)
+    calls = []
+
+    def slow(i):
+        calls.append(i)
+        time.sleep(0.05)
+        return src(i)
+
+    made = build_pair_set(slow, 40, tmp_path / "train", {"k": 1}, deadline=time.perf_counter() + 0.5)
+    assert isinstance(made, int) and 3 <= made < 40 and len(calls) == made
+    assert not (tmp_path / "train").exists()  # nothing claims to be complete
+    calls.clear()
+    pairs = build_pair_set(slow, 40, tmp_path / "train", {"k": 1})
+    assert calls == list(range(made, 40))  # every pair made before the limit kept
+    np.testing.assert_array_equal(pairs.inputs[made - 1], src(made - 1)[0])
+
+
 def test_pair_cache_grows_and_shrinks_without_simulating_again(tmp_path):
     """The count is not part of the cache key: more pairs keep those made and simulate the
     rest (also when the growth is killed), fewer read the first ones; the training key's pair
@@ -565,10 +590,14 @@ def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
 
 
 def test_time_limit_stops_with_a_checkpoint(tmp_path):
-    result = train(_cfg(steps=5, validate_every=100), tmp_path / "run", progress=False,
-                   time_limit_s=0)
-    assert result.status == "stopped" and result.step == 1
-    assert train(_cfg(steps=5, validate_every=100), tmp_path / "run", progress=False).step == 5
+    cfg = _cfg(steps=5, validate_every=100)
+    result = train(cfg, tmp_path / "run", progress=False, time_limit_s=0)  # while the pairs are made
+    assert result.status == "stopped" and result.step == 0
+    assert result.note.startswith(f"1 of {cfg.data.n_train} train pairs made, kept in ")
+    assert train(cfg, tmp_path / "run", progress=False, stop_at_step=1).step == 1
+    result = train(cfg, tmp_path / "run", progress=False, time_limit_s=0)  # while it trains
+    assert result.status == "stopped" and result.step == 2 and result.note == ""
+    assert train(cfg, tmp_path / "run", progress=False).step == 5
 
 
 def test_shipped_models_are_reproducible_from_their_configs():

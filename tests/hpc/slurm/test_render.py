@@ -407,3 +407,24 @@ def test_the_job_requeues_itself_near_its_time_limit_unless_the_limit_is_short(d
     never = hs.render(demo_copy, hs.SlurmOptions(time="02:00:00", max_requeues=0))
     assert "--signal" not in never.recon_script
     assert "--max-requeues: must be an integer >= 0" in "; ".join(hs.check_options(hs.SlurmOptions(max_requeues=-1)))
+
+
+def test_a_cuda_config_without_gpus_asked_for_is_refused_in_a_container_and_warned_about_without(demo_copy,
+                                                                                                  tmp_path):
+    """Blind probe AH: `device: cuda` submitted with a container and no --gpus-per-node made a job
+    that asks for no GPU and runs apptainer without --nv, said only as "fine if the units run on
+    GPU nodes"; its units would find no GPU. Refused now; without a container, a warning (a
+    partition may give its GPUs unasked)."""
+    import yaml
+
+    raw = yaml.safe_load(demo_copy.read_text())
+    raw.setdefault("executor", {})["device"] = "cuda"
+    demo_copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+    image = tmp_path / "flytomo.sif"
+    image.write_bytes(b"")
+    with pytest.raises(FlytomoError, match=r"executor.device is cuda, but without --gpus-per-node the job asks for "
+                                           r"no GPU and the container runs without --nv"):
+        hs.render(demo_copy, hs.SlurmOptions(container=image))
+    with pytest.warns(UserWarning, match=r"asks for no GPU \(fine where the partition gives its GPUs"):
+        hs.render(demo_copy, hs.SlurmOptions())
+    assert "--nv" in hs.render(demo_copy, hs.SlurmOptions(container=image, gpus_per_node=1)).recon_script
