@@ -362,6 +362,18 @@ def _warn_if_segmentation_changes(out_dir: Path, p: SegmentationParams) -> None:
                       stacklevel=2)
 
 
+def _warn_about_rings(store: Path, table: pd.DataFrame) -> None:
+    """One warning where dark rings around the axis (ring artifacts) were found and left out of
+    the cracks (``ring_fraction``, :func:`analysis.segment._is_ring`)."""
+    ok = table[(table["status"] == "ok") & (table["ring_fraction"] > 0)]
+    if len(ok):
+        warnings.warn(
+            f"{store}: {len(ok)} of {int((table['status'] == 'ok').sum())} scans hold dark rings around the axis "
+            f"(up to {100 * ok['ring_fraction'].max():.2f} % of the particle; column ring_fraction), ring artifacts "
+            "left out of the cracks; reconstruct with remove_stripes (flytomo recon --remove-stripes all) to "
+            "take them out of the volumes", stacklevel=2)
+
+
 def _warn_if_blurred(store: Path, table: pd.DataFrame) -> None:
     """One warning where the particle's surface is blurred (median ``edge_sigma_px`` of the
     scans analysed at or above :data:`~analysis.segment.BLURRED_EDGE_SIGMA_PX`): thin cracks
@@ -565,6 +577,7 @@ def _analyze_into(out_dir: Path, info: StoreInfo, p: SegmentationParams, times: 
     table = build_table(times, results)
     _warn_if_noisy(info.path, table, p.defect_sigma)
     _warn_if_blurred(info.path, table)
+    _warn_about_rings(info.path, table)
     _warn_about_particles(info.path, table, info.volume_shape[0])
     _warn_about_cracks_read_as_pores(info.path, table)
     _warn_if_segmentation_changes(out_dir, p)

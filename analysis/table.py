@@ -54,7 +54,7 @@ COLUMNS = [
     "scan_index", "scan_id", "file", "start_time_s", "start_time_utc", "mid_time_s", "elapsed_min", "temperature_C",
     "temperature_min_C", "temperature_max_C",
     "heating_rate_C_per_min", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
-    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
+    "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px", "ring_fraction",
     "other_particles", "status", "temperature_from",
 ]
 
@@ -852,7 +852,7 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
         res["scan_index"] = res["t"]
     keep = ["scan_index", "particle_volume_vox", "crack_volume_vox", "pore_volume_vox",
             "crack_fraction", "pore_fraction", "n_cracks", "n_pores", "speck_fraction", "edge_sigma_px",
-            "other_particles", "status"]
+            "ring_fraction", "other_particles", "status"]
     for k in keep:
         if k not in res.columns:
             res[k] = np.nan
@@ -863,7 +863,7 @@ def build_table(times: pd.DataFrame, results: list[dict]) -> pd.DataFrame:
     for k in ("particle_volume_vox", "crack_volume_vox", "pore_volume_vox", "n_cracks", "n_pores",
               "other_particles"):
         df[k] = df[k].astype(float).where(measured).astype("Int64")
-    for k in ("crack_fraction", "pore_fraction", "speck_fraction", "edge_sigma_px"):
+    for k in ("crack_fraction", "pore_fraction", "speck_fraction", "edge_sigma_px", "ring_fraction"):
         df[k] = df[k].astype(float).where(measured)
     # the time plot's axis: mid-scan minutes from the first scan's start (Unix times, shown in start_time_utc)
     # or from the experiment clock's 0 (blind probe AG: start_time_s in Unix seconds read as elapsed)

@@ -316,3 +316,16 @@ def test_the_plots_are_titled_with_the_experiments_folder(tmp_path):
     imported = {"method": "imported", "config": {}}
     assert StoreInfo(tmp_path / "mine/volumes.zarr", (2, 4, 4, 4), [], imported).experiment_name == "mine"
     assert StoreInfo(tmp_path / "scan_7.zarr", (4, 4, 4), [], {"method": "fbp"}).experiment_name == "scan_7.zarr"
+
+
+def test_ring_artifacts_left_out_of_the_cracks_get_one_warning(tmp_path):
+    from .test_segment import _ring
+
+    v, _ = cracked_particle(48, crack_scale=0.0, noise=0.003)
+    scans = [{"index": i, "scan_id": i, "start_time_s": 60.0 * i, "duration_s": 8.0} for i in range(2)]
+    store = write_store(tmp_path / "r.zarr", np.stack([v, _ring(v, 10, 0.9)]), scans)
+    with pytest.warns(UserWarning, match=r"1 of 2 scans hold dark rings around the axis \(up to [0-9.]+ % of the "
+                                         r"particle; column ring_fraction\)"):
+        out = analyze_store(store, out_dir=tmp_path / "o", plots=False)
+    assert out.table["ring_fraction"].iloc[0] == 0 and out.table["ring_fraction"].iloc[1] > 0.02
+    assert out.table["crack_fraction"].tolist() == [0.0, 0.0]
