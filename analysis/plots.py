@@ -226,8 +226,8 @@ def plot_montage(frames: Sequence[dict], path: str | Path, title: str | None = N
     handles = [Line2D([], [], color=c, lw=1.5) for c in (ENVELOPE_COLOR, CRACK_COLOR, PORE_COLOR)]
     top = 1.0 - 0.6 / height
     fig.subplots_adjust(wspace=0.05, hspace=0.25, top=top, bottom=0.02, left=0.01, right=0.99)
-    fig.legend(handles, ["particle envelope", "cracks (voxels below the defect threshold; the % counts "
-                         "their partly dark rims too)", "pores"], loc="lower center", ncol=3,
+    fig.legend(handles, ["particle envelope", "cracks (voxels below the defect threshold, and thin grey ones; "
+                         "the % counts their partly dark rims too)", "pores"], loc="lower center", ncol=3,
                fontsize=9, frameon=False, bbox_to_anchor=(0.5, top))
     fig.suptitle(title or "Central slice through time", y=1.0 - 0.05 / height, va="top", fontsize=11)
     return _save(fig, path)
