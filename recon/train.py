@@ -719,10 +719,10 @@ def build_pair_set(source: PairSource, n: int, folder: Path | None, key: dict | 
         xs[i], ys[i] = out[0], out[1]
         params.append(out[2] if len(out) > 2 else {})
         bar.update(1)
-        if (i + 1) % 16 == 0 or i + 1 == n:  # progress survives a kill
+        past = deadline is not None and i + 1 < n and time.perf_counter() >= deadline  # a batch job's slot ends
+        if (i + 1) % 16 == 0 or i + 1 == n or past:  # progress survives a kill
             save_progress(i + 1)
-        if deadline is not None and i + 1 < n and time.perf_counter() >= deadline:  # a batch job's slot ends
-            save_progress(i + 1)
+        if past:
             bar.close()
             return i + 1
     bar.close()
@@ -1083,10 +1083,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, sources, progress, fresh, stop_at
     # data
     data_dir = Path(cfg.data_dir) if cfg.data_dir else run_dir / "data"
     sets = []
-    for src, n, part in ((train_src, cfg.data.n_train, "train"), (val_src, cfg.data.n_validation, "validation")):
-        made = build_pair_set(src, n, data_dir / part, _data_key(cfg, part), progress=progress,
-                              desc=f"{part.replace('train', 'training')} pairs", workers=cfg.workers,
-                              deadline=deadline)
+    for src, n, part, desc in ((train_src, cfg.data.n_train, "train", "training pairs"),
+                               (val_src, cfg.data.n_validation, "validation", "validation pairs")):
+        made = build_pair_set(src, n, data_dir / part, _data_key(cfg, part), progress=progress, desc=desc,
+                              workers=cfg.workers, deadline=deadline)
         if isinstance(made, int):  # the time limit came while the pairs were simulated (blind probe AH)
             return TrainResult(status="stopped", step=int(ckpt["step"]) if ckpt is not None else 0,
                                run_dir=run_dir, note=f"{made} of {n} {part} pairs made, kept in {data_dir / part}")

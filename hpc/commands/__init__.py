@@ -89,6 +89,16 @@ class Written:
         return f"{self.done} of {self.total} slices are written and kept; run the same command again to write the rest"
 
 
+def _finished_volume_attrs(out: Any) -> dict | None:
+    """The attributes of the finished flytomo volume ``out``, or None where it is none."""
+    from recon.io import open_volume
+
+    try:
+        return open_volume(out)[1]
+    except Exception:  # not a finished volume of flytomo's: the caller refuses it
+        return None
+
+
 def made_by_this_command(out: Any, input_path: str, fingerprint: Callable[[], str | None], **same: Any) -> bool:
     """Whether the finished volume ``out`` records this command line, ``input_path`` (resolved),
     each value of ``same`` (the code or version that made it) and the input's ``fingerprint()``
@@ -96,11 +106,7 @@ def made_by_this_command(out: Any, input_path: str, fingerprint: Callable[[], st
     says so and exits 0 (``recon``, ``enhance``; blind probe AC: it was refused, "already exists")."""
     from pathlib import Path
 
-    from recon.io import open_volume
-
-    try:
-        attrs = open_volume(out)[1]
-    except Exception:  # not a finished volume of flytomo's: the caller refuses it
+    if (attrs := _finished_volume_attrs(out)) is None:
         return False
     return (attrs.get("command") == " ".join(sys.argv) and attrs.get("input") == str(Path(input_path).resolve())
             and all(attrs.get(k) == v for k, v in same.items()) and attrs.get("input_fingerprint") == fingerprint())
@@ -110,12 +116,7 @@ def already_there(out: Any) -> str:
     """Why ``out`` is refused where it exists and is not this command's finished volume (probe
     AH: "already exists" for a volume finished with other settings did not say so): the command
     that made it, where it records one."""
-    from recon.io import open_volume
-
-    try:
-        made = open_volume(out)[1].get("command")
-    except Exception:  # not a finished volume of flytomo's
-        made = None
+    made = (_finished_volume_attrs(out) or {}).get("command")
     if isinstance(made, str) and made:
         return (f"holds a finished volume made by another command or from another input ({made}); a finished "
                 "volume is not begun again with other settings: pass --overwrite to replace it, or give another --out")
